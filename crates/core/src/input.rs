@@ -1,0 +1,258 @@
+//! Validation of what a user asks for when creating or changing a key.
+//!
+//! Every field is checked and every problem reported at once, so a client can fix
+//! its request in one round trip. A value that passed is of a type that cannot be
+//! invalid ([`KeyName`], [`Description`], [`ValidNewKey`]).
+
+use std::fmt;
+
+use crate::permissions::{Catalogue, PermissionSet};
+use crate::time::Timestamp;
+
+pub const MAX_NAME_CHARS: usize = 100;
+pub const MAX_DESCRIPTION_CHARS: usize = 1000;
+
+/// One field's problem, phrased for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// All the problems found in one request.
+#[derive(Debug, Clone, PartialEq, Eq, Default, thiserror::Error)]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl ValidationErrors {
+    pub fn single(field: &'static str, message: impl Into<String>) -> Self {
+        Self(vec![FieldError {
+            field,
+            message: message.into(),
+        }])
+    }
+
+    fn push(&mut self, field: &'static str, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field,
+            message: message.into(),
+        });
+    }
+
+    fn into_result<T>(self, value: impl FnOnce() -> T) -> Result<T, Self> {
+        if self.0.is_empty() {
+            Ok(value())
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {}", e.field, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// A key's name: 1–100 characters after trimming, no control characters.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct KeyName(String);
+
+impl KeyName {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let name = raw.trim();
+        let chars = name.chars().count();
+        if chars == 0 {
+            return Err("must not be empty".into());
+        }
+        if chars > MAX_NAME_CHARS {
+            return Err(format!("must be at most {MAX_NAME_CHARS} characters"));
+        }
+        if name.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// A key's description: at most 1000 characters; line breaks and tabs allowed, other
+/// control characters not. Blank descriptions are stored as none.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Description(String);
+
+impl Description {
+    pub fn parse(raw: &str) -> Result<Option<Self>, String> {
+        let text = raw.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        if text.chars().count() > MAX_DESCRIPTION_CHARS {
+            return Err(format!(
+                "must be at most {MAX_DESCRIPTION_CHARS} characters"
+            ));
+        }
+        if text
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err(
+                "must not contain control characters other than line breaks and tabs".into(),
+            );
+        }
+        Ok(Some(Self(text.to_owned())))
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// A request to create a key, as received (names not yet checked).
+#[derive(Clone, Debug, Default)]
+pub struct NewKeyRequest {
+    pub name: String,
+    pub description: Option<String>,
+    pub permissions: Vec<String>,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// A create request that passed validation.
+#[derive(Clone, Debug)]
+pub struct ValidNewKey {
+    pub name: KeyName,
+    pub description: Option<Description>,
+    pub permissions: PermissionSet,
+    pub expires_at: Option<Timestamp>,
+}
+
+impl NewKeyRequest {
+    pub fn validate(
+        &self,
+        catalogue: &Catalogue,
+        now: Timestamp,
+    ) -> Result<ValidNewKey, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        let name = KeyName::parse(&self.name)
+            .map_err(|m| errors.push("name", m))
+            .ok();
+        let description = match self.description.as_deref().map(Description::parse) {
+            None => None,
+            Some(Ok(d)) => d,
+            Some(Err(m)) => {
+                errors.push("description", m);
+                None
+            }
+        };
+        let permissions = validate_permissions(catalogue, &self.permissions)
+            .map_err(|m| errors.push("permissions", m))
+            .unwrap_or_default();
+        if self.expires_at.is_some_and(|at| at <= now) {
+            errors.push("expires_at", "must be in the future");
+        }
+        errors.into_result(|| ValidNewKey {
+            name: name.expect("no error means a name"),
+            description,
+            permissions,
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+/// Checks a replacement permission list (`PUT …/permissions`).
+pub fn validate_permissions<S: AsRef<str>>(
+    catalogue: &Catalogue,
+    names: &[S],
+) -> Result<PermissionSet, String> {
+    catalogue.set_of(names).map_err(|unknown| {
+        format!(
+            "unknown permission(s): {}; allowed: {}",
+            unknown.0.join(", "),
+            catalogue.names().collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Timestamp {
+        Timestamp::from_millis(1_800_000_000_000).unwrap()
+    }
+
+    fn request(name: &str) -> NewKeyRequest {
+        NewKeyRequest {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(KeyName::parse("  ci  ").unwrap().as_str(), "ci");
+        assert!(KeyName::parse("   ").is_err());
+        assert!(
+            KeyName::parse(&"é".repeat(100)).is_ok(),
+            "characters, not bytes"
+        );
+        assert!(KeyName::parse(&"x".repeat(101)).is_err());
+        assert!(KeyName::parse("a\u{0}b").is_err());
+        assert!(KeyName::parse("a\u{1b}[31mb").is_err());
+    }
+
+    #[test]
+    fn descriptions_allow_line_breaks_but_not_other_controls() {
+        assert_eq!(Description::parse("  ").unwrap(), None);
+        assert!(
+            Description::parse("line one\nline two\ttab")
+                .unwrap()
+                .is_some()
+        );
+        assert!(Description::parse("bell\u{7}").is_err());
+        assert!(Description::parse(&"d".repeat(1000)).is_ok());
+        assert!(Description::parse(&"d".repeat(1001)).is_err());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let req = NewKeyRequest {
+            name: "".into(),
+            description: Some("\u{7}".into()),
+            permissions: vec!["NOPE".into()],
+            expires_at: Some(now()),
+        };
+        let errors = req.validate(&Catalogue::default(), now()).unwrap_err();
+        let fields: Vec<_> = errors.0.iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["name", "description", "permissions", "expires_at"]);
+    }
+
+    #[test]
+    fn an_empty_permission_list_makes_an_identity_only_key() {
+        let valid = request("id-only")
+            .validate(&Catalogue::default(), now())
+            .unwrap();
+        assert!(valid.permissions.is_empty());
+    }
+
+    #[test]
+    fn expiry_must_be_in_the_future() {
+        let mut req = request("k");
+        req.expires_at = Some(now().plus_millis(1));
+        assert!(req.validate(&Catalogue::default(), now()).is_ok());
+        req.expires_at = Some(now());
+        assert!(req.validate(&Catalogue::default(), now()).is_err());
+    }
+}

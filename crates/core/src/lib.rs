@@ -1,0 +1,22 @@
+//! keyward's pure core: everything about API keys that can be decided without I/O.
+//!
+//! - [`key`]: the key format (generation, parsing with typed errors, checksum).
+//! - [`hash`]: peppered HMAC-SHA256 of a parsed key, the only form that is stored.
+//! - [`model`]: the API key as the service knows it (ids, status, timestamps).
+//! - [`permissions`]: the permission catalogue and permission sets.
+//! - [`input`]: validation of what a user asks for (name, description, expiry).
+//! - [`lifecycle`]: which status changes are allowed, and what they change.
+//! - [`verify`]: the verification decision for a stored key at a given time.
+//!
+//! Nothing here reads a clock, a file or a socket: callers pass `now` in, which keeps
+//! every rule testable and deterministic.
+#![forbid(unsafe_code)]
+
+pub mod hash;
+pub mod input;
+pub mod key;
+pub mod lifecycle;
+pub mod model;
+pub mod permissions;
+pub mod time;
+pub mod verify;

@@ -1,0 +1,185 @@
+//! Which changes a key's status allows, and what each change writes.
+//!
+//! ```text
+//!   ACTIVE ──suspend──▶ SUSPENDED ──reactivate──▶ ACTIVE
+//!     │                    │
+//!     └──────revoke────────┴──────▶ REVOKED   (terminal)
+//! ```
+//!
+//! Repeating a change that is already in effect (suspending a suspended key,
+//! revoking a revoked one, setting the same permissions) succeeds and writes nothing,
+//! so clients can retry safely; a revoked key keeps its first `revoked_at`.
+//! Stores call [`apply`] inside the transaction that reads the row, so the rule is
+//! decided on the row as it is, not as it was when the request arrived.
+
+use crate::model::KeyStatus;
+use crate::time::Timestamp;
+
+/// A change a user (or admin) asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mutation {
+    Suspend,
+    Reactivate,
+    Revoke,
+    /// Replace the permissions with these names (already validated, catalogue order).
+    SetPermissions(Vec<String>),
+}
+
+impl Mutation {
+    /// A short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Suspend => "suspend",
+            Self::Reactivate => "reactivate",
+            Self::Revoke => "revoke",
+            Self::SetPermissions(_) => "set_permissions",
+        }
+    }
+}
+
+/// The part of a key that mutations change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyState {
+    pub status: KeyStatus,
+    pub revoked_at: Option<Timestamp>,
+    pub permissions: Vec<String>,
+}
+
+/// What applying a mutation does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Already in effect: nothing to write, nothing to invalidate.
+    Unchanged,
+    /// Write this state.
+    Changed(KeyState),
+}
+
+/// A mutation the key's status forbids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("the key is revoked; a revoked key cannot be changed")]
+    Revoked,
+    #[error("only a suspended key can be reactivated")]
+    NotSuspended,
+}
+
+/// Decides the effect of `mutation` on a key in `state`.
+pub fn apply(
+    state: &KeyState,
+    mutation: &Mutation,
+    now: Timestamp,
+) -> Result<Outcome, LifecycleError> {
+    use KeyStatus::*;
+    let with_status = |status, revoked_at| {
+        Outcome::Changed(KeyState {
+            status,
+            revoked_at,
+            permissions: state.permissions.clone(),
+        })
+    };
+    match (state.status, mutation) {
+        (Revoked, Mutation::Revoke) => Ok(Outcome::Unchanged),
+        (Revoked, _) => Err(LifecycleError::Revoked),
+        (_, Mutation::Revoke) => Ok(with_status(Revoked, Some(now))),
+        (Suspended, Mutation::Suspend) => Ok(Outcome::Unchanged),
+        (Active, Mutation::Suspend) => Ok(with_status(Suspended, None)),
+        (Suspended, Mutation::Reactivate) => Ok(with_status(Active, None)),
+        (Active, Mutation::Reactivate) => Err(LifecycleError::NotSuspended),
+        (_, Mutation::SetPermissions(names)) if *names == state.permissions => {
+            Ok(Outcome::Unchanged)
+        }
+        (_, Mutation::SetPermissions(names)) => Ok(Outcome::Changed(KeyState {
+            status: state.status,
+            revoked_at: state.revoked_at,
+            permissions: names.clone(),
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64) -> Timestamp {
+        Timestamp::from_millis(ms).unwrap()
+    }
+
+    fn state(status: KeyStatus) -> KeyState {
+        KeyState {
+            status,
+            revoked_at: (status == KeyStatus::Revoked).then(|| at(1)),
+            permissions: vec!["READ_GRAPH".into()],
+        }
+    }
+
+    fn status_after(from: KeyStatus, m: Mutation) -> Result<Option<KeyStatus>, LifecycleError> {
+        apply(&state(from), &m, at(2)).map(|o| match o {
+            Outcome::Unchanged => None,
+            Outcome::Changed(s) => Some(s.status),
+        })
+    }
+
+    #[test]
+    fn suspend_and_reactivate_are_reversible() {
+        use KeyStatus::*;
+        assert_eq!(status_after(Active, Mutation::Suspend), Ok(Some(Suspended)));
+        assert_eq!(
+            status_after(Suspended, Mutation::Reactivate),
+            Ok(Some(Active))
+        );
+    }
+
+    #[test]
+    fn repeating_a_change_in_effect_writes_nothing() {
+        use KeyStatus::*;
+        assert_eq!(status_after(Suspended, Mutation::Suspend), Ok(None));
+        assert_eq!(status_after(Revoked, Mutation::Revoke), Ok(None));
+        let same = Mutation::SetPermissions(vec!["READ_GRAPH".into()]);
+        assert_eq!(status_after(Active, same), Ok(None));
+    }
+
+    #[test]
+    fn revoked_is_terminal() {
+        use KeyStatus::*;
+        for m in [
+            Mutation::Suspend,
+            Mutation::Reactivate,
+            Mutation::SetPermissions(vec![]),
+        ] {
+            assert_eq!(status_after(Revoked, m), Err(LifecycleError::Revoked));
+        }
+    }
+
+    #[test]
+    fn reactivating_an_active_key_is_refused() {
+        assert_eq!(
+            status_after(KeyStatus::Active, Mutation::Reactivate),
+            Err(LifecycleError::NotSuspended)
+        );
+    }
+
+    #[test]
+    fn revoking_records_the_time_once() {
+        let first = apply(&state(KeyStatus::Suspended), &Mutation::Revoke, at(5)).unwrap();
+        assert_eq!(
+            first,
+            Outcome::Changed(KeyState {
+                status: KeyStatus::Revoked,
+                revoked_at: Some(at(5)),
+                permissions: vec!["READ_GRAPH".into()],
+            })
+        );
+    }
+
+    #[test]
+    fn permissions_can_change_while_suspended_and_keep_the_status() {
+        let m = Mutation::SetPermissions(vec![]);
+        match apply(&state(KeyStatus::Suspended), &m, at(2)).unwrap() {
+            Outcome::Changed(s) => {
+                assert_eq!(s.status, KeyStatus::Suspended);
+                assert!(s.permissions.is_empty());
+            }
+            Outcome::Unchanged => panic!("a different set must be written"),
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The API key as the service knows it. Field names follow the JSON contract.
+
+use std::fmt;
+use std::str::FromStr;
+
+use uuid::Uuid;
+
+use crate::time::Timestamp;
+
+/// A key's id: a UUID v7, so ids sort by creation time.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyId(Uuid);
+
+impl KeyId {
+    /// A new v7 id for a key created at `now`.
+    pub fn new(now: Timestamp) -> Self {
+        let millis = u64::try_from(now.as_millis()).unwrap_or(0);
+        let mut random = [0u8; 10];
+        getrandom::fill(&mut random).expect("the OS random source failed");
+        Self(uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid())
+    }
+
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
+    pub fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(Uuid::from_bytes(bytes))
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+}
+
+impl FromStr for KeyId {
+    type Err = InvalidKeyId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::try_parse(s).map(Self).map_err(|_| InvalidKeyId)
+    }
+}
+
+/// Text that is not a UUID.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid key id (expected a UUID)")]
+pub struct InvalidKeyId;
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// The owner of keys: the identity provider's subject (`sub`), opaque to keyward.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UserId(String);
+
+/// The longest user id accepted.
+pub const MAX_USER_ID_LEN: usize = 255;
+
+/// A user id that is empty, too long or contains control characters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("user id must be 1-{MAX_USER_ID_LEN} bytes without control characters")]
+pub struct InvalidUserId;
+
+impl UserId {
+    pub fn parse(id: &str) -> Result<Self, InvalidUserId> {
+        if id.is_empty() || id.len() > MAX_USER_ID_LEN || id.chars().any(char::is_control) {
+            return Err(InvalidUserId);
+        }
+        Ok(Self(id.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserId({:?})", self.0)
+    }
+}
+
+/// The stored status. `EXPIRED` is not a status: it is derived from `expires_at`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum KeyStatus {
+    Active,
+    Suspended,
+    Revoked,
+}
+
+impl KeyStatus {
+    pub const ALL: [KeyStatus; 3] = [Self::Active, Self::Suspended, Self::Revoked];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Suspended => "SUSPENDED",
+            Self::Revoked => "REVOKED",
+        }
+    }
+}
+
+impl fmt::Display for KeyStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored status string that is not one of the three.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown key status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for KeyStatus {
+    type Err = UnknownStatus;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_owned()))
+    }
+}
+
+/// An API key's public record: everything but the secret (and its hash).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ApiKey {
+    pub id: KeyId,
+    pub user_id: UserId,
+    pub name: String,
+    pub description: Option<String>,
+    /// First characters of the key, for display only; not unique.
+    pub prefix: String,
+    /// Last characters of the key, for display only; not unique.
+    pub postfix: String,
+    pub status: KeyStatus,
+    /// Permission names, de-duplicated, in catalogue order at the time they were set.
+    pub permissions: Vec<String>,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    pub expires_at: Option<Timestamp>,
+}
+
+impl ApiKey {
+    /// True once `expires_at` has been reached.
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_ids_are_v7_and_sort_by_creation_time() {
+        let early = KeyId::new(Timestamp::from_millis(1_700_000_000_000).unwrap());
+        let late = KeyId::new(Timestamp::from_millis(1_700_000_000_001).unwrap());
+        assert_eq!(early.as_uuid().get_version_num(), 7);
+        assert!(early < late);
+        assert_eq!(early.to_string().parse::<KeyId>().unwrap(), early);
+        assert!("not-a-uuid".parse::<KeyId>().is_err());
+    }
+
+    #[test]
+    fn user_ids_refuse_empty_long_and_control_characters() {
+        assert!(UserId::parse("user-1").is_ok());
+        assert!(UserId::parse("").is_err());
+        assert!(UserId::parse(&"x".repeat(256)).is_err());
+        assert!(UserId::parse("a\nb").is_err());
+    }
+
+    #[test]
+    fn statuses_round_trip_through_their_names() {
+        for status in KeyStatus::ALL {
+            assert_eq!(status.as_str().parse::<KeyStatus>().unwrap(), status);
+        }
+        assert!("EXPIRED".parse::<KeyStatus>().is_err());
+    }
+}

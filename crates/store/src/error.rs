@@ -1,0 +1,61 @@
+//! Storage errors: what callers can act on, with the database's cause kept for logs.
+
+use keyward_core::lifecycle::LifecycleError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such key (or not one of the owner's).
+    #[error("key not found")]
+    NotFound,
+    /// The owner already has the maximum number of keys that are not revoked.
+    #[error("the user already has {limit} keys that are not revoked")]
+    LimitReached { limit: u32 },
+    /// The key's status forbids the change.
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    /// A key with the same hash or id exists (with 256-bit keys: a bug, not luck).
+    #[error("a key with the same hash or id already exists")]
+    Duplicate,
+    /// The database cannot be opened as configured.
+    #[error("cannot open the database: {0}")]
+    Open(String),
+    /// The database cannot be reached or did not answer in time.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// A stored value does not decode (a bug or manual edits).
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    /// Migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(err),
+            sqlx::Error::Database(db) if db.is_unique_violation() => Self::Duplicate,
+            // SQLITE_BUSY / SQLITE_LOCKED after the busy timeout: the database is
+            // held by someone else for too long, which callers see as unavailable.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("5" | "6" | "517")) =>
+            {
+                Self::Unavailable(err)
+            }
+            _ => Self::Database(err),
+        }
+    }
+}
+
+impl StoreError {
+    /// True when retrying later may succeed (the database is down or busy).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}

@@ -1,0 +1,177 @@
+//! keyward's storage: one interface ([`Store`]) and its backends.
+//!
+//! The engine and the transports only ever see [`Store`]; a backend is chosen at
+//! start-up from the database URL's scheme ([`connect`]). Every backend runs the same
+//! contract test suite (`tests/contract`), so behaviour cannot drift between them.
+//!
+//! Conventions shared by all backends:
+//! - times are integers, milliseconds since the Unix epoch (UTC);
+//! - a key is found for verification by one indexed lookup of its hash;
+//! - status changes are decided by [`keyward_core::lifecycle::apply`] inside the
+//!   transaction that read the row, so concurrent changes cannot race past the rules;
+//! - `last_used_at` only moves forward.
+#![forbid(unsafe_code)]
+
+mod error;
+mod migrations;
+mod records;
+pub mod sqlite;
+mod url;
+
+use std::future::Future;
+
+use keyward_core::hash::KeyHash;
+use keyward_core::lifecycle::Mutation;
+use keyward_core::model::{ApiKey, KeyId, UserId};
+use keyward_core::time::Timestamp;
+
+pub use error::StoreError;
+pub use records::{Applied, ExternalChange, NewKeyRecord, VerifyRecord};
+pub use sqlite::SqliteStore;
+pub use url::{DatabaseUrl, DatabaseUrlError};
+
+/// What keyward needs from a database.
+///
+/// `owner` arguments scope an operation to one user's keys: `Some(user)` for the
+/// management API (another user's key is then simply not found), `None` for admin
+/// tools that may act on any key.
+pub trait Store: Clone + Send + Sync + 'static {
+    /// A short backend name for logs and metrics (`sqlite`).
+    fn backend(&self) -> &'static str;
+
+    /// Applies the embedded migrations that have not run yet.
+    fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Succeeds if the database answers a trivial query.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores a new key, unless its owner already has `max_live_per_user` keys that
+    /// are not revoked ([`StoreError::LimitReached`]). The check and the insert are atomic.
+    fn insert_key(
+        &self,
+        new: &NewKeyRecord,
+        max_live_per_user: u32,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Keys of `owner` (or of everyone), newest first, all statuses.
+    fn list_keys(
+        &self,
+        owner: Option<&UserId>,
+    ) -> impl Future<Output = Result<Vec<ApiKey>, StoreError>> + Send;
+
+    /// One key, if it exists and belongs to `owner`.
+    fn get_key(
+        &self,
+        owner: Option<&UserId>,
+        id: KeyId,
+    ) -> impl Future<Output = Result<Option<ApiKey>, StoreError>> + Send;
+
+    /// The verification view of the key with this hash.
+    fn find_by_hash(
+        &self,
+        hash: &KeyHash,
+    ) -> impl Future<Output = Result<Option<VerifyRecord>, StoreError>> + Send;
+
+    /// Applies a lifecycle change to a key of `owner`, deciding it on the stored row.
+    fn apply(
+        &self,
+        owner: Option<&UserId>,
+        id: KeyId,
+        mutation: &Mutation,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
+
+    /// Moves `last_used_at` forward (never back) for each key; returns rows changed.
+    fn record_usage(
+        &self,
+        usage: &[(KeyId, Timestamp)],
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Replaces a key's hash, after a verification with a retired pepper.
+    fn rehash(
+        &self,
+        id: KeyId,
+        hash: &KeyHash,
+        pepper_version: u16,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Waits for the next change made to the database by another process (another
+    /// server, the CLI), so caches can drop what may be stale.
+    fn next_external_change(
+        &self,
+    ) -> impl Future<Output = Result<ExternalChange, StoreError>> + Send;
+
+    /// Closes connections; pending writes are finished first.
+    fn close(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// A store of whichever backend the URL chose.
+#[derive(Clone, Debug)]
+pub enum AnyStore {
+    Sqlite(SqliteStore),
+}
+
+/// Opens the database named by `url` (`sqlite://path`), creating a SQLite file if
+/// needed. Migrations are not run: call [`Store::migrate`].
+pub async fn connect(url: &DatabaseUrl) -> Result<AnyStore, StoreError> {
+    match url {
+        DatabaseUrl::Sqlite(path) => Ok(AnyStore::Sqlite(SqliteStore::open(path).await?)),
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            AnyStore::Sqlite($store) => $call,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    fn backend(&self) -> &'static str {
+        delegate!(self, s => s.backend())
+    }
+    async fn migrate(&self) -> Result<(), StoreError> {
+        delegate!(self, s => s.migrate().await)
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        delegate!(self, s => s.ping().await)
+    }
+    async fn insert_key(&self, new: &NewKeyRecord, max: u32) -> Result<(), StoreError> {
+        delegate!(self, s => s.insert_key(new, max).await)
+    }
+    async fn list_keys(&self, owner: Option<&UserId>) -> Result<Vec<ApiKey>, StoreError> {
+        delegate!(self, s => s.list_keys(owner).await)
+    }
+    async fn get_key(
+        &self,
+        owner: Option<&UserId>,
+        id: KeyId,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        delegate!(self, s => s.get_key(owner, id).await)
+    }
+    async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<VerifyRecord>, StoreError> {
+        delegate!(self, s => s.find_by_hash(hash).await)
+    }
+    async fn apply(
+        &self,
+        owner: Option<&UserId>,
+        id: KeyId,
+        mutation: &Mutation,
+        now: Timestamp,
+    ) -> Result<Applied, StoreError> {
+        delegate!(self, s => s.apply(owner, id, mutation, now).await)
+    }
+    async fn record_usage(&self, usage: &[(KeyId, Timestamp)]) -> Result<u64, StoreError> {
+        delegate!(self, s => s.record_usage(usage).await)
+    }
+    async fn rehash(&self, id: KeyId, hash: &KeyHash, version: u16) -> Result<(), StoreError> {
+        delegate!(self, s => s.rehash(id, hash, version).await)
+    }
+    async fn next_external_change(&self) -> Result<ExternalChange, StoreError> {
+        delegate!(self, s => s.next_external_change().await)
+    }
+    async fn close(&self) {
+        delegate!(self, s => s.close().await)
+    }
+}

@@ -1,0 +1,42 @@
+//! Migrations embedded in the binary, one folder per backend with the same version
+//! numbers, so a deployment never depends on files beside the executable.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+
+use sqlx::SqlSafeStr;
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType};
+
+/// `(version, description, sql)` for each migration, in order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Embedded(pub &'static [(i64, &'static str, &'static str)]);
+
+pub(crate) const SQLITE: Embedded = Embedded(&[(
+    1,
+    "api keys",
+    include_str!("../migrations/sqlite/0001_api_keys.sql"),
+)]);
+
+impl MigrationSource<'static> for Embedded {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 'static>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|&(version, description, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(description),
+                        MigrationType::Simple,
+                        sql.into_sql_str(),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}

@@ -1,0 +1,44 @@
+//! The shapes that cross the store interface.
+
+use keyward_core::hash::KeyHash;
+use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
+use keyward_core::time::Timestamp;
+
+/// A key to insert: its public record and its hash (never the plaintext).
+#[derive(Clone, Debug)]
+pub struct NewKeyRecord {
+    pub key: ApiKey,
+    pub hash: KeyHash,
+    pub pepper_version: u16,
+}
+
+/// What verification needs of a stored key: no name, no description, no secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyRecord {
+    pub id: KeyId,
+    pub user_id: UserId,
+    pub status: KeyStatus,
+    pub permissions: Vec<String>,
+    pub expires_at: Option<Timestamp>,
+    pub pepper_version: u16,
+}
+
+/// The result of a lifecycle change.
+#[derive(Clone, Debug)]
+pub struct Applied {
+    /// The key as it is after the change.
+    pub key: ApiKey,
+    /// Its hash, so caches keyed by hash can drop it.
+    pub hash: KeyHash,
+    /// False if the change was already in effect and nothing was written.
+    pub changed: bool,
+}
+
+/// A change made by another process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExternalChange {
+    /// These keys changed.
+    Keys(Vec<KeyHash>),
+    /// Something changed; which keys is unknown.
+    Unknown,
+}

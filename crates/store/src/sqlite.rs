@@ -1,0 +1,365 @@
+//! The embedded default backend: one SQLite file.
+//!
+//! - WAL journal, so readers never block the writer and the writer never blocks readers.
+//! - Exactly one writer connection (SQLite allows one writer at a time anyway; a pool
+//!   of one turns contention into queueing instead of `SQLITE_BUSY`), and a small
+//!   read-only pool for lookups.
+//! - Transactions that read then write start with `BEGIN IMMEDIATE`, taking the write
+//!   lock up front: a deferred transaction that upgrades fails with `SQLITE_BUSY_SNAPSHOT`
+//!   when another process (the CLI) wrote in between, whatever the busy timeout.
+//! - Changes by other processes are noticed through `PRAGMA data_version` on the
+//!   writer connection, which moves only when *another* connection commits.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyward_core::hash::KeyHash;
+use keyward_core::lifecycle::{self, KeyState, Mutation, Outcome};
+use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
+use keyward_core::time::Timestamp;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use tokio::sync::Mutex;
+
+use crate::records::{Applied, ExternalChange, NewKeyRecord, VerifyRecord};
+use crate::{Store, StoreError, migrations};
+
+/// How long a statement waits for a lock held by another connection or process.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a caller waits for a pooled connection before the store is "unavailable".
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read-only connections for lookups and listings.
+const READERS: u32 = 4;
+/// How often other processes' changes are looked for.
+const CHANGE_POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// Usage rows per UPDATE statement (two bound values each, well under SQLite's limit).
+const USAGE_CHUNK: usize = 1000;
+
+/// Columns of a full key row, in the order [`key_from_row`] reads them.
+macro_rules! key_columns {
+    () => {
+        "id, user_id, name, description, prefix, postfix, status, permissions, \
+         created_at, last_used_at, revoked_at, expires_at"
+    };
+}
+
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    readers: SqlitePool,
+    /// The writer connection's last seen `data_version`.
+    data_version: Arc<Mutex<Option<i64>>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+        {
+            return Err(StoreError::Open(format!(
+                "the directory {} for the database does not exist",
+                dir.display()
+            )));
+        }
+        let base = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(StoreError::Database)?
+            .filename(path)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            // Keep the one writer connection for the process's life: `data_version`
+            // is per connection.
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(
+                base.clone()
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal),
+            )
+            .await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(base.read_only(true))
+            .await?;
+        // The baseline for noticing other processes' changes from now on.
+        let version: i64 = sqlx::query_scalar("PRAGMA data_version")
+            .fetch_one(&writer)
+            .await?;
+        Ok(Self {
+            writer,
+            readers,
+            data_version: Arc::new(Mutex::new(Some(version))),
+        })
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+fn timestamp(millis: Option<i64>, column: &str) -> Result<Option<Timestamp>, StoreError> {
+    millis
+        .map(|ms| Timestamp::from_millis(ms).map_err(|_| corrupt(column)))
+        .transpose()
+}
+
+fn key_id(bytes: &[u8]) -> Result<KeyId, StoreError> {
+    let bytes: [u8; 16] = bytes.try_into().map_err(|_| corrupt("id"))?;
+    Ok(KeyId::from_bytes(bytes))
+}
+
+fn permissions_from(json: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(json).map_err(|_| corrupt("permissions"))
+}
+
+fn permissions_to(names: &[String]) -> String {
+    serde_json::to_string(names).expect("a list of strings serialises")
+}
+
+fn key_from_row(row: &SqliteRow) -> Result<ApiKey, StoreError> {
+    let status: String = row.try_get("status")?;
+    let user_id: String = row.try_get("user_id")?;
+    Ok(ApiKey {
+        id: key_id(row.try_get::<&[u8], _>("id")?)?,
+        user_id: UserId::parse(&user_id).map_err(|_| corrupt("user_id"))?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        prefix: row.try_get("prefix")?,
+        postfix: row.try_get("postfix")?,
+        status: status.parse::<KeyStatus>().map_err(|_| corrupt("status"))?,
+        permissions: permissions_from(row.try_get("permissions")?)?,
+        created_at: timestamp(Some(row.try_get("created_at")?), "created_at")?
+            .expect("Some in, Some out"),
+        last_used_at: timestamp(row.try_get("last_used_at")?, "last_used_at")?,
+        revoked_at: timestamp(row.try_get("revoked_at")?, "revoked_at")?,
+        expires_at: timestamp(row.try_get("expires_at")?, "expires_at")?,
+    })
+}
+
+fn owner_str(owner: Option<&UserId>) -> Option<&str> {
+    owner.map(UserId::as_str)
+}
+
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = sqlx::migrate::Migrator::new(migrations::SQLITE).await?;
+        migrator.run(&self.writer).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
+    async fn insert_key(&self, new: &NewKeyRecord, max_live: u32) -> Result<(), StoreError> {
+        let key = &new.key;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM api_keys WHERE user_id = $1 AND status <> 'REVOKED'",
+        )
+        .bind(key.user_id.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        if live >= i64::from(max_live) {
+            return Err(StoreError::LimitReached { limit: max_live });
+        }
+        sqlx::query(
+            "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
+             prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
+             revoked_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)",
+        )
+        .bind(key.id.as_bytes().as_slice())
+        .bind(key.user_id.as_str())
+        .bind(&key.name)
+        .bind(key.description.as_deref())
+        .bind(new.hash.as_bytes().as_slice())
+        .bind(i64::from(new.pepper_version))
+        .bind(&key.prefix)
+        .bind(&key.postfix)
+        .bind(key.status.as_str())
+        .bind(permissions_to(&key.permissions))
+        .bind(key.created_at.as_millis())
+        .bind(key.last_used_at.map(Timestamp::as_millis))
+        .bind(key.revoked_at.map(Timestamp::as_millis))
+        .bind(key.expires_at.map(Timestamp::as_millis))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_keys(&self, owner: Option<&UserId>) -> Result<Vec<ApiKey>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM api_keys WHERE ($1 IS NULL OR user_id = $1) \
+              ORDER BY created_at DESC, id DESC"
+        ))
+        .bind(owner_str(owner))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn get_key(
+        &self,
+        owner: Option<&UserId>,
+        id: KeyId,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM api_keys WHERE id = $1 AND ($2 IS NULL OR user_id = $2)"
+        ))
+        .bind(id.as_bytes().as_slice())
+        .bind(owner_str(owner))
+        .fetch_optional(&self.readers)
+        .await?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<VerifyRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, user_id, status, permissions, expires_at, pepper_version \
+             FROM api_keys WHERE key_hash = $1",
+        )
+        .bind(hash.as_bytes().as_slice())
+        .fetch_optional(&self.readers)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let status: String = row.try_get("status")?;
+        let user_id: String = row.try_get("user_id")?;
+        let version: i64 = row.try_get("pepper_version")?;
+        Ok(Some(VerifyRecord {
+            id: key_id(row.try_get::<&[u8], _>("id")?)?,
+            user_id: UserId::parse(&user_id).map_err(|_| corrupt("user_id"))?,
+            status: status.parse().map_err(|_| corrupt("status"))?,
+            permissions: permissions_from(row.try_get("permissions")?)?,
+            expires_at: timestamp(row.try_get("expires_at")?, "expires_at")?,
+            pepper_version: u16::try_from(version).map_err(|_| corrupt("pepper_version"))?,
+        }))
+    }
+
+    async fn apply(
+        &self,
+        owner: Option<&UserId>,
+        id: KeyId,
+        mutation: &Mutation,
+        now: Timestamp,
+    ) -> Result<Applied, StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            key_columns!(),
+            ", key_hash FROM api_keys WHERE id = $1 AND ($2 IS NULL OR user_id = $2)"
+        ))
+        .bind(id.as_bytes().as_slice())
+        .bind(owner_str(owner))
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let mut key = key_from_row(&row)?;
+        let hash =
+            KeyHash::from_slice(row.try_get("key_hash")?).ok_or_else(|| corrupt("key_hash"))?;
+        let state = KeyState {
+            status: key.status,
+            revoked_at: key.revoked_at,
+            permissions: key.permissions.clone(),
+        };
+        let new = match lifecycle::apply(&state, mutation, now)? {
+            Outcome::Unchanged => {
+                return Ok(Applied {
+                    key,
+                    hash,
+                    changed: false,
+                });
+            }
+            Outcome::Changed(new) => new,
+        };
+        sqlx::query(
+            "UPDATE api_keys SET status = $2, revoked_at = $3, permissions = $4, updated_at = $5 \
+             WHERE id = $1",
+        )
+        .bind(id.as_bytes().as_slice())
+        .bind(new.status.as_str())
+        .bind(new.revoked_at.map(Timestamp::as_millis))
+        .bind(permissions_to(&new.permissions))
+        .bind(now.as_millis())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        key.status = new.status;
+        key.revoked_at = new.revoked_at;
+        key.permissions = new.permissions;
+        Ok(Applied {
+            key,
+            hash,
+            changed: true,
+        })
+    }
+
+    async fn record_usage(&self, usage: &[(KeyId, Timestamp)]) -> Result<u64, StoreError> {
+        let mut changed = 0;
+        for chunk in usage.chunks(USAGE_CHUNK) {
+            let mut sql = QueryBuilder::<Sqlite>::new("WITH usage (id, used_at) AS (");
+            sql.push_values(chunk, |mut row, (id, at)| {
+                row.push_bind(id.as_bytes().to_vec())
+                    .push_bind(at.as_millis());
+            });
+            sql.push(
+                ") UPDATE api_keys SET last_used_at = usage.used_at FROM usage \
+                 WHERE api_keys.id = usage.id \
+                 AND (api_keys.last_used_at IS NULL OR api_keys.last_used_at < usage.used_at)",
+            );
+            changed += sql.build().execute(&self.writer).await?.rows_affected();
+        }
+        Ok(changed)
+    }
+
+    async fn rehash(&self, id: KeyId, hash: &KeyHash, version: u16) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_keys SET key_hash = $2, pepper_version = $3 WHERE id = $1")
+            .bind(id.as_bytes().as_slice())
+            .bind(hash.as_bytes().as_slice())
+            .bind(i64::from(version))
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn next_external_change(&self) -> Result<ExternalChange, StoreError> {
+        loop {
+            tokio::time::sleep(CHANGE_POLL_INTERVAL).await;
+            let version: i64 = sqlx::query_scalar("PRAGMA data_version")
+                .fetch_one(&self.writer)
+                .await?;
+            let mut last = self.data_version.lock().await;
+            let previous = last.replace(version);
+            if previous.is_some_and(|p| p != version) {
+                return Ok(ExternalChange::Unknown);
+            }
+        }
+    }
+
+    async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+}

@@ -1,0 +1,114 @@
+//! Database URLs: the scheme chooses the backend.
+
+use std::path::{Path, PathBuf};
+
+/// A database location keyward can open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// `sqlite://keyward.db` (relative) or `sqlite:///var/lib/keyward.db` (absolute).
+    Sqlite(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DatabaseUrlError {
+    #[error("database URL {0:?} has no supported scheme; expected sqlite://<path>")]
+    UnsupportedScheme(String),
+    #[error("PostgreSQL is not supported by this build yet; use sqlite://<path>")]
+    PostgresNotYetSupported,
+    #[error("database URL {0:?} names no file")]
+    MissingPath(String),
+    #[error(
+        "in-memory SQLite is not supported: keys must outlive the process; use sqlite://<path>"
+    )]
+    InMemory,
+    #[error("query parameters are not supported in SQLite URLs ({0:?})")]
+    Parameters(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<Self, DatabaseUrlError> {
+        let scheme_end = url.find(':').unwrap_or(0);
+        let (scheme, rest) = url.split_at(scheme_end);
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => {
+                let rest = &rest[1..];
+                let path = rest.strip_prefix("//").unwrap_or(rest);
+                if path.contains('?') {
+                    return Err(DatabaseUrlError::Parameters(url.to_owned()));
+                }
+                if path == ":memory:" || path.is_empty() && rest.contains("memory") {
+                    return Err(DatabaseUrlError::InMemory);
+                }
+                if path.is_empty() {
+                    return Err(DatabaseUrlError::MissingPath(url.to_owned()));
+                }
+                Ok(Self::Sqlite(PathBuf::from(path)))
+            }
+            "postgres" | "postgresql" => Err(DatabaseUrlError::PostgresNotYetSupported),
+            _ => Err(DatabaseUrlError::UnsupportedScheme(redact(url))),
+        }
+    }
+
+    /// The SQLite file, for files kept beside it (the local-trial secrets).
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match self {
+            Self::Sqlite(path) => Some(path),
+        }
+    }
+}
+
+/// Hides a password in `scheme://user:password@host` before it reaches a message.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(start), Some(at)) if at > start => {
+            let creds = &url[start + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}://{user}:***{}", &url[..start], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_name_relative_and_absolute_files() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://keyward.db").unwrap(),
+            DatabaseUrl::Sqlite("keyward.db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///var/lib/keyward.db").unwrap(),
+            DatabaseUrl::Sqlite("/var/lib/keyward.db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:data/k.db").unwrap(),
+            DatabaseUrl::Sqlite("data/k.db".into())
+        );
+    }
+
+    #[test]
+    fn unusable_urls_are_refused_with_a_reason() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite::memory:"),
+            Err(DatabaseUrlError::InMemory)
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://").unwrap_err(),
+            DatabaseUrlError::MissingPath("sqlite://".into())
+        );
+        assert!(matches!(
+            DatabaseUrl::parse("mysql://u:hunter2@db/k").unwrap_err(),
+            DatabaseUrlError::UnsupportedScheme(u) if !u.contains("hunter2")
+        ));
+        assert_eq!(
+            DatabaseUrl::parse("postgres://db/keyward").unwrap_err(),
+            DatabaseUrlError::PostgresNotYetSupported
+        );
+        assert!(DatabaseUrl::parse("keyward.db").is_err());
+    }
+}

@@ -1,0 +1,458 @@
+//! The store contract: behaviour every backend must have, written once against the
+//! [`Store`] interface. A backend's test file provides a fixture and expands
+//! [`store_contract_suite!`], which turns each function below into a test.
+
+use std::time::Duration;
+
+use keyward_core::hash::{KeyHash, Pepper};
+use keyward_core::key::KeyFormat;
+use keyward_core::lifecycle::{LifecycleError, Mutation};
+use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
+use keyward_core::time::Timestamp;
+use keyward_store::{AnyStore, DatabaseUrl, ExternalChange, NewKeyRecord, Store, StoreError};
+
+/// A fresh, migrated, empty database and a way to open it a second time.
+pub struct Fixture {
+    pub store: AnyStore,
+    pub url: DatabaseUrl,
+    /// Keeps the database alive for the test's duration.
+    pub _guard: Box<dyn std::any::Any + Send>,
+}
+
+/// Expands to one `#[tokio::test]` per contract function, each on a fresh fixture
+/// made by `$fresh` (an async fn returning [`Fixture`]).
+macro_rules! store_contract_suite {
+    ($fresh:path) => {
+        store_contract_suite!(@each $fresh;
+            a_new_key_reads_back_exactly_as_inserted,
+            a_key_is_visible_only_to_its_owner_or_an_admin,
+            listing_is_newest_first_with_every_status,
+            verification_finds_a_key_by_its_hash_alone,
+            a_duplicate_hash_is_refused,
+            the_live_key_cap_counts_keys_that_are_not_revoked,
+            concurrent_creates_never_exceed_the_cap,
+            suspend_and_reactivate_round_trip,
+            revoke_is_terminal_and_keeps_the_first_revocation_time,
+            changes_to_foreign_or_unknown_keys_are_not_found,
+            permissions_are_replaced_whole,
+            a_change_already_in_effect_writes_nothing,
+            usage_only_moves_last_used_forward,
+            usage_batches_larger_than_one_statement_are_all_written,
+            rehashing_moves_a_key_to_its_new_hash,
+            migrations_can_run_again,
+            a_change_by_another_connection_is_noticed,
+        );
+    };
+    (@each $fresh:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let fixture = $fresh().await;
+                contract::$name(&fixture).await;
+            }
+        )*
+    };
+}
+pub(crate) use store_contract_suite;
+
+const T0: i64 = 1_800_000_000_000;
+
+fn at(offset_ms: i64) -> Timestamp {
+    Timestamp::from_millis(T0 + offset_ms).unwrap()
+}
+
+fn user(name: &str) -> UserId {
+    UserId::parse(name).unwrap()
+}
+
+/// A realistic record: a generated key, hashed with a test pepper.
+fn new_key(owner: &str, name: &str, created: i64) -> NewKeyRecord {
+    let format = KeyFormat::default();
+    let plain = format.generate();
+    let pepper = Pepper::new(1, b"contract-test-pepper-0123456789abcdef").unwrap();
+    let hash = pepper.hash(format.parse(plain.expose()).unwrap());
+    NewKeyRecord {
+        key: ApiKey {
+            id: KeyId::new(at(created)),
+            user_id: user(owner),
+            name: name.to_owned(),
+            description: Some(format!("{name} description")),
+            prefix: plain.display_prefix().to_owned(),
+            postfix: plain.display_postfix().to_owned(),
+            status: KeyStatus::Active,
+            permissions: vec!["EXECUTE_GRAPH".into(), "READ_GRAPH".into()],
+            created_at: at(created),
+            last_used_at: None,
+            revoked_at: None,
+            expires_at: Some(at(86_400_000)),
+        },
+        hash,
+        pepper_version: 1,
+    }
+}
+
+async fn insert(store: &AnyStore, owner: &str, name: &str, created: i64) -> NewKeyRecord {
+    let record = new_key(owner, name, created);
+    store.insert_key(&record, 100).await.unwrap();
+    record
+}
+
+pub async fn a_new_key_reads_back_exactly_as_inserted(f: &Fixture) {
+    let record = insert(&f.store, "alice", "ci", 0).await;
+    let alice = user("alice");
+    let read = f.store.get_key(Some(&alice), record.key.id).await.unwrap();
+    assert_eq!(read, Some(record.key.clone()));
+}
+
+pub async fn a_key_is_visible_only_to_its_owner_or_an_admin(f: &Fixture) {
+    let record = insert(&f.store, "alice", "ci", 0).await;
+    let id = record.key.id;
+    assert!(
+        f.store
+            .get_key(Some(&user("bob")), id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(f.store.get_key(None, id).await.unwrap().is_some());
+    assert!(
+        f.store
+            .list_keys(Some(&user("bob")))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let unknown = KeyId::new(at(0));
+    assert!(f.store.get_key(None, unknown).await.unwrap().is_none());
+}
+
+pub async fn listing_is_newest_first_with_every_status(f: &Fixture) {
+    let old = insert(&f.store, "alice", "old", 0).await;
+    let mid = insert(&f.store, "alice", "mid", 10).await;
+    let new = insert(&f.store, "alice", "new", 20).await;
+    insert(&f.store, "bob", "bobs", 30).await;
+    let alice = user("alice");
+    f.store
+        .apply(Some(&alice), mid.key.id, &Mutation::Revoke, at(40))
+        .await
+        .unwrap();
+    f.store
+        .apply(Some(&alice), old.key.id, &Mutation::Suspend, at(40))
+        .await
+        .unwrap();
+
+    let listed = f.store.list_keys(Some(&alice)).await.unwrap();
+    let names: Vec<_> = listed.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(names, ["new", "mid", "old"]);
+    let statuses: Vec<_> = listed.iter().map(|k| k.status).collect();
+    assert_eq!(
+        statuses,
+        [KeyStatus::Active, KeyStatus::Revoked, KeyStatus::Suspended]
+    );
+    assert_eq!(listed[0], new.key);
+
+    let everyone = f.store.list_keys(None).await.unwrap();
+    let names: Vec<_> = everyone.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(names, ["bobs", "new", "mid", "old"]);
+}
+
+pub async fn verification_finds_a_key_by_its_hash_alone(f: &Fixture) {
+    let record = insert(&f.store, "alice", "ci", 0).await;
+    let found = f.store.find_by_hash(&record.hash).await.unwrap().unwrap();
+    assert_eq!(found.id, record.key.id);
+    assert_eq!(found.user_id, user("alice"));
+    assert_eq!(found.status, KeyStatus::Active);
+    assert_eq!(found.permissions, record.key.permissions);
+    assert_eq!(found.expires_at, record.key.expires_at);
+    assert_eq!(found.pepper_version, 1);
+
+    let other = KeyHash::from_bytes([7; 32]);
+    assert!(f.store.find_by_hash(&other).await.unwrap().is_none());
+}
+
+pub async fn a_duplicate_hash_is_refused(f: &Fixture) {
+    let first = insert(&f.store, "alice", "one", 0).await;
+    let mut second = new_key("alice", "two", 1);
+    second.hash = first.hash;
+    let err = f.store.insert_key(&second, 100).await.unwrap_err();
+    assert!(matches!(err, StoreError::Duplicate), "{err:?}");
+    assert_eq!(f.store.list_keys(None).await.unwrap().len(), 1);
+}
+
+pub async fn the_live_key_cap_counts_keys_that_are_not_revoked(f: &Fixture) {
+    let alice = user("alice");
+    let first = new_key("alice", "one", 0);
+    f.store.insert_key(&first, 2).await.unwrap();
+    let second = new_key("alice", "two", 1);
+    f.store.insert_key(&second, 2).await.unwrap();
+    f.store
+        .apply(Some(&alice), second.key.id, &Mutation::Suspend, at(2))
+        .await
+        .unwrap();
+
+    let third = new_key("alice", "three", 3);
+    let err = f.store.insert_key(&third, 2).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::LimitReached { limit: 2 }),
+        "{err:?}"
+    );
+    // Another user's keys do not count.
+    f.store
+        .insert_key(&new_key("bob", "b", 3), 2)
+        .await
+        .unwrap();
+
+    f.store
+        .apply(Some(&alice), first.key.id, &Mutation::Revoke, at(4))
+        .await
+        .unwrap();
+    f.store.insert_key(&third, 2).await.unwrap();
+}
+
+pub async fn concurrent_creates_never_exceed_the_cap(f: &Fixture) {
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let store = f.store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.insert_key(&new_key("alice", "k", i), 5).await
+        }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreError::LimitReached { limit: 5 }) => {}
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+    assert_eq!(ok, 5);
+    assert_eq!(
+        f.store.list_keys(Some(&user("alice"))).await.unwrap().len(),
+        5
+    );
+}
+
+pub async fn suspend_and_reactivate_round_trip(f: &Fixture) {
+    let record = insert(&f.store, "alice", "ci", 0).await;
+    let alice = user("alice");
+    let suspended = f
+        .store
+        .apply(Some(&alice), record.key.id, &Mutation::Suspend, at(1))
+        .await
+        .unwrap();
+    assert!(suspended.changed);
+    assert_eq!(suspended.key.status, KeyStatus::Suspended);
+    assert_eq!(suspended.hash, record.hash);
+    let view = f.store.find_by_hash(&record.hash).await.unwrap().unwrap();
+    assert_eq!(view.status, KeyStatus::Suspended);
+
+    let active = f
+        .store
+        .apply(Some(&alice), record.key.id, &Mutation::Reactivate, at(2))
+        .await
+        .unwrap();
+    assert_eq!(active.key.status, KeyStatus::Active);
+    let stored = f.store.get_key(None, record.key.id).await.unwrap().unwrap();
+    assert_eq!(stored, active.key);
+
+    let err = f
+        .store
+        .apply(Some(&alice), record.key.id, &Mutation::Reactivate, at(3))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::Lifecycle(LifecycleError::NotSuspended)
+    ));
+}
+
+pub async fn revoke_is_terminal_and_keeps_the_first_revocation_time(f: &Fixture) {
+    let record = insert(&f.store, "alice", "ci", 0).await;
+    let alice = user("alice");
+    let id = record.key.id;
+    let revoked = f
+        .store
+        .apply(Some(&alice), id, &Mutation::Revoke, at(5))
+        .await
+        .unwrap();
+    assert_eq!(revoked.key.status, KeyStatus::Revoked);
+    assert_eq!(revoked.key.revoked_at, Some(at(5)));
+
+    let again = f
+        .store
+        .apply(Some(&alice), id, &Mutation::Revoke, at(9))
+        .await
+        .unwrap();
+    assert!(!again.changed);
+    assert_eq!(again.key.revoked_at, Some(at(5)));
+
+    for m in [
+        Mutation::Suspend,
+        Mutation::Reactivate,
+        Mutation::SetPermissions(vec![]),
+    ] {
+        let err = f
+            .store
+            .apply(Some(&alice), id, &m, at(10))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Lifecycle(LifecycleError::Revoked)),
+            "{m:?}"
+        );
+    }
+    let stored = f.store.get_key(None, id).await.unwrap().unwrap();
+    assert_eq!(stored.status, KeyStatus::Revoked);
+    assert_eq!(stored.revoked_at, Some(at(5)));
+    assert_eq!(stored.permissions, record.key.permissions);
+}
+
+pub async fn changes_to_foreign_or_unknown_keys_are_not_found(f: &Fixture) {
+    let record = insert(&f.store, "alice", "ci", 0).await;
+    let bob = user("bob");
+    let err = f
+        .store
+        .apply(Some(&bob), record.key.id, &Mutation::Revoke, at(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound));
+    let stored = f.store.get_key(None, record.key.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, KeyStatus::Active);
+
+    let err = f
+        .store
+        .apply(None, KeyId::new(at(0)), &Mutation::Suspend, at(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound));
+}
+
+pub async fn permissions_are_replaced_whole(f: &Fixture) {
+    let record = insert(&f.store, "alice", "ci", 0).await;
+    let names = vec!["IDENTITY".to_owned(), "READ_BLOCK".to_owned()];
+    let applied = f
+        .store
+        .apply(
+            Some(&user("alice")),
+            record.key.id,
+            &Mutation::SetPermissions(names.clone()),
+            at(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.key.permissions, names);
+    let view = f.store.find_by_hash(&record.hash).await.unwrap().unwrap();
+    assert_eq!(view.permissions, names);
+
+    let cleared = f
+        .store
+        .apply(
+            None,
+            record.key.id,
+            &Mutation::SetPermissions(vec![]),
+            at(2),
+        )
+        .await
+        .unwrap();
+    assert!(cleared.key.permissions.is_empty());
+}
+
+pub async fn a_change_already_in_effect_writes_nothing(f: &Fixture) {
+    let record = insert(&f.store, "alice", "ci", 0).await;
+    f.store
+        .apply(None, record.key.id, &Mutation::Suspend, at(1))
+        .await
+        .unwrap();
+    let again = f
+        .store
+        .apply(None, record.key.id, &Mutation::Suspend, at(2))
+        .await
+        .unwrap();
+    assert!(!again.changed);
+    assert_eq!(again.key.status, KeyStatus::Suspended);
+}
+
+pub async fn usage_only_moves_last_used_forward(f: &Fixture) {
+    let a = insert(&f.store, "alice", "a", 0).await;
+    let b = insert(&f.store, "alice", "b", 1).await;
+    let unknown = KeyId::new(at(0));
+    let changed = f
+        .store
+        .record_usage(&[(a.key.id, at(100)), (b.key.id, at(50)), (unknown, at(100))])
+        .await
+        .unwrap();
+    assert_eq!(changed, 2);
+
+    let changed = f
+        .store
+        .record_usage(&[(a.key.id, at(60)), (b.key.id, at(200))])
+        .await
+        .unwrap();
+    assert_eq!(changed, 1, "an older time must not overwrite a newer one");
+
+    let a = f.store.get_key(None, a.key.id).await.unwrap().unwrap();
+    let b = f.store.get_key(None, b.key.id).await.unwrap().unwrap();
+    assert_eq!(a.last_used_at, Some(at(100)));
+    assert_eq!(b.last_used_at, Some(at(200)));
+}
+
+pub async fn usage_batches_larger_than_one_statement_are_all_written(f: &Fixture) {
+    let mut ids = Vec::new();
+    for i in 0..1_500 {
+        let record = new_key(&format!("user{}", i % 7), "k", i);
+        f.store.insert_key(&record, 1_000).await.unwrap();
+        ids.push(record.key.id);
+    }
+    let usage: Vec<_> = ids.iter().map(|id| (*id, at(5_000))).collect();
+    assert_eq!(f.store.record_usage(&usage).await.unwrap(), 1_500);
+    let keys = f.store.list_keys(None).await.unwrap();
+    assert!(keys.iter().all(|k| k.last_used_at == Some(at(5_000))));
+}
+
+pub async fn rehashing_moves_a_key_to_its_new_hash(f: &Fixture) {
+    let record = insert(&f.store, "alice", "ci", 0).await;
+    let new_hash = KeyHash::from_bytes([9; 32]);
+    f.store.rehash(record.key.id, &new_hash, 2).await.unwrap();
+    assert!(f.store.find_by_hash(&record.hash).await.unwrap().is_none());
+    let found = f.store.find_by_hash(&new_hash).await.unwrap().unwrap();
+    assert_eq!(found.id, record.key.id);
+    assert_eq!(found.pepper_version, 2);
+}
+
+pub async fn migrations_can_run_again(f: &Fixture) {
+    let record = insert(&f.store, "alice", "ci", 0).await;
+    f.store.migrate().await.unwrap();
+    f.store.ping().await.unwrap();
+    assert!(
+        f.store
+            .get_key(None, record.key.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+pub async fn a_change_by_another_connection_is_noticed(f: &Fixture) {
+    let record = insert(&f.store, "alice", "ci", 0).await;
+    let watcher = f.store.clone();
+    let watch = tokio::spawn(async move { watcher.next_external_change().await });
+    // Give the watcher time to take its baseline before the other process writes.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let other = keyward_store::connect(&f.url).await.unwrap();
+    other
+        .apply(None, record.key.id, &Mutation::Revoke, at(1))
+        .await
+        .unwrap();
+
+    let change = tokio::time::timeout(Duration::from_secs(5), watch)
+        .await
+        .expect("the change is noticed within 5 s")
+        .unwrap()
+        .unwrap();
+    match change {
+        ExternalChange::Unknown => {}
+        ExternalChange::Keys(hashes) => assert!(hashes.contains(&record.hash)),
+    }
+    other.close().await;
+}
