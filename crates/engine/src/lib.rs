@@ -1,1 +1,21 @@
+//! keyward as a library: what the HTTP server runs, and what a Rust service can
+//! embed to verify keys in-process with no network hop.
+//!
+//! - [`Engine`] runs the key operations (create, list, change, revoke) and verification
+//!   on top of any [`Store`](keyward_store::Store).
+//! - [`cache`]: verification results by key hash, bounded, invalidated by every change
+//!   (and by other processes' changes), with a separate short-lived negative cache.
+//! - [`usage`]: `last_used_at` recorded in memory and written in batches.
+//!
+//! Every mutation writes the database first, then invalidates the cache.
 #![forbid(unsafe_code)]
+
+mod cache;
+mod config;
+mod engine;
+mod error;
+mod usage;
+
+pub use config::{Clock, EngineConfig};
+pub use engine::{CreatedKey, Engine, Verification, VerifiedKey};
+pub use error::EngineError;

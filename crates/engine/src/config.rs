@@ -1,0 +1,79 @@
+//! The engine's settings, with defaults suited to one instance.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyward_core::hash::Peppers;
+use keyward_core::key::KeyFormat;
+use keyward_core::permissions::Catalogue;
+use keyward_core::time::Timestamp;
+
+/// The source of "now"; replaceable in tests.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        Timestamp::from_datetime(time::OffsetDateTime::now_utc())
+            .expect("the system clock is between 1970 and 9999")
+    })
+}
+
+#[derive(Clone)]
+pub struct EngineConfig {
+    pub key_format: KeyFormat,
+    pub catalogue: Catalogue,
+    pub peppers: Peppers,
+    /// Keys a user may hold that are not revoked.
+    pub max_keys_per_user: u32,
+    /// Verification results kept in memory (entries).
+    pub cache_capacity: u64,
+    /// Upper bound on how long a cached result is trusted without being re-read.
+    /// Changes made through this engine invalidate at once; this bounds only what the
+    /// engine could not have heard of.
+    pub cache_ttl: Duration,
+    /// Hashes known not to exist, kept briefly so a flood of forged keys does not
+    /// become a flood of database reads. Separate from the positive cache so the
+    /// flood cannot evict real keys.
+    pub negative_cache_capacity: u64,
+    pub negative_cache_ttl: Duration,
+    /// How often recorded usage is written to the database.
+    pub usage_flush_interval: Duration,
+    pub clock: Clock,
+}
+
+impl EngineConfig {
+    pub const DEFAULT_MAX_KEYS_PER_USER: u32 = 100;
+    pub const DEFAULT_CACHE_CAPACITY: u64 = 100_000;
+
+    pub fn new(peppers: Peppers) -> Self {
+        Self {
+            key_format: KeyFormat::default(),
+            catalogue: Catalogue::default(),
+            peppers,
+            max_keys_per_user: Self::DEFAULT_MAX_KEYS_PER_USER,
+            cache_capacity: Self::DEFAULT_CACHE_CAPACITY,
+            cache_ttl: Duration::from_secs(60),
+            negative_cache_capacity: 10_000,
+            negative_cache_ttl: Duration::from_secs(5),
+            usage_flush_interval: Duration::from_secs(1),
+            clock: system_clock(),
+        }
+    }
+}
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("key_format", &self.key_format)
+            .field("catalogue", &self.catalogue)
+            .field("peppers", &self.peppers)
+            .field("max_keys_per_user", &self.max_keys_per_user)
+            .field("cache_capacity", &self.cache_capacity)
+            .field("cache_ttl", &self.cache_ttl)
+            .field("negative_cache_capacity", &self.negative_cache_capacity)
+            .field("negative_cache_ttl", &self.negative_cache_ttl)
+            .field("usage_flush_interval", &self.usage_flush_interval)
+            .finish_non_exhaustive()
+    }
+}

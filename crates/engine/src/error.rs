@@ -1,0 +1,43 @@
+//! Errors of key operations, in terms a transport can map to its own responses.
+
+use keyward_core::input::ValidationErrors;
+use keyward_core::lifecycle::LifecycleError;
+use keyward_core::permissions::UnknownPermissions;
+use keyward_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The request is invalid; every problem is listed.
+    #[error("invalid request: {0}")]
+    Invalid(ValidationErrors),
+    /// No such key for this owner (another user's key is not found either).
+    #[error("key not found")]
+    NotFound,
+    /// The key's status forbids the change.
+    #[error(transparent)]
+    Refused(#[from] LifecycleError),
+    /// The owner already holds the maximum number of keys that are not revoked.
+    #[error("key limit reached: at most {limit} keys that are not revoked")]
+    LimitReached { limit: u32 },
+    /// A verification asked for permissions that are not in the catalogue.
+    #[error(transparent)]
+    UnknownPermissions(#[from] UnknownPermissions),
+    /// The database is unreachable or too busy; retrying later may succeed.
+    #[error("storage unavailable")]
+    Unavailable(#[source] StoreError),
+    /// Anything else: a bug or a broken database. Details are for the logs.
+    #[error("internal storage error")]
+    Internal(#[source] StoreError),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => Self::NotFound,
+            StoreError::LimitReached { limit } => Self::LimitReached { limit },
+            StoreError::Lifecycle(e) => Self::Refused(e),
+            e if e.is_unavailable() => Self::Unavailable(e),
+            e => Self::Internal(e),
+        }
+    }
+}

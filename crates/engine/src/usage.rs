@@ -1,0 +1,98 @@
+//! `last_used_at`, recorded in memory on every successful verification and written
+//! to the database in batches, so verification never waits for a write.
+//!
+//! Per key only the latest time is kept, so a flush writes at most one row per key
+//! however often it was used. A failed flush puts its batch back: nothing recorded
+//! is dropped while the process lives. The map is sharded to keep lock hold times
+//! short under concurrent verifications.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use keyward_core::model::KeyId;
+use keyward_core::time::Timestamp;
+
+const SHARDS: usize = 16;
+
+pub(crate) struct UsageTracker {
+    shards: Vec<Mutex<HashMap<KeyId, Timestamp>>>,
+}
+
+impl UsageTracker {
+    pub(crate) fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+
+    fn shard(&self, id: &KeyId) -> &Mutex<HashMap<KeyId, Timestamp>> {
+        // The last bytes of a v7 UUID are random.
+        &self.shards[usize::from(id.as_bytes()[15]) % SHARDS]
+    }
+
+    pub(crate) fn record(&self, id: KeyId, at: Timestamp) {
+        let mut shard = self.shard(&id).lock().unwrap_or_else(|p| p.into_inner());
+        shard
+            .entry(id)
+            .and_modify(|t| *t = (*t).max(at))
+            .or_insert(at);
+    }
+
+    /// The latest recorded time not yet written, if any.
+    pub(crate) fn pending(&self, id: &KeyId) -> Option<Timestamp> {
+        let shard = self.shard(id).lock().unwrap_or_else(|p| p.into_inner());
+        shard.get(id).copied()
+    }
+
+    /// Takes everything recorded so far.
+    pub(crate) fn drain(&self) -> Vec<(KeyId, Timestamp)> {
+        let mut batch = Vec::new();
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            batch.extend(shard.drain());
+        }
+        batch
+    }
+
+    /// Puts back a batch that could not be written, keeping newer records.
+    pub(crate) fn restore(&self, batch: Vec<(KeyId, Timestamp)>) {
+        for (id, at) in batch {
+            self.record(id, at);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64) -> Timestamp {
+        Timestamp::from_millis(ms).unwrap()
+    }
+
+    #[test]
+    fn only_the_latest_use_per_key_is_kept() {
+        let tracker = UsageTracker::new();
+        let a = KeyId::new(at(1));
+        let b = KeyId::new(at(1));
+        for t in [5, 9, 7] {
+            tracker.record(a, at(t));
+        }
+        tracker.record(b, at(3));
+        let mut batch = tracker.drain();
+        batch.sort_by_key(|(_, t)| *t);
+        assert_eq!(batch, [(b, at(3)), (a, at(9))]);
+        assert!(tracker.drain().is_empty());
+    }
+
+    #[test]
+    fn a_restored_batch_does_not_overwrite_newer_uses() {
+        let tracker = UsageTracker::new();
+        let a = KeyId::new(at(1));
+        tracker.record(a, at(5));
+        let batch = tracker.drain();
+        tracker.record(a, at(8));
+        tracker.restore(batch);
+        assert_eq!(tracker.pending(&a), Some(at(8)));
+    }
+}

@@ -1,0 +1,400 @@
+//! The engine on a real SQLite file: verification codes, cache behaviour,
+//! usage write-behind and pepper rotation.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use keyward_core::hash::{KeyHash, Peppers};
+use keyward_core::input::NewKeyRequest;
+use keyward_core::lifecycle::Mutation;
+use keyward_core::model::{ApiKey, KeyId, UserId};
+use keyward_core::time::Timestamp;
+use keyward_core::verify::VerifyCode;
+use keyward_engine::{Engine, EngineConfig, EngineError};
+use keyward_store::{
+    AnyStore, Applied, DatabaseUrl, ExternalChange, NewKeyRecord, Store, StoreError, VerifyRecord,
+};
+
+const PEPPER: &str = "engine-test-pepper-0123456789abcdefghij";
+const T0: i64 = 1_800_000_000_000;
+
+/// A store that counts hash lookups, to see what the cache saves.
+#[derive(Clone)]
+struct Counting {
+    inner: AnyStore,
+    lookups: Arc<AtomicUsize>,
+}
+
+impl Store for Counting {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.inner.migrate().await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn insert_key(&self, new: &NewKeyRecord, max: u32) -> Result<(), StoreError> {
+        self.inner.insert_key(new, max).await
+    }
+    async fn list_keys(&self, owner: Option<&UserId>) -> Result<Vec<ApiKey>, StoreError> {
+        self.inner.list_keys(owner).await
+    }
+    async fn get_key(
+        &self,
+        owner: Option<&UserId>,
+        id: KeyId,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        self.inner.get_key(owner, id).await
+    }
+    async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<VerifyRecord>, StoreError> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        self.inner.find_by_hash(hash).await
+    }
+    async fn apply(
+        &self,
+        owner: Option<&UserId>,
+        id: KeyId,
+        m: &Mutation,
+        now: Timestamp,
+    ) -> Result<Applied, StoreError> {
+        self.inner.apply(owner, id, m, now).await
+    }
+    async fn record_usage(&self, usage: &[(KeyId, Timestamp)]) -> Result<u64, StoreError> {
+        self.inner.record_usage(usage).await
+    }
+    async fn rehash(&self, id: KeyId, hash: &KeyHash, v: u16) -> Result<(), StoreError> {
+        self.inner.rehash(id, hash, v).await
+    }
+    async fn next_external_change(&self) -> Result<ExternalChange, StoreError> {
+        self.inner.next_external_change().await
+    }
+    async fn close(&self) {
+        self.inner.close().await
+    }
+}
+
+struct Harness {
+    engine: Engine<Counting>,
+    lookups: Arc<AtomicUsize>,
+    clock: Arc<AtomicI64>,
+    url: DatabaseUrl,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::Sqlite(dir.path().join("keyward.db"));
+        Self::on(url, dir, Peppers::parse(PEPPER).unwrap()).await
+    }
+
+    async fn on(url: DatabaseUrl, dir: tempfile::TempDir, peppers: Peppers) -> Self {
+        let store = keyward_store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let lookups = Arc::new(AtomicUsize::new(0));
+        let clock = Arc::new(AtomicI64::new(T0));
+        let mut config = EngineConfig::new(peppers);
+        let c = Arc::clone(&clock);
+        config.clock = Arc::new(move || Timestamp::from_millis(c.load(Ordering::SeqCst)).unwrap());
+        let counting = Counting {
+            inner: store,
+            lookups: Arc::clone(&lookups),
+        };
+        Self {
+            engine: Engine::start(counting, config),
+            lookups,
+            clock,
+            url,
+            _dir: dir,
+        }
+    }
+
+    fn advance(&self, ms: i64) {
+        self.clock.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    fn lookups(&self) -> usize {
+        self.lookups.load(Ordering::SeqCst)
+    }
+
+    async fn create(&self, owner: &str, permissions: &[&str]) -> (ApiKey, String) {
+        let request = NewKeyRequest {
+            name: "test key".into(),
+            permissions: permissions.iter().map(|p| p.to_string()).collect(),
+            ..Default::default()
+        };
+        let created = self
+            .engine
+            .create_key(&UserId::parse(owner).unwrap(), &request)
+            .await
+            .unwrap();
+        (created.key, created.plain_text.expose().to_owned())
+    }
+
+    async fn code(&self, key: &str, required: &[&str]) -> VerifyCode {
+        self.engine.verify(key, required).await.unwrap().code
+    }
+}
+
+#[tokio::test]
+async fn a_fresh_key_verifies_with_the_permissions_it_holds() {
+    let h = Harness::new().await;
+    let (key, plain) = h.create("alice", &["READ_GRAPH", "EXECUTE_GRAPH"]).await;
+    let v = h.engine.verify(&plain, &["READ_GRAPH"]).await.unwrap();
+    assert_eq!(v.code, VerifyCode::Valid);
+    let found = v.key.unwrap();
+    assert_eq!(found.id, key.id);
+    assert_eq!(found.user_id.as_str(), "alice");
+    assert_eq!(found.permissions, ["EXECUTE_GRAPH", "READ_GRAPH"]);
+    assert_eq!(
+        h.code(&plain, &["READ_GRAPH", "EXECUTE_GRAPH"]).await,
+        VerifyCode::Valid
+    );
+    assert_eq!(
+        h.code(&plain, &["READ_GRAPH", "WRITE_GRAPH"]).await,
+        VerifyCode::InsufficientPermissions
+    );
+}
+
+#[tokio::test]
+async fn malformed_and_unknown_keys_are_told_apart() {
+    let h = Harness::new().await;
+    let (_, plain) = h.create("alice", &[]).await;
+    assert_eq!(h.code("not-a-key", &[]).await, VerifyCode::Malformed);
+    let mut typo = plain.clone();
+    typo.replace_range(10..11, if &plain[10..11] == "a" { "b" } else { "a" });
+    assert_eq!(h.code(&typo, &[]).await, VerifyCode::Malformed);
+    assert_eq!(h.lookups(), 0, "malformed keys never reach the database");
+    let forged = keyward_core::key::KeyFormat::default().generate();
+    assert_eq!(h.code(forged.expose(), &[]).await, VerifyCode::NotFound);
+}
+
+#[tokio::test]
+async fn unknown_required_permissions_are_an_error_not_a_denial() {
+    let h = Harness::new().await;
+    let (_, plain) = h.create("alice", &[]).await;
+    let err = h.engine.verify(&plain, &["ADMIN"]).await.unwrap_err();
+    assert!(matches!(err, EngineError::UnknownPermissions(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_cached_key_is_verified_without_a_database_read() {
+    let h = Harness::new().await;
+    let (_, plain) = h.create("alice", &[]).await;
+    for _ in 0..100 {
+        assert_eq!(h.code(&plain, &[]).await, VerifyCode::Valid);
+    }
+    assert_eq!(h.lookups(), 1);
+}
+
+#[tokio::test]
+async fn repeated_unknown_keys_reach_the_database_once_each() {
+    let h = Harness::new().await;
+    let forged = keyward_core::key::KeyFormat::default().generate();
+    for _ in 0..50 {
+        assert_eq!(h.code(forged.expose(), &[]).await, VerifyCode::NotFound);
+    }
+    assert_eq!(h.lookups(), 1);
+}
+
+#[tokio::test]
+async fn changes_are_seen_by_the_next_verification() {
+    let h = Harness::new().await;
+    let alice = UserId::parse("alice").unwrap();
+    let (key, plain) = h.create("alice", &["READ_GRAPH"]).await;
+    assert_eq!(h.code(&plain, &["READ_GRAPH"]).await, VerifyCode::Valid);
+
+    h.engine.suspend(Some(&alice), key.id).await.unwrap();
+    assert_eq!(h.code(&plain, &["READ_GRAPH"]).await, VerifyCode::Suspended);
+    h.engine.reactivate(Some(&alice), key.id).await.unwrap();
+    assert_eq!(h.code(&plain, &["READ_GRAPH"]).await, VerifyCode::Valid);
+    h.engine
+        .set_permissions(Some(&alice), key.id, &["IDENTITY"])
+        .await
+        .unwrap();
+    assert_eq!(
+        h.code(&plain, &["READ_GRAPH"]).await,
+        VerifyCode::InsufficientPermissions
+    );
+    assert_eq!(h.code(&plain, &["IDENTITY"]).await, VerifyCode::Valid);
+    h.engine.revoke(Some(&alice), key.id).await.unwrap();
+    assert_eq!(h.code(&plain, &["IDENTITY"]).await, VerifyCode::Revoked);
+}
+
+#[tokio::test]
+async fn a_key_expires_at_its_expiry_time_even_when_cached() {
+    let h = Harness::new().await;
+    let request = NewKeyRequest {
+        name: "short-lived".into(),
+        expires_at: Some(Timestamp::from_millis(T0 + 60_000).unwrap()),
+        ..Default::default()
+    };
+    let created = h
+        .engine
+        .create_key(&UserId::parse("alice").unwrap(), &request)
+        .await
+        .unwrap();
+    let plain = created.plain_text.expose();
+    assert_eq!(h.code(plain, &[]).await, VerifyCode::Valid);
+    h.advance(60_000);
+    assert_eq!(h.code(plain, &[]).await, VerifyCode::Expired);
+    assert_eq!(h.lookups(), 1);
+}
+
+#[tokio::test]
+async fn usage_is_written_in_batches_one_row_per_key() {
+    let h = Harness::new().await;
+    let mut keys = Vec::new();
+    for _ in 0..20 {
+        keys.push(h.create("alice", &[]).await);
+    }
+    for round in 0..50 {
+        h.advance(1);
+        for (_, plain) in &keys {
+            assert_eq!(h.code(plain, &[]).await, VerifyCode::Valid, "round {round}");
+        }
+    }
+    // 1,000 verifications of 20 keys: one flush writes 20 rows.
+    let written = h.engine.flush_usage().await.unwrap();
+    assert_eq!(written, 20);
+    assert_eq!(h.engine.flush_usage().await.unwrap(), 0);
+    let stored = h.engine.store().list_keys(None).await.unwrap();
+    let last = Timestamp::from_millis(T0 + 50).unwrap();
+    assert!(stored.iter().all(|k| k.last_used_at == Some(last)));
+}
+
+#[tokio::test]
+async fn pending_usage_shows_before_the_flush() {
+    let h = Harness::new().await;
+    let (key, plain) = h.create("alice", &[]).await;
+    h.advance(5);
+    h.code(&plain, &[]).await;
+    let shown = h.engine.get_key(None, key.id).await.unwrap();
+    assert_eq!(
+        shown.last_used_at,
+        Some(Timestamp::from_millis(T0 + 5).unwrap())
+    );
+}
+
+#[tokio::test]
+async fn shutdown_writes_pending_usage() {
+    let h = Harness::new().await;
+    let (key, plain) = h.create("alice", &[]).await;
+    h.code(&plain, &[]).await;
+    h.engine.shutdown().await;
+    let store = keyward_store::connect(&h.url).await.unwrap();
+    let stored = store.get_key(None, key.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.last_used_at,
+        Some(Timestamp::from_millis(T0).unwrap())
+    );
+}
+
+#[tokio::test]
+async fn the_background_flush_runs_within_its_interval() {
+    let h = Harness::new().await;
+    let (key, plain) = h.create("alice", &[]).await;
+    h.code(&plain, &[]).await;
+    let store = keyward_store::connect(&h.url).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let stored = store.get_key(None, key.id).await.unwrap().unwrap();
+        if stored.last_used_at.is_some() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "usage never flushed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn keys_hashed_with_a_retired_pepper_verify_and_are_rehashed() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = DatabaseUrl::Sqlite(dir.path().join("keyward.db"));
+    let old = Harness::on(
+        url.clone(),
+        tempfile::tempdir().unwrap(),
+        Peppers::parse(PEPPER).unwrap(),
+    )
+    .await;
+    let (key, plain) = old.create("alice", &[]).await;
+    old.engine.shutdown().await;
+
+    let rotated = format!("v1:{PEPPER}\nv2:rotated-pepper-0123456789abcdefghijkl");
+    let new = Harness::on(url, dir, Peppers::parse(&rotated).unwrap()).await;
+    assert_eq!(new.code(&plain, &[]).await, VerifyCode::Valid);
+    assert_eq!(
+        new.lookups(),
+        2,
+        "current pepper first, then the retired one"
+    );
+
+    let current = new.engine.config().peppers.current();
+    let parsed = new.engine.config().key_format.parse(&plain).unwrap();
+    let row = new
+        .engine
+        .store()
+        .find_by_hash(&current.hash(parsed))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((row.id, row.pepper_version), (key.id, 2));
+}
+
+#[tokio::test]
+async fn a_change_by_another_process_reaches_a_warm_cache() {
+    let h = Harness::new().await;
+    let (key, plain) = h.create("alice", &[]).await;
+    assert_eq!(h.code(&plain, &[]).await, VerifyCode::Valid);
+
+    // Another process (the CLI) revokes the key directly in the database.
+    let other = keyward_store::connect(&h.url).await.unwrap();
+    other
+        .apply(
+            None,
+            key.id,
+            &Mutation::Revoke,
+            Timestamp::from_millis(T0).unwrap(),
+        )
+        .await
+        .unwrap();
+    other.close().await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while h.code(&plain, &[]).await != VerifyCode::Revoked {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cache kept a stale positive"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_live_key_cap_is_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = DatabaseUrl::Sqlite(dir.path().join("keyward.db"));
+    let store = keyward_store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let mut config = EngineConfig::new(Peppers::parse(PEPPER).unwrap());
+    config.max_keys_per_user = 2;
+    let engine = Engine::start(store, config);
+    let alice = UserId::parse("alice").unwrap();
+    let request = NewKeyRequest {
+        name: "k".into(),
+        ..Default::default()
+    };
+    engine.create_key(&alice, &request).await.unwrap();
+    engine.create_key(&alice, &request).await.unwrap();
+    let err = engine.create_key(&alice, &request).await.unwrap_err();
+    assert!(
+        matches!(err, EngineError::LimitReached { limit: 2 }),
+        "{err:?}"
+    );
+}
