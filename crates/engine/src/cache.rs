@@ -84,6 +84,8 @@ impl VerifyCache {
     }
 
     pub(crate) fn entry_count(&self) -> u64 {
+        // The count is maintained lazily; settle it first.
+        self.found.run_pending_tasks();
         self.found.entry_count()
     }
 }

@@ -117,6 +117,11 @@ impl<S: Store> Engine<S> {
         &self.inner.store
     }
 
+    /// The store's backend name (`sqlite`).
+    pub fn store_backend(&self) -> &'static str {
+        self.inner.store.backend()
+    }
+
     fn now(&self) -> Timestamp {
         (self.inner.config.clock)()
     }

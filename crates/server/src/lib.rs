@@ -1,1 +1,14 @@
+//! The keyward service: configuration, the HTTP API and the admin CLI, on top of
+//! `keyward-engine`.
+//!
+//! `main.rs` only parses the command line; everything lives here so tests and other
+//! binaries can build the same router.
 #![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod secrets;
+pub mod settings;
+pub mod telemetry;

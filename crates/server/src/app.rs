@@ -1,0 +1,32 @@
+//! Assembling the service from settings: open the store, migrate, start the engine,
+//! build the router. Shared by `serve`, the CLI and the tests.
+
+use axum::Router;
+use keyward_engine::Engine;
+use keyward_store::{AnyStore, Store};
+
+use crate::http::{self, auth::Authenticator};
+use crate::settings::Settings;
+use crate::telemetry;
+
+/// A running service: the engine (to shut down) and its router.
+pub struct App {
+    pub engine: Engine<AnyStore>,
+    pub router: Router,
+}
+
+/// Opens the database (creating and migrating it as needed) and starts the engine.
+pub async fn start_engine(settings: &Settings) -> anyhow::Result<Engine<AnyStore>> {
+    let store = keyward_store::connect(&settings.database_url).await?;
+    store.migrate().await?;
+    Ok(Engine::start(store, settings.engine.clone()))
+}
+
+impl App {
+    pub async fn start(settings: &Settings) -> anyhow::Result<Self> {
+        let auth = Authenticator::new(&settings.jwt, settings.admin_token.expose())?;
+        let engine = start_engine(settings).await?;
+        let router = http::router(engine.clone(), auth, telemetry::metrics());
+        Ok(Self { engine, router })
+    }
+}

@@ -1,0 +1,222 @@
+//! `keyward keys …`: key administration straight on the database.
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use keyward_core::input::NewKeyRequest;
+use keyward_core::model::{ApiKey, KeyId, UserId};
+use keyward_core::time::Timestamp;
+use keyward_engine::{Engine, EngineError};
+use keyward_store::AnyStore;
+
+use super::output;
+use crate::config::Config;
+use crate::http::dto::{ApiKeyResponse, CreateKeyResponse};
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key for a user and print it (the only time it is shown).
+    Create {
+        /// Owner of the key (the user id, as in the JWT `sub`).
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        name: String,
+        /// Permission to grant (repeat, or separate with commas).
+        #[arg(long = "permission", short = 'p', value_delimiter = ',')]
+        permissions: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// RFC 3339 time from which the key verifies as EXPIRED.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// List keys, newest first (every user's, or one user's).
+    List {
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Show one key.
+    Show { id: String },
+    /// Suspend a key (reversible).
+    Suspend { id: String },
+    /// Reactivate a suspended key.
+    Reactivate { id: String },
+    /// Revoke a key (final).
+    Revoke { id: String },
+    /// Replace a key's permissions (none given: the key only identifies its owner).
+    SetPermissions {
+        id: String,
+        #[arg(value_delimiter = ',')]
+        permissions: Vec<String>,
+    },
+    /// Verify a key. Give it as `-` (or not at all) to read it from stdin and keep
+    /// it out of the shell history. Exits 0 if valid, 1 otherwise.
+    Verify {
+        key: Option<String>,
+        /// Permission the key must hold (repeat, or separate with commas).
+        #[arg(long = "permission", short = 'p', value_delimiter = ',')]
+        permissions: Vec<String>,
+    },
+}
+
+pub async fn run(config: &Config, command: KeysCommand, json: bool) -> anyhow::Result<ExitCode> {
+    let settings = config.resolve()?;
+    let engine = crate::app::start_engine(&settings).await?;
+    let result = execute(&engine, command, json).await;
+    // Writes recorded usage (from `verify`) and closes the database.
+    engine.shutdown().await;
+    result
+}
+
+fn key_id(text: &str) -> anyhow::Result<KeyId> {
+    text.parse()
+        .map_err(|_| anyhow::anyhow!("{text:?} is not a key id (expected a UUID)"))
+}
+
+fn user_id(text: &str) -> anyhow::Result<UserId> {
+    UserId::parse(text).map_err(|e| anyhow::anyhow!("--user: {e}"))
+}
+
+fn describe(err: EngineError) -> anyhow::Error {
+    match err {
+        EngineError::Invalid(errors) => anyhow::anyhow!("invalid request: {errors}"),
+        EngineError::NotFound => anyhow::anyhow!("no key with this id"),
+        other => anyhow::Error::new(other),
+    }
+}
+
+fn print_key(key: ApiKey, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&ApiKeyResponse::from(key))?
+        );
+    } else {
+        print!("{}", output::key_fields(&key));
+    }
+    Ok(())
+}
+
+async fn execute(
+    engine: &Engine<AnyStore>,
+    command: KeysCommand,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        KeysCommand::Create {
+            user,
+            name,
+            permissions,
+            description,
+            expires_at,
+        } => {
+            let expires_at = expires_at
+                .map(|t| {
+                    Timestamp::parse_rfc3339(&t).map_err(|e| anyhow::anyhow!("--expires-at: {e}"))
+                })
+                .transpose()?;
+            let request = NewKeyRequest {
+                name,
+                description,
+                permissions,
+                expires_at,
+            };
+            let created = engine
+                .create_key(&user_id(&user)?, &request)
+                .await
+                .map_err(describe)?;
+            let plain = created.plain_text.expose().to_owned();
+            if json {
+                let body = CreateKeyResponse {
+                    api_key: created.key.into(),
+                    plain_text_key: plain,
+                };
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else {
+                print!("{}", output::key_fields(&created.key));
+                println!("\n{plain}\n(shown once: store it now; it cannot be retrieved again)");
+            }
+        }
+        KeysCommand::List { user } => {
+            let owner = user.as_deref().map(user_id).transpose()?;
+            let keys = engine.list_keys(owner.as_ref()).await.map_err(describe)?;
+            if json {
+                let body: Vec<ApiKeyResponse> = keys.into_iter().map(Into::into).collect();
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else if keys.is_empty() {
+                println!("no keys");
+            } else {
+                print!("{}", output::key_table(&keys));
+            }
+        }
+        KeysCommand::Show { id } => {
+            let key = engine.get_key(None, key_id(&id)?).await.map_err(describe)?;
+            print_key(key, json)?;
+        }
+        KeysCommand::Suspend { id } => {
+            let key = engine.suspend(None, key_id(&id)?).await.map_err(describe)?;
+            print_key(key, json)?;
+        }
+        KeysCommand::Reactivate { id } => {
+            let key = engine
+                .reactivate(None, key_id(&id)?)
+                .await
+                .map_err(describe)?;
+            print_key(key, json)?;
+        }
+        KeysCommand::Revoke { id } => {
+            let key = engine.revoke(None, key_id(&id)?).await.map_err(describe)?;
+            print_key(key, json)?;
+        }
+        KeysCommand::SetPermissions { id, permissions } => {
+            let key = engine
+                .set_permissions(None, key_id(&id)?, &permissions)
+                .await
+                .map_err(describe)?;
+            print_key(key, json)?;
+        }
+        KeysCommand::Verify { key, permissions } => {
+            let key = match key.as_deref() {
+                Some(k) if k != "-" => k.to_owned(),
+                _ => read_key_from_stdin()?,
+            };
+            let verification = engine
+                .verify(key.trim(), &permissions)
+                .await
+                .map_err(describe)?;
+            let found = verification.key.as_deref();
+            if json {
+                let body = serde_json::json!({
+                    "valid": verification.is_valid(),
+                    "code": verification.code.as_str(),
+                    "key_id": found.map(|k| k.id.to_string()),
+                    "user_id": found.map(|k| k.user_id.to_string()),
+                    "permissions": found.map(|k| k.permissions.clone()),
+                    "expires_at": found.and_then(|k| k.expires_at).map(|t| t.to_rfc3339()),
+                });
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else {
+                match found {
+                    Some(k) => println!("{} (key {}, user {})", verification.code, k.id, k.user_id),
+                    None => println!("{}", verification.code),
+                }
+            }
+            if !verification.is_valid() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_key_from_stdin() -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("key: ");
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    Ok(line.trim().to_owned())
+}

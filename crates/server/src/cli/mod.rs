@@ -1,0 +1,127 @@
+//! The command line: `serve`, `migrate`, `openapi`, `keys …`, `token`.
+//!
+//! The admin commands talk to the database directly, through the same engine the
+//! server runs, so they work with or without a server running beside them (SQLite
+//! serialises the writes; a running server notices the changes within a second).
+
+mod keys;
+mod output;
+mod serve;
+mod token;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use keyward_core::permissions::Catalogue;
+
+use crate::config::Config;
+use crate::telemetry;
+
+pub use keys::KeysCommand;
+pub use token::TokenArgs;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyward",
+    version,
+    about = "Self-hosted API key service",
+    long_about = "Self-hosted API key service: users create and manage API keys; \
+                  services verify them in microseconds.\n\n\
+                  With no configuration, keyward uses ./keyward.db (SQLite) and generates \
+                  its secrets into ./keyward.db.secrets on first use."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service.
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Print the OpenAPI document (JSON).
+    Openapi,
+    /// Manage keys directly in the database (admin).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+        /// Print JSON (the HTTP API's shapes) instead of tables.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// Print a development JWT for a user, or the service token with --admin.
+    Token(TokenArgs),
+}
+
+/// Runs a parsed command line; errors are printed to stderr by the caller.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let default_log = match cli.command {
+        Command::Serve => "info",
+        _ => "warn",
+    };
+    let filter = cli
+        .config
+        .log
+        .clone()
+        .unwrap_or_else(|| default_log.to_owned());
+    telemetry::init_logging(&filter, cli.config.log_format)?;
+
+    match cli.command {
+        Command::Serve => serve::serve(&cli.config).await.map(|()| ExitCode::SUCCESS),
+        Command::Migrate => {
+            let settings = cli.config.resolve()?;
+            let engine = crate::app::start_engine(&settings).await?;
+            engine.shutdown().await;
+            println!("database is up to date");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Openapi => {
+            let catalogue = match &cli.config.permission_catalogue {
+                Some(list) => Catalogue::parse_list(list)
+                    .map_err(|e| anyhow::anyhow!("KEYWARD_PERMISSIONS: {e}"))?,
+                None => Catalogue::default(),
+            };
+            let doc = crate::http::openapi(&catalogue);
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys { command, json } => keys::run(&cli.config, command, json).await,
+        Command::Token(args) => token::run(&cli.config, &args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn settings_go_before_or_after_the_command() {
+        let before =
+            Cli::try_parse_from(["keyward", "--key-prefix", "acme", "keys", "list"]).unwrap();
+        let after =
+            Cli::try_parse_from(["keyward", "keys", "list", "--key-prefix", "acme"]).unwrap();
+        assert_eq!(before.config.key_prefix, "acme");
+        assert_eq!(after.config.key_prefix, "acme");
+    }
+
+    #[test]
+    fn help_never_shows_secret_values() {
+        let command = Cli::command();
+        for id in ["jwt_secret", "admin_token", "pepper"] {
+            let arg = command.get_arguments().find(|a| a.get_id() == id).unwrap();
+            assert!(arg.is_hide_env_values_set(), "{id}");
+            assert!(arg.get_default_values().is_empty(), "{id}");
+        }
+    }
+}

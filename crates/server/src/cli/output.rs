@@ -1,0 +1,118 @@
+//! Human-readable output: aligned tables and field lists.
+
+use keyward_core::model::ApiKey;
+
+/// Columns padded to their widest cell (by characters).
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut text = String::new();
+        for (i, cell) in cells.enumerate() {
+            if i > 0 {
+                text.push_str("  ");
+            }
+            text.push_str(cell);
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            text.extend(std::iter::repeat_n(' ', pad));
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&mut headers.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+fn or_dash(value: Option<String>) -> String {
+    value.unwrap_or_else(|| "-".to_owned())
+}
+
+fn permissions(key: &ApiKey) -> String {
+    if key.permissions.is_empty() {
+        "(none)".to_owned()
+    } else {
+        key.permissions.join(",")
+    }
+}
+
+/// One row per key.
+pub fn key_table(keys: &[ApiKey]) -> String {
+    let rows: Vec<Vec<String>> = keys
+        .iter()
+        .map(|k| {
+            vec![
+                k.id.to_string(),
+                k.user_id.to_string(),
+                k.name.clone(),
+                k.status.to_string(),
+                format!("{}****{}", k.prefix, k.postfix),
+                permissions(k),
+                k.created_at.to_string(),
+                or_dash(k.last_used_at.map(|t| t.to_string())),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "USER",
+            "NAME",
+            "STATUS",
+            "KEY",
+            "PERMISSIONS",
+            "CREATED",
+            "LAST USED",
+        ],
+        &rows,
+    )
+}
+
+/// One key, a field per line.
+pub fn key_fields(key: &ApiKey) -> String {
+    let fields = [
+        ("id", key.id.to_string()),
+        ("user", key.user_id.to_string()),
+        ("name", key.name.clone()),
+        ("description", or_dash(key.description.clone())),
+        ("key", format!("{}****{}", key.prefix, key.postfix)),
+        ("status", key.status.to_string()),
+        ("permissions", permissions(key)),
+        ("created", key.created_at.to_string()),
+        (
+            "last used",
+            or_dash(key.last_used_at.map(|t| t.to_string())),
+        ),
+        ("revoked", or_dash(key.revoked_at.map(|t| t.to_string()))),
+        ("expires", or_dash(key.expires_at.map(|t| t.to_string()))),
+    ];
+    let mut out = String::new();
+    for (name, value) in fields {
+        out.push_str(&format!("{name:<12} {value}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_columns_line_up() {
+        let out = table(
+            &["A", "LONG HEADER"],
+            &[
+                vec!["wide cell".into(), "x".into()],
+                vec!["é".into(), "y".into()],
+            ],
+        );
+        assert_eq!(out, "A          LONG HEADER\nwide cell  x\né          y\n");
+    }
+}

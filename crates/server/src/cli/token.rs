@@ -1,0 +1,108 @@
+//! `keyward token`: development credentials.
+
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+use jsonwebtoken::{EncodingKey, Header};
+use keyward_core::model::UserId;
+use serde::Serialize;
+
+use crate::config::Config;
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The user (JWT `sub`) to mint a token for.
+    #[arg(long, required_unless_present = "admin", conflicts_with = "admin")]
+    pub user: Option<String>,
+    /// Lifetime: a number with s, m, h or d (at most 30d).
+    #[arg(long, default_value = "1h")]
+    pub ttl: String,
+    /// Print the service token for the verify API instead.
+    #[arg(long)]
+    pub admin: bool,
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    sub: &'a str,
+    iat: u64,
+    exp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+}
+
+/// Parses `90s`, `15m`, `1h`, `7d`.
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let error = || format!("invalid --ttl {text:?}: expected a number with s, m, h or d, e.g. 1h");
+    let text = text.trim();
+    let unit_at = text.len().checked_sub(1).ok_or_else(error)?;
+    let (number, unit) = text.split_at(unit_at);
+    let number: u64 = number.parse().map_err(|_| error())?;
+    let seconds = match unit {
+        "s" => number,
+        "m" => number.saturating_mul(60),
+        "h" => number.saturating_mul(3600),
+        "d" => number.saturating_mul(86_400),
+        _ => return Err(error()),
+    };
+    if seconds == 0 || seconds > 30 * 86_400 {
+        return Err(format!(
+            "invalid --ttl {text:?}: must be between 1s and 30d"
+        ));
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+pub fn run(config: &Config, args: &TokenArgs) -> anyhow::Result<ExitCode> {
+    let settings = config.resolve()?;
+    if args.admin {
+        println!("{}", settings.admin_token.expose());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let user = args
+        .user
+        .as_deref()
+        .expect("clap requires --user without --admin");
+    let user = UserId::parse(user).map_err(|e| anyhow::anyhow!("--user: {e}"))?;
+    let ttl = parse_ttl(&args.ttl).map_err(anyhow::Error::msg)?;
+    let secret = settings.jwt.hs256_secret.as_ref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "keyward token signs with KEYWARD_JWT_SECRET (HS256), which is not set; \
+             with only a public key configured, tokens come from your identity provider"
+        )
+    })?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let claims = Claims {
+        sub: user.as_str(),
+        iat: now,
+        exp: now + ttl.as_secs(),
+        iss: settings.jwt.issuer.as_deref(),
+        aud: settings.jwt.audience.as_deref(),
+    };
+    let token = jsonwebtoken::encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret.expose().as_bytes()),
+    )?;
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_take_a_unit_and_stay_bounded() {
+        assert_eq!(parse_ttl("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_ttl("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_ttl("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_ttl("30d").unwrap(), Duration::from_secs(2_592_000));
+        for bad in ["", "h", "10", "1w", "-1h", "0s", "31d", "1.5h"] {
+            assert!(parse_ttl(bad).is_err(), "{bad:?}");
+        }
+    }
+}

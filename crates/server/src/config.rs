@@ -1,0 +1,146 @@
+//! Configuration: one struct of flags with `KEYWARD_*` environment fallbacks.
+//!
+//! Secrets (`KEYWARD_JWT_SECRET`, `KEYWARD_ADMIN_TOKEN`, `KEYWARD_PEPPER`) are best
+//! given through the environment or files: a flag shows in the process list. Their
+//! values are never printed, not even by `--help`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
+
+/// A secret setting: redacted from `Debug`, zeroed on drop.
+pub struct Secret(SecretString);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(SecretString::from(value.into()))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl Clone for Secret {
+    fn clone(&self) -> Self {
+        Self::new(self.expose())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+fn secret(value: &str) -> Result<Secret, String> {
+    Ok(Secret::new(value))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Every setting, shared by `serve` and the admin commands.
+#[derive(Clone, Debug, Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "KEYWARD_BIND",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub bind: SocketAddr,
+
+    /// Database: sqlite://<path> (created if missing).
+    #[arg(
+        long,
+        env = "KEYWARD_DATABASE_URL",
+        default_value = "sqlite://keyward.db",
+        global = true
+    )]
+    pub database_url: String,
+
+    /// HS256 secret for user JWTs (at least 32 bytes).
+    #[arg(long, env = "KEYWARD_JWT_SECRET", hide_env_values = true, value_parser = secret, global = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// PEM public key (RSA, EC P-256/P-384 or Ed25519) for user JWTs signed with RS*/PS*/ES*/EdDSA.
+    #[arg(long, env = "KEYWARD_JWT_PUBLIC_KEY_FILE", global = true)]
+    pub jwt_public_key_file: Option<PathBuf>,
+
+    /// Required `iss` claim of user JWTs.
+    #[arg(long, env = "KEYWARD_JWT_ISSUER", global = true)]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` claim of user JWTs.
+    #[arg(long, env = "KEYWARD_JWT_AUDIENCE", global = true)]
+    pub jwt_audience: Option<String>,
+
+    /// Token for the verify API (at least 16 characters).
+    #[arg(long, env = "KEYWARD_ADMIN_TOKEN", hide_env_values = true, value_parser = secret, global = true)]
+    pub admin_token: Option<Secret>,
+
+    /// Pepper for key hashes: one secret, or `v<N>:<secret>` entries (newline or comma separated; the highest version hashes new keys).
+    #[arg(long, env = "KEYWARD_PEPPER", hide_env_values = true, value_parser = secret, global = true)]
+    pub pepper: Option<Secret>,
+
+    /// File holding the pepper setting (same format as KEYWARD_PEPPER).
+    #[arg(long, env = "KEYWARD_PEPPER_FILE", global = true)]
+    pub pepper_file: Option<PathBuf>,
+
+    /// Prefix of new keys (`<prefix>_…`).
+    #[arg(
+        long,
+        env = "KEYWARD_KEY_PREFIX",
+        default_value = "agpt",
+        global = true
+    )]
+    pub key_prefix: String,
+
+    /// Comma-separated permission catalogue replacing the default (AutoGPT's).
+    #[arg(
+        long = "permission-catalogue",
+        env = "KEYWARD_PERMISSIONS",
+        global = true
+    )]
+    pub permission_catalogue: Option<String>,
+
+    /// Keys a user may hold that are not revoked.
+    #[arg(
+        long,
+        env = "KEYWARD_MAX_KEYS_PER_USER",
+        default_value_t = 100,
+        global = true
+    )]
+    pub max_keys_per_user: u32,
+
+    /// Verification results kept in memory.
+    #[arg(
+        long,
+        env = "KEYWARD_CACHE_CAPACITY",
+        default_value_t = 100_000,
+        global = true
+    )]
+    pub cache_capacity: u64,
+
+    /// Log filter, e.g. `info` or `keyward=debug,sqlx=warn` (default: info for serve, warn otherwise).
+    #[arg(long, env = "KEYWARD_LOG", global = true)]
+    pub log: Option<String>,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "KEYWARD_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}

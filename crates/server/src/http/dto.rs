@@ -1,0 +1,186 @@
+//! The JSON shapes of the API (the contract), converted from the core model.
+
+use keyward_core::model::{ApiKey, KeyStatus};
+use keyward_core::verify::VerifyCode;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A permission name from the configured catalogue.
+#[derive(ToSchema)]
+#[schema(value_type = String, example = "READ_GRAPH")]
+#[allow(dead_code)]
+pub struct Permission(String);
+
+/// A key's stored status. `EXPIRED` is not a status: compare `expires_at` with now.
+#[derive(Serialize, ToSchema, Debug, Clone, Copy)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ApiKeyStatus {
+    Active,
+    Suspended,
+    Revoked,
+}
+
+impl From<KeyStatus> for ApiKeyStatus {
+    fn from(status: KeyStatus) -> Self {
+        match status {
+            KeyStatus::Active => Self::Active,
+            KeyStatus::Suspended => Self::Suspended,
+            KeyStatus::Revoked => Self::Revoked,
+        }
+    }
+}
+
+/// An API key, without its secret.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct ApiKeyResponse {
+    /// UUID v7: ids sort by creation time.
+    pub id: Uuid,
+    /// The owner (the JWT `sub` that created it).
+    pub user_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// The key's first 8 characters, for display (`prefix****postfix`).
+    #[schema(example = "agpt_x7Q")]
+    pub prefix: String,
+    /// The key's last 8 characters, for display.
+    #[schema(example = "k2N9dPqZ")]
+    pub postfix: String,
+    pub status: ApiKeyStatus,
+    #[schema(value_type = Vec<Permission>)]
+    pub permissions: Vec<String>,
+    #[schema(format = DateTime, example = "2026-11-28T09:30:00.000Z")]
+    pub created_at: String,
+    /// When the key last passed verification (kept within about a second).
+    #[schema(format = DateTime)]
+    pub last_used_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub revoked_at: Option<String>,
+    /// From this time on the key verifies as `EXPIRED`.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+}
+
+impl From<ApiKey> for ApiKeyResponse {
+    fn from(key: ApiKey) -> Self {
+        Self {
+            id: *key.id.as_uuid(),
+            user_id: key.user_id.as_str().to_owned(),
+            name: key.name,
+            description: key.description,
+            prefix: key.prefix,
+            postfix: key.postfix,
+            status: key.status.into(),
+            permissions: key.permissions,
+            created_at: key.created_at.to_rfc3339(),
+            last_used_at: key.last_used_at.map(|t| t.to_rfc3339()),
+            revoked_at: key.revoked_at.map(|t| t.to_rfc3339()),
+            expires_at: key.expires_at.map(|t| t.to_rfc3339()),
+        }
+    }
+}
+
+/// A request to create a key.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    /// 1–100 characters after trimming; no control characters.
+    #[schema(example = "CI pipeline")]
+    pub name: String,
+    /// Names from the catalogue; duplicates are removed. May be empty: such a key only identifies its owner.
+    #[schema(value_type = Vec<Permission>)]
+    pub permissions: Vec<String>,
+    /// At most 1000 characters.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// RFC 3339; must be in the future.
+    #[serde(default)]
+    #[schema(format = DateTime, example = "2027-01-01T00:00:00Z")]
+    pub expires_at: Option<String>,
+}
+
+/// A created key. `plain_text_key` is shown this once and cannot be retrieved again.
+#[derive(Serialize, ToSchema)]
+pub struct CreateKeyResponse {
+    pub api_key: ApiKeyResponse,
+    #[schema(example = "agpt_x7Q2mV0aLr8TzKc1bW5nYs3hJ6dPqE9fGu4iXo7kR2N9dPqZ")]
+    pub plain_text_key: String,
+}
+
+/// The new permission list of a key (replaces the old one whole).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetPermissionsRequest {
+    #[schema(value_type = Vec<Permission>)]
+    pub permissions: Vec<String>,
+}
+
+/// A key to verify, and the permissions it must hold (all of them).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// The key as presented by the end client.
+    #[schema(value_type = String, example = "agpt_x7Q2mV0aLr8TzKc1bW5nYs3hJ6dPqE9fGu4iXo7kR2N9dPqZ")]
+    pub key: SecretString,
+    /// Required permissions; unknown names are refused (422).
+    #[serde(default)]
+    #[schema(value_type = Vec<Permission>)]
+    pub permissions: Vec<String>,
+}
+
+/// Why a key passed or failed.
+#[derive(Serialize, ToSchema, Debug, Clone, Copy)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum VerifyCodeDto {
+    Valid,
+    Malformed,
+    NotFound,
+    Suspended,
+    Revoked,
+    Expired,
+    InsufficientPermissions,
+    RateLimited,
+}
+
+impl From<VerifyCode> for VerifyCodeDto {
+    fn from(code: VerifyCode) -> Self {
+        match code {
+            VerifyCode::Valid => Self::Valid,
+            VerifyCode::Malformed => Self::Malformed,
+            VerifyCode::NotFound => Self::NotFound,
+            VerifyCode::Suspended => Self::Suspended,
+            VerifyCode::Revoked => Self::Revoked,
+            VerifyCode::Expired => Self::Expired,
+            VerifyCode::InsufficientPermissions => Self::InsufficientPermissions,
+            VerifyCode::RateLimited => Self::RateLimited,
+        }
+    }
+}
+
+/// The verdict. An invalid key is still HTTP 200, with `valid: false`; the key's
+/// fields are present whenever the key was found, whatever the code.
+#[derive(Serialize, ToSchema)]
+pub struct VerifyResponse {
+    pub valid: bool,
+    #[schema(value_type = VerifyCodeDto)]
+    pub code: VerifyCodeDto,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Permission>>)]
+    pub permissions: Option<Vec<String>>,
+    /// Absent when the key does not expire.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+}
+
+/// Liveness/readiness answer.
+#[derive(Serialize, ToSchema)]
+pub struct StatusResponse {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}

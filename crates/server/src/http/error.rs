@@ -1,0 +1,167 @@
+//! The one error type of the HTTP layer.
+//!
+//! Clients get a stable JSON body `{message, detail, hint}` (AutoGPT's shape) and a
+//! status that says whose fault it is; internal causes go to the log, never to the
+//! client. Every error the router can produce, including unknown routes, wrong
+//! methods, bad JSON and panics, goes through here.
+
+use std::borrow::Cow;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use keyward_core::lifecycle::LifecycleError;
+use keyward_engine::EngineError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The body of every error response.
+#[derive(Serialize, ToSchema, Debug)]
+pub struct ErrorBody {
+    /// A short, stable description of the problem.
+    #[schema(example = "Invalid request")]
+    pub message: String,
+    /// The specifics of this occurrence.
+    #[schema(example = "name: must not be empty")]
+    pub detail: Option<String>,
+    /// What to do about it, when there is something to do.
+    pub hint: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: Cow<'static, str>,
+    detail: Option<String>,
+    hint: Option<Cow<'static, str>>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            detail: None,
+            hint: None,
+        }
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn hint(mut self, hint: impl Into<Cow<'static, str>>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "Not authenticated").detail(detail)
+    }
+
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid request").detail(detail)
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "API key not found")
+            .detail("no API key with this id exists among your keys")
+    }
+
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error")
+            .hint("The error was logged; retrying may not help.")
+    }
+
+    pub fn unavailable() -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable")
+            .detail("the database cannot be reached or is too busy")
+            .hint("Retry in a few seconds.")
+    }
+
+    /// Body problems reported by axum's JSON extractor.
+    pub fn from_json_rejection(rejection: JsonRejection) -> Self {
+        let detail = rejection.body_text();
+        match rejection {
+            JsonRejection::JsonDataError(_) => {
+                Self::invalid(detail).hint("Check the field names and types against /openapi.json.")
+            }
+            JsonRejection::JsonSyntaxError(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "Malformed JSON").detail(detail)
+            }
+            JsonRejection::MissingJsonContentType(_) => {
+                Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported media type")
+                    .detail("the body must be JSON")
+                    .hint("Send the header Content-Type: application/json.")
+            }
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
+                    .detail("request bodies are limited to 64 KiB")
+            }
+            other => Self::new(StatusCode::BAD_REQUEST, "Unreadable request body")
+                .detail(other.body_text()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            message: self.message.into_owned(),
+            detail: self.detail,
+            hint: self.hint.map(Cow::into_owned),
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(err: EngineError) -> Self {
+        match err {
+            EngineError::Invalid(errors) => Self::invalid(errors.to_string()),
+            EngineError::NotFound => Self::not_found(),
+            EngineError::Refused(reason) => {
+                let hint = match reason {
+                    LifecycleError::Revoked => "Create a new key instead.",
+                    LifecycleError::NotSuspended => "Only SUSPENDED keys can be reactivated.",
+                };
+                Self::new(
+                    StatusCode::BAD_REQUEST,
+                    "Operation not allowed for the key's status",
+                )
+                .detail(reason.to_string())
+                .hint(hint)
+            }
+            EngineError::LimitReached { limit } => {
+                Self::new(StatusCode::CONFLICT, "Key limit reached")
+                    .detail(format!(
+                        "a user may hold at most {limit} keys that are not revoked"
+                    ))
+                    .hint("Revoke keys you no longer use.")
+            }
+            EngineError::UnknownPermissions(unknown) => {
+                Self::invalid(format!("permissions: {unknown}"))
+            }
+            EngineError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "storage unavailable");
+                Self::unavailable()
+            }
+            EngineError::Internal(cause) => {
+                tracing::error!(error = ?cause, "storage error");
+                Self::internal()
+            }
+        }
+    }
+}

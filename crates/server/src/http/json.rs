@@ -1,0 +1,43 @@
+//! Request extractors that answer in the API's error shape.
+
+use axum::Json;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use keyward_core::model::KeyId;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// Like [`axum::Json`], but bad bodies become JSON errors (400/413/415/422).
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(value)| Self(value))
+            .map_err(ApiError::from_json_rejection)
+    }
+}
+
+/// The `{id}` path segment, parsed as a key id (422 if it is not a UUID).
+pub struct KeyIdPath(pub KeyId);
+
+impl<S: Send + Sync> FromRequestParts<S> for KeyIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::invalid("id: missing from the path"))?;
+        raw.parse()
+            .map(Self)
+            .map_err(|_| ApiError::invalid("id: not a valid key id (expected a UUID)"))
+    }
+}

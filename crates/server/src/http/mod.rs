@@ -1,0 +1,144 @@
+//! The HTTP transport: routes, authentication, errors and the OpenAPI document.
+//!
+//! - [`api_keys`]: the management API (users, JWT).
+//! - [`verify`]: the verify API (services, service token).
+//! - [`ops`]: health, readiness, metrics, `/openapi.json`, `/docs`.
+//!
+//! The OpenAPI document is generated from the handlers' annotations as the router is
+//! built, so a route cannot exist without being documented.
+
+pub mod api_keys;
+pub mod auth;
+pub mod dto;
+pub mod error;
+pub mod json;
+pub mod observe;
+pub mod ops;
+pub mod verify;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderValue;
+use axum::http::header::CACHE_CONTROL;
+use axum::response::IntoResponse;
+use keyward_core::permissions::Catalogue;
+use keyward_engine::Engine;
+use keyward_store::AnyStore;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ObjectBuilder, OpenApi, Type};
+use utoipa::{Modify, OpenApi as _};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use self::auth::Authenticator;
+use self::error::ApiError;
+
+/// Request bodies larger than this are refused (413).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine<AnyStore>,
+    pub auth: Arc<Authenticator>,
+    pub metrics: PrometheusHandle,
+    pub openapi_json: Arc<str>,
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "keyward",
+        description = "Self-hosted API key service: users manage their keys; services verify them.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "api-keys", description = "A user's own keys (JWT from the platform's identity provider)"),
+        (name = "verify", description = "Key verification for the platform's services (service token)"),
+        (name = "operations", description = "Health, readiness, metrics and this document"),
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut user = Http::new(HttpAuthScheme::Bearer);
+        user.bearer_format = Some("JWT".into());
+        user.description =
+            Some("A JWT from the platform's identity provider; `sub` is the user id.".into());
+        components.add_security_scheme("user_jwt", SecurityScheme::Http(user));
+        let mut service = Http::new(HttpAuthScheme::Bearer);
+        service.description = Some("The service token (KEYWARD_ADMIN_TOKEN).".into());
+        components.add_security_scheme("service_token", SecurityScheme::Http(service));
+    }
+}
+
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(api_keys::create_key, api_keys::list_keys))
+        .routes(routes!(verify::verify_key))
+        .routes(routes!(api_keys::get_key, api_keys::revoke_key))
+        .routes(routes!(api_keys::suspend_key))
+        .routes(routes!(api_keys::reactivate_key))
+        .routes(routes!(api_keys::set_permissions))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi))
+        .routes(routes!(ops::docs))
+}
+
+/// The OpenAPI document, with the permission names of `catalogue` as an enum.
+pub fn openapi(catalogue: &Catalogue) -> OpenApi {
+    let (_, mut doc) = api_routes().split_for_parts();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let permission = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some("A permission name from this deployment's catalogue."))
+        .enum_values(Some(catalogue.names()))
+        .build();
+    doc.components
+        .get_or_insert_with(Default::default)
+        .schemas
+        .insert("Permission".to_owned(), permission.into());
+    doc
+}
+
+/// The whole HTTP service.
+pub fn router(engine: Engine<AnyStore>, auth: Authenticator, metrics: PrometheusHandle) -> Router {
+    let doc = openapi(&engine.config().catalogue);
+    let openapi_json: Arc<str> = serde_json::to_string(&doc)
+        .expect("the OpenAPI document serialises")
+        .into();
+    let state = AppState {
+        engine,
+        auth: Arc::new(auth),
+        metrics,
+        openapi_json,
+    };
+    let (router, _) = api_routes().split_for_parts();
+    router
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // API answers are private to their caller; proxies and browsers must not keep them.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(axum::middleware::from_fn(observe::observe))
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("a request handler panicked");
+            ApiError::internal().into_response()
+        }))
+}

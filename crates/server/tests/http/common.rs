@@ -1,0 +1,264 @@
+//! `TestApp`: the real router on a fresh SQLite file, with helpers to call it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use keyward::app::App;
+use keyward::config::Secret;
+use keyward::settings::{JwtSettings, Settings};
+use keyward_core::hash::Peppers;
+use keyward_core::permissions::Catalogue;
+use keyward_core::time::Timestamp;
+use keyward_engine::{Engine, EngineConfig};
+use keyward_store::{AnyStore, DatabaseUrl};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdefghijklmnop";
+pub const ADMIN_TOKEN: &str = "test-service-token-0123456789";
+pub const PEPPER: &str = "test-pepper-0123456789abcdefghijklmnopqrst";
+
+pub struct TestAppBuilder {
+    max_keys_per_user: u32,
+    catalogue: Option<Catalogue>,
+    jwt: JwtSettings,
+}
+
+impl TestAppBuilder {
+    pub fn max_keys_per_user(mut self, max: u32) -> Self {
+        self.max_keys_per_user = max;
+        self
+    }
+
+    pub fn permissions(mut self, names: &[&str]) -> Self {
+        self.catalogue = Some(Catalogue::new(names).unwrap());
+        self
+    }
+
+    pub fn jwt(mut self, jwt: JwtSettings) -> Self {
+        self.jwt = jwt;
+        self
+    }
+
+    pub async fn build(self) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let db_path = dir.path().join("keyward.db");
+        // The engine's clock is the system clock plus an offset tests can move.
+        let offset = Arc::new(AtomicI64::new(0));
+        let clock_offset = Arc::clone(&offset);
+        let mut engine = EngineConfig::new(Peppers::parse(PEPPER).unwrap());
+        engine.max_keys_per_user = self.max_keys_per_user;
+        if let Some(catalogue) = self.catalogue {
+            engine.catalogue = catalogue;
+        }
+        engine.clock = Arc::new(move || {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64;
+            Timestamp::from_millis(now + clock_offset.load(Ordering::SeqCst)).unwrap()
+        });
+        let settings = Settings {
+            database_url: DatabaseUrl::Sqlite(db_path.clone()),
+            engine,
+            jwt: self.jwt,
+            admin_token: Secret::new(ADMIN_TOKEN),
+            local_secrets: None,
+        };
+        let app = App::start(&settings).await.unwrap();
+        TestApp {
+            router: app.router,
+            engine: app.engine,
+            db_path,
+            offset,
+            _dir: dir,
+        }
+    }
+}
+
+pub struct TestApp {
+    pub router: Router,
+    pub engine: Engine<AnyStore>,
+    pub db_path: PathBuf,
+    offset: Arc<AtomicI64>,
+    _dir: tempfile::TempDir,
+}
+
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+    pub body: Value,
+}
+
+impl TestResponse {
+    /// The response must be a JSON error with this status; returns its body.
+    #[track_caller]
+    pub fn error(&self, status: StatusCode) -> &Value {
+        assert_eq!(self.status, status, "body: {}", self.text);
+        assert!(
+            self.body["message"].is_string(),
+            "an error body has a message: {}",
+            self.text
+        );
+        assert!(self.body.get("detail").is_some() && self.body.get("hint").is_some());
+        &self.body
+    }
+
+    #[track_caller]
+    pub fn ok(&self) -> &Value {
+        assert_eq!(self.status, StatusCode::OK, "body: {}", self.text);
+        &self.body
+    }
+}
+
+pub fn hs256_token(secret: &str, claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+impl TestApp {
+    pub async fn new() -> Self {
+        Self::builder().build().await
+    }
+
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder {
+            max_keys_per_user: 100,
+            catalogue: None,
+            jwt: JwtSettings {
+                hs256_secret: Some(Secret::new(JWT_SECRET)),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Moves the engine's clock forward (JWT checks keep the real time).
+    pub fn advance(&self, by: Duration) {
+        self.offset
+            .fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+    }
+
+    /// A valid user JWT, good for an hour.
+    pub fn token(&self, user: &str) -> String {
+        hs256_token(JWT_SECRET, json!({"sub": user, "exp": now_secs() + 3600}))
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        TestResponse {
+            status,
+            headers,
+            text,
+            body,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> TestResponse {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = bearer {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = match body {
+            Some(body) => request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        };
+        self.send(request.unwrap()).await
+    }
+
+    /// A management call as `user`.
+    pub async fn as_user(
+        &self,
+        user: &str,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+    ) -> TestResponse {
+        let token = self.token(user);
+        self.call(method, uri, Some(&token), body).await
+    }
+
+    /// Creates a key for `user`; returns the key's JSON and its plaintext.
+    pub async fn create_key(&self, user: &str, body: Value) -> (Value, String) {
+        let response = self
+            .as_user(user, Method::POST, "/api/api-keys", Some(body))
+            .await;
+        let body = response.ok();
+        let plain = body["plain_text_key"].as_str().unwrap().to_owned();
+        (body["api_key"].clone(), plain)
+    }
+
+    /// Creates a key with these permissions; returns its id and plaintext.
+    pub async fn key_with(&self, user: &str, permissions: &[&str]) -> (String, String) {
+        let (key, plain) = self
+            .create_key(
+                user,
+                json!({"name": "test key", "permissions": permissions}),
+            )
+            .await;
+        (key["id"].as_str().unwrap().to_owned(), plain)
+    }
+
+    /// `last_used_at` as stored in the database (not the engine's pending view).
+    pub async fn stored_last_used(&self, id: &str) -> Option<String> {
+        use keyward_store::Store;
+        let key = self
+            .engine
+            .store()
+            .get_key(None, id.parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        key.last_used_at.map(|t| t.to_rfc3339())
+    }
+
+    pub async fn verify(&self, key: &str, permissions: &[&str]) -> Value {
+        let response = self
+            .call(
+                Method::POST,
+                "/api/api-keys/verify",
+                Some(ADMIN_TOKEN),
+                Some(json!({"key": key, "permissions": permissions})),
+            )
+            .await;
+        response.ok().clone()
+    }
+
+    pub async fn verify_code(&self, key: &str, permissions: &[&str]) -> String {
+        self.verify(key, permissions).await["code"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}

@@ -1,0 +1,186 @@
+//! Health, readiness, metrics, the OpenAPI document, the docs page, and the
+//! answers to requests no route takes.
+
+use std::collections::BTreeSet;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use serde_json::json;
+
+use crate::common::{ADMIN_TOKEN, TestApp};
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let app = TestApp::new().await;
+    let health = app.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(health.ok(), &json!({"status": "ok"}));
+    let ready = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.ok(), &json!({"status": "ready"}));
+}
+
+#[tokio::test]
+async fn readiness_fails_when_the_database_is_gone() {
+    let app = TestApp::new().await;
+    app.engine.shutdown().await;
+    let ready = app.call(Method::GET, "/readyz", None, None).await;
+    ready.error(StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn metrics_cover_verification_cache_and_requests() {
+    let app = TestApp::new().await;
+    let (_, plain) = app.key_with("alice", &[]).await;
+    app.verify(&plain, &[]).await;
+    app.verify(&plain, &[]).await;
+    let response = app.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert!(
+        response.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    for needle in [
+        "keyward_verify_total{code=\"VALID\"}",
+        "keyward_verify_duration_seconds_bucket",
+        "keyward_cache_hits_total",
+        "keyward_cache_misses_total",
+        "keyward_cache_entries",
+        "keyward_http_requests_total{method=\"POST\",route=\"/api/api-keys/verify\",status=\"200\"}",
+        "keyward_http_request_duration_seconds_bucket",
+    ] {
+        assert!(response.text.contains(needle), "missing {needle}");
+    }
+}
+
+/// The routes of DESIGN.md §5, as (method, OpenAPI path).
+const CONTRACT_ROUTES: &[(&str, &str)] = &[
+    ("post", "/api/api-keys"),
+    ("get", "/api/api-keys"),
+    ("get", "/api/api-keys/{id}"),
+    ("delete", "/api/api-keys/{id}"),
+    ("post", "/api/api-keys/{id}/suspend"),
+    ("post", "/api/api-keys/{id}/reactivate"),
+    ("put", "/api/api-keys/{id}/permissions"),
+    ("post", "/api/api-keys/verify"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+    ("get", "/docs"),
+];
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route() {
+    let app = TestApp::new().await;
+    let response = app.call(Method::GET, "/openapi.json", None, None).await;
+    let doc = response.ok();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.insert((method.clone(), path.clone()));
+        }
+    }
+    let expected: BTreeSet<_> = CONTRACT_ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(documented, expected);
+
+    // And every documented operation is served: none answers "no such route".
+    let id = "01900000-0000-7000-8000-000000000000";
+    for (method, path) in &documented {
+        let uri = path.replace("{id}", id);
+        let request = Request::builder()
+            .method(method.to_uppercase().as_str())
+            .uri(&uri)
+            .body(Body::empty())
+            .unwrap();
+        let response = app.send(request).await;
+        assert!(
+            response.status != StatusCode::NOT_FOUND || response.body["message"] != "Not found",
+            "{method} {uri} is documented but not routed"
+        );
+        assert_ne!(
+            response.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {uri}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_names_the_configured_permissions_and_security() {
+    let app = TestApp::builder()
+        .permissions(&["ALPHA", "BETA"])
+        .build()
+        .await;
+    let doc = app
+        .call(Method::GET, "/openapi.json", None, None)
+        .await
+        .body;
+    assert_eq!(
+        doc["components"]["schemas"]["Permission"]["enum"],
+        json!(["ALPHA", "BETA"])
+    );
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["user_jwt"]["scheme"], "bearer");
+    assert_eq!(schemes["service_token"]["scheme"], "bearer");
+    let verify = &doc["paths"]["/api/api-keys/verify"]["post"];
+    assert_eq!(verify["security"], json!([{"service_token": []}]));
+    for schema in [
+        "ApiKeyResponse",
+        "CreateKeyRequest",
+        "CreateKeyResponse",
+        "ErrorBody",
+        "VerifyRequest",
+        "VerifyResponse",
+        "SetPermissionsRequest",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "schema {schema} missing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_docs_page_renders_the_spec_without_the_internet() {
+    let app = TestApp::new().await;
+    let response = app.call(Method::GET, "/docs", None, None).await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert!(
+        response.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(response.text.contains("fetch(\"/openapi.json\")"));
+    for external in ["src=\"http", "href=\"http", "@import", "cdn"] {
+        assert!(
+            !response.text.contains(external),
+            "the page loads {external}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_json_errors() {
+    let app = TestApp::new().await;
+    let missing = app.call(Method::GET, "/api/nothing-here", None, None).await;
+    insta::assert_json_snapshot!(missing.error(StatusCode::NOT_FOUND));
+    let wrong_method = app
+        .call(Method::PATCH, "/api/api-keys", Some(ADMIN_TOKEN), None)
+        .await;
+    wrong_method.error(StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn api_answers_are_not_cached_by_intermediaries() {
+    let app = TestApp::new().await;
+    let list = app
+        .as_user("alice", Method::GET, "/api/api-keys", None)
+        .await;
+    assert_eq!(list.headers[header::CACHE_CONTROL], "no-store");
+}
