@@ -48,6 +48,7 @@ pub enum LogFormat {
 
 /// Every setting, shared by `serve` and the admin commands.
 #[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Settings (flags, or KEYWARD_* environment variables)")]
 pub struct Config {
     /// Address to listen on.
     #[arg(
