@@ -144,16 +144,17 @@ impl Peppers {
             .map(str::trim)
             .filter(|e| !e.is_empty())
             .collect();
-        let versioned = |entry: &str| -> Option<(u16, String)> {
+        // Borrowed slices of the setting: no copies of the secrets are made here.
+        fn versioned(entry: &str) -> Option<(u16, &str)> {
             let rest = entry.strip_prefix('v')?;
             let (version, secret) = rest.split_once(':')?;
-            Some((version.parse().ok()?, secret.to_owned()))
-        };
+            Some((version.parse().ok()?, secret))
+        }
         let mut peppers = Vec::with_capacity(entries.len());
         match entries.as_slice() {
             [] => return Err(PepperError::Missing),
             [only] => {
-                let (version, secret) = versioned(only).unwrap_or((1, (*only).to_owned()));
+                let (version, secret) = versioned(only).unwrap_or((1, only));
                 peppers.push(Pepper::new(version, secret.as_bytes())?);
             }
             many => {

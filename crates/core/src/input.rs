@@ -59,6 +59,15 @@ impl fmt::Display for ValidationErrors {
     }
 }
 
+/// Invisible formatting characters (Unicode category Cf) that can disguise text in a
+/// UI or a terminal: bidirectional overrides, zero-width characters, tags.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{E0001}' | '\u{E0020}'..='\u{E007F}')
+}
+
 /// A key's name: 1–100 characters after trimming, no control characters.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct KeyName(String);
@@ -75,6 +84,9 @@ impl KeyName {
         }
         if name.chars().any(char::is_control) {
             return Err("must not contain control characters".into());
+        }
+        if name.chars().any(is_invisible_format) {
+            return Err("must not contain invisible formatting characters".into());
         }
         Ok(Self(name.to_owned()))
     }
@@ -111,6 +123,9 @@ impl Description {
             return Err(
                 "must not contain control characters other than line breaks and tabs".into(),
             );
+        }
+        if text.chars().any(is_invisible_format) {
+            return Err("must not contain invisible formatting characters".into());
         }
         Ok(Some(Self(text.to_owned())))
     }
@@ -211,6 +226,13 @@ mod tests {
         assert!(KeyName::parse(&"x".repeat(101)).is_err());
         assert!(KeyName::parse("a\u{0}b").is_err());
         assert!(KeyName::parse("a\u{1b}[31mb").is_err());
+        assert!(
+            KeyName::parse("invoice\u{202E}fdp.exe").is_err(),
+            "bidi override"
+        );
+        assert!(KeyName::parse("zero\u{200B}width").is_err());
+        assert!(Description::parse("tag\u{E0041}").is_err());
+        assert!(KeyName::parse("naïve café 鍵").is_ok());
     }
 
     #[test]

@@ -184,6 +184,8 @@ impl KeyFormat {
                 drawn += 1;
             }
         }
+        // The pool held the key's randomness; do not leave it on the stack.
+        zeroize::Zeroize::zeroize(&mut pool);
         let checksum = encode_checksum(crc32fast::hash(key.as_bytes()));
         key.push_str(std::str::from_utf8(&checksum).expect("base62 is ASCII"));
         PlainKey(SecretString::from(key))

@@ -2,25 +2,31 @@
 //!
 //! Filling the cache after a database read races with invalidation: a reader may
 //! fetch a row, a revocation may commit and invalidate, and the reader may then insert
-//! the row it read before the revocation. To close that window every invalidation
-//! bumps an epoch first; a reader notes the epoch before its read, inserts, and
-//! removes its own entry again if the epoch moved in between. Either the invalidation
-//! happened before that check (the reader removes the entry) or after the insert (the
-//! invalidation removes it): a stale positive cannot survive.
+//! the row it read before the revocation. To close that window, every invalidation
+//! bumps an epoch, and a reader notes the epoch before its database read and inserts
+//! only if it has not moved. The check-and-insert and the bump-and-remove run under
+//! the same lock (one of a set of stripes, chosen by hash), so one always happens
+//! wholly before the other: a stale positive is never inserted after an invalidation
+//! has finished, not even for an instant.
+//!
+//! The locks are taken only on misses and mutations; a cache hit takes none.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use keyward_core::hash::KeyHash;
 use moka::sync::Cache;
 
 use crate::config::EngineConfig;
-use crate::engine::VerifiedKey;
+use crate::verifier::VerifiedKey;
+
+const STRIPES: usize = 64;
 
 pub(crate) struct VerifyCache {
     found: Cache<KeyHash, Arc<VerifiedKey>>,
     missing: Cache<KeyHash, ()>,
     epoch: AtomicU64,
+    stripes: Vec<Mutex<()>>,
 }
 
 pub(crate) enum Lookup {
@@ -30,6 +36,10 @@ pub(crate) enum Lookup {
     Unknown {
         epoch: u64,
     },
+}
+
+fn lock(mutex: &Mutex<()>) -> MutexGuard<'_, ()> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl VerifyCache {
@@ -44,12 +54,18 @@ impl VerifyCache {
                 .time_to_live(config.negative_cache_ttl)
                 .build(),
             epoch: AtomicU64::new(0),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
         }
     }
 
+    fn stripe(&self, hash: &KeyHash) -> &Mutex<()> {
+        // The hash is uniformly random already.
+        &self.stripes[usize::from(hash.as_bytes()[0]) % STRIPES]
+    }
+
     pub(crate) fn lookup(&self, hash: &KeyHash) -> Lookup {
-        // Read the epoch before the caches, so a fill after a miss compares against
-        // a value no newer than what was looked at.
+        // Read the epoch before the caches: a fill after a miss then compares against
+        // a value no newer than the state it is about to read from the database.
         let epoch = self.epoch.load(Ordering::SeqCst);
         if let Some(key) = self.found.get(hash) {
             return Lookup::Found(key);
@@ -60,24 +76,28 @@ impl VerifyCache {
         Lookup::Unknown { epoch }
     }
 
+    /// Caches what a database read found, unless something was invalidated since
+    /// the read began (then the next verification reads again).
     pub(crate) fn fill(&self, hash: KeyHash, value: Option<Arc<VerifiedKey>>, epoch: u64) {
+        let _guard = lock(self.stripe(&hash));
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            return;
+        }
         match value {
             Some(key) => self.found.insert(hash, key),
             None => self.missing.insert(hash, ()),
         }
-        if self.epoch.load(Ordering::SeqCst) != epoch {
-            self.found.invalidate(&hash);
-            self.missing.invalidate(&hash);
-        }
     }
 
     pub(crate) fn invalidate(&self, hash: &KeyHash) {
+        let _guard = lock(self.stripe(hash));
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.found.invalidate(hash);
         self.missing.invalidate(hash);
     }
 
     pub(crate) fn clear(&self) {
+        let _guards: Vec<_> = self.stripes.iter().map(lock).collect();
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.found.invalidate_all();
         self.missing.invalidate_all();
@@ -87,5 +107,76 @@ impl VerifyCache {
         // The count is maintained lazily; settle it first.
         self.found.run_pending_tasks();
         self.found.entry_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keyward_core::hash::Peppers;
+    use keyward_core::model::{KeyId, KeyStatus, UserId};
+    use keyward_core::permissions::PermissionSet;
+    use keyward_core::time::Timestamp;
+
+    use super::*;
+
+    fn cache() -> VerifyCache {
+        let config =
+            EngineConfig::new(Peppers::parse("cache-test-pepper-0123456789abcdefghij").unwrap());
+        VerifyCache::new(&config)
+    }
+
+    fn key() -> Arc<VerifiedKey> {
+        Arc::new(VerifiedKey {
+            id: KeyId::new(Timestamp::from_millis(1).unwrap()),
+            user_id: UserId::parse("u").unwrap(),
+            status: KeyStatus::Active,
+            permissions: vec![],
+            permission_set: PermissionSet::EMPTY,
+            expires_at: None,
+        })
+    }
+
+    fn epoch_of(lookup: Lookup) -> u64 {
+        match lookup {
+            Lookup::Unknown { epoch } => epoch,
+            _ => panic!("expected a miss"),
+        }
+    }
+
+    #[test]
+    fn a_read_that_raced_an_invalidation_is_not_cached() {
+        let cache = cache();
+        let hash = KeyHash::from_bytes([1; 32]);
+        let epoch = epoch_of(cache.lookup(&hash));
+        // The row was read (still ACTIVE); meanwhile a revocation commits and invalidates.
+        cache.invalidate(&hash);
+        cache.fill(hash, Some(key()), epoch);
+        assert!(matches!(cache.lookup(&hash), Lookup::Unknown { .. }));
+        assert!(matches!(cache.lookup(&hash), Lookup::Unknown { .. }));
+    }
+
+    #[test]
+    fn a_clear_also_voids_reads_in_flight() {
+        let cache = cache();
+        let hash = KeyHash::from_bytes([2; 32]);
+        let epoch = epoch_of(cache.lookup(&hash));
+        cache.clear();
+        cache.fill(hash, None, epoch);
+        assert!(matches!(cache.lookup(&hash), Lookup::Unknown { .. }));
+    }
+
+    #[test]
+    fn an_undisturbed_read_is_cached() {
+        let cache = cache();
+        let found = KeyHash::from_bytes([3; 32]);
+        let missing = KeyHash::from_bytes([4; 32]);
+        let epoch = epoch_of(cache.lookup(&found));
+        cache.fill(found, Some(key()), epoch);
+        let epoch = epoch_of(cache.lookup(&missing));
+        cache.fill(missing, None, epoch);
+        assert!(matches!(cache.lookup(&found), Lookup::Found(_)));
+        assert!(matches!(cache.lookup(&missing), Lookup::Missing));
+        cache.invalidate(&found);
+        assert!(matches!(cache.lookup(&found), Lookup::Unknown { .. }));
     }
 }

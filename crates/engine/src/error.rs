@@ -25,6 +25,9 @@ pub enum EngineError {
     /// The database is unreachable or too busy; retrying later may succeed.
     #[error("storage unavailable")]
     Unavailable(#[source] StoreError),
+    /// The engine is shutting down; the operation did not run to completion.
+    #[error("the service is shutting down")]
+    ShuttingDown,
     /// Anything else: a bug or a broken database. Details are for the logs.
     #[error("internal storage error")]
     Internal(#[source] StoreError),

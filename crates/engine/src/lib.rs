@@ -6,16 +6,20 @@
 //! - [`cache`]: verification results by key hash, bounded, invalidated by every change
 //!   (and by other processes' changes), with a separate short-lived negative cache.
 //! - [`usage`]: `last_used_at` recorded in memory and written in batches.
+//! - [`background`]: the usage flush and the watch for other processes' changes.
 //!
 //! Every mutation writes the database first, then invalidates the cache.
 #![forbid(unsafe_code)]
 
+mod background;
 mod cache;
 mod config;
 mod engine;
 mod error;
 mod usage;
+mod verifier;
 
-pub use config::{Clock, EngineConfig};
-pub use engine::{CreatedKey, Engine, Verification, VerifiedKey};
+pub use config::{Clock, EngineConfig, system_clock};
+pub use engine::{CreatedKey, Engine};
 pub use error::EngineError;
+pub use verifier::{Verification, VerifiedKey};

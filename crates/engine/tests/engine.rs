@@ -398,3 +398,42 @@ async fn the_live_key_cap_is_enforced() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn dropping_the_last_handle_stops_the_engine_and_writes_usage() {
+    let h = Harness::new().await;
+    let (key, plain) = h.create("alice", &[]).await;
+    h.code(&plain, &[]).await;
+    let Harness {
+        engine, url, _dir, ..
+    } = h;
+    drop(engine);
+    let store = keyward_store::connect(&url).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let stored = store.get_key(None, key.id).await.unwrap().unwrap();
+        if stored.last_used_at == Some(Timestamp::from_millis(T0).unwrap()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "usage was not flushed after drop"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_shutdowns_both_wait_for_the_final_flush() {
+    let h = Harness::new().await;
+    let (key, plain) = h.create("alice", &[]).await;
+    h.code(&plain, &[]).await;
+    let (a, b) = (h.engine.clone(), h.engine.clone());
+    tokio::join!(a.shutdown(), b.shutdown());
+    let store = keyward_store::connect(&h.url).await.unwrap();
+    let stored = store.get_key(None, key.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.last_used_at,
+        Some(Timestamp::from_millis(T0).unwrap())
+    );
+}

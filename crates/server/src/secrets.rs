@@ -37,6 +37,12 @@ pub enum SecretsError {
     Read { path: PathBuf, source: io::Error },
     #[error("cannot write the secrets file {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
+    #[error(
+        "no secrets configured and no local-trial secrets file at {path}; run `keyward serve` \
+         once in this directory (it generates one), set KEYWARD_DATABASE_URL to the server's \
+         database, or configure the secrets"
+    )]
+    Missing { path: PathBuf },
     #[error("the secrets file {path} is not valid: {reason}")]
     Invalid { path: PathBuf, reason: String },
 }
@@ -55,6 +61,15 @@ fn random_secret() -> String {
 
 /// Reads the secrets beside `database`, generating the file on first use.
 pub fn load_or_create(database: &Path) -> Result<LocalSecrets, SecretsError> {
+    read(database, true)
+}
+
+/// Reads the secrets beside `database`; an error if there are none yet.
+pub fn load(database: &Path) -> Result<LocalSecrets, SecretsError> {
+    read(database, false)
+}
+
+fn read(database: &Path, create: bool) -> Result<LocalSecrets, SecretsError> {
     let path = path_for(database);
     match fs::read(&path) {
         Ok(bytes) => {
@@ -72,12 +87,13 @@ pub fn load_or_create(database: &Path) -> Result<LocalSecrets, SecretsError> {
                 admin_token: Secret::new(file.admin_token),
             })
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => create(database, path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && create => create_file(database, path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(SecretsError::Missing { path }),
         Err(source) => Err(SecretsError::Read { path, source }),
     }
 }
 
-fn create(database: &Path, path: PathBuf) -> Result<LocalSecrets, SecretsError> {
+fn create_file(database: &Path, path: PathBuf) -> Result<LocalSecrets, SecretsError> {
     let file = SecretsFile {
         pepper: random_secret(),
         jwt_secret: random_secret(),

@@ -63,16 +63,31 @@ pub enum SettingsError {
     ZeroKeyCap,
     #[error("KEYWARD_CACHE_CAPACITY must be at least 1")]
     ZeroCache,
-    #[error("{0} is not set; a deployment on a shared database must configure it")]
-    Missing(&'static str),
+    #[error("{0}: not set; a deployment on a shared database must configure its secrets")]
+    Missing(String),
+    #[error(
+        "{0}: not set; configure every secret (KEYWARD_PEPPER, KEYWARD_JWT_SECRET, \
+         KEYWARD_ADMIN_TOKEN), or none of them to use the generated local-trial secrets file"
+    )]
+    Partial(String),
     #[error(transparent)]
     Secrets(#[from] secrets::SecretsError),
 }
 
+/// Whether a missing local-trial secrets file may be generated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalTrial {
+    /// `serve` and `migrate`: generate it on first use.
+    Create,
+    /// Admin commands: use it only if it exists, so running one in the wrong
+    /// directory does not mint secrets the server does not know.
+    Existing,
+}
+
 impl Config {
-    /// Validates the configuration; for a SQLite database, missing secrets come from
-    /// (or are generated into) the local secrets file.
-    pub fn resolve(&self) -> Result<Settings, SettingsError> {
+    /// Validates the configuration; with no secrets configured and a SQLite
+    /// database, the secrets come from the local-trial file beside it.
+    pub fn resolve(&self, local_trial: LocalTrial) -> Result<Settings, SettingsError> {
         let database_url = DatabaseUrl::parse(&self.database_url)?;
         let key_format = KeyFormat::new(KeyPrefix::parse(&self.key_prefix)?);
         let catalogue = match &self.permission_catalogue {
@@ -98,29 +113,48 @@ impl Config {
             .map(|path| read_file("JWT public key", path).map(String::into_bytes))
             .transpose()?;
 
-        // Secrets not configured come from the local trial file (SQLite only).
-        let needs_local = pepper_setting.is_none()
-            || self.admin_token.is_none()
-            || (self.jwt_secret.is_none() && public_key_pem.is_none());
-        let local = match database_url.sqlite_path() {
-            Some(db) if needs_local => Some(secrets::load_or_create(db)?),
-            _ => None,
+        // Either every secret is configured, or none is and a SQLite local trial
+        // keeps generated ones beside its database. A partial configuration is an
+        // error: silently generating the missing pepper would put it beside the
+        // database, in its backups, which is what the pepper must not be.
+        let has_jwt = self.jwt_secret.is_some() || public_key_pem.is_some();
+        let configured = [
+            (
+                pepper_setting.is_some(),
+                "KEYWARD_PEPPER (or KEYWARD_PEPPER_FILE)",
+            ),
+            (
+                has_jwt,
+                "KEYWARD_JWT_SECRET (or KEYWARD_JWT_PUBLIC_KEY_FILE)",
+            ),
+            (self.admin_token.is_some(), "KEYWARD_ADMIN_TOKEN"),
+        ];
+        let missing: Vec<&str> = configured
+            .iter()
+            .filter(|(set, _)| !set)
+            .map(|(_, name)| *name)
+            .collect();
+        let local = match (missing.len(), database_url.sqlite_path()) {
+            (0, _) => None,
+            (3, Some(db)) => Some(match local_trial {
+                LocalTrial::Create => secrets::load_or_create(db)?,
+                LocalTrial::Existing => secrets::load(db)?,
+            }),
+            (3, None) => return Err(SettingsError::Missing(missing.join(", "))),
+            _ => return Err(SettingsError::Partial(missing.join(", "))),
         };
-        let pick = |configured: &Option<Secret>, local: Option<&Secret>| {
-            configured.clone().or_else(|| local.cloned())
-        };
-        let pepper = pick(&pepper_setting, local.as_ref().map(|l| &l.pepper)).ok_or(
-            SettingsError::Missing("KEYWARD_PEPPER or KEYWARD_PEPPER_FILE"),
-        )?;
-        let admin_token = pick(&self.admin_token, local.as_ref().map(|l| &l.admin_token))
-            .ok_or(SettingsError::Missing("KEYWARD_ADMIN_TOKEN"))?;
-        let hs256_secret = match (&self.jwt_secret, &public_key_pem) {
-            (Some(s), _) => Some(s.clone()),
-            (None, Some(_)) => None,
-            (None, None) => Some(local.as_ref().map(|l| l.jwt_secret.clone()).ok_or(
-                SettingsError::Missing("KEYWARD_JWT_SECRET or KEYWARD_JWT_PUBLIC_KEY_FILE"),
-            )?),
-        };
+        let pepper = pepper_setting
+            .or_else(|| local.as_ref().map(|l| l.pepper.clone()))
+            .expect("configured or local");
+        let admin_token = self
+            .admin_token
+            .clone()
+            .or_else(|| local.as_ref().map(|l| l.admin_token.clone()))
+            .expect("configured or local");
+        let hs256_secret = self
+            .jwt_secret
+            .clone()
+            .or_else(|| local.as_ref().map(|l| l.jwt_secret.clone()));
 
         if hs256_secret
             .as_ref()
@@ -199,7 +233,7 @@ mod tests {
                 ADMIN,
             ],
         )
-        .resolve()
+        .resolve(LocalTrial::Create)
         .unwrap();
         assert!(settings.local_secrets.is_none());
         assert!(!dir.path().join("k.db.secrets").exists());
@@ -207,30 +241,61 @@ mod tests {
     }
 
     #[test]
-    fn missing_secrets_come_from_the_local_file() {
+    fn with_no_secrets_configured_the_local_file_is_used() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = config(dir.path(), &["--admin-token", ADMIN])
-            .resolve()
+        let err = config(dir.path(), &[])
+            .resolve(LocalTrial::Existing)
+            .unwrap_err();
+        assert!(err.to_string().contains("keyward serve"), "{err}");
+        let created = config(dir.path(), &[]).resolve(LocalTrial::Create).unwrap();
+        assert_eq!(
+            created.local_secrets.as_ref().unwrap(),
+            &(dir.path().join("k.db.secrets"), true)
+        );
+        let reused = config(dir.path(), &[])
+            .resolve(LocalTrial::Existing)
             .unwrap();
-        assert_eq!(
-            settings.local_secrets.as_ref().unwrap().0,
-            dir.path().join("k.db.secrets")
+        assert_eq!(reused.admin_token.expose(), created.admin_token.expose());
+        assert!(reused.jwt.hs256_secret.is_some());
+    }
+
+    #[test]
+    fn a_partial_secret_configuration_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = config(dir.path(), &["--admin-token", ADMIN, "--jwt-secret", JWT])
+            .resolve(LocalTrial::Create)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("KEYWARD_PEPPER (or KEYWARD_PEPPER_FILE): not set"),
+            "{err}"
         );
-        assert_eq!(
-            settings.admin_token.expose(),
-            ADMIN,
-            "configured values win"
+        assert!(
+            !dir.path().join("k.db.secrets").exists(),
+            "nothing generated"
         );
-        assert!(settings.jwt.hs256_secret.is_some());
     }
 
     #[test]
     fn bad_settings_name_the_setting() {
         let dir = tempfile::tempdir().unwrap();
+        let secrets = |pepper, jwt, admin| {
+            vec![
+                "--pepper",
+                pepper,
+                "--jwt-secret",
+                jwt,
+                "--admin-token",
+                admin,
+            ]
+        };
+        let weak_jwt = secrets(PEPPER, "short", ADMIN);
+        let weak_admin = secrets(PEPPER, JWT, "short");
+        let weak_pepper = secrets("short", JWT, ADMIN);
         let cases: [(&[&str], &str); 8] = [
-            (&["--jwt-secret", "short"], "KEYWARD_JWT_SECRET"),
-            (&["--admin-token", "short"], "KEYWARD_ADMIN_TOKEN"),
-            (&["--pepper", "short"], "KEYWARD_PEPPER"),
+            (&weak_jwt, "KEYWARD_JWT_SECRET"),
+            (&weak_admin, "KEYWARD_ADMIN_TOKEN"),
+            (&weak_pepper, "KEYWARD_PEPPER"),
             (&["--key-prefix", "Bad-Prefix"], "KEYWARD_KEY_PREFIX"),
             (&["--permission-catalogue", "read"], "KEYWARD_PERMISSIONS"),
             (&["--max-keys-per-user", "0"], "KEYWARD_MAX_KEYS_PER_USER"),
@@ -241,9 +306,33 @@ mod tests {
             ),
         ];
         for (args, expected) in cases {
-            let err = config(dir.path(), args).resolve().unwrap_err().to_string();
+            let err = config(dir.path(), args)
+                .resolve(LocalTrial::Create)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(expected), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn limits_come_from_their_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = config(
+            dir.path(),
+            &[
+                "--max-keys-per-user",
+                "5",
+                "--cache-capacity",
+                "77",
+                "--key-prefix",
+                "acme",
+            ],
+        )
+        .resolve(LocalTrial::Create)
+        .unwrap();
+        assert_eq!(settings.engine.max_keys_per_user, 5);
+        assert_eq!(settings.engine.cache_capacity, 77);
+        assert_eq!(settings.engine.key_format.prefix().as_str(), "acme");
     }
 
     #[test]
@@ -262,7 +351,7 @@ mod tests {
                 ADMIN,
             ],
         )
-        .resolve()
+        .resolve(LocalTrial::Create)
         .unwrap();
         assert_eq!(settings.engine.peppers.current().version(), 2);
         assert_eq!(settings.engine.peppers.retired().len(), 1);

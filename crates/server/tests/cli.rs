@@ -386,25 +386,40 @@ impl Drop for Server {
 }
 
 fn start_server(cwd: &Path) -> Server {
-    let mut child = clean_command(cwd)
+    start_server_with(cwd, &[]).0
+}
+
+/// Starts `keyward serve` on a free port; the log lines it writes arrive on the
+/// returned channel.
+fn start_server_with(
+    cwd: &Path,
+    env: &[(&str, &str)],
+) -> (Server, std::sync::mpsc::Receiver<String>) {
+    let mut command = clean_command(cwd);
+    command
         .args(["serve", "--bind", "127.0.0.1:0"])
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (address_tx, address_rx) = std::sync::mpsc::channel();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("address=http://").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap().to_owned());
+            if let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
+                let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                let _ = address_tx.send(format!("127.0.0.1:{port}"));
             }
+            let _ = lines_tx.send(line);
         }
     });
-    let address = rx
+    let address = address_rx
         .recv_timeout(Duration::from_secs(20))
         .expect("the server reports its address");
-    Server { child, address }
+    (Server { child, address }, lines_rx)
 }
 
 /// A one-shot HTTP/1.1 request; returns the status and the body.
@@ -518,4 +533,223 @@ fn serve_runs_with_no_configuration_and_stops_cleanly_on_sigterm() {
     let (status, listed) = http(&server.address, "GET", "/api/api-keys", Some(&token), None);
     assert_eq!(status, 200);
     assert_eq!(listed[0]["name"], "trial");
+}
+
+#[test]
+fn logs_are_json_lines_and_never_contain_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let (mut server, lines) = start_server_with(
+        cwd,
+        &[("KEYWARD_LOG", "debug"), ("KEYWARD_LOG_FORMAT", "json")],
+    );
+    let token = cli_in(cwd, &["token", "--user", "erin"]);
+    let admin = cli_in(cwd, &["token", "--admin"]);
+    let (_, created) = http(
+        &server.address,
+        "POST",
+        "/api/api-keys",
+        Some(&token),
+        Some(&json!({"name": "logged", "permissions": []})),
+    );
+    let key = created["plain_text_key"].as_str().unwrap().to_owned();
+    let id = created["api_key"]["id"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        http(
+            &server.address,
+            "POST",
+            "/api/api-keys/verify",
+            Some(&admin),
+            Some(&json!({"key": key})),
+        );
+    }
+    http(
+        &server.address,
+        "POST",
+        "/api/api-keys/verify",
+        Some(&admin),
+        Some(&json!({"key": format!("{key}x")})),
+    );
+    http(
+        &server.address,
+        "DELETE",
+        &format!("/api/api-keys/{id}"),
+        Some(&token),
+        None,
+    );
+    let pid = server.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    server.child.wait().unwrap();
+
+    // The reader thread ends (and the channel with it) when the process's stderr closes.
+    let logged: Vec<String> = lines.iter().collect();
+    assert!(logged.len() >= 4, "{logged:?}");
+    for line in &logged {
+        let entry: Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert!(
+            entry["level"].is_string() && entry["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+    let all = logged.join("\n");
+    assert!(all.contains(&id), "key ids are logged");
+    for secret in [&key[8..46], token.as_str(), admin.as_str()] {
+        assert!(!all.contains(secret), "a secret reached the log");
+    }
+    let secrets = std::fs::read_to_string(cwd.join("keyward.db.secrets")).unwrap();
+    let secrets: Value = serde_json::from_str(&secrets).unwrap();
+    for name in ["pepper", "jwt_secret"] {
+        assert!(
+            !all.contains(secrets[name].as_str().unwrap()),
+            "{name} reached the log"
+        );
+    }
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let mut server = start_server(cwd);
+    let token = cli_in(cwd, &["token", "--user", "frank"]);
+    let admin = cli_in(cwd, &["token", "--admin"]);
+    let (_, created) = http(
+        &server.address,
+        "POST",
+        "/api/api-keys",
+        Some(&token),
+        Some(&json!({"name": "k", "permissions": []})),
+    );
+    let body = json!({"key": created["plain_text_key"]}).to_string();
+
+    // Headers and half the body, then the signal, then the rest.
+    let mut stream = TcpStream::connect(&server.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (first, second) = body.split_at(body.len() / 2);
+    write!(
+        stream,
+        "POST /api/api-keys/verify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}",
+        body.len()
+    )
+    .unwrap();
+    stream.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the server waits for the request"
+    );
+    stream.write_all(second.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"code\":\"VALID\""), "{response}");
+
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    // New connections are no longer accepted.
+    assert!(TcpStream::connect(&server.address).is_err());
+}
+
+#[test]
+fn sigint_stops_the_server_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start_server(dir.path());
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn admin_commands_in_the_wrong_directory_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&["keys", "list"][..], &["token", "--user", "alice"]] {
+        let output = clean_command(dir.path()).args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("run `keyward serve`"), "{args:?}: {stderr}");
+    }
+    let configured = clean_command(dir.path())
+        .args(["keys", "list"])
+        .env("KEYWARD_PEPPER", PEPPER)
+        .env("KEYWARD_JWT_SECRET", JWT_SECRET)
+        .env("KEYWARD_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(configured.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&configured.stderr).contains("no database at"));
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no file was created"
+    );
+}
+
+#[test]
+fn a_partial_secret_configuration_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = clean_command(dir.path())
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("KEYWARD_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("KEYWARD_PEPPER"), "{stderr}");
+    assert!(!dir.path().join("keyward.db.secrets").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_and_openapi_work_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let migrate = clean_command(dir.path()).arg("migrate").output().unwrap();
+    assert!(migrate.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&migrate.stdout),
+        "database is up to date\n"
+    );
+    assert!(dir.path().join("keyward.db").exists());
+    // Running it again changes nothing.
+    assert!(
+        clean_command(dir.path())
+            .arg("migrate")
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+
+    let shared = Shared::new().await;
+    let printed = shared.run(&["openapi"]).await;
+    assert!(printed.status.success());
+    let printed: Value = serde_json::from_slice(&printed.stdout).unwrap();
+    let response = shared
+        .app
+        .router
+        .clone()
+        .oneshot(Request::get("/openapi.json").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let served: Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(printed, served);
 }

@@ -41,11 +41,10 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Io(_)
             | sqlx::Error::WorkerCrashed => Self::Unavailable(err),
             sqlx::Error::Database(db) if db.is_unique_violation() => Self::Duplicate,
-            // SQLITE_BUSY / SQLITE_LOCKED after the busy timeout: the database is
-            // held by someone else for too long, which callers see as unavailable.
-            sqlx::Error::Database(db)
-                if matches!(db.code().as_deref(), Some("5" | "6" | "517")) =>
-            {
+            // SQLITE_BUSY / SQLITE_LOCKED and their extended codes, after the busy
+            // timeout: someone else holds the database too long, which callers see
+            // as unavailable.
+            sqlx::Error::Database(db) if is_sqlite_busy(db.code().as_deref()) => {
                 Self::Unavailable(err)
             }
             _ => Self::Database(err),
@@ -53,9 +52,31 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// Primary result codes 5 (BUSY) and 6 (LOCKED); extended codes keep them in the low byte.
+fn is_sqlite_busy(code: Option<&str>) -> bool {
+    code.and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+}
+
 impl StoreError {
     /// True when retrying later may succeed (the database is down or busy).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Unavailable(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_sqlite_busy;
+
+    #[test]
+    fn busy_and_locked_are_recognised_with_their_extended_codes() {
+        for code in ["5", "6", "261", "262", "517", "773"] {
+            assert!(is_sqlite_busy(Some(code)), "{code}");
+        }
+        for code in ["1", "19", "2067", "x"] {
+            assert!(!is_sqlite_busy(Some(code)), "{code}");
+        }
+        assert!(!is_sqlite_busy(None));
     }
 }

@@ -42,7 +42,7 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Applies the embedded migrations that have not run yet.
     fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Succeeds if the database answers a trivial query.
+    /// Succeeds if the database answers a trivial query (for reads and for writes).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Stores a new key, unless its owner already has `max_live_per_user` keys that

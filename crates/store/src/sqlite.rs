@@ -8,7 +8,9 @@
 //!   lock up front: a deferred transaction that upgrades fails with `SQLITE_BUSY_SNAPSHOT`
 //!   when another process (the CLI) wrote in between, whatever the busy timeout.
 //! - Changes by other processes are noticed through `PRAGMA data_version` on the
-//!   writer connection, which moves only when *another* connection commits.
+//!   writer connection, which moves only when *another* connection commits. Every
+//!   change clears the whole cache, which suits an admin CLI beside one server; for
+//!   several servers, use a shared PostgreSQL instead of one SQLite file.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -85,7 +87,10 @@ impl SqliteStore {
                 base.clone()
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal),
+                    // FULL: an acknowledged revocation survives a power loss, not only
+                    // a process crash. Usage is written in batches, so the cost is
+                    // one sync per mutation or flush.
+                    .synchronous(SqliteSynchronous::Full),
             )
             .await?;
         let readers = SqlitePoolOptions::new()
@@ -165,6 +170,7 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
+        sqlx::query("SELECT 1").execute(&self.writer).await?;
         Ok(())
     }
 
@@ -207,15 +213,29 @@ impl Store for SqliteStore {
     }
 
     async fn list_keys(&self, owner: Option<&UserId>) -> Result<Vec<ApiKey>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            key_columns!(),
-            " FROM api_keys WHERE ($1 IS NULL OR user_id = $1) \
-              ORDER BY created_at DESC, id DESC"
-        ))
-        .bind(owner_str(owner))
-        .fetch_all(&self.readers)
-        .await?;
+        // Two statements rather than `$1 IS NULL OR user_id = $1`, which SQLite
+        // cannot answer from the (user_id, created_at) index.
+        let rows = match owner {
+            Some(user) => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    key_columns!(),
+                    " FROM api_keys WHERE user_id = $1 ORDER BY created_at DESC, id DESC"
+                ))
+                .bind(user.as_str())
+                .fetch_all(&self.readers)
+                .await?
+            }
+            None => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    key_columns!(),
+                    " FROM api_keys ORDER BY created_at DESC, id DESC"
+                ))
+                .fetch_all(&self.readers)
+                .await?
+            }
+        };
         rows.iter().map(key_from_row).collect()
     }
 

@@ -12,7 +12,8 @@ use keyward_store::AnyStore;
 
 use super::output;
 use crate::config::Config;
-use crate::http::dto::{ApiKeyResponse, CreateKeyResponse};
+use crate::http::dto::{ApiKeyResponse, CreateKeyResponse, VerifyResponse};
+use crate::settings::LocalTrial;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -62,7 +63,16 @@ pub enum KeysCommand {
 }
 
 pub async fn run(config: &Config, command: KeysCommand, json: bool) -> anyhow::Result<ExitCode> {
-    let settings = config.resolve()?;
+    let settings = config.resolve(LocalTrial::Existing)?;
+    // An admin command in the wrong directory must not create an empty database
+    // and report "no keys".
+    if let Some(path) = settings.database_url.sqlite_path().filter(|p| !p.exists()) {
+        anyhow::bail!(
+            "no database at {}; start `keyward serve` (or run `keyward migrate`) first, \
+             or set KEYWARD_DATABASE_URL to the server's database",
+            path.display()
+        );
+    }
     let engine = crate::app::start_engine(&settings).await?;
     let result = execute(&engine, command, json).await;
     // Writes recorded usage (from `verify`) and closes the database.
@@ -186,19 +196,11 @@ async fn execute(
                 .verify(key.trim(), &permissions)
                 .await
                 .map_err(describe)?;
-            let found = verification.key.as_deref();
             if json {
-                let body = serde_json::json!({
-                    "valid": verification.is_valid(),
-                    "code": verification.code.as_str(),
-                    "key_id": found.map(|k| k.id.to_string()),
-                    "user_id": found.map(|k| k.user_id.to_string()),
-                    "permissions": found.map(|k| k.permissions.clone()),
-                    "expires_at": found.and_then(|k| k.expires_at).map(|t| t.to_rfc3339()),
-                });
+                let body = VerifyResponse::from(&verification);
                 println!("{}", serde_json::to_string_pretty(&body)?);
             } else {
-                match found {
+                match verification.key.as_deref() {
                     Some(k) => println!("{} (key {}, user {})", verification.code, k.id, k.user_id),
                     None => println!("{}", verification.code),
                 }

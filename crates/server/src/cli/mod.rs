@@ -73,7 +73,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => serve::serve(&cli.config).await.map(|()| ExitCode::SUCCESS),
         Command::Migrate => {
-            let settings = cli.config.resolve()?;
+            let settings = cli.config.resolve(crate::settings::LocalTrial::Create)?;
             let engine = crate::app::start_engine(&settings).await?;
             engine.shutdown().await;
             println!("database is up to date");

@@ -1,13 +1,18 @@
 //! `keyward serve`: the HTTP service, until SIGTERM or Ctrl-C.
 
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use crate::app::App;
 use crate::config::Config;
+use crate::settings::LocalTrial;
 use crate::telemetry;
 
+/// How long in-flight requests may run on after SIGTERM/SIGINT.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(35);
+
 pub async fn serve(config: &Config) -> anyhow::Result<()> {
-    let settings = config.resolve()?;
+    let settings = config.resolve(LocalTrial::Create)?;
     if let Some((path, created)) = &settings.local_secrets {
         let verb = if *created { "generated" } else { "using" };
         tracing::info!(
@@ -22,7 +27,7 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
     tracing::info!(
         address = %format!("http://{}", listener.local_addr()?),
-        database = %config.database_url,
+        database = %settings.database_url,
         backend = app.engine.store_backend(),
         "keyward is listening; API docs at /docs"
     );
@@ -35,9 +40,29 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         }
     });
 
-    axum::serve(listener, app.router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    // After the signal, in-flight requests get SHUTDOWN_GRACE to finish (each is
+    // bounded by the request deadline anyway); then the server stops without them,
+    // and pending usage is still written.
+    let (signalled, signal_seen) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app.router)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = signalled.send(());
+        })
+        .into_future();
+    let grace = async move {
+        match signal_seen.await {
+            Ok(()) => tokio::time::sleep(SHUTDOWN_GRACE).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        result = server => result?,
+        () = grace => tracing::warn!(
+            "requests still running {} s after the signal; stopping without them",
+            SHUTDOWN_GRACE.as_secs()
+        ),
+    }
     upkeep.abort();
     tracing::info!("requests finished; writing pending usage");
     app.engine.shutdown().await;

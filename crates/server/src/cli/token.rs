@@ -9,6 +9,7 @@ use keyward_core::model::UserId;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::settings::LocalTrial;
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {
@@ -38,14 +39,15 @@ struct Claims<'a> {
 pub fn parse_ttl(text: &str) -> Result<Duration, String> {
     let error = || format!("invalid --ttl {text:?}: expected a number with s, m, h or d, e.g. 1h");
     let text = text.trim();
-    let unit_at = text.len().checked_sub(1).ok_or_else(error)?;
-    let (number, unit) = text.split_at(unit_at);
-    let number: u64 = number.parse().map_err(|_| error())?;
+    let unit = text.chars().last().ok_or_else(error)?;
+    let number: u64 = text[..text.len() - unit.len_utf8()]
+        .parse()
+        .map_err(|_| error())?;
     let seconds = match unit {
-        "s" => number,
-        "m" => number.saturating_mul(60),
-        "h" => number.saturating_mul(3600),
-        "d" => number.saturating_mul(86_400),
+        's' => number,
+        'm' => number.saturating_mul(60),
+        'h' => number.saturating_mul(3600),
+        'd' => number.saturating_mul(86_400),
         _ => return Err(error()),
     };
     if seconds == 0 || seconds > 30 * 86_400 {
@@ -57,7 +59,7 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
 }
 
 pub fn run(config: &Config, args: &TokenArgs) -> anyhow::Result<ExitCode> {
-    let settings = config.resolve()?;
+    let settings = config.resolve(LocalTrial::Existing)?;
     if args.admin {
         println!("{}", settings.admin_token.expose());
         return Ok(ExitCode::SUCCESS);
@@ -101,7 +103,7 @@ mod tests {
         assert_eq!(parse_ttl("15m").unwrap(), Duration::from_secs(900));
         assert_eq!(parse_ttl("2h").unwrap(), Duration::from_secs(7200));
         assert_eq!(parse_ttl("30d").unwrap(), Duration::from_secs(2_592_000));
-        for bad in ["", "h", "10", "1w", "-1h", "0s", "31d", "1.5h"] {
+        for bad in ["", "h", "10", "1w", "-1h", "0s", "31d", "1.5h", "5µ", "µ"] {
             assert!(parse_ttl(bad).is_err(), "{bad:?}");
         }
     }

@@ -110,7 +110,6 @@ pub async fn list_keys(
         (status = 200, description = "The key", body = ApiKeyResponse),
         (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
         (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
-        (status = 422, description = "The id is not a UUID", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
@@ -134,7 +133,6 @@ pub async fn get_key(
         (status = 200, description = "The revoked key", body = ApiKeyResponse),
         (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
         (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
-        (status = 422, description = "The id is not a UUID", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
@@ -159,7 +157,6 @@ pub async fn revoke_key(
         (status = 400, description = "The key is revoked", body = ErrorBody),
         (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
         (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
-        (status = 422, description = "The id is not a UUID", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
@@ -184,7 +181,6 @@ pub async fn suspend_key(
         (status = 400, description = "The key is not suspended", body = ErrorBody),
         (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
         (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
-        (status = 422, description = "The id is not a UUID", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
@@ -212,7 +208,7 @@ pub async fn reactivate_key(
         (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 422, description = "Unknown permissions or an invalid id", body = ErrorBody),
+        (status = 422, description = "Unknown permissions", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]

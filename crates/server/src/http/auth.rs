@@ -57,6 +57,8 @@ impl Authenticator {
             let mut v = Validation::new(algorithms[0]);
             v.algorithms = algorithms.to_vec();
             v.leeway = CLOCK_LEEWAY_SECS;
+            // `nbf` is checked when present (jsonwebtoken leaves it off by default).
+            v.validate_nbf = true;
             let mut required = vec!["exp", "sub"];
             if let Some(iss) = &jwt.issuer {
                 v.set_issuer(&[iss]);

@@ -2,6 +2,7 @@
 
 use keyward_core::model::{ApiKey, KeyStatus};
 use keyward_core::verify::VerifyCode;
+use keyward_engine::Verification;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -176,6 +177,20 @@ pub struct VerifyResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(format = DateTime)]
     pub expires_at: Option<String>,
+}
+
+impl From<&Verification> for VerifyResponse {
+    fn from(verification: &Verification) -> Self {
+        let key = verification.key.as_deref();
+        Self {
+            valid: verification.is_valid(),
+            code: verification.code.into(),
+            key_id: key.map(|k| *k.id.as_uuid()),
+            user_id: key.map(|k| k.user_id.as_str().to_owned()),
+            permissions: key.map(|k| k.permissions.clone()),
+            expires_at: key.and_then(|k| k.expires_at).map(|t| t.to_rfc3339()),
+        }
+    }
 }
 
 /// Liveness/readiness answer.

@@ -158,6 +158,7 @@ impl From<EngineError> for ApiError {
                 tracing::warn!(error = %cause, "storage unavailable");
                 Self::unavailable()
             }
+            EngineError::ShuttingDown => Self::unavailable().detail("the service is shutting down"),
             EngineError::Internal(cause) => {
                 tracing::error!(error = ?cause, "storage error");
                 Self::internal()

@@ -26,7 +26,8 @@ where
     }
 }
 
-/// The `{id}` path segment, parsed as a key id (422 if it is not a UUID).
+/// The `{id}` path segment, parsed as a key id. Text that is not a UUID cannot name
+/// one of the caller's keys, so it is answered like any unknown id: 404.
 pub struct KeyIdPath(pub KeyId);
 
 impl<S: Send + Sync> FromRequestParts<S> for KeyIdPath {
@@ -35,9 +36,7 @@ impl<S: Send + Sync> FromRequestParts<S> for KeyIdPath {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
-            .map_err(|_| ApiError::invalid("id: missing from the path"))?;
-        raw.parse()
-            .map(Self)
-            .map_err(|_| ApiError::invalid("id: not a valid key id (expected a UUID)"))
+            .map_err(|_| ApiError::not_found())?;
+        raw.parse().map(Self).map_err(|_| ApiError::not_found())
     }
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderValue;
-use axum::http::header::CACHE_CONTROL;
+use axum::http::header::{CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
 use axum::response::IntoResponse;
 use keyward_core::permissions::Catalogue;
 use keyward_engine::Engine;
@@ -126,19 +126,26 @@ pub fn router(engine: Engine<AnyStore>, auth: Authenticator, metrics: Prometheus
         openapi_json,
     };
     let (router, _) = api_routes().split_for_parts();
+    // Layers wrap outwards: the last added sees a request first. Panics become JSON
+    // errors innermost, so the headers and the metrics below still apply to them.
     router
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .with_state(state)
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("a request handler panicked");
+            ApiError::internal().into_response()
+        }))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(observe::deadline))
         // API answers are private to their caller; proxies and browsers must not keep them.
         .layer(SetResponseHeaderLayer::if_not_present(
             CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ))
+        .layer(SetResponseHeaderLayer::overriding(
+            X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .layer(axum::middleware::from_fn(observe::observe))
-        .layer(CatchPanicLayer::custom(|_| {
-            tracing::error!("a request handler panicked");
-            ApiError::internal().into_response()
-        }))
 }

@@ -1,10 +1,27 @@
-//! Request metrics and logs, recorded for every route.
+//! Request metrics and logs, recorded for every route, and the per-request deadline.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::StatusCode;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+
+/// The longest a request may take, body upload included. Verifications take
+/// microseconds; this only stops slow or stuck clients from holding a connection
+/// (and a graceful shutdown) forever.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn deadline(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(StatusCode::REQUEST_TIMEOUT, "Request timed out")
+            .detail("the request did not complete within 30 s")
+            .into_response(),
+    }
+}
 
 pub async fn observe(request: Request, next: Next) -> Response {
     let started = Instant::now();

@@ -43,13 +43,5 @@ pub async fn verify_key(
         .engine
         .verify(body.key.expose_secret(), &body.permissions)
         .await?;
-    let key = verification.key.as_deref();
-    Ok(Json(VerifyResponse {
-        valid: verification.is_valid(),
-        code: verification.code.into(),
-        key_id: key.map(|k| *k.id.as_uuid()),
-        user_id: key.map(|k| k.user_id.as_str().to_owned()),
-        permissions: key.map(|k| k.permissions.clone()),
-        expires_at: key.and_then(|k| k.expires_at).map(|t| t.to_rfc3339()),
-    }))
+    Ok(Json(VerifyResponse::from(&verification)))
 }

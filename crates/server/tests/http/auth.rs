@@ -296,3 +296,60 @@ async fn authentication_is_checked_before_the_body() {
         .await;
     assert_eq!(response.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn every_management_route_refuses_missing_expired_and_forged_tokens() {
+    let app = TestApp::new().await;
+    let (id, _) = app.key_with("alice", &[]).await;
+    let expired = hs256_token(JWT_SECRET, json!({"sub": "alice", "exp": now_secs() - 300}));
+    let forged = hs256_token(
+        "not-the-secret-but-long-enough-0123456789",
+        json!({"sub": "alice", "exp": now_secs() + 3600}),
+    );
+    let routes = [
+        (
+            Method::POST,
+            "/api/api-keys".to_owned(),
+            Some(json!({"name": "k", "permissions": []})),
+        ),
+        (Method::GET, "/api/api-keys".to_owned(), None),
+        (Method::GET, format!("/api/api-keys/{id}"), None),
+        (Method::DELETE, format!("/api/api-keys/{id}"), None),
+        (Method::POST, format!("/api/api-keys/{id}/suspend"), None),
+        (Method::POST, format!("/api/api-keys/{id}/reactivate"), None),
+        (
+            Method::PUT,
+            format!("/api/api-keys/{id}/permissions"),
+            Some(json!({"permissions": []})),
+        ),
+    ];
+    for (method, uri, body) in routes {
+        for token in [None, Some(expired.as_str()), Some(forged.as_str())] {
+            let response = app.call(method.clone(), &uri, token, body.clone()).await;
+            assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+            assert_eq!(response.headers[header::WWW_AUTHENTICATE], "Bearer");
+        }
+    }
+    // Nothing happened to the key.
+    let key = app
+        .as_user("alice", Method::GET, &format!("/api/api-keys/{id}"), None)
+        .await;
+    assert_eq!(key.ok()["status"], "ACTIVE");
+    let list = app
+        .as_user("alice", Method::GET, "/api/api-keys", None)
+        .await;
+    assert_eq!(list.ok().as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_token_that_is_not_valid_yet_is_refused() {
+    let app = TestApp::new().await;
+    let early = hs256_token(
+        JWT_SECRET,
+        json!({"sub": "alice", "exp": now_secs() + 7200, "nbf": now_secs() + 3600}),
+    );
+    assert_unauthorized(
+        &list_with(&app, Some(&format!("Bearer {early}"))).await,
+        "not valid yet",
+    );
+}

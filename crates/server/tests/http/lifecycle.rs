@@ -125,11 +125,13 @@ async fn unknown_permissions_are_refused_and_nothing_changes() {
     assert_eq!(key.ok()["permissions"], json!(["READ_GRAPH"]));
 }
 
+const ACTIONS: [&str; 5] = ["get", "suspend", "reactivate", "revoke", "permissions"];
+
 #[tokio::test]
 async fn another_users_key_is_not_found_on_every_route() {
     let app = TestApp::new().await;
     let (id, plain) = app.key_with("alice", &["READ_GRAPH"]).await;
-    for action in ["get", "suspend", "reactivate", "revoke", "permissions"] {
+    for action in ACTIONS {
         let response = act(&app, "mallory", action, &id).await;
         let error = response.error(StatusCode::NOT_FOUND);
         assert_eq!(error["message"], "API key not found", "{action}");
@@ -155,6 +157,65 @@ async fn unknown_ids_are_not_found_on_every_route() {
             .error(StatusCode::NOT_FOUND);
         act(&app, "alice", action, "123")
             .await
-            .error(StatusCode::UNPROCESSABLE_ENTITY);
+            .error(StatusCode::NOT_FOUND);
     }
+}
+
+#[tokio::test]
+async fn another_users_suspended_or_revoked_key_is_not_found_either() {
+    // The owner check comes before any status rule: a 400 would reveal the key.
+    let app = TestApp::new().await;
+    let (suspended, _) = app.key_with("alice", &[]).await;
+    act(&app, "alice", "suspend", &suspended).await.ok();
+    let (revoked, _) = app.key_with("alice", &[]).await;
+    act(&app, "alice", "revoke", &revoked).await.ok();
+    for id in [&suspended, &revoked] {
+        for action in ACTIONS {
+            let response = act(&app, "mallory", action, id).await;
+            response.error(StatusCode::NOT_FOUND);
+        }
+    }
+    let key = act(&app, "alice", "get", &suspended).await;
+    assert_eq!(key.ok()["status"], "SUSPENDED");
+}
+
+#[tokio::test]
+async fn bad_permission_bodies_are_client_errors_and_change_nothing() {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+
+    let app = TestApp::new().await;
+    let id = new_key(&app).await;
+    let uri = format!("/api/api-keys/{id}/permissions");
+    for body in [
+        json!({}),
+        json!({"permissions": "IDENTITY"}),
+        json!({"permissions": [], "name": "x"}),
+    ] {
+        let response = app
+            .as_user("alice", Method::PUT, &uri, Some(body.clone()))
+            .await;
+        response.error(StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let token = app.token("alice");
+    let raw = |content_type: Option<&str>, body: String| {
+        let mut request =
+            Request::put(&uri).header(header::AUTHORIZATION, format!("Bearer {token}"));
+        if let Some(ct) = content_type {
+            request = request.header(header::CONTENT_TYPE, ct);
+        }
+        request.body(Body::from(body)).unwrap()
+    };
+    app.send(raw(Some("application/json"), "{".into()))
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    app.send(raw(None, r#"{"permissions":[]}"#.into()))
+        .await
+        .error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let huge = format!(r#"{{"permissions":["{}"]}}"#, "A".repeat(70 * 1024));
+    app.send(raw(Some("application/json"), huge))
+        .await
+        .error(StatusCode::PAYLOAD_TOO_LARGE);
+    let key = act(&app, "alice", "get", &id).await;
+    assert_eq!(key.ok()["permissions"], json!(["READ_GRAPH"]));
 }

@@ -78,7 +78,7 @@ async fn getting_a_key_returns_what_create_returned() {
 }
 
 #[tokio::test]
-async fn an_unknown_id_is_not_found_and_a_malformed_one_is_invalid() {
+async fn unknown_and_malformed_ids_are_not_found() {
     let app = TestApp::new().await;
     let unknown = "01900000-0000-7000-8000-000000000000";
     let response = app
@@ -93,5 +93,8 @@ async fn an_unknown_id_is_not_found_and_a_malformed_one_is_invalid() {
     let response = app
         .as_user("alice", Method::GET, "/api/api-keys/not-a-uuid", None)
         .await;
-    response.error(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        response.error(StatusCode::NOT_FOUND)["message"],
+        "API key not found"
+    );
 }

@@ -27,6 +27,44 @@ async fn readiness_fails_when_the_database_is_gone() {
 }
 
 #[tokio::test]
+async fn every_route_that_needs_the_database_answers_503_without_it() {
+    let app = TestApp::new().await;
+    let (id, plain) = app.key_with("alice", &[]).await;
+    app.engine.shutdown().await;
+    let calls = [
+        (
+            Method::POST,
+            "/api/api-keys".to_owned(),
+            Some(json!({"name": "k", "permissions": []})),
+        ),
+        (Method::GET, "/api/api-keys".to_owned(), None),
+        (Method::GET, format!("/api/api-keys/{id}"), None),
+        (Method::DELETE, format!("/api/api-keys/{id}"), None),
+        (Method::POST, format!("/api/api-keys/{id}/suspend"), None),
+        (
+            Method::PUT,
+            format!("/api/api-keys/{id}/permissions"),
+            Some(json!({"permissions": []})),
+        ),
+    ];
+    for (method, uri, body) in calls {
+        let response = app.as_user("alice", method.clone(), &uri, body).await;
+        let error = response.error(StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error["message"], "Service unavailable", "{method} {uri}");
+    }
+    // A key never verified is not in the cache: no answer rather than a guess.
+    let verify = app
+        .call(
+            Method::POST,
+            "/api/api-keys/verify",
+            Some(ADMIN_TOKEN),
+            Some(json!({"key": plain})),
+        )
+        .await;
+    verify.error(StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
 async fn metrics_cover_verification_cache_and_requests() {
     let app = TestApp::new().await;
     let (_, plain) = app.key_with("alice", &[]).await;
@@ -156,7 +194,7 @@ async fn the_docs_page_renders_the_spec_without_the_internet() {
             .unwrap()
             .starts_with("text/html")
     );
-    assert!(response.text.contains("fetch(\"/openapi.json\")"));
+    assert!(response.text.contains("fetch(\"openapi.json\")"));
     for external in ["src=\"http", "href=\"http", "@import", "cdn"] {
         assert!(
             !response.text.contains(external),

@@ -235,6 +235,28 @@ async fn bad_verify_bodies_are_client_errors() {
             .await;
         response.error(StatusCode::UNPROCESSABLE_ENTITY);
     }
+    let raw = |content_type: Option<&str>, body: String| {
+        let mut request = axum::http::Request::post("/api/api-keys/verify").header(
+            axum::http::header::AUTHORIZATION,
+            format!("Bearer {ADMIN_TOKEN}"),
+        );
+        if let Some(ct) = content_type {
+            request = request.header(axum::http::header::CONTENT_TYPE, ct);
+        }
+        request.body(axum::body::Body::from(body)).unwrap()
+    };
+    app.send(raw(Some("application/json"), "{\"key\":".into()))
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    app.send(raw(Some("text/plain"), r#"{"key":"agpt_x"}"#.into()))
+        .await
+        .error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    app.send(raw(
+        Some("application/json"),
+        format!(r#"{{"key":"{}"}}"#, "k".repeat(70 * 1024)),
+    ))
+    .await
+    .error(StatusCode::PAYLOAD_TOO_LARGE);
     // Very long or exotic "keys" are simply malformed.
     for key in ["x".repeat(10_000), "agpt_🔑".to_owned(), String::new()] {
         assert_eq!(app.verify_code(&key, &[]).await, "MALFORMED");

@@ -31,6 +31,7 @@ macro_rules! store_contract_suite {
             a_duplicate_hash_is_refused,
             the_live_key_cap_counts_keys_that_are_not_revoked,
             concurrent_creates_never_exceed_the_cap,
+            creates_from_two_connections_never_exceed_the_cap,
             suspend_and_reactivate_round_trip,
             revoke_is_terminal_and_keeps_the_first_revocation_time,
             changes_to_foreign_or_unknown_keys_are_not_found,
@@ -230,6 +231,36 @@ pub async fn concurrent_creates_never_exceed_the_cap(f: &Fixture) {
         f.store.list_keys(Some(&user("alice"))).await.unwrap().len(),
         5
     );
+}
+
+pub async fn creates_from_two_connections_never_exceed_the_cap(f: &Fixture) {
+    // Two processes (a server and the CLI, or two servers) creating at once.
+    let other = keyward_store::connect(&f.url).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let store = if i % 2 == 0 {
+            f.store.clone()
+        } else {
+            other.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            store.insert_key(&new_key("alice", "k", i), 5).await
+        }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreError::LimitReached { limit: 5 }) => {}
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+    assert_eq!(ok, 5);
+    assert_eq!(
+        f.store.list_keys(Some(&user("alice"))).await.unwrap().len(),
+        5
+    );
+    other.close().await;
 }
 
 pub async fn suspend_and_reactivate_round_trip(f: &Fixture) {

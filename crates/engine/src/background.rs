@@ -1,0 +1,94 @@
+//! Background work: writing recorded usage, and dropping cache entries that another
+//! process may have made stale.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyward_store::{ExternalChange, Store};
+use tokio::task::JoinHandle;
+
+use crate::engine::Inner;
+use crate::error::EngineError;
+
+pub(crate) fn spawn<S: Store>(inner: &Arc<Inner<S>>) -> Vec<JoinHandle<()>> {
+    vec![
+        tokio::spawn(flush_usage_periodically(Arc::clone(inner))),
+        tokio::spawn(watch_external_changes(Arc::clone(inner))),
+    ]
+}
+
+impl<S: Store> Inner<S> {
+    /// Writes recorded usage now; a failed batch is kept for the next attempt.
+    pub(crate) async fn flush_usage(&self) -> Result<usize, EngineError> {
+        let batch = self.usage.drain();
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let count = batch.len();
+        match self.store.record_usage(&batch).await {
+            Ok(_) => {
+                metrics::counter!("keyward_usage_flushes_total").increment(1);
+                metrics::counter!("keyward_usage_keys_flushed_total").increment(count as u64);
+                Ok(count)
+            }
+            Err(err) => {
+                self.usage.restore(batch);
+                metrics::counter!("keyward_usage_flush_failures_total").increment(1);
+                Err(err.into())
+            }
+        }
+    }
+}
+
+async fn flush_usage_periodically<S: Store>(inner: Arc<Inner<S>>) {
+    let mut stop = inner.stop.subscribe();
+    let mut tick = tokio::time::interval(inner.config.usage_flush_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => break,
+        }
+        if let Err(err) = inner.flush_usage().await {
+            tracing::warn!(error = %err, "writing last_used_at failed; will retry");
+        }
+    }
+    // The final flush: nothing recorded is lost on a graceful stop.
+    match inner.flush_usage().await {
+        Ok(n) => tracing::debug!(keys = n, "final usage flush"),
+        Err(err) => {
+            tracing::error!(error = %err, "final usage flush failed; last_used_at updates lost")
+        }
+    }
+}
+
+async fn watch_external_changes<S: Store>(inner: Arc<Inner<S>>) {
+    let mut stop = inner.stop.subscribe();
+    loop {
+        let change = tokio::select! {
+            change = inner.store.next_external_change() => change,
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
+        match change {
+            Ok(ExternalChange::Keys(hashes)) => {
+                for hash in &hashes {
+                    inner.cache.invalidate(hash);
+                }
+            }
+            Ok(ExternalChange::Unknown) => {
+                tracing::debug!("the database was changed by another process; cache cleared");
+                inner.cache.clear();
+            }
+            Err(err) => {
+                // Unable to tell what changed: forget everything rather than risk
+                // serving a stale positive, then try again shortly.
+                tracing::warn!(error = %err, "watching for database changes failed; cache cleared");
+                inner.cache.clear();
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.wait_for(|stop| *stop) => return,
+                }
+            }
+        }
+    }
+}

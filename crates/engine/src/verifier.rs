@@ -1,0 +1,189 @@
+//! Verification: parse, hash, look up (cache, then database), decide.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use keyward_core::hash::KeyHash;
+use keyward_core::key::ParsedKey;
+use keyward_core::model::{KeyId, KeyStatus, UserId};
+use keyward_core::permissions::PermissionSet;
+use keyward_core::time::Timestamp;
+use keyward_core::verify::{KeyFacts, VerifyCode, decide};
+use keyward_store::{Store, VerifyRecord};
+
+use crate::cache::Lookup;
+use crate::engine::Engine;
+use crate::error::EngineError;
+
+/// What verification knows of a found key (what the cache holds; never the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedKey {
+    pub id: KeyId,
+    pub user_id: UserId,
+    pub status: KeyStatus,
+    pub permissions: Vec<String>,
+    pub permission_set: PermissionSet,
+    pub expires_at: Option<Timestamp>,
+}
+
+impl VerifiedKey {
+    fn facts(&self) -> KeyFacts {
+        KeyFacts {
+            status: self.status,
+            expires_at: self.expires_at,
+            permissions: self.permission_set,
+        }
+    }
+}
+
+/// The answer to a verification. `key` is present whenever a key was found, whatever
+/// the code, so callers can log which key failed.
+#[derive(Debug, Clone)]
+pub struct Verification {
+    pub code: VerifyCode,
+    pub key: Option<Arc<VerifiedKey>>,
+}
+
+impl Verification {
+    pub fn is_valid(&self) -> bool {
+        self.code.is_valid()
+    }
+
+    fn without_key(code: VerifyCode) -> Self {
+        Self { code, key: None }
+    }
+}
+
+/// A database read: what was found, and whether it may be cached.
+struct Loaded {
+    key: Option<Arc<VerifiedKey>>,
+    cacheable: bool,
+}
+
+impl<S: Store> Engine<S> {
+    /// Parses permission names for [`Engine::verify_with`]; unknown names are an error.
+    pub fn permission_set<N: AsRef<str>>(&self, names: &[N]) -> Result<PermissionSet, EngineError> {
+        Ok(self.inner.config.catalogue.set_of(names)?)
+    }
+
+    /// Verifies a presented key and the permissions it must hold (all of them).
+    pub async fn verify<N: AsRef<str>>(
+        &self,
+        presented: &str,
+        required: &[N],
+    ) -> Result<Verification, EngineError> {
+        let required = self.permission_set(required)?;
+        self.verify_with(presented, required).await
+    }
+
+    /// [`Engine::verify`] with the required permissions already parsed.
+    pub async fn verify_with(
+        &self,
+        presented: &str,
+        required: PermissionSet,
+    ) -> Result<Verification, EngineError> {
+        let started = Instant::now();
+        let result = self.verify_uncounted(presented, required).await;
+        let code = match &result {
+            Ok(v) => v.code.as_str(),
+            Err(_) => "ERROR",
+        };
+        metrics::counter!("keyward_verify_total", "code" => code).increment(1);
+        metrics::histogram!("keyward_verify_duration_seconds").record(started.elapsed());
+        result
+    }
+
+    async fn verify_uncounted(
+        &self,
+        presented: &str,
+        required: PermissionSet,
+    ) -> Result<Verification, EngineError> {
+        let inner = &self.inner;
+        // Malformed input costs a few comparisons: no hash, no lookup.
+        let Ok(parsed) = inner.config.key_format.parse(presented) else {
+            return Ok(Verification::without_key(VerifyCode::Malformed));
+        };
+        let hash = inner.config.peppers.current().hash(parsed);
+        let found = match inner.cache.lookup(&hash) {
+            Lookup::Found(key) => {
+                metrics::counter!("keyward_cache_hits_total").increment(1);
+                Some(key)
+            }
+            Lookup::Missing => {
+                metrics::counter!("keyward_cache_negative_hits_total").increment(1);
+                None
+            }
+            Lookup::Unknown { epoch } => {
+                metrics::counter!("keyward_cache_misses_total").increment(1);
+                let loaded = self.load(parsed, hash).await?;
+                if loaded.cacheable {
+                    inner.cache.fill(hash, loaded.key.clone(), epoch);
+                }
+                loaded.key
+            }
+        };
+        let Some(key) = found else {
+            return Ok(Verification::without_key(VerifyCode::NotFound));
+        };
+        let now = inner.now();
+        let code = decide(&key.facts(), now, required);
+        if code.is_valid() {
+            inner.usage.record(key.id, now);
+        }
+        Ok(Verification {
+            code,
+            key: Some(key),
+        })
+    }
+
+    /// Reads a key by its hash under the current pepper, then under each retired
+    /// pepper. A key found under a retired pepper is re-hashed, so its next
+    /// verification takes the single lookup; if that fails it is not cached, because
+    /// the cache is invalidated by the stored hash, which would then differ.
+    async fn load(&self, parsed: ParsedKey<'_>, hash: KeyHash) -> Result<Loaded, EngineError> {
+        let store = &self.inner.store;
+        let peppers = &self.inner.config.peppers;
+        if let Some(found) = store.find_by_hash(&hash).await? {
+            return Ok(Loaded {
+                key: Some(self.verified_key(found)),
+                cacheable: true,
+            });
+        }
+        for pepper in peppers.retired() {
+            let Some(found) = store.find_by_hash(&pepper.hash(parsed)).await? else {
+                continue;
+            };
+            let current = peppers.current().version();
+            let cacheable = match store.rehash(found.id, &hash, current).await {
+                Ok(()) => {
+                    tracing::info!(key_id = %found.id, from = pepper.version(), to = current, "key re-hashed with the current pepper");
+                    true
+                }
+                Err(err) => {
+                    tracing::warn!(key_id = %found.id, error = %err, "re-hashing a key failed; it still verifies");
+                    false
+                }
+            };
+            return Ok(Loaded {
+                key: Some(self.verified_key(found)),
+                cacheable,
+            });
+        }
+        Ok(Loaded {
+            key: None,
+            cacheable: true,
+        })
+    }
+
+    fn verified_key(&self, record: VerifyRecord) -> Arc<VerifiedKey> {
+        let catalogue = &self.inner.config.catalogue;
+        Arc::new(VerifiedKey {
+            permission_set: catalogue.set_of_known(&record.permissions),
+            id: record.id,
+            user_id: record.user_id,
+            status: record.status,
+            permissions: record.permissions,
+            expires_at: record.expires_at,
+        })
+    }
+}
