@@ -6,7 +6,7 @@ use keyward::config::Secret;
 use keyward::settings::JwtSettings;
 use serde_json::{Value, json};
 
-use crate::common::{ADMIN_TOKEN, JWT_SECRET, TestApp, hs256_token, now_secs};
+use crate::common::{ADMIN_TOKEN, JWT_SECRET, TestApp, hs256_token, key_routes, now_secs};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/http/fixtures");
 
@@ -306,23 +306,7 @@ async fn every_management_route_refuses_missing_expired_and_forged_tokens() {
         "not-the-secret-but-long-enough-0123456789",
         json!({"sub": "alice", "exp": now_secs() + 3600}),
     );
-    let routes = [
-        (
-            Method::POST,
-            "/api/api-keys".to_owned(),
-            Some(json!({"name": "k", "permissions": []})),
-        ),
-        (Method::GET, "/api/api-keys".to_owned(), None),
-        (Method::GET, format!("/api/api-keys/{id}"), None),
-        (Method::DELETE, format!("/api/api-keys/{id}"), None),
-        (Method::POST, format!("/api/api-keys/{id}/suspend"), None),
-        (Method::POST, format!("/api/api-keys/{id}/reactivate"), None),
-        (
-            Method::PUT,
-            format!("/api/api-keys/{id}/permissions"),
-            Some(json!({"permissions": []})),
-        ),
-    ];
+    let routes = key_routes(&id);
     for (method, uri, body) in routes {
         for token in [None, Some(expired.as_str()), Some(forged.as_str())] {
             let response = app.call(method.clone(), &uri, token, body.clone()).await;

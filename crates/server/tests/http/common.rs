@@ -119,6 +119,27 @@ impl TestResponse {
     }
 }
 
+/// Every management route that names a key, with a valid body where one is needed.
+pub fn key_routes(id: &str) -> Vec<(Method, String, Option<Value>)> {
+    vec![
+        (
+            Method::POST,
+            "/api/api-keys".to_owned(),
+            Some(json!({"name": "k", "permissions": []})),
+        ),
+        (Method::GET, "/api/api-keys".to_owned(), None),
+        (Method::GET, format!("/api/api-keys/{id}"), None),
+        (Method::DELETE, format!("/api/api-keys/{id}"), None),
+        (Method::POST, format!("/api/api-keys/{id}/suspend"), None),
+        (Method::POST, format!("/api/api-keys/{id}/reactivate"), None),
+        (
+            Method::PUT,
+            format!("/api/api-keys/{id}/permissions"),
+            Some(json!({"permissions": []})),
+        ),
+    ]
+}
+
 pub fn hs256_token(secret: &str, claims: Value) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use serde_json::json;
 
-use crate::common::{ADMIN_TOKEN, TestApp};
+use crate::common::{ADMIN_TOKEN, TestApp, key_routes};
 
 #[tokio::test]
 async fn health_and_readiness_answer() {
@@ -31,22 +31,7 @@ async fn every_route_that_needs_the_database_answers_503_without_it() {
     let app = TestApp::new().await;
     let (id, plain) = app.key_with("alice", &[]).await;
     app.engine.shutdown().await;
-    let calls = [
-        (
-            Method::POST,
-            "/api/api-keys".to_owned(),
-            Some(json!({"name": "k", "permissions": []})),
-        ),
-        (Method::GET, "/api/api-keys".to_owned(), None),
-        (Method::GET, format!("/api/api-keys/{id}"), None),
-        (Method::DELETE, format!("/api/api-keys/{id}"), None),
-        (Method::POST, format!("/api/api-keys/{id}/suspend"), None),
-        (
-            Method::PUT,
-            format!("/api/api-keys/{id}/permissions"),
-            Some(json!({"permissions": []})),
-        ),
-    ];
+    let calls = key_routes(&id);
     for (method, uri, body) in calls {
         let response = app.as_user("alice", method.clone(), &uri, body).await;
         let error = response.error(StatusCode::SERVICE_UNAVAILABLE);

@@ -210,6 +210,21 @@ pub async fn the_live_key_cap_counts_keys_that_are_not_revoked(f: &Fixture) {
     f.store.insert_key(&third, 2).await.unwrap();
 }
 
+type InsertTask = tokio::task::JoinHandle<Result<(), StoreError>>;
+
+/// How many inserts succeeded; every other one must have hit the cap.
+async fn inserted_under_cap(tasks: Vec<InsertTask>, cap: u32) -> usize {
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreError::LimitReached { limit }) if limit == cap => {}
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+    ok
+}
+
 pub async fn concurrent_creates_never_exceed_the_cap(f: &Fixture) {
     let mut tasks = Vec::new();
     for i in 0..12 {
@@ -218,15 +233,7 @@ pub async fn concurrent_creates_never_exceed_the_cap(f: &Fixture) {
             store.insert_key(&new_key("alice", "k", i), 5).await
         }));
     }
-    let mut ok = 0;
-    for task in tasks {
-        match task.await.unwrap() {
-            Ok(()) => ok += 1,
-            Err(StoreError::LimitReached { limit: 5 }) => {}
-            Err(other) => panic!("unexpected error {other:?}"),
-        }
-    }
-    assert_eq!(ok, 5);
+    assert_eq!(inserted_under_cap(tasks, 5).await, 5);
     assert_eq!(
         f.store.list_keys(Some(&user("alice"))).await.unwrap().len(),
         5
@@ -247,15 +254,7 @@ pub async fn creates_from_two_connections_never_exceed_the_cap(f: &Fixture) {
             store.insert_key(&new_key("alice", "k", i), 5).await
         }));
     }
-    let mut ok = 0;
-    for task in tasks {
-        match task.await.unwrap() {
-            Ok(()) => ok += 1,
-            Err(StoreError::LimitReached { limit: 5 }) => {}
-            Err(other) => panic!("unexpected error {other:?}"),
-        }
-    }
-    assert_eq!(ok, 5);
+    assert_eq!(inserted_under_cap(tasks, 5).await, 5);
     assert_eq!(
         f.store.list_keys(Some(&user("alice"))).await.unwrap().len(),
         5

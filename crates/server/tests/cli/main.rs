@@ -1,0 +1,8 @@
+//! The `keyward` binary: admin commands against the database a server uses, token
+//! minting, setup commands, and `serve` started with no configuration at all.
+
+mod common;
+
+mod admin;
+mod serve;
+mod setup;
