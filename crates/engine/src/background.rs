@@ -64,26 +64,43 @@ async fn flush_usage_periodically<S: Store>(inner: Arc<Inner<S>>) {
 
 async fn watch_external_changes<S: Store>(inner: Arc<Inner<S>>) {
     let mut stop = inner.stop.subscribe();
+    let mut watching = false;
+    metrics::gauge!("keyward_change_feed_up").set(0.0);
     loop {
         let change = tokio::select! {
             change = inner.store.next_external_change() => change,
             _ = stop.wait_for(|stop| *stop) => return,
         };
         match change {
-            Ok(ExternalChange::Keys(hashes)) => {
-                for hash in &hashes {
-                    inner.cache.invalidate(hash);
+            Ok(change) => {
+                if !watching {
+                    // Subscribed (again): trust the cache from empty.
+                    watching = true;
+                    inner.cache.resume();
+                    metrics::gauge!("keyward_change_feed_up").set(1.0);
+                    tracing::info!("watching the database for changes; verification cache on");
+                }
+                match change {
+                    ExternalChange::Keys(hashes) => {
+                        for hash in &hashes {
+                            inner.cache.invalidate(hash);
+                        }
+                    }
+                    ExternalChange::Unknown => inner.cache.clear(),
                 }
             }
-            Ok(ExternalChange::Unknown) => {
-                tracing::debug!("the database was changed by another process; cache cleared");
-                inner.cache.clear();
-            }
             Err(err) => {
-                // Unable to tell what changed: forget everything rather than risk
-                // serving a stale positive, then try again shortly.
-                tracing::warn!(error = %err, "watching for database changes failed; cache cleared");
-                inner.cache.clear();
+                if watching {
+                    watching = false;
+                    // Unable to see other instances' changes: serve nothing from
+                    // memory that one of them may have made stale.
+                    inner.cache.suspend();
+                    metrics::gauge!("keyward_change_feed_up").set(0.0);
+                    metrics::counter!("keyward_change_feed_failures_total").increment(1);
+                    tracing::warn!(error = %err, "lost the database change feed; verification cache off, reading through to the database until it is back");
+                } else {
+                    tracing::debug!(error = %err, "change feed still down");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = stop.wait_for(|stop| *stop) => return,

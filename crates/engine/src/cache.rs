@@ -10,8 +10,12 @@
 //! has finished, not even for an instant.
 //!
 //! The locks are taken only on misses and mutations; a cache hit takes none.
+//!
+//! While changes made elsewhere cannot be seen (the store's change feed is down, or
+//! not yet up), the cache is suspended: every verification reads the database, so no
+//! instance ever answers from an entry another instance's change made stale.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use keyward_core::hash::KeyHash;
@@ -27,6 +31,8 @@ pub(crate) struct VerifyCache {
     missing: Cache<KeyHash, ()>,
     epoch: AtomicU64,
     stripes: Vec<Mutex<()>>,
+    /// True while the cache must not be trusted (changes elsewhere are not seen).
+    suspended: AtomicBool,
 }
 
 pub(crate) enum Lookup {
@@ -55,6 +61,8 @@ impl VerifyCache {
                 .build(),
             epoch: AtomicU64::new(0),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            // Until the store says it watches for changes.
+            suspended: AtomicBool::new(true),
         }
     }
 
@@ -67,6 +75,9 @@ impl VerifyCache {
         // Read the epoch before the caches: a fill after a miss then compares against
         // a value no newer than the state it is about to read from the database.
         let epoch = self.epoch.load(Ordering::SeqCst);
+        if self.suspended.load(Ordering::SeqCst) {
+            return Lookup::Unknown { epoch };
+        }
         if let Some(key) = self.found.get(hash) {
             return Lookup::Found(key);
         }
@@ -80,7 +91,7 @@ impl VerifyCache {
     /// the read began (then the next verification reads again).
     pub(crate) fn fill(&self, hash: KeyHash, value: Option<Arc<VerifiedKey>>, epoch: u64) {
         let _guard = lock(self.stripe(&hash));
-        if self.epoch.load(Ordering::SeqCst) != epoch {
+        if self.epoch.load(Ordering::SeqCst) != epoch || self.suspended.load(Ordering::SeqCst) {
             return;
         }
         match value {
@@ -103,6 +114,29 @@ impl VerifyCache {
         self.missing.invalidate_all();
     }
 
+    /// Stops trusting the cache: clears it and reads through until [`Self::resume`].
+    pub(crate) fn suspend(&self) {
+        let _guards: Vec<_> = self.stripes.iter().map(lock).collect();
+        self.suspended.store(true, Ordering::SeqCst);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.found.invalidate_all();
+        self.missing.invalidate_all();
+    }
+
+    /// Trusts the cache again, from empty. Reads that began before are not cached:
+    /// they may have missed a change made while nothing was watched.
+    pub(crate) fn resume(&self) {
+        let _guards: Vec<_> = self.stripes.iter().map(lock).collect();
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.found.invalidate_all();
+        self.missing.invalidate_all();
+        self.suspended.store(false, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_active(&self) -> bool {
+        !self.suspended.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn entry_count(&self) -> u64 {
         // The count is maintained lazily; settle it first.
         self.found.run_pending_tasks();
@@ -122,7 +156,9 @@ mod tests {
     fn cache() -> VerifyCache {
         let config =
             EngineConfig::new(Peppers::parse("cache-test-pepper-0123456789abcdefghij").unwrap());
-        VerifyCache::new(&config)
+        let cache = VerifyCache::new(&config);
+        cache.resume();
+        cache
     }
 
     fn key() -> Arc<VerifiedKey> {
@@ -163,6 +199,28 @@ mod tests {
         cache.clear();
         cache.fill(hash, None, epoch);
         assert!(matches!(cache.lookup(&hash), Lookup::Unknown { .. }));
+    }
+
+    #[test]
+    fn a_suspended_cache_reads_through_and_forgets_reads_from_before_it_resumed() {
+        let cache = cache();
+        let hash = KeyHash::from_bytes([5; 32]);
+        let epoch = epoch_of(cache.lookup(&hash));
+        cache.fill(hash, Some(key()), epoch);
+        cache.suspend();
+        assert!(!cache.is_active());
+        let during = epoch_of(cache.lookup(&hash));
+        cache.fill(hash, Some(key()), during);
+        assert!(matches!(cache.lookup(&hash), Lookup::Unknown { .. }));
+        cache.resume();
+        cache.fill(hash, Some(key()), during);
+        assert!(
+            matches!(cache.lookup(&hash), Lookup::Unknown { .. }),
+            "a read from before"
+        );
+        let after = epoch_of(cache.lookup(&hash));
+        cache.fill(hash, Some(key()), after);
+        assert!(matches!(cache.lookup(&hash), Lookup::Found(_)));
     }
 
     #[test]

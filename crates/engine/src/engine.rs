@@ -274,6 +274,34 @@ impl<S: Store> Engine<S> {
         }
     }
 
+    /// Deletes a user and all their keys (the user is gone from the platform). Their
+    /// keys fail verification at once, here and (through the store) everywhere else.
+    /// Returns how many keys were deleted.
+    pub async fn delete_user(&self, user: &UserId) -> Result<usize, EngineError> {
+        let inner = Arc::clone(&self.inner);
+        let user = user.clone();
+        // Like `mutate`: the invalidation must follow the commit even if the caller goes.
+        let task = tokio::spawn(async move {
+            let hashes = inner.store.delete_user(&user).await?;
+            for hash in &hashes {
+                inner.cache.invalidate(hash);
+            }
+            tracing::info!(user_id = %user, keys = hashes.len(), "user deleted");
+            Ok::<_, EngineError>(hashes.len())
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(_) => Err(EngineError::ShuttingDown),
+        }
+    }
+
+    /// True while verification results are cached: the store is watching for changes
+    /// made elsewhere. While false, every verification reads the database.
+    pub fn cache_active(&self) -> bool {
+        self.inner.cache.is_active()
+    }
+
     /// Writes recorded usage now. Returns the number of keys written.
     pub async fn flush_usage(&self) -> Result<usize, EngineError> {
         self.inner.flush_usage().await

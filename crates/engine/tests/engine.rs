@@ -19,11 +19,17 @@ use keyward_store::{
 const PEPPER: &str = "engine-test-pepper-0123456789abcdefghij";
 const T0: i64 = 1_800_000_000_000;
 
-/// A store that counts hash lookups, to see what the cache saves.
+type Feed = Arc<
+    tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Result<ExternalChange, StoreError>>>,
+>;
+
+/// A store that counts hash lookups, to see what the cache saves; its change feed
+/// can be scripted.
 #[derive(Clone)]
 struct Counting {
     inner: AnyStore,
     lookups: Arc<AtomicUsize>,
+    feed: Option<Feed>,
 }
 
 impl Store for Counting {
@@ -69,7 +75,16 @@ impl Store for Counting {
         self.inner.rehash(id, hash, v).await
     }
     async fn next_external_change(&self) -> Result<ExternalChange, StoreError> {
-        self.inner.next_external_change().await
+        match &self.feed {
+            Some(feed) => match feed.lock().await.recv().await {
+                Some(next) => next,
+                None => std::future::pending().await,
+            },
+            None => self.inner.next_external_change().await,
+        }
+    }
+    async fn delete_user(&self, user: &UserId) -> Result<Vec<KeyHash>, StoreError> {
+        self.inner.delete_user(user).await
     }
     async fn close(&self) {
         self.inner.close().await
@@ -92,6 +107,28 @@ impl Harness {
     }
 
     async fn on(url: DatabaseUrl, dir: tempfile::TempDir, peppers: Peppers) -> Self {
+        let harness = Self::with_feed(url, dir, peppers, None).await;
+        harness.wait_for_cache().await;
+        harness
+    }
+
+    async fn wait_for_cache(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !self.engine.cache_active() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the cache never turned on"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn with_feed(
+        url: DatabaseUrl,
+        dir: tempfile::TempDir,
+        peppers: Peppers,
+        feed: Option<Feed>,
+    ) -> Self {
         let store = keyward_store::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
         let lookups = Arc::new(AtomicUsize::new(0));
@@ -102,6 +139,7 @@ impl Harness {
         let counting = Counting {
             inner: store,
             lookups: Arc::clone(&lookups),
+            feed,
         };
         Self {
             engine: Engine::start(counting, config),
@@ -436,4 +474,63 @@ async fn concurrent_shutdowns_both_wait_for_the_final_flush() {
         stored.last_used_at,
         Some(Timestamp::from_millis(T0).unwrap())
     );
+}
+
+#[tokio::test]
+async fn deleting_a_user_fails_their_cached_keys_at_once() {
+    let h = Harness::new().await;
+    let (_, alice) = h.create("alice", &[]).await;
+    let (_, bob) = h.create("bob", &[]).await;
+    assert_eq!(h.code(&alice, &[]).await, VerifyCode::Valid);
+    let deleted = h
+        .engine
+        .delete_user(&UserId::parse("alice").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    assert_eq!(h.code(&alice, &[]).await, VerifyCode::NotFound);
+    assert_eq!(h.code(&bob, &[]).await, VerifyCode::Valid);
+}
+
+#[tokio::test]
+async fn without_a_change_feed_the_cache_is_off_and_verification_reads_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = DatabaseUrl::Sqlite(dir.path().join("keyward.db"));
+    let (feed, script) = tokio::sync::mpsc::unbounded_channel();
+    let script = Arc::new(tokio::sync::Mutex::new(script));
+    let h = Harness::with_feed(url, dir, Peppers::parse(PEPPER).unwrap(), Some(script)).await;
+    let (_, plain) = h.create("alice", &[]).await;
+
+    // Not watching yet: every verification reads the database.
+    assert!(!h.engine.cache_active());
+    h.code(&plain, &[]).await;
+    h.code(&plain, &[]).await;
+    assert_eq!(h.lookups(), 2);
+
+    feed.send(Ok(ExternalChange::Unknown)).unwrap();
+    h.wait_for_cache().await;
+    h.code(&plain, &[]).await;
+    h.code(&plain, &[]).await;
+    assert_eq!(h.lookups(), 3, "cached after the first read");
+
+    // The feed breaks: the cache is dropped and bypassed until it is back.
+    feed.send(Err(StoreError::Open("connection lost".into())))
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while h.engine.cache_active() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cache stayed on"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    h.code(&plain, &[]).await;
+    h.code(&plain, &[]).await;
+    assert_eq!(h.lookups(), 5);
+
+    feed.send(Ok(ExternalChange::Unknown)).unwrap();
+    h.wait_for_cache().await;
+    h.code(&plain, &[]).await;
+    h.code(&plain, &[]).await;
+    assert_eq!(h.lookups(), 6);
 }

@@ -17,7 +17,7 @@ pub struct App {
 
 /// Opens the database (creating and migrating it as needed) and starts the engine.
 pub async fn start_engine(settings: &Settings) -> anyhow::Result<Engine<AnyStore>> {
-    let store = keyward_store::connect(&settings.database_url).await?;
+    let store = keyward_store::connect_with(&settings.database_url, &settings.connect).await?;
     store.migrate().await?;
     Ok(Engine::start(store, settings.engine.clone()))
 }

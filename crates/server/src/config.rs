@@ -59,7 +59,7 @@ pub struct Config {
     )]
     pub bind: SocketAddr,
 
-    /// Database: sqlite://<path> (created if missing).
+    /// Database: sqlite://<path> (created if missing) or postgres://user:password@host/db.
     #[arg(
         long,
         env = "KEYWARD_DATABASE_URL",
@@ -67,6 +67,15 @@ pub struct Config {
         global = true
     )]
     pub database_url: String,
+
+    /// Connections to PostgreSQL per instance (SQLite uses one writer and four readers).
+    #[arg(
+        long,
+        env = "KEYWARD_DB_MAX_CONNECTIONS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub db_max_connections: u32,
 
     /// HS256 secret for user JWTs (at least 32 bytes).
     #[arg(long, env = "KEYWARD_JWT_SECRET", hide_env_values = true, value_parser = secret, global = true)]

@@ -7,7 +7,7 @@ use keyward_core::hash::Peppers;
 use keyward_core::key::{KeyFormat, KeyPrefix};
 use keyward_core::permissions::Catalogue;
 use keyward_engine::EngineConfig;
-use keyward_store::DatabaseUrl;
+use keyward_store::{ConnectOptions, DatabaseUrl};
 
 use crate::config::{Config, Secret};
 use crate::secrets;
@@ -30,6 +30,7 @@ pub struct JwtSettings {
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub database_url: DatabaseUrl,
+    pub connect: ConnectOptions,
     pub engine: EngineConfig,
     pub jwt: JwtSettings,
     pub admin_token: Secret,
@@ -63,6 +64,8 @@ pub enum SettingsError {
     ZeroKeyCap,
     #[error("KEYWARD_CACHE_CAPACITY must be at least 1")]
     ZeroCache,
+    #[error("KEYWARD_DB_MAX_CONNECTIONS must be between 1 and 1000")]
+    PoolSize,
     #[error("{0}: not set; a deployment on a shared database must configure its secrets")]
     Missing(String),
     #[error(
@@ -99,6 +102,9 @@ impl Config {
         }
         if self.cache_capacity == 0 {
             return Err(SettingsError::ZeroCache);
+        }
+        if !(1..=1000).contains(&self.db_max_connections) {
+            return Err(SettingsError::PoolSize);
         }
 
         let pepper_setting = match (&self.pepper, &self.pepper_file) {
@@ -174,6 +180,9 @@ impl Config {
 
         Ok(Settings {
             database_url,
+            connect: ConnectOptions {
+                max_connections: self.db_max_connections,
+            },
             engine,
             jwt: JwtSettings {
                 hs256_secret,

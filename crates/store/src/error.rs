@@ -25,6 +25,9 @@ pub enum StoreError {
     /// A stored value does not decode (a bug or manual edits).
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// The connection that watches for other instances' changes was lost.
+    #[error("the change feed connection was lost")]
+    ChangeFeedLost,
     /// Migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -44,7 +47,18 @@ impl From<sqlx::Error> for StoreError {
             // SQLITE_BUSY / SQLITE_LOCKED and their extended codes, after the busy
             // timeout: someone else holds the database too long, which callers see
             // as unavailable.
-            sqlx::Error::Database(db) if is_sqlite_busy(db.code().as_deref()) => {
+            sqlx::Error::Database(db)
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                    && is_sqlite_busy(db.code().as_deref()) =>
+            {
+                Self::Unavailable(err)
+            }
+            sqlx::Error::Database(db)
+                if db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some()
+                    && is_postgres_unavailable(db.code().as_deref()) =>
+            {
                 Self::Unavailable(err)
             }
             _ => Self::Database(err),
@@ -56,6 +70,15 @@ impl From<sqlx::Error> for StoreError {
 fn is_sqlite_busy(code: Option<&str>) -> bool {
     code.and_then(|c| c.parse::<i32>().ok())
         .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+}
+
+/// PostgreSQL SQLSTATEs that mean "try again later": statement timeout, too many
+/// connections, server shutting down, connection failures, serialization conflicts.
+fn is_postgres_unavailable(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("57014" | "53300" | "53400" | "57P01" | "57P02" | "57P03" | "40001" | "40P01")
+    ) || code.is_some_and(|c| c.starts_with("08"))
 }
 
 impl StoreError {

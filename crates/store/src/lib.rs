@@ -10,12 +10,18 @@
 //! - status changes are decided by [`keyward_core::lifecycle::apply`] inside the
 //!   transaction that read the row, so concurrent changes cannot race past the rules;
 //! - `last_used_at` only moves forward.
+//!
+//! Backends: [`sqlite`] (the embedded default, one process) and [`postgres`] (several
+//! instances on one database, with changes pushed to every instance).
 #![forbid(unsafe_code)]
 
 mod error;
 mod migrations;
+pub mod postgres;
 mod records;
 pub mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod url;
 
 use std::future::Future;
@@ -26,6 +32,7 @@ use keyward_core::model::{ApiKey, KeyId, UserId};
 use keyward_core::time::Timestamp;
 
 pub use error::StoreError;
+pub use postgres::PostgresStore;
 pub use records::{Applied, ExternalChange, NewKeyRecord, VerifyRecord};
 pub use sqlite::SqliteStore;
 pub use url::{DatabaseUrl, DatabaseUrlError};
@@ -36,7 +43,7 @@ pub use url::{DatabaseUrl, DatabaseUrlError};
 /// management API (another user's key is then simply not found), `None` for admin
 /// tools that may act on any key.
 pub trait Store: Clone + Send + Sync + 'static {
-    /// A short backend name for logs and metrics (`sqlite`).
+    /// A short backend name for logs and metrics (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
 
     /// Applies the embedded migrations that have not run yet.
@@ -87,6 +94,12 @@ pub trait Store: Clone + Send + Sync + 'static {
         usage: &[(KeyId, Timestamp)],
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// Deletes every key of a user (the user is gone); returns the deleted keys' hashes.
+    fn delete_user(
+        &self,
+        user: &UserId,
+    ) -> impl Future<Output = Result<Vec<KeyHash>, StoreError>> + Send;
+
     /// Replaces a key's hash, after a verification with a retired pepper.
     fn rehash(
         &self,
@@ -109,13 +122,40 @@ pub trait Store: Clone + Send + Sync + 'static {
 #[derive(Clone, Debug)]
 pub enum AnyStore {
     Sqlite(SqliteStore),
+    Postgres(PostgresStore),
 }
 
-/// Opens the database named by `url` (`sqlite://path`), creating a SQLite file if
-/// needed. Migrations are not run: call [`Store::migrate`].
+/// Settings for opening a store.
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    /// Connections in the pool (PostgreSQL; SQLite uses one writer and a few readers).
+    pub max_connections: u32,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+        }
+    }
+}
+
+/// Opens the database named by `url`, creating a SQLite file if needed.
+/// Migrations are not run: call [`Store::migrate`].
 pub async fn connect(url: &DatabaseUrl) -> Result<AnyStore, StoreError> {
+    connect_with(url, &ConnectOptions::default()).await
+}
+
+/// [`connect`] with explicit options.
+pub async fn connect_with(
+    url: &DatabaseUrl,
+    options: &ConnectOptions,
+) -> Result<AnyStore, StoreError> {
     match url {
         DatabaseUrl::Sqlite(path) => Ok(AnyStore::Sqlite(SqliteStore::open(path).await?)),
+        DatabaseUrl::Postgres(url) => {
+            Ok(AnyStore::Postgres(PostgresStore::open(url, options).await?))
+        }
     }
 }
 
@@ -123,6 +163,7 @@ macro_rules! delegate {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             AnyStore::Sqlite($store) => $call,
+            AnyStore::Postgres($store) => $call,
         }
     };
 }
@@ -167,6 +208,9 @@ impl Store for AnyStore {
     }
     async fn rehash(&self, id: KeyId, hash: &KeyHash, version: u16) -> Result<(), StoreError> {
         delegate!(self, s => s.rehash(id, hash, version).await)
+    }
+    async fn delete_user(&self, user: &UserId) -> Result<Vec<KeyHash>, StoreError> {
+        delegate!(self, s => s.delete_user(user).await)
     }
     async fn next_external_change(&self) -> Result<ExternalChange, StoreError> {
         delegate!(self, s => s.next_external_change().await)

@@ -19,6 +19,12 @@ pub(crate) const SQLITE: Embedded = Embedded(&[(
     include_str!("../migrations/sqlite/0001_api_keys.sql"),
 )]);
 
+pub(crate) const POSTGRES: Embedded = Embedded(&[(
+    1,
+    "api keys",
+    include_str!("../migrations/postgres/0001_api_keys.sql"),
+)]);
+
 impl MigrationSource<'static> for Embedded {
     fn resolve(
         self,

@@ -54,8 +54,10 @@ macro_rules! key_columns {
 pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
-    /// The writer connection's last seen `data_version`.
+    /// The writer connection's last seen `data_version`; `None` after a failed poll.
     data_version: Arc<Mutex<Option<i64>>>,
+    /// Whether the first [`Store::next_external_change`] has answered.
+    announced: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SqliteStore {
@@ -106,6 +108,7 @@ impl SqliteStore {
             writer,
             readers,
             data_version: Arc::new(Mutex::new(Some(version))),
+            announced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         })
     }
 }
@@ -364,16 +367,43 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn delete_user(&self, user: &UserId) -> Result<Vec<KeyHash>, StoreError> {
+        let rows = sqlx::query("DELETE FROM api_keys WHERE user_id = $1 RETURNING key_hash")
+            .bind(user.as_str())
+            .fetch_all(&self.writer)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                KeyHash::from_slice(row.try_get("key_hash")?).ok_or_else(|| corrupt("key_hash"))
+            })
+            .collect()
+    }
+
     async fn next_external_change(&self) -> Result<ExternalChange, StoreError> {
+        // The baseline was taken at open: from the first call on, changes are seen.
+        if !self
+            .announced
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Ok(ExternalChange::Unknown);
+        }
         loop {
             tokio::time::sleep(CHANGE_POLL_INTERVAL).await;
-            let version: i64 = sqlx::query_scalar("PRAGMA data_version")
-                .fetch_one(&self.writer)
-                .await?;
             let mut last = self.data_version.lock().await;
-            let previous = last.replace(version);
-            if previous.is_some_and(|p| p != version) {
-                return Ok(ExternalChange::Unknown);
+            let version = match sqlx::query_scalar::<_, i64>("PRAGMA data_version")
+                .fetch_one(&self.writer)
+                .await
+            {
+                Ok(version) => version,
+                Err(err) => {
+                    // Blind until the next successful poll, which reports Unknown.
+                    *last = None;
+                    return Err(err.into());
+                }
+            };
+            match last.replace(version) {
+                Some(previous) if previous == version => {}
+                _ => return Ok(ExternalChange::Unknown),
             }
         }
     }

@@ -2,19 +2,19 @@
 
 use std::path::{Path, PathBuf};
 
-/// A database location keyward can open.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A database location keyward can open. `Debug` and `Display` hide passwords.
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     /// `sqlite://keyward.db` (relative) or `sqlite:///var/lib/keyward.db` (absolute).
     Sqlite(PathBuf),
+    /// `postgres://user:password@host:port/database?…` (also `postgresql://`).
+    Postgres(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DatabaseUrlError {
-    #[error("database URL {0:?} has no supported scheme; expected sqlite://<path>")]
+    #[error("database URL {0:?} has no supported scheme; expected sqlite://<path> or postgres://…")]
     UnsupportedScheme(String),
-    #[error("PostgreSQL is not supported by this build yet; use sqlite://<path>")]
-    PostgresNotYetSupported,
     #[error("database URL {0:?} names no file")]
     MissingPath(String),
     #[error(
@@ -30,7 +30,14 @@ impl std::fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            Self::Postgres(url) => f.write_str(&redact(url)),
         }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({self})")
     }
 }
 
@@ -53,7 +60,7 @@ impl DatabaseUrl {
                 }
                 Ok(Self::Sqlite(PathBuf::from(path)))
             }
-            "postgres" | "postgresql" => Err(DatabaseUrlError::PostgresNotYetSupported),
+            "postgres" | "postgresql" => Ok(Self::Postgres(url.to_owned())),
             _ => Err(DatabaseUrlError::UnsupportedScheme(redact(url))),
         }
     }
@@ -62,6 +69,7 @@ impl DatabaseUrl {
     pub fn sqlite_path(&self) -> Option<&Path> {
         match self {
             Self::Sqlite(path) => Some(path),
+            Self::Postgres(_) => None,
         }
     }
 }
@@ -101,6 +109,21 @@ mod tests {
     }
 
     #[test]
+    fn postgres_urls_are_accepted_and_never_displayed_with_their_password() {
+        for url in [
+            "postgres://kw:s3cret@db:5432/keyward",
+            "postgresql://kw:s3cret@db/keyward?sslmode=disable",
+        ] {
+            let parsed = DatabaseUrl::parse(url).unwrap();
+            assert_eq!(parsed, DatabaseUrl::Postgres(url.to_owned()));
+            assert!(!parsed.to_string().contains("s3cret"), "{parsed}");
+            assert!(!format!("{parsed:?}").contains("s3cret"));
+            assert!(parsed.to_string().contains("kw:***@db"), "{parsed}");
+            assert!(parsed.sqlite_path().is_none());
+        }
+    }
+
+    #[test]
     fn unusable_urls_are_refused_with_a_reason() {
         assert_eq!(
             DatabaseUrl::parse("sqlite::memory:"),
@@ -116,10 +139,7 @@ mod tests {
                 DatabaseUrlError::UnsupportedScheme(u) if !u.contains("hunter2") && !u.contains("ter2")
             ));
         }
-        assert_eq!(
-            DatabaseUrl::parse("postgres://db/keyward").unwrap_err(),
-            DatabaseUrlError::PostgresNotYetSupported
-        );
+        assert!(DatabaseUrl::parse("redis://db/0").is_err());
         assert!(DatabaseUrl::parse("keyward.db").is_err());
     }
 }

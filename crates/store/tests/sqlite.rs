@@ -8,14 +8,13 @@ use sqlx::Connection;
 use sqlx::sqlite::SqliteConnection;
 
 async fn fresh_sqlite() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let url = DatabaseUrl::Sqlite(dir.path().join("keyward.db"));
-    let store = keyward_store::connect(&url).await.unwrap();
+    let db = keyward_store::testing::sqlite();
+    let store = keyward_store::connect(&db.url).await.unwrap();
     store.migrate().await.unwrap();
     Fixture {
         store,
-        url,
-        _guard: Box::new(dir),
+        url: db.url.clone(),
+        _guard: Box::new(db),
     }
 }
 

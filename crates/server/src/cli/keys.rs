@@ -63,6 +63,15 @@ pub enum KeysCommand {
 }
 
 pub async fn run(config: &Config, command: KeysCommand, json: bool) -> anyhow::Result<ExitCode> {
+    let engine = open_engine(config).await?;
+    let result = execute(&engine, command, json).await;
+    // Writes recorded usage (from `verify`) and closes the database.
+    engine.shutdown().await;
+    result
+}
+
+/// The engine on an existing database, for admin commands.
+pub(super) async fn open_engine(config: &Config) -> anyhow::Result<Engine<AnyStore>> {
     let settings = config.resolve(LocalTrial::Existing)?;
     // An admin command in the wrong directory must not create an empty database
     // and report "no keys".
@@ -73,11 +82,7 @@ pub async fn run(config: &Config, command: KeysCommand, json: bool) -> anyhow::R
             path.display()
         );
     }
-    let engine = crate::app::start_engine(&settings).await?;
-    let result = execute(&engine, command, json).await;
-    // Writes recorded usage (from `verify`) and closes the database.
-    engine.shutdown().await;
-    result
+    crate::app::start_engine(&settings).await
 }
 
 fn key_id(text: &str) -> anyhow::Result<KeyId> {

@@ -8,6 +8,7 @@ mod keys;
 mod output;
 mod serve;
 mod token;
+mod users;
 
 use std::process::ExitCode;
 
@@ -55,6 +56,11 @@ pub enum Command {
     },
     /// Print a development JWT for a user, or the service token with --admin.
     Token(TokenArgs),
+    /// Manage users (admin).
+    Users {
+        #[command(subcommand)]
+        command: users::UsersCommand,
+    },
 }
 
 /// Runs a parsed command line; errors are printed to stderr by the caller.
@@ -91,6 +97,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Keys { command, json } => keys::run(&cli.config, command, json).await,
         Command::Token(args) => token::run(&cli.config, &args),
+        Command::Users { command } => users::run(&cli.config, command).await,
     }
 }
 

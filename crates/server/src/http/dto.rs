@@ -193,6 +193,14 @@ impl From<&Verification> for VerifyResponse {
     }
 }
 
+/// A deleted user.
+#[derive(Serialize, ToSchema)]
+pub struct DeletedUserResponse {
+    pub user_id: String,
+    /// How many keys were removed.
+    pub deleted_keys: u64,
+}
+
 /// Liveness/readiness answer.
 #[derive(Serialize, ToSchema)]
 pub struct StatusResponse {

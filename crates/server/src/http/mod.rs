@@ -2,11 +2,13 @@
 //!
 //! - [`api_keys`]: the management API (users, JWT).
 //! - [`verify`]: the verify API (services, service token).
+//! - [`admin`]: user deletion (services, service token).
 //! - [`ops`]: health, readiness, metrics, `/openapi.json`, `/docs`.
 //!
 //! The OpenAPI document is generated from the handlers' annotations as the router is
 //! built, so a route cannot exist without being documented.
 
+pub mod admin;
 pub mod api_keys;
 pub mod auth;
 pub mod dto;
@@ -61,6 +63,7 @@ pub struct AppState {
     tags(
         (name = "api-keys", description = "A user's own keys (JWT from the platform's identity provider)"),
         (name = "verify", description = "Key verification for the platform's services (service token)"),
+        (name = "admin", description = "Administration for the platform's services (service token)"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     )
 )]
@@ -90,6 +93,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::suspend_key))
         .routes(routes!(api_keys::reactivate_key))
         .routes(routes!(api_keys::set_permissions))
+        .routes(routes!(admin::delete_user))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

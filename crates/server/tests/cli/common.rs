@@ -35,6 +35,7 @@ impl Shared {
         let dir = tempfile::tempdir().unwrap();
         let settings = Settings {
             database_url: DatabaseUrl::Sqlite(dir.path().join("keyward.db")),
+            connect: Default::default(),
             engine: EngineConfig::new(Peppers::parse(PEPPER).unwrap()),
             jwt: JwtSettings {
                 hs256_secret: Some(Secret::new(JWT_SECRET)),

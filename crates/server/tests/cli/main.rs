@@ -4,5 +4,6 @@
 mod common;
 
 mod admin;
+mod cluster;
 mod serve;
 mod setup;

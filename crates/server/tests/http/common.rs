@@ -1,6 +1,5 @@
 //! `TestApp`: the real router on a fresh SQLite file, with helpers to call it.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,7 +15,8 @@ use keyward_core::hash::Peppers;
 use keyward_core::permissions::Catalogue;
 use keyward_core::time::Timestamp;
 use keyward_engine::{Engine, EngineConfig};
-use keyward_store::{AnyStore, DatabaseUrl};
+use keyward_store::testing::{self, TestDatabase};
+use keyward_store::{AnyStore, ConnectOptions};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -24,13 +24,38 @@ pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdefghijklmnop";
 pub const ADMIN_TOKEN: &str = "test-service-token-0123456789";
 pub const PEPPER: &str = "test-pepper-0123456789abcdefghijklmnopqrst";
 
-pub struct TestAppBuilder {
+/// Where a test's database lives.
+pub trait Backend {
+    fn database() -> impl std::future::Future<Output = TestDatabase>;
+}
+
+/// A fresh SQLite file per test.
+pub struct Sqlite;
+
+impl Backend for Sqlite {
+    async fn database() -> TestDatabase {
+        testing::sqlite()
+    }
+}
+
+/// A fresh database on the test PostgreSQL server per test.
+#[cfg_attr(not(keyward_postgres_tests), allow(dead_code))]
+pub struct Postgres;
+
+impl Backend for Postgres {
+    async fn database() -> TestDatabase {
+        testing::postgres().await
+    }
+}
+
+pub struct TestAppBuilder<B> {
+    backend: std::marker::PhantomData<B>,
     max_keys_per_user: u32,
     catalogue: Option<Catalogue>,
     jwt: JwtSettings,
 }
 
-impl TestAppBuilder {
+impl<B: Backend> TestAppBuilder<B> {
     pub fn max_keys_per_user(mut self, max: u32) -> Self {
         self.max_keys_per_user = max;
         self
@@ -46,9 +71,8 @@ impl TestAppBuilder {
         self
     }
 
-    pub async fn build(self) -> TestApp {
-        let dir = tempfile::tempdir().unwrap();
-        let db_path = dir.path().join("keyward.db");
+    pub async fn build(self) -> TestApp<B> {
+        let db = B::database().await;
         // The engine's clock is the system clock plus an offset tests can move.
         let offset = Arc::new(AtomicI64::new(0));
         let clock_offset = Arc::clone(&offset);
@@ -65,29 +89,44 @@ impl TestAppBuilder {
             Timestamp::from_millis(now + clock_offset.load(Ordering::SeqCst)).unwrap()
         });
         let settings = Settings {
-            database_url: DatabaseUrl::Sqlite(db_path.clone()),
+            database_url: db.url.clone(),
+            connect: ConnectOptions::default(),
             engine,
             jwt: self.jwt,
             admin_token: Secret::new(ADMIN_TOKEN),
             local_secrets: None,
         };
         let app = App::start(&settings).await.unwrap();
+        // Tests about the cache need it on: wait until the store watches for changes.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !app.engine.cache_active() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the cache never turned on"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Both backends share one set of snapshots: the shapes must not differ.
+        let mut snapshots = insta::Settings::clone_current();
+        snapshots.set_prepend_module_to_snapshot(false);
         TestApp {
             router: app.router,
             engine: app.engine,
-            db_path,
             offset,
-            _dir: dir,
+            _snapshots: snapshots.bind_to_scope(),
+            db,
+            backend: std::marker::PhantomData,
         }
     }
 }
 
-pub struct TestApp {
+pub struct TestApp<B> {
     pub router: Router,
     pub engine: Engine<AnyStore>,
-    pub db_path: PathBuf,
+    pub db: TestDatabase,
     offset: Arc<AtomicI64>,
-    _dir: tempfile::TempDir,
+    _snapshots: insta::internals::SettingsBindDropGuard,
+    backend: std::marker::PhantomData<B>,
 }
 
 #[derive(Debug)]
@@ -156,13 +195,14 @@ pub fn now_secs() -> u64 {
         .as_secs()
 }
 
-impl TestApp {
+impl<B: Backend> TestApp<B> {
     pub async fn new() -> Self {
         Self::builder().build().await
     }
 
-    pub fn builder() -> TestAppBuilder {
+    pub fn builder() -> TestAppBuilder<B> {
         TestAppBuilder {
+            backend: std::marker::PhantomData,
             max_keys_per_user: 100,
             catalogue: None,
             jwt: JwtSettings {

@@ -20,10 +20,11 @@ pub struct Fixture {
 }
 
 /// Expands to one `#[tokio::test]` per contract function, each on a fresh fixture
-/// made by `$fresh` (an async fn returning [`Fixture`]).
+/// made by `$fresh` (an async fn returning [`Fixture`]); extra attributes (such as a
+/// conditional `ignore`) are added to every test.
 macro_rules! store_contract_suite {
-    ($fresh:path) => {
-        store_contract_suite!(@each $fresh;
+    ($fresh:path $(, #[$attr:meta])*) => {
+        store_contract_suite!(@each $fresh, [$(#[$attr])*];
             a_new_key_reads_back_exactly_as_inserted,
             a_key_is_visible_only_to_its_owner_or_an_admin,
             listing_is_newest_first_with_every_status,
@@ -42,16 +43,20 @@ macro_rules! store_contract_suite {
             rehashing_moves_a_key_to_its_new_hash,
             migrations_can_run_again,
             a_change_by_another_connection_is_noticed,
+            deleting_a_user_removes_all_their_keys,
+            a_deleted_users_keys_are_reported_to_other_connections,
         );
     };
-    (@each $fresh:path; $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let fixture = $fresh().await;
-                contract::$name(&fixture).await;
-            }
-        )*
+    (@each $fresh:path, $attrs:tt; $($name:ident),* $(,)?) => {
+        $( store_contract_suite!(@test $fresh, $attrs, $name); )*
+    };
+    (@test $fresh:path, [$(#[$attr:meta])*], $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        $(#[$attr])*
+        async fn $name() {
+            let fixture = $fresh().await;
+            contract::$name(&fixture).await;
+        }
     };
 }
 pub(crate) use store_contract_suite;
@@ -462,27 +467,95 @@ pub async fn migrations_can_run_again(f: &Fixture) {
     );
 }
 
-pub async fn a_change_by_another_connection_is_noticed(f: &Fixture) {
-    let record = insert(&f.store, "alice", "ci", 0).await;
-    let watcher = f.store.clone();
+/// Subscribes `store` to other connections' changes, as an engine does at start.
+async fn subscribed(store: &AnyStore) {
+    // A backend that pushes changes reports its (re)subscription as an Unknown
+    // change right away; one that polls just waits, which the timeout ends.
+    let _ = tokio::time::timeout(Duration::from_millis(500), store.next_external_change()).await;
+}
+
+/// Waits (up to 5 s) for the next change `store` hears of after `act` ran elsewhere.
+async fn change_after(
+    store: &AnyStore,
+    act: impl std::future::Future<Output = ()>,
+) -> ExternalChange {
+    let watcher = store.clone();
     let watch = tokio::spawn(async move { watcher.next_external_change().await });
-    // Give the watcher time to take its baseline before the other process writes.
-    tokio::time::sleep(Duration::from_millis(400)).await;
-
-    let other = keyward_store::connect(&f.url).await.unwrap();
-    other
-        .apply(None, record.key.id, &Mutation::Revoke, at(1))
-        .await
-        .unwrap();
-
-    let change = tokio::time::timeout(Duration::from_secs(5), watch)
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    act.await;
+    tokio::time::timeout(Duration::from_secs(5), watch)
         .await
         .expect("the change is noticed within 5 s")
         .unwrap()
-        .unwrap();
+        .unwrap()
+}
+
+#[track_caller]
+fn assert_mentions(change: &ExternalChange, hashes: &[KeyHash]) {
     match change {
         ExternalChange::Unknown => {}
-        ExternalChange::Keys(hashes) => assert!(hashes.contains(&record.hash)),
+        ExternalChange::Keys(changed) => {
+            for hash in hashes {
+                assert!(changed.contains(hash), "{hash:?} not in {changed:?}");
+            }
+        }
     }
+}
+
+pub async fn a_change_by_another_connection_is_noticed(f: &Fixture) {
+    let record = insert(&f.store, "alice", "ci", 0).await;
+    subscribed(&f.store).await;
+    let other = keyward_store::connect(&f.url).await.unwrap();
+    let change = change_after(&f.store, async {
+        other
+            .apply(None, record.key.id, &Mutation::Revoke, at(1))
+            .await
+            .unwrap();
+    })
+    .await;
+    assert_mentions(&change, &[record.hash]);
+    other.close().await;
+}
+
+pub async fn deleting_a_user_removes_all_their_keys(f: &Fixture) {
+    let mut hashes = Vec::new();
+    for i in 0..3 {
+        hashes.push(insert(&f.store, "alice", "k", i).await.hash);
+    }
+    let bobs = insert(&f.store, "bob", "k", 9).await;
+    let mut deleted = f.store.delete_user(&user("alice")).await.unwrap();
+    deleted.sort_by_key(|h| *h.as_bytes());
+    hashes.sort_by_key(|h| *h.as_bytes());
+    assert_eq!(deleted, hashes);
+    assert!(
+        f.store
+            .list_keys(Some(&user("alice")))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for hash in &hashes {
+        assert!(f.store.find_by_hash(hash).await.unwrap().is_none());
+    }
+    assert_eq!(f.store.list_keys(None).await.unwrap(), vec![bobs.key]);
+    assert!(
+        f.store
+            .delete_user(&user("alice"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn a_deleted_users_keys_are_reported_to_other_connections(f: &Fixture) {
+    let a = insert(&f.store, "alice", "a", 0).await;
+    let b = insert(&f.store, "alice", "b", 1).await;
+    subscribed(&f.store).await;
+    let other = keyward_store::connect(&f.url).await.unwrap();
+    let change = change_after(&f.store, async {
+        assert_eq!(other.delete_user(&user("alice")).await.unwrap().len(), 2);
+    })
+    .await;
+    assert_mentions(&change, &[a.hash, b.hash]);
     other.close().await;
 }

@@ -3,7 +3,7 @@
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::TestApp;
+use super::TestApp;
 
 async fn act(app: &TestApp, user: &str, action: &str, id: &str) -> crate::common::TestResponse {
     let (method, uri, body) = match action {

@@ -3,7 +3,7 @@
 use axum::http::{Method, StatusCode};
 use serde_json::json;
 
-use crate::common::TestApp;
+use super::TestApp;
 
 #[tokio::test]
 async fn listing_shows_the_callers_keys_newest_first_with_every_status() {

@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use crate::common::TestApp;
+use super::TestApp;
 
 #[tokio::test]
 async fn the_database_files_contain_no_plaintext_key() {
@@ -16,7 +16,7 @@ async fn the_database_files_contain_no_plaintext_key() {
     }
     app.engine.shutdown().await;
 
-    let dir = app.db_path.parent().unwrap();
+    let dir = app.db.url.sqlite_path().unwrap().parent().unwrap();
     let mut bytes = Vec::new();
     for entry in fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();

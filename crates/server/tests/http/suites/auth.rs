@@ -6,7 +6,8 @@ use keyward::config::Secret;
 use keyward::settings::JwtSettings;
 use serde_json::{Value, json};
 
-use crate::common::{ADMIN_TOKEN, JWT_SECRET, TestApp, hs256_token, key_routes, now_secs};
+use super::TestApp;
+use crate::common::{ADMIN_TOKEN, JWT_SECRET, hs256_token, key_routes, now_secs};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/http/fixtures");
 

@@ -7,7 +7,8 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use serde_json::json;
 
-use crate::common::{ADMIN_TOKEN, TestApp, key_routes};
+use super::TestApp;
+use crate::common::{ADMIN_TOKEN, key_routes};
 
 #[tokio::test]
 async fn health_and_readiness_answer() {
@@ -76,7 +77,7 @@ async fn metrics_cover_verification_cache_and_requests() {
     }
 }
 
-/// The routes of DESIGN.md §5, as (method, OpenAPI path).
+/// The routes of DESIGN.md §5 and user deletion, as (method, OpenAPI path).
 const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/api-keys"),
     ("get", "/api/api-keys"),
@@ -86,6 +87,7 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/api-keys/{id}/reactivate"),
     ("put", "/api/api-keys/{id}/permissions"),
     ("post", "/api/api-keys/verify"),
+    ("delete", "/api/admin/users/{user_id}"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -114,7 +116,7 @@ async fn the_openapi_document_lists_every_route() {
     // And every documented operation is served: none answers "no such route".
     let id = "01900000-0000-7000-8000-000000000000";
     for (method, path) in &documented {
-        let uri = path.replace("{id}", id);
+        let uri = path.replace("{id}", id).replace("{user_id}", "someone");
         let request = Request::builder()
             .method(method.to_uppercase().as_str())
             .uri(&uri)

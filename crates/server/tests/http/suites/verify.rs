@@ -5,7 +5,8 @@ use std::time::Duration;
 use axum::http::{Method, StatusCode};
 use serde_json::json;
 
-use crate::common::{ADMIN_TOKEN, TestApp};
+use super::TestApp;
+use crate::common::ADMIN_TOKEN;
 
 #[tokio::test]
 async fn a_valid_key_is_reported_with_its_owner_and_permissions() {

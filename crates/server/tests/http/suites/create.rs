@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use serde_json::json;
 
-use crate::common::TestApp;
+use super::TestApp;
 
 #[tokio::test]
 async fn creating_a_key_returns_it_once_with_its_plaintext() {

@@ -1,0 +1,9 @@
+//! Marks builds where a PostgreSQL server is available to the tests, so the
+//! PostgreSQL suites run there and are reported as ignored (with the reason) elsewhere.
+fn main() {
+    println!("cargo::rustc-check-cfg=cfg(keyward_postgres_tests)");
+    println!("cargo::rerun-if-env-changed=KEYWARD_TEST_POSTGRES_URL");
+    if std::env::var_os("KEYWARD_TEST_POSTGRES_URL").is_some() {
+        println!("cargo::rustc-cfg=keyward_postgres_tests");
+    }
+}

@@ -1,0 +1,29 @@
+//! `keyward users …`: user administration straight on the database.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use keyward_core::model::UserId;
+
+use super::keys::open_engine;
+use crate::config::Config;
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Delete a user and all their keys (they fail verification at once).
+    Delete {
+        /// The user id (the JWT `sub`).
+        user: String,
+    },
+}
+
+pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<ExitCode> {
+    let UsersCommand::Delete { user } = command;
+    let user = UserId::parse(&user).map_err(|e| anyhow::anyhow!("user: {e}"))?;
+    let engine = open_engine(config).await?;
+    let result = engine.delete_user(&user).await;
+    engine.shutdown().await;
+    let deleted = result?;
+    println!("deleted user {user} and {deleted} key(s)");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,20 @@
+//! The HTTP suites on a fresh SQLite file per test.
+
+pub type TestApp = crate::common::TestApp<crate::common::Sqlite>;
+
+#[path = "suites/admin.rs"]
+mod admin;
+#[path = "suites/auth.rs"]
+mod auth;
+#[path = "suites/create.rs"]
+mod create;
+#[path = "suites/lifecycle.rs"]
+mod lifecycle;
+#[path = "suites/list_and_get.rs"]
+mod list_and_get;
+#[path = "suites/operations.rs"]
+mod operations;
+#[path = "suites/secrets_at_rest.rs"]
+mod secrets_at_rest;
+#[path = "suites/verify.rs"]
+mod verify;

@@ -1,0 +1,475 @@
+//! The scale-out backend: several stateless keyward instances on one PostgreSQL.
+//!
+//! - A bounded pool with an acquire timeout (overload becomes "unavailable", a 503,
+//!   never a hang) and a per-statement timeout set on every connection.
+//! - Read-then-write changes lock the row (`SELECT … FOR UPDATE`); the per-user key cap
+//!   takes a transaction-scoped advisory lock on the user, so concurrent creates on
+//!   different instances cannot both squeeze under it.
+//! - Every change that can make a cached verification stale sends `NOTIFY` on
+//!   [`CHANNEL`] inside its transaction, so it is delivered exactly when it commits.
+//!   Each instance `LISTEN`s on a dedicated connection and drops the named keys from
+//!   its cache; when that connection is lost it reports an error (the engine stops
+//!   caching) until it has re-subscribed.
+//! - Migrations take PostgreSQL's advisory lock, so instances starting together apply
+//!   them once.
+
+use std::time::Duration;
+
+use keyward_core::hash::KeyHash;
+use keyward_core::lifecycle::{self, KeyState, Mutation, Outcome};
+use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
+use keyward_core::time::Timestamp;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use std::str::FromStr;
+use std::sync::Arc;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::records::{Applied, ExternalChange, NewKeyRecord, VerifyRecord};
+use crate::{ConnectOptions, Store, StoreError, migrations};
+
+/// The notification channel for key changes.
+pub const CHANNEL: &str = "keyward_key_changes";
+/// How long a caller waits for a pooled connection before the store is "unavailable".
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest any statement may run.
+const STATEMENT_TIMEOUT_MS: &str = "5000";
+/// Hashes per notification: 64 hex characters and a comma each, under PostgreSQL's
+/// 8000-byte payload limit.
+const HASHES_PER_NOTIFY: usize = 100;
+/// A silent listening connection is probed this often, so a dead one (a network
+/// partition sends no error) is noticed within seconds.
+const LISTENER_PROBE_INTERVAL: Duration = Duration::from_secs(10);
+
+macro_rules! key_columns {
+    () => {
+        "id, user_id, name, description, prefix, postfix, status, permissions, \
+         created_at, last_used_at, revoked_at, expires_at"
+    };
+}
+
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// A separate pool of one, for the `LISTEN` connection, so closing the main pool
+    /// never waits on it.
+    listen_pool: PgPool,
+    listener: Arc<Mutex<Option<PgListener>>>,
+}
+
+impl PostgresStore {
+    pub async fn open(url: &str, options: &ConnectOptions) -> Result<Self, StoreError> {
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Open(format!("invalid PostgreSQL URL: {e}")))?
+            .application_name("keyward")
+            .options([("statement_timeout", STATEMENT_TIMEOUT_MS)]);
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .min_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .idle_timeout(Duration::from_secs(600))
+            .max_lifetime(Duration::from_secs(1800))
+            .connect_with(connect.clone())
+            .await?;
+        let listen_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            // Named apart, so operators can tell it from the query connections.
+            .connect_lazy_with(connect.application_name("keyward-listener"));
+        Ok(Self {
+            pool,
+            listen_pool,
+            listener: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// A connection taken from the pool and held, to exhaust it in tests.
+    #[cfg(feature = "testing")]
+    pub async fn hold_connection_for_tests(
+        &self,
+    ) -> Result<sqlx::pool::PoolConnection<Postgres>, StoreError> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    /// Subscribes anew; everything up to now counts as changed.
+    async fn subscribe(&self) -> Result<PgListener, StoreError> {
+        let mut listener = PgListener::connect_with(&self.listen_pool).await?;
+        // A lost connection must be reported, not silently re-established: changes
+        // made in between are gone, and the engine stops trusting its cache until
+        // the feed is back.
+        listener.eager_reconnect(false);
+        listener.listen(CHANNEL).await?;
+        Ok(listener)
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+fn timestamp(millis: Option<i64>, column: &str) -> Result<Option<Timestamp>, StoreError> {
+    millis
+        .map(|ms| Timestamp::from_millis(ms).map_err(|_| corrupt(column)))
+        .transpose()
+}
+
+fn key_from_row(row: &PgRow) -> Result<ApiKey, StoreError> {
+    let status: String = row.try_get("status")?;
+    let user_id: String = row.try_get("user_id")?;
+    Ok(ApiKey {
+        id: KeyId::from_uuid(row.try_get::<Uuid, _>("id")?),
+        user_id: UserId::parse(&user_id).map_err(|_| corrupt("user_id"))?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        prefix: row.try_get("prefix")?,
+        postfix: row.try_get("postfix")?,
+        status: status.parse::<KeyStatus>().map_err(|_| corrupt("status"))?,
+        permissions: row.try_get("permissions")?,
+        created_at: timestamp(Some(row.try_get("created_at")?), "created_at")?
+            .expect("Some in, Some out"),
+        last_used_at: timestamp(row.try_get("last_used_at")?, "last_used_at")?,
+        revoked_at: timestamp(row.try_get("revoked_at")?, "revoked_at")?,
+        expires_at: timestamp(row.try_get("expires_at")?, "expires_at")?,
+    })
+}
+
+fn hash_from_row(row: &PgRow) -> Result<KeyHash, StoreError> {
+    KeyHash::from_slice(row.try_get("key_hash")?).ok_or_else(|| corrupt("key_hash"))
+}
+
+fn to_hex(hash: &KeyHash) -> String {
+    hash.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(text: &str) -> Option<KeyHash> {
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(KeyHash::from_bytes(bytes))
+}
+
+/// Queues notifications for these hashes; PostgreSQL delivers them on commit.
+async fn notify(tx: &mut Transaction<'_, Postgres>, hashes: &[KeyHash]) -> Result<(), StoreError> {
+    for chunk in hashes.chunks(HASHES_PER_NOTIFY) {
+        let payload: Vec<String> = chunk.iter().map(to_hex).collect();
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(payload.join(","))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+fn parse_payload(payload: &str) -> ExternalChange {
+    let hashes: Option<Vec<KeyHash>> = payload.split(',').map(from_hex).collect();
+    match hashes {
+        Some(hashes) if !hashes.is_empty() => ExternalChange::Keys(hashes),
+        _ => ExternalChange::Unknown,
+    }
+}
+
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = sqlx::migrate::Migrator::new(migrations::POSTGRES).await?;
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert_key(&self, new: &NewKeyRecord, max_live: u32) -> Result<(), StoreError> {
+        let key = &new.key;
+        let mut tx = self.pool.begin().await?;
+        // Serialises creates per user across every instance until this commits.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(key.user_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM api_keys WHERE user_id = $1 AND status <> 'REVOKED'",
+        )
+        .bind(key.user_id.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        if live >= i64::from(max_live) {
+            return Err(StoreError::LimitReached { limit: max_live });
+        }
+        sqlx::query(
+            "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
+             prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
+             revoked_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)",
+        )
+        .bind(key.id.as_uuid())
+        .bind(key.user_id.as_str())
+        .bind(&key.name)
+        .bind(key.description.as_deref())
+        .bind(new.hash.as_bytes().as_slice())
+        .bind(i32::from(new.pepper_version))
+        .bind(&key.prefix)
+        .bind(&key.postfix)
+        .bind(key.status.as_str())
+        .bind(&key.permissions)
+        .bind(key.created_at.as_millis())
+        .bind(key.last_used_at.map(Timestamp::as_millis))
+        .bind(key.revoked_at.map(Timestamp::as_millis))
+        .bind(key.expires_at.map(Timestamp::as_millis))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_keys(&self, owner: Option<&UserId>) -> Result<Vec<ApiKey>, StoreError> {
+        let rows = match owner {
+            Some(user) => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    key_columns!(),
+                    " FROM api_keys WHERE user_id = $1 ORDER BY created_at DESC, id DESC"
+                ))
+                .bind(user.as_str())
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    key_columns!(),
+                    " FROM api_keys ORDER BY created_at DESC, id DESC"
+                ))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn get_key(
+        &self,
+        owner: Option<&UserId>,
+        id: KeyId,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM api_keys WHERE id = $1 AND ($2::text IS NULL OR user_id = $2)"
+        ))
+        .bind(id.as_uuid())
+        .bind(owner.map(UserId::as_str))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<VerifyRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, user_id, status, permissions, expires_at, pepper_version \
+             FROM api_keys WHERE key_hash = $1",
+        )
+        .bind(hash.as_bytes().as_slice())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let status: String = row.try_get("status")?;
+        let user_id: String = row.try_get("user_id")?;
+        let version: i32 = row.try_get("pepper_version")?;
+        Ok(Some(VerifyRecord {
+            id: KeyId::from_uuid(row.try_get::<Uuid, _>("id")?),
+            user_id: UserId::parse(&user_id).map_err(|_| corrupt("user_id"))?,
+            status: status.parse().map_err(|_| corrupt("status"))?,
+            permissions: row.try_get("permissions")?,
+            expires_at: timestamp(row.try_get("expires_at")?, "expires_at")?,
+            pepper_version: u16::try_from(version).map_err(|_| corrupt("pepper_version"))?,
+        }))
+    }
+
+    async fn apply(
+        &self,
+        owner: Option<&UserId>,
+        id: KeyId,
+        mutation: &Mutation,
+        now: Timestamp,
+    ) -> Result<Applied, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            key_columns!(),
+            ", key_hash FROM api_keys WHERE id = $1 AND ($2::text IS NULL OR user_id = $2) \
+             FOR UPDATE"
+        ))
+        .bind(id.as_uuid())
+        .bind(owner.map(UserId::as_str))
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let mut key = key_from_row(&row)?;
+        let hash = hash_from_row(&row)?;
+        let state = KeyState {
+            status: key.status,
+            revoked_at: key.revoked_at,
+            permissions: key.permissions.clone(),
+        };
+        let new = match lifecycle::apply(&state, mutation, now)? {
+            Outcome::Unchanged => {
+                return Ok(Applied {
+                    key,
+                    hash,
+                    changed: false,
+                });
+            }
+            Outcome::Changed(new) => new,
+        };
+        sqlx::query(
+            "UPDATE api_keys SET status = $2, revoked_at = $3, permissions = $4, updated_at = $5 \
+             WHERE id = $1",
+        )
+        .bind(id.as_uuid())
+        .bind(new.status.as_str())
+        .bind(new.revoked_at.map(Timestamp::as_millis))
+        .bind(&new.permissions)
+        .bind(now.as_millis())
+        .execute(&mut *tx)
+        .await?;
+        notify(&mut tx, &[hash]).await?;
+        tx.commit().await?;
+        key.status = new.status;
+        key.revoked_at = new.revoked_at;
+        key.permissions = new.permissions;
+        Ok(Applied {
+            key,
+            hash,
+            changed: true,
+        })
+    }
+
+    async fn record_usage(&self, usage: &[(KeyId, Timestamp)]) -> Result<u64, StoreError> {
+        if usage.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<Uuid> = usage.iter().map(|(id, _)| *id.as_uuid()).collect();
+        let times: Vec<i64> = usage.iter().map(|(_, at)| at.as_millis()).collect();
+        let result = sqlx::query(
+            "UPDATE api_keys SET last_used_at = u.used_at \
+             FROM UNNEST($1::uuid[], $2::bigint[]) AS u (id, used_at) \
+             WHERE api_keys.id = u.id \
+             AND (api_keys.last_used_at IS NULL OR api_keys.last_used_at < u.used_at)",
+        )
+        .bind(&ids)
+        .bind(&times)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    async fn rehash(&self, id: KeyId, hash: &KeyHash, version: u16) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE api_keys SET key_hash = $2, pepper_version = $3 WHERE id = $1")
+            .bind(id.as_uuid())
+            .bind(hash.as_bytes().as_slice())
+            .bind(i32::from(version))
+            .execute(&mut *tx)
+            .await?;
+        notify(&mut tx, &[*hash]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_user(&self, user: &UserId) -> Result<Vec<KeyHash>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query("DELETE FROM api_keys WHERE user_id = $1 RETURNING key_hash")
+            .bind(user.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+        let hashes = rows
+            .iter()
+            .map(hash_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        notify(&mut tx, &hashes).await?;
+        tx.commit().await?;
+        Ok(hashes)
+    }
+
+    async fn next_external_change(&self) -> Result<ExternalChange, StoreError> {
+        let mut slot = self.listener.lock().await;
+        let Some(listener) = slot.as_mut() else {
+            // Not subscribed (first call, or after a loss): subscribe, and report
+            // that anything may have changed in the meantime.
+            *slot = Some(self.subscribe().await?);
+            return Ok(ExternalChange::Unknown);
+        };
+        loop {
+            match tokio::time::timeout(LISTENER_PROBE_INTERVAL, listener.try_recv()).await {
+                Ok(Ok(Some(notification))) => return Ok(parse_payload(notification.payload())),
+                Ok(Ok(None)) => {
+                    *slot = None;
+                    return Err(StoreError::ChangeFeedLost);
+                }
+                Ok(Err(err)) => {
+                    *slot = None;
+                    return Err(err.into());
+                }
+                Err(_quiet) => {
+                    let probe = sqlx::query("SELECT 1").execute(&mut *listener);
+                    match tokio::time::timeout(ACQUIRE_TIMEOUT, probe).await {
+                        Ok(Ok(_)) => continue,
+                        Ok(Err(err)) => {
+                            *slot = None;
+                            return Err(err.into());
+                        }
+                        Err(_) => {
+                            *slot = None;
+                            return Err(StoreError::ChangeFeedLost);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn close(&self) {
+        // Release the listening connection first: closing a pool waits for its
+        // connections to come back.
+        self.listener.lock().await.take();
+        self.listen_pool.close().await;
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_payloads_round_trip() {
+        let a = KeyHash::from_bytes([0xab; 32]);
+        let b = KeyHash::from_bytes([0x01; 32]);
+        let payload = [to_hex(&a), to_hex(&b)].join(",");
+        assert_eq!(parse_payload(&payload), ExternalChange::Keys(vec![a, b]));
+        assert_eq!(parse_payload(""), ExternalChange::Unknown);
+        assert_eq!(parse_payload("zz"), ExternalChange::Unknown);
+        assert_eq!(
+            parse_payload(&format!("{},nope", to_hex(&a))),
+            ExternalChange::Unknown
+        );
+    }
+
+    #[test]
+    fn a_full_notification_fits_the_payload_limit() {
+        let hashes = vec![to_hex(&KeyHash::from_bytes([0xff; 32])); HASHES_PER_NOTIFY];
+        assert!(hashes.join(",").len() < 8000);
+    }
+}
