@@ -6,7 +6,7 @@ trial: creates a key through A, verifies it through B (so B caches it), revokes 
 through A, and measures the time from A's 200 to B's first REVOKED answer, polling B
 as fast as one keep-alive connection allows. Prints p50/p90/p99/max in milliseconds.
 
-    python3 bench/propagation.py --database-url postgres://keyward@127.0.0.1:55432/postgres
+    python3 bench/propagation.py --database-url postgres://USER:PASSWORD@HOST:5432/DATABASE
 
 Standard library only. Build the binary first: cargo build --release.
 """

@@ -3,7 +3,7 @@
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(keyward_postgres_tests)");
     println!("cargo::rerun-if-env-changed=KEYWARD_TEST_POSTGRES_URL");
-    if std::env::var_os("KEYWARD_TEST_POSTGRES_URL").is_some() {
+    if std::env::var_os("KEYWARD_TEST_POSTGRES_URL").is_some_and(|url| !url.is_empty()) {
         println!("cargo::rustc-cfg=keyward_postgres_tests");
     }
 }

@@ -118,6 +118,8 @@ pub enum PepperError {
         "several peppers must each be written `v<N>:<secret>` (one per line or comma-separated)"
     )]
     UnversionedInList,
+    #[error("the current pepper version {0} is not among the configured peppers")]
+    UnknownCurrent(u16),
 }
 
 /// The current pepper (hashes new keys) and retired ones (still verify older rows).
@@ -174,6 +176,32 @@ impl Peppers {
             current,
             retired: peppers,
         })
+    }
+
+    /// Like [`Peppers::parse`], with the current version chosen explicitly rather than
+    /// the highest. This stages a rotation across several instances: first every
+    /// instance learns the new pepper while the old one stays current, then the new one
+    /// is made current; at no point does an instance meet a hash it cannot check.
+    pub fn parse_with_current(setting: &str, current: Option<u16>) -> Result<Self, PepperError> {
+        let mut peppers = Self::parse(setting)?;
+        let Some(version) = current else {
+            return Ok(peppers);
+        };
+        if peppers.current.version == version {
+            return Ok(peppers);
+        }
+        let index = peppers
+            .retired
+            .iter()
+            .position(|p| p.version == version)
+            .ok_or(PepperError::UnknownCurrent(version))?;
+        let chosen = peppers.retired.remove(index);
+        let previous = std::mem::replace(&mut peppers.current, chosen);
+        peppers.retired.push(previous);
+        peppers
+            .retired
+            .sort_by_key(|p| std::cmp::Reverse(p.version));
+        Ok(peppers)
     }
 
     pub fn current(&self) -> &Pepper {
@@ -233,6 +261,21 @@ mod tests {
         assert_eq!(p.current().version(), 3);
         let retired: Vec<u16> = p.retired().iter().map(Pepper::version).collect();
         assert_eq!(retired, [2, 1]);
+    }
+
+    #[test]
+    fn the_current_version_can_be_chosen_to_stage_a_rotation() {
+        let setting = format!("v1:{SECRET},v2:{SECRET}-next");
+        let staged = Peppers::parse_with_current(&setting, Some(1)).unwrap();
+        assert_eq!(staged.current().version(), 1);
+        let retired: Vec<u16> = staged.retired().iter().map(Pepper::version).collect();
+        assert_eq!(retired, [2]);
+        let done = Peppers::parse_with_current(&setting, None).unwrap();
+        assert_eq!(done.current().version(), 2);
+        assert_eq!(
+            Peppers::parse_with_current(&setting, Some(3)).unwrap_err(),
+            PepperError::UnknownCurrent(3)
+        );
     }
 
     #[test]

@@ -73,6 +73,7 @@ async fn watch_external_changes<S: Store>(inner: Arc<Inner<S>>) {
         };
         match change {
             Ok(change) => {
+                inner.cache.renew(inner.config.change_feed_lease);
                 if !watching {
                     // Subscribed (again): trust the cache from empty.
                     watching = true;
@@ -87,6 +88,7 @@ async fn watch_external_changes<S: Store>(inner: Arc<Inner<S>>) {
                         }
                     }
                     ExternalChange::Unknown => inner.cache.clear(),
+                    ExternalChange::Alive => {}
                 }
             }
             Err(err) => {

@@ -13,10 +13,14 @@
 //!
 //! While changes made elsewhere cannot be seen (the store's change feed is down, or
 //! not yet up), the cache is suspended: every verification reads the database, so no
-//! instance ever answers from an entry another instance's change made stale.
+//! instance ever answers from an entry another instance's change made stale. The feed
+//! must also keep confirming that it watches: each confirmation extends a lease, and
+//! once the lease lapses (a connection that died without an error) the cache is not
+//! consulted until the next confirmation.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use keyward_core::hash::KeyHash;
 use moka::sync::Cache;
@@ -33,6 +37,10 @@ pub(crate) struct VerifyCache {
     stripes: Vec<Mutex<()>>,
     /// True while the cache must not be trusted (changes elsewhere are not seen).
     suspended: AtomicBool,
+    /// Milliseconds after `origin` until which the change feed's last confirmation
+    /// lets the cache be trusted.
+    lease_until: AtomicU64,
+    origin: Instant,
 }
 
 pub(crate) enum Lookup {
@@ -63,6 +71,8 @@ impl VerifyCache {
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             // Until the store says it watches for changes.
             suspended: AtomicBool::new(true),
+            lease_until: AtomicU64::new(0),
+            origin: Instant::now(),
         }
     }
 
@@ -75,7 +85,7 @@ impl VerifyCache {
         // Read the epoch before the caches: a fill after a miss then compares against
         // a value no newer than the state it is about to read from the database.
         let epoch = self.epoch.load(Ordering::SeqCst);
-        if self.suspended.load(Ordering::SeqCst) {
+        if !self.trusted() {
             return Lookup::Unknown { epoch };
         }
         if let Some(key) = self.found.get(hash) {
@@ -91,7 +101,7 @@ impl VerifyCache {
     /// the read began (then the next verification reads again).
     pub(crate) fn fill(&self, hash: KeyHash, value: Option<Arc<VerifiedKey>>, epoch: u64) {
         let _guard = lock(self.stripe(&hash));
-        if self.epoch.load(Ordering::SeqCst) != epoch || self.suspended.load(Ordering::SeqCst) {
+        if self.epoch.load(Ordering::SeqCst) != epoch || !self.trusted() {
             return;
         }
         match value {
@@ -133,8 +143,21 @@ impl VerifyCache {
         self.suspended.store(false, Ordering::SeqCst);
     }
 
-    pub(crate) fn is_active(&self) -> bool {
+    /// Extends the lease: the change feed has just confirmed it is watching.
+    pub(crate) fn renew(&self, lease: Duration) {
+        let until = self.origin.elapsed().saturating_add(lease).as_millis();
+        self.lease_until
+            .store(u64::try_from(until).unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+
+    fn trusted(&self) -> bool {
         !self.suspended.load(Ordering::SeqCst)
+            && u128::from(self.lease_until.load(Ordering::SeqCst))
+                > self.origin.elapsed().as_millis()
+    }
+
+    pub(crate) fn is_active(&self) -> bool {
+        self.trusted()
     }
 
     pub(crate) fn entry_count(&self) -> u64 {
@@ -158,6 +181,7 @@ mod tests {
             EngineConfig::new(Peppers::parse("cache-test-pepper-0123456789abcdefghij").unwrap());
         let cache = VerifyCache::new(&config);
         cache.resume();
+        cache.renew(Duration::from_secs(60));
         cache
     }
 
@@ -220,6 +244,21 @@ mod tests {
         );
         let after = epoch_of(cache.lookup(&hash));
         cache.fill(hash, Some(key()), after);
+        assert!(matches!(cache.lookup(&hash), Lookup::Found(_)));
+    }
+
+    #[test]
+    fn a_lapsed_lease_bypasses_the_cache_until_renewed() {
+        let cache = cache();
+        let hash = KeyHash::from_bytes([6; 32]);
+        let epoch = epoch_of(cache.lookup(&hash));
+        cache.fill(hash, Some(key()), epoch);
+        assert!(matches!(cache.lookup(&hash), Lookup::Found(_)));
+        cache.renew(Duration::ZERO);
+        assert!(!cache.is_active());
+        assert!(matches!(cache.lookup(&hash), Lookup::Unknown { .. }));
+        cache.renew(Duration::from_secs(60));
+        // The watch never broke (no suspension): what was cached still holds.
         assert!(matches!(cache.lookup(&hash), Lookup::Found(_)));
     }
 

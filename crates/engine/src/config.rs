@@ -39,6 +39,11 @@ pub struct EngineConfig {
     pub negative_cache_ttl: Duration,
     /// How often recorded usage is written to the database.
     pub usage_flush_interval: Duration,
+    /// How long the cache is trusted after the store last confirmed it is watching for
+    /// changes made elsewhere. Stores confirm at least every second, so only a broken
+    /// watch (a silently dead connection) lets this lapse; then verifications read the
+    /// database until the watch answers again.
+    pub change_feed_lease: Duration,
     pub clock: Clock,
 }
 
@@ -57,6 +62,7 @@ impl EngineConfig {
             negative_cache_capacity: 10_000,
             negative_cache_ttl: Duration::from_secs(5),
             usage_flush_interval: Duration::from_secs(1),
+            change_feed_lease: Duration::from_secs(3),
             clock: system_clock(),
         }
     }
@@ -74,6 +80,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("negative_cache_capacity", &self.negative_cache_capacity)
             .field("negative_cache_ttl", &self.negative_cache_ttl)
             .field("usage_flush_interval", &self.usage_flush_interval)
+            .field("change_feed_lease", &self.change_feed_lease)
             .finish_non_exhaustive()
     }
 }

@@ -275,7 +275,8 @@ impl<S: Store> Engine<S> {
     }
 
     /// Deletes a user and all their keys (the user is gone from the platform). Their
-    /// keys fail verification at once, here and (through the store) everywhere else.
+    /// keys fail verification at once here, and (through the store's change feed)
+    /// within milliseconds on other instances.
     /// Returns how many keys were deleted.
     pub async fn delete_user(&self, user: &UserId) -> Result<usize, EngineError> {
         let inner = Arc::clone(&self.inner);

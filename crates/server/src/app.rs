@@ -15,10 +15,18 @@ pub struct App {
     pub router: Router,
 }
 
-/// Opens the database (creating and migrating it as needed) and starts the engine.
+/// Opens the database (creating and migrating it as needed) and starts the engine:
+/// what `serve` and `migrate` do.
 pub async fn start_engine(settings: &Settings) -> anyhow::Result<Engine<AnyStore>> {
     let store = keyward_store::connect_with(&settings.database_url, &settings.connect).await?;
     store.migrate().await?;
+    Ok(Engine::start(store, settings.engine.clone()))
+}
+
+/// Starts the engine on the database as it is, without migrating: admin commands must
+/// not upgrade a production schema as a side effect.
+pub async fn open_engine(settings: &Settings) -> anyhow::Result<Engine<AnyStore>> {
+    let store = keyward_store::connect_with(&settings.database_url, &settings.connect).await?;
     Ok(Engine::start(store, settings.engine.clone()))
 }
 

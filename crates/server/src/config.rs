@@ -101,6 +101,10 @@ pub struct Config {
     #[arg(long, env = "KEYWARD_PEPPER", hide_env_values = true, value_parser = secret, global = true)]
     pub pepper: Option<Secret>,
 
+    /// Which pepper version hashes new keys (default: the highest); set it to stage a rotation across instances.
+    #[arg(long, env = "KEYWARD_PEPPER_CURRENT_VERSION", global = true)]
+    pub pepper_current_version: Option<u16>,
+
     /// File holding the pepper setting (same format as KEYWARD_PEPPER).
     #[arg(long, env = "KEYWARD_PEPPER_FILE", global = true)]
     pub pepper_file: Option<PathBuf>,

@@ -172,7 +172,8 @@ impl Config {
             return Err(SettingsError::WeakAdminToken);
         }
 
-        let mut engine = EngineConfig::new(Peppers::parse(pepper.expose())?);
+        let peppers = Peppers::parse_with_current(pepper.expose(), self.pepper_current_version)?;
+        let mut engine = EngineConfig::new(peppers);
         engine.key_format = key_format;
         engine.catalogue = catalogue;
         engine.max_keys_per_user = self.max_keys_per_user;

@@ -110,6 +110,13 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// Waits for the next change made to the database by another process (another
     /// server, the CLI), so caches can drop what may be stale.
+    ///
+    /// The first call returns [`ExternalChange::Unknown`] as soon as changes are being
+    /// watched; caches may be trusted from then on. While watching, a call returns at
+    /// least every second ([`ExternalChange::Alive`] when nothing changed): a caller
+    /// that hears nothing for longer must assume the watch is broken. An error means
+    /// changes can no longer be seen: callers must stop trusting cached data. The
+    /// first `Ok` after an error is again `Unknown`, sent once the store watches again.
     fn next_external_change(
         &self,
     ) -> impl Future<Output = Result<ExternalChange, StoreError>> + Send;

@@ -39,8 +39,11 @@ const STATEMENT_TIMEOUT_MS: &str = "5000";
 /// 8000-byte payload limit.
 const HASHES_PER_NOTIFY: usize = 100;
 /// A silent listening connection is probed this often, so a dead one (a network
-/// partition sends no error) is noticed within seconds.
-const LISTENER_PROBE_INTERVAL: Duration = Duration::from_secs(10);
+/// partition sends no error) is noticed within about two seconds; each successful probe
+/// is reported as [`ExternalChange::Alive`], which keeps the engine's cache lease.
+const LISTENER_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a probe may take before the listening connection counts as dead.
+const LISTENER_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 macro_rules! key_columns {
     () => {
@@ -52,6 +55,8 @@ macro_rules! key_columns {
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// For the migration connection, which must not carry the statement timeout.
+    connect: Arc<PgConnectOptions>,
     /// A separate pool of one, for the `LISTEN` connection, so closing the main pool
     /// never waits on it.
     listen_pool: PgPool,
@@ -73,12 +78,14 @@ impl PostgresStore {
             .connect_with(connect.clone())
             .await?;
         let listen_pool = PgPoolOptions::new()
-            .max_connections(1)
+            // Two: a listener given up on may still hold one while it is released.
+            .max_connections(2)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             // Named apart, so operators can tell it from the query connections.
-            .connect_lazy_with(connect.application_name("keyward-listener"));
+            .connect_lazy_with(connect.clone().application_name("keyward-listener"));
         Ok(Self {
             pool,
+            connect: Arc::new(connect),
             listen_pool,
             listener: Arc::new(Mutex::new(None)),
         })
@@ -180,9 +187,22 @@ impl Store for PostgresStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let migrator = sqlx::migrate::Migrator::new(migrations::POSTGRES).await?;
-        migrator.run(&self.pool).await?;
-        Ok(())
+        let mut migrator = sqlx::migrate::Migrator::new(migrations::POSTGRES).await?;
+        // A newer version may have migrated already: its migrations only add, so this
+        // one still runs (a rollback, or an old instance restarting mid-upgrade).
+        migrator.set_ignore_missing(true);
+        // A connection of its own without the statement timeout: a migration may take
+        // long, and so may waiting for another instance's migration lock.
+        let untimed = (*self.connect)
+            .clone()
+            .options([("statement_timeout", "0")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(untimed)
+            .await?;
+        let result = migrator.run(&pool).await;
+        pool.close().await;
+        Ok(result?)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -360,8 +380,12 @@ impl Store for PostgresStore {
         if usage.is_empty() {
             return Ok(0);
         }
-        let ids: Vec<Uuid> = usage.iter().map(|(id, _)| *id.as_uuid()).collect();
-        let times: Vec<i64> = usage.iter().map(|(_, at)| at.as_millis()).collect();
+        // Rows in id order: two instances flushing overlapping batches then lock them
+        // in the same order and cannot deadlock.
+        let mut sorted = usage.to_vec();
+        sorted.sort_unstable_by_key(|(id, _)| *id);
+        let ids: Vec<Uuid> = sorted.iter().map(|(id, _)| *id.as_uuid()).collect();
+        let times: Vec<i64> = sorted.iter().map(|(_, at)| at.as_millis()).collect();
         let result = sqlx::query(
             "UPDATE api_keys SET last_used_at = u.used_at \
              FROM UNNEST($1::uuid[], $2::bigint[]) AS u (id, used_at) \
@@ -390,6 +414,11 @@ impl Store for PostgresStore {
 
     async fn delete_user(&self, user: &UserId) -> Result<Vec<KeyHash>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // The same lock as key creation: a key created concurrently cannot survive.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await?;
         let rows = sqlx::query("DELETE FROM api_keys WHERE user_id = $1 RETURNING key_hash")
             .bind(user.as_str())
             .fetch_all(&mut *tx)
@@ -411,40 +440,34 @@ impl Store for PostgresStore {
             *slot = Some(self.subscribe().await?);
             return Ok(ExternalChange::Unknown);
         };
-        loop {
-            match tokio::time::timeout(LISTENER_PROBE_INTERVAL, listener.try_recv()).await {
-                Ok(Ok(Some(notification))) => return Ok(parse_payload(notification.payload())),
-                Ok(Ok(None)) => {
-                    *slot = None;
-                    return Err(StoreError::ChangeFeedLost);
-                }
-                Ok(Err(err)) => {
-                    *slot = None;
-                    return Err(err.into());
-                }
-                Err(_quiet) => {
-                    let probe = sqlx::query("SELECT 1").execute(&mut *listener);
-                    match tokio::time::timeout(ACQUIRE_TIMEOUT, probe).await {
-                        Ok(Ok(_)) => continue,
-                        Ok(Err(err)) => {
-                            *slot = None;
-                            return Err(err.into());
-                        }
-                        Err(_) => {
-                            *slot = None;
-                            return Err(StoreError::ChangeFeedLost);
-                        }
-                    }
+        let outcome = match tokio::time::timeout(LISTENER_PROBE_INTERVAL, listener.try_recv()).await
+        {
+            Ok(Ok(Some(notification))) => Ok(parse_payload(notification.payload())),
+            // The connection is gone; changes made meanwhile are lost.
+            Ok(Ok(None)) => Err(StoreError::ChangeFeedLost),
+            Ok(Err(err)) => Err(err.into()),
+            Err(_quiet) => {
+                // Nothing arrived: make sure the connection is alive, which also
+                // tells the engine its cache may still be trusted.
+                let probe = sqlx::query("SELECT 1").execute(&mut *listener);
+                match tokio::time::timeout(LISTENER_PROBE_TIMEOUT, probe).await {
+                    Ok(Ok(_)) => Ok(ExternalChange::Alive),
+                    Ok(Err(err)) => Err(err.into()),
+                    Err(_) => Err(StoreError::ChangeFeedLost),
                 }
             }
+        };
+        if outcome.is_err() {
+            *slot = None;
         }
+        outcome
     }
 
     async fn close(&self) {
         // Release the listening connection first: closing a pool waits for its
-        // connections to come back.
+        // connections to come back, which a dead connection may never do.
         self.listener.lock().await.take();
-        self.listen_pool.close().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.listen_pool.close()).await;
         self.pool.close().await;
     }
 }

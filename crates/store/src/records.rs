@@ -34,11 +34,14 @@ pub struct Applied {
     pub changed: bool,
 }
 
-/// A change made by another process.
+/// What [`Store::next_external_change`](crate::Store::next_external_change) saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExternalChange {
     /// These keys changed.
     Keys(Vec<KeyHash>),
     /// Something changed; which keys is unknown.
     Unknown,
+    /// Nothing changed, and changes are still being watched: a heartbeat, sent at
+    /// least every second, that lets the engine keep trusting its cache.
+    Alive,
 }

@@ -166,7 +166,10 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let migrator = sqlx::migrate::Migrator::new(migrations::SQLITE).await?;
+        let mut migrator = sqlx::migrate::Migrator::new(migrations::SQLITE).await?;
+        // A newer version may have migrated already: its migrations only add, so this
+        // one still runs (a rollback, or an old instance restarting mid-upgrade).
+        migrator.set_ignore_missing(true);
         migrator.run(&self.writer).await?;
         Ok(())
     }
@@ -387,25 +390,23 @@ impl Store for SqliteStore {
         {
             return Ok(ExternalChange::Unknown);
         }
-        loop {
-            tokio::time::sleep(CHANGE_POLL_INTERVAL).await;
-            let mut last = self.data_version.lock().await;
-            let version = match sqlx::query_scalar::<_, i64>("PRAGMA data_version")
-                .fetch_one(&self.writer)
-                .await
-            {
-                Ok(version) => version,
-                Err(err) => {
-                    // Blind until the next successful poll, which reports Unknown.
-                    *last = None;
-                    return Err(err.into());
-                }
-            };
-            match last.replace(version) {
-                Some(previous) if previous == version => {}
-                _ => return Ok(ExternalChange::Unknown),
+        tokio::time::sleep(CHANGE_POLL_INTERVAL).await;
+        let mut last = self.data_version.lock().await;
+        let version = match sqlx::query_scalar::<_, i64>("PRAGMA data_version")
+            .fetch_one(&self.writer)
+            .await
+        {
+            Ok(version) => version,
+            Err(err) => {
+                // Blind until the next successful poll, which reports Unknown.
+                *last = None;
+                return Err(err.into());
             }
-        }
+        };
+        Ok(match last.replace(version) {
+            Some(previous) if previous == version => ExternalChange::Alive,
+            _ => ExternalChange::Unknown,
+        })
     }
 
     async fn close(&self) {

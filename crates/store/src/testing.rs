@@ -68,7 +68,7 @@ pub fn sqlite() -> TestDatabase {
 
 /// True when PostgreSQL tests can run.
 pub fn postgres_available() -> bool {
-    std::env::var_os(POSTGRES_URL_ENV).is_some()
+    std::env::var_os(POSTGRES_URL_ENV).is_some_and(|url| !url.is_empty())
 }
 
 /// A fresh, empty database on the test PostgreSQL server.
@@ -77,8 +77,10 @@ pub fn postgres_available() -> bool {
 /// If `KEYWARD_TEST_POSTGRES_URL` is not set or the server cannot be reached: a test
 /// that asked for PostgreSQL must not pass without it.
 pub async fn postgres() -> TestDatabase {
-    let admin_url =
-        std::env::var(POSTGRES_URL_ENV).unwrap_or_else(|_| panic!("{POSTGRES_SKIP_REASON}"));
+    let admin_url = std::env::var(POSTGRES_URL_ENV)
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| panic!("{POSTGRES_SKIP_REASON}"));
     let name = unique_name();
     let mut admin = sqlx::PgConnection::connect(&admin_url)
         .await

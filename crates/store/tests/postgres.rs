@@ -17,6 +17,7 @@ async fn fresh_postgres() -> Fixture {
     Fixture {
         store,
         url: db.url.clone(),
+        names_changed_keys: true,
         _guard: Box::new(db),
     }
 }

@@ -14,6 +14,7 @@ async fn fresh_sqlite() -> Fixture {
     Fixture {
         store,
         url: db.url.clone(),
+        names_changed_keys: false,
         _guard: Box::new(db),
     }
 }

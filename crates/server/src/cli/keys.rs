@@ -82,7 +82,7 @@ pub(super) async fn open_engine(config: &Config) -> anyhow::Result<Engine<AnySto
             path.display()
         );
     }
-    crate::app::start_engine(&settings).await
+    crate::app::open_engine(&settings).await
 }
 
 fn key_id(text: &str) -> anyhow::Result<KeyId> {

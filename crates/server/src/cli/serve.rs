@@ -22,6 +22,7 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
         );
     }
     let app = App::start(&settings).await?;
+    let stop = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
@@ -46,7 +47,7 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
     let (signalled, signal_seen) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, app.router)
         .with_graceful_shutdown(async move {
-            shutdown_signal().await;
+            stop.await;
             let _ = signalled.send(());
         })
         .into_future();
@@ -70,25 +71,28 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not
+/// when the future is first polled: a signal that arrives once the service has said it
+/// is listening must already find them (otherwise the default action kills the process
+/// without the final usage flush).
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => tracing::info!("interrupt received; shutting down"),
+                _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("interrupt received; shutting down"),
-        _ = terminate => tracing::info!("SIGTERM received; shutting down"),
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("interrupt received; shutting down");
+        })
     }
 }

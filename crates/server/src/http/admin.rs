@@ -14,7 +14,8 @@ pub const TAG: &str = "admin";
 /// Delete a user and all their keys.
 ///
 /// Like the platform deleting a user account (AutoGPT's `onDelete: Cascade`): every
-/// key of the user is removed and fails verification at once, on every instance.
+/// key of the user is removed and fails verification at once on this instance, and
+/// within milliseconds on the others.
 /// Deleting a user without keys succeeds with `deleted_keys: 0`.
 #[utoipa::path(
     delete,

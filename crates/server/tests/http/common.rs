@@ -50,12 +50,19 @@ impl Backend for Postgres {
 
 pub struct TestAppBuilder<B> {
     backend: std::marker::PhantomData<B>,
+    max_connections: u32,
     max_keys_per_user: u32,
     catalogue: Option<Catalogue>,
     jwt: JwtSettings,
 }
 
 impl<B: Backend> TestAppBuilder<B> {
+    #[cfg_attr(not(keyward_postgres_tests), allow(dead_code))]
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max;
+        self
+    }
+
     pub fn max_keys_per_user(mut self, max: u32) -> Self {
         self.max_keys_per_user = max;
         self
@@ -90,7 +97,9 @@ impl<B: Backend> TestAppBuilder<B> {
         });
         let settings = Settings {
             database_url: db.url.clone(),
-            connect: ConnectOptions::default(),
+            connect: ConnectOptions {
+                max_connections: self.max_connections,
+            },
             engine,
             jwt: self.jwt,
             admin_token: Secret::new(ADMIN_TOKEN),
@@ -203,6 +212,7 @@ impl<B: Backend> TestApp<B> {
     pub fn builder() -> TestAppBuilder<B> {
         TestAppBuilder {
             backend: std::marker::PhantomData,
+            max_connections: ConnectOptions::default().max_connections,
             max_keys_per_user: 100,
             catalogue: None,
             jwt: JwtSettings {

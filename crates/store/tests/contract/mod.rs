@@ -15,6 +15,8 @@ use keyward_store::{AnyStore, DatabaseUrl, ExternalChange, NewKeyRecord, Store, 
 pub struct Fixture {
     pub store: AnyStore,
     pub url: DatabaseUrl,
+    /// Whether the backend tells which keys changed (rather than "something changed").
+    pub names_changed_keys: bool,
     /// Keeps the database alive for the test's duration.
     pub _guard: Box<dyn std::any::Any + Send>,
 }
@@ -43,6 +45,7 @@ macro_rules! store_contract_suite {
             rehashing_moves_a_key_to_its_new_hash,
             migrations_can_run_again,
             a_change_by_another_connection_is_noticed,
+            a_watching_store_confirms_it_at_least_every_second,
             deleting_a_user_removes_all_their_keys,
             a_deleted_users_keys_are_reported_to_other_connections,
         );
@@ -467,38 +470,46 @@ pub async fn migrations_can_run_again(f: &Fixture) {
     );
 }
 
-/// Subscribes `store` to other connections' changes, as an engine does at start.
+/// Subscribes `store` to other connections' changes, as an engine does at start: the
+/// first answer says the store is watching.
 async fn subscribed(store: &AnyStore) {
-    // A backend that pushes changes reports its (re)subscription as an Unknown
-    // change right away; one that polls just waits, which the timeout ends.
-    let _ = tokio::time::timeout(Duration::from_millis(500), store.next_external_change()).await;
+    let first = tokio::time::timeout(Duration::from_secs(5), store.next_external_change())
+        .await
+        .expect("the first answer comes at once")
+        .unwrap();
+    assert_eq!(first, ExternalChange::Unknown);
 }
 
-/// Waits (up to 5 s) for the next change `store` hears of after `act` ran elsewhere.
+/// The first change (not a heartbeat) `store` hears of after `act` ran elsewhere.
 async fn change_after(
     store: &AnyStore,
     act: impl std::future::Future<Output = ()>,
 ) -> ExternalChange {
-    let watcher = store.clone();
-    let watch = tokio::spawn(async move { watcher.next_external_change().await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
     act.await;
-    tokio::time::timeout(Duration::from_secs(5), watch)
-        .await
-        .expect("the change is noticed within 5 s")
-        .unwrap()
-        .unwrap()
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let next = tokio::time::timeout_at(deadline, store.next_external_change())
+            .await
+            .expect("the change is noticed within 5 s")
+            .unwrap();
+        if next != ExternalChange::Alive {
+            return next;
+        }
+    }
 }
 
 #[track_caller]
-fn assert_mentions(change: &ExternalChange, hashes: &[KeyHash]) {
+fn assert_mentions(f: &Fixture, change: &ExternalChange, hashes: &[KeyHash]) {
     match change {
-        ExternalChange::Unknown => {}
         ExternalChange::Keys(changed) => {
             for hash in hashes {
                 assert!(changed.contains(hash), "{hash:?} not in {changed:?}");
             }
         }
+        other => assert!(
+            !f.names_changed_keys,
+            "expected the changed keys, got {other:?}"
+        ),
     }
 }
 
@@ -513,8 +524,20 @@ pub async fn a_change_by_another_connection_is_noticed(f: &Fixture) {
             .unwrap();
     })
     .await;
-    assert_mentions(&change, &[record.hash]);
+    assert_mentions(f, &change, &[record.hash]);
     other.close().await;
+}
+
+pub async fn a_watching_store_confirms_it_at_least_every_second(f: &Fixture) {
+    subscribed(&f.store).await;
+    for _ in 0..3 {
+        let next =
+            tokio::time::timeout(Duration::from_millis(2500), f.store.next_external_change())
+                .await
+                .expect("an answer (a heartbeat at least) within the second")
+                .unwrap();
+        assert_eq!(next, ExternalChange::Alive);
+    }
 }
 
 pub async fn deleting_a_user_removes_all_their_keys(f: &Fixture) {
@@ -556,6 +579,6 @@ pub async fn a_deleted_users_keys_are_reported_to_other_connections(f: &Fixture)
         assert_eq!(other.delete_user(&user("alice")).await.unwrap().len(), 2);
     })
     .await;
-    assert_mentions(&change, &[a.hash, b.hash]);
+    assert_mentions(f, &change, &[a.hash, b.hash]);
     other.close().await;
 }
