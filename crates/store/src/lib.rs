@@ -19,6 +19,7 @@ mod error;
 mod migrations;
 pub mod postgres;
 mod records;
+mod rows;
 pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;

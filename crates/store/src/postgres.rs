@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use keyward_core::hash::KeyHash;
-use keyward_core::lifecycle::{self, KeyState, Mutation, Outcome};
+use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
 use keyward_core::time::Timestamp;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
@@ -27,6 +27,7 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crate::records::{Applied, ExternalChange, NewKeyRecord, VerifyRecord};
+use crate::rows::{self, corrupt, key_columns, timestamp};
 use crate::{ConnectOptions, Store, StoreError, migrations};
 
 /// The notification channel for key changes.
@@ -44,13 +45,6 @@ const HASHES_PER_NOTIFY: usize = 100;
 const LISTENER_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a probe may take before the listening connection counts as dead.
 const LISTENER_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-
-macro_rules! key_columns {
-    () => {
-        "id, user_id, name, description, prefix, postfix, status, permissions, \
-         created_at, last_used_at, revoked_at, expires_at"
-    };
-}
 
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
@@ -109,16 +103,6 @@ impl PostgresStore {
         listener.listen(CHANNEL).await?;
         Ok(listener)
     }
-}
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_owned())
-}
-
-fn timestamp(millis: Option<i64>, column: &str) -> Result<Option<Timestamp>, StoreError> {
-    millis
-        .map(|ms| Timestamp::from_millis(ms).map_err(|_| corrupt(column)))
-        .transpose()
 }
 
 fn key_from_row(row: &PgRow) -> Result<ApiKey, StoreError> {
@@ -336,22 +320,14 @@ impl Store for PostgresStore {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound)?;
-        let mut key = key_from_row(&row)?;
+        let key = key_from_row(&row)?;
         let hash = hash_from_row(&row)?;
-        let state = KeyState {
-            status: key.status,
-            revoked_at: key.revoked_at,
-            permissions: key.permissions.clone(),
-        };
-        let new = match lifecycle::apply(&state, mutation, now)? {
-            Outcome::Unchanged => {
-                return Ok(Applied {
-                    key,
-                    hash,
-                    changed: false,
-                });
-            }
-            Outcome::Changed(new) => new,
+        let Some(new) = rows::decide(&key, mutation, now)? else {
+            return Ok(Applied {
+                key,
+                hash,
+                changed: false,
+            });
         };
         sqlx::query(
             "UPDATE api_keys SET status = $2, revoked_at = $3, permissions = $4, updated_at = $5 \
@@ -366,11 +342,8 @@ impl Store for PostgresStore {
         .await?;
         notify(&mut tx, &[hash]).await?;
         tx.commit().await?;
-        key.status = new.status;
-        key.revoked_at = new.revoked_at;
-        key.permissions = new.permissions;
         Ok(Applied {
-            key,
+            key: rows::with_state(key, new),
             hash,
             changed: true,
         })

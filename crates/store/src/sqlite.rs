@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyward_core::hash::KeyHash;
-use keyward_core::lifecycle::{self, KeyState, Mutation, Outcome};
+use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
 use keyward_core::time::Timestamp;
 use sqlx::sqlite::{
@@ -29,6 +29,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::Mutex;
 
 use crate::records::{Applied, ExternalChange, NewKeyRecord, VerifyRecord};
+use crate::rows::{self, corrupt, key_columns, timestamp};
 use crate::{Store, StoreError, migrations};
 
 /// How long a statement waits for a lock held by another connection or process.
@@ -41,14 +42,6 @@ const READERS: u32 = 4;
 const CHANGE_POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Usage rows per UPDATE statement (two bound values each, well under SQLite's limit).
 const USAGE_CHUNK: usize = 1000;
-
-/// Columns of a full key row, in the order [`key_from_row`] reads them.
-macro_rules! key_columns {
-    () => {
-        "id, user_id, name, description, prefix, postfix, status, permissions, \
-         created_at, last_used_at, revoked_at, expires_at"
-    };
-}
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -111,16 +104,6 @@ impl SqliteStore {
             announced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         })
     }
-}
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_owned())
-}
-
-fn timestamp(millis: Option<i64>, column: &str) -> Result<Option<Timestamp>, StoreError> {
-    millis
-        .map(|ms| Timestamp::from_millis(ms).map_err(|_| corrupt(column)))
-        .transpose()
 }
 
 fn key_id(bytes: &[u8]) -> Result<KeyId, StoreError> {
@@ -302,23 +285,15 @@ impl Store for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound)?;
-        let mut key = key_from_row(&row)?;
+        let key = key_from_row(&row)?;
         let hash =
             KeyHash::from_slice(row.try_get("key_hash")?).ok_or_else(|| corrupt("key_hash"))?;
-        let state = KeyState {
-            status: key.status,
-            revoked_at: key.revoked_at,
-            permissions: key.permissions.clone(),
-        };
-        let new = match lifecycle::apply(&state, mutation, now)? {
-            Outcome::Unchanged => {
-                return Ok(Applied {
-                    key,
-                    hash,
-                    changed: false,
-                });
-            }
-            Outcome::Changed(new) => new,
+        let Some(new) = rows::decide(&key, mutation, now)? else {
+            return Ok(Applied {
+                key,
+                hash,
+                changed: false,
+            });
         };
         sqlx::query(
             "UPDATE api_keys SET status = $2, revoked_at = $3, permissions = $4, updated_at = $5 \
@@ -332,11 +307,8 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        key.status = new.status;
-        key.revoked_at = new.revoked_at;
-        key.permissions = new.permissions;
         Ok(Applied {
-            key,
+            key: rows::with_state(key, new),
             hash,
             changed: true,
         })

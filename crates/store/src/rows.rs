@@ -1,0 +1,56 @@
+//! What both backends do alike with key rows: the column list, decoding helpers, and
+//! the lifecycle decision on a row read inside a transaction.
+
+use keyward_core::lifecycle::{self, KeyState, Mutation, Outcome};
+use keyward_core::model::ApiKey;
+use keyward_core::time::Timestamp;
+
+use crate::StoreError;
+
+/// Columns of a full key row, in the order the backends' `key_from_row` reads them.
+macro_rules! key_columns {
+    () => {
+        "id, user_id, name, description, prefix, postfix, status, permissions, \
+         created_at, last_used_at, revoked_at, expires_at"
+    };
+}
+pub(crate) use key_columns;
+
+pub(crate) fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+pub(crate) fn timestamp(
+    millis: Option<i64>,
+    column: &str,
+) -> Result<Option<Timestamp>, StoreError> {
+    millis
+        .map(|ms| Timestamp::from_millis(ms).map_err(|_| corrupt(column)))
+        .transpose()
+}
+
+/// The state to write for `mutation` on the stored `key`, or `None` when the change is
+/// already in effect (nothing to write).
+pub(crate) fn decide(
+    key: &ApiKey,
+    mutation: &Mutation,
+    now: Timestamp,
+) -> Result<Option<KeyState>, StoreError> {
+    let state = KeyState {
+        status: key.status,
+        revoked_at: key.revoked_at,
+        permissions: key.permissions.clone(),
+    };
+    Ok(match lifecycle::apply(&state, mutation, now)? {
+        Outcome::Unchanged => None,
+        Outcome::Changed(new) => Some(new),
+    })
+}
+
+/// The key as it is once `state` is written.
+pub(crate) fn with_state(mut key: ApiKey, state: KeyState) -> ApiKey {
+    key.status = state.status;
+    key.revoked_at = state.revoked_at;
+    key.permissions = state.permissions;
+    key
+}
