@@ -9,7 +9,14 @@
 //! wholly before the other: a stale positive is never inserted after an invalidation
 //! has finished, not even for an instant.
 //!
-//! The locks are taken only on misses and mutations; a cache hit takes none.
+//! The stripe locks are taken only on misses and mutations; a cache hit takes none
+//! (only the read lock of one of the cache's own shards).
+//!
+//! The maps are `quick_cache` (sharded, CLOCK-like eviction): a hit is one hash
+//! lookup under a shard's read lock. Entries carry their own expiry, checked on
+//! lookup. Keys are HMAC outputs, uniformly random and unpredictable without the
+//! pepper, so their first bytes serve as the hash: nothing to compute, and no way
+//! for a client to aim keys at one bucket.
 //!
 //! While changes made elsewhere cannot be seen (the store's change feed is down, or
 //! not yet up), the cache is suspended: every verification reads the database, so no
@@ -18,21 +25,72 @@
 //! once the lease lapses (a connection that died without an error) the cache is not
 //! consulted until the next confirmation.
 
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use keyward_core::hash::KeyHash;
-use moka::sync::Cache;
+use quick_cache::UnitWeighter;
+use quick_cache::sync::{Cache, DefaultLifecycle};
 
 use crate::config::EngineConfig;
 use crate::verifier::VerifiedKey;
 
 const STRIPES: usize = 64;
 
+/// A cached verification result and when it stops being trusted (ms after `origin`).
+#[derive(Clone)]
+struct Found {
+    key: Arc<VerifiedKey>,
+    until: u64,
+}
+
+type Map<V> = Cache<KeyHash, V, UnitWeighter, KeyBytes, DefaultLifecycle<KeyHash, V>>;
+
+fn map<V: Clone>(capacity: u64) -> Map<V> {
+    let items = usize::try_from(capacity).unwrap_or(usize::MAX).max(1);
+    Cache::with(
+        items,
+        capacity.max(1),
+        UnitWeighter,
+        KeyBytes,
+        DefaultLifecycle::default(),
+    )
+}
+
+/// Hashes a [`KeyHash`] by taking its bytes as they are (see the module docs).
+#[derive(Clone, Copy, Default)]
+struct KeyBytes;
+
+impl BuildHasher for KeyBytes {
+    type Hasher = TakeBytes;
+    fn build_hasher(&self) -> TakeBytes {
+        TakeBytes(0)
+    }
+}
+
+struct TakeBytes(u64);
+
+impl Hasher for TakeBytes {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(17) ^ u64::from_le_bytes(word);
+        }
+    }
+}
+
 pub(crate) struct VerifyCache {
-    found: Cache<KeyHash, Arc<VerifiedKey>>,
-    missing: Cache<KeyHash, ()>,
+    found: Map<Found>,
+    /// Hashes known not to exist, with when that stops being trusted.
+    missing: Map<u64>,
+    ttl: u64,
+    negative_ttl: u64,
     epoch: AtomicU64,
     stripes: Vec<Mutex<()>>,
     /// True while the cache must not be trusted (changes elsewhere are not seen).
@@ -58,15 +116,12 @@ fn lock(mutex: &Mutex<()>) -> MutexGuard<'_, ()> {
 
 impl VerifyCache {
     pub(crate) fn new(config: &EngineConfig) -> Self {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         Self {
-            found: Cache::builder()
-                .max_capacity(config.cache_capacity)
-                .time_to_live(config.cache_ttl)
-                .build(),
-            missing: Cache::builder()
-                .max_capacity(config.negative_cache_capacity)
-                .time_to_live(config.negative_cache_ttl)
-                .build(),
+            found: map(config.cache_capacity),
+            missing: map(config.negative_cache_capacity),
+            ttl: ms(config.cache_ttl),
+            negative_ttl: ms(config.negative_cache_ttl),
             epoch: AtomicU64::new(0),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             // Until the store says it watches for changes.
@@ -85,13 +140,15 @@ impl VerifyCache {
         // Read the epoch before the caches: a fill after a miss then compares against
         // a value no newer than the state it is about to read from the database.
         let epoch = self.epoch.load(Ordering::SeqCst);
-        if !self.trusted() {
+        let now = self.now();
+        if !self.trusted_at(now) {
             return Lookup::Unknown { epoch };
         }
-        if let Some(key) = self.found.get(hash) {
-            return Lookup::Found(key);
-        }
-        if self.missing.contains_key(hash) {
+        if let Some(found) = self.found.get(hash) {
+            if found.until > now {
+                return Lookup::Found(found.key);
+            }
+        } else if self.missing.get(hash).is_some_and(|until| until > now) {
             return Lookup::Missing;
         }
         Lookup::Unknown { epoch }
@@ -104,24 +161,33 @@ impl VerifyCache {
         if self.epoch.load(Ordering::SeqCst) != epoch || !self.trusted() {
             return;
         }
+        let now = self.now();
         match value {
-            Some(key) => self.found.insert(hash, key),
-            None => self.missing.insert(hash, ()),
+            Some(key) => self.found.insert(
+                hash,
+                Found {
+                    key,
+                    until: now.saturating_add(self.ttl),
+                },
+            ),
+            None => self
+                .missing
+                .insert(hash, now.saturating_add(self.negative_ttl)),
         }
     }
 
     pub(crate) fn invalidate(&self, hash: &KeyHash) {
         let _guard = lock(self.stripe(hash));
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.found.invalidate(hash);
-        self.missing.invalidate(hash);
+        self.found.remove(hash);
+        self.missing.remove(hash);
     }
 
     pub(crate) fn clear(&self) {
         let _guards: Vec<_> = self.stripes.iter().map(lock).collect();
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.found.invalidate_all();
-        self.missing.invalidate_all();
+        self.found.clear();
+        self.missing.clear();
     }
 
     /// Stops trusting the cache: clears it and reads through until [`Self::resume`].
@@ -129,8 +195,8 @@ impl VerifyCache {
         let _guards: Vec<_> = self.stripes.iter().map(lock).collect();
         self.suspended.store(true, Ordering::SeqCst);
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.found.invalidate_all();
-        self.missing.invalidate_all();
+        self.found.clear();
+        self.missing.clear();
     }
 
     /// Trusts the cache again, from empty. Reads that began before are not cached:
@@ -138,8 +204,8 @@ impl VerifyCache {
     pub(crate) fn resume(&self) {
         let _guards: Vec<_> = self.stripes.iter().map(lock).collect();
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.found.invalidate_all();
-        self.missing.invalidate_all();
+        self.found.clear();
+        self.missing.clear();
         self.suspended.store(false, Ordering::SeqCst);
     }
 
@@ -150,10 +216,17 @@ impl VerifyCache {
             .store(u64::try_from(until).unwrap_or(u64::MAX), Ordering::SeqCst);
     }
 
+    /// Milliseconds since `origin`.
+    fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn trusted_at(&self, now: u64) -> bool {
+        !self.suspended.load(Ordering::SeqCst) && self.lease_until.load(Ordering::SeqCst) > now
+    }
+
     fn trusted(&self) -> bool {
-        !self.suspended.load(Ordering::SeqCst)
-            && u128::from(self.lease_until.load(Ordering::SeqCst))
-                > self.origin.elapsed().as_millis()
+        self.trusted_at(self.now())
     }
 
     pub(crate) fn is_active(&self) -> bool {
@@ -161,9 +234,7 @@ impl VerifyCache {
     }
 
     pub(crate) fn entry_count(&self) -> u64 {
-        // The count is maintained lazily; settle it first.
-        self.found.run_pending_tasks();
-        self.found.entry_count()
+        self.found.len() as u64
     }
 }
 
@@ -193,6 +264,7 @@ mod tests {
             permissions: vec![],
             permission_set: PermissionSet::EMPTY,
             expires_at: None,
+            usage: crate::usage::UsageMark::new(None),
         })
     }
 

@@ -39,6 +39,11 @@ pub struct EngineConfig {
     pub negative_cache_ttl: Duration,
     /// How often recorded usage is written to the database.
     pub usage_flush_interval: Duration,
+    /// How precise `last_used_at` is: a key's use is recorded only if its previous
+    /// recorded use is at least this much older. A key verified all day long then
+    /// costs one database row per period instead of one per flush; zero records
+    /// every use (still at most one row per key per flush).
+    pub usage_resolution: Duration,
     /// How long the cache is trusted after the store last confirmed it is watching for
     /// changes made elsewhere. Stores confirm at least every second, so only a broken
     /// watch (a silently dead connection) lets this lapse; then verifications read the
@@ -50,6 +55,7 @@ pub struct EngineConfig {
 impl EngineConfig {
     pub const DEFAULT_MAX_KEYS_PER_USER: u32 = 100;
     pub const DEFAULT_CACHE_CAPACITY: u64 = 100_000;
+    pub const DEFAULT_USAGE_RESOLUTION: Duration = Duration::from_secs(60);
 
     pub fn new(peppers: Peppers) -> Self {
         Self {
@@ -62,6 +68,7 @@ impl EngineConfig {
             negative_cache_capacity: 10_000,
             negative_cache_ttl: Duration::from_secs(5),
             usage_flush_interval: Duration::from_secs(1),
+            usage_resolution: Self::DEFAULT_USAGE_RESOLUTION,
             change_feed_lease: Duration::from_secs(3),
             clock: system_clock(),
         }
@@ -80,6 +87,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("negative_cache_capacity", &self.negative_cache_capacity)
             .field("negative_cache_ttl", &self.negative_cache_ttl)
             .field("usage_flush_interval", &self.usage_flush_interval)
+            .field("usage_resolution", &self.usage_resolution)
             .field("change_feed_lease", &self.change_feed_lease)
             .finish_non_exhaustive()
     }

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::cache::VerifyCache;
 use crate::config::EngineConfig;
 use crate::error::EngineError;
+use crate::metrics::VerifyMetrics;
 use crate::usage::UsageTracker;
 
 /// A key just created: its record and the plaintext, to be shown once.
@@ -58,6 +59,7 @@ pub(crate) struct Inner<S> {
     pub(crate) config: EngineConfig,
     pub(crate) cache: VerifyCache,
     pub(crate) usage: UsageTracker,
+    pub(crate) metrics: VerifyMetrics,
     pub(crate) stop: Arc<watch::Sender<bool>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Held for the whole of a shutdown, so a second caller waits for the first.
@@ -72,11 +74,14 @@ impl<S> Inner<S> {
 
 impl<S: Store> Engine<S> {
     /// Starts the engine and its background tasks. Must run inside a Tokio runtime.
+    /// Install a `metrics` recorder first, if any: the verification metrics are
+    /// resolved here, once.
     pub fn start(store: S, config: EngineConfig) -> Self {
         let stop = Arc::new(watch::channel(false).0);
         let inner = Arc::new(Inner {
             cache: VerifyCache::new(&config),
             usage: UsageTracker::new(),
+            metrics: VerifyMetrics::new(),
             store,
             config,
             stop: Arc::clone(&stop),

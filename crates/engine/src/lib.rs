@@ -5,7 +5,8 @@
 //!   on top of any [`Store`](keyward_store::Store).
 //! - [`cache`]: verification results by key hash, bounded, invalidated by every change
 //!   (and by other processes' changes), with a separate short-lived negative cache.
-//! - [`usage`]: `last_used_at` recorded in memory and written in batches.
+//! - [`usage`]: `last_used_at` recorded in memory (once per key per resolution
+//!   period) and written in batches.
 //! - [`background`]: the usage flush and the watch for other processes' changes.
 //!
 //! Every mutation writes the database first, then invalidates the cache.
@@ -16,10 +17,12 @@ mod cache;
 mod config;
 mod engine;
 mod error;
+mod metrics;
 mod usage;
 mod verifier;
 
 pub use config::{Clock, EngineConfig, system_clock};
 pub use engine::{CreatedKey, Engine};
 pub use error::EngineError;
+pub use usage::UsageMark;
 pub use verifier::{Verification, VerifiedKey};

@@ -8,11 +8,64 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use keyward_core::model::KeyId;
 use keyward_core::time::Timestamp;
 
 const SHARDS: usize = 16;
+
+/// The latest use of one key that has been recorded (or was read from the
+/// database), kept with the key in the verification cache. A use within the
+/// resolution of the previous one is not recorded again, so a busy key costs one
+/// compare per verification, and one row per resolution period in the database.
+pub struct UsageMark(AtomicI64);
+
+impl UsageMark {
+    pub(crate) fn new(last_used: Option<Timestamp>) -> Self {
+        Self(AtomicI64::new(
+            last_used.map_or(i64::MIN, Timestamp::as_millis),
+        ))
+    }
+
+    /// True if `now` should be recorded: the previous recorded use is at least
+    /// `resolution` older. Only one of several concurrent callers gets true.
+    pub(crate) fn claim(&self, now: Timestamp, resolution: Duration) -> bool {
+        let now = now.as_millis();
+        let resolution = i64::try_from(resolution.as_millis()).unwrap_or(i64::MAX);
+        let last = self.0.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < resolution {
+            return false;
+        }
+        self.0
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+}
+
+impl Clone for UsageMark {
+    fn clone(&self) -> Self {
+        Self(AtomicI64::new(self.0.load(Ordering::Relaxed)))
+    }
+}
+
+impl PartialEq for UsageMark {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.load(Ordering::Relaxed) == other.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Eq for UsageMark {}
+
+impl std::fmt::Debug for UsageMark {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.load(Ordering::Relaxed) {
+            i64::MIN => f.write_str("UsageMark(never)"),
+            ms => write!(f, "UsageMark({ms})"),
+        }
+    }
+}
 
 pub(crate) struct UsageTracker {
     shards: Vec<Mutex<HashMap<KeyId, Timestamp>>>,
@@ -83,6 +136,21 @@ mod tests {
         batch.sort_by_key(|(_, t)| *t);
         assert_eq!(batch, [(b, at(3)), (a, at(9))]);
         assert!(tracker.drain().is_empty());
+    }
+
+    #[test]
+    fn a_use_within_the_resolution_is_not_recorded_again() {
+        let second = Duration::from_secs(1);
+        let mark = UsageMark::new(None);
+        assert!(mark.claim(at(10_000), second), "never used before");
+        assert!(!mark.claim(at(10_500), second));
+        assert!(!mark.claim(at(10_999), second));
+        assert!(mark.claim(at(11_000), second));
+        let stored = UsageMark::new(Some(at(20_000)));
+        assert!(!stored.claim(at(20_400), second), "recent in the database");
+        assert!(stored.claim(at(21_000), second));
+        let every = UsageMark::new(Some(at(5)));
+        assert!(every.claim(at(5), Duration::ZERO), "zero records every use");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use keyward_store::{Store, VerifyRecord};
 use crate::cache::Lookup;
 use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::usage::UsageMark;
 
 /// What verification knows of a found key (what the cache holds; never the secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +25,8 @@ pub struct VerifiedKey {
     pub permissions: Vec<String>,
     pub permission_set: PermissionSet,
     pub expires_at: Option<Timestamp>,
+    /// The latest use recorded for `last_used_at` (see [`UsageMark`]).
+    pub usage: UsageMark,
 }
 
 impl VerifiedKey {
@@ -84,12 +87,9 @@ impl<S: Store> Engine<S> {
     ) -> Result<Verification, EngineError> {
         let started = Instant::now();
         let result = self.verify_uncounted(presented, required).await;
-        let code = match &result {
-            Ok(v) => v.code.as_str(),
-            Err(_) => "ERROR",
-        };
-        metrics::counter!("keyward_verify_total", "code" => code).increment(1);
-        metrics::histogram!("keyward_verify_duration_seconds").record(started.elapsed());
+        let metrics = &self.inner.metrics;
+        metrics.count(result.as_ref().ok().map(|v| v.code));
+        metrics.duration.record(started.elapsed());
         result
     }
 
@@ -106,16 +106,19 @@ impl<S: Store> Engine<S> {
         let hash = inner.config.peppers.current().hash(parsed);
         let found = match inner.cache.lookup(&hash) {
             Lookup::Found(key) => {
-                metrics::counter!("keyward_cache_hits_total").increment(1);
+                inner.metrics.cache_hits.increment(1);
                 Some(key)
             }
             Lookup::Missing => {
-                metrics::counter!("keyward_cache_negative_hits_total").increment(1);
+                inner.metrics.negative_hits.increment(1);
                 None
             }
             Lookup::Unknown { epoch } => {
-                metrics::counter!("keyward_cache_misses_total").increment(1);
-                let loaded = self.load(parsed, hash).await?;
+                inner.metrics.cache_misses.increment(1);
+                // Boxed: the database read's future is large, and inline it would
+                // make every verification's future large, which costs copies on
+                // the hot path where it is never used.
+                let loaded = Box::pin(self.load(parsed, hash)).await?;
                 if loaded.cacheable {
                     inner.cache.fill(hash, loaded.key.clone(), epoch);
                 }
@@ -127,7 +130,7 @@ impl<S: Store> Engine<S> {
         };
         let now = inner.now();
         let code = decide(&key.facts(), now, required);
-        if code.is_valid() {
+        if code.is_valid() && key.usage.claim(now, inner.config.usage_resolution) {
             inner.usage.record(key.id, now);
         }
         Ok(Verification {
@@ -184,6 +187,7 @@ impl<S: Store> Engine<S> {
             status: record.status,
             permissions: record.permissions,
             expires_at: record.expires_at,
+            usage: UsageMark::new(record.last_used_at),
         })
     }
 }

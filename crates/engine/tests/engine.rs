@@ -45,6 +45,9 @@ impl Store for Counting {
     async fn insert_key(&self, new: &NewKeyRecord, max: u32) -> Result<(), StoreError> {
         self.inner.insert_key(new, max).await
     }
+    async fn insert_keys(&self, new: &[NewKeyRecord]) -> Result<(), StoreError> {
+        self.inner.insert_keys(new).await
+    }
     async fn list_keys(&self, owner: Option<&UserId>) -> Result<Vec<ApiKey>, StoreError> {
         self.inner.list_keys(owner).await
     }
@@ -123,11 +126,30 @@ impl Harness {
         }
     }
 
+    async fn with_config(configure: impl FnOnce(&mut EngineConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::Sqlite(dir.path().join("keyward.db"));
+        let peppers = Peppers::parse(PEPPER).unwrap();
+        let harness = Self::build(url, dir, peppers, None, configure).await;
+        harness.wait_for_cache().await;
+        harness
+    }
+
     async fn with_feed(
         url: DatabaseUrl,
         dir: tempfile::TempDir,
         peppers: Peppers,
         feed: Option<Feed>,
+    ) -> Self {
+        Self::build(url, dir, peppers, feed, |_| {}).await
+    }
+
+    async fn build(
+        url: DatabaseUrl,
+        dir: tempfile::TempDir,
+        peppers: Peppers,
+        feed: Option<Feed>,
+        configure: impl FnOnce(&mut EngineConfig),
     ) -> Self {
         let store = keyward_store::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
@@ -136,6 +158,7 @@ impl Harness {
         let mut config = EngineConfig::new(peppers);
         let c = Arc::clone(&clock);
         config.clock = Arc::new(move || Timestamp::from_millis(c.load(Ordering::SeqCst)).unwrap());
+        configure(&mut config);
         let counting = Counting {
             inner: store,
             lookups: Arc::clone(&lookups),
@@ -289,19 +312,56 @@ async fn usage_is_written_in_batches_one_row_per_key() {
     for _ in 0..20 {
         keys.push(h.create("alice", &[]).await);
     }
-    for round in 0..50 {
-        h.advance(1);
-        for (_, plain) in &keys {
-            assert_eq!(h.code(plain, &[]).await, VerifyCode::Valid, "round {round}");
+    let verify_all = |rounds: i64| {
+        let (h, keys) = (&h, &keys);
+        async move {
+            for round in 0..rounds {
+                h.advance(1);
+                for (_, plain) in keys {
+                    assert_eq!(h.code(plain, &[]).await, VerifyCode::Valid, "round {round}");
+                }
+            }
         }
-    }
-    // 1,000 verifications of 20 keys: one flush writes 20 rows.
-    let written = h.engine.flush_usage().await.unwrap();
-    assert_eq!(written, 20);
+    };
+    // 1,000 verifications of 20 keys within the resolution: the first use of each
+    // is recorded, and one flush writes 20 rows.
+    verify_all(50).await;
+    assert_eq!(h.engine.flush_usage().await.unwrap(), 20);
     assert_eq!(h.engine.flush_usage().await.unwrap(), 0);
+    let first_use = Some(Timestamp::from_millis(T0 + 1).unwrap());
     let stored = h.engine.store().list_keys(None).await.unwrap();
-    let last = Timestamp::from_millis(T0 + 50).unwrap();
-    assert!(stored.iter().all(|k| k.last_used_at == Some(last)));
+    assert!(stored.iter().all(|k| k.last_used_at == first_use));
+
+    // Once the resolution has passed, the next use is recorded again.
+    verify_all(50).await;
+    assert_eq!(h.engine.flush_usage().await.unwrap(), 0, "still within it");
+    h.advance(EngineConfig::DEFAULT_USAGE_RESOLUTION.as_millis() as i64);
+    verify_all(1).await;
+    assert_eq!(h.engine.flush_usage().await.unwrap(), 20);
+    let stored = h.engine.store().list_keys(None).await.unwrap();
+    assert!(stored.iter().all(|k| k.last_used_at > first_use));
+}
+
+#[tokio::test]
+async fn a_usage_resolution_of_zero_records_the_latest_use_per_flush() {
+    let h = Harness::with_config(|c| c.usage_resolution = Duration::ZERO).await;
+    let (key, plain) = h.create("alice", &[]).await;
+    for _ in 0..10 {
+        h.advance(1);
+        assert_eq!(h.code(&plain, &[]).await, VerifyCode::Valid);
+    }
+    assert_eq!(h.engine.flush_usage().await.unwrap(), 1);
+    let stored = h
+        .engine
+        .store()
+        .get_key(None, key.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.last_used_at,
+        Some(Timestamp::from_millis(T0 + 10).unwrap())
+    );
 }
 
 #[tokio::test]

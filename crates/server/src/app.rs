@@ -33,8 +33,10 @@ pub async fn open_engine(settings: &Settings) -> anyhow::Result<Engine<AnyStore>
 impl App {
     pub async fn start(settings: &Settings) -> anyhow::Result<Self> {
         let auth = Authenticator::new(&settings.jwt, settings.admin_token.expose())?;
+        // The recorder first: the engine resolves its metric handles as it starts.
+        let metrics = telemetry::metrics();
         let engine = start_engine(settings).await?;
-        let router = http::router(engine.clone(), auth, telemetry::metrics());
+        let router = http::router(engine.clone(), auth, metrics);
         Ok(Self { engine, router })
     }
 }

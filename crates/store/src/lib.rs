@@ -61,6 +61,13 @@ pub trait Store: Clone + Send + Sync + 'static {
         max_live_per_user: u32,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Stores many keys in one transaction, without the per-user cap: for bulk loads
+    /// (imports, benchmark seeding), not for users' requests. All or nothing.
+    fn insert_keys(
+        &self,
+        new: &[NewKeyRecord],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Keys of `owner` (or of everyone), newest first, all statuses.
     fn list_keys(
         &self,
@@ -188,6 +195,9 @@ impl Store for AnyStore {
     }
     async fn insert_key(&self, new: &NewKeyRecord, max: u32) -> Result<(), StoreError> {
         delegate!(self, s => s.insert_key(new, max).await)
+    }
+    async fn insert_keys(&self, new: &[NewKeyRecord]) -> Result<(), StoreError> {
+        delegate!(self, s => s.insert_keys(new).await)
     }
     async fn list_keys(&self, owner: Option<&UserId>) -> Result<Vec<ApiKey>, StoreError> {
         delegate!(self, s => s.list_keys(owner).await)

@@ -20,6 +20,8 @@ pub struct VerifyRecord {
     pub status: KeyStatus,
     pub permissions: Vec<String>,
     pub expires_at: Option<Timestamp>,
+    /// As stored: lets the engine skip rewriting a time that is recent enough.
+    pub last_used_at: Option<Timestamp>,
     pub pepper_version: u16,
 }
 

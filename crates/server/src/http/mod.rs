@@ -22,15 +22,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::HeaderValue;
-use axum::http::header::{CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
 use axum::response::IntoResponse;
 use keyward_core::permissions::Catalogue;
 use keyward_engine::Engine;
 use keyward_store::AnyStore;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ObjectBuilder, OpenApi, Type};
 use utoipa::{Modify, OpenApi as _};
@@ -43,13 +40,23 @@ use self::error::ApiError;
 /// Request bodies larger than this are refused (413).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// What every handler can reach.
+/// What every handler can reach: one `Arc`, because axum clones the state for every
+/// request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub engine: Engine<AnyStore>,
-    pub auth: Arc<Authenticator>,
+    pub auth: Authenticator,
     pub metrics: PrometheusHandle,
     pub openapi_json: Arc<str>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 #[derive(utoipa::OpenApi)]
@@ -123,15 +130,15 @@ pub fn router(engine: Engine<AnyStore>, auth: Authenticator, metrics: Prometheus
     let openapi_json: Arc<str> = serde_json::to_string(&doc)
         .expect("the OpenAPI document serialises")
         .into();
-    let state = AppState {
+    let state = AppState(Arc::new(Shared {
         engine,
-        auth: Arc::new(auth),
+        auth,
         metrics,
         openapi_json,
-    };
+    }));
     let (router, _) = api_routes().split_for_parts();
     // Layers wrap outwards: the last added sees a request first. Panics become JSON
-    // errors innermost, so the headers and the metrics below still apply to them.
+    // errors innermost, so the deadline, headers and metrics still apply to them.
     router
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
@@ -141,15 +148,5 @@ pub fn router(engine: Engine<AnyStore>, auth: Authenticator, metrics: Prometheus
             ApiError::internal().into_response()
         }))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn(observe::deadline))
-        // API answers are private to their caller; proxies and browsers must not keep them.
-        .layer(SetResponseHeaderLayer::if_not_present(
-            CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(axum::middleware::from_fn(observe::observe))
+        .layer(observe::ObserveLayer::default())
 }

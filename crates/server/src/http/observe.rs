@@ -1,11 +1,26 @@
-//! Request metrics and logs, recorded for every route, and the per-request deadline.
+//! What every answer goes through: the request deadline, the headers every answer
+//! carries, and request metrics and logs.
+//!
+//! One hand-written tower layer rather than a stack of `from_fn` middlewares and
+//! header layers: it sits on every request's path, and each `from_fn` boxed its
+//! future and cloned the boxed inner service per request, while the metrics macros
+//! hashed names and labels into the registry on every call. Here the metric handles
+//! are resolved once per route and status.
 
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::StatusCode;
-use axum::middleware::Next;
+use axum::http::header::{CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use metrics::{Counter, Histogram};
+use tower::{Layer, Service};
 
 use super::error::ApiError;
 
@@ -14,40 +29,140 @@ use super::error::ApiError;
 /// (and a graceful shutdown) forever.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub async fn deadline(request: Request, next: Next) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(StatusCode::REQUEST_TIMEOUT, "Request timed out")
-            .detail("the request did not complete within 30 s")
-            .into_response(),
+/// The route label of requests that matched no route.
+const UNMATCHED: &str = "unmatched";
+
+/// Applies [`Observe`] to every route (with `Router::layer`, so the matched route is
+/// known for the metrics' labels).
+#[derive(Clone, Default)]
+pub struct ObserveLayer {
+    metrics: Arc<RouteMetrics>,
+}
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe {
+            inner,
+            metrics: Arc::clone(&self.metrics),
+        }
     }
 }
 
-pub async fn observe(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    // The route template, not the path: ids would explode the label set.
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let response = next.run(request).await;
-    let elapsed = started.elapsed();
-    let status = response.status();
-    metrics::counter!(
-        "keyward_http_requests_total",
-        "method" => method.as_str().to_owned(),
-        "route" => route.clone(),
-        "status" => status.as_u16().to_string(),
-    )
-    .increment(1);
-    metrics::histogram!("keyward_http_request_duration_seconds", "route" => route.clone())
-        .record(elapsed);
-    if status.is_server_error() {
-        tracing::warn!(%method, %route, status = status.as_u16(), ?elapsed, "request failed");
-    } else {
-        tracing::debug!(%method, %route, status = status.as_u16(), ?elapsed, "request");
+#[derive(Clone)]
+pub struct Observe<S> {
+    inner: S,
+    metrics: Arc<RouteMetrics>,
+}
+
+impl<S> Service<Request> for Observe<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
     }
-    response
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let answer = tokio::time::timeout(REQUEST_TIMEOUT, self.inner.call(request));
+        let metrics = Arc::clone(&self.metrics);
+        Box::pin(async move {
+            let mut response = match answer.await {
+                Ok(Ok(response)) => response,
+                Ok(Err(never)) => match never {},
+                Err(_) => ApiError::new(StatusCode::REQUEST_TIMEOUT, "Request timed out")
+                    .detail("the request did not complete within 30 s")
+                    .into_response(),
+            };
+            let headers = response.headers_mut();
+            // API answers are private to their caller; proxies and browsers must not keep them.
+            headers
+                .entry(CACHE_CONTROL)
+                .or_insert(HeaderValue::from_static("no-store"));
+            headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            let elapsed = started.elapsed();
+            let status = response.status();
+            // The route template, not the path: ids would explode the label set.
+            let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+            metrics.record(&method, route, status, elapsed);
+            if status.is_server_error() {
+                tracing::warn!(%method, %route, status = status.as_u16(), ?elapsed, "request failed");
+            } else {
+                tracing::debug!(%method, %route, status = status.as_u16(), ?elapsed, "request");
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// `keyward_http_requests_total{method, route, status}` and
+/// `keyward_http_request_duration_seconds{route}`, by route.
+#[derive(Default)]
+struct RouteMetrics {
+    routes: RwLock<HashMap<String, RouteHandles>>,
+}
+
+struct RouteHandles {
+    duration: Histogram,
+    requests: RwLock<HashMap<(Method, u16), Counter>>,
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+impl RouteMetrics {
+    fn record(&self, method: &Method, route: &str, status: StatusCode, elapsed: Duration) {
+        // The common case takes two read locks; a new route, method or status is
+        // registered once.
+        if let Some(handles) = read(&self.routes).get(route) {
+            handles.duration.record(elapsed);
+            handles.count(method, route, status);
+            return;
+        }
+        write(&self.routes)
+            .entry(route.to_owned())
+            .or_insert_with(|| RouteHandles {
+                duration: metrics::histogram!(
+                    "keyward_http_request_duration_seconds",
+                    "route" => route.to_owned()
+                ),
+                requests: RwLock::default(),
+            });
+        self.record(method, route, status, elapsed);
+    }
+}
+
+impl RouteHandles {
+    fn count(&self, method: &Method, route: &str, status: StatusCode) {
+        let key = (method.clone(), status.as_u16());
+        if let Some(counter) = read(&self.requests).get(&key) {
+            counter.increment(1);
+            return;
+        }
+        write(&self.requests)
+            .entry(key)
+            .or_insert_with(|| {
+                metrics::counter!(
+                    "keyward_http_requests_total",
+                    "method" => method.as_str().to_owned(),
+                    "route" => route.to_owned(),
+                    "status" => status.as_u16().to_string(),
+                )
+            })
+            .increment(1);
+    }
 }

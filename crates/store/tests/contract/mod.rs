@@ -42,6 +42,7 @@ macro_rules! store_contract_suite {
             a_change_already_in_effect_writes_nothing,
             usage_only_moves_last_used_forward,
             usage_batches_larger_than_one_statement_are_all_written,
+            a_bulk_insert_stores_every_key_or_none,
             rehashing_moves_a_key_to_its_new_hash,
             migrations_can_run_again,
             a_change_by_another_connection_is_noticed,
@@ -174,6 +175,7 @@ pub async fn verification_finds_a_key_by_its_hash_alone(f: &Fixture) {
     assert_eq!(found.permissions, record.key.permissions);
     assert_eq!(found.expires_at, record.key.expires_at);
     assert_eq!(found.pepper_version, 1);
+    assert_eq!(found.last_used_at, None);
 
     let other = KeyHash::from_bytes([7; 32]);
     assert!(f.store.find_by_hash(&other).await.unwrap().is_none());
@@ -428,6 +430,8 @@ pub async fn usage_only_moves_last_used_forward(f: &Fixture) {
         .unwrap();
     assert_eq!(changed, 1, "an older time must not overwrite a newer one");
 
+    let seen = f.store.find_by_hash(&b.hash).await.unwrap().unwrap();
+    assert_eq!(seen.last_used_at, Some(at(200)));
     let a = f.store.get_key(None, a.key.id).await.unwrap().unwrap();
     let b = f.store.get_key(None, b.key.id).await.unwrap().unwrap();
     assert_eq!(a.last_used_at, Some(at(100)));
@@ -445,6 +449,33 @@ pub async fn usage_batches_larger_than_one_statement_are_all_written(f: &Fixture
     assert_eq!(f.store.record_usage(&usage).await.unwrap(), 1_500);
     let keys = f.store.list_keys(None).await.unwrap();
     assert!(keys.iter().all(|k| k.last_used_at == Some(at(5_000))));
+}
+
+pub async fn a_bulk_insert_stores_every_key_or_none(f: &Fixture) {
+    // More rows than one PostgreSQL statement takes, and more than any user's cap.
+    let batch: Vec<_> = (0..2_500).map(|i| new_key("bulk", "k", i)).collect();
+    f.store.insert_keys(&batch).await.unwrap();
+    let stored = f.store.list_keys(Some(&user("bulk"))).await.unwrap();
+    assert_eq!(stored.len(), 2_500);
+    let last = &batch[2_499];
+    let found = f.store.find_by_hash(&last.hash).await.unwrap().unwrap();
+    assert_eq!(found.id, last.key.id);
+    assert_eq!(
+        f.store.get_key(None, last.key.id).await.unwrap().unwrap(),
+        last.key
+    );
+
+    // A duplicate hash in the last chunk fails the whole batch: nothing is stored.
+    let mut failing: Vec<_> = (0..1_500).map(|i| new_key("other", "k", i)).collect();
+    failing.push(batch[0].clone());
+    assert!(f.store.insert_keys(&failing).await.is_err());
+    assert!(
+        f.store
+            .list_keys(Some(&user("other")))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn rehashing_moves_a_key_to_its_new_hash(f: &Fixture) {

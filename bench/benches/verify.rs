@@ -1,0 +1,166 @@
+//! One verification, in-process: what `Engine::verify` costs without HTTP.
+//!
+//! `cargo bench -p keyward-bench --bench verify`
+//!
+//! The engine runs as in `keyward serve`: on SQLite, with the Prometheus recorder
+//! installed (every verification records its metrics) and the change feed keeping
+//! the cache trusted. A verification that completes without waiting (a cache hit, a
+//! malformed key) is polled once on the bench thread, as a request task would poll
+//! it; a database read is driven to completion on the runtime.
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use divan::Bencher;
+use keyward_core::hash::Peppers;
+use keyward_core::input::NewKeyRequest;
+use keyward_core::model::UserId;
+use keyward_core::permissions::PermissionSet;
+use keyward_engine::{Engine, EngineConfig};
+use keyward_store::{AnyStore, DatabaseUrl};
+use tokio::runtime::Runtime;
+
+// The server's allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    // The server's recorder: metrics cost what they cost in production.
+    let _ = keyward::telemetry::metrics();
+    divan::main();
+}
+
+const PEPPER: &str = "bench-pepper-0123456789abcdefghijklmnop";
+
+struct Fixture {
+    runtime: Runtime,
+    engine: Engine<AnyStore>,
+    key: String,
+    required: PermissionSet,
+    _dir: tempfile::TempDir,
+}
+
+/// An engine on a fresh SQLite database holding one key; `lease` zero keeps the
+/// cache untrusted, so every verification reads the database.
+fn fixture(lease: Duration) -> Fixture {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = DatabaseUrl::parse(&format!(
+        "sqlite://{}",
+        dir.path().join("bench.db").display()
+    ))
+    .unwrap();
+    let (engine, key) = runtime.block_on(async {
+        let store = keyward_store::connect(&url).await.unwrap();
+        keyward_store::Store::migrate(&store).await.unwrap();
+        let mut config = EngineConfig::new(Peppers::parse(PEPPER).unwrap());
+        config.change_feed_lease = lease;
+        let engine = Engine::start(store, config);
+        let request = NewKeyRequest {
+            name: "bench".into(),
+            description: None,
+            permissions: vec!["READ_GRAPH".into(), "EXECUTE_GRAPH".into()],
+            expires_at: None,
+        };
+        let created = engine
+            .create_key(&UserId::parse("bench").unwrap(), &request)
+            .await
+            .unwrap();
+        (engine, created.plain_text.expose().to_owned())
+    });
+    let required = engine.permission_set(&["READ_GRAPH"]).unwrap();
+    let fixture = Fixture {
+        runtime,
+        engine,
+        key,
+        required,
+        _dir: dir,
+    };
+    if !lease.is_zero() {
+        // The cache is trusted once the change feed has confirmed it watches.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !fixture.engine.cache_active() {
+            assert!(Instant::now() < deadline, "the cache never became active");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let first = fixture.run(fixture.engine.verify_with(&fixture.key, fixture.required));
+        assert!(first.unwrap().is_valid());
+    }
+    fixture
+}
+
+impl Fixture {
+    /// Polls once on this thread; completes on the runtime if it has to wait.
+    fn run<F: Future>(&self, future: F) -> F::Output {
+        let _context = self.runtime.enter();
+        let mut future = pin!(future);
+        match future
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(output) => output,
+            Poll::Pending => self.runtime.block_on(future),
+        }
+    }
+}
+
+fn warm() -> Fixture {
+    fixture(EngineConfig::new(Peppers::parse(PEPPER).unwrap()).change_feed_lease)
+}
+
+/// Parse, HMAC, cache hit, decision, usage record, metrics.
+#[divan::bench]
+fn warm_cache_hit(bencher: Bencher) {
+    let f = warm();
+    bencher.bench_local(|| {
+        let verification = f.run(f.engine.verify_with(&f.key, f.required)).unwrap();
+        assert!(verification.is_valid());
+    });
+}
+
+/// The same, with the required permissions given by name (as over HTTP).
+#[divan::bench]
+fn warm_cache_hit_with_permission_names(bencher: Bencher) {
+    let f = warm();
+    bencher.bench_local(|| {
+        let verification = f.run(f.engine.verify(&f.key, &["READ_GRAPH"])).unwrap();
+        assert!(verification.is_valid());
+    });
+}
+
+/// Parse, HMAC, and a read from SQLite (the cache is bypassed).
+#[divan::bench]
+fn database_read_sqlite(bencher: Bencher) {
+    let f = fixture(Duration::ZERO);
+    bencher.bench_local(|| {
+        let verification = f.run(f.engine.verify_with(&f.key, f.required)).unwrap();
+        assert!(verification.is_valid());
+    });
+}
+
+/// Inputs that are not keys at all, and near misses (one character changed, so the
+/// checksum fails): rejected before any hashing or lookup.
+#[divan::bench(args = ["not-a-key", "wrong-length", "bad-checksum"])]
+fn malformed_rejection(bencher: Bencher, kind: &str) {
+    let f = warm();
+    let presented = match kind {
+        "not-a-key" => "hello".to_owned(),
+        "wrong-length" => format!("{}x", f.key),
+        _ => {
+            let mut bytes = f.key.clone().into_bytes();
+            let i = 10;
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            String::from_utf8(bytes).unwrap()
+        }
+    };
+    bencher.bench_local(|| {
+        let verification = f.run(f.engine.verify_with(&presented, f.required)).unwrap();
+        assert!(!verification.is_valid());
+    });
+}

@@ -1,0 +1,623 @@
+#!/usr/bin/env python3
+"""keyward's benchmark suite: one command, one table.
+
+    python3 bench/run.py            # everything, 3 runs each (about 20 minutes)
+    python3 bench/run.py --quick    # 1 run each, smaller data set: a smoke test
+
+Builds the release binaries, seeds databases through the store (`seed`), then
+measures with wrk (installed from Debian's packages if missing) against
+`keyward serve` and against `baseline` (the same HTTP stack doing no work), side
+by side in the same run. Prints a Markdown table (medians, min-max) and the ratios
+checked against the targets in docs/PERFORMANCE.md; `--json FILE` keeps the raw runs.
+
+Needs: Linux, Python 3.9+, root or passwordless apt for wrk and PostgreSQL on a fresh
+machine (PostgreSQL runs as a throw-away cluster through .ci/postgres; --no-postgres
+skips it).
+"""
+
+import argparse
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RELEASE = ROOT / "target" / "release"
+WRK_DIR = ROOT / "bench" / "wrk"
+KEYWARD_PORT = 18080
+BASELINE_PORT = 18090
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- processes ------------------------------------------------------------------
+
+class Server:
+    """A server process (keyward or baseline), optionally pinned to CPUs."""
+
+    def __init__(self, name, argv, port, env, cpus=None, log_path=None):
+        self.name, self.port = name, port
+        if cpus is not None:
+            argv = ["taskset", "-c", cpus] + argv
+        self.log = open(log_path or os.devnull, "wb")
+        self.proc = subprocess.Popen(argv, env=env, stdout=self.log, stderr=self.log)
+        deadline = time.time() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"{name} exited at start-up (see {log_path})")
+            try:
+                status, _ = http_get(port, "/readyz")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                raise SystemExit(f"{name} did not become ready")
+            time.sleep(0.1)
+        # taskset execs the server: the pid is the server's.
+        self.pid = self.proc.pid
+
+    def memory_kib(self):
+        fields = {}
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    fields[key] = int(value.split()[0])
+        return fields
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def http_get(port, path, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def scrape(port):
+    """keyward's /metrics as {name{labels}: value}."""
+    _, body = http_get(port, "/metrics")
+    values = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def metric(values, name):
+    return values.get(name, 0.0)
+
+
+# --- wrk ------------------------------------------------------------------------
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def to_ms(text):
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    return float(match.group(1)) * UNITS[match.group(2)]
+
+
+def wrk(url, threads, connections, seconds, script=None, env=None, cpus=None):
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script:
+        argv += ["-s", str(script)]
+    argv.append(url)
+    if cpus is not None:
+        argv = ["taskset", "-c", cpus] + argv
+    env = dict(os.environ, **(env or {}), WRK_THREADS=str(threads))
+    out = subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout
+    result = {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "p50_ms": to_ms(re.search(r"\s50%\s+(\S+)", out).group(1)),
+        "p99_ms": to_ms(re.search(r"\s99%\s+(\S+)", out).group(1)),
+    }
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    result["non_2xx"] = int(non2xx.group(1)) if non2xx else 0
+    errors = re.search(r"Socket errors: (.*)", out)
+    result["socket_errors"] = errors.group(1) if errors else ""
+    return result
+
+
+def ensure_tool(tool, package):
+    if shutil.which(tool):
+        return
+    log(f"installing {package} (Debian package)")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(sudo + ["apt-get", "update"], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(sudo + ["apt-get", "install", "-y", package], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
+# --- JWTs for key creation --------------------------------------------------------
+
+def b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt(secret, user):
+    now = int(time.time())
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = b64(json.dumps({"sub": user, "iat": now, "exp": now + 3600}).encode())
+    signature = hmac.new(secret.encode(), f"{header}.{claims}".encode(), hashlib.sha256)
+    return f"{header}.{claims}.{b64(signature.digest())}"
+
+
+# --- the suite ------------------------------------------------------------------
+
+class Suite:
+    def __init__(self, args):
+        self.args = args
+        self.work = Path(tempfile.mkdtemp(prefix="keyward-bench-"))
+        self.pepper = secrets.token_urlsafe(32)
+        self.jwt_secret = secrets.token_urlsafe(32)
+        self.admin_token = secrets.token_urlsafe(32)
+        self.results = {}
+        self.servers = []
+        self.pg_env = None
+
+    # environment and helpers
+
+    def keyward_env(self, database_url):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KEYWARD_")}
+        env.update(
+            KEYWARD_DATABASE_URL=database_url,
+            KEYWARD_PEPPER=self.pepper,
+            KEYWARD_JWT_SECRET=self.jwt_secret,
+            KEYWARD_ADMIN_TOKEN=self.admin_token,
+            KEYWARD_BIND=f"127.0.0.1:{KEYWARD_PORT}",
+            KEYWARD_LOG="warn",
+        )
+        return env
+
+    def keyward(self, database_url, cpus=None, tag="keyward"):
+        server = Server(tag, [str(RELEASE / "keyward"), "serve"], KEYWARD_PORT,
+                        self.keyward_env(database_url), cpus, self.work / f"{tag}.log")
+        self.servers.append(server)
+        return server
+
+    def baseline(self, cpus=None):
+        server = Server("baseline", [str(RELEASE / "baseline"), "--bind",
+                                     f"127.0.0.1:{BASELINE_PORT}"],
+                        BASELINE_PORT, dict(os.environ), cpus, self.work / "baseline.log")
+        self.servers.append(server)
+        return server
+
+    def stop(self, server):
+        server.stop()
+        self.servers.remove(server)
+
+    def seed(self, database_url, keys, keys_out):
+        log(f"seeding {keys:,} keys into {database_url.split('@')[-1]}")
+        out = subprocess.run(
+            [str(RELEASE / "seed"), "--database-url", database_url, "--keys", str(keys),
+             "--keys-out", str(keys_out)],
+            env=dict(os.environ, KEYWARD_PEPPER=self.pepper), check=True,
+            capture_output=True, text=True).stdout
+        log(out.strip())
+        return out.strip()
+
+    def verify_load(self, server, keys_file, first, count, threads, seconds, cpus=None):
+        """wrk on the verify route; keyward's runs also report what its metrics saw."""
+        before = scrape(server.port) if server.name.startswith("keyward") else None
+        result = wrk(f"http://127.0.0.1:{server.port}/api/api-keys/verify", threads,
+                     self.args.connections, seconds, WRK_DIR / "verify-many.lua",
+                     {"KEYS_FILE": str(keys_file), "KEYS_FIRST": str(first),
+                      "KEYS_COUNT": str(count), "ADMIN_TOKEN": self.admin_token}, cpus)
+        if before is not None:
+            after = scrape(server.port)
+            delta = lambda name: metric(after, name) - metric(before, name)
+            hits = delta("keyward_cache_hits_total")
+            misses = delta("keyward_cache_misses_total")
+            valid = delta('keyward_verify_total{code="VALID"}')
+            result["cache_hit_ratio"] = hits / max(hits + misses, 1)
+            result["valid_ratio"] = valid / max(result["requests"], 1)
+        if result["non_2xx"] or result["socket_errors"]:
+            log(f"warning: {server.name}: {result['non_2xx']} non-2xx, "
+                f"socket errors: {result['socket_errors'] or 'none'}")
+        return result
+
+    def record(self, name, result):
+        self.results.setdefault(name, []).append(result)
+        extra = ""
+        if "cache_hit_ratio" in result:
+            extra = (f", cache hits {result['cache_hit_ratio']:.1%}, "
+                     f"valid {result['valid_ratio']:.1%}")
+        log(f"{name}: {result['rps']:,.0f} req/s, p50 {result['p50_ms']:.2f} ms, "
+            f"p99 {result['p99_ms']:.2f} ms{extra}")
+
+    # scenarios
+
+    def warm(self, small_db, small_keys, large_db, large_keys):
+        a = self.args
+        hot = min(a.small_keys, 10_000)
+        # Pinned: servers on CPU 0, wrk (one thread) on CPU 1.
+        log("warm cache, pinned (server on CPU 0, wrk on CPU 1)")
+        k = self.keyward(small_db, cpus="0")
+        b = self.baseline(cpus="0")
+        for server in (k, b):
+            self.verify_load(server, small_keys, 0, hot, 1, 2, cpus="1")  # warm-up
+        for _ in range(a.runs):
+            for name, server in (("warm_pinned_keyward", k), ("warm_pinned_baseline", b)):
+                self.record(name, self.verify_load(server, small_keys, 0, hot, 1,
+                                                   a.duration, cpus="1"))
+        self.stop(k)
+        self.stop(b)
+
+        # Unpinned: everything shares both CPUs; 10k and 1M keys stored, same hot set.
+        log("warm cache, unpinned; 10k keys stored vs 1M keys stored")
+        b = self.baseline()
+        for _ in range(a.runs):
+            for name, db, keys in (("warm_keyward", small_db, small_keys),
+                                   ("warm_keyward_large", large_db, large_keys)):
+                k = self.keyward(db)
+                self.verify_load(k, keys, 0, hot, 2, 2)  # warm-up: caches the hot set
+                self.record(name, self.verify_load(k, keys, 0, hot, 2, a.duration))
+                self.stop(k)
+            self.record("warm_baseline", self.verify_load(b, small_keys, 0, hot, 2, a.duration))
+        self.stop(b)
+
+    def cold(self, name, db, keys_file, total_keys, warm_name=None):
+        """Every key presented once, on a fresh server (empty cache) per run."""
+        a = self.args
+        log(f"cold cache: {name}")
+        # Key slices are disjoint between runs: no run sees a key an earlier one read.
+        per_run = total_keys // (a.runs + (1 if warm_name else 0))
+        for run in range(a.runs):
+            k = self.keyward(db)
+            wrk(f"http://127.0.0.1:{k.port}/healthz", 2, a.connections, 1)  # connections
+            result = self.verify_load(k, keys_file, run * per_run, per_run, 2, a.duration)
+            if result["requests"] > per_run:
+                log(f"warning: {name}: {result['requests']} requests for {per_run} keys; "
+                    "some were repeats (seed more keys or shorten --duration)")
+            result.update({f"mem_{k_}": v for k_, v in k.memory_kib().items()})
+            self.record(name, result)
+            self.stop(k)
+        if warm_name:
+            # The warm path on the same database, same settings, for the ratio.
+            k = self.keyward(db)
+            first = a.runs * per_run
+            hot = min(per_run, 10_000)
+            self.verify_load(k, keys_file, first, hot, 2, 2)
+            for _ in range(a.runs):
+                self.record(warm_name, self.verify_load(k, keys_file, first, hot, 2, a.duration))
+            self.stop(k)
+
+    def memory(self, db, keys_file, total_keys):
+        """RSS with many keys stored, the cache filled to its default capacity, under load."""
+        a = self.args
+        log("memory: fill the cache past its default capacity (100,000), then load it")
+        k = self.keyward(db)
+        start = k.memory_kib()["VmRSS"]
+        fill = min(total_keys, 150_000)
+        samples = []
+        deadline = time.time() + 120
+        # Present `fill` distinct keys (several wrk rounds if needed), then hot load.
+        result = self.verify_load(k, keys_file, 0, fill, 2, max(a.duration, 20))
+        while scrape(k.port).get("keyward_cache_entries", 0) < min(fill, 100_000) * 0.99 \
+                and time.time() < deadline and total_keys >= 100_000:
+            result = self.verify_load(k, keys_file, 0, fill, 2, 10)
+        samples.append(k.memory_kib()["VmRSS"])
+        loaded = self.verify_load(k, keys_file, 0, fill, 2, a.duration)
+        samples.append(k.memory_kib()["VmRSS"])
+        entries = scrape(k.port).get("keyward_cache_entries", 0)
+        mem = k.memory_kib()
+        self.results["memory"] = [{
+            "rss_idle_kib": start, "rss_loaded_kib": max(samples), "hwm_kib": mem["VmHWM"],
+            "cache_entries": entries, "rps_during": loaded["rps"], "keys_stored": total_keys,
+        }]
+        log(f"memory: idle {start / 1024:.0f} MiB, under load {max(samples) / 1024:.0f} MiB, "
+            f"peak {mem['VmHWM'] / 1024:.0f} MiB, {entries:,.0f} cache entries")
+        self.stop(k)
+
+    def usage_writes(self, db, keys_file):
+        """last_used_at: database writes for 10,000 verifications of 1,000 keys in 10 s."""
+        log("last_used_at: 10,000 verifications of 1,000 keys over 10 s")
+        with open(keys_file) as f:
+            keys = [next(f).strip() for _ in range(1_000)]
+        k = self.keyward(db)
+        before = scrape(k.port)
+        conn = http.client.HTTPConnection("127.0.0.1", k.port)
+        headers = {"Authorization": f"Bearer {self.admin_token}",
+                   "Content-Type": "application/json"}
+        started = time.monotonic()
+        valid = 0
+        for i in range(10_000):
+            # Paced: 1,000 per second, each key once per second.
+            wait = started + i / 1_000 - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            body = json.dumps({"key": keys[i % 1_000], "permissions": ["READ_GRAPH"]})
+            conn.request("POST", "/api/api-keys/verify", body, headers)
+            valid += json.loads(conn.getresponse().read())["valid"]
+        elapsed = time.monotonic() - started
+        time.sleep(2.5)  # the last flush (every second)
+        after = scrape(k.port)
+        delta = lambda name: int(metric(after, name) - metric(before, name))
+        self.results["usage"] = [{
+            "verifications": 10_000, "valid": valid, "seconds": round(elapsed, 2),
+            "flushes": delta("keyward_usage_flushes_total"),
+            "rows_written": delta("keyward_usage_keys_flushed_total"),
+            "failed_flushes": delta("keyward_usage_flush_failures_total"),
+        }]
+        log(f"last_used_at: {self.results['usage'][0]}")
+        self.stop(k)
+
+    def creation(self):
+        a = self.args
+        log("key creation over HTTP (fresh SQLite database per run)")
+        tokens = self.work / "tokens"
+        tokens.write_text("".join(jwt(self.jwt_secret, f"load-{i}") + "\n"
+                                  for i in range(1_000)))
+        for run in range(a.runs):
+            db = f"sqlite://{self.work}/create-{run}.db"
+            k = self.keyward(db)
+            result = wrk(f"http://127.0.0.1:{k.port}/", 2, 16, a.duration,
+                         WRK_DIR / "create.lua", {"TOKENS_FILE": str(tokens)})
+            self.record("create", result)
+            if result["non_2xx"]:
+                log(f"warning: {result['non_2xx']} creates failed")
+            self.stop(k)
+
+    def in_process(self):
+        log("in-process verification (divan)")
+        runs = []
+        for _ in range(self.args.runs):
+            out = subprocess.run(["cargo", "bench", "--locked", "-p", "keyward-bench",
+                                  "--bench", "verify"], cwd=ROOT, check=True,
+                                 capture_output=True, text=True).stdout
+            runs.append(parse_divan(out))
+        self.results["in_process"] = runs
+        log(f"in-process: {runs[-1]}")
+
+    # postgres
+
+    def start_postgres(self):
+        ensure_tool("taskset", "util-linux")
+        self.pg_env = dict(os.environ, KEYWARD_PG_DIR=str(self.work / "pg"),
+                           KEYWARD_PG_PORT=str(free_port()))
+        # The cluster's files must be reachable by the postgres user.
+        os.chmod(self.work, 0o755)
+        url = subprocess.run([str(ROOT / ".ci" / "postgres"), "start"], env=self.pg_env,
+                             check=True, capture_output=True, text=True).stdout.strip()
+        return url
+
+    def stop_postgres(self):
+        if self.pg_env:
+            subprocess.run([str(ROOT / ".ci" / "postgres"), "stop"], env=self.pg_env,
+                           check=False, capture_output=True)
+            self.pg_env = None
+
+    def run(self):
+        a = self.args
+        ensure_tool("wrk", "wrk")
+        ensure_tool("taskset", "util-linux")
+        if os.cpu_count() < 2:
+            raise SystemExit("the pinned runs need two CPUs")
+        log("building release binaries")
+        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "keyward",
+                        "-p", "keyward-bench"], cwd=ROOT, check=True)
+        w = self.work
+        small_db, small_keys = f"sqlite://{w}/small.db", w / "small.keys"
+        large_db, large_keys = f"sqlite://{w}/large.db", w / "large.keys"
+        self.seed(small_db, a.small_keys, small_keys)
+        self.results["seed_large"] = self.seed(large_db, a.large_keys, large_keys)
+        self.warm(small_db, small_keys, large_db, large_keys)
+        self.cold("cold_sqlite", large_db, large_keys, a.large_keys)
+        if not a.no_postgres:
+            pg_url = self.start_postgres()
+            pg_keys = w / "pg.keys"
+            self.results["seed_postgres"] = self.seed(pg_url, a.postgres_keys, pg_keys)
+            self.cold("cold_postgres", pg_url, pg_keys, a.postgres_keys,
+                      warm_name="warm_postgres")
+            self.stop_postgres()
+        self.memory(large_db, large_keys, a.large_keys)
+        self.usage_writes(small_db, small_keys)
+        self.creation()
+        if not a.no_in_process:
+            self.in_process()
+
+    def cleanup(self):
+        for server in list(self.servers):
+            server.stop()
+        self.stop_postgres()
+        if not self.args.keep:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def parse_divan(out):
+    """{bench name: median ns} from divan's table."""
+    medians, parents = {}, []
+    for line in out.splitlines():
+        match = re.match(r"^([│ ]*)[├╰]─ (\S+)\s+(.*)$", line)
+        if not match:
+            continue
+        depth = len(match.group(1)) // 3
+        parents = parents[:depth] + [match.group(2)]
+        cells = [c.strip() for c in match.group(3).split("│")]
+        if len(cells) >= 3 and cells[2]:
+            value, unit = cells[2].split()
+            scale = {"ps": 1e-3, "ns": 1, "µs": 1e3, "us": 1e3, "ms": 1e6, "s": 1e9}[unit]
+            medians["/".join(parents)] = float(value) * scale
+    return medians
+
+
+# --- the report -----------------------------------------------------------------
+
+def summary(values):
+    return statistics.median(values), min(values), max(values)
+
+
+def fmt_range(values, spec="{:,.0f}"):
+    med, lo, hi = summary(values)
+    if len(values) == 1:
+        return spec.format(med)
+    return f"{spec.format(med)} ({spec.format(lo)}–{spec.format(hi)})"
+
+
+def report(results, args):
+    lines = []
+    out = lines.append
+    out(f"Runs per figure: {args.runs}; wrk {args.connections} connections, "
+        f"{args.duration} s per run. Median (min–max).\n")
+    out("| scenario | req/s | p50 ms | p99 ms | cache hits | valid |")
+    out("|---|---|---|---|---|---|")
+    names = {
+        "warm_pinned_keyward": "verify, warm, pinned (server CPU 0, wrk CPU 1)",
+        "warm_pinned_baseline": "baseline, pinned",
+        "warm_keyward": "verify, warm, unpinned, 10k keys stored",
+        "warm_keyward_large": f"verify, warm, unpinned, {args.large_keys:,} keys stored",
+        "warm_baseline": "baseline, unpinned",
+        "cold_sqlite": f"verify, cold, SQLite, {args.large_keys:,} keys stored",
+        "cold_postgres": f"verify, cold, PostgreSQL, {args.postgres_keys:,} keys stored",
+        "warm_postgres": "verify, warm, PostgreSQL (same server settings)",
+        "create": "key creation, SQLite (keys/s)",
+    }
+    for key, label in names.items():
+        runs = results.get(key)
+        if not runs:
+            continue
+        hit = [r["cache_hit_ratio"] for r in runs if "cache_hit_ratio" in r]
+        valid = [r["valid_ratio"] for r in runs if "valid_ratio" in r]
+        out(f"| {label} | {fmt_range([r['rps'] for r in runs])} "
+            f"| {fmt_range([r['p50_ms'] for r in runs], '{:.2f}')} "
+            f"| {fmt_range([r['p99_ms'] for r in runs], '{:.2f}')} "
+            f"| {f'{statistics.median(hit):.1%}' if hit else '–'} "
+            f"| {f'{statistics.median(valid):.1%}' if valid else '–'} |")
+
+    def med(key, field="rps"):
+        runs = results.get(key)
+        return statistics.median(r[field] for r in runs) if runs else None
+
+    checks = []
+
+    def check(label, value, target, ok, unit=""):
+        if value is None:
+            return
+        checks.append(f"| {label} | {value}{unit} | {target} | {'met' if ok else 'NOT MET'} |")
+
+    for suffix, label in (("_pinned", "pinned"), ("", "unpinned")):
+        k, b = med(f"warm{suffix}_keyward"), med(f"warm{suffix}_baseline")
+        if k and b:
+            check(f"warm verify / baseline req/s, {label}", f"{k / b:.0%}", "≥ 80 %", k / b >= 0.8)
+            kp, bp = med(f"warm{suffix}_keyward", "p99_ms"), med(f"warm{suffix}_baseline", "p99_ms")
+            check(f"warm verify p99 / baseline p99, {label}", f"{kp / bp:.2f}×", "≤ 1.5×",
+                  kp / bp <= 1.5)
+    cold, warm_large = med("cold_sqlite"), med("warm_keyward_large")
+    if cold and warm_large:
+        check("cold / warm req/s, SQLite (same database)", f"{cold / warm_large:.0%}", "≥ 50 %",
+              cold / warm_large >= 0.5)
+    cold_pg, warm_pg = med("cold_postgres"), med("warm_postgres")
+    if cold_pg and warm_pg:
+        check("cold / warm req/s, PostgreSQL", f"{cold_pg / warm_pg:.0%}", "reported", True)
+    small, large = med("warm_keyward"), med("warm_keyward_large")
+    if small and large:
+        check(f"warm req/s, {args.large_keys:,} keys / 10k keys stored", f"{large / small:.0%}",
+              "≥ 90 %", large / small >= 0.9)
+    if results.get("in_process"):
+        runs = results["in_process"]
+        names = sorted({n for r in runs for n in r})
+        for name in names:
+            ns = statistics.median(r[name] for r in runs if name in r)
+            target, ok = "–", True
+            if name == "warm_cache_hit":
+                target, ok = "≤ 2 µs", ns <= 2_000
+            elif name.startswith("malformed_rejection/"):
+                target, ok = "≤ 200 ns", ns <= 200
+            check(f"in-process {name}", f"{ns:,.0f}", target, ok, " ns")
+    if results.get("usage"):
+        u = results["usage"][0]
+        per_flush = u["rows_written"] / max(u["flushes"], 1)
+        check("last_used_at writes for 10,000 verifications of 1,000 keys in 10 s",
+              f"{u['flushes']} batched writes, {u['rows_written']:,} rows "
+              f"(≤ {per_flush:,.0f} rows per write)",
+              "≤ 1 row per key per flush", per_flush <= 1_000 and u["failed_flushes"] == 0)
+    if results.get("memory"):
+        m = results["memory"][0]
+        mib = m["hwm_kib"] / 1024
+        check(f"peak RSS, {m['keys_stored']:,} keys stored, {m['cache_entries']:,.0f} cached, "
+              f"under load", f"{mib:.0f}", "≤ 150 MB", mib * 1.048576 <= 150, " MiB")
+    create = med("create")
+    if create:
+        check("key creation over HTTP, SQLite", f"{create:,.0f}", "≥ 1,000 keys/s",
+              create >= 1_000, " keys/s")
+    out("")
+    out("| target | measured (median) | target | |")
+    out("|---|---|---|---|")
+    lines.extend(checks)
+    for key in ("seed_large", "seed_postgres"):
+        if results.get(key):
+            out(f"\n{key}: {results[key]}")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--small-keys", type=int, default=10_000)
+    parser.add_argument("--large-keys", type=int, default=1_000_000)
+    parser.add_argument("--postgres-keys", type=int, default=400_000)
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-in-process", action="store_true")
+    parser.add_argument("--quick", action="store_true",
+                        help="1 run of 5 s each, 200k keys: checks the suite works")
+    parser.add_argument("--json", type=Path, help="write the raw results here")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.duration = 1, 5
+        args.large_keys, args.postgres_keys = 200_000, 100_000
+    suite = Suite(args)
+    try:
+        suite.run()
+    finally:
+        suite.cleanup()
+    table = report(suite.results, args)
+    print(table)
+    if args.json:
+        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
+                                         "results": suite.results}, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
