@@ -85,24 +85,26 @@ impl<S: Store> Engine<S> {
         presented: &str,
         required: PermissionSet,
     ) -> Result<Verification, EngineError> {
-        let started = Instant::now();
-        let result = self.verify_uncounted(presented, required).await;
         let metrics = &self.inner.metrics;
+        // Malformed input costs a few comparisons: no hash, no lookup, and no timing
+        // (the duration histogram is about verifications that looked a key up).
+        let Ok(parsed) = self.inner.config.key_format.parse(presented) else {
+            metrics.count(Some(VerifyCode::Malformed));
+            return Ok(Verification::without_key(VerifyCode::Malformed));
+        };
+        let started = Instant::now();
+        let result = self.verify_parsed(parsed, required).await;
         metrics.count(result.as_ref().ok().map(|v| v.code));
         metrics.duration.record(started.elapsed());
         result
     }
 
-    async fn verify_uncounted(
+    async fn verify_parsed(
         &self,
-        presented: &str,
+        parsed: ParsedKey<'_>,
         required: PermissionSet,
     ) -> Result<Verification, EngineError> {
         let inner = &self.inner;
-        // Malformed input costs a few comparisons: no hash, no lookup.
-        let Ok(parsed) = inner.config.key_format.parse(presented) else {
-            return Ok(Verification::without_key(VerifyCode::Malformed));
-        };
         let hash = inner.config.peppers.current().hash(parsed);
         let found = match inner.cache.lookup(&hash) {
             Lookup::Found(key) => {

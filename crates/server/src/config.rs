@@ -144,6 +144,17 @@ pub struct Config {
     )]
     pub cache_capacity: u64,
 
+    /// Seconds: a key's use updates `last_used_at` only if the recorded one is at
+    /// least this old (0 records every use, written at most once a second).
+    #[arg(
+        long,
+        env = "KEYWARD_USAGE_RESOLUTION",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(0..=86_400),
+        global = true
+    )]
+    pub usage_resolution: u64,
+
     /// Log filter, e.g. `info` or `keyward=debug,sqlx=warn` (default: info for serve, warn otherwise).
     #[arg(long, env = "KEYWARD_LOG", global = true)]
     pub log: Option<String>,

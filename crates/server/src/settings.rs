@@ -178,6 +178,7 @@ impl Config {
         engine.catalogue = catalogue;
         engine.max_keys_per_user = self.max_keys_per_user;
         engine.cache_capacity = self.cache_capacity;
+        engine.usage_resolution = std::time::Duration::from_secs(self.usage_resolution);
 
         Ok(Settings {
             database_url,

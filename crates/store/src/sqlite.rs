@@ -85,11 +85,7 @@ impl SqliteStore {
                     // FULL: an acknowledged revocation survives a power loss, not only
                     // a process crash. Usage is written in batches, so the cost is
                     // one sync per mutation or flush.
-                    .synchronous(SqliteSynchronous::Full)
-                    // 16 MiB of page cache (the default is 2 MiB): inserts land at
-                    // random places in the hash index, and bulk loads of many keys
-                    // otherwise re-read its pages from the OS over and over.
-                    .pragma("cache_size", "-16384"),
+                    .synchronous(SqliteSynchronous::Full),
             )
             .await?;
         let readers = SqlitePoolOptions::new()
@@ -107,6 +103,40 @@ impl SqliteStore {
             data_version: Arc::new(Mutex::new(Some(version))),
             announced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         })
+    }
+
+    /// [`Store::insert_keys`] without the page cache setting around it.
+    async fn insert_all(&self, new: &[NewKeyRecord]) -> Result<(), StoreError> {
+        // One prepared statement, executed per row inside one transaction: SQLite is
+        // in-process, so there is no round trip to batch away, only the commit.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        for record in new {
+            let key = &record.key;
+            sqlx::query(
+                "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
+                 prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
+                 revoked_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)",
+            )
+            .bind(key.id.as_bytes().as_slice())
+            .bind(key.user_id.as_str())
+            .bind(&key.name)
+            .bind(key.description.as_deref())
+            .bind(record.hash.as_bytes().as_slice())
+            .bind(i64::from(record.pepper_version))
+            .bind(&key.prefix)
+            .bind(&key.postfix)
+            .bind(key.status.as_str())
+            .bind(permissions_to(&key.permissions))
+            .bind(key.created_at.as_millis())
+            .bind(key.last_used_at.map(Timestamp::as_millis))
+            .bind(key.revoked_at.map(Timestamp::as_millis))
+            .bind(key.expires_at.map(Timestamp::as_millis))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }
 
@@ -206,35 +236,18 @@ impl Store for SqliteStore {
     }
 
     async fn insert_keys(&self, new: &[NewKeyRecord]) -> Result<(), StoreError> {
-        // One prepared statement, executed per row inside one transaction: SQLite is
-        // in-process, so there is no round trip to batch away, only the commit.
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        for record in new {
-            let key = &record.key;
-            sqlx::query(
-                "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
-                 prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
-                 revoked_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)",
-            )
-            .bind(key.id.as_bytes().as_slice())
-            .bind(key.user_id.as_str())
-            .bind(&key.name)
-            .bind(key.description.as_deref())
-            .bind(record.hash.as_bytes().as_slice())
-            .bind(i64::from(record.pepper_version))
-            .bind(&key.prefix)
-            .bind(&key.postfix)
-            .bind(key.status.as_str())
-            .bind(permissions_to(&key.permissions))
-            .bind(key.created_at.as_millis())
-            .bind(key.last_used_at.map(Timestamp::as_millis))
-            .bind(key.revoked_at.map(Timestamp::as_millis))
-            .bind(key.expires_at.map(Timestamp::as_millis))
-            .execute(&mut *tx)
+        // Inserts land at random places in the hash index: with the default 2 MiB
+        // page cache a large load re-reads its pages from the OS over and over. The
+        // larger cache is for the load only; the server keeps its memory small.
+        sqlx::query("PRAGMA cache_size = -65536")
+            .execute(&self.writer)
             .await?;
-        }
-        tx.commit().await?;
+        let inserted = self.insert_all(new).await;
+        let restored = sqlx::query("PRAGMA cache_size = -2000")
+            .execute(&self.writer)
+            .await;
+        inserted?;
+        restored?;
         Ok(())
     }
 

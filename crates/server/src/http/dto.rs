@@ -53,7 +53,7 @@ pub struct ApiKeyResponse {
     pub permissions: Vec<String>,
     #[schema(format = DateTime, example = "2026-11-28T09:30:00.000Z")]
     pub created_at: String,
-    /// When the key last passed verification (kept within about a second).
+    /// When the key last passed verification, to the usage resolution (default 60 s).
     #[schema(format = DateTime)]
     pub last_used_at: Option<String>,
     #[schema(format = DateTime)]

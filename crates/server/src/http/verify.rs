@@ -17,8 +17,9 @@ pub const TAG: &str = "verify";
 /// Verify a key and the permissions it must hold.
 ///
 /// Answers 200 for every key, valid or not: `valid` and `code` carry the verdict.
-/// A successful verification updates the key's `last_used_at` (written within about
-/// a second, never one database write per request).
+/// A successful verification updates the key's `last_used_at` when the recorded
+/// time is older than the resolution (`KEYWARD_USAGE_RESOLUTION`, default 60 s),
+/// written in batches within about a second: never one database write per request.
 #[utoipa::path(
     post,
     path = "/api/api-keys/verify",
