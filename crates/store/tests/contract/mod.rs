@@ -34,6 +34,7 @@ macro_rules! store_contract_suite {
             a_duplicate_hash_is_refused,
             the_live_key_cap_counts_keys_that_are_not_revoked,
             concurrent_creates_never_exceed_the_cap,
+            a_failing_create_among_concurrent_ones_fails_alone,
             creates_from_two_connections_never_exceed_the_cap,
             suspend_and_reactivate_round_trip,
             revoke_is_terminal_and_keeps_the_first_revocation_time,
@@ -248,6 +249,37 @@ pub async fn concurrent_creates_never_exceed_the_cap(f: &Fixture) {
         f.store.list_keys(Some(&user("alice"))).await.unwrap().len(),
         5
     );
+}
+
+pub async fn a_failing_create_among_concurrent_ones_fails_alone(f: &Fixture) {
+    // Creates committed together (SQLite's group commit) still answer one by one.
+    let existing = insert(&f.store, "carol", "first", 0).await;
+    let mut duplicate = new_key("dave", "dup", 1);
+    duplicate.hash = existing.hash;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = f.store.clone();
+        let record = if i == 10 {
+            duplicate.clone()
+        } else {
+            new_key(&format!("user{i}"), "k", i)
+        };
+        tasks.push(tokio::spawn(
+            async move { store.insert_key(&record, 5).await },
+        ));
+    }
+    let mut failed = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        if let Err(err) = task.await.unwrap() {
+            failed.push((i, err));
+        }
+    }
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        matches!(failed[0], (10, StoreError::Duplicate)),
+        "{failed:?}"
+    );
+    assert_eq!(f.store.list_keys(None).await.unwrap().len(), 20);
 }
 
 pub async fn creates_from_two_connections_never_exceed_the_cap(f: &Fixture) {
