@@ -20,7 +20,7 @@ use keyward_core::hash::Peppers;
 use keyward_core::input::NewKeyRequest;
 use keyward_core::model::UserId;
 use keyward_engine::EngineConfig;
-use keyward_store::{ConnectOptions, DatabaseUrl};
+use keyward_store::ConnectOptions;
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 
@@ -42,17 +42,8 @@ struct Fixture {
 }
 
 fn keyward() -> Fixture {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let url = DatabaseUrl::parse(&format!(
-        "sqlite://{}",
-        dir.path().join("bench.db").display()
-    ))
-    .unwrap();
+    let runtime = keyward_bench::runtime();
+    let (dir, url) = keyward_bench::temp_sqlite();
     let (router, key) = runtime.block_on(async {
         let settings = Settings {
             database_url: url,
@@ -95,11 +86,7 @@ fn keyward() -> Fixture {
 }
 
 fn baseline() -> Fixture {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = keyward_bench::runtime();
     let router = Router::new().route(
         "/api/api-keys/verify",
         post(|| async {

@@ -19,7 +19,7 @@ use keyward_core::input::NewKeyRequest;
 use keyward_core::model::UserId;
 use keyward_core::permissions::PermissionSet;
 use keyward_engine::{Engine, EngineConfig};
-use keyward_store::{AnyStore, DatabaseUrl};
+use keyward_store::AnyStore;
 use tokio::runtime::Runtime;
 
 // The server's allocator.
@@ -45,17 +45,8 @@ struct Fixture {
 /// An engine on a fresh SQLite database holding one key; `lease` zero keeps the
 /// cache untrusted, so every verification reads the database.
 fn fixture(lease: Duration) -> Fixture {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let url = DatabaseUrl::parse(&format!(
-        "sqlite://{}",
-        dir.path().join("bench.db").display()
-    ))
-    .unwrap();
+    let runtime = keyward_bench::runtime();
+    let (dir, url) = keyward_bench::temp_sqlite();
     let (engine, key) = runtime.block_on(async {
         let store = keyward_store::connect(&url).await.unwrap();
         keyward_store::Store::migrate(&store).await.unwrap();

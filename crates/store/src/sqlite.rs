@@ -22,8 +22,8 @@ use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
 use keyward_core::time::Timestamp;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::Mutex;
@@ -111,33 +111,38 @@ impl SqliteStore {
         // in-process, so there is no round trip to batch away, only the commit.
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         for record in new {
-            let key = &record.key;
-            sqlx::query(
-                "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
-                 prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
-                 revoked_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)",
-            )
-            .bind(key.id.as_bytes().as_slice())
-            .bind(key.user_id.as_str())
-            .bind(&key.name)
-            .bind(key.description.as_deref())
-            .bind(record.hash.as_bytes().as_slice())
-            .bind(i64::from(record.pepper_version))
-            .bind(&key.prefix)
-            .bind(&key.postfix)
-            .bind(key.status.as_str())
-            .bind(permissions_to(&key.permissions))
-            .bind(key.created_at.as_millis())
-            .bind(key.last_used_at.map(Timestamp::as_millis))
-            .bind(key.revoked_at.map(Timestamp::as_millis))
-            .bind(key.expires_at.map(Timestamp::as_millis))
-            .execute(&mut *tx)
-            .await?;
+            insert_row(&mut tx, record).await?;
         }
         tx.commit().await?;
         Ok(())
     }
+}
+
+async fn insert_row(conn: &mut SqliteConnection, new: &NewKeyRecord) -> Result<(), StoreError> {
+    let key = &new.key;
+    sqlx::query(
+        "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
+         prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
+         revoked_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)",
+    )
+    .bind(key.id.as_bytes().as_slice())
+    .bind(key.user_id.as_str())
+    .bind(&key.name)
+    .bind(key.description.as_deref())
+    .bind(new.hash.as_bytes().as_slice())
+    .bind(i64::from(new.pepper_version))
+    .bind(&key.prefix)
+    .bind(&key.postfix)
+    .bind(key.status.as_str())
+    .bind(permissions_to(&key.permissions))
+    .bind(key.created_at.as_millis())
+    .bind(key.last_used_at.map(Timestamp::as_millis))
+    .bind(key.revoked_at.map(Timestamp::as_millis))
+    .bind(key.expires_at.map(Timestamp::as_millis))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 fn key_id(bytes: &[u8]) -> Result<KeyId, StoreError> {
@@ -209,28 +214,7 @@ impl Store for SqliteStore {
         if live >= i64::from(max_live) {
             return Err(StoreError::LimitReached { limit: max_live });
         }
-        sqlx::query(
-            "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
-             prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
-             revoked_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)",
-        )
-        .bind(key.id.as_bytes().as_slice())
-        .bind(key.user_id.as_str())
-        .bind(&key.name)
-        .bind(key.description.as_deref())
-        .bind(new.hash.as_bytes().as_slice())
-        .bind(i64::from(new.pepper_version))
-        .bind(&key.prefix)
-        .bind(&key.postfix)
-        .bind(key.status.as_str())
-        .bind(permissions_to(&key.permissions))
-        .bind(key.created_at.as_millis())
-        .bind(key.last_used_at.map(Timestamp::as_millis))
-        .bind(key.revoked_at.map(Timestamp::as_millis))
-        .bind(key.expires_at.map(Timestamp::as_millis))
-        .execute(&mut *tx)
-        .await?;
+        insert_row(&mut tx, new).await?;
         tx.commit().await?;
         Ok(())
     }
