@@ -224,3 +224,91 @@ fn sigint_stops_the_server_cleanly() {
     let status = server.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// A scripted session with debug logging: the plaintext key shows in the create
+/// response and nowhere else — not in later responses, the log, or the database files.
+#[test]
+fn the_plaintext_key_never_leaves_the_create_response() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let (mut server, lines) = start_server_with(cwd, &[("KEYWARD_LOG", "debug")]);
+    let token = cli_in(cwd, &["token", "--user", "grace"]);
+    let admin = cli_in(cwd, &["token", "--admin"]);
+    let address = server.address.clone();
+    let call = |method: &str, path: &str, bearer: &str, body: Option<Value>| {
+        let (status, body) = http(&address, method, path, Some(bearer), body.as_ref());
+        assert!(status < 500, "{method} {path}: {status} {body}");
+        body.to_string()
+    };
+    let (status, created) = http(
+        &address,
+        "POST",
+        "/api/api-keys",
+        Some(&token),
+        Some(&json!({"name": "hygiene", "permissions": ["READ_GRAPH"]})),
+    );
+    assert_eq!(status, 200, "{created}");
+    let key = created["plain_text_key"].as_str().unwrap().to_owned();
+    let id = created["api_key"]["id"].as_str().unwrap().to_owned();
+    let keys = format!("/api/api-keys/{id}");
+
+    let verify = |key: &str| {
+        call(
+            "POST",
+            "/api/api-keys/verify",
+            &admin,
+            Some(json!({"key": key, "permissions": ["READ_GRAPH"]})),
+        )
+    };
+    let responses = vec![
+        verify(&key),
+        verify(&format!("{key}x")),
+        call("GET", "/api/api-keys", &token, None),
+        call("GET", &keys, &token, None),
+        call("POST", &format!("{keys}/suspend"), &token, None),
+        verify(&key),
+        call("POST", &format!("{keys}/reactivate"), &token, None),
+        call(
+            "PUT",
+            &format!("{keys}/permissions"),
+            &token,
+            Some(json!({"permissions": ["READ_GRAPH", "EXECUTE_GRAPH"]})),
+        ),
+        verify(&key),
+        call("DELETE", &keys, &token, None),
+        verify(&key),
+    ];
+    assert!(responses[0].contains("\"VALID\""), "{}", responses[0]);
+    assert!(responses.last().unwrap().contains("\"REVOKED\""));
+
+    let pid = server.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(server.child.wait().unwrap().success());
+    let log = lines.iter().collect::<Vec<_>>().join("\n");
+    assert!(log.contains(&id), "the session was logged");
+
+    // The stored display prefix and postfix are the key's first and last 8
+    // characters; the 38 between them are the secret part.
+    let secret = &key[8..46];
+    assert!(
+        created.to_string().contains(secret),
+        "the check can see a key"
+    );
+    for (place, text) in responses.iter().enumerate() {
+        assert!(!text.contains(secret), "response {place}: {text}");
+    }
+    assert!(!log.contains(secret), "the plaintext key reached the log");
+    let contains =
+        |bytes: &[u8], text: &str| bytes.windows(text.len()).any(|w| w == text.as_bytes());
+    let mut stored = Vec::new();
+    for file in ["keyward.db", "keyward.db-wal", "keyward.db-shm"] {
+        if let Ok(bytes) = std::fs::read(cwd.join(file)) {
+            assert!(!contains(&bytes, secret), "the plaintext key is in {file}");
+            stored.extend(bytes);
+        }
+    }
+    assert!(
+        contains(&stored, &key[..8]),
+        "the key's row is in the files read"
+    );
+}
