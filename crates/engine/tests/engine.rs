@@ -2,7 +2,7 @@
 //! usage write-behind and pepper rotation.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use keyward_core::hash::{KeyHash, Peppers};
@@ -24,12 +24,25 @@ type Feed = Arc<
 >;
 
 /// A store that counts hash lookups, to see what the cache saves; its change feed
-/// can be scripted.
+/// can be scripted, and it can be made unreachable (`down`).
 #[derive(Clone)]
 struct Counting {
     inner: AnyStore,
     lookups: Arc<AtomicUsize>,
     feed: Option<Feed>,
+    down: Arc<AtomicBool>,
+}
+
+impl Counting {
+    /// What every call answers while the database is "down": what sqlx reports when
+    /// no connection can be had.
+    fn reachable(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::from(sqlx::Error::PoolTimedOut))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 impl Store for Counting {
@@ -40,15 +53,19 @@ impl Store for Counting {
         self.inner.migrate().await
     }
     async fn ping(&self) -> Result<(), StoreError> {
+        self.reachable()?;
         self.inner.ping().await
     }
     async fn insert_key(&self, new: &NewKeyRecord, max: u32) -> Result<(), StoreError> {
+        self.reachable()?;
         self.inner.insert_key(new, max).await
     }
     async fn insert_keys(&self, new: &[NewKeyRecord]) -> Result<(), StoreError> {
+        self.reachable()?;
         self.inner.insert_keys(new).await
     }
     async fn list_keys(&self, owner: Option<&UserId>) -> Result<Vec<ApiKey>, StoreError> {
+        self.reachable()?;
         self.inner.list_keys(owner).await
     }
     async fn get_key(
@@ -56,10 +73,12 @@ impl Store for Counting {
         owner: Option<&UserId>,
         id: KeyId,
     ) -> Result<Option<ApiKey>, StoreError> {
+        self.reachable()?;
         self.inner.get_key(owner, id).await
     }
     async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<VerifyRecord>, StoreError> {
         self.lookups.fetch_add(1, Ordering::SeqCst);
+        self.reachable()?;
         self.inner.find_by_hash(hash).await
     }
     async fn apply(
@@ -69,15 +88,23 @@ impl Store for Counting {
         m: &Mutation,
         now: Timestamp,
     ) -> Result<Applied, StoreError> {
+        self.reachable()?;
         self.inner.apply(owner, id, m, now).await
     }
     async fn record_usage(&self, usage: &[(KeyId, Timestamp)]) -> Result<u64, StoreError> {
+        self.reachable()?;
         self.inner.record_usage(usage).await
     }
     async fn rehash(&self, id: KeyId, hash: &KeyHash, v: u16) -> Result<(), StoreError> {
+        self.reachable()?;
         self.inner.rehash(id, hash, v).await
     }
     async fn next_external_change(&self) -> Result<ExternalChange, StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            // Like a real poll: a moment passes before the failure is seen.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            self.reachable()?;
+        }
         match &self.feed {
             Some(feed) => match feed.lock().await.recv().await {
                 Some(next) => next,
@@ -87,6 +114,7 @@ impl Store for Counting {
         }
     }
     async fn delete_user(&self, user: &UserId) -> Result<Vec<KeyHash>, StoreError> {
+        self.reachable()?;
         self.inner.delete_user(user).await
     }
     async fn close(&self) {
@@ -97,6 +125,7 @@ impl Store for Counting {
 struct Harness {
     engine: Engine<Counting>,
     lookups: Arc<AtomicUsize>,
+    down: Arc<AtomicBool>,
     clock: Arc<AtomicI64>,
     url: DatabaseUrl,
     _dir: tempfile::TempDir,
@@ -154,6 +183,7 @@ impl Harness {
         let store = keyward_store::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
         let lookups = Arc::new(AtomicUsize::new(0));
+        let down = Arc::new(AtomicBool::new(false));
         let clock = Arc::new(AtomicI64::new(T0));
         let mut config = EngineConfig::new(peppers);
         let c = Arc::clone(&clock);
@@ -163,10 +193,12 @@ impl Harness {
             inner: store,
             lookups: Arc::clone(&lookups),
             feed,
+            down: Arc::clone(&down),
         };
         Self {
             engine: Engine::start(counting, config),
             lookups,
+            down,
             clock,
             url,
             _dir: dir,
@@ -593,4 +625,56 @@ async fn without_a_change_feed_the_cache_is_off_and_verification_reads_through()
     h.code(&plain, &[]).await;
     h.code(&plain, &[]).await;
     assert_eq!(h.lookups(), 6);
+}
+
+/// Fail closed: while the database cannot be reached, a key that is not cached gets
+/// an error, never a verdict; a cached key is served only until the change feed's
+/// failure is noticed (bounded by the feed lease); everything comes back by itself.
+#[tokio::test]
+async fn a_database_outage_fails_closed_and_recovers_by_itself() {
+    let h = Harness::new().await;
+    let (cached_key, cached) = h.create("alice", &[]).await;
+    let (_, uncached) = h.create("alice", &[]).await;
+    assert_eq!(h.code(&cached, &[]).await, VerifyCode::Valid);
+
+    h.down.store(true, Ordering::SeqCst);
+    let outage = std::time::Instant::now();
+    let err = h.engine.verify::<&str>(&uncached, &[]).await.unwrap_err();
+    assert!(matches!(err, EngineError::Unavailable(_)), "{err:?}");
+    assert!(h.engine.ping().await.is_err());
+    // The usage recorded before the outage cannot be written, and is kept.
+    assert!(h.engine.flush_usage().await.is_err());
+
+    // The cached key is served from memory only until the watch's failure is seen.
+    loop {
+        match h.engine.verify::<&str>(&cached, &[]).await {
+            Ok(v) => assert_eq!(v.code, VerifyCode::Valid),
+            Err(EngineError::Unavailable(_)) => break,
+            Err(other) => panic!("unexpected error: {other:?}"),
+        }
+        assert!(
+            outage.elapsed() <= h.engine.config().change_feed_lease + Duration::from_secs(1),
+            "a cached key outlived the feed lease during an outage"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!h.engine.cache_active());
+    // Malformed keys still get their answer: no database needed.
+    assert_eq!(h.code("agpt_nope", &[]).await, VerifyCode::Malformed);
+
+    h.down.store(false, Ordering::SeqCst);
+    h.wait_for_cache().await;
+    assert!(h.engine.ping().await.is_ok());
+    assert_eq!(h.code(&cached, &[]).await, VerifyCode::Valid);
+    assert_eq!(h.code(&uncached, &[]).await, VerifyCode::Valid);
+    // The use recorded before the outage reaches the database after it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let stored = h.engine.store().get_key(None, cached_key.id).await.unwrap();
+        if stored.unwrap().last_used_at == Some(Timestamp::from_millis(T0).unwrap()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the use was lost");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -44,12 +44,12 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Io(_)
             | sqlx::Error::WorkerCrashed => Self::Unavailable(err),
             sqlx::Error::Database(db) if db.is_unique_violation() => Self::Duplicate,
-            // SQLITE_BUSY / SQLITE_LOCKED and their extended codes, after the busy
-            // timeout: someone else holds the database too long, which callers see
-            // as unavailable.
+            // SQLITE_BUSY / SQLITE_LOCKED after the busy timeout (someone else holds
+            // the database too long), and the file failing under us (I/O error, disk
+            // full, cannot open): callers see the database as unavailable.
             sqlx::Error::Database(db)
                 if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
-                    && is_sqlite_busy(db.code().as_deref()) =>
+                    && is_sqlite_unavailable(db.code().as_deref()) =>
             {
                 Self::Unavailable(err)
             }
@@ -66,10 +66,11 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// Primary result codes 5 (BUSY) and 6 (LOCKED); extended codes keep them in the low byte.
-fn is_sqlite_busy(code: Option<&str>) -> bool {
+/// Primary result codes 5 (BUSY), 6 (LOCKED), 10 (IOERR), 13 (FULL) and 14
+/// (CANTOPEN); extended codes keep them in the low byte.
+fn is_sqlite_unavailable(code: Option<&str>) -> bool {
     code.and_then(|c| c.parse::<i32>().ok())
-        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14))
 }
 
 /// PostgreSQL SQLSTATEs that mean "try again later": statement timeout, too many
@@ -90,16 +91,21 @@ impl StoreError {
 
 #[cfg(test)]
 mod tests {
-    use super::is_sqlite_busy;
+    use super::is_sqlite_unavailable;
 
     #[test]
-    fn busy_and_locked_are_recognised_with_their_extended_codes() {
-        for code in ["5", "6", "261", "262", "517", "773"] {
-            assert!(is_sqlite_busy(Some(code)), "{code}");
+    fn busy_locked_and_file_failures_are_recognised_with_their_extended_codes() {
+        // BUSY, LOCKED, BUSY_RECOVERY, LOCKED_SHAREDCACHE, BUSY_SNAPSHOT,
+        // LOCKED_VTAB, IOERR, IOERR_READ, FULL, CANTOPEN, CANTOPEN_ISDIR.
+        for code in [
+            "5", "6", "261", "262", "517", "773", "10", "266", "13", "14", "526",
+        ] {
+            assert!(is_sqlite_unavailable(Some(code)), "{code}");
         }
-        for code in ["1", "19", "2067", "x"] {
-            assert!(!is_sqlite_busy(Some(code)), "{code}");
+        // ERROR, CONSTRAINT, CONSTRAINT_UNIQUE, CORRUPT: not the database being away.
+        for code in ["1", "19", "2067", "11", "x"] {
+            assert!(!is_sqlite_unavailable(Some(code)), "{code}");
         }
-        assert!(!is_sqlite_busy(None));
+        assert!(!is_sqlite_unavailable(None));
     }
 }

@@ -54,6 +54,7 @@ pub struct TestAppBuilder<B> {
     max_keys_per_user: u32,
     catalogue: Option<Catalogue>,
     jwt: JwtSettings,
+    via: Option<std::net::SocketAddr>,
 }
 
 impl<B: Backend> TestAppBuilder<B> {
@@ -78,6 +79,13 @@ impl<B: Backend> TestAppBuilder<B> {
         self
     }
 
+    /// Connects to the (PostgreSQL) database through a proxy at `address`.
+    #[cfg_attr(not(keyward_postgres_tests), allow(dead_code))]
+    pub fn database_via(mut self, address: std::net::SocketAddr) -> Self {
+        self.via = Some(address);
+        self
+    }
+
     pub async fn build(self) -> TestApp<B> {
         let db = B::database().await;
         // The engine's clock is the system clock plus an offset tests can move.
@@ -95,8 +103,15 @@ impl<B: Backend> TestAppBuilder<B> {
                 .as_millis() as i64;
             Timestamp::from_millis(now + clock_offset.load(Ordering::SeqCst)).unwrap()
         });
+        let database_url = match (&db.url, self.via) {
+            #[cfg(keyward_postgres_tests)]
+            (keyward_store::DatabaseUrl::Postgres(url), Some(proxy)) => {
+                keyward_store::DatabaseUrl::Postgres(crate::proxy::redirect(url, proxy))
+            }
+            (url, _) => url.clone(),
+        };
         let settings = Settings {
-            database_url: db.url.clone(),
+            database_url,
             connect: ConnectOptions {
                 max_connections: self.max_connections,
             },
@@ -219,6 +234,7 @@ impl<B: Backend> TestApp<B> {
                 hs256_secret: Some(Secret::new(JWT_SECRET)),
                 ..Default::default()
             },
+            via: None,
         }
     }
 

@@ -10,6 +10,8 @@ mod common;
 
 #[cfg(keyward_postgres_tests)]
 mod postgres;
+#[cfg(keyward_postgres_tests)]
+mod proxy;
 mod sqlite;
 
 #[cfg(not(keyward_postgres_tests))]

@@ -43,3 +43,81 @@ async fn an_exhausted_pool_answers_503_instead_of_hanging() {
         .await;
     response.ok();
 }
+
+/// Fail closed on PostgreSQL: the connection to the database is cut (every open
+/// connection closed, new ones refused), then restored.
+#[tokio::test]
+async fn a_database_outage_fails_closed_and_recovers_by_itself() {
+    use std::time::{Duration, Instant};
+
+    use axum::http::{Method, StatusCode};
+    use serde_json::json;
+
+    use crate::common::ADMIN_TOKEN;
+    use crate::proxy::Proxy;
+
+    let proxy = Proxy::to_test_postgres().await;
+    let app = TestApp::builder()
+        .database_via(proxy.address())
+        .build()
+        .await;
+    let (_, cached) = app.key_with("alice", &[]).await;
+    let (_, uncached) = app.key_with("alice", &[]).await;
+    assert_eq!(app.verify_code(&cached, &[]).await, "VALID");
+    let verify = |key: String| {
+        let app = &app;
+        async move {
+            app.call(
+                Method::POST,
+                "/api/api-keys/verify",
+                Some(ADMIN_TOKEN),
+                Some(json!({ "key": key })),
+            )
+            .await
+        }
+    };
+
+    proxy.cut();
+    let outage = Instant::now();
+    let response = verify(uncached.clone()).await;
+    assert_eq!(
+        response.error(StatusCode::SERVICE_UNAVAILABLE)["message"],
+        "Service unavailable"
+    );
+    app.call(Method::GET, "/readyz", None, None)
+        .await
+        .error(StatusCode::SERVICE_UNAVAILABLE);
+    // A cached positive is served only until the lost change feed is noticed.
+    let lease = app.engine.config().change_feed_lease;
+    loop {
+        let response = verify(cached.clone()).await;
+        if response.status == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        assert_eq!(response.ok()["code"], "VALID");
+        assert!(
+            outage.elapsed() <= lease + Duration::from_secs(2),
+            "a cached key outlived the feed lease during an outage"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    proxy.restore();
+    let back = Instant::now();
+    while app.call(Method::GET, "/readyz", None, None).await.status != StatusCode::OK {
+        assert!(
+            back.elapsed() < Duration::from_secs(30),
+            "never ready again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.verify_code(&uncached, &[]).await, "VALID");
+    assert_eq!(app.verify_code(&cached, &[]).await, "VALID");
+    while !app.engine.cache_active() {
+        assert!(
+            back.elapsed() < Duration::from_secs(30),
+            "the cache never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
