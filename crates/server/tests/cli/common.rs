@@ -211,10 +211,19 @@ pub fn http(
     bearer: Option<&str>,
     body: Option<&Value>,
 ) -> (u16, Value) {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    try_http(address, method, path, bearer, body).unwrap()
+}
+
+/// [`http`], with connection failures (a server that is gone) as errors.
+pub fn try_http(
+    address: &str,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&Value>,
+) -> std::io::Result<(u16, Value)> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let body = body.map(Value::to_string).unwrap_or_default();
     let auth = bearer
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
@@ -223,16 +232,18 @@ pub fn http(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )
-    .unwrap();
+    )?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no HTTP status line"))?;
     let body = response
         .split_once("\r\n\r\n")
         .map(|(_, b)| b)
         .unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
 }
 
 pub fn cli_in(cwd: &Path, args: &[&str]) -> String {

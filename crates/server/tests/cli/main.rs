@@ -5,5 +5,6 @@ mod common;
 
 mod admin;
 mod cluster;
+mod crash;
 mod serve;
 mod setup;
