@@ -183,7 +183,13 @@ fn substitute(data: &[u8], key: &str) -> Bytes {
 
 /// Sends `body` and checks the invariants every answer must hold; returns the
 /// status and the parsed body.
-async fn send(f: &Fixture, method: Method, uri: &str, bearer: &str, body: &Bytes) -> (StatusCode, Value) {
+async fn send(
+    f: &Fixture,
+    method: Method,
+    uri: &str,
+    bearer: &str,
+    body: &Bytes,
+) -> (StatusCode, Value) {
     let request = Request::builder()
         .method(method.clone())
         .uri(uri)
@@ -226,8 +232,7 @@ fuzz_target!(|data: &[u8]| {
     let f = fixture();
     let body = substitute(data, &f.plain_key);
     f.runtime.block_on(async {
-        let (status, json) =
-            send(f, Method::POST, "/api/api-keys", &f.creator_token, &body).await;
+        let (status, json) = send(f, Method::POST, "/api/api-keys", &f.creator_token, &body).await;
         if status == StatusCode::OK {
             let plain = json["plain_text_key"].as_str().expect("plain_text_key");
             KeyFormat::default()
@@ -243,8 +248,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(deleted, 1);
         }
 
-        let (status, json) =
-            send(f, Method::PUT, &f.permissions_uri, &f.owner_token, &body).await;
+        let (status, json) = send(f, Method::PUT, &f.permissions_uri, &f.owner_token, &body).await;
         if status == StatusCode::OK {
             assert_eq!(json["id"], f.key_id.as_str());
             assert!(json["permissions"].is_array());
@@ -253,7 +257,10 @@ fuzz_target!(|data: &[u8]| {
         let (status, json) =
             send(f, Method::POST, "/api/api-keys/verify", ADMIN_TOKEN, &body).await;
         if status == StatusCode::OK {
-            assert!(json["valid"].is_boolean() && json["code"].is_string(), "{json}");
+            assert!(
+                json["valid"].is_boolean() && json["code"].is_string(),
+                "{json}"
+            );
             if json["valid"] == true {
                 assert_eq!(json["key_id"], f.key_id.as_str());
             }

@@ -61,7 +61,8 @@ fn model_prefix_ok(p: &str) -> bool {
     !b.is_empty()
         && b.len() <= MAX_PREFIX_LEN
         && b[0].is_ascii_lowercase()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
 }
 
 fn head_of(format: &KeyFormat) -> String {
@@ -82,7 +83,11 @@ fn check_presented(format: &KeyFormat, s: &str) -> bool {
     assert_eq!(p, s, "ParsedKey must be the input itself");
     assert_eq!(p.len(), format.key_len());
     assert!(p.starts_with(&head));
-    assert!(p.as_bytes()[head.len()..].iter().all(|c| BASE62.contains(c)));
+    assert!(
+        p.as_bytes()[head.len()..]
+            .iter()
+            .all(|c| BASE62.contains(c))
+    );
     if head == "agpt_" {
         // ^agpt_[0-9A-Za-z]{49}$
         assert_eq!(p.len(), 54);
@@ -101,7 +106,10 @@ fn check_generated(format: &KeyFormat, key: &PlainKey) {
     assert!(check_presented(format, s), "a generated key must parse");
     assert_eq!(key.display_prefix(), &s[..DISPLAY_LEN]);
     assert_eq!(key.display_postfix(), &s[s.len() - DISPLAY_LEN..]);
-    assert!(!format!("{key:?}").contains(&s[head.len()..]), "Debug shows the secret");
+    assert!(
+        !format!("{key:?}").contains(&s[head.len()..]),
+        "Debug shows the secret"
+    );
 }
 
 /// Reads the fuzz input front to back; zeros once it runs out.

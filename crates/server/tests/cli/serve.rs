@@ -312,3 +312,48 @@ fn the_plaintext_key_never_leaves_the_create_response() {
         "the key's row is in the files read"
     );
 }
+
+/// What never reaches the router: the HTTP parser refuses it, and the server stays up.
+#[test]
+fn the_http_parser_refuses_what_is_not_http_and_the_server_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path());
+    let raw = |request: &[u8]| -> String {
+        let mut stream = TcpStream::connect(&server.address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // The server may answer and close before reading everything.
+        let _ = stream.write_all(request);
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        String::from_utf8_lossy(&response).into_owned()
+    };
+    let status = |response: &str| response.get(9..12).unwrap_or("none").to_owned();
+
+    let huge_header = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: {}\r\n\r\n",
+        "a".repeat(1024 * 1024)
+    );
+    assert_eq!(status(&raw(huge_header.as_bytes())), "431");
+    let many_headers = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        (0..200)
+            .map(|i| format!("X-H{i}: v\r\n"))
+            .collect::<String>()
+    );
+    assert_eq!(status(&raw(many_headers.as_bytes())), "431");
+    assert_eq!(status(&raw(b"NOT HTTP AT ALL\r\n\r\n")), "400");
+    assert_eq!(
+        status(&raw(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"
+        )),
+        "400"
+    );
+    // Bytes that are not UTF-8 are legal in header values: the route answers.
+    let response =
+        raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Odd: \xff\xfe\r\nConnection: close\r\n\r\n");
+    assert_eq!(status(&response), "200");
+
+    assert_eq!(http(&server.address, "GET", "/healthz", None, None).0, 200);
+}

@@ -6,6 +6,8 @@ pub type TestApp = crate::common::TestApp<crate::common::Sqlite>;
 mod admin;
 #[path = "suites/auth.rs"]
 mod auth;
+#[path = "suites/bad_input.rs"]
+mod bad_input;
 #[path = "suites/create.rs"]
 mod create;
 #[path = "suites/lifecycle.rs"]
