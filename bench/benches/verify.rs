@@ -58,6 +58,7 @@ fn fixture(lease: Duration) -> Fixture {
             description: None,
             permissions: vec!["READ_GRAPH".into(), "EXECUTE_GRAPH".into()],
             expires_at: None,
+            rate_limit: None,
         };
         let created = engine
             .create_key(&UserId::parse("bench").unwrap(), &request)

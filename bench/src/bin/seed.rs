@@ -81,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
                     last_used_at: None,
                     revoked_at: None,
                     expires_at: None,
+                    rate_limit: None,
                 },
             });
         }

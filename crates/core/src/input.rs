@@ -7,6 +7,7 @@
 use std::fmt;
 
 use crate::permissions::{Catalogue, PermissionSet};
+use crate::rate::RateLimit;
 use crate::time::Timestamp;
 
 pub const MAX_NAME_CHARS: usize = 100;
@@ -142,6 +143,8 @@ pub struct NewKeyRequest {
     pub description: Option<String>,
     pub permissions: Vec<String>,
     pub expires_at: Option<Timestamp>,
+    /// Already a valid quota: transports check its bounds as they parse it.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// A create request that passed validation.
@@ -151,6 +154,7 @@ pub struct ValidNewKey {
     pub description: Option<Description>,
     pub permissions: PermissionSet,
     pub expires_at: Option<Timestamp>,
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl NewKeyRequest {
@@ -182,6 +186,7 @@ impl NewKeyRequest {
             description,
             permissions,
             expires_at: self.expires_at,
+            rate_limit: self.rate_limit,
         })
     }
 }
@@ -255,6 +260,7 @@ mod tests {
             description: Some("\u{7}".into()),
             permissions: vec!["NOPE".into()],
             expires_at: Some(now()),
+            rate_limit: None,
         };
         let errors = req.validate(&Catalogue::default(), now()).unwrap_err();
         let fields: Vec<_> = errors.0.iter().map(|e| e.field).collect();

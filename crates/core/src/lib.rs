@@ -6,6 +6,7 @@
 //! - [`permissions`]: the permission catalogue and permission sets.
 //! - [`input`]: validation of what a user asks for (name, description, expiry).
 //! - [`lifecycle`]: which status changes are allowed, and what they change.
+//! - [`rate`]: rate limit quotas and the GCRA decision over them.
 //! - [`verify`]: the verification decision for a stored key at a given time.
 //!
 //! Nothing here reads a clock, a file or a socket: callers pass `now` in, which keeps
@@ -18,5 +19,6 @@ pub mod key;
 pub mod lifecycle;
 pub mod model;
 pub mod permissions;
+pub mod rate;
 pub mod time;
 pub mod verify;

@@ -13,6 +13,7 @@
 //! decided on the row as it is, not as it was when the request arrived.
 
 use crate::model::KeyStatus;
+use crate::rate::RateLimit;
 use crate::time::Timestamp;
 
 /// A change a user (or admin) asks for.
@@ -23,6 +24,8 @@ pub enum Mutation {
     Revoke,
     /// Replace the permissions with these names (already validated, catalogue order).
     SetPermissions(Vec<String>),
+    /// Set or remove the key's verification rate limit.
+    SetRateLimit(Option<RateLimit>),
 }
 
 impl Mutation {
@@ -33,6 +36,7 @@ impl Mutation {
             Self::Reactivate => "reactivate",
             Self::Revoke => "revoke",
             Self::SetPermissions(_) => "set_permissions",
+            Self::SetRateLimit(_) => "set_rate_limit",
         }
     }
 }
@@ -43,6 +47,7 @@ pub struct KeyState {
     pub status: KeyStatus,
     pub revoked_at: Option<Timestamp>,
     pub permissions: Vec<String>,
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// What applying a mutation does.
@@ -74,7 +79,7 @@ pub fn apply(
         Outcome::Changed(KeyState {
             status,
             revoked_at,
-            permissions: state.permissions.clone(),
+            ..state.clone()
         })
     };
     match (state.status, mutation) {
@@ -89,9 +94,13 @@ pub fn apply(
             Ok(Outcome::Unchanged)
         }
         (_, Mutation::SetPermissions(names)) => Ok(Outcome::Changed(KeyState {
-            status: state.status,
-            revoked_at: state.revoked_at,
             permissions: names.clone(),
+            ..state.clone()
+        })),
+        (_, Mutation::SetRateLimit(limit)) if *limit == state.rate_limit => Ok(Outcome::Unchanged),
+        (_, Mutation::SetRateLimit(limit)) => Ok(Outcome::Changed(KeyState {
+            rate_limit: *limit,
+            ..state.clone()
         })),
     }
 }
@@ -109,6 +118,7 @@ mod tests {
             status,
             revoked_at: (status == KeyStatus::Revoked).then(|| at(1)),
             permissions: vec!["READ_GRAPH".into()],
+            rate_limit: None,
         }
     }
 
@@ -145,6 +155,7 @@ mod tests {
             Mutation::Suspend,
             Mutation::Reactivate,
             Mutation::SetPermissions(vec![]),
+            Mutation::SetRateLimit(None),
         ] {
             assert_eq!(status_after(Revoked, m), Err(LifecycleError::Revoked));
         }
@@ -167,6 +178,7 @@ mod tests {
                 status: KeyStatus::Revoked,
                 revoked_at: Some(at(5)),
                 permissions: vec!["READ_GRAPH".into()],
+                rate_limit: None,
             })
         );
     }
@@ -181,5 +193,32 @@ mod tests {
             }
             Outcome::Unchanged => panic!("a different set must be written"),
         }
+    }
+
+    #[test]
+    fn a_rate_limit_is_set_changed_and_removed_keeping_the_rest() {
+        let limit = RateLimit::new(10, 60).ok();
+        let set = apply(
+            &state(KeyStatus::Suspended),
+            &Mutation::SetRateLimit(limit),
+            at(2),
+        );
+        let Ok(Outcome::Changed(with_limit)) = set else {
+            panic!("a new limit must be written: {set:?}")
+        };
+        assert_eq!(with_limit.rate_limit, limit);
+        assert_eq!(with_limit.status, KeyStatus::Suspended);
+        assert_eq!(
+            apply(&with_limit, &Mutation::SetRateLimit(limit), at(3)),
+            Ok(Outcome::Unchanged)
+        );
+        let removed = apply(&with_limit, &Mutation::SetRateLimit(None), at(3)).unwrap();
+        assert!(matches!(
+            removed,
+            Outcome::Changed(KeyState {
+                rate_limit: None,
+                ..
+            })
+        ));
     }
 }

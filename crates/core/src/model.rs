@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
+use crate::rate::RateLimit;
 use crate::time::Timestamp;
 
 /// A key's id: a UUID v7, so ids sort by creation time.
@@ -157,6 +158,8 @@ pub struct ApiKey {
     pub last_used_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
     pub expires_at: Option<Timestamp>,
+    /// Verifications allowed per period (per instance; see docs/RELIABILITY.md).
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl ApiKey {

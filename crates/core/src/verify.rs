@@ -52,6 +52,16 @@ impl VerifyCode {
     pub fn is_valid(self) -> bool {
         self == Self::Valid
     }
+
+    /// True for the answers a client guessing or replaying keys gets: what limits on
+    /// failed attempts count. A key lacking a permission is the caller's own key used
+    /// for the wrong thing, and a rate-limited attempt was not tried.
+    pub fn is_failed_attempt(self) -> bool {
+        matches!(
+            self,
+            Self::Malformed | Self::NotFound | Self::Suspended | Self::Revoked | Self::Expired
+        )
+    }
 }
 
 impl fmt::Display for VerifyCode {

@@ -264,6 +264,7 @@ mod tests {
             permissions: vec![],
             permission_set: PermissionSet::EMPTY,
             expires_at: None,
+            rate_limit: None,
             usage: crate::usage::UsageMark::new(None),
         })
     }

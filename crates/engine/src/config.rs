@@ -6,6 +6,7 @@ use std::time::Duration;
 use keyward_core::hash::Peppers;
 use keyward_core::key::KeyFormat;
 use keyward_core::permissions::Catalogue;
+use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 
 /// The source of "now"; replaceable in tests.
@@ -49,6 +50,16 @@ pub struct EngineConfig {
     /// watch (a silently dead connection) lets this lapse; then verifications read the
     /// database until the watch answers again.
     pub change_feed_lease: Duration,
+    /// Failed verifications allowed per client address (given with the request):
+    /// past it, that client's verifications are refused as `RATE_LIMITED` before
+    /// any hashing or lookup. `None` turns the limit off.
+    pub failed_verify_limit: Option<RateLimit>,
+    /// Changes a user may make to their keys (create, suspend, reactivate, re-scope,
+    /// revoke, rate limit), through the owner-scoped operations. `None`: no limit.
+    pub user_write_limit: Option<RateLimit>,
+    /// Client addresses whose failures are tracked at once (least recently failed
+    /// forgotten first).
+    pub client_limiter_capacity: u64,
     pub clock: Clock,
 }
 
@@ -56,6 +67,9 @@ impl EngineConfig {
     pub const DEFAULT_MAX_KEYS_PER_USER: u32 = 100;
     pub const DEFAULT_CACHE_CAPACITY: u64 = 100_000;
     pub const DEFAULT_USAGE_RESOLUTION: Duration = Duration::from_secs(60);
+    /// AutoGPT's limit on failed authentications per client: 60 a minute.
+    pub const DEFAULT_FAILED_VERIFY_PER_MINUTE: u32 = 60;
+    pub const DEFAULT_USER_WRITES_PER_MINUTE: u32 = 60;
 
     pub fn new(peppers: Peppers) -> Self {
         Self {
@@ -70,6 +84,9 @@ impl EngineConfig {
             usage_flush_interval: Duration::from_secs(1),
             usage_resolution: Self::DEFAULT_USAGE_RESOLUTION,
             change_feed_lease: Duration::from_secs(3),
+            failed_verify_limit: RateLimit::per_minute(Self::DEFAULT_FAILED_VERIFY_PER_MINUTE).ok(),
+            user_write_limit: RateLimit::per_minute(Self::DEFAULT_USER_WRITES_PER_MINUTE).ok(),
+            client_limiter_capacity: 100_000,
             clock: system_clock(),
         }
     }
@@ -89,6 +106,9 @@ impl std::fmt::Debug for EngineConfig {
             .field("usage_flush_interval", &self.usage_flush_interval)
             .field("usage_resolution", &self.usage_resolution)
             .field("change_feed_lease", &self.change_feed_lease)
+            .field("failed_verify_limit", &self.failed_verify_limit)
+            .field("user_write_limit", &self.user_write_limit)
+            .field("client_limiter_capacity", &self.client_limiter_capacity)
             .finish_non_exhaustive()
     }
 }

@@ -6,6 +6,7 @@ use keyward_core::input::{NewKeyRequest, ValidationErrors, validate_permissions}
 use keyward_core::key::PlainKey;
 use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
+use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use keyward_store::{NewKeyRecord, Store};
 use tokio::sync::watch;
@@ -14,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::cache::VerifyCache;
 use crate::config::EngineConfig;
 use crate::error::EngineError;
+use crate::limits::{ClientAddr, Limiter};
 use crate::metrics::VerifyMetrics;
 use crate::usage::UsageTracker;
 
@@ -60,6 +62,12 @@ pub(crate) struct Inner<S> {
     pub(crate) cache: VerifyCache,
     pub(crate) usage: UsageTracker,
     pub(crate) metrics: VerifyMetrics,
+    /// Keys' own verification limits.
+    pub(crate) key_limits: Limiter<KeyId>,
+    /// Failed verifications per client address.
+    pub(crate) client_failures: Limiter<ClientAddr>,
+    /// Changes per user.
+    user_writes: Limiter<UserId>,
     pub(crate) stop: Arc<watch::Sender<bool>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Held for the whole of a shutdown, so a second caller waits for the first.
@@ -82,6 +90,9 @@ impl<S: Store> Engine<S> {
             cache: VerifyCache::new(&config),
             usage: UsageTracker::new(),
             metrics: VerifyMetrics::new(),
+            key_limits: Limiter::new(config.cache_capacity),
+            client_failures: Limiter::new(config.client_limiter_capacity),
+            user_writes: Limiter::new(config.client_limiter_capacity),
             store,
             config,
             stop: Arc::clone(&stop),
@@ -150,6 +161,7 @@ impl<S: Store> Engine<S> {
         let valid = request
             .validate(&config.catalogue, now)
             .map_err(EngineError::Invalid)?;
+        self.count_user_write(Some(owner), now)?;
         let plain_text = config.key_format.generate();
         let parsed = config
             .key_format
@@ -169,6 +181,7 @@ impl<S: Store> Engine<S> {
             last_used_at: None,
             revoked_at: None,
             expires_at: valid.expires_at,
+            rate_limit: valid.rate_limit,
         };
         let record = NewKeyRecord {
             hash: pepper.hash(parsed),
@@ -242,15 +255,41 @@ impl<S: Store> Engine<S> {
             .await
     }
 
+    /// Sets or removes a key's verification rate limit.
+    pub async fn set_rate_limit(
+        &self,
+        owner: Option<&UserId>,
+        id: KeyId,
+        limit: Option<RateLimit>,
+    ) -> Result<ApiKey, EngineError> {
+        self.mutate(owner, id, Mutation::SetRateLimit(limit)).await
+    }
+
+    /// Counts a change by a user against their quota; admin changes (no owner) are
+    /// not limited.
+    fn count_user_write(&self, owner: Option<&UserId>, now: Timestamp) -> Result<(), EngineError> {
+        let (Some(user), Some(limit)) = (owner, self.inner.config.user_write_limit) else {
+            return Ok(());
+        };
+        self.inner
+            .user_writes
+            .check(user, limit, now)
+            .map_err(|retry_after| {
+                metrics::counter!("keyward_user_writes_limited_total").increment(1);
+                EngineError::RateLimited { retry_after }
+            })
+    }
+
     async fn mutate(
         &self,
         owner: Option<&UserId>,
         id: KeyId,
         mutation: Mutation,
     ) -> Result<ApiKey, EngineError> {
+        let now = self.inner.now();
+        self.count_user_write(owner, now)?;
         let inner = Arc::clone(&self.inner);
         let owner = owner.cloned();
-        let now = inner.now();
         // The write and the invalidation run as their own task: if the caller goes
         // away (a client disconnects), a committed change still reaches the cache.
         let task = tokio::spawn(async move {
@@ -259,6 +298,11 @@ impl<S: Store> Engine<S> {
                 .apply(owner.as_ref(), id, &mutation, now)
                 .await?;
             inner.cache.invalidate(&applied.hash);
+            if applied.changed && matches!(mutation, Mutation::SetRateLimit(_)) {
+                // A new quota starts afresh: what was counted under the old one
+                // would otherwise carry over as debt.
+                inner.key_limits.forget(&id);
+            }
             if applied.changed {
                 tracing::info!(key_id = %id, action = mutation.name(), status = %applied.key.status, "key changed");
             }

@@ -3,6 +3,7 @@
 use keyward_core::input::ValidationErrors;
 use keyward_core::lifecycle::LifecycleError;
 use keyward_core::permissions::UnknownPermissions;
+use keyward_core::rate::Wait;
 use keyward_store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,9 @@ pub enum EngineError {
     /// The database is unreachable or too busy; retrying later may succeed.
     #[error("storage unavailable")]
     Unavailable(#[source] StoreError),
+    /// Too many changes by this user in a short time; retry after the wait.
+    #[error("too many changes; retry in {} s", .retry_after.whole_seconds())]
+    RateLimited { retry_after: Wait },
     /// The engine is shutting down; the operation did not run to completion.
     #[error("the service is shutting down")]
     ShuttingDown,

@@ -8,6 +8,7 @@
 //! - [`usage`]: `last_used_at` recorded in memory (once per key per resolution
 //!   period) and written in batches.
 //! - [`background`]: the usage flush and the watch for other processes' changes.
+//! - [`limits`]: rate limiters (per key, per failing client, per user's changes).
 //!
 //! Every mutation writes the database first, then invalidates the cache.
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@ mod cache;
 mod config;
 mod engine;
 mod error;
+pub mod limits;
 mod metrics;
 mod usage;
 mod verifier;
@@ -24,5 +26,6 @@ mod verifier;
 pub use config::{Clock, EngineConfig, system_clock};
 pub use engine::{CreatedKey, Engine};
 pub use error::EngineError;
+pub use limits::{ClientAddr, Limiter};
 pub use usage::UsageMark;
 pub use verifier::{Verification, VerifiedKey};

@@ -1,12 +1,14 @@
 //! Verification: parse, hash, look up (cache, then database), decide.
 
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use keyward_core::hash::KeyHash;
 use keyward_core::key::ParsedKey;
 use keyward_core::model::{KeyId, KeyStatus, UserId};
 use keyward_core::permissions::PermissionSet;
+use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use keyward_core::verify::{KeyFacts, VerifyCode, decide};
 use keyward_store::{Store, VerifyRecord};
@@ -14,6 +16,7 @@ use keyward_store::{Store, VerifyRecord};
 use crate::cache::Lookup;
 use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::limits::ClientAddr;
 use crate::usage::UsageMark;
 
 /// What verification knows of a found key (what the cache holds; never the secret).
@@ -25,6 +28,7 @@ pub struct VerifiedKey {
     pub permissions: Vec<String>,
     pub permission_set: PermissionSet,
     pub expires_at: Option<Timestamp>,
+    pub rate_limit: Option<RateLimit>,
     /// The latest use recorded for `last_used_at` (see [`UsageMark`]).
     pub usage: UsageMark,
 }
@@ -45,6 +49,8 @@ impl VerifiedKey {
 pub struct Verification {
     pub code: VerifyCode,
     pub key: Option<Arc<VerifiedKey>>,
+    /// With `RATE_LIMITED`: how long until the same request would be let through.
+    pub retry_after: Option<Duration>,
 }
 
 impl Verification {
@@ -53,7 +59,11 @@ impl Verification {
     }
 
     fn without_key(code: VerifyCode) -> Self {
-        Self { code, key: None }
+        Self {
+            code,
+            key: None,
+            retry_after: None,
+        }
     }
 }
 
@@ -81,6 +91,45 @@ impl<S: Store> Engine<S> {
 
     /// [`Engine::verify`] with the required permissions already parsed.
     pub async fn verify_with(
+        &self,
+        presented: &str,
+        required: PermissionSet,
+    ) -> Result<Verification, EngineError> {
+        self.verify_from(presented, required, None).await
+    }
+
+    /// [`Engine::verify_with`] on behalf of the end client at `client`: once that
+    /// client has failed too often (`failed_verify_limit`), its attempts are answered
+    /// `RATE_LIMITED` before any parsing, hashing or lookup; other clients, and
+    /// requests without an address, are not affected.
+    pub async fn verify_from(
+        &self,
+        presented: &str,
+        required: PermissionSet,
+        client: Option<IpAddr>,
+    ) -> Result<Verification, EngineError> {
+        let limit = self.inner.config.failed_verify_limit;
+        let Some((client, limit)) = client.map(ClientAddr::from).zip(limit) else {
+            return self.verify_unlimited(presented, required).await;
+        };
+        let failures = &self.inner.client_failures;
+        if let Some(wait) = failures.exhausted(&client, limit, self.inner.now()) {
+            self.inner.metrics.count(Some(VerifyCode::RateLimited));
+            return Ok(Verification {
+                retry_after: Some(wait.as_duration()),
+                ..Verification::without_key(VerifyCode::RateLimited)
+            });
+        }
+        let verification = self.verify_unlimited(presented, required).await?;
+        if verification.code.is_failed_attempt() {
+            // Counted once the outcome is known; a refusal here only means the
+            // client's next attempt is the one refused.
+            let _ = failures.check(&client, limit, self.inner.now());
+        }
+        Ok(verification)
+    }
+
+    async fn verify_unlimited(
         &self,
         presented: &str,
         required: PermissionSet,
@@ -131,13 +180,21 @@ impl<S: Store> Engine<S> {
             return Ok(Verification::without_key(VerifyCode::NotFound));
         };
         let now = inner.now();
-        let code = decide(&key.facts(), now, required);
+        let mut code = decide(&key.facts(), now, required);
+        let mut retry_after = None;
+        if let Some(limit) = key.rate_limit.filter(|_| code.is_valid())
+            && let Err(wait) = inner.key_limits.check(&key.id, limit, now)
+        {
+            code = VerifyCode::RateLimited;
+            retry_after = Some(wait.as_duration());
+        }
         if code.is_valid() && key.usage.claim(now, inner.config.usage_resolution) {
             inner.usage.record(key.id, now);
         }
         Ok(Verification {
             code,
             key: Some(key),
+            retry_after,
         })
     }
 
@@ -189,6 +246,7 @@ impl<S: Store> Engine<S> {
             status: record.status,
             permissions: record.permissions,
             expires_at: record.expires_at,
+            rate_limit: record.rate_limit,
             usage: UsageMark::new(record.last_used_at),
         })
     }

@@ -678,3 +678,40 @@ async fn a_database_outage_fails_closed_and_recovers_by_itself() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_client_over_its_failure_limit_is_refused_without_a_lookup() {
+    let h = Harness::with_config(|c| {
+        c.failed_verify_limit = keyward_core::rate::RateLimit::per_minute(2).ok();
+    })
+    .await;
+    let (_, valid) = h.create("alice", &[]).await;
+    let client: std::net::IpAddr = "198.51.100.4".parse().unwrap();
+    let none = keyward_core::permissions::PermissionSet::default();
+    let verify = |key: String| {
+        let engine = h.engine.clone();
+        async move { engine.verify_from(&key, none, Some(client)).await.unwrap() }
+    };
+    let forged = keyward_core::key::KeyFormat::default().generate();
+    assert_eq!(
+        verify(forged.expose().to_owned()).await.code,
+        VerifyCode::NotFound
+    );
+    assert_eq!(verify("agpt_x".into()).await.code, VerifyCode::Malformed);
+    let lookups = h.lookups();
+    let refused = verify(valid.clone()).await;
+    assert_eq!(refused.code, VerifyCode::RateLimited);
+    assert!(refused.key.is_none());
+    assert!(refused.retry_after.unwrap() > Duration::from_secs(29));
+    let other = keyward_core::key::KeyFormat::default().generate();
+    assert_eq!(
+        verify(other.expose().to_owned()).await.code,
+        VerifyCode::RateLimited
+    );
+    assert_eq!(h.lookups(), lookups, "refused before any lookup");
+    assert_eq!(
+        h.code(&valid, &[]).await,
+        VerifyCode::Valid,
+        "no client named"
+    );
+}

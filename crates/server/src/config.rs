@@ -155,6 +155,29 @@ pub struct Config {
     )]
     pub usage_resolution: u64,
 
+    /// Failed verifications per minute from one end client (the verify request's
+    /// `client_ip`; IPv6 per /64) before its attempts answer RATE_LIMITED; 0: no limit.
+    #[arg(
+        long,
+        env = "KEYWARD_FAILED_VERIFY_LIMIT",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u32).range(0..=1_000_000),
+        global = true
+    )]
+    pub failed_verify_limit: u32,
+
+    /// Changes per minute a user may make to their keys through the management API
+    /// (create, suspend, reactivate, re-scope, rate limit, revoke); past it, 429
+    /// with Retry-After; 0: no limit.
+    #[arg(
+        long,
+        env = "KEYWARD_USER_WRITE_LIMIT",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u32).range(0..=1_000_000),
+        global = true
+    )]
+    pub user_write_limit: u32,
+
     /// Log filter, e.g. `info` or `keyward=debug,sqlx=warn` (default: info for serve, warn otherwise).
     #[arg(long, env = "KEYWARD_LOG", global = true)]
     pub log: Option<String>,

@@ -179,6 +179,10 @@ impl Config {
         engine.max_keys_per_user = self.max_keys_per_user;
         engine.cache_capacity = self.cache_capacity;
         engine.usage_resolution = std::time::Duration::from_secs(self.usage_resolution);
+        // 0 turns a limit off; any other value is within the quota's bounds.
+        let per_minute = |n: u32| keyward_core::rate::RateLimit::per_minute(n).ok();
+        engine.failed_verify_limit = per_minute(self.failed_verify_limit);
+        engine.user_write_limit = per_minute(self.user_write_limit);
 
         Ok(Settings {
             database_url,

@@ -13,17 +13,31 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType};
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Embedded(pub &'static [(i64, &'static str, &'static str)]);
 
-pub(crate) const SQLITE: Embedded = Embedded(&[(
-    1,
-    "api keys",
-    include_str!("../migrations/sqlite/0001_api_keys.sql"),
-)]);
+pub(crate) const SQLITE: Embedded = Embedded(&[
+    (
+        1,
+        "api keys",
+        include_str!("../migrations/sqlite/0001_api_keys.sql"),
+    ),
+    (
+        2,
+        "rate limits",
+        include_str!("../migrations/sqlite/0002_rate_limits.sql"),
+    ),
+]);
 
-pub(crate) const POSTGRES: Embedded = Embedded(&[(
-    1,
-    "api keys",
-    include_str!("../migrations/postgres/0001_api_keys.sql"),
-)]);
+pub(crate) const POSTGRES: Embedded = Embedded(&[
+    (
+        1,
+        "api keys",
+        include_str!("../migrations/postgres/0001_api_keys.sql"),
+    ),
+    (
+        2,
+        "rate limits",
+        include_str!("../migrations/postgres/0002_rate_limits.sql"),
+    ),
+]);
 
 impl MigrationSource<'static> for Embedded {
     fn resolve(

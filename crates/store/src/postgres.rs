@@ -122,7 +122,14 @@ fn key_from_row(row: &PgRow) -> Result<ApiKey, StoreError> {
         last_used_at: timestamp(row.try_get("last_used_at")?, "last_used_at")?,
         revoked_at: timestamp(row.try_get("revoked_at")?, "revoked_at")?,
         expires_at: timestamp(row.try_get("expires_at")?, "expires_at")?,
+        rate_limit: rate_limit(row)?,
     })
+}
+
+fn rate_limit(row: &PgRow) -> Result<Option<keyward_core::rate::RateLimit>, StoreError> {
+    let requests: Option<i32> = row.try_get("rate_limit_requests")?;
+    let per_seconds: Option<i32> = row.try_get("rate_limit_per_seconds")?;
+    rows::rate_limit(requests.map(i64::from), per_seconds.map(i64::from))
 }
 
 fn hash_from_row(row: &PgRow) -> Result<KeyHash, StoreError> {
@@ -211,11 +218,12 @@ impl Store for PostgresStore {
         if live >= i64::from(max_live) {
             return Err(StoreError::LimitReached { limit: max_live });
         }
+        let (limit_requests, limit_seconds) = rows::rate_limit_columns(key.rate_limit);
         sqlx::query(
             "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
              prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
-             revoked_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)",
+             revoked_at, expires_at, rate_limit_requests, rate_limit_per_seconds) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16)",
         )
         .bind(key.id.as_uuid())
         .bind(key.user_id.as_str())
@@ -231,6 +239,8 @@ impl Store for PostgresStore {
         .bind(key.last_used_at.map(Timestamp::as_millis))
         .bind(key.revoked_at.map(Timestamp::as_millis))
         .bind(key.expires_at.map(Timestamp::as_millis))
+        .bind(limit_requests.map(|n| n as i32))
+        .bind(limit_seconds.map(|n| n as i32))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -239,16 +249,17 @@ impl Store for PostgresStore {
 
     async fn insert_keys(&self, new: &[NewKeyRecord]) -> Result<(), StoreError> {
         // Multi-row INSERTs: one round trip per chunk instead of per key. 1,000 rows
-        // of 14 parameters stay well under PostgreSQL's 65,535 bind limit.
+        // of 17 parameters stay well under PostgreSQL's 65,535 bind limit.
         let mut tx = self.pool.begin().await?;
         for chunk in new.chunks(1_000) {
             let mut sql = QueryBuilder::<Postgres>::new(
                 "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
                  prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
-                 revoked_at, expires_at) ",
+                 revoked_at, expires_at, rate_limit_requests, rate_limit_per_seconds) ",
             );
             sql.push_values(chunk, |mut row, record| {
                 let key = &record.key;
+                let (limit_requests, limit_seconds) = rows::rate_limit_columns(key.rate_limit);
                 row.push_bind(*key.id.as_uuid())
                     .push_bind(key.user_id.as_str().to_owned())
                     .push_bind(key.name.clone())
@@ -263,7 +274,9 @@ impl Store for PostgresStore {
                     .push_bind(key.created_at.as_millis())
                     .push_bind(key.last_used_at.map(Timestamp::as_millis))
                     .push_bind(key.revoked_at.map(Timestamp::as_millis))
-                    .push_bind(key.expires_at.map(Timestamp::as_millis));
+                    .push_bind(key.expires_at.map(Timestamp::as_millis))
+                    .push_bind(limit_requests.map(|n| n as i32))
+                    .push_bind(limit_seconds.map(|n| n as i32));
             });
             sql.build().execute(&mut *tx).await?;
         }
@@ -315,8 +328,8 @@ impl Store for PostgresStore {
 
     async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<VerifyRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, user_id, status, permissions, expires_at, last_used_at, pepper_version \
-             FROM api_keys WHERE key_hash = $1",
+            "SELECT id, user_id, status, permissions, expires_at, last_used_at, pepper_version, \
+             rate_limit_requests, rate_limit_per_seconds FROM api_keys WHERE key_hash = $1",
         )
         .bind(hash.as_bytes().as_slice())
         .fetch_optional(&self.pool)
@@ -332,6 +345,7 @@ impl Store for PostgresStore {
             permissions: row.try_get("permissions")?,
             expires_at: timestamp(row.try_get("expires_at")?, "expires_at")?,
             last_used_at: timestamp(row.try_get("last_used_at")?, "last_used_at")?,
+            rate_limit: rate_limit(&row)?,
             pepper_version: u16::try_from(version).map_err(|_| corrupt("pepper_version"))?,
         }))
     }
@@ -364,15 +378,18 @@ impl Store for PostgresStore {
                 changed: false,
             });
         };
+        let (limit_requests, limit_seconds) = rows::rate_limit_columns(new.rate_limit);
         sqlx::query(
-            "UPDATE api_keys SET status = $2, revoked_at = $3, permissions = $4, updated_at = $5 \
-             WHERE id = $1",
+            "UPDATE api_keys SET status = $2, revoked_at = $3, permissions = $4, updated_at = $5, \
+             rate_limit_requests = $6, rate_limit_per_seconds = $7 WHERE id = $1",
         )
         .bind(id.as_uuid())
         .bind(new.status.as_str())
         .bind(new.revoked_at.map(Timestamp::as_millis))
         .bind(&new.permissions)
         .bind(now.as_millis())
+        .bind(limit_requests.map(|n| n as i32))
+        .bind(limit_seconds.map(|n| n as i32))
         .execute(&mut *tx)
         .await?;
         notify(&mut tx, &[hash]).await?;

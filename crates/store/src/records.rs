@@ -2,6 +2,7 @@
 
 use keyward_core::hash::KeyHash;
 use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
+use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 
 /// A key to insert: its public record and its hash (never the plaintext).
@@ -22,6 +23,7 @@ pub struct VerifyRecord {
     pub expires_at: Option<Timestamp>,
     /// As stored: lets the engine skip rewriting a time that is recent enough.
     pub last_used_at: Option<Timestamp>,
+    pub rate_limit: Option<RateLimit>,
     pub pepper_version: u16,
 }
 

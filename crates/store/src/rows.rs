@@ -3,6 +3,7 @@
 
 use keyward_core::lifecycle::{self, KeyState, Mutation, Outcome};
 use keyward_core::model::ApiKey;
+use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 
 use crate::StoreError;
@@ -11,7 +12,8 @@ use crate::StoreError;
 macro_rules! key_columns {
     () => {
         "id, user_id, name, description, prefix, postfix, status, permissions, \
-         created_at, last_used_at, revoked_at, expires_at"
+         created_at, last_used_at, revoked_at, expires_at, rate_limit_requests, \
+         rate_limit_per_seconds"
     };
 }
 pub(crate) use key_columns;
@@ -29,6 +31,33 @@ pub(crate) fn timestamp(
         .transpose()
 }
 
+/// A rate limit from its two columns (both NULL: none).
+pub(crate) fn rate_limit(
+    requests: Option<i64>,
+    per_seconds: Option<i64>,
+) -> Result<Option<RateLimit>, StoreError> {
+    match (requests, per_seconds) {
+        (None, None) => Ok(None),
+        (Some(requests), Some(per_seconds)) => {
+            let requests = u32::try_from(requests).map_err(|_| corrupt("rate_limit_requests"))?;
+            let per_seconds =
+                u32::try_from(per_seconds).map_err(|_| corrupt("rate_limit_per_seconds"))?;
+            RateLimit::new(requests, per_seconds)
+                .map(Some)
+                .map_err(|_| corrupt("rate_limit"))
+        }
+        _ => Err(corrupt("rate_limit")),
+    }
+}
+
+/// A rate limit as its two columns.
+pub(crate) fn rate_limit_columns(limit: Option<RateLimit>) -> (Option<i64>, Option<i64>) {
+    (
+        limit.map(|l| i64::from(l.requests())),
+        limit.map(|l| i64::from(l.per_seconds())),
+    )
+}
+
 /// The state to write for `mutation` on the stored `key`, or `None` when the change is
 /// already in effect (nothing to write).
 pub(crate) fn decide(
@@ -40,6 +69,7 @@ pub(crate) fn decide(
         status: key.status,
         revoked_at: key.revoked_at,
         permissions: key.permissions.clone(),
+        rate_limit: key.rate_limit,
     };
     Ok(match lifecycle::apply(&state, mutation, now)? {
         Outcome::Unchanged => None,
@@ -52,5 +82,6 @@ pub(crate) fn with_state(mut key: ApiKey, state: KeyState) -> ApiKey {
     key.status = state.status;
     key.revoked_at = state.revoked_at;
     key.permissions = state.permissions;
+    key.rate_limit = state.rate_limit;
     key
 }

@@ -120,11 +120,12 @@ impl SqliteStore {
 
 async fn insert_row(conn: &mut SqliteConnection, new: &NewKeyRecord) -> Result<(), StoreError> {
     let key = &new.key;
+    let (limit_requests, limit_seconds) = rows::rate_limit_columns(key.rate_limit);
     sqlx::query(
         "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
          prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
-         revoked_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)",
+         revoked_at, expires_at, rate_limit_requests, rate_limit_per_seconds) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16)",
     )
     .bind(key.id.as_bytes().as_slice())
     .bind(key.user_id.as_str())
@@ -140,6 +141,8 @@ async fn insert_row(conn: &mut SqliteConnection, new: &NewKeyRecord) -> Result<(
     .bind(key.last_used_at.map(Timestamp::as_millis))
     .bind(key.revoked_at.map(Timestamp::as_millis))
     .bind(key.expires_at.map(Timestamp::as_millis))
+    .bind(limit_requests)
+    .bind(limit_seconds)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -175,6 +178,10 @@ fn key_from_row(row: &SqliteRow) -> Result<ApiKey, StoreError> {
         last_used_at: timestamp(row.try_get("last_used_at")?, "last_used_at")?,
         revoked_at: timestamp(row.try_get("revoked_at")?, "revoked_at")?,
         expires_at: timestamp(row.try_get("expires_at")?, "expires_at")?,
+        rate_limit: rows::rate_limit(
+            row.try_get("rate_limit_requests")?,
+            row.try_get("rate_limit_per_seconds")?,
+        )?,
     })
 }
 
@@ -281,8 +288,8 @@ impl Store for SqliteStore {
 
     async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<VerifyRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, user_id, status, permissions, expires_at, last_used_at, pepper_version \
-             FROM api_keys WHERE key_hash = $1",
+            "SELECT id, user_id, status, permissions, expires_at, last_used_at, pepper_version, \
+             rate_limit_requests, rate_limit_per_seconds FROM api_keys WHERE key_hash = $1",
         )
         .bind(hash.as_bytes().as_slice())
         .fetch_optional(&self.readers)
@@ -298,6 +305,10 @@ impl Store for SqliteStore {
             permissions: permissions_from(row.try_get("permissions")?)?,
             expires_at: timestamp(row.try_get("expires_at")?, "expires_at")?,
             last_used_at: timestamp(row.try_get("last_used_at")?, "last_used_at")?,
+            rate_limit: rows::rate_limit(
+                row.try_get("rate_limit_requests")?,
+                row.try_get("rate_limit_per_seconds")?,
+            )?,
             pepper_version: u16::try_from(version).map_err(|_| corrupt("pepper_version"))?,
         }))
     }
@@ -330,15 +341,18 @@ impl Store for SqliteStore {
                 changed: false,
             });
         };
+        let (limit_requests, limit_seconds) = rows::rate_limit_columns(new.rate_limit);
         sqlx::query(
-            "UPDATE api_keys SET status = $2, revoked_at = $3, permissions = $4, updated_at = $5 \
-             WHERE id = $1",
+            "UPDATE api_keys SET status = $2, revoked_at = $3, permissions = $4, updated_at = $5, \
+             rate_limit_requests = $6, rate_limit_per_seconds = $7 WHERE id = $1",
         )
         .bind(id.as_bytes().as_slice())
         .bind(new.status.as_str())
         .bind(new.revoked_at.map(Timestamp::as_millis))
         .bind(permissions_to(&new.permissions))
         .bind(now.as_millis())
+        .bind(limit_requests)
+        .bind(limit_seconds)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

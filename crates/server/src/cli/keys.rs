@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use keyward_core::input::NewKeyRequest;
 use keyward_core::model::{ApiKey, KeyId, UserId};
+use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use keyward_engine::{Engine, EngineError};
 use keyward_store::AnyStore;
@@ -32,6 +33,9 @@ pub enum KeysCommand {
         /// RFC 3339 time from which the key verifies as EXPIRED.
         #[arg(long)]
         expires_at: Option<String>,
+        /// Verifications allowed per period, as REQUESTS/SECONDS (e.g. 100/60).
+        #[arg(long, value_parser = parse_rate_limit)]
+        rate_limit: Option<RateLimit>,
     },
     /// List keys, newest first (every user's, or one user's).
     List {
@@ -51,6 +55,13 @@ pub enum KeysCommand {
         id: String,
         #[arg(value_delimiter = ',')]
         permissions: Vec<String>,
+    },
+    /// Set a key's verification rate limit as REQUESTS/SECONDS (e.g. 100/60), or
+    /// remove it with `none`.
+    SetRateLimit {
+        id: String,
+        #[arg(value_parser = parse_optional_rate_limit)]
+        limit: OptionalRateLimit,
     },
     /// Verify a key. Give it as `-` (or not at all) to read it from stdin and keep
     /// it out of the shell history. Exits 0 if valid, 1 otherwise.
@@ -83,6 +94,31 @@ pub(super) async fn open_engine(config: &Config) -> anyhow::Result<Engine<AnySto
         );
     }
     crate::app::open_engine(&settings).await
+}
+
+/// `REQUESTS/SECONDS`.
+fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
+    let (requests, seconds) = text
+        .split_once('/')
+        .ok_or_else(|| format!("{text:?}: expected REQUESTS/SECONDS, e.g. 100/60"))?;
+    let number = |part: &str| {
+        part.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("{text:?}: expected REQUESTS/SECONDS, e.g. 100/60"))
+    };
+    RateLimit::new(number(requests)?, number(seconds)?)
+}
+
+/// A rate limit, or `none` to remove it (clap needs a type of its own for this).
+#[derive(Clone, Debug)]
+pub struct OptionalRateLimit(Option<RateLimit>);
+
+fn parse_optional_rate_limit(text: &str) -> Result<OptionalRateLimit, String> {
+    if text.eq_ignore_ascii_case("none") {
+        Ok(OptionalRateLimit(None))
+    } else {
+        parse_rate_limit(text).map(|limit| OptionalRateLimit(Some(limit)))
+    }
 }
 
 fn key_id(text: &str) -> anyhow::Result<KeyId> {
@@ -126,6 +162,7 @@ async fn execute(
             permissions,
             description,
             expires_at,
+            rate_limit,
         } => {
             let expires_at = expires_at
                 .map(|t| {
@@ -137,6 +174,7 @@ async fn execute(
                 description,
                 permissions,
                 expires_at,
+                rate_limit,
             };
             let created = engine
                 .create_key(&user_id(&user)?, &request)
@@ -188,6 +226,13 @@ async fn execute(
         KeysCommand::SetPermissions { id, permissions } => {
             let key = engine
                 .set_permissions(None, key_id(&id)?, &permissions)
+                .await
+                .map_err(describe)?;
+            print_key(key, json)?;
+        }
+        KeysCommand::SetRateLimit { id, limit } => {
+            let key = engine
+                .set_rate_limit(None, key_id(&id)?, limit.0)
                 .await
                 .map_err(describe)?;
             print_key(key, json)?;

@@ -10,7 +10,9 @@ use keyward_core::time::Timestamp;
 
 use super::AppState;
 use super::auth::AuthUser;
-use super::dto::{ApiKeyResponse, CreateKeyRequest, CreateKeyResponse, SetPermissionsRequest};
+use super::dto::{
+    ApiKeyResponse, CreateKeyRequest, CreateKeyResponse, SetPermissionsRequest, SetRateLimitRequest,
+};
 use super::error::{ApiError, ErrorBody};
 use super::json::{ApiJson, KeyIdPath};
 
@@ -32,6 +34,7 @@ pub const TAG: &str = "api-keys";
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 422, description = "Invalid fields", body = ErrorBody),
+        (status = 429, description = "Too many changes by this user; see Retry-After", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
@@ -40,29 +43,45 @@ pub async fn create_key(
     AuthUser(user): AuthUser,
     ApiJson(body): ApiJson<CreateKeyRequest>,
 ) -> Result<Response, ApiError> {
-    let (expires_at, expiry_error) = match body.expires_at.as_deref().map(Timestamp::parse_rfc3339)
-    {
-        None => (None, None),
-        Some(Ok(at)) => (Some(at), None),
-        Some(Err(e)) => (None, Some(e.to_string())),
+    // Fields parsed here rather than in the core: their problems are reported with
+    // the other fields' in one answer.
+    let mut parse_errors = Vec::new();
+    let expires_at = match body.expires_at.as_deref().map(Timestamp::parse_rfc3339) {
+        None => None,
+        Some(Ok(at)) => Some(at),
+        Some(Err(e)) => {
+            parse_errors.push(FieldError {
+                field: "expires_at",
+                message: e.to_string(),
+            });
+            None
+        }
+    };
+    let rate_limit = match body.rate_limit.map(|limit| limit.parse()) {
+        None => None,
+        Some(Ok(limit)) => Some(limit),
+        Some(Err(message)) => {
+            parse_errors.push(FieldError {
+                field: "rate_limit",
+                message,
+            });
+            None
+        }
     };
     let request = NewKeyRequest {
         name: body.name,
         description: body.description,
         permissions: body.permissions,
         expires_at,
+        rate_limit,
     };
-    if let Some(message) = expiry_error {
-        // Report the other fields' problems in the same answer.
+    if !parse_errors.is_empty() {
         let config = state.engine.config();
         let mut errors = request
             .validate(&config.catalogue, (config.clock)())
             .err()
             .unwrap_or_default();
-        errors.0.push(FieldError {
-            field: "expires_at",
-            message,
-        });
+        errors.0.extend(parse_errors);
         return Err(ApiError::invalid(errors.to_string()));
     }
     let created = state.engine.create_key(&user, &request).await?;
@@ -133,6 +152,7 @@ pub async fn get_key(
         (status = 200, description = "The revoked key", body = ApiKeyResponse),
         (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
         (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
+        (status = 429, description = "Too many changes by this user; see Retry-After", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
@@ -157,6 +177,7 @@ pub async fn revoke_key(
         (status = 400, description = "The key is revoked", body = ErrorBody),
         (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
         (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
+        (status = 429, description = "Too many changes by this user; see Retry-After", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
@@ -181,6 +202,7 @@ pub async fn suspend_key(
         (status = 400, description = "The key is not suspended", body = ErrorBody),
         (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
         (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
+        (status = 429, description = "Too many changes by this user; see Retry-After", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
@@ -209,6 +231,7 @@ pub async fn reactivate_key(
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 422, description = "Unknown permissions", body = ErrorBody),
+        (status = 429, description = "Too many changes by this user; see Retry-After", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
@@ -222,5 +245,45 @@ pub async fn set_permissions(
         .engine
         .set_permissions(Some(&user), id, &body.permissions)
         .await?;
+    Ok(Json(key.into()))
+}
+
+/// Set or remove a key's verification rate limit.
+///
+/// Past the limit, verification answers `RATE_LIMITED` with `retry_after`. The
+/// count is kept by each keyward instance on its own: behind a load balancer over
+/// N instances, a key may pass up to N times its limit.
+#[utoipa::path(
+    put,
+    path = "/api/api-keys/{id}/rate-limit",
+    tag = TAG,
+    operation_id = "set_api_key_rate_limit",
+    params(("id" = Uuid, Path, description = "The key's id")),
+    request_body = SetRateLimitRequest,
+    security(("user_jwt" = [])),
+    responses(
+        (status = 200, description = "The key with its new rate limit", body = ApiKeyResponse),
+        (status = 400, description = "The key is revoked, or malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
+        (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "A limit out of bounds", body = ErrorBody),
+        (status = 429, description = "Too many changes by this user; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn set_rate_limit(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    KeyIdPath(id): KeyIdPath,
+    ApiJson(body): ApiJson<SetRateLimitRequest>,
+) -> Result<Json<ApiKeyResponse>, ApiError> {
+    let limit = body
+        .rate_limit
+        .map(|limit| limit.parse())
+        .transpose()
+        .map_err(|message| ApiError::invalid(format!("rate_limit: {message}")))?;
+    let key = state.engine.set_rate_limit(Some(&user), id, limit).await?;
     Ok(Json(key.into()))
 }

@@ -1,6 +1,9 @@
 //! The JSON shapes of the API (the contract), converted from the core model.
 
+use std::net::IpAddr;
+
 use keyward_core::model::{ApiKey, KeyStatus};
+use keyward_core::rate::RateLimit;
 use keyward_core::verify::VerifyCode;
 use keyward_engine::Verification;
 use secrecy::SecretString;
@@ -33,6 +36,35 @@ impl From<KeyStatus> for ApiKeyStatus {
     }
 }
 
+/// At most `requests` verifications per `per_seconds`, in bursts of up to `requests`.
+/// Past it, verification answers `RATE_LIMITED` with `retry_after`. Counted by each
+/// keyward instance on its own.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitDto {
+    /// 1 to 1,000,000.
+    #[schema(example = 100, minimum = 1, maximum = 1_000_000)]
+    pub requests: u32,
+    /// 1 to 86,400 (a day).
+    #[schema(example = 60, minimum = 1, maximum = 86_400)]
+    pub per_seconds: u32,
+}
+
+impl RateLimitDto {
+    pub fn parse(self) -> Result<RateLimit, String> {
+        RateLimit::new(self.requests, self.per_seconds)
+    }
+}
+
+impl From<RateLimit> for RateLimitDto {
+    fn from(limit: RateLimit) -> Self {
+        Self {
+            requests: limit.requests(),
+            per_seconds: limit.per_seconds(),
+        }
+    }
+}
+
 /// An API key, without its secret.
 #[derive(Serialize, ToSchema, Debug)]
 pub struct ApiKeyResponse {
@@ -61,6 +93,8 @@ pub struct ApiKeyResponse {
     /// From this time on the key verifies as `EXPIRED`.
     #[schema(format = DateTime)]
     pub expires_at: Option<String>,
+    /// The key's verification rate limit; null: none.
+    pub rate_limit: Option<RateLimitDto>,
 }
 
 impl From<ApiKey> for ApiKeyResponse {
@@ -78,6 +112,7 @@ impl From<ApiKey> for ApiKeyResponse {
             last_used_at: key.last_used_at.map(|t| t.to_rfc3339()),
             revoked_at: key.revoked_at.map(|t| t.to_rfc3339()),
             expires_at: key.expires_at.map(|t| t.to_rfc3339()),
+            rate_limit: key.rate_limit.map(Into::into),
         }
     }
 }
@@ -99,6 +134,9 @@ pub struct CreateKeyRequest {
     #[serde(default)]
     #[schema(format = DateTime, example = "2027-01-01T00:00:00Z")]
     pub expires_at: Option<String>,
+    /// Optional verification rate limit.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitDto>,
 }
 
 /// A created key. `plain_text_key` is shown this once and cannot be retrieved again.
@@ -117,6 +155,14 @@ pub struct SetPermissionsRequest {
     pub permissions: Vec<String>,
 }
 
+/// A key's new rate limit; null (or absent) removes it.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetRateLimitRequest {
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitDto>,
+}
+
 /// A key to verify, and the permissions it must hold (all of them).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -128,6 +174,13 @@ pub struct VerifyRequest {
     #[serde(default)]
     #[schema(value_type = Vec<Permission>)]
     pub permissions: Vec<String>,
+    /// The end client's IP address, as the calling service saw it. Failed
+    /// verifications are counted per address (IPv6 per /64); past the limit
+    /// (default 60 a minute) that client's verifications answer `RATE_LIMITED`
+    /// before any key is looked at. Other clients are not affected.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = "ip", example = "203.0.113.7")]
+    pub client_ip: Option<IpAddr>,
 }
 
 /// Why a key passed or failed.
@@ -180,6 +233,10 @@ pub struct VerifyResponse<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(format = DateTime)]
     pub expires_at: Option<String>,
+    /// With `RATE_LIMITED`: seconds until the same request would be let through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 1.5)]
+    pub retry_after: Option<f64>,
 }
 
 impl<'a> From<&'a Verification> for VerifyResponse<'a> {
@@ -192,6 +249,9 @@ impl<'a> From<&'a Verification> for VerifyResponse<'a> {
             user_id: key.map(|k| k.user_id.as_str()),
             permissions: key.map(|k| k.permissions.as_slice()),
             expires_at: key.and_then(|k| k.expires_at).map(|t| t.to_rfc3339()),
+            retry_after: verification
+                .retry_after
+                .map(|wait| wait.as_micros().div_ceil(1_000) as f64 / 1_000.0),
         }
     }
 }

@@ -35,6 +35,8 @@ pub struct ApiError {
     message: Cow<'static, str>,
     detail: Option<String>,
     hint: Option<Cow<'static, str>>,
+    /// Seconds, sent as `Retry-After`.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -44,7 +46,17 @@ impl ApiError {
             message: message.into(),
             detail: None,
             hint: None,
+            retry_after: None,
         }
+    }
+
+    /// 429, with the wait in the body and in `Retry-After`.
+    pub fn too_many_requests(detail: impl Into<String>, retry_after: u64) -> Self {
+        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "Too many requests")
+            .detail(detail)
+            .hint(format!("Retry in {retry_after} s."));
+        error.retry_after = Some(retry_after);
+        error
     }
 
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
@@ -123,6 +135,11 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }
@@ -158,6 +175,10 @@ impl From<EngineError> for ApiError {
                 tracing::warn!(error = %cause, "storage unavailable");
                 Self::unavailable()
             }
+            EngineError::RateLimited { retry_after } => Self::too_many_requests(
+                "too many changes to your keys in a short time",
+                retry_after.whole_seconds(),
+            ),
             EngineError::ShuttingDown => Self::unavailable().detail("the service is shutting down"),
             EngineError::Internal(cause) => {
                 tracing::error!(error = ?cause, "storage error");

@@ -100,6 +100,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::suspend_key))
         .routes(routes!(api_keys::reactivate_key))
         .routes(routes!(api_keys::set_permissions))
+        .routes(routes!(api_keys::set_rate_limit))
         .routes(routes!(admin::delete_user))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::HeaderValue;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 
@@ -17,6 +17,8 @@ pub const TAG: &str = "verify";
 /// Verify a key and the permissions it must hold.
 ///
 /// Answers 200 for every key, valid or not: `valid` and `code` carry the verdict.
+/// `RATE_LIMITED` comes with `retry_after` (and a `Retry-After` header): the key's
+/// own rate limit is spent, or the end client (`client_ip`) failed too often.
 /// A successful verification updates the key's `last_used_at` when the recorded
 /// time is older than the resolution (`KEYWARD_USAGE_RESOLUTION`, default 60 s),
 /// written in batches within about a second: never one database write per request.
@@ -42,9 +44,10 @@ pub async fn verify_key(
     _caller: ServiceCaller,
     ApiJson(body): ApiJson<VerifyRequest>,
 ) -> Result<Response, ApiError> {
-    let verification = state
-        .engine
-        .verify(body.key.expose_secret(), &body.permissions)
+    let engine = &state.engine;
+    let required = engine.permission_set(&body.permissions)?;
+    let verification = engine
+        .verify_from(body.key.expose_secret(), required, body.client_ip)
         .await?;
     // Serialised here, borrowing from the verification, rather than through an
     // owned `Json` value: no copies of the key's fields on every request.
@@ -53,9 +56,16 @@ pub async fn verify_key(
         tracing::error!(error = %err, "serialising a verdict failed");
         ApiError::internal()
     })?;
-    Ok((
+    let mut response = (
         [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
         json,
     )
-        .into_response())
+        .into_response();
+    if let Some(wait) = verification.retry_after {
+        let seconds = wait.as_micros().div_ceil(1_000_000).max(1) as u64;
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    Ok(response)
 }

@@ -55,7 +55,11 @@ pub struct TestAppBuilder<B> {
     catalogue: Option<Catalogue>,
     jwt: JwtSettings,
     via: Option<std::net::SocketAddr>,
+    configure: Option<Configure>,
 }
+
+/// A change to the engine's settings before it starts.
+type Configure = Box<dyn FnOnce(&mut EngineConfig)>;
 
 impl<B: Backend> TestAppBuilder<B> {
     #[cfg_attr(not(keyward_postgres_tests), allow(dead_code))]
@@ -79,6 +83,12 @@ impl<B: Backend> TestAppBuilder<B> {
         self
     }
 
+    /// Changes the engine's settings before it starts.
+    pub fn engine(mut self, configure: impl FnOnce(&mut EngineConfig) + 'static) -> Self {
+        self.configure = Some(Box::new(configure));
+        self
+    }
+
     /// Connects to the (PostgreSQL) database through a proxy at `address`.
     #[cfg_attr(not(keyward_postgres_tests), allow(dead_code))]
     pub fn database_via(mut self, address: std::net::SocketAddr) -> Self {
@@ -95,6 +105,9 @@ impl<B: Backend> TestAppBuilder<B> {
         engine.max_keys_per_user = self.max_keys_per_user;
         if let Some(catalogue) = self.catalogue {
             engine.catalogue = catalogue;
+        }
+        if let Some(configure) = self.configure {
+            configure(&mut engine);
         }
         engine.clock = Arc::new(move || {
             let now = SystemTime::now()
@@ -200,6 +213,11 @@ pub fn key_routes(id: &str) -> Vec<(Method, String, Option<Value>)> {
             format!("/api/api-keys/{id}/permissions"),
             Some(json!({"permissions": []})),
         ),
+        (
+            Method::PUT,
+            format!("/api/api-keys/{id}/rate-limit"),
+            Some(json!({"rate_limit": null})),
+        ),
     ]
 }
 
@@ -235,6 +253,7 @@ impl<B: Backend> TestApp<B> {
                 ..Default::default()
             },
             via: None,
+            configure: None,
         }
     }
 

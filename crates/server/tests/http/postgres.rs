@@ -17,6 +17,8 @@ mod lifecycle;
 mod list_and_get;
 #[path = "suites/operations.rs"]
 mod operations;
+#[path = "suites/rate_limits.rs"]
+mod rate_limits;
 #[path = "suites/verify.rs"]
 mod verify;
 

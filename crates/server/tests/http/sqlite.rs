@@ -16,6 +16,8 @@ mod lifecycle;
 mod list_and_get;
 #[path = "suites/operations.rs"]
 mod operations;
+#[path = "suites/rate_limits.rs"]
+mod rate_limits;
 #[path = "suites/secrets_at_rest.rs"]
 mod secrets_at_rest;
 #[path = "suites/verify.rs"]

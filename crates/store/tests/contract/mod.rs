@@ -8,6 +8,7 @@ use keyward_core::hash::{KeyHash, Pepper};
 use keyward_core::key::KeyFormat;
 use keyward_core::lifecycle::{LifecycleError, Mutation};
 use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
+use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use keyward_store::{AnyStore, DatabaseUrl, ExternalChange, NewKeyRecord, Store, StoreError};
 
@@ -40,6 +41,7 @@ macro_rules! store_contract_suite {
             revoke_is_terminal_and_keeps_the_first_revocation_time,
             changes_to_foreign_or_unknown_keys_are_not_found,
             permissions_are_replaced_whole,
+            a_rate_limit_is_stored_changed_and_removed,
             a_change_already_in_effect_writes_nothing,
             usage_only_moves_last_used_forward,
             usage_batches_larger_than_one_statement_are_all_written,
@@ -96,6 +98,7 @@ fn new_key(owner: &str, name: &str, created: i64) -> NewKeyRecord {
             last_used_at: None,
             revoked_at: None,
             expires_at: Some(at(86_400_000)),
+            rate_limit: RateLimit::new(100, 60).ok(),
         },
         hash,
         pepper_version: 1,
@@ -427,6 +430,39 @@ pub async fn permissions_are_replaced_whole(f: &Fixture) {
         .await
         .unwrap();
     assert!(cleared.key.permissions.is_empty());
+}
+
+pub async fn a_rate_limit_is_stored_changed_and_removed(f: &Fixture) {
+    let record = insert(&f.store, "alice", "ci", 0).await;
+    let view = f.store.find_by_hash(&record.hash).await.unwrap().unwrap();
+    assert_eq!(view.rate_limit, RateLimit::new(100, 60).ok());
+    let largest = RateLimit::new(1_000_000, 86_400).ok();
+    let owner = Some(user("alice"));
+    let applied = f
+        .store
+        .apply(
+            owner.as_ref(),
+            record.key.id,
+            &Mutation::SetRateLimit(largest),
+            at(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.key.rate_limit, largest);
+    let view = f.store.find_by_hash(&record.hash).await.unwrap().unwrap();
+    assert_eq!(view.rate_limit, largest);
+    let removed = f
+        .store
+        .apply(None, record.key.id, &Mutation::SetRateLimit(None), at(2))
+        .await
+        .unwrap();
+    assert_eq!(removed.key.rate_limit, None);
+    let stored = f.store.get_key(None, record.key.id).await.unwrap().unwrap();
+    assert_eq!(stored.rate_limit, None);
+    assert_eq!(
+        stored.permissions, record.key.permissions,
+        "the rest is kept"
+    );
 }
 
 pub async fn a_change_already_in_effect_writes_nothing(f: &Fixture) {

@@ -1,0 +1,154 @@
+//! Rate limiters: one GCRA state (an atomic word) per limited thing, in a bounded map.
+//!
+//! Limits are per instance: with several instances behind a load balancer, a quota
+//! of N per period admits up to N per period on each (see docs/RELIABILITY.md).
+//! The map is bounded: when more things are limited at once than it holds, the least
+//! recently used lose their state and start afresh, which can only admit more, never
+//! refuse a request that should pass.
+
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use keyward_core::rate::{RateLimit, Wait};
+use keyward_core::time::Timestamp;
+use quick_cache::sync::Cache;
+
+/// Rate limits for many things of one kind (keys, client addresses, users).
+pub struct Limiter<K> {
+    states: Cache<K, Arc<AtomicU64>>,
+}
+
+fn micros(now: Timestamp) -> u64 {
+    u64::try_from(now.as_millis()).unwrap_or(0) * 1_000
+}
+
+impl<K: Eq + Hash + Clone> Limiter<K> {
+    /// A limiter that keeps the state of up to `capacity` things.
+    pub fn new(capacity: u64) -> Self {
+        Self {
+            states: Cache::new(usize::try_from(capacity).unwrap_or(usize::MAX).max(1)),
+        }
+    }
+
+    fn state(&self, key: &K) -> Arc<AtomicU64> {
+        match self
+            .states
+            .get_or_insert_with(key, || Ok::<_, std::convert::Infallible>(Arc::default()))
+        {
+            Ok(state) => state,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Takes one request for `key` at `now`, or says how long to wait.
+    pub fn check(&self, key: &K, limit: RateLimit, now: Timestamp) -> Result<(), Wait> {
+        let state = self.state(key);
+        let now = micros(now);
+        let mut tat = state.load(Ordering::Acquire);
+        loop {
+            let next = limit.check(tat, now)?;
+            match state.compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(()),
+                Err(current) => tat = current,
+            }
+        }
+    }
+
+    /// Drops what is known of `key`: its next request starts a fresh quota.
+    pub fn forget(&self, key: &K) {
+        self.states.remove(key);
+    }
+
+    /// How long `key` must wait before a request would pass, without taking one.
+    pub fn exhausted(&self, key: &K, limit: RateLimit, now: Timestamp) -> Option<Wait> {
+        let tat = self.states.get(key)?.load(Ordering::Acquire);
+        limit.exhausted(tat, micros(now))
+    }
+}
+
+/// A client address as limits count it: IPv4 addresses one by one, IPv6 by /64
+/// network (one subscriber usually holds a whole /64), IPv4-mapped IPv6 as IPv4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientAddr(IpAddr);
+
+impl From<IpAddr> for ClientAddr {
+    fn from(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => Self(IpAddr::V4(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Self(IpAddr::V4(v4)),
+                None => Self(IpAddr::V6((u128::from(v6) & !0u128 << 64).into())),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_millis(1_800_000_000_000 + seconds * 1_000).unwrap()
+    }
+
+    #[test]
+    fn each_thing_has_its_own_quota() {
+        let limiter = Limiter::new(100);
+        let limit = RateLimit::new(2, 10).unwrap();
+        assert!(limiter.check(&"a", limit, at(0)).is_ok());
+        assert!(limiter.check(&"a", limit, at(0)).is_ok());
+        assert_eq!(limiter.check(&"a", limit, at(0)), Err(Wait(5_000_000)));
+        assert!(limiter.check(&"b", limit, at(0)).is_ok());
+        assert!(limiter.check(&"a", limit, at(5)).is_ok());
+    }
+
+    #[test]
+    fn exhausted_peeks_without_taking() {
+        let limiter = Limiter::new(100);
+        let limit = RateLimit::new(1, 10).unwrap();
+        assert_eq!(limiter.exhausted(&1, limit, at(0)), None);
+        limiter.check(&1, limit, at(0)).unwrap();
+        assert!(limiter.exhausted(&1, limit, at(0)).is_some());
+        assert!(limiter.exhausted(&1, limit, at(0)).is_some());
+        assert_eq!(limiter.exhausted(&1, limit, at(10)), None);
+    }
+
+    #[test]
+    fn concurrent_takers_never_exceed_the_quota() {
+        let limiter = Arc::new(Limiter::new(100));
+        let limit = RateLimit::new(1_000, 3_600).unwrap();
+        let passed = Arc::new(AtomicU64::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (limiter, passed) = (Arc::clone(&limiter), Arc::clone(&passed));
+                std::thread::spawn(move || {
+                    for _ in 0..500 {
+                        if limiter.check(&"k", limit, at(0)).is_ok() {
+                            passed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(passed.load(Ordering::Relaxed), 1_000);
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_slash_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(ClientAddr::from(a), ClientAddr::from(b));
+        assert_ne!(ClientAddr::from(a), ClientAddr::from(other));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(ClientAddr::from(mapped), ClientAddr::from(v4));
+        let v4b: IpAddr = "192.0.2.8".parse().unwrap();
+        assert_ne!(ClientAddr::from(v4), ClientAddr::from(v4b));
+    }
+}
