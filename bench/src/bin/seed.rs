@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
+use keyward_core::audit::Actor;
 use keyward_core::hash::Peppers;
 use keyward_core::key::KeyFormat;
 use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
@@ -85,7 +86,9 @@ async fn main() -> anyhow::Result<()> {
                 },
             });
         }
-        store.insert_keys(&batch).await?;
+        store
+            .insert_keys(&batch, &Actor::Admin("bench-seed".into()))
+            .await?;
         written += n;
     }
     if let Some(mut out) = out {

@@ -1,5 +1,6 @@
 //! keyward's pure core: everything about API keys that can be decided without I/O.
 //!
+//! - [`audit`]: who changed what, as recorded in the audit trail.
 //! - [`key`]: the key format (generation, parsing with typed errors, checksum).
 //! - [`hash`]: peppered HMAC-SHA256 of a parsed key, the only form that is stored.
 //! - [`model`]: the API key as the service knows it (ids, status, timestamps).
@@ -13,6 +14,7 @@
 //! every rule testable and deterministic.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod hash;
 pub mod input;
 pub mod key;

@@ -60,6 +60,9 @@ pub struct EngineConfig {
     /// Client addresses whose failures are tracked at once (least recently failed
     /// forgotten first).
     pub client_limiter_capacity: u64,
+    /// How changes made without a user scope (admin operations) are signed in the
+    /// audit trail: `service` for the server's admin API, `cli` for the CLI.
+    pub admin_actor: String,
     pub clock: Clock,
 }
 
@@ -87,6 +90,7 @@ impl EngineConfig {
             failed_verify_limit: RateLimit::per_minute(Self::DEFAULT_FAILED_VERIFY_PER_MINUTE).ok(),
             user_write_limit: RateLimit::per_minute(Self::DEFAULT_USER_WRITES_PER_MINUTE).ok(),
             client_limiter_capacity: 100_000,
+            admin_actor: "service".to_owned(),
             clock: system_clock(),
         }
     }
@@ -109,6 +113,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("failed_verify_limit", &self.failed_verify_limit)
             .field("user_write_limit", &self.user_write_limit)
             .field("client_limiter_capacity", &self.client_limiter_capacity)
+            .field("admin_actor", &self.admin_actor)
             .finish_non_exhaustive()
     }
 }

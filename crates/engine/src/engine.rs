@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use keyward_core::audit::{Actor, EventQuery, KeyEvent};
 use keyward_core::input::{NewKeyRequest, ValidationErrors, validate_permissions};
 use keyward_core::key::PlainKey;
 use keyward_core::lifecycle::Mutation;
@@ -150,18 +151,50 @@ impl<S: Store> Engine<S> {
         Ok(self.inner.store.ping().await?)
     }
 
-    /// Creates a key for `owner`; the plaintext is returned once and never stored.
+    /// Creates a key for `owner`, at the owner's request (counted against their
+    /// change limit); the plaintext is returned once and never stored.
     pub async fn create_key(
         &self,
         owner: &UserId,
         request: &NewKeyRequest,
+    ) -> Result<CreatedKey, EngineError> {
+        self.create(owner, request, Actor::User(owner.clone()))
+            .await
+    }
+
+    /// Creates a key for `owner` as an administrator (the CLI): recorded as such,
+    /// and not counted against the owner's change limit.
+    pub async fn create_key_as_admin(
+        &self,
+        owner: &UserId,
+        request: &NewKeyRequest,
+    ) -> Result<CreatedKey, EngineError> {
+        self.create(owner, request, self.admin()).await
+    }
+
+    fn admin(&self) -> Actor {
+        Actor::Admin(self.inner.config.admin_actor.clone())
+    }
+
+    /// The actor of an operation scoped to `owner` (or unscoped: an admin).
+    fn actor(&self, owner: Option<&UserId>) -> Actor {
+        owner.map_or_else(|| self.admin(), |user| Actor::User(user.clone()))
+    }
+
+    async fn create(
+        &self,
+        owner: &UserId,
+        request: &NewKeyRequest,
+        actor: Actor,
     ) -> Result<CreatedKey, EngineError> {
         let config = &self.inner.config;
         let now = self.inner.now();
         let valid = request
             .validate(&config.catalogue, now)
             .map_err(EngineError::Invalid)?;
-        self.count_user_write(Some(owner), now)?;
+        if matches!(actor, Actor::User(_)) {
+            self.count_user_write(Some(owner), now)?;
+        }
         let plain_text = config.key_format.generate();
         let parsed = config
             .key_format
@@ -190,7 +223,7 @@ impl<S: Store> Engine<S> {
         };
         self.inner
             .store
-            .insert_key(&record, config.max_keys_per_user)
+            .insert_key(&record, config.max_keys_per_user, &actor)
             .await?;
         // Nobody can have verified a key that did not exist, but a negative entry
         // for its hash must not outlive its creation.
@@ -288,6 +321,7 @@ impl<S: Store> Engine<S> {
     ) -> Result<ApiKey, EngineError> {
         let now = self.inner.now();
         self.count_user_write(owner, now)?;
+        let actor = self.actor(owner);
         let inner = Arc::clone(&self.inner);
         let owner = owner.cloned();
         // The write and the invalidation run as their own task: if the caller goes
@@ -295,7 +329,7 @@ impl<S: Store> Engine<S> {
         let task = tokio::spawn(async move {
             let applied = inner
                 .store
-                .apply(owner.as_ref(), id, &mutation, now)
+                .apply(owner.as_ref(), id, &mutation, now, &actor)
                 .await?;
             inner.cache.invalidate(&applied.hash);
             if applied.changed && matches!(mutation, Mutation::SetRateLimit(_)) {
@@ -328,11 +362,13 @@ impl<S: Store> Engine<S> {
     /// within milliseconds on other instances.
     /// Returns how many keys were deleted.
     pub async fn delete_user(&self, user: &UserId) -> Result<usize, EngineError> {
+        let actor = self.admin();
+        let now = self.inner.now();
         let inner = Arc::clone(&self.inner);
         let user = user.clone();
         // Like `mutate`: the invalidation must follow the commit even if the caller goes.
         let task = tokio::spawn(async move {
-            let hashes = inner.store.delete_user(&user).await?;
+            let hashes = inner.store.delete_user(&user, now, &actor).await?;
             for hash in &hashes {
                 inner.cache.invalidate(hash);
             }
@@ -344,6 +380,37 @@ impl<S: Store> Engine<S> {
             Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
             Err(_) => Err(EngineError::ShuttingDown),
         }
+    }
+
+    /// The audit trail of one key of `owner` (any owner for admin tools), oldest
+    /// first, one page after the event `after`.
+    pub async fn key_events(
+        &self,
+        owner: Option<&UserId>,
+        id: KeyId,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<KeyEvent>, EngineError> {
+        // Not the owner's (or no such key): not found, whatever the trail holds.
+        let key = self
+            .inner
+            .store
+            .get_key(owner, id)
+            .await?
+            .ok_or(EngineError::NotFound)?;
+        let query = EventQuery {
+            key_id: Some(id),
+            user_id: Some(key.user_id),
+            after,
+            limit,
+            ..Default::default()
+        };
+        Ok(self.inner.store.list_events(&query).await?)
+    }
+
+    /// Audit events across keys (admin), oldest first, one page.
+    pub async fn events(&self, query: &EventQuery) -> Result<Vec<KeyEvent>, EngineError> {
+        Ok(self.inner.store.list_events(query).await?)
     }
 
     /// True while verification results are cached: the store is watching for changes

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use keyward_core::audit::{Actor, EventQuery, KeyEvent};
 use keyward_core::hash::{KeyHash, Peppers};
 use keyward_core::input::NewKeyRequest;
 use keyward_core::lifecycle::Mutation;
@@ -56,13 +57,18 @@ impl Store for Counting {
         self.reachable()?;
         self.inner.ping().await
     }
-    async fn insert_key(&self, new: &NewKeyRecord, max: u32) -> Result<(), StoreError> {
+    async fn insert_key(
+        &self,
+        new: &NewKeyRecord,
+        max: u32,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
         self.reachable()?;
-        self.inner.insert_key(new, max).await
+        self.inner.insert_key(new, max, actor).await
     }
-    async fn insert_keys(&self, new: &[NewKeyRecord]) -> Result<(), StoreError> {
+    async fn insert_keys(&self, new: &[NewKeyRecord], actor: &Actor) -> Result<(), StoreError> {
         self.reachable()?;
-        self.inner.insert_keys(new).await
+        self.inner.insert_keys(new, actor).await
     }
     async fn list_keys(&self, owner: Option<&UserId>) -> Result<Vec<ApiKey>, StoreError> {
         self.reachable()?;
@@ -87,9 +93,10 @@ impl Store for Counting {
         id: KeyId,
         m: &Mutation,
         now: Timestamp,
+        actor: &Actor,
     ) -> Result<Applied, StoreError> {
         self.reachable()?;
-        self.inner.apply(owner, id, m, now).await
+        self.inner.apply(owner, id, m, now, actor).await
     }
     async fn record_usage(&self, usage: &[(KeyId, Timestamp)]) -> Result<u64, StoreError> {
         self.reachable()?;
@@ -113,9 +120,18 @@ impl Store for Counting {
             None => self.inner.next_external_change().await,
         }
     }
-    async fn delete_user(&self, user: &UserId) -> Result<Vec<KeyHash>, StoreError> {
+    async fn delete_user(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> Result<Vec<KeyHash>, StoreError> {
         self.reachable()?;
-        self.inner.delete_user(user).await
+        self.inner.delete_user(user, now, actor).await
+    }
+    async fn list_events(&self, query: &EventQuery) -> Result<Vec<KeyEvent>, StoreError> {
+        self.reachable()?;
+        self.inner.list_events(query).await
     }
     async fn close(&self) {
         self.inner.close().await
@@ -491,6 +507,7 @@ async fn a_change_by_another_process_reaches_a_warm_cache() {
             key.id,
             &Mutation::Revoke,
             Timestamp::from_millis(T0).unwrap(),
+            &Actor::Admin("cli".into()),
         )
         .await
         .unwrap();

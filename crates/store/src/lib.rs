@@ -9,7 +9,8 @@
 //! - a key is found for verification by one indexed lookup of its hash;
 //! - status changes are decided by [`keyward_core::lifecycle::apply`] inside the
 //!   transaction that read the row, so concurrent changes cannot race past the rules;
-//! - `last_used_at` only moves forward.
+//! - `last_used_at` only moves forward;
+//! - every change writes its audit event in its own transaction.
 //!
 //! Backends: [`sqlite`] (the embedded default, one process) and [`postgres`] (several
 //! instances on one database, with changes pushed to every instance).
@@ -27,6 +28,7 @@ mod url;
 
 use std::future::Future;
 
+use keyward_core::audit::{Actor, EventQuery, KeyEvent};
 use keyward_core::hash::KeyHash;
 use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{ApiKey, KeyId, UserId};
@@ -54,18 +56,22 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Stores a new key, unless its owner already has `max_live_per_user` keys that
-    /// are not revoked ([`StoreError::LimitReached`]). The check and the insert are atomic.
+    /// are not revoked ([`StoreError::LimitReached`]). The check, the insert and the
+    /// `create` event by `actor` are atomic.
     fn insert_key(
         &self,
         new: &NewKeyRecord,
         max_live_per_user: u32,
+        actor: &Actor,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Stores many keys in one transaction, without the per-user cap: for bulk loads
-    /// (imports, benchmark seeding), not for users' requests. All or nothing.
+    /// (imports, benchmark seeding), not for users' requests. All or nothing, with a
+    /// `create` event per key.
     fn insert_keys(
         &self,
         new: &[NewKeyRecord],
+        actor: &Actor,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Keys of `owner` (or of everyone), newest first, all statuses.
@@ -87,13 +93,15 @@ pub trait Store: Clone + Send + Sync + 'static {
         hash: &KeyHash,
     ) -> impl Future<Output = Result<Option<VerifyRecord>, StoreError>> + Send;
 
-    /// Applies a lifecycle change to a key of `owner`, deciding it on the stored row.
+    /// Applies a lifecycle change to a key of `owner`, deciding it on the stored row,
+    /// and records it as made by `actor` (nothing is recorded when nothing changed).
     fn apply(
         &self,
         owner: Option<&UserId>,
         id: KeyId,
         mutation: &Mutation,
         now: Timestamp,
+        actor: &Actor,
     ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
 
     /// Moves `last_used_at` forward (never back) for each key; returns rows changed.
@@ -102,11 +110,20 @@ pub trait Store: Clone + Send + Sync + 'static {
         usage: &[(KeyId, Timestamp)],
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// Deletes every key of a user (the user is gone); returns the deleted keys' hashes.
+    /// Deletes every key of a user (the user is gone) and records it; returns the
+    /// deleted keys' hashes.
     fn delete_user(
         &self,
         user: &UserId,
+        now: Timestamp,
+        actor: &Actor,
     ) -> impl Future<Output = Result<Vec<KeyHash>, StoreError>> + Send;
+
+    /// Audit events matching `query`, oldest first, at most one page.
+    fn list_events(
+        &self,
+        query: &EventQuery,
+    ) -> impl Future<Output = Result<Vec<KeyEvent>, StoreError>> + Send;
 
     /// Replaces a key's hash, after a verification with a retired pepper.
     fn rehash(
@@ -193,11 +210,16 @@ impl Store for AnyStore {
     async fn ping(&self) -> Result<(), StoreError> {
         delegate!(self, s => s.ping().await)
     }
-    async fn insert_key(&self, new: &NewKeyRecord, max: u32) -> Result<(), StoreError> {
-        delegate!(self, s => s.insert_key(new, max).await)
+    async fn insert_key(
+        &self,
+        new: &NewKeyRecord,
+        max: u32,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
+        delegate!(self, s => s.insert_key(new, max, actor).await)
     }
-    async fn insert_keys(&self, new: &[NewKeyRecord]) -> Result<(), StoreError> {
-        delegate!(self, s => s.insert_keys(new).await)
+    async fn insert_keys(&self, new: &[NewKeyRecord], actor: &Actor) -> Result<(), StoreError> {
+        delegate!(self, s => s.insert_keys(new, actor).await)
     }
     async fn list_keys(&self, owner: Option<&UserId>) -> Result<Vec<ApiKey>, StoreError> {
         delegate!(self, s => s.list_keys(owner).await)
@@ -218,8 +240,9 @@ impl Store for AnyStore {
         id: KeyId,
         mutation: &Mutation,
         now: Timestamp,
+        actor: &Actor,
     ) -> Result<Applied, StoreError> {
-        delegate!(self, s => s.apply(owner, id, mutation, now).await)
+        delegate!(self, s => s.apply(owner, id, mutation, now, actor).await)
     }
     async fn record_usage(&self, usage: &[(KeyId, Timestamp)]) -> Result<u64, StoreError> {
         delegate!(self, s => s.record_usage(usage).await)
@@ -227,8 +250,16 @@ impl Store for AnyStore {
     async fn rehash(&self, id: KeyId, hash: &KeyHash, version: u16) -> Result<(), StoreError> {
         delegate!(self, s => s.rehash(id, hash, version).await)
     }
-    async fn delete_user(&self, user: &UserId) -> Result<Vec<KeyHash>, StoreError> {
-        delegate!(self, s => s.delete_user(user).await)
+    async fn delete_user(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> Result<Vec<KeyHash>, StoreError> {
+        delegate!(self, s => s.delete_user(user, now, actor).await)
+    }
+    async fn list_events(&self, query: &EventQuery) -> Result<Vec<KeyEvent>, StoreError> {
+        delegate!(self, s => s.list_events(query).await)
     }
     async fn next_external_change(&self) -> Result<ExternalChange, StoreError> {
         delegate!(self, s => s.next_external_change().await)

@@ -24,6 +24,11 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
         "rate limits",
         include_str!("../migrations/sqlite/0002_rate_limits.sql"),
     ),
+    (
+        3,
+        "key events",
+        include_str!("../migrations/sqlite/0003_key_events.sql"),
+    ),
 ]);
 
 pub(crate) const POSTGRES: Embedded = Embedded(&[
@@ -36,6 +41,11 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
         2,
         "rate limits",
         include_str!("../migrations/postgres/0002_rate_limits.sql"),
+    ),
+    (
+        3,
+        "key events",
+        include_str!("../migrations/postgres/0003_key_events.sql"),
     ),
 ]);
 

@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use keyward_core::audit::{Actor, EventQuery, KeyEvent};
 use keyward_core::hash::KeyHash;
 use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
@@ -27,7 +28,7 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crate::records::{Applied, ExternalChange, NewKeyRecord, VerifyRecord};
-use crate::rows::{self, corrupt, key_columns, timestamp};
+use crate::rows::{self, NewEvent, corrupt, key_columns, timestamp};
 use crate::{ConnectOptions, Store, StoreError, migrations};
 
 /// The notification channel for key changes.
@@ -132,6 +133,26 @@ fn rate_limit(row: &PgRow) -> Result<Option<keyward_core::rate::RateLimit>, Stor
     rows::rate_limit(requests.map(i64::from), per_seconds.map(i64::from))
 }
 
+async fn insert_event(
+    tx: &mut Transaction<'_, Postgres>,
+    event: &NewEvent<'_>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO key_events (at, actor_kind, actor_id, action, key_id, user_id, changes) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(event.at.as_millis())
+    .bind(event.actor.kind())
+    .bind(event.actor.id())
+    .bind(event.action)
+    .bind(event.key_id.map(|id| *id.as_uuid()))
+    .bind(event.user_id.as_str())
+    .bind(&event.changes)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 fn hash_from_row(row: &PgRow) -> Result<KeyHash, StoreError> {
     KeyHash::from_slice(row.try_get("key_hash")?).ok_or_else(|| corrupt("key_hash"))
 }
@@ -201,7 +222,12 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn insert_key(&self, new: &NewKeyRecord, max_live: u32) -> Result<(), StoreError> {
+    async fn insert_key(
+        &self,
+        new: &NewKeyRecord,
+        max_live: u32,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
         let key = &new.key;
         let mut tx = self.pool.begin().await?;
         // Serialises creates per user across every instance until this commits.
@@ -243,11 +269,20 @@ impl Store for PostgresStore {
         .bind(limit_seconds.map(|n| n as i32))
         .execute(&mut *tx)
         .await?;
+        let event = NewEvent {
+            at: key.created_at,
+            actor,
+            action: "create",
+            key_id: Some(key.id),
+            user_id: &key.user_id,
+            changes: rows::key_changes(None, Some(key)),
+        };
+        insert_event(&mut tx, &event).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn insert_keys(&self, new: &[NewKeyRecord]) -> Result<(), StoreError> {
+    async fn insert_keys(&self, new: &[NewKeyRecord], actor: &Actor) -> Result<(), StoreError> {
         // Multi-row INSERTs: one round trip per chunk instead of per key. 1,000 rows
         // of 17 parameters stay well under PostgreSQL's 65,535 bind limit.
         let mut tx = self.pool.begin().await?;
@@ -279,6 +314,21 @@ impl Store for PostgresStore {
                     .push_bind(limit_seconds.map(|n| n as i32));
             });
             sql.build().execute(&mut *tx).await?;
+            let mut events = QueryBuilder::<Postgres>::new(
+                "INSERT INTO key_events (at, actor_kind, actor_id, action, key_id, user_id, \
+                 changes) ",
+            );
+            events.push_values(chunk, |mut row, record| {
+                let key = &record.key;
+                row.push_bind(key.created_at.as_millis())
+                    .push_bind(actor.kind())
+                    .push_bind(actor.id().to_owned())
+                    .push_bind("create")
+                    .push_bind(*key.id.as_uuid())
+                    .push_bind(key.user_id.as_str().to_owned())
+                    .push_bind(rows::key_changes(None, Some(key)));
+            });
+            events.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -356,6 +406,7 @@ impl Store for PostgresStore {
         id: KeyId,
         mutation: &Mutation,
         now: Timestamp,
+        actor: &Actor,
     ) -> Result<Applied, StoreError> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(concat!(
@@ -392,10 +443,20 @@ impl Store for PostgresStore {
         .bind(limit_seconds.map(|n| n as i32))
         .execute(&mut *tx)
         .await?;
+        let after = rows::with_state(key.clone(), new);
+        let event = NewEvent {
+            at: now,
+            actor,
+            action: mutation.name(),
+            key_id: Some(id),
+            user_id: &key.user_id,
+            changes: rows::key_changes(Some(&key), Some(&after)),
+        };
+        insert_event(&mut tx, &event).await?;
         notify(&mut tx, &[hash]).await?;
         tx.commit().await?;
         Ok(Applied {
-            key: rows::with_state(key, new),
+            key: after,
             hash,
             changed: true,
         })
@@ -437,14 +498,19 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn delete_user(&self, user: &UserId) -> Result<Vec<KeyHash>, StoreError> {
+    async fn delete_user(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> Result<Vec<KeyHash>, StoreError> {
         let mut tx = self.pool.begin().await?;
         // The same lock as key creation: a key created concurrently cannot survive.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
             .bind(user.as_str())
             .execute(&mut *tx)
             .await?;
-        let rows = sqlx::query("DELETE FROM api_keys WHERE user_id = $1 RETURNING key_hash")
+        let rows = sqlx::query("DELETE FROM api_keys WHERE user_id = $1 RETURNING id, key_hash")
             .bind(user.as_str())
             .fetch_all(&mut *tx)
             .await?;
@@ -452,9 +518,60 @@ impl Store for PostgresStore {
             .iter()
             .map(hash_from_row)
             .collect::<Result<Vec<_>, _>>()?;
+        let mut ids = rows
+            .iter()
+            .map(|row| Ok(KeyId::from_uuid(row.try_get::<Uuid, _>("id")?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        ids.sort_unstable();
+        let event = NewEvent {
+            at: now,
+            actor,
+            action: "delete_user",
+            key_id: None,
+            user_id: user,
+            changes: rows::deletion_changes(&ids),
+        };
+        insert_event(&mut tx, &event).await?;
         notify(&mut tx, &hashes).await?;
         tx.commit().await?;
         Ok(hashes)
+    }
+
+    async fn list_events(&self, query: &EventQuery) -> Result<Vec<KeyEvent>, StoreError> {
+        let mut sql = QueryBuilder::<Postgres>::new(
+            "SELECT id, at, actor_kind, actor_id, action, key_id, user_id, changes \
+             FROM key_events WHERE TRUE",
+        );
+        if let Some(key) = query.key_id {
+            sql.push(" AND key_id = ").push_bind(*key.as_uuid());
+        }
+        if let Some(user) = &query.user_id {
+            sql.push(" AND user_id = ")
+                .push_bind(user.as_str().to_owned());
+        }
+        if let Some(since) = query.since {
+            sql.push(" AND at >= ").push_bind(since.as_millis());
+        }
+        if let Some(after) = query.after {
+            sql.push(" AND id > ").push_bind(after);
+        }
+        sql.push(" ORDER BY id LIMIT ")
+            .push_bind(rows::page_size(query));
+        let rows = sql.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let key: Option<Uuid> = row.try_get("key_id")?;
+                rows::event(
+                    row.try_get("id")?,
+                    row.try_get("at")?,
+                    (row.try_get("actor_kind")?, row.try_get("actor_id")?),
+                    row.try_get("action")?,
+                    key.map(KeyId::from_uuid),
+                    row.try_get("user_id")?,
+                    row.try_get("changes")?,
+                )
+            })
+            .collect()
     }
 
     async fn next_external_change(&self) -> Result<ExternalChange, StoreError> {

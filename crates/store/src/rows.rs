@@ -1,10 +1,12 @@
 //! What both backends do alike with key rows: the column list, decoding helpers, and
 //! the lifecycle decision on a row read inside a transaction.
 
+use keyward_core::audit::{Actor, DEFAULT_EVENT_PAGE, EventQuery, KeyEvent, MAX_EVENT_PAGE};
 use keyward_core::lifecycle::{self, KeyState, Mutation, Outcome};
-use keyward_core::model::ApiKey;
+use keyward_core::model::{ApiKey, KeyId, UserId};
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
+use serde_json::{Map, Value, json};
 
 use crate::StoreError;
 
@@ -84,4 +86,147 @@ pub(crate) fn with_state(mut key: ApiKey, state: KeyState) -> ApiKey {
     key.permissions = state.permissions;
     key.rate_limit = state.rate_limit;
     key
+}
+
+/// An audit event to write beside a change (see [`keyward_core::audit`]).
+pub(crate) struct NewEvent<'a> {
+    pub at: Timestamp,
+    pub actor: &'a Actor,
+    pub action: &'a str,
+    pub key_id: Option<KeyId>,
+    pub user_id: &'a UserId,
+    pub changes: String,
+}
+
+fn time_value(at: Option<Timestamp>) -> Value {
+    at.map_or(Value::Null, |t| Value::String(t.to_rfc3339()))
+}
+
+/// The fields an event reports, as JSON values. Never the hash, never a secret; the
+/// display prefix and postfix are on the key's own record already.
+fn tracked_fields(key: &ApiKey) -> [(&'static str, Value); 7] {
+    [
+        ("name", json!(key.name)),
+        ("description", json!(key.description)),
+        ("status", json!(key.status.as_str())),
+        ("permissions", json!(key.permissions)),
+        ("expires_at", time_value(key.expires_at)),
+        ("revoked_at", time_value(key.revoked_at)),
+        (
+            "rate_limit",
+            key.rate_limit.map_or(
+                Value::Null,
+                |l| json!({"requests": l.requests(), "per_seconds": l.per_seconds()}),
+            ),
+        ),
+    ]
+}
+
+/// `{field: {"before": …, "after": …}}` for each field that differs; a created key
+/// has no "before" (null) and a deleted one no "after".
+pub(crate) fn key_changes(before: Option<&ApiKey>, after: Option<&ApiKey>) -> String {
+    let before = before.map(tracked_fields);
+    let after = after.map(tracked_fields);
+    let mut changes = Map::new();
+    for i in 0..7 {
+        let old = before.as_ref().map(|f| &f[i]);
+        let new = after.as_ref().map(|f| &f[i]);
+        let Some(field) = old.or(new).map(|(name, _)| *name) else {
+            continue;
+        };
+        let old = old.map_or(&Value::Null, |(_, v)| v);
+        let new = new.map_or(&Value::Null, |(_, v)| v);
+        if old != new {
+            changes.insert(field.to_owned(), json!({"before": old, "after": new}));
+        }
+    }
+    Value::Object(changes).to_string()
+}
+
+/// The changes a user deletion records: which keys went.
+pub(crate) fn deletion_changes(deleted: &[KeyId]) -> String {
+    let ids: Vec<String> = deleted.iter().map(ToString::to_string).collect();
+    json!({"keys": {"before": ids, "after": []}}).to_string()
+}
+
+/// An event as read back, checked.
+pub(crate) fn event(
+    id: i64,
+    at: i64,
+    actor: (&str, &str),
+    action: String,
+    key_id: Option<KeyId>,
+    user_id: &str,
+    changes: String,
+) -> Result<KeyEvent, StoreError> {
+    Ok(KeyEvent {
+        id,
+        at: timestamp(Some(at), "at")?.expect("Some in, Some out"),
+        actor: Actor::from_parts(actor.0, actor.1).ok_or_else(|| corrupt("actor"))?,
+        action,
+        key_id,
+        user_id: UserId::parse(user_id).map_err(|_| corrupt("user_id"))?,
+        changes,
+    })
+}
+
+/// The page size to read: the default when none is asked, never above the maximum.
+pub(crate) fn page_size(query: &EventQuery) -> i64 {
+    let limit = match query.limit {
+        0 => DEFAULT_EVENT_PAGE,
+        n => n.min(MAX_EVENT_PAGE),
+    };
+    i64::from(limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use keyward_core::model::KeyStatus;
+
+    use super::*;
+
+    fn key() -> ApiKey {
+        let at = Timestamp::from_millis(1_800_000_000_000).unwrap();
+        ApiKey {
+            id: KeyId::new(at),
+            user_id: UserId::parse("alice").unwrap(),
+            name: "ci".into(),
+            description: None,
+            prefix: "agpt_abc".into(),
+            postfix: "xyz12345".into(),
+            status: KeyStatus::Active,
+            permissions: vec!["READ_GRAPH".into()],
+            created_at: at,
+            last_used_at: None,
+            revoked_at: None,
+            expires_at: None,
+            rate_limit: None,
+        }
+    }
+
+    #[test]
+    fn only_changed_fields_are_recorded_with_both_values() {
+        let before = key();
+        let mut after = key();
+        after.status = KeyStatus::Suspended;
+        let changes: Value =
+            serde_json::from_str(&key_changes(Some(&before), Some(&after))).unwrap();
+        assert_eq!(
+            changes,
+            json!({"status": {"before": "ACTIVE", "after": "SUSPENDED"}})
+        );
+    }
+
+    #[test]
+    fn a_created_key_records_its_set_fields_and_nothing_secret() {
+        let changes = key_changes(None, Some(&key()));
+        let value: Value = serde_json::from_str(&changes).unwrap();
+        assert_eq!(value["name"], json!({"before": null, "after": "ci"}));
+        assert_eq!(value["status"]["after"], "ACTIVE");
+        assert!(
+            value.get("description").is_none(),
+            "null to null is no change"
+        );
+        assert!(!changes.contains("agpt_") && !changes.contains("hash"));
+    }
 }

@@ -17,6 +17,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use keyward_core::audit::{Actor, EventQuery, KeyEvent};
 use keyward_core::hash::KeyHash;
 use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
@@ -29,7 +30,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::Mutex;
 
 use crate::records::{Applied, ExternalChange, NewKeyRecord, VerifyRecord};
-use crate::rows::{self, corrupt, key_columns, timestamp};
+use crate::rows::{self, NewEvent, corrupt, key_columns, timestamp};
 use crate::{Store, StoreError, migrations};
 
 /// How long a statement waits for a lock held by another connection or process.
@@ -106,12 +107,13 @@ impl SqliteStore {
     }
 
     /// [`Store::insert_keys`] without the page cache setting around it.
-    async fn insert_all(&self, new: &[NewKeyRecord]) -> Result<(), StoreError> {
+    async fn insert_all(&self, new: &[NewKeyRecord], actor: &Actor) -> Result<(), StoreError> {
         // One prepared statement, executed per row inside one transaction: SQLite is
         // in-process, so there is no round trip to batch away, only the commit.
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         for record in new {
             insert_row(&mut tx, record).await?;
+            insert_event(&mut tx, &created_event(record, actor)).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -143,6 +145,34 @@ async fn insert_row(conn: &mut SqliteConnection, new: &NewKeyRecord) -> Result<(
     .bind(key.expires_at.map(Timestamp::as_millis))
     .bind(limit_requests)
     .bind(limit_seconds)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn created_event<'a>(record: &'a NewKeyRecord, actor: &'a Actor) -> NewEvent<'a> {
+    NewEvent {
+        at: record.key.created_at,
+        actor,
+        action: "create",
+        key_id: Some(record.key.id),
+        user_id: &record.key.user_id,
+        changes: rows::key_changes(None, Some(&record.key)),
+    }
+}
+
+async fn insert_event(conn: &mut SqliteConnection, event: &NewEvent<'_>) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO key_events (at, actor_kind, actor_id, action, key_id, user_id, changes) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(event.at.as_millis())
+    .bind(event.actor.kind())
+    .bind(event.actor.id())
+    .bind(event.action)
+    .bind(event.key_id.map(|id| id.as_bytes().to_vec()))
+    .bind(event.user_id.as_str())
+    .bind(&event.changes)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -209,7 +239,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn insert_key(&self, new: &NewKeyRecord, max_live: u32) -> Result<(), StoreError> {
+    async fn insert_key(
+        &self,
+        new: &NewKeyRecord,
+        max_live: u32,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
         let key = &new.key;
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let live: i64 = sqlx::query_scalar(
@@ -222,18 +257,19 @@ impl Store for SqliteStore {
             return Err(StoreError::LimitReached { limit: max_live });
         }
         insert_row(&mut tx, new).await?;
+        insert_event(&mut tx, &created_event(new, actor)).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn insert_keys(&self, new: &[NewKeyRecord]) -> Result<(), StoreError> {
+    async fn insert_keys(&self, new: &[NewKeyRecord], actor: &Actor) -> Result<(), StoreError> {
         // Inserts land at random places in the hash index: with the default 2 MiB
         // page cache a large load re-reads its pages from the OS over and over. The
         // larger cache is for the load only; the server keeps its memory small.
         sqlx::query("PRAGMA cache_size = -65536")
             .execute(&self.writer)
             .await?;
-        let inserted = self.insert_all(new).await;
+        let inserted = self.insert_all(new, actor).await;
         let restored = sqlx::query("PRAGMA cache_size = -2000")
             .execute(&self.writer)
             .await;
@@ -319,6 +355,7 @@ impl Store for SqliteStore {
         id: KeyId,
         mutation: &Mutation,
         now: Timestamp,
+        actor: &Actor,
     ) -> Result<Applied, StoreError> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let row = sqlx::query(concat!(
@@ -355,9 +392,19 @@ impl Store for SqliteStore {
         .bind(limit_seconds)
         .execute(&mut *tx)
         .await?;
+        let after = rows::with_state(key.clone(), new);
+        let event = NewEvent {
+            at: now,
+            actor,
+            action: mutation.name(),
+            key_id: Some(id),
+            user_id: &key.user_id,
+            changes: rows::key_changes(Some(&key), Some(&after)),
+        };
+        insert_event(&mut tx, &event).await?;
         tx.commit().await?;
         Ok(Applied {
-            key: rows::with_state(key, new),
+            key: after,
             hash,
             changed: true,
         })
@@ -391,14 +438,73 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn delete_user(&self, user: &UserId) -> Result<Vec<KeyHash>, StoreError> {
-        let rows = sqlx::query("DELETE FROM api_keys WHERE user_id = $1 RETURNING key_hash")
+    async fn delete_user(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> Result<Vec<KeyHash>, StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let rows = sqlx::query("DELETE FROM api_keys WHERE user_id = $1 RETURNING id, key_hash")
             .bind(user.as_str())
-            .fetch_all(&self.writer)
+            .fetch_all(&mut *tx)
             .await?;
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut hashes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            ids.push(key_id(row.try_get::<&[u8], _>("id")?)?);
+            hashes.push(
+                KeyHash::from_slice(row.try_get("key_hash")?).ok_or_else(|| corrupt("key_hash"))?,
+            );
+        }
+        ids.sort_unstable();
+        let event = NewEvent {
+            at: now,
+            actor,
+            action: "delete_user",
+            key_id: None,
+            user_id: user,
+            changes: rows::deletion_changes(&ids),
+        };
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(hashes)
+    }
+
+    async fn list_events(&self, query: &EventQuery) -> Result<Vec<KeyEvent>, StoreError> {
+        let mut sql = QueryBuilder::<Sqlite>::new(
+            "SELECT id, at, actor_kind, actor_id, action, key_id, user_id, changes \
+             FROM key_events WHERE 1 = 1",
+        );
+        if let Some(key) = query.key_id {
+            sql.push(" AND key_id = ")
+                .push_bind(key.as_bytes().to_vec());
+        }
+        if let Some(user) = &query.user_id {
+            sql.push(" AND user_id = ")
+                .push_bind(user.as_str().to_owned());
+        }
+        if let Some(since) = query.since {
+            sql.push(" AND at >= ").push_bind(since.as_millis());
+        }
+        if let Some(after) = query.after {
+            sql.push(" AND id > ").push_bind(after);
+        }
+        sql.push(" ORDER BY id LIMIT ")
+            .push_bind(rows::page_size(query));
+        let rows = sql.build().fetch_all(&self.readers).await?;
         rows.iter()
             .map(|row| {
-                KeyHash::from_slice(row.try_get("key_hash")?).ok_or_else(|| corrupt("key_hash"))
+                let key: Option<&[u8]> = row.try_get("key_id")?;
+                rows::event(
+                    row.try_get("id")?,
+                    row.try_get("at")?,
+                    (row.try_get("actor_kind")?, row.try_get("actor_id")?),
+                    row.try_get("action")?,
+                    key.map(key_id).transpose()?,
+                    row.try_get("user_id")?,
+                    row.try_get("changes")?,
+                )
             })
             .collect()
     }

@@ -83,7 +83,9 @@ pub async fn run(config: &Config, command: KeysCommand, json: bool) -> anyhow::R
 
 /// The engine on an existing database, for admin commands.
 pub(super) async fn open_engine(config: &Config) -> anyhow::Result<Engine<AnyStore>> {
-    let settings = config.resolve(LocalTrial::Existing)?;
+    let mut settings = config.resolve(LocalTrial::Existing)?;
+    // Changes made here are the CLI's in the audit trail.
+    settings.engine.admin_actor = "cli".to_owned();
     // An admin command in the wrong directory must not create an empty database
     // and report "no keys".
     if let Some(path) = settings.database_url.sqlite_path().filter(|p| !p.exists()) {
@@ -177,7 +179,7 @@ async fn execute(
                 rate_limit,
             };
             let created = engine
-                .create_key(&user_id(&user)?, &request)
+                .create_key_as_admin(&user_id(&user)?, &request)
                 .await
                 .map_err(describe)?;
             let plain = created.plain_text.expose().to_owned();

@@ -11,10 +11,11 @@ use keyward_core::time::Timestamp;
 use super::AppState;
 use super::auth::AuthUser;
 use super::dto::{
-    ApiKeyResponse, CreateKeyRequest, CreateKeyResponse, SetPermissionsRequest, SetRateLimitRequest,
+    ApiKeyResponse, CreateKeyRequest, CreateKeyResponse, EventPage, KeyEventsQuery,
+    SetPermissionsRequest, SetRateLimitRequest,
 };
 use super::error::{ApiError, ErrorBody};
-use super::json::{ApiJson, KeyIdPath};
+use super::json::{ApiJson, ApiQuery, KeyIdPath};
 
 pub const TAG: &str = "api-keys";
 
@@ -286,4 +287,35 @@ pub async fn set_rate_limit(
         .map_err(|message| ApiError::invalid(format!("rate_limit: {message}")))?;
     let key = state.engine.set_rate_limit(Some(&user), id, limit).await?;
     Ok(Json(key.into()))
+}
+
+/// The audit trail of one of the caller's keys: every change, oldest first, with who
+/// made it and each changed field's value before and after.
+#[utoipa::path(
+    get,
+    path = "/api/api-keys/{id}/events",
+    tag = TAG,
+    operation_id = "list_api_key_events",
+    params(("id" = Uuid, Path, description = "The key's id"), KeyEventsQuery),
+    security(("user_jwt" = [])),
+    responses(
+        (status = 200, description = "A page of events", body = EventPage),
+        (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
+        (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
+        (status = 422, description = "Invalid paging parameters", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn list_key_events(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    KeyIdPath(id): KeyIdPath,
+    ApiQuery(query): ApiQuery<KeyEventsQuery>,
+) -> Result<Json<EventPage>, ApiError> {
+    let (after, limit) = super::dto::page(query.after, query.limit).map_err(ApiError::invalid)?;
+    let events = state
+        .engine
+        .key_events(Some(&user), id, after, limit)
+        .await?;
+    Ok(Json(EventPage::new(events, limit)))
 }

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use keyward_core::audit::{DEFAULT_EVENT_PAGE, KeyEvent, MAX_EVENT_PAGE};
 use keyward_core::model::{ApiKey, KeyStatus};
 use keyward_core::rate::RateLimit;
 use keyward_core::verify::VerifyCode;
@@ -269,4 +270,119 @@ pub struct DeletedUserResponse {
 pub struct StatusResponse {
     #[schema(example = "ok")]
     pub status: &'static str,
+}
+
+/// Who made a change.
+#[derive(Serialize, ToSchema)]
+pub struct ActorDto {
+    /// `user`: the key's owner, through this API; `admin`: a service with the
+    /// service token, or the CLI.
+    #[serde(rename = "type")]
+    #[schema(example = "user")]
+    pub kind: &'static str,
+    /// The user id, or `service` / `cli` for administrators.
+    pub id: String,
+}
+
+/// One recorded change to a key (or, for `delete_user`, to a user's keys).
+#[derive(Serialize, ToSchema)]
+pub struct KeyEventResponse {
+    /// Increasing in the order events were recorded; pass the last one seen as
+    /// `after` to read on.
+    pub id: i64,
+    #[schema(format = DateTime)]
+    pub at: String,
+    pub actor: ActorDto,
+    /// `create`, `suspend`, `reactivate`, `revoke`, `set_permissions`,
+    /// `set_rate_limit` or `delete_user`.
+    #[schema(example = "suspend")]
+    pub action: String,
+    /// Absent for `delete_user`, which lists the removed keys in `changes.keys`.
+    pub key_id: Option<Uuid>,
+    /// The owner of the key(s).
+    pub user_id: String,
+    /// For each field that changed: `{"before": …, "after": …}`. Never a secret.
+    #[schema(value_type = Object, example = json!({"status": {"before": "ACTIVE", "after": "SUSPENDED"}}))]
+    pub changes: serde_json::Value,
+}
+
+impl From<KeyEvent> for KeyEventResponse {
+    fn from(event: KeyEvent) -> Self {
+        Self {
+            id: event.id,
+            at: event.at.to_rfc3339(),
+            actor: ActorDto {
+                kind: event.actor.kind(),
+                id: event.actor.id().to_owned(),
+            },
+            action: event.action,
+            key_id: event.key_id.map(|id| *id.as_uuid()),
+            user_id: event.user_id.as_str().to_owned(),
+            // Written by the store as a JSON object; anything else is a bug, shown
+            // as null rather than failing the whole page.
+            changes: serde_json::from_str(&event.changes).unwrap_or_default(),
+        }
+    }
+}
+
+/// A page of events, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct EventPage {
+    pub events: Vec<KeyEventResponse>,
+    /// When the page is full: the `after` value for the next page. Null when there
+    /// is nothing more (for now).
+    pub next_after: Option<i64>,
+}
+
+impl EventPage {
+    pub fn new(events: Vec<KeyEvent>, limit: u32) -> Self {
+        let next_after = (events.len() as u64 >= u64::from(limit))
+            .then(|| events.last().map(|e| e.id))
+            .flatten();
+        Self {
+            events: events.into_iter().map(Into::into).collect(),
+            next_after,
+        }
+    }
+}
+
+/// Paging through a key's events.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct KeyEventsQuery {
+    /// Events after this one (the previous page's `next_after`).
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
+    /// Page size, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+/// Selecting and paging through events across keys.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AdminEventsQuery {
+    /// Only this user's keys.
+    pub user_id: Option<String>,
+    /// Only events recorded at or after this time (RFC 3339).
+    #[param(format = DateTime)]
+    pub since: Option<String>,
+    /// Events after this one (the previous page's `next_after`).
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
+    /// Page size, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+/// Checks a page size and a cursor.
+pub fn page(after: Option<i64>, limit: Option<u32>) -> Result<(Option<i64>, u32), String> {
+    let limit = limit.unwrap_or(DEFAULT_EVENT_PAGE);
+    if !(1..=MAX_EVENT_PAGE).contains(&limit) {
+        return Err(format!("limit: must be between 1 and {MAX_EVENT_PAGE}"));
+    }
+    if after.is_some_and(|a| a < 0) {
+        return Err("after: must not be negative".into());
+    }
+    Ok((after, limit))
 }

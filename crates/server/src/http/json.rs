@@ -1,7 +1,7 @@
 //! Request extractors that answer in the API's error shape.
 
 use axum::Json;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use keyward_core::model::KeyId;
 use serde::de::DeserializeOwned;
@@ -23,6 +23,24 @@ where
             .await
             .map(|Json(value)| Self(value))
             .map_err(ApiError::from_json_rejection)
+    }
+}
+
+/// Like [`axum::extract::Query`], but bad query strings become JSON errors (422).
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| Self(value))
+            .map_err(|rejection| ApiError::invalid(rejection.body_text()))
     }
 }
 

@@ -212,3 +212,38 @@ async fn minted_tokens_are_accepted_by_the_server() {
         .await;
     assert!(!bad.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_with_the_cli_are_signed_cli_in_the_audit_trail() {
+    let shared = Shared::new().await;
+    let created = shared.create_with_cli("ops", "").await;
+    let id = created["api_key"]["id"].as_str().unwrap();
+    shared.run_json(&["keys", "suspend", id, "--json"]).await;
+    let limited = shared
+        .run_json(&["keys", "set-rate-limit", id, "5/60", "--json"])
+        .await;
+    assert_eq!(
+        limited["rate_limit"],
+        json!({"requests": 5, "per_seconds": 60})
+    );
+    let output = shared
+        .run(&["keys", "set-rate-limit", id, "5 per minute"])
+        .await;
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("REQUESTS/SECONDS"));
+
+    let page = shared
+        .http("GET", "/api/admin/events", ADMIN_TOKEN, None)
+        .await;
+    let events = page["events"].as_array().unwrap();
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["create", "suspend", "set_rate_limit"]);
+    assert!(
+        events
+            .iter()
+            .all(|e| e["actor"] == json!({"type": "admin", "id": "cli"}) && e["user_id"] == "alice")
+    );
+}

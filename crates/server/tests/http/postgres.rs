@@ -5,6 +5,8 @@ pub type TestApp = crate::common::TestApp<crate::common::Postgres>;
 
 #[path = "suites/admin.rs"]
 mod admin;
+#[path = "suites/audit.rs"]
+mod audit;
 #[path = "suites/auth.rs"]
 mod auth;
 #[path = "suites/bad_input.rs"]

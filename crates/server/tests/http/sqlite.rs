@@ -4,6 +4,8 @@ pub type TestApp = crate::common::TestApp<crate::common::Sqlite>;
 
 #[path = "suites/admin.rs"]
 mod admin;
+#[path = "suites/audit.rs"]
+mod audit;
 #[path = "suites/auth.rs"]
 mod auth;
 #[path = "suites/bad_input.rs"]

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use keyward_core::audit::{Actor, EventQuery};
 use keyward_core::hash::{KeyHash, Pepper};
 use keyward_core::key::KeyFormat;
 use keyward_core::lifecycle::{LifecycleError, Mutation};
@@ -52,6 +53,10 @@ macro_rules! store_contract_suite {
             a_watching_store_confirms_it_at_least_every_second,
             deleting_a_user_removes_all_their_keys,
             a_deleted_users_keys_are_reported_to_other_connections,
+            every_change_is_recorded_with_its_actor_and_values,
+            a_refused_or_repeated_change_records_nothing,
+            events_are_filtered_and_paged_oldest_first,
+            a_user_deletion_is_recorded_and_outlives_the_keys,
         );
     };
     (@each $fresh:path, $attrs:tt; $($name:ident),* $(,)?) => {
@@ -72,6 +77,11 @@ const T0: i64 = 1_800_000_000_000;
 
 fn at(offset_ms: i64) -> Timestamp {
     Timestamp::from_millis(T0 + offset_ms).unwrap()
+}
+
+/// Who the contract tests act as.
+fn admin() -> Actor {
+    Actor::Admin("contract-test".into())
 }
 
 fn user(name: &str) -> UserId {
@@ -107,7 +117,7 @@ fn new_key(owner: &str, name: &str, created: i64) -> NewKeyRecord {
 
 async fn insert(store: &AnyStore, owner: &str, name: &str, created: i64) -> NewKeyRecord {
     let record = new_key(owner, name, created);
-    store.insert_key(&record, 100).await.unwrap();
+    store.insert_key(&record, 100, &admin()).await.unwrap();
     record
 }
 
@@ -147,11 +157,23 @@ pub async fn listing_is_newest_first_with_every_status(f: &Fixture) {
     insert(&f.store, "bob", "bobs", 30).await;
     let alice = user("alice");
     f.store
-        .apply(Some(&alice), mid.key.id, &Mutation::Revoke, at(40))
+        .apply(
+            Some(&alice),
+            mid.key.id,
+            &Mutation::Revoke,
+            at(40),
+            &admin(),
+        )
         .await
         .unwrap();
     f.store
-        .apply(Some(&alice), old.key.id, &Mutation::Suspend, at(40))
+        .apply(
+            Some(&alice),
+            old.key.id,
+            &Mutation::Suspend,
+            at(40),
+            &admin(),
+        )
         .await
         .unwrap();
 
@@ -189,7 +211,11 @@ pub async fn a_duplicate_hash_is_refused(f: &Fixture) {
     let first = insert(&f.store, "alice", "one", 0).await;
     let mut second = new_key("alice", "two", 1);
     second.hash = first.hash;
-    let err = f.store.insert_key(&second, 100).await.unwrap_err();
+    let err = f
+        .store
+        .insert_key(&second, 100, &admin())
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Duplicate), "{err:?}");
     assert_eq!(f.store.list_keys(None).await.unwrap().len(), 1);
 }
@@ -197,31 +223,43 @@ pub async fn a_duplicate_hash_is_refused(f: &Fixture) {
 pub async fn the_live_key_cap_counts_keys_that_are_not_revoked(f: &Fixture) {
     let alice = user("alice");
     let first = new_key("alice", "one", 0);
-    f.store.insert_key(&first, 2).await.unwrap();
+    f.store.insert_key(&first, 2, &admin()).await.unwrap();
     let second = new_key("alice", "two", 1);
-    f.store.insert_key(&second, 2).await.unwrap();
+    f.store.insert_key(&second, 2, &admin()).await.unwrap();
     f.store
-        .apply(Some(&alice), second.key.id, &Mutation::Suspend, at(2))
+        .apply(
+            Some(&alice),
+            second.key.id,
+            &Mutation::Suspend,
+            at(2),
+            &admin(),
+        )
         .await
         .unwrap();
 
     let third = new_key("alice", "three", 3);
-    let err = f.store.insert_key(&third, 2).await.unwrap_err();
+    let err = f.store.insert_key(&third, 2, &admin()).await.unwrap_err();
     assert!(
         matches!(err, StoreError::LimitReached { limit: 2 }),
         "{err:?}"
     );
     // Another user's keys do not count.
     f.store
-        .insert_key(&new_key("bob", "b", 3), 2)
+        .insert_key(&new_key("bob", "b", 3), 2, &admin())
         .await
         .unwrap();
 
     f.store
-        .apply(Some(&alice), first.key.id, &Mutation::Revoke, at(4))
+        .apply(
+            Some(&alice),
+            first.key.id,
+            &Mutation::Revoke,
+            at(4),
+            &admin(),
+        )
         .await
         .unwrap();
-    f.store.insert_key(&third, 2).await.unwrap();
+    f.store.insert_key(&third, 2, &admin()).await.unwrap();
 }
 
 type InsertTask = tokio::task::JoinHandle<Result<(), StoreError>>;
@@ -244,7 +282,9 @@ pub async fn concurrent_creates_never_exceed_the_cap(f: &Fixture) {
     for i in 0..12 {
         let store = f.store.clone();
         tasks.push(tokio::spawn(async move {
-            store.insert_key(&new_key("alice", "k", i), 5).await
+            store
+                .insert_key(&new_key("alice", "k", i), 5, &admin())
+                .await
         }));
     }
     assert_eq!(inserted_under_cap(tasks, 5).await, 5);
@@ -267,9 +307,9 @@ pub async fn a_failing_create_among_concurrent_ones_fails_alone(f: &Fixture) {
         } else {
             new_key(&format!("user{i}"), "k", i)
         };
-        tasks.push(tokio::spawn(
-            async move { store.insert_key(&record, 5).await },
-        ));
+        tasks.push(tokio::spawn(async move {
+            store.insert_key(&record, 5, &admin()).await
+        }));
     }
     let mut failed = Vec::new();
     for (i, task) in tasks.into_iter().enumerate() {
@@ -296,7 +336,9 @@ pub async fn creates_from_two_connections_never_exceed_the_cap(f: &Fixture) {
             other.clone()
         };
         tasks.push(tokio::spawn(async move {
-            store.insert_key(&new_key("alice", "k", i), 5).await
+            store
+                .insert_key(&new_key("alice", "k", i), 5, &admin())
+                .await
         }));
     }
     assert_eq!(inserted_under_cap(tasks, 5).await, 5);
@@ -312,7 +354,13 @@ pub async fn suspend_and_reactivate_round_trip(f: &Fixture) {
     let alice = user("alice");
     let suspended = f
         .store
-        .apply(Some(&alice), record.key.id, &Mutation::Suspend, at(1))
+        .apply(
+            Some(&alice),
+            record.key.id,
+            &Mutation::Suspend,
+            at(1),
+            &admin(),
+        )
         .await
         .unwrap();
     assert!(suspended.changed);
@@ -323,7 +371,13 @@ pub async fn suspend_and_reactivate_round_trip(f: &Fixture) {
 
     let active = f
         .store
-        .apply(Some(&alice), record.key.id, &Mutation::Reactivate, at(2))
+        .apply(
+            Some(&alice),
+            record.key.id,
+            &Mutation::Reactivate,
+            at(2),
+            &admin(),
+        )
         .await
         .unwrap();
     assert_eq!(active.key.status, KeyStatus::Active);
@@ -332,7 +386,13 @@ pub async fn suspend_and_reactivate_round_trip(f: &Fixture) {
 
     let err = f
         .store
-        .apply(Some(&alice), record.key.id, &Mutation::Reactivate, at(3))
+        .apply(
+            Some(&alice),
+            record.key.id,
+            &Mutation::Reactivate,
+            at(3),
+            &admin(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(
@@ -347,7 +407,7 @@ pub async fn revoke_is_terminal_and_keeps_the_first_revocation_time(f: &Fixture)
     let id = record.key.id;
     let revoked = f
         .store
-        .apply(Some(&alice), id, &Mutation::Revoke, at(5))
+        .apply(Some(&alice), id, &Mutation::Revoke, at(5), &admin())
         .await
         .unwrap();
     assert_eq!(revoked.key.status, KeyStatus::Revoked);
@@ -355,7 +415,7 @@ pub async fn revoke_is_terminal_and_keeps_the_first_revocation_time(f: &Fixture)
 
     let again = f
         .store
-        .apply(Some(&alice), id, &Mutation::Revoke, at(9))
+        .apply(Some(&alice), id, &Mutation::Revoke, at(9), &admin())
         .await
         .unwrap();
     assert!(!again.changed);
@@ -368,7 +428,7 @@ pub async fn revoke_is_terminal_and_keeps_the_first_revocation_time(f: &Fixture)
     ] {
         let err = f
             .store
-            .apply(Some(&alice), id, &m, at(10))
+            .apply(Some(&alice), id, &m, at(10), &admin())
             .await
             .unwrap_err();
         assert!(
@@ -387,7 +447,13 @@ pub async fn changes_to_foreign_or_unknown_keys_are_not_found(f: &Fixture) {
     let bob = user("bob");
     let err = f
         .store
-        .apply(Some(&bob), record.key.id, &Mutation::Revoke, at(1))
+        .apply(
+            Some(&bob),
+            record.key.id,
+            &Mutation::Revoke,
+            at(1),
+            &admin(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound));
@@ -396,7 +462,7 @@ pub async fn changes_to_foreign_or_unknown_keys_are_not_found(f: &Fixture) {
 
     let err = f
         .store
-        .apply(None, KeyId::new(at(0)), &Mutation::Suspend, at(1))
+        .apply(None, KeyId::new(at(0)), &Mutation::Suspend, at(1), &admin())
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound));
@@ -412,6 +478,7 @@ pub async fn permissions_are_replaced_whole(f: &Fixture) {
             record.key.id,
             &Mutation::SetPermissions(names.clone()),
             at(1),
+            &admin(),
         )
         .await
         .unwrap();
@@ -426,6 +493,7 @@ pub async fn permissions_are_replaced_whole(f: &Fixture) {
             record.key.id,
             &Mutation::SetPermissions(vec![]),
             at(2),
+            &admin(),
         )
         .await
         .unwrap();
@@ -445,6 +513,7 @@ pub async fn a_rate_limit_is_stored_changed_and_removed(f: &Fixture) {
             record.key.id,
             &Mutation::SetRateLimit(largest),
             at(1),
+            &admin(),
         )
         .await
         .unwrap();
@@ -453,7 +522,13 @@ pub async fn a_rate_limit_is_stored_changed_and_removed(f: &Fixture) {
     assert_eq!(view.rate_limit, largest);
     let removed = f
         .store
-        .apply(None, record.key.id, &Mutation::SetRateLimit(None), at(2))
+        .apply(
+            None,
+            record.key.id,
+            &Mutation::SetRateLimit(None),
+            at(2),
+            &admin(),
+        )
         .await
         .unwrap();
     assert_eq!(removed.key.rate_limit, None);
@@ -468,12 +543,12 @@ pub async fn a_rate_limit_is_stored_changed_and_removed(f: &Fixture) {
 pub async fn a_change_already_in_effect_writes_nothing(f: &Fixture) {
     let record = insert(&f.store, "alice", "ci", 0).await;
     f.store
-        .apply(None, record.key.id, &Mutation::Suspend, at(1))
+        .apply(None, record.key.id, &Mutation::Suspend, at(1), &admin())
         .await
         .unwrap();
     let again = f
         .store
-        .apply(None, record.key.id, &Mutation::Suspend, at(2))
+        .apply(None, record.key.id, &Mutation::Suspend, at(2), &admin())
         .await
         .unwrap();
     assert!(!again.changed);
@@ -510,7 +585,7 @@ pub async fn usage_batches_larger_than_one_statement_are_all_written(f: &Fixture
     let mut ids = Vec::new();
     for i in 0..1_500 {
         let record = new_key(&format!("user{}", i % 7), "k", i);
-        f.store.insert_key(&record, 1_000).await.unwrap();
+        f.store.insert_key(&record, 1_000, &admin()).await.unwrap();
         ids.push(record.key.id);
     }
     let usage: Vec<_> = ids.iter().map(|id| (*id, at(5_000))).collect();
@@ -522,7 +597,7 @@ pub async fn usage_batches_larger_than_one_statement_are_all_written(f: &Fixture
 pub async fn a_bulk_insert_stores_every_key_or_none(f: &Fixture) {
     // More rows than one PostgreSQL statement takes, and more than any user's cap.
     let batch: Vec<_> = (0..2_500).map(|i| new_key("bulk", "k", i)).collect();
-    f.store.insert_keys(&batch).await.unwrap();
+    f.store.insert_keys(&batch, &admin()).await.unwrap();
     let stored = f.store.list_keys(Some(&user("bulk"))).await.unwrap();
     assert_eq!(stored.len(), 2_500);
     let last = &batch[2_499];
@@ -536,7 +611,7 @@ pub async fn a_bulk_insert_stores_every_key_or_none(f: &Fixture) {
     // A duplicate hash in the last chunk fails the whole batch: nothing is stored.
     let mut failing: Vec<_> = (0..1_500).map(|i| new_key("other", "k", i)).collect();
     failing.push(batch[0].clone());
-    assert!(f.store.insert_keys(&failing).await.is_err());
+    assert!(f.store.insert_keys(&failing, &admin()).await.is_err());
     assert!(
         f.store
             .list_keys(Some(&user("other")))
@@ -618,7 +693,7 @@ pub async fn a_change_by_another_connection_is_noticed(f: &Fixture) {
     let other = keyward_store::connect(&f.url).await.unwrap();
     let change = change_after(&f.store, async {
         other
-            .apply(None, record.key.id, &Mutation::Revoke, at(1))
+            .apply(None, record.key.id, &Mutation::Revoke, at(1), &admin())
             .await
             .unwrap();
     })
@@ -645,7 +720,11 @@ pub async fn deleting_a_user_removes_all_their_keys(f: &Fixture) {
         hashes.push(insert(&f.store, "alice", "k", i).await.hash);
     }
     let bobs = insert(&f.store, "bob", "k", 9).await;
-    let mut deleted = f.store.delete_user(&user("alice")).await.unwrap();
+    let mut deleted = f
+        .store
+        .delete_user(&user("alice"), at(1_000), &admin())
+        .await
+        .unwrap();
     deleted.sort_by_key(|h| *h.as_bytes());
     hashes.sort_by_key(|h| *h.as_bytes());
     assert_eq!(deleted, hashes);
@@ -662,7 +741,7 @@ pub async fn deleting_a_user_removes_all_their_keys(f: &Fixture) {
     assert_eq!(f.store.list_keys(None).await.unwrap(), vec![bobs.key]);
     assert!(
         f.store
-            .delete_user(&user("alice"))
+            .delete_user(&user("alice"), at(1_000), &admin())
             .await
             .unwrap()
             .is_empty()
@@ -675,9 +754,235 @@ pub async fn a_deleted_users_keys_are_reported_to_other_connections(f: &Fixture)
     subscribed(&f.store).await;
     let other = keyward_store::connect(&f.url).await.unwrap();
     let change = change_after(&f.store, async {
-        assert_eq!(other.delete_user(&user("alice")).await.unwrap().len(), 2);
+        assert_eq!(
+            other
+                .delete_user(&user("alice"), at(1_000), &admin())
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
     })
     .await;
     assert_mentions(f, &change, &[a.hash, b.hash]);
     other.close().await;
+}
+
+fn events_of(key: KeyId) -> EventQuery {
+    EventQuery {
+        key_id: Some(key),
+        ..Default::default()
+    }
+}
+
+fn changes(event: &keyward_core::audit::KeyEvent) -> serde_json::Value {
+    serde_json::from_str(&event.changes).unwrap()
+}
+
+pub async fn every_change_is_recorded_with_its_actor_and_values(f: &Fixture) {
+    let alice = Actor::User(user("alice"));
+    let record = new_key("alice", "ci", 0);
+    f.store.insert_key(&record, 10, &alice).await.unwrap();
+    let id = record.key.id;
+    let owner = Some(user("alice"));
+    f.store
+        .apply(owner.as_ref(), id, &Mutation::Suspend, at(1), &alice)
+        .await
+        .unwrap();
+    let names = vec!["IDENTITY".to_owned()];
+    f.store
+        .apply(None, id, &Mutation::SetPermissions(names), at(2), &admin())
+        .await
+        .unwrap();
+    f.store
+        .apply(None, id, &Mutation::SetRateLimit(None), at(3), &admin())
+        .await
+        .unwrap();
+    f.store
+        .apply(owner.as_ref(), id, &Mutation::Revoke, at(4), &alice)
+        .await
+        .unwrap();
+
+    let events = f.store.list_events(&events_of(id)).await.unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "create",
+            "suspend",
+            "set_permissions",
+            "set_rate_limit",
+            "revoke"
+        ]
+    );
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id), "ids increase");
+    let times: Vec<i64> = events
+        .iter()
+        .map(|e| e.at.as_millis() - at(0).as_millis())
+        .collect();
+    assert_eq!(times, [0, 1, 2, 3, 4]);
+    assert!(
+        events
+            .iter()
+            .all(|e| e.key_id == Some(id) && e.user_id == user("alice"))
+    );
+    assert_eq!(events[0].actor, alice);
+    assert_eq!(events[2].actor, admin());
+
+    let created = changes(&events[0]);
+    assert_eq!(
+        created["name"],
+        serde_json::json!({"before": null, "after": "ci"})
+    );
+    assert_eq!(created["status"]["after"], "ACTIVE");
+    assert_eq!(
+        created["rate_limit"]["after"],
+        serde_json::json!({"requests": 100, "per_seconds": 60})
+    );
+    assert_eq!(
+        changes(&events[1]),
+        serde_json::json!({"status": {"before": "ACTIVE", "after": "SUSPENDED"}})
+    );
+    assert_eq!(
+        changes(&events[2]),
+        serde_json::json!({"permissions": {
+            "before": ["EXECUTE_GRAPH", "READ_GRAPH"], "after": ["IDENTITY"]
+        }})
+    );
+    assert_eq!(
+        changes(&events[3])["rate_limit"]["after"],
+        serde_json::Value::Null
+    );
+    let revoked = changes(&events[4]);
+    assert_eq!(revoked["status"]["after"], "REVOKED");
+    assert_eq!(revoked["revoked_at"]["before"], serde_json::Value::Null);
+    assert!(revoked["revoked_at"]["after"].is_string());
+    // No secret and no hash in any event.
+    for event in &events {
+        assert!(!event.changes.contains("agpt_") && !event.changes.contains("hash"));
+    }
+}
+
+pub async fn a_refused_or_repeated_change_records_nothing(f: &Fixture) {
+    let record = insert(&f.store, "alice", "ci", 0).await;
+    let id = record.key.id;
+    f.store
+        .apply(None, id, &Mutation::Revoke, at(1), &admin())
+        .await
+        .unwrap();
+    // Already revoked: nothing written, nothing recorded.
+    f.store
+        .apply(None, id, &Mutation::Revoke, at(2), &admin())
+        .await
+        .unwrap();
+    let refused = f
+        .store
+        .apply(None, id, &Mutation::Suspend, at(3), &admin())
+        .await;
+    assert!(matches!(refused, Err(StoreError::Lifecycle(_))));
+    // Over the cap: the create and its event are both refused.
+    let over = f
+        .store
+        .insert_key(&new_key("bob", "x", 0), 0, &admin())
+        .await;
+    assert!(matches!(over, Err(StoreError::LimitReached { .. })));
+
+    let actions: Vec<String> = f
+        .store
+        .list_events(&EventQuery::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions, ["create", "revoke"]);
+}
+
+pub async fn events_are_filtered_and_paged_oldest_first(f: &Fixture) {
+    for (n, owner) in ["alice", "bob", "alice", "carol", "alice"]
+        .iter()
+        .enumerate()
+    {
+        insert(&f.store, owner, &format!("k{n}"), n as i64 * 1_000).await;
+    }
+    let alice = EventQuery {
+        user_id: Some(user("alice")),
+        ..Default::default()
+    };
+    let all_alice = f.store.list_events(&alice).await.unwrap();
+    assert_eq!(all_alice.len(), 3);
+    assert!(all_alice.iter().all(|e| e.user_id == user("alice")));
+
+    let first = f
+        .store
+        .list_events(&EventQuery {
+            limit: 2,
+            ..alice.clone()
+        })
+        .await
+        .unwrap();
+    let rest = f
+        .store
+        .list_events(&EventQuery {
+            limit: 2,
+            after: Some(first.last().unwrap().id),
+            ..alice.clone()
+        })
+        .await
+        .unwrap();
+    let paged: Vec<i64> = first.iter().chain(&rest).map(|e| e.id).collect();
+    let whole: Vec<i64> = all_alice.iter().map(|e| e.id).collect();
+    assert_eq!(paged, whole);
+
+    let since = f
+        .store
+        .list_events(&EventQuery {
+            since: Some(at(2_000)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let names: Vec<i64> = since
+        .iter()
+        .map(|e| e.at.as_millis() - at(0).as_millis())
+        .collect();
+    assert_eq!(names, [2_000, 3_000, 4_000]);
+}
+
+pub async fn a_user_deletion_is_recorded_and_outlives_the_keys(f: &Fixture) {
+    let one = insert(&f.store, "alice", "one", 0).await;
+    let two = insert(&f.store, "alice", "two", 1).await;
+    f.store
+        .delete_user(&user("alice"), at(1_000), &admin())
+        .await
+        .unwrap();
+    let events = f
+        .store
+        .list_events(&EventQuery {
+            user_id: Some(user("alice")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["create", "create", "delete_user"]);
+    let deletion = &events[2];
+    assert_eq!(deletion.key_id, None);
+    assert_eq!(deletion.actor, admin());
+    let mut ids = vec![one.key.id.to_string(), two.key.id.to_string()];
+    ids.sort();
+    assert_eq!(
+        changes(deletion),
+        serde_json::json!({"keys": {"before": ids, "after": []}})
+    );
+    // The keys are gone, their history is not.
+    assert!(f.store.get_key(None, one.key.id).await.unwrap().is_none());
+    assert_eq!(
+        f.store
+            .list_events(&events_of(one.key.id))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }

@@ -1,0 +1,86 @@
+//! The audit trail's vocabulary: who made a change, and what an event records.
+//!
+//! Every change to a key is recorded with the change itself (same transaction), so
+//! the trail cannot miss a committed change nor show one that did not happen. An
+//! event names the fields that changed with their values before and after; a key's
+//! secret or hash is never among them.
+
+use std::fmt;
+
+use crate::model::{KeyId, UserId};
+use crate::time::Timestamp;
+
+/// Who made a change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Actor {
+    /// The key's owner, through the management API (the JWT's `sub`).
+    User(UserId),
+    /// An administrator: a service with the service token, or the CLI. The label
+    /// says which (`service`, `cli`).
+    Admin(String),
+}
+
+impl Actor {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::User(_) => "user",
+            Self::Admin(_) => "admin",
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Self::User(user) => user.as_str(),
+            Self::Admin(label) => label,
+        }
+    }
+
+    /// From the two stored columns.
+    pub fn from_parts(kind: &str, id: &str) -> Option<Self> {
+        match kind {
+            "user" => UserId::parse(id).ok().map(Self::User),
+            "admin" => Some(Self::Admin(id.to_owned())),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind(), self.id())
+    }
+}
+
+/// One recorded change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyEvent {
+    /// Increasing: the order events were recorded in, and the pagination cursor.
+    pub id: i64,
+    pub at: Timestamp,
+    pub actor: Actor,
+    /// `create`, `suspend`, `reactivate`, `revoke`, `set_permissions`,
+    /// `set_rate_limit`, `delete_user`.
+    pub action: String,
+    /// The key changed; `None` for `delete_user`, which names its keys in `changes`.
+    pub key_id: Option<KeyId>,
+    /// The owner of the key(s).
+    pub user_id: UserId,
+    /// A JSON object: `{field: {"before": …, "after": …}}` for each changed field.
+    pub changes: String,
+}
+
+/// Which events to read, oldest first.
+#[derive(Clone, Debug, Default)]
+pub struct EventQuery {
+    pub key_id: Option<KeyId>,
+    pub user_id: Option<UserId>,
+    /// Events recorded at or after this time.
+    pub since: Option<Timestamp>,
+    /// Events after this one (the previous page's last id).
+    pub after: Option<i64>,
+    pub limit: u32,
+}
+
+/// Page sizes for reading events.
+pub const DEFAULT_EVENT_PAGE: u32 = 100;
+pub const MAX_EVENT_PAGE: u32 = 1000;

@@ -1,0 +1,16 @@
+-- The audit trail: one row per change, written in the change's own transaction.
+-- No foreign key to api_keys: events outlive the keys a user deletion removes.
+CREATE TABLE key_events (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the pagination cursor
+    at         INTEGER NOT NULL,                   -- ms since the Unix epoch
+    actor_kind TEXT    NOT NULL CHECK (actor_kind IN ('user', 'admin')),
+    actor_id   TEXT    NOT NULL,
+    action     TEXT    NOT NULL,
+    key_id     BLOB    CHECK (key_id IS NULL OR length(key_id) = 16),
+    user_id    TEXT    NOT NULL,                   -- the key's owner
+    changes    TEXT    NOT NULL                    -- JSON: {field: {before, after}}
+);
+
+CREATE INDEX key_events_key ON key_events (key_id, id) WHERE key_id IS NOT NULL;
+CREATE INDEX key_events_user ON key_events (user_id, id);
+CREATE INDEX key_events_at ON key_events (at, id);
