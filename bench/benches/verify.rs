@@ -18,6 +18,7 @@ use keyward_core::hash::Peppers;
 use keyward_core::input::NewKeyRequest;
 use keyward_core::model::UserId;
 use keyward_core::permissions::PermissionSet;
+use keyward_core::rate::RateLimit;
 use keyward_engine::{Engine, EngineConfig};
 use keyward_store::AnyStore;
 use tokio::runtime::Runtime;
@@ -45,6 +46,11 @@ struct Fixture {
 /// An engine on a fresh SQLite database holding one key; `lease` zero keeps the
 /// cache untrusted, so every verification reads the database.
 fn fixture(lease: Duration) -> Fixture {
+    fixture_with(lease, None)
+}
+
+/// [`fixture`], the key carrying `rate_limit`.
+fn fixture_with(lease: Duration, rate_limit: Option<RateLimit>) -> Fixture {
     let runtime = keyward_bench::runtime();
     let (dir, url) = keyward_bench::temp_sqlite();
     let (engine, key) = runtime.block_on(async {
@@ -58,7 +64,7 @@ fn fixture(lease: Duration) -> Fixture {
             description: None,
             permissions: vec!["READ_GRAPH".into(), "EXECUTE_GRAPH".into()],
             expires_at: None,
-            rate_limit: None,
+            rate_limit,
         };
         let created = engine
             .create_key(&UserId::parse("bench").unwrap(), &request)
@@ -123,6 +129,50 @@ fn warm_cache_hit_with_permission_names(bencher: Bencher) {
     bencher.bench_local(|| {
         let verification = f.run(f.engine.verify(&f.key, &["READ_GRAPH"])).unwrap();
         assert!(verification.is_valid());
+    });
+}
+
+/// A cache hit for a request that names its end client (`client_ip`): the
+/// failure limiter is consulted first.
+#[divan::bench]
+fn warm_cache_hit_with_client_ip(bencher: Bencher) {
+    let f = warm();
+    let client = Some(std::net::IpAddr::from([203, 0, 113, 7]));
+    bencher.bench_local(|| {
+        let verification = f
+            .run(f.engine.verify_from(&f.key, f.required, client))
+            .unwrap();
+        assert!(verification.is_valid());
+    });
+}
+
+/// A cache hit for a key with its own rate limit (high enough never to refuse):
+/// the limiter's atomic update on every verification.
+#[divan::bench]
+fn warm_cache_hit_with_key_rate_limit(bencher: Bencher) {
+    let lease = EngineConfig::new(Peppers::parse(PEPPER).unwrap()).change_feed_lease;
+    let f = fixture_with(lease, RateLimit::new(1_000_000, 1).ok());
+    bencher.bench_local(|| {
+        let verification = f.run(f.engine.verify_with(&f.key, f.required)).unwrap();
+        assert!(verification.is_valid());
+    });
+}
+
+/// A client over its failed-attempt limit: refused before parsing or hashing.
+#[divan::bench]
+fn refused_client_over_its_failure_limit(bencher: Bencher) {
+    let f = warm();
+    let client = Some(std::net::IpAddr::from([198, 51, 100, 9]));
+    // The default limit is 60 failures a minute: spend it.
+    for _ in 0..61 {
+        f.run(f.engine.verify_from("agpt_nope", f.required, client))
+            .unwrap();
+    }
+    bencher.bench_local(|| {
+        let verification = f
+            .run(f.engine.verify_from(&f.key, f.required, client))
+            .unwrap();
+        assert_eq!(verification.code.as_str(), "RATE_LIMITED");
     });
 }
 
