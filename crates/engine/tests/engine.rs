@@ -667,7 +667,10 @@ async fn a_database_outage_fails_closed_and_recovers_by_itself() {
         match h.engine.verify::<&str>(&cached, &[]).await {
             Ok(v) => assert_eq!(v.code, VerifyCode::Valid),
             Err(EngineError::Unavailable(_)) => {
-                eprintln!("cached key served for {:?} into the outage", outage.elapsed());
+                eprintln!(
+                    "cached key served for {:?} into the outage",
+                    outage.elapsed()
+                );
                 break;
             }
             Err(other) => panic!("unexpected error: {other:?}"),

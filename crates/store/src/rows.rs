@@ -7,6 +7,7 @@ use keyward_core::model::{ApiKey, KeyId, UserId};
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use serde_json::{Map, Value, json};
+use sqlx::{Encode, QueryBuilder, Type};
 
 use crate::StoreError;
 
@@ -170,8 +171,38 @@ pub(crate) fn event(
     })
 }
 
+/// An event query's SQL, for either backend: `key` is the key id as that backend
+/// binds it (bytes on SQLite, a UUID on PostgreSQL).
+pub(crate) fn event_query<DB, K>(query: &EventQuery, key: Option<K>) -> QueryBuilder<DB>
+where
+    DB: sqlx::Database,
+    for<'e> K: Encode<'e, DB> + Type<DB>,
+    for<'e> String: Encode<'e, DB> + Type<DB>,
+    for<'e> i64: Encode<'e, DB> + Type<DB>,
+{
+    let mut sql = QueryBuilder::new(
+        "SELECT id, at, actor_kind, actor_id, action, key_id, user_id, changes \
+         FROM key_events WHERE 1 = 1",
+    );
+    if let Some(key) = key {
+        sql.push(" AND key_id = ").push_bind(key);
+    }
+    if let Some(user) = &query.user_id {
+        sql.push(" AND user_id = ")
+            .push_bind(user.as_str().to_owned());
+    }
+    if let Some(since) = query.since {
+        sql.push(" AND at >= ").push_bind(since.as_millis());
+    }
+    if let Some(after) = query.after {
+        sql.push(" AND id > ").push_bind(after);
+    }
+    sql.push(" ORDER BY id LIMIT ").push_bind(page_size(query));
+    sql
+}
+
 /// The page size to read: the default when none is asked, never above the maximum.
-pub(crate) fn page_size(query: &EventQuery) -> i64 {
+fn page_size(query: &EventQuery) -> i64 {
     let limit = match query.limit {
         0 => DEFAULT_EVENT_PAGE,
         n => n.min(MAX_EVENT_PAGE),

@@ -472,26 +472,8 @@ impl Store for SqliteStore {
     }
 
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<KeyEvent>, StoreError> {
-        let mut sql = QueryBuilder::<Sqlite>::new(
-            "SELECT id, at, actor_kind, actor_id, action, key_id, user_id, changes \
-             FROM key_events WHERE 1 = 1",
-        );
-        if let Some(key) = query.key_id {
-            sql.push(" AND key_id = ")
-                .push_bind(key.as_bytes().to_vec());
-        }
-        if let Some(user) = &query.user_id {
-            sql.push(" AND user_id = ")
-                .push_bind(user.as_str().to_owned());
-        }
-        if let Some(since) = query.since {
-            sql.push(" AND at >= ").push_bind(since.as_millis());
-        }
-        if let Some(after) = query.after {
-            sql.push(" AND id > ").push_bind(after);
-        }
-        sql.push(" ORDER BY id LIMIT ")
-            .push_bind(rows::page_size(query));
+        let key = query.key_id.map(|id| id.as_bytes().to_vec());
+        let mut sql = rows::event_query::<Sqlite, _>(query, key);
         let rows = sql.build().fetch_all(&self.readers).await?;
         rows.iter()
             .map(|row| {

@@ -98,7 +98,10 @@ async fn a_database_outage_fails_closed_and_recovers_by_itself() {
     loop {
         let response = verify(cached.clone()).await;
         if response.status == StatusCode::SERVICE_UNAVAILABLE {
-            eprintln!("cached key served for {:?} into the outage", outage.elapsed());
+            eprintln!(
+                "cached key served for {:?} into the outage",
+                outage.elapsed()
+            );
             break;
         }
         assert_eq!(response.ok()["code"], "VALID");
@@ -118,7 +121,10 @@ async fn a_database_outage_fails_closed_and_recovers_by_itself() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    eprintln!("ready again {:?} after the database came back", back.elapsed());
+    eprintln!(
+        "ready again {:?} after the database came back",
+        back.elapsed()
+    );
     assert_eq!(app.verify_code(&uncached, &[]).await, "VALID");
     assert_eq!(app.verify_code(&cached, &[]).await, "VALID");
     while !app.engine.cache_active() {
