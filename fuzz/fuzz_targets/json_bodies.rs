@@ -8,6 +8,7 @@
 //! - `POST /api/api-keys` (a user's JWT; a key it creates is deleted again at once,
 //!   so the database and the per-user key cap stay where they were),
 //! - `PUT /api/api-keys/{id}/permissions` (the owner's JWT, on a key that exists),
+//! - `PUT /api/api-keys/{id}/rate-limit` (the same),
 //! - `POST /api/api-keys/verify` (the service token).
 //!
 //! Every `$KEY` in the input is replaced by the plaintext of that existing key first,
@@ -56,10 +57,14 @@ struct Fixture {
     engine: Engine<AnyStore>,
     owner_token: String,
     creator_token: String,
-    /// `/api/api-keys/{id}/permissions` for the owner's key.
+    /// `/api/api-keys/{id}/permissions` and `.../rate-limit` for the owner's key.
     permissions_uri: String,
+    rate_limit_uri: String,
     key_id: String,
     plain_key: String,
+    /// `KEYWARD_FUZZ_TRACE=1`: print each route's status and body (to see what a
+    /// corpus reaches, e.g. with `cargo fuzz run json_bodies <dir> -- -runs=0`).
+    trace: bool,
     _db_dir: PathBuf,
 }
 
@@ -116,10 +121,15 @@ fn setup() -> Fixture {
         .build()
         .unwrap();
     let db_dir = database_dir();
+    let mut engine = EngineConfig::new(Peppers::parse(PEPPER).unwrap());
+    // The per-user write limit (60 a minute) would turn almost every accepted body
+    // into a 429 after the first minute, and the writes behind it would go untested.
+    // It is checked after a body is validated, so the bodies are fuzzed either way.
+    engine.user_write_limit = None;
     let settings = Settings {
         database_url: DatabaseUrl::Sqlite(db_dir.join("keyward.db")),
         connect: ConnectOptions::default(),
-        engine: EngineConfig::new(Peppers::parse(PEPPER).unwrap()),
+        engine,
         jwt: JwtSettings {
             hs256_secret: Some(Secret::new(JWT_SECRET)),
             ..Default::default()
@@ -159,8 +169,10 @@ fn setup() -> Fixture {
         owner_token,
         creator_token: token(CREATOR),
         permissions_uri: format!("/api/api-keys/{key_id}/permissions"),
+        rate_limit_uri: format!("/api/api-keys/{key_id}/rate-limit"),
         key_id,
         plain_key: created["plain_text_key"].as_str().unwrap().to_owned(),
+        trace: std::env::var_os("KEYWARD_FUZZ_TRACE").is_some(),
         _db_dir: db_dir,
     }
 }
@@ -204,6 +216,9 @@ async fn send(
         .unwrap();
     let text = String::from_utf8_lossy(&bytes);
     let route = format!("{method} {uri}");
+    if f.trace {
+        eprintln!("{route} -> {status} {text}");
+    }
     assert!(
         !status.is_server_error(),
         "{route}: server error {status}: {text}"
@@ -252,6 +267,12 @@ fuzz_target!(|data: &[u8]| {
         if status == StatusCode::OK {
             assert_eq!(json["id"], f.key_id.as_str());
             assert!(json["permissions"].is_array());
+        }
+
+        let (status, json) = send(f, Method::PUT, &f.rate_limit_uri, &f.owner_token, &body).await;
+        if status == StatusCode::OK {
+            assert_eq!(json["id"], f.key_id.as_str());
+            assert!(json["rate_limit"].is_null() || json["rate_limit"].is_object());
         }
 
         let (status, json) =
