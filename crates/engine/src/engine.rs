@@ -413,6 +413,11 @@ impl<S: Store> Engine<S> {
         Ok(self.inner.store.list_events(query).await?)
     }
 
+    /// Keys per pepper version, lowest first (see `keyward peppers status`).
+    pub async fn pepper_usage(&self) -> Result<Vec<keyward_store::PepperUsage>, EngineError> {
+        Ok(self.inner.store.pepper_usage().await?)
+    }
+
     /// True while verification results are cached: the store is watching for changes
     /// made elsewhere. While false, every verification reads the database.
     pub fn cache_active(&self) -> bool {

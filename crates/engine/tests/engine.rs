@@ -106,6 +106,10 @@ impl Store for Counting {
         self.reachable()?;
         self.inner.rehash(id, hash, v).await
     }
+    async fn pepper_usage(&self) -> Result<Vec<keyward_store::PepperUsage>, StoreError> {
+        self.reachable()?;
+        self.inner.pepper_usage().await
+    }
     async fn next_external_change(&self) -> Result<ExternalChange, StoreError> {
         if self.down.load(Ordering::SeqCst) {
             // Like a real poll: a moment passes before the failure is seen.

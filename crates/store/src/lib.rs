@@ -36,7 +36,7 @@ use keyward_core::time::Timestamp;
 
 pub use error::StoreError;
 pub use postgres::PostgresStore;
-pub use records::{Applied, ExternalChange, NewKeyRecord, VerifyRecord};
+pub use records::{Applied, ExternalChange, NewKeyRecord, PepperUsage, VerifyRecord};
 pub use sqlite::SqliteStore;
 pub use url::{DatabaseUrl, DatabaseUrlError};
 
@@ -132,6 +132,10 @@ pub trait Store: Clone + Send + Sync + 'static {
         hash: &KeyHash,
         pepper_version: u16,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Keys per pepper version, lowest version first: what is left before a retired
+    /// pepper can be dropped.
+    fn pepper_usage(&self) -> impl Future<Output = Result<Vec<PepperUsage>, StoreError>> + Send;
 
     /// Waits for the next change made to the database by another process (another
     /// server, the CLI), so caches can drop what may be stale.
@@ -260,6 +264,9 @@ impl Store for AnyStore {
     }
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<KeyEvent>, StoreError> {
         delegate!(self, s => s.list_events(query).await)
+    }
+    async fn pepper_usage(&self) -> Result<Vec<PepperUsage>, StoreError> {
+        delegate!(self, s => s.pepper_usage().await)
     }
     async fn next_external_change(&self) -> Result<ExternalChange, StoreError> {
         delegate!(self, s => s.next_external_change().await)

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::records::{Applied, ExternalChange, NewKeyRecord, VerifyRecord};
+use crate::records::{Applied, ExternalChange, NewKeyRecord, PepperUsage, VerifyRecord};
 use crate::rows::{self, NewEvent, corrupt, key_columns, timestamp};
 use crate::{ConnectOptions, Store, StoreError, migrations};
 
@@ -552,6 +552,21 @@ impl Store for PostgresStore {
                     key.map(KeyId::from_uuid),
                     row.try_get("user_id")?,
                     row.try_get("changes")?,
+                )
+            })
+            .collect()
+    }
+
+    async fn pepper_usage(&self) -> Result<Vec<PepperUsage>, StoreError> {
+        let rows = sqlx::query(rows::PEPPER_USAGE)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                rows::pepper_usage(
+                    i64::from(row.try_get::<i32, _>("pepper_version")?),
+                    row.try_get("live")?,
+                    row.try_get("revoked")?,
                 )
             })
             .collect()

@@ -49,3 +49,14 @@ pub enum ExternalChange {
     /// least every second, that lets the engine keep trusting its cache.
     Alive,
 }
+
+/// How many keys a pepper version hashed (see [`Store::pepper_usage`](crate::Store::pepper_usage)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PepperUsage {
+    pub version: u16,
+    /// Keys that are not revoked: they still verify, so their pepper must stay
+    /// configured until each has been verified (and re-hashed) once.
+    pub live: u64,
+    /// Revoked keys: they never verify again, so they are never re-hashed.
+    pub revoked: u64,
+}

@@ -9,7 +9,7 @@ use keyward_core::time::Timestamp;
 use serde_json::{Map, Value, json};
 use sqlx::{Encode, QueryBuilder, Type};
 
-use crate::StoreError;
+use crate::{PepperUsage, StoreError};
 
 /// Columns of a full key row, in the order the backends' `key_from_row` reads them.
 macro_rules! key_columns {
@@ -87,6 +87,25 @@ pub(crate) fn with_state(mut key: ApiKey, state: KeyState) -> ApiKey {
     key.permissions = state.permissions;
     key.rate_limit = state.rate_limit;
     key
+}
+
+/// Keys per pepper version; the same SQL on both backends.
+pub(crate) const PEPPER_USAGE: &str = "SELECT pepper_version, \
+     COUNT(*) FILTER (WHERE status <> 'REVOKED') AS live, \
+     COUNT(*) FILTER (WHERE status = 'REVOKED') AS revoked \
+     FROM api_keys GROUP BY pepper_version ORDER BY pepper_version";
+
+/// A row of [`PEPPER_USAGE`], checked.
+pub(crate) fn pepper_usage(
+    version: i64,
+    live: i64,
+    revoked: i64,
+) -> Result<PepperUsage, StoreError> {
+    Ok(PepperUsage {
+        version: u16::try_from(version).map_err(|_| corrupt("pepper_version"))?,
+        live: u64::try_from(live).unwrap_or(0),
+        revoked: u64::try_from(revoked).unwrap_or(0),
+    })
 }
 
 /// An audit event to write beside a change (see [`keyward_core::audit`]).

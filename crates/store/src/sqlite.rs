@@ -29,7 +29,7 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::Mutex;
 
-use crate::records::{Applied, ExternalChange, NewKeyRecord, VerifyRecord};
+use crate::records::{Applied, ExternalChange, NewKeyRecord, PepperUsage, VerifyRecord};
 use crate::rows::{self, NewEvent, corrupt, key_columns, timestamp};
 use crate::{Store, StoreError, migrations};
 
@@ -486,6 +486,21 @@ impl Store for SqliteStore {
                     key.map(key_id).transpose()?,
                     row.try_get("user_id")?,
                     row.try_get("changes")?,
+                )
+            })
+            .collect()
+    }
+
+    async fn pepper_usage(&self) -> Result<Vec<PepperUsage>, StoreError> {
+        let rows = sqlx::query(rows::PEPPER_USAGE)
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                rows::pepper_usage(
+                    row.try_get::<i64, _>("pepper_version")?,
+                    row.try_get("live")?,
+                    row.try_get("revoked")?,
                 )
             })
             .collect()

@@ -6,6 +6,7 @@
 
 mod keys;
 mod output;
+mod peppers;
 mod serve;
 mod token;
 mod users;
@@ -61,6 +62,14 @@ pub enum Command {
         #[command(subcommand)]
         command: users::UsersCommand,
     },
+    /// Pepper rotation: keys per pepper version.
+    Peppers {
+        #[command(subcommand)]
+        command: peppers::PeppersCommand,
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+    },
 }
 
 /// Runs a parsed command line; errors are printed to stderr by the caller.
@@ -98,6 +107,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys { command, json } => keys::run(&cli.config, command, json).await,
         Command::Token(args) => token::run(&cli.config, &args),
         Command::Users { command } => users::run(&cli.config, command).await,
+        Command::Peppers { command, json } => peppers::run(&cli.config, command, json).await,
     }
 }
 

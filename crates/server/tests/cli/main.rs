@@ -6,5 +6,6 @@ mod common;
 mod admin;
 mod cluster;
 mod crash;
+mod peppers;
 mod serve;
 mod setup;

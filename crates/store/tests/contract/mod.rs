@@ -48,6 +48,7 @@ macro_rules! store_contract_suite {
             usage_batches_larger_than_one_statement_are_all_written,
             a_bulk_insert_stores_every_key_or_none,
             rehashing_moves_a_key_to_its_new_hash,
+            keys_are_counted_per_pepper_version,
             migrations_can_run_again,
             a_change_by_another_connection_is_noticed,
             a_watching_store_confirms_it_at_least_every_second,
@@ -985,4 +986,43 @@ pub async fn a_user_deletion_is_recorded_and_outlives_the_keys(f: &Fixture) {
             .len(),
         1
     );
+}
+
+pub async fn keys_are_counted_per_pepper_version(f: &Fixture) {
+    assert!(f.store.pepper_usage().await.unwrap().is_empty());
+    let old = [
+        insert(&f.store, "alice", "a", 0).await,
+        insert(&f.store, "alice", "b", 1).await,
+        insert(&f.store, "bob", "c", 2).await,
+    ];
+    let mut newer = new_key("bob", "d", 3);
+    newer.pepper_version = 2;
+    f.store.insert_key(&newer, 10, &admin()).await.unwrap();
+    f.store
+        .apply(None, old[2].key.id, &Mutation::Revoke, at(4), &admin())
+        .await
+        .unwrap();
+    let usage = f.store.pepper_usage().await.unwrap();
+    assert_eq!(
+        usage,
+        [
+            keyward_store::PepperUsage {
+                version: 1,
+                live: 2,
+                revoked: 1
+            },
+            keyward_store::PepperUsage {
+                version: 2,
+                live: 1,
+                revoked: 0
+            },
+        ]
+    );
+    // A re-hash moves a key to the new version.
+    f.store
+        .rehash(old[0].key.id, &old[0].hash, 2)
+        .await
+        .unwrap();
+    let usage = f.store.pepper_usage().await.unwrap();
+    assert_eq!((usage[0].live, usage[1].live), (1, 2));
 }
