@@ -65,6 +65,7 @@ fn fixture_with(lease: Duration, rate_limit: Option<RateLimit>) -> Fixture {
             permissions: vec!["READ_GRAPH".into(), "EXECUTE_GRAPH".into()],
             expires_at: None,
             rate_limit,
+            metadata: None,
         };
         let created = engine
             .create_key(&UserId::parse("bench").unwrap(), &request)

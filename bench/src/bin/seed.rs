@@ -83,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
                     revoked_at: None,
                     expires_at: None,
                     rate_limit: None,
+                    metadata: None,
                 },
             });
         }

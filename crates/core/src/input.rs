@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::model::Metadata;
 use crate::permissions::{Catalogue, PermissionSet};
 use crate::rate::RateLimit;
 use crate::time::Timestamp;
@@ -145,6 +146,7 @@ pub struct NewKeyRequest {
     pub expires_at: Option<Timestamp>,
     /// Already a valid quota: transports check its bounds as they parse it.
     pub rate_limit: Option<RateLimit>,
+    pub metadata: Option<Metadata>,
 }
 
 /// A create request that passed validation.
@@ -155,6 +157,7 @@ pub struct ValidNewKey {
     pub permissions: PermissionSet,
     pub expires_at: Option<Timestamp>,
     pub rate_limit: Option<RateLimit>,
+    pub metadata: Option<Metadata>,
 }
 
 impl NewKeyRequest {
@@ -187,6 +190,62 @@ impl NewKeyRequest {
             permissions,
             expires_at: self.expires_at,
             rate_limit: self.rate_limit,
+            metadata: self.metadata.clone(),
+        })
+    }
+}
+
+/// A change to a key's editable attributes (`PATCH`): `None` leaves a field as it
+/// is; `Some(None)` clears one that may be empty.
+#[derive(Clone, Debug, Default)]
+pub struct KeyEdit {
+    pub name: Option<String>,
+    pub description: Option<Option<String>>,
+    pub expires_at: Option<Option<Timestamp>>,
+    pub metadata: Option<Option<Metadata>>,
+}
+
+/// An edit that passed validation; what [`crate::lifecycle::Mutation::Edit`] carries.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ValidEdit {
+    pub name: Option<String>,
+    pub description: Option<Option<String>>,
+    pub expires_at: Option<Option<Timestamp>>,
+    pub metadata: Option<Option<Metadata>>,
+}
+
+impl KeyEdit {
+    /// Checks each given field as on create: an expiry may move or be cleared, never
+    /// into the past.
+    pub fn validate(&self, now: Timestamp) -> Result<ValidEdit, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        let name = match self.name.as_deref().map(KeyName::parse) {
+            None => None,
+            Some(Ok(name)) => Some(name.into_string()),
+            Some(Err(m)) => {
+                errors.push("name", m);
+                None
+            }
+        };
+        let description = match &self.description {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(text)) => match Description::parse(text) {
+                Ok(d) => Some(d.map(Description::into_string)),
+                Err(m) => {
+                    errors.push("description", m);
+                    None
+                }
+            },
+        };
+        if matches!(self.expires_at, Some(Some(at)) if at <= now) {
+            errors.push("expires_at", "must be in the future");
+        }
+        errors.into_result(|| ValidEdit {
+            name,
+            description,
+            expires_at: self.expires_at,
+            metadata: self.metadata.clone(),
         })
     }
 }
@@ -261,6 +320,7 @@ mod tests {
             permissions: vec!["NOPE".into()],
             expires_at: Some(now()),
             rate_limit: None,
+            metadata: None,
         };
         let errors = req.validate(&Catalogue::default(), now()).unwrap_err();
         let fields: Vec<_> = errors.0.iter().map(|e| e.field).collect();
@@ -282,5 +342,34 @@ mod tests {
         assert!(req.validate(&Catalogue::default(), now()).is_ok());
         req.expires_at = Some(now());
         assert!(req.validate(&Catalogue::default(), now()).is_err());
+    }
+
+    #[test]
+    fn an_edit_checks_only_the_fields_it_gives() {
+        let nothing = KeyEdit::default().validate(now()).unwrap();
+        assert_eq!(nothing, ValidEdit::default());
+        let edit = KeyEdit {
+            name: Some("  renamed ".into()),
+            description: Some(Some("  ".into())),
+            expires_at: Some(None),
+            metadata: None,
+        };
+        let valid = edit.validate(now()).unwrap();
+        assert_eq!(valid.name.as_deref(), Some("renamed"));
+        assert_eq!(valid.description, Some(None), "blank clears");
+        assert_eq!(valid.expires_at, Some(None));
+        let bad = KeyEdit {
+            name: Some("".into()),
+            expires_at: Some(Some(now())),
+            ..Default::default()
+        };
+        let fields: Vec<_> = bad
+            .validate(now())
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, ["name", "expires_at"]);
     }
 }

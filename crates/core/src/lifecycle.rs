@@ -12,7 +12,8 @@
 //! Stores call [`apply`] inside the transaction that reads the row, so the rule is
 //! decided on the row as it is, not as it was when the request arrived.
 
-use crate::model::KeyStatus;
+use crate::input::ValidEdit;
+use crate::model::{KeyStatus, Metadata};
 use crate::rate::RateLimit;
 use crate::time::Timestamp;
 
@@ -26,6 +27,8 @@ pub enum Mutation {
     SetPermissions(Vec<String>),
     /// Set or remove the key's verification rate limit.
     SetRateLimit(Option<RateLimit>),
+    /// Change the editable attributes (name, description, expiry, metadata).
+    Edit(ValidEdit),
 }
 
 impl Mutation {
@@ -37,6 +40,7 @@ impl Mutation {
             Self::Revoke => "revoke",
             Self::SetPermissions(_) => "set_permissions",
             Self::SetRateLimit(_) => "set_rate_limit",
+            Self::Edit(_) => "edit",
         }
     }
 }
@@ -48,6 +52,10 @@ pub struct KeyState {
     pub revoked_at: Option<Timestamp>,
     pub permissions: Vec<String>,
     pub rate_limit: Option<RateLimit>,
+    pub name: String,
+    pub description: Option<String>,
+    pub expires_at: Option<Timestamp>,
+    pub metadata: Option<Metadata>,
 }
 
 /// What applying a mutation does.
@@ -102,6 +110,26 @@ pub fn apply(
             rate_limit: *limit,
             ..state.clone()
         })),
+        (_, Mutation::Edit(edit)) => {
+            let mut new = state.clone();
+            if let Some(name) = &edit.name {
+                new.name.clone_from(name);
+            }
+            if let Some(description) = &edit.description {
+                new.description.clone_from(description);
+            }
+            if let Some(expires_at) = edit.expires_at {
+                new.expires_at = expires_at;
+            }
+            if let Some(metadata) = &edit.metadata {
+                new.metadata.clone_from(metadata);
+            }
+            Ok(if new == *state {
+                Outcome::Unchanged
+            } else {
+                Outcome::Changed(new)
+            })
+        }
     }
 }
 
@@ -119,6 +147,10 @@ mod tests {
             revoked_at: (status == KeyStatus::Revoked).then(|| at(1)),
             permissions: vec!["READ_GRAPH".into()],
             rate_limit: None,
+            name: "k".into(),
+            description: None,
+            expires_at: None,
+            metadata: None,
         }
     }
 
@@ -156,6 +188,7 @@ mod tests {
             Mutation::Reactivate,
             Mutation::SetPermissions(vec![]),
             Mutation::SetRateLimit(None),
+            Mutation::Edit(ValidEdit::default()),
         ] {
             assert_eq!(status_after(Revoked, m), Err(LifecycleError::Revoked));
         }
@@ -179,6 +212,10 @@ mod tests {
                 revoked_at: Some(at(5)),
                 permissions: vec!["READ_GRAPH".into()],
                 rate_limit: None,
+                name: "k".into(),
+                description: None,
+                expires_at: None,
+                metadata: None,
             })
         );
     }

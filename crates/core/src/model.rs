@@ -140,6 +140,35 @@ impl FromStr for KeyStatus {
     }
 }
 
+/// A key's metadata: a JSON object chosen by the key's owner, returned with every
+/// successful verification so the calling service gets its context without another
+/// lookup. Held as its serialised text; transports check that it is an object.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Metadata(String);
+
+/// The largest metadata, serialised.
+pub const MAX_METADATA_BYTES: usize = 4096;
+
+impl Metadata {
+    /// Takes the serialised text of a JSON object (the caller parsed it as one).
+    pub fn from_json_object(text: String) -> Result<Self, String> {
+        if text.len() > MAX_METADATA_BYTES {
+            return Err(format!(
+                "must be at most {MAX_METADATA_BYTES} bytes serialised (got {})",
+                text.len()
+            ));
+        }
+        if !(text.starts_with('{') && text.ends_with('}')) {
+            return Err("must be a JSON object".into());
+        }
+        Ok(Self(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// An API key's public record: everything but the secret (and its hash).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct ApiKey {
@@ -160,6 +189,7 @@ pub struct ApiKey {
     pub expires_at: Option<Timestamp>,
     /// Verifications allowed per period (per instance; see docs/RELIABILITY.md).
     pub rate_limit: Option<RateLimit>,
+    pub metadata: Option<Metadata>,
 }
 
 impl ApiKey {

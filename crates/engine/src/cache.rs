@@ -265,6 +265,7 @@ mod tests {
             permission_set: PermissionSet::EMPTY,
             expires_at: None,
             rate_limit: None,
+            metadata: None,
             usage: crate::usage::UsageMark::new(None),
         })
     }

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use keyward_core::audit::{Actor, EventQuery, KeyEvent};
-use keyward_core::input::{NewKeyRequest, ValidationErrors, validate_permissions};
+use keyward_core::input::{KeyEdit, NewKeyRequest, ValidationErrors, validate_permissions};
 use keyward_core::key::PlainKey;
 use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
@@ -215,6 +215,7 @@ impl<S: Store> Engine<S> {
             revoked_at: None,
             expires_at: valid.expires_at,
             rate_limit: valid.rate_limit,
+            metadata: valid.metadata,
         };
         let record = NewKeyRecord {
             hash: pepper.hash(parsed),
@@ -286,6 +287,19 @@ impl<S: Store> Engine<S> {
             .map_err(|m| EngineError::Invalid(ValidationErrors::single("permissions", m)))?;
         self.mutate(owner, id, Mutation::SetPermissions(catalogue.names_of(set)))
             .await
+    }
+
+    /// Changes a key's name, description, expiry or metadata (the fields given).
+    pub async fn edit(
+        &self,
+        owner: Option<&UserId>,
+        id: KeyId,
+        edit: &KeyEdit,
+    ) -> Result<ApiKey, EngineError> {
+        let valid = edit
+            .validate(self.inner.now())
+            .map_err(EngineError::Invalid)?;
+        self.mutate(owner, id, Mutation::Edit(valid)).await
     }
 
     /// Sets or removes a key's verification rate limit.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use keyward_core::hash::KeyHash;
 use keyward_core::key::ParsedKey;
-use keyward_core::model::{KeyId, KeyStatus, UserId};
+use keyward_core::model::{KeyId, KeyStatus, Metadata, UserId};
 use keyward_core::permissions::PermissionSet;
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
@@ -29,6 +29,8 @@ pub struct VerifiedKey {
     pub permission_set: PermissionSet,
     pub expires_at: Option<Timestamp>,
     pub rate_limit: Option<RateLimit>,
+    /// The owner's JSON object, returned with the verdict.
+    pub metadata: Option<Metadata>,
     /// The latest use recorded for `last_used_at` (see [`UsageMark`]).
     pub usage: UsageMark,
 }
@@ -247,6 +249,7 @@ impl<S: Store> Engine<S> {
             permissions: record.permissions,
             expires_at: record.expires_at,
             rate_limit: record.rate_limit,
+            metadata: record.metadata,
             usage: UsageMark::new(record.last_used_at),
         })
     }

@@ -29,6 +29,11 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
         "key events",
         include_str!("../migrations/sqlite/0003_key_events.sql"),
     ),
+    (
+        4,
+        "key metadata",
+        include_str!("../migrations/sqlite/0004_key_metadata.sql"),
+    ),
 ]);
 
 pub(crate) const POSTGRES: Embedded = Embedded(&[
@@ -46,6 +51,11 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
         3,
         "key events",
         include_str!("../migrations/postgres/0003_key_events.sql"),
+    ),
+    (
+        4,
+        "key metadata",
+        include_str!("../migrations/postgres/0004_key_metadata.sql"),
     ),
 ]);
 

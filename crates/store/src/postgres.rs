@@ -18,7 +18,7 @@ use std::time::Duration;
 use keyward_core::audit::{Actor, EventQuery, KeyEvent};
 use keyward_core::hash::KeyHash;
 use keyward_core::lifecycle::Mutation;
-use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
+use keyward_core::model::{ApiKey, KeyId, KeyStatus, Metadata, UserId};
 use keyward_core::time::Timestamp;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row, Transaction};
@@ -124,6 +124,7 @@ fn key_from_row(row: &PgRow) -> Result<ApiKey, StoreError> {
         revoked_at: timestamp(row.try_get("revoked_at")?, "revoked_at")?,
         expires_at: timestamp(row.try_get("expires_at")?, "expires_at")?,
         rate_limit: rate_limit(row)?,
+        metadata: rows::metadata(row.try_get("metadata")?)?,
     })
 }
 
@@ -248,8 +249,8 @@ impl Store for PostgresStore {
         sqlx::query(
             "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
              prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
-             revoked_at, expires_at, rate_limit_requests, rate_limit_per_seconds) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16)",
+             revoked_at, expires_at, rate_limit_requests, rate_limit_per_seconds, metadata) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(key.id.as_uuid())
         .bind(key.user_id.as_str())
@@ -267,6 +268,7 @@ impl Store for PostgresStore {
         .bind(key.expires_at.map(Timestamp::as_millis))
         .bind(limit_requests.map(|n| n as i32))
         .bind(limit_seconds.map(|n| n as i32))
+        .bind(key.metadata.as_ref().map(Metadata::as_str))
         .execute(&mut *tx)
         .await?;
         let event = NewEvent {
@@ -290,7 +292,7 @@ impl Store for PostgresStore {
             let mut sql = QueryBuilder::<Postgres>::new(
                 "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
                  prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
-                 revoked_at, expires_at, rate_limit_requests, rate_limit_per_seconds) ",
+                 revoked_at, expires_at, rate_limit_requests, rate_limit_per_seconds, metadata) ",
             );
             sql.push_values(chunk, |mut row, record| {
                 let key = &record.key;
@@ -311,7 +313,8 @@ impl Store for PostgresStore {
                     .push_bind(key.revoked_at.map(Timestamp::as_millis))
                     .push_bind(key.expires_at.map(Timestamp::as_millis))
                     .push_bind(limit_requests.map(|n| n as i32))
-                    .push_bind(limit_seconds.map(|n| n as i32));
+                    .push_bind(limit_seconds.map(|n| n as i32))
+                    .push_bind(key.metadata.as_ref().map(|m| m.as_str().to_owned()));
             });
             sql.build().execute(&mut *tx).await?;
             let mut events = QueryBuilder::<Postgres>::new(
@@ -379,7 +382,7 @@ impl Store for PostgresStore {
     async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<VerifyRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT id, user_id, status, permissions, expires_at, last_used_at, pepper_version, \
-             rate_limit_requests, rate_limit_per_seconds FROM api_keys WHERE key_hash = $1",
+             rate_limit_requests, rate_limit_per_seconds, metadata FROM api_keys WHERE key_hash = $1",
         )
         .bind(hash.as_bytes().as_slice())
         .fetch_optional(&self.pool)
@@ -396,6 +399,7 @@ impl Store for PostgresStore {
             expires_at: timestamp(row.try_get("expires_at")?, "expires_at")?,
             last_used_at: timestamp(row.try_get("last_used_at")?, "last_used_at")?,
             rate_limit: rate_limit(&row)?,
+            metadata: rows::metadata(row.try_get("metadata")?)?,
             pepper_version: u16::try_from(version).map_err(|_| corrupt("pepper_version"))?,
         }))
     }
@@ -432,7 +436,8 @@ impl Store for PostgresStore {
         let (limit_requests, limit_seconds) = rows::rate_limit_columns(new.rate_limit);
         sqlx::query(
             "UPDATE api_keys SET status = $2, revoked_at = $3, permissions = $4, updated_at = $5, \
-             rate_limit_requests = $6, rate_limit_per_seconds = $7 WHERE id = $1",
+             rate_limit_requests = $6, rate_limit_per_seconds = $7, name = $8, description = $9, \
+             expires_at = $10, metadata = $11 WHERE id = $1",
         )
         .bind(id.as_uuid())
         .bind(new.status.as_str())
@@ -441,6 +446,10 @@ impl Store for PostgresStore {
         .bind(now.as_millis())
         .bind(limit_requests.map(|n| n as i32))
         .bind(limit_seconds.map(|n| n as i32))
+        .bind(&new.name)
+        .bind(new.description.as_deref())
+        .bind(new.expires_at.map(Timestamp::as_millis))
+        .bind(new.metadata.as_ref().map(Metadata::as_str))
         .execute(&mut *tx)
         .await?;
         let after = rows::with_state(key.clone(), new);

@@ -1,7 +1,7 @@
 //! The shapes that cross the store interface.
 
 use keyward_core::hash::KeyHash;
-use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
+use keyward_core::model::{ApiKey, KeyId, KeyStatus, Metadata, UserId};
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 
@@ -24,6 +24,8 @@ pub struct VerifyRecord {
     /// As stored: lets the engine skip rewriting a time that is recent enough.
     pub last_used_at: Option<Timestamp>,
     pub rate_limit: Option<RateLimit>,
+    /// Returned with every verification (serialised JSON object).
+    pub metadata: Option<Metadata>,
     pub pepper_version: u16,
 }
 

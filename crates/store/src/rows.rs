@@ -3,7 +3,7 @@
 
 use keyward_core::audit::{Actor, DEFAULT_EVENT_PAGE, EventQuery, KeyEvent, MAX_EVENT_PAGE};
 use keyward_core::lifecycle::{self, KeyState, Mutation, Outcome};
-use keyward_core::model::{ApiKey, KeyId, UserId};
+use keyward_core::model::{ApiKey, KeyId, Metadata, UserId};
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use serde_json::{Map, Value, json};
@@ -16,7 +16,7 @@ macro_rules! key_columns {
     () => {
         "id, user_id, name, description, prefix, postfix, status, permissions, \
          created_at, last_used_at, revoked_at, expires_at, rate_limit_requests, \
-         rate_limit_per_seconds"
+         rate_limit_per_seconds, metadata"
     };
 }
 pub(crate) use key_columns;
@@ -53,6 +53,12 @@ pub(crate) fn rate_limit(
     }
 }
 
+/// Metadata from its column.
+pub(crate) fn metadata(text: Option<String>) -> Result<Option<Metadata>, StoreError> {
+    text.map(|t| Metadata::from_json_object(t).map_err(|_| corrupt("metadata")))
+        .transpose()
+}
+
 /// A rate limit as its two columns.
 pub(crate) fn rate_limit_columns(limit: Option<RateLimit>) -> (Option<i64>, Option<i64>) {
     (
@@ -73,6 +79,10 @@ pub(crate) fn decide(
         revoked_at: key.revoked_at,
         permissions: key.permissions.clone(),
         rate_limit: key.rate_limit,
+        name: key.name.clone(),
+        description: key.description.clone(),
+        expires_at: key.expires_at,
+        metadata: key.metadata.clone(),
     };
     Ok(match lifecycle::apply(&state, mutation, now)? {
         Outcome::Unchanged => None,
@@ -86,6 +96,10 @@ pub(crate) fn with_state(mut key: ApiKey, state: KeyState) -> ApiKey {
     key.revoked_at = state.revoked_at;
     key.permissions = state.permissions;
     key.rate_limit = state.rate_limit;
+    key.name = state.name;
+    key.description = state.description;
+    key.expires_at = state.expires_at;
+    key.metadata = state.metadata;
     key
 }
 
@@ -124,7 +138,7 @@ fn time_value(at: Option<Timestamp>) -> Value {
 
 /// The fields an event reports, as JSON values. Never the hash, never a secret; the
 /// display prefix and postfix are on the key's own record already.
-fn tracked_fields(key: &ApiKey) -> [(&'static str, Value); 7] {
+fn tracked_fields(key: &ApiKey) -> [(&'static str, Value); 8] {
     [
         ("name", json!(key.name)),
         ("description", json!(key.description)),
@@ -139,6 +153,13 @@ fn tracked_fields(key: &ApiKey) -> [(&'static str, Value); 7] {
                 |l| json!({"requests": l.requests(), "per_seconds": l.per_seconds()}),
             ),
         ),
+        (
+            "metadata",
+            key.metadata
+                .as_ref()
+                .and_then(|m| serde_json::from_str(m.as_str()).ok())
+                .unwrap_or(Value::Null),
+        ),
     ]
 }
 
@@ -148,7 +169,7 @@ pub(crate) fn key_changes(before: Option<&ApiKey>, after: Option<&ApiKey>) -> St
     let before = before.map(tracked_fields);
     let after = after.map(tracked_fields);
     let mut changes = Map::new();
-    for i in 0..7 {
+    for i in 0..8 {
         let old = before.as_ref().map(|f| &f[i]);
         let new = after.as_ref().map(|f| &f[i]);
         let Some(field) = old.or(new).map(|(name, _)| *name) else {
@@ -251,6 +272,7 @@ mod tests {
             revoked_at: None,
             expires_at: None,
             rate_limit: None,
+            metadata: None,
         }
     }
 

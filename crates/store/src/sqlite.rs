@@ -20,7 +20,7 @@ use std::time::Duration;
 use keyward_core::audit::{Actor, EventQuery, KeyEvent};
 use keyward_core::hash::KeyHash;
 use keyward_core::lifecycle::Mutation;
-use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
+use keyward_core::model::{ApiKey, KeyId, KeyStatus, Metadata, UserId};
 use keyward_core::time::Timestamp;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -126,8 +126,8 @@ async fn insert_row(conn: &mut SqliteConnection, new: &NewKeyRecord) -> Result<(
     sqlx::query(
         "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
          prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
-         revoked_at, expires_at, rate_limit_requests, rate_limit_per_seconds) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16)",
+         revoked_at, expires_at, rate_limit_requests, rate_limit_per_seconds, metadata) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16, $17)",
     )
     .bind(key.id.as_bytes().as_slice())
     .bind(key.user_id.as_str())
@@ -145,6 +145,7 @@ async fn insert_row(conn: &mut SqliteConnection, new: &NewKeyRecord) -> Result<(
     .bind(key.expires_at.map(Timestamp::as_millis))
     .bind(limit_requests)
     .bind(limit_seconds)
+    .bind(key.metadata.as_ref().map(Metadata::as_str))
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -212,6 +213,7 @@ fn key_from_row(row: &SqliteRow) -> Result<ApiKey, StoreError> {
             row.try_get("rate_limit_requests")?,
             row.try_get("rate_limit_per_seconds")?,
         )?,
+        metadata: rows::metadata(row.try_get("metadata")?)?,
     })
 }
 
@@ -325,7 +327,7 @@ impl Store for SqliteStore {
     async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<VerifyRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT id, user_id, status, permissions, expires_at, last_used_at, pepper_version, \
-             rate_limit_requests, rate_limit_per_seconds FROM api_keys WHERE key_hash = $1",
+             rate_limit_requests, rate_limit_per_seconds, metadata FROM api_keys WHERE key_hash = $1",
         )
         .bind(hash.as_bytes().as_slice())
         .fetch_optional(&self.readers)
@@ -345,6 +347,7 @@ impl Store for SqliteStore {
                 row.try_get("rate_limit_requests")?,
                 row.try_get("rate_limit_per_seconds")?,
             )?,
+            metadata: rows::metadata(row.try_get("metadata")?)?,
             pepper_version: u16::try_from(version).map_err(|_| corrupt("pepper_version"))?,
         }))
     }
@@ -381,7 +384,8 @@ impl Store for SqliteStore {
         let (limit_requests, limit_seconds) = rows::rate_limit_columns(new.rate_limit);
         sqlx::query(
             "UPDATE api_keys SET status = $2, revoked_at = $3, permissions = $4, updated_at = $5, \
-             rate_limit_requests = $6, rate_limit_per_seconds = $7 WHERE id = $1",
+             rate_limit_requests = $6, rate_limit_per_seconds = $7, name = $8, description = $9, \
+             expires_at = $10, metadata = $11 WHERE id = $1",
         )
         .bind(id.as_bytes().as_slice())
         .bind(new.status.as_str())
@@ -390,6 +394,10 @@ impl Store for SqliteStore {
         .bind(now.as_millis())
         .bind(limit_requests)
         .bind(limit_seconds)
+        .bind(&new.name)
+        .bind(new.description.as_deref())
+        .bind(new.expires_at.map(Timestamp::as_millis))
+        .bind(new.metadata.as_ref().map(Metadata::as_str))
         .execute(&mut *tx)
         .await?;
         let after = rows::with_state(key.clone(), new);

@@ -4,8 +4,8 @@ use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use keyward_core::input::NewKeyRequest;
-use keyward_core::model::{ApiKey, KeyId, UserId};
+use keyward_core::input::{KeyEdit, NewKeyRequest};
+use keyward_core::model::{ApiKey, KeyId, Metadata, UserId};
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use keyward_engine::{Engine, EngineError};
@@ -36,6 +36,30 @@ pub enum KeysCommand {
         /// Verifications allowed per period, as REQUESTS/SECONDS (e.g. 100/60).
         #[arg(long, value_parser = parse_rate_limit)]
         rate_limit: Option<RateLimit>,
+        /// A JSON object returned with every verification, e.g. '{"team":"ci"}'.
+        #[arg(long, value_parser = parse_metadata_arg)]
+        metadata: Option<Metadata>,
+    },
+    /// Change a key's name, description, expiry or metadata (only what is given).
+    Edit {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, conflicts_with = "clear_description")]
+        description: Option<String>,
+        #[arg(long)]
+        clear_description: bool,
+        /// RFC 3339 time, in the future.
+        #[arg(long, conflicts_with = "no_expiry")]
+        expires_at: Option<String>,
+        /// The key never expires.
+        #[arg(long)]
+        no_expiry: bool,
+        /// A JSON object, e.g. '{"team":"ci"}'.
+        #[arg(long, value_parser = parse_metadata_arg, conflicts_with = "clear_metadata")]
+        metadata: Option<Metadata>,
+        #[arg(long)]
+        clear_metadata: bool,
     },
     /// List keys, newest first (every user's, or one user's).
     List {
@@ -96,6 +120,18 @@ pub(super) async fn open_engine(config: &Config) -> anyhow::Result<Engine<AnySto
         );
     }
     crate::app::open_engine(&settings).await
+}
+
+/// A JSON object given on the command line.
+fn parse_metadata_arg(text: &str) -> Result<Metadata, String> {
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
+    crate::http::dto::parse_metadata(object)
+}
+
+/// `--flag VALUE` sets, `--clear-flag` clears, neither leaves as is.
+fn change<T>(value: Option<T>, clear: bool) -> Option<Option<T>> {
+    if clear { Some(None) } else { value.map(Some) }
 }
 
 /// `REQUESTS/SECONDS`.
@@ -165,6 +201,7 @@ async fn execute(
             description,
             expires_at,
             rate_limit,
+            metadata,
         } => {
             let expires_at = expires_at
                 .map(|t| {
@@ -177,6 +214,7 @@ async fn execute(
                 permissions,
                 expires_at,
                 rate_limit,
+                metadata,
             };
             let created = engine
                 .create_key_as_admin(&user_id(&user)?, &request)
@@ -228,6 +266,33 @@ async fn execute(
         KeysCommand::SetPermissions { id, permissions } => {
             let key = engine
                 .set_permissions(None, key_id(&id)?, &permissions)
+                .await
+                .map_err(describe)?;
+            print_key(key, json)?;
+        }
+        KeysCommand::Edit {
+            id,
+            name,
+            description,
+            clear_description,
+            expires_at,
+            no_expiry,
+            metadata,
+            clear_metadata,
+        } => {
+            let expires_at = expires_at
+                .map(|t| {
+                    Timestamp::parse_rfc3339(&t).map_err(|e| anyhow::anyhow!("--expires-at: {e}"))
+                })
+                .transpose()?;
+            let edit = KeyEdit {
+                name,
+                description: change(description, clear_description),
+                expires_at: change(expires_at, no_expiry),
+                metadata: change(metadata, clear_metadata),
+            };
+            let key = engine
+                .edit(None, key_id(&id)?, &edit)
                 .await
                 .map_err(describe)?;
             print_key(key, json)?;

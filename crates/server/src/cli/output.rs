@@ -93,6 +93,10 @@ pub fn key_fields(key: &ApiKey) -> String {
         ("revoked", or_dash(key.revoked_at.map(|t| t.to_string()))),
         ("expires", or_dash(key.expires_at.map(|t| t.to_string()))),
         ("rate limit", or_dash(key.rate_limit.map(|l| l.to_string()))),
+        (
+            "metadata",
+            or_dash(key.metadata.as_ref().map(|m| m.as_str().to_owned())),
+        ),
     ];
     let mut out = String::new();
     for (name, value) in fields {

@@ -5,14 +5,14 @@ use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::http::header::CACHE_CONTROL;
 use axum::response::{IntoResponse, Response};
-use keyward_core::input::{FieldError, NewKeyRequest};
+use keyward_core::input::{FieldError, KeyEdit, NewKeyRequest, ValidationErrors};
 use keyward_core::time::Timestamp;
 
 use super::AppState;
 use super::auth::AuthUser;
 use super::dto::{
     ApiKeyResponse, CreateKeyRequest, CreateKeyResponse, EventPage, KeyEventsQuery,
-    SetPermissionsRequest, SetRateLimitRequest,
+    PatchKeyRequest, SetPermissionsRequest, SetRateLimitRequest, parse_metadata,
 };
 use super::error::{ApiError, ErrorBody};
 use super::json::{ApiJson, ApiQuery, KeyIdPath};
@@ -69,12 +69,24 @@ pub async fn create_key(
             None
         }
     };
+    let metadata = match body.metadata.map(parse_metadata) {
+        None => None,
+        Some(Ok(metadata)) => Some(metadata),
+        Some(Err(message)) => {
+            parse_errors.push(FieldError {
+                field: "metadata",
+                message,
+            });
+            None
+        }
+    };
     let request = NewKeyRequest {
         name: body.name,
         description: body.description,
         permissions: body.permissions,
         expires_at,
         rate_limit,
+        metadata,
     };
     if !parse_errors.is_empty() {
         let config = state.engine.config();
@@ -318,4 +330,86 @@ pub async fn list_key_events(
         .key_events(Some(&user), id, after, limit)
         .await?;
     Ok(Json(EventPage::new(events, limit)))
+}
+
+/// Change a key's name, description, expiry or metadata.
+///
+/// Only the fields given change; `null` clears `description`, `expires_at` (the key
+/// then never expires) or `metadata`. Validation is as on create; an expiry may move
+/// earlier or later, never into the past. A revoked key cannot change (400).
+#[utoipa::path(
+    patch,
+    path = "/api/api-keys/{id}",
+    tag = TAG,
+    operation_id = "update_api_key",
+    params(("id" = Uuid, Path, description = "The key's id")),
+    request_body = PatchKeyRequest,
+    security(("user_jwt" = [])),
+    responses(
+        (status = 200, description = "The key as changed", body = ApiKeyResponse),
+        (status = 400, description = "The key is revoked, or malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
+        (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid fields", body = ErrorBody),
+        (status = 429, description = "Too many changes by this user; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn update_key(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    KeyIdPath(id): KeyIdPath,
+    ApiJson(body): ApiJson<PatchKeyRequest>,
+) -> Result<Json<ApiKeyResponse>, ApiError> {
+    let mut errors = ValidationErrors::default();
+    let mut problem = |field: &'static str, message: String| {
+        errors.0.push(FieldError { field, message });
+    };
+    let name = match body.name {
+        Some(None) => {
+            problem("name", "cannot be cleared".into());
+            None
+        }
+        other => other.flatten(),
+    };
+    let expires_at = match body.expires_at {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(text)) => match Timestamp::parse_rfc3339(&text) {
+            Ok(at) => Some(Some(at)),
+            Err(e) => {
+                problem("expires_at", e.to_string());
+                None
+            }
+        },
+    };
+    let metadata = match body.metadata {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(object)) => match parse_metadata(object) {
+            Ok(metadata) => Some(Some(metadata)),
+            Err(message) => {
+                problem("metadata", message);
+                None
+            }
+        },
+    };
+    let edit = KeyEdit {
+        name,
+        description: body.description,
+        expires_at,
+        metadata,
+    };
+    if !errors.0.is_empty() {
+        // The other fields' problems in the same answer.
+        let config = state.engine.config();
+        if let Err(more) = edit.validate((config.clock)()) {
+            errors.0.extend(more.0);
+        }
+        return Err(ApiError::invalid(errors.to_string()));
+    }
+    let key = state.engine.edit(Some(&user), id, &edit).await?;
+    Ok(Json(key.into()))
 }

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use keyward_core::audit::{DEFAULT_EVENT_PAGE, KeyEvent, MAX_EVENT_PAGE};
-use keyward_core::model::{ApiKey, KeyStatus};
+use keyward_core::model::{ApiKey, KeyStatus, Metadata};
 use keyward_core::rate::RateLimit;
 use keyward_core::verify::VerifyCode;
 use keyward_engine::Verification;
@@ -96,6 +96,9 @@ pub struct ApiKeyResponse {
     pub expires_at: Option<String>,
     /// The key's verification rate limit; null: none.
     pub rate_limit: Option<RateLimitDto>,
+    /// The owner's JSON object, returned by verification; null: none.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
 }
 
 impl From<ApiKey> for ApiKeyResponse {
@@ -114,8 +117,50 @@ impl From<ApiKey> for ApiKeyResponse {
             revoked_at: key.revoked_at.map(|t| t.to_rfc3339()),
             expires_at: key.expires_at.map(|t| t.to_rfc3339()),
             rate_limit: key.rate_limit.map(Into::into),
+            metadata: key
+                .metadata
+                .and_then(|m| serde_json::from_str(m.as_str()).ok()),
         }
     }
+}
+
+/// Metadata as sent: any JSON object, at most 4 KiB serialised.
+pub fn parse_metadata(
+    object: serde_json::Map<String, serde_json::Value>,
+) -> Result<Metadata, String> {
+    Metadata::from_json_object(serde_json::Value::Object(object).to_string())
+}
+
+/// For `PATCH` fields: absent is `None` (unchanged), `null` is `Some(None)` (clear).
+fn present<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// A change to a key's editable attributes: only the fields given change; `null`
+/// clears `description`, `expires_at` or `metadata`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchKeyRequest {
+    /// 1–100 characters after trimming; cannot be cleared.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    /// At most 1000 characters; null or blank clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    /// RFC 3339, in the future; null: the key never expires.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Option<String>>,
+    /// A JSON object, at most 4 KiB serialised; null removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Option<serde_json::Map<String, serde_json::Value>>>,
 }
 
 /// A request to create a key.
@@ -138,6 +183,11 @@ pub struct CreateKeyRequest {
     /// Optional verification rate limit.
     #[serde(default)]
     pub rate_limit: Option<RateLimitDto>,
+    /// Optional JSON object (at most 4 KiB serialised), returned with every
+    /// successful verification.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// A created key. `plain_text_key` is shown this once and cannot be retrieved again.
@@ -234,6 +284,10 @@ pub struct VerifyResponse<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(format = DateTime)]
     pub expires_at: Option<String>,
+    /// The key's metadata (its owner's JSON object), when it has some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<&'a serde_json::value::RawValue>,
     /// With `RATE_LIMITED`: seconds until the same request would be let through.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = 1.5)]
@@ -250,6 +304,11 @@ impl<'a> From<&'a Verification> for VerifyResponse<'a> {
             user_id: key.map(|k| k.user_id.as_str()),
             permissions: key.map(|k| k.permissions.as_slice()),
             expires_at: key.and_then(|k| k.expires_at).map(|t| t.to_rfc3339()),
+            // Stored as JSON object text: passed through as it is, not re-parsed
+            // into values on every verification.
+            metadata: key
+                .and_then(|k| k.metadata.as_ref())
+                .and_then(|m| serde_json::from_str(m.as_str()).ok()),
             retry_after: verification
                 .retry_after
                 .map(|wait| wait.as_micros().div_ceil(1_000) as f64 / 1_000.0),

@@ -96,7 +96,11 @@ fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(api_keys::create_key, api_keys::list_keys))
         .routes(routes!(verify::verify_key))
-        .routes(routes!(api_keys::get_key, api_keys::revoke_key))
+        .routes(routes!(
+            api_keys::get_key,
+            api_keys::revoke_key,
+            api_keys::update_key
+        ))
         .routes(routes!(api_keys::suspend_key))
         .routes(routes!(api_keys::reactivate_key))
         .routes(routes!(api_keys::set_permissions))

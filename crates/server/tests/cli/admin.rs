@@ -247,3 +247,71 @@ async fn changes_made_with_the_cli_are_signed_cli_in_the_audit_trail() {
             .all(|e| e["actor"] == json!({"type": "admin", "id": "cli"}) && e["user_id"] == "alice")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_edit_changes_what_it_is_given_and_verification_sees_it() {
+    let shared = Shared::new().await;
+    let created = shared
+        .run_json(&[
+            "keys",
+            "create",
+            "--user",
+            "alice",
+            "--name",
+            "ops",
+            "--metadata",
+            r#"{"team":"ops"}"#,
+            "--description",
+            "d",
+            "--json",
+        ])
+        .await;
+    let id = created["api_key"]["id"].as_str().unwrap();
+    let key = created["plain_text_key"].as_str().unwrap();
+    let verdict = shared
+        .http(
+            "POST",
+            "/api/api-keys/verify",
+            ADMIN_TOKEN,
+            Some(json!({"key": key})),
+        )
+        .await;
+    assert_eq!(verdict["metadata"], json!({"team": "ops"}));
+
+    let edited = shared
+        .run_json(&[
+            "keys",
+            "edit",
+            id,
+            "--name",
+            "renamed",
+            "--clear-description",
+            "--metadata",
+            r#"{"team":"ci"}"#,
+            "--json",
+        ])
+        .await;
+    assert_eq!(edited["name"], "renamed");
+    assert_eq!(edited["description"], Value::Null);
+    assert_eq!(edited["metadata"], json!({"team": "ci"}));
+    // The server notices the CLI's change before the next verification it serves.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let verdict = shared
+            .http(
+                "POST",
+                "/api/api-keys/verify",
+                ADMIN_TOKEN,
+                Some(json!({"key": key})),
+            )
+            .await;
+        if verdict["metadata"] == json!({"team": "ci"}) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{verdict}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let output = shared.run(&["keys", "edit", id, "--metadata", "[1]"]).await;
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a JSON object"));
+}

@@ -206,6 +206,11 @@ pub fn key_routes(id: &str) -> Vec<(Method, String, Option<Value>)> {
         (Method::GET, "/api/api-keys".to_owned(), None),
         (Method::GET, format!("/api/api-keys/{id}"), None),
         (Method::DELETE, format!("/api/api-keys/{id}"), None),
+        (
+            Method::PATCH,
+            format!("/api/api-keys/{id}"),
+            Some(json!({"name": "renamed"})),
+        ),
         (Method::POST, format!("/api/api-keys/{id}/suspend"), None),
         (Method::POST, format!("/api/api-keys/{id}/reactivate"), None),
         (

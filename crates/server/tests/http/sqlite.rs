@@ -12,6 +12,8 @@ mod auth;
 mod bad_input;
 #[path = "suites/create.rs"]
 mod create;
+#[path = "suites/edit.rs"]
+mod edit;
 #[path = "suites/lifecycle.rs"]
 mod lifecycle;
 #[path = "suites/list_and_get.rs"]

@@ -8,7 +8,7 @@ use keyward_core::audit::{Actor, EventQuery};
 use keyward_core::hash::{KeyHash, Pepper};
 use keyward_core::key::KeyFormat;
 use keyward_core::lifecycle::{LifecycleError, Mutation};
-use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
+use keyward_core::model::{ApiKey, KeyId, KeyStatus, Metadata, UserId};
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use keyward_store::{AnyStore, DatabaseUrl, ExternalChange, NewKeyRecord, Store, StoreError};
@@ -110,6 +110,7 @@ fn new_key(owner: &str, name: &str, created: i64) -> NewKeyRecord {
             revoked_at: None,
             expires_at: Some(at(86_400_000)),
             rate_limit: RateLimit::new(100, 60).ok(),
+            metadata: Metadata::from_json_object(format!(r#"{{"team":"{name}"}}"#)).ok(),
         },
         hash,
         pepper_version: 1,

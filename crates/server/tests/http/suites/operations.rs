@@ -83,6 +83,7 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/api-keys"),
     ("get", "/api/api-keys/{id}"),
     ("delete", "/api/api-keys/{id}"),
+    ("patch", "/api/api-keys/{id}"),
     ("post", "/api/api-keys/{id}/suspend"),
     ("post", "/api/api-keys/{id}/reactivate"),
     ("put", "/api/api-keys/{id}/permissions"),
