@@ -84,6 +84,8 @@ async fn main() -> anyhow::Result<()> {
                     expires_at: None,
                     rate_limit: None,
                     metadata: None,
+                    rotated_from: None,
+                    rotated_to: None,
                 },
             });
         }

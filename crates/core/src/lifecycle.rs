@@ -74,6 +74,38 @@ pub enum LifecycleError {
     Revoked,
     #[error("only a suspended key can be reactivated")]
     NotSuspended,
+    #[error("the key has expired; an expired key cannot be rotated")]
+    Expired,
+    #[error("the key was already rotated; rotate its replacement instead")]
+    AlreadyRotated,
+}
+
+/// The longest grace period of a rotation: a week.
+pub const MAX_ROTATION_GRACE_SECONDS: u64 = 7 * 24 * 3600;
+/// The grace period when none is asked: an hour.
+pub const DEFAULT_ROTATION_GRACE_SECONDS: u64 = 3600;
+
+/// Whether a key may be rotated at `now`, and until when the old key then works:
+/// the end of the grace period, never beyond its own expiry.
+pub fn rotation(
+    status: KeyStatus,
+    expires_at: Option<Timestamp>,
+    rotated_to: Option<crate::model::KeyId>,
+    grace_seconds: u64,
+    now: Timestamp,
+) -> Result<Timestamp, LifecycleError> {
+    if status == KeyStatus::Revoked {
+        return Err(LifecycleError::Revoked);
+    }
+    if expires_at.is_some_and(|at| at <= now) {
+        return Err(LifecycleError::Expired);
+    }
+    if rotated_to.is_some() {
+        return Err(LifecycleError::AlreadyRotated);
+    }
+    let grace = i64::try_from(grace_seconds.min(MAX_ROTATION_GRACE_SECONDS)).unwrap_or(0) * 1000;
+    let end = now.plus_millis(grace);
+    Ok(expires_at.map_or(end, |at| at.min(end)))
 }
 
 /// Decides the effect of `mutation` on a key in `state`.
@@ -257,5 +289,31 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn rotation_ends_the_old_key_at_the_grace_period_or_its_own_expiry() {
+        use KeyStatus::*;
+        let now = at(1_000_000);
+        assert_eq!(rotation(Active, None, None, 60, now), Ok(at(1_060_000)));
+        assert_eq!(rotation(Suspended, None, None, 0, now), Ok(now));
+        assert_eq!(
+            rotation(Active, Some(at(1_010_000)), None, 60, now),
+            Ok(at(1_010_000)),
+            "never beyond its own expiry"
+        );
+        assert_eq!(
+            rotation(Revoked, None, None, 60, now),
+            Err(LifecycleError::Revoked)
+        );
+        assert_eq!(
+            rotation(Active, Some(now), None, 60, now),
+            Err(LifecycleError::Expired)
+        );
+        let next = crate::model::KeyId::new(now);
+        assert_eq!(
+            rotation(Active, None, Some(next), 60, now),
+            Err(LifecycleError::AlreadyRotated)
+        );
     }
 }

@@ -190,6 +190,11 @@ pub struct ApiKey {
     /// Verifications allowed per period (per instance; see docs/RELIABILITY.md).
     pub rate_limit: Option<RateLimit>,
     pub metadata: Option<Metadata>,
+    /// The key this one replaced (rotation).
+    pub rotated_from: Option<KeyId>,
+    /// The key that replaced this one; this one then works until the end of the
+    /// rotation's grace period.
+    pub rotated_to: Option<KeyId>,
 }
 
 impl ApiKey {

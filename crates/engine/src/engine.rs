@@ -9,7 +9,7 @@ use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
-use keyward_store::{NewKeyRecord, Store};
+use keyward_store::{NewKeyRecord, Replacement, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -19,6 +19,14 @@ use crate::error::EngineError;
 use crate::limits::{ClientAddr, Limiter};
 use crate::metrics::VerifyMetrics;
 use crate::usage::UsageTracker;
+
+/// A rotation's outcome: the new key (with its plaintext, shown once) and the old
+/// key as it now is (ending with the grace period, linked to the new one).
+#[derive(Debug)]
+pub struct RotatedKey {
+    pub new: CreatedKey,
+    pub old: ApiKey,
+}
 
 /// A key just created: its record and the plaintext, to be shown once.
 #[derive(Debug)]
@@ -216,6 +224,8 @@ impl<S: Store> Engine<S> {
             expires_at: valid.expires_at,
             rate_limit: valid.rate_limit,
             metadata: valid.metadata,
+            rotated_from: None,
+            rotated_to: None,
         };
         let record = NewKeyRecord {
             hash: pepper.hash(parsed),
@@ -300,6 +310,62 @@ impl<S: Store> Engine<S> {
             .validate(self.inner.now())
             .map_err(EngineError::Invalid)?;
         self.mutate(owner, id, Mutation::Edit(valid)).await
+    }
+
+    /// Replaces a key with a new one (new id, new secret) carrying its name,
+    /// description, permissions, limits, metadata, expiry and status; the old key
+    /// keeps working for `grace_seconds` (at most a week, never beyond its own
+    /// expiry) and then verifies as `EXPIRED`.
+    pub async fn rotate(
+        &self,
+        owner: Option<&UserId>,
+        id: KeyId,
+        grace_seconds: u64,
+    ) -> Result<RotatedKey, EngineError> {
+        let now = self.inner.now();
+        self.count_user_write(owner, now)?;
+        let config = &self.inner.config;
+        let plain_text = config.key_format.generate();
+        let parsed = config
+            .key_format
+            .parse(plain_text.expose())
+            .expect("a generated key parses");
+        let pepper = config.peppers.current();
+        let replacement = Replacement {
+            id: KeyId::new(now),
+            hash: pepper.hash(parsed),
+            pepper_version: pepper.version(),
+            prefix: plain_text.display_prefix().to_owned(),
+            postfix: plain_text.display_postfix().to_owned(),
+        };
+        let actor = self.actor(owner);
+        let inner = Arc::clone(&self.inner);
+        let owner = owner.cloned();
+        // Like `mutate`: the invalidation must follow the commit even if the caller goes.
+        let task = tokio::spawn(async move {
+            let rotated = inner
+                .store
+                .rotate(owner.as_ref(), id, &replacement, grace_seconds, now, &actor)
+                .await?;
+            inner.cache.invalidate(&rotated.old_hash);
+            inner.cache.invalidate(&replacement.hash);
+            tracing::info!(key_id = %id, new_key_id = %rotated.new.id, "key rotated");
+            Ok::<_, EngineError>(rotated)
+        });
+        let rotated = match task.await {
+            Ok(result) => result?,
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(_) => return Err(EngineError::ShuttingDown),
+        };
+        let mut old = rotated.old;
+        self.with_pending_usage(&mut old);
+        Ok(RotatedKey {
+            new: CreatedKey {
+                key: rotated.new,
+                plain_text,
+            },
+            old,
+        })
     }
 
     /// Sets or removes a key's verification rate limit.

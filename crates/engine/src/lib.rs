@@ -24,7 +24,7 @@ mod usage;
 mod verifier;
 
 pub use config::{Clock, EngineConfig, system_clock};
-pub use engine::{CreatedKey, Engine};
+pub use engine::{CreatedKey, Engine, RotatedKey};
 pub use error::EngineError;
 pub use limits::{ClientAddr, Limiter};
 pub use usage::UsageMark;

@@ -98,6 +98,20 @@ impl Store for Counting {
         self.reachable()?;
         self.inner.apply(owner, id, m, now, actor).await
     }
+    async fn rotate(
+        &self,
+        owner: Option<&UserId>,
+        id: KeyId,
+        replacement: &keyward_store::Replacement,
+        grace_seconds: u64,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> Result<keyward_store::Rotated, StoreError> {
+        self.reachable()?;
+        self.inner
+            .rotate(owner, id, replacement, grace_seconds, now, actor)
+            .await
+    }
     async fn record_usage(&self, usage: &[(KeyId, Timestamp)]) -> Result<u64, StoreError> {
         self.reachable()?;
         self.inner.record_usage(usage).await

@@ -36,7 +36,9 @@ use keyward_core::time::Timestamp;
 
 pub use error::StoreError;
 pub use postgres::PostgresStore;
-pub use records::{Applied, ExternalChange, NewKeyRecord, PepperUsage, VerifyRecord};
+pub use records::{
+    Applied, ExternalChange, NewKeyRecord, PepperUsage, Replacement, Rotated, VerifyRecord,
+};
 pub use sqlite::SqliteStore;
 pub use url::{DatabaseUrl, DatabaseUrlError};
 
@@ -103,6 +105,21 @@ pub trait Store: Clone + Send + Sync + 'static {
         now: Timestamp,
         actor: &Actor,
     ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
+
+    /// Replaces a key of `owner` with a new one carrying its attributes, linked both
+    /// ways; the old key then works until the end of the grace period (never beyond
+    /// its own expiry). Refused for revoked, expired or already-rotated keys. Not
+    /// subject to the per-user cap: the new key replaces the old one. Both keys'
+    /// events are recorded as made by `actor`.
+    fn rotate(
+        &self,
+        owner: Option<&UserId>,
+        id: KeyId,
+        replacement: &Replacement,
+        grace_seconds: u64,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> impl Future<Output = Result<Rotated, StoreError>> + Send;
 
     /// Moves `last_used_at` forward (never back) for each key; returns rows changed.
     fn record_usage(
@@ -247,6 +264,17 @@ impl Store for AnyStore {
         actor: &Actor,
     ) -> Result<Applied, StoreError> {
         delegate!(self, s => s.apply(owner, id, mutation, now, actor).await)
+    }
+    async fn rotate(
+        &self,
+        owner: Option<&UserId>,
+        id: KeyId,
+        replacement: &Replacement,
+        grace_seconds: u64,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> Result<Rotated, StoreError> {
+        delegate!(self, s => s.rotate(owner, id, replacement, grace_seconds, now, actor).await)
     }
     async fn record_usage(&self, usage: &[(KeyId, Timestamp)]) -> Result<u64, StoreError> {
         delegate!(self, s => s.record_usage(usage).await)

@@ -34,6 +34,11 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
         "key metadata",
         include_str!("../migrations/sqlite/0004_key_metadata.sql"),
     ),
+    (
+        5,
+        "rotation",
+        include_str!("../migrations/sqlite/0005_rotation.sql"),
+    ),
 ]);
 
 pub(crate) const POSTGRES: Embedded = Embedded(&[
@@ -56,6 +61,11 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
         4,
         "key metadata",
         include_str!("../migrations/postgres/0004_key_metadata.sql"),
+    ),
+    (
+        5,
+        "rotation",
+        include_str!("../migrations/postgres/0005_rotation.sql"),
     ),
 ]);
 

@@ -27,7 +27,9 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::records::{Applied, ExternalChange, NewKeyRecord, PepperUsage, VerifyRecord};
+use crate::records::{
+    Applied, ExternalChange, NewKeyRecord, PepperUsage, Replacement, Rotated, VerifyRecord,
+};
 use crate::rows::{self, NewEvent, corrupt, key_columns, timestamp};
 use crate::{ConnectOptions, Store, StoreError, migrations};
 
@@ -125,6 +127,12 @@ fn key_from_row(row: &PgRow) -> Result<ApiKey, StoreError> {
         expires_at: timestamp(row.try_get("expires_at")?, "expires_at")?,
         rate_limit: rate_limit(row)?,
         metadata: rows::metadata(row.try_get("metadata")?)?,
+        rotated_from: row
+            .try_get::<Option<Uuid>, _>("rotated_from")?
+            .map(KeyId::from_uuid),
+        rotated_to: row
+            .try_get::<Option<Uuid>, _>("rotated_to")?
+            .map(KeyId::from_uuid),
     })
 }
 
@@ -149,6 +157,45 @@ async fn insert_event(
     .bind(event.key_id.map(|id| *id.as_uuid()))
     .bind(event.user_id.as_str())
     .bind(&event.changes)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Inserts one key row (no event, no cap check).
+async fn insert_row(
+    tx: &mut Transaction<'_, Postgres>,
+    new: &NewKeyRecord,
+) -> Result<(), StoreError> {
+    let key = &new.key;
+    let (limit_requests, limit_seconds) = rows::rate_limit_columns(key.rate_limit);
+    sqlx::query(
+        "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
+         prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
+         revoked_at, expires_at, rate_limit_requests, rate_limit_per_seconds, metadata, \
+         rotated_from, rotated_to) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16, $17, \
+         $18, $19)",
+    )
+    .bind(key.id.as_uuid())
+    .bind(key.user_id.as_str())
+    .bind(&key.name)
+    .bind(key.description.as_deref())
+    .bind(new.hash.as_bytes().as_slice())
+    .bind(i32::from(new.pepper_version))
+    .bind(&key.prefix)
+    .bind(&key.postfix)
+    .bind(key.status.as_str())
+    .bind(&key.permissions)
+    .bind(key.created_at.as_millis())
+    .bind(key.last_used_at.map(Timestamp::as_millis))
+    .bind(key.revoked_at.map(Timestamp::as_millis))
+    .bind(key.expires_at.map(Timestamp::as_millis))
+    .bind(limit_requests.map(|n| n as i32))
+    .bind(limit_seconds.map(|n| n as i32))
+    .bind(key.metadata.as_ref().map(Metadata::as_str))
+    .bind(key.rotated_from.map(|id| *id.as_uuid()))
+    .bind(key.rotated_to.map(|id| *id.as_uuid()))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -245,32 +292,7 @@ impl Store for PostgresStore {
         if live >= i64::from(max_live) {
             return Err(StoreError::LimitReached { limit: max_live });
         }
-        let (limit_requests, limit_seconds) = rows::rate_limit_columns(key.rate_limit);
-        sqlx::query(
-            "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
-             prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
-             revoked_at, expires_at, rate_limit_requests, rate_limit_per_seconds, metadata) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16, $17)",
-        )
-        .bind(key.id.as_uuid())
-        .bind(key.user_id.as_str())
-        .bind(&key.name)
-        .bind(key.description.as_deref())
-        .bind(new.hash.as_bytes().as_slice())
-        .bind(i32::from(new.pepper_version))
-        .bind(&key.prefix)
-        .bind(&key.postfix)
-        .bind(key.status.as_str())
-        .bind(&key.permissions)
-        .bind(key.created_at.as_millis())
-        .bind(key.last_used_at.map(Timestamp::as_millis))
-        .bind(key.revoked_at.map(Timestamp::as_millis))
-        .bind(key.expires_at.map(Timestamp::as_millis))
-        .bind(limit_requests.map(|n| n as i32))
-        .bind(limit_seconds.map(|n| n as i32))
-        .bind(key.metadata.as_ref().map(Metadata::as_str))
-        .execute(&mut *tx)
-        .await?;
+        insert_row(&mut tx, new).await?;
         let event = NewEvent {
             at: key.created_at,
             actor,
@@ -286,13 +308,14 @@ impl Store for PostgresStore {
 
     async fn insert_keys(&self, new: &[NewKeyRecord], actor: &Actor) -> Result<(), StoreError> {
         // Multi-row INSERTs: one round trip per chunk instead of per key. 1,000 rows
-        // of 17 parameters stay well under PostgreSQL's 65,535 bind limit.
+        // of 19 parameters stay well under PostgreSQL's 65,535 bind limit.
         let mut tx = self.pool.begin().await?;
         for chunk in new.chunks(1_000) {
             let mut sql = QueryBuilder::<Postgres>::new(
                 "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
                  prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
-                 revoked_at, expires_at, rate_limit_requests, rate_limit_per_seconds, metadata) ",
+                 revoked_at, expires_at, rate_limit_requests, rate_limit_per_seconds, metadata, \
+                 rotated_from, rotated_to) ",
             );
             sql.push_values(chunk, |mut row, record| {
                 let key = &record.key;
@@ -314,7 +337,9 @@ impl Store for PostgresStore {
                     .push_bind(key.expires_at.map(Timestamp::as_millis))
                     .push_bind(limit_requests.map(|n| n as i32))
                     .push_bind(limit_seconds.map(|n| n as i32))
-                    .push_bind(key.metadata.as_ref().map(|m| m.as_str().to_owned()));
+                    .push_bind(key.metadata.as_ref().map(|m| m.as_str().to_owned()))
+                    .push_bind(key.rotated_from.map(|id| *id.as_uuid()))
+                    .push_bind(key.rotated_to.map(|id| *id.as_uuid()));
             });
             sql.build().execute(&mut *tx).await?;
             let mut events = QueryBuilder::<Postgres>::new(
@@ -468,6 +493,57 @@ impl Store for PostgresStore {
             key: after,
             hash,
             changed: true,
+        })
+    }
+
+    async fn rotate(
+        &self,
+        owner: Option<&UserId>,
+        id: KeyId,
+        replacement: &Replacement,
+        grace_seconds: u64,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> Result<Rotated, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            key_columns!(),
+            ", key_hash FROM api_keys WHERE id = $1 AND ($2::text IS NULL OR user_id = $2) \
+             FOR UPDATE"
+        ))
+        .bind(id.as_uuid())
+        .bind(owner.map(UserId::as_str))
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let old = key_from_row(&row)?;
+        let old_hash = hash_from_row(&row)?;
+        let (ending, new) = rows::rotate(&old, replacement, grace_seconds, now)?;
+        sqlx::query(
+            "UPDATE api_keys SET expires_at = $2, rotated_to = $3, updated_at = $4 WHERE id = $1",
+        )
+        .bind(id.as_uuid())
+        .bind(ending.expires_at.map(Timestamp::as_millis))
+        .bind(replacement.id.as_uuid())
+        .bind(now.as_millis())
+        .execute(&mut *tx)
+        .await?;
+        let record = NewKeyRecord {
+            key: new,
+            hash: replacement.hash,
+            pepper_version: replacement.pepper_version,
+        };
+        insert_row(&mut tx, &record).await?;
+        for event in rows::rotation_events(&old, &ending, &record.key, now, actor) {
+            insert_event(&mut tx, &event).await?;
+        }
+        notify(&mut tx, &[old_hash, replacement.hash]).await?;
+        tx.commit().await?;
+        Ok(Rotated {
+            old: ending,
+            old_hash,
+            new: record.key,
         })
     }
 

@@ -62,3 +62,25 @@ pub struct PepperUsage {
     /// Revoked keys: they never verify again, so they are never re-hashed.
     pub revoked: u64,
 }
+
+/// The new key of a rotation: what only the caller can make (a fresh secret's hash
+/// and display parts). Everything else is copied from the old key inside the
+/// rotation's transaction.
+#[derive(Clone, Debug)]
+pub struct Replacement {
+    pub id: KeyId,
+    pub hash: KeyHash,
+    pub pepper_version: u16,
+    pub prefix: String,
+    pub postfix: String,
+}
+
+/// The result of a rotation.
+#[derive(Clone, Debug)]
+pub struct Rotated {
+    /// The old key, now linked to the new one and ending with the grace period.
+    pub old: ApiKey,
+    pub old_hash: KeyHash,
+    /// The new key.
+    pub new: ApiKey,
+}

@@ -9,14 +9,14 @@ use keyward_core::time::Timestamp;
 use serde_json::{Map, Value, json};
 use sqlx::{Encode, QueryBuilder, Type};
 
-use crate::{PepperUsage, StoreError};
+use crate::{PepperUsage, Replacement, StoreError};
 
 /// Columns of a full key row, in the order the backends' `key_from_row` reads them.
 macro_rules! key_columns {
     () => {
         "id, user_id, name, description, prefix, postfix, status, permissions, \
          created_at, last_used_at, revoked_at, expires_at, rate_limit_requests, \
-         rate_limit_per_seconds, metadata"
+         rate_limit_per_seconds, metadata, rotated_from, rotated_to"
     };
 }
 pub(crate) use key_columns;
@@ -51,6 +51,70 @@ pub(crate) fn rate_limit(
         }
         _ => Err(corrupt("rate_limit")),
     }
+}
+
+/// A rotation decided on the old key as stored: the old key as it becomes, and the
+/// new key, which carries the old one's attributes (status included: rotating a
+/// suspended key gives a suspended key).
+pub(crate) fn rotate(
+    old: &ApiKey,
+    replacement: &Replacement,
+    grace_seconds: u64,
+    now: Timestamp,
+) -> Result<(ApiKey, ApiKey), StoreError> {
+    let until = lifecycle::rotation(
+        old.status,
+        old.expires_at,
+        old.rotated_to,
+        grace_seconds,
+        now,
+    )?;
+    let new = ApiKey {
+        id: replacement.id,
+        prefix: replacement.prefix.clone(),
+        postfix: replacement.postfix.clone(),
+        created_at: now,
+        last_used_at: None,
+        revoked_at: None,
+        rotated_from: Some(old.id),
+        rotated_to: None,
+        ..old.clone()
+    };
+    let ending = ApiKey {
+        expires_at: Some(until),
+        rotated_to: Some(replacement.id),
+        ..old.clone()
+    };
+    Ok((ending, new))
+}
+
+/// The events of a rotation: the old key's (`rotate`: its new expiry and link) and
+/// the new key's (`create`, with where it came from).
+pub(crate) fn rotation_events<'a>(
+    old: &'a ApiKey,
+    ending: &ApiKey,
+    new: &'a ApiKey,
+    now: Timestamp,
+    actor: &'a Actor,
+) -> [NewEvent<'a>; 2] {
+    [
+        NewEvent {
+            at: now,
+            actor,
+            action: "rotate",
+            key_id: Some(old.id),
+            user_id: &old.user_id,
+            changes: key_changes(Some(old), Some(ending)),
+        },
+        NewEvent {
+            at: now,
+            actor,
+            action: "create",
+            key_id: Some(new.id),
+            user_id: &new.user_id,
+            changes: key_changes(None, Some(new)),
+        },
+    ]
 }
 
 /// Metadata from its column.
@@ -138,7 +202,7 @@ fn time_value(at: Option<Timestamp>) -> Value {
 
 /// The fields an event reports, as JSON values. Never the hash, never a secret; the
 /// display prefix and postfix are on the key's own record already.
-fn tracked_fields(key: &ApiKey) -> [(&'static str, Value); 8] {
+fn tracked_fields(key: &ApiKey) -> [(&'static str, Value); 10] {
     [
         ("name", json!(key.name)),
         ("description", json!(key.description)),
@@ -160,6 +224,11 @@ fn tracked_fields(key: &ApiKey) -> [(&'static str, Value); 8] {
                 .and_then(|m| serde_json::from_str(m.as_str()).ok())
                 .unwrap_or(Value::Null),
         ),
+        (
+            "rotated_from",
+            json!(key.rotated_from.map(|id| id.to_string())),
+        ),
+        ("rotated_to", json!(key.rotated_to.map(|id| id.to_string()))),
     ]
 }
 
@@ -169,7 +238,7 @@ pub(crate) fn key_changes(before: Option<&ApiKey>, after: Option<&ApiKey>) -> St
     let before = before.map(tracked_fields);
     let after = after.map(tracked_fields);
     let mut changes = Map::new();
-    for i in 0..8 {
+    for i in 0..10 {
         let old = before.as_ref().map(|f| &f[i]);
         let new = after.as_ref().map(|f| &f[i]);
         let Some(field) = old.or(new).map(|(name, _)| *name) else {
@@ -273,6 +342,8 @@ mod tests {
             expires_at: None,
             rate_limit: None,
             metadata: None,
+            rotated_from: None,
+            rotated_to: None,
         }
     }
 

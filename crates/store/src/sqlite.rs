@@ -29,7 +29,9 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::Mutex;
 
-use crate::records::{Applied, ExternalChange, NewKeyRecord, PepperUsage, VerifyRecord};
+use crate::records::{
+    Applied, ExternalChange, NewKeyRecord, PepperUsage, Replacement, Rotated, VerifyRecord,
+};
 use crate::rows::{self, NewEvent, corrupt, key_columns, timestamp};
 use crate::{Store, StoreError, migrations};
 
@@ -126,8 +128,10 @@ async fn insert_row(conn: &mut SqliteConnection, new: &NewKeyRecord) -> Result<(
     sqlx::query(
         "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
          prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
-         revoked_at, expires_at, rate_limit_requests, rate_limit_per_seconds, metadata) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16, $17)",
+         revoked_at, expires_at, rate_limit_requests, rate_limit_per_seconds, metadata, \
+         rotated_from, rotated_to) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16, $17, \
+         $18, $19)",
     )
     .bind(key.id.as_bytes().as_slice())
     .bind(key.user_id.as_str())
@@ -146,6 +150,8 @@ async fn insert_row(conn: &mut SqliteConnection, new: &NewKeyRecord) -> Result<(
     .bind(limit_requests)
     .bind(limit_seconds)
     .bind(key.metadata.as_ref().map(Metadata::as_str))
+    .bind(key.rotated_from.map(|id| id.as_bytes().to_vec()))
+    .bind(key.rotated_to.map(|id| id.as_bytes().to_vec()))
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -214,6 +220,14 @@ fn key_from_row(row: &SqliteRow) -> Result<ApiKey, StoreError> {
             row.try_get("rate_limit_per_seconds")?,
         )?,
         metadata: rows::metadata(row.try_get("metadata")?)?,
+        rotated_from: row
+            .try_get::<Option<&[u8]>, _>("rotated_from")?
+            .map(key_id)
+            .transpose()?,
+        rotated_to: row
+            .try_get::<Option<&[u8]>, _>("rotated_to")?
+            .map(key_id)
+            .transpose()?,
     })
 }
 
@@ -415,6 +429,56 @@ impl Store for SqliteStore {
             key: after,
             hash,
             changed: true,
+        })
+    }
+
+    async fn rotate(
+        &self,
+        owner: Option<&UserId>,
+        id: KeyId,
+        replacement: &Replacement,
+        grace_seconds: u64,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> Result<Rotated, StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            key_columns!(),
+            ", key_hash FROM api_keys WHERE id = $1 AND ($2 IS NULL OR user_id = $2)"
+        ))
+        .bind(id.as_bytes().as_slice())
+        .bind(owner_str(owner))
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let old = key_from_row(&row)?;
+        let old_hash =
+            KeyHash::from_slice(row.try_get("key_hash")?).ok_or_else(|| corrupt("key_hash"))?;
+        let (ending, new) = rows::rotate(&old, replacement, grace_seconds, now)?;
+        sqlx::query(
+            "UPDATE api_keys SET expires_at = $2, rotated_to = $3, updated_at = $4 WHERE id = $1",
+        )
+        .bind(id.as_bytes().as_slice())
+        .bind(ending.expires_at.map(Timestamp::as_millis))
+        .bind(replacement.id.as_bytes().as_slice())
+        .bind(now.as_millis())
+        .execute(&mut *tx)
+        .await?;
+        let record = NewKeyRecord {
+            key: new,
+            hash: replacement.hash,
+            pepper_version: replacement.pepper_version,
+        };
+        insert_row(&mut tx, &record).await?;
+        for event in rows::rotation_events(&old, &ending, &record.key, now, actor) {
+            insert_event(&mut tx, &event).await?;
+        }
+        tx.commit().await?;
+        Ok(Rotated {
+            old: ending,
+            old_hash,
+            new: record.key,
         })
     }
 

@@ -13,7 +13,7 @@ use keyward_store::AnyStore;
 
 use super::output;
 use crate::config::Config;
-use crate::http::dto::{ApiKeyResponse, CreateKeyResponse, VerifyResponse};
+use crate::http::dto::{ApiKeyResponse, CreateKeyResponse, RotateKeyResponse, VerifyResponse};
 use crate::settings::LocalTrial;
 
 #[derive(Debug, Subcommand)]
@@ -39,6 +39,15 @@ pub enum KeysCommand {
         /// A JSON object returned with every verification, e.g. '{"team":"ci"}'.
         #[arg(long, value_parser = parse_metadata_arg)]
         metadata: Option<Metadata>,
+    },
+    /// Replace a key with a new one (printed once); the old key keeps working for
+    /// the grace period.
+    Rotate {
+        id: String,
+        /// Seconds the old key keeps working (0 to 604800).
+        #[arg(long, default_value_t = keyward_core::lifecycle::DEFAULT_ROTATION_GRACE_SECONDS,
+              value_parser = clap::value_parser!(u64).range(0..=604_800))]
+        grace_seconds: u64,
     },
     /// Change a key's name, description, expiry or metadata (only what is given).
     Edit {
@@ -296,6 +305,27 @@ async fn execute(
                 .await
                 .map_err(describe)?;
             print_key(key, json)?;
+        }
+        KeysCommand::Rotate { id, grace_seconds } => {
+            let rotated = engine
+                .rotate(None, key_id(&id)?, grace_seconds)
+                .await
+                .map_err(describe)?;
+            let plain = rotated.new.plain_text.expose().to_owned();
+            if json {
+                let body = RotateKeyResponse {
+                    api_key: rotated.new.key.into(),
+                    plain_text_key: plain,
+                    previous_key: rotated.old.into(),
+                };
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            } else {
+                print!("{}", output::key_fields(&rotated.new.key));
+                println!("\n{plain}\n(shown once: store it now; it cannot be retrieved again)");
+                if let Some(until) = rotated.old.expires_at {
+                    println!("the old key {} works until {until}", rotated.old.id);
+                }
+            }
         }
         KeysCommand::SetRateLimit { id, limit } => {
             let key = engine

@@ -97,6 +97,14 @@ pub fn key_fields(key: &ApiKey) -> String {
             "metadata",
             or_dash(key.metadata.as_ref().map(|m| m.as_str().to_owned())),
         ),
+        (
+            "rotated from",
+            or_dash(key.rotated_from.map(|id| id.to_string())),
+        ),
+        (
+            "rotated to",
+            or_dash(key.rotated_to.map(|id| id.to_string())),
+        ),
     ];
     let mut out = String::new();
     for (name, value) in fields {

@@ -6,13 +6,15 @@ use axum::http::HeaderValue;
 use axum::http::header::CACHE_CONTROL;
 use axum::response::{IntoResponse, Response};
 use keyward_core::input::{FieldError, KeyEdit, NewKeyRequest, ValidationErrors};
+use keyward_core::lifecycle::{DEFAULT_ROTATION_GRACE_SECONDS, MAX_ROTATION_GRACE_SECONDS};
 use keyward_core::time::Timestamp;
 
 use super::AppState;
 use super::auth::AuthUser;
 use super::dto::{
     ApiKeyResponse, CreateKeyRequest, CreateKeyResponse, EventPage, KeyEventsQuery,
-    PatchKeyRequest, SetPermissionsRequest, SetRateLimitRequest, parse_metadata,
+    PatchKeyRequest, RotateKeyRequest, RotateKeyResponse, SetPermissionsRequest,
+    SetRateLimitRequest, parse_metadata,
 };
 use super::error::{ApiError, ErrorBody};
 use super::json::{ApiJson, ApiQuery, KeyIdPath};
@@ -412,4 +414,57 @@ pub async fn update_key(
     }
     let key = state.engine.edit(Some(&user), id, &edit).await?;
     Ok(Json(key.into()))
+}
+
+/// Rotate a key: a new key (new id, new secret) replaces it.
+///
+/// The new key carries the old one's name, description, permissions, rate limit,
+/// metadata, expiry and status, and `rotated_from`; the old key gets `rotated_to` and
+/// keeps working until the end of the grace period (`grace_seconds`, default an hour,
+/// at most a week, never beyond its own expiry), then verifies as `EXPIRED`. A
+/// revoked, expired or already-rotated key cannot be rotated (400). The plaintext is
+/// in this response only.
+#[utoipa::path(
+    post,
+    path = "/api/api-keys/{id}/rotate",
+    tag = TAG,
+    operation_id = "rotate_api_key",
+    params(("id" = Uuid, Path, description = "The key's id")),
+    request_body = RotateKeyRequest,
+    security(("user_jwt" = [])),
+    responses(
+        (status = 200, description = "The new key with its plaintext, and the old key (sent with Cache-Control: no-store)", body = RotateKeyResponse),
+        (status = 400, description = "The key is revoked, expired or already rotated; or malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
+        (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "A grace period out of bounds", body = ErrorBody),
+        (status = 429, description = "Too many changes by this user; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn rotate_key(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    KeyIdPath(id): KeyIdPath,
+    ApiJson(body): ApiJson<RotateKeyRequest>,
+) -> Result<Response, ApiError> {
+    let grace = body.grace_seconds.unwrap_or(DEFAULT_ROTATION_GRACE_SECONDS);
+    if grace > MAX_ROTATION_GRACE_SECONDS {
+        return Err(ApiError::invalid(format!(
+            "grace_seconds: must be between 0 and {MAX_ROTATION_GRACE_SECONDS}"
+        )));
+    }
+    let rotated = state.engine.rotate(Some(&user), id, grace).await?;
+    let body = RotateKeyResponse {
+        api_key: rotated.new.key.into(),
+        plain_text_key: rotated.new.plain_text.expose().to_owned(),
+        previous_key: rotated.old.into(),
+    };
+    let mut response = Json(body).into_response();
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }

@@ -99,6 +99,11 @@ pub struct ApiKeyResponse {
     /// The owner's JSON object, returned by verification; null: none.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// The key this one replaced (rotation).
+    pub rotated_from: Option<Uuid>,
+    /// The key that replaced this one: this one verifies until its `expires_at`
+    /// (the end of the rotation's grace period).
+    pub rotated_to: Option<Uuid>,
 }
 
 impl From<ApiKey> for ApiKeyResponse {
@@ -120,6 +125,8 @@ impl From<ApiKey> for ApiKeyResponse {
             metadata: key
                 .metadata
                 .and_then(|m| serde_json::from_str(m.as_str()).ok()),
+            rotated_from: key.rotated_from.map(|id| *id.as_uuid()),
+            rotated_to: key.rotated_to.map(|id| *id.as_uuid()),
         }
     }
 }
@@ -196,6 +203,29 @@ pub struct CreateKeyResponse {
     pub api_key: ApiKeyResponse,
     #[schema(example = "agpt_x7Q2mV0aLr8TzKc1bW5nYs3hJ6dPqE9fGu4iXo7kR2N9dPqZ")]
     pub plain_text_key: String,
+}
+
+/// How long the old key keeps working after a rotation.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKeyRequest {
+    /// 0 to 604,800 (a week); default 3,600. 0 ends the old key at once. Never
+    /// beyond the old key's own expiry.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 604_800, example = 3600)]
+    pub grace_seconds: Option<u64>,
+}
+
+/// A rotated key: the new key with its plaintext (shown this once), and the old
+/// key as it now is.
+#[derive(Serialize, ToSchema)]
+pub struct RotateKeyResponse {
+    pub api_key: ApiKeyResponse,
+    #[schema(example = "agpt_x7Q2mV0aLr8TzKc1bW5nYs3hJ6dPqE9fGu4iXo7kR2N9dPqZ")]
+    pub plain_text_key: String,
+    /// The old key: `rotated_to` names the new one, `expires_at` is the end of the
+    /// grace period.
+    pub previous_key: ApiKeyResponse,
 }
 
 /// The new permission list of a key (replaces the old one whole).

@@ -153,6 +153,10 @@ impl From<EngineError> for ApiError {
                 let hint = match reason {
                     LifecycleError::Revoked => "Create a new key instead.",
                     LifecycleError::NotSuspended => "Only SUSPENDED keys can be reactivated.",
+                    LifecycleError::Expired => "Create a new key instead.",
+                    LifecycleError::AlreadyRotated => {
+                        "Rotate the key that replaced it (rotated_to)."
+                    }
                 };
                 Self::new(
                     StatusCode::BAD_REQUEST,

@@ -105,6 +105,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::reactivate_key))
         .routes(routes!(api_keys::set_permissions))
         .routes(routes!(api_keys::set_rate_limit))
+        .routes(routes!(api_keys::rotate_key))
         .routes(routes!(api_keys::list_key_events))
         .routes(routes!(admin::delete_user))
         .routes(routes!(admin::list_events))

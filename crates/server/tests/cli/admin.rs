@@ -315,3 +315,32 @@ async fn keys_edit_changes_what_it_is_given_and_verification_sees_it() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("not a JSON object"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_prints_the_new_key_and_the_old_one_ends_with_the_grace() {
+    let shared = Shared::new().await;
+    let created = shared.create_with_cli("ci", "READ_GRAPH").await;
+    let id = created["api_key"]["id"].as_str().unwrap();
+    let old_key = created["plain_text_key"].as_str().unwrap().to_owned();
+    let rotated = shared
+        .run_json(&["keys", "rotate", id, "--grace-seconds", "0", "--json"])
+        .await;
+    assert_eq!(rotated["api_key"]["rotated_from"], id);
+    assert_eq!(rotated["api_key"]["permissions"], json!(["READ_GRAPH"]));
+    assert_eq!(
+        rotated["previous_key"]["rotated_to"],
+        rotated["api_key"]["id"]
+    );
+    let new_key = rotated["plain_text_key"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while shared.verify_code(&old_key).await != "EXPIRED" {
+        assert!(
+            Instant::now() < deadline,
+            "the server never saw the rotation"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(shared.verify_code(new_key).await, "VALID");
+    let output = shared.run(&["keys", "rotate", id]).await;
+    assert!(!output.status.success());
+}

@@ -223,6 +223,11 @@ pub fn key_routes(id: &str) -> Vec<(Method, String, Option<Value>)> {
             format!("/api/api-keys/{id}/rate-limit"),
             Some(json!({"rate_limit": null})),
         ),
+        (
+            Method::POST,
+            format!("/api/api-keys/{id}/rotate"),
+            Some(json!({})),
+        ),
     ]
 }
 

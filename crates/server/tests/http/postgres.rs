@@ -23,6 +23,8 @@ mod list_and_get;
 mod operations;
 #[path = "suites/rate_limits.rs"]
 mod rate_limits;
+#[path = "suites/rotation.rs"]
+mod rotation;
 #[path = "suites/verify.rs"]
 mod verify;
 

@@ -22,6 +22,8 @@ mod list_and_get;
 mod operations;
 #[path = "suites/rate_limits.rs"]
 mod rate_limits;
+#[path = "suites/rotation.rs"]
+mod rotation;
 #[path = "suites/secrets_at_rest.rs"]
 mod secrets_at_rest;
 #[path = "suites/verify.rs"]

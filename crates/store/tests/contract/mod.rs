@@ -49,6 +49,7 @@ macro_rules! store_contract_suite {
             a_bulk_insert_stores_every_key_or_none,
             rehashing_moves_a_key_to_its_new_hash,
             keys_are_counted_per_pepper_version,
+            a_rotation_links_both_keys_in_one_transaction,
             migrations_can_run_again,
             a_change_by_another_connection_is_noticed,
             a_watching_store_confirms_it_at_least_every_second,
@@ -111,6 +112,8 @@ fn new_key(owner: &str, name: &str, created: i64) -> NewKeyRecord {
             expires_at: Some(at(86_400_000)),
             rate_limit: RateLimit::new(100, 60).ok(),
             metadata: Metadata::from_json_object(format!(r#"{{"team":"{name}"}}"#)).ok(),
+            rotated_from: None,
+            rotated_to: None,
         },
         hash,
         pepper_version: 1,
@@ -1026,4 +1029,88 @@ pub async fn keys_are_counted_per_pepper_version(f: &Fixture) {
         .unwrap();
     let usage = f.store.pepper_usage().await.unwrap();
     assert_eq!((usage[0].live, usage[1].live), (1, 2));
+}
+
+pub async fn a_rotation_links_both_keys_in_one_transaction(f: &Fixture) {
+    let old = insert(&f.store, "alice", "ci", 0).await;
+    let fresh = new_key("alice", "unused", 0);
+    let replacement = keyward_store::Replacement {
+        id: KeyId::new(at(10)),
+        hash: fresh.hash,
+        pepper_version: 1,
+        prefix: "agpt_new".into(),
+        postfix: "postfix1".into(),
+    };
+    let owner = Some(user("alice"));
+    let rotated = f
+        .store
+        .rotate(
+            owner.as_ref(),
+            old.key.id,
+            &replacement,
+            60,
+            at(10),
+            &admin(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rotated.old_hash, old.hash);
+    assert_eq!(rotated.old.rotated_to, Some(replacement.id));
+    assert_eq!(rotated.old.expires_at, Some(at(60_010)), "now + grace");
+    assert_eq!(rotated.new.rotated_from, Some(old.key.id));
+    assert_eq!(
+        rotated.new.expires_at, old.key.expires_at,
+        "the old expiry, kept"
+    );
+    assert_eq!(rotated.new.permissions, old.key.permissions);
+    assert_eq!(rotated.new.metadata, old.key.metadata);
+    assert_eq!(rotated.new.rate_limit, old.key.rate_limit);
+
+    let stored_old = f.store.get_key(None, old.key.id).await.unwrap().unwrap();
+    assert_eq!(stored_old, rotated.old);
+    let stored_new = f
+        .store
+        .get_key(None, replacement.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored_new, rotated.new);
+    let found = f
+        .store
+        .find_by_hash(&replacement.hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, replacement.id);
+
+    // Rotating again, another user's key, or a revoked key: refused, nothing written.
+    let again = f
+        .store
+        .rotate(None, old.key.id, &replacement, 60, at(11), &admin())
+        .await;
+    assert!(matches!(
+        again,
+        Err(StoreError::Lifecycle(LifecycleError::AlreadyRotated))
+    ));
+    let foreign = f
+        .store
+        .rotate(
+            Some(&user("bob")),
+            replacement.id,
+            &replacement,
+            60,
+            at(11),
+            &admin(),
+        )
+        .await;
+    assert!(matches!(foreign, Err(StoreError::NotFound)));
+    let actions: Vec<String> = f
+        .store
+        .list_events(&EventQuery::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions, ["create", "rotate", "create"]);
 }

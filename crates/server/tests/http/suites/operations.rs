@@ -88,6 +88,7 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/api-keys/{id}/reactivate"),
     ("put", "/api/api-keys/{id}/permissions"),
     ("put", "/api/api-keys/{id}/rate-limit"),
+    ("post", "/api/api-keys/{id}/rotate"),
     ("get", "/api/api-keys/{id}/events"),
     ("post", "/api/api-keys/verify"),
     ("delete", "/api/admin/users/{user_id}"),
