@@ -51,6 +51,11 @@ fn fixture(lease: Duration) -> Fixture {
 
 /// [`fixture`], the key carrying `rate_limit`.
 fn fixture_with(lease: Duration, rate_limit: Option<RateLimit>) -> Fixture {
+    fixture_full(lease, rate_limit, None)
+}
+
+/// [`fixture`], the key carrying `rate_limit` and `remaining` usage credits.
+fn fixture_full(lease: Duration, rate_limit: Option<RateLimit>, remaining: Option<u64>) -> Fixture {
     let runtime = keyward_bench::runtime();
     let (dir, url) = keyward_bench::temp_sqlite();
     let (engine, key) = runtime.block_on(async {
@@ -66,6 +71,7 @@ fn fixture_with(lease: Duration, rate_limit: Option<RateLimit>) -> Fixture {
             expires_at: None,
             rate_limit,
             metadata: None,
+            remaining,
         };
         let created = engine
             .create_key(&UserId::parse("bench").unwrap(), &request)
@@ -155,6 +161,35 @@ fn warm_cache_hit_with_key_rate_limit(bencher: Bencher) {
     let f = fixture_with(lease, RateLimit::new(1_000_000, 1).ok());
     bencher.bench_local(|| {
         let verification = f.run(f.engine.verify_with(&f.key, f.required)).unwrap();
+        assert!(verification.is_valid());
+    });
+}
+
+/// A cache hit for a key with usage credits: each verification takes one with an
+/// atomic conditional decrement in SQLite (a durable write, `synchronous=FULL`).
+#[divan::bench]
+fn warm_cache_hit_with_usage_credits(bencher: Bencher) {
+    let lease = EngineConfig::new(Peppers::parse(PEPPER).unwrap()).change_feed_lease;
+    let f = fixture_full(lease, None, Some(1_000_000_000));
+    bencher.bench_local(|| {
+        let verification = f.run(f.engine.verify_with(&f.key, f.required)).unwrap();
+        assert!(verification.is_valid());
+    });
+}
+
+/// The same with a cost of 0: checks that credits are left (one read), takes none.
+#[divan::bench]
+fn warm_cache_hit_checking_usage_credits(bencher: Bencher) {
+    let lease = EngineConfig::new(Peppers::parse(PEPPER).unwrap()).change_feed_lease;
+    let f = fixture_full(lease, None, Some(1_000_000_000));
+    let check = keyward_engine::VerifyOptions {
+        client: None,
+        cost: 0,
+    };
+    bencher.bench_local(|| {
+        let verification = f
+            .run(f.engine.verify_request(&f.key, f.required, check))
+            .unwrap();
         assert!(verification.is_valid());
     });
 }

@@ -86,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
                     metadata: None,
                     rotated_from: None,
                     rotated_to: None,
+                    remaining: None,
                 },
             });
         }

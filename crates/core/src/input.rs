@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::model::Metadata;
+use crate::model::{MAX_REMAINING, Metadata};
 use crate::permissions::{Catalogue, PermissionSet};
 use crate::rate::RateLimit;
 use crate::time::Timestamp;
@@ -147,6 +147,8 @@ pub struct NewKeyRequest {
     /// Already a valid quota: transports check its bounds as they parse it.
     pub rate_limit: Option<RateLimit>,
     pub metadata: Option<Metadata>,
+    /// Usage credits; `None`: unlimited.
+    pub remaining: Option<u64>,
 }
 
 /// A create request that passed validation.
@@ -158,6 +160,7 @@ pub struct ValidNewKey {
     pub expires_at: Option<Timestamp>,
     pub rate_limit: Option<RateLimit>,
     pub metadata: Option<Metadata>,
+    pub remaining: Option<u64>,
 }
 
 impl NewKeyRequest {
@@ -184,6 +187,9 @@ impl NewKeyRequest {
         if self.expires_at.is_some_and(|at| at <= now) {
             errors.push("expires_at", "must be in the future");
         }
+        if self.remaining.is_some_and(|n| n > MAX_REMAINING) {
+            errors.push("remaining", format!("must be at most {MAX_REMAINING}"));
+        }
         errors.into_result(|| ValidNewKey {
             name: name.expect("no error means a name"),
             description,
@@ -191,6 +197,7 @@ impl NewKeyRequest {
             expires_at: self.expires_at,
             rate_limit: self.rate_limit,
             metadata: self.metadata.clone(),
+            remaining: self.remaining,
         })
     }
 }
@@ -203,6 +210,8 @@ pub struct KeyEdit {
     pub description: Option<Option<String>>,
     pub expires_at: Option<Option<Timestamp>>,
     pub metadata: Option<Option<Metadata>>,
+    /// Sets the usage credits left (a top-up), or removes the limit (`Some(None)`).
+    pub remaining: Option<Option<u64>>,
 }
 
 /// An edit that passed validation; what [`crate::lifecycle::Mutation::Edit`] carries.
@@ -212,6 +221,7 @@ pub struct ValidEdit {
     pub description: Option<Option<String>>,
     pub expires_at: Option<Option<Timestamp>>,
     pub metadata: Option<Option<Metadata>>,
+    pub remaining: Option<Option<u64>>,
 }
 
 impl KeyEdit {
@@ -241,11 +251,15 @@ impl KeyEdit {
         if matches!(self.expires_at, Some(Some(at)) if at <= now) {
             errors.push("expires_at", "must be in the future");
         }
+        if matches!(self.remaining, Some(Some(n)) if n > MAX_REMAINING) {
+            errors.push("remaining", format!("must be at most {MAX_REMAINING}"));
+        }
         errors.into_result(|| ValidEdit {
             name,
             description,
             expires_at: self.expires_at,
             metadata: self.metadata.clone(),
+            remaining: self.remaining,
         })
     }
 }
@@ -321,6 +335,7 @@ mod tests {
             expires_at: Some(now()),
             rate_limit: None,
             metadata: None,
+            remaining: None,
         };
         let errors = req.validate(&Catalogue::default(), now()).unwrap_err();
         let fields: Vec<_> = errors.0.iter().map(|e| e.field).collect();
@@ -353,6 +368,7 @@ mod tests {
             description: Some(Some("  ".into())),
             expires_at: Some(None),
             metadata: None,
+            remaining: None,
         };
         let valid = edit.validate(now()).unwrap();
         assert_eq!(valid.name.as_deref(), Some("renamed"));

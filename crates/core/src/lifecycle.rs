@@ -56,6 +56,7 @@ pub struct KeyState {
     pub description: Option<String>,
     pub expires_at: Option<Timestamp>,
     pub metadata: Option<Metadata>,
+    pub remaining: Option<u64>,
 }
 
 /// What applying a mutation does.
@@ -156,6 +157,9 @@ pub fn apply(
             if let Some(metadata) = &edit.metadata {
                 new.metadata.clone_from(metadata);
             }
+            if let Some(remaining) = edit.remaining {
+                new.remaining = remaining;
+            }
             Ok(if new == *state {
                 Outcome::Unchanged
             } else {
@@ -183,6 +187,7 @@ mod tests {
             description: None,
             expires_at: None,
             metadata: None,
+            remaining: None,
         }
     }
 
@@ -248,6 +253,7 @@ mod tests {
                 description: None,
                 expires_at: None,
                 metadata: None,
+                remaining: None,
             })
         );
     }

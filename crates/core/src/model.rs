@@ -146,6 +146,9 @@ impl FromStr for KeyStatus {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Metadata(String);
 
+/// The most usage credits a key can hold (fits every database's integer).
+pub const MAX_REMAINING: u64 = 1_000_000_000_000_000;
+
 /// The largest metadata, serialised.
 pub const MAX_METADATA_BYTES: usize = 4096;
 
@@ -190,6 +193,9 @@ pub struct ApiKey {
     /// Verifications allowed per period (per instance; see docs/RELIABILITY.md).
     pub rate_limit: Option<RateLimit>,
     pub metadata: Option<Metadata>,
+    /// Usage credits left: each valid verification consumes its cost; at zero the
+    /// key verifies as `USAGE_EXCEEDED`. `None`: no credits, no limit.
+    pub remaining: Option<u64>,
     /// The key this one replaced (rotation).
     pub rotated_from: Option<KeyId>,
     /// The key that replaced this one; this one then works until the end of the

@@ -3,7 +3,8 @@
 //! Checked in this order, so the answer names the most lasting reason first:
 //! `REVOKED` (terminal), `EXPIRED` (permanent unless the expiry moves), `SUSPENDED`
 //! (reversible), then `INSUFFICIENT_PERMISSIONS`. `MALFORMED` and `NOT_FOUND` are
-//! decided before a key is found; `RATE_LIMITED` belongs to the limiter.
+//! decided before a key is found; `RATE_LIMITED` belongs to the limiter and
+//! `USAGE_EXCEEDED` to the key's usage credits, both after a key would pass.
 
 use std::fmt;
 
@@ -22,10 +23,12 @@ pub enum VerifyCode {
     Expired,
     InsufficientPermissions,
     RateLimited,
+    /// The key's usage credits are spent.
+    UsageExceeded,
 }
 
 impl VerifyCode {
-    pub const ALL: [VerifyCode; 8] = [
+    pub const ALL: [VerifyCode; 9] = [
         Self::Valid,
         Self::Malformed,
         Self::NotFound,
@@ -34,6 +37,7 @@ impl VerifyCode {
         Self::Expired,
         Self::InsufficientPermissions,
         Self::RateLimited,
+        Self::UsageExceeded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +50,7 @@ impl VerifyCode {
             Self::Expired => "EXPIRED",
             Self::InsufficientPermissions => "INSUFFICIENT_PERMISSIONS",
             Self::RateLimited => "RATE_LIMITED",
+            Self::UsageExceeded => "USAGE_EXCEEDED",
         }
     }
 

@@ -266,6 +266,7 @@ mod tests {
             expires_at: None,
             rate_limit: None,
             metadata: None,
+            has_credits: false,
             usage: crate::usage::UsageMark::new(None),
         })
     }

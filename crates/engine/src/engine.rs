@@ -226,6 +226,7 @@ impl<S: Store> Engine<S> {
             metadata: valid.metadata,
             rotated_from: None,
             rotated_to: None,
+            remaining: valid.remaining,
         };
         let record = NewKeyRecord {
             hash: pepper.hash(parsed),

@@ -28,4 +28,4 @@ pub use engine::{CreatedKey, Engine, RotatedKey};
 pub use error::EngineError;
 pub use limits::{ClientAddr, Limiter};
 pub use usage::UsageMark;
-pub use verifier::{Verification, VerifiedKey};
+pub use verifier::{Verification, VerifiedKey, VerifyOptions};

@@ -11,7 +11,7 @@ use keyward_core::permissions::PermissionSet;
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use keyward_core::verify::{KeyFacts, VerifyCode, decide};
-use keyward_store::{Store, VerifyRecord};
+use keyward_store::{Consumed, Store, VerifyRecord};
 
 use crate::cache::Lookup;
 use crate::engine::Engine;
@@ -31,6 +31,9 @@ pub struct VerifiedKey {
     pub rate_limit: Option<RateLimit>,
     /// The owner's JSON object, returned with the verdict.
     pub metadata: Option<Metadata>,
+    /// Whether the key has usage credits (taken from the database on each valid
+    /// verification; their count is not cached).
+    pub has_credits: bool,
     /// The latest use recorded for `last_used_at` (see [`UsageMark`]).
     pub usage: UsageMark,
 }
@@ -53,6 +56,27 @@ pub struct Verification {
     pub key: Option<Arc<VerifiedKey>>,
     /// With `RATE_LIMITED`: how long until the same request would be let through.
     pub retry_after: Option<Duration>,
+    /// For a key with usage credits: how many are left after this verification.
+    pub remaining: Option<u64>,
+}
+
+/// How a verification is asked for, beyond the key and the permissions.
+#[derive(Clone, Copy, Debug)]
+pub struct VerifyOptions {
+    /// The end client's address, for the failed-attempt limit.
+    pub client: Option<IpAddr>,
+    /// Usage credits a valid verification takes from a key that has credits
+    /// (default 1; 0 checks that credits are left without taking any).
+    pub cost: u64,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        Self {
+            client: None,
+            cost: 1,
+        }
+    }
 }
 
 impl Verification {
@@ -65,6 +89,7 @@ impl Verification {
             code,
             key: None,
             retry_after: None,
+            remaining: None,
         }
     }
 }
@@ -97,7 +122,8 @@ impl<S: Store> Engine<S> {
         presented: &str,
         required: PermissionSet,
     ) -> Result<Verification, EngineError> {
-        self.verify_from(presented, required, None).await
+        self.verify_request(presented, required, VerifyOptions::default())
+            .await
     }
 
     /// [`Engine::verify_with`] on behalf of the end client at `client`: once that
@@ -110,9 +136,25 @@ impl<S: Store> Engine<S> {
         required: PermissionSet,
         client: Option<IpAddr>,
     ) -> Result<Verification, EngineError> {
+        let options = VerifyOptions {
+            client,
+            ..VerifyOptions::default()
+        };
+        self.verify_request(presented, required, options).await
+    }
+
+    /// A verification with every option: the end client (see
+    /// [`Engine::verify_from`]) and the usage credits a valid verification takes.
+    pub async fn verify_request(
+        &self,
+        presented: &str,
+        required: PermissionSet,
+        options: VerifyOptions,
+    ) -> Result<Verification, EngineError> {
+        let cost = options.cost;
         let limit = self.inner.config.failed_verify_limit;
-        let Some((client, limit)) = client.map(ClientAddr::from).zip(limit) else {
-            return self.verify_unlimited(presented, required).await;
+        let Some((client, limit)) = options.client.map(ClientAddr::from).zip(limit) else {
+            return self.verify_unlimited(presented, required, cost).await;
         };
         let failures = &self.inner.client_failures;
         if let Some(wait) = failures.exhausted(&client, limit, self.inner.now()) {
@@ -122,7 +164,7 @@ impl<S: Store> Engine<S> {
                 ..Verification::without_key(VerifyCode::RateLimited)
             });
         }
-        let verification = self.verify_unlimited(presented, required).await?;
+        let verification = self.verify_unlimited(presented, required, cost).await?;
         if verification.code.is_failed_attempt() {
             // Counted once the outcome is known; a refusal here only means the
             // client's next attempt is the one refused.
@@ -135,6 +177,7 @@ impl<S: Store> Engine<S> {
         &self,
         presented: &str,
         required: PermissionSet,
+        cost: u64,
     ) -> Result<Verification, EngineError> {
         let metrics = &self.inner.metrics;
         // Malformed input costs a few comparisons: no hash, no lookup, and no timing
@@ -144,7 +187,7 @@ impl<S: Store> Engine<S> {
             return Ok(Verification::without_key(VerifyCode::Malformed));
         };
         let started = Instant::now();
-        let result = self.verify_parsed(parsed, required).await;
+        let result = self.verify_parsed(parsed, required, cost).await;
         metrics.count(result.as_ref().ok().map(|v| v.code));
         metrics.duration.record(started.elapsed());
         result
@@ -154,6 +197,7 @@ impl<S: Store> Engine<S> {
         &self,
         parsed: ParsedKey<'_>,
         required: PermissionSet,
+        cost: u64,
     ) -> Result<Verification, EngineError> {
         let inner = &self.inner;
         let hash = inner.config.peppers.current().hash(parsed);
@@ -190,6 +234,18 @@ impl<S: Store> Engine<S> {
             code = VerifyCode::RateLimited;
             retry_after = Some(wait.as_duration());
         }
+        let mut remaining = None;
+        if code.is_valid() && key.has_credits {
+            // The only write on the verification path, and only for keys with
+            // credits: an atomic conditional decrement in the database, so the
+            // count holds across instances. Boxed like the read, for the same reason.
+            match Box::pin(inner.store.consume(key.id, cost)).await? {
+                Consumed::Left(left) => remaining = Some(left),
+                Consumed::Unlimited => {}
+                Consumed::Exceeded => code = VerifyCode::UsageExceeded,
+                Consumed::Missing => code = VerifyCode::NotFound,
+            }
+        }
         if code.is_valid() && key.usage.claim(now, inner.config.usage_resolution) {
             inner.usage.record(key.id, now);
         }
@@ -197,6 +253,7 @@ impl<S: Store> Engine<S> {
             code,
             key: Some(key),
             retry_after,
+            remaining,
         })
     }
 
@@ -250,6 +307,7 @@ impl<S: Store> Engine<S> {
             expires_at: record.expires_at,
             rate_limit: record.rate_limit,
             metadata: record.metadata,
+            has_credits: record.remaining.is_some(),
             usage: UsageMark::new(record.last_used_at),
         })
     }

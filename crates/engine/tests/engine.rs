@@ -112,6 +112,10 @@ impl Store for Counting {
             .rotate(owner, id, replacement, grace_seconds, now, actor)
             .await
     }
+    async fn consume(&self, id: KeyId, cost: u64) -> Result<keyward_store::Consumed, StoreError> {
+        self.reachable()?;
+        self.inner.consume(id, cost).await
+    }
     async fn record_usage(&self, usage: &[(KeyId, Timestamp)]) -> Result<u64, StoreError> {
         self.reachable()?;
         self.inner.record_usage(usage).await

@@ -37,7 +37,8 @@ use keyward_core::time::Timestamp;
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use records::{
-    Applied, ExternalChange, NewKeyRecord, PepperUsage, Replacement, Rotated, VerifyRecord,
+    Applied, Consumed, ExternalChange, NewKeyRecord, PepperUsage, Replacement, Rotated,
+    VerifyRecord,
 };
 pub use sqlite::SqliteStore;
 pub use url::{DatabaseUrl, DatabaseUrlError};
@@ -120,6 +121,15 @@ pub trait Store: Clone + Send + Sync + 'static {
         now: Timestamp,
         actor: &Actor,
     ) -> impl Future<Output = Result<Rotated, StoreError>> + Send;
+
+    /// Takes `cost` usage credits from a key, atomically: never below zero, whatever
+    /// the concurrency, across instances. A cost of 0 only checks that credits are
+    /// left. The one write on the verification path, for keys with credits only.
+    fn consume(
+        &self,
+        id: KeyId,
+        cost: u64,
+    ) -> impl Future<Output = Result<Consumed, StoreError>> + Send;
 
     /// Moves `last_used_at` forward (never back) for each key; returns rows changed.
     fn record_usage(
@@ -275,6 +285,9 @@ impl Store for AnyStore {
         actor: &Actor,
     ) -> Result<Rotated, StoreError> {
         delegate!(self, s => s.rotate(owner, id, replacement, grace_seconds, now, actor).await)
+    }
+    async fn consume(&self, id: KeyId, cost: u64) -> Result<Consumed, StoreError> {
+        delegate!(self, s => s.consume(id, cost).await)
     }
     async fn record_usage(&self, usage: &[(KeyId, Timestamp)]) -> Result<u64, StoreError> {
         delegate!(self, s => s.record_usage(usage).await)

@@ -39,6 +39,11 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
         "rotation",
         include_str!("../migrations/sqlite/0005_rotation.sql"),
     ),
+    (
+        6,
+        "usage credits",
+        include_str!("../migrations/sqlite/0006_usage_credits.sql"),
+    ),
 ]);
 
 pub(crate) const POSTGRES: Embedded = Embedded(&[
@@ -66,6 +71,11 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
         5,
         "rotation",
         include_str!("../migrations/postgres/0005_rotation.sql"),
+    ),
+    (
+        6,
+        "usage credits",
+        include_str!("../migrations/postgres/0006_usage_credits.sql"),
     ),
 ]);
 

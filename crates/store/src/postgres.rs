@@ -28,7 +28,8 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crate::records::{
-    Applied, ExternalChange, NewKeyRecord, PepperUsage, Replacement, Rotated, VerifyRecord,
+    Applied, Consumed, ExternalChange, NewKeyRecord, PepperUsage, Replacement, Rotated,
+    VerifyRecord,
 };
 use crate::rows::{self, NewEvent, corrupt, key_columns, timestamp};
 use crate::{ConnectOptions, Store, StoreError, migrations};
@@ -133,6 +134,7 @@ fn key_from_row(row: &PgRow) -> Result<ApiKey, StoreError> {
         rotated_to: row
             .try_get::<Option<Uuid>, _>("rotated_to")?
             .map(KeyId::from_uuid),
+        remaining: rows::remaining(row.try_get("remaining")?)?,
     })
 }
 
@@ -173,9 +175,9 @@ async fn insert_row(
         "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
          prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
          revoked_at, expires_at, rate_limit_requests, rate_limit_per_seconds, metadata, \
-         rotated_from, rotated_to) \
+         rotated_from, rotated_to, remaining) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19)",
+         $18, $19, $20)",
     )
     .bind(key.id.as_uuid())
     .bind(key.user_id.as_str())
@@ -196,6 +198,7 @@ async fn insert_row(
     .bind(key.metadata.as_ref().map(Metadata::as_str))
     .bind(key.rotated_from.map(|id| *id.as_uuid()))
     .bind(key.rotated_to.map(|id| *id.as_uuid()))
+    .bind(rows::remaining_column(key.remaining))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -315,7 +318,7 @@ impl Store for PostgresStore {
                 "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
                  prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
                  revoked_at, expires_at, rate_limit_requests, rate_limit_per_seconds, metadata, \
-                 rotated_from, rotated_to) ",
+                 rotated_from, rotated_to, remaining) ",
             );
             sql.push_values(chunk, |mut row, record| {
                 let key = &record.key;
@@ -339,7 +342,8 @@ impl Store for PostgresStore {
                     .push_bind(limit_seconds.map(|n| n as i32))
                     .push_bind(key.metadata.as_ref().map(|m| m.as_str().to_owned()))
                     .push_bind(key.rotated_from.map(|id| *id.as_uuid()))
-                    .push_bind(key.rotated_to.map(|id| *id.as_uuid()));
+                    .push_bind(key.rotated_to.map(|id| *id.as_uuid()))
+                    .push_bind(rows::remaining_column(key.remaining));
             });
             sql.build().execute(&mut *tx).await?;
             let mut events = QueryBuilder::<Postgres>::new(
@@ -407,7 +411,8 @@ impl Store for PostgresStore {
     async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<VerifyRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT id, user_id, status, permissions, expires_at, last_used_at, pepper_version, \
-             rate_limit_requests, rate_limit_per_seconds, metadata FROM api_keys WHERE key_hash = $1",
+             rate_limit_requests, rate_limit_per_seconds, metadata, remaining \
+             FROM api_keys WHERE key_hash = $1",
         )
         .bind(hash.as_bytes().as_slice())
         .fetch_optional(&self.pool)
@@ -425,6 +430,7 @@ impl Store for PostgresStore {
             last_used_at: timestamp(row.try_get("last_used_at")?, "last_used_at")?,
             rate_limit: rate_limit(&row)?,
             metadata: rows::metadata(row.try_get("metadata")?)?,
+            remaining: rows::remaining(row.try_get("remaining")?)?,
             pepper_version: u16::try_from(version).map_err(|_| corrupt("pepper_version"))?,
         }))
     }
@@ -462,7 +468,7 @@ impl Store for PostgresStore {
         sqlx::query(
             "UPDATE api_keys SET status = $2, revoked_at = $3, permissions = $4, updated_at = $5, \
              rate_limit_requests = $6, rate_limit_per_seconds = $7, name = $8, description = $9, \
-             expires_at = $10, metadata = $11 WHERE id = $1",
+             expires_at = $10, metadata = $11, remaining = $12 WHERE id = $1",
         )
         .bind(id.as_uuid())
         .bind(new.status.as_str())
@@ -475,6 +481,7 @@ impl Store for PostgresStore {
         .bind(new.description.as_deref())
         .bind(new.expires_at.map(Timestamp::as_millis))
         .bind(new.metadata.as_ref().map(Metadata::as_str))
+        .bind(rows::remaining_column(new.remaining))
         .execute(&mut *tx)
         .await?;
         let after = rows::with_state(key.clone(), new);
@@ -545,6 +552,25 @@ impl Store for PostgresStore {
             old_hash,
             new: record.key,
         })
+    }
+
+    async fn consume(&self, id: KeyId, cost: u64) -> Result<Consumed, StoreError> {
+        let cost = i64::try_from(cost).unwrap_or(i64::MAX);
+        if cost > 0 {
+            let left: Option<i64> = sqlx::query_scalar(rows::CONSUME)
+                .bind(id.as_uuid())
+                .bind(cost)
+                .fetch_optional(&self.pool)
+                .await?;
+            if let Some(left) = left {
+                return Ok(Consumed::Left(u64::try_from(left).unwrap_or(0)));
+            }
+        }
+        let row: Option<Option<i64>> = sqlx::query_scalar(rows::REMAINING)
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?;
+        rows::not_consumed(row, cost.unsigned_abs())
     }
 
     async fn record_usage(&self, usage: &[(KeyId, Timestamp)]) -> Result<u64, StoreError> {

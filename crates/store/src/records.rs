@@ -26,6 +26,9 @@ pub struct VerifyRecord {
     pub rate_limit: Option<RateLimit>,
     /// Returned with every verification (serialised JSON object).
     pub metadata: Option<Metadata>,
+    /// Whether (and how many) usage credits the key had when read: a key with
+    /// credits takes them from the database on every valid verification.
+    pub remaining: Option<u64>,
     pub pepper_version: u16,
 }
 
@@ -83,4 +86,17 @@ pub struct Rotated {
     pub old_hash: KeyHash,
     /// The new key.
     pub new: ApiKey,
+}
+
+/// What taking usage credits found (see [`Store::consume`](crate::Store::consume)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consumed {
+    /// Taken (or, for a cost of 0, available); this many are left.
+    Left(u64),
+    /// The key has no credit limit (any more).
+    Unlimited,
+    /// Fewer credits left than the cost (or none, for a cost of 0); nothing taken.
+    Exceeded,
+    /// No such key (any more).
+    Missing,
 }

@@ -9,14 +9,14 @@ use keyward_core::time::Timestamp;
 use serde_json::{Map, Value, json};
 use sqlx::{Encode, QueryBuilder, Type};
 
-use crate::{PepperUsage, Replacement, StoreError};
+use crate::{Consumed, PepperUsage, Replacement, StoreError};
 
 /// Columns of a full key row, in the order the backends' `key_from_row` reads them.
 macro_rules! key_columns {
     () => {
         "id, user_id, name, description, prefix, postfix, status, permissions, \
          created_at, last_used_at, revoked_at, expires_at, rate_limit_requests, \
-         rate_limit_per_seconds, metadata, rotated_from, rotated_to"
+         rate_limit_per_seconds, metadata, rotated_from, rotated_to, remaining"
     };
 }
 pub(crate) use key_columns;
@@ -117,6 +117,36 @@ pub(crate) fn rotation_events<'a>(
     ]
 }
 
+/// Usage credits from their column.
+pub(crate) fn remaining(value: Option<i64>) -> Result<Option<u64>, StoreError> {
+    value
+        .map(|n| u64::try_from(n).map_err(|_| corrupt("remaining")))
+        .transpose()
+}
+
+/// Usage credits as their column (bounded by `MAX_REMAINING`, so they fit).
+pub(crate) fn remaining_column(value: Option<u64>) -> Option<i64> {
+    value.map(|n| i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// Takes credits: the conditional decrement, and what to read when it took nothing.
+pub(crate) const CONSUME: &str = "UPDATE api_keys SET remaining = remaining - $2 \
+     WHERE id = $1 AND remaining IS NOT NULL AND remaining >= $2 RETURNING remaining";
+pub(crate) const REMAINING: &str = "SELECT remaining FROM api_keys WHERE id = $1";
+
+/// What a key's credits say when nothing was taken: `row` is its `remaining`
+/// column, if the key exists.
+pub(crate) fn not_consumed(row: Option<Option<i64>>, cost: u64) -> Result<Consumed, StoreError> {
+    Ok(match row {
+        None => Consumed::Missing,
+        Some(None) => Consumed::Unlimited,
+        Some(Some(left)) => match remaining(Some(left))? {
+            Some(left) if cost == 0 && left > 0 => Consumed::Left(left),
+            _ => Consumed::Exceeded,
+        },
+    })
+}
+
 /// Metadata from its column.
 pub(crate) fn metadata(text: Option<String>) -> Result<Option<Metadata>, StoreError> {
     text.map(|t| Metadata::from_json_object(t).map_err(|_| corrupt("metadata")))
@@ -147,6 +177,7 @@ pub(crate) fn decide(
         description: key.description.clone(),
         expires_at: key.expires_at,
         metadata: key.metadata.clone(),
+        remaining: key.remaining,
     };
     Ok(match lifecycle::apply(&state, mutation, now)? {
         Outcome::Unchanged => None,
@@ -164,6 +195,7 @@ pub(crate) fn with_state(mut key: ApiKey, state: KeyState) -> ApiKey {
     key.description = state.description;
     key.expires_at = state.expires_at;
     key.metadata = state.metadata;
+    key.remaining = state.remaining;
     key
 }
 
@@ -202,7 +234,7 @@ fn time_value(at: Option<Timestamp>) -> Value {
 
 /// The fields an event reports, as JSON values. Never the hash, never a secret; the
 /// display prefix and postfix are on the key's own record already.
-fn tracked_fields(key: &ApiKey) -> [(&'static str, Value); 10] {
+fn tracked_fields(key: &ApiKey) -> [(&'static str, Value); 11] {
     [
         ("name", json!(key.name)),
         ("description", json!(key.description)),
@@ -229,6 +261,7 @@ fn tracked_fields(key: &ApiKey) -> [(&'static str, Value); 10] {
             json!(key.rotated_from.map(|id| id.to_string())),
         ),
         ("rotated_to", json!(key.rotated_to.map(|id| id.to_string()))),
+        ("remaining", json!(key.remaining)),
     ]
 }
 
@@ -238,7 +271,7 @@ pub(crate) fn key_changes(before: Option<&ApiKey>, after: Option<&ApiKey>) -> St
     let before = before.map(tracked_fields);
     let after = after.map(tracked_fields);
     let mut changes = Map::new();
-    for i in 0..10 {
+    for i in 0..11 {
         let old = before.as_ref().map(|f| &f[i]);
         let new = after.as_ref().map(|f| &f[i]);
         let Some(field) = old.or(new).map(|(name, _)| *name) else {
@@ -344,6 +377,7 @@ mod tests {
             metadata: None,
             rotated_from: None,
             rotated_to: None,
+            remaining: None,
         }
     }
 

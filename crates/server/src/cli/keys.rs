@@ -39,6 +39,9 @@ pub enum KeysCommand {
         /// A JSON object returned with every verification, e.g. '{"team":"ci"}'.
         #[arg(long, value_parser = parse_metadata_arg)]
         metadata: Option<Metadata>,
+        /// Usage credits: each valid verification takes one (or its cost).
+        #[arg(long)]
+        remaining: Option<u64>,
     },
     /// Replace a key with a new one (printed once); the old key keeps working for
     /// the grace period.
@@ -69,6 +72,12 @@ pub enum KeysCommand {
         metadata: Option<Metadata>,
         #[arg(long)]
         clear_metadata: bool,
+        /// Sets the usage credits left (a top-up).
+        #[arg(long, conflicts_with = "unlimited")]
+        remaining: Option<u64>,
+        /// Removes the usage credit limit.
+        #[arg(long)]
+        unlimited: bool,
     },
     /// List keys, newest first (every user's, or one user's).
     List {
@@ -211,6 +220,7 @@ async fn execute(
             expires_at,
             rate_limit,
             metadata,
+            remaining,
         } => {
             let expires_at = expires_at
                 .map(|t| {
@@ -224,6 +234,7 @@ async fn execute(
                 expires_at,
                 rate_limit,
                 metadata,
+                remaining,
             };
             let created = engine
                 .create_key_as_admin(&user_id(&user)?, &request)
@@ -288,6 +299,8 @@ async fn execute(
             no_expiry,
             metadata,
             clear_metadata,
+            remaining,
+            unlimited,
         } => {
             let expires_at = expires_at
                 .map(|t| {
@@ -299,6 +312,7 @@ async fn execute(
                 description: change(description, clear_description),
                 expires_at: change(expires_at, no_expiry),
                 metadata: change(metadata, clear_metadata),
+                remaining: change(remaining, unlimited),
             };
             let key = engine
                 .edit(None, key_id(&id)?, &edit)

@@ -97,6 +97,7 @@ pub fn key_fields(key: &ApiKey) -> String {
             "metadata",
             or_dash(key.metadata.as_ref().map(|m| m.as_str().to_owned())),
         ),
+        ("remaining", or_dash(key.remaining.map(|n| n.to_string()))),
         (
             "rotated from",
             or_dash(key.rotated_from.map(|id| id.to_string())),

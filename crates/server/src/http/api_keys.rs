@@ -89,6 +89,7 @@ pub async fn create_key(
         expires_at,
         rate_limit,
         metadata,
+        remaining: body.remaining,
     };
     if !parse_errors.is_empty() {
         let config = state.engine.config();
@@ -403,6 +404,7 @@ pub async fn update_key(
         description: body.description,
         expires_at,
         metadata,
+        remaining: body.remaining,
     };
     if !errors.0.is_empty() {
         // The other fields' problems in the same answer.

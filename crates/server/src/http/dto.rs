@@ -104,6 +104,8 @@ pub struct ApiKeyResponse {
     /// The key that replaced this one: this one verifies until its `expires_at`
     /// (the end of the rotation's grace period).
     pub rotated_to: Option<Uuid>,
+    /// Usage credits left; null: unlimited.
+    pub remaining: Option<u64>,
 }
 
 impl From<ApiKey> for ApiKeyResponse {
@@ -127,6 +129,7 @@ impl From<ApiKey> for ApiKeyResponse {
                 .and_then(|m| serde_json::from_str(m.as_str()).ok()),
             rotated_from: key.rotated_from.map(|id| *id.as_uuid()),
             rotated_to: key.rotated_to.map(|id| *id.as_uuid()),
+            remaining: key.remaining,
         }
     }
 }
@@ -168,6 +171,10 @@ pub struct PatchKeyRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Option<serde_json::Map<String, serde_json::Value>>>,
+    /// Sets the usage credits left (a top-up); null removes the limit.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 1_000_000_000_000_000_u64)]
+    pub remaining: Option<Option<u64>>,
 }
 
 /// A request to create a key.
@@ -195,6 +202,11 @@ pub struct CreateKeyRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Optional usage credits: each valid verification takes its `cost` (default 1);
+    /// at zero the key verifies as `USAGE_EXCEEDED`. Absent: unlimited.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_000_u64)]
+    pub remaining: Option<u64>,
 }
 
 /// A created key. `plain_text_key` is shown this once and cannot be retrieved again.
@@ -262,6 +274,11 @@ pub struct VerifyRequest {
     #[serde(default)]
     #[schema(value_type = Option<String>, format = "ip", example = "203.0.113.7")]
     pub client_ip: Option<IpAddr>,
+    /// Usage credits a valid verification takes from a key that has credits
+    /// (default 1; 0 only checks that some are left). Keys without credits ignore it.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_000_u64)]
+    pub cost: Option<u64>,
 }
 
 /// Why a key passed or failed.
@@ -276,6 +293,7 @@ pub enum VerifyCodeDto {
     Expired,
     InsufficientPermissions,
     RateLimited,
+    UsageExceeded,
 }
 
 impl From<VerifyCode> for VerifyCodeDto {
@@ -289,6 +307,7 @@ impl From<VerifyCode> for VerifyCodeDto {
             VerifyCode::Expired => Self::Expired,
             VerifyCode::InsufficientPermissions => Self::InsufficientPermissions,
             VerifyCode::RateLimited => Self::RateLimited,
+            VerifyCode::UsageExceeded => Self::UsageExceeded,
         }
     }
 }
@@ -318,6 +337,9 @@ pub struct VerifyResponse<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<&'a serde_json::value::RawValue>,
+    /// For a key with usage credits, after a `VALID` verification: how many are left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<u64>,
     /// With `RATE_LIMITED`: seconds until the same request would be let through.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = 1.5)]
@@ -339,6 +361,7 @@ impl<'a> From<&'a Verification> for VerifyResponse<'a> {
             metadata: key
                 .and_then(|k| k.metadata.as_ref())
                 .and_then(|m| serde_json::from_str(m.as_str()).ok()),
+            remaining: verification.remaining,
             retry_after: verification
                 .retry_after
                 .map(|wait| wait.as_micros().div_ceil(1_000) as f64 / 1_000.0),

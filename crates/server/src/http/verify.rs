@@ -4,6 +4,8 @@ use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::response::{IntoResponse, Response};
+use keyward_core::model::MAX_REMAINING;
+use keyward_engine::VerifyOptions;
 use secrecy::ExposeSecret;
 
 use super::AppState;
@@ -19,6 +21,9 @@ pub const TAG: &str = "verify";
 /// Answers 200 for every key, valid or not: `valid` and `code` carry the verdict.
 /// `RATE_LIMITED` comes with `retry_after` (and a `Retry-After` header): the key's
 /// own rate limit is spent, or the end client (`client_ip`) failed too often.
+/// A key with usage credits gives up `cost` of them (default 1) on each `VALID`
+/// answer, which reports `remaining`; with too few left the answer is
+/// `USAGE_EXCEEDED`. That decrement is the verify path's only database write.
 /// A successful verification updates the key's `last_used_at` when the recorded
 /// time is older than the resolution (`KEYWARD_USAGE_RESOLUTION`, default 60 s),
 /// written in batches within about a second: never one database write per request.
@@ -46,8 +51,18 @@ pub async fn verify_key(
 ) -> Result<Response, ApiError> {
     let engine = &state.engine;
     let required = engine.permission_set(&body.permissions)?;
+    let cost = body.cost.unwrap_or(1);
+    if cost > MAX_REMAINING {
+        return Err(ApiError::invalid(format!(
+            "cost: must be at most {MAX_REMAINING}"
+        )));
+    }
+    let options = VerifyOptions {
+        client: body.client_ip,
+        cost,
+    };
     let verification = engine
-        .verify_from(body.key.expose_secret(), required, body.client_ip)
+        .verify_request(body.key.expose_secret(), required, options)
         .await?;
     // Serialised here, borrowing from the verification, rather than through an
     // owned `Json` value: no copies of the key's fields on every request.

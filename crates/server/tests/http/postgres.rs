@@ -25,6 +25,8 @@ mod operations;
 mod rate_limits;
 #[path = "suites/rotation.rs"]
 mod rotation;
+#[path = "suites/usage_credits.rs"]
+mod usage_credits;
 #[path = "suites/verify.rs"]
 mod verify;
 

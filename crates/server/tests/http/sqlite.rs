@@ -26,5 +26,7 @@ mod rate_limits;
 mod rotation;
 #[path = "suites/secrets_at_rest.rs"]
 mod secrets_at_rest;
+#[path = "suites/usage_credits.rs"]
+mod usage_credits;
 #[path = "suites/verify.rs"]
 mod verify;
