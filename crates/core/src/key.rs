@@ -110,13 +110,27 @@ impl fmt::Debug for PlainKey {
 }
 
 /// A presented string that has the shape of a key of this deployment: right prefix,
-/// length, alphabet and checksum. Only a parsed key can be hashed.
+/// length, alphabet and checksum; or the shape of a legacy AutoGPT key (see
+/// [`crate::legacy`]). Only a parsed key can be hashed.
 #[derive(Clone, Copy)]
-pub struct ParsedKey<'a>(&'a str);
+pub struct ParsedKey<'a> {
+    text: &'a str,
+    legacy: bool,
+}
 
 impl<'a> ParsedKey<'a> {
     pub fn as_str(&self) -> &'a str {
-        self.0
+        self.text
+    }
+
+    /// True for the legacy AutoGPT shape (no checksum): such a key may be an
+    /// imported one whose row still holds AutoGPT's hash.
+    pub fn is_legacy(&self) -> bool {
+        self.legacy
+    }
+
+    pub(crate) fn legacy(text: &'a str) -> Self {
+        Self { text, legacy: true }
     }
 }
 
@@ -214,7 +228,10 @@ impl KeyFormat {
         }
         let expected = crc32fast::hash(&bytes[..body_end]);
         match decode_checksum(&bytes[body_end..]) {
-            Some(found) if found == expected => Ok(ParsedKey(presented)),
+            Some(found) if found == expected => Ok(ParsedKey {
+                text: presented,
+                legacy: false,
+            }),
             _ => Err(KeyFormatError::InvalidChecksum),
         }
     }

@@ -6,6 +6,7 @@
 //! - [`model`]: the API key as the service knows it (ids, status, timestamps).
 //! - [`permissions`]: the permission catalogue and permission sets.
 //! - [`input`]: validation of what a user asks for (name, description, expiry).
+//! - [`legacy`]: keys imported from AutoGPT (their shape and their hashes).
 //! - [`lifecycle`]: which status changes are allowed, and what they change.
 //! - [`rate`]: rate limit quotas and the GCRA decision over them.
 //! - [`verify`]: the verification decision for a stored key at a given time.
@@ -18,6 +19,7 @@ pub mod audit;
 pub mod hash;
 pub mod input;
 pub mod key;
+pub mod legacy;
 pub mod lifecycle;
 pub mod model;
 pub mod permissions;

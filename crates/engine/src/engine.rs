@@ -77,6 +77,8 @@ pub(crate) struct Inner<S> {
     pub(crate) client_failures: Limiter<ClientAddr>,
     /// Changes per user.
     user_writes: Limiter<UserId>,
+    /// Failed legacy (AutoGPT) verifications per key head, before any scrypt work.
+    pub(crate) head_failures: Limiter<String>,
     pub(crate) stop: Arc<watch::Sender<bool>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Held for the whole of a shutdown, so a second caller waits for the first.
@@ -102,6 +104,7 @@ impl<S: Store> Engine<S> {
             key_limits: Limiter::new(config.cache_capacity),
             client_failures: Limiter::new(config.client_limiter_capacity),
             user_writes: Limiter::new(config.client_limiter_capacity),
+            head_failures: Limiter::new(config.client_limiter_capacity),
             store,
             config,
             stop: Arc::clone(&stop),

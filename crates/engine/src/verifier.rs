@@ -6,9 +6,11 @@ use std::time::{Duration, Instant};
 
 use keyward_core::hash::KeyHash;
 use keyward_core::key::ParsedKey;
+use keyward_core::legacy::{self, LegacyHash};
 use keyward_core::model::{KeyId, KeyStatus, Metadata, UserId};
 use keyward_core::permissions::PermissionSet;
 use keyward_core::rate::RateLimit;
+use keyward_core::rate::Wait;
 use keyward_core::time::Timestamp;
 use keyward_core::verify::{KeyFacts, VerifyCode, decide};
 use keyward_store::{Consumed, Store, VerifyRecord};
@@ -98,6 +100,18 @@ impl Verification {
 struct Loaded {
     key: Option<Arc<VerifiedKey>>,
     cacheable: bool,
+    /// A legacy key whose head failed too often: refused before any scrypt work.
+    refused: Option<Wait>,
+}
+
+impl Loaded {
+    fn found(key: Option<Arc<VerifiedKey>>, cacheable: bool) -> Self {
+        Self {
+            key,
+            cacheable,
+            refused: None,
+        }
+    }
 }
 
 impl<S: Store> Engine<S> {
@@ -182,9 +196,16 @@ impl<S: Store> Engine<S> {
         let metrics = &self.inner.metrics;
         // Malformed input costs a few comparisons: no hash, no lookup, and no timing
         // (the duration histogram is about verifications that looked a key up).
-        let Ok(parsed) = self.inner.config.key_format.parse(presented) else {
-            metrics.count(Some(VerifyCode::Malformed));
-            return Ok(Verification::without_key(VerifyCode::Malformed));
+        let parsed = match self.inner.config.key_format.parse(presented) {
+            Ok(parsed) => parsed,
+            // AutoGPT's own keys (no checksum) may have been imported.
+            Err(_) => match legacy::parse(presented) {
+                Some(parsed) => parsed,
+                None => {
+                    metrics.count(Some(VerifyCode::Malformed));
+                    return Ok(Verification::without_key(VerifyCode::Malformed));
+                }
+            },
         };
         let started = Instant::now();
         let result = self.verify_parsed(parsed, required, cost).await;
@@ -216,6 +237,12 @@ impl<S: Store> Engine<S> {
                 // make every verification's future large, which costs copies on
                 // the hot path where it is never used.
                 let loaded = Box::pin(self.load(parsed, hash)).await?;
+                if let Some(wait) = loaded.refused {
+                    return Ok(Verification {
+                        retry_after: Some(wait.as_duration()),
+                        ..Verification::without_key(VerifyCode::RateLimited)
+                    });
+                }
                 if loaded.cacheable {
                     inner.cache.fill(hash, loaded.key.clone(), epoch);
                 }
@@ -265,10 +292,7 @@ impl<S: Store> Engine<S> {
         let store = &self.inner.store;
         let peppers = &self.inner.config.peppers;
         if let Some(found) = store.find_by_hash(&hash).await? {
-            return Ok(Loaded {
-                key: Some(self.verified_key(found)),
-                cacheable: true,
-            });
+            return Ok(Loaded::found(Some(self.verified_key(found)), true));
         }
         for pepper in peppers.retired() {
             let Some(found) = store.find_by_hash(&pepper.hash(parsed)).await? else {
@@ -285,15 +309,78 @@ impl<S: Store> Engine<S> {
                     false
                 }
             };
-            return Ok(Loaded {
-                key: Some(self.verified_key(found)),
-                cacheable,
-            });
+            return Ok(Loaded::found(Some(self.verified_key(found)), cacheable));
         }
-        Ok(Loaded {
-            key: None,
-            cacheable: true,
-        })
+        if parsed.is_legacy() {
+            return self.load_legacy(parsed, hash).await;
+        }
+        Ok(Loaded::found(None, true))
+    }
+
+    /// A legacy-shaped key not found by its HMAC: maybe an imported AutoGPT key not
+    /// verified since the import. SHA-256 rows are found by their digest; scrypt rows
+    /// by head, each costing one scrypt (about 16 MiB and tens of milliseconds, on a
+    /// blocking thread), so failures per head are limited before any scrypt runs.
+    /// A match is re-hashed with the pepper: its next verification is the fast one.
+    async fn load_legacy(
+        &self,
+        parsed: ParsedKey<'_>,
+        hash: KeyHash,
+    ) -> Result<Loaded, EngineError> {
+        let inner = &self.inner;
+        let sha256 = legacy::sha256(parsed);
+        let head = legacy::head(parsed).to_owned();
+        let candidates = inner.store.legacy_candidates(&sha256, &head).await?;
+        let mut found = candidates
+            .iter()
+            .find(|c| matches!(c.legacy, LegacyHash::Sha256(_)) && c.legacy.matches(parsed))
+            .map(|c| c.record.clone());
+        let scrypt: Vec<_> = candidates
+            .into_iter()
+            .filter(|c| matches!(c.legacy, LegacyHash::Scrypt { .. }))
+            .collect();
+        if found.is_none() && !scrypt.is_empty() {
+            let limit = inner.config.failed_verify_limit;
+            let now = inner.now();
+            if let Some(wait) = limit.and_then(|l| inner.head_failures.exhausted(&head, l, now)) {
+                return Ok(Loaded {
+                    key: None,
+                    cacheable: false,
+                    refused: Some(wait),
+                });
+            }
+            let presented = parsed.as_str().to_owned();
+            let matched = tokio::task::spawn_blocking(move || {
+                let parsed = legacy::parse(&presented).expect("parsed once already");
+                scrypt
+                    .into_iter()
+                    .find(|c| c.legacy.matches(parsed))
+                    .map(|c| c.record)
+            })
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?;
+            if matched.is_none()
+                && let Some(limit) = limit
+            {
+                let _ = inner.head_failures.check(&head, limit, now);
+            }
+            found = matched;
+        }
+        let Some(record) = found else {
+            return Ok(Loaded::found(None, true));
+        };
+        let current = inner.config.peppers.current().version();
+        let cacheable = match inner.store.upgrade_legacy(record.id, &hash, current).await {
+            Ok(()) => {
+                tracing::info!(key_id = %record.id, "imported AutoGPT key re-hashed with the pepper");
+                true
+            }
+            Err(err) => {
+                tracing::warn!(key_id = %record.id, error = %err, "re-hashing an imported key failed; it still verifies");
+                false
+            }
+        };
+        Ok(Loaded::found(Some(self.verified_key(record)), cacheable))
     }
 
     fn verified_key(&self, record: VerifyRecord) -> Arc<VerifiedKey> {

@@ -70,6 +70,27 @@ impl Store for Counting {
         self.reachable()?;
         self.inner.insert_keys(new, actor).await
     }
+    async fn import_keys(
+        &self,
+        keys: &[keyward_store::ImportedKey],
+        actor: &Actor,
+    ) -> Result<u64, StoreError> {
+        self.reachable()?;
+        self.inner.import_keys(keys, actor).await
+    }
+    async fn legacy_candidates(
+        &self,
+        sha256: &[u8; 32],
+        head: &str,
+    ) -> Result<Vec<keyward_store::LegacyCandidate>, StoreError> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        self.reachable()?;
+        self.inner.legacy_candidates(sha256, head).await
+    }
+    async fn upgrade_legacy(&self, id: KeyId, hash: &KeyHash, v: u16) -> Result<(), StoreError> {
+        self.reachable()?;
+        self.inner.upgrade_legacy(id, hash, v).await
+    }
     async fn list_keys(&self, owner: Option<&UserId>) -> Result<Vec<ApiKey>, StoreError> {
         self.reachable()?;
         self.inner.list_keys(owner).await

@@ -37,8 +37,8 @@ use keyward_core::time::Timestamp;
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use records::{
-    Applied, Consumed, ExternalChange, NewKeyRecord, PepperUsage, Replacement, Rotated,
-    VerifyRecord,
+    Applied, Consumed, ExternalChange, ImportedKey, LegacyCandidate, NewKeyRecord, PepperUsage,
+    Replacement, Rotated, VerifyRecord,
 };
 pub use sqlite::SqliteStore;
 pub use url::{DatabaseUrl, DatabaseUrlError};
@@ -75,6 +75,31 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         new: &[NewKeyRecord],
         actor: &Actor,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores keys imported from AutoGPT with their AutoGPT hashes, in one
+    /// transaction, skipping ids already present (a second import adds nothing).
+    /// Returns how many were added; each gets an `import` event by `actor`.
+    fn import_keys(
+        &self,
+        keys: &[ImportedKey],
+        actor: &Actor,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Imported keys not yet re-hashed that may be the presented legacy key: the one
+    /// whose SHA-256 is `sha256`, and the scrypt ones whose head is `head`.
+    fn legacy_candidates(
+        &self,
+        sha256: &[u8; 32],
+        head: &str,
+    ) -> impl Future<Output = Result<Vec<LegacyCandidate>, StoreError>> + Send;
+
+    /// Moves an imported key to the pepper's hash and forgets its AutoGPT hash.
+    fn upgrade_legacy(
+        &self,
+        id: KeyId,
+        hash: &KeyHash,
+        pepper_version: u16,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Keys of `owner` (or of everyone), newest first, all statuses.
@@ -251,6 +276,24 @@ impl Store for AnyStore {
     }
     async fn insert_keys(&self, new: &[NewKeyRecord], actor: &Actor) -> Result<(), StoreError> {
         delegate!(self, s => s.insert_keys(new, actor).await)
+    }
+    async fn import_keys(&self, keys: &[ImportedKey], actor: &Actor) -> Result<u64, StoreError> {
+        delegate!(self, s => s.import_keys(keys, actor).await)
+    }
+    async fn legacy_candidates(
+        &self,
+        sha256: &[u8; 32],
+        head: &str,
+    ) -> Result<Vec<LegacyCandidate>, StoreError> {
+        delegate!(self, s => s.legacy_candidates(sha256, head).await)
+    }
+    async fn upgrade_legacy(
+        &self,
+        id: KeyId,
+        hash: &KeyHash,
+        version: u16,
+    ) -> Result<(), StoreError> {
+        delegate!(self, s => s.upgrade_legacy(id, hash, version).await)
     }
     async fn list_keys(&self, owner: Option<&UserId>) -> Result<Vec<ApiKey>, StoreError> {
         delegate!(self, s => s.list_keys(owner).await)

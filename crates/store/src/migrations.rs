@@ -44,6 +44,11 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
         "usage credits",
         include_str!("../migrations/sqlite/0006_usage_credits.sql"),
     ),
+    (
+        7,
+        "legacy credentials",
+        include_str!("../migrations/sqlite/0007_legacy_credentials.sql"),
+    ),
 ]);
 
 pub(crate) const POSTGRES: Embedded = Embedded(&[
@@ -76,6 +81,11 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
         6,
         "usage credits",
         include_str!("../migrations/postgres/0006_usage_credits.sql"),
+    ),
+    (
+        7,
+        "legacy credentials",
+        include_str!("../migrations/postgres/0007_legacy_credentials.sql"),
     ),
 ]);
 

@@ -28,8 +28,8 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crate::records::{
-    Applied, Consumed, ExternalChange, NewKeyRecord, PepperUsage, Replacement, Rotated,
-    VerifyRecord,
+    Applied, Consumed, ExternalChange, ImportedKey, LegacyCandidate, NewKeyRecord, PepperUsage,
+    Replacement, Rotated, VerifyRecord,
 };
 use crate::rows::{self, NewEvent, corrupt, key_columns, timestamp};
 use crate::{ConnectOptions, Store, StoreError, migrations};
@@ -202,6 +202,24 @@ async fn insert_row(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+fn verify_record(row: &PgRow) -> Result<VerifyRecord, StoreError> {
+    let status: String = row.try_get("status")?;
+    let user_id: String = row.try_get("user_id")?;
+    let version: i32 = row.try_get("pepper_version")?;
+    Ok(VerifyRecord {
+        id: KeyId::from_uuid(row.try_get::<Uuid, _>("id")?),
+        user_id: UserId::parse(&user_id).map_err(|_| corrupt("user_id"))?,
+        status: status.parse().map_err(|_| corrupt("status"))?,
+        permissions: row.try_get("permissions")?,
+        expires_at: timestamp(row.try_get("expires_at")?, "expires_at")?,
+        last_used_at: timestamp(row.try_get("last_used_at")?, "last_used_at")?,
+        rate_limit: rate_limit(row)?,
+        metadata: rows::metadata(row.try_get("metadata")?)?,
+        remaining: rows::remaining(row.try_get("remaining")?)?,
+        pepper_version: u16::try_from(version).map_err(|_| corrupt("pepper_version"))?,
+    })
 }
 
 fn hash_from_row(row: &PgRow) -> Result<KeyHash, StoreError> {
@@ -417,22 +435,94 @@ impl Store for PostgresStore {
         .bind(hash.as_bytes().as_slice())
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let status: String = row.try_get("status")?;
-        let user_id: String = row.try_get("user_id")?;
-        let version: i32 = row.try_get("pepper_version")?;
-        Ok(Some(VerifyRecord {
-            id: KeyId::from_uuid(row.try_get::<Uuid, _>("id")?),
-            user_id: UserId::parse(&user_id).map_err(|_| corrupt("user_id"))?,
-            status: status.parse().map_err(|_| corrupt("status"))?,
-            permissions: row.try_get("permissions")?,
-            expires_at: timestamp(row.try_get("expires_at")?, "expires_at")?,
-            last_used_at: timestamp(row.try_get("last_used_at")?, "last_used_at")?,
-            rate_limit: rate_limit(&row)?,
-            metadata: rows::metadata(row.try_get("metadata")?)?,
-            remaining: rows::remaining(row.try_get("remaining")?)?,
-            pepper_version: u16::try_from(version).map_err(|_| corrupt("pepper_version"))?,
-        }))
+        row.as_ref().map(verify_record).transpose()
+    }
+
+    async fn import_keys(&self, keys: &[ImportedKey], actor: &Actor) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut added = 0;
+        for key in keys {
+            let id = key.record.key.id;
+            let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM api_keys WHERE id = $1")
+                .bind(id.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_some() {
+                continue;
+            }
+            insert_row(&mut tx, &key.record).await?;
+            let (kind, digest, salt) = rows::legacy_columns(&key.legacy);
+            sqlx::query(
+                "INSERT INTO legacy_credentials (key_id, kind, digest, salt, head) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id.as_uuid())
+            .bind(kind)
+            .bind(digest)
+            .bind(salt)
+            .bind(&key.head)
+            .execute(&mut *tx)
+            .await?;
+            let event = NewEvent {
+                at: key.record.key.created_at,
+                actor,
+                action: "import",
+                key_id: Some(id),
+                user_id: &key.record.key.user_id,
+                changes: rows::key_changes(None, Some(&key.record.key)),
+            };
+            insert_event(&mut tx, &event).await?;
+            added += 1;
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    async fn legacy_candidates(
+        &self,
+        sha256: &[u8; 32],
+        head: &str,
+    ) -> Result<Vec<LegacyCandidate>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(rows::legacy_candidates_sql()))
+            .bind(sha256.as_slice())
+            .bind(head)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LegacyCandidate {
+                    record: verify_record(row)?,
+                    legacy: rows::legacy_hash(
+                        row.try_get("kind")?,
+                        row.try_get("digest")?,
+                        row.try_get("salt")?,
+                    )?,
+                })
+            })
+            .collect()
+    }
+
+    async fn upgrade_legacy(
+        &self,
+        id: KeyId,
+        hash: &KeyHash,
+        version: u16,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE api_keys SET key_hash = $2, pepper_version = $3 WHERE id = $1")
+            .bind(id.as_uuid())
+            .bind(hash.as_bytes().as_slice())
+            .bind(i32::from(version))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM legacy_credentials WHERE key_id = $1")
+            .bind(id.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+        // Other instances may hold "no such key" for this hash: drop it.
+        notify(&mut tx, &[*hash]).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn apply(

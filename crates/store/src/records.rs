@@ -1,6 +1,7 @@
 //! The shapes that cross the store interface.
 
 use keyward_core::hash::KeyHash;
+use keyward_core::legacy::LegacyHash;
 use keyward_core::model::{ApiKey, KeyId, KeyStatus, Metadata, UserId};
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
@@ -99,4 +100,22 @@ pub enum Consumed {
     Exceeded,
     /// No such key (any more).
     Missing,
+}
+
+/// A key imported from AutoGPT: its record (with a random placeholder for the hash)
+/// and AutoGPT's hash of it, kept until its first successful verification.
+#[derive(Clone, Debug)]
+pub struct ImportedKey {
+    pub record: NewKeyRecord,
+    pub legacy: LegacyHash,
+    /// The key's first 8 characters (AutoGPT's `head` / `prefix`).
+    pub head: String,
+}
+
+/// An imported key that may be the one presented (see
+/// [`Store::legacy_candidates`](crate::Store::legacy_candidates)).
+#[derive(Clone, Debug)]
+pub struct LegacyCandidate {
+    pub record: VerifyRecord,
+    pub legacy: LegacyHash,
 }

@@ -2,6 +2,7 @@
 //! the lifecycle decision on a row read inside a transaction.
 
 use keyward_core::audit::{Actor, DEFAULT_EVENT_PAGE, EventQuery, KeyEvent, MAX_EVENT_PAGE};
+use keyward_core::legacy::LegacyHash;
 use keyward_core::lifecycle::{self, KeyState, Mutation, Outcome};
 use keyward_core::model::{ApiKey, KeyId, Metadata, UserId};
 use keyward_core::rate::RateLimit;
@@ -145,6 +146,43 @@ pub(crate) fn not_consumed(row: Option<Option<i64>>, cost: u64) -> Result<Consum
             _ => Consumed::Exceeded,
         },
     })
+}
+
+/// The columns of a verification record, as `find_by_hash` and the legacy lookup
+/// read them (prefixed with `k.` for the join).
+pub(crate) const VERIFY_COLUMNS: &str = "k.id, k.user_id, k.status, k.permissions, k.expires_at, \
+     k.last_used_at, k.pepper_version, k.rate_limit_requests, k.rate_limit_per_seconds, \
+     k.metadata, k.remaining";
+
+/// Imported keys that may match: the SHA-256 one, and the scrypt ones by head.
+pub(crate) fn legacy_candidates_sql() -> String {
+    format!(
+        "SELECT {VERIFY_COLUMNS}, l.kind, l.digest, l.salt FROM legacy_credentials l \
+         JOIN api_keys k ON k.id = l.key_id \
+         WHERE (l.kind = 'sha256' AND l.digest = $1) OR (l.kind = 'scrypt' AND l.head = $2)"
+    )
+}
+
+/// AutoGPT's hash from a legacy row's columns.
+pub(crate) fn legacy_hash(
+    kind: &str,
+    digest: &[u8],
+    salt: Option<Vec<u8>>,
+) -> Result<LegacyHash, StoreError> {
+    let digest: [u8; 32] = digest.try_into().map_err(|_| corrupt("legacy digest"))?;
+    match (kind, salt) {
+        ("sha256", _) => Ok(LegacyHash::Sha256(digest)),
+        ("scrypt", Some(salt)) => Ok(LegacyHash::Scrypt { salt, digest }),
+        _ => Err(corrupt("legacy kind")),
+    }
+}
+
+/// A legacy hash as its columns: kind, digest, salt.
+pub(crate) fn legacy_columns(hash: &LegacyHash) -> (&'static str, Vec<u8>, Option<Vec<u8>>) {
+    match hash {
+        LegacyHash::Sha256(digest) => ("sha256", digest.to_vec(), None),
+        LegacyHash::Scrypt { salt, digest } => ("scrypt", digest.to_vec(), Some(salt.clone())),
+    }
 }
 
 /// Metadata from its column.

@@ -30,8 +30,8 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::Mutex;
 
 use crate::records::{
-    Applied, Consumed, ExternalChange, NewKeyRecord, PepperUsage, Replacement, Rotated,
-    VerifyRecord,
+    Applied, Consumed, ExternalChange, ImportedKey, LegacyCandidate, NewKeyRecord, PepperUsage,
+    Replacement, Rotated, VerifyRecord,
 };
 use crate::rows::{self, NewEvent, corrupt, key_columns, timestamp};
 use crate::{Store, StoreError, migrations};
@@ -234,6 +234,27 @@ fn key_from_row(row: &SqliteRow) -> Result<ApiKey, StoreError> {
     })
 }
 
+fn verify_record(row: &SqliteRow) -> Result<VerifyRecord, StoreError> {
+    let status: String = row.try_get("status")?;
+    let user_id: String = row.try_get("user_id")?;
+    let version: i64 = row.try_get("pepper_version")?;
+    Ok(VerifyRecord {
+        id: key_id(row.try_get::<&[u8], _>("id")?)?,
+        user_id: UserId::parse(&user_id).map_err(|_| corrupt("user_id"))?,
+        status: status.parse().map_err(|_| corrupt("status"))?,
+        permissions: permissions_from(row.try_get("permissions")?)?,
+        expires_at: timestamp(row.try_get("expires_at")?, "expires_at")?,
+        last_used_at: timestamp(row.try_get("last_used_at")?, "last_used_at")?,
+        rate_limit: rows::rate_limit(
+            row.try_get("rate_limit_requests")?,
+            row.try_get("rate_limit_per_seconds")?,
+        )?,
+        metadata: rows::metadata(row.try_get("metadata")?)?,
+        remaining: rows::remaining(row.try_get("remaining")?)?,
+        pepper_version: u16::try_from(version).map_err(|_| corrupt("pepper_version"))?,
+    })
+}
+
 fn owner_str(owner: Option<&UserId>) -> Option<&str> {
     owner.map(UserId::as_str)
 }
@@ -350,25 +371,86 @@ impl Store for SqliteStore {
         .bind(hash.as_bytes().as_slice())
         .fetch_optional(&self.readers)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let status: String = row.try_get("status")?;
-        let user_id: String = row.try_get("user_id")?;
-        let version: i64 = row.try_get("pepper_version")?;
-        Ok(Some(VerifyRecord {
-            id: key_id(row.try_get::<&[u8], _>("id")?)?,
-            user_id: UserId::parse(&user_id).map_err(|_| corrupt("user_id"))?,
-            status: status.parse().map_err(|_| corrupt("status"))?,
-            permissions: permissions_from(row.try_get("permissions")?)?,
-            expires_at: timestamp(row.try_get("expires_at")?, "expires_at")?,
-            last_used_at: timestamp(row.try_get("last_used_at")?, "last_used_at")?,
-            rate_limit: rows::rate_limit(
-                row.try_get("rate_limit_requests")?,
-                row.try_get("rate_limit_per_seconds")?,
-            )?,
-            metadata: rows::metadata(row.try_get("metadata")?)?,
-            remaining: rows::remaining(row.try_get("remaining")?)?,
-            pepper_version: u16::try_from(version).map_err(|_| corrupt("pepper_version"))?,
-        }))
+        row.as_ref().map(verify_record).transpose()
+    }
+
+    async fn import_keys(&self, keys: &[ImportedKey], actor: &Actor) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut added = 0;
+        for key in keys {
+            let id = key.record.key.id;
+            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM api_keys WHERE id = $1")
+                .bind(id.as_bytes().as_slice())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_some() {
+                continue;
+            }
+            insert_row(&mut tx, &key.record).await?;
+            let (kind, digest, salt) = rows::legacy_columns(&key.legacy);
+            sqlx::query(
+                "INSERT INTO legacy_credentials (key_id, kind, digest, salt, head) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id.as_bytes().as_slice())
+            .bind(kind)
+            .bind(digest)
+            .bind(salt)
+            .bind(&key.head)
+            .execute(&mut *tx)
+            .await?;
+            let mut event = created_event(&key.record, actor);
+            event.action = "import";
+            insert_event(&mut tx, &event).await?;
+            added += 1;
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    async fn legacy_candidates(
+        &self,
+        sha256: &[u8; 32],
+        head: &str,
+    ) -> Result<Vec<LegacyCandidate>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(rows::legacy_candidates_sql()))
+            .bind(sha256.as_slice())
+            .bind(head)
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LegacyCandidate {
+                    record: verify_record(row)?,
+                    legacy: rows::legacy_hash(
+                        row.try_get("kind")?,
+                        row.try_get("digest")?,
+                        row.try_get("salt")?,
+                    )?,
+                })
+            })
+            .collect()
+    }
+
+    async fn upgrade_legacy(
+        &self,
+        id: KeyId,
+        hash: &KeyHash,
+        version: u16,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("UPDATE api_keys SET key_hash = $2, pepper_version = $3 WHERE id = $1")
+            .bind(id.as_bytes().as_slice())
+            .bind(hash.as_bytes().as_slice())
+            .bind(i64::from(version))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM legacy_credentials WHERE key_id = $1")
+            .bind(id.as_bytes().as_slice())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn apply(
@@ -500,9 +582,15 @@ impl Store for SqliteStore {
                 return Ok(Consumed::Left(u64::try_from(left).unwrap_or(0)));
             }
         }
+        // A check alone reads through a reader, beside the writer.
+        let pool = if cost == 0 {
+            &self.readers
+        } else {
+            &self.writer
+        };
         let row: Option<Option<i64>> = sqlx::query_scalar(rows::REMAINING)
             .bind(id.as_bytes().as_slice())
-            .fetch_optional(&self.writer)
+            .fetch_optional(pool)
             .await?;
         rows::not_consumed(row, cost.unsigned_abs())
     }

@@ -4,6 +4,7 @@
 //! server runs, so they work with or without a server running beside them (SQLite
 //! serialises the writes; a running server notices the changes within a second).
 
+mod import;
 mod keys;
 mod output;
 mod peppers;
@@ -62,6 +63,11 @@ pub enum Command {
         #[command(subcommand)]
         command: users::UsersCommand,
     },
+    /// Bring keys along from another system.
+    Import {
+        #[command(subcommand)]
+        command: import::ImportCommand,
+    },
     /// Pepper rotation: keys per pepper version.
     Peppers {
         #[command(subcommand)]
@@ -108,6 +114,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(args) => token::run(&cli.config, &args),
         Command::Users { command } => users::run(&cli.config, command).await,
         Command::Peppers { command, json } => peppers::run(&cli.config, command, json).await,
+        Command::Import { command } => import::run(&cli.config, command).await,
     }
 }
 

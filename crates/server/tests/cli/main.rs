@@ -6,6 +6,7 @@ mod common;
 mod admin;
 mod cluster;
 mod crash;
+mod import;
 mod peppers;
 mod serve;
 mod setup;
