@@ -344,3 +344,39 @@ async fn keys_rotate_prints_the_new_key_and_the_old_one_ends_with_the_grace() {
     let output = shared.run(&["keys", "rotate", id]).await;
     assert!(!output.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_credits_are_set_topped_up_and_removed_with_the_cli() {
+    let shared = Shared::new().await;
+    let created = shared
+        .run_json(&[
+            "keys",
+            "create",
+            "--user",
+            "alice",
+            "--name",
+            "metered",
+            "--remaining",
+            "1",
+            "--json",
+        ])
+        .await;
+    assert_eq!(created["api_key"]["remaining"], 1);
+    let id = created["api_key"]["id"].as_str().unwrap();
+    let key = created["plain_text_key"].as_str().unwrap();
+    assert_eq!(shared.verify_code(key).await, "VALID");
+    assert_eq!(shared.verify_code(key).await, "USAGE_EXCEEDED");
+    let topped = shared
+        .run_json(&["keys", "edit", id, "--remaining", "5", "--json"])
+        .await;
+    assert_eq!(topped["remaining"], 5);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while shared.verify_code(key).await != "VALID" {
+        assert!(Instant::now() < deadline, "the top-up was not seen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let unlimited = shared
+        .run_json(&["keys", "edit", id, "--unlimited", "--json"])
+        .await;
+    assert_eq!(unlimited["remaining"], Value::Null);
+}
