@@ -20,6 +20,8 @@ mod lifecycle;
 mod list_and_get;
 #[path = "suites/operations.rs"]
 mod operations;
+#[path = "suites/peppers.rs"]
+mod peppers;
 #[path = "suites/rate_limits.rs"]
 mod rate_limits;
 #[path = "suites/rotation.rs"]
