@@ -222,6 +222,27 @@ fn verify_record(row: &PgRow) -> Result<VerifyRecord, StoreError> {
     })
 }
 
+/// Reads a key of `owner` (any owner: `None`) and locks its row until the
+/// transaction ends, so the change is decided on the row as it is.
+async fn lock_key(
+    tx: &mut Transaction<'_, Postgres>,
+    owner: Option<&UserId>,
+    id: KeyId,
+) -> Result<(ApiKey, KeyHash), StoreError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        key_columns!(),
+        ", key_hash FROM api_keys WHERE id = $1 AND ($2::text IS NULL OR user_id = $2) \
+         FOR UPDATE"
+    ))
+    .bind(id.as_uuid())
+    .bind(owner.map(UserId::as_str))
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    Ok((key_from_row(&row)?, hash_from_row(&row)?))
+}
+
 fn hash_from_row(row: &PgRow) -> Result<KeyHash, StoreError> {
     KeyHash::from_slice(row.try_get("key_hash")?).ok_or_else(|| corrupt("key_hash"))
 }
@@ -534,19 +555,7 @@ impl Store for PostgresStore {
         actor: &Actor,
     ) -> Result<Applied, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            key_columns!(),
-            ", key_hash FROM api_keys WHERE id = $1 AND ($2::text IS NULL OR user_id = $2) \
-             FOR UPDATE"
-        ))
-        .bind(id.as_uuid())
-        .bind(owner.map(UserId::as_str))
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        let key = key_from_row(&row)?;
-        let hash = hash_from_row(&row)?;
+        let (key, hash) = lock_key(&mut tx, owner, id).await?;
         let Some(new) = rows::decide(&key, mutation, now)? else {
             return Ok(Applied {
                 key,
@@ -603,19 +612,7 @@ impl Store for PostgresStore {
         actor: &Actor,
     ) -> Result<Rotated, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            key_columns!(),
-            ", key_hash FROM api_keys WHERE id = $1 AND ($2::text IS NULL OR user_id = $2) \
-             FOR UPDATE"
-        ))
-        .bind(id.as_uuid())
-        .bind(owner.map(UserId::as_str))
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        let old = key_from_row(&row)?;
-        let old_hash = hash_from_row(&row)?;
+        let (old, old_hash) = lock_key(&mut tx, owner, id).await?;
         let (ending, new) = rows::rotate(&old, replacement, grace_seconds, now)?;
         sqlx::query(
             "UPDATE api_keys SET expires_at = $2, rotated_to = $3, updated_at = $4 WHERE id = $1",

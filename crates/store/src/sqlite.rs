@@ -255,6 +255,27 @@ fn verify_record(row: &SqliteRow) -> Result<VerifyRecord, StoreError> {
     })
 }
 
+/// Reads a key of `owner` (any owner: `None`) inside a write transaction (which
+/// holds SQLite's write lock), so the change is decided on the row as it is.
+async fn read_key(
+    conn: &mut SqliteConnection,
+    owner: Option<&UserId>,
+    id: KeyId,
+) -> Result<(ApiKey, KeyHash), StoreError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        key_columns!(),
+        ", key_hash FROM api_keys WHERE id = $1 AND ($2 IS NULL OR user_id = $2)"
+    ))
+    .bind(id.as_bytes().as_slice())
+    .bind(owner_str(owner))
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(StoreError::NotFound)?;
+    let hash = KeyHash::from_slice(row.try_get("key_hash")?).ok_or_else(|| corrupt("key_hash"))?;
+    Ok((key_from_row(&row)?, hash))
+}
+
 fn owner_str(owner: Option<&UserId>) -> Option<&str> {
     owner.map(UserId::as_str)
 }
@@ -462,19 +483,7 @@ impl Store for SqliteStore {
         actor: &Actor,
     ) -> Result<Applied, StoreError> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            key_columns!(),
-            ", key_hash FROM api_keys WHERE id = $1 AND ($2 IS NULL OR user_id = $2)"
-        ))
-        .bind(id.as_bytes().as_slice())
-        .bind(owner_str(owner))
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        let key = key_from_row(&row)?;
-        let hash =
-            KeyHash::from_slice(row.try_get("key_hash")?).ok_or_else(|| corrupt("key_hash"))?;
+        let (key, hash) = read_key(&mut tx, owner, id).await?;
         let Some(new) = rows::decide(&key, mutation, now)? else {
             return Ok(Applied {
                 key,
@@ -530,19 +539,7 @@ impl Store for SqliteStore {
         actor: &Actor,
     ) -> Result<Rotated, StoreError> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            key_columns!(),
-            ", key_hash FROM api_keys WHERE id = $1 AND ($2 IS NULL OR user_id = $2)"
-        ))
-        .bind(id.as_bytes().as_slice())
-        .bind(owner_str(owner))
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        let old = key_from_row(&row)?;
-        let old_hash =
-            KeyHash::from_slice(row.try_get("key_hash")?).ok_or_else(|| corrupt("key_hash"))?;
+        let (old, old_hash) = read_key(&mut tx, owner, id).await?;
         let (ending, new) = rows::rotate(&old, replacement, grace_seconds, now)?;
         sqlx::query(
             "UPDATE api_keys SET expires_at = $2, rotated_to = $3, updated_at = $4 WHERE id = $1",
