@@ -56,7 +56,7 @@ pub(crate) fn rate_limit(
 
 /// A rotation decided on the old key as stored: the old key as it becomes, and the
 /// new key, which carries the old one's attributes (status included: rotating a
-/// suspended key gives a suspended key).
+/// suspended key gives a suspended key; usage credits move over).
 pub(crate) fn rotate(
     old: &ApiKey,
     replacement: &Replacement,
@@ -84,6 +84,9 @@ pub(crate) fn rotate(
     let ending = ApiKey {
         expires_at: Some(until),
         rotated_to: Some(replacement.id),
+        // Usage credits move to the new key rather than being copied: a rotation must
+        // not double them. The old key is then spent at once.
+        remaining: old.remaining.map(|_| 0),
         ..old.clone()
     };
     Ok((ending, new))

@@ -542,12 +542,14 @@ impl Store for SqliteStore {
         let (old, old_hash) = read_key(&mut tx, owner, id).await?;
         let (ending, new) = rows::rotate(&old, replacement, grace_seconds, now)?;
         sqlx::query(
-            "UPDATE api_keys SET expires_at = $2, rotated_to = $3, updated_at = $4 WHERE id = $1",
+            "UPDATE api_keys SET expires_at = $2, rotated_to = $3, updated_at = $4, remaining = $5 \
+             WHERE id = $1",
         )
         .bind(id.as_bytes().as_slice())
         .bind(ending.expires_at.map(Timestamp::as_millis))
         .bind(replacement.id.as_bytes().as_slice())
         .bind(now.as_millis())
+        .bind(rows::remaining_column(ending.remaining))
         .execute(&mut *tx)
         .await?;
         let record = NewKeyRecord {

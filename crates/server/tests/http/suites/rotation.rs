@@ -217,3 +217,23 @@ async fn revoked_expired_and_rotated_keys_cannot_be_rotated() {
             .contains("expired")
     );
 }
+
+#[tokio::test]
+async fn usage_credits_move_to_the_new_key_instead_of_doubling() {
+    let app = TestApp::new().await;
+    let (old, old_plain) = app
+        .create_key(
+            "alice",
+            json!({"name": "metered", "permissions": [], "remaining": 5}),
+        )
+        .await;
+    let body = rotate(&app, "alice", old["id"].as_str().unwrap(), json!({}))
+        .await
+        .ok()
+        .clone();
+    assert_eq!(body["api_key"]["remaining"], 5);
+    assert_eq!(body["previous_key"]["remaining"], 0);
+    assert_eq!(app.verify_code(&old_plain, &[]).await, "USAGE_EXCEEDED");
+    let new = body["plain_text_key"].as_str().unwrap();
+    assert_eq!(app.verify(new, &[]).await["remaining"], 4);
+}
