@@ -13,6 +13,7 @@ pub mod api_keys;
 pub mod auth;
 pub mod dto;
 pub mod error;
+pub mod forward_auth;
 pub mod json;
 pub mod observe;
 pub mod ops;
@@ -96,6 +97,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(api_keys::create_key, api_keys::list_keys))
         .routes(routes!(verify::verify_key))
+        .routes(routes!(forward_auth::forward_auth))
         .routes(routes!(
             api_keys::get_key,
             api_keys::revoke_key,
@@ -147,7 +149,15 @@ pub fn router(engine: Engine<AnyStore>, auth: Authenticator, metrics: Prometheus
     let (router, _) = api_routes().split_for_parts();
     // Layers wrap outwards: the last added sees a request first. Panics become JSON
     // errors innermost, so the deadline, headers and metrics still apply to them.
+    // Forward authentication answers every method: proxies may ask with the method
+    // of the request they are about to forward.
+    let any_other = axum::routing::post(forward_auth::forward_auth)
+        .put(forward_auth::forward_auth)
+        .patch(forward_auth::forward_auth)
+        .delete(forward_auth::forward_auth)
+        .options(forward_auth::forward_auth);
     router
+        .route("/api/auth", any_other)
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .with_state(state)

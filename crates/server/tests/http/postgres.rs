@@ -15,6 +15,8 @@ mod bad_input;
 mod create;
 #[path = "suites/edit.rs"]
 mod edit;
+#[path = "suites/forward_auth.rs"]
+mod forward_auth;
 #[path = "suites/lifecycle.rs"]
 mod lifecycle;
 #[path = "suites/list_and_get.rs"]

@@ -91,6 +91,7 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/api-keys/{id}/rotate"),
     ("get", "/api/api-keys/{id}/events"),
     ("post", "/api/api-keys/verify"),
+    ("get", "/api/auth"),
     ("delete", "/api/admin/users/{user_id}"),
     ("get", "/api/admin/events"),
     ("get", "/healthz"),

@@ -1,0 +1,210 @@
+//! Forward authentication, for reverse proxies that ask before they forward a
+//! request: nginx `auth_request`, Traefik ForwardAuth, Envoy `ext_authz` (HTTP).
+//!
+//! The proxy sends the client's request headers here (any method, no body). The key
+//! comes from `X-API-Key` or `Authorization: Bearer …`; the permissions the route
+//! needs from `X-Keyward-Permissions: A,B` (set by the proxy) or `?permissions=A,B`.
+//!
+//! The proxy itself proves who it is with the service token in
+//! `X-Keyward-Proxy-Token` (set in the proxy's configuration, overwriting anything a
+//! client sent): only a proxy holding it gets verdicts and may name the end client's
+//! address. That address, for the failed-attempt limit, is the last entry of
+//! `X-Forwarded-For` (the one the trusted proxy appended), else `X-Real-IP`.
+
+use std::net::IpAddr;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use keyward_core::verify::VerifyCode;
+use keyward_engine::VerifyOptions;
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::json::ApiQuery;
+
+pub const TAG: &str = "verify";
+
+pub const PROXY_TOKEN: HeaderName = HeaderName::from_static("x-keyward-proxy-token");
+pub const PERMISSIONS: HeaderName = HeaderName::from_static("x-keyward-permissions");
+pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+pub const USER_ID: HeaderName = HeaderName::from_static("x-keyward-user-id");
+pub const KEY_ID: HeaderName = HeaderName::from_static("x-keyward-key-id");
+pub const KEY_PERMISSIONS: HeaderName = HeaderName::from_static("x-keyward-key-permissions");
+pub const CODE: HeaderName = HeaderName::from_static("x-keyward-code");
+const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuthQuery {
+    /// Required permissions, comma-separated (when the proxy cannot set the
+    /// `X-Keyward-Permissions` header).
+    pub permissions: Option<String>,
+}
+
+/// Forward authentication for reverse proxies (any HTTP method).
+///
+/// 200 lets the request through, with `X-Keyward-User-Id`, `X-Keyward-Key-Id` and
+/// `X-Keyward-Key-Permissions` for the upstream. 401 (with `WWW-Authenticate`): no
+/// key, or a key that is malformed, unknown, suspended, revoked or expired. 403: the
+/// key lacks a required permission (`Missing required permission(s): …`) or its usage
+/// credits are spent. 429 with `Retry-After`: rate limited. Every answer carries
+/// `X-Keyward-Code` with the verdict.
+#[utoipa::path(
+    get,
+    path = "/api/auth",
+    tag = TAG,
+    operation_id = "forward_auth",
+    params(
+        AuthQuery,
+        ("X-Keyward-Proxy-Token" = String, Header, description = "The service token: the proxy's credential"),
+        ("X-API-Key" = Option<String>, Header, description = "The client's key (or Authorization: Bearer)"),
+        ("X-Keyward-Permissions" = Option<String>, Header, description = "Required permissions, comma-separated"),
+    ),
+    responses(
+        (status = 200, description = "Let through; identity in the X-Keyward-* headers", body = ForwardAuthVerdict),
+        (status = 401, description = "No valid key, or the proxy is not authenticated", body = ErrorBody),
+        (status = 403, description = "A required permission is missing, or usage credits are spent", body = ErrorBody),
+        (status = 422, description = "Unknown permission names (a proxy configuration error)", body = ErrorBody),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody),
+        (status = 503, description = "The key is not cached and the database is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn forward_auth(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<AuthQuery>,
+) -> Result<Response, ApiError> {
+    let proxy = headers.get(&PROXY_TOKEN).and_then(|v| v.to_str().ok());
+    if !proxy.is_some_and(|token| state.auth.is_service_token(token)) {
+        return Err(ApiError::unauthorized(
+            "the proxy is not authenticated: send the service token in X-Keyward-Proxy-Token",
+        ));
+    }
+    let Some(key) = presented_key(&headers) else {
+        return Err(denied(StatusCode::UNAUTHORIZED, "Missing API key", None));
+    };
+    let names: Vec<&str> = headers
+        .get(&PERMISSIONS)
+        .and_then(|v| v.to_str().ok())
+        .or(query.permissions.as_deref())
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let engine = &state.engine;
+    let required = engine.permission_set(&names)?;
+    let options = VerifyOptions {
+        client: client_address(&headers),
+        ..VerifyOptions::default()
+    };
+    let verification = engine.verify_request(key, required, options).await?;
+    let code = verification.code;
+    let mut response = match (code, verification.key.as_deref()) {
+        (VerifyCode::Valid, Some(found)) => {
+            let verdict = ForwardAuthVerdict {
+                user_id: found.user_id.as_str().to_owned(),
+                key_id: found.id.to_string(),
+                permissions: found.permissions.clone(),
+            };
+            let mut response = axum::Json(&verdict).into_response();
+            let out = response.headers_mut();
+            for (name, value) in [
+                (USER_ID, verdict.user_id.as_str()),
+                (KEY_ID, verdict.key_id.as_str()),
+                (KEY_PERMISSIONS, &verdict.permissions.join(",")),
+            ] {
+                // User ids are checked for control characters on the way in.
+                if let Ok(value) = HeaderValue::from_str(value) {
+                    out.insert(name, value);
+                }
+            }
+            response
+        }
+        (VerifyCode::InsufficientPermissions, Some(found)) => {
+            let missing: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| !found.permissions.iter().any(|p| p == n))
+                .collect();
+            denied(
+                StatusCode::FORBIDDEN,
+                "Missing required permission(s)",
+                Some(format!(
+                    "Missing required permission(s): {}",
+                    missing.join(", ")
+                )),
+            )
+            .into_response()
+        }
+        (VerifyCode::UsageExceeded, _) => denied(
+            StatusCode::FORBIDDEN,
+            "Usage credits spent",
+            Some("the key has no usage credits left".into()),
+        )
+        .into_response(),
+        (VerifyCode::RateLimited, _) => {
+            let seconds = verification
+                .retry_after
+                .map_or(1, |w| w.as_micros().div_ceil(1_000_000).max(1) as u64);
+            ApiError::too_many_requests("rate limited", seconds).into_response()
+        }
+        _ => denied(
+            StatusCode::UNAUTHORIZED,
+            "Invalid API key",
+            Some(format!("the key is {}", code.as_str())),
+        )
+        .into_response(),
+    };
+    response
+        .headers_mut()
+        .insert(CODE, HeaderValue::from_static(code.as_str()));
+    Ok(response)
+}
+
+/// What a successful forward authentication answers (also in the headers).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ForwardAuthVerdict {
+    pub user_id: String,
+    pub key_id: String,
+    pub permissions: Vec<String>,
+}
+
+fn denied(status: StatusCode, message: &'static str, detail: Option<String>) -> ApiError {
+    let error = ApiError::new(status, message);
+    match detail {
+        Some(detail) => error.detail(detail),
+        None => error,
+    }
+}
+
+/// `X-API-Key` first (AutoGPT's header), else `Authorization: Bearer …`.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(key) = headers.get(&API_KEY).and_then(|v| v.to_str().ok()) {
+        return Some(key.trim()).filter(|k| !k.is_empty());
+    }
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The end client, as the trusted proxy saw it.
+fn client_address(headers: &HeaderMap) -> Option<IpAddr> {
+    let forwarded = headers
+        .get_all(&FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .next_back();
+    forwarded
+        .or_else(|| headers.get(&REAL_IP).and_then(|v| v.to_str().ok()))
+        .and_then(|ip| ip.trim().parse().ok())
+}
