@@ -1,9 +1,15 @@
-//! Marks builds where a PostgreSQL server is available to the tests, so the
-//! PostgreSQL suites run there and are reported as ignored (with the reason) elsewhere.
+//! Marks builds where a PostgreSQL server (or nginx) is available to the tests, so
+//! those suites run there and are reported as ignored (with the reason) elsewhere.
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(keyward_postgres_tests)");
     println!("cargo::rerun-if-env-changed=KEYWARD_TEST_POSTGRES_URL");
     if std::env::var_os("KEYWARD_TEST_POSTGRES_URL").is_some_and(|url| !url.is_empty()) {
         println!("cargo::rustc-cfg=keyward_postgres_tests");
+    }
+    // The nginx test runs where KEYWARD_TEST_NGINX names an nginx binary (.ci/run).
+    println!("cargo::rustc-check-cfg=cfg(keyward_nginx_tests)");
+    println!("cargo::rerun-if-env-changed=KEYWARD_TEST_NGINX");
+    if std::env::var_os("KEYWARD_TEST_NGINX").is_some_and(|path| !path.is_empty()) {
+        println!("cargo::rustc-cfg=keyward_nginx_tests");
     }
 }

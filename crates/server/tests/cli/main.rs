@@ -7,6 +7,7 @@ mod admin;
 mod cluster;
 mod crash;
 mod import;
+mod nginx;
 mod peppers;
 mod serve;
 mod setup;

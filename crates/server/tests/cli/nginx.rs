@@ -1,0 +1,210 @@
+//! A real nginx in front of a small upstream, asking `keyward serve` through
+//! `auth_request` with the configuration of docs/INTEGRATIONS.md. Needs
+//! `KEYWARD_TEST_NGINX` (the nginx binary; `.ci/run` installs and names it).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{cli_in, http, start_server};
+
+/// The nginx block of docs/INTEGRATIONS.md, exactly as documented.
+fn documented_config() -> String {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/INTEGRATIONS.md"
+    ))
+    .unwrap();
+    let start = doc.find("<!-- nginx-config: begin -->").unwrap();
+    let end = doc.find("<!-- nginx-config: end -->").unwrap();
+    let block = &doc[start..end];
+    let code = block.split("```nginx").nth(1).unwrap();
+    code.split("```").next().unwrap().to_owned()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An upstream that answers every request with the headers it saw, and counts them.
+fn upstream(hits: Arc<AtomicUsize>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            hits.fetch_add(1, Ordering::SeqCst);
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut seen = serde_json::Map::new();
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                if let Some((name, value)) = line.trim_end().split_once(':') {
+                    seen.insert(name.to_ascii_lowercase(), json!(value.trim()));
+                }
+                line.clear();
+            }
+            let body = Value::Object(seen).to_string();
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+struct Nginx(Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A GET through nginx with these headers: the status and the body.
+fn get(port: u16, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request = String::from("GET /graphs HTTP/1.1\r\nHost: api\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[test]
+#[cfg_attr(
+    not(keyward_nginx_tests),
+    ignore = "nginx test: set KEYWARD_TEST_NGINX to an nginx binary"
+)]
+fn nginx_lets_valid_keys_through_and_stops_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let keyward = start_server(dir.path());
+    let admin = cli_in(dir.path(), &["token", "--admin"]);
+    let alice = cli_in(dir.path(), &["token", "--user", "alice"]);
+    let create = |permissions: Value| {
+        let (status, created) = http(
+            &keyward.address,
+            "POST",
+            "/api/api-keys",
+            Some(&alice),
+            Some(&json!({"name": "via nginx", "permissions": permissions})),
+        );
+        assert_eq!(status, 200, "{created}");
+        (
+            created["api_key"]["id"].as_str().unwrap().to_owned(),
+            created["plain_text_key"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (id, key) = create(json!(["READ_GRAPH"]));
+    let (_, narrow) = create(json!(["EXECUTE_GRAPH"]));
+
+    let hits = Arc::new(AtomicUsize::new(0));
+    let upstream_port = upstream(Arc::clone(&hits));
+    let port = free_port();
+    let server = documented_config()
+        .replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:9000", &format!("127.0.0.1:{upstream_port}"))
+        .replace("127.0.0.1:8080", &keyward.address)
+        .replace("<service token>", &admin);
+    let prefix = dir.path().display();
+    // As root, nginx's workers would drop to `nobody`, which cannot use this
+    // directory; keep them as root (the test's files only).
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let config = format!(
+        "{}pid {prefix}/nginx.pid;\nerror_log {prefix}/error.log info;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n access_log off;\n client_body_temp_path {prefix}/body;\n proxy_temp_path {prefix}/proxy;\n\
+         fastcgi_temp_path {prefix}/fastcgi;\n uwsgi_temp_path {prefix}/uwsgi;\n scgi_temp_path {prefix}/scgi;\n\
+         {server}\n}}\n",
+        if root { "user root;\n" } else { "" },
+    );
+    std::fs::write(dir.path().join("nginx.conf"), config).unwrap();
+    let binary = std::env::var("KEYWARD_TEST_NGINX").unwrap_or_else(|_| "nginx".into());
+    let _nginx = Nginx(
+        Command::new(binary)
+            .args([
+                "-p",
+                &prefix.to_string(),
+                "-c",
+                "nginx.conf",
+                "-g",
+                "daemon off;",
+            ])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "nginx did not start: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A valid key reaches the upstream, which learns who is calling; the key itself
+    // does not travel on, and a client cannot forge the identity headers.
+    let (status, seen) = get(
+        port,
+        &[("X-API-Key", &key), ("X-Keyward-User-Id", "mallory")],
+    );
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["x-keyward-user-id"], "alice");
+    assert_eq!(seen["x-keyward-key-id"], id.as_str());
+    assert_eq!(seen["x-keyward-key-permissions"], "READ_GRAPH");
+    assert!(seen.get("x-api-key").is_none(), "{seen}");
+    let (status, _) = get(port, &[("Authorization", &format!("Bearer {key}"))]);
+    assert_eq!(status, 200);
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+
+    // Missing, invalid and under-permissioned keys never reach it.
+    let forged = keyward_core::key::KeyFormat::default().generate();
+    assert_eq!(get(port, &[("X-Keyward-User-Id", "mallory")]).0, 401);
+    assert_eq!(get(port, &[("X-API-Key", "agpt_guess")]).0, 401);
+    assert_eq!(get(port, &[("X-API-Key", forged.expose())]).0, 401);
+    assert_eq!(get(port, &[("X-API-Key", &narrow)]).0, 403);
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "refused requests reached the upstream"
+    );
+
+    // Revoked through the API: refused at the very next request.
+    let (status, _) = http(
+        &keyward.address,
+        "DELETE",
+        &format!("/api/api-keys/{id}"),
+        Some(&alice),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(get(port, &[("X-API-Key", &key)]).0, 401);
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
