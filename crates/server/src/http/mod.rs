@@ -158,6 +158,11 @@ pub fn router(engine: Engine<AnyStore>, auth: Authenticator, metrics: Prometheus
         .options(forward_auth::forward_auth);
     router
         .route("/api/auth", any_other)
+        // Envoy's ext_authz appends the original path to its `path_prefix`.
+        .route(
+            "/api/auth/{*original_path}",
+            axum::routing::any(forward_auth::forward_auth),
+        )
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .with_state(state)

@@ -175,3 +175,22 @@ async fn a_client_failing_too_often_is_answered_429_by_its_forwarded_address() {
     .await;
     assert_eq!(fine.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_original_path_may_follow_the_auth_path_as_envoy_sends_it() {
+    let app = TestApp::new().await;
+    let (_, key) = app.key_with("alice", &["READ_GRAPH"]).await;
+    let response = ask(
+        &app,
+        Method::PATCH,
+        "/api/auth/v1/graphs/42?x=1",
+        &[
+            ("x-keyward-proxy-token", ADMIN_TOKEN),
+            ("x-api-key", &key),
+            ("x-keyward-permissions", "READ_GRAPH"),
+        ],
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    assert_eq!(response.headers["x-keyward-user-id"], "alice");
+}
