@@ -1,0 +1,171 @@
+//! The guard in front of a real axum route, with the engine on a real SQLite file.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::routing::get;
+use http_body_util::BodyExt;
+use keyward_core::hash::Peppers;
+use keyward_core::input::NewKeyRequest;
+use keyward_core::model::UserId;
+use keyward_engine::{Engine, EngineConfig};
+use keyward_guard::{Guard, KeyIdentity};
+use keyward_store::{AnyStore, Store};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const PEPPER: &str = "guard-test-pepper-0123456789abcdefghijk";
+
+async fn engine() -> (Engine<AnyStore>, keyward_store::testing::TestDatabase) {
+    let db = keyward_store::testing::sqlite();
+    let store = keyward_store::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    let engine = Engine::start(store, EngineConfig::new(Peppers::parse(PEPPER).unwrap()));
+    (engine, db)
+}
+
+async fn key(engine: &Engine<AnyStore>, permissions: &[&str]) -> (String, String) {
+    let request = NewKeyRequest {
+        name: "guarded".into(),
+        permissions: permissions.iter().map(|p| p.to_string()).collect(),
+        ..Default::default()
+    };
+    let created = engine
+        .create_key(&UserId::parse("alice").unwrap(), &request)
+        .await
+        .unwrap();
+    (
+        created.key.id.to_string(),
+        created.plain_text.expose().to_owned(),
+    )
+}
+
+async fn whoami(key: KeyIdentity) -> axum::Json<Value> {
+    axum::Json(
+        json!({"user_id": key.user_id, "key_id": key.key_id, "permissions": key.permissions}),
+    )
+}
+
+async fn call(app: &Router, headers: &[(&str, &str)]) -> (StatusCode, Option<String>, Value) {
+    let mut request = Request::get("/whoami");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        retry,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn a_valid_key_reaches_the_handler_with_its_identity() {
+    let (engine, _db) = engine().await;
+    let (id, plain) = key(&engine, &["READ_GRAPH"]).await;
+    let guard = Guard::in_process(engine.clone());
+    let app = Router::new()
+        .route("/whoami", get(whoami))
+        .layer(guard.require(&["READ_GRAPH"]).unwrap());
+    let bearer = format!("Bearer {plain}");
+    for header in [
+        ("x-api-key", plain.as_str()),
+        ("authorization", bearer.as_str()),
+    ] {
+        let (status, _, body) = call(&app, &[header]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            body,
+            json!({"user_id": "alice", "key_id": id, "permissions": ["READ_GRAPH"]})
+        );
+    }
+}
+
+#[tokio::test]
+async fn refusals_are_answered_as_autogpt_did() {
+    let (engine, _db) = engine().await;
+    let (id, plain) = key(&engine, &["READ_GRAPH"]).await;
+    let guard = Guard::in_process(engine.clone());
+    let app = Router::new()
+        .route("/whoami", get(whoami))
+        .layer(guard.require(&["READ_GRAPH", "EXECUTE_GRAPH"]).unwrap());
+
+    let (status, _, body) = call(&app, &[]).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::UNAUTHORIZED,
+            json!({"detail": "Missing API key"})
+        )
+    );
+    let (status, _, body) = call(&app, &[("x-api-key", "agpt_not_a_key")]).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::UNAUTHORIZED,
+            json!({"detail": "Invalid API key"})
+        )
+    );
+    let (status, _, body) = call(&app, &[("x-api-key", &plain)]).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::FORBIDDEN,
+            json!({"detail": "Missing required permission(s): EXECUTE_GRAPH"})
+        )
+    );
+    // Revoked through the engine: refused by the very next request.
+    engine.revoke(None, id.parse().unwrap()).await.unwrap();
+    let open = Router::new()
+        .route("/whoami", get(whoami))
+        .layer(guard.require::<&str>(&[]).unwrap());
+    let (status, _, body) = call(&open, &[("x-api-key", &plain)]).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::UNAUTHORIZED,
+            json!({"detail": "Invalid API key"})
+        )
+    );
+}
+
+#[tokio::test]
+async fn unknown_permission_names_are_refused_when_the_layer_is_built() {
+    let (engine, _db) = engine().await;
+    let guard = Guard::in_process(engine);
+    let err = guard.require(&["READ_GRAPH", "ADMIN"]).err().unwrap();
+    assert!(err.to_string().contains("ADMIN"), "{err}");
+}
+
+#[tokio::test]
+async fn a_key_over_its_rate_limit_gets_429_with_retry_after() {
+    let (engine, _db) = engine().await;
+    let request = NewKeyRequest {
+        name: "limited".into(),
+        rate_limit: keyward_core::rate::RateLimit::new(1, 60).ok(),
+        ..Default::default()
+    };
+    let created = engine
+        .create_key(&UserId::parse("alice").unwrap(), &request)
+        .await
+        .unwrap();
+    let plain = created.plain_text.expose().to_owned();
+    let guard = Guard::in_process(engine);
+    let app = Router::new()
+        .route("/whoami", get(whoami))
+        .layer(guard.require::<&str>(&[]).unwrap());
+    assert_eq!(call(&app, &[("x-api-key", &plain)]).await.0, StatusCode::OK);
+    let (status, retry, _) = call(&app, &[("x-api-key", &plain)]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(retry.as_deref(), Some("60"));
+}
