@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use keyward_core::audit::{Actor, EventQuery, KeyEvent};
+use keyward_core::hash::KeyHash;
 use keyward_core::input::{KeyEdit, NewKeyRequest, ValidationErrors, validate_permissions};
 use keyward_core::key::PlainKey;
 use keyward_core::lifecycle::Mutation;
@@ -183,6 +184,19 @@ impl<S: Store> Engine<S> {
         self.create(owner, request, self.admin()).await
     }
 
+    /// A new secret, its hash under the current pepper, and that pepper's version.
+    fn fresh_secret(&self) -> (PlainKey, KeyHash, u16) {
+        let config = &self.inner.config;
+        let plain_text = config.key_format.generate();
+        let parsed = config
+            .key_format
+            .parse(plain_text.expose())
+            .expect("a generated key parses");
+        let pepper = config.peppers.current();
+        let hash = pepper.hash(parsed);
+        (plain_text, hash, pepper.version())
+    }
+
     fn admin(&self) -> Actor {
         Actor::Admin(self.inner.config.admin_actor.clone())
     }
@@ -206,12 +220,7 @@ impl<S: Store> Engine<S> {
         if matches!(actor, Actor::User(_)) {
             self.count_user_write(Some(owner), now)?;
         }
-        let plain_text = config.key_format.generate();
-        let parsed = config
-            .key_format
-            .parse(plain_text.expose())
-            .expect("a generated key parses");
-        let pepper = config.peppers.current();
+        let (plain_text, hash, pepper_version) = self.fresh_secret();
         let key = ApiKey {
             id: KeyId::new(now),
             user_id: owner.clone(),
@@ -232,8 +241,8 @@ impl<S: Store> Engine<S> {
             remaining: valid.remaining,
         };
         let record = NewKeyRecord {
-            hash: pepper.hash(parsed),
-            pepper_version: pepper.version(),
+            hash,
+            pepper_version,
             key,
         };
         self.inner
@@ -328,17 +337,11 @@ impl<S: Store> Engine<S> {
     ) -> Result<RotatedKey, EngineError> {
         let now = self.inner.now();
         self.count_user_write(owner, now)?;
-        let config = &self.inner.config;
-        let plain_text = config.key_format.generate();
-        let parsed = config
-            .key_format
-            .parse(plain_text.expose())
-            .expect("a generated key parses");
-        let pepper = config.peppers.current();
+        let (plain_text, hash, pepper_version) = self.fresh_secret();
         let replacement = Replacement {
             id: KeyId::new(now),
-            hash: pepper.hash(parsed),
-            pepper_version: pepper.version(),
+            hash,
+            pepper_version,
             prefix: plain_text.display_prefix().to_owned(),
             postfix: plain_text.display_postfix().to_owned(),
         };
@@ -356,11 +359,7 @@ impl<S: Store> Engine<S> {
             tracing::info!(key_id = %id, new_key_id = %rotated.new.id, "key rotated");
             Ok::<_, EngineError>(rotated)
         });
-        let rotated = match task.await {
-            Ok(result) => result?,
-            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-            Err(_) => return Err(EngineError::ShuttingDown),
-        };
+        let rotated = completed(task).await?;
         let mut old = rotated.old;
         self.with_pending_usage(&mut old);
         Ok(RotatedKey {
@@ -426,11 +425,7 @@ impl<S: Store> Engine<S> {
             }
             Ok::<_, EngineError>(applied.key)
         });
-        let mut key = match task.await {
-            Ok(result) => result?,
-            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-            Err(_) => return Err(EngineError::ShuttingDown),
-        };
+        let mut key = completed(task).await?;
         self.with_pending_usage(&mut key);
         Ok(key)
     }
@@ -459,11 +454,7 @@ impl<S: Store> Engine<S> {
             tracing::info!(user_id = %user, keys = hashes.len(), "user deleted");
             Ok::<_, EngineError>(hashes.len())
         });
-        match task.await {
-            Ok(result) => result,
-            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-            Err(_) => Err(EngineError::ShuttingDown),
-        }
+        completed(task).await
     }
 
     /// The audit trail of one key of `owner` (any owner for admin tools), oldest
@@ -516,5 +507,15 @@ impl<S: Store> Engine<S> {
     /// Entries in the verification cache (for metrics).
     pub fn cached_keys(&self) -> u64 {
         self.inner.cache.entry_count()
+    }
+}
+
+/// The outcome of a write run as its own task (so that a caller going away cannot
+/// cut it between the commit and the cache invalidation).
+async fn completed<T>(task: JoinHandle<Result<T, EngineError>>) -> Result<T, EngineError> {
+    match task.await {
+        Ok(result) => result,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(_) => Err(EngineError::ShuttingDown),
     }
 }

@@ -86,6 +86,16 @@ impl Verification {
         self.code.is_valid()
     }
 
+    /// [`Verification::retry_after`] in whole seconds, rounded up and at least 1: for
+    /// a `Retry-After` header.
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        self.retry_after.map(|wait| {
+            u64::try_from(wait.as_micros().div_ceil(1_000_000))
+                .unwrap_or(u64::MAX)
+                .max(1)
+        })
+    }
+
     fn without_key(code: VerifyCode) -> Self {
         Self {
             code,

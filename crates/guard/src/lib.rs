@@ -123,9 +123,7 @@ impl Guard {
             (VerifyCode::RateLimited, _) => {
                 let mut response =
                     refusal(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded".into());
-                let seconds = verification
-                    .retry_after
-                    .map_or(1, |w| w.as_micros().div_ceil(1_000_000).max(1) as u64);
+                let seconds = verification.retry_after_seconds().unwrap_or(1);
                 response
                     .headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from(seconds));

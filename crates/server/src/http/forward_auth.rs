@@ -149,9 +149,7 @@ pub async fn forward_auth(
         )
         .into_response(),
         (VerifyCode::RateLimited, _) => {
-            let seconds = verification
-                .retry_after
-                .map_or(1, |w| w.as_micros().div_ceil(1_000_000).max(1) as u64);
+            let seconds = verification.retry_after_seconds().unwrap_or(1);
             ApiError::too_many_requests("rate limited", seconds).into_response()
         }
         _ => denied(

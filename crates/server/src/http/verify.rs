@@ -76,8 +76,7 @@ pub async fn verify_key(
         json,
     )
         .into_response();
-    if let Some(wait) = verification.retry_after {
-        let seconds = wait.as_micros().div_ceil(1_000_000).max(1) as u64;
+    if let Some(seconds) = verification.retry_after_seconds() {
         response
             .headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(seconds));
