@@ -23,123 +23,265 @@
 //! A, B"}`, 429 with `Retry-After`, 503 when the key cannot be checked. Otherwise the
 //! request goes on, carrying a [`KeyIdentity`] that handlers take as an extractor.
 //!
-//! In-process mode embeds the engine on keyward's database: the same cache, the same
-//! change feed, so a revocation is refused by the very next request here (and within
-//! milliseconds on PostgreSQL when made elsewhere).
+//! Two modes, one layer:
+//! - **in-process** ([`Guard::in_process`], feature `in-process`): embeds keyward's
+//!   engine on its database: the same cache, the same change feed, so a revocation is
+//!   refused by the very next request here (and within milliseconds on PostgreSQL
+//!   when made elsewhere).
+//! - **remote** ([`Guard::remote`], feature `remote`): asks a keyward server's verify
+//!   API, and reuses its verdicts for a short while (`cache_ttl`, default 2 s). A
+//!   revocation, suspension or permission change made on the server is honoured here
+//!   within that time. Keys with a rate limit or usage credits are never served from
+//!   the cache: every use of them reaches the server, which counts it.
+//!
+//! The end client's address is passed along for keyward's failed-verification limit:
+//! by default the connection's peer (`ConnectInfo<SocketAddr>`, present when the
+//! service is served with `into_make_service_with_connect_info`); see
+//! [`ClientAddress`] for a service behind a reverse proxy.
+
+#[cfg(not(any(feature = "in-process", feature = "remote")))]
+compile_error!("keyward-guard needs the `in-process` or the `remote` feature (or both)");
+
+#[cfg(feature = "in-process")]
+mod in_process;
+#[cfg(feature = "remote")]
+mod remote;
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use keyward_core::permissions::{PermissionSet, UnknownPermissions};
-use keyward_core::verify::VerifyCode;
-use keyward_engine::{Engine, EngineError};
-use keyward_store::AnyStore;
+use keyward_core::permissions::{Catalogue, CatalogueError, UnknownPermissions};
+
+#[cfg(feature = "remote")]
+pub use remote::{RemoteConfig, RemoteConfigError};
 
 /// Who a verified request is from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyIdentity {
     pub user_id: String,
     pub key_id: String,
+    /// Every permission the key holds (not only those the route needs).
     pub permissions: Vec<String>,
+}
+
+/// Which address counts as the end client, for keyward's limit on failed
+/// verifications per client.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClientAddress {
+    /// The connection's peer (`ConnectInfo<SocketAddr>`); none when the service
+    /// was not served with connect info.
+    #[default]
+    Peer,
+    /// The last `X-Forwarded-For` entry, which the reverse proxy in front of this
+    /// service appended (earlier entries are the client's to forge), else the peer.
+    /// Only right when every request comes through that proxy.
+    LastForwardedFor,
+    /// None: failed verifications are not counted per client.
+    None,
 }
 
 /// Verifies keys for routes; cheap to clone.
 #[derive(Clone)]
 pub struct Guard {
-    engine: Engine<AnyStore>,
+    verifier: Verifier,
+    client_address: ClientAddress,
+}
+
+#[derive(Clone)]
+enum Verifier {
+    #[cfg(feature = "in-process")]
+    InProcess(keyward_engine::Engine<keyward_store::AnyStore>),
+    #[cfg(feature = "remote")]
+    Remote(Arc<remote::Remote>),
+}
+
+/// Why a request is refused, whichever mode decided.
+enum Refusal {
+    MissingKey,
+    /// A good key without some of the permissions: those missing, in the order the
+    /// route requires them.
+    MissingPermissions(Vec<String>),
+    Invalid,
+    RateLimited {
+        retry_after_seconds: u64,
+    },
+    UsageExceeded,
+    /// keyward could not be asked (database or server unreachable, timed out).
+    Unavailable,
+    /// keyward refused the question itself (a wrong service token, a permission it
+    /// does not know): the service's configuration is wrong, not the client's key.
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    Misconfigured,
+}
+
+/// The permissions a layer requires: their names, and for in-process mode the set.
+#[derive(Clone)]
+struct Required {
+    names: Arc<[String]>,
+    #[cfg(feature = "in-process")]
+    set: keyward_core::permissions::PermissionSet,
+}
+
+impl Required {
+    fn missing_from(&self, held: &[String]) -> Vec<String> {
+        self.names
+            .iter()
+            .filter(|name| !held.contains(name))
+            .cloned()
+            .collect()
+    }
 }
 
 impl Guard {
     /// Verifies in this process, with keyward's engine on its database.
-    pub fn in_process(engine: Engine<AnyStore>) -> Self {
-        Self { engine }
+    #[cfg(feature = "in-process")]
+    pub fn in_process(engine: keyward_engine::Engine<keyward_store::AnyStore>) -> Self {
+        Self {
+            verifier: Verifier::InProcess(engine),
+            client_address: ClientAddress::default(),
+        }
+    }
+
+    /// Verifies by asking the keyward server at `config.url`, with its service token,
+    /// reusing verdicts for `config.cache_ttl`.
+    #[cfg(feature = "remote")]
+    pub fn remote(config: RemoteConfig) -> Result<Self, RemoteConfigError> {
+        Ok(Self {
+            verifier: Verifier::Remote(Arc::new(remote::Remote::new(config)?)),
+            client_address: ClientAddress::default(),
+        })
+    }
+
+    /// Which address is passed to keyward as the end client's.
+    pub fn client_address(mut self, source: ClientAddress) -> Self {
+        self.client_address = source;
+        self
     }
 
     /// A layer for routes that need a key holding all of `permissions` (none: any
-    /// valid key). Unknown permission names are refused here, at start-up, rather
-    /// than on every request.
+    /// valid key). In-process, names the catalogue does not have are refused here,
+    /// at start-up, rather than on every request. Remote, names that cannot be
+    /// permission names are refused here; a well-formed name the server does not
+    /// know makes every request through the layer fail with 500 and an error in
+    /// the log.
     pub fn require<N: AsRef<str>>(
         &self,
         permissions: &[N],
     ) -> Result<RequireKeyLayer, UnknownPermissions> {
-        let set = self
-            .engine
-            .permission_set(permissions)
-            .map_err(|err| match err {
-                EngineError::UnknownPermissions(unknown) => unknown,
-                other => unreachable!("parsing names only fails on unknown ones: {other}"),
+        let mut names: Vec<String> = Vec::with_capacity(permissions.len());
+        for name in permissions {
+            let name = name.as_ref();
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_owned());
+            }
+        }
+        if !names.is_empty() {
+            Catalogue::new(&names).map_err(|err| match err {
+                CatalogueError::InvalidName(name) => UnknownPermissions(vec![name]),
+                _ => UnknownPermissions(names.clone()),
             })?;
+        }
+        let required = Required {
+            #[cfg(feature = "in-process")]
+            set: match &self.verifier {
+                Verifier::InProcess(engine) => {
+                    engine.permission_set(&names).map_err(|err| match err {
+                        keyward_engine::EngineError::UnknownPermissions(unknown) => unknown,
+                        other => UnknownPermissions(vec![other.to_string()]),
+                    })?
+                }
+                #[cfg(feature = "remote")]
+                Verifier::Remote(_) => Default::default(),
+            },
+            names: names.into(),
+        };
         Ok(RequireKeyLayer {
             guard: self.clone(),
-            required: set,
-            names: Arc::new(permissions.iter().map(|n| n.as_ref().to_owned()).collect()),
+            required,
         })
     }
 
     async fn check(
         &self,
         headers: &HeaderMap,
-        layer: &RequireKeyLayer,
-    ) -> Result<KeyIdentity, Response> {
+        client: Option<IpAddr>,
+        required: &Required,
+    ) -> Result<KeyIdentity, Refusal> {
         let Some(key) = presented_key(headers) else {
-            return Err(refusal(StatusCode::UNAUTHORIZED, "Missing API key".into()));
+            return Err(Refusal::MissingKey);
         };
-        let verification = match self.engine.verify_with(key, layer.required).await {
-            Ok(v) => v,
-            Err(err) => {
-                tracing::warn!(error = %err, "a key could not be verified");
-                return Err(refusal(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The API key cannot be checked right now".into(),
-                ));
-            }
+        match &self.verifier {
+            #[cfg(feature = "in-process")]
+            Verifier::InProcess(engine) => in_process::check(engine, key, required, client).await,
+            #[cfg(feature = "remote")]
+            Verifier::Remote(remote) => remote.check(key, required, client).await,
+        }
+    }
+
+    fn client_ip(&self, request: &Request<Body>) -> Option<IpAddr> {
+        let peer = || {
+            request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip())
         };
-        match (verification.code, verification.key.as_deref()) {
-            (VerifyCode::Valid, Some(found)) => Ok(KeyIdentity {
-                user_id: found.user_id.as_str().to_owned(),
-                key_id: found.id.to_string(),
-                permissions: found.permissions.clone(),
-            }),
-            (VerifyCode::InsufficientPermissions, Some(found)) => {
-                let missing: Vec<&str> = layer
-                    .names
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|n| !found.permissions.iter().any(|p| p == n))
-                    .collect();
-                Err(refusal(
-                    StatusCode::FORBIDDEN,
-                    format!("Missing required permission(s): {}", missing.join(", ")),
-                ))
-            }
-            (VerifyCode::RateLimited, _) => {
-                let mut response =
-                    refusal(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded".into());
-                let seconds = verification.retry_after_seconds().unwrap_or(1);
+        match self.client_address {
+            ClientAddress::Peer => peer(),
+            ClientAddress::LastForwardedFor => request
+                .headers()
+                .get_all("x-forwarded-for")
+                .iter()
+                .next_back()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
+                .and_then(|v| v.trim().parse().ok())
+                .or_else(peer),
+            ClientAddress::None => None,
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::MissingKey => refusal(StatusCode::UNAUTHORIZED, "Missing API key"),
+            Refusal::Invalid => refusal(StatusCode::UNAUTHORIZED, "Invalid API key"),
+            Refusal::MissingPermissions(missing) => refusal(
+                StatusCode::FORBIDDEN,
+                &format!("Missing required permission(s): {}", missing.join(", ")),
+            ),
+            Refusal::RateLimited {
+                retry_after_seconds,
+            } => {
+                let mut response = refusal(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded");
                 response
                     .headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(seconds));
-                Err(response)
+                    .insert(RETRY_AFTER, HeaderValue::from(retry_after_seconds.max(1)));
+                response
             }
-            (VerifyCode::UsageExceeded, _) => Err(refusal(
-                StatusCode::FORBIDDEN,
-                "API key usage credits exhausted".into(),
-            )),
-            _ => Err(refusal(StatusCode::UNAUTHORIZED, "Invalid API key".into())),
+            Refusal::UsageExceeded => {
+                refusal(StatusCode::FORBIDDEN, "API key usage credits exhausted")
+            }
+            Refusal::Unavailable => refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The API key cannot be checked right now",
+            ),
+            Refusal::Misconfigured => refusal(StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
         }
     }
 }
 
 /// AutoGPT's (FastAPI's) error shape: `{"detail": …}`.
-fn refusal(status: StatusCode, detail: String) -> Response {
+fn refusal(status: StatusCode, detail: &str) -> Response {
     let mut response =
         (status, axum::Json(serde_json::json!({ "detail": detail }))).into_response();
     if status == StatusCode::UNAUTHORIZED {
@@ -167,8 +309,7 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 #[derive(Clone)]
 pub struct RequireKeyLayer {
     guard: Guard,
-    required: PermissionSet,
-    names: Arc<Vec<String>>,
+    required: Required,
 }
 
 impl<S> tower::Layer<S> for RequireKeyLayer {
@@ -207,12 +348,17 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            match layer.guard.check(request.headers(), &layer).await {
+            let client = layer.guard.client_ip(&request);
+            let verdict = layer
+                .guard
+                .check(request.headers(), client, &layer.required)
+                .await;
+            match verdict {
                 Ok(identity) => {
                     request.extensions_mut().insert(identity);
                     inner.call(request).await
                 }
-                Err(refused) => Ok(refused),
+                Err(refused) => Ok(refused.into_response()),
             }
         })
     }
@@ -228,7 +374,7 @@ impl<S: Send + Sync> FromRequestParts<S> for KeyIdentity {
             .cloned()
             .ok_or_else(|| {
                 tracing::error!("KeyIdentity used on a route without keyward's guard layer");
-                refusal(StatusCode::INTERNAL_SERVER_ERROR, "Internal error".into())
+                refusal(StatusCode::INTERNAL_SERVER_ERROR, "Internal error")
             })
     }
 }

@@ -48,6 +48,10 @@ async fn a_key_over_its_rate_limit_verifies_as_rate_limited_until_it_refills() {
     assert_eq!(verdict["valid"], false);
     assert_eq!(verdict["code"], "RATE_LIMITED");
     assert_eq!(verdict["key_id"], key["id"], "the key is named");
+    assert_eq!(
+        verdict["metered"], true,
+        "callers must not cache its verdicts"
+    );
     // One request is freed every 20 s.
     let wait = verdict["retry_after"].as_f64().unwrap();
     assert!((19.0..=20.0).contains(&wait), "{wait}");

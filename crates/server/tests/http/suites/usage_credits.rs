@@ -57,6 +57,11 @@ async fn each_valid_verification_takes_its_cost_until_none_are_left() {
     assert_eq!(spent["valid"], false);
     assert_eq!(spent["code"], "USAGE_EXCEEDED");
     assert_eq!(spent["key_id"], key["id"]);
+    // Every use must reach keyward: callers that cache verdicts are told so.
+    assert_eq!(
+        (&first["metered"], &spent["metered"]),
+        (&json!(true), &json!(true))
+    );
     assert_eq!(
         verify(&app, &plain, json!({"cost": 0})).await["code"],
         "USAGE_EXCEEDED"

@@ -1,4 +1,4 @@
-//! The guard in front of a real axum route, with the engine on a real SQLite file.
+//! In-process mode: the guard in front of a real axum route, with the engine on a real SQLite file.
 
 use axum::Router;
 use axum::body::Body;

@@ -1,0 +1,346 @@
+//! Remote mode: ask a keyward server's verify API, and reuse its verdicts briefly.
+//!
+//! The cache is keyed by the SHA-256 of the presented key (never the key itself) and
+//! holds, for a key keyward found, its identity and all its permissions, so one
+//! answer serves every route whatever it requires; for a key keyward refused, only
+//! that. An entry lives `cache_ttl`, and never past the key's own expiry. Keys with a
+//! rate limit or usage credits (`metered` in the answer) are never cached, nor are
+//! answers that depend on the moment (`RATE_LIMITED`, `USAGE_EXCEEDED`).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderValue, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use keyward_core::time::Timestamp;
+use quick_cache::sync::Cache;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::{KeyIdentity, Refusal, Required};
+
+/// Where the keyward server is and how long its verdicts are reused.
+#[derive(Clone)]
+pub struct RemoteConfig {
+    /// The server's base URL, `http://host:port` (optionally with a path prefix).
+    /// Plain HTTP only: keep keyward on a private network or behind a local
+    /// TLS-terminating sidecar; the service token and keys travel in each request.
+    pub url: String,
+    /// keyward's service token (`KEYWARD_ADMIN_TOKEN`).
+    pub service_token: String,
+    /// How long a verdict is reused: the bound on how late a revocation, a
+    /// suspension or a permission change made on the server is honoured here.
+    /// Zero asks the server on every request. Default 2 s.
+    pub cache_ttl: Duration,
+    /// Most keys remembered at once (valid and refused together). Default 10,000.
+    pub cache_capacity: usize,
+    /// Longest wait for the server's answer, connecting included; past it the
+    /// request gets 503. Default 2 s.
+    pub timeout: Duration,
+}
+
+impl RemoteConfig {
+    pub fn new(url: impl Into<String>, service_token: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            service_token: service_token.into(),
+            cache_ttl: Duration::from_secs(2),
+            cache_capacity: 10_000,
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl std::fmt::Debug for RemoteConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteConfig")
+            .field("url", &self.url)
+            .field("service_token", &"[redacted]")
+            .field("cache_ttl", &self.cache_ttl)
+            .field("cache_capacity", &self.cache_capacity)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Why a [`RemoteConfig`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteConfigError {
+    /// The URL is not an `http://host[:port][/prefix]` URL.
+    Url(String),
+    /// The service token is empty or cannot be sent in a header.
+    ServiceToken,
+}
+
+impl std::fmt::Display for RemoteConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Url(why) => write!(f, "keyward URL: {why}"),
+            Self::ServiceToken => {
+                f.write_str("keyward service token: empty or not a valid header value")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RemoteConfigError {}
+
+/// What is remembered of one key.
+#[derive(Clone)]
+enum Remembered {
+    Found {
+        identity: Arc<KeyIdentity>,
+        until: Instant,
+    },
+    Refused {
+        until: Instant,
+    },
+}
+
+impl Remembered {
+    fn until(&self) -> Instant {
+        match self {
+            Self::Found { until, .. } | Self::Refused { until } => *until,
+        }
+    }
+}
+
+/// The parts of keyward's verify answer used here.
+#[derive(Deserialize)]
+struct Answer {
+    code: String,
+    key_id: Option<String>,
+    user_id: Option<String>,
+    permissions: Option<Vec<String>>,
+    expires_at: Option<String>,
+    retry_after: Option<f64>,
+    metered: Option<bool>,
+}
+
+/// keyward's error body (`message` is enough for the log).
+#[derive(Deserialize)]
+struct ErrorAnswer {
+    message: String,
+}
+
+/// Answers are small; anything larger is not keyward's.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+pub(crate) struct Remote {
+    client: Client<HttpConnector, Full<Bytes>>,
+    verify_uri: Uri,
+    authorization: HeaderValue,
+    timeout: Duration,
+    ttl: Duration,
+    cache: Option<Cache<[u8; 32], Remembered>>,
+}
+
+impl Remote {
+    pub(crate) fn new(config: RemoteConfig) -> Result<Self, RemoteConfigError> {
+        let base = config.url.trim_end_matches('/');
+        let verify_uri: Uri = format!("{base}/api/api-keys/verify")
+            .parse()
+            .map_err(|err| RemoteConfigError::Url(format!("{err}")))?;
+        match verify_uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(RemoteConfigError::Url(
+                    "https is not supported: reach keyward over a private network, or \
+                     through a local TLS-terminating sidecar"
+                        .into(),
+                ));
+            }
+            _ => return Err(RemoteConfigError::Url("must start with http://".into())),
+        }
+        if verify_uri.host().is_none_or(str::is_empty) {
+            return Err(RemoteConfigError::Url("no host".into()));
+        }
+        if config.service_token.is_empty() {
+            return Err(RemoteConfigError::ServiceToken);
+        }
+        let mut authorization = HeaderValue::try_from(format!("Bearer {}", config.service_token))
+            .map_err(|_| RemoteConfigError::ServiceToken)?;
+        authorization.set_sensitive(true);
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        let cache = (!config.cache_ttl.is_zero() && config.cache_capacity > 0)
+            .then(|| Cache::new(config.cache_capacity));
+        Ok(Self {
+            client,
+            verify_uri,
+            authorization,
+            timeout: config.timeout,
+            ttl: config.cache_ttl,
+            cache,
+        })
+    }
+
+    pub(crate) async fn check(
+        &self,
+        key: &str,
+        required: &Required,
+        client: Option<IpAddr>,
+    ) -> Result<KeyIdentity, Refusal> {
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        if let Some(cache) = &self.cache
+            && let Some(remembered) = cache.get(&digest)
+        {
+            if Instant::now() < remembered.until() {
+                return decide(&remembered, required);
+            }
+            cache.remove(&digest);
+        }
+        let answer = self.ask(key, required, client).await?;
+        let verdict = verdict_of(&answer, required);
+        if let (Some(cache), Some(remembered)) = (&self.cache, self.remember(&answer)) {
+            cache.insert(digest, remembered);
+        }
+        verdict
+    }
+
+    /// What of `answer` may be reused, and until when.
+    fn remember(&self, answer: &Answer) -> Option<Remembered> {
+        if answer.metered == Some(true) {
+            return None;
+        }
+        let now = Instant::now();
+        let mut until = now + self.ttl;
+        match answer.code.as_str() {
+            "VALID" | "INSUFFICIENT_PERMISSIONS" => {
+                let identity = identity_of(answer)?;
+                if let Some(expires_at) = &answer.expires_at {
+                    // A verdict must not outlive the key: capped at its expiry.
+                    let expires_at = Timestamp::parse_rfc3339(expires_at).ok()?;
+                    let left = SystemTime::UNIX_EPOCH
+                        + Duration::from_millis(u64::try_from(expires_at.as_millis()).ok()?);
+                    let left = left.duration_since(SystemTime::now()).ok()?;
+                    until = until.min(now + left);
+                }
+                Some(Remembered::Found {
+                    identity: Arc::new(identity),
+                    until,
+                })
+            }
+            // Refusals that stay true for a while (a suspended key may be
+            // reactivated: that is seen within the same bound).
+            "MALFORMED" | "NOT_FOUND" | "SUSPENDED" | "REVOKED" | "EXPIRED" => {
+                Some(Remembered::Refused { until })
+            }
+            _ => None,
+        }
+    }
+
+    async fn ask(
+        &self,
+        key: &str,
+        required: &Required,
+        client: Option<IpAddr>,
+    ) -> Result<Answer, Refusal> {
+        let body = serde_json::json!({
+            "key": key,
+            "permissions": &*required.names,
+            "client_ip": client,
+        });
+        let request = Request::post(self.verify_uri.clone())
+            .header(AUTHORIZATION, self.authorization.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|err| {
+                tracing::error!(error = %err, "building the request to keyward failed");
+                Refusal::Misconfigured
+            })?;
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|err| {
+                tracing::warn!(error = %err, uri = %self.verify_uri, "keyward could not be reached");
+                Refusal::Unavailable
+            })?;
+            let status = response.status();
+            let bytes = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .map_err(|err| {
+                    tracing::warn!(error = %err, "reading keyward's answer failed");
+                    Refusal::Unavailable
+                })?
+                .to_bytes();
+            Ok::<_, Refusal>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| {
+                tracing::warn!(uri = %self.verify_uri, timeout = ?self.timeout, "keyward did not answer in time");
+                Refusal::Unavailable
+            })??;
+        if status == StatusCode::OK {
+            return serde_json::from_slice(&bytes).map_err(|err| {
+                tracing::warn!(error = %err, "keyward's answer was not a verdict");
+                Refusal::Unavailable
+            });
+        }
+        let message = serde_json::from_slice::<ErrorAnswer>(&bytes)
+            .map(|e| e.message)
+            .unwrap_or_default();
+        Err(match status {
+            StatusCode::UNAUTHORIZED => {
+                tracing::error!(%message, "keyward refused the service token");
+                Refusal::Misconfigured
+            }
+            StatusCode::UNPROCESSABLE_ENTITY => {
+                tracing::error!(%message, required = ?required.names, "keyward refused the permissions a route requires");
+                Refusal::Misconfigured
+            }
+            _ => {
+                tracing::warn!(%status, %message, "keyward could not verify the key");
+                Refusal::Unavailable
+            }
+        })
+    }
+}
+
+fn identity_of(answer: &Answer) -> Option<KeyIdentity> {
+    Some(KeyIdentity {
+        user_id: answer.user_id.clone()?,
+        key_id: answer.key_id.clone()?,
+        permissions: answer.permissions.clone()?,
+    })
+}
+
+/// The verdict of a fresh answer.
+fn verdict_of(answer: &Answer, required: &Required) -> Result<KeyIdentity, Refusal> {
+    match answer.code.as_str() {
+        "VALID" => identity_of(answer).ok_or(Refusal::Unavailable),
+        "INSUFFICIENT_PERMISSIONS" => Err(Refusal::MissingPermissions(
+            required.missing_from(answer.permissions.as_deref().unwrap_or_default()),
+        )),
+        "RATE_LIMITED" => Err(Refusal::RateLimited {
+            retry_after_seconds: answer.retry_after.map_or(1, |s| s.ceil() as u64),
+        }),
+        "USAGE_EXCEEDED" => Err(Refusal::UsageExceeded),
+        _ => Err(Refusal::Invalid),
+    }
+}
+
+/// The verdict of a remembered answer, for this route's permissions.
+fn decide(remembered: &Remembered, required: &Required) -> Result<KeyIdentity, Refusal> {
+    match remembered {
+        Remembered::Refused { .. } => Err(Refusal::Invalid),
+        Remembered::Found { identity, .. } => {
+            let missing = required.missing_from(&identity.permissions);
+            if missing.is_empty() {
+                Ok(KeyIdentity::clone(identity))
+            } else {
+                Err(Refusal::MissingPermissions(missing))
+            }
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! Remote mode: the guard in front of a real axum route, asking a real keyward server
+//! (the service's own router, served on 127.0.0.1) over HTTP.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::routing::get;
+use http_body_util::BodyExt;
+use keyward::app::App;
+use keyward::config::Secret;
+use keyward::settings::{JwtSettings, Settings};
+use keyward_core::hash::Peppers;
+use keyward_core::input::NewKeyRequest;
+use keyward_core::model::UserId;
+use keyward_core::rate::RateLimit;
+use keyward_core::time::Timestamp;
+use keyward_engine::{Engine, EngineConfig};
+use keyward_guard::{ClientAddress, Guard, KeyIdentity, RemoteConfig};
+use keyward_store::testing::TestDatabase;
+use keyward_store::{AnyStore, ConnectOptions};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const SERVICE_TOKEN: &str = "remote-guard-service-token-0123456789";
+
+/// A keyward server on a free loopback port, counting the verify calls it serves.
+struct Keyward {
+    url: String,
+    engine: Engine<AnyStore>,
+    verify_calls: Arc<AtomicUsize>,
+    _db: TestDatabase,
+}
+
+async fn keyward(configure: impl FnOnce(&mut EngineConfig)) -> Keyward {
+    let db = keyward_store::testing::sqlite();
+    let mut engine =
+        EngineConfig::new(Peppers::parse("remote-guard-pepper-0123456789abcdefghij").unwrap());
+    configure(&mut engine);
+    let settings = Settings {
+        database_url: db.url.clone(),
+        connect: ConnectOptions::default(),
+        engine,
+        jwt: JwtSettings {
+            hs256_secret: Some(Secret::new("remote-guard-jwt-secret-0123456789abcdef")),
+            ..JwtSettings::default()
+        },
+        admin_token: Secret::new(SERVICE_TOKEN),
+        local_secrets: None,
+    };
+    let app = App::start(&settings).await.unwrap();
+    let verify_calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&verify_calls);
+    let router = app.router.layer(axum::middleware::map_request(
+        move |request: Request<Body>| {
+            let counter = Arc::clone(&counter);
+            async move {
+                if request.uri().path() == "/api/api-keys/verify" {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                request
+            }
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    Keyward {
+        url: format!("http://{address}"),
+        engine: app.engine,
+        verify_calls,
+        _db: db,
+    }
+}
+
+impl Keyward {
+    async fn key(&self, request: NewKeyRequest) -> (String, String) {
+        let created = self
+            .engine
+            .create_key(&UserId::parse("alice").unwrap(), &request)
+            .await
+            .unwrap();
+        (
+            created.key.id.to_string(),
+            created.plain_text.expose().to_owned(),
+        )
+    }
+
+    async fn key_with(&self, permissions: &[&str]) -> (String, String) {
+        self.key(NewKeyRequest {
+            name: "guarded".into(),
+            permissions: permissions.iter().map(|p| p.to_string()).collect(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    fn calls(&self) -> usize {
+        self.verify_calls.load(Ordering::SeqCst)
+    }
+
+    fn guard(&self, cache_ttl: Duration) -> Guard {
+        let mut config = RemoteConfig::new(&self.url, SERVICE_TOKEN);
+        config.cache_ttl = cache_ttl;
+        Guard::remote(config).unwrap()
+    }
+}
+
+async fn whoami(key: KeyIdentity) -> axum::Json<Value> {
+    axum::Json(
+        json!({"user_id": key.user_id, "key_id": key.key_id, "permissions": key.permissions}),
+    )
+}
+
+fn app(guard: &Guard, permissions: &[&str]) -> Router {
+    Router::new()
+        .route("/whoami", get(whoami))
+        .layer(guard.require(permissions).unwrap())
+}
+
+async fn call(app: &Router, headers: &[(&str, &str)]) -> (StatusCode, Option<String>, Value) {
+    let mut request = Request::get("/whoami");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        retry,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn detail(status: StatusCode, detail: &str) -> (StatusCode, Value) {
+    (status, json!({ "detail": detail }))
+}
+
+#[tokio::test]
+async fn a_valid_key_reaches_the_handler_with_its_identity() {
+    let keyward = keyward(|_| {}).await;
+    let (id, plain) = keyward.key_with(&["READ_GRAPH", "EXECUTE_GRAPH"]).await;
+    let app = app(&keyward.guard(Duration::from_secs(2)), &["READ_GRAPH"]);
+    let bearer = format!("Bearer {plain}");
+    for header in [("x-api-key", plain.as_str()), ("authorization", &bearer)] {
+        let (status, _, body) = call(&app, &[header]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            body,
+            json!({"user_id": "alice", "key_id": id, "permissions": ["EXECUTE_GRAPH", "READ_GRAPH"]})
+        );
+    }
+}
+
+#[tokio::test]
+async fn refusals_are_answered_as_autogpt_did() {
+    let keyward = keyward(|_| {}).await;
+    let (_, plain) = keyward.key_with(&["READ_GRAPH"]).await;
+    let app = app(
+        &keyward.guard(Duration::from_secs(2)),
+        &["READ_GRAPH", "EXECUTE_GRAPH", "EXECUTE_BLOCK"],
+    );
+    let (status, _, body) = call(&app, &[]).await;
+    assert_eq!(
+        (status, body),
+        detail(StatusCode::UNAUTHORIZED, "Missing API key")
+    );
+    let (status, _, body) = call(&app, &[("x-api-key", "agpt_not_a_key")]).await;
+    assert_eq!(
+        (status, body),
+        detail(StatusCode::UNAUTHORIZED, "Invalid API key")
+    );
+    // Twice: the second answer comes from the cache and must say the same.
+    for _ in 0..2 {
+        let (status, _, body) = call(&app, &[("x-api-key", &plain)]).await;
+        assert_eq!(
+            (status, body),
+            detail(
+                StatusCode::FORBIDDEN,
+                "Missing required permission(s): EXECUTE_GRAPH, EXECUTE_BLOCK"
+            )
+        );
+    }
+}
+
+#[tokio::test]
+async fn one_answer_serves_every_route_until_the_cache_ttl_ends() {
+    let keyward = keyward(|_| {}).await;
+    let (_, plain) = keyward.key_with(&["READ_GRAPH"]).await;
+    let guard = keyward.guard(Duration::from_secs(60));
+    let read = app(&guard, &["READ_GRAPH"]);
+    let execute = app(&guard, &["EXECUTE_GRAPH"]);
+    for _ in 0..5 {
+        assert_eq!(
+            call(&read, &[("x-api-key", &plain)]).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&execute, &[("x-api-key", &plain)]).await.0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            call(&read, &[("x-api-key", "agpt_forged")]).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        keyward.calls(),
+        2,
+        "one question for the key, one for the forged one"
+    );
+}
+
+#[tokio::test]
+async fn a_revocation_is_honoured_within_the_cache_ttl() {
+    let keyward = keyward(|_| {}).await;
+    let ttl = Duration::from_millis(300);
+    let (id, plain) = keyward.key_with(&[]).await;
+    let app = app(&keyward.guard(ttl), &[]);
+    assert_eq!(call(&app, &[("x-api-key", &plain)]).await.0, StatusCode::OK);
+    keyward
+        .engine
+        .revoke(None, id.parse().unwrap())
+        .await
+        .unwrap();
+    // Whatever the cache still says now, once the TTL has passed the key is refused.
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+    let (status, _, body) = call(&app, &[("x-api-key", &plain)]).await;
+    assert_eq!(
+        (status, body),
+        detail(StatusCode::UNAUTHORIZED, "Invalid API key")
+    );
+}
+
+#[tokio::test]
+async fn without_a_cache_a_revocation_is_refused_by_the_next_request() {
+    let keyward = keyward(|_| {}).await;
+    let (id, plain) = keyward.key_with(&[]).await;
+    let app = app(&keyward.guard(Duration::ZERO), &[]);
+    assert_eq!(call(&app, &[("x-api-key", &plain)]).await.0, StatusCode::OK);
+    keyward
+        .engine
+        .revoke(None, id.parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        call(&app, &[("x-api-key", &plain)]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_cached_verdict_does_not_outlive_the_key() {
+    let keyward = keyward(|_| {}).await;
+    let expires_at = Timestamp::from_millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            + 1_000,
+    )
+    .unwrap();
+    let (_, plain) = keyward
+        .key(NewKeyRequest {
+            name: "short-lived".into(),
+            expires_at: Some(expires_at),
+            ..Default::default()
+        })
+        .await;
+    let app = app(&keyward.guard(Duration::from_secs(60)), &[]);
+    assert_eq!(call(&app, &[("x-api-key", &plain)]).await.0, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(
+        call(&app, &[("x-api-key", &plain)]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn keys_with_a_rate_limit_or_credits_reach_keyward_on_every_use() {
+    let keyward = keyward(|_| {}).await;
+    let (_, limited) = keyward
+        .key(NewKeyRequest {
+            name: "limited".into(),
+            rate_limit: RateLimit::new(2, 60).ok(),
+            ..Default::default()
+        })
+        .await;
+    let (_, metered) = keyward
+        .key(NewKeyRequest {
+            name: "metered".into(),
+            remaining: Some(2),
+            ..Default::default()
+        })
+        .await;
+    let app = app(&keyward.guard(Duration::from_secs(60)), &[]);
+    for _ in 0..2 {
+        assert_eq!(
+            call(&app, &[("x-api-key", &limited)]).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&app, &[("x-api-key", &metered)]).await.0,
+            StatusCode::OK
+        );
+    }
+    let (status, retry, body) = call(&app, &[("x-api-key", &limited)]).await;
+    assert_eq!(
+        (status, body),
+        detail(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded")
+    );
+    assert_eq!(retry.as_deref(), Some("30"));
+    let (status, _, body) = call(&app, &[("x-api-key", &metered)]).await;
+    assert_eq!(
+        (status, body),
+        detail(StatusCode::FORBIDDEN, "API key usage credits exhausted")
+    );
+    assert_eq!(keyward.calls(), 6);
+}
+
+#[tokio::test]
+async fn an_unreachable_keyward_gets_503() {
+    // A port nothing listens on.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let mut config = RemoteConfig::new(format!("http://{closed}"), SERVICE_TOKEN);
+    config.timeout = Duration::from_millis(500);
+    let app = app(&Guard::remote(config).unwrap(), &[]);
+    let (status, _, body) = call(&app, &[("x-api-key", "agpt_anything")]).await;
+    assert_eq!(
+        (status, body),
+        detail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The API key cannot be checked right now"
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_service_token_or_an_unknown_permission_is_a_500_not_the_clients_fault() {
+    let keyward = keyward(|_| {}).await;
+    let (_, plain) = keyward.key_with(&[]).await;
+    let wrong = Guard::remote(RemoteConfig::new(&keyward.url, "not-the-service-token")).unwrap();
+    let (status, _, body) = call(&app(&wrong, &[]), &[("x-api-key", &plain)]).await;
+    assert_eq!(
+        (status, body),
+        detail(StatusCode::INTERNAL_SERVER_ERROR, "Internal error")
+    );
+    let guard = keyward.guard(Duration::from_secs(2));
+    let (status, _, _) = call(
+        &app(&guard, &["NOT_IN_THE_CATALOGUE"]),
+        &[("x-api-key", &plain)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    // A name that cannot be a permission is refused when the layer is built.
+    let err = guard.require(&["read graph"]).err().unwrap();
+    assert!(err.to_string().contains("read graph"), "{err}");
+}
+
+#[tokio::test]
+async fn failed_verifications_are_counted_per_end_client() {
+    let keyward = keyward(|config| {
+        config.failed_verify_limit = RateLimit::new(3, 60).ok();
+    })
+    .await;
+    let (_, plain) = keyward.key_with(&[]).await;
+    let guard = keyward
+        .guard(Duration::ZERO)
+        .client_address(ClientAddress::LastForwardedFor);
+    let app = app(&guard, &[]);
+    let attacker = [("x-forwarded-for", "198.51.100.1, 203.0.113.9")];
+    for n in 0..3 {
+        let forged = format!("agpt_forged_{n}");
+        let headers = [attacker[0], ("x-api-key", forged.as_str())];
+        assert_eq!(call(&app, &headers).await.0, StatusCode::UNAUTHORIZED);
+    }
+    // The attacker's address is refused even with a good key; another client is not.
+    let (status, retry, _) = call(&app, &[attacker[0], ("x-api-key", &plain)]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry.is_some());
+    let other = [("x-forwarded-for", "203.0.113.10"), ("x-api-key", &plain)];
+    assert_eq!(call(&app, &other).await.0, StatusCode::OK);
+}
+
+#[test]
+fn the_service_token_never_shows_in_debug_output_and_https_is_refused() {
+    let config = RemoteConfig::new("http://127.0.0.1:8080", SERVICE_TOKEN);
+    assert!(!format!("{config:?}").contains(SERVICE_TOKEN));
+    let err = Guard::remote(RemoteConfig::new("https://keyward.internal", SERVICE_TOKEN))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("https"), "{err}");
+    assert!(Guard::remote(RemoteConfig::new("keyward:8080", SERVICE_TOKEN)).is_err());
+    assert!(Guard::remote(RemoteConfig::new("http://127.0.0.1:8080", "")).is_err());
+}
