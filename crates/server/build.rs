@@ -1,5 +1,6 @@
-//! Marks builds where a PostgreSQL server (or nginx) is available to the tests, so
-//! those suites run there and are reported as ignored (with the reason) elsewhere.
+//! Marks builds where a PostgreSQL server (or nginx, or the Python client's test
+//! environment) is available to the tests, so those suites run there and are
+//! reported as ignored (with the reason) elsewhere.
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(keyward_postgres_tests)");
     println!("cargo::rerun-if-env-changed=KEYWARD_TEST_POSTGRES_URL");
@@ -11,5 +12,12 @@ fn main() {
     println!("cargo::rerun-if-env-changed=KEYWARD_TEST_NGINX");
     if std::env::var_os("KEYWARD_TEST_NGINX").is_some_and(|path| !path.is_empty()) {
         println!("cargo::rustc-cfg=keyward_nginx_tests");
+    }
+    // The Python client's suite runs where KEYWARD_TEST_PYTHON names a Python with
+    // clients/python[test] installed (.ci/run).
+    println!("cargo::rustc-check-cfg=cfg(keyward_python_tests)");
+    println!("cargo::rerun-if-env-changed=KEYWARD_TEST_PYTHON");
+    if std::env::var_os("KEYWARD_TEST_PYTHON").is_some_and(|path| !path.is_empty()) {
+        println!("cargo::rustc-cfg=keyward_python_tests");
     }
 }

@@ -9,5 +9,6 @@ mod crash;
 mod import;
 mod nginx;
 mod peppers;
+mod python_client;
 mod serve;
 mod setup;

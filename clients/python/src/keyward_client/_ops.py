@@ -1,0 +1,342 @@
+"""keyward's operations as plain request descriptions, shared by the sync and async clients.
+
+Each function returns a :class:`Call`: method, path, body and how to read the answer.
+The clients only send it; so both speak exactly the same API.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+from uuid import UUID
+
+import httpx
+
+from . import models
+from ._secret import Secret, reveal
+from .errors import (
+    KeywardError,
+    RateLimitError,
+    TransportError,
+    UnexpectedResponseError,
+    UnknownPermissionsError,
+    ValidationError,
+    error_class,
+)
+
+T = TypeVar("T")
+
+KeyId = str | UUID
+
+
+class _Unset(Enum):
+    UNSET = "UNSET"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+#: "Leave this field as it is" in :meth:`KeywardClient.update_key` (``None`` clears it).
+UNSET = _Unset.UNSET
+Unset = _Unset
+
+#: keyward's upper bound for usage credits and verification cost.
+MAX_CREDITS = 10**15
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    method: str
+    path: str
+    parse: Callable[[object], T]
+    body: Any = None
+    params: Mapping[str, str | int] | None = None
+    #: A secret in the request (the key being verified), scrubbed from any error.
+    secret: str | None = None
+    #: Turns a 422 into this error class (permission checks).
+    on_invalid: Callable[[ValidationError], KeywardError] | None = None
+
+
+# --- answers ----------------------------------------------------------------------------
+
+
+def _scrub(text: str | None, secret: str | None) -> str | None:
+    if text is None or not secret:
+        return text
+    return text.replace(secret, "**********")
+
+
+def parse_response(call: Call[T], response: httpx.Response) -> T:
+    """The result of ``call`` from keyward's ``response``, or the matching error."""
+    status = response.status_code
+    if status >= 400:
+        raise _error(call, response)
+    try:
+        data = response.json()
+    except ValueError:
+        raise UnexpectedResponseError(
+            status,
+            "Unexpected response from keyward",
+            f"{call.method} {call.path}: the body is not JSON",
+        ) from None
+    try:
+        return call.parse(data)
+    except models.ShapeError as err:
+        raise UnexpectedResponseError(
+            status, "Unexpected response from keyward", f"{call.method} {call.path}: {err}"
+        ) from None
+
+
+def _error(call: Call[Any], response: httpx.Response) -> KeywardError:
+    status = response.status_code
+    message: str = response.reason_phrase or "Error"
+    detail: str | None = None
+    hint: str | None = None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        message = body["message"]
+        detail = body.get("detail") if isinstance(body.get("detail"), str) else None
+        hint = body.get("hint") if isinstance(body.get("hint"), str) else None
+    else:
+        detail = f"{call.method} {call.path}: not keyward's error body"
+    message = _scrub(message, call.secret) or "Error"
+    detail = _scrub(detail, call.secret)
+    hint = _scrub(hint, call.secret)
+    cls = error_class(status)
+    if cls is RateLimitError:
+        return RateLimitError(status, message, detail, hint, retry_after=_retry_after(response))
+    error = cls(status, message, detail, hint)
+    if isinstance(error, ValidationError) and call.on_invalid is not None:
+        return call.on_invalid(error)
+    return error
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def transport_error(call: Call[Any], err: Exception) -> KeywardError:
+    # The httpx error's own text, not its request: that would carry the body, and the key.
+    detail = _scrub(f"{call.method} {call.path}: {type(err).__name__}: {err}", call.secret)
+    return TransportError(None, "keyward cannot be reached", detail)
+
+
+# --- requests ---------------------------------------------------------------------------
+
+
+def _id(key_id: KeyId) -> str:
+    # Quoted whole: an id can never reach another path.
+    return quote(str(key_id), safe="")
+
+
+def _names(permissions: Iterable[str]) -> list[str]:
+    if isinstance(permissions, str):
+        raise TypeError("permissions: give a list of names, not one string")
+    names = list(permissions)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"permissions: names are strings, not {type(name).__name__}")
+    return names
+
+
+def _credits(name: str, value: int | None) -> int | None:
+    if value is not None and (isinstance(value, bool) or not 0 <= value <= MAX_CREDITS):
+        raise ValueError(f"{name}: must be an integer from 0 to {MAX_CREDITS}")
+    return value
+
+
+def create_key(
+    name: str,
+    permissions: Iterable[str],
+    *,
+    description: str | None,
+    expires_at: datetime | None,
+    metadata: Mapping[str, Any] | None,
+    rate_limit: models.RateLimit | None,
+    remaining: int | None,
+) -> Call[models.CreatedKey]:
+    body: dict[str, Any] = {"name": name, "permissions": _names(permissions)}
+    if description is not None:
+        body["description"] = description
+    if expires_at is not None:
+        body["expires_at"] = models.format_datetime(expires_at)
+    if metadata is not None:
+        body["metadata"] = dict(metadata)
+    if rate_limit is not None:
+        body["rate_limit"] = rate_limit.to_json()
+    if remaining is not None:
+        body["remaining"] = _credits("remaining", remaining)
+    return Call("POST", "/api/api-keys", models.created_key_from_json, body)
+
+
+def list_keys() -> Call[list[models.ApiKey]]:
+    return Call("GET", "/api/api-keys", models.api_keys_from_json)
+
+
+def get_key(key_id: KeyId) -> Call[models.ApiKey]:
+    return Call("GET", f"/api/api-keys/{_id(key_id)}", models.api_key_from_json)
+
+
+def revoke_key(key_id: KeyId) -> Call[models.ApiKey]:
+    return Call("DELETE", f"/api/api-keys/{_id(key_id)}", models.api_key_from_json)
+
+
+def suspend_key(key_id: KeyId) -> Call[models.ApiKey]:
+    return Call("POST", f"/api/api-keys/{_id(key_id)}/suspend", models.api_key_from_json)
+
+
+def reactivate_key(key_id: KeyId) -> Call[models.ApiKey]:
+    return Call("POST", f"/api/api-keys/{_id(key_id)}/reactivate", models.api_key_from_json)
+
+
+def set_permissions(key_id: KeyId, permissions: Iterable[str]) -> Call[models.ApiKey]:
+    return Call(
+        "PUT",
+        f"/api/api-keys/{_id(key_id)}/permissions",
+        models.api_key_from_json,
+        {"permissions": _names(permissions)},
+    )
+
+
+def set_rate_limit(key_id: KeyId, rate_limit: models.RateLimit | None) -> Call[models.ApiKey]:
+    return Call(
+        "PUT",
+        f"/api/api-keys/{_id(key_id)}/rate-limit",
+        models.api_key_from_json,
+        {"rate_limit": None if rate_limit is None else rate_limit.to_json()},
+    )
+
+
+def update_key(
+    key_id: KeyId,
+    *,
+    name: str | Unset,
+    description: str | Unset | None,
+    expires_at: datetime | Unset | None,
+    metadata: Mapping[str, Any] | Unset | None,
+    remaining: int | Unset | None,
+) -> Call[models.ApiKey]:
+    # Only the fields given are sent: absent leaves a field alone, null clears it.
+    body: dict[str, Any] = {}
+    if not isinstance(name, Unset):
+        body["name"] = name
+    if not isinstance(description, Unset):
+        body["description"] = description
+    if not isinstance(expires_at, Unset):
+        body["expires_at"] = None if expires_at is None else models.format_datetime(expires_at)
+    if not isinstance(metadata, Unset):
+        body["metadata"] = None if metadata is None else dict(metadata)
+    if not isinstance(remaining, Unset):
+        body["remaining"] = _credits("remaining", remaining)
+    return Call("PATCH", f"/api/api-keys/{_id(key_id)}", models.api_key_from_json, body)
+
+
+def rotate_key(key_id: KeyId, grace_seconds: int | None) -> Call[models.RotatedKey]:
+    # keyward wants a JSON body here even when every field is left out.
+    body = {} if grace_seconds is None else {"grace_seconds": grace_seconds}
+    return Call("POST", f"/api/api-keys/{_id(key_id)}/rotate", models.rotated_key_from_json, body)
+
+
+def _paging(after: int | None, limit: int | None) -> dict[str, str | int]:
+    params: dict[str, str | int] = {}
+    if after is not None:
+        params["after"] = after
+    if limit is not None:
+        params["limit"] = limit
+    return params
+
+
+def list_key_events(key_id: KeyId, after: int | None, limit: int | None) -> Call[models.EventPage]:
+    return Call(
+        "GET",
+        f"/api/api-keys/{_id(key_id)}/events",
+        models.event_page_from_json,
+        params=_paging(after, limit),
+    )
+
+
+def list_events(
+    user_id: str | None, since: datetime | None, after: int | None, limit: int | None
+) -> Call[models.EventPage]:
+    params = _paging(after, limit)
+    if user_id is not None:
+        params["user_id"] = user_id
+    if since is not None:
+        params["since"] = models.format_datetime(since)
+    return Call("GET", "/api/admin/events", models.event_page_from_json, params=params)
+
+
+def delete_user(user_id: str) -> Call[models.DeletedUser]:
+    return Call(
+        "DELETE",
+        f"/api/admin/users/{quote(user_id, safe='')}",
+        models.deleted_user_from_json,
+    )
+
+
+ClientIp = str | ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def verify(
+    key: str | Secret,
+    permissions: Iterable[str],
+    client_ip: ClientIp | None,
+    cost: int | None,
+) -> Call[models.Verification]:
+    plain = reveal(key)
+    body: dict[str, Any] = {"key": plain, "permissions": _names(permissions)}
+    if client_ip is not None:
+        body["client_ip"] = str(client_ip)
+    if cost is not None:
+        body["cost"] = _credits("cost", cost)
+    return Call(
+        "POST",
+        "/api/api-keys/verify",
+        models.verification_from_json,
+        body,
+        secret=plain,
+    )
+
+
+# keyward's detail: "permissions: unknown permission(s): A, B" (on create: "; allowed: ...").
+_UNKNOWN = re.compile(r"unknown permission\(s\): (?P<names>[^;]+)")
+
+# Not a key: a string that can never be one, so checking names tells nothing about keys.
+_PROBE_KEY = "keyward-client-permission-check"
+
+
+def check_permissions(permissions: Iterable[str]) -> Call[None]:
+    names = _names(permissions)
+
+    def unknown(error: ValidationError) -> KeywardError:
+        match = _UNKNOWN.search(error.detail or "")
+        found = tuple(match["names"].strip().split(", ")) if match else tuple(names)
+        return UnknownPermissionsError(
+            error.status,
+            error.message,
+            error.detail,
+            error.hint or "Use names from keyward's permission catalogue (KEYWARD_PERMISSIONS).",
+            unknown=found,
+        )
+
+    # keyward has no catalogue endpoint; the verify API checks the names before the key.
+    return Call(
+        "POST",
+        "/api/api-keys/verify",
+        lambda _data: None,
+        {"key": _PROBE_KEY, "permissions": names},
+        on_invalid=unknown,
+    )

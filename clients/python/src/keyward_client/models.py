@@ -1,0 +1,395 @@
+"""What keyward answers, as frozen dataclasses.
+
+Fields follow keyward's OpenAPI document (``keyward openapi``). Fields keyward adds
+later are ignored, and an enum value this version does not know becomes ``UNKNOWN``,
+so that an older client keeps working against a newer server.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from ._secret import Secret
+
+
+class VerifyCode(str, Enum):
+    """Why a key passed verification or not."""
+
+    VALID = "VALID"
+    MALFORMED = "MALFORMED"
+    NOT_FOUND = "NOT_FOUND"
+    SUSPENDED = "SUSPENDED"
+    REVOKED = "REVOKED"
+    EXPIRED = "EXPIRED"
+    INSUFFICIENT_PERMISSIONS = "INSUFFICIENT_PERMISSIONS"
+    RATE_LIMITED = "RATE_LIMITED"
+    USAGE_EXCEEDED = "USAGE_EXCEEDED"
+    #: A code newer than this client.
+    UNKNOWN = "UNKNOWN"
+
+    @classmethod
+    def _missing_(cls, value: object) -> VerifyCode:
+        return cls.UNKNOWN
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class KeyStatus(str, Enum):
+    """A key's stored status. Expiry is not a status: compare ``expires_at`` with now."""
+
+    ACTIVE = "ACTIVE"
+    SUSPENDED = "SUSPENDED"
+    REVOKED = "REVOKED"
+    #: A status newer than this client.
+    UNKNOWN = "UNKNOWN"
+
+    @classmethod
+    def _missing_(cls, value: object) -> KeyStatus:
+        return cls.UNKNOWN
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``requests`` verifications per ``per_seconds`` (bursts of up to ``requests``)."""
+
+    requests: int
+    per_seconds: int
+
+    def to_json(self) -> dict[str, int]:
+        return {"requests": self.requests, "per_seconds": self.per_seconds}
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """An API key, without its secret."""
+
+    id: str
+    user_id: str
+    name: str
+    #: The key's first and last 8 characters, for display (``prefix****postfix``).
+    prefix: str
+    postfix: str
+    status: KeyStatus
+    permissions: tuple[str, ...]
+    created_at: datetime
+    description: str | None = None
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+    expires_at: datetime | None = None
+    rate_limit: RateLimit | None = None
+    #: The owner's JSON object, returned by verification.
+    metadata: Mapping[str, Any] | None = field(default=None, hash=False)
+    #: Usage credits left; ``None``: unlimited.
+    remaining: int | None = None
+    rotated_from: str | None = None
+    rotated_to: str | None = None
+
+    @property
+    def masked(self) -> str:
+        """How to show the key to its owner: ``agpt_x7Q****k2N9dPqZ``."""
+        return f"{self.prefix}****{self.postfix}"
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    """A new key and its plaintext, which keyward shows this once only."""
+
+    api_key: ApiKey
+    plain_text_key: Secret
+
+
+@dataclass(frozen=True)
+class RotatedKey:
+    """The key that replaces a rotated one (with its plaintext), and the old key as it now is."""
+
+    api_key: ApiKey
+    plain_text_key: Secret
+    previous_key: ApiKey
+
+
+@dataclass(frozen=True)
+class Verification:
+    """keyward's verdict on a key. The key's fields are there whenever the key was found."""
+
+    valid: bool
+    code: VerifyCode
+    key_id: str | None = None
+    user_id: str | None = None
+    permissions: tuple[str, ...] = ()
+    expires_at: datetime | None = None
+    #: With ``RATE_LIMITED``: seconds until the same request would pass.
+    retry_after: float | None = None
+    #: For a key with usage credits, after a ``VALID`` verification: how many are left.
+    remaining: int | None = None
+    metadata: Mapping[str, Any] | None = field(default=None, hash=False)
+    #: When the key was found: whether it has a rate limit or usage credits, so that each
+    #: use must reach keyward (a verdict on it must not be reused). Newer servers only.
+    metered: bool | None = None
+
+    @property
+    def retry_after_seconds(self) -> int | None:
+        """``retry_after`` in whole seconds, rounded up, at least 1 (for ``Retry-After``)."""
+        if self.retry_after is None:
+            return None
+        return max(1, math.ceil(self.retry_after))
+
+    def missing_permissions(self, required: Iterable[str]) -> tuple[str, ...]:
+        """Those of ``required`` the key does not hold, in the order given."""
+        held = set(self.permissions)
+        return tuple(name for name in required if name not in held)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who made a change: ``type`` ``user`` (the owner) or ``admin`` (service token, CLI)."""
+
+    type: str
+    id: str
+
+
+@dataclass(frozen=True)
+class KeyEvent:
+    """One recorded change to a key: each changed field's value before and after."""
+
+    id: int
+    at: datetime
+    actor: Actor
+    action: str
+    user_id: str
+    changes: Mapping[str, Any] = field(hash=False)
+    #: ``None`` for ``delete_user``, which lists the removed keys in ``changes``.
+    key_id: str | None = None
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """A page of events, oldest first; ``next_after`` is the ``after`` of the next page."""
+
+    events: tuple[KeyEvent, ...]
+    next_after: int | None = None
+
+
+@dataclass(frozen=True)
+class DeletedUser:
+    """A user whose keys were all removed."""
+
+    user_id: str
+    deleted_keys: int
+
+
+# --- reading keyward's JSON -------------------------------------------------------------
+
+
+class ShapeError(ValueError):
+    """A field of keyward's answer is missing or of the wrong type."""
+
+
+_FRACTION = re.compile(r"(?P<head>[^.]*T\d\d:\d\d:\d\d)\.(?P<frac>\d+)(?P<tail>.*)")
+
+
+def parse_datetime(text: str) -> datetime:
+    """An RFC 3339 time as keyward writes it (``2026-11-28T09:30:00.000Z``), timezone-aware."""
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    # Python 3.10's fromisoformat takes only 3 or 6 fraction digits.
+    match = _FRACTION.fullmatch(text)
+    if match:
+        frac = (match["frac"] + "000000")[:6]
+        text = f"{match['head']}.{frac}{match['tail']}"
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ShapeError(f"time without a timezone: {text!r}")
+    return value
+
+
+def format_datetime(value: datetime) -> str:
+    """A timezone-aware time as RFC 3339."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("times sent to keyward must be timezone-aware")
+    return value.isoformat()
+
+
+class _Reader:
+    """Typed access to the fields of one JSON object."""
+
+    def __init__(self, data: object, what: str) -> None:
+        if not isinstance(data, dict):
+            raise ShapeError(f"{what}: expected a JSON object")
+        self._data: dict[str, Any] = data
+        self._what = what
+
+    def _get(self, name: str, kinds: tuple[type, ...], optional: bool) -> Any:
+        value = self._data.get(name)
+        if value is None:
+            if optional:
+                return None
+            raise ShapeError(f"{self._what}.{name}: missing")
+        # bool is an int in Python, never in JSON.
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise ShapeError(f"{self._what}.{name}: unexpected type {type(value).__name__}")
+        return value
+
+    def text(self, name: str) -> str:
+        value: str = self._get(name, (str,), False)
+        return value
+
+    def opt_text(self, name: str) -> str | None:
+        value: str | None = self._get(name, (str,), True)
+        return value
+
+    def integer(self, name: str) -> int:
+        value: int = self._get(name, (int,), False)
+        return value
+
+    def opt_integer(self, name: str) -> int | None:
+        value: int | None = self._get(name, (int,), True)
+        return value
+
+    def boolean(self, name: str) -> bool:
+        value: bool = self._get(name, (bool,), False)
+        return value
+
+    def opt_boolean(self, name: str) -> bool | None:
+        value: bool | None = self._get(name, (bool,), True)
+        return value
+
+    def opt_number(self, name: str) -> float | None:
+        value: int | float | None = self._get(name, (int, float), True)
+        return None if value is None else float(value)
+
+    def time(self, name: str) -> datetime:
+        return self._parse_time(name, self.text(name))
+
+    def opt_time(self, name: str) -> datetime | None:
+        text = self.opt_text(name)
+        return None if text is None else self._parse_time(name, text)
+
+    def _parse_time(self, name: str, text: str) -> datetime:
+        try:
+            return parse_datetime(text)
+        except ValueError as err:
+            raise ShapeError(f"{self._what}.{name}: {err}") from None
+
+    def strings(self, name: str) -> tuple[str, ...]:
+        values: list[Any] | None = self._get(name, (list,), True)
+        if values is None:
+            return ()
+        if not all(isinstance(v, str) for v in values):
+            raise ShapeError(f"{self._what}.{name}: expected strings")
+        return tuple(values)
+
+    def opt_mapping(self, name: str) -> dict[str, Any] | None:
+        value: dict[str, Any] | None = self._get(name, (dict,), True)
+        return value
+
+    def mapping(self, name: str) -> dict[str, Any]:
+        value: dict[str, Any] = self._get(name, (dict,), False)
+        return value
+
+    def array(self, name: str) -> list[Any]:
+        value: list[Any] = self._get(name, (list,), False)
+        return value
+
+
+def api_key_from_json(data: object, what: str = "api_key") -> ApiKey:
+    r = _Reader(data, what)
+    limit = r.opt_mapping("rate_limit")
+    rate_limit = None
+    if limit is not None:
+        lr = _Reader(limit, f"{what}.rate_limit")
+        rate_limit = RateLimit(
+            requests=lr.integer("requests"), per_seconds=lr.integer("per_seconds")
+        )
+    return ApiKey(
+        id=r.text("id"),
+        user_id=r.text("user_id"),
+        name=r.text("name"),
+        prefix=r.text("prefix"),
+        postfix=r.text("postfix"),
+        status=KeyStatus(r.text("status")),
+        permissions=r.strings("permissions"),
+        created_at=r.time("created_at"),
+        description=r.opt_text("description"),
+        last_used_at=r.opt_time("last_used_at"),
+        revoked_at=r.opt_time("revoked_at"),
+        expires_at=r.opt_time("expires_at"),
+        rate_limit=rate_limit,
+        metadata=r.opt_mapping("metadata"),
+        remaining=r.opt_integer("remaining"),
+        rotated_from=r.opt_text("rotated_from"),
+        rotated_to=r.opt_text("rotated_to"),
+    )
+
+
+def api_keys_from_json(data: object) -> list[ApiKey]:
+    if not isinstance(data, list):
+        raise ShapeError("expected a JSON array of keys")
+    return [api_key_from_json(item, f"keys[{i}]") for i, item in enumerate(data)]
+
+
+def created_key_from_json(data: object) -> CreatedKey:
+    r = _Reader(data, "created key")
+    return CreatedKey(
+        api_key=api_key_from_json(r.mapping("api_key")),
+        plain_text_key=Secret(r.text("plain_text_key")),
+    )
+
+
+def rotated_key_from_json(data: object) -> RotatedKey:
+    r = _Reader(data, "rotated key")
+    return RotatedKey(
+        api_key=api_key_from_json(r.mapping("api_key")),
+        plain_text_key=Secret(r.text("plain_text_key")),
+        previous_key=api_key_from_json(r.mapping("previous_key"), "previous_key"),
+    )
+
+
+def verification_from_json(data: object) -> Verification:
+    r = _Reader(data, "verification")
+    return Verification(
+        valid=r.boolean("valid"),
+        code=VerifyCode(r.text("code")),
+        key_id=r.opt_text("key_id"),
+        user_id=r.opt_text("user_id"),
+        permissions=r.strings("permissions"),
+        expires_at=r.opt_time("expires_at"),
+        retry_after=r.opt_number("retry_after"),
+        remaining=r.opt_integer("remaining"),
+        metadata=r.opt_mapping("metadata"),
+        metered=r.opt_boolean("metered"),
+    )
+
+
+def event_page_from_json(data: object) -> EventPage:
+    r = _Reader(data, "event page")
+    events = []
+    for i, item in enumerate(r.array("events")):
+        er = _Reader(item, f"events[{i}]")
+        ar = _Reader(er.mapping("actor"), f"events[{i}].actor")
+        events.append(
+            KeyEvent(
+                id=er.integer("id"),
+                at=er.time("at"),
+                actor=Actor(type=ar.text("type"), id=ar.text("id")),
+                action=er.text("action"),
+                user_id=er.text("user_id"),
+                changes=er.mapping("changes"),
+                key_id=er.opt_text("key_id"),
+            )
+        )
+    return EventPage(events=tuple(events), next_after=r.opt_integer("next_after"))
+
+
+def deleted_user_from_json(data: object) -> DeletedUser:
+    r = _Reader(data, "deleted user")
+    return DeletedUser(user_id=r.text("user_id"), deleted_keys=r.integer("deleted_keys"))

@@ -1,0 +1,585 @@
+"""KeywardClient against a real keyward: every call, every verdict, every error."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import socket
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+
+from keyward_client import (
+    UNSET,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    KeyStatus,
+    KeywardClient,
+    KeywardError,
+    NotFoundError,
+    RateLimit,
+    RateLimitError,
+    Secret,
+    ServerError,
+    TransportError,
+    UnexpectedResponseError,
+    UnknownPermissionsError,
+    ValidationError,
+    VerifyCode,
+)
+from keyward_server import Keyward, run_keyward
+
+# The shape of AutoGPT's keys, which keyward looks up as imported keys: well-formed, unknown.
+UNKNOWN_KEY = "agpt_" + "A" * 43
+
+
+def soon(seconds: float) -> datetime:
+    return datetime.now(timezone.utc) + timedelta(seconds=seconds)
+
+
+# --- the caller's keys ------------------------------------------------------------------
+
+
+def test_create_key_returns_the_key_and_its_plaintext_once(owner: KeywardClient, user: str) -> None:
+    expires = soon(3600)
+    created = owner.create_key(
+        "CI pipeline",
+        ["READ_GRAPH", "EXECUTE_GRAPH", "READ_GRAPH"],
+        description="deploys",
+        expires_at=expires,
+        metadata={"team": "infra", "n": 1},
+        rate_limit=RateLimit(requests=10, per_seconds=60),
+        remaining=100,
+    )
+    key = created.api_key
+    plain = created.plain_text_key.reveal()
+    assert plain.startswith("agpt_")
+    assert key.user_id == user
+    assert key.name == "CI pipeline"
+    assert key.description == "deploys"
+    assert key.status is KeyStatus.ACTIVE
+    assert key.permissions == ("EXECUTE_GRAPH", "READ_GRAPH")  # catalogue order, once each
+    assert key.prefix == plain[:8] and key.postfix == plain[-8:]
+    assert key.masked == f"{plain[:8]}****{plain[-8:]}"
+    assert key.expires_at is not None and abs(key.expires_at - expires) < timedelta(seconds=1)
+    assert key.rate_limit == RateLimit(requests=10, per_seconds=60)
+    assert key.metadata == {"team": "infra", "n": 1}
+    assert key.remaining == 100
+    assert key.created_at.tzinfo is not None
+    assert key.last_used_at is None and key.revoked_at is None
+    # Not retrievable again: the key as listed has no plaintext anywhere.
+    assert plain not in repr(owner.get_key(key.id))
+
+
+def test_create_key_with_defaults_makes_an_identity_only_key(owner: KeywardClient) -> None:
+    key = owner.create_key("bare").api_key
+    assert key.permissions == ()
+    assert key.expires_at is None and key.rate_limit is None and key.remaining is None
+    assert key.metadata is None and key.description is None
+
+
+def test_list_keys_shows_the_callers_keys_newest_first(
+    owner: KeywardClient, keyward: Keyward
+) -> None:
+    first = owner.create_key("first").api_key
+    second = owner.create_key("second").api_key
+    assert [k.id for k in owner.list_keys()] == [second.id, first.id]
+    with owner.with_token(keyward.user_token("someone-else")) as other:
+        assert other.list_keys() == []
+
+
+def test_get_key_returns_one_key(owner: KeywardClient) -> None:
+    created = owner.create_key("one", ["READ_GRAPH"]).api_key
+    assert owner.get_key(created.id) == created
+
+
+def test_suspend_then_reactivate_switches_verification(
+    owner: KeywardClient, service: KeywardClient
+) -> None:
+    created = owner.create_key("k", ["READ_GRAPH"])
+    key_id = created.api_key.id
+    assert owner.suspend_key(key_id).status is KeyStatus.SUSPENDED
+    assert owner.suspend_key(key_id).status is KeyStatus.SUSPENDED  # again: no change
+    assert service.verify(created.plain_text_key).code is VerifyCode.SUSPENDED
+    assert owner.reactivate_key(key_id).status is KeyStatus.ACTIVE
+    assert service.verify(created.plain_text_key).code is VerifyCode.VALID
+    with pytest.raises(BadRequestError) as refused:
+        owner.reactivate_key(key_id)
+    assert refused.value.status == 400
+    assert refused.value.hint == "Only SUSPENDED keys can be reactivated."
+
+
+def test_revoke_is_for_good(owner: KeywardClient, service: KeywardClient) -> None:
+    created = owner.create_key("k", ["READ_GRAPH"])
+    key_id = created.api_key.id
+    revoked = owner.revoke_key(key_id)
+    assert revoked.status is KeyStatus.REVOKED and revoked.revoked_at is not None
+    assert owner.revoke_key(key_id).revoked_at == revoked.revoked_at
+    assert service.verify(created.plain_text_key).code is VerifyCode.REVOKED
+    with pytest.raises(BadRequestError, match="revoked"):
+        owner.suspend_key(key_id)
+
+
+def test_set_permissions_replaces_them(owner: KeywardClient, service: KeywardClient) -> None:
+    created = owner.create_key("k", ["READ_GRAPH"])
+    changed = owner.set_permissions(created.api_key.id, ["EXECUTE_GRAPH", "WRITE_GRAPH"])
+    assert changed.permissions == ("EXECUTE_GRAPH", "WRITE_GRAPH")
+    verdict = service.verify(created.plain_text_key, ["READ_GRAPH"])
+    assert verdict.code is VerifyCode.INSUFFICIENT_PERMISSIONS
+
+
+def test_update_key_changes_the_fields_given_and_none_clears(owner: KeywardClient) -> None:
+    key = owner.create_key(
+        "old", description="d", metadata={"a": 1}, expires_at=soon(3600), remaining=5
+    ).api_key
+    renamed = owner.update_key(key.id, name="new")
+    assert renamed.name == "new"
+    assert (renamed.description, renamed.metadata, renamed.remaining) == ("d", {"a": 1}, 5)
+    assert renamed.expires_at == key.expires_at
+    cleared = owner.update_key(
+        key.id, description=None, metadata=None, expires_at=None, remaining=None
+    )
+    assert cleared.name == "new"
+    assert (cleared.description, cleared.metadata, cleared.expires_at, cleared.remaining) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    topped = owner.update_key(key.id, remaining=7, metadata={"b": [1, 2]}, name=UNSET)
+    assert (topped.remaining, topped.metadata) == (7, {"b": [1, 2]})
+
+
+def test_update_key_refuses_an_expiry_in_the_past(owner: KeywardClient) -> None:
+    key = owner.create_key("k").api_key
+    with pytest.raises(ValidationError) as refused:
+        owner.update_key(key.id, expires_at=soon(-60))
+    assert refused.value.status == 422
+    assert refused.value.detail == "expires_at: must be in the future"
+
+
+def test_naive_times_are_refused_before_sending(owner: KeywardClient) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        owner.create_key("k", expires_at=datetime.now() + timedelta(days=1))
+
+
+def test_rotate_key_replaces_it_and_the_old_one_works_through_the_grace_period(
+    owner: KeywardClient, service: KeywardClient
+) -> None:
+    created = owner.create_key("k", ["READ_GRAPH"], metadata={"a": 1})
+    rotated = owner.rotate_key(created.api_key.id, grace_seconds=600)
+    assert rotated.api_key.id != created.api_key.id
+    assert rotated.api_key.rotated_from == created.api_key.id
+    assert rotated.previous_key.rotated_to == rotated.api_key.id
+    assert rotated.api_key.permissions == ("READ_GRAPH",)
+    assert rotated.api_key.metadata == {"a": 1}
+    assert rotated.plain_text_key != created.plain_text_key
+    assert service.verify(rotated.plain_text_key).code is VerifyCode.VALID
+    assert service.verify(created.plain_text_key).code is VerifyCode.VALID
+    with pytest.raises(BadRequestError):
+        owner.rotate_key(created.api_key.id)
+
+
+def test_rotate_key_with_default_grace(owner: KeywardClient) -> None:
+    created = owner.create_key("k")
+    rotated = owner.rotate_key(created.api_key.id)
+    assert rotated.previous_key.expires_at is not None
+    left = rotated.previous_key.expires_at - datetime.now(timezone.utc)
+    assert timedelta(minutes=59) < left <= timedelta(hours=1)
+
+
+def test_set_rate_limit_sets_and_removes_it(owner: KeywardClient) -> None:
+    key = owner.create_key("k").api_key
+    limited = owner.set_rate_limit(key.id, RateLimit(requests=5, per_seconds=10))
+    assert limited.rate_limit == RateLimit(requests=5, per_seconds=10)
+    assert owner.set_rate_limit(key.id, None).rate_limit is None
+
+
+def test_list_key_events_tells_every_change_page_by_page(owner: KeywardClient, user: str) -> None:
+    key = owner.create_key("k", ["READ_GRAPH"]).api_key
+    owner.suspend_key(key.id)
+    owner.reactivate_key(key.id)
+    owner.set_permissions(key.id, ["EXECUTE_GRAPH"])
+    page = owner.list_key_events(key.id, limit=2)
+    assert [e.action for e in page.events] == ["create", "suspend"]
+    assert page.next_after is not None
+    rest = owner.list_key_events(key.id, after=page.next_after)
+    assert [e.action for e in rest.events] == ["reactivate", "set_permissions"]
+    assert rest.next_after is None
+    change = rest.events[1]
+    assert change.key_id == key.id and change.user_id == user
+    assert change.actor.type == "user" and change.actor.id == user
+    assert change.changes["permissions"] == {"before": ["READ_GRAPH"], "after": ["EXECUTE_GRAPH"]}
+    assert change.at.tzinfo is not None
+
+
+# --- the admin calls (service token) -----------------------------------------------------
+
+
+def test_admin_lists_events_across_keys_for_one_user(
+    owner: KeywardClient, service: KeywardClient, user: str
+) -> None:
+    started = datetime.now(timezone.utc) - timedelta(seconds=5)
+    first = owner.create_key("a").api_key
+    second = owner.create_key("b").api_key
+    page = service.list_events(user_id=user, since=started, limit=10)
+    assert [(e.action, e.key_id) for e in page.events] == [
+        ("create", first.id),
+        ("create", second.id),
+    ]
+    assert service.list_events(user_id=user, after=page.events[0].id).events[0].key_id == second.id
+
+
+def test_admin_deletes_a_user_and_their_keys_stop_verifying(
+    keyward: Keyward, service: KeywardClient
+) -> None:
+    user = "odd/user id"  # quoted in the path, as any user id must be
+    with KeywardClient(keyward.url, token=keyward.user_token(user)) as owner:
+        created = owner.create_key("k")
+        owner.create_key("k2")
+        deleted = service.delete_user(user)
+        assert (deleted.user_id, deleted.deleted_keys) == (user, 2)
+        assert owner.list_keys() == []
+    assert service.verify(created.plain_text_key).code is VerifyCode.NOT_FOUND
+
+
+# --- verification ---------------------------------------------------------------------
+
+
+def test_verify_valid_key_tells_who_it_is(
+    owner: KeywardClient, service: KeywardClient, user: str
+) -> None:
+    created = owner.create_key("k", ["READ_GRAPH", "EXECUTE_GRAPH"], metadata={"plan": "pro"})
+    verdict = service.verify(created.plain_text_key.reveal(), ["EXECUTE_GRAPH"])
+    assert verdict.valid is True
+    assert verdict.code is VerifyCode.VALID
+    assert verdict.user_id == user
+    assert verdict.key_id == created.api_key.id
+    assert verdict.permissions == ("EXECUTE_GRAPH", "READ_GRAPH")
+    assert verdict.metadata == {"plan": "pro"}
+    assert verdict.expires_at is None and verdict.remaining is None
+    assert verdict.retry_after is None and verdict.retry_after_seconds is None
+
+
+def test_verify_malformed_key(service: KeywardClient) -> None:
+    verdict = service.verify("not a key")
+    assert (verdict.valid, verdict.code, verdict.key_id) == (False, VerifyCode.MALFORMED, None)
+
+
+def test_verify_unknown_key(service: KeywardClient) -> None:
+    verdict = service.verify(UNKNOWN_KEY)
+    assert (verdict.valid, verdict.code) == (False, VerifyCode.NOT_FOUND)
+
+
+def test_verify_expired_key_after_rotation_without_grace(
+    owner: KeywardClient, service: KeywardClient
+) -> None:
+    created = owner.create_key("k")
+    owner.rotate_key(created.api_key.id, grace_seconds=0)
+    verdict = service.verify(created.plain_text_key)
+    assert (verdict.valid, verdict.code) == (False, VerifyCode.EXPIRED)
+    assert verdict.expires_at is not None
+
+
+def test_verify_expired_key_once_its_expiry_passes(
+    owner: KeywardClient, service: KeywardClient
+) -> None:
+    created = owner.create_key("k")
+    owner.update_key(created.api_key.id, expires_at=soon(0.5))
+    assert service.verify(created.plain_text_key).code is VerifyCode.VALID
+    time.sleep(0.7)
+    assert service.verify(created.plain_text_key).code is VerifyCode.EXPIRED
+
+
+def test_verify_insufficient_permissions_names_the_key(
+    owner: KeywardClient, service: KeywardClient
+) -> None:
+    created = owner.create_key("k", ["READ_GRAPH"])
+    verdict = service.verify(created.plain_text_key, ["READ_GRAPH", "EXECUTE_GRAPH"])
+    assert (verdict.valid, verdict.code) == (False, VerifyCode.INSUFFICIENT_PERMISSIONS)
+    assert verdict.key_id == created.api_key.id
+    assert verdict.missing_permissions(["EXECUTE_GRAPH", "READ_GRAPH", "WRITE_GRAPH"]) == (
+        "EXECUTE_GRAPH",
+        "WRITE_GRAPH",
+    )
+
+
+def test_verify_rate_limited_past_the_keys_limit(
+    owner: KeywardClient, service: KeywardClient
+) -> None:
+    created = owner.create_key("k")
+    owner.set_rate_limit(created.api_key.id, RateLimit(requests=2, per_seconds=60))
+    assert service.verify(created.plain_text_key).valid
+    assert service.verify(created.plain_text_key).valid
+    verdict = service.verify(created.plain_text_key)
+    assert (verdict.valid, verdict.code) == (False, VerifyCode.RATE_LIMITED)
+    assert verdict.retry_after is not None and 0 < verdict.retry_after <= 30
+    assert verdict.retry_after_seconds is not None and 1 <= verdict.retry_after_seconds <= 30
+
+
+def test_verify_usage_exceeded_when_credits_run_out(
+    owner: KeywardClient, service: KeywardClient
+) -> None:
+    created = owner.create_key("k", remaining=3)
+    assert service.verify(created.plain_text_key, cost=2).remaining == 1
+    assert service.verify(created.plain_text_key, cost=0).remaining == 1  # only checks
+    verdict = service.verify(created.plain_text_key, cost=2)
+    assert (verdict.valid, verdict.code) == (False, VerifyCode.USAGE_EXCEEDED)
+    assert service.verify(created.plain_text_key).remaining == 0
+    assert service.verify(created.plain_text_key).code is VerifyCode.USAGE_EXCEEDED
+    owner.update_key(created.api_key.id, remaining=None)  # the limit lifted
+    assert service.verify(created.plain_text_key).code is VerifyCode.VALID
+
+
+def test_verify_rate_limits_a_client_that_fails_too_often(
+    service: KeywardClient, client_ip: str
+) -> None:
+    # keyward's default: 60 failed verifications a minute per client.
+    codes = [service.verify(UNKNOWN_KEY, client_ip=client_ip).code for _ in range(61)]
+    assert codes[:60] == [VerifyCode.NOT_FOUND] * 60
+    assert codes[60] is VerifyCode.RATE_LIMITED
+    assert service.verify(UNKNOWN_KEY, client_ip="198.19.255.254").code is VerifyCode.NOT_FOUND
+
+
+def test_check_permissions_accepts_catalogue_names(service: KeywardClient) -> None:
+    service.check_permissions(["READ_GRAPH", "EXECUTE_GRAPH"])
+    service.check_permissions([])
+
+
+def test_check_permissions_names_the_unknown_ones(service: KeywardClient) -> None:
+    with pytest.raises(UnknownPermissionsError) as refused:
+        service.check_permissions(["READ_GRAPH", "READ_GRAPHS", "BOGUS"])
+    assert refused.value.status == 422
+    assert refused.value.unknown == ("READ_GRAPHS", "BOGUS")
+    assert "READ_GRAPHS, BOGUS" in str(refused.value)
+
+
+def test_permissions_given_as_one_string_are_refused(service: KeywardClient) -> None:
+    with pytest.raises(TypeError, match="not one string"):
+        service.verify(UNKNOWN_KEY, "READ_GRAPH")
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+def test_a_bad_user_token_is_an_authentication_error(keyward: Keyward) -> None:
+    with KeywardClient(keyward.url, token="not-a-jwt") as client:
+        with pytest.raises(AuthenticationError) as refused:
+            client.list_keys()
+    assert refused.value.status == 401
+    assert refused.value.message == "Not authenticated"
+    assert refused.value.detail == "the token is not a JWT"
+
+
+def test_a_bad_service_token_is_an_authentication_error(keyward: Keyward) -> None:
+    with KeywardClient(keyward.url, token="x" * 32) as client:
+        with pytest.raises(AuthenticationError, match="service token is not valid"):
+            client.verify(UNKNOWN_KEY)
+
+
+def test_a_user_jwt_cannot_verify(owner: KeywardClient) -> None:
+    with pytest.raises(AuthenticationError):
+        owner.verify(UNKNOWN_KEY)
+
+
+def test_an_unknown_key_id_is_not_found(owner: KeywardClient) -> None:
+    calls: list[Callable[[], object]] = [
+        lambda: owner.get_key("01900000-0000-7000-8000-000000000000"),
+        lambda: owner.revoke_key("not-a-uuid"),
+        lambda: owner.list_key_events("../../verify"),  # quoted: stays one path segment
+    ]
+    for call in calls:
+        with pytest.raises(NotFoundError) as missing:
+            call()
+        assert missing.value.status == 404
+        assert missing.value.message == "API key not found"
+
+
+def test_another_users_key_is_not_found(owner: KeywardClient, keyward: Keyward) -> None:
+    key = owner.create_key("mine").api_key
+    with owner.with_token(keyward.user_token("intruder")) as intruder:
+        with pytest.raises(NotFoundError):
+            intruder.suspend_key(key.id)
+
+
+def test_an_unknown_permission_is_a_validation_error(
+    owner: KeywardClient, service: KeywardClient
+) -> None:
+    with pytest.raises(ValidationError) as on_create:
+        owner.create_key("k", ["BOGUS"])
+    assert on_create.value.status == 422
+    assert (on_create.value.detail or "").startswith("permissions: unknown permission(s): BOGUS")
+    with pytest.raises(ValidationError, match="BOGUS"):
+        service.verify(UNKNOWN_KEY, ["BOGUS"])
+
+
+def test_out_of_range_credits_are_refused_before_sending(owner: KeywardClient) -> None:
+    with pytest.raises(ValueError, match="remaining"):
+        owner.create_key("k", remaining=-1)
+    with pytest.raises(ValueError, match="cost"):
+        owner.verify(UNKNOWN_KEY, cost=10**16)
+
+
+@pytest.fixture(scope="module")
+def strict_keyward(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keyward]:
+    """A keyward with small limits: 3 changes a minute per user, 1 key per user."""
+    with run_keyward(
+        tmp_path_factory.mktemp("strict"), USER_WRITE_LIMIT="3", MAX_KEYS_PER_USER="1"
+    ) as server:
+        yield server
+
+
+def test_too_many_changes_is_a_rate_limit_error_with_retry_after(
+    strict_keyward: Keyward,
+) -> None:
+    with KeywardClient(strict_keyward.url, token=strict_keyward.user_token("busy")) as owner:
+        key = owner.create_key("k").api_key
+        owner.suspend_key(key.id)
+        owner.reactivate_key(key.id)
+        with pytest.raises(RateLimitError) as limited:
+            owner.suspend_key(key.id)
+    assert limited.value.status == 429
+    assert limited.value.retry_after is not None and 1 <= limited.value.retry_after <= 60
+    assert limited.value.message == "Too many requests"
+
+
+def test_one_key_too_many_is_a_conflict(strict_keyward: Keyward) -> None:
+    with KeywardClient(strict_keyward.url, token=strict_keyward.user_token("hoarder")) as owner:
+        owner.create_key("only")
+        with pytest.raises(ConflictError) as refused:
+            owner.create_key("another")
+    assert refused.value.status == 409
+    assert refused.value.hint == "Revoke keys you no longer use."
+
+
+@pytest.fixture
+def dead_url() -> Iterator[str]:
+    # Bound but not listening: connections to it are refused for as long as it is held.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_an_unreachable_keyward_is_a_transport_error(dead_url: str) -> None:
+    with KeywardClient(dead_url, token="t") as client:
+        with pytest.raises(TransportError) as failed:
+            client.verify("agpt_secret_key_material_0123456789")
+    assert failed.value.status is None
+    assert failed.value.message == "keyward cannot be reached"
+    assert "ConnectError" in str(failed.value)
+    assert "agpt_secret" not in str(failed.value) + repr(failed.value)
+
+
+def answering(status: int, body: bytes, content_type: str = "application/json") -> KeywardClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, content=body, headers={"content-type": content_type})
+
+    return KeywardClient("http://127.0.0.1:9", transport=httpx.MockTransport(handler))
+
+
+def test_a_5xx_is_a_server_error() -> None:
+    body = json.dumps(
+        {
+            "message": "Service unavailable",
+            "detail": "the database cannot be reached",
+            "hint": "Retry in a few seconds.",
+        }
+    ).encode()
+    with answering(503, body) as client, pytest.raises(ServerError) as failed:
+        client.list_keys()
+    assert (failed.value.status, failed.value.message) == (503, "Service unavailable")
+    assert failed.value.hint == "Retry in a few seconds."
+
+
+def test_a_proxy_error_page_is_still_an_error_by_status() -> None:
+    with answering(502, b"<html>Bad Gateway</html>", "text/html") as client:
+        with pytest.raises(ServerError) as failed:
+            client.list_keys()
+    assert (failed.value.status, failed.value.message) == (502, "Bad Gateway")
+
+
+def test_an_answer_of_the_wrong_shape_is_an_unexpected_response() -> None:
+    with answering(200, b"<html>hello</html>", "text/html") as client:
+        with pytest.raises(UnexpectedResponseError, match="not JSON"):
+            client.list_keys()
+    with answering(200, b'{"valid": "yes", "code": "VALID"}') as client:
+        with pytest.raises(UnexpectedResponseError, match=r"verification\.valid"):
+            client.verify(UNKNOWN_KEY)
+
+
+def test_a_newer_servers_extra_fields_and_codes_are_tolerated() -> None:
+    body = b'{"valid": false, "code": "IP_BLOCKED", "metered": true, "future": {"x": 1}}'
+    with answering(200, body) as client:
+        verdict = client.verify(UNKNOWN_KEY)
+    assert verdict.code is VerifyCode.UNKNOWN and verdict.valid is False
+    assert verdict.metered is True
+
+
+def test_errors_survive_pickling() -> None:
+    error = RateLimitError(429, "Too many requests", "d", "h", retry_after=3.0)
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.status, copy.message, copy.detail, copy.hint) == (
+        429,
+        "Too many requests",
+        "d",
+        "h",
+    )
+    assert isinstance(copy, KeywardError)
+
+
+# --- secrets ----------------------------------------------------------------------------
+
+
+def test_plaintext_keys_never_show_in_reprs(owner: KeywardClient) -> None:
+    created = owner.create_key("k")
+    rotated = owner.rotate_key(created.api_key.id)
+    for secret, holder in ((created.plain_text_key, created), (rotated.plain_text_key, rotated)):
+        plain = secret.reveal()
+        for shown in (
+            repr(holder),
+            str(holder),
+            repr(secret),
+            str(secret),
+            f"{secret}",
+            f"{secret:>40}",
+        ):
+            assert plain not in shown
+        assert "**********" in repr(holder)
+
+
+def test_tokens_never_show_in_the_clients_repr(keyward: Keyward) -> None:
+    with KeywardClient(keyward.url, token=keyward.service_token) as client:
+        assert keyward.service_token not in repr(client)
+        assert (
+            repr(client) == f"KeywardClient(base_url={keyward.url!r}, token=Secret('**********'))"
+        )
+
+
+def test_the_key_being_verified_never_shows_in_errors(keyward: Keyward) -> None:
+    key = "agpt_this_is_the_end_clients_secret_key_0123"
+    with KeywardClient(keyward.url, token=keyward.service_token) as client:
+        with pytest.raises(ValidationError) as refused:
+            client.verify(key, ["BOGUS"])
+    assert key not in str(refused.value) and key not in repr(refused.value)
+    # Even if keyward ever echoed it, the client scrubs it.
+    echo = json.dumps({"message": "Invalid request", "detail": f"key {key} is odd"}).encode()
+    with answering(422, echo) as client, pytest.raises(ValidationError) as echoed:
+        client.verify(Secret(key))
+    assert key not in str(echoed.value)
+    assert echoed.value.detail == "key ********** is odd"
+
+
+def test_secrets_compare_by_value() -> None:
+    assert Secret("a") == Secret("a") and Secret("a") != Secret("b")
+    assert len({Secret("a"), Secret("a")}) == 1
+    with pytest.raises(TypeError):
+        Secret(123)  # type: ignore[arg-type]
+
+
+def test_base_url_must_be_http() -> None:
+    with pytest.raises(ValueError, match="http"):
+        KeywardClient("127.0.0.1:8080")
