@@ -9,22 +9,18 @@
 //!   server on 127.0.0.1 (the same process's runtime, a real socket);
 //! - `unguarded`: the same route without the guard, the floor.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::routing::get;
 use divan::Bencher;
-use keyward::app::App;
-use keyward::config::Secret;
-use keyward::settings::{JwtSettings, Settings};
-use keyward_core::hash::Peppers;
 use keyward_core::input::NewKeyRequest;
 use keyward_core::model::UserId;
-use keyward_engine::{Engine, EngineConfig};
+use keyward_engine::Engine;
 use keyward_guard::{Guard, KeyIdentity, RemoteConfig};
-use keyward_store::{AnyStore, ConnectOptions};
+use keyward_store::AnyStore;
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 
@@ -51,25 +47,7 @@ fn keyward() -> Fixture {
     let runtime = keyward_bench::runtime();
     let (dir, url) = keyward_bench::temp_sqlite();
     let (engine, address, key) = runtime.block_on(async {
-        let settings = Settings {
-            database_url: url,
-            connect: ConnectOptions::default(),
-            engine: EngineConfig::new(
-                Peppers::parse("bench-pepper-0123456789abcdefghijklmnop").unwrap(),
-            ),
-            jwt: JwtSettings {
-                hs256_secret: Some(Secret::new("bench-jwt-secret-0123456789abcdefghijkl")),
-                ..Default::default()
-            },
-            admin_token: Secret::new(TOKEN),
-            local_secrets: None,
-        };
-        let app = App::start(&settings).await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !app.engine.cache_active() {
-            assert!(Instant::now() < deadline, "the cache never became active");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let app = keyward_bench::start_app(url, TOKEN).await;
         let request = NewKeyRequest {
             name: "bench".into(),
             permissions: vec!["READ_GRAPH".into()],

@@ -4,8 +4,6 @@
 //!
 //! `cargo bench -p keyward-bench --bench http`
 
-use std::time::{Duration, Instant};
-
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -13,14 +11,8 @@ use axum::http::{Method, Request, StatusCode};
 use axum::routing::post;
 use divan::Bencher;
 use http_body_util::BodyExt;
-use keyward::app::App;
-use keyward::config::Secret;
-use keyward::settings::{JwtSettings, Settings};
-use keyward_core::hash::Peppers;
 use keyward_core::input::NewKeyRequest;
 use keyward_core::model::UserId;
-use keyward_engine::EngineConfig;
-use keyward_store::ConnectOptions;
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 
@@ -45,25 +37,7 @@ fn keyward() -> Fixture {
     let runtime = keyward_bench::runtime();
     let (dir, url) = keyward_bench::temp_sqlite();
     let (router, key) = runtime.block_on(async {
-        let settings = Settings {
-            database_url: url,
-            connect: ConnectOptions::default(),
-            engine: EngineConfig::new(
-                Peppers::parse("bench-pepper-0123456789abcdefghijklmnop").unwrap(),
-            ),
-            jwt: JwtSettings {
-                hs256_secret: Some(Secret::new("bench-jwt-secret-0123456789abcdefghijkl")),
-                ..Default::default()
-            },
-            admin_token: Secret::new(TOKEN),
-            local_secrets: None,
-        };
-        let app = App::start(&settings).await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !app.engine.cache_active() {
-            assert!(Instant::now() < deadline, "the cache never became active");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let app = keyward_bench::start_app(url, TOKEN).await;
         let request = NewKeyRequest {
             name: "bench".into(),
             permissions: vec!["READ_GRAPH".into(), "EXECUTE_GRAPH".into()],

@@ -30,3 +30,36 @@ pub fn temp_sqlite() -> (tempfile::TempDir, DatabaseUrl) {
     .expect("a SQLite URL");
     (dir, url)
 }
+
+/// keyward's service (engine and router) on `url`, as `keyward serve` assembles it,
+/// with `service_token` for the verify API, once its cache is active (so what is
+/// measured is the warm path).
+pub async fn start_app(url: DatabaseUrl, service_token: &str) -> keyward::app::App {
+    use keyward::config::Secret;
+    use keyward::settings::{JwtSettings, Settings};
+    use std::time::{Duration, Instant};
+
+    let settings = Settings {
+        database_url: url,
+        connect: keyward_store::ConnectOptions::default(),
+        engine: keyward_engine::EngineConfig::new(
+            keyward_core::hash::Peppers::parse("bench-pepper-0123456789abcdefghijklmnop")
+                .expect("a valid pepper"),
+        ),
+        jwt: JwtSettings {
+            hs256_secret: Some(Secret::new("bench-jwt-secret-0123456789abcdefghijkl")),
+            ..Default::default()
+        },
+        admin_token: Secret::new(service_token),
+        local_secrets: None,
+    };
+    let app = keyward::app::App::start(&settings)
+        .await
+        .expect("keyward starts");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !app.engine.cache_active() {
+        assert!(Instant::now() < deadline, "the cache never became active");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    app
+}

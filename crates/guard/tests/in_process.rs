@@ -1,18 +1,18 @@
 //! In-process mode: the guard in front of a real axum route, with the engine on a real SQLite file.
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::get;
-use http_body_util::BodyExt;
 use keyward_core::hash::Peppers;
 use keyward_core::input::NewKeyRequest;
 use keyward_core::model::UserId;
 use keyward_engine::{Engine, EngineConfig};
-use keyward_guard::{Guard, KeyIdentity};
+use keyward_guard::Guard;
 use keyward_store::{AnyStore, Store};
-use serde_json::{Value, json};
-use tower::ServiceExt;
+use serde_json::json;
+
+mod common;
+use common::{call, whoami};
 
 const PEPPER: &str = "guard-test-pepper-0123456789abcdefghijk";
 
@@ -37,35 +37,6 @@ async fn key(engine: &Engine<AnyStore>, permissions: &[&str]) -> (String, String
     (
         created.key.id.to_string(),
         created.plain_text.expose().to_owned(),
-    )
-}
-
-async fn whoami(key: KeyIdentity) -> axum::Json<Value> {
-    axum::Json(
-        json!({"user_id": key.user_id, "key_id": key.key_id, "permissions": key.permissions}),
-    )
-}
-
-async fn call(app: &Router, headers: &[(&str, &str)]) -> (StatusCode, Option<String>, Value) {
-    let mut request = Request::get("/whoami");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = app
-        .clone()
-        .oneshot(request.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let retry = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        retry,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     )
 }
 

@@ -9,7 +9,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::routing::get;
-use http_body_util::BodyExt;
 use keyward::app::App;
 use keyward::config::Secret;
 use keyward::settings::{JwtSettings, Settings};
@@ -19,11 +18,13 @@ use keyward_core::model::UserId;
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use keyward_engine::{Engine, EngineConfig};
-use keyward_guard::{ClientAddress, Guard, KeyIdentity, RemoteConfig};
+use keyward_guard::{ClientAddress, Guard, RemoteConfig};
 use keyward_store::testing::TestDatabase;
 use keyward_store::{AnyStore, ConnectOptions};
 use serde_json::{Value, json};
-use tower::ServiceExt;
+
+mod common;
+use common::{call, whoami};
 
 const SERVICE_TOKEN: &str = "remote-guard-service-token-0123456789";
 
@@ -109,39 +110,10 @@ impl Keyward {
     }
 }
 
-async fn whoami(key: KeyIdentity) -> axum::Json<Value> {
-    axum::Json(
-        json!({"user_id": key.user_id, "key_id": key.key_id, "permissions": key.permissions}),
-    )
-}
-
 fn app(guard: &Guard, permissions: &[&str]) -> Router {
     Router::new()
         .route("/whoami", get(whoami))
         .layer(guard.require(permissions).unwrap())
-}
-
-async fn call(app: &Router, headers: &[(&str, &str)]) -> (StatusCode, Option<String>, Value) {
-    let mut request = Request::get("/whoami");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = app
-        .clone()
-        .oneshot(request.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let retry = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        retry,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
 }
 
 fn detail(status: StatusCode, detail: &str) -> (StatusCode, Value) {
