@@ -17,7 +17,7 @@ use super::dto::{
     SetRateLimitRequest, parse_metadata,
 };
 use super::error::{ApiError, ErrorBody};
-use super::json::{ApiJson, ApiQuery, KeyIdPath};
+use super::json::{ApiJson, ApiJsonOrEmpty, ApiQuery, KeyIdPath};
 
 pub const TAG: &str = "api-keys";
 
@@ -432,7 +432,7 @@ pub async fn update_key(
     tag = TAG,
     operation_id = "rotate_api_key",
     params(("id" = Uuid, Path, description = "The key's id")),
-    request_body = RotateKeyRequest,
+    request_body(content = Option<RotateKeyRequest>, description = "Optional: no body rotates with the default grace period"),
     security(("user_jwt" = [])),
     responses(
         (status = 200, description = "The new key with its plaintext, and the old key (sent with Cache-Control: no-store)", body = RotateKeyResponse),
@@ -450,7 +450,7 @@ pub async fn rotate_key(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     KeyIdPath(id): KeyIdPath,
-    ApiJson(body): ApiJson<RotateKeyRequest>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<RotateKeyRequest>,
 ) -> Result<Response, ApiError> {
     let grace = body.grace_seconds.unwrap_or(DEFAULT_ROTATION_GRACE_SECONDS);
     if grace > MAX_ROTATION_GRACE_SECONDS {

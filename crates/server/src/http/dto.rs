@@ -218,7 +218,7 @@ pub struct CreateKeyResponse {
 }
 
 /// How long the old key keeps working after a rotation.
-#[derive(Deserialize, ToSchema)]
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateKeyRequest {
     /// 0 to 604,800 (a week); default 3,600. 0 ends the old key at once. Never
@@ -412,7 +412,8 @@ pub struct KeyEventResponse {
     pub at: String,
     pub actor: ActorDto,
     /// `create`, `suspend`, `reactivate`, `revoke`, `set_permissions`,
-    /// `set_rate_limit` or `delete_user`.
+    /// `set_rate_limit`, `edit` (PATCH), `rotate`, `import` (AutoGPT import) or
+    /// `delete_user`.
     #[schema(example = "suspend")]
     pub action: String,
     /// Absent for `delete_user`, which lists the removed keys in `changes.keys`.

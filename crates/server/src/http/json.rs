@@ -1,7 +1,9 @@
 //! Request extractors that answer in the API's error shape.
 
 use axum::Json;
+use axum::body::HttpBody;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use keyward_core::model::KeyId;
 use serde::de::DeserializeOwned;
@@ -23,6 +25,33 @@ where
             .await
             .map(|Json(value)| Self(value))
             .map_err(ApiError::from_json_rejection)
+    }
+}
+
+/// [`ApiJson`] for bodies whose fields are all optional: a request with no body at
+/// all (no `Content-Type` and an empty body), or `null`, is the default value, so
+/// `curl -X POST …/rotate` works without `-d '{}'`.
+pub struct ApiJsonOrEmpty<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJsonOrEmpty<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // The body's size is known to be zero: no Content-Length or a zero one, and
+        // no chunked transfer.
+        let no_body =
+            !req.headers().contains_key(CONTENT_TYPE) && req.body().size_hint().exact() == Some(0);
+        if no_body {
+            return Ok(Self(T::default()));
+        }
+        // A JSON `null` is the default too (the spec's body is `T` or null).
+        ApiJson::<Option<T>>::from_request(req, state)
+            .await
+            .map(|ApiJson(value)| Self(value.unwrap_or_default()))
     }
 }
 

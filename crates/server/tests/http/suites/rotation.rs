@@ -101,6 +101,32 @@ async fn the_new_key_carries_everything_and_the_old_one_works_for_the_grace_peri
 }
 
 #[tokio::test]
+async fn a_rotation_needs_no_body() {
+    let app = TestApp::new().await;
+    for body in [None, Some(Value::Null)] {
+        let (id, _) = app.key_with("alice", &[]).await;
+        let path = format!("/api/api-keys/{id}/rotate");
+        let rotated = app.as_user("alice", Method::POST, &path, body).await;
+        let body = rotated.ok();
+        let grace =
+            millis(&body["previous_key"]["expires_at"]) - millis(&body["api_key"]["created_at"]);
+        assert_eq!(grace, 3_600_000, "the default grace period");
+    }
+    // A body that is there must still be JSON.
+    let (id, _) = app.key_with("alice", &[]).await;
+    let request = axum::http::Request::post(format!("/api/api-keys/{id}/rotate"))
+        .header(
+            header::AUTHORIZATION,
+            format!("Bearer {}", app.token("alice")),
+        )
+        .body(axum::body::Body::from("grace_seconds=5"))
+        .unwrap();
+    app.send(request)
+        .await
+        .error(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[tokio::test]
 async fn the_grace_period_defaults_to_an_hour_and_never_outlasts_the_old_expiry() {
     let app = TestApp::new().await;
     let (id, _) = app.key_with("alice", &[]).await;
