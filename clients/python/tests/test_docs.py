@@ -1,13 +1,17 @@
-"""The FastAPI snippet of docs/INTEGRATIONS.md, run as documented against a real keyward.
+"""The Python snippets of docs/INTEGRATIONS.md, run as documented against a real keyward.
 
-The block between ``<!-- python-fastapi: begin -->`` and ``<!-- python-fastapi: end -->``
-is executed as it stands: what the documentation shows is what is tested.
+The blocks between ``<!-- python-fastapi: begin -->`` and ``<!-- python-fastapi: end -->``,
+and between ``<!-- autogpt-middleware: begin -->`` and ``<!-- autogpt-middleware: end -->``,
+are executed as they stand: what the documentation shows is what is tested.
 """
 
 from __future__ import annotations
 
+import enum
 import re
 import socket
+import sys
+import types
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from keyward_client import AuthenticationError, KeywardClient
 from keyward_server import Keyward
@@ -25,15 +29,14 @@ pytestmark = pytest.mark.anyio
 DOC = Path(__file__).resolve().parents[3] / "docs" / "INTEGRATIONS.md"
 
 
-def documented_snippet() -> str:
+def documented_snippet(name: str = "python-fastapi") -> str:
     text = DOC.read_text()
     block = re.search(
-        r"<!-- python-fastapi: begin -->\s*```python\n(?P<code>.*?)```\s*"
-        r"<!-- python-fastapi: end -->",
+        rf"<!-- {name}: begin -->\s*```python\n(?P<code>.*?)```\s*<!-- {name}: end -->",
         text,
         re.DOTALL,
     )
-    assert block, f"no python-fastapi block in {DOC}"
+    assert block, f"no {name} block in {DOC}"
     return block["code"]
 
 
@@ -116,3 +119,71 @@ async def test_the_documented_fastapi_app_refuses_to_start_with_a_wrong_service_
     with pytest.raises(AuthenticationError):
         async with running(app):
             pass
+
+
+class APIKeyPermission(str, enum.Enum):
+    """What the middleware imports from AutoGPT (``prisma.enums``): its permission names."""
+
+    EXECUTE_GRAPH = "EXECUTE_GRAPH"
+    READ_GRAPH = "READ_GRAPH"
+    EXECUTE_BLOCK = "EXECUTE_BLOCK"
+    READ_BLOCK = "READ_BLOCK"
+
+
+def autogpt_external_api(
+    url: str, service_token: str, monkeypatch: pytest.MonkeyPatch
+) -> FastAPI:
+    """AutoGPT's external API routes, as its ``external/routes/v1.py`` writes them, on the
+    documented replacement of ``external/middleware.py``."""
+    permission = APIKeyPermission
+    prisma = types.ModuleType("prisma")
+    prisma_enums = types.ModuleType("prisma.enums")
+    prisma_enums.APIKeyPermission = permission  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "prisma", prisma)
+    monkeypatch.setitem(sys.modules, "prisma.enums", prisma_enums)
+    monkeypatch.setenv("KEYWARD_URL", url)
+    monkeypatch.setenv("KEYWARD_SERVICE_TOKEN", service_token)
+    middleware: dict[str, Any] = {"__name__": "backend.server.external.middleware"}
+    exec(compile(documented_snippet("autogpt-middleware"), str(DOC), "exec"), middleware)
+    require_permission = middleware["require_permission"]
+
+    app = FastAPI()
+
+    @app.get("/blocks", dependencies=[Depends(require_permission(permission.READ_BLOCK))])
+    def get_graph_blocks() -> list[str]:
+        return ["block"]
+
+    @app.post("/graphs/{graph_id}/execute/{graph_version}")
+    def execute_graph(
+        graph_id: str,
+        graph_version: int,
+        api_key: Any = Depends(require_permission(permission.EXECUTE_GRAPH)),
+    ) -> dict[str, Any]:
+        return {"graph_id": graph_id, "user_id": api_key.user_id}
+
+    return app
+
+
+async def test_the_documented_autogpt_middleware_keeps_autogpts_routes_working(
+    keyward: Keyward, owner: KeywardClient, user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = owner.create_key("runner", ["EXECUTE_GRAPH"])
+    reader = owner.create_key("reader", ["READ_BLOCK"])
+    app = autogpt_external_api(keyward.url, keyward.service_token, monkeypatch)
+    async with running(app) as http:
+        run_key = {"X-API-Key": runner.plain_text_key.reveal()}
+        response = await http.post("/graphs/g1/execute/3", headers=run_key)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"graph_id": "g1", "user_id": user}
+        read_key = {"X-API-Key": reader.plain_text_key.reveal()}
+        assert (await http.get("/blocks", headers=read_key)).json() == ["block"]
+
+        missing = await http.get("/blocks")
+        assert (missing.status_code, missing.json()) == (401, {"detail": "Missing API key"})
+        invalid = await http.get("/blocks", headers={"X-API-Key": "agpt_wrong"})
+        assert (invalid.status_code, invalid.json()) == (401, {"detail": "Invalid API key"})
+        denied = await http.post("/graphs/g1/execute/3", headers=read_key)
+        assert (denied.status_code, denied.json()) == (
+            403,
+            {"detail": "Missing required permission(s): EXECUTE_GRAPH"},
+        )

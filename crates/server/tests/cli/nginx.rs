@@ -13,18 +13,31 @@ use serde_json::{Value, json};
 
 use crate::common::{cli_in, http, start_server};
 
-/// The nginx block of docs/INTEGRATIONS.md, exactly as documented.
-fn documented_config() -> String {
+/// The nginx block `name` of docs/INTEGRATIONS.md, exactly as documented.
+fn documented(name: &str) -> String {
     let doc = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../docs/INTEGRATIONS.md"
     ))
     .unwrap();
-    let start = doc.find("<!-- nginx-config: begin -->").unwrap();
-    let end = doc.find("<!-- nginx-config: end -->").unwrap();
+    let start = doc.find(&format!("<!-- {name}: begin -->")).unwrap();
+    let end = doc.find(&format!("<!-- {name}: end -->")).unwrap();
     let block = &doc[start..end];
     let code = block.split("```nginx").nth(1).unwrap();
     code.split("```").next().unwrap().to_owned()
+}
+
+/// The forward-auth server block, with the management routes of the AutoGPT migration
+/// guide added inside it (as a platform's proxy would have both).
+fn documented_config() -> String {
+    let server = documented("nginx-config");
+    let close = server.rfind('}').unwrap();
+    format!(
+        "{}{}{}",
+        &server[..close],
+        documented("nginx-management"),
+        &server[close..]
+    )
 }
 
 fn free_port() -> u16 {
@@ -207,4 +220,30 @@ fn nginx_lets_valid_keys_through_and_stops_the_rest() {
     assert_eq!(status, 200);
     assert_eq!(get(port, &[("X-API-Key", &key)]).0, 401);
     assert_eq!(hits.load(Ordering::SeqCst), 2);
+
+    // The migration guide's routes: key management through the proxy reaches keyward
+    // with the user's JWT; the verify API is not exposed there.
+    let proxy = format!("127.0.0.1:{port}");
+    let body = json!({"name": "through the proxy", "permissions": ["READ_GRAPH"]});
+    let (status, created) = http(&proxy, "POST", "/api/api-keys", Some(&alice), Some(&body));
+    assert_eq!(status, 200, "{created}");
+    let (status, listed) = http(&proxy, "GET", "/api/api-keys", Some(&alice), None);
+    assert_eq!(status, 200);
+    assert!(listed.as_array().unwrap().len() >= 3, "{listed}");
+    let plain = created["plain_text_key"].as_str().unwrap();
+    assert_eq!(
+        get(port, &[("X-API-Key", plain)]).0,
+        200,
+        "the new key works"
+    );
+    let verify = json!({"key": plain});
+    let (status, _) = http(
+        &proxy,
+        "POST",
+        "/api/api-keys/verify",
+        Some(&admin),
+        Some(&verify),
+    );
+    assert_eq!(status, 404, "the verify API stays private");
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
 }
