@@ -64,6 +64,9 @@ use keyward_core::permissions::{Catalogue, CatalogueError, UnknownPermissions};
 #[cfg(feature = "remote")]
 pub use remote::{RemoteConfig, RemoteConfigError};
 
+/// Longer presented keys are refused as invalid without asking anyone.
+const MAX_KEY_LENGTH: usize = 1024;
+
 /// Who a verified request is from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyIdentity {
@@ -82,8 +85,9 @@ pub enum ClientAddress {
     #[default]
     Peer,
     /// The last `X-Forwarded-For` entry, which the reverse proxy in front of this
-    /// service appended (earlier entries are the client's to forge), else the peer.
-    /// Only right when every request comes through that proxy.
+    /// service appended (earlier entries are the client's to forge); the peer when
+    /// the header is absent, none when that entry is not an address. Only right when
+    /// every request comes through that proxy.
     LastForwardedFor,
     /// None: failed verifications are not counted per client.
     None,
@@ -129,6 +133,12 @@ struct Required {
     names: Arc<[String]>,
     #[cfg(feature = "in-process")]
     set: keyward_core::permissions::PermissionSet,
+    /// Remote mode: whether the server has accepted these names (answered without a
+    /// 422). Until then no remembered verdict is used for them: a name the server's
+    /// catalogue no longer has must be refused as the server refuses it, even for a
+    /// key that still lists it.
+    #[cfg(feature = "remote")]
+    accepted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Required {
@@ -203,6 +213,8 @@ impl Guard {
                 Verifier::Remote(_) => Default::default(),
             },
             names: names.into(),
+            #[cfg(feature = "remote")]
+            accepted: Arc::default(),
         };
         Ok(RequireKeyLayer {
             guard: self.clone(),
@@ -219,6 +231,11 @@ impl Guard {
         let Some(key) = presented_key(headers) else {
             return Err(Refusal::MissingKey);
         };
+        if key.len() > MAX_KEY_LENGTH {
+            // Longer than any key keyward makes or imports; not worth a lookup, and in
+            // remote mode it would not fit keyward's request body limit.
+            return Err(Refusal::Invalid);
+        }
         match &self.verifier {
             #[cfg(feature = "in-process")]
             Verifier::InProcess(engine) => in_process::check(engine, key, required, client).await,
@@ -236,15 +253,23 @@ impl Guard {
         };
         match self.client_address {
             ClientAddress::Peer => peer(),
-            ClientAddress::LastForwardedFor => request
-                .headers()
-                .get_all("x-forwarded-for")
-                .iter()
-                .next_back()
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit(',').next())
-                .and_then(|v| v.trim().parse().ok())
-                .or_else(peer),
+            ClientAddress::LastForwardedFor => {
+                match request
+                    .headers()
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .next_back()
+                {
+                    // Not an address (`unknown`, `ip:port`): none, rather than the
+                    // proxy's own, which would put every client behind one counter.
+                    Some(value) => value
+                        .to_str()
+                        .ok()
+                        .and_then(|v| v.rsplit(',').next())
+                        .and_then(|v| v.trim().parse().ok()),
+                    None => peer(),
+                }
+            }
             ClientAddress::None => None,
         }
     }

@@ -9,6 +9,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -192,7 +193,8 @@ impl Remote {
         client: Option<IpAddr>,
     ) -> Result<KeyIdentity, Refusal> {
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-        if let Some(cache) = &self.cache
+        let accepted = required.accepted.load(Ordering::Relaxed);
+        if let Some(cache) = self.cache.as_ref().filter(|_| accepted)
             && let Some(remembered) = cache.get(&digest)
         {
             if Instant::now() < remembered.until() {
@@ -200,23 +202,26 @@ impl Remote {
             }
             cache.remove(&digest);
         }
+        // The verdict is remembered from the moment it was asked for: it reflects the
+        // server's state at some point after this, so `cache_ttl` bounds its age.
+        let asked_at = Instant::now();
         let answer = self.ask(key, required, client).await?;
+        required.accepted.store(true, Ordering::Relaxed);
         let verdict = verdict_of(&answer, required);
-        if let (Some(cache), Some(remembered)) = (&self.cache, self.remember(&answer)) {
+        if let (Some(cache), Some(remembered)) = (&self.cache, self.remember(&answer, asked_at)) {
             cache.insert(digest, remembered);
         }
         verdict
     }
 
     /// What of `answer` may be reused, and until when.
-    fn remember(&self, answer: &Answer) -> Option<Remembered> {
-        if answer.metered == Some(true) {
-            return None;
-        }
+    fn remember(&self, answer: &Answer, asked_at: Instant) -> Option<Remembered> {
         let now = Instant::now();
-        let mut until = now + self.ttl;
+        let mut until = asked_at + self.ttl;
         match answer.code.as_str() {
-            "VALID" | "INSUFFICIENT_PERMISSIONS" => {
+            // Only when the server says the key is not metered: one that does not say
+            // (older than this field) may have a rate limit or credits.
+            "VALID" | "INSUFFICIENT_PERMISSIONS" if answer.metered == Some(false) => {
                 let identity = identity_of(answer)?;
                 if let Some(expires_at) = &answer.expires_at {
                     // A verdict must not outlive the key: capped at its expiry.

@@ -168,7 +168,7 @@ async fn refusals_are_answered_as_autogpt_did() {
 }
 
 #[tokio::test]
-async fn one_answer_serves_every_route_until_the_cache_ttl_ends() {
+async fn verdicts_are_reused_across_requests_and_routes_until_the_cache_ttl_ends() {
     let keyward = keyward(|_| {}).await;
     let (_, plain) = keyward.key_with(&["READ_GRAPH"]).await;
     let guard = keyward.guard(Duration::from_secs(60));
@@ -188,11 +188,9 @@ async fn one_answer_serves_every_route_until_the_cache_ttl_ends() {
             StatusCode::UNAUTHORIZED
         );
     }
-    assert_eq!(
-        keyward.calls(),
-        2,
-        "one question for the key, one for the forged one"
-    );
+    // One question per route for the key (each route's first, which also has the
+    // server accept its permission names), one for the forged key: 15 requests.
+    assert_eq!(keyward.calls(), 3);
 }
 
 #[tokio::test]
@@ -379,4 +377,133 @@ fn the_service_token_never_shows_in_debug_output_and_https_is_refused() {
     assert!(err.to_string().contains("https"), "{err}");
     assert!(Guard::remote(RemoteConfig::new("keyward:8080", SERVICE_TOKEN)).is_err());
     assert!(Guard::remote(RemoteConfig::new("http://127.0.0.1:8080", "")).is_err());
+}
+
+/// A stand-in for keyward's verify API: answers with `answer(request body)` and keeps
+/// the request bodies it saw.
+async fn fake_keyward(
+    answer: impl Fn(&Value) -> (StatusCode, Value) + Clone + Send + Sync + 'static,
+) -> (String, Arc<std::sync::Mutex<Vec<Value>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = Arc::clone(&seen);
+    let router = Router::new().route(
+        "/api/api-keys/verify",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let answer = answer.clone();
+            let recorded = Arc::clone(&recorded);
+            async move {
+                let (status, json) = answer(&body);
+                recorded.lock().unwrap().push(body);
+                (status, axum::Json(json))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (format!("http://{address}"), seen)
+}
+
+fn remote_guard(url: &str) -> Guard {
+    let mut config = RemoteConfig::new(url, SERVICE_TOKEN);
+    config.cache_ttl = Duration::from_secs(60);
+    Guard::remote(config).unwrap()
+}
+
+const VALID: fn(&Value) -> (StatusCode, Value) = |_| {
+    (
+        StatusCode::OK,
+        json!({"valid": true, "code": "VALID", "key_id": "k1", "user_id": "alice",
+               "permissions": ["READ_GRAPH", "OLD_NAME"], "metered": false}),
+    )
+};
+
+#[tokio::test]
+async fn an_answer_that_does_not_say_whether_the_key_is_metered_is_never_reused() {
+    // An older keyward, without the `metered` field: the key may have a rate limit.
+    let (url, seen) = fake_keyward(|_| {
+        (
+            StatusCode::OK,
+            json!({"valid": true, "code": "VALID", "key_id": "k1", "user_id": "alice", "permissions": []}),
+        )
+    })
+    .await;
+    let app = app(&remote_guard(&url), &[]);
+    for _ in 0..3 {
+        assert_eq!(
+            call(&app, &[("x-api-key", "agpt_k")]).await.0,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_name_the_server_refuses_is_refused_even_for_a_key_cached_as_holding_it() {
+    // The server no longer knows OLD_NAME (422) though the key still lists it.
+    let (url, seen) = fake_keyward(|body| {
+        if body["permissions"] == json!(["OLD_NAME"]) {
+            let message =
+                json!({"message": "unknown permission(s): OLD_NAME", "detail": null, "hint": null});
+            (StatusCode::UNPROCESSABLE_ENTITY, message)
+        } else {
+            VALID(body)
+        }
+    })
+    .await;
+    let guard = remote_guard(&url);
+    let read = app(&guard, &["READ_GRAPH"]);
+    let old = app(&guard, &["OLD_NAME"]);
+    assert_eq!(
+        call(&read, &[("x-api-key", "agpt_k")]).await.0,
+        StatusCode::OK
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            call(&old, &[("x-api-key", "agpt_k")]).await.0,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+    // The accepted route is served from the cache from then on.
+    assert_eq!(
+        call(&read, &[("x-api-key", "agpt_k")]).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn an_overlong_key_is_invalid_without_asking_keyward() {
+    let (url, seen) = fake_keyward(VALID).await;
+    let app = app(&remote_guard(&url), &[]);
+    let long = format!("agpt_{}", "a".repeat(70_000));
+    let (status, _, body) = call(&app, &[("x-api-key", &long)]).await;
+    assert_eq!(
+        (status, body),
+        detail(StatusCode::UNAUTHORIZED, "Invalid API key")
+    );
+    assert!(seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_forwarded_for_entry_that_is_no_address_sends_no_client_address() {
+    let (url, seen) = fake_keyward(VALID).await;
+    let guard = Guard::remote(RemoteConfig {
+        cache_ttl: Duration::ZERO,
+        ..RemoteConfig::new(&url, SERVICE_TOKEN)
+    })
+    .unwrap()
+    .client_address(ClientAddress::LastForwardedFor);
+    let app = app(&guard, &[]);
+    for forwarded in ["198.51.100.1, 203.0.113.9", "unknown", "203.0.113.9:4711"] {
+        let headers = [("x-forwarded-for", forwarded), ("x-api-key", "agpt_k")];
+        assert_eq!(call(&app, &headers).await.0, StatusCode::OK);
+    }
+    let sent: Vec<Value> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| b["client_ip"].clone())
+        .collect();
+    assert_eq!(sent, [json!("203.0.113.9"), Value::Null, Value::Null]);
 }
