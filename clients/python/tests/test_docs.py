@@ -22,6 +22,7 @@ import pytest
 from fastapi import Depends, FastAPI
 
 from keyward_client import AuthenticationError, KeywardClient
+from keyward_client.fastapi import check_route_permissions
 from keyward_server import Keyward
 
 pytestmark = pytest.mark.anyio
@@ -141,11 +142,13 @@ def autogpt_external_api(
     prisma_enums.APIKeyPermission = permission  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "prisma", prisma)
     monkeypatch.setitem(sys.modules, "prisma.enums", prisma_enums)
-    monkeypatch.setenv("KEYWARD_URL", url)
-    monkeypatch.setenv("KEYWARD_SERVICE_TOKEN", service_token)
+    # Imported without keyward's settings (as AutoGPT's other processes do): no error.
+    monkeypatch.delenv("KEYWARD_URL", raising=False)
     middleware: dict[str, Any] = {"__name__": "backend.server.external.middleware"}
     exec(compile(documented_snippet("autogpt-middleware"), str(DOC), "exec"), middleware)
     require_permission = middleware["require_permission"]
+    monkeypatch.setenv("KEYWARD_URL", url)
+    monkeypatch.setenv("KEYWARD_SERVICE_TOKEN", service_token)
 
     app = FastAPI()
 
@@ -170,6 +173,7 @@ async def test_the_documented_autogpt_middleware_keeps_autogpts_routes_working(
     runner = owner.create_key("runner", ["EXECUTE_GRAPH"])
     reader = owner.create_key("reader", ["READ_BLOCK"])
     app = autogpt_external_api(keyward.url, keyward.service_token, monkeypatch)
+    assert await check_route_permissions(app)
     async with running(app) as http:
         run_key = {"X-API-Key": runner.plain_text_key.reveal()}
         response = await http.post("/graphs/g1/execute/3", headers=run_key)

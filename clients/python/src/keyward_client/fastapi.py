@@ -34,7 +34,7 @@ The client is the one given as ``client=``, else ``request.app.state.keyward``.
 import ipaddress
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Annotated, Any
@@ -51,6 +51,7 @@ from .models import Verification, VerifyCode
 
 __all__ = [
     "ClientAddress",
+    "ClientSource",
     "RequireApiKey",
     "VerifiedKey",
     "check_route_permissions",
@@ -149,6 +150,16 @@ def _refusal(status: int, detail: str, headers: dict[str, str] | None = None) ->
     return HTTPException(status_code=status, detail=detail, headers=headers)
 
 
+#: What ``client=`` takes: the client, or a function returning it.
+ClientSource = AsyncKeywardClient | Callable[[], AsyncKeywardClient]
+
+
+def _resolve(source: ClientSource | None) -> AsyncKeywardClient | None:
+    if source is None or isinstance(source, AsyncKeywardClient):
+        return source
+    return source()
+
+
 class RequireApiKey:
     """The dependency :func:`require_api_key` makes. ``permissions`` is what it requires."""
 
@@ -156,7 +167,7 @@ class RequireApiKey:
         self,
         permissions: tuple[str, ...],
         *,
-        client: AsyncKeywardClient | None,
+        client: ClientSource | None,
         cost: int | None,
         client_address: ClientAddress,
     ) -> None:
@@ -207,6 +218,12 @@ class RequireApiKey:
         except KeywardError as err:
             logger.warning("keyward could not verify a key: %s", err)
             raise _refusal(503, UNAVAILABLE) from None
+        except Exception as err:
+            # Anything else (a closed client, one bound to another event loop) fails
+            # closed too, as a 503 rather than a 500 carrying a traceback whose frames
+            # hold the key. Only the exception's type and text are logged.
+            logger.error("keyward could not be asked: %s: %s", type(err).__name__, err)
+            raise _refusal(503, UNAVAILABLE) from None
         return self._decide(verification)
 
     def _decide(self, verification: Verification) -> VerifiedKey:
@@ -234,7 +251,13 @@ class RequireApiKey:
         raise _refusal(401, INVALID_KEY)
 
     def _client_for(self, request: Request) -> AsyncKeywardClient:
-        client = self.client
+        try:
+            client = _resolve(self.client)
+        except Exception as err:
+            logger.error(
+                "%r: the keyward client could not be made: %s: %s", self, type(err).__name__, err
+            )
+            raise _refusal(500, INTERNAL_ERROR) from None
         if client is None:
             client = getattr(request.app.state, "keyward", None)
         if not isinstance(client, AsyncKeywardClient):
@@ -253,14 +276,17 @@ class RequireApiKey:
             return peer
         if self.client_address is ClientAddress.LAST_FORWARDED_FOR:
             values = request.headers.getlist("x-forwarded-for")
-            last = values[-1].rsplit(",", 1)[-1].strip() if values else None
-            return _ip(last) or peer
+            if not values:
+                return peer
+            # Not an address (``unknown``, ``ip:port``): none, rather than the proxy's
+            # own, which would put every client behind one failure counter.
+            return _ip(values[-1].rsplit(",", 1)[-1].strip())
         return None
 
 
 def require_api_key(
     *permissions: str,
-    client: AsyncKeywardClient | None = None,
+    client: ClientSource | None = None,
     cost: int | None = None,
     client_address: ClientAddress = ClientAddress.PEER,
 ) -> RequireApiKey:
@@ -270,8 +296,10 @@ def require_api_key(
     Use it as ``key: Annotated[VerifiedKey, Depends(require_api_key("READ_GRAPH"))]``,
     or in ``dependencies=[Depends(require_api_key(...))]`` of a route or router.
 
-    ``client``: the :class:`AsyncKeywardClient` (with the service token) to ask; by
-    default ``request.app.state.keyward``. ``cost``: usage credits each request takes
+    ``client``: the :class:`AsyncKeywardClient` (with the service token) to ask, or a
+    function returning it (called at each request: e.g. a ``functools.cache``'d factory,
+    so that the client is made at the first request rather than at import); by default
+    ``request.app.state.keyward``. ``cost``: usage credits each request takes
     from a key that has credits (keyward's default: 1). ``client_address``: see
     :class:`ClientAddress`.
 
@@ -348,7 +376,8 @@ async def check_route_permissions(app: FastAPI, client: AsyncKeywardClient | Non
     found: list[RequireApiKey] = []
     _find(app, found, set())
     for dependency in found:
-        asker = dependency.client if dependency.client is not None else default
+        own = _resolve(dependency.client)
+        asker = own if own is not None else default
         if not isinstance(asker, AsyncKeywardClient):
             raise RuntimeError(
                 f"{dependency!r} has no keyward client: pass client=... or set "

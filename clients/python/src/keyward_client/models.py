@@ -139,7 +139,7 @@ class Verification:
     @property
     def retry_after_seconds(self) -> int | None:
         """``retry_after`` in whole seconds, rounded up, at least 1 (for ``Retry-After``)."""
-        if self.retry_after is None:
+        if self.retry_after is None or not math.isfinite(self.retry_after):
             return None
         return max(1, math.ceil(self.retry_after))
 
