@@ -338,11 +338,30 @@ def test_verify_usage_exceeded_when_credits_run_out(
 def test_verify_rate_limits_a_client_that_fails_too_often(
     service: KeywardClient, client_ip: str
 ) -> None:
-    # keyward's default: 60 failed verifications a minute per client.
-    codes = [service.verify(UNKNOWN_KEY, client_ip=client_ip).code for _ in range(61)]
-    assert codes[:60] == [VerifyCode.NOT_FOUND] * 60
-    assert codes[60] is VerifyCode.RATE_LIMITED
+    # keyward's default: 60 failed verifications a minute per client, refilled one a
+    # second: on a slow machine a few more than 60 pass before the first refusal.
+    failures = 0
+    while True:
+        code = service.verify(UNKNOWN_KEY, client_ip=client_ip).code
+        if code is not VerifyCode.NOT_FOUND:
+            break
+        failures += 1
+        assert failures < 200, "never limited"
+    assert failures >= 60
+    assert code is VerifyCode.RATE_LIMITED
     assert service.verify(UNKNOWN_KEY, client_ip="198.19.255.254").code is VerifyCode.NOT_FOUND
+
+
+def test_the_permission_catalogue_is_listed_to_users_and_services(
+    service: KeywardClient, owner: KeywardClient
+) -> None:
+    catalogue = (
+        "IDENTITY", "EXECUTE_GRAPH", "READ_GRAPH", "WRITE_GRAPH", "EXECUTE_BLOCK", "READ_BLOCK",
+        "READ_STORE", "WRITE_LIBRARY", "USE_TOOLS", "MANAGE_INTEGRATIONS", "READ_INTEGRATIONS",
+        "DELETE_INTEGRATIONS",
+    )  # fmt: skip
+    assert service.list_permissions() == catalogue
+    assert owner.list_permissions() == catalogue
 
 
 def test_check_permissions_accepts_catalogue_names(service: KeywardClient) -> None:

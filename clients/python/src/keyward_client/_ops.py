@@ -311,6 +311,16 @@ def verify(
     )
 
 
+def list_permissions() -> Call[tuple[str, ...]]:
+    def parse(data: object) -> tuple[str, ...]:
+        names = data.get("permissions") if isinstance(data, dict) else None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise models.ShapeError("permissions: expected a list of names")
+        return tuple(names)
+
+    return Call("GET", "/api/permissions", parse)
+
+
 # keyward's detail: "permissions: unknown permission(s): A, B" (on create: "; allowed: ...").
 _UNKNOWN = re.compile(r"unknown permission\(s\): (?P<names>[^;]+)")
 

@@ -241,6 +241,13 @@ class KeywardClient(_Base):
         ``permissions``; call it at start-up for the names your routes require."""
         self._run(_ops.check_permissions(permissions))
 
+    # --- anyone with a token ------------------------------------------------------------
+
+    def list_permissions(self) -> tuple[str, ...]:
+        """The permission names keyward accepts, in catalogue order (a user's JWT or the
+        service token)."""
+        return self._run(_ops.list_permissions())
+
     def list_events(
         self,
         *,
@@ -401,6 +408,9 @@ class AsyncKeywardClient(_Base):
 
     async def check_permissions(self, permissions: Iterable[str]) -> None:
         await self._run(_ops.check_permissions(permissions))
+
+    async def list_permissions(self) -> tuple[str, ...]:
+        return await self._run(_ops.list_permissions())
 
     async def list_events(
         self,

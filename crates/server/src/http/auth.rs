@@ -182,6 +182,26 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
+/// Anyone with a credential: a user (JWT) or one of the platform's services (the
+/// service token).
+pub struct AnyCaller;
+
+impl FromRequestParts<AppState> for AnyCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        if state.auth.is_service_token(token) {
+            return Ok(AnyCaller);
+        }
+        state
+            .auth
+            .user_from_jwt(token)
+            .map(|_| AnyCaller)
+            .map_err(ApiError::unauthorized)
+    }
+}
+
 /// One of the platform's services, authenticated by the service token.
 pub struct ServiceCaller;
 

@@ -375,6 +375,13 @@ impl<'a> From<&'a Verification> for VerifyResponse<'a> {
     }
 }
 
+/// The permission names a deployment accepts.
+#[derive(Serialize, ToSchema)]
+pub struct PermissionCatalogue {
+    #[schema(value_type = Vec<Permission>)]
+    pub permissions: Vec<String>,
+}
+
 /// A deleted user.
 #[derive(Serialize, ToSchema)]
 pub struct DeletedUserResponse {

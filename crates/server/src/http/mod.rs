@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod api_keys;
 pub mod auth;
+pub mod catalogue;
 pub mod dto;
 pub mod error;
 pub mod forward_auth;
@@ -71,6 +72,7 @@ impl std::ops::Deref for AppState {
     tags(
         (name = "api-keys", description = "A user's own keys (JWT from the platform's identity provider)"),
         (name = "verify", description = "Key verification for the platform's services (service token)"),
+        (name = "permissions", description = "The permission catalogue (JWT or service token)"),
         (name = "admin", description = "Administration for the platform's services (service token)"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     )
@@ -97,6 +99,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(api_keys::create_key, api_keys::list_keys))
         .routes(routes!(verify::verify_key))
+        .routes(routes!(catalogue::list_permissions))
         .routes(routes!(forward_auth::forward_auth))
         .routes(routes!(
             api_keys::get_key,

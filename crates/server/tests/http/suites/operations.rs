@@ -91,6 +91,7 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/api-keys/{id}/rotate"),
     ("get", "/api/api-keys/{id}/events"),
     ("post", "/api/api-keys/verify"),
+    ("get", "/api/permissions"),
     ("get", "/api/auth"),
     ("delete", "/api/admin/users/{user_id}"),
     ("get", "/api/admin/events"),
@@ -138,6 +139,25 @@ async fn the_openapi_document_lists_every_route() {
             StatusCode::METHOD_NOT_ALLOWED,
             "{method} {uri}"
         );
+    }
+}
+
+#[tokio::test]
+async fn the_permission_catalogue_is_listed_to_users_and_services_only() {
+    let app = TestApp::builder()
+        .permissions(&["ALPHA", "BETA"])
+        .build()
+        .await;
+    let user = app.token("alice");
+    for token in [user.as_str(), ADMIN_TOKEN] {
+        let listed = app
+            .call(Method::GET, "/api/permissions", Some(token), None)
+            .await;
+        assert_eq!(listed.ok(), &json!({"permissions": ["ALPHA", "BETA"]}));
+    }
+    for token in [None, Some("not-a-token")] {
+        let refused = app.call(Method::GET, "/api/permissions", token, None).await;
+        refused.error(StatusCode::UNAUTHORIZED);
     }
 }
 
