@@ -261,8 +261,42 @@ fn decode_checksum(chars: &[u8]) -> Option<u32> {
     u32::try_from(value).ok()
 }
 
+/// The key a request presents, from its `X-API-Key` header (AutoGPT's) if there is
+/// one, else from `Authorization: Bearer <key>`; surrounding spaces trimmed, blank
+/// meaning none. Shared by every transport that reads keys from HTTP headers (the
+/// forward-auth endpoint, keyward-guard), so they agree on what was presented.
+pub fn presented_key<'a>(
+    x_api_key: Option<&'a str>,
+    authorization: Option<&'a str>,
+) -> Option<&'a str> {
+    if let Some(key) = x_api_key {
+        return Some(key.trim()).filter(|k| !k.is_empty());
+    }
+    let (scheme, token) = authorization?.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_presented_key_comes_from_x_api_key_first_then_a_bearer_token() {
+        use super::presented_key;
+        assert_eq!(
+            presented_key(Some(" agpt_a "), Some("Bearer agpt_b")),
+            Some("agpt_a")
+        );
+        assert_eq!(presented_key(None, Some("Bearer agpt_b")), Some("agpt_b"));
+        assert_eq!(presented_key(None, Some("bearer  agpt_b ")), Some("agpt_b"));
+        assert_eq!(presented_key(None, Some("Basic dXNlcjpwYXNz")), None);
+        assert_eq!(presented_key(None, Some("Bearer")), None);
+        assert_eq!(presented_key(None, Some("Bearer   ")), None);
+        assert_eq!(presented_key(Some("  "), Some("Bearer agpt_b")), None);
+        assert_eq!(presented_key(None, None), None);
+    }
+
     use super::*;
 
     fn format() -> KeyFormat {

@@ -319,15 +319,8 @@ fn refusal(status: StatusCode, detail: &str) -> Response {
 
 /// `X-API-Key` first, else `Authorization: Bearer …`.
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return Some(key.trim()).filter(|k| !k.is_empty());
-    }
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    keyward_core::key::presented_key(text("x-api-key"), text(AUTHORIZATION.as_str()))
 }
 
 /// The layer [`Guard::require`] makes.

@@ -183,15 +183,12 @@ fn denied(status: StatusCode, message: &'static str, detail: Option<String>) -> 
 
 /// `X-API-Key` first (AutoGPT's header), else `Authorization: Bearer …`.
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(key) = headers.get(&API_KEY).and_then(|v| v.to_str().ok()) {
-        return Some(key.trim()).filter(|k| !k.is_empty());
-    }
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    keyward_core::key::presented_key(text(&API_KEY), text(&header::AUTHORIZATION))
 }
 
 /// The end client, as the trusted proxy saw it.
