@@ -76,6 +76,13 @@ async fn in_process_guard() -> anyhow::Result<(Guard, Engine<AnyStore>)> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The guard logs why a key could not be checked (keyward unreachable, a wrong
+    // service token); RUST_LOG=debug for more.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
     let (guard, engine) = match std::env::var("KEYWARD_URL") {
         Ok(url) => (remote_guard(url)?, None),
         Err(_) => {
