@@ -79,7 +79,19 @@ fn upstream(hits: Arc<AtomicUsize>) -> u16 {
 struct Nginx(Child);
 
 impl Drop for Nginx {
+    /// Stops nginx the way it expects: SIGTERM to the master, which stops its workers
+    /// and then exits. SIGKILL would end the master alone and leave the workers
+    /// running, still listening, in a directory that no longer exists.
     fn drop(&mut self) {
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
