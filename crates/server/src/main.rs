@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use keyward::cli::{Cli, run};
+use keyward::cli::{Cli, report, run};
 
 // Requests allocate many small, short-lived buffers on two or more threads;
 // mimalloc serves those from thread-local pages, measurably cheaper than glibc's
@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", report(&err));
             ExitCode::FAILURE
         }
     }

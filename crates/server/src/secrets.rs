@@ -33,10 +33,11 @@ pub struct LocalSecrets {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
-    #[error("cannot read the secrets file {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
-    #[error("cannot write the secrets file {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
+    // `cause`, not `source`: the message already carries its text (see SettingsError).
+    #[error("cannot read the secrets file {path}: {cause}")]
+    Read { path: PathBuf, cause: io::Error },
+    #[error("cannot write the secrets file {path}: {cause}")]
+    Write { path: PathBuf, cause: io::Error },
     #[error(
         "no secrets configured and no local-trial secrets file at {path}; run `keyward serve` \
          once in this directory (it generates one), set KEYWARD_DATABASE_URL to the server's \
@@ -89,7 +90,7 @@ fn read(database: &Path, create: bool) -> Result<LocalSecrets, SecretsError> {
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound && create => create_file(database, path),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(SecretsError::Missing { path }),
-        Err(source) => Err(SecretsError::Read { path, source }),
+        Err(cause) => Err(SecretsError::Read { path, cause }),
     }
 }
 
@@ -110,9 +111,9 @@ fn create_file(database: &Path, path: PathBuf) -> Result<LocalSecrets, SecretsEr
             handle
                 .write_all(&json)
                 .and_then(|()| handle.sync_all())
-                .map_err(|source| SecretsError::Write {
+                .map_err(|cause| SecretsError::Write {
                     path: path.clone(),
-                    source,
+                    cause,
                 })?;
             Ok(LocalSecrets {
                 path,
@@ -123,7 +124,7 @@ fn create_file(database: &Path, path: PathBuf) -> Result<LocalSecrets, SecretsEr
             })
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => load_or_create(database),
-        Err(source) => Err(SecretsError::Write { path, source }),
+        Err(cause) => Err(SecretsError::Write { path, cause }),
     }
 }
 

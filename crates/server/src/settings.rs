@@ -38,23 +38,26 @@ pub struct Settings {
     pub local_secrets: Option<(PathBuf, bool)>,
 }
 
+/// A setting that cannot be used. Each message names the setting and says what is wrong
+/// with it, the cause's text included; so no variant also returns its cause as
+/// `source()` (a report walking the chain would print it twice).
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("KEYWARD_DATABASE_URL: {0}")]
-    DatabaseUrl(#[from] keyward_store::DatabaseUrlError),
+    DatabaseUrl(keyward_store::DatabaseUrlError),
     #[error("KEYWARD_KEY_PREFIX: {0}")]
-    KeyPrefix(#[from] keyward_core::key::InvalidPrefix),
+    KeyPrefix(keyward_core::key::InvalidPrefix),
     #[error("KEYWARD_PERMISSIONS: {0}")]
-    Permissions(#[from] keyward_core::permissions::CatalogueError),
+    Permissions(keyward_core::permissions::CatalogueError),
     #[error("KEYWARD_PEPPER / KEYWARD_PEPPER_FILE: {0}")]
-    Pepper(#[from] keyward_core::hash::PepperError),
+    Pepper(keyward_core::hash::PepperError),
     #[error("KEYWARD_PEPPER and KEYWARD_PEPPER_FILE are both set; keep one")]
     PepperTwice,
-    #[error("cannot read {what} file {path}: {source}")]
+    #[error("cannot read {what} file {path}: {cause}")]
     ReadFile {
         what: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("KEYWARD_JWT_SECRET must be at least {MIN_JWT_SECRET_LEN} bytes")]
     WeakJwtSecret,
@@ -75,6 +78,23 @@ pub enum SettingsError {
     Partial(String),
     #[error(transparent)]
     Secrets(#[from] secrets::SecretsError),
+}
+
+macro_rules! settings_error_from {
+    ($($source:ty => $variant:ident),* $(,)?) => {
+        $(impl From<$source> for SettingsError {
+            fn from(err: $source) -> Self {
+                Self::$variant(err)
+            }
+        })*
+    };
+}
+
+settings_error_from! {
+    keyward_store::DatabaseUrlError => DatabaseUrl,
+    keyward_core::key::InvalidPrefix => KeyPrefix,
+    keyward_core::permissions::CatalogueError => Permissions,
+    keyward_core::hash::PepperError => Pepper,
 }
 
 /// Whether a missing local-trial secrets file may be generated.
@@ -205,10 +225,10 @@ impl Config {
 fn read_file(what: &'static str, path: &PathBuf) -> Result<String, SettingsError> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_owned())
-        .map_err(|source| SettingsError::ReadFile {
+        .map_err(|cause| SettingsError::ReadFile {
             what,
             path: path.clone(),
-            source,
+            cause,
         })
 }
 

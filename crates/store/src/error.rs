@@ -1,4 +1,8 @@
 //! Storage errors: what callers can act on, with the database's cause kept for logs.
+//!
+//! A message is complete on its own: it carries its cause's text, so `error = %err` in a
+//! log line says why. It therefore does not also hand out that cause as `source()`, or
+//! every report that walks the chain would print the cause twice.
 
 use keyward_core::lifecycle::LifecycleError;
 
@@ -21,7 +25,7 @@ pub enum StoreError {
     Open(String),
     /// The database cannot be reached or did not answer in time.
     #[error("database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(sqlx::Error),
     /// A stored value does not decode (a bug or manual edits).
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
@@ -30,10 +34,16 @@ pub enum StoreError {
     ChangeFeedLost,
     /// Migrations failed.
     #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
     /// Any other database error.
     #[error("database error: {0}")]
-    Database(#[source] sqlx::Error),
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        Self::Migrate(err)
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

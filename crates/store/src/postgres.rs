@@ -21,7 +21,7 @@ use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{ApiKey, KeyId, KeyStatus, Metadata, UserId};
 use keyward_core::time::Timestamp;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, QueryBuilder, Row, Transaction};
+use sqlx::{Connection, PgConnection, Postgres, QueryBuilder, Row, Transaction};
 use std::str::FromStr;
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -61,12 +61,55 @@ pub struct PostgresStore {
     listener: Arc<Mutex<Option<PgListener>>>,
 }
 
+/// One connection made directly, before the pool: the pool retries a failing connect
+/// until its timeout and then reports only "pool timed out", while this says which
+/// server refused and why (refused, authentication, no such database, TLS required).
+async fn check_reachable(connect: &PgConnectOptions) -> Result<(), StoreError> {
+    let server = match connect.get_socket() {
+        Some(socket) => format!("the socket directory {}", socket.display()),
+        None => format!("{}:{}", connect.get_host(), connect.get_port()),
+    };
+    let target = format!(
+        "PostgreSQL at {server} (database {:?}, user {:?})",
+        connect.get_database().unwrap_or(connect.get_username()),
+        connect.get_username()
+    );
+    match tokio::time::timeout(ACQUIRE_TIMEOUT, PgConnection::connect_with(connect)).await {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            Ok(())
+        }
+        Ok(Err(err)) => Err(StoreError::Open(format!(
+            "cannot connect to {target}: {}",
+            connect_failure(&err)
+        ))),
+        Err(_) => Err(StoreError::Open(format!(
+            "cannot connect to {target}: no answer within {} s",
+            ACQUIRE_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// Why a connection failed, in the server's or the operating system's words.
+fn connect_failure(err: &sqlx::Error) -> String {
+    match err {
+        sqlx::Error::Io(io) => io.to_string(),
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("{} (SQLSTATE {code})", db.message()),
+            None => db.message().to_owned(),
+        },
+        sqlx::Error::Tls(tls) => format!("TLS: {tls}"),
+        other => other.to_string(),
+    }
+}
+
 impl PostgresStore {
     pub async fn open(url: &str, options: &ConnectOptions) -> Result<Self, StoreError> {
         let connect = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Open(format!("invalid PostgreSQL URL: {e}")))?
             .application_name("keyward")
             .options([("statement_timeout", STATEMENT_TIMEOUT_MS)]);
+        check_reachable(&connect).await?;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .min_connections(1)

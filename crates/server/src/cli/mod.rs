@@ -78,6 +78,24 @@ pub enum Command {
     },
 }
 
+/// An error as one line for the terminal: the message, then each cause the message
+/// does not already contain. keyward's own errors carry their cause in the message;
+/// some libraries' errors both say it and return it as `source()`, and a newcomer
+/// should not read the same reason twice.
+pub fn report(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let cause = cause.to_string();
+        if text.is_empty() {
+            text = cause;
+        } else if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
 /// Runs a parsed command line; errors are printed to stderr by the caller.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let default_log = match cli.command {
@@ -123,6 +141,28 @@ mod tests {
     use clap::CommandFactory;
 
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot open: {0}")]
+    struct SaysItsCause(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn an_error_report_names_each_cause_once() {
+        let io = || std::io::Error::other("connection refused");
+        assert_eq!(
+            report(&anyhow::Error::new(SaysItsCause(io()))),
+            "cannot open: connection refused"
+        );
+        assert_eq!(
+            report(&anyhow::Error::new(Outer(io()))),
+            "outer: connection refused"
+        );
+        assert_eq!(report(&anyhow::anyhow!("plain")), "plain");
+    }
 
     #[test]
     fn the_command_line_definition_is_consistent() {

@@ -12,6 +12,20 @@ use crate::telemetry;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(35);
 
 pub async fn serve(config: &Config) -> anyhow::Result<()> {
+    // The address first: when it is taken, nothing else has started (no database opened,
+    // no secrets generated, no change feed watched) and the message says only that.
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| {
+            let hint = match e.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    "; another program (another keyward?) listens there: stop it, or choose \
+                     another address with KEYWARD_BIND (or --bind)"
+                }
+                _ => "",
+            };
+            anyhow::anyhow!("cannot listen on {}: {e}{hint}", config.bind)
+        })?;
     let settings = config.resolve(LocalTrial::Create)?;
     if let Some((path, created)) = &settings.local_secrets {
         let verb = if *created { "generated" } else { "using" };
@@ -23,9 +37,6 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
     }
     let app = App::start(&settings).await?;
     let stop = shutdown_signal()?;
-    let listener = tokio::net::TcpListener::bind(config.bind)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.bind))?;
     tracing::info!(
         address = %format!("http://{}", listener.local_addr()?),
         database = %settings.database_url,

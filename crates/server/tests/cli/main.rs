@@ -7,6 +7,7 @@ mod admin;
 mod cluster;
 mod crash;
 mod import;
+mod messages;
 mod nginx;
 mod peppers;
 mod python_client;
