@@ -38,7 +38,7 @@ impl Actor {
     /// From the two stored columns.
     pub fn from_parts(kind: &str, id: &str) -> Option<Self> {
         match kind {
-            "user" => UserId::parse(id).ok().map(Self::User),
+            "user" => UserId::from_stored(id).ok().map(Self::User),
             "admin" => Some(Self::Admin(id.to_owned())),
             _ => None,
         }

@@ -9,6 +9,7 @@ use std::fmt;
 use crate::model::{MAX_REMAINING, Metadata};
 use crate::permissions::{Catalogue, PermissionSet};
 use crate::rate::RateLimit;
+use crate::text::{self, Lines};
 use crate::time::Timestamp;
 
 pub const MAX_NAME_CHARS: usize = 100;
@@ -61,16 +62,7 @@ impl fmt::Display for ValidationErrors {
     }
 }
 
-/// Invisible formatting characters (Unicode category Cf) that can disguise text in a
-/// UI or a terminal: bidirectional overrides, zero-width characters, tags.
-fn is_invisible_format(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}'
-        | '\u{E0001}' | '\u{E0020}'..='\u{E007F}')
-}
-
-/// A key's name: 1–100 characters after trimming, no control characters.
+/// A key's name: 1–100 characters after trimming, readable ([`text::problem`]).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct KeyName(String);
 
@@ -84,11 +76,8 @@ impl KeyName {
         if chars > MAX_NAME_CHARS {
             return Err(format!("must be at most {MAX_NAME_CHARS} characters"));
         }
-        if name.chars().any(char::is_control) {
-            return Err("must not contain control characters".into());
-        }
-        if name.chars().any(is_invisible_format) {
-            return Err("must not contain invisible formatting characters".into());
+        if let Some(problem) = text::problem(name, Lines::One) {
+            return Err(problem);
         }
         Ok(Self(name.to_owned()))
     }
@@ -118,16 +107,8 @@ impl Description {
                 "must be at most {MAX_DESCRIPTION_CHARS} characters"
             ));
         }
-        if text
-            .chars()
-            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-        {
-            return Err(
-                "must not contain control characters other than line breaks and tabs".into(),
-            );
-        }
-        if text.chars().any(is_invisible_format) {
-            return Err("must not contain invisible formatting characters".into());
+        if let Some(problem) = text::problem(text, Lines::Many) {
+            return Err(problem);
         }
         Ok(Some(Self(text.to_owned())))
     }

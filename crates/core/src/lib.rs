@@ -6,6 +6,7 @@
 //! - [`model`]: the API key as the service knows it (ids, status, timestamps).
 //! - [`permissions`]: the permission catalogue and permission sets.
 //! - [`input`]: validation of what a user asks for (name, description, expiry).
+//! - [`text`]: the one rule for text people read (names, descriptions, user ids).
 //! - [`legacy`]: keys imported from AutoGPT (their shape and their hashes).
 //! - [`lifecycle`]: which status changes are allowed, and what they change.
 //! - [`rate`]: rate limit quotas and the GCRA decision over them.
@@ -24,5 +25,6 @@ pub mod lifecycle;
 pub mod model;
 pub mod permissions;
 pub mod rate;
+pub mod text;
 pub mod time;
 pub mod verify;

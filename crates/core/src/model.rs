@@ -40,14 +40,27 @@ impl KeyId {
 
 impl FromStr for KeyId {
     type Err = InvalidKeyId;
+
+    /// Only the canonical spelling, the one keyward writes: 36 characters, lowercase,
+    /// hyphenated. A UUID parser also takes uppercase, no hyphens, `{braces}` and
+    /// `urn:uuid:`; if those named the same key, a proxy rule written against one
+    /// spelling could be slipped past with another.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let canonical = s.len() == 36
+            && s.bytes().enumerate().all(|(i, b)| match i {
+                8 | 13 | 18 | 23 => b == b'-',
+                _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+            });
+        if !canonical {
+            return Err(InvalidKeyId);
+        }
         Uuid::try_parse(s).map(Self).map_err(|_| InvalidKeyId)
     }
 }
 
-/// Text that is not a UUID.
+/// Text that is not a key id in its canonical spelling.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a valid key id (expected a UUID)")]
+#[error("not a valid key id (expected a lowercase, hyphenated UUID)")]
 pub struct InvalidKeyId;
 
 impl fmt::Display for KeyId {
@@ -66,18 +79,40 @@ impl fmt::Debug for KeyId {
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct UserId(String);
 
-/// The longest user id accepted.
+/// The longest user id accepted, in characters.
 pub const MAX_USER_ID_LEN: usize = 255;
 
-/// A user id that is empty, too long or contains control characters.
+/// A user id that is empty, too long, padded with spaces or not plain readable text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("user id must be 1-{MAX_USER_ID_LEN} bytes without control characters")]
-pub struct InvalidUserId;
+#[error("user id must be 1-{MAX_USER_ID_LEN} characters without leading or trailing spaces: {0}")]
+pub struct InvalidUserId(String);
 
 impl UserId {
+    /// A user id from outside (a JWT's `sub`, a path, the command line): the rules of
+    /// key names, and no leading or trailing whitespace, because `" alice"` would be
+    /// another user than `alice` that looks the same.
     pub fn parse(id: &str) -> Result<Self, InvalidUserId> {
-        if id.is_empty() || id.len() > MAX_USER_ID_LEN || id.chars().any(char::is_control) {
-            return Err(InvalidUserId);
+        let chars = id.chars().count();
+        if chars == 0 || chars > MAX_USER_ID_LEN {
+            return Err(InvalidUserId(format!("it has {chars}")));
+        }
+        if id.starts_with(char::is_whitespace) || id.ends_with(char::is_whitespace) {
+            return Err(InvalidUserId("it starts or ends with whitespace".into()));
+        }
+        if let Some(problem) = crate::text::problem(id, crate::text::Lines::One) {
+            return Err(InvalidUserId(format!("it {problem}")));
+        }
+        Ok(Self(id.to_owned()))
+    }
+
+    /// A user id read back from the database: ids stored before the rules above
+    /// (only "no control characters") must stay readable, so their keys can still be
+    /// listed, verified and deleted.
+    pub fn from_stored(id: &str) -> Result<Self, InvalidUserId> {
+        if id.is_empty() || id.chars().any(char::is_control) {
+            return Err(InvalidUserId(
+                "it is empty or holds control characters".into(),
+            ));
         }
         Ok(Self(id.to_owned()))
     }

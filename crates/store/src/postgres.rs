@@ -157,7 +157,7 @@ fn key_from_row(row: &PgRow) -> Result<ApiKey, StoreError> {
     let user_id: String = row.try_get("user_id")?;
     Ok(ApiKey {
         id: KeyId::from_uuid(row.try_get::<Uuid, _>("id")?),
-        user_id: UserId::parse(&user_id).map_err(|_| corrupt("user_id"))?,
+        user_id: UserId::from_stored(&user_id).map_err(|_| corrupt("user_id"))?,
         name: row.try_get("name")?,
         description: row.try_get("description")?,
         prefix: row.try_get("prefix")?,
@@ -253,7 +253,7 @@ fn verify_record(row: &PgRow) -> Result<VerifyRecord, StoreError> {
     let version: i32 = row.try_get("pepper_version")?;
     Ok(VerifyRecord {
         id: KeyId::from_uuid(row.try_get::<Uuid, _>("id")?),
-        user_id: UserId::parse(&user_id).map_err(|_| corrupt("user_id"))?,
+        user_id: UserId::from_stored(&user_id).map_err(|_| corrupt("user_id"))?,
         status: status.parse().map_err(|_| corrupt("status"))?,
         permissions: row.try_get("permissions")?,
         expires_at: timestamp(row.try_get("expires_at")?, "expires_at")?,

@@ -349,7 +349,7 @@ pub(crate) fn event(
         actor: Actor::from_parts(actor.0, actor.1).ok_or_else(|| corrupt("actor"))?,
         action,
         key_id,
-        user_id: UserId::parse(user_id).map_err(|_| corrupt("user_id"))?,
+        user_id: UserId::from_stored(user_id).map_err(|_| corrupt("user_id"))?,
         changes,
     })
 }

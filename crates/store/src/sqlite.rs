@@ -205,7 +205,7 @@ fn key_from_row(row: &SqliteRow) -> Result<ApiKey, StoreError> {
     let user_id: String = row.try_get("user_id")?;
     Ok(ApiKey {
         id: key_id(row.try_get::<&[u8], _>("id")?)?,
-        user_id: UserId::parse(&user_id).map_err(|_| corrupt("user_id"))?,
+        user_id: UserId::from_stored(&user_id).map_err(|_| corrupt("user_id"))?,
         name: row.try_get("name")?,
         description: row.try_get("description")?,
         prefix: row.try_get("prefix")?,
@@ -240,7 +240,7 @@ fn verify_record(row: &SqliteRow) -> Result<VerifyRecord, StoreError> {
     let version: i64 = row.try_get("pepper_version")?;
     Ok(VerifyRecord {
         id: key_id(row.try_get::<&[u8], _>("id")?)?,
-        user_id: UserId::parse(&user_id).map_err(|_| corrupt("user_id"))?,
+        user_id: UserId::from_stored(&user_id).map_err(|_| corrupt("user_id"))?,
         status: status.parse().map_err(|_| corrupt("status"))?,
         permissions: permissions_from(row.try_get("permissions")?)?,
         expires_at: timestamp(row.try_get("expires_at")?, "expires_at")?,

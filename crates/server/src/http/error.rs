@@ -91,6 +91,12 @@ impl ApiError {
             .hint("The error was logged; retrying may not help.")
     }
 
+    /// 413: the body is over [`super::BODY_LIMIT`] (declared or read).
+    pub fn payload_too_large() -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
+            .detail("request bodies are limited to 64 KiB")
+    }
+
     pub fn unavailable() -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable")
             .detail("the database cannot be reached or is too busy")
@@ -112,10 +118,7 @@ impl ApiError {
                     .detail("the body must be JSON")
                     .hint("Send the header Content-Type: application/json.")
             }
-            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
-                    .detail("request bodies are limited to 64 KiB")
-            }
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::payload_too_large(),
             other => Self::new(StatusCode::BAD_REQUEST, "Unreadable request body")
                 .detail(other.body_text()),
         }

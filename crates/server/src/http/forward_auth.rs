@@ -3,7 +3,8 @@
 //!
 //! The proxy sends the client's request headers here (any method, no body). The key
 //! comes from `X-API-Key` or `Authorization: Bearer …`; the permissions the route
-//! needs from `X-Keyward-Permissions: A,B` (set by the proxy) or `?permissions=A,B`.
+//! needs are those of `X-Keyward-Permissions: A,B` (which the proxy must set,
+//! overwriting a client's) and of `?permissions=A,B`, together.
 //!
 //! The proxy itself proves who it is with the service token in
 //! `X-Keyward-Proxy-Token` (set in the proxy's configuration, overwriting anything a
@@ -48,10 +49,14 @@ pub struct AuthQuery {
 ///
 /// 200 lets the request through, with `X-Keyward-User-Id`, `X-Keyward-Key-Id` and
 /// `X-Keyward-Key-Permissions` for the upstream. 401 (with `WWW-Authenticate`): no
-/// key, or a key that is malformed, unknown, suspended, revoked or expired. 403: the
-/// key lacks a required permission (`Missing required permission(s): …`) or its usage
-/// credits are spent. 429 with `Retry-After`: rate limited. Every answer carries
-/// `X-Keyward-Code` with the verdict.
+/// key, or a key that is malformed, unknown, suspended, revoked or expired, all
+/// answered alike. 403: the key lacks a required permission (`Missing required
+/// permission(s): …`) or its usage credits are spent. 429 with `Retry-After`: rate
+/// limited. 400: the required permissions are blank, hold an empty name, or the
+/// header is sent twice. The required permissions are the union of the header and
+/// the query. Every verdict carries `X-Keyward-Code`: `VALID`,
+/// `INSUFFICIENT_PERMISSIONS`, `USAGE_EXCEEDED`, `RATE_LIMITED`, or `INVALID` for
+/// every key that does not pass as a key.
 #[utoipa::path(
     get,
     path = "/api/auth",
@@ -61,10 +66,11 @@ pub struct AuthQuery {
         AuthQuery,
         ("X-Keyward-Proxy-Token" = String, Header, description = "The service token: the proxy's credential"),
         ("X-API-Key" = Option<String>, Header, description = "The client's key (or Authorization: Bearer)"),
-        ("X-Keyward-Permissions" = Option<String>, Header, description = "Required permissions, comma-separated"),
+        ("X-Keyward-Permissions" = Option<String>, Header, description = "Required permissions, comma-separated; the proxy sets it, overwriting a client's"),
     ),
     responses(
         (status = 200, description = "Let through; identity in the X-Keyward-* headers", body = ForwardAuthVerdict),
+        (status = 400, description = "Blank or repeated required permissions", body = ErrorBody),
         (status = 401, description = "No valid key, or the proxy is not authenticated", body = ErrorBody),
         (status = 403, description = "A required permission is missing, or usage credits are spent", body = ErrorBody),
         (status = 422, description = "Unknown permission names (a proxy configuration error)", body = ErrorBody),
@@ -86,17 +92,7 @@ pub async fn forward_auth(
     let Some(key) = presented_key(&headers) else {
         return Err(denied(StatusCode::UNAUTHORIZED, "Missing API key", None));
     };
-    let names: Vec<&str> = headers
-        .get(&PERMISSIONS)
-        .and_then(|v| v.to_str().ok())
-        .or(query.permissions.as_deref())
-        .map(|list| {
-            list.split(',')
-                .map(str::trim)
-                .filter(|n| !n.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
+    let names = required_permissions(&headers, query.permissions.as_deref())?;
     let engine = &state.engine;
     let required = engine.permission_set(&names)?;
     let options = VerifyOptions {
@@ -152,17 +148,72 @@ pub async fn forward_auth(
             let seconds = verification.retry_after_seconds().unwrap_or(1);
             ApiError::too_many_requests("rate limited", seconds).into_response()
         }
-        _ => denied(
-            StatusCode::UNAUTHORIZED,
-            "Invalid API key",
-            Some(format!("the key is {}", code.as_str())),
-        )
-        .into_response(),
+        // Malformed, unknown, suspended, revoked, expired: one answer, the same in
+        // every byte, so a client cannot learn a key's state through the proxy. The
+        // verdict itself is in keyward_verify_total{code} and the debug log.
+        _ => denied(StatusCode::UNAUTHORIZED, "Invalid API key", None).into_response(),
+    };
+    tracing::debug!(code = code.as_str(), "forward authentication");
+    let shown = match code {
+        VerifyCode::Valid
+        | VerifyCode::InsufficientPermissions
+        | VerifyCode::UsageExceeded
+        | VerifyCode::RateLimited => code.as_str(),
+        _ => INVALID,
     };
     response
         .headers_mut()
-        .insert(CODE, HeaderValue::from_static(code.as_str()));
+        .insert(CODE, HeaderValue::from_static(shown));
     Ok(response)
+}
+
+/// `X-Keyward-Code` of every key that does not pass as a key at all.
+const INVALID: &str = "INVALID";
+
+/// The permissions a route requires: every name in `X-Keyward-Permissions` and every
+/// name in `?permissions=`, together. Either may narrow what passes, neither can widen
+/// it: a client that slips its own header past a proxy can only ask for more. A
+/// header sent twice, a blank list or an empty item (`A,,B`) is a configuration or
+/// request error (400), never "nothing required".
+fn required_permissions<'a>(
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+) -> Result<Vec<&'a str>, ApiError> {
+    let mut sent = headers.get_all(&PERMISSIONS).iter();
+    let header = match (sent.next(), sent.next()) {
+        (_, Some(_)) => {
+            return Err(bad_permissions(
+                "X-Keyward-Permissions is sent more than once",
+            ));
+        }
+        (Some(value), None) => Some(
+            value
+                .to_str()
+                .map_err(|_| bad_permissions("X-Keyward-Permissions is not plain text"))?,
+        ),
+        (None, None) => None,
+    };
+    let mut names = Vec::new();
+    for (source, list) in [("X-Keyward-Permissions", header), ("permissions", query)] {
+        let Some(list) = list else { continue };
+        for name in list.split(',').map(str::trim) {
+            if name.is_empty() {
+                return Err(bad_permissions(format!(
+                    "{source}: a blank list or an empty name (A,,B); list the required names"
+                )));
+            }
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    Ok(names)
+}
+
+fn bad_permissions(detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "Invalid required permissions")
+        .detail(detail)
+        .hint("The proxy must set X-Keyward-Permissions itself, overwriting what a client sent.")
 }
 
 /// What a successful forward authentication answers (also in the headers).

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::HttpBody;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, RawPathParams, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use keyward_core::model::KeyId;
@@ -73,17 +73,28 @@ where
     }
 }
 
-/// The `{id}` path segment, parsed as a key id. Text that is not a UUID cannot name
-/// one of the caller's keys, so it is answered like any unknown id: 404.
+/// The `{id}` path segment, parsed as a key id. Text that is not a key id in its
+/// canonical spelling cannot name one of the caller's keys, so it is answered like
+/// any unknown id: 404. That holds for the segment as sent, before percent-decoding:
+/// `%30190…` names no key either (see [`KeyId`]'s `FromStr`).
 pub struct KeyIdPath(pub KeyId);
 
 impl<S: Send + Sync> FromRequestParts<S> for KeyIdPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+        let params = RawPathParams::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::not_found())?;
-        raw.parse().map(Self).map_err(|_| ApiError::not_found())
+        let id = params
+            .iter()
+            .find_map(|(name, value)| (name == "id").then_some(value))
+            .ok_or_else(ApiError::not_found)?;
+        // The parameters come percent-decoded: the id must also stand in the path as
+        // sent, as a whole segment.
+        if !parts.uri.path().split('/').any(|segment| segment == id) {
+            return Err(ApiError::not_found());
+        }
+        id.parse().map(Self).map_err(|_| ApiError::not_found())
     }
 }

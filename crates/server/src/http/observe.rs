@@ -1,5 +1,11 @@
 //! What every answer goes through: the request deadline, the headers every answer
-//! carries, and request metrics and logs.
+//! carries, request metrics and logs, and the refusals that need no route: a method
+//! no HTTP client sends, a declared body over the limit.
+//!
+//! Every metric label comes from a fixed set (methods outside the standard ones are
+//! `other`, routes are the router's templates or `unmatched`, statuses are the ones
+//! keyward answers with): a client must not be able to mint label values, each of
+//! which the registry keeps for the life of the process.
 //!
 //! One hand-written tower layer rather than a stack of `from_fn` middlewares and
 //! header layers: it sits on every request's path, and each `from_fn` boxed its
@@ -16,7 +22,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::header::{CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
+use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, X_CONTENT_TYPE_OPTIONS};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Histogram};
@@ -31,6 +37,50 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The route label of requests that matched no route.
 const UNMATCHED: &str = "unmatched";
+
+/// The longest method accepted: the standard ones have at most 7 letters; anything
+/// much longer is an attack or a broken client (400).
+pub const MAX_METHOD_LEN: usize = 16;
+
+/// Routes with metric handles of their own. The router has about 25 templates; past
+/// this bound (never, unless routes are added by the thousand) requests are counted
+/// under `unmatched` rather than growing the map.
+const MAX_ROUTES: usize = 256;
+
+/// The `method` label: one of the standard methods, or `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+/// Answers that need no route, decided from the request line and headers alone,
+/// before any body is read (so before hyper sends `100 Continue`).
+fn refuse_early(request: &Request) -> Option<ApiError> {
+    if request.method().as_str().len() > MAX_METHOD_LEN {
+        return Some(
+            ApiError::new(StatusCode::BAD_REQUEST, "Invalid method")
+                .detail(format!("the method is longer than {MAX_METHOD_LEN} bytes")),
+        );
+    }
+    let declared = request.headers().get(CONTENT_LENGTH)?;
+    let too_large = declared
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        // A length that does not parse is hyper's to refuse; a huge one is ours.
+        .is_some_and(|length| length > super::BODY_LIMIT as u64);
+    too_large.then(ApiError::payload_too_large)
+}
 
 /// Applies [`Observe`] to every route (with `Router::layer`, so the matched route is
 /// known for the metrics' labels).
@@ -71,17 +121,28 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         let started = Instant::now();
-        let method = request.method().clone();
+        let method = method_label(request.method());
         let route = request.extensions().get::<MatchedPath>().cloned();
-        let answer = tokio::time::timeout(REQUEST_TIMEOUT, self.inner.call(request));
+        let refused = refuse_early(&request);
+        let answer = match refused {
+            Some(_) => None,
+            None => Some(tokio::time::timeout(
+                REQUEST_TIMEOUT,
+                self.inner.call(request),
+            )),
+        };
         let metrics = Arc::clone(&self.metrics);
         Box::pin(async move {
-            let mut response = match answer.await {
-                Ok(Ok(response)) => response,
-                Ok(Err(never)) => match never {},
-                Err(_) => ApiError::new(StatusCode::REQUEST_TIMEOUT, "Request timed out")
-                    .detail("the request did not complete within 30 s")
-                    .into_response(),
+            let mut response = match (refused, answer) {
+                (Some(error), _) => error.into_response(),
+                (None, Some(answer)) => match answer.await {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(never)) => match never {},
+                    Err(_) => ApiError::new(StatusCode::REQUEST_TIMEOUT, "Request timed out")
+                        .detail("the request did not complete within 30 s")
+                        .into_response(),
+                },
+                (None, None) => unreachable!("a request is either refused or answered"),
             };
             let headers = response.headers_mut();
             // API answers are private to their caller; proxies and browsers must not keep them.
@@ -93,7 +154,7 @@ where
             let status = response.status();
             // The route template, not the path: ids would explode the label set.
             let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
-            metrics.record(&method, route, status, elapsed);
+            metrics.record(method, route, status, elapsed);
             if status.is_server_error() {
                 tracing::warn!(%method, %route, status = status.as_u16(), ?elapsed, "request failed");
             } else {
@@ -113,7 +174,7 @@ struct RouteMetrics {
 
 struct RouteHandles {
     duration: Histogram,
-    requests: RwLock<HashMap<(Method, u16), Counter>>,
+    requests: RwLock<HashMap<(&'static str, u16), Counter>>,
 }
 
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -125,7 +186,7 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 }
 
 impl RouteMetrics {
-    fn record(&self, method: &Method, route: &str, status: StatusCode, elapsed: Duration) {
+    fn record(&self, method: &'static str, route: &str, status: StatusCode, elapsed: Duration) {
         // The common case takes two read locks; a new route, method or status is
         // registered once.
         if let Some(handles) = read(&self.routes).get(route) {
@@ -133,7 +194,13 @@ impl RouteMetrics {
             handles.count(method, route, status);
             return;
         }
-        write(&self.routes)
+        let mut routes = write(&self.routes);
+        let route = if routes.len() >= MAX_ROUTES && !routes.contains_key(route) {
+            UNMATCHED
+        } else {
+            route
+        };
+        routes
             .entry(route.to_owned())
             .or_insert_with(|| RouteHandles {
                 duration: metrics::histogram!(
@@ -142,13 +209,14 @@ impl RouteMetrics {
                 ),
                 requests: RwLock::default(),
             });
+        drop(routes);
         self.record(method, route, status, elapsed);
     }
 }
 
 impl RouteHandles {
-    fn count(&self, method: &Method, route: &str, status: StatusCode) {
-        let key = (method.clone(), status.as_u16());
+    fn count(&self, method: &'static str, route: &str, status: StatusCode) {
+        let key = (method, status.as_u16());
         if let Some(counter) = read(&self.requests).get(&key) {
             counter.increment(1);
             return;
@@ -158,7 +226,7 @@ impl RouteHandles {
             .or_insert_with(|| {
                 metrics::counter!(
                     "keyward_http_requests_total",
-                    "method" => method.as_str().to_owned(),
+                    "method" => method,
                     "route" => route.to_owned(),
                     "status" => status.as_u16().to_string(),
                 )

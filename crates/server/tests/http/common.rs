@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use keyward::app::App;
@@ -147,7 +148,13 @@ impl<B: Backend> TestAppBuilder<B> {
         let mut snapshots = insta::Settings::clone_current();
         snapshots.set_prepend_module_to_snapshot(false);
         TestApp {
-            router: app.router,
+            // As if served on a socket, to a client on loopback (a local proxy).
+            router: app
+                .router
+                .layer(MockConnectInfo(std::net::SocketAddr::from((
+                    [127, 0, 0, 1],
+                    40000,
+                )))),
             engine: app.engine,
             offset,
             _snapshots: snapshots.bind_to_scope(),

@@ -17,6 +17,8 @@ mod create;
 mod edit;
 #[path = "suites/forward_auth.rs"]
 mod forward_auth;
+#[path = "suites/hostile.rs"]
+mod hostile;
 #[path = "suites/lifecycle.rs"]
 mod lifecycle;
 #[path = "suites/list_and_get.rs"]

@@ -115,7 +115,7 @@ async fn missing_invalid_and_underpermitted_keys_are_refused_as_autogpt_did() {
     )
     .await;
     revoked.error(StatusCode::UNAUTHORIZED);
-    assert_eq!(revoked.headers["x-keyward-code"], "REVOKED");
+    assert_eq!(revoked.headers["x-keyward-code"], "INVALID");
 }
 
 #[tokio::test]
