@@ -10,7 +10,7 @@ use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
-use keyward_store::{NewKeyRecord, Replacement, Store};
+use keyward_store::{NewKeyRecord, Replacement, RotationTerms, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -348,11 +348,15 @@ impl<S: Store> Engine<S> {
         let actor = self.actor(owner);
         let inner = Arc::clone(&self.inner);
         let owner = owner.cloned();
+        let terms = RotationTerms {
+            grace_seconds,
+            max_live_per_user: self.inner.config.max_keys_per_user,
+        };
         // Like `mutate`: the invalidation must follow the commit even if the caller goes.
         let task = tokio::spawn(async move {
             let rotated = inner
                 .store
-                .rotate(owner.as_ref(), id, &replacement, grace_seconds, now, &actor)
+                .rotate(owner.as_ref(), id, &replacement, terms, now, &actor)
                 .await?;
             inner.cache.invalidate(&rotated.old_hash);
             inner.cache.invalidate(&replacement.hash);

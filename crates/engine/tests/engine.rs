@@ -124,13 +124,13 @@ impl Store for Counting {
         owner: Option<&UserId>,
         id: KeyId,
         replacement: &keyward_store::Replacement,
-        grace_seconds: u64,
+        terms: keyward_store::RotationTerms,
         now: Timestamp,
         actor: &Actor,
     ) -> Result<keyward_store::Rotated, StoreError> {
         self.reachable()?;
         self.inner
-            .rotate(owner, id, replacement, grace_seconds, now, actor)
+            .rotate(owner, id, replacement, terms, now, actor)
             .await
     }
     async fn consume(&self, id: KeyId, cost: u64) -> Result<keyward_store::Consumed, StoreError> {

@@ -38,7 +38,7 @@ pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use records::{
     Applied, Consumed, ExternalChange, ImportedKey, LegacyCandidate, NewKeyRecord, PepperUsage,
-    Replacement, Rotated, VerifyRecord,
+    Replacement, Rotated, RotationTerms, VerifyRecord,
 };
 pub use sqlite::SqliteStore;
 pub use url::{DatabaseUrl, DatabaseUrlError};
@@ -59,7 +59,8 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Stores a new key, unless its owner already has `max_live_per_user` keys that
-    /// are not revoked ([`StoreError::LimitReached`]). The check, the insert and the
+    /// are not revoked, counting a rotated key only until its grace period ends
+    /// ([`StoreError::LimitReached`]). The check, the insert and the
     /// `create` event by `actor` are atomic.
     fn insert_key(
         &self,
@@ -134,15 +135,17 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// Replaces a key of `owner` with a new one carrying its attributes, linked both
     /// ways; the old key then works until the end of the grace period (never beyond
-    /// its own expiry). Refused for revoked, expired or already-rotated keys. Not
-    /// subject to the per-user cap: the new key replaces the old one. Both keys'
+    /// its own expiry). Refused for revoked, expired or already-rotated keys. While
+    /// the old key is in its grace period both count toward the per-user cap, so at
+    /// the cap a rotation with a grace period is refused ([`StoreError::LimitReached`]);
+    /// one that ends the old key at once replaces it and is allowed. Both keys'
     /// events are recorded as made by `actor`.
     fn rotate(
         &self,
         owner: Option<&UserId>,
         id: KeyId,
         replacement: &Replacement,
-        grace_seconds: u64,
+        terms: RotationTerms,
         now: Timestamp,
         actor: &Actor,
     ) -> impl Future<Output = Result<Rotated, StoreError>> + Send;
@@ -323,11 +326,11 @@ impl Store for AnyStore {
         owner: Option<&UserId>,
         id: KeyId,
         replacement: &Replacement,
-        grace_seconds: u64,
+        terms: RotationTerms,
         now: Timestamp,
         actor: &Actor,
     ) -> Result<Rotated, StoreError> {
-        delegate!(self, s => s.rotate(owner, id, replacement, grace_seconds, now, actor).await)
+        delegate!(self, s => s.rotate(owner, id, replacement, terms, now, actor).await)
     }
     async fn consume(&self, id: KeyId, cost: u64) -> Result<Consumed, StoreError> {
         delegate!(self, s => s.consume(id, cost).await)

@@ -79,6 +79,14 @@ pub struct Replacement {
     pub postfix: String,
 }
 
+/// The bounds of a rotation: how long the old key keeps working, and the per-user
+/// cap that both keys count toward meanwhile.
+#[derive(Clone, Copy, Debug)]
+pub struct RotationTerms {
+    pub grace_seconds: u64,
+    pub max_live_per_user: u32,
+}
+
 /// The result of a rotation.
 #[derive(Clone, Debug)]
 pub struct Rotated {

@@ -134,6 +134,28 @@ pub(crate) fn remaining_column(value: Option<u64>) -> Option<i64> {
 }
 
 /// Takes credits: the conditional decrement, and what to read when it took nothing.
+/// The keys that count toward a user's cap at `$2`: every key that is not revoked
+/// (an expired one too, until it is revoked), except a rotated key whose grace period
+/// is over, since its replacement counts in its place.
+pub(crate) const COUNT_LIVE: &str = "SELECT COUNT(*) FROM api_keys WHERE user_id = $1 \
+     AND status <> 'REVOKED' AND NOT (rotated_to IS NOT NULL AND expires_at <= $2)";
+
+/// Whether a rotation may go ahead with `live` keys counted (the old one among them):
+/// while the old key is in its grace period both count, so the new one must fit under
+/// the cap; a rotation that ends the old key at once only replaces it.
+pub(crate) fn rotation_fits(
+    live: i64,
+    ending: &ApiKey,
+    now: Timestamp,
+    max_live: u32,
+) -> Result<(), StoreError> {
+    let old_still_counts = ending.expires_at.is_some_and(|end| end > now);
+    if old_still_counts && live >= i64::from(max_live) {
+        return Err(StoreError::LimitReached { limit: max_live });
+    }
+    Ok(())
+}
+
 pub(crate) const CONSUME: &str = "UPDATE api_keys SET remaining = remaining - $2 \
      WHERE id = $1 AND remaining IS NOT NULL AND remaining >= $2 RETURNING remaining";
 pub(crate) const REMAINING: &str = "SELECT remaining FROM api_keys WHERE id = $1";

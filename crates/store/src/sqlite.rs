@@ -31,7 +31,7 @@ use tokio::sync::Mutex;
 
 use crate::records::{
     Applied, Consumed, ExternalChange, ImportedKey, LegacyCandidate, NewKeyRecord, PepperUsage,
-    Replacement, Rotated, VerifyRecord,
+    Replacement, Rotated, RotationTerms, VerifyRecord,
 };
 use crate::rows::{self, NewEvent, corrupt, key_columns, timestamp};
 use crate::{Store, StoreError, migrations};
@@ -308,12 +308,11 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let key = &new.key;
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let live: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM api_keys WHERE user_id = $1 AND status <> 'REVOKED'",
-        )
-        .bind(key.user_id.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
+        let live: i64 = sqlx::query_scalar(rows::COUNT_LIVE)
+            .bind(key.user_id.as_str())
+            .bind(key.created_at.as_millis())
+            .fetch_one(&mut *tx)
+            .await?;
         if live >= i64::from(max_live) {
             return Err(StoreError::LimitReached { limit: max_live });
         }
@@ -534,13 +533,19 @@ impl Store for SqliteStore {
         owner: Option<&UserId>,
         id: KeyId,
         replacement: &Replacement,
-        grace_seconds: u64,
+        terms: RotationTerms,
         now: Timestamp,
         actor: &Actor,
     ) -> Result<Rotated, StoreError> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let (old, old_hash) = read_key(&mut tx, owner, id).await?;
-        let (ending, new) = rows::rotate(&old, replacement, grace_seconds, now)?;
+        let (ending, new) = rows::rotate(&old, replacement, terms.grace_seconds, now)?;
+        let live: i64 = sqlx::query_scalar(rows::COUNT_LIVE)
+            .bind(old.user_id.as_str())
+            .bind(now.as_millis())
+            .fetch_one(&mut *tx)
+            .await?;
+        rows::rotation_fits(live, &ending, now, terms.max_live_per_user)?;
         sqlx::query(
             "UPDATE api_keys SET expires_at = $2, rotated_to = $3, updated_at = $4, remaining = $5 \
              WHERE id = $1",

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use keyward_core::input::{FieldError, KeyEdit, NewKeyRequest, ValidationErrors};
 use keyward_core::lifecycle::{DEFAULT_ROTATION_GRACE_SECONDS, MAX_ROTATION_GRACE_SECONDS};
 use keyward_core::time::Timestamp;
+use keyward_engine::EngineError;
 
 use super::AppState;
 use super::auth::AuthUser;
@@ -424,8 +425,10 @@ pub async fn update_key(
 /// metadata, expiry and status, and `rotated_from`; the old key gets `rotated_to` and
 /// keeps working until the end of the grace period (`grace_seconds`, default an hour,
 /// at most a week, never beyond its own expiry), then verifies as `EXPIRED`. A
-/// revoked, expired or already-rotated key cannot be rotated (400). The plaintext is
-/// in this response only.
+/// revoked, expired or already-rotated key cannot be rotated (400). During the grace
+/// period both keys count toward the per-user key limit: at the limit, a rotation with
+/// a grace period is refused (409) and one with `grace_seconds: 0` is allowed. The
+/// plaintext is in this response only.
 #[utoipa::path(
     post,
     path = "/api/api-keys/{id}/rotate",
@@ -439,6 +442,7 @@ pub async fn update_key(
         (status = 400, description = "The key is revoked, expired or already rotated; or malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
         (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
+        (status = 409, description = "At the key limit, a rotation with a grace period (grace_seconds: 0 works)", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 422, description = "A grace period out of bounds", body = ErrorBody),
@@ -458,7 +462,15 @@ pub async fn rotate_key(
             "grace_seconds: must be between 0 and {MAX_ROTATION_GRACE_SECONDS}"
         )));
     }
-    let rotated = state.engine.rotate(Some(&user), id, grace).await?;
+    let rotated = match state.engine.rotate(Some(&user), id, grace).await {
+        Err(err @ EngineError::LimitReached { .. }) => {
+            return Err(ApiError::from(err).hint(
+                "During its grace period the old key counts toward the limit too: rotate with \
+                 \"grace_seconds\": 0 to replace it at once, or revoke keys you no longer use.",
+            ));
+        }
+        other => other?,
+    };
     let body = RotateKeyResponse {
         api_key: rotated.new.key.into(),
         plain_text_key: rotated.new.plain_text.expose().to_owned(),

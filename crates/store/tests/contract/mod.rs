@@ -50,6 +50,7 @@ macro_rules! store_contract_suite {
             rehashing_moves_a_key_to_its_new_hash,
             keys_are_counted_per_pepper_version,
             a_rotation_links_both_keys_in_one_transaction,
+            a_rotated_key_counts_toward_the_cap_during_its_grace_period,
             usage_credits_are_taken_atomically_from_two_connections,
             usage_credits_answer_for_every_state,
             migrations_can_run_again,
@@ -1051,7 +1052,7 @@ pub async fn a_rotation_links_both_keys_in_one_transaction(f: &Fixture) {
             owner.as_ref(),
             old.key.id,
             &replacement,
-            60,
+            terms(60, 100),
             at(10),
             &admin(),
         )
@@ -1089,7 +1090,14 @@ pub async fn a_rotation_links_both_keys_in_one_transaction(f: &Fixture) {
     // Rotating again, another user's key, or a revoked key: refused, nothing written.
     let again = f
         .store
-        .rotate(None, old.key.id, &replacement, 60, at(11), &admin())
+        .rotate(
+            None,
+            old.key.id,
+            &replacement,
+            terms(60, 100),
+            at(11),
+            &admin(),
+        )
         .await;
     assert!(matches!(
         again,
@@ -1101,7 +1109,7 @@ pub async fn a_rotation_links_both_keys_in_one_transaction(f: &Fixture) {
             Some(&user("bob")),
             replacement.id,
             &replacement,
-            60,
+            terms(60, 100),
             at(11),
             &admin(),
         )
@@ -1116,6 +1124,95 @@ pub async fn a_rotation_links_both_keys_in_one_transaction(f: &Fixture) {
         .map(|e| e.action)
         .collect();
     assert_eq!(actions, ["create", "rotate", "create"]);
+}
+
+fn terms(grace_seconds: u64, max_live_per_user: u32) -> keyward_store::RotationTerms {
+    keyward_store::RotationTerms {
+        grace_seconds,
+        max_live_per_user,
+    }
+}
+
+fn replacement_at(created: i64) -> keyward_store::Replacement {
+    let fresh = new_key("unused", "unused", created);
+    keyward_store::Replacement {
+        id: fresh.key.id,
+        hash: fresh.hash,
+        pepper_version: 1,
+        prefix: fresh.key.prefix,
+        postfix: fresh.key.postfix,
+    }
+}
+
+pub async fn a_rotated_key_counts_toward_the_cap_during_its_grace_period(f: &Fixture) {
+    let alice = Some(user("alice"));
+    let one = new_key("alice", "one", 0);
+    let two = new_key("alice", "two", 1);
+    f.store.insert_key(&one, 2, &admin()).await.unwrap();
+    f.store.insert_key(&two, 2, &admin()).await.unwrap();
+
+    // At the cap: with a grace period both keys would count, so it is refused and
+    // nothing is written.
+    let grace = replacement_at(10);
+    let refused = f
+        .store
+        .rotate(
+            alice.as_ref(),
+            one.key.id,
+            &grace,
+            terms(60, 2),
+            at(10),
+            &admin(),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::LimitReached { limit: 2 })),
+        "{refused:?}"
+    );
+    let stored = f.store.get_key(None, one.key.id).await.unwrap().unwrap();
+    assert_eq!(stored.rotated_to, None);
+    assert!(f.store.get_key(None, grace.id).await.unwrap().is_none());
+
+    // Without one, the new key replaces the old one: allowed at the cap.
+    let at_once = replacement_at(11);
+    f.store
+        .rotate(
+            alice.as_ref(),
+            one.key.id,
+            &at_once,
+            terms(0, 2),
+            at(11),
+            &admin(),
+        )
+        .await
+        .unwrap();
+    let three = new_key("alice", "three", 20);
+    assert!(matches!(
+        f.store.insert_key(&three, 2, &admin()).await,
+        Err(StoreError::LimitReached { .. })
+    ));
+    f.store.insert_key(&three, 3, &admin()).await.unwrap();
+
+    // A grace period under the cap: both count until it ends.
+    let later = replacement_at(30);
+    f.store
+        .rotate(
+            alice.as_ref(),
+            two.key.id,
+            &later,
+            terms(60, 4),
+            at(30),
+            &admin(),
+        )
+        .await
+        .unwrap();
+    let four = new_key("alice", "four", 40);
+    assert!(matches!(
+        f.store.insert_key(&four, 4, &admin()).await,
+        Err(StoreError::LimitReached { .. })
+    ));
+    let after_grace = new_key("alice", "four", 70_000);
+    f.store.insert_key(&after_grace, 4, &admin()).await.unwrap();
 }
 
 async fn with_credits(store: &AnyStore, owner: &str, credits: Option<u64>) -> NewKeyRecord {

@@ -323,3 +323,62 @@ async fn user_ids_that_look_like_another_or_hide_characters_are_refused() {
         response.error(StatusCode::UNAUTHORIZED);
     }
 }
+
+#[tokio::test]
+async fn rotations_with_a_grace_period_cannot_lift_a_user_over_the_key_cap() {
+    let app = TestApp::builder().max_keys_per_user(3).build().await;
+    let (mut id, _) = app.key_with("alice", &["READ_GRAPH"]).await;
+    // Rotating again and again, each old key still working for a week.
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let response = app
+            .as_user(
+                "alice",
+                Method::POST,
+                &format!("/api/api-keys/{id}/rotate"),
+                Some(serde_json::json!({"grace_seconds": 604800})),
+            )
+            .await;
+        statuses.push(response.status);
+        if response.status == StatusCode::OK {
+            id = response.body["api_key"]["id"].as_str().unwrap().to_owned();
+        } else {
+            let body = response.error(StatusCode::CONFLICT);
+            assert!(
+                body["hint"]
+                    .as_str()
+                    .unwrap()
+                    .contains("\"grace_seconds\": 0"),
+                "{body}"
+            );
+        }
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::CONFLICT,
+            StatusCode::CONFLICT,
+            StatusCode::CONFLICT
+        ]
+    );
+    let keys = app
+        .as_user("alice", Method::GET, "/api/api-keys", None)
+        .await;
+    assert_eq!(
+        keys.ok().as_array().unwrap().len(),
+        3,
+        "never more than the cap"
+    );
+    // Without a grace period the new key replaces the old one at once: allowed.
+    let response = app
+        .as_user(
+            "alice",
+            Method::POST,
+            &format!("/api/api-keys/{id}/rotate"),
+            Some(serde_json::json!({"grace_seconds": 0})),
+        )
+        .await;
+    response.ok();
+}

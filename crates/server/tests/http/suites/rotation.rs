@@ -193,13 +193,21 @@ async fn revoked_expired_and_rotated_keys_cannot_be_rotated() {
             .contains("revoked")
     );
 
-    // At the cap, a rotation still works: the new key replaces the old one.
+    // At the cap, a rotation with a grace period would hold both keys: refused. One
+    // without a grace period replaces the old key at once: it works.
     let (first, _) = app.key_with("alice", &[]).await;
     let (second, _) = app.key_with("alice", &[]).await;
     rotate(&app, "alice", &first, json!({"grace_seconds": 600}))
         .await
+        .error(StatusCode::CONFLICT);
+    rotate(&app, "alice", &first, json!({"grace_seconds": 0}))
+        .await
         .ok();
-    let again = rotate(&app, "alice", &first, json!({})).await;
+    let (carols, _) = app.key_with("carol", &[]).await;
+    rotate(&app, "carol", &carols, json!({"grace_seconds": 600}))
+        .await
+        .ok();
+    let again = rotate(&app, "carol", &carols, json!({})).await;
     let error = again.error(StatusCode::BAD_REQUEST);
     assert!(
         error["detail"]
