@@ -132,6 +132,19 @@ pub struct NewKeyRequest {
     pub remaining: Option<u64>,
 }
 
+impl NewKeyRequest {
+    /// The first field only the platform may set (usage credits, rate limit), if any.
+    pub fn platform_field(&self) -> Option<&'static str> {
+        if self.remaining.is_some() {
+            Some("remaining")
+        } else if self.rate_limit.is_some() {
+            Some("rate_limit")
+        } else {
+            None
+        }
+    }
+}
+
 /// A create request that passed validation.
 #[derive(Clone, Debug)]
 pub struct ValidNewKey {
@@ -193,6 +206,8 @@ pub struct KeyEdit {
     pub metadata: Option<Option<Metadata>>,
     /// Sets the usage credits left (a top-up), or removes the limit (`Some(None)`).
     pub remaining: Option<Option<u64>>,
+    /// Sets or removes (`Some(None)`) the verification rate limit.
+    pub rate_limit: Option<Option<RateLimit>>,
 }
 
 /// An edit that passed validation; what [`crate::lifecycle::Mutation::Edit`] carries.
@@ -203,6 +218,7 @@ pub struct ValidEdit {
     pub expires_at: Option<Option<Timestamp>>,
     pub metadata: Option<Option<Metadata>>,
     pub remaining: Option<Option<u64>>,
+    pub rate_limit: Option<Option<RateLimit>>,
 }
 
 impl KeyEdit {
@@ -241,7 +257,19 @@ impl KeyEdit {
             expires_at: self.expires_at,
             metadata: self.metadata.clone(),
             remaining: self.remaining,
+            rate_limit: self.rate_limit,
         })
+    }
+
+    /// The first field only the platform may set (usage credits, rate limit), if any.
+    pub fn platform_field(&self) -> Option<&'static str> {
+        if self.remaining.is_some() {
+            Some("remaining")
+        } else if self.rate_limit.is_some() {
+            Some("rate_limit")
+        } else {
+            None
+        }
     }
 }
 
@@ -350,6 +378,7 @@ mod tests {
             expires_at: Some(None),
             metadata: None,
             remaining: None,
+            rate_limit: None,
         };
         let valid = edit.validate(now()).unwrap();
         assert_eq!(valid.name.as_deref(), Some("renamed"));

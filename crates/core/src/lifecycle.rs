@@ -160,6 +160,9 @@ pub fn apply(
             if let Some(remaining) = edit.remaining {
                 new.remaining = remaining;
             }
+            if let Some(rate_limit) = edit.rate_limit {
+                new.rate_limit = rate_limit;
+            }
             Ok(if new == *state {
                 Outcome::Unchanged
             } else {

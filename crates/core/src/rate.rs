@@ -77,6 +77,18 @@ impl RateLimit {
     }
 }
 
+impl std::str::FromStr for RateLimit {
+    type Err = String;
+
+    /// `REQUESTS/SECONDS`, as the CLI and the settings write a quota: `100/60`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let expected = || format!("{text:?}: expected REQUESTS/SECONDS, e.g. 100/60");
+        let (requests, seconds) = text.split_once('/').ok_or_else(expected)?;
+        let number = |part: &str| part.trim().parse::<u32>().map_err(|_| expected());
+        Self::new(number(requests)?, number(seconds)?)
+    }
+}
+
 impl fmt::Display for RateLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}s", self.requests, self.per_seconds)

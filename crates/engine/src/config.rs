@@ -60,6 +60,10 @@ pub struct EngineConfig {
     /// Client addresses whose failures are tracked at once (least recently failed
     /// forgotten first).
     pub client_limiter_capacity: u64,
+    /// The rate limit of keys users create themselves (the platform sets others').
+    pub default_rate_limit: Option<RateLimit>,
+    /// The usage credits of keys users create themselves; `None`: unlimited.
+    pub default_credits: Option<u64>,
     /// How changes made without a user scope (admin operations) are signed in the
     /// audit trail: `service` for the server's admin API, `cli` for the CLI.
     pub admin_actor: String,
@@ -90,6 +94,8 @@ impl EngineConfig {
             failed_verify_limit: RateLimit::per_minute(Self::DEFAULT_FAILED_VERIFY_PER_MINUTE).ok(),
             user_write_limit: RateLimit::per_minute(Self::DEFAULT_USER_WRITES_PER_MINUTE).ok(),
             client_limiter_capacity: 100_000,
+            default_rate_limit: None,
+            default_credits: None,
             admin_actor: "service".to_owned(),
             clock: system_clock(),
         }
@@ -108,6 +114,8 @@ impl std::fmt::Debug for EngineConfig {
             .field("negative_cache_capacity", &self.negative_cache_capacity)
             .field("negative_cache_ttl", &self.negative_cache_ttl)
             .field("usage_flush_interval", &self.usage_flush_interval)
+            .field("default_rate_limit", &self.default_rate_limit)
+            .field("default_credits", &self.default_credits)
             .field("usage_resolution", &self.usage_resolution)
             .field("change_feed_lease", &self.change_feed_lease)
             .field("failed_verify_limit", &self.failed_verify_limit)

@@ -164,7 +164,9 @@ impl<S: Store> Engine<S> {
     }
 
     /// Creates a key for `owner`, at the owner's request (counted against their
-    /// change limit); the plaintext is returned once and never stored.
+    /// change limit); the plaintext is returned once and never stored. Usage credits
+    /// and a rate limit are the deployment's defaults: asking for others is
+    /// [`EngineError::PlatformOnly`].
     pub async fn create_key(
         &self,
         owner: &UserId,
@@ -174,8 +176,9 @@ impl<S: Store> Engine<S> {
             .await
     }
 
-    /// Creates a key for `owner` as an administrator (the CLI): recorded as such,
-    /// and not counted against the owner's change limit.
+    /// Creates a key for `owner` as an administrator (the CLI, the admin API), with
+    /// the credits and rate limit asked for: recorded as such, and not counted
+    /// against the owner's change limit.
     pub async fn create_key_as_admin(
         &self,
         owner: &UserId,
@@ -214,10 +217,17 @@ impl<S: Store> Engine<S> {
     ) -> Result<CreatedKey, EngineError> {
         let config = &self.inner.config;
         let now = self.inner.now();
-        let valid = request
+        let mut valid = request
             .validate(&config.catalogue, now)
             .map_err(EngineError::Invalid)?;
         if matches!(actor, Actor::User(_)) {
+            // Credits and rate limits are the platform's (billing, plans): a user's own
+            // keys get the deployment's defaults.
+            if let Some(field) = request.platform_field() {
+                return Err(EngineError::PlatformOnly { field });
+            }
+            valid.rate_limit = config.default_rate_limit;
+            valid.remaining = config.default_credits;
             self.count_user_write(Some(owner), now)?;
         }
         let (plain_text, hash, pepper_version) = self.fresh_secret();
@@ -312,7 +322,9 @@ impl<S: Store> Engine<S> {
             .await
     }
 
-    /// Changes a key's name, description, expiry or metadata (the fields given).
+    /// Changes a key's name, description, expiry or metadata (the fields given), and,
+    /// for an admin (no `owner`), its usage credits and rate limit: those are the
+    /// platform's, and an owner setting them gets [`EngineError::PlatformOnly`].
     pub async fn edit(
         &self,
         owner: Option<&UserId>,
@@ -322,6 +334,9 @@ impl<S: Store> Engine<S> {
         let valid = edit
             .validate(self.inner.now())
             .map_err(EngineError::Invalid)?;
+        if let (Some(_), Some(field)) = (owner, edit.platform_field()) {
+            return Err(EngineError::PlatformOnly { field });
+        }
         self.mutate(owner, id, Mutation::Edit(valid)).await
     }
 
@@ -375,13 +390,19 @@ impl<S: Store> Engine<S> {
         })
     }
 
-    /// Sets or removes a key's verification rate limit.
+    /// Sets or removes a key's verification rate limit: an admin operation (an owner
+    /// gets [`EngineError::PlatformOnly`]).
     pub async fn set_rate_limit(
         &self,
         owner: Option<&UserId>,
         id: KeyId,
         limit: Option<RateLimit>,
     ) -> Result<ApiKey, EngineError> {
+        if owner.is_some() {
+            return Err(EngineError::PlatformOnly {
+                field: "rate_limit",
+            });
+        }
         self.mutate(owner, id, Mutation::SetRateLimit(limit)).await
     }
 
@@ -419,7 +440,12 @@ impl<S: Store> Engine<S> {
                 .apply(owner.as_ref(), id, &mutation, now, &actor)
                 .await?;
             inner.cache.invalidate(&applied.hash);
-            if applied.changed && matches!(mutation, Mutation::SetRateLimit(_)) {
+            let new_quota = match &mutation {
+                Mutation::SetRateLimit(_) => true,
+                Mutation::Edit(edit) => edit.rate_limit.is_some(),
+                _ => false,
+            };
+            if applied.changed && new_quota {
                 // A new quota starts afresh: what was counted under the old one
                 // would otherwise carry over as debt.
                 inner.key_limits.forget(&id);

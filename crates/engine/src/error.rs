@@ -29,6 +29,10 @@ pub enum EngineError {
     /// Too many changes by this user in a short time; retry after the wait.
     #[error("too many changes; retry in {} s", .retry_after.whole_seconds())]
     RateLimited { retry_after: Wait },
+    /// A key's owner tried to set what only the platform sets: usage credits or a rate
+    /// limit (billing and plans).
+    #[error("{field} is set by the platform, not by the key's owner")]
+    PlatformOnly { field: &'static str },
     /// The engine is shutting down; the operation did not run to completion.
     #[error("the service is shutting down")]
     ShuttingDown,

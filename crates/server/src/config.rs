@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
+use keyward_core::rate::RateLimit;
 use secrecy::{ExposeSecret, SecretString};
 
 /// A secret setting: redacted from `Debug`, zeroed on drop.
@@ -178,6 +179,21 @@ pub struct Config {
     )]
     pub user_write_limit: u32,
 
+    /// Rate limit of the keys users create themselves, REQUESTS/SECONDS (e.g. 100/60);
+    /// the platform sets other keys' through the admin API. Default: none.
+    #[arg(long, env = "KEYWARD_DEFAULT_RATE_LIMIT", value_parser = parse_rate_limit, global = true)]
+    pub default_rate_limit: Option<RateLimit>,
+
+    /// Usage credits of the keys users create themselves (1 to 10^15); the platform
+    /// sets other keys' through the admin API. Default: unlimited.
+    #[arg(
+        long,
+        env = "KEYWARD_DEFAULT_CREDITS",
+        value_parser = clap::value_parser!(u64).range(1..=keyward_core::model::MAX_REMAINING),
+        global = true
+    )]
+    pub default_credits: Option<u64>,
+
     /// Log filter, e.g. `info` or `keyward=debug,sqlx=warn` (default: info for serve, warn otherwise).
     #[arg(long, env = "KEYWARD_LOG", global = true)]
     pub log: Option<String>,
@@ -191,4 +207,9 @@ pub struct Config {
         global = true
     )]
     pub log_format: LogFormat,
+}
+
+/// `REQUESTS/SECONDS` ([`RateLimit`]'s `FromStr`), for clap.
+fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
+    text.parse()
 }

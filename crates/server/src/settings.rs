@@ -203,6 +203,8 @@ impl Config {
         let per_minute = |n: u32| keyward_core::rate::RateLimit::per_minute(n).ok();
         engine.failed_verify_limit = per_minute(self.failed_verify_limit);
         engine.user_write_limit = per_minute(self.user_write_limit);
+        engine.default_rate_limit = self.default_rate_limit;
+        engine.default_credits = self.default_credits;
 
         Ok(Settings {
             database_url,

@@ -152,17 +152,9 @@ fn change<T>(value: Option<T>, clear: bool) -> Option<Option<T>> {
     if clear { Some(None) } else { value.map(Some) }
 }
 
-/// `REQUESTS/SECONDS`.
+/// `REQUESTS/SECONDS` ([`RateLimit`]'s `FromStr`).
 fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
-    let (requests, seconds) = text
-        .split_once('/')
-        .ok_or_else(|| format!("{text:?}: expected REQUESTS/SECONDS, e.g. 100/60"))?;
-    let number = |part: &str| {
-        part.trim()
-            .parse::<u32>()
-            .map_err(|_| format!("{text:?}: expected REQUESTS/SECONDS, e.g. 100/60"))
-    };
-    RateLimit::new(number(requests)?, number(seconds)?)
+    text.parse()
 }
 
 /// A rate limit, or `none` to remove it (clap needs a type of its own for this).
@@ -313,6 +305,7 @@ async fn execute(
                 expires_at: change(expires_at, no_expiry),
                 metadata: change(metadata, clear_metadata),
                 remaining: change(remaining, unlimited),
+                rate_limit: None,
             };
             let key = engine
                 .edit(None, key_id(&id)?, &edit)

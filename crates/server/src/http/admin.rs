@@ -1,16 +1,23 @@
-//! Administration, for the platform's services: removing a user who left.
+//! Administration, for the platform's services (service token): keys made or changed
+//! on a user's behalf, with the usage credits and rate limits only the platform sets;
+//! removing a user who left; the audit trail across users.
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::response::Response;
 use keyward_core::audit::EventQuery;
 use keyward_core::model::UserId;
 use keyward_core::time::Timestamp;
 
 use super::AppState;
 use super::auth::ServiceCaller;
-use super::dto::{AdminEventsQuery, DeletedUserResponse, EventPage};
+use super::api_keys::{created_response, key_edit, new_key_request};
+use super::dto::{
+    AdminEventsQuery, ApiKeyResponse, CreateKeyRequest, CreateKeyResponse, DeletedUserResponse,
+    EventPage, PatchKeyRequest,
+};
 use super::error::{ApiError, ErrorBody};
-use super::json::ApiQuery;
+use super::json::{ApiJson, ApiQuery, KeyIdPath};
 
 pub const TAG: &str = "admin";
 
@@ -39,7 +46,9 @@ pub async fn delete_user(
     _caller: ServiceCaller,
     Path(user_id): Path<String>,
 ) -> Result<Json<DeletedUserResponse>, ApiError> {
-    let user = UserId::parse(&user_id).map_err(|e| ApiError::invalid(format!("user_id: {e}")))?;
+    // As stored: a user whose id predates today's rules can still be removed.
+    let user =
+        UserId::from_stored(&user_id).map_err(|e| ApiError::invalid(format!("user_id: {e}")))?;
     let deleted = state.engine.delete_user(&user).await?;
     Ok(Json(DeletedUserResponse {
         user_id: user.as_str().to_owned(),
@@ -72,7 +81,7 @@ pub async fn list_events(
     let user_id = query
         .user_id
         .as_deref()
-        .map(UserId::parse)
+        .map(UserId::from_stored)
         .transpose()
         .map_err(|e| ApiError::invalid(format!("user_id: {e}")))?;
     let since = query
@@ -92,4 +101,77 @@ pub async fn list_events(
         })
         .await?;
     Ok(Json(EventPage::new(events, limit)))
+}
+
+/// Create a key on a user's behalf. The plaintext is in this response only.
+///
+/// For platforms that provision keys server-side: the body is the user's create
+/// body, and may set `remaining` (usage credits) and `rate_limit`, which users cannot
+/// set on their own keys. The key counts toward the user's key limit; the audit trail
+/// records the creation as the service's.
+#[utoipa::path(
+    post,
+    path = "/api/admin/users/{user_id}/api-keys",
+    tag = TAG,
+    operation_id = "create_api_key_for_user",
+    params(("user_id" = String, Path, description = "The user id (the JWT `sub`)")),
+    request_body = CreateKeyRequest,
+    security(("service_token" = [])),
+    responses(
+        (status = 200, description = "The key, with its plaintext (sent with Cache-Control: no-store)", body = CreateKeyResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid service token", body = ErrorBody),
+        (status = 409, description = "The user holds the maximum number of keys", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid fields or user id", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn create_key_for_user(
+    State(state): State<AppState>,
+    _caller: ServiceCaller,
+    Path(user_id): Path<String>,
+    ApiJson(body): ApiJson<CreateKeyRequest>,
+) -> Result<Response, ApiError> {
+    let user = UserId::parse(&user_id).map_err(|e| ApiError::invalid(format!("user_id: {e}")))?;
+    let request = new_key_request(&state, body)?;
+    let created = state.engine.create_key_as_admin(&user, &request).await?;
+    Ok(created_response(created))
+}
+
+/// Change any key: its usage credits and rate limit (the platform's to set), and the
+/// fields its owner may change too.
+///
+/// Only the fields given change; `null` removes the credits limit (`remaining`), the
+/// rate limit, the description, the expiry or the metadata. A top-up is a new
+/// `remaining`. Recorded in the audit trail as the service's change.
+#[utoipa::path(
+    patch,
+    path = "/api/admin/api-keys/{id}",
+    tag = TAG,
+    operation_id = "update_api_key_as_admin",
+    params(("id" = Uuid, Path, description = "The key's id")),
+    request_body = PatchKeyRequest,
+    security(("service_token" = [])),
+    responses(
+        (status = 200, description = "The key as changed", body = ApiKeyResponse),
+        (status = 400, description = "The key is revoked, or malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid service token", body = ErrorBody),
+        (status = 404, description = "No such key", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid fields", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn update_key_as_admin(
+    State(state): State<AppState>,
+    _caller: ServiceCaller,
+    KeyIdPath(id): KeyIdPath,
+    ApiJson(body): ApiJson<PatchKeyRequest>,
+) -> Result<Json<ApiKeyResponse>, ApiError> {
+    let edit = key_edit(&state, body)?;
+    let key = state.engine.edit(None, id, &edit).await?;
+    Ok(Json(key.into()))
 }

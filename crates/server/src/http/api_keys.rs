@@ -47,17 +47,39 @@ pub async fn create_key(
     AuthUser(user): AuthUser,
     ApiJson(body): ApiJson<CreateKeyRequest>,
 ) -> Result<Response, ApiError> {
-    // Fields parsed here rather than in the core: their problems are reported with
-    // the other fields' in one answer.
+    let request = new_key_request(&state, body)?;
+    let created = state.engine.create_key(&user, &request).await?;
+    Ok(created_response(created))
+}
+
+/// A created key with its plaintext, never to be kept by a cache.
+pub(super) fn created_response(created: keyward_engine::CreatedKey) -> Response {
+    let body = CreateKeyResponse {
+        api_key: created.key.into(),
+        plain_text_key: created.plain_text.expose().to_owned(),
+    };
+    let mut response = Json(body).into_response();
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A create request's body as the engine takes it. Fields are parsed here rather
+/// than in the core, and their problems reported with the other fields' in one answer.
+pub(super) fn new_key_request(
+    state: &AppState,
+    body: CreateKeyRequest,
+) -> Result<NewKeyRequest, ApiError> {
     let mut parse_errors = Vec::new();
+    let mut problem = |field: &'static str, message: String| {
+        parse_errors.push(FieldError { field, message });
+    };
     let expires_at = match body.expires_at.as_deref().map(Timestamp::parse_rfc3339) {
         None => None,
         Some(Ok(at)) => Some(at),
         Some(Err(e)) => {
-            parse_errors.push(FieldError {
-                field: "expires_at",
-                message: e.to_string(),
-            });
+            problem("expires_at", e.to_string());
             None
         }
     };
@@ -65,10 +87,7 @@ pub async fn create_key(
         None => None,
         Some(Ok(limit)) => Some(limit),
         Some(Err(message)) => {
-            parse_errors.push(FieldError {
-                field: "rate_limit",
-                message,
-            });
+            problem("rate_limit", message);
             None
         }
     };
@@ -76,10 +95,7 @@ pub async fn create_key(
         None => None,
         Some(Ok(metadata)) => Some(metadata),
         Some(Err(message)) => {
-            parse_errors.push(FieldError {
-                field: "metadata",
-                message,
-            });
+            problem("metadata", message);
             None
         }
     };
@@ -101,16 +117,7 @@ pub async fn create_key(
         errors.0.extend(parse_errors);
         return Err(ApiError::invalid(errors.to_string()));
     }
-    let created = state.engine.create_key(&user, &request).await?;
-    let body = CreateKeyResponse {
-        api_key: created.key.into(),
-        plain_text_key: created.plain_text.expose().to_owned(),
-    };
-    let mut response = Json(body).into_response();
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(request)
 }
 
 /// The caller's keys, newest first, every status.
@@ -367,54 +374,7 @@ pub async fn update_key(
     KeyIdPath(id): KeyIdPath,
     ApiJson(body): ApiJson<PatchKeyRequest>,
 ) -> Result<Json<ApiKeyResponse>, ApiError> {
-    let mut errors = ValidationErrors::default();
-    let mut problem = |field: &'static str, message: String| {
-        errors.0.push(FieldError { field, message });
-    };
-    let name = match body.name {
-        Some(None) => {
-            problem("name", "cannot be cleared".into());
-            None
-        }
-        other => other.flatten(),
-    };
-    let expires_at = match body.expires_at {
-        None => None,
-        Some(None) => Some(None),
-        Some(Some(text)) => match Timestamp::parse_rfc3339(&text) {
-            Ok(at) => Some(Some(at)),
-            Err(e) => {
-                problem("expires_at", e.to_string());
-                None
-            }
-        },
-    };
-    let metadata = match body.metadata {
-        None => None,
-        Some(None) => Some(None),
-        Some(Some(object)) => match parse_metadata(object) {
-            Ok(metadata) => Some(Some(metadata)),
-            Err(message) => {
-                problem("metadata", message);
-                None
-            }
-        },
-    };
-    let edit = KeyEdit {
-        name,
-        description: body.description,
-        expires_at,
-        metadata,
-        remaining: body.remaining,
-    };
-    if !errors.0.is_empty() {
-        // The other fields' problems in the same answer.
-        let config = state.engine.config();
-        if let Err(more) = edit.validate((config.clock)()) {
-            errors.0.extend(more.0);
-        }
-        return Err(ApiError::invalid(errors.to_string()));
-    }
+    let edit = key_edit(&state, body)?;
     let key = state.engine.edit(Some(&user), id, &edit).await?;
     Ok(Json(key.into()))
 }
@@ -481,4 +441,69 @@ pub async fn rotate_key(
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// A PATCH body as the engine takes it, every field's problem in one answer.
+pub(super) fn key_edit(state: &AppState, body: PatchKeyRequest) -> Result<KeyEdit, ApiError> {
+    let mut errors = ValidationErrors::default();
+    let mut problem = |field: &'static str, message: String| {
+        errors.0.push(FieldError { field, message });
+    };
+    let name = match body.name {
+        Some(None) => {
+            problem("name", "cannot be cleared".into());
+            None
+        }
+        other => other.flatten(),
+    };
+    let expires_at = match body.expires_at {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(text)) => match Timestamp::parse_rfc3339(&text) {
+            Ok(at) => Some(Some(at)),
+            Err(e) => {
+                problem("expires_at", e.to_string());
+                None
+            }
+        },
+    };
+    let metadata = match body.metadata {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(object)) => match parse_metadata(object) {
+            Ok(metadata) => Some(Some(metadata)),
+            Err(message) => {
+                problem("metadata", message);
+                None
+            }
+        },
+    };
+    let rate_limit = match body.rate_limit {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(limit)) => match limit.parse() {
+            Ok(limit) => Some(Some(limit)),
+            Err(message) => {
+                problem("rate_limit", message);
+                None
+            }
+        },
+    };
+    let edit = KeyEdit {
+        name,
+        description: body.description,
+        expires_at,
+        metadata,
+        remaining: body.remaining,
+        rate_limit,
+    };
+    if !errors.0.is_empty() {
+        // The other fields' problems in the same answer.
+        let config = state.engine.config();
+        if let Err(more) = edit.validate((config.clock)()) {
+            errors.0.extend(more.0);
+        }
+        return Err(ApiError::invalid(errors.to_string()));
+    }
+    Ok(edit)
 }

@@ -171,10 +171,16 @@ pub struct PatchKeyRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Option<serde_json::Map<String, serde_json::Value>>>,
-    /// Sets the usage credits left (a top-up); null removes the limit.
+    /// Sets the usage credits left (a top-up); null removes the limit. The platform's
+    /// to set (`PATCH /api/admin/api-keys/{id}`): with a user's JWT, 403.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u64>, minimum = 0, maximum = 1_000_000_000_000_000_u64)]
     pub remaining: Option<Option<u64>>,
+    /// Sets the verification rate limit; null removes it. The platform's to set
+    /// (`PATCH /api/admin/api-keys/{id}`): with a user's JWT, 403.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<RateLimitDto>)]
+    pub rate_limit: Option<Option<RateLimitDto>>,
 }
 
 /// A request to create a key.
@@ -194,7 +200,9 @@ pub struct CreateKeyRequest {
     #[serde(default)]
     #[schema(format = DateTime, example = "2027-01-01T00:00:00Z")]
     pub expires_at: Option<String>,
-    /// Optional verification rate limit.
+    /// Optional verification rate limit. The platform's to set (`POST
+    /// /api/admin/users/{user_id}/api-keys`): with a user's JWT, 403; a user's keys get
+    /// the deployment's default (`KEYWARD_DEFAULT_RATE_LIMIT`).
     #[serde(default)]
     pub rate_limit: Option<RateLimitDto>,
     /// Optional JSON object (at most 4 KiB serialised), returned with every
@@ -203,7 +211,9 @@ pub struct CreateKeyRequest {
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
     /// Optional usage credits: each valid verification takes its `cost` (default 1);
-    /// at zero the key verifies as `USAGE_EXCEEDED`. Absent: unlimited.
+    /// at zero the key verifies as `USAGE_EXCEEDED`. Absent: unlimited. The
+    /// platform's to set, as `rate_limit`; a user's keys get the deployment's default
+    /// (`KEYWARD_DEFAULT_CREDITS`).
     #[serde(default)]
     #[schema(minimum = 0, maximum = 1_000_000_000_000_000_u64)]
     pub remaining: Option<u64>,

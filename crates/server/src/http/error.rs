@@ -168,6 +168,17 @@ impl From<EngineError> for ApiError {
                 .detail(reason.to_string())
                 .hint(hint)
             }
+            EngineError::PlatformOnly { field } => {
+                Self::new(StatusCode::FORBIDDEN, "Set by the platform")
+                    .detail(format!(
+                        "{field}: usage credits and rate limits are set by the platform, not by the key's owner"
+                    ))
+                    .hint(
+                        "The platform's services set them with the service token: \
+                         PATCH /api/admin/api-keys/{id}, or POST /api/admin/users/{user_id}/api-keys \
+                         to create a key with them.",
+                    )
+            }
             EngineError::LimitReached { limit } => {
                 Self::new(StatusCode::CONFLICT, "Key limit reached")
                     .detail(format!(

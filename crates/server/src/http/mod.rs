@@ -113,6 +113,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::rotate_key))
         .routes(routes!(api_keys::list_key_events))
         .routes(routes!(admin::delete_user))
+        .routes(routes!(admin::create_key_for_user))
+        .routes(routes!(admin::update_key_as_admin))
         .routes(routes!(admin::list_events))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))

@@ -202,7 +202,8 @@ impl TestResponse {
     }
 }
 
-/// Every management route that names a key, with a valid body where one is needed.
+/// Every management route that names a key, with a valid body where one is needed
+/// (not `PUT …/rate-limit`: a user's JWT gets 403 there before anything is looked up).
 pub fn key_routes(id: &str) -> Vec<(Method, String, Option<Value>)> {
     vec![
         (
@@ -224,11 +225,6 @@ pub fn key_routes(id: &str) -> Vec<(Method, String, Option<Value>)> {
             Method::PUT,
             format!("/api/api-keys/{id}/permissions"),
             Some(json!({"permissions": []})),
-        ),
-        (
-            Method::PUT,
-            format!("/api/api-keys/{id}/rate-limit"),
-            Some(json!({"rate_limit": null})),
         ),
         (
             Method::POST,
@@ -340,6 +336,33 @@ impl<B: Backend> TestApp<B> {
         let body = response.ok();
         let plain = body["plain_text_key"].as_str().unwrap().to_owned();
         (body["api_key"].clone(), plain)
+    }
+
+    /// A call with the service token, as the platform's services make it.
+    pub async fn as_platform(&self, method: Method, uri: &str, body: Option<Value>) -> TestResponse {
+        self.call(method, uri, Some(ADMIN_TOKEN), body).await
+    }
+
+    /// Creates a key for `user` as the platform does (`POST
+    /// /api/admin/users/{user}/api-keys`), which may set credits and a rate limit;
+    /// returns the key's JSON and its plaintext.
+    pub async fn create_key_as_platform(&self, user: &str, body: Value) -> (Value, String) {
+        let response = self
+            .as_platform(
+                Method::POST,
+                &format!("/api/admin/users/{user}/api-keys"),
+                Some(body),
+            )
+            .await;
+        let body = response.ok();
+        let plain = body["plain_text_key"].as_str().unwrap().to_owned();
+        (body["api_key"].clone(), plain)
+    }
+
+    /// Changes a key as the platform does (`PATCH /api/admin/api-keys/{id}`).
+    pub async fn patch_as_platform(&self, id: &str, body: Value) -> TestResponse {
+        self.as_platform(Method::PATCH, &format!("/api/admin/api-keys/{id}"), Some(body))
+            .await
     }
 
     /// Creates a key with these permissions; returns its id and plaintext.

@@ -51,17 +51,22 @@ async fn every_change_to_a_key_is_in_its_trail_with_before_and_after() {
             path("/permissions"),
             Some(json!({"permissions": ["READ_GRAPH", "EXECUTE_GRAPH"]})),
         ),
+        // The platform's change: recorded as the service's.
         (
-            Method::PUT,
-            path("/rate-limit"),
-            Some(json!({"rate_limit": {"requests": 10, "per_seconds": 60}})),
+            Method::PATCH,
+            format!("/api/admin/api-keys/{id}"),
+            Some(json!({"rate_limit": {"requests": 10, "per_seconds": 60}, "remaining": 500})),
         ),
         (Method::DELETE, path(""), None),
         // Already revoked: succeeds, changes nothing, records nothing.
         (Method::DELETE, path(""), None),
     ];
     for (method, uri, body) in calls {
-        app.as_user("alice", method, &uri, body).await.ok();
+        if uri.starts_with("/api/admin/") {
+            app.as_platform(method, &uri, body).await.ok();
+        } else {
+            app.as_user("alice", method, &uri, body).await.ok();
+        }
     }
     // A verification is not a change.
     app.verify(&plain, &[]).await;

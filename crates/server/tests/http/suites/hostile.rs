@@ -382,3 +382,131 @@ async fn rotations_with_a_grace_period_cannot_lift_a_user_over_the_key_cap() {
         .await;
     response.ok();
 }
+
+#[tokio::test]
+async fn owners_cannot_raise_their_credits_or_lift_their_rate_limit() {
+    let app = TestApp::new().await;
+    let (key, plain) = app
+        .create_key_as_platform(
+            "alice",
+            serde_json::json!({"name": "metered", "permissions": [],
+                "remaining": 1, "rate_limit": {"requests": 5, "per_seconds": 60}}),
+        )
+        .await;
+    let id = key["id"].as_str().unwrap();
+    assert_eq!(app.verify_code(&plain, &[]).await, "VALID");
+    assert_eq!(app.verify_code(&plain, &[]).await, "USAGE_EXCEEDED");
+    let uri = format!("/api/api-keys/{id}");
+    for body in [
+        serde_json::json!({"remaining": null}),
+        serde_json::json!({"remaining": 1_000_000_000_000_000_u64}),
+        serde_json::json!({"rate_limit": null}),
+        serde_json::json!({"name": "renamed", "remaining": 100}),
+    ] {
+        let response = app.as_user("alice", Method::PATCH, &uri, Some(body)).await;
+        let error = response.error(StatusCode::FORBIDDEN);
+        assert!(
+            error["hint"].as_str().unwrap().contains("PATCH /api/admin/api-keys/{id}"),
+            "{error}"
+        );
+    }
+    let response = app
+        .as_user(
+            "alice",
+            Method::PUT,
+            &format!("{uri}/rate-limit"),
+            Some(serde_json::json!({"rate_limit": null})),
+        )
+        .await;
+    response.error(StatusCode::FORBIDDEN);
+    for body in [
+        serde_json::json!({"name": "free", "permissions": [], "remaining": 1_000_000}),
+        serde_json::json!({"name": "fast", "permissions": [], "rate_limit": {"requests": 1, "per_seconds": 1}}),
+    ] {
+        let response = app
+            .as_user("alice", Method::POST, "/api/api-keys", Some(body))
+            .await;
+        response.error(StatusCode::FORBIDDEN);
+    }
+    // Nothing changed: the key stays spent and limited; the owner still sees both.
+    assert_eq!(app.verify_code(&plain, &[]).await, "USAGE_EXCEEDED");
+    let shown = app.as_user("alice", Method::GET, &uri, None).await;
+    assert_eq!(shown.ok()["remaining"], 0);
+    assert_eq!(shown.ok()["rate_limit"]["requests"], 5);
+    assert_eq!(app.engine.list_keys(None).await.unwrap().len(), 1);
+
+    // The platform tops up; the audit trail says who.
+    let topped = app.patch_as_platform(id, serde_json::json!({"remaining": 10})).await;
+    assert_eq!(topped.ok()["remaining"], 10);
+    assert_eq!(app.verify_code(&plain, &[]).await, "VALID");
+    let events = app.as_user("alice", Method::GET, &format!("{uri}/events"), None).await;
+    let last = events.ok()["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["actor"], serde_json::json!({"type": "admin", "id": "service"}));
+    assert_eq!(last["changes"]["remaining"], serde_json::json!({"before": 0, "after": 10}));
+}
+
+#[tokio::test]
+async fn the_platform_creates_keys_on_a_users_behalf_within_the_cap() {
+    let app = TestApp::builder().max_keys_per_user(1).build().await;
+    let (key, plain) = app
+        .create_key_as_platform(
+            "alice",
+            serde_json::json!({"name": "provisioned", "permissions": ["READ_GRAPH"], "remaining": 3}),
+        )
+        .await;
+    assert_eq!(key["user_id"], "alice");
+    assert_eq!(key["remaining"], 3);
+    assert_eq!(app.verify_code(&plain, &["READ_GRAPH"]).await, "VALID");
+    let listed = app.as_user("alice", Method::GET, "/api/api-keys", None).await;
+    assert_eq!(listed.ok().as_array().unwrap().len(), 1, "the user sees it");
+    let over = app
+        .as_platform(
+            Method::POST,
+            "/api/admin/users/alice/api-keys",
+            Some(serde_json::json!({"name": "second", "permissions": []})),
+        )
+        .await;
+    over.error(StatusCode::CONFLICT);
+    // Only with the service token; a user id that could pass for another is refused.
+    let user = app
+        .as_user(
+            "alice",
+            Method::POST,
+            "/api/admin/users/alice/api-keys",
+            Some(serde_json::json!({"name": "x", "permissions": []})),
+        )
+        .await;
+    user.error(StatusCode::UNAUTHORIZED);
+    let padded = app
+        .as_platform(
+            Method::POST,
+            "/api/admin/users/%20bob/api-keys",
+            Some(serde_json::json!({"name": "x", "permissions": []})),
+        )
+        .await;
+    padded.error(StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn keys_users_create_get_the_deployments_default_credits_and_rate_limit() {
+    let app = TestApp::builder()
+        .engine(|c| {
+            c.default_credits = Some(2);
+            c.default_rate_limit = keyward_core::rate::RateLimit::new(100, 60).ok();
+        })
+        .build()
+        .await;
+    let (key, plain) = app
+        .create_key("alice", serde_json::json!({"name": "mine", "permissions": []}))
+        .await;
+    assert_eq!(key["remaining"], 2);
+    assert_eq!(key["rate_limit"], serde_json::json!({"requests": 100, "per_seconds": 60}));
+    assert_eq!(app.verify_code(&plain, &[]).await, "VALID");
+    assert_eq!(app.verify_code(&plain, &[]).await, "VALID");
+    assert_eq!(app.verify_code(&plain, &[]).await, "USAGE_EXCEEDED");
+    // The platform's own keys are as it asks.
+    let (platform, _) = app
+        .create_key_as_platform("alice", serde_json::json!({"name": "p", "permissions": []}))
+        .await;
+    assert_eq!(platform["remaining"], serde_json::Value::Null);
+}

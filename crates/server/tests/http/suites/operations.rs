@@ -94,6 +94,8 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/permissions"),
     ("get", "/api/auth"),
     ("delete", "/api/admin/users/{user_id}"),
+    ("post", "/api/admin/users/{user_id}/api-keys"),
+    ("patch", "/api/admin/api-keys/{id}"),
     ("get", "/api/admin/events"),
     ("get", "/healthz"),
     ("get", "/readyz"),

@@ -32,7 +32,7 @@ fn retry_after_header(response: &TestResponse) -> &str {
 async fn a_key_over_its_rate_limit_verifies_as_rate_limited_until_it_refills() {
     let app = TestApp::new().await;
     let (key, plain) = app
-        .create_key(
+        .create_key_as_platform(
             "alice",
             json!({"name": "limited", "permissions": [], "rate_limit": {"requests": 3, "per_seconds": 60}}),
         )
@@ -68,22 +68,13 @@ async fn a_key_over_its_rate_limit_verifies_as_rate_limited_until_it_refills() {
 }
 
 #[tokio::test]
-async fn a_rate_limit_can_be_set_changed_and_removed() {
+async fn the_platform_sets_changes_and_removes_a_rate_limit() {
     let app = TestApp::new().await;
     let (id, plain) = app.key_with("alice", &[]).await;
-    let uri = format!("/api/api-keys/{id}/rate-limit");
     let set = |limit: Value| {
         let app = &app;
-        let uri = uri.clone();
-        async move {
-            app.as_user(
-                "alice",
-                Method::PUT,
-                &uri,
-                Some(json!({ "rate_limit": limit })),
-            )
-            .await
-        }
+        let id = id.clone();
+        async move { app.patch_as_platform(&id, json!({ "rate_limit": limit })).await }
     };
 
     let response = set(json!({"requests": 1, "per_seconds": 3600})).await;
@@ -120,8 +111,9 @@ async fn a_rate_limit_can_be_set_changed_and_removed() {
             .await
             .error(StatusCode::UNPROCESSABLE_ENTITY);
     }
-    // Another user's key is not found; a revoked key cannot change.
-    app.as_user("bob", Method::PUT, &uri, Some(json!({"rate_limit": null})))
+    // An unknown key is not found; a revoked key cannot change.
+    let unknown = "01900000-0000-7000-8000-000000000000";
+    app.patch_as_platform(unknown, json!({"rate_limit": null}))
         .await
         .error(StatusCode::NOT_FOUND);
     app.as_user(

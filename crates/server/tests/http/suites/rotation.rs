@@ -28,7 +28,7 @@ fn millis(rfc3339: &Value) -> i64 {
 async fn the_new_key_carries_everything_and_the_old_one_works_for_the_grace_period() {
     let app = TestApp::new().await;
     let (old, old_plain) = app
-        .create_key(
+        .create_key_as_platform(
             "alice",
             json!({
                 "name": "ci", "description": "deploys", "permissions": ["READ_GRAPH", "EXECUTE_GRAPH"],
@@ -256,7 +256,7 @@ async fn revoked_expired_and_rotated_keys_cannot_be_rotated() {
 async fn usage_credits_move_to_the_new_key_instead_of_doubling() {
     let app = TestApp::new().await;
     let (old, old_plain) = app
-        .create_key(
+        .create_key_as_platform(
             "alice",
             json!({"name": "metered", "permissions": [], "remaining": 5}),
         )

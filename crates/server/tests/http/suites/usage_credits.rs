@@ -35,7 +35,7 @@ async fn remaining(app: &TestApp, id: &str) -> Value {
 async fn each_valid_verification_takes_its_cost_until_none_are_left() {
     let app = TestApp::new().await;
     let (key, plain) = app
-        .create_key(
+        .create_key_as_platform(
             "alice",
             json!({"name": "metered", "permissions": [], "remaining": 3}),
         )
@@ -68,25 +68,17 @@ async fn each_valid_verification_takes_its_cost_until_none_are_left() {
     );
     assert_eq!(remaining(&app, id).await, 0);
 
-    // A top-up through PATCH; then no limit at all.
-    let uri = format!("/api/api-keys/{id}");
-    app.as_user("alice", Method::PATCH, &uri, Some(json!({"remaining": 10})))
-        .await
-        .ok();
+    // A top-up by the platform; then no limit at all.
+    app.patch_as_platform(id, json!({"remaining": 10})).await.ok();
     let checked = verify(&app, &plain, json!({"cost": 0})).await;
     assert_eq!(
         (&checked["code"], &checked["remaining"]),
         (&json!("VALID"), &json!(10))
     );
     assert_eq!(verify(&app, &plain, json!({})).await["remaining"], 9);
-    app.as_user(
-        "alice",
-        Method::PATCH,
-        &uri,
-        Some(json!({"remaining": null})),
-    )
-    .await
-    .ok();
+    app.patch_as_platform(id, json!({"remaining": null}))
+        .await
+        .ok();
     let free = verify(&app, &plain, json!({"cost": 5})).await;
     assert_eq!(free["code"], "VALID");
     assert!(free.get("remaining").is_none(), "{free}");
@@ -97,7 +89,7 @@ async fn each_valid_verification_takes_its_cost_until_none_are_left() {
 async fn verifications_that_fail_take_nothing() {
     let app = TestApp::new().await;
     let (key, plain) = app
-        .create_key(
+        .create_key_as_platform(
             "alice",
             json!({"name": "m", "permissions": ["READ_GRAPH"], "remaining": 2}),
         )
@@ -127,7 +119,7 @@ async fn verifications_that_fail_take_nothing() {
 async fn concurrent_verifications_never_spend_more_than_there_is() {
     let app = TestApp::new().await;
     let (_, plain) = app
-        .create_key(
+        .create_key_as_platform(
             "alice",
             json!({"name": "m", "permissions": [], "remaining": 20}),
         )
@@ -181,21 +173,15 @@ async fn credits_and_costs_out_of_bounds_are_refused() {
         .error(StatusCode::UNPROCESSABLE_ENTITY);
     }
     for remaining in [json!(-1), json!(1_000_000_000_000_001_u64), json!("ten")] {
-        app.as_user(
-            "alice",
+        app.as_platform(
             Method::POST,
-            "/api/api-keys",
+            "/api/admin/users/alice/api-keys",
             Some(json!({"name": "m", "permissions": [], "remaining": remaining})),
         )
         .await
         .error(StatusCode::UNPROCESSABLE_ENTITY);
-        app.as_user(
-            "alice",
-            Method::PATCH,
-            &format!("/api/api-keys/{id}"),
-            Some(json!({ "remaining": remaining })),
-        )
-        .await
-        .error(StatusCode::UNPROCESSABLE_ENTITY);
+        app.patch_as_platform(&id, json!({ "remaining": remaining }))
+            .await
+            .error(StatusCode::UNPROCESSABLE_ENTITY);
     }
 }
