@@ -74,7 +74,7 @@ fn fixture_full(lease: Duration, rate_limit: Option<RateLimit>, remaining: Optio
             remaining,
         };
         let created = engine
-            .create_key(&UserId::parse("bench").unwrap(), &request)
+            .create_key_as_admin(&UserId::parse("bench").unwrap(), &request)
             .await
             .unwrap();
         (engine, created.plain_text.expose().to_owned())

@@ -31,8 +31,6 @@ async def test_every_management_call_works_awaited(keyward: Keyward, user: str) 
             description="d",
             expires_at=datetime.now(timezone.utc) + timedelta(days=1),
             metadata={"a": 1},
-            rate_limit=RateLimit(requests=100, per_seconds=60),
-            remaining=10,
         )
         key_id = created.api_key.id
         assert [k.id for k in await owner.list_keys()] == [key_id]
@@ -42,8 +40,7 @@ async def test_every_management_call_works_awaited(keyward: Keyward, user: str) 
         assert (await owner.set_permissions(key_id, ["EXECUTE_GRAPH"])).permissions == (
             "EXECUTE_GRAPH",
         )
-        assert (await owner.set_rate_limit(key_id, None)).rate_limit is None
-        assert (await owner.update_key(key_id, name="renamed", remaining=None)).name == "renamed"
+        assert (await owner.update_key(key_id, name="renamed", description=None)).name == "renamed"
         rotated = await owner.rotate_key(key_id, grace_seconds=0)
         assert rotated.previous_key.id == key_id
         revoked = await owner.revoke_key(rotated.api_key.id)
@@ -75,6 +72,36 @@ async def test_verify_and_admin_calls_work_awaited(keyward: Keyward, user: str) 
         with pytest.raises(AuthenticationError):
             await owner.list_events()
     # with_token shares the pool: the first client closed it, and the second is done too.
+
+
+async def test_admin_key_calls_work_awaited(keyward: Keyward, user: str) -> None:
+    limit = RateLimit(requests=100, per_seconds=60)
+    async with (
+        AsyncKeywardClient(keyward.url, token=keyward.service_token) as service,
+        service.with_token(keyward.user_token(user)) as owner,
+    ):
+        created = await service.create_key_for_user(
+            user,
+            "provisioned",
+            ["READ_GRAPH"],
+            description="d",
+            expires_at=datetime.now(timezone.utc) + timedelta(days=1),
+            metadata={"a": 1},
+            rate_limit=limit,
+            remaining=10,
+        )
+        key = created.api_key
+        assert (key.user_id, key.remaining, key.rate_limit) == (user, 10, limit)
+        assert await owner.list_keys() == [key]
+        verdict = await service.verify(created.plain_text_key, ["READ_GRAPH"])
+        assert (verdict.code, verdict.remaining) == (VerifyCode.VALID, 9)
+        topped = await service.update_key_as_admin(key.id, remaining=20, name="renamed")
+        assert (topped.remaining, topped.rate_limit, topped.name) == (20, limit, "renamed")
+        lifted = await service.update_key_as_admin(key.id, remaining=None, rate_limit=None)
+        assert (lifted.remaining, lifted.rate_limit, lifted.name) == (None, None, "renamed")
+        assert await owner.get_key(key.id) == lifted
+        with pytest.raises(AuthenticationError):
+            await owner.update_key_as_admin(key.id, remaining=None)
 
 
 async def test_unreachable_keyward_is_a_transport_error_awaited() -> None:

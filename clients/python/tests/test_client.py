@@ -6,6 +6,7 @@ import json
 import pickle
 import socket
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 
@@ -31,6 +32,7 @@ from keyward_client import (
     ValidationError,
     VerifyCode,
 )
+from keyward_client.errors import error_class
 from keyward_server import Keyward, run_keyward
 
 # The shape of AutoGPT's keys, which keyward looks up as imported keys: well-formed, unknown.
@@ -52,8 +54,6 @@ def test_create_key_returns_the_key_and_its_plaintext_once(owner: KeywardClient,
         description="deploys",
         expires_at=expires,
         metadata={"team": "infra", "n": 1},
-        rate_limit=RateLimit(requests=10, per_seconds=60),
-        remaining=100,
     )
     key = created.api_key
     plain = created.plain_text_key.reveal()
@@ -66,9 +66,8 @@ def test_create_key_returns_the_key_and_its_plaintext_once(owner: KeywardClient,
     assert key.prefix == plain[:8] and key.postfix == plain[-8:]
     assert key.masked == f"{plain[:8]}****{plain[-8:]}"
     assert key.expires_at is not None and abs(key.expires_at - expires) < timedelta(seconds=1)
-    assert key.rate_limit == RateLimit(requests=10, per_seconds=60)
+    assert key.rate_limit is None and key.remaining is None  # the platform's to set
     assert key.metadata == {"team": "infra", "n": 1}
-    assert key.remaining == 100
     assert key.created_at.tzinfo is not None
     assert key.last_used_at is None and key.revoked_at is None
     # Not retrievable again: the key as listed has no plaintext anywhere.
@@ -133,25 +132,16 @@ def test_set_permissions_replaces_them(owner: KeywardClient, service: KeywardCli
 
 
 def test_update_key_changes_the_fields_given_and_none_clears(owner: KeywardClient) -> None:
-    key = owner.create_key(
-        "old", description="d", metadata={"a": 1}, expires_at=soon(3600), remaining=5
-    ).api_key
+    key = owner.create_key("old", description="d", metadata={"a": 1}, expires_at=soon(3600)).api_key
     renamed = owner.update_key(key.id, name="new")
     assert renamed.name == "new"
-    assert (renamed.description, renamed.metadata, renamed.remaining) == ("d", {"a": 1}, 5)
+    assert (renamed.description, renamed.metadata) == ("d", {"a": 1})
     assert renamed.expires_at == key.expires_at
-    cleared = owner.update_key(
-        key.id, description=None, metadata=None, expires_at=None, remaining=None
-    )
+    cleared = owner.update_key(key.id, description=None, metadata=None, expires_at=None)
     assert cleared.name == "new"
-    assert (cleared.description, cleared.metadata, cleared.expires_at, cleared.remaining) == (
-        None,
-        None,
-        None,
-        None,
-    )
-    topped = owner.update_key(key.id, remaining=7, metadata={"b": [1, 2]}, name=UNSET)
-    assert (topped.remaining, topped.metadata) == (7, {"b": [1, 2]})
+    assert (cleared.description, cleared.metadata, cleared.expires_at) == (None, None, None)
+    changed = owner.update_key(key.id, metadata={"b": [1, 2]}, name=UNSET)
+    assert (changed.name, changed.metadata) == ("new", {"b": [1, 2]})
 
 
 def test_update_key_refuses_an_expiry_in_the_past(owner: KeywardClient) -> None:
@@ -190,13 +180,6 @@ def test_rotate_key_with_default_grace(owner: KeywardClient) -> None:
     assert rotated.previous_key.expires_at is not None
     left = rotated.previous_key.expires_at - datetime.now(timezone.utc)
     assert timedelta(minutes=59) < left <= timedelta(hours=1)
-
-
-def test_set_rate_limit_sets_and_removes_it(owner: KeywardClient) -> None:
-    key = owner.create_key("k").api_key
-    limited = owner.set_rate_limit(key.id, RateLimit(requests=5, per_seconds=10))
-    assert limited.rate_limit == RateLimit(requests=5, per_seconds=10)
-    assert owner.set_rate_limit(key.id, None).rate_limit is None
 
 
 def test_list_key_events_tells_every_change_page_by_page(owner: KeywardClient, user: str) -> None:
@@ -245,6 +228,139 @@ def test_admin_deletes_a_user_and_their_keys_stop_verifying(
         assert (deleted.user_id, deleted.deleted_keys) == (user, 2)
         assert owner.list_keys() == []
     assert service.verify(created.plain_text_key).code is VerifyCode.NOT_FOUND
+
+
+def test_admin_creates_a_key_for_a_user_with_credits_and_a_rate_limit(
+    keyward: Keyward, service: KeywardClient
+) -> None:
+    user = f"odd/user id {uuid.uuid4().hex[:8]}"  # quoted in the path
+    expires = soon(3600)
+    created = service.create_key_for_user(
+        user,
+        "provisioned",
+        ["READ_GRAPH", "EXECUTE_GRAPH", "READ_GRAPH"],
+        description="by the platform",
+        expires_at=expires,
+        metadata={"plan": "pro"},
+        rate_limit=RateLimit(requests=10, per_seconds=60),
+        remaining=100,
+    )
+    key = created.api_key
+    plain = created.plain_text_key.reveal()
+    assert plain.startswith("agpt_") and key.masked == f"{plain[:8]}****{plain[-8:]}"
+    assert (key.user_id, key.name, key.description) == (user, "provisioned", "by the platform")
+    assert key.status is KeyStatus.ACTIVE
+    assert key.permissions == ("EXECUTE_GRAPH", "READ_GRAPH")
+    assert key.expires_at is not None and abs(key.expires_at - expires) < timedelta(seconds=1)
+    assert key.metadata == {"plan": "pro"}
+    assert key.rate_limit == RateLimit(requests=10, per_seconds=60)
+    assert key.remaining == 100
+    # The owner sees it among their keys, credits and rate limit included.
+    with KeywardClient(keyward.url, token=keyward.user_token(user)) as owner:
+        assert owner.list_keys() == [key]
+        assert plain not in repr(owner.get_key(key.id))
+    verdict = service.verify(plain, ["READ_GRAPH"])
+    assert (verdict.code, verdict.user_id, verdict.remaining) == (VerifyCode.VALID, user, 99)
+    created_event = service.list_events(user_id=user).events[0]
+    assert (created_event.action, created_event.actor.type) == ("create", "admin")
+    assert created_event.changes["remaining"] == {"before": None, "after": 100}
+
+
+def test_admin_create_for_a_user_counts_toward_their_key_limit(strict_keyward: Keyward) -> None:
+    with KeywardClient(strict_keyward.url, token=strict_keyward.service_token) as service:
+        service.create_key_for_user("provisioned-once", "only")
+        with pytest.raises(ConflictError):
+            service.create_key_for_user("provisioned-once", "another", remaining=5)
+
+
+def test_admin_create_for_a_user_refuses_an_invalid_user_id(service: KeywardClient) -> None:
+    with pytest.raises(ValidationError) as refused:
+        service.create_key_for_user(" padded ", "k")
+    assert (refused.value.detail or "").startswith("user_id:")
+
+
+def test_admin_update_tops_up_and_removes_credits_and_sets_and_removes_a_rate_limit(
+    owner: KeywardClient, service: KeywardClient, user: str
+) -> None:
+    created = owner.create_key("k", ["READ_GRAPH"], description="d", metadata={"a": 1})
+    key_id = created.api_key.id
+    limit = RateLimit(requests=5, per_seconds=10)
+    limited = service.update_key_as_admin(key_id, remaining=5, rate_limit=limit)
+    assert (limited.remaining, limited.rate_limit) == (5, limit)
+    # The fields left out stay as they are.
+    assert (limited.name, limited.description, limited.metadata) == ("k", "d", {"a": 1})
+    assert service.verify(created.plain_text_key).remaining == 4
+    topped = service.update_key_as_admin(key_id, remaining=50)
+    assert (topped.remaining, topped.rate_limit) == (50, limit)
+    unlimited = service.update_key_as_admin(key_id, remaining=None, rate_limit=None)
+    assert (unlimited.remaining, unlimited.rate_limit) == (None, None)
+    assert owner.get_key(key_id) == unlimited
+    # The owner's fields too: None clears them, as in update_key.
+    edited = service.update_key_as_admin(
+        key_id, name="renamed", description=None, metadata=None, expires_at=soon(3600)
+    )
+    assert (edited.name, edited.description, edited.metadata) == ("renamed", None, None)
+    assert edited.expires_at is not None
+    assert service.update_key_as_admin(key_id, expires_at=None, name=UNSET).expires_at is None
+    # Recorded as the platform's change, not the owner's.
+    last = owner.list_key_events(key_id).events[-1]
+    assert (last.action, last.actor.type, last.actor.id, last.user_id) == (
+        "edit",
+        "admin",
+        "service",
+        user,
+    )
+    assert last.changes["expires_at"]["after"] is None
+
+
+def test_admin_update_refuses_unknown_and_revoked_keys(
+    owner: KeywardClient, service: KeywardClient
+) -> None:
+    with pytest.raises(NotFoundError):
+        service.update_key_as_admin("01900000-0000-7000-8000-000000000000", remaining=1)
+    key = owner.create_key("k").api_key
+    owner.revoke_key(key.id)
+    with pytest.raises(BadRequestError):
+        service.update_key_as_admin(key.id, remaining=1)
+
+
+def test_the_admin_calls_need_the_service_token(owner: KeywardClient, user: str) -> None:
+    key = owner.create_key("k").api_key
+    with pytest.raises(AuthenticationError):
+        owner.update_key_as_admin(key.id, remaining=None)
+    with pytest.raises(AuthenticationError):
+        owner.create_key_for_user(user, "k", remaining=1_000_000)
+
+
+@pytest.mark.parametrize(
+    ("method", "route", "body"),
+    [
+        ("POST", "/api/api-keys", {"name": "k", "permissions": [], "remaining": 5}),
+        ("PATCH", "/api/api-keys/{id}", {"remaining": None}),
+        ("PATCH", "/api/api-keys/{id}", {"rate_limit": None}),
+        ("PUT", "/api/api-keys/{id}/rate-limit", {"rate_limit": None}),
+    ],
+)
+def test_an_owner_setting_credits_or_a_rate_limit_is_refused_with_403(
+    keyward: Keyward, owner: KeywardClient, user: str, method: str, route: str, body: object
+) -> None:
+    # The client has no way to ask this any more; the raw route still answers 403,
+    # and a 403 from keyward reads as the client's error for that status.
+    key = owner.create_key("k").api_key
+    answer = httpx.request(
+        method,
+        keyward.url + route.format(id=key.id),
+        json=body,
+        headers={"Authorization": f"Bearer {keyward.user_token(user)}"},
+    )
+    assert answer.status_code == 403
+    assert answer.json()["message"] == "Set by the platform"
+    with answering(403, answer.content) as client, pytest.raises(error_class(403)) as refused:
+        client.list_keys()
+    assert type(refused.value) is error_class(403) and isinstance(refused.value, KeywardError)
+    assert (refused.value.status, refused.value.message) == (403, "Set by the platform")
+    assert "PATCH /api/admin/api-keys/{id}" in (refused.value.hint or "")
+    assert owner.get_key(key.id) == key  # nothing changed
 
 
 # --- verification ---------------------------------------------------------------------
@@ -312,7 +428,8 @@ def test_verify_rate_limited_past_the_keys_limit(
     owner: KeywardClient, service: KeywardClient
 ) -> None:
     created = owner.create_key("k")
-    owner.set_rate_limit(created.api_key.id, RateLimit(requests=2, per_seconds=60))
+    limit = RateLimit(requests=2, per_seconds=60)
+    service.update_key_as_admin(created.api_key.id, rate_limit=limit)
     assert service.verify(created.plain_text_key).valid
     assert service.verify(created.plain_text_key).valid
     verdict = service.verify(created.plain_text_key)
@@ -321,17 +438,15 @@ def test_verify_rate_limited_past_the_keys_limit(
     assert verdict.retry_after_seconds is not None and 1 <= verdict.retry_after_seconds <= 30
 
 
-def test_verify_usage_exceeded_when_credits_run_out(
-    owner: KeywardClient, service: KeywardClient
-) -> None:
-    created = owner.create_key("k", remaining=3)
+def test_verify_usage_exceeded_when_credits_run_out(service: KeywardClient, user: str) -> None:
+    created = service.create_key_for_user(user, "k", remaining=3)
     assert service.verify(created.plain_text_key, cost=2).remaining == 1
     assert service.verify(created.plain_text_key, cost=0).remaining == 1  # only checks
     verdict = service.verify(created.plain_text_key, cost=2)
     assert (verdict.valid, verdict.code) == (False, VerifyCode.USAGE_EXCEEDED)
     assert service.verify(created.plain_text_key).remaining == 0
     assert service.verify(created.plain_text_key).code is VerifyCode.USAGE_EXCEEDED
-    owner.update_key(created.api_key.id, remaining=None)  # the limit lifted
+    service.update_key_as_admin(created.api_key.id, remaining=None)  # the limit lifted
     assert service.verify(created.plain_text_key).code is VerifyCode.VALID
 
 
@@ -436,11 +551,15 @@ def test_an_unknown_permission_is_a_validation_error(
         service.verify(UNKNOWN_KEY, ["BOGUS"])
 
 
-def test_out_of_range_credits_are_refused_before_sending(owner: KeywardClient) -> None:
+def test_out_of_range_credits_are_refused_before_sending(service: KeywardClient) -> None:
     with pytest.raises(ValueError, match="remaining"):
-        owner.create_key("k", remaining=-1)
+        service.create_key_for_user("u", "k", remaining=-1)
+    with pytest.raises(ValueError, match="remaining"):
+        service.update_key_as_admin("01900000-0000-7000-8000-000000000000", remaining=10**16)
+    with pytest.raises(ValueError, match="remaining"):
+        service.update_key_as_admin("01900000-0000-7000-8000-000000000000", remaining=True)
     with pytest.raises(ValueError, match="cost"):
-        owner.verify(UNKNOWN_KEY, cost=10**16)
+        service.verify(UNKNOWN_KEY, cost=10**16)
 
 
 @pytest.fixture(scope="module")

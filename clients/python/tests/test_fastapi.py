@@ -215,10 +215,12 @@ async def test_an_expired_key_is_401(service_http: httpx.AsyncClient, owner: Key
 
 
 async def test_a_rate_limited_key_is_429_with_retry_after(
-    service_http: httpx.AsyncClient, owner: KeywardClient
+    service_http: httpx.AsyncClient, owner: KeywardClient, service: KeywardClient
 ) -> None:
     created = owner.create_key("svc", ["READ_GRAPH"])
-    owner.set_rate_limit(created.api_key.id, RateLimit(requests=1, per_seconds=60))
+    # The rate limit is the platform's to set (service token).
+    limit = RateLimit(requests=1, per_seconds=60)
+    service.update_key_as_admin(created.api_key.id, rate_limit=limit)
     headers = key_header(created.plain_text_key.reveal())
     assert (await service_http.get("/graphs", headers=headers)).status_code == 200
     response = await service_http.get("/graphs", headers=headers)
@@ -227,9 +229,9 @@ async def test_a_rate_limited_key_is_429_with_retry_after(
 
 
 async def test_a_key_out_of_credits_is_403_and_routes_take_their_cost(
-    service_http: httpx.AsyncClient, owner: KeywardClient
+    service_http: httpx.AsyncClient, service: KeywardClient, user: str
 ) -> None:
-    created = owner.create_key("svc", remaining=3)
+    created = service.create_key_for_user(user, "svc", remaining=3)
     headers = key_header(created.plain_text_key.reveal())
     first = await service_http.post("/expensive", headers=headers)
     assert first.status_code == 200 and first.json() == {"remaining": 1}

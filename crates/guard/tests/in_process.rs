@@ -126,8 +126,9 @@ async fn a_key_over_its_rate_limit_gets_429_with_retry_after() {
         rate_limit: keyward_core::rate::RateLimit::new(1, 60).ok(),
         ..Default::default()
     };
+    // Rate limits are the platform's to set: an admin creation.
     let created = engine
-        .create_key(&UserId::parse("alice").unwrap(), &request)
+        .create_key_as_admin(&UserId::parse("alice").unwrap(), &request)
         .await
         .unwrap();
     let plain = created.plain_text.expose().to_owned();

@@ -42,6 +42,7 @@ async fn keyward(configure: impl FnOnce(&mut EngineConfig)) -> Keyward {
         EngineConfig::new(Peppers::parse("remote-guard-pepper-0123456789abcdefghij").unwrap());
     configure(&mut engine);
     let settings = Settings {
+        http: Default::default(),
         database_url: db.url.clone(),
         connect: ConnectOptions::default(),
         engine,
@@ -78,10 +79,11 @@ async fn keyward(configure: impl FnOnce(&mut EngineConfig)) -> Keyward {
 }
 
 impl Keyward {
+    /// A key for alice, provisioned as the platform does (limits and credits allowed).
     async fn key(&self, request: NewKeyRequest) -> (String, String) {
         let created = self
             .engine
-            .create_key(&UserId::parse("alice").unwrap(), &request)
+            .create_key_as_admin(&UserId::parse("alice").unwrap(), &request)
             .await
             .unwrap();
         (

@@ -42,7 +42,8 @@ class _Unset(Enum):
         return "UNSET"
 
 
-#: "Leave this field as it is" in :meth:`KeywardClient.update_key` (``None`` clears it).
+#: "Leave this field as it is" in :meth:`KeywardClient.update_key` and
+#: :meth:`KeywardClient.update_key_as_admin` (``None`` clears it).
 UNSET = _Unset.UNSET
 Unset = _Unset
 
@@ -158,16 +159,13 @@ def _credits(name: str, value: int | None) -> int | None:
     return value
 
 
-def create_key(
+def _create_body(
     name: str,
     permissions: Iterable[str],
-    *,
     description: str | None,
     expires_at: datetime | None,
     metadata: Mapping[str, Any] | None,
-    rate_limit: models.RateLimit | None,
-    remaining: int | None,
-) -> Call[models.CreatedKey]:
+) -> dict[str, Any]:
     body: dict[str, Any] = {"name": name, "permissions": _names(permissions)}
     if description is not None:
         body["description"] = description
@@ -175,10 +173,19 @@ def create_key(
         body["expires_at"] = models.format_datetime(expires_at)
     if metadata is not None:
         body["metadata"] = dict(metadata)
-    if rate_limit is not None:
-        body["rate_limit"] = rate_limit.to_json()
-    if remaining is not None:
-        body["remaining"] = _credits("remaining", remaining)
+    return body
+
+
+def create_key(
+    name: str,
+    permissions: Iterable[str],
+    *,
+    description: str | None,
+    expires_at: datetime | None,
+    metadata: Mapping[str, Any] | None,
+) -> Call[models.CreatedKey]:
+    # No credits or rate limit: they are the platform's (create_key_for_user).
+    body = _create_body(name, permissions, description, expires_at, metadata)
     return Call("POST", "/api/api-keys", models.created_key_from_json, body)
 
 
@@ -211,24 +218,12 @@ def set_permissions(key_id: KeyId, permissions: Iterable[str]) -> Call[models.Ap
     )
 
 
-def set_rate_limit(key_id: KeyId, rate_limit: models.RateLimit | None) -> Call[models.ApiKey]:
-    return Call(
-        "PUT",
-        f"/api/api-keys/{_id(key_id)}/rate-limit",
-        models.api_key_from_json,
-        {"rate_limit": None if rate_limit is None else rate_limit.to_json()},
-    )
-
-
-def update_key(
-    key_id: KeyId,
-    *,
+def _update_body(
     name: str | Unset,
     description: str | Unset | None,
     expires_at: datetime | Unset | None,
     metadata: Mapping[str, Any] | Unset | None,
-    remaining: int | Unset | None,
-) -> Call[models.ApiKey]:
+) -> dict[str, Any]:
     # Only the fields given are sent: absent leaves a field alone, null clears it.
     body: dict[str, Any] = {}
     if not isinstance(name, Unset):
@@ -239,8 +234,18 @@ def update_key(
         body["expires_at"] = None if expires_at is None else models.format_datetime(expires_at)
     if not isinstance(metadata, Unset):
         body["metadata"] = None if metadata is None else dict(metadata)
-    if not isinstance(remaining, Unset):
-        body["remaining"] = _credits("remaining", remaining)
+    return body
+
+
+def update_key(
+    key_id: KeyId,
+    *,
+    name: str | Unset,
+    description: str | Unset | None,
+    expires_at: datetime | Unset | None,
+    metadata: Mapping[str, Any] | Unset | None,
+) -> Call[models.ApiKey]:
+    body = _update_body(name, description, expires_at, metadata)
     return Call("PATCH", f"/api/api-keys/{_id(key_id)}", models.api_key_from_json, body)
 
 
@@ -285,6 +290,48 @@ def delete_user(user_id: str) -> Call[models.DeletedUser]:
         f"/api/admin/users/{quote(user_id, safe='')}",
         models.deleted_user_from_json,
     )
+
+
+def create_key_for_user(
+    user_id: str,
+    name: str,
+    permissions: Iterable[str],
+    *,
+    description: str | None,
+    expires_at: datetime | None,
+    metadata: Mapping[str, Any] | None,
+    rate_limit: models.RateLimit | None,
+    remaining: int | None,
+) -> Call[models.CreatedKey]:
+    body = _create_body(name, permissions, description, expires_at, metadata)
+    if rate_limit is not None:
+        body["rate_limit"] = rate_limit.to_json()
+    if remaining is not None:
+        body["remaining"] = _credits("remaining", remaining)
+    return Call(
+        "POST",
+        f"/api/admin/users/{quote(user_id, safe='')}/api-keys",
+        models.created_key_from_json,
+        body,
+    )
+
+
+def update_key_as_admin(
+    key_id: KeyId,
+    *,
+    name: str | Unset,
+    description: str | Unset | None,
+    expires_at: datetime | Unset | None,
+    metadata: Mapping[str, Any] | Unset | None,
+    remaining: int | Unset | None,
+    rate_limit: models.RateLimit | Unset | None,
+) -> Call[models.ApiKey]:
+    body = _update_body(name, description, expires_at, metadata)
+    if not isinstance(remaining, Unset):
+        body["remaining"] = _credits("remaining", remaining)
+    if not isinstance(rate_limit, Unset):
+        body["rate_limit"] = None if rate_limit is None else rate_limit.to_json()
+    return Call("PATCH", f"/api/admin/api-keys/{_id(key_id)}", models.api_key_from_json, body)
 
 
 ClientIp = str | ipaddress.IPv4Address | ipaddress.IPv6Address

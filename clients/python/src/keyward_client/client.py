@@ -142,10 +142,11 @@ class KeywardClient(_Base):
         description: str | None = None,
         expires_at: datetime | None = None,
         metadata: Mapping[str, Any] | None = None,
-        rate_limit: models.RateLimit | None = None,
-        remaining: int | None = None,
     ) -> models.CreatedKey:
-        """Creates a key. Its plaintext is in the result only (``plain_text_key``)."""
+        """Creates a key. Its plaintext is in the result only (``plain_text_key``).
+
+        Usage credits and a rate limit are the platform's to set:
+        :meth:`create_key_for_user` (service token)."""
         return self._run(
             _ops.create_key(
                 name,
@@ -153,8 +154,6 @@ class KeywardClient(_Base):
                 description=description,
                 expires_at=expires_at,
                 metadata=metadata,
-                rate_limit=rate_limit,
-                remaining=remaining,
             )
         )
 
@@ -180,10 +179,6 @@ class KeywardClient(_Base):
         """Replaces a key's permissions."""
         return self._run(_ops.set_permissions(key_id, permissions))
 
-    def set_rate_limit(self, key_id: KeyId, rate_limit: models.RateLimit | None) -> models.ApiKey:
-        """Sets a key's verification rate limit; ``None`` removes it."""
-        return self._run(_ops.set_rate_limit(key_id, rate_limit))
-
     def update_key(
         self,
         key_id: KeyId,
@@ -192,10 +187,10 @@ class KeywardClient(_Base):
         description: str | Unset | None = UNSET,
         expires_at: datetime | Unset | None = UNSET,
         metadata: Mapping[str, Any] | Unset | None = UNSET,
-        remaining: int | Unset | None = UNSET,
     ) -> models.ApiKey:
         """Changes the fields given; ``None`` clears ``description``, ``expires_at``
-        (never expires), ``metadata``, or ``remaining`` (unlimited)."""
+        (never expires) or ``metadata``. Usage credits and the rate limit are the
+        platform's to change: :meth:`update_key_as_admin` (service token)."""
         return self._run(
             _ops.update_key(
                 key_id,
@@ -203,7 +198,6 @@ class KeywardClient(_Base):
                 description=description,
                 expires_at=expires_at,
                 metadata=metadata,
-                remaining=remaining,
             )
         )
 
@@ -217,6 +211,13 @@ class KeywardClient(_Base):
     ) -> models.EventPage:
         """A page of a key's audit trail, oldest first."""
         return self._run(_ops.list_key_events(key_id, after, limit))
+
+    # --- anyone with a token ------------------------------------------------------------
+
+    def list_permissions(self) -> tuple[str, ...]:
+        """The permission names keyward accepts, in catalogue order (a user's JWT or the
+        service token)."""
+        return self._run(_ops.list_permissions())
 
     # --- services (service token) -------------------------------------------------------
 
@@ -241,13 +242,6 @@ class KeywardClient(_Base):
         ``permissions``; call it at start-up for the names your routes require."""
         self._run(_ops.check_permissions(permissions))
 
-    # --- anyone with a token ------------------------------------------------------------
-
-    def list_permissions(self) -> tuple[str, ...]:
-        """The permission names keyward accepts, in catalogue order (a user's JWT or the
-        service token)."""
-        return self._run(_ops.list_permissions())
-
     def list_events(
         self,
         *,
@@ -262,6 +256,60 @@ class KeywardClient(_Base):
     def delete_user(self, user_id: str) -> models.DeletedUser:
         """Deletes all of a user's keys (admin): they fail verification at once."""
         return self._run(_ops.delete_user(user_id))
+
+    def create_key_for_user(
+        self,
+        user_id: str,
+        name: str,
+        permissions: Iterable[str] = (),
+        *,
+        description: str | None = None,
+        expires_at: datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        rate_limit: models.RateLimit | None = None,
+        remaining: int | None = None,
+    ) -> models.CreatedKey:
+        """Creates a key on ``user_id``'s behalf (admin), with the usage credits
+        (``remaining``) and ``rate_limit`` only the platform sets. It counts toward the
+        user's key limit; its plaintext is in the result only (``plain_text_key``)."""
+        return self._run(
+            _ops.create_key_for_user(
+                user_id,
+                name,
+                permissions,
+                description=description,
+                expires_at=expires_at,
+                metadata=metadata,
+                rate_limit=rate_limit,
+                remaining=remaining,
+            )
+        )
+
+    def update_key_as_admin(
+        self,
+        key_id: KeyId,
+        *,
+        name: str | Unset = UNSET,
+        description: str | Unset | None = UNSET,
+        expires_at: datetime | Unset | None = UNSET,
+        metadata: Mapping[str, Any] | Unset | None = UNSET,
+        remaining: int | Unset | None = UNSET,
+        rate_limit: models.RateLimit | Unset | None = UNSET,
+    ) -> models.ApiKey:
+        """Changes the fields given of any user's key (admin): as :meth:`update_key`,
+        plus ``remaining`` (a top-up; ``None``: unlimited) and ``rate_limit`` (``None``
+        removes it)."""
+        return self._run(
+            _ops.update_key_as_admin(
+                key_id,
+                name=name,
+                description=description,
+                expires_at=expires_at,
+                metadata=metadata,
+                remaining=remaining,
+                rate_limit=rate_limit,
+            )
+        )
 
 
 class AsyncKeywardClient(_Base):
@@ -327,8 +375,6 @@ class AsyncKeywardClient(_Base):
         description: str | None = None,
         expires_at: datetime | None = None,
         metadata: Mapping[str, Any] | None = None,
-        rate_limit: models.RateLimit | None = None,
-        remaining: int | None = None,
     ) -> models.CreatedKey:
         return await self._run(
             _ops.create_key(
@@ -337,8 +383,6 @@ class AsyncKeywardClient(_Base):
                 description=description,
                 expires_at=expires_at,
                 metadata=metadata,
-                rate_limit=rate_limit,
-                remaining=remaining,
             )
         )
 
@@ -360,11 +404,6 @@ class AsyncKeywardClient(_Base):
     async def set_permissions(self, key_id: KeyId, permissions: Iterable[str]) -> models.ApiKey:
         return await self._run(_ops.set_permissions(key_id, permissions))
 
-    async def set_rate_limit(
-        self, key_id: KeyId, rate_limit: models.RateLimit | None
-    ) -> models.ApiKey:
-        return await self._run(_ops.set_rate_limit(key_id, rate_limit))
-
     async def update_key(
         self,
         key_id: KeyId,
@@ -373,7 +412,6 @@ class AsyncKeywardClient(_Base):
         description: str | Unset | None = UNSET,
         expires_at: datetime | Unset | None = UNSET,
         metadata: Mapping[str, Any] | Unset | None = UNSET,
-        remaining: int | Unset | None = UNSET,
     ) -> models.ApiKey:
         return await self._run(
             _ops.update_key(
@@ -382,7 +420,6 @@ class AsyncKeywardClient(_Base):
                 description=description,
                 expires_at=expires_at,
                 metadata=metadata,
-                remaining=remaining,
             )
         )
 
@@ -424,3 +461,51 @@ class AsyncKeywardClient(_Base):
 
     async def delete_user(self, user_id: str) -> models.DeletedUser:
         return await self._run(_ops.delete_user(user_id))
+
+    async def create_key_for_user(
+        self,
+        user_id: str,
+        name: str,
+        permissions: Iterable[str] = (),
+        *,
+        description: str | None = None,
+        expires_at: datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        rate_limit: models.RateLimit | None = None,
+        remaining: int | None = None,
+    ) -> models.CreatedKey:
+        return await self._run(
+            _ops.create_key_for_user(
+                user_id,
+                name,
+                permissions,
+                description=description,
+                expires_at=expires_at,
+                metadata=metadata,
+                rate_limit=rate_limit,
+                remaining=remaining,
+            )
+        )
+
+    async def update_key_as_admin(
+        self,
+        key_id: KeyId,
+        *,
+        name: str | Unset = UNSET,
+        description: str | Unset | None = UNSET,
+        expires_at: datetime | Unset | None = UNSET,
+        metadata: Mapping[str, Any] | Unset | None = UNSET,
+        remaining: int | Unset | None = UNSET,
+        rate_limit: models.RateLimit | Unset | None = UNSET,
+    ) -> models.ApiKey:
+        return await self._run(
+            _ops.update_key_as_admin(
+                key_id,
+                name=name,
+                description=description,
+                expires_at=expires_at,
+                metadata=metadata,
+                remaining=remaining,
+                rate_limit=rate_limit,
+            )
+        )

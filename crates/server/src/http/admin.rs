@@ -10,8 +10,8 @@ use keyward_core::model::UserId;
 use keyward_core::time::Timestamp;
 
 use super::AppState;
-use super::auth::ServiceCaller;
 use super::api_keys::{created_response, key_edit, new_key_request};
+use super::auth::ServiceCaller;
 use super::dto::{
     AdminEventsQuery, ApiKeyResponse, CreateKeyRequest, CreateKeyResponse, DeletedUserResponse,
     EventPage, PatchKeyRequest,

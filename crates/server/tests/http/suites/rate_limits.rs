@@ -74,7 +74,10 @@ async fn the_platform_sets_changes_and_removes_a_rate_limit() {
     let set = |limit: Value| {
         let app = &app;
         let id = id.clone();
-        async move { app.patch_as_platform(&id, json!({ "rate_limit": limit })).await }
+        async move {
+            app.patch_as_platform(&id, json!({ "rate_limit": limit }))
+                .await
+        }
     };
 
     let response = set(json!({"requests": 1, "per_seconds": 3600})).await;

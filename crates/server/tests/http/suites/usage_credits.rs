@@ -69,7 +69,9 @@ async fn each_valid_verification_takes_its_cost_until_none_are_left() {
     assert_eq!(remaining(&app, id).await, 0);
 
     // A top-up by the platform; then no limit at all.
-    app.patch_as_platform(id, json!({"remaining": 10})).await.ok();
+    app.patch_as_platform(id, json!({"remaining": 10}))
+        .await
+        .ok();
     let checked = verify(&app, &plain, json!({"cost": 0})).await;
     assert_eq!(
         (&checked["code"], &checked["remaining"]),
