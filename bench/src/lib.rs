@@ -40,6 +40,7 @@ pub async fn start_app(url: DatabaseUrl, service_token: &str) -> keyward::app::A
     use std::time::{Duration, Instant};
 
     let settings = Settings {
+        http: Default::default(),
         database_url: url,
         connect: keyward_store::ConnectOptions::default(),
         engine: keyward_engine::EngineConfig::new(

@@ -36,7 +36,12 @@ impl App {
         // The recorder first: the engine resolves its metric handles as it starts.
         let metrics = telemetry::metrics();
         let engine = start_engine(settings).await?;
-        let router = http::router(engine.clone(), auth, metrics);
+        let router = http::router(
+            engine.clone(),
+            auth,
+            metrics,
+            settings.http.trusted_proxies.clone(),
+        );
         Ok(Self { engine, router })
     }
 }

@@ -60,6 +60,48 @@ pub struct Config {
     )]
     pub bind: SocketAddr,
 
+    /// Seconds a client has to send a request's headers (from the connection's start,
+    /// or from the first byte of a request on a kept-alive connection).
+    #[arg(
+        long,
+        env = "KEYWARD_HEADER_TIMEOUT",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=3600),
+        global = true
+    )]
+    pub header_timeout: u64,
+
+    /// Seconds a kept-alive connection may stay idle (or a client may stop reading an
+    /// answer) before it is closed.
+    #[arg(
+        long,
+        env = "KEYWARD_IDLE_TIMEOUT",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..=86_400),
+        global = true
+    )]
+    pub idle_timeout: u64,
+
+    /// Open connections at most; past it, new connections wait until one closes.
+    /// Default: three quarters of the open-file limit (64 to 10,000).
+    #[arg(
+        long,
+        env = "KEYWARD_MAX_OPEN_CONNECTIONS",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000),
+        global = true
+    )]
+    pub max_open_connections: Option<usize>,
+
+    /// Proxies whose X-Forwarded-For names the end client of forward authentication:
+    /// comma-separated addresses and CIDR networks; empty: none.
+    #[arg(
+        long,
+        env = "KEYWARD_TRUSTED_PROXIES",
+        default_value = "127.0.0.0/8,::1/128",
+        global = true
+    )]
+    pub trusted_proxies: String,
+
     /// Database: sqlite://<path> (created if missing) or postgres://user:password@host/db.
     #[arg(
         long,

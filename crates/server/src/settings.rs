@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::http::client_address::TrustedProxies;
+use crate::http::connections::ConnectionLimits;
 use keyward_core::hash::Peppers;
 use keyward_core::key::{KeyFormat, KeyPrefix};
 use keyward_core::permissions::Catalogue;
@@ -30,6 +32,7 @@ pub struct JwtSettings {
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub database_url: DatabaseUrl,
+    pub http: HttpSettings,
     pub connect: ConnectOptions,
     pub engine: EngineConfig,
     pub jwt: JwtSettings,
@@ -41,6 +44,23 @@ pub struct Settings {
 /// A setting that cannot be used. Each message names the setting and says what is wrong
 /// with it, the cause's text included; so no variant also returns its cause as
 /// `source()` (a report walking the chain would print it twice).
+/// How the HTTP service treats connections and proxies.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    pub connections: ConnectionLimits,
+    pub trusted_proxies: TrustedProxies,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            connections: ConnectionLimits::default(),
+            trusted_proxies: TrustedProxies::parse(TrustedProxies::DEFAULT)
+                .expect("the default list parses"),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("KEYWARD_DATABASE_URL: {0}")]
@@ -69,6 +89,8 @@ pub enum SettingsError {
     ZeroCache,
     #[error("KEYWARD_DB_MAX_CONNECTIONS must be between 1 and 1000")]
     PoolSize,
+    #[error("KEYWARD_TRUSTED_PROXIES: {0}")]
+    TrustedProxies(String),
     #[error("{0}: not set; a deployment on a shared database must configure its secrets")]
     Missing(String),
     #[error(
@@ -206,8 +228,21 @@ impl Config {
         engine.default_rate_limit = self.default_rate_limit;
         engine.default_credits = self.default_credits;
 
+        let http = HttpSettings {
+            connections: ConnectionLimits {
+                header_timeout: std::time::Duration::from_secs(self.header_timeout),
+                idle_timeout: std::time::Duration::from_secs(self.idle_timeout),
+                max_open: self
+                    .max_open_connections
+                    .unwrap_or_else(ConnectionLimits::default_max_open),
+            },
+            trusted_proxies: TrustedProxies::parse(&self.trusted_proxies)
+                .map_err(SettingsError::TrustedProxies)?,
+        };
+
         Ok(Settings {
             database_url,
+            http,
             connect: ConnectOptions {
                 max_connections: self.db_max_connections,
             },

@@ -1,10 +1,10 @@
 //! `keyward serve`: the HTTP service, until SIGTERM or Ctrl-C.
 
-use std::future::IntoFuture;
 use std::time::Duration;
 
 use crate::app::App;
 use crate::config::Config;
+use crate::http::connections;
 use crate::settings::LocalTrial;
 use crate::telemetry;
 
@@ -55,26 +55,14 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
     // After the signal, in-flight requests get SHUTDOWN_GRACE to finish (each is
     // bounded by the request deadline anyway); then the server stops without them,
     // and pending usage is still written.
-    let (signalled, signal_seen) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app.router)
-        .with_graceful_shutdown(async move {
-            stop.await;
-            let _ = signalled.send(());
-        })
-        .into_future();
-    let grace = async move {
-        match signal_seen.await {
-            Ok(()) => tokio::time::sleep(SHUTDOWN_GRACE).await,
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        result = server => result?,
-        () = grace => tracing::warn!(
-            "requests still running {} s after the signal; stopping without them",
-            SHUTDOWN_GRACE.as_secs()
-        ),
-    }
+    connections::serve(
+        listener,
+        app.router,
+        settings.http.connections,
+        stop,
+        SHUTDOWN_GRACE,
+    )
+    .await;
     upkeep.abort();
     tracing::info!("requests finished; writing pending usage");
     app.engine.shutdown().await;

@@ -8,11 +8,10 @@
 //!
 //! The proxy itself proves who it is with the service token in
 //! `X-Keyward-Proxy-Token` (set in the proxy's configuration, overwriting anything a
-//! client sent): only a proxy holding it gets verdicts and may name the end client's
-//! address. That address, for the failed-attempt limit, is the last entry of
-//! `X-Forwarded-For` (the one the trusted proxy appended), else `X-Real-IP`.
-
-use std::net::IpAddr;
+//! client sent): only a proxy holding it gets verdicts. The end client, for the
+//! failed-attempt limit, is decided by [`super::client_address`]: the socket peer,
+//! or behind trusted proxies (`KEYWARD_TRUSTED_PROXIES`) the rightmost
+//! `X-Forwarded-For` entry that is not one of them.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
@@ -22,6 +21,7 @@ use keyward_engine::VerifyOptions;
 use serde::Deserialize;
 
 use super::AppState;
+use super::client_address::Peer;
 use super::error::{ApiError, ErrorBody};
 use super::json::ApiQuery;
 
@@ -34,8 +34,6 @@ pub const USER_ID: HeaderName = HeaderName::from_static("x-keyward-user-id");
 pub const KEY_ID: HeaderName = HeaderName::from_static("x-keyward-key-id");
 pub const KEY_PERMISSIONS: HeaderName = HeaderName::from_static("x-keyward-key-permissions");
 pub const CODE: HeaderName = HeaderName::from_static("x-keyward-code");
-const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -80,6 +78,7 @@ pub struct AuthQuery {
 )]
 pub async fn forward_auth(
     State(state): State<AppState>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<AuthQuery>,
 ) -> Result<Response, ApiError> {
@@ -96,7 +95,7 @@ pub async fn forward_auth(
     let engine = &state.engine;
     let required = engine.permission_set(&names)?;
     let options = VerifyOptions {
-        client: client_address(&headers),
+        client: Some(state.trusted_proxies.client(peer, &headers)),
         ..VerifyOptions::default()
     };
     let verification = engine.verify_request(key, required, options).await?;
@@ -240,17 +239,4 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
             .and_then(|v: &HeaderValue| v.to_str().ok())
     };
     keyward_core::key::presented_key(text(&API_KEY), text(&header::AUTHORIZATION))
-}
-
-/// The end client, as the trusted proxy saw it.
-fn client_address(headers: &HeaderMap) -> Option<IpAddr> {
-    let forwarded = headers
-        .get_all(&FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .next_back();
-    forwarded
-        .or_else(|| headers.get(&REAL_IP).and_then(|v| v.to_str().ok()))
-        .and_then(|ip| ip.trim().parse().ok())
 }

@@ -12,6 +12,8 @@ pub mod admin;
 pub mod api_keys;
 pub mod auth;
 pub mod catalogue;
+pub mod client_address;
+pub mod connections;
 pub mod dto;
 pub mod error;
 pub mod forward_auth;
@@ -37,6 +39,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use self::auth::Authenticator;
+use self::client_address::TrustedProxies;
 use self::error::ApiError;
 
 /// Request bodies larger than this are refused (413).
@@ -52,6 +55,7 @@ pub struct Shared {
     pub auth: Authenticator,
     pub metrics: PrometheusHandle,
     pub openapi_json: Arc<str>,
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl std::ops::Deref for AppState {
@@ -140,7 +144,12 @@ pub fn openapi(catalogue: &Catalogue) -> OpenApi {
 }
 
 /// The whole HTTP service.
-pub fn router(engine: Engine<AnyStore>, auth: Authenticator, metrics: PrometheusHandle) -> Router {
+pub fn router(
+    engine: Engine<AnyStore>,
+    auth: Authenticator,
+    metrics: PrometheusHandle,
+    trusted_proxies: TrustedProxies,
+) -> Router {
     let doc = openapi(&engine.config().catalogue);
     let openapi_json: Arc<str> = serde_json::to_string(&doc)
         .expect("the OpenAPI document serialises")
@@ -150,6 +159,7 @@ pub fn router(engine: Engine<AnyStore>, auth: Authenticator, metrics: Prometheus
         auth,
         metrics,
         openapi_json,
+        trusted_proxies,
     }));
     let (router, _) = api_routes().split_for_parts();
     // Layers wrap outwards: the last added sees a request first. Panics become JSON

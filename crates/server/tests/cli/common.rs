@@ -34,6 +34,7 @@ impl Shared {
     pub async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let settings = Settings {
+            http: Default::default(),
             database_url: DatabaseUrl::Sqlite(dir.path().join("keyward.db")),
             connect: Default::default(),
             engine: EngineConfig::new(Peppers::parse(PEPPER).unwrap()),

@@ -209,6 +209,7 @@ impl Keyward {
             DatabaseUrl::Postgres(self.url.clone())
         };
         App::start(&Settings {
+            http: Default::default(),
             database_url: url,
             connect: Default::default(),
             engine: EngineConfig::new(Peppers::parse(PEPPER).unwrap()),

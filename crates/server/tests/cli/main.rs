@@ -5,6 +5,7 @@ mod common;
 
 mod admin;
 mod cluster;
+mod connections;
 mod crash;
 mod import;
 mod messages;

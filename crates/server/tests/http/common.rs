@@ -125,6 +125,7 @@ impl<B: Backend> TestAppBuilder<B> {
             (url, _) => url.clone(),
         };
         let settings = Settings {
+            http: Default::default(),
             database_url,
             connect: ConnectOptions {
                 max_connections: self.max_connections,
@@ -339,7 +340,12 @@ impl<B: Backend> TestApp<B> {
     }
 
     /// A call with the service token, as the platform's services make it.
-    pub async fn as_platform(&self, method: Method, uri: &str, body: Option<Value>) -> TestResponse {
+    pub async fn as_platform(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+    ) -> TestResponse {
         self.call(method, uri, Some(ADMIN_TOKEN), body).await
     }
 
@@ -361,8 +367,12 @@ impl<B: Backend> TestApp<B> {
 
     /// Changes a key as the platform does (`PATCH /api/admin/api-keys/{id}`).
     pub async fn patch_as_platform(&self, id: &str, body: Value) -> TestResponse {
-        self.as_platform(Method::PATCH, &format!("/api/admin/api-keys/{id}"), Some(body))
-            .await
+        self.as_platform(
+            Method::PATCH,
+            &format!("/api/admin/api-keys/{id}"),
+            Some(body),
+        )
+        .await
     }
 
     /// Creates a key with these permissions; returns its id and plaintext.

@@ -406,7 +406,10 @@ async fn owners_cannot_raise_their_credits_or_lift_their_rate_limit() {
         let response = app.as_user("alice", Method::PATCH, &uri, Some(body)).await;
         let error = response.error(StatusCode::FORBIDDEN);
         assert!(
-            error["hint"].as_str().unwrap().contains("PATCH /api/admin/api-keys/{id}"),
+            error["hint"]
+                .as_str()
+                .unwrap()
+                .contains("PATCH /api/admin/api-keys/{id}"),
             "{error}"
         );
     }
@@ -436,13 +439,28 @@ async fn owners_cannot_raise_their_credits_or_lift_their_rate_limit() {
     assert_eq!(app.engine.list_keys(None).await.unwrap().len(), 1);
 
     // The platform tops up; the audit trail says who.
-    let topped = app.patch_as_platform(id, serde_json::json!({"remaining": 10})).await;
+    let topped = app
+        .patch_as_platform(id, serde_json::json!({"remaining": 10}))
+        .await;
     assert_eq!(topped.ok()["remaining"], 10);
     assert_eq!(app.verify_code(&plain, &[]).await, "VALID");
-    let events = app.as_user("alice", Method::GET, &format!("{uri}/events"), None).await;
-    let last = events.ok()["events"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!(last["actor"], serde_json::json!({"type": "admin", "id": "service"}));
-    assert_eq!(last["changes"]["remaining"], serde_json::json!({"before": 0, "after": 10}));
+    let events = app
+        .as_user("alice", Method::GET, &format!("{uri}/events"), None)
+        .await;
+    let last = events.ok()["events"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        last["actor"],
+        serde_json::json!({"type": "admin", "id": "service"})
+    );
+    assert_eq!(
+        last["changes"]["remaining"],
+        serde_json::json!({"before": 0, "after": 10})
+    );
 }
 
 #[tokio::test]
@@ -457,7 +475,9 @@ async fn the_platform_creates_keys_on_a_users_behalf_within_the_cap() {
     assert_eq!(key["user_id"], "alice");
     assert_eq!(key["remaining"], 3);
     assert_eq!(app.verify_code(&plain, &["READ_GRAPH"]).await, "VALID");
-    let listed = app.as_user("alice", Method::GET, "/api/api-keys", None).await;
+    let listed = app
+        .as_user("alice", Method::GET, "/api/api-keys", None)
+        .await;
     assert_eq!(listed.ok().as_array().unwrap().len(), 1, "the user sees it");
     let over = app
         .as_platform(
@@ -497,10 +517,16 @@ async fn keys_users_create_get_the_deployments_default_credits_and_rate_limit() 
         .build()
         .await;
     let (key, plain) = app
-        .create_key("alice", serde_json::json!({"name": "mine", "permissions": []}))
+        .create_key(
+            "alice",
+            serde_json::json!({"name": "mine", "permissions": []}),
+        )
         .await;
     assert_eq!(key["remaining"], 2);
-    assert_eq!(key["rate_limit"], serde_json::json!({"requests": 100, "per_seconds": 60}));
+    assert_eq!(
+        key["rate_limit"],
+        serde_json::json!({"requests": 100, "per_seconds": 60})
+    );
     assert_eq!(app.verify_code(&plain, &[]).await, "VALID");
     assert_eq!(app.verify_code(&plain, &[]).await, "VALID");
     assert_eq!(app.verify_code(&plain, &[]).await, "USAGE_EXCEEDED");
