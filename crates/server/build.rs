@@ -20,4 +20,11 @@ fn main() {
     if std::env::var_os("KEYWARD_TEST_PYTHON").is_some_and(|path| !path.is_empty()) {
         println!("cargo::rustc-cfg=keyward_python_tests");
     }
+    // The browser test runs where KEYWARD_TEST_CHROMIUM names a chromium binary
+    // (.ci/run installs Debian's).
+    println!("cargo::rustc-check-cfg=cfg(keyward_chromium_tests)");
+    println!("cargo::rerun-if-env-changed=KEYWARD_TEST_CHROMIUM");
+    if std::env::var_os("KEYWARD_TEST_CHROMIUM").is_some_and(|path| !path.is_empty()) {
+        println!("cargo::rustc-cfg=keyward_chromium_tests");
+    }
 }

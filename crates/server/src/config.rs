@@ -136,6 +136,26 @@ pub struct Config {
     #[arg(long, env = "KEYWARD_JWT_AUDIENCE", global = true)]
     pub jwt_audience: Option<String>,
 
+    /// Seconds of clock difference allowed when checking a user JWT's exp, nbf and iat.
+    #[arg(
+        long,
+        env = "KEYWARD_JWT_LEEWAY",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(0..=300),
+        global = true
+    )]
+    pub jwt_leeway: u64,
+
+    /// Longest lifetime of a user JWT in seconds (exp - iat); when set, tokens must
+    /// carry iat. Default: no limit.
+    #[arg(
+        long,
+        env = "KEYWARD_JWT_MAX_TTL",
+        value_parser = clap::value_parser!(u64).range(1..=31_536_000),
+        global = true
+    )]
+    pub jwt_max_ttl: Option<u64>,
+
     /// Token for the verify API (at least 16 characters).
     #[arg(long, env = "KEYWARD_ADMIN_TOKEN", hide_env_values = true, value_parser = secret, global = true)]
     pub admin_token: Option<Secret>,

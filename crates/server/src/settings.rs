@@ -20,12 +20,33 @@ pub const MIN_JWT_SECRET_LEN: usize = 32;
 pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
 /// How user JWTs are checked.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct JwtSettings {
     pub hs256_secret: Option<Secret>,
     pub public_key_pem: Option<Vec<u8>>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
+    /// Seconds of clock difference allowed for `exp`, `nbf` and `iat`.
+    pub leeway_seconds: u64,
+    /// When set, tokens must carry `iat` and live at most this long (`exp - iat`).
+    pub max_ttl_seconds: Option<u64>,
+}
+
+impl JwtSettings {
+    pub const DEFAULT_LEEWAY_SECONDS: u64 = 30;
+}
+
+impl Default for JwtSettings {
+    fn default() -> Self {
+        Self {
+            hs256_secret: None,
+            public_key_pem: None,
+            issuer: None,
+            audience: None,
+            leeway_seconds: Self::DEFAULT_LEEWAY_SECONDS,
+            max_ttl_seconds: None,
+        }
+    }
 }
 
 /// Everything the service needs, validated.
@@ -252,6 +273,8 @@ impl Config {
                 public_key_pem,
                 issuer: self.jwt_issuer.clone(),
                 audience: self.jwt_audience.clone(),
+                leeway_seconds: self.jwt_leeway,
+                max_ttl_seconds: self.jwt_max_ttl,
             },
             admin_token,
             local_secrets: local.map(|l| (l.path, l.created)),

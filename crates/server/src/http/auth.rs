@@ -12,6 +12,8 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use keyward_core::model::UserId;
@@ -22,9 +24,6 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use super::error::ApiError;
 use crate::settings::JwtSettings;
-
-/// Leeway for `exp`/`nbf`, for clocks that disagree a little.
-const CLOCK_LEEWAY_SECS: u64 = 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthSetupError {
@@ -44,22 +43,34 @@ pub struct Authenticator {
     hmac: Option<KeyCheck>,
     public: Option<KeyCheck>,
     service_token_digest: [u8; 32],
+    leeway: u64,
+    max_ttl: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    exp: u64,
+    iat: Option<u64>,
 }
+
+/// What a client is told about a token that is refused: whether it is a matter of
+/// time (expired, not yet valid, too long-lived), not which signature, algorithm or
+/// claim check failed. The specific reason goes to the debug log.
+const INVALID_TOKEN: &str = "the token is not valid";
 
 impl Authenticator {
     pub fn new(jwt: &JwtSettings, service_token: &str) -> Result<Self, AuthSetupError> {
         let validation = |algorithms: &[Algorithm]| {
             let mut v = Validation::new(algorithms[0]);
             v.algorithms = algorithms.to_vec();
-            v.leeway = CLOCK_LEEWAY_SECS;
+            v.leeway = jwt.leeway_seconds;
             // `nbf` is checked when present (jsonwebtoken leaves it off by default).
             v.validate_nbf = true;
             let mut required = vec!["exp", "sub"];
+            if jwt.max_ttl_seconds.is_some() {
+                required.push("iat");
+            }
             if let Some(iss) = &jwt.issuer {
                 v.set_issuer(&[iss]);
                 required.push("iss");
@@ -90,31 +101,48 @@ impl Authenticator {
             hmac,
             public,
             service_token_digest: Sha256::digest(service_token.as_bytes()).into(),
+            leeway: jwt.leeway_seconds,
+            max_ttl: jwt.max_ttl_seconds,
         })
     }
 
     /// The user a JWT speaks for, or why it is refused (safe to tell the client).
     pub fn user_from_jwt(&self, token: &str) -> Result<UserId, &'static str> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| "the token is not a JWT")?;
+        let refused = |reason: &str| {
+            tracing::debug!(reason, "a user token was refused");
+            INVALID_TOKEN
+        };
+        let header_json = compact_parts(token).ok_or_else(|| refused("not a compact JWS"))?;
+        // RFC 7515 §4.1.11: a `crit` header names extensions the verifier must
+        // understand; keyward understands none.
+        if header_json.contains_key("crit") {
+            return Err(refused("a crit header"));
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| refused("no JOSE header"))?;
         let check = if header.alg == Algorithm::HS256 {
             self.hmac.as_ref()
         } else {
             self.public.as_ref()
         }
-        .ok_or("the token's algorithm is not accepted")?;
+        .ok_or_else(|| refused("an algorithm without a configured key"))?;
         let data =
             jsonwebtoken::decode::<Claims>(token, &check.key, &check.validation).map_err(|e| {
                 match e.kind() {
                     ErrorKind::ExpiredSignature => "the token has expired",
                     ErrorKind::ImmatureSignature => "the token is not valid yet",
-                    ErrorKind::InvalidSignature => "the token's signature is invalid",
-                    ErrorKind::InvalidAlgorithm => "the token's algorithm is not accepted",
-                    ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
-                    ErrorKind::InvalidAudience => "the token's audience is not accepted",
-                    ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim",
-                    _ => "the token is invalid",
+                    other => refused(&format!("{other:?}")),
                 }
             })?;
+        if let Some(max_ttl) = self.max_ttl {
+            let iat = data.claims.iat.ok_or_else(|| refused("no iat"))?;
+            let now = jsonwebtoken::get_current_timestamp();
+            if iat > now + self.leeway {
+                return Err(refused("iat in the future"));
+            }
+            if data.claims.exp.saturating_sub(iat) > max_ttl {
+                return Err("the token's lifetime is longer than this service accepts");
+            }
+        }
         UserId::parse(&data.claims.sub).map_err(|_| "the token's subject is not a valid user id")
     }
 
@@ -146,11 +174,54 @@ fn public_key_check(
     })
 }
 
-/// The bearer credential of a request, if it has one.
+/// The three parts of a compact JWS, each in canonical unpadded base64url (no
+/// padding, no stray characters, no set bits past the data: one token, one
+/// spelling); returns the decoded header object.
+fn compact_parts(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let parts: Vec<&str> = token.split('.').collect();
+    if parts.len() != 3 || !parts.iter().all(|p| canonical_base64url(p)) {
+        return None;
+    }
+    let header = URL_SAFE_NO_PAD.decode(parts[0]).ok()?;
+    serde_json::from_slice(&header).ok()
+}
+
+fn canonical_base64url(text: &str) -> bool {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'-' => Some(62),
+        b'_' => Some(63),
+        _ => None,
+    };
+    let Some(last) = text.bytes().last() else {
+        return false;
+    };
+    if !text.bytes().all(|c| value(c).is_some()) {
+        return false;
+    }
+    // The last character of a partial group carries unused low bits, which must be 0.
+    let unused_bits_mask = match text.len() % 4 {
+        0 => 0,
+        2 => 0b1111,
+        3 => 0b11,
+        _ => return false,
+    };
+    value(last).is_some_and(|v| v & unused_bits_mask == 0)
+}
+
+/// The bearer credential of a request, if it has one (exactly one).
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
-    let value = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+    let mut sent = parts.headers.get_all(AUTHORIZATION).iter();
+    let value = sent.next().ok_or_else(|| {
         ApiError::unauthorized("an Authorization: Bearer <token> header is required")
     })?;
+    if sent.next().is_some() {
+        return Err(ApiError::unauthorized(
+            "the Authorization header is sent more than once",
+        ));
+    }
     let value = value
         .to_str()
         .map_err(|_| ApiError::unauthorized("the Authorization header is not valid text"))?;

@@ -99,6 +99,12 @@ impl Drop for Nginx {
 
 /// A GET through nginx with these headers: the status and the body.
 fn get(port: u16, headers: &[(&str, &str)]) -> (u16, Value) {
+    let (status, _, body) = get_with_headers(port, headers);
+    (status, body)
+}
+
+/// [`get`], with the answer's head as well.
+fn get_with_headers(port: u16, headers: &[(&str, &str)]) -> (u16, String, Value) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -112,8 +118,12 @@ fn get(port: u16, headers: &[(&str, &str)]) -> (u16, Value) {
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let status = response[9..12].parse().unwrap();
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (
+        status,
+        head.to_owned(),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
 }
 
 #[test]
@@ -151,6 +161,21 @@ fn nginx_lets_valid_keys_through_and_stops_the_rest() {
         .replace("127.0.0.1:9000", &format!("127.0.0.1:{upstream_port}"))
         .replace("127.0.0.1:8080", &keyward.address)
         .replace("<service token>", &admin);
+    // The other way to name a route's permissions, in the auth URL's query, with the
+    // header not set by the proxy: nginx then passes a client's own header on.
+    let query_port = free_port();
+    let query_form = documented("nginx-config")
+        .replace("127.0.0.1:8000", &format!("127.0.0.1:{query_port}"))
+        .replace("127.0.0.1:9000", &format!("127.0.0.1:{upstream_port}"))
+        .replace("/api/auth;", "/api/auth?permissions=READ_GRAPH;")
+        .replace("127.0.0.1:8080", &keyward.address)
+        .replace("<service token>", &admin)
+        .replace("proxy_set_header X-Keyward-Permissions \"READ_GRAPH\";", "");
+    assert!(
+        !query_form.contains("X-Keyward-Permissions \""),
+        "{query_form}"
+    );
+    let server = format!("{server}\n{query_form}");
     let prefix = dir.path().display();
     // As root, nginx's workers would drop to `nobody`, which cannot use this
     // directory; keep them as root (the test's files only).
@@ -185,7 +210,9 @@ fn nginx_lets_valid_keys_through_and_stops_the_rest() {
             .unwrap(),
     );
     let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while TcpStream::connect(("127.0.0.1", port)).is_err()
+        || TcpStream::connect(("127.0.0.1", query_port)).is_err()
+    {
         let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
         assert!(
             started.elapsed() < Duration::from_secs(10),
@@ -215,11 +242,60 @@ fn nginx_lets_valid_keys_through_and_stops_the_rest() {
     assert_eq!(get(port, &[("X-API-Key", "agpt_guess")]).0, 401);
     assert_eq!(get(port, &[("X-API-Key", forged.expose())]).0, 401);
     assert_eq!(get(port, &[("X-API-Key", &narrow)]).0, 403);
+    // A client cannot lower what the route requires with its own header: the documented
+    // proxy overwrites it, and in the query form keyward requires the union.
+    for sent in ["EXECUTE_GRAPH", "", ","] {
+        let permissions = ("X-Keyward-Permissions", sent);
+        assert_eq!(
+            get(port, &[("X-API-Key", &narrow), permissions]).0,
+            403,
+            "{sent:?}"
+        );
+        assert_ne!(
+            get(query_port, &[("X-API-Key", &narrow), permissions]).0,
+            200,
+            "{sent:?}"
+        );
+    }
+    assert_eq!(get(query_port, &[("X-API-Key", &narrow)]).0, 403);
     assert_eq!(
         hits.load(Ordering::SeqCst),
         2,
         "refused requests reached the upstream"
     );
+    assert_eq!(
+        get(query_port, &[("X-API-Key", &key)]).0,
+        200,
+        "the query form works"
+    );
+    assert_eq!(
+        get(port, &[("X-API-Key", &key), ("X-Keyward-Permissions", "")]).0,
+        200,
+        "the client's header is simply overwritten"
+    );
+    hits.fetch_sub(2, Ordering::SeqCst);
+
+    // A rate-limited key: 429 with Retry-After, not the 500 nginx makes of it by default.
+    let (status, limited) = http(
+        &keyward.address,
+        "POST",
+        "/api/admin/users/alice/api-keys",
+        Some(&admin),
+        Some(&json!({"name": "limited", "permissions": ["READ_GRAPH"],
+            "rate_limit": {"requests": 1, "per_seconds": 3600}})),
+    );
+    assert_eq!(status, 200, "{limited}");
+    let limited = limited["plain_text_key"].as_str().unwrap().to_owned();
+    assert_eq!(get(port, &[("X-API-Key", &limited)]).0, 200);
+    hits.fetch_sub(1, Ordering::SeqCst);
+    let (status, head, body) = get_with_headers(port, &[("X-API-Key", &limited)]);
+    assert_eq!(status, 429, "{head}");
+    let retry_after = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Retry-After: "))
+        .unwrap_or_else(|| panic!("no Retry-After: {head}"));
+    assert!(retry_after.parse::<u64>().unwrap() > 0, "{retry_after}");
+    assert_eq!(body["message"], "Too many requests");
 
     // Revoked through the API: refused at the very next request.
     let (status, _) = http(

@@ -23,6 +23,10 @@ async fn list_with(app: &TestApp, authorization: Option<&str>) -> crate::common:
     app.send(request.body(Body::empty()).unwrap()).await
 }
 
+/// What a refused token is told, whatever check failed (signature, algorithm, claims):
+/// only a matter of time is named.
+const NOT_VALID: &str = "the token is not valid";
+
 #[track_caller]
 fn assert_unauthorized(response: &crate::common::TestResponse, detail_part: &str) {
     let error = response.error(StatusCode::UNAUTHORIZED);
@@ -45,11 +49,8 @@ async fn a_missing_or_malformed_authorization_header_is_refused() {
         "must be: Bearer",
     );
     assert_unauthorized(&list_with(&app, Some("Bearer")).await, "must be: Bearer");
-    assert_unauthorized(
-        &list_with(&app, Some("Bearer not.a.jwt")).await,
-        "not a JWT",
-    );
-    assert_unauthorized(&list_with(&app, Some("Bearer garbage")).await, "not a JWT");
+    assert_unauthorized(&list_with(&app, Some("Bearer not.a.jwt")).await, NOT_VALID);
+    assert_unauthorized(&list_with(&app, Some("Bearer garbage")).await, NOT_VALID);
     // The scheme is case-insensitive.
     assert_eq!(
         list_with(&app, Some(&format!("bearer {token}")))
@@ -68,7 +69,7 @@ async fn a_token_signed_with_another_secret_is_refused() {
     );
     assert_unauthorized(
         &list_with(&app, Some(&format!("Bearer {forged}"))).await,
-        "signature",
+        NOT_VALID,
     );
 }
 
@@ -83,7 +84,7 @@ async fn an_expired_token_is_refused() {
     let no_exp = hs256_token(JWT_SECRET, json!({"sub": "alice"}));
     assert_unauthorized(
         &list_with(&app, Some(&format!("Bearer {no_exp}"))).await,
-        "required claim",
+        NOT_VALID,
     );
 }
 
@@ -156,19 +157,19 @@ async fn issuer_and_audience_are_enforced_when_configured() {
     let cases: [(Value, &str); 4] = [
         (
             json!({"sub": "alice", "exp": exp, "iss": "https://evil.example", "aud": "keyward"}),
-            "issuer",
+            NOT_VALID,
         ),
         (
             json!({"sub": "alice", "exp": exp, "iss": "https://id.example", "aud": "other"}),
-            "audience",
+            NOT_VALID,
         ),
         (
             json!({"sub": "alice", "exp": exp, "aud": "keyward"}),
-            "required claim",
+            NOT_VALID,
         ),
         (
             json!({"sub": "alice", "exp": exp, "iss": "https://id.example"}),
-            "required claim",
+            NOT_VALID,
         ),
     ];
     for (claims, reason) in cases {
@@ -226,7 +227,7 @@ async fn rs256_tokens_verify_against_the_configured_public_key() {
     );
     assert_unauthorized(
         &list_with(&app, Some(&format!("Bearer {confused}"))).await,
-        "algorithm",
+        NOT_VALID,
     );
 }
 

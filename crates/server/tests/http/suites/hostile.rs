@@ -536,3 +536,143 @@ async fn keys_users_create_get_the_deployments_default_credits_and_rate_limit() 
         .await;
     assert_eq!(platform["remaining"], serde_json::Value::Null);
 }
+
+/// A token signed with the test secret, with this header and these claims.
+fn token_with(header: serde_json::Value, claims: serde_json::Value) -> String {
+    use hmac::Mac;
+    let b64 = |bytes: &[u8]| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    };
+    let signing_input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(crate::common::JWT_SECRET.as_bytes()).unwrap();
+    mac.update(signing_input.as_bytes());
+    format!("{signing_input}.{}", b64(&mac.finalize().into_bytes()))
+}
+
+async fn list_as(app: &TestApp, token: &str) -> crate::common::TestResponse {
+    app.call(Method::GET, "/api/api-keys", Some(token), None)
+        .await
+}
+
+fn claims(lifetime: i64) -> serde_json::Value {
+    let now = crate::common::now_secs() as i64;
+    serde_json::json!({"sub": "alice", "iat": now, "exp": now + lifetime})
+}
+
+#[tokio::test]
+async fn a_token_with_a_crit_header_is_refused_whatever_it_names() {
+    let app = TestApp::new().await;
+    let plain = token_with(
+        serde_json::json!({"alg": "HS256", "typ": "JWT"}),
+        claims(600),
+    );
+    assert_eq!(list_as(&app, &plain).await.status, StatusCode::OK);
+    for crit in [
+        serde_json::json!(["exp"]),
+        serde_json::json!(["b64"]),
+        serde_json::json!([]),
+    ] {
+        let token = token_with(
+            serde_json::json!({"alg": "HS256", "crit": crit, "b64": true}),
+            claims(600),
+        );
+        let response = list_as(&app, &token).await;
+        let body = response.error(StatusCode::UNAUTHORIZED);
+        assert_eq!(body["detail"], "the token is not valid", "{crit}");
+    }
+}
+
+#[tokio::test]
+async fn a_signature_in_a_non_canonical_spelling_is_refused() {
+    let app = TestApp::new().await;
+    let token = token_with(serde_json::json!({"alg": "HS256"}), claims(600));
+    assert_eq!(list_as(&app, &token).await.status, StatusCode::OK);
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    // 32 bytes are 43 characters: the last carries two unused bits, which may be set
+    // without changing the bytes; padding and a stray character change nothing either.
+    let last = signature.chars().last().unwrap();
+    let table = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let value = table.find(last).unwrap();
+    let twin = table.chars().nth(value ^ 1).unwrap();
+    for spelling in [
+        format!("{}{twin}", &signature[..signature.len() - 1]),
+        format!("{signature}="),
+        format!("{signature}.="),
+        signature.replace('-', "+").replace('_', "/"),
+    ] {
+        if spelling == signature {
+            continue;
+        }
+        let response = list_as(&app, &format!("{signed}.{spelling}")).await;
+        response.error(StatusCode::UNAUTHORIZED);
+    }
+}
+
+#[tokio::test]
+async fn two_authorization_headers_are_refused() {
+    let app = TestApp::new().await;
+    let good = app.token("alice");
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri("/api/api-keys")
+        .header(header::AUTHORIZATION, format!("Bearer {good}"))
+        .header(header::AUTHORIZATION, "Bearer something-else")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.send(request).await;
+    let body = response.error(StatusCode::UNAUTHORIZED);
+    assert!(body["detail"].as_str().unwrap().contains("more than once"));
+}
+
+#[tokio::test]
+async fn the_clock_leeway_and_the_longest_token_lifetime_are_the_deployments() {
+    let app = TestApp::builder()
+        .jwt(keyward::settings::JwtSettings {
+            hs256_secret: Some(keyward::config::Secret::new(crate::common::JWT_SECRET)),
+            leeway_seconds: 0,
+            max_ttl_seconds: Some(3600),
+            ..Default::default()
+        })
+        .build()
+        .await;
+    let now = crate::common::now_secs() as i64;
+    let header = serde_json::json!({"alg": "HS256"});
+    let ok = token_with(header.clone(), claims(600));
+    assert_eq!(list_as(&app, &ok).await.status, StatusCode::OK);
+    // Expired ten seconds ago: no leeway here.
+    let late = token_with(
+        header.clone(),
+        serde_json::json!({"sub": "alice", "iat": now - 600, "exp": now - 10}),
+    );
+    let body = list_as(&app, &late).await;
+    assert_eq!(
+        body.error(StatusCode::UNAUTHORIZED)["detail"],
+        "the token has expired"
+    );
+    // Longer-lived than an hour, or without iat: refused.
+    let long = token_with(header.clone(), claims(7200));
+    let body = list_as(&app, &long).await;
+    assert!(
+        body.error(StatusCode::UNAUTHORIZED)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("lifetime")
+    );
+    let no_iat = token_with(
+        header.clone(),
+        serde_json::json!({"sub": "alice", "exp": now + 60}),
+    );
+    list_as(&app, &no_iat).await.error(StatusCode::UNAUTHORIZED);
+    // Issued in the future, to outlive the limit: refused.
+    let future = token_with(
+        header,
+        serde_json::json!({"sub": "alice", "iat": now + 86_400, "exp": now + 87_000}),
+    );
+    list_as(&app, &future).await.error(StatusCode::UNAUTHORIZED);
+}

@@ -210,6 +210,35 @@ async fn the_docs_page_renders_the_spec_without_the_internet() {
             .starts_with("text/html")
     );
     assert!(response.text.contains("fetch(\"openapi.json\")"));
+    // A strict policy that allows exactly the page's own inline script and style.
+    let policy = response.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    let hash = |open: &str, close: &str| {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let start = response.text.find(open).unwrap() + open.len();
+        let end = start + response.text[start..].find(close).unwrap();
+        let digest = sha2::Sha256::digest(&response.text.as_bytes()[start..end]);
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    };
+    for directive in [
+        "default-src 'none'".to_owned(),
+        format!("script-src 'sha256-{}'", hash("<script>", "</script>")),
+        format!("style-src 'sha256-{}'", hash("<style>", "</style>")),
+        "connect-src 'self'".to_owned(),
+        "frame-ancestors 'none'".to_owned(),
+    ] {
+        assert!(policy.contains(&directive), "{directive} in {policy}");
+    }
+    assert!(!policy.contains("unsafe"), "{policy}");
+    assert_eq!(response.headers[header::X_FRAME_OPTIONS], "DENY");
+    assert_eq!(response.headers[header::REFERRER_POLICY], "no-referrer");
+    assert_eq!(
+        response.text.matches("<script").count(),
+        1,
+        "one script, the hashed one"
+    );
     for external in ["src=\"http", "href=\"http", "@import", "cdn"] {
         assert!(
             !response.text.contains(external),
