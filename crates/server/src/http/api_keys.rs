@@ -34,6 +34,7 @@ pub const TAG: &str = "api-keys";
         (status = 200, description = "The key, with its plaintext (sent with Cache-Control: no-store)", body = CreateKeyResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
+        (status = 403, description = "remaining or rate_limit: set by the platform (PATCH /api/admin/api-keys/{id})", body = ErrorBody),
         (status = 409, description = "The user holds the maximum number of keys", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
@@ -272,11 +273,11 @@ pub async fn set_permissions(
     Ok(Json(key.into()))
 }
 
-/// Set or remove a key's verification rate limit.
+/// A key's verification rate limit is the platform's to set: always 403 here.
 ///
-/// Past the limit, verification answers `RATE_LIMITED` with `retry_after`. The
-/// count is kept by each keyward instance on its own: behind a load balancer over
-/// N instances, a key may pass up to N times its limit.
+/// Kept so that clients of earlier versions get a clear answer: the platform's
+/// services set or remove a rate limit with `PATCH /api/admin/api-keys/{id}` (service
+/// token). Past the limit, verification answers `RATE_LIMITED` with `retry_after`.
 #[utoipa::path(
     put,
     path = "/api/api-keys/{id}/rate-limit",
@@ -289,6 +290,7 @@ pub async fn set_permissions(
         (status = 200, description = "The key with its new rate limit", body = ApiKeyResponse),
         (status = 400, description = "The key is revoked, or malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
+        (status = 403, description = "remaining or rate_limit: set by the platform (PATCH /api/admin/api-keys/{id})", body = ErrorBody),
         (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
@@ -360,6 +362,7 @@ pub async fn list_key_events(
         (status = 200, description = "The key as changed", body = ApiKeyResponse),
         (status = 400, description = "The key is revoked, or malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
+        (status = 403, description = "remaining or rate_limit: set by the platform (PATCH /api/admin/api-keys/{id})", body = ErrorBody),
         (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
