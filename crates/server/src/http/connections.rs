@@ -163,24 +163,32 @@ struct Watched {
     stream: TcpStream,
     limits: ConnectionLimits,
     phase: Phase,
-    deadline: Pin<Box<Sleep>>,
+    /// When the running phase times out.
+    deadline: tokio::time::Instant,
+    /// Wakes the connection at or before `deadline`. Resetting a timer on every read
+    /// and write costs on the verification path, so it is moved only to make it
+    /// earlier; when it fires early, it is set again to the real deadline.
+    timer: Pin<Box<Sleep>>,
 }
 
 impl Watched {
     fn new(stream: TcpStream, limits: ConnectionLimits) -> Self {
+        let deadline = tokio::time::Instant::now() + limits.header_timeout;
         Self {
             stream,
             limits,
             phase: Phase::Head { line_start: false },
-            deadline: Box::pin(tokio::time::sleep(limits.header_timeout)),
+            deadline,
+            timer: Box::pin(tokio::time::sleep_until(deadline)),
         }
     }
 
     fn restart(&mut self, phase: Phase, within: Duration) {
         self.phase = phase;
-        self.deadline
-            .as_mut()
-            .reset(tokio::time::Instant::now() + within);
+        self.deadline = tokio::time::Instant::now() + within;
+        if self.deadline < self.timer.deadline() {
+            self.timer.as_mut().reset(self.deadline);
+        }
     }
 
     /// Part of an answer was written: the idle clock restarts (it runs from the last
@@ -212,16 +220,21 @@ impl Watched {
         if self.phase == Phase::Request {
             return Poll::Pending;
         }
-        match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(io::Error::new(
-                io::ErrorKind::TimedOut,
-                match self.phase {
-                    Phase::Idle => "idle connection timed out",
-                    _ => "request headers not received in time",
-                },
-            )),
-            Poll::Pending => Poll::Pending,
+        while self.timer.as_mut().poll(cx).is_ready() {
+            if tokio::time::Instant::now() >= self.deadline {
+                return Poll::Ready(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    match self.phase {
+                        Phase::Idle => "idle connection timed out",
+                        _ => "request headers not received in time",
+                    },
+                ));
+            }
+            // Fired for an earlier deadline since moved on: wait for the real one.
+            let deadline = self.deadline;
+            self.timer.as_mut().reset(deadline);
         }
+        Poll::Pending
     }
 }
 
