@@ -506,7 +506,7 @@ def test_a_bad_user_token_is_an_authentication_error(keyward: Keyward) -> None:
             client.list_keys()
     assert refused.value.status == 401
     assert refused.value.message == "Not authenticated"
-    assert refused.value.detail == "the token is not a JWT"
+    assert refused.value.detail == "the token is not valid"
 
 
 def test_a_bad_service_token_is_an_authentication_error(keyward: Keyward) -> None:
