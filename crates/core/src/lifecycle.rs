@@ -57,6 +57,9 @@ pub struct KeyState {
     pub expires_at: Option<Timestamp>,
     pub metadata: Option<Metadata>,
     pub remaining: Option<u64>,
+    /// The key was replaced by a rotation: it ends with its grace period, which no
+    /// change may move (that would bring it back beside its replacement).
+    pub rotated: bool,
 }
 
 /// What applying a mutation does.
@@ -79,6 +82,8 @@ pub enum LifecycleError {
     Expired,
     #[error("the key was already rotated; rotate its replacement instead")]
     AlreadyRotated,
+    #[error("the key was rotated; it ends with its grace period, which cannot move")]
+    RotatedExpiry,
 }
 
 /// The longest grace period of a rotation: a week.
@@ -152,6 +157,9 @@ pub fn apply(
                 new.description.clone_from(description);
             }
             if let Some(expires_at) = edit.expires_at {
+                if state.rotated && expires_at != state.expires_at {
+                    return Err(LifecycleError::RotatedExpiry);
+                }
                 new.expires_at = expires_at;
             }
             if let Some(metadata) = &edit.metadata {
@@ -191,7 +199,36 @@ mod tests {
             expires_at: None,
             metadata: None,
             remaining: None,
+            rotated: false,
         }
+    }
+
+    #[test]
+    fn a_rotated_key_keeps_the_end_of_its_grace_period() {
+        let rotated = KeyState {
+            expires_at: Some(at(100)),
+            rotated: true,
+            ..state(KeyStatus::Active)
+        };
+        for expires_at in [None, Some(at(5_000))] {
+            let edit = Mutation::Edit(ValidEdit {
+                expires_at: Some(expires_at),
+                ..ValidEdit::default()
+            });
+            assert_eq!(
+                apply(&rotated, &edit, at(2)),
+                Err(LifecycleError::RotatedExpiry)
+            );
+        }
+        let rename = Mutation::Edit(ValidEdit {
+            name: Some("renamed".into()),
+            expires_at: Some(Some(at(100))),
+            ..ValidEdit::default()
+        });
+        assert!(
+            apply(&rotated, &rename, at(2)).is_ok(),
+            "other fields may change"
+        );
     }
 
     fn status_after(from: KeyStatus, m: Mutation) -> Result<Option<KeyStatus>, LifecycleError> {
@@ -257,6 +294,7 @@ mod tests {
                 expires_at: None,
                 metadata: None,
                 remaining: None,
+                rotated: false,
             })
         );
     }

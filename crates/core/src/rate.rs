@@ -70,10 +70,16 @@ impl RateLimit {
         }
     }
 
-    /// Whether a request at `now_us` would be refused, without taking it: for limits
-    /// on failures, which are counted only once the outcome is known.
+    /// Whether a request at `now_us` would be refused, without taking it.
     pub fn exhausted(self, tat_us: u64, now_us: u64) -> Option<Wait> {
         self.check(tat_us, now_us).err()
+    }
+
+    /// Gives back one request taken by [`RateLimit::check`]: for limits on failures,
+    /// where every attempt takes one before its outcome is known (so concurrent
+    /// attempts cannot all slip under the limit) and a success returns it.
+    pub fn refund(self, tat_us: u64) -> u64 {
+        tat_us.saturating_sub(self.interval_us())
     }
 }
 

@@ -375,6 +375,8 @@ impl<S: Store> Engine<S> {
                 .await?;
             inner.cache.invalidate(&rotated.old_hash);
             inner.cache.invalidate(&replacement.hash);
+            // The new key carries on the old one's quota: rotating must not refill it.
+            inner.key_limits.copy(&id, &rotated.new.id);
             tracing::info!(key_id = %id, new_key_id = %rotated.new.id, "key rotated");
             Ok::<_, EngineError>(rotated)
         });

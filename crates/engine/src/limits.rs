@@ -56,6 +56,25 @@ impl<K: Eq + Hash + Clone> Limiter<K> {
         }
     }
 
+    /// Gives back one request taken by [`Limiter::check`] (see [`RateLimit::refund`]).
+    pub fn refund(&self, key: &K, limit: RateLimit) {
+        if let Some(state) = self.states.get(key) {
+            let _ = state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {
+                Some(limit.refund(tat))
+            });
+        }
+    }
+
+    /// Carries the state of `from` over to `to` (a key replaced by a rotation keeps
+    /// what it has used of its quota), unless `to` already has its own.
+    pub fn copy(&self, from: &K, to: &K) {
+        if let Some(state) = self.states.get(from) {
+            let tat = state.load(Ordering::Acquire);
+            let target = self.state(to);
+            let _ = target.compare_exchange(0, tat, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+
     /// Drops what is known of `key`: its next request starts a fresh quota.
     pub fn forget(&self, key: &K) {
         self.states.remove(key);
@@ -77,11 +96,29 @@ impl From<IpAddr> for ClientAddr {
     fn from(ip: IpAddr) -> Self {
         match ip {
             IpAddr::V4(v4) => Self(IpAddr::V4(v4)),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            IpAddr::V6(v6) => match embedded_ipv4(v6) {
                 Some(v4) => Self(IpAddr::V4(v4)),
                 None => Self(IpAddr::V6((u128::from(v6) & !0u128 << 64).into())),
             },
         }
+    }
+}
+
+/// The IPv4 client behind an IPv6 address that only carries one: IPv4-mapped
+/// (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`) and NAT64's well-known prefix
+/// (`64:ff9b::a.b.c.d`). Counted per /64, all of NAT64's IPv4 clients would share one
+/// count, and one of them could lock the others out.
+fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let bits = u128::from(v6);
+    let low = std::net::Ipv4Addr::from((bits & 0xffff_ffff) as u32);
+    match bits >> 32 {
+        // ::a.b.c.d, but not :: and ::1.
+        0 if bits > 1 => Some(low),
+        0x0064_ff9b_0000_0000_0000_0000 => Some(low),
+        _ => None,
     }
 }
 
@@ -150,5 +187,48 @@ mod tests {
         assert_eq!(ClientAddr::from(mapped), ClientAddr::from(v4));
         let v4b: IpAddr = "192.0.2.8".parse().unwrap();
         assert_ne!(ClientAddr::from(v4), ClientAddr::from(v4b));
+        // NAT64 and IPv4-compatible addresses carry one IPv4 client each.
+        for (v6, v4) in [
+            ("64:ff9b::c000:207", "192.0.2.7"),
+            ("::192.0.2.7", "192.0.2.7"),
+        ] {
+            let v6: IpAddr = v6.parse().unwrap();
+            assert_eq!(
+                ClientAddr::from(v6),
+                ClientAddr::from(v4.parse::<IpAddr>().unwrap())
+            );
+        }
+        let nat_a: IpAddr = "64:ff9b::c000:207".parse().unwrap();
+        let nat_b: IpAddr = "64:ff9b::c000:208".parse().unwrap();
+        assert_ne!(ClientAddr::from(nat_a), ClientAddr::from(nat_b));
+        let loopback: IpAddr = "::1".parse().unwrap();
+        assert!(matches!(
+            ClientAddr::from(loopback),
+            ClientAddr(IpAddr::V6(_))
+        ));
+    }
+
+    #[test]
+    fn a_refund_gives_back_what_a_check_took() {
+        let limiter = Limiter::new(100);
+        let limit = RateLimit::new(2, 10).unwrap();
+        for _ in 0..10 {
+            limiter.check(&"a", limit, at(0)).unwrap();
+            limiter.refund(&"a", limit);
+        }
+        assert!(limiter.check(&"a", limit, at(0)).is_ok());
+        assert!(limiter.check(&"a", limit, at(0)).is_ok());
+        assert!(limiter.check(&"a", limit, at(0)).is_err());
+    }
+
+    #[test]
+    fn a_copy_carries_the_used_quota_over() {
+        let limiter = Limiter::new(100);
+        let limit = RateLimit::new(1, 3600).unwrap();
+        limiter.check(&"old", limit, at(0)).unwrap();
+        limiter.copy(&"old", &"new");
+        assert!(limiter.check(&"new", limit, at(0)).is_err());
+        limiter.copy(&"never-used", &"fresh");
+        assert!(limiter.check(&"fresh", limit, at(0)).is_ok());
     }
 }

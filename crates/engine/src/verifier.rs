@@ -181,20 +181,24 @@ impl<S: Store> Engine<S> {
             return self.verify_unlimited(presented, required, cost).await;
         };
         let failures = &self.inner.client_failures;
-        if let Some(wait) = failures.exhausted(&client, limit, self.inner.now()) {
+        // Every attempt takes its place before the outcome is known, so attempts made
+        // at the same moment cannot all slip under the limit; one that does not fail
+        // gives it back.
+        if let Err(wait) = failures.check(&client, limit, self.inner.now()) {
             self.inner.metrics.count(Some(VerifyCode::RateLimited));
             return Ok(Verification {
                 retry_after: Some(wait.as_duration()),
                 ..Verification::without_key(VerifyCode::RateLimited)
             });
         }
-        let verification = self.verify_unlimited(presented, required, cost).await?;
-        if verification.code.is_failed_attempt() {
-            // Counted once the outcome is known; a refusal here only means the
-            // client's next attempt is the one refused.
-            let _ = failures.check(&client, limit, self.inner.now());
+        let verification = self.verify_unlimited(presented, required, cost).await;
+        if !verification
+            .as_ref()
+            .is_ok_and(|v| v.code.is_failed_attempt())
+        {
+            failures.refund(&client, limit);
         }
-        Ok(verification)
+        verification
     }
 
     async fn verify_unlimited(
@@ -352,7 +356,9 @@ impl<S: Store> Engine<S> {
         if found.is_none() && !scrypt.is_empty() {
             let limit = inner.config.failed_verify_limit;
             let now = inner.now();
-            if let Some(wait) = limit.and_then(|l| inner.head_failures.exhausted(&head, l, now)) {
+            // As for clients: the attempt takes its place first (concurrent scrypt
+            // runs cannot all slip under the limit), and a match gives it back.
+            if let Some(Err(wait)) = limit.map(|l| inner.head_failures.check(&head, l, now)) {
                 return Ok(Loaded {
                     key: None,
                     cacheable: false,
@@ -369,10 +375,10 @@ impl<S: Store> Engine<S> {
             })
             .await
             .map_err(|_| EngineError::ShuttingDown)?;
-            if matched.is_none()
+            if matched.is_some()
                 && let Some(limit) = limit
             {
-                let _ = inner.head_failures.check(&head, limit, now);
+                inner.head_failures.refund(&head, limit);
             }
             found = matched;
         }

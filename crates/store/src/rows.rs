@@ -138,7 +138,7 @@ pub(crate) fn remaining_column(value: Option<u64>) -> Option<i64> {
 /// (an expired one too, until it is revoked), except a rotated key whose grace period
 /// is over, since its replacement counts in its place.
 pub(crate) const COUNT_LIVE: &str = "SELECT COUNT(*) FROM api_keys WHERE user_id = $1 \
-     AND status <> 'REVOKED' AND NOT (rotated_to IS NOT NULL AND expires_at <= $2)";
+     AND status <> 'REVOKED' AND (rotated_to IS NULL OR expires_at IS NULL OR expires_at > $2)";
 
 /// Whether a rotation may go ahead with `live` keys counted (the old one among them):
 /// while the old key is in its grace period both count, so the new one must fit under
@@ -241,6 +241,7 @@ pub(crate) fn decide(
         expires_at: key.expires_at,
         metadata: key.metadata.clone(),
         remaining: key.remaining,
+        rotated: key.rotated_to.is_some(),
     };
     Ok(match lifecycle::apply(&state, mutation, now)? {
         Outcome::Unchanged => None,

@@ -143,7 +143,7 @@ impl Authenticator {
                 return Err("the token's lifetime is longer than this service accepts");
             }
         }
-        UserId::parse(&data.claims.sub).map_err(|_| "the token's subject is not a valid user id")
+        UserId::parse(&data.claims.sub).map_err(|_| refused("a subject that is not a user id"))
     }
 
     /// True if `token` is the service token.

@@ -77,12 +77,15 @@ impl TrustedProxies {
         if !self.contains(peer) {
             return peer;
         }
-        let entries: Vec<&str> = headers
+        // Split as bytes: a client's non-ASCII entry must not hide the entries the
+        // proxies appended after it.
+        let entries: Vec<&[u8]> = headers
             .get_all(&FORWARDED_FOR)
             .iter()
-            .flat_map(|value| value.to_str().unwrap_or("").split(','))
+            .flat_map(|value| value.as_bytes().split(|b| *b == b','))
             .collect();
         for entry in entries.iter().rev() {
+            let entry = std::str::from_utf8(entry).unwrap_or("");
             match forwarded_address(entry.trim()) {
                 Some(address) if self.contains(address) => continue,
                 Some(address) => return address,
@@ -141,6 +144,20 @@ mod tests {
 
     fn ip(address: &str) -> IpAddr {
         address.parse().unwrap()
+    }
+
+    #[test]
+    fn a_clients_non_ascii_entry_does_not_hide_the_proxys() {
+        let trusted = TrustedProxies::parse("127.0.0.1/32").unwrap();
+        let mut forwarded = HeaderMap::new();
+        forwarded.append(
+            FORWARDED_FOR,
+            axum::http::HeaderValue::from_bytes(b"\xff, 127.0.0.2").unwrap(),
+        );
+        assert_eq!(
+            trusted.client(peer("127.0.0.1"), &forwarded),
+            ip("127.0.0.2")
+        );
     }
 
     #[test]

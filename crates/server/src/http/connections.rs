@@ -150,8 +150,11 @@ pub async fn serve(
 /// Where a connection is in its exchange, as far as the bytes tell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    /// Reading a request's head: the header timeout runs.
-    Head { line_start: bool },
+    /// Reading a request's head: the header timeout runs. `started` once a byte other
+    /// than a line break came (blank lines before a request line are skipped by HTTP
+    /// parsers, so they must not count as a head's end), `line_start` right after a
+    /// line break.
+    Head { started: bool, line_start: bool },
     /// The head is in; the request is being handled (the request deadline applies).
     Request,
     /// An answer was written; waiting for the next request: the idle timeout runs.
@@ -177,7 +180,10 @@ impl Watched {
         Self {
             stream,
             limits,
-            phase: Phase::Head { line_start: false },
+            phase: Phase::Head {
+                started: false,
+                line_start: false,
+            },
             deadline,
             timer: Box::pin(tokio::time::sleep_until(deadline)),
         }
@@ -201,14 +207,18 @@ impl Watched {
         }
     }
 
-    /// Follows the bytes of a request's head; true once its empty line is read.
-    fn head_ends(line_start: &mut bool, bytes: &[u8]) -> bool {
+    /// Follows the bytes of a request's head; true once the empty line that ends it
+    /// is read.
+    fn head_ends(started: &mut bool, line_start: &mut bool, bytes: &[u8]) -> bool {
         for &byte in bytes {
             match byte {
-                b'\n' if *line_start => return true,
+                b'\n' if *started && *line_start => return true,
                 b'\n' => *line_start = true,
                 b'\r' => {}
-                _ => *line_start = false,
+                _ => {
+                    *started = true;
+                    *line_start = false;
+                }
             }
         }
         false
@@ -252,13 +262,24 @@ impl AsyncRead for Watched {
                 if !read.is_empty() {
                     if this.phase == Phase::Idle {
                         let within = this.limits.header_timeout;
-                        this.restart(Phase::Head { line_start: false }, within);
+                        let head = Phase::Head {
+                            started: false,
+                            line_start: false,
+                        };
+                        this.restart(head, within);
                     }
-                    if let Phase::Head { mut line_start } = this.phase {
-                        this.phase = if Self::head_ends(&mut line_start, read) {
+                    if let Phase::Head {
+                        mut started,
+                        mut line_start,
+                    } = this.phase
+                    {
+                        this.phase = if Self::head_ends(&mut started, &mut line_start, read) {
                             Phase::Request
                         } else {
-                            Phase::Head { line_start }
+                            Phase::Head {
+                                started,
+                                line_start,
+                            }
                         };
                     }
                 }
@@ -320,24 +341,25 @@ impl AsyncWrite for Watched {
 mod tests {
     use super::Watched;
 
+    fn ends(chunks: &[&[u8]]) -> bool {
+        let (mut started, mut line_start) = (false, false);
+        chunks
+            .iter()
+            .any(|chunk| Watched::head_ends(&mut started, &mut line_start, chunk))
+    }
+
     #[test]
     fn the_end_of_a_head_is_found_across_reads_and_line_endings() {
-        let mut line_start = false;
-        assert!(!Watched::head_ends(
-            &mut line_start,
-            b"GET / HTTP/1.1\r\nHost: a\r"
-        ));
-        assert!(!Watched::head_ends(&mut line_start, b"\n"));
-        assert!(Watched::head_ends(&mut line_start, b"\r\n"));
-        let mut line_start = false;
-        assert!(Watched::head_ends(
-            &mut line_start,
-            b"GET / HTTP/1.1\nHost: a\n\n"
-        ));
-        let mut line_start = false;
-        assert!(!Watched::head_ends(
-            &mut line_start,
-            b"GET / HTTP/1.1\r\nX: \r\r\n"
-        ));
+        assert!(ends(&[b"GET / HTTP/1.1\r\nHost: a\r", b"\n", b"\r\n"]));
+        assert!(!ends(&[b"GET / HTTP/1.1\r\nHost: a\r", b"\n"]));
+        assert!(ends(&[b"GET / HTTP/1.1\nHost: a\n\n"]));
+        assert!(!ends(&[b"GET / HTTP/1.1\r\nX: \r\r\n"]));
+    }
+
+    #[test]
+    fn blank_lines_before_a_request_line_do_not_end_a_head() {
+        assert!(!ends(&[b"\r\n\r\n"]));
+        assert!(!ends(&[b"\n\n\n\n", b"\r\n"]));
+        assert!(ends(&[b"\r\n\r\nGET / HTTP/1.1\r\n\r\n"]));
     }
 }

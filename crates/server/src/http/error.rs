@@ -160,6 +160,9 @@ impl From<EngineError> for ApiError {
                     LifecycleError::AlreadyRotated => {
                         "Rotate the key that replaced it (rotated_to)."
                     }
+                    LifecycleError::RotatedExpiry => {
+                        "Change the key that replaced it (rotated_to), or revoke this one."
+                    }
                 };
                 Self::new(
                     StatusCode::BAD_REQUEST,

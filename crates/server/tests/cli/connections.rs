@@ -111,6 +111,24 @@ fn a_client_that_sends_nothing_or_trickles_its_headers_is_cut_at_the_header_time
         "{:?}",
         started.elapsed()
     );
+
+    // Blank lines are skipped before a request line: they are not a request's head.
+    let mut blank = connect(&server.address);
+    blank.write_all(b"\r\n\r\n\n\n").unwrap();
+    let (_, closed) = read_until_closed(&mut blank, Duration::from_secs(10));
+    assert!(
+        closed.is_some_and(|c| c < Duration::from_secs(4)),
+        "blank lines held the connection: {closed:?}"
+    );
+    // Nor on a kept-alive connection, after an answer.
+    let mut kept = connect(&server.address);
+    assert_eq!(exchange(&mut kept, "/healthz"), "HTTP/1.1 200 OK");
+    kept.write_all(b"\r\n\r\n").unwrap();
+    let (_, closed) = read_until_closed(&mut kept, Duration::from_secs(10));
+    assert!(
+        closed.is_some_and(|c| c < Duration::from_secs(4)),
+        "blank lines held the kept-alive connection: {closed:?}"
+    );
 }
 
 #[test]

@@ -232,8 +232,12 @@ fn nginx_lets_valid_keys_through_and_stops_the_rest() {
     assert_eq!(seen["x-keyward-key-id"], id.as_str());
     assert_eq!(seen["x-keyward-key-permissions"], "READ_GRAPH");
     assert!(seen.get("x-api-key").is_none(), "{seen}");
-    let (status, _) = get(port, &[("Authorization", &format!("Bearer {key}"))]);
+    let (status, seen) = get(port, &[("Authorization", &format!("Bearer {key}"))]);
     assert_eq!(status, 200);
+    assert!(
+        seen.get("authorization").is_none(),
+        "the key reached the upstream: {seen}"
+    );
     assert_eq!(hits.load(Ordering::SeqCst), 2);
 
     // Missing, invalid and under-permissioned keys never reach it.

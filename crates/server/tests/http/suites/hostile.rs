@@ -312,6 +312,8 @@ async fn user_ids_that_look_like_another_or_hide_characters_are_refused() {
         "alice\u{2028}",
         "\u{FEFF}alice",
         "\u{3164}",
+        "alice\u{FE0F}",
+        "alice\u{1D173}",
     ] {
         let token = crate::common::hs256_token(
             crate::common::JWT_SECRET,
@@ -675,4 +677,160 @@ async fn the_clock_leeway_and_the_longest_token_lifetime_are_the_deployments() {
         serde_json::json!({"sub": "alice", "iat": now + 86_400, "exp": now + 87_000}),
     );
     list_as(&app, &future).await.error(StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_rotated_key_cannot_be_given_a_new_life_by_editing_its_expiry() {
+    let app = TestApp::builder().max_keys_per_user(2).build().await;
+    let (first, first_plain) = app.key_with("alice", &[]).await;
+    app.key_with("alice", &[]).await;
+    let rotated = app
+        .as_user(
+            "alice",
+            Method::POST,
+            &format!("/api/api-keys/{first}/rotate"),
+            Some(serde_json::json!({"grace_seconds": 0})),
+        )
+        .await;
+    rotated.ok();
+    for expires_at in [
+        serde_json::Value::Null,
+        serde_json::json!("2999-01-01T00:00:00Z"),
+    ] {
+        let response = app
+            .as_user(
+                "alice",
+                Method::PATCH,
+                &format!("/api/api-keys/{first}"),
+                Some(serde_json::json!({ "expires_at": expires_at })),
+            )
+            .await;
+        let body = response.error(StatusCode::BAD_REQUEST);
+        assert!(
+            body["detail"].as_str().unwrap().contains("rotated"),
+            "{body}"
+        );
+        // Not for the platform either.
+        app.patch_as_platform(&first, serde_json::json!({ "expires_at": expires_at }))
+            .await
+            .error(StatusCode::BAD_REQUEST);
+    }
+    assert_eq!(app.verify_code(&first_plain, &[]).await, "EXPIRED");
+    let live = app
+        .as_user("alice", Method::GET, "/api/api-keys", None)
+        .await
+        .ok()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["status"] != "REVOKED" && k["rotated_to"].is_null())
+        .count();
+    assert_eq!(live, 2);
+    app.as_user(
+        "alice",
+        Method::POST,
+        "/api/api-keys",
+        Some(serde_json::json!({"name": "third", "permissions": []})),
+    )
+    .await
+    .error(StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn rotating_a_rate_limited_key_does_not_refill_its_quota() {
+    let app = TestApp::new().await;
+    let (key, mut plain) = app
+        .create_key_as_platform(
+            "frank",
+            serde_json::json!({"name": "limited", "permissions": [],
+                "rate_limit": {"requests": 2, "per_seconds": 3600}}),
+        )
+        .await;
+    let mut id = key["id"].as_str().unwrap().to_owned();
+    let mut valid = 0;
+    for _ in 0..4 {
+        for _ in 0..3 {
+            if app.verify_code(&plain, &[]).await == "VALID" {
+                valid += 1;
+            }
+        }
+        let rotated = app
+            .as_user(
+                "frank",
+                Method::POST,
+                &format!("/api/api-keys/{id}/rotate"),
+                Some(serde_json::json!({"grace_seconds": 0})),
+            )
+            .await;
+        let body = rotated.ok();
+        id = body["api_key"]["id"].as_str().unwrap().to_owned();
+        plain = body["plain_text_key"].as_str().unwrap().to_owned();
+    }
+    assert_eq!(valid, 2, "two an hour, however often the key is rotated");
+}
+
+#[tokio::test]
+async fn concurrent_failed_attempts_from_one_client_never_pass_the_limit() {
+    let app = TestApp::builder()
+        .engine(|c| c.failed_verify_limit = keyward_core::rate::RateLimit::new(5, 3600).ok())
+        .build()
+        .await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..30 {
+        let router = app.router.clone();
+        // Well-formed keys that do not exist: each needs a database read.
+        let forged = keyward_core::key::KeyFormat::default().generate();
+        let body = serde_json::json!({"key": forged.expose(), "client_ip": "203.0.113.9"});
+        tasks.spawn(async move {
+            use tower::ServiceExt;
+            let request = Request::post("/api/api-keys/verify")
+                .header(
+                    header::AUTHORIZATION,
+                    format!("Bearer {}", crate::common::ADMIN_TOKEN),
+                )
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap();
+            let response = router.oneshot(request).await.unwrap();
+            let bytes = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["code"].clone()
+        });
+    }
+    let mut looked_up = 0;
+    while let Some(code) = tasks.join_next().await {
+        if code.unwrap() == "NOT_FOUND" {
+            looked_up += 1;
+        }
+    }
+    assert_eq!(
+        looked_up, 5,
+        "only the limit's worth of attempts reached the lookup"
+    );
+}
+
+#[tokio::test]
+async fn the_auth_url_takes_no_parameter_but_permissions() {
+    let app = TestApp::new().await;
+    let (_, key) = app.key_with("alice", &["READ_GRAPH"]).await;
+    for query in [
+        "Permissions=WRITE_GRAPH",
+        "permission=WRITE_GRAPH",
+        "permissions[]=WRITE_GRAPH",
+    ] {
+        let response = forward(&app, &format!("/api/auth?{query}"), &[("x-api-key", &key)]).await;
+        let body = response.error(StatusCode::BAD_REQUEST);
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("unknown query parameter"),
+            "{body}"
+        );
+    }
+    // Under Envoy's path form the query is the client's own request's.
+    let response = forward(&app, "/api/auth/v1/graphs?page=2", &[("x-api-key", &key)]).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
 }
