@@ -135,13 +135,20 @@ pub struct NewKeyRequest {
 impl NewKeyRequest {
     /// The first field only the platform may set (usage credits, rate limit), if any.
     pub fn platform_field(&self) -> Option<&'static str> {
-        if self.remaining.is_some() {
-            Some("remaining")
-        } else if self.rate_limit.is_some() {
-            Some("rate_limit")
-        } else {
-            None
-        }
+        platform_field(self.remaining.is_some(), self.rate_limit.is_some())
+    }
+}
+
+/// Usage credits and rate limits are the platform's business (billing, plans): the
+/// name of the first one a request sets, for the answer that refuses it to a key's
+/// owner.
+fn platform_field(sets_remaining: bool, sets_rate_limit: bool) -> Option<&'static str> {
+    if sets_remaining {
+        Some("remaining")
+    } else if sets_rate_limit {
+        Some("rate_limit")
+    } else {
+        None
     }
 }
 
@@ -263,13 +270,7 @@ impl KeyEdit {
 
     /// The first field only the platform may set (usage credits, rate limit), if any.
     pub fn platform_field(&self) -> Option<&'static str> {
-        if self.remaining.is_some() {
-            Some("remaining")
-        } else if self.rate_limit.is_some() {
-            Some("rate_limit")
-        } else {
-            None
-        }
+        platform_field(self.remaining.is_some(), self.rate_limit.is_some())
     }
 }
 
