@@ -19,7 +19,7 @@ use keyward_core::input::NewKeyRequest;
 use keyward_core::model::UserId;
 use keyward_core::permissions::PermissionSet;
 use keyward_core::rate::RateLimit;
-use keyward_engine::{Engine, EngineConfig};
+use keyward_engine::{Engine, EngineConfig, VerifyOptions};
 use keyward_store::AnyStore;
 use tokio::runtime::Runtime;
 
@@ -94,7 +94,11 @@ fn fixture_full(lease: Duration, rate_limit: Option<RateLimit>, remaining: Optio
             assert!(Instant::now() < deadline, "the cache never became active");
             std::thread::sleep(Duration::from_millis(10));
         }
-        let first = fixture.run(fixture.engine.verify_with(&fixture.key, fixture.required));
+        let first = fixture.run(fixture.engine.verify_with(
+            &fixture.key,
+            fixture.required,
+            VerifyOptions::default(),
+        ));
         assert!(first.unwrap().is_valid());
     }
     fixture
@@ -124,7 +128,12 @@ fn warm() -> Fixture {
 fn warm_cache_hit(bencher: Bencher) {
     let f = warm();
     bencher.bench_local(|| {
-        let verification = f.run(f.engine.verify_with(&f.key, f.required)).unwrap();
+        let verification = f
+            .run(
+                f.engine
+                    .verify_with(&f.key, f.required, VerifyOptions::default()),
+            )
+            .unwrap();
         assert!(verification.is_valid());
     });
 }
@@ -147,7 +156,14 @@ fn warm_cache_hit_with_client_ip(bencher: Bencher) {
     let client = Some(std::net::IpAddr::from([203, 0, 113, 7]));
     bencher.bench_local(|| {
         let verification = f
-            .run(f.engine.verify_from(&f.key, f.required, client))
+            .run(f.engine.verify_with(
+                &f.key,
+                f.required,
+                VerifyOptions {
+                    client,
+                    ..VerifyOptions::default()
+                },
+            ))
             .unwrap();
         assert!(verification.is_valid());
     });
@@ -160,7 +176,12 @@ fn warm_cache_hit_with_key_rate_limit(bencher: Bencher) {
     let lease = EngineConfig::new(Peppers::parse(PEPPER).unwrap()).change_feed_lease;
     let f = fixture_with(lease, RateLimit::new(1_000_000, 1).ok());
     bencher.bench_local(|| {
-        let verification = f.run(f.engine.verify_with(&f.key, f.required)).unwrap();
+        let verification = f
+            .run(
+                f.engine
+                    .verify_with(&f.key, f.required, VerifyOptions::default()),
+            )
+            .unwrap();
         assert!(verification.is_valid());
     });
 }
@@ -172,7 +193,12 @@ fn warm_cache_hit_with_usage_credits(bencher: Bencher) {
     let lease = EngineConfig::new(Peppers::parse(PEPPER).unwrap()).change_feed_lease;
     let f = fixture_full(lease, None, Some(1_000_000_000));
     bencher.bench_local(|| {
-        let verification = f.run(f.engine.verify_with(&f.key, f.required)).unwrap();
+        let verification = f
+            .run(
+                f.engine
+                    .verify_with(&f.key, f.required, VerifyOptions::default()),
+            )
+            .unwrap();
         assert!(verification.is_valid());
     });
 }
@@ -188,7 +214,7 @@ fn warm_cache_hit_checking_usage_credits(bencher: Bencher) {
     };
     bencher.bench_local(|| {
         let verification = f
-            .run(f.engine.verify_request(&f.key, f.required, check))
+            .run(f.engine.verify_with(&f.key, f.required, check))
             .unwrap();
         assert!(verification.is_valid());
     });
@@ -201,12 +227,26 @@ fn refused_client_over_its_failure_limit(bencher: Bencher) {
     let client = Some(std::net::IpAddr::from([198, 51, 100, 9]));
     // The default limit is 60 failures a minute: spend it.
     for _ in 0..61 {
-        f.run(f.engine.verify_from("agpt_nope", f.required, client))
-            .unwrap();
+        f.run(f.engine.verify_with(
+            "agpt_nope",
+            f.required,
+            VerifyOptions {
+                client,
+                ..VerifyOptions::default()
+            },
+        ))
+        .unwrap();
     }
     bencher.bench_local(|| {
         let verification = f
-            .run(f.engine.verify_from(&f.key, f.required, client))
+            .run(f.engine.verify_with(
+                &f.key,
+                f.required,
+                VerifyOptions {
+                    client,
+                    ..VerifyOptions::default()
+                },
+            ))
             .unwrap();
         assert_eq!(verification.code.as_str(), "RATE_LIMITED");
     });
@@ -217,7 +257,12 @@ fn refused_client_over_its_failure_limit(bencher: Bencher) {
 fn database_read_sqlite(bencher: Bencher) {
     let f = fixture(Duration::ZERO);
     bencher.bench_local(|| {
-        let verification = f.run(f.engine.verify_with(&f.key, f.required)).unwrap();
+        let verification = f
+            .run(
+                f.engine
+                    .verify_with(&f.key, f.required, VerifyOptions::default()),
+            )
+            .unwrap();
         assert!(verification.is_valid());
     });
 }
@@ -238,7 +283,12 @@ fn malformed_rejection(bencher: Bencher, kind: &str) {
         }
     };
     bencher.bench_local(|| {
-        let verification = f.run(f.engine.verify_with(&presented, f.required)).unwrap();
+        let verification = f
+            .run(
+                f.engine
+                    .verify_with(&presented, f.required, VerifyOptions::default()),
+            )
+            .unwrap();
         assert!(!verification.is_valid());
     });
 }

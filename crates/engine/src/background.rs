@@ -7,8 +7,8 @@ use std::time::Duration;
 use keyward_store::{ExternalChange, Store};
 use tokio::task::JoinHandle;
 
-use crate::engine::Inner;
 use crate::error::EngineError;
+use crate::inner::Inner;
 
 pub(crate) fn spawn<S: Store>(inner: &Arc<Inner<S>>) -> Vec<JoinHandle<()>> {
     vec![

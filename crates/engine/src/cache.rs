@@ -35,7 +35,7 @@ use quick_cache::UnitWeighter;
 use quick_cache::sync::{Cache, DefaultLifecycle};
 
 use crate::config::EngineConfig;
-use crate::verifier::VerifiedKey;
+use crate::verdict::VerifiedKey;
 
 const STRIPES: usize = 64;
 

@@ -12,12 +12,12 @@ use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use keyward_store::{NewKeyRecord, Replacement, RotationTerms, Store};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::cache::VerifyCache;
 use crate::config::EngineConfig;
 use crate::error::EngineError;
-use crate::limits::{ClientAddr, Limiter};
+use crate::inner::{Inner, Lifetime};
+use crate::limits::Limiter;
 use crate::metrics::VerifyMetrics;
 use crate::usage::UsageTracker;
 
@@ -53,42 +53,6 @@ impl<S: Store> Clone for Engine<S> {
             inner: Arc::clone(&self.inner),
             _lifetime: Arc::clone(&self._lifetime),
         }
-    }
-}
-
-/// Signals the background tasks to stop when the last [`Engine`] handle goes.
-struct Lifetime(Arc<watch::Sender<bool>>);
-
-impl Drop for Lifetime {
-    fn drop(&mut self) {
-        self.0.send_replace(true);
-    }
-}
-
-/// What the engine's handles and its background tasks share.
-pub(crate) struct Inner<S> {
-    pub(crate) store: S,
-    pub(crate) config: EngineConfig,
-    pub(crate) cache: VerifyCache,
-    pub(crate) usage: UsageTracker,
-    pub(crate) metrics: VerifyMetrics,
-    /// Keys' own verification limits.
-    pub(crate) key_limits: Limiter<KeyId>,
-    /// Failed verifications per client address.
-    pub(crate) client_failures: Limiter<ClientAddr>,
-    /// Changes per user.
-    user_writes: Limiter<UserId>,
-    /// Failed legacy (AutoGPT) verifications per key head, before any scrypt work.
-    pub(crate) head_failures: Limiter<String>,
-    pub(crate) stop: Arc<watch::Sender<bool>>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
-    /// Held for the whole of a shutdown, so a second caller waits for the first.
-    shutdown_done: tokio::sync::Mutex<bool>,
-}
-
-impl<S> Inner<S> {
-    pub(crate) fn now(&self) -> Timestamp {
-        (self.config.clock)()
     }
 }
 
@@ -367,8 +331,7 @@ impl<S: Store> Engine<S> {
             grace_seconds,
             max_live_per_user: self.inner.config.max_keys_per_user,
         };
-        // Like `mutate`: the invalidation must follow the commit even if the caller goes.
-        let task = tokio::spawn(async move {
+        let rotated = to_completion(async move {
             let rotated = inner
                 .store
                 .rotate(owner.as_ref(), id, &replacement, terms, now, &actor)
@@ -378,9 +341,9 @@ impl<S: Store> Engine<S> {
             // The new key carries on the old one's quota: rotating must not refill it.
             inner.key_limits.copy(&id, &rotated.new.id);
             tracing::info!(key_id = %id, new_key_id = %rotated.new.id, "key rotated");
-            Ok::<_, EngineError>(rotated)
-        });
-        let rotated = completed(task).await?;
+            Ok(rotated)
+        })
+        .await?;
         let mut old = rotated.old;
         self.with_pending_usage(&mut old);
         Ok(RotatedKey {
@@ -434,9 +397,7 @@ impl<S: Store> Engine<S> {
         let actor = self.actor(owner);
         let inner = Arc::clone(&self.inner);
         let owner = owner.cloned();
-        // The write and the invalidation run as their own task: if the caller goes
-        // away (a client disconnects), a committed change still reaches the cache.
-        let task = tokio::spawn(async move {
+        let mut key = to_completion(async move {
             let applied = inner
                 .store
                 .apply(owner.as_ref(), id, &mutation, now, &actor)
@@ -455,9 +416,9 @@ impl<S: Store> Engine<S> {
             if applied.changed {
                 tracing::info!(key_id = %id, action = mutation.name(), status = %applied.key.status, "key changed");
             }
-            Ok::<_, EngineError>(applied.key)
-        });
-        let mut key = completed(task).await?;
+            Ok(applied.key)
+        })
+        .await?;
         self.with_pending_usage(&mut key);
         Ok(key)
     }
@@ -477,16 +438,15 @@ impl<S: Store> Engine<S> {
         let now = self.inner.now();
         let inner = Arc::clone(&self.inner);
         let user = user.clone();
-        // Like `mutate`: the invalidation must follow the commit even if the caller goes.
-        let task = tokio::spawn(async move {
+        to_completion(async move {
             let hashes = inner.store.delete_user(&user, now, &actor).await?;
             for hash in &hashes {
                 inner.cache.invalidate(hash);
             }
             tracing::info!(user_id = %user, keys = hashes.len(), "user deleted");
-            Ok::<_, EngineError>(hashes.len())
-        });
-        completed(task).await
+            Ok(hashes.len())
+        })
+        .await
     }
 
     /// The audit trail of one key of `owner` (any owner for admin tools), oldest
@@ -542,10 +502,13 @@ impl<S: Store> Engine<S> {
     }
 }
 
-/// The outcome of a write run as its own task (so that a caller going away cannot
-/// cut it between the commit and the cache invalidation).
-async fn completed<T>(task: JoinHandle<Result<T, EngineError>>) -> Result<T, EngineError> {
-    match task.await {
+/// Runs a write and the cache invalidation that follows its commit as their own
+/// task, and returns its outcome: a caller going away (a client disconnecting)
+/// cannot cut it between the commit and the invalidation.
+async fn to_completion<T: Send + 'static>(
+    write: impl Future<Output = Result<T, EngineError>> + Send + 'static,
+) -> Result<T, EngineError> {
+    match tokio::spawn(write).await {
         Ok(result) => result,
         Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
         Err(_) => Err(EngineError::ShuttingDown),

@@ -18,9 +18,11 @@ mod cache;
 mod config;
 mod engine;
 mod error;
+mod inner;
 pub mod limits;
 mod metrics;
 mod usage;
+mod verdict;
 mod verifier;
 
 pub use config::{Clock, EngineConfig, system_clock};
@@ -28,4 +30,4 @@ pub use engine::{CreatedKey, Engine, RotatedKey};
 pub use error::EngineError;
 pub use limits::{ClientAddr, Limiter};
 pub use usage::UsageMark;
-pub use verifier::{Verification, VerifiedKey, VerifyOptions};
+pub use verdict::{Verification, VerifiedKey, VerifyOptions};

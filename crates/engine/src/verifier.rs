@@ -1,18 +1,14 @@
 //! Verification: parse, hash, look up (cache, then database), decide.
 
-use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use keyward_core::hash::KeyHash;
 use keyward_core::key::ParsedKey;
 use keyward_core::legacy::{self, LegacyHash};
-use keyward_core::model::{KeyId, KeyStatus, Metadata, UserId};
 use keyward_core::permissions::PermissionSet;
-use keyward_core::rate::RateLimit;
 use keyward_core::rate::Wait;
-use keyward_core::time::Timestamp;
-use keyward_core::verify::{KeyFacts, VerifyCode, decide};
+use keyward_core::verify::{VerifyCode, decide};
 use keyward_store::{Consumed, Store, VerifyRecord};
 
 use crate::cache::Lookup;
@@ -20,91 +16,7 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::limits::ClientAddr;
 use crate::usage::UsageMark;
-
-/// What verification knows of a found key (what the cache holds; never the secret).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifiedKey {
-    pub id: KeyId,
-    pub user_id: UserId,
-    pub status: KeyStatus,
-    pub permissions: Vec<String>,
-    pub permission_set: PermissionSet,
-    pub expires_at: Option<Timestamp>,
-    pub rate_limit: Option<RateLimit>,
-    /// The owner's JSON object, returned with the verdict.
-    pub metadata: Option<Metadata>,
-    /// Whether the key has usage credits (taken from the database on each valid
-    /// verification; their count is not cached).
-    pub has_credits: bool,
-    /// The latest use recorded for `last_used_at` (see [`UsageMark`]).
-    pub usage: UsageMark,
-}
-
-impl VerifiedKey {
-    fn facts(&self) -> KeyFacts {
-        KeyFacts {
-            status: self.status,
-            expires_at: self.expires_at,
-            permissions: self.permission_set,
-        }
-    }
-}
-
-/// The answer to a verification. `key` is present whenever a key was found, whatever
-/// the code, so callers can log which key failed.
-#[derive(Debug, Clone)]
-pub struct Verification {
-    pub code: VerifyCode,
-    pub key: Option<Arc<VerifiedKey>>,
-    /// With `RATE_LIMITED`: how long until the same request would be let through.
-    pub retry_after: Option<Duration>,
-    /// For a key with usage credits: how many are left after this verification.
-    pub remaining: Option<u64>,
-}
-
-/// How a verification is asked for, beyond the key and the permissions.
-#[derive(Clone, Copy, Debug)]
-pub struct VerifyOptions {
-    /// The end client's address, for the failed-attempt limit.
-    pub client: Option<IpAddr>,
-    /// Usage credits a valid verification takes from a key that has credits
-    /// (default 1; 0 checks that credits are left without taking any).
-    pub cost: u64,
-}
-
-impl Default for VerifyOptions {
-    fn default() -> Self {
-        Self {
-            client: None,
-            cost: 1,
-        }
-    }
-}
-
-impl Verification {
-    pub fn is_valid(&self) -> bool {
-        self.code.is_valid()
-    }
-
-    /// [`Verification::retry_after`] in whole seconds, rounded up and at least 1: for
-    /// a `Retry-After` header.
-    pub fn retry_after_seconds(&self) -> Option<u64> {
-        self.retry_after.map(|wait| {
-            u64::try_from(wait.as_micros().div_ceil(1_000_000))
-                .unwrap_or(u64::MAX)
-                .max(1)
-        })
-    }
-
-    fn without_key(code: VerifyCode) -> Self {
-        Self {
-            code,
-            key: None,
-            retry_after: None,
-            remaining: None,
-        }
-    }
-}
+use crate::verdict::{Verification, VerifiedKey, VerifyOptions};
 
 /// A database read: what was found, and whether it may be cached.
 struct Loaded {
@@ -130,46 +42,26 @@ impl<S: Store> Engine<S> {
         Ok(self.inner.config.catalogue.set_of(names)?)
     }
 
-    /// Verifies a presented key and the permissions it must hold (all of them).
+    /// Verifies a presented key and the permissions it must hold (all of them), with
+    /// the default options ([`Engine::verify_with`]).
     pub async fn verify<N: AsRef<str>>(
         &self,
         presented: &str,
         required: &[N],
     ) -> Result<Verification, EngineError> {
         let required = self.permission_set(required)?;
-        self.verify_with(presented, required).await
-    }
-
-    /// [`Engine::verify`] with the required permissions already parsed.
-    pub async fn verify_with(
-        &self,
-        presented: &str,
-        required: PermissionSet,
-    ) -> Result<Verification, EngineError> {
-        self.verify_request(presented, required, VerifyOptions::default())
+        self.verify_with(presented, required, VerifyOptions::default())
             .await
     }
 
-    /// [`Engine::verify_with`] on behalf of the end client at `client`: once that
-    /// client has failed too often (`failed_verify_limit`), its attempts are answered
-    /// `RATE_LIMITED` before any parsing, hashing or lookup; other clients, and
-    /// requests without an address, are not affected.
-    pub async fn verify_from(
-        &self,
-        presented: &str,
-        required: PermissionSet,
-        client: Option<IpAddr>,
-    ) -> Result<Verification, EngineError> {
-        let options = VerifyOptions {
-            client,
-            ..VerifyOptions::default()
-        };
-        self.verify_request(presented, required, options).await
-    }
-
-    /// A verification with every option: the end client (see
-    /// [`Engine::verify_from`]) and the usage credits a valid verification takes.
-    pub async fn verify_request(
+    /// A verification with the required permissions already parsed, and options:
+    ///
+    /// - `client`, the end client's address: once that client has failed too often
+    ///   (`failed_verify_limit`), its attempts are answered `RATE_LIMITED` before any
+    ///   parsing, hashing or lookup; other clients, and requests without an address,
+    ///   are not affected;
+    /// - `cost`, the usage credits a valid verification takes from a key that has them.
+    pub async fn verify_with(
         &self,
         presented: &str,
         required: PermissionSet,

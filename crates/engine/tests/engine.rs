@@ -12,7 +12,7 @@ use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{ApiKey, KeyId, UserId};
 use keyward_core::time::Timestamp;
 use keyward_core::verify::VerifyCode;
-use keyward_engine::{Engine, EngineConfig, EngineError};
+use keyward_engine::{Engine, EngineConfig, EngineError, VerifyOptions};
 use keyward_store::{
     AnyStore, Applied, DatabaseUrl, ExternalChange, NewKeyRecord, Store, StoreError, VerifyRecord,
 };
@@ -756,7 +756,13 @@ async fn a_client_over_its_failure_limit_is_refused_without_a_lookup() {
     let none = keyward_core::permissions::PermissionSet::default();
     let verify = |key: String| {
         let engine = h.engine.clone();
-        async move { engine.verify_from(&key, none, Some(client)).await.unwrap() }
+        async move {
+            let options = VerifyOptions {
+                client: Some(client),
+                ..VerifyOptions::default()
+            };
+            engine.verify_with(&key, none, options).await.unwrap()
+        }
     };
     let forged = keyward_core::key::KeyFormat::default().generate();
     assert_eq!(

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use keyward_core::verify::VerifyCode;
-use keyward_engine::Engine;
+use keyward_engine::{Engine, VerifyOptions};
 use keyward_store::AnyStore;
 
 use crate::{KeyIdentity, Refusal, Required};
@@ -14,7 +14,11 @@ pub(crate) async fn check(
     required: &Required,
     client: Option<IpAddr>,
 ) -> Result<KeyIdentity, Refusal> {
-    let verification = match engine.verify_from(key, required.set, client).await {
+    let options = VerifyOptions {
+        client,
+        ..VerifyOptions::default()
+    };
+    let verification = match engine.verify_with(key, required.set, options).await {
         Ok(verification) => verification,
         Err(err) => {
             tracing::warn!(error = %err, "a key could not be verified");

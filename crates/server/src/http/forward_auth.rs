@@ -115,7 +115,7 @@ pub async fn forward_auth(
         client: Some(state.trusted_proxies.client(peer, &headers)),
         ..VerifyOptions::default()
     };
-    let verification = engine.verify_request(key, required, options).await?;
+    let verification = engine.verify_with(key, required, options).await?;
     let code = verification.code;
     let mut response = match (code, verification.key.as_deref()) {
         (VerifyCode::Valid, Some(found)) => {

@@ -62,7 +62,7 @@ pub async fn verify_key(
         cost,
     };
     let verification = engine
-        .verify_request(body.key.expose_secret(), required, options)
+        .verify_with(body.key.expose_secret(), required, options)
         .await?;
     // Serialised here, borrowing from the verification, rather than through an
     // owned `Json` value: no copies of the key's fields on every request.

@@ -1,0 +1,100 @@
+//! What a verification answers: the found key as the cache holds it, the verdict, and
+//! how a verification is asked for. A leaf: the cache stores these, the verifier
+//! produces them, transports render them.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyward_core::model::{KeyId, KeyStatus, Metadata, UserId};
+use keyward_core::permissions::PermissionSet;
+use keyward_core::rate::RateLimit;
+use keyward_core::time::Timestamp;
+use keyward_core::verify::{KeyFacts, VerifyCode};
+
+use crate::usage::UsageMark;
+
+/// What verification knows of a found key (what the cache holds; never the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedKey {
+    pub id: KeyId,
+    pub user_id: UserId,
+    pub status: KeyStatus,
+    pub permissions: Vec<String>,
+    pub permission_set: PermissionSet,
+    pub expires_at: Option<Timestamp>,
+    pub rate_limit: Option<RateLimit>,
+    /// The owner's JSON object, returned with the verdict.
+    pub metadata: Option<Metadata>,
+    /// Whether the key has usage credits (taken from the database on each valid
+    /// verification; their count is not cached).
+    pub has_credits: bool,
+    /// The latest use recorded for `last_used_at` (see [`UsageMark`]).
+    pub usage: UsageMark,
+}
+
+impl VerifiedKey {
+    pub(crate) fn facts(&self) -> KeyFacts {
+        KeyFacts {
+            status: self.status,
+            expires_at: self.expires_at,
+            permissions: self.permission_set,
+        }
+    }
+}
+
+/// The answer to a verification. `key` is present whenever a key was found, whatever
+/// the code, so callers can log which key failed.
+#[derive(Debug, Clone)]
+pub struct Verification {
+    pub code: VerifyCode,
+    pub key: Option<Arc<VerifiedKey>>,
+    /// With `RATE_LIMITED`: how long until the same request would be let through.
+    pub retry_after: Option<Duration>,
+    /// For a key with usage credits: how many are left after this verification.
+    pub remaining: Option<u64>,
+}
+
+/// How a verification is asked for, beyond the key and the permissions.
+#[derive(Clone, Copy, Debug)]
+pub struct VerifyOptions {
+    /// The end client's address, for the failed-attempt limit.
+    pub client: Option<IpAddr>,
+    /// Usage credits a valid verification takes from a key that has credits
+    /// (default 1; 0 checks that credits are left without taking any).
+    pub cost: u64,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        Self {
+            client: None,
+            cost: 1,
+        }
+    }
+}
+
+impl Verification {
+    pub fn is_valid(&self) -> bool {
+        self.code.is_valid()
+    }
+
+    /// [`Verification::retry_after`] in whole seconds, rounded up and at least 1: for
+    /// a `Retry-After` header.
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        self.retry_after.map(|wait| {
+            u64::try_from(wait.as_micros().div_ceil(1_000_000))
+                .unwrap_or(u64::MAX)
+                .max(1)
+        })
+    }
+
+    pub(crate) fn without_key(code: VerifyCode) -> Self {
+        Self {
+            code,
+            key: None,
+            retry_after: None,
+            remaining: None,
+        }
+    }
+}
