@@ -557,3 +557,66 @@ async def test_the_openapi_document_shows_both_ways_to_send_the_key(keyward: Key
     }
     assert schemes["HTTPBearer"]["scheme"] == "bearer"
     assert {"APIKeyHeader": []} in spec["paths"]["/graphs"]["get"]["security"]
+
+
+async def test_every_verdict_is_answered_as_keywards_forward_authentication_answers(
+    service_http: httpx.AsyncClient,
+    keyward: Keyward,
+    owner: KeywardClient,
+    service: KeywardClient,
+    user: str,
+) -> None:
+    """One vocabulary for refusals: this dependency, keyward-guard and forward
+    authentication give the same status and sentence for every verdict (the Rust side
+    compares the guard with forward authentication)."""
+    import asyncio
+    from datetime import datetime, timedelta, timezone
+
+    def key(name: str, permissions: tuple[str, ...] = ("READ_GRAPH",), **platform: Any) -> str:
+        if platform:
+            created = service.create_key_for_user(user, name, permissions, **platform)
+        else:
+            created = owner.create_key(name, permissions)
+        return created.plain_text_key.reveal()
+
+    def key_with_id(name: str) -> tuple[str, str]:
+        created = owner.create_key(name, ("READ_GRAPH",))
+        return str(created.api_key.id), created.plain_text_key.reveal()
+
+    suspended_id, suspended = key_with_id("suspended")
+    owner.suspend_key(suspended_id)
+    revoked_id, revoked = key_with_id("revoked")
+    owner.revoke_key(revoked_id)
+    soon = datetime.now(timezone.utc) + timedelta(milliseconds=600)
+    expired = owner.create_key("expired", ("READ_GRAPH",), expires_at=soon).plain_text_key.reveal()
+    limited = key("limited", rate_limit=RateLimit(requests=1, per_seconds=3600))
+    assert service.verify(limited).valid
+    cases: dict[str, str | None] = {
+        "no key": None,
+        "VALID": key("valid"),
+        "MALFORMED": "agpt_not-a-key",
+        "NOT_FOUND": UNKNOWN_KEY,
+        "SUSPENDED": suspended,
+        "REVOKED": revoked,
+        "EXPIRED": expired,
+        "INSUFFICIENT_PERMISSIONS": key("narrow", ("EXECUTE_GRAPH",)),
+        "RATE_LIMITED": limited,
+        "USAGE_EXCEEDED": key("spent", remaining=0),
+    }
+    await asyncio.sleep(0.8)
+    async with httpx.AsyncClient(base_url=keyward.url) as proxy:
+        for case, presented in cases.items():
+            headers = {} if presented is None else key_header(presented)
+            ours = await service_http.get("/graphs", headers=headers)
+            theirs = await proxy.get(
+                "/api/auth",
+                headers={
+                    **headers,
+                    "X-Keyward-Proxy-Token": keyward.service_token,
+                    "X-Keyward-Permissions": "READ_GRAPH",
+                },
+            )
+            assert ours.status_code == theirs.status_code, case
+            if ours.status_code != 200:
+                assert ours.json()["detail"] == theirs.json()["detail"], case
+            assert ("retry-after" in ours.headers) == ("retry-after" in theirs.headers), case

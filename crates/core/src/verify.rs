@@ -69,9 +69,104 @@ impl VerifyCode {
     }
 }
 
+impl std::str::FromStr for VerifyCode {
+    type Err = ();
+
+    /// The code as the verify API spells it (`VALID`, `NOT_FOUND`, …).
+    fn from_str(text: &str) -> Result<Self, ()> {
+        Self::ALL
+            .into_iter()
+            .find(|code| code.as_str() == text)
+            .ok_or(())
+    }
+}
+
 impl fmt::Display for VerifyCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Why a request is not let through, in one vocabulary for every transport that
+/// guards requests with keys: forward authentication, keyward-guard in both modes,
+/// the Python client's FastAPI dependency. Each only renders it (its status and
+/// message); none decides again what a verdict means.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No key in the request.
+    MissingKey,
+    /// Malformed, unknown, suspended, revoked or expired: the same answer for all,
+    /// so a client cannot tell a key's state.
+    Invalid,
+    /// A good key without some of the permissions: those missing, in the order the
+    /// route requires them.
+    MissingPermissions(Vec<String>),
+    RateLimited {
+        retry_after_seconds: u64,
+    },
+    UsageExceeded,
+    /// The key could not be checked (the database or keyward unreachable).
+    Unavailable,
+}
+
+impl Refusal {
+    /// What a verification's `code` means for a request requiring `required` (in the
+    /// route's order) of a key holding `held`; `None`: let it through.
+    pub fn for_verdict<R: AsRef<str>>(
+        code: VerifyCode,
+        required: &[R],
+        held: &[String],
+        retry_after_seconds: Option<u64>,
+    ) -> Option<Self> {
+        match code {
+            VerifyCode::Valid => None,
+            VerifyCode::InsufficientPermissions => {
+                Some(Self::MissingPermissions(Self::missing(required, held)))
+            }
+            VerifyCode::RateLimited => Some(Self::RateLimited {
+                retry_after_seconds: retry_after_seconds.unwrap_or(1).max(1),
+            }),
+            VerifyCode::UsageExceeded => Some(Self::UsageExceeded),
+            VerifyCode::Malformed
+            | VerifyCode::NotFound
+            | VerifyCode::Suspended
+            | VerifyCode::Revoked
+            | VerifyCode::Expired => Some(Self::Invalid),
+        }
+    }
+
+    /// The names of `required` that `held` lacks, in `required`'s order.
+    pub fn missing<R: AsRef<str>>(required: &[R], held: &[String]) -> Vec<String> {
+        required
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|name| !held.iter().any(|h| h == name))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The HTTP status every transport answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::MissingKey | Self::Invalid => 401,
+            Self::MissingPermissions(_) | Self::UsageExceeded => 403,
+            Self::RateLimited { .. } => 429,
+            Self::Unavailable => 503,
+        }
+    }
+
+    /// The sentence a client reads: AutoGPT's words where it had them.
+    pub fn message(&self) -> String {
+        match self {
+            Self::MissingKey => "Missing API key".into(),
+            Self::Invalid => "Invalid API key".into(),
+            Self::MissingPermissions(missing) => {
+                format!("Missing required permission(s): {}", missing.join(", "))
+            }
+            Self::RateLimited { .. } => "Rate limit exceeded".into(),
+            Self::UsageExceeded => "API key usage credits exhausted".into(),
+            Self::Unavailable => "The API key cannot be checked right now".into(),
+        }
     }
 }
 
@@ -99,6 +194,39 @@ pub fn decide(key: &KeyFacts, now: Timestamp, required: PermissionSet) -> Verify
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_verdict_has_one_refusal_or_none() {
+        let held = vec!["READ_GRAPH".to_owned()];
+        let required = ["WRITE_GRAPH", "READ_GRAPH", "EXECUTE_GRAPH"];
+        for code in VerifyCode::ALL {
+            let refusal = Refusal::for_verdict(code, &required, &held, Some(7));
+            match code {
+                VerifyCode::Valid => assert_eq!(refusal, None),
+                VerifyCode::InsufficientPermissions => {
+                    let refusal = refusal.unwrap();
+                    assert_eq!(
+                        (refusal.status(), refusal.message().as_str()),
+                        (
+                            403,
+                            "Missing required permission(s): WRITE_GRAPH, EXECUTE_GRAPH"
+                        )
+                    );
+                }
+                VerifyCode::RateLimited => {
+                    assert_eq!(
+                        refusal,
+                        Some(Refusal::RateLimited {
+                            retry_after_seconds: 7
+                        })
+                    )
+                }
+                VerifyCode::UsageExceeded => assert_eq!(refusal.unwrap().status(), 403),
+                _ => assert_eq!(refusal, Some(Refusal::Invalid), "{code}"),
+            }
+            assert_eq!(code.as_str().parse::<VerifyCode>(), Ok(code));
+        }
+    }
     use crate::permissions::Catalogue;
 
     fn at(ms: i64) -> Timestamp {

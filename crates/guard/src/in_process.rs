@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use keyward_core::verify::VerifyCode;
+use keyward_core::verify::Refusal as KeyRefusal;
 use keyward_engine::{Engine, VerifyOptions};
 use keyward_store::AnyStore;
 
@@ -22,22 +22,25 @@ pub(crate) async fn check(
         Ok(verification) => verification,
         Err(err) => {
             tracing::warn!(error = %err, "a key could not be verified");
-            return Err(Refusal::Unavailable);
+            return Err(KeyRefusal::Unavailable.into());
         }
     };
-    match (verification.code, verification.key.as_deref()) {
-        (VerifyCode::Valid, Some(found)) => Ok(KeyIdentity {
+    let found = verification.key.as_deref();
+    let held = found.map_or(&[][..], |k| &k.permissions[..]);
+    let refusal = KeyRefusal::for_verdict(
+        verification.code,
+        &required.names,
+        held,
+        verification.retry_after_seconds(),
+    );
+    match (refusal, found) {
+        (Some(refusal), _) => Err(refusal.into()),
+        (None, Some(found)) => Ok(KeyIdentity {
             user_id: found.user_id.as_str().to_owned(),
             key_id: found.id.to_string(),
             permissions: found.permissions.clone(),
         }),
-        (VerifyCode::InsufficientPermissions, Some(found)) => Err(Refusal::MissingPermissions(
-            required.missing_from(&found.permissions),
-        )),
-        (VerifyCode::RateLimited, _) => Err(Refusal::RateLimited {
-            retry_after_seconds: verification.retry_after_seconds().unwrap_or(1),
-        }),
-        (VerifyCode::UsageExceeded, _) => Err(Refusal::UsageExceeded),
-        _ => Err(Refusal::Invalid),
+        // A valid verdict always names its key.
+        (None, None) => Err(KeyRefusal::Unavailable.into()),
     }
 }

@@ -60,6 +60,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use keyward_core::permissions::{Catalogue, CatalogueError, UnknownPermissions};
+use keyward_core::verify::Refusal as KeyRefusal;
 
 #[cfg(feature = "remote")]
 pub use remote::{RemoteConfig, RemoteConfigError};
@@ -108,23 +109,21 @@ enum Verifier {
     Remote(Arc<remote::Remote>),
 }
 
-/// Why a request is refused, whichever mode decided.
+/// Why a request is refused, whichever mode decided: keyward's one vocabulary for
+/// keys ([`KeyRefusal`], shared with forward authentication and the Python client),
+/// or a configuration the service got wrong.
 enum Refusal {
-    MissingKey,
-    /// A good key without some of the permissions: those missing, in the order the
-    /// route requires them.
-    MissingPermissions(Vec<String>),
-    Invalid,
-    RateLimited {
-        retry_after_seconds: u64,
-    },
-    UsageExceeded,
-    /// keyward could not be asked (database or server unreachable, timed out).
-    Unavailable,
+    Key(KeyRefusal),
     /// keyward refused the question itself (a wrong service token, a permission it
     /// does not know): the service's configuration is wrong, not the client's key.
     #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     Misconfigured,
+}
+
+impl From<KeyRefusal> for Refusal {
+    fn from(refusal: KeyRefusal) -> Self {
+        Self::Key(refusal)
+    }
 }
 
 /// The permissions a layer requires: their names, and for in-process mode the set.
@@ -139,16 +138,6 @@ struct Required {
     /// key that still lists it.
     #[cfg(feature = "remote")]
     accepted: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Required {
-    fn missing_from(&self, held: &[String]) -> Vec<String> {
-        self.names
-            .iter()
-            .filter(|name| !held.contains(name))
-            .cloned()
-            .collect()
-    }
 }
 
 impl Guard {
@@ -229,12 +218,12 @@ impl Guard {
         required: &Required,
     ) -> Result<KeyIdentity, Refusal> {
         let Some(key) = presented_key(headers) else {
-            return Err(Refusal::MissingKey);
+            return Err(Refusal::Key(KeyRefusal::MissingKey));
         };
         if key.len() > MAX_KEY_LENGTH {
             // Longer than any key keyward makes or imports; not worth a lookup, and in
             // remote mode it would not fit keyward's request body limit.
-            return Err(Refusal::Invalid);
+            return Err(Refusal::Key(KeyRefusal::Invalid));
         }
         match &self.verifier {
             #[cfg(feature = "in-process")]
@@ -277,36 +266,25 @@ impl Guard {
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        match self {
-            Refusal::MissingKey => refusal(StatusCode::UNAUTHORIZED, "Missing API key"),
-            Refusal::Invalid => refusal(StatusCode::UNAUTHORIZED, "Invalid API key"),
-            Refusal::MissingPermissions(missing) => refusal(
-                StatusCode::FORBIDDEN,
-                &format!("Missing required permission(s): {}", missing.join(", ")),
-            ),
-            Refusal::RateLimited {
-                retry_after_seconds,
-            } => {
-                let mut response = refusal(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded");
-                response
-                    .headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(retry_after_seconds.max(1)));
-                response
-            }
-            Refusal::UsageExceeded => {
-                refusal(StatusCode::FORBIDDEN, "API key usage credits exhausted")
-            }
-            Refusal::Unavailable => refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The API key cannot be checked right now",
-            ),
-            Refusal::Misconfigured => refusal(StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
+        let Refusal::Key(refusal) = self else {
+            return refusal_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal error");
+        };
+        let status = StatusCode::from_u16(refusal.status()).expect("a valid status");
+        let mut response = refusal_response(status, &refusal.message());
+        if let KeyRefusal::RateLimited {
+            retry_after_seconds,
+        } = refusal
+        {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(retry_after_seconds.max(1)));
         }
+        response
     }
 }
 
 /// AutoGPT's (FastAPI's) error shape: `{"detail": …}`.
-fn refusal(status: StatusCode, detail: &str) -> Response {
+fn refusal_response(status: StatusCode, detail: &str) -> Response {
     let mut response =
         (status, axum::Json(serde_json::json!({ "detail": detail }))).into_response();
     if status == StatusCode::UNAUTHORIZED {
@@ -392,7 +370,7 @@ impl<S: Send + Sync> FromRequestParts<S> for KeyIdentity {
             .cloned()
             .ok_or_else(|| {
                 tracing::error!("KeyIdentity used on a route without keyward's guard layer");
-                refusal(StatusCode::INTERNAL_SERVER_ERROR, "Internal error")
+                refusal_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal error")
             })
     }
 }

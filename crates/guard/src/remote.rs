@@ -20,6 +20,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use keyward_core::time::Timestamp;
+use keyward_core::verify::{Refusal as KeyRefusal, VerifyCode};
 use quick_cache::sync::Cache;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -267,7 +268,7 @@ impl Remote {
         let exchange = async {
             let response = self.client.request(request).await.map_err(|err| {
                 tracing::warn!(error = %err, uri = %self.verify_uri, "keyward could not be reached");
-                Refusal::Unavailable
+                Refusal::Key(KeyRefusal::Unavailable)
             })?;
             let status = response.status();
             let bytes = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
@@ -275,7 +276,7 @@ impl Remote {
                 .await
                 .map_err(|err| {
                     tracing::warn!(error = %err, "reading keyward's answer failed");
-                    Refusal::Unavailable
+                    Refusal::Key(KeyRefusal::Unavailable)
                 })?
                 .to_bytes();
             Ok::<_, Refusal>((status, bytes))
@@ -284,12 +285,12 @@ impl Remote {
             .await
             .map_err(|_| {
                 tracing::warn!(uri = %self.verify_uri, timeout = ?self.timeout, "keyward did not answer in time");
-                Refusal::Unavailable
+                Refusal::Key(KeyRefusal::Unavailable)
             })??;
         if status == StatusCode::OK {
             return serde_json::from_slice(&bytes).map_err(|err| {
                 tracing::warn!(error = %err, "keyward's answer was not a verdict");
-                Refusal::Unavailable
+                Refusal::Key(KeyRefusal::Unavailable)
             });
         }
         let message = serde_json::from_slice::<ErrorAnswer>(&bytes)
@@ -306,7 +307,7 @@ impl Remote {
             }
             _ => {
                 tracing::warn!(%status, %message, "keyward could not verify the key");
-                Refusal::Unavailable
+                Refusal::Key(KeyRefusal::Unavailable)
             }
         })
     }
@@ -320,31 +321,31 @@ fn identity_of(answer: &Answer) -> Option<KeyIdentity> {
     })
 }
 
-/// The verdict of a fresh answer.
+/// The verdict of a fresh answer. A code this guard does not know (from a newer
+/// server) refuses, as an invalid key.
 fn verdict_of(answer: &Answer, required: &Required) -> Result<KeyIdentity, Refusal> {
-    match answer.code.as_str() {
-        "VALID" => identity_of(answer).ok_or(Refusal::Unavailable),
-        "INSUFFICIENT_PERMISSIONS" => Err(Refusal::MissingPermissions(
-            required.missing_from(answer.permissions.as_deref().unwrap_or_default()),
-        )),
-        "RATE_LIMITED" => Err(Refusal::RateLimited {
-            retry_after_seconds: answer.retry_after.map_or(1, |s| s.ceil() as u64),
-        }),
-        "USAGE_EXCEEDED" => Err(Refusal::UsageExceeded),
-        _ => Err(Refusal::Invalid),
+    let code = answer
+        .code
+        .parse::<VerifyCode>()
+        .unwrap_or(VerifyCode::NotFound);
+    let held = answer.permissions.as_deref().unwrap_or_default();
+    let retry_after = answer.retry_after.map(|s| s.ceil() as u64);
+    match KeyRefusal::for_verdict(code, &required.names, held, retry_after) {
+        Some(refusal) => Err(refusal.into()),
+        None => identity_of(answer).ok_or(KeyRefusal::Unavailable.into()),
     }
 }
 
 /// The verdict of a remembered answer, for this route's permissions.
 fn decide(remembered: &Remembered, required: &Required) -> Result<KeyIdentity, Refusal> {
     match remembered {
-        Remembered::Refused { .. } => Err(Refusal::Invalid),
+        Remembered::Refused { .. } => Err(Refusal::Key(KeyRefusal::Invalid)),
         Remembered::Found { identity, .. } => {
-            let missing = required.missing_from(&identity.permissions);
+            let missing = KeyRefusal::missing(&required.names, &identity.permissions);
             if missing.is_empty() {
                 Ok(KeyIdentity::clone(identity))
             } else {
-                Err(Refusal::MissingPermissions(missing))
+                Err(KeyRefusal::MissingPermissions(missing).into())
             }
         }
     }

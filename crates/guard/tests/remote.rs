@@ -31,6 +31,8 @@ const SERVICE_TOKEN: &str = "remote-guard-service-token-0123456789";
 /// A keyward server on a free loopback port, counting the verify calls it serves.
 struct Keyward {
     url: String,
+    /// The server's own router, for asking it in-process (forward authentication).
+    router: Router,
     engine: Engine<AnyStore>,
     verify_calls: Arc<AtomicUsize>,
     _db: TestDatabase,
@@ -69,9 +71,11 @@ async fn keyward(configure: impl FnOnce(&mut EngineConfig)) -> Keyward {
     ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let served = router.clone();
+    tokio::spawn(async move { axum::serve(listener, served).await.unwrap() });
     Keyward {
         url: format!("http://{address}"),
+        router,
         engine: app.engine,
         verify_calls,
         _db: db,
@@ -508,4 +512,129 @@ async fn a_forwarded_for_entry_that_is_no_address_sends_no_client_address() {
         .map(|b| b["client_ip"].clone())
         .collect();
     assert_eq!(sent, [json!("203.0.113.9"), Value::Null, Value::Null]);
+}
+
+/// keyward's forward authentication, asked as a proxy asks it for a route requiring
+/// READ_GRAPH: the status, whether `Retry-After` came, and the sentence (`detail`).
+async fn forward_auth(keyward: &Keyward, key: Option<&str>) -> (StatusCode, bool, Value) {
+    use tower::ServiceExt;
+    let mut request = Request::get("/api/auth")
+        .header("x-keyward-proxy-token", SERVICE_TOKEN)
+        .header("x-keyward-permissions", "READ_GRAPH");
+    if let Some(key) = key {
+        request = request.header("x-api-key", key);
+    }
+    let response = keyward
+        .router
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let retry = response.headers().contains_key("retry-after");
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, retry, body["detail"].clone())
+}
+
+#[tokio::test]
+async fn forward_auth_and_the_guard_in_both_modes_give_the_same_answer_for_every_verdict() {
+    use keyward_core::verify::VerifyCode;
+    let keyward = keyward(|_| {}).await;
+    let engine = &keyward.engine;
+    let (_, valid) = keyward.key_with(&["READ_GRAPH"]).await;
+    let (_, narrow) = keyward.key_with(&["EXECUTE_GRAPH"]).await;
+    let (suspended_id, suspended) = keyward.key_with(&["READ_GRAPH"]).await;
+    engine
+        .suspend(None, suspended_id.parse().unwrap())
+        .await
+        .unwrap();
+    let (revoked_id, revoked) = keyward.key_with(&["READ_GRAPH"]).await;
+    engine
+        .revoke(None, revoked_id.parse().unwrap())
+        .await
+        .unwrap();
+    let soon = Timestamp::from_millis(engine_now_ms() + 300).unwrap();
+    let (_, expired) = keyward
+        .key(NewKeyRequest {
+            name: "short-lived".into(),
+            permissions: vec!["READ_GRAPH".into()],
+            expires_at: Some(soon),
+            ..Default::default()
+        })
+        .await;
+    let (_, limited) = keyward
+        .key(NewKeyRequest {
+            name: "limited".into(),
+            permissions: vec!["READ_GRAPH".into()],
+            rate_limit: RateLimit::new(1, 3600).ok(),
+            ..Default::default()
+        })
+        .await;
+    assert!(
+        engine
+            .verify(&limited, &["READ_GRAPH"])
+            .await
+            .unwrap()
+            .is_valid()
+    );
+    let (_, spent) = keyward
+        .key(NewKeyRequest {
+            name: "spent".into(),
+            permissions: vec!["READ_GRAPH".into()],
+            remaining: Some(0),
+            ..Default::default()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let forged = keyward_core::key::KeyFormat::default().generate();
+
+    let cases: Vec<(Option<VerifyCode>, Option<&str>)> = vec![
+        (None, None),
+        (Some(VerifyCode::Valid), Some(&valid)),
+        (Some(VerifyCode::Malformed), Some("agpt_not-a-key")),
+        (Some(VerifyCode::NotFound), Some(forged.expose())),
+        (Some(VerifyCode::Suspended), Some(&suspended)),
+        (Some(VerifyCode::Revoked), Some(&revoked)),
+        (Some(VerifyCode::Expired), Some(&expired)),
+        (Some(VerifyCode::InsufficientPermissions), Some(&narrow)),
+        (Some(VerifyCode::RateLimited), Some(&limited)),
+        (Some(VerifyCode::UsageExceeded), Some(&spent)),
+    ];
+    let verdict_codes: Vec<VerifyCode> = cases.iter().filter_map(|(c, _)| *c).collect();
+    assert_eq!(
+        verdict_codes.len(),
+        VerifyCode::ALL.len(),
+        "every verdict code is here"
+    );
+
+    let remote = app(&keyward.guard(Duration::ZERO), &["READ_GRAPH"]);
+    let in_process = app(&Guard::in_process(engine.clone()), &["READ_GRAPH"]);
+    for (code, key) in cases {
+        let headers: Vec<(&str, &str)> = key.map(|k| ("x-api-key", k)).into_iter().collect();
+        let proxy = forward_auth(&keyward, key).await;
+        for (mode, app) in [("remote", &remote), ("in-process", &in_process)] {
+            let (status, retry, body) = call(app, &headers).await;
+            let sentence = if status == StatusCode::OK {
+                Value::Null
+            } else {
+                body["detail"].clone()
+            };
+            assert_eq!(
+                (status, retry.is_some(), sentence),
+                proxy,
+                "{code:?} through the guard ({mode}) and through forward auth"
+            );
+        }
+    }
+}
+
+fn engine_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }

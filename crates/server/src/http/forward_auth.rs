@@ -16,8 +16,8 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use keyward_core::verify::VerifyCode;
-use keyward_engine::VerifyOptions;
+use keyward_core::verify::{Refusal, VerifyCode};
+use keyward_engine::{EngineError, VerifyOptions};
 use serde::Deserialize;
 
 use super::AppState;
@@ -106,7 +106,7 @@ pub async fn forward_auth(
         ));
     }
     let Some(key) = presented_key(&headers) else {
-        return Err(denied(StatusCode::UNAUTHORIZED, "Missing API key", None));
+        return Ok(refused(&Refusal::MissingKey));
     };
     let names = required_permissions(&headers, query.permissions.as_deref())?;
     let engine = &state.engine;
@@ -115,10 +115,21 @@ pub async fn forward_auth(
         client: Some(state.trusted_proxies.client(peer, &headers)),
         ..VerifyOptions::default()
     };
-    let verification = engine.verify_with(key, required, options).await?;
+    let verification = match engine.verify_with(key, required, options).await {
+        Ok(verification) => verification,
+        Err(EngineError::Unavailable(cause)) => {
+            tracing::warn!(error = %cause, "storage unavailable");
+            return Ok(refused(&Refusal::Unavailable));
+        }
+        Err(other) => return Err(other.into()),
+    };
     let code = verification.code;
-    let mut response = match (code, verification.key.as_deref()) {
-        (VerifyCode::Valid, Some(found)) => {
+    let found = verification.key.as_deref();
+    let held = found.map_or(&[][..], |k| &k.permissions[..]);
+    let refusal = Refusal::for_verdict(code, &names, held, verification.retry_after_seconds());
+    let mut response = match (refusal, found) {
+        (Some(refusal), _) => refused(&refusal),
+        (None, Some(found)) => {
             let verdict = ForwardAuthVerdict {
                 user_id: found.user_id.as_str().to_owned(),
                 key_id: found.id.to_string(),
@@ -138,38 +149,12 @@ pub async fn forward_auth(
             }
             response
         }
-        (VerifyCode::InsufficientPermissions, Some(found)) => {
-            let missing: Vec<&str> = names
-                .iter()
-                .copied()
-                .filter(|n| !found.permissions.iter().any(|p| p == n))
-                .collect();
-            denied(
-                StatusCode::FORBIDDEN,
-                "Missing required permission(s)",
-                Some(format!(
-                    "Missing required permission(s): {}",
-                    missing.join(", ")
-                )),
-            )
-            .into_response()
-        }
-        (VerifyCode::UsageExceeded, _) => denied(
-            StatusCode::FORBIDDEN,
-            "Usage credits spent",
-            Some("the key has no usage credits left".into()),
-        )
-        .into_response(),
-        (VerifyCode::RateLimited, _) => {
-            let seconds = verification.retry_after_seconds().unwrap_or(1);
-            ApiError::too_many_requests("rate limited", seconds).into_response()
-        }
-        // Malformed, unknown, suspended, revoked, expired: one answer, the same in
-        // every byte, so a client cannot learn a key's state through the proxy. The
-        // verdict itself is in keyward_verify_total{code} and the debug log.
-        _ => denied(StatusCode::UNAUTHORIZED, "Invalid API key", None).into_response(),
+        (None, None) => refused(&Refusal::Unavailable),
     };
     tracing::debug!(code = code.as_str(), "forward authentication");
+    // Malformed, unknown, suspended, revoked, expired: one answer, the same in every
+    // byte, so a client cannot learn a key's state through the proxy. The verdict
+    // itself is in keyward_verify_total{code} and the debug log.
     let shown = match code {
         VerifyCode::Valid
         | VerifyCode::InsufficientPermissions
@@ -181,6 +166,27 @@ pub async fn forward_auth(
         .headers_mut()
         .insert(CODE, HeaderValue::from_static(shown));
     Ok(response)
+}
+
+/// A refusal as keyward's error body: a short title as `message`, and as `detail` the
+/// sentence every transport uses ([`Refusal::message`]).
+fn refused(refusal: &Refusal) -> Response {
+    let title = match refusal {
+        Refusal::MissingKey => "Missing API key",
+        Refusal::Invalid => "Invalid API key",
+        Refusal::MissingPermissions(_) => "Missing required permission(s)",
+        Refusal::RateLimited { .. } => "Too many requests",
+        Refusal::UsageExceeded => "Usage credits exhausted",
+        Refusal::Unavailable => "Service unavailable",
+    };
+    let status = StatusCode::from_u16(refusal.status()).expect("a valid status");
+    let error = match refusal {
+        Refusal::RateLimited {
+            retry_after_seconds,
+        } => ApiError::too_many_requests(refusal.message(), *retry_after_seconds),
+        _ => ApiError::new(status, title).detail(refusal.message()),
+    };
+    error.into_response()
 }
 
 /// `X-Keyward-Code` of every key that does not pass as a key at all.
@@ -238,14 +244,6 @@ pub struct ForwardAuthVerdict {
     pub user_id: String,
     pub key_id: String,
     pub permissions: Vec<String>,
-}
-
-fn denied(status: StatusCode, message: &'static str, detail: Option<String>) -> ApiError {
-    let error = ApiError::new(status, message);
-    match detail {
-        Some(detail) => error.detail(detail),
-        None => error,
-    }
 }
 
 /// `X-API-Key` first (AutoGPT's header), else `Authorization: Bearer …`.
