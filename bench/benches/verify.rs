@@ -156,14 +156,10 @@ fn warm_cache_hit_with_client_ip(bencher: Bencher) {
     let client = Some(std::net::IpAddr::from([203, 0, 113, 7]));
     bencher.bench_local(|| {
         let verification = f
-            .run(f.engine.verify_with(
-                &f.key,
-                f.required,
-                VerifyOptions {
-                    client,
-                    ..VerifyOptions::default()
-                },
-            ))
+            .run(
+                f.engine
+                    .verify_with(&f.key, f.required, VerifyOptions::for_client(client)),
+            )
             .unwrap();
         assert!(verification.is_valid());
     });
@@ -227,26 +223,18 @@ fn refused_client_over_its_failure_limit(bencher: Bencher) {
     let client = Some(std::net::IpAddr::from([198, 51, 100, 9]));
     // The default limit is 60 failures a minute: spend it.
     for _ in 0..61 {
-        f.run(f.engine.verify_with(
-            "agpt_nope",
-            f.required,
-            VerifyOptions {
-                client,
-                ..VerifyOptions::default()
-            },
-        ))
+        f.run(
+            f.engine
+                .verify_with("agpt_nope", f.required, VerifyOptions::for_client(client)),
+        )
         .unwrap();
     }
     bencher.bench_local(|| {
         let verification = f
-            .run(f.engine.verify_with(
-                &f.key,
-                f.required,
-                VerifyOptions {
-                    client,
-                    ..VerifyOptions::default()
-                },
-            ))
+            .run(
+                f.engine
+                    .verify_with(&f.key, f.required, VerifyOptions::for_client(client)),
+            )
             .unwrap();
         assert_eq!(verification.code.as_str(), "RATE_LIMITED");
     });

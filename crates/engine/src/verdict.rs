@@ -65,6 +65,16 @@ pub struct VerifyOptions {
     pub cost: u64,
 }
 
+impl VerifyOptions {
+    /// The default options, on behalf of the end client at `client`.
+    pub fn for_client(client: Option<IpAddr>) -> Self {
+        Self {
+            client,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for VerifyOptions {
     fn default() -> Self {
         Self {

@@ -757,10 +757,7 @@ async fn a_client_over_its_failure_limit_is_refused_without_a_lookup() {
     let verify = |key: String| {
         let engine = h.engine.clone();
         async move {
-            let options = VerifyOptions {
-                client: Some(client),
-                ..VerifyOptions::default()
-            };
+            let options = VerifyOptions::for_client(Some(client));
             engine.verify_with(&key, none, options).await.unwrap()
         }
     };

@@ -14,10 +14,7 @@ pub(crate) async fn check(
     required: &Required,
     client: Option<IpAddr>,
 ) -> Result<KeyIdentity, Refusal> {
-    let options = VerifyOptions {
-        client,
-        ..VerifyOptions::default()
-    };
+    let options = VerifyOptions::for_client(client);
     let verification = match engine.verify_with(key, required.set, options).await {
         Ok(verification) => verification,
         Err(err) => {

@@ -111,10 +111,7 @@ pub async fn forward_auth(
     let names = required_permissions(&headers, query.permissions.as_deref())?;
     let engine = &state.engine;
     let required = engine.permission_set(&names)?;
-    let options = VerifyOptions {
-        client: Some(state.trusted_proxies.client(peer, &headers)),
-        ..VerifyOptions::default()
-    };
+    let options = VerifyOptions::for_client(Some(state.trusted_proxies.client(peer, &headers)));
     let verification = match engine.verify_with(key, required, options).await {
         Ok(verification) => verification,
         Err(EngineError::Unavailable(cause)) => {
