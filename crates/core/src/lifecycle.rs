@@ -13,7 +13,7 @@
 //! decided on the row as it is, not as it was when the request arrived.
 
 use crate::input::ValidEdit;
-use crate::model::{KeyStatus, Metadata};
+use crate::model::{ApiKey, KeyId, KeyStatus, Metadata};
 use crate::rate::RateLimit;
 use crate::time::Timestamp;
 
@@ -60,6 +60,38 @@ pub struct KeyState {
     /// The key was replaced by a rotation: it ends with its grace period, which no
     /// change may move (that would bring it back beside its replacement).
     pub rotated: bool,
+}
+
+impl KeyState {
+    /// The part of `key` that mutations change.
+    pub fn of(key: &ApiKey) -> Self {
+        Self {
+            status: key.status,
+            revoked_at: key.revoked_at,
+            permissions: key.permissions.clone(),
+            rate_limit: key.rate_limit,
+            name: key.name.clone(),
+            description: key.description.clone(),
+            expires_at: key.expires_at,
+            metadata: key.metadata.clone(),
+            remaining: key.remaining,
+            rotated: key.rotated_to.is_some(),
+        }
+    }
+
+    /// `key` as it is once this state is written.
+    pub fn applied_to(self, mut key: ApiKey) -> ApiKey {
+        key.status = self.status;
+        key.revoked_at = self.revoked_at;
+        key.permissions = self.permissions;
+        key.rate_limit = self.rate_limit;
+        key.name = self.name;
+        key.description = self.description;
+        key.expires_at = self.expires_at;
+        key.metadata = self.metadata;
+        key.remaining = self.remaining;
+        key
+    }
 }
 
 /// What applying a mutation does.
@@ -112,6 +144,74 @@ pub fn rotation(
     let grace = i64::try_from(grace_seconds.min(MAX_ROTATION_GRACE_SECONDS)).unwrap_or(0) * 1000;
     let end = now.plus_millis(grace);
     Ok(expires_at.map_or(end, |at| at.min(end)))
+}
+
+/// The state to write for `mutation` on the stored `key`, or `None` when the change
+/// is already in effect (nothing to write).
+pub fn decide(
+    key: &ApiKey,
+    mutation: &Mutation,
+    now: Timestamp,
+) -> Result<Option<KeyState>, LifecycleError> {
+    Ok(match apply(&KeyState::of(key), mutation, now)? {
+        Outcome::Unchanged => None,
+        Outcome::Changed(new) => Some(new),
+    })
+}
+
+/// The new key of a rotation: what only the caller makes (a fresh secret's id and
+/// display parts). Everything else comes from the old key as stored.
+#[derive(Clone, Copy, Debug)]
+pub struct Successor<'a> {
+    pub id: KeyId,
+    pub prefix: &'a str,
+    pub postfix: &'a str,
+}
+
+/// A rotation decided on the old key as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    /// The old key as it becomes: ending with the grace period, linked forward.
+    pub ending: ApiKey,
+    /// The new key, which carries the old one's attributes (status included: rotating
+    /// a suspended key gives a suspended key; usage credits move over).
+    pub new: ApiKey,
+}
+
+/// Rotates `old` at `now` into `successor` (see [`rotation`] for when it may).
+pub fn rotate(
+    old: &ApiKey,
+    successor: Successor<'_>,
+    grace_seconds: u64,
+    now: Timestamp,
+) -> Result<Rotation, LifecycleError> {
+    let until = rotation(
+        old.status,
+        old.expires_at,
+        old.rotated_to,
+        grace_seconds,
+        now,
+    )?;
+    let new = ApiKey {
+        id: successor.id,
+        prefix: successor.prefix.to_owned(),
+        postfix: successor.postfix.to_owned(),
+        created_at: now,
+        last_used_at: None,
+        revoked_at: None,
+        rotated_from: Some(old.id),
+        rotated_to: None,
+        ..old.clone()
+    };
+    let ending = ApiKey {
+        expires_at: Some(until),
+        rotated_to: Some(successor.id),
+        // Usage credits move to the new key rather than being copied: a rotation must
+        // not double them. The old key is then spent at once.
+        remaining: old.remaining.map(|_| 0),
+        ..old.clone()
+    };
+    Ok(Rotation { ending, new })
 }
 
 /// Decides the effect of `mutation` on a key in `state`.
@@ -201,6 +301,71 @@ mod tests {
             remaining: None,
             rotated: false,
         }
+    }
+
+    fn stored_key() -> ApiKey {
+        let created = at(1_000);
+        ApiKey {
+            id: KeyId::new(created),
+            user_id: crate::model::UserId::parse("alice").unwrap(),
+            name: "ci".into(),
+            description: None,
+            prefix: "agpt_old".into(),
+            postfix: "oldpost1".into(),
+            status: KeyStatus::Suspended,
+            permissions: vec!["READ_GRAPH".into()],
+            created_at: created,
+            last_used_at: Some(at(2_000)),
+            revoked_at: None,
+            expires_at: None,
+            rate_limit: None,
+            metadata: None,
+            rotated_from: None,
+            rotated_to: None,
+            remaining: Some(7),
+        }
+    }
+
+    #[test]
+    fn a_rotation_moves_credits_and_attributes_to_a_linked_new_key() {
+        let old = stored_key();
+        let now = at(1_000_000);
+        let successor = Successor {
+            id: KeyId::new(now),
+            prefix: "agpt_new",
+            postfix: "newpost1",
+        };
+        let Rotation { ending, new } = rotate(&old, successor, 60, now).unwrap();
+        assert_eq!(ending.expires_at, Some(at(1_060_000)));
+        assert_eq!(ending.rotated_to, Some(successor.id));
+        assert_eq!(ending.remaining, Some(0), "credits move, never double");
+        assert_eq!(new.rotated_from, Some(old.id));
+        assert_eq!(new.remaining, Some(7));
+        assert_eq!(new.status, KeyStatus::Suspended, "a suspended key stays so");
+        assert_eq!((new.prefix.as_str(), new.last_used_at), ("agpt_new", None));
+        assert_eq!(
+            rotate(&ending, successor, 60, now),
+            Err(LifecycleError::AlreadyRotated)
+        );
+    }
+
+    #[test]
+    fn a_decided_change_applied_to_the_key_is_the_key_after_the_change() {
+        let key = stored_key();
+        let now = at(5_000);
+        let state = decide(&key, &Mutation::Revoke, now).unwrap().unwrap();
+        let after = state.clone().applied_to(key.clone());
+        assert_eq!(
+            (after.status, after.revoked_at),
+            (KeyStatus::Revoked, Some(now))
+        );
+        assert_eq!(KeyState::of(&after), state, "read back as decided");
+        assert_eq!((after.id, &after.prefix), (key.id, &key.prefix));
+        assert_eq!(
+            decide(&after, &Mutation::Revoke, now),
+            Ok(None),
+            "already in effect"
+        );
     }
 
     #[test]

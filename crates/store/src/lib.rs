@@ -14,13 +14,23 @@
 //!
 //! Backends: [`sqlite`] (the embedded default, one process) and [`postgres`] (several
 //! instances on one database, with changes pushed to every instance).
+//!
+//! Layout: every operation is written once (`operations.rs`), over statements written
+//! once (`sql.rs`) and run through one binding and decoding layer (`db.rs`); a backend
+//! file holds only what really differs (`dialect.rs`: how a write begins, how a row
+//! and a user's key count are locked, how other instances hear of a change) with its
+//! pools, change feed and migrations.
 #![forbid(unsafe_code)]
 
+mod db;
+mod dialect;
 mod error;
 mod migrations;
+mod operations;
 pub mod postgres;
 mod records;
 mod rows;
+mod sql;
 pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;

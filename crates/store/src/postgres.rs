@@ -13,26 +13,25 @@
 //! - Migrations take PostgreSQL's advisory lock, so instances starting together apply
 //!   them once.
 
-use std::time::Duration;
-
-use keyward_core::audit::{Actor, EventQuery, KeyEvent};
-use keyward_core::hash::KeyHash;
-use keyward_core::lifecycle::Mutation;
-use keyward_core::model::{ApiKey, KeyId, KeyStatus, Metadata, UserId};
-use keyward_core::time::Timestamp;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Connection, PgConnection, Postgres, QueryBuilder, Row, Transaction};
 use std::str::FromStr;
 use std::sync::Arc;
-use tokio::sync::Mutex;
-use uuid::Uuid;
+use std::time::Duration;
 
-use crate::records::{
-    Applied, Consumed, ExternalChange, ImportedKey, LegacyCandidate, NewKeyRecord, PepperUsage,
-    Replacement, Rotated, RotationTerms, VerifyRecord,
+use keyward_core::hash::KeyHash;
+use keyward_core::model::UserId;
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{
+    PgArgumentBuffer, PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgTypeInfo, PgValueRef,
 };
-use crate::rows::{self, NewEvent, corrupt, key_columns, timestamp};
-use crate::{ConnectOptions, Store, StoreError, migrations};
+use sqlx::{Connection, Decode, Encode, PgConnection, Postgres, Transaction, Type};
+use tokio::sync::Mutex;
+
+use crate::db::{PermissionList, Statement, StoredPermissions, params};
+use crate::dialect::Dialect;
+use crate::records::ExternalChange;
+use crate::{ConnectOptions, StoreError, migrations, sql};
 
 /// The notification channel for key changes.
 pub const CHANNEL: &str = "keyward_key_changes";
@@ -152,144 +151,6 @@ impl PostgresStore {
     }
 }
 
-fn key_from_row(row: &PgRow) -> Result<ApiKey, StoreError> {
-    let status: String = row.try_get("status")?;
-    let user_id: String = row.try_get("user_id")?;
-    Ok(ApiKey {
-        id: KeyId::from_uuid(row.try_get::<Uuid, _>("id")?),
-        user_id: UserId::from_stored(&user_id).map_err(|_| corrupt("user_id"))?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        prefix: row.try_get("prefix")?,
-        postfix: row.try_get("postfix")?,
-        status: status.parse::<KeyStatus>().map_err(|_| corrupt("status"))?,
-        permissions: row.try_get("permissions")?,
-        created_at: timestamp(Some(row.try_get("created_at")?), "created_at")?
-            .expect("Some in, Some out"),
-        last_used_at: timestamp(row.try_get("last_used_at")?, "last_used_at")?,
-        revoked_at: timestamp(row.try_get("revoked_at")?, "revoked_at")?,
-        expires_at: timestamp(row.try_get("expires_at")?, "expires_at")?,
-        rate_limit: rate_limit(row)?,
-        metadata: rows::metadata(row.try_get("metadata")?)?,
-        rotated_from: row
-            .try_get::<Option<Uuid>, _>("rotated_from")?
-            .map(KeyId::from_uuid),
-        rotated_to: row
-            .try_get::<Option<Uuid>, _>("rotated_to")?
-            .map(KeyId::from_uuid),
-        remaining: rows::remaining(row.try_get("remaining")?)?,
-    })
-}
-
-fn rate_limit(row: &PgRow) -> Result<Option<keyward_core::rate::RateLimit>, StoreError> {
-    let requests: Option<i32> = row.try_get("rate_limit_requests")?;
-    let per_seconds: Option<i32> = row.try_get("rate_limit_per_seconds")?;
-    rows::rate_limit(requests.map(i64::from), per_seconds.map(i64::from))
-}
-
-async fn insert_event(
-    tx: &mut Transaction<'_, Postgres>,
-    event: &NewEvent<'_>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO key_events (at, actor_kind, actor_id, action, key_id, user_id, changes) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(event.at.as_millis())
-    .bind(event.actor.kind())
-    .bind(event.actor.id())
-    .bind(event.action)
-    .bind(event.key_id.map(|id| *id.as_uuid()))
-    .bind(event.user_id.as_str())
-    .bind(&event.changes)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Inserts one key row (no event, no cap check).
-async fn insert_row(
-    tx: &mut Transaction<'_, Postgres>,
-    new: &NewKeyRecord,
-) -> Result<(), StoreError> {
-    let key = &new.key;
-    let (limit_requests, limit_seconds) = rows::rate_limit_columns(key.rate_limit);
-    sqlx::query(
-        "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
-         prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
-         revoked_at, expires_at, rate_limit_requests, rate_limit_per_seconds, metadata, \
-         rotated_from, rotated_to, remaining) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20)",
-    )
-    .bind(key.id.as_uuid())
-    .bind(key.user_id.as_str())
-    .bind(&key.name)
-    .bind(key.description.as_deref())
-    .bind(new.hash.as_bytes().as_slice())
-    .bind(i32::from(new.pepper_version))
-    .bind(&key.prefix)
-    .bind(&key.postfix)
-    .bind(key.status.as_str())
-    .bind(&key.permissions)
-    .bind(key.created_at.as_millis())
-    .bind(key.last_used_at.map(Timestamp::as_millis))
-    .bind(key.revoked_at.map(Timestamp::as_millis))
-    .bind(key.expires_at.map(Timestamp::as_millis))
-    .bind(limit_requests.map(|n| n as i32))
-    .bind(limit_seconds.map(|n| n as i32))
-    .bind(key.metadata.as_ref().map(Metadata::as_str))
-    .bind(key.rotated_from.map(|id| *id.as_uuid()))
-    .bind(key.rotated_to.map(|id| *id.as_uuid()))
-    .bind(rows::remaining_column(key.remaining))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-fn verify_record(row: &PgRow) -> Result<VerifyRecord, StoreError> {
-    let status: String = row.try_get("status")?;
-    let user_id: String = row.try_get("user_id")?;
-    let version: i32 = row.try_get("pepper_version")?;
-    Ok(VerifyRecord {
-        id: KeyId::from_uuid(row.try_get::<Uuid, _>("id")?),
-        user_id: UserId::from_stored(&user_id).map_err(|_| corrupt("user_id"))?,
-        status: status.parse().map_err(|_| corrupt("status"))?,
-        permissions: row.try_get("permissions")?,
-        expires_at: timestamp(row.try_get("expires_at")?, "expires_at")?,
-        last_used_at: timestamp(row.try_get("last_used_at")?, "last_used_at")?,
-        rate_limit: rate_limit(row)?,
-        metadata: rows::metadata(row.try_get("metadata")?)?,
-        remaining: rows::remaining(row.try_get("remaining")?)?,
-        pepper_version: u16::try_from(version).map_err(|_| corrupt("pepper_version"))?,
-    })
-}
-
-/// Reads a key of `owner` (any owner: `None`) and locks its row until the
-/// transaction ends, so the change is decided on the row as it is.
-async fn lock_key(
-    tx: &mut Transaction<'_, Postgres>,
-    owner: Option<&UserId>,
-    id: KeyId,
-) -> Result<(ApiKey, KeyHash), StoreError> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        key_columns!(),
-        ", key_hash FROM api_keys WHERE id = $1 AND ($2::text IS NULL OR user_id = $2) \
-         FOR UPDATE"
-    ))
-    .bind(id.as_uuid())
-    .bind(owner.map(UserId::as_str))
-    .fetch_optional(&mut **tx)
-    .await?
-    .ok_or(StoreError::NotFound)?;
-    Ok((key_from_row(&row)?, hash_from_row(&row)?))
-}
-
-fn hash_from_row(row: &PgRow) -> Result<KeyHash, StoreError> {
-    KeyHash::from_slice(row.try_get("key_hash")?).ok_or_else(|| corrupt("key_hash"))
-}
-
 fn to_hex(hash: &KeyHash) -> String {
     hash.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -305,19 +166,6 @@ fn from_hex(text: &str) -> Option<KeyHash> {
     Some(KeyHash::from_bytes(bytes))
 }
 
-/// Queues notifications for these hashes; PostgreSQL delivers them on commit.
-async fn notify(tx: &mut Transaction<'_, Postgres>, hashes: &[KeyHash]) -> Result<(), StoreError> {
-    for chunk in hashes.chunks(HASHES_PER_NOTIFY) {
-        let payload: Vec<String> = chunk.iter().map(to_hex).collect();
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(payload.join(","))
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
-}
-
 fn parse_payload(payload: &str) -> ExternalChange {
     let hashes: Option<Vec<KeyHash>> = payload.split(',').map(from_hex).collect();
     match hashes {
@@ -326,9 +174,45 @@ fn parse_payload(payload: &str) -> ExternalChange {
     }
 }
 
-impl Store for PostgresStore {
-    fn backend(&self) -> &'static str {
-        "postgres"
+impl Dialect for PostgresStore {
+    type Db = Postgres;
+    const NAME: &'static str = "postgres";
+    // Read-then-write changes lock the row until the transaction ends.
+    const READ_KEY_TO_CHANGE: &'static str = sql::READ_KEY_FOR_UPDATE;
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    async fn reader(&self) -> Result<PoolConnection<Postgres>, StoreError> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    async fn writer(&self) -> Result<PoolConnection<Postgres>, StoreError> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    fn lock_user(user: &UserId) -> Option<Statement<'_>> {
+        // A transaction-scoped advisory lock on the user: creates, rotations and a
+        // deletion for one user are serialised across every instance until commit.
+        Some(Statement::new(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            params![user.as_str()],
+        ))
+    }
+
+    fn announce(hashes: &[KeyHash]) -> Vec<Statement<'static>> {
+        // Queued with the transaction: PostgreSQL delivers them when it commits.
+        hashes
+            .chunks(HASHES_PER_NOTIFY)
+            .map(|chunk| {
+                let payload: Vec<String> = chunk.iter().map(to_hex).collect();
+                Statement::new(
+                    "SELECT pg_notify($1, $2)",
+                    params![CHANNEL, payload.join(",")],
+                )
+            })
+            .collect()
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -353,476 +237,6 @@ impl Store for PostgresStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
-    }
-
-    async fn insert_key(
-        &self,
-        new: &NewKeyRecord,
-        max_live: u32,
-        actor: &Actor,
-    ) -> Result<(), StoreError> {
-        let key = &new.key;
-        let mut tx = self.pool.begin().await?;
-        // Serialises creates per user across every instance until this commits.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(key.user_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        let live: i64 = sqlx::query_scalar(rows::COUNT_LIVE)
-            .bind(key.user_id.as_str())
-            .bind(key.created_at.as_millis())
-            .fetch_one(&mut *tx)
-            .await?;
-        if live >= i64::from(max_live) {
-            return Err(StoreError::LimitReached { limit: max_live });
-        }
-        insert_row(&mut tx, new).await?;
-        let event = NewEvent {
-            at: key.created_at,
-            actor,
-            action: "create",
-            key_id: Some(key.id),
-            user_id: &key.user_id,
-            changes: rows::key_changes(None, Some(key)),
-        };
-        insert_event(&mut tx, &event).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn insert_keys(&self, new: &[NewKeyRecord], actor: &Actor) -> Result<(), StoreError> {
-        // Multi-row INSERTs: one round trip per chunk instead of per key. 1,000 rows
-        // of 19 parameters stay well under PostgreSQL's 65,535 bind limit.
-        let mut tx = self.pool.begin().await?;
-        for chunk in new.chunks(1_000) {
-            let mut sql = QueryBuilder::<Postgres>::new(
-                "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
-                 prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
-                 revoked_at, expires_at, rate_limit_requests, rate_limit_per_seconds, metadata, \
-                 rotated_from, rotated_to, remaining) ",
-            );
-            sql.push_values(chunk, |mut row, record| {
-                let key = &record.key;
-                let (limit_requests, limit_seconds) = rows::rate_limit_columns(key.rate_limit);
-                row.push_bind(*key.id.as_uuid())
-                    .push_bind(key.user_id.as_str().to_owned())
-                    .push_bind(key.name.clone())
-                    .push_bind(key.description.clone())
-                    .push_bind(record.hash.as_bytes().to_vec())
-                    .push_bind(i32::from(record.pepper_version))
-                    .push_bind(key.prefix.clone())
-                    .push_bind(key.postfix.clone())
-                    .push_bind(key.status.as_str())
-                    .push_bind(key.permissions.clone())
-                    .push_bind(key.created_at.as_millis())
-                    .push_bind(key.created_at.as_millis())
-                    .push_bind(key.last_used_at.map(Timestamp::as_millis))
-                    .push_bind(key.revoked_at.map(Timestamp::as_millis))
-                    .push_bind(key.expires_at.map(Timestamp::as_millis))
-                    .push_bind(limit_requests.map(|n| n as i32))
-                    .push_bind(limit_seconds.map(|n| n as i32))
-                    .push_bind(key.metadata.as_ref().map(|m| m.as_str().to_owned()))
-                    .push_bind(key.rotated_from.map(|id| *id.as_uuid()))
-                    .push_bind(key.rotated_to.map(|id| *id.as_uuid()))
-                    .push_bind(rows::remaining_column(key.remaining));
-            });
-            sql.build().execute(&mut *tx).await?;
-            let mut events = QueryBuilder::<Postgres>::new(
-                "INSERT INTO key_events (at, actor_kind, actor_id, action, key_id, user_id, \
-                 changes) ",
-            );
-            events.push_values(chunk, |mut row, record| {
-                let key = &record.key;
-                row.push_bind(key.created_at.as_millis())
-                    .push_bind(actor.kind())
-                    .push_bind(actor.id().to_owned())
-                    .push_bind("create")
-                    .push_bind(*key.id.as_uuid())
-                    .push_bind(key.user_id.as_str().to_owned())
-                    .push_bind(rows::key_changes(None, Some(key)));
-            });
-            events.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn list_keys(&self, owner: Option<&UserId>) -> Result<Vec<ApiKey>, StoreError> {
-        let rows = match owner {
-            Some(user) => {
-                sqlx::query(concat!(
-                    "SELECT ",
-                    key_columns!(),
-                    " FROM api_keys WHERE user_id = $1 ORDER BY created_at DESC, id DESC"
-                ))
-                .bind(user.as_str())
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(concat!(
-                    "SELECT ",
-                    key_columns!(),
-                    " FROM api_keys ORDER BY created_at DESC, id DESC"
-                ))
-                .fetch_all(&self.pool)
-                .await?
-            }
-        };
-        rows.iter().map(key_from_row).collect()
-    }
-
-    async fn get_key(
-        &self,
-        owner: Option<&UserId>,
-        id: KeyId,
-    ) -> Result<Option<ApiKey>, StoreError> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            key_columns!(),
-            " FROM api_keys WHERE id = $1 AND ($2::text IS NULL OR user_id = $2)"
-        ))
-        .bind(id.as_uuid())
-        .bind(owner.map(UserId::as_str))
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(key_from_row).transpose()
-    }
-
-    async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<VerifyRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, user_id, status, permissions, expires_at, last_used_at, pepper_version, \
-             rate_limit_requests, rate_limit_per_seconds, metadata, remaining \
-             FROM api_keys WHERE key_hash = $1",
-        )
-        .bind(hash.as_bytes().as_slice())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(verify_record).transpose()
-    }
-
-    async fn import_keys(&self, keys: &[ImportedKey], actor: &Actor) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let mut added = 0;
-        for key in keys {
-            let id = key.record.key.id;
-            let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM api_keys WHERE id = $1")
-                .bind(id.as_uuid())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if exists.is_some() {
-                continue;
-            }
-            insert_row(&mut tx, &key.record).await?;
-            let (kind, digest, salt) = rows::legacy_columns(&key.legacy);
-            sqlx::query(
-                "INSERT INTO legacy_credentials (key_id, kind, digest, salt, head) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(id.as_uuid())
-            .bind(kind)
-            .bind(digest)
-            .bind(salt)
-            .bind(&key.head)
-            .execute(&mut *tx)
-            .await?;
-            let event = NewEvent {
-                at: key.record.key.created_at,
-                actor,
-                action: "import",
-                key_id: Some(id),
-                user_id: &key.record.key.user_id,
-                changes: rows::key_changes(None, Some(&key.record.key)),
-            };
-            insert_event(&mut tx, &event).await?;
-            added += 1;
-        }
-        tx.commit().await?;
-        Ok(added)
-    }
-
-    async fn legacy_candidates(
-        &self,
-        sha256: &[u8; 32],
-        head: &str,
-    ) -> Result<Vec<LegacyCandidate>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(rows::legacy_candidates_sql()))
-            .bind(sha256.as_slice())
-            .bind(head)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(LegacyCandidate {
-                    record: verify_record(row)?,
-                    legacy: rows::legacy_hash(
-                        row.try_get("kind")?,
-                        row.try_get("digest")?,
-                        row.try_get("salt")?,
-                    )?,
-                })
-            })
-            .collect()
-    }
-
-    async fn upgrade_legacy(
-        &self,
-        id: KeyId,
-        hash: &KeyHash,
-        version: u16,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE api_keys SET key_hash = $2, pepper_version = $3 WHERE id = $1")
-            .bind(id.as_uuid())
-            .bind(hash.as_bytes().as_slice())
-            .bind(i32::from(version))
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM legacy_credentials WHERE key_id = $1")
-            .bind(id.as_uuid())
-            .execute(&mut *tx)
-            .await?;
-        // Other instances may hold "no such key" for this hash: drop it.
-        notify(&mut tx, &[*hash]).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn apply(
-        &self,
-        owner: Option<&UserId>,
-        id: KeyId,
-        mutation: &Mutation,
-        now: Timestamp,
-        actor: &Actor,
-    ) -> Result<Applied, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let (key, hash) = lock_key(&mut tx, owner, id).await?;
-        let Some(new) = rows::decide(&key, mutation, now)? else {
-            return Ok(Applied {
-                key,
-                hash,
-                changed: false,
-            });
-        };
-        let (limit_requests, limit_seconds) = rows::rate_limit_columns(new.rate_limit);
-        sqlx::query(
-            "UPDATE api_keys SET status = $2, revoked_at = $3, permissions = $4, updated_at = $5, \
-             rate_limit_requests = $6, rate_limit_per_seconds = $7, name = $8, description = $9, \
-             expires_at = $10, metadata = $11, remaining = $12 WHERE id = $1",
-        )
-        .bind(id.as_uuid())
-        .bind(new.status.as_str())
-        .bind(new.revoked_at.map(Timestamp::as_millis))
-        .bind(&new.permissions)
-        .bind(now.as_millis())
-        .bind(limit_requests.map(|n| n as i32))
-        .bind(limit_seconds.map(|n| n as i32))
-        .bind(&new.name)
-        .bind(new.description.as_deref())
-        .bind(new.expires_at.map(Timestamp::as_millis))
-        .bind(new.metadata.as_ref().map(Metadata::as_str))
-        .bind(rows::remaining_column(new.remaining))
-        .execute(&mut *tx)
-        .await?;
-        let after = rows::with_state(key.clone(), new);
-        let event = NewEvent {
-            at: now,
-            actor,
-            action: mutation.name(),
-            key_id: Some(id),
-            user_id: &key.user_id,
-            changes: rows::key_changes(Some(&key), Some(&after)),
-        };
-        insert_event(&mut tx, &event).await?;
-        notify(&mut tx, &[hash]).await?;
-        tx.commit().await?;
-        Ok(Applied {
-            key: after,
-            hash,
-            changed: true,
-        })
-    }
-
-    async fn rotate(
-        &self,
-        owner: Option<&UserId>,
-        id: KeyId,
-        replacement: &Replacement,
-        terms: RotationTerms,
-        now: Timestamp,
-        actor: &Actor,
-    ) -> Result<Rotated, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let (old, old_hash) = lock_key(&mut tx, owner, id).await?;
-        let (ending, new) = rows::rotate(&old, replacement, terms.grace_seconds, now)?;
-        // Serialised with creates for the same user, as in `insert_key`.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(old.user_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        let live: i64 = sqlx::query_scalar(rows::COUNT_LIVE)
-            .bind(old.user_id.as_str())
-            .bind(now.as_millis())
-            .fetch_one(&mut *tx)
-            .await?;
-        rows::rotation_fits(live, &ending, now, terms.max_live_per_user)?;
-        sqlx::query(
-            "UPDATE api_keys SET expires_at = $2, rotated_to = $3, updated_at = $4, remaining = $5 \
-             WHERE id = $1",
-        )
-        .bind(id.as_uuid())
-        .bind(ending.expires_at.map(Timestamp::as_millis))
-        .bind(replacement.id.as_uuid())
-        .bind(now.as_millis())
-        .bind(rows::remaining_column(ending.remaining))
-        .execute(&mut *tx)
-        .await?;
-        let record = NewKeyRecord {
-            key: new,
-            hash: replacement.hash,
-            pepper_version: replacement.pepper_version,
-        };
-        insert_row(&mut tx, &record).await?;
-        for event in rows::rotation_events(&old, &ending, &record.key, now, actor) {
-            insert_event(&mut tx, &event).await?;
-        }
-        notify(&mut tx, &[old_hash, replacement.hash]).await?;
-        tx.commit().await?;
-        Ok(Rotated {
-            old: ending,
-            old_hash,
-            new: record.key,
-        })
-    }
-
-    async fn consume(&self, id: KeyId, cost: u64) -> Result<Consumed, StoreError> {
-        let cost = i64::try_from(cost).unwrap_or(i64::MAX);
-        if cost > 0 {
-            let left: Option<i64> = sqlx::query_scalar(rows::CONSUME)
-                .bind(id.as_uuid())
-                .bind(cost)
-                .fetch_optional(&self.pool)
-                .await?;
-            if let Some(left) = left {
-                return Ok(Consumed::Left(u64::try_from(left).unwrap_or(0)));
-            }
-        }
-        let row: Option<Option<i64>> = sqlx::query_scalar(rows::REMAINING)
-            .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
-            .await?;
-        rows::not_consumed(row, cost.unsigned_abs())
-    }
-
-    async fn record_usage(&self, usage: &[(KeyId, Timestamp)]) -> Result<u64, StoreError> {
-        if usage.is_empty() {
-            return Ok(0);
-        }
-        // Rows in id order: two instances flushing overlapping batches then lock them
-        // in the same order and cannot deadlock.
-        let mut sorted = usage.to_vec();
-        sorted.sort_unstable_by_key(|(id, _)| *id);
-        let ids: Vec<Uuid> = sorted.iter().map(|(id, _)| *id.as_uuid()).collect();
-        let times: Vec<i64> = sorted.iter().map(|(_, at)| at.as_millis()).collect();
-        let result = sqlx::query(
-            "UPDATE api_keys SET last_used_at = u.used_at \
-             FROM UNNEST($1::uuid[], $2::bigint[]) AS u (id, used_at) \
-             WHERE api_keys.id = u.id \
-             AND (api_keys.last_used_at IS NULL OR api_keys.last_used_at < u.used_at)",
-        )
-        .bind(&ids)
-        .bind(&times)
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected())
-    }
-
-    async fn rehash(&self, id: KeyId, hash: &KeyHash, version: u16) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE api_keys SET key_hash = $2, pepper_version = $3 WHERE id = $1")
-            .bind(id.as_uuid())
-            .bind(hash.as_bytes().as_slice())
-            .bind(i32::from(version))
-            .execute(&mut *tx)
-            .await?;
-        notify(&mut tx, &[*hash]).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn delete_user(
-        &self,
-        user: &UserId,
-        now: Timestamp,
-        actor: &Actor,
-    ) -> Result<Vec<KeyHash>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // The same lock as key creation: a key created concurrently cannot survive.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(user.as_str())
-            .execute(&mut *tx)
-            .await?;
-        let rows = sqlx::query("DELETE FROM api_keys WHERE user_id = $1 RETURNING id, key_hash")
-            .bind(user.as_str())
-            .fetch_all(&mut *tx)
-            .await?;
-        let hashes = rows
-            .iter()
-            .map(hash_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut ids = rows
-            .iter()
-            .map(|row| Ok(KeyId::from_uuid(row.try_get::<Uuid, _>("id")?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        ids.sort_unstable();
-        let event = NewEvent {
-            at: now,
-            actor,
-            action: "delete_user",
-            key_id: None,
-            user_id: user,
-            changes: rows::deletion_changes(&ids),
-        };
-        insert_event(&mut tx, &event).await?;
-        notify(&mut tx, &hashes).await?;
-        tx.commit().await?;
-        Ok(hashes)
-    }
-
-    async fn list_events(&self, query: &EventQuery) -> Result<Vec<KeyEvent>, StoreError> {
-        let key = query.key_id.map(|id| *id.as_uuid());
-        let mut sql = rows::event_query::<Postgres, _>(query, key);
-        let rows = sql.build().fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                let key: Option<Uuid> = row.try_get("key_id")?;
-                rows::event(
-                    row.try_get("id")?,
-                    row.try_get("at")?,
-                    (row.try_get("actor_kind")?, row.try_get("actor_id")?),
-                    row.try_get("action")?,
-                    key.map(KeyId::from_uuid),
-                    row.try_get("user_id")?,
-                    row.try_get("changes")?,
-                )
-            })
-            .collect()
-    }
-
-    async fn pepper_usage(&self) -> Result<Vec<PepperUsage>, StoreError> {
-        let rows = sqlx::query(rows::PEPPER_USAGE)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                rows::pepper_usage(
-                    i64::from(row.try_get::<i32, _>("pepper_version")?),
-                    row.try_get("live")?,
-                    row.try_get("revoked")?,
-                )
-            })
-            .collect()
     }
 
     async fn next_external_change(&self) -> Result<ExternalChange, StoreError> {
@@ -862,6 +276,33 @@ impl Store for PostgresStore {
         self.listener.lock().await.take();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.listen_pool.close()).await;
         self.pool.close().await;
+    }
+}
+
+// A permission list is a TEXT[] column.
+impl Type<Postgres> for PermissionList {
+    fn type_info() -> PgTypeInfo {
+        <Vec<String> as Type<Postgres>>::type_info()
+    }
+}
+
+impl Encode<'_, Postgres> for PermissionList {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        <Vec<String> as Encode<Postgres>>::encode_by_ref(&self.0, buf)
+    }
+}
+
+impl Type<Postgres> for StoredPermissions {
+    fn type_info() -> PgTypeInfo {
+        <Vec<String> as Type<Postgres>>::type_info()
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for StoredPermissions {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(Self::List(<Vec<String> as Decode<Postgres>>::decode(
+            value,
+        )?))
     }
 }
 

@@ -1,44 +1,23 @@
-//! What both backends do alike with key rows: the column list, decoding helpers, and
-//! the lifecycle decision on a row read inside a transaction.
+//! What both backends do alike with column values: checking what is read, shaping
+//! what is written, and the audit record of a change.
 
-use keyward_core::audit::{Actor, DEFAULT_EVENT_PAGE, EventQuery, KeyEvent, MAX_EVENT_PAGE};
+use keyward_core::audit::{Actor, DEFAULT_EVENT_PAGE, EventQuery, MAX_EVENT_PAGE};
 use keyward_core::legacy::LegacyHash;
-use keyward_core::lifecycle::{self, KeyState, Mutation, Outcome};
 use keyward_core::model::{ApiKey, KeyId, Metadata, UserId};
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use serde_json::{Map, Value, json};
-use sqlx::{Encode, QueryBuilder, Type};
 
-use crate::{Consumed, PepperUsage, Replacement, StoreError};
-
-/// Columns of a full key row, in the order the backends' `key_from_row` reads them.
-macro_rules! key_columns {
-    () => {
-        "id, user_id, name, description, prefix, postfix, status, permissions, \
-         created_at, last_used_at, revoked_at, expires_at, rate_limit_requests, \
-         rate_limit_per_seconds, metadata, rotated_from, rotated_to, remaining"
-    };
-}
-pub(crate) use key_columns;
+use crate::{Consumed, PepperUsage, StoreError};
 
 pub(crate) fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
 }
 
-pub(crate) fn timestamp(
-    millis: Option<i64>,
-    column: &str,
-) -> Result<Option<Timestamp>, StoreError> {
-    millis
-        .map(|ms| Timestamp::from_millis(ms).map_err(|_| corrupt(column)))
-        .transpose()
-}
-
 /// A rate limit from its two columns (both NULL: none).
 pub(crate) fn rate_limit(
-    requests: Option<i64>,
-    per_seconds: Option<i64>,
+    requests: Option<i32>,
+    per_seconds: Option<i32>,
 ) -> Result<Option<RateLimit>, StoreError> {
     match (requests, per_seconds) {
         (None, None) => Ok(None),
@@ -52,44 +31,6 @@ pub(crate) fn rate_limit(
         }
         _ => Err(corrupt("rate_limit")),
     }
-}
-
-/// A rotation decided on the old key as stored: the old key as it becomes, and the
-/// new key, which carries the old one's attributes (status included: rotating a
-/// suspended key gives a suspended key; usage credits move over).
-pub(crate) fn rotate(
-    old: &ApiKey,
-    replacement: &Replacement,
-    grace_seconds: u64,
-    now: Timestamp,
-) -> Result<(ApiKey, ApiKey), StoreError> {
-    let until = lifecycle::rotation(
-        old.status,
-        old.expires_at,
-        old.rotated_to,
-        grace_seconds,
-        now,
-    )?;
-    let new = ApiKey {
-        id: replacement.id,
-        prefix: replacement.prefix.clone(),
-        postfix: replacement.postfix.clone(),
-        created_at: now,
-        last_used_at: None,
-        revoked_at: None,
-        rotated_from: Some(old.id),
-        rotated_to: None,
-        ..old.clone()
-    };
-    let ending = ApiKey {
-        expires_at: Some(until),
-        rotated_to: Some(replacement.id),
-        // Usage credits move to the new key rather than being copied: a rotation must
-        // not double them. The old key is then spent at once.
-        remaining: old.remaining.map(|_| 0),
-        ..old.clone()
-    };
-    Ok((ending, new))
 }
 
 /// The events of a rotation: the old key's (`rotate`: its new expiry and link) and
@@ -133,13 +74,6 @@ pub(crate) fn remaining_column(value: Option<u64>) -> Option<i64> {
     value.map(|n| i64::try_from(n).unwrap_or(i64::MAX))
 }
 
-/// Takes credits: the conditional decrement, and what to read when it took nothing.
-/// The keys that count toward a user's cap at `$2`: every key that is not revoked
-/// (an expired one too, until it is revoked), except a rotated key whose grace period
-/// is over, since its replacement counts in its place.
-pub(crate) const COUNT_LIVE: &str = "SELECT COUNT(*) FROM api_keys WHERE user_id = $1 \
-     AND status <> 'REVOKED' AND (rotated_to IS NULL OR expires_at IS NULL OR expires_at > $2)";
-
 /// Whether a rotation may go ahead with `live` keys counted (the old one among them):
 /// while the old key is in its grace period both count, so the new one must fit under
 /// the cap; a rotation that ends the old key at once only replaces it.
@@ -156,10 +90,6 @@ pub(crate) fn rotation_fits(
     Ok(())
 }
 
-pub(crate) const CONSUME: &str = "UPDATE api_keys SET remaining = remaining - $2 \
-     WHERE id = $1 AND remaining IS NOT NULL AND remaining >= $2 RETURNING remaining";
-pub(crate) const REMAINING: &str = "SELECT remaining FROM api_keys WHERE id = $1";
-
 /// What a key's credits say when nothing was taken: `row` is its `remaining`
 /// column, if the key exists.
 pub(crate) fn not_consumed(row: Option<Option<i64>>, cost: u64) -> Result<Consumed, StoreError> {
@@ -171,21 +101,6 @@ pub(crate) fn not_consumed(row: Option<Option<i64>>, cost: u64) -> Result<Consum
             _ => Consumed::Exceeded,
         },
     })
-}
-
-/// The columns of a verification record, as `find_by_hash` and the legacy lookup
-/// read them (prefixed with `k.` for the join).
-pub(crate) const VERIFY_COLUMNS: &str = "k.id, k.user_id, k.status, k.permissions, k.expires_at, \
-     k.last_used_at, k.pepper_version, k.rate_limit_requests, k.rate_limit_per_seconds, \
-     k.metadata, k.remaining";
-
-/// Imported keys that may match: the SHA-256 one, and the scrypt ones by head.
-pub(crate) fn legacy_candidates_sql() -> String {
-    format!(
-        "SELECT {VERIFY_COLUMNS}, l.kind, l.digest, l.salt FROM legacy_credentials l \
-         JOIN api_keys k ON k.id = l.key_id \
-         WHERE (l.kind = 'sha256' AND l.digest = $1) OR (l.kind = 'scrypt' AND l.head = $2)"
-    )
 }
 
 /// AutoGPT's hash from a legacy row's columns.
@@ -217,59 +132,15 @@ pub(crate) fn metadata(text: Option<String>) -> Result<Option<Metadata>, StoreEr
 }
 
 /// A rate limit as its two columns.
-pub(crate) fn rate_limit_columns(limit: Option<RateLimit>) -> (Option<i64>, Option<i64>) {
+pub(crate) fn rate_limit_columns(limit: Option<RateLimit>) -> (Option<i32>, Option<i32>) {
+    let column = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
     (
-        limit.map(|l| i64::from(l.requests())),
-        limit.map(|l| i64::from(l.per_seconds())),
+        limit.map(|l| column(l.requests())),
+        limit.map(|l| column(l.per_seconds())),
     )
 }
 
-/// The state to write for `mutation` on the stored `key`, or `None` when the change is
-/// already in effect (nothing to write).
-pub(crate) fn decide(
-    key: &ApiKey,
-    mutation: &Mutation,
-    now: Timestamp,
-) -> Result<Option<KeyState>, StoreError> {
-    let state = KeyState {
-        status: key.status,
-        revoked_at: key.revoked_at,
-        permissions: key.permissions.clone(),
-        rate_limit: key.rate_limit,
-        name: key.name.clone(),
-        description: key.description.clone(),
-        expires_at: key.expires_at,
-        metadata: key.metadata.clone(),
-        remaining: key.remaining,
-        rotated: key.rotated_to.is_some(),
-    };
-    Ok(match lifecycle::apply(&state, mutation, now)? {
-        Outcome::Unchanged => None,
-        Outcome::Changed(new) => Some(new),
-    })
-}
-
-/// The key as it is once `state` is written.
-pub(crate) fn with_state(mut key: ApiKey, state: KeyState) -> ApiKey {
-    key.status = state.status;
-    key.revoked_at = state.revoked_at;
-    key.permissions = state.permissions;
-    key.rate_limit = state.rate_limit;
-    key.name = state.name;
-    key.description = state.description;
-    key.expires_at = state.expires_at;
-    key.metadata = state.metadata;
-    key.remaining = state.remaining;
-    key
-}
-
-/// Keys per pepper version; the same SQL on both backends.
-pub(crate) const PEPPER_USAGE: &str = "SELECT pepper_version, \
-     COUNT(*) FILTER (WHERE status <> 'REVOKED') AS live, \
-     COUNT(*) FILTER (WHERE status = 'REVOKED') AS revoked \
-     FROM api_keys GROUP BY pepper_version ORDER BY pepper_version";
-
-/// A row of [`PEPPER_USAGE`], checked.
+/// A row of `sql::PEPPER_USAGE`, checked.
 pub(crate) fn pepper_usage(
     version: i64,
     live: i64,
@@ -356,59 +227,8 @@ pub(crate) fn deletion_changes(deleted: &[KeyId]) -> String {
     json!({"keys": {"before": ids, "after": []}}).to_string()
 }
 
-/// An event as read back, checked.
-pub(crate) fn event(
-    id: i64,
-    at: i64,
-    actor: (&str, &str),
-    action: String,
-    key_id: Option<KeyId>,
-    user_id: &str,
-    changes: String,
-) -> Result<KeyEvent, StoreError> {
-    Ok(KeyEvent {
-        id,
-        at: timestamp(Some(at), "at")?.expect("Some in, Some out"),
-        actor: Actor::from_parts(actor.0, actor.1).ok_or_else(|| corrupt("actor"))?,
-        action,
-        key_id,
-        user_id: UserId::from_stored(user_id).map_err(|_| corrupt("user_id"))?,
-        changes,
-    })
-}
-
-/// An event query's SQL, for either backend: `key` is the key id as that backend
-/// binds it (bytes on SQLite, a UUID on PostgreSQL).
-pub(crate) fn event_query<DB, K>(query: &EventQuery, key: Option<K>) -> QueryBuilder<DB>
-where
-    DB: sqlx::Database,
-    for<'e> K: Encode<'e, DB> + Type<DB>,
-    for<'e> String: Encode<'e, DB> + Type<DB>,
-    for<'e> i64: Encode<'e, DB> + Type<DB>,
-{
-    let mut sql = QueryBuilder::new(
-        "SELECT id, at, actor_kind, actor_id, action, key_id, user_id, changes \
-         FROM key_events WHERE 1 = 1",
-    );
-    if let Some(key) = key {
-        sql.push(" AND key_id = ").push_bind(key);
-    }
-    if let Some(user) = &query.user_id {
-        sql.push(" AND user_id = ")
-            .push_bind(user.as_str().to_owned());
-    }
-    if let Some(since) = query.since {
-        sql.push(" AND at >= ").push_bind(since.as_millis());
-    }
-    if let Some(after) = query.after {
-        sql.push(" AND id > ").push_bind(after);
-    }
-    sql.push(" ORDER BY id LIMIT ").push_bind(page_size(query));
-    sql
-}
-
 /// The page size to read: the default when none is asked, never above the maximum.
-fn page_size(query: &EventQuery) -> i64 {
+pub(crate) fn page_size(query: &EventQuery) -> i64 {
     let limit = match query.limit {
         0 => DEFAULT_EVENT_PAGE,
         n => n.min(MAX_EVENT_PAGE),

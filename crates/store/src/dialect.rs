@@ -1,0 +1,77 @@
+//! What really differs between the backends, and nothing else.
+//!
+//! Every operation of [`Store`](crate::Store) is written once, in `operations.rs`, on
+//! top of this trait: begin a write transaction, read the row (locked where the
+//! backend needs it), decide, write, record the event, announce the change, commit.
+//! A backend says how it begins a write, how it keeps a row and a user's key count
+//! from concurrent changes, and how other instances learn of a change; it keeps its
+//! pools, its change feed and its migrations.
+
+use std::fmt::Debug;
+use std::future::Future;
+
+use keyward_core::hash::KeyHash;
+use keyward_core::model::UserId;
+use sqlx::Transaction;
+use sqlx::pool::PoolConnection;
+
+use crate::StoreError;
+use crate::db::{Backend, Statement};
+use crate::records::ExternalChange;
+
+/// A backend (implemented by [`SqliteStore`](crate::SqliteStore) and
+/// [`PostgresStore`](crate::PostgresStore)). Public only so that it can bound the
+/// [`Store`](crate::Store) implementation; it is not reachable from outside.
+pub trait Dialect: Clone + Debug + Send + Sync + 'static {
+    type Db: Backend;
+
+    /// A short backend name for logs and metrics.
+    const NAME: &'static str;
+
+    /// How a key is read inside a write transaction so that the change is decided on
+    /// the row as it is: `sql::READ_KEY` where the transaction already excludes other
+    /// writers, `sql::READ_KEY_FOR_UPDATE` where the row must be locked.
+    const READ_KEY_TO_CHANGE: &'static str;
+
+    /// A transaction that will write.
+    fn begin(
+        &self,
+    ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, StoreError>> + Send;
+
+    /// A connection for reads outside a transaction.
+    fn reader(&self) -> impl Future<Output = Result<PoolConnection<Self::Db>, StoreError>> + Send;
+
+    /// A connection for a write that is one statement (autocommit).
+    fn writer(&self) -> impl Future<Output = Result<PoolConnection<Self::Db>, StoreError>> + Send;
+
+    /// What serialises changes to one user's key count (creates, rotations, a
+    /// deletion) until the transaction ends, if the transaction alone does not.
+    fn lock_user(_user: &UserId) -> Option<Statement<'_>> {
+        None
+    }
+
+    /// What tells other instances, when the transaction commits, that these keys
+    /// changed (their cached verifications are stale).
+    fn announce(_hashes: &[KeyHash]) -> Vec<Statement<'static>> {
+        Vec::new()
+    }
+
+    /// Sets the connection up for a bulk insert (`loading`), or back to normal.
+    fn bulk_load(&self, _loading: bool) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Applies the embedded migrations that have not run yet.
+    fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Succeeds if every pool answers a trivial query.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// See [`Store::next_external_change`](crate::Store::next_external_change).
+    fn next_external_change(
+        &self,
+    ) -> impl Future<Output = Result<ExternalChange, StoreError>> + Send;
+
+    /// Closes the pools.
+    fn close(&self) -> impl Future<Output = ()> + Send;
+}

@@ -1,0 +1,196 @@
+//! Every statement keyward runs, written once: the text is the same on SQLite and
+//! PostgreSQL (numbered `$n` parameters, `CAST` rather than `::`, `RETURNING`,
+//! `UPDATE … FROM`). What differs between the backends is not here but in
+//! [`Dialect`](crate::dialect::Dialect): the locking read, the per-user lock, the
+//! change notification.
+
+/// Columns of a full key row, in the order the decoders read them.
+macro_rules! key_columns {
+    () => {
+        "id, user_id, name, description, prefix, postfix, status, permissions, \
+         created_at, last_used_at, revoked_at, expires_at, rate_limit_requests, \
+         rate_limit_per_seconds, metadata, rotated_from, rotated_to, remaining"
+    };
+}
+
+/// Columns of a verification record (prefixed with `k.`, the key table's alias).
+macro_rules! verify_columns {
+    () => {
+        "k.id, k.user_id, k.status, k.permissions, k.expires_at, k.last_used_at, \
+         k.pepper_version, k.rate_limit_requests, k.rate_limit_per_seconds, k.metadata, \
+         k.remaining"
+    };
+}
+
+/// The columns of a key row, in the order `operations::key_row` binds them.
+macro_rules! insert_key_head {
+    () => {
+        "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
+         prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
+         revoked_at, expires_at, rate_limit_requests, rate_limit_per_seconds, metadata, \
+         rotated_from, rotated_to, remaining) VALUES "
+    };
+}
+/// Values per key row.
+pub(crate) const KEY_ROW_WIDTH: usize = 21;
+
+macro_rules! insert_event_head {
+    () => {
+        "INSERT INTO key_events (at, actor_kind, actor_id, action, key_id, user_id, changes) \
+         VALUES "
+    };
+}
+/// Values per event row.
+pub(crate) const EVENT_ROW_WIDTH: usize = 7;
+
+/// One key row.
+pub(crate) const INSERT_KEY: &str = concat!(
+    insert_key_head!(),
+    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+     $20, $21)"
+);
+
+/// One audit event.
+pub(crate) const INSERT_EVENT: &str = concat!(insert_event_head!(), "($1, $2, $3, $4, $5, $6, $7)");
+
+/// Many key rows in one statement.
+pub(crate) fn insert_keys(rows: usize) -> String {
+    format!(
+        concat!(insert_key_head!(), "{}"),
+        placeholders(KEY_ROW_WIDTH, rows)
+    )
+}
+
+/// Many events in one statement.
+pub(crate) fn insert_events(rows: usize) -> String {
+    format!(
+        concat!(insert_event_head!(), "{}"),
+        placeholders(EVENT_ROW_WIDTH, rows)
+    )
+}
+
+/// `($1, $2), ($3, $4)` for `rows` rows of `width` values.
+fn placeholders(width: usize, rows: usize) -> String {
+    let row = |r: usize| {
+        let values: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+        format!("({})", values.join(", "))
+    };
+    (0..rows).map(row).collect::<Vec<_>>().join(", ")
+}
+
+/// The key `$1` if its owner is `$2` (any owner when `$2` is NULL).
+macro_rules! key_of_owner {
+    () => {
+        " FROM api_keys WHERE id = $1 AND (CAST($2 AS TEXT) IS NULL OR user_id = $2)"
+    };
+}
+
+/// One key of an owner, for reading.
+pub(crate) const GET_KEY: &str = concat!("SELECT ", key_columns!(), key_of_owner!());
+/// One key of an owner read to be changed, with its hash. The backend decides how it
+/// is kept from concurrent changes (see `Dialect::READ_KEY_TO_CHANGE`).
+pub(crate) const READ_KEY: &str = concat!("SELECT ", key_columns!(), ", key_hash", key_of_owner!());
+/// [`READ_KEY`], locking the row until the transaction ends.
+pub(crate) const READ_KEY_FOR_UPDATE: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    ", key_hash",
+    key_of_owner!(),
+    " FOR UPDATE"
+);
+/// A user's keys, newest first. Two statements rather than one with `$1 IS NULL OR …`,
+/// which SQLite cannot answer from the (user_id, created_at) index.
+pub(crate) const LIST_KEYS_OF: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    " FROM api_keys WHERE user_id = $1 ORDER BY created_at DESC, id DESC"
+);
+/// Everyone's keys, newest first.
+pub(crate) const LIST_ALL_KEYS: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    " FROM api_keys ORDER BY created_at DESC, id DESC"
+);
+/// The verification view of the key with this hash.
+pub(crate) const FIND_BY_HASH: &str = concat!(
+    "SELECT ",
+    verify_columns!(),
+    " FROM api_keys k WHERE k.key_hash = $1"
+);
+/// Imported keys that may match: the SHA-256 one, and the scrypt ones by head.
+pub(crate) const LEGACY_CANDIDATES: &str = concat!(
+    "SELECT ",
+    verify_columns!(),
+    ", l.kind, l.digest, l.salt FROM legacy_credentials l \
+     JOIN api_keys k ON k.id = l.key_id \
+     WHERE (l.kind = 'sha256' AND l.digest = $1) OR (l.kind = 'scrypt' AND l.head = $2)"
+);
+pub(crate) const KEY_EXISTS: &str = "SELECT 1 AS present FROM api_keys WHERE id = $1";
+pub(crate) const INSERT_LEGACY: &str = "INSERT INTO legacy_credentials \
+     (key_id, kind, digest, salt, head) VALUES ($1, $2, $3, $4, $5)";
+pub(crate) const FORGET_LEGACY: &str = "DELETE FROM legacy_credentials WHERE key_id = $1";
+/// A new hash for a key: re-hashed with the current pepper, or upgraded from AutoGPT's.
+pub(crate) const SET_HASH: &str =
+    "UPDATE api_keys SET key_hash = $2, pepper_version = $3 WHERE id = $1";
+
+/// Writes a key's mutable state (see `keyward_core::lifecycle::KeyState`).
+pub(crate) const WRITE_STATE: &str = "UPDATE api_keys SET status = $2, revoked_at = $3, \
+     permissions = $4, updated_at = $5, rate_limit_requests = $6, rate_limit_per_seconds = $7, \
+     name = $8, description = $9, expires_at = $10, metadata = $11, remaining = $12 \
+     WHERE id = $1";
+/// Ends a rotated key: its grace period, its link forward, its credits moved away.
+pub(crate) const END_ROTATED: &str = "UPDATE api_keys SET expires_at = $2, rotated_to = $3, \
+     updated_at = $4, remaining = $5 WHERE id = $1";
+
+/// The keys that count toward a user's cap at `$2`: every key that is not revoked
+/// (an expired one too, until it is revoked), except a rotated key whose grace period
+/// is over, since its replacement counts in its place.
+pub(crate) const COUNT_LIVE: &str = "SELECT COUNT(*) AS live FROM api_keys WHERE user_id = $1 \
+     AND status <> 'REVOKED' AND (rotated_to IS NULL OR expires_at IS NULL OR expires_at > $2)";
+
+/// Takes credits: the conditional decrement, and what to read when it took nothing.
+pub(crate) const CONSUME: &str = "UPDATE api_keys SET remaining = remaining - $2 \
+     WHERE id = $1 AND remaining IS NOT NULL AND remaining >= $2 RETURNING remaining";
+pub(crate) const REMAINING: &str = "SELECT remaining FROM api_keys WHERE id = $1";
+
+/// Moves `last_used_at` forward, never back, for `rows` (id, time) pairs; returns a
+/// row per key changed.
+pub(crate) fn record_usage(rows: usize) -> String {
+    format!(
+        "WITH usage (id, used_at) AS (VALUES {}) \
+         UPDATE api_keys SET last_used_at = usage.used_at FROM usage \
+         WHERE api_keys.id = usage.id \
+         AND (api_keys.last_used_at IS NULL OR api_keys.last_used_at < usage.used_at) \
+         RETURNING api_keys.id",
+        placeholders(2, rows)
+    )
+}
+
+pub(crate) const DELETE_USER_KEYS: &str =
+    "DELETE FROM api_keys WHERE user_id = $1 RETURNING id, key_hash";
+
+/// Keys per pepper version.
+pub(crate) const PEPPER_USAGE: &str = "SELECT pepper_version, \
+     COUNT(*) FILTER (WHERE status <> 'REVOKED') AS live, \
+     COUNT(*) FILTER (WHERE status = 'REVOKED') AS revoked \
+     FROM api_keys GROUP BY pepper_version ORDER BY pepper_version";
+
+/// The start of an event query; filters follow as ` AND column op $n`.
+pub(crate) const LIST_EVENTS: &str = "SELECT id, at, actor_kind, actor_id, action, key_id, user_id, changes \
+     FROM key_events WHERE 1 = 1";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_single_row_statements_are_the_bulk_ones_for_one_row() {
+        assert_eq!(insert_keys(1), INSERT_KEY);
+        assert_eq!(insert_events(1), INSERT_EVENT);
+    }
+
+    #[test]
+    fn placeholders_number_every_value_once() {
+        assert_eq!(placeholders(2, 2), "($1, $2), ($3, $4)");
+    }
+}
