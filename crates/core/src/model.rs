@@ -122,6 +122,26 @@ impl UserId {
     }
 }
 
+/// Whose keys an operation may see and change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// One user's keys: another user's key is simply not found, and changes are
+    /// recorded as made by this user.
+    User(&'a UserId),
+    /// Any key: the platform's admin tools; changes are recorded as the admin's.
+    Admin,
+}
+
+impl<'a> Scope<'a> {
+    /// The user the operation is limited to, if any.
+    pub fn user(self) -> Option<&'a UserId> {
+        match self {
+            Self::User(user) => Some(user),
+            Self::Admin => None,
+        }
+    }
+}
+
 impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

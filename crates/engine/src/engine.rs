@@ -7,7 +7,7 @@ use keyward_core::hash::KeyHash;
 use keyward_core::input::{KeyEdit, NewKeyRequest, ValidationErrors, validate_permissions};
 use keyward_core::key::PlainKey;
 use keyward_core::lifecycle::Mutation;
-use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
+use keyward_core::model::{ApiKey, KeyId, KeyStatus, Scope, UserId};
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use keyward_store::{NewKeyRecord, Replacement, RotationTerms, Store};
@@ -168,9 +168,12 @@ impl<S: Store> Engine<S> {
         Actor::Admin(self.inner.config.admin_actor.clone())
     }
 
-    /// The actor of an operation scoped to `owner` (or unscoped: an admin).
-    fn actor(&self, owner: Option<&UserId>) -> Actor {
-        owner.map_or_else(|| self.admin(), |user| Actor::User(user.clone()))
+    /// Who an operation in `scope` is recorded as made by.
+    fn actor(&self, scope: Scope<'_>) -> Actor {
+        match scope {
+            Scope::User(user) => Actor::User(user.clone()),
+            Scope::Admin => self.admin(),
+        }
     }
 
     async fn create(
@@ -192,7 +195,7 @@ impl<S: Store> Engine<S> {
             }
             valid.rate_limit = config.default_rate_limit;
             valid.remaining = config.default_credits;
-            self.count_user_write(Some(owner), now)?;
+            self.count_user_write(Scope::User(owner), now)?;
         }
         let (plain_text, hash, pepper_version) = self.fresh_secret();
         let key = ApiKey {
@@ -234,74 +237,70 @@ impl<S: Store> Engine<S> {
         })
     }
 
-    /// Keys of `owner` (or of everyone, for admin tools), newest first.
-    pub async fn list_keys(&self, owner: Option<&UserId>) -> Result<Vec<ApiKey>, EngineError> {
-        let mut keys = self.inner.store.list_keys(owner).await?;
+    /// Keys in `scope`, newest first.
+    pub async fn list_keys(&self, scope: Scope<'_>) -> Result<Vec<ApiKey>, EngineError> {
+        let mut keys = self.inner.store.list_keys(scope).await?;
         for key in &mut keys {
             self.with_pending_usage(key);
         }
         Ok(keys)
     }
 
-    /// One key of `owner` (any owner for admin tools).
-    pub async fn get_key(&self, owner: Option<&UserId>, id: KeyId) -> Result<ApiKey, EngineError> {
+    /// One key in `scope`.
+    pub async fn get_key(&self, scope: Scope<'_>, id: KeyId) -> Result<ApiKey, EngineError> {
         let mut key = self
             .inner
             .store
-            .get_key(owner, id)
+            .get_key(scope, id)
             .await?
             .ok_or(EngineError::NotFound)?;
         self.with_pending_usage(&mut key);
         Ok(key)
     }
 
-    pub async fn suspend(&self, owner: Option<&UserId>, id: KeyId) -> Result<ApiKey, EngineError> {
-        self.mutate(owner, id, Mutation::Suspend).await
+    pub async fn suspend(&self, scope: Scope<'_>, id: KeyId) -> Result<ApiKey, EngineError> {
+        self.mutate(scope, id, Mutation::Suspend).await
     }
 
-    pub async fn reactivate(
-        &self,
-        owner: Option<&UserId>,
-        id: KeyId,
-    ) -> Result<ApiKey, EngineError> {
-        self.mutate(owner, id, Mutation::Reactivate).await
+    pub async fn reactivate(&self, scope: Scope<'_>, id: KeyId) -> Result<ApiKey, EngineError> {
+        self.mutate(scope, id, Mutation::Reactivate).await
     }
 
     /// Revokes a key; revoking again succeeds and keeps the first `revoked_at`.
-    pub async fn revoke(&self, owner: Option<&UserId>, id: KeyId) -> Result<ApiKey, EngineError> {
-        self.mutate(owner, id, Mutation::Revoke).await
+    pub async fn revoke(&self, scope: Scope<'_>, id: KeyId) -> Result<ApiKey, EngineError> {
+        self.mutate(scope, id, Mutation::Revoke).await
     }
 
     /// Replaces a key's permissions (names from the catalogue; duplicates collapse).
     pub async fn set_permissions<N: AsRef<str>>(
         &self,
-        owner: Option<&UserId>,
+        scope: Scope<'_>,
         id: KeyId,
         names: &[N],
     ) -> Result<ApiKey, EngineError> {
         let catalogue = &self.inner.config.catalogue;
         let set = validate_permissions(catalogue, names)
             .map_err(|m| EngineError::Invalid(ValidationErrors::single("permissions", m)))?;
-        self.mutate(owner, id, Mutation::SetPermissions(catalogue.names_of(set)))
+        self.mutate(scope, id, Mutation::SetPermissions(catalogue.names_of(set)))
             .await
     }
 
     /// Changes a key's name, description, expiry or metadata (the fields given), and,
-    /// for an admin (no `owner`), its usage credits and rate limit: those are the
+    /// for an admin ([`Scope::Admin`]), its usage credits and rate limit: those are the
     /// platform's, and an owner setting them gets [`EngineError::PlatformOnly`].
     pub async fn edit(
         &self,
-        owner: Option<&UserId>,
+        scope: Scope<'_>,
         id: KeyId,
         edit: &KeyEdit,
     ) -> Result<ApiKey, EngineError> {
         let valid = edit
             .validate(self.inner.now())
             .map_err(EngineError::Invalid)?;
-        if let (Some(_), Some(field)) = (owner, edit.platform_field()) {
+        if let (Scope::User(_), Some(field)) = (scope, edit.platform_field()) {
             return Err(EngineError::PlatformOnly { field });
         }
-        self.mutate(owner, id, Mutation::Edit(valid)).await
+        self.mutate(scope, id, Mutation::Edit(valid)).await
     }
 
     /// Replaces a key with a new one (new id, new secret) carrying its name,
@@ -310,12 +309,12 @@ impl<S: Store> Engine<S> {
     /// expiry) and then verifies as `EXPIRED`.
     pub async fn rotate(
         &self,
-        owner: Option<&UserId>,
+        scope: Scope<'_>,
         id: KeyId,
         grace_seconds: u64,
     ) -> Result<RotatedKey, EngineError> {
         let now = self.inner.now();
-        self.count_user_write(owner, now)?;
+        self.count_user_write(scope, now)?;
         let (plain_text, hash, pepper_version) = self.fresh_secret();
         let replacement = Replacement {
             id: KeyId::new(now),
@@ -324,9 +323,10 @@ impl<S: Store> Engine<S> {
             prefix: plain_text.display_prefix().to_owned(),
             postfix: plain_text.display_postfix().to_owned(),
         };
-        let actor = self.actor(owner);
+        let actor = self.actor(scope);
         let inner = Arc::clone(&self.inner);
-        let owner = owner.cloned();
+        // The task outlives the request: it holds its own copy of the scope's user.
+        let owner = scope.user().cloned();
         let terms = RotationTerms {
             grace_seconds,
             max_live_per_user: self.inner.config.max_keys_per_user,
@@ -334,7 +334,14 @@ impl<S: Store> Engine<S> {
         let rotated = to_completion(async move {
             let rotated = inner
                 .store
-                .rotate(owner.as_ref(), id, &replacement, terms, now, &actor)
+                .rotate(
+                    owner.as_ref().map_or(Scope::Admin, Scope::User),
+                    id,
+                    &replacement,
+                    terms,
+                    now,
+                    &actor,
+                )
                 .await?;
             inner.cache.invalidate(&rotated.old_hash);
             inner.cache.invalidate(&replacement.hash);
@@ -359,22 +366,21 @@ impl<S: Store> Engine<S> {
     /// gets [`EngineError::PlatformOnly`]).
     pub async fn set_rate_limit(
         &self,
-        owner: Option<&UserId>,
+        scope: Scope<'_>,
         id: KeyId,
         limit: Option<RateLimit>,
     ) -> Result<ApiKey, EngineError> {
-        if owner.is_some() {
+        if let Scope::User(_) = scope {
             return Err(EngineError::PlatformOnly {
                 field: "rate_limit",
             });
         }
-        self.mutate(owner, id, Mutation::SetRateLimit(limit)).await
+        self.mutate(scope, id, Mutation::SetRateLimit(limit)).await
     }
 
-    /// Counts a change by a user against their quota; admin changes (no owner) are
-    /// not limited.
-    fn count_user_write(&self, owner: Option<&UserId>, now: Timestamp) -> Result<(), EngineError> {
-        let (Some(user), Some(limit)) = (owner, self.inner.config.user_write_limit) else {
+    /// Counts a change by a user against their quota; admin changes are not limited.
+    fn count_user_write(&self, scope: Scope<'_>, now: Timestamp) -> Result<(), EngineError> {
+        let (Scope::User(user), Some(limit)) = (scope, self.inner.config.user_write_limit) else {
             return Ok(());
         };
         self.inner
@@ -388,19 +394,20 @@ impl<S: Store> Engine<S> {
 
     async fn mutate(
         &self,
-        owner: Option<&UserId>,
+        scope: Scope<'_>,
         id: KeyId,
         mutation: Mutation,
     ) -> Result<ApiKey, EngineError> {
         let now = self.inner.now();
-        self.count_user_write(owner, now)?;
-        let actor = self.actor(owner);
+        self.count_user_write(scope, now)?;
+        let actor = self.actor(scope);
         let inner = Arc::clone(&self.inner);
-        let owner = owner.cloned();
+        // The task outlives the request: it holds its own copy of the scope's user.
+        let owner = scope.user().cloned();
         let mut key = to_completion(async move {
             let applied = inner
                 .store
-                .apply(owner.as_ref(), id, &mutation, now, &actor)
+                .apply(owner.as_ref().map_or(Scope::Admin, Scope::User), id, &mutation, now, &actor)
                 .await?;
             inner.cache.invalidate(&applied.hash);
             let new_quota = match &mutation {
@@ -449,11 +456,11 @@ impl<S: Store> Engine<S> {
         .await
     }
 
-    /// The audit trail of one key of `owner` (any owner for admin tools), oldest
+    /// The audit trail of one key in `scope`, oldest
     /// first, one page after the event `after`.
     pub async fn key_events(
         &self,
-        owner: Option<&UserId>,
+        scope: Scope<'_>,
         id: KeyId,
         after: Option<i64>,
         limit: u32,
@@ -462,7 +469,7 @@ impl<S: Store> Engine<S> {
         let key = self
             .inner
             .store
-            .get_key(owner, id)
+            .get_key(scope, id)
             .await?
             .ok_or(EngineError::NotFound)?;
         let query = EventQuery {

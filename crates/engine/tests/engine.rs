@@ -1,6 +1,7 @@
 //! The engine on a real SQLite file: verification codes, cache behaviour,
 //! usage write-behind and pepper rotation.
 
+use keyward_core::model::Scope;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -91,17 +92,13 @@ impl Store for Counting {
         self.reachable()?;
         self.inner.upgrade_legacy(id, hash, v).await
     }
-    async fn list_keys(&self, owner: Option<&UserId>) -> Result<Vec<ApiKey>, StoreError> {
+    async fn list_keys(&self, scope: Scope<'_>) -> Result<Vec<ApiKey>, StoreError> {
         self.reachable()?;
-        self.inner.list_keys(owner).await
+        self.inner.list_keys(scope).await
     }
-    async fn get_key(
-        &self,
-        owner: Option<&UserId>,
-        id: KeyId,
-    ) -> Result<Option<ApiKey>, StoreError> {
+    async fn get_key(&self, scope: Scope<'_>, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
         self.reachable()?;
-        self.inner.get_key(owner, id).await
+        self.inner.get_key(scope, id).await
     }
     async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<VerifyRecord>, StoreError> {
         self.lookups.fetch_add(1, Ordering::SeqCst);
@@ -110,18 +107,18 @@ impl Store for Counting {
     }
     async fn apply(
         &self,
-        owner: Option<&UserId>,
+        scope: Scope<'_>,
         id: KeyId,
         m: &Mutation,
         now: Timestamp,
         actor: &Actor,
     ) -> Result<Applied, StoreError> {
         self.reachable()?;
-        self.inner.apply(owner, id, m, now, actor).await
+        self.inner.apply(scope, id, m, now, actor).await
     }
     async fn rotate(
         &self,
-        owner: Option<&UserId>,
+        scope: Scope<'_>,
         id: KeyId,
         replacement: &keyward_store::Replacement,
         terms: keyward_store::RotationTerms,
@@ -130,7 +127,7 @@ impl Store for Counting {
     ) -> Result<keyward_store::Rotated, StoreError> {
         self.reachable()?;
         self.inner
-            .rotate(owner, id, replacement, terms, now, actor)
+            .rotate(scope, id, replacement, terms, now, actor)
             .await
     }
     async fn consume(&self, id: KeyId, cost: u64) -> Result<keyward_store::Consumed, StoreError> {
@@ -359,12 +356,15 @@ async fn changes_are_seen_by_the_next_verification() {
     let (key, plain) = h.create("alice", &["READ_GRAPH"]).await;
     assert_eq!(h.code(&plain, &["READ_GRAPH"]).await, VerifyCode::Valid);
 
-    h.engine.suspend(Some(&alice), key.id).await.unwrap();
+    h.engine.suspend(Scope::User(&alice), key.id).await.unwrap();
     assert_eq!(h.code(&plain, &["READ_GRAPH"]).await, VerifyCode::Suspended);
-    h.engine.reactivate(Some(&alice), key.id).await.unwrap();
+    h.engine
+        .reactivate(Scope::User(&alice), key.id)
+        .await
+        .unwrap();
     assert_eq!(h.code(&plain, &["READ_GRAPH"]).await, VerifyCode::Valid);
     h.engine
-        .set_permissions(Some(&alice), key.id, &["IDENTITY"])
+        .set_permissions(Scope::User(&alice), key.id, &["IDENTITY"])
         .await
         .unwrap();
     assert_eq!(
@@ -372,7 +372,7 @@ async fn changes_are_seen_by_the_next_verification() {
         VerifyCode::InsufficientPermissions
     );
     assert_eq!(h.code(&plain, &["IDENTITY"]).await, VerifyCode::Valid);
-    h.engine.revoke(Some(&alice), key.id).await.unwrap();
+    h.engine.revoke(Scope::User(&alice), key.id).await.unwrap();
     assert_eq!(h.code(&plain, &["IDENTITY"]).await, VerifyCode::Revoked);
 }
 
@@ -420,7 +420,7 @@ async fn usage_is_written_in_batches_one_row_per_key() {
     assert_eq!(h.engine.flush_usage().await.unwrap(), 20);
     assert_eq!(h.engine.flush_usage().await.unwrap(), 0);
     let first_use = Some(Timestamp::from_millis(T0 + 1).unwrap());
-    let stored = h.engine.store().list_keys(None).await.unwrap();
+    let stored = h.engine.store().list_keys(Scope::Admin).await.unwrap();
     assert!(stored.iter().all(|k| k.last_used_at == first_use));
 
     // Once the resolution has passed, the next use is recorded again.
@@ -429,7 +429,7 @@ async fn usage_is_written_in_batches_one_row_per_key() {
     h.advance(EngineConfig::DEFAULT_USAGE_RESOLUTION.as_millis() as i64);
     verify_all(1).await;
     assert_eq!(h.engine.flush_usage().await.unwrap(), 20);
-    let stored = h.engine.store().list_keys(None).await.unwrap();
+    let stored = h.engine.store().list_keys(Scope::Admin).await.unwrap();
     assert!(stored.iter().all(|k| k.last_used_at > first_use));
 }
 
@@ -445,7 +445,7 @@ async fn a_usage_resolution_of_zero_records_the_latest_use_per_flush() {
     let stored = h
         .engine
         .store()
-        .get_key(None, key.id)
+        .get_key(Scope::Admin, key.id)
         .await
         .unwrap()
         .unwrap();
@@ -461,7 +461,7 @@ async fn pending_usage_shows_before_the_flush() {
     let (key, plain) = h.create("alice", &[]).await;
     h.advance(5);
     h.code(&plain, &[]).await;
-    let shown = h.engine.get_key(None, key.id).await.unwrap();
+    let shown = h.engine.get_key(Scope::Admin, key.id).await.unwrap();
     assert_eq!(
         shown.last_used_at,
         Some(Timestamp::from_millis(T0 + 5).unwrap())
@@ -475,7 +475,7 @@ async fn shutdown_writes_pending_usage() {
     h.code(&plain, &[]).await;
     h.engine.shutdown().await;
     let store = keyward_store::connect(&h.url).await.unwrap();
-    let stored = store.get_key(None, key.id).await.unwrap().unwrap();
+    let stored = store.get_key(Scope::Admin, key.id).await.unwrap().unwrap();
     assert_eq!(
         stored.last_used_at,
         Some(Timestamp::from_millis(T0).unwrap())
@@ -490,7 +490,7 @@ async fn the_background_flush_runs_within_its_interval() {
     let store = keyward_store::connect(&h.url).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let stored = store.get_key(None, key.id).await.unwrap().unwrap();
+        let stored = store.get_key(Scope::Admin, key.id).await.unwrap().unwrap();
         if stored.last_used_at.is_some() {
             break;
         }
@@ -546,7 +546,7 @@ async fn a_change_by_another_process_reaches_a_warm_cache() {
     let other = keyward_store::connect(&h.url).await.unwrap();
     other
         .apply(
-            None,
+            Scope::Admin,
             key.id,
             &Mutation::Revoke,
             Timestamp::from_millis(T0).unwrap(),
@@ -601,7 +601,7 @@ async fn dropping_the_last_handle_stops_the_engine_and_writes_usage() {
     let store = keyward_store::connect(&url).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let stored = store.get_key(None, key.id).await.unwrap().unwrap();
+        let stored = store.get_key(Scope::Admin, key.id).await.unwrap().unwrap();
         if stored.last_used_at == Some(Timestamp::from_millis(T0).unwrap()) {
             break;
         }
@@ -621,7 +621,7 @@ async fn concurrent_shutdowns_both_wait_for_the_final_flush() {
     let (a, b) = (h.engine.clone(), h.engine.clone());
     tokio::join!(a.shutdown(), b.shutdown());
     let store = keyward_store::connect(&h.url).await.unwrap();
-    let stored = store.get_key(None, key.id).await.unwrap().unwrap();
+    let stored = store.get_key(Scope::Admin, key.id).await.unwrap().unwrap();
     assert_eq!(
         stored.last_used_at,
         Some(Timestamp::from_millis(T0).unwrap())
@@ -736,7 +736,12 @@ async fn a_database_outage_fails_closed_and_recovers_by_itself() {
     // The use recorded before the outage reaches the database after it.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let stored = h.engine.store().get_key(None, cached_key.id).await.unwrap();
+        let stored = h
+            .engine
+            .store()
+            .get_key(Scope::Admin, cached_key.id)
+            .await
+            .unwrap();
         if stored.unwrap().last_used_at == Some(Timestamp::from_millis(T0).unwrap()) {
             break;
         }

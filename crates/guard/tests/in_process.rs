@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use keyward_core::hash::Peppers;
 use keyward_core::input::NewKeyRequest;
+use keyward_core::model::Scope;
 use keyward_core::model::UserId;
 use keyward_engine::{Engine, EngineConfig};
 use keyward_guard::Guard;
@@ -96,7 +97,10 @@ async fn refusals_are_answered_as_autogpt_did() {
         )
     );
     // Revoked through the engine: refused by the very next request.
-    engine.revoke(None, id.parse().unwrap()).await.unwrap();
+    engine
+        .revoke(Scope::Admin, id.parse().unwrap())
+        .await
+        .unwrap();
     let open = Router::new()
         .route("/whoami", get(whoami))
         .layer(guard.require::<&str>(&[]).unwrap());

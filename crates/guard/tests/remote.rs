@@ -1,6 +1,7 @@
 //! Remote mode: the guard in front of a real axum route, asking a real keyward server
 //! (the service's own router, served on 127.0.0.1) over HTTP.
 
+use keyward_core::model::Scope;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -208,7 +209,7 @@ async fn a_revocation_is_honoured_within_the_cache_ttl() {
     assert_eq!(call(&app, &[("x-api-key", &plain)]).await.0, StatusCode::OK);
     keyward
         .engine
-        .revoke(None, id.parse().unwrap())
+        .revoke(Scope::Admin, id.parse().unwrap())
         .await
         .unwrap();
     // Whatever the cache still says now, once the TTL has passed the key is refused.
@@ -228,7 +229,7 @@ async fn without_a_cache_a_revocation_is_refused_by_the_next_request() {
     assert_eq!(call(&app, &[("x-api-key", &plain)]).await.0, StatusCode::OK);
     keyward
         .engine
-        .revoke(None, id.parse().unwrap())
+        .revoke(Scope::Admin, id.parse().unwrap())
         .await
         .unwrap();
     assert_eq!(
@@ -549,12 +550,12 @@ async fn forward_auth_and_the_guard_in_both_modes_give_the_same_answer_for_every
     let (_, narrow) = keyward.key_with(&["EXECUTE_GRAPH"]).await;
     let (suspended_id, suspended) = keyward.key_with(&["READ_GRAPH"]).await;
     engine
-        .suspend(None, suspended_id.parse().unwrap())
+        .suspend(Scope::Admin, suspended_id.parse().unwrap())
         .await
         .unwrap();
     let (revoked_id, revoked) = keyward.key_with(&["READ_GRAPH"]).await;
     engine
-        .revoke(None, revoked_id.parse().unwrap())
+        .revoke(Scope::Admin, revoked_id.parse().unwrap())
         .await
         .unwrap();
     let soon = Timestamp::from_millis(engine_now_ms() + 300).unwrap();

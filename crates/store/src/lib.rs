@@ -41,7 +41,7 @@ use std::future::Future;
 use keyward_core::audit::{Actor, EventQuery, KeyEvent};
 use keyward_core::hash::KeyHash;
 use keyward_core::lifecycle::Mutation;
-use keyward_core::model::{ApiKey, KeyId, UserId};
+use keyward_core::model::{ApiKey, KeyId, Scope, UserId};
 use keyward_core::time::Timestamp;
 
 pub use error::StoreError;
@@ -55,9 +55,9 @@ pub use url::{DatabaseUrl, DatabaseUrlError};
 
 /// What keyward needs from a database.
 ///
-/// `owner` arguments scope an operation to one user's keys: `Some(user)` for the
-/// management API (another user's key is then simply not found), `None` for admin
-/// tools that may act on any key.
+/// A [`Scope`] limits an operation to one user's keys (`Scope::User`, the management
+/// API: another user's key is then simply not found) or lets it act on any key
+/// (`Scope::Admin`, the platform's admin tools).
 pub trait Store: Clone + Send + Sync + 'static {
     /// A short backend name for logs and metrics (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
@@ -113,16 +113,16 @@ pub trait Store: Clone + Send + Sync + 'static {
         pepper_version: u16,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Keys of `owner` (or of everyone), newest first, all statuses.
+    /// Keys in `scope`, newest first, all statuses.
     fn list_keys(
         &self,
-        owner: Option<&UserId>,
+        scope: Scope<'_>,
     ) -> impl Future<Output = Result<Vec<ApiKey>, StoreError>> + Send;
 
-    /// One key, if it exists and belongs to `owner`.
+    /// One key, if it exists and is in `scope`.
     fn get_key(
         &self,
-        owner: Option<&UserId>,
+        scope: Scope<'_>,
         id: KeyId,
     ) -> impl Future<Output = Result<Option<ApiKey>, StoreError>> + Send;
 
@@ -132,18 +132,18 @@ pub trait Store: Clone + Send + Sync + 'static {
         hash: &KeyHash,
     ) -> impl Future<Output = Result<Option<VerifyRecord>, StoreError>> + Send;
 
-    /// Applies a lifecycle change to a key of `owner`, deciding it on the stored row,
+    /// Applies a lifecycle change to a key in `scope`, deciding it on the stored row,
     /// and records it as made by `actor` (nothing is recorded when nothing changed).
     fn apply(
         &self,
-        owner: Option<&UserId>,
+        scope: Scope<'_>,
         id: KeyId,
         mutation: &Mutation,
         now: Timestamp,
         actor: &Actor,
     ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
 
-    /// Replaces a key of `owner` with a new one carrying its attributes, linked both
+    /// Replaces a key in `scope` with a new one carrying its attributes, linked both
     /// ways; the old key then works until the end of the grace period (never beyond
     /// its own expiry). Refused for revoked, expired or already-rotated keys. While
     /// the old key is in its grace period both count toward the per-user cap, so at
@@ -152,7 +152,7 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// events are recorded as made by `actor`.
     fn rotate(
         &self,
-        owner: Option<&UserId>,
+        scope: Scope<'_>,
         id: KeyId,
         replacement: &Replacement,
         terms: RotationTerms,
@@ -308,39 +308,35 @@ impl Store for AnyStore {
     ) -> Result<(), StoreError> {
         delegate!(self, s => s.upgrade_legacy(id, hash, version).await)
     }
-    async fn list_keys(&self, owner: Option<&UserId>) -> Result<Vec<ApiKey>, StoreError> {
-        delegate!(self, s => s.list_keys(owner).await)
+    async fn list_keys(&self, scope: Scope<'_>) -> Result<Vec<ApiKey>, StoreError> {
+        delegate!(self, s => s.list_keys(scope).await)
     }
-    async fn get_key(
-        &self,
-        owner: Option<&UserId>,
-        id: KeyId,
-    ) -> Result<Option<ApiKey>, StoreError> {
-        delegate!(self, s => s.get_key(owner, id).await)
+    async fn get_key(&self, scope: Scope<'_>, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
+        delegate!(self, s => s.get_key(scope, id).await)
     }
     async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<VerifyRecord>, StoreError> {
         delegate!(self, s => s.find_by_hash(hash).await)
     }
     async fn apply(
         &self,
-        owner: Option<&UserId>,
+        scope: Scope<'_>,
         id: KeyId,
         mutation: &Mutation,
         now: Timestamp,
         actor: &Actor,
     ) -> Result<Applied, StoreError> {
-        delegate!(self, s => s.apply(owner, id, mutation, now, actor).await)
+        delegate!(self, s => s.apply(scope, id, mutation, now, actor).await)
     }
     async fn rotate(
         &self,
-        owner: Option<&UserId>,
+        scope: Scope<'_>,
         id: KeyId,
         replacement: &Replacement,
         terms: RotationTerms,
         now: Timestamp,
         actor: &Actor,
     ) -> Result<Rotated, StoreError> {
-        delegate!(self, s => s.rotate(owner, id, replacement, terms, now, actor).await)
+        delegate!(self, s => s.rotate(scope, id, replacement, terms, now, actor).await)
     }
     async fn consume(&self, id: KeyId, cost: u64) -> Result<Consumed, StoreError> {
         delegate!(self, s => s.consume(id, cost).await)

@@ -8,7 +8,7 @@
 use keyward_core::audit::{Actor, EventQuery, KeyEvent};
 use keyward_core::hash::KeyHash;
 use keyward_core::lifecycle::{self, KeyState, Mutation, Successor};
-use keyward_core::model::{ApiKey, KeyId, Metadata, UserId};
+use keyward_core::model::{ApiKey, KeyId, Metadata, Scope, UserId};
 use keyward_core::time::Timestamp;
 
 use crate::db::{Backend, Columns, Param, Statement, params};
@@ -135,16 +135,16 @@ async fn count_live<D: Dialect>(
     rows.first().ok_or_else(|| corrupt("live"))?.int("live")
 }
 
-/// Reads a key of `owner` (any owner: `None`) inside a write transaction, so the
+/// Reads a key in `scope` inside a write transaction, so the
 /// change is decided on the row as it is.
 async fn read_to_change<D: Dialect>(
     conn: &mut Connection<D>,
-    owner: Option<&UserId>,
+    scope: Scope<'_>,
     id: KeyId,
 ) -> Result<(ApiKey, KeyHash), StoreError> {
     let statement = Statement::new(
         D::READ_KEY_TO_CHANGE,
-        params![id, owner.map(UserId::as_str)],
+        params![id, scope.user().map(UserId::as_str)],
     );
     let rows = run::<D>(conn, statement).await?;
     let row = rows.first().ok_or(StoreError::NotFound)?;
@@ -379,10 +379,10 @@ impl<D: Dialect> Store for D {
         Ok(())
     }
 
-    async fn list_keys(&self, owner: Option<&UserId>) -> Result<Vec<ApiKey>, StoreError> {
-        let statement = match owner {
-            Some(user) => Statement::new(sql::LIST_KEYS_OF, params![user.as_str()]),
-            None => Statement::new(sql::LIST_ALL_KEYS, params![]),
+    async fn list_keys(&self, scope: Scope<'_>) -> Result<Vec<ApiKey>, StoreError> {
+        let statement = match scope {
+            Scope::User(user) => Statement::new(sql::LIST_KEYS_OF, params![user.as_str()]),
+            Scope::Admin => Statement::new(sql::LIST_ALL_KEYS, params![]),
         };
         read(self, statement)
             .await?
@@ -391,12 +391,8 @@ impl<D: Dialect> Store for D {
             .collect()
     }
 
-    async fn get_key(
-        &self,
-        owner: Option<&UserId>,
-        id: KeyId,
-    ) -> Result<Option<ApiKey>, StoreError> {
-        let statement = Statement::new(sql::GET_KEY, params![id, owner.map(UserId::as_str)]);
+    async fn get_key(&self, scope: Scope<'_>, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
+        let statement = Statement::new(sql::GET_KEY, params![id, scope.user().map(UserId::as_str)]);
         read(self, statement)
             .await?
             .first()
@@ -411,14 +407,14 @@ impl<D: Dialect> Store for D {
 
     async fn apply(
         &self,
-        owner: Option<&UserId>,
+        scope: Scope<'_>,
         id: KeyId,
         mutation: &Mutation,
         now: Timestamp,
         actor: &Actor,
     ) -> Result<Applied, StoreError> {
         let mut tx = self.begin().await?;
-        let (key, hash) = read_to_change::<D>(&mut tx, owner, id).await?;
+        let (key, hash) = read_to_change::<D>(&mut tx, scope, id).await?;
         let Some(new) = lifecycle::decide(&key, mutation, now)? else {
             return Ok(Applied {
                 key,
@@ -448,7 +444,7 @@ impl<D: Dialect> Store for D {
 
     async fn rotate(
         &self,
-        owner: Option<&UserId>,
+        scope: Scope<'_>,
         id: KeyId,
         replacement: &Replacement,
         terms: RotationTerms,
@@ -456,7 +452,7 @@ impl<D: Dialect> Store for D {
         actor: &Actor,
     ) -> Result<Rotated, StoreError> {
         let mut tx = self.begin().await?;
-        let (old, old_hash) = read_to_change::<D>(&mut tx, owner, id).await?;
+        let (old, old_hash) = read_to_change::<D>(&mut tx, scope, id).await?;
         let successor = Successor {
             id: replacement.id,
             prefix: &replacement.prefix,

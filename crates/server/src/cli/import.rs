@@ -16,7 +16,7 @@ use keyward_core::audit::Actor;
 use keyward_core::hash::KeyHash;
 use keyward_core::input::{Description, KeyName};
 use keyward_core::legacy::LegacyHash;
-use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
+use keyward_core::model::{ApiKey, KeyId, KeyStatus, Scope, UserId};
 use keyward_core::time::Timestamp;
 use keyward_store::{ImportedKey, NewKeyRecord, Store};
 use serde::Serialize;
@@ -239,7 +239,11 @@ async fn import(
     let store = engine.store();
     let mut new = Vec::new();
     for key in keys {
-        if store.get_key(None, key.record.key.id).await?.is_some() {
+        if store
+            .get_key(Scope::Admin, key.record.key.id)
+            .await?
+            .is_some()
+        {
             report.already_present += 1;
         } else {
             new.push(key);

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use keyward_core::input::{KeyEdit, NewKeyRequest};
-use keyward_core::model::{ApiKey, KeyId, Metadata, UserId};
+use keyward_core::model::{ApiKey, KeyId, Metadata, Scope, UserId};
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use keyward_engine::{Engine, EngineError};
@@ -246,7 +246,10 @@ async fn execute(
         }
         KeysCommand::List { user } => {
             let owner = user.as_deref().map(user_id).transpose()?;
-            let keys = engine.list_keys(owner.as_ref()).await.map_err(describe)?;
+            let keys = engine
+                .list_keys(owner.as_ref().map_or(Scope::Admin, Scope::User))
+                .await
+                .map_err(describe)?;
             if json {
                 let body: Vec<ApiKeyResponse> = keys.into_iter().map(Into::into).collect();
                 println!("{}", serde_json::to_string_pretty(&body)?);
@@ -257,27 +260,36 @@ async fn execute(
             }
         }
         KeysCommand::Show { id } => {
-            let key = engine.get_key(None, key_id(&id)?).await.map_err(describe)?;
+            let key = engine
+                .get_key(Scope::Admin, key_id(&id)?)
+                .await
+                .map_err(describe)?;
             print_key(key, json)?;
         }
         KeysCommand::Suspend { id } => {
-            let key = engine.suspend(None, key_id(&id)?).await.map_err(describe)?;
+            let key = engine
+                .suspend(Scope::Admin, key_id(&id)?)
+                .await
+                .map_err(describe)?;
             print_key(key, json)?;
         }
         KeysCommand::Reactivate { id } => {
             let key = engine
-                .reactivate(None, key_id(&id)?)
+                .reactivate(Scope::Admin, key_id(&id)?)
                 .await
                 .map_err(describe)?;
             print_key(key, json)?;
         }
         KeysCommand::Revoke { id } => {
-            let key = engine.revoke(None, key_id(&id)?).await.map_err(describe)?;
+            let key = engine
+                .revoke(Scope::Admin, key_id(&id)?)
+                .await
+                .map_err(describe)?;
             print_key(key, json)?;
         }
         KeysCommand::SetPermissions { id, permissions } => {
             let key = engine
-                .set_permissions(None, key_id(&id)?, &permissions)
+                .set_permissions(Scope::Admin, key_id(&id)?, &permissions)
                 .await
                 .map_err(describe)?;
             print_key(key, json)?;
@@ -308,14 +320,14 @@ async fn execute(
                 rate_limit: None,
             };
             let key = engine
-                .edit(None, key_id(&id)?, &edit)
+                .edit(Scope::Admin, key_id(&id)?, &edit)
                 .await
                 .map_err(describe)?;
             print_key(key, json)?;
         }
         KeysCommand::Rotate { id, grace_seconds } => {
             let rotated = engine
-                .rotate(None, key_id(&id)?, grace_seconds)
+                .rotate(Scope::Admin, key_id(&id)?, grace_seconds)
                 .await
                 .map_err(describe)?;
             let plain = rotated.new.plain_text.expose().to_owned();
@@ -336,7 +348,7 @@ async fn execute(
         }
         KeysCommand::SetRateLimit { id, limit } => {
             let key = engine
-                .set_rate_limit(None, key_id(&id)?, limit.0)
+                .set_rate_limit(Scope::Admin, key_id(&id)?, limit.0)
                 .await
                 .map_err(describe)?;
             print_key(key, json)?;

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use keyward_core::audit::EventQuery;
-use keyward_core::model::UserId;
+use keyward_core::model::{Scope, UserId};
 use keyward_core::time::Timestamp;
 
 use super::AppState;
@@ -172,6 +172,6 @@ pub async fn update_key_as_admin(
     ApiJson(body): ApiJson<PatchKeyRequest>,
 ) -> Result<Json<ApiKeyResponse>, ApiError> {
     let edit = key_edit(&state, body)?;
-    let key = state.engine.edit(None, id, &edit).await?;
+    let key = state.engine.edit(Scope::Admin, id, &edit).await?;
     Ok(Json(key.into()))
 }

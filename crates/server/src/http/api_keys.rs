@@ -7,6 +7,7 @@ use axum::http::header::CACHE_CONTROL;
 use axum::response::{IntoResponse, Response};
 use keyward_core::input::{FieldError, KeyEdit, NewKeyRequest, ValidationErrors};
 use keyward_core::lifecycle::{DEFAULT_ROTATION_GRACE_SECONDS, MAX_ROTATION_GRACE_SECONDS};
+use keyward_core::model::Scope;
 use keyward_core::time::Timestamp;
 use keyward_engine::EngineError;
 
@@ -138,7 +139,7 @@ pub async fn list_keys(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
 ) -> Result<Json<Vec<ApiKeyResponse>>, ApiError> {
-    let keys = state.engine.list_keys(Some(&user)).await?;
+    let keys = state.engine.list_keys(Scope::User(&user)).await?;
     Ok(Json(keys.into_iter().map(Into::into).collect()))
 }
 
@@ -162,7 +163,9 @@ pub async fn get_key(
     AuthUser(user): AuthUser,
     KeyIdPath(id): KeyIdPath,
 ) -> Result<Json<ApiKeyResponse>, ApiError> {
-    Ok(Json(state.engine.get_key(Some(&user), id).await?.into()))
+    Ok(Json(
+        state.engine.get_key(Scope::User(&user), id).await?.into(),
+    ))
 }
 
 /// Revoke a key, for good. Revoking again succeeds and keeps the first `revoked_at`.
@@ -186,7 +189,9 @@ pub async fn revoke_key(
     AuthUser(user): AuthUser,
     KeyIdPath(id): KeyIdPath,
 ) -> Result<Json<ApiKeyResponse>, ApiError> {
-    Ok(Json(state.engine.revoke(Some(&user), id).await?.into()))
+    Ok(Json(
+        state.engine.revoke(Scope::User(&user), id).await?.into(),
+    ))
 }
 
 /// Suspend a key: it fails verification until reactivated. Suspending again succeeds.
@@ -211,7 +216,9 @@ pub async fn suspend_key(
     AuthUser(user): AuthUser,
     KeyIdPath(id): KeyIdPath,
 ) -> Result<Json<ApiKeyResponse>, ApiError> {
-    Ok(Json(state.engine.suspend(Some(&user), id).await?.into()))
+    Ok(Json(
+        state.engine.suspend(Scope::User(&user), id).await?.into(),
+    ))
 }
 
 /// Reactivate a suspended key.
@@ -236,7 +243,13 @@ pub async fn reactivate_key(
     AuthUser(user): AuthUser,
     KeyIdPath(id): KeyIdPath,
 ) -> Result<Json<ApiKeyResponse>, ApiError> {
-    Ok(Json(state.engine.reactivate(Some(&user), id).await?.into()))
+    Ok(Json(
+        state
+            .engine
+            .reactivate(Scope::User(&user), id)
+            .await?
+            .into(),
+    ))
 }
 
 /// Replace a key's permissions.
@@ -268,7 +281,7 @@ pub async fn set_permissions(
 ) -> Result<Json<ApiKeyResponse>, ApiError> {
     let key = state
         .engine
-        .set_permissions(Some(&user), id, &body.permissions)
+        .set_permissions(Scope::User(&user), id, &body.permissions)
         .await?;
     Ok(Json(key.into()))
 }
@@ -310,7 +323,10 @@ pub async fn set_rate_limit(
         .map(|limit| limit.parse())
         .transpose()
         .map_err(|message| ApiError::invalid(format!("rate_limit: {message}")))?;
-    let key = state.engine.set_rate_limit(Some(&user), id, limit).await?;
+    let key = state
+        .engine
+        .set_rate_limit(Scope::User(&user), id, limit)
+        .await?;
     Ok(Json(key.into()))
 }
 
@@ -340,7 +356,7 @@ pub async fn list_key_events(
     let (after, limit) = super::dto::page(query.after, query.limit).map_err(ApiError::invalid)?;
     let events = state
         .engine
-        .key_events(Some(&user), id, after, limit)
+        .key_events(Scope::User(&user), id, after, limit)
         .await?;
     Ok(Json(EventPage::new(events, limit)))
 }
@@ -378,7 +394,7 @@ pub async fn update_key(
     ApiJson(body): ApiJson<PatchKeyRequest>,
 ) -> Result<Json<ApiKeyResponse>, ApiError> {
     let edit = key_edit(&state, body)?;
-    let key = state.engine.edit(Some(&user), id, &edit).await?;
+    let key = state.engine.edit(Scope::User(&user), id, &edit).await?;
     Ok(Json(key.into()))
 }
 
@@ -425,7 +441,7 @@ pub async fn rotate_key(
             "grace_seconds: must be between 0 and {MAX_ROTATION_GRACE_SECONDS}"
         )));
     }
-    let rotated = match state.engine.rotate(Some(&user), id, grace).await {
+    let rotated = match state.engine.rotate(Scope::User(&user), id, grace).await {
         Err(err @ EngineError::LimitReached { .. }) => {
             return Err(ApiError::from(err).hint(
                 "During its grace period the old key counts toward the limit too: rotate with \

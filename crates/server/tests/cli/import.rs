@@ -3,6 +3,7 @@
 //! them; imported into SQLite and into PostgreSQL, then verified through the HTTP
 //! API. Needs `KEYWARD_TEST_POSTGRES_URL`.
 
+use keyward_core::model::Scope;
 use std::process::Output;
 
 use keyward::app::App;
@@ -295,7 +296,9 @@ async fn imported_keys_keep_working(shape: &str, keyward: Keyward) {
     }
     assert_eq!(verify(&app, &keys[0].plain, &[]).await["code"], "VALID");
     let listed = store
-        .list_keys(Some(&keyward_core::model::UserId::parse("alice").unwrap()))
+        .list_keys(Scope::User(
+            &keyward_core::model::UserId::parse("alice").unwrap(),
+        ))
         .await
         .unwrap();
     assert_eq!(listed.len(), 2);

@@ -1,5 +1,6 @@
 //! `TestApp`: the real router on a fresh SQLite file, with helpers to call it.
 
+use keyward_core::model::Scope;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -392,7 +393,7 @@ impl<B: Backend> TestApp<B> {
         let key = self
             .engine
             .store()
-            .get_key(None, id.parse().unwrap())
+            .get_key(Scope::Admin, id.parse().unwrap())
             .await
             .unwrap()
             .unwrap();

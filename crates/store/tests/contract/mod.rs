@@ -2,6 +2,7 @@
 //! [`Store`] interface. A backend's test file provides a fixture and expands
 //! [`store_contract_suite!`], which turns each function below into a test.
 
+use keyward_core::model::Scope;
 use std::time::Duration;
 
 use keyward_core::audit::{Actor, EventQuery};
@@ -133,7 +134,11 @@ async fn insert(store: &AnyStore, owner: &str, name: &str, created: i64) -> NewK
 pub async fn a_new_key_reads_back_exactly_as_inserted(f: &Fixture) {
     let record = insert(&f.store, "alice", "ci", 0).await;
     let alice = user("alice");
-    let read = f.store.get_key(Some(&alice), record.key.id).await.unwrap();
+    let read = f
+        .store
+        .get_key(Scope::User(&alice), record.key.id)
+        .await
+        .unwrap();
     assert_eq!(read, Some(record.key.clone()));
 }
 
@@ -142,21 +147,27 @@ pub async fn a_key_is_visible_only_to_its_owner_or_an_admin(f: &Fixture) {
     let id = record.key.id;
     assert!(
         f.store
-            .get_key(Some(&user("bob")), id)
+            .get_key(Scope::User(&user("bob")), id)
             .await
             .unwrap()
             .is_none()
     );
-    assert!(f.store.get_key(None, id).await.unwrap().is_some());
+    assert!(f.store.get_key(Scope::Admin, id).await.unwrap().is_some());
     assert!(
         f.store
-            .list_keys(Some(&user("bob")))
+            .list_keys(Scope::User(&user("bob")))
             .await
             .unwrap()
             .is_empty()
     );
     let unknown = KeyId::new(at(0));
-    assert!(f.store.get_key(None, unknown).await.unwrap().is_none());
+    assert!(
+        f.store
+            .get_key(Scope::Admin, unknown)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 pub async fn listing_is_newest_first_with_every_status(f: &Fixture) {
@@ -167,7 +178,7 @@ pub async fn listing_is_newest_first_with_every_status(f: &Fixture) {
     let alice = user("alice");
     f.store
         .apply(
-            Some(&alice),
+            Scope::User(&alice),
             mid.key.id,
             &Mutation::Revoke,
             at(40),
@@ -177,7 +188,7 @@ pub async fn listing_is_newest_first_with_every_status(f: &Fixture) {
         .unwrap();
     f.store
         .apply(
-            Some(&alice),
+            Scope::User(&alice),
             old.key.id,
             &Mutation::Suspend,
             at(40),
@@ -186,7 +197,7 @@ pub async fn listing_is_newest_first_with_every_status(f: &Fixture) {
         .await
         .unwrap();
 
-    let listed = f.store.list_keys(Some(&alice)).await.unwrap();
+    let listed = f.store.list_keys(Scope::User(&alice)).await.unwrap();
     let names: Vec<_> = listed.iter().map(|k| k.name.as_str()).collect();
     assert_eq!(names, ["new", "mid", "old"]);
     let statuses: Vec<_> = listed.iter().map(|k| k.status).collect();
@@ -196,7 +207,7 @@ pub async fn listing_is_newest_first_with_every_status(f: &Fixture) {
     );
     assert_eq!(listed[0], new.key);
 
-    let everyone = f.store.list_keys(None).await.unwrap();
+    let everyone = f.store.list_keys(Scope::Admin).await.unwrap();
     let names: Vec<_> = everyone.iter().map(|k| k.name.as_str()).collect();
     assert_eq!(names, ["bobs", "new", "mid", "old"]);
 }
@@ -226,7 +237,7 @@ pub async fn a_duplicate_hash_is_refused(f: &Fixture) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Duplicate), "{err:?}");
-    assert_eq!(f.store.list_keys(None).await.unwrap().len(), 1);
+    assert_eq!(f.store.list_keys(Scope::Admin).await.unwrap().len(), 1);
 }
 
 pub async fn the_live_key_cap_counts_keys_that_are_not_revoked(f: &Fixture) {
@@ -237,7 +248,7 @@ pub async fn the_live_key_cap_counts_keys_that_are_not_revoked(f: &Fixture) {
     f.store.insert_key(&second, 2, &admin()).await.unwrap();
     f.store
         .apply(
-            Some(&alice),
+            Scope::User(&alice),
             second.key.id,
             &Mutation::Suspend,
             at(2),
@@ -260,7 +271,7 @@ pub async fn the_live_key_cap_counts_keys_that_are_not_revoked(f: &Fixture) {
 
     f.store
         .apply(
-            Some(&alice),
+            Scope::User(&alice),
             first.key.id,
             &Mutation::Revoke,
             at(4),
@@ -298,7 +309,11 @@ pub async fn concurrent_creates_never_exceed_the_cap(f: &Fixture) {
     }
     assert_eq!(inserted_under_cap(tasks, 5).await, 5);
     assert_eq!(
-        f.store.list_keys(Some(&user("alice"))).await.unwrap().len(),
+        f.store
+            .list_keys(Scope::User(&user("alice")))
+            .await
+            .unwrap()
+            .len(),
         5
     );
 }
@@ -331,7 +346,7 @@ pub async fn a_failing_create_among_concurrent_ones_fails_alone(f: &Fixture) {
         matches!(failed[0], (10, StoreError::Duplicate)),
         "{failed:?}"
     );
-    assert_eq!(f.store.list_keys(None).await.unwrap().len(), 20);
+    assert_eq!(f.store.list_keys(Scope::Admin).await.unwrap().len(), 20);
 }
 
 pub async fn creates_from_two_connections_never_exceed_the_cap(f: &Fixture) {
@@ -352,7 +367,11 @@ pub async fn creates_from_two_connections_never_exceed_the_cap(f: &Fixture) {
     }
     assert_eq!(inserted_under_cap(tasks, 5).await, 5);
     assert_eq!(
-        f.store.list_keys(Some(&user("alice"))).await.unwrap().len(),
+        f.store
+            .list_keys(Scope::User(&user("alice")))
+            .await
+            .unwrap()
+            .len(),
         5
     );
     other.close().await;
@@ -364,7 +383,7 @@ pub async fn suspend_and_reactivate_round_trip(f: &Fixture) {
     let suspended = f
         .store
         .apply(
-            Some(&alice),
+            Scope::User(&alice),
             record.key.id,
             &Mutation::Suspend,
             at(1),
@@ -381,7 +400,7 @@ pub async fn suspend_and_reactivate_round_trip(f: &Fixture) {
     let active = f
         .store
         .apply(
-            Some(&alice),
+            Scope::User(&alice),
             record.key.id,
             &Mutation::Reactivate,
             at(2),
@@ -390,13 +409,18 @@ pub async fn suspend_and_reactivate_round_trip(f: &Fixture) {
         .await
         .unwrap();
     assert_eq!(active.key.status, KeyStatus::Active);
-    let stored = f.store.get_key(None, record.key.id).await.unwrap().unwrap();
+    let stored = f
+        .store
+        .get_key(Scope::Admin, record.key.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored, active.key);
 
     let err = f
         .store
         .apply(
-            Some(&alice),
+            Scope::User(&alice),
             record.key.id,
             &Mutation::Reactivate,
             at(3),
@@ -416,7 +440,7 @@ pub async fn revoke_is_terminal_and_keeps_the_first_revocation_time(f: &Fixture)
     let id = record.key.id;
     let revoked = f
         .store
-        .apply(Some(&alice), id, &Mutation::Revoke, at(5), &admin())
+        .apply(Scope::User(&alice), id, &Mutation::Revoke, at(5), &admin())
         .await
         .unwrap();
     assert_eq!(revoked.key.status, KeyStatus::Revoked);
@@ -424,7 +448,7 @@ pub async fn revoke_is_terminal_and_keeps_the_first_revocation_time(f: &Fixture)
 
     let again = f
         .store
-        .apply(Some(&alice), id, &Mutation::Revoke, at(9), &admin())
+        .apply(Scope::User(&alice), id, &Mutation::Revoke, at(9), &admin())
         .await
         .unwrap();
     assert!(!again.changed);
@@ -437,7 +461,7 @@ pub async fn revoke_is_terminal_and_keeps_the_first_revocation_time(f: &Fixture)
     ] {
         let err = f
             .store
-            .apply(Some(&alice), id, &m, at(10), &admin())
+            .apply(Scope::User(&alice), id, &m, at(10), &admin())
             .await
             .unwrap_err();
         assert!(
@@ -445,7 +469,7 @@ pub async fn revoke_is_terminal_and_keeps_the_first_revocation_time(f: &Fixture)
             "{m:?}"
         );
     }
-    let stored = f.store.get_key(None, id).await.unwrap().unwrap();
+    let stored = f.store.get_key(Scope::Admin, id).await.unwrap().unwrap();
     assert_eq!(stored.status, KeyStatus::Revoked);
     assert_eq!(stored.revoked_at, Some(at(5)));
     assert_eq!(stored.permissions, record.key.permissions);
@@ -457,7 +481,7 @@ pub async fn changes_to_foreign_or_unknown_keys_are_not_found(f: &Fixture) {
     let err = f
         .store
         .apply(
-            Some(&bob),
+            Scope::User(&bob),
             record.key.id,
             &Mutation::Revoke,
             at(1),
@@ -466,12 +490,23 @@ pub async fn changes_to_foreign_or_unknown_keys_are_not_found(f: &Fixture) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound));
-    let stored = f.store.get_key(None, record.key.id).await.unwrap().unwrap();
+    let stored = f
+        .store
+        .get_key(Scope::Admin, record.key.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.status, KeyStatus::Active);
 
     let err = f
         .store
-        .apply(None, KeyId::new(at(0)), &Mutation::Suspend, at(1), &admin())
+        .apply(
+            Scope::Admin,
+            KeyId::new(at(0)),
+            &Mutation::Suspend,
+            at(1),
+            &admin(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound));
@@ -483,7 +518,7 @@ pub async fn permissions_are_replaced_whole(f: &Fixture) {
     let applied = f
         .store
         .apply(
-            Some(&user("alice")),
+            Scope::User(&user("alice")),
             record.key.id,
             &Mutation::SetPermissions(names.clone()),
             at(1),
@@ -498,7 +533,7 @@ pub async fn permissions_are_replaced_whole(f: &Fixture) {
     let cleared = f
         .store
         .apply(
-            None,
+            Scope::Admin,
             record.key.id,
             &Mutation::SetPermissions(vec![]),
             at(2),
@@ -514,11 +549,11 @@ pub async fn a_rate_limit_is_stored_changed_and_removed(f: &Fixture) {
     let view = f.store.find_by_hash(&record.hash).await.unwrap().unwrap();
     assert_eq!(view.rate_limit, RateLimit::new(100, 60).ok());
     let largest = RateLimit::new(1_000_000, 86_400).ok();
-    let owner = Some(user("alice"));
+    let owner = user("alice");
     let applied = f
         .store
         .apply(
-            owner.as_ref(),
+            Scope::User(&owner),
             record.key.id,
             &Mutation::SetRateLimit(largest),
             at(1),
@@ -532,7 +567,7 @@ pub async fn a_rate_limit_is_stored_changed_and_removed(f: &Fixture) {
     let removed = f
         .store
         .apply(
-            None,
+            Scope::Admin,
             record.key.id,
             &Mutation::SetRateLimit(None),
             at(2),
@@ -541,7 +576,12 @@ pub async fn a_rate_limit_is_stored_changed_and_removed(f: &Fixture) {
         .await
         .unwrap();
     assert_eq!(removed.key.rate_limit, None);
-    let stored = f.store.get_key(None, record.key.id).await.unwrap().unwrap();
+    let stored = f
+        .store
+        .get_key(Scope::Admin, record.key.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.rate_limit, None);
     assert_eq!(
         stored.permissions, record.key.permissions,
@@ -552,12 +592,24 @@ pub async fn a_rate_limit_is_stored_changed_and_removed(f: &Fixture) {
 pub async fn a_change_already_in_effect_writes_nothing(f: &Fixture) {
     let record = insert(&f.store, "alice", "ci", 0).await;
     f.store
-        .apply(None, record.key.id, &Mutation::Suspend, at(1), &admin())
+        .apply(
+            Scope::Admin,
+            record.key.id,
+            &Mutation::Suspend,
+            at(1),
+            &admin(),
+        )
         .await
         .unwrap();
     let again = f
         .store
-        .apply(None, record.key.id, &Mutation::Suspend, at(2), &admin())
+        .apply(
+            Scope::Admin,
+            record.key.id,
+            &Mutation::Suspend,
+            at(2),
+            &admin(),
+        )
         .await
         .unwrap();
     assert!(!again.changed);
@@ -584,8 +636,18 @@ pub async fn usage_only_moves_last_used_forward(f: &Fixture) {
 
     let seen = f.store.find_by_hash(&b.hash).await.unwrap().unwrap();
     assert_eq!(seen.last_used_at, Some(at(200)));
-    let a = f.store.get_key(None, a.key.id).await.unwrap().unwrap();
-    let b = f.store.get_key(None, b.key.id).await.unwrap().unwrap();
+    let a = f
+        .store
+        .get_key(Scope::Admin, a.key.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let b = f
+        .store
+        .get_key(Scope::Admin, b.key.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(a.last_used_at, Some(at(100)));
     assert_eq!(b.last_used_at, Some(at(200)));
 }
@@ -599,7 +661,7 @@ pub async fn usage_batches_larger_than_one_statement_are_all_written(f: &Fixture
     }
     let usage: Vec<_> = ids.iter().map(|id| (*id, at(5_000))).collect();
     assert_eq!(f.store.record_usage(&usage).await.unwrap(), 1_500);
-    let keys = f.store.list_keys(None).await.unwrap();
+    let keys = f.store.list_keys(Scope::Admin).await.unwrap();
     assert!(keys.iter().all(|k| k.last_used_at == Some(at(5_000))));
 }
 
@@ -607,13 +669,17 @@ pub async fn a_bulk_insert_stores_every_key_or_none(f: &Fixture) {
     // More rows than one PostgreSQL statement takes, and more than any user's cap.
     let batch: Vec<_> = (0..2_500).map(|i| new_key("bulk", "k", i)).collect();
     f.store.insert_keys(&batch, &admin()).await.unwrap();
-    let stored = f.store.list_keys(Some(&user("bulk"))).await.unwrap();
+    let stored = f.store.list_keys(Scope::User(&user("bulk"))).await.unwrap();
     assert_eq!(stored.len(), 2_500);
     let last = &batch[2_499];
     let found = f.store.find_by_hash(&last.hash).await.unwrap().unwrap();
     assert_eq!(found.id, last.key.id);
     assert_eq!(
-        f.store.get_key(None, last.key.id).await.unwrap().unwrap(),
+        f.store
+            .get_key(Scope::Admin, last.key.id)
+            .await
+            .unwrap()
+            .unwrap(),
         last.key
     );
 
@@ -623,7 +689,7 @@ pub async fn a_bulk_insert_stores_every_key_or_none(f: &Fixture) {
     assert!(f.store.insert_keys(&failing, &admin()).await.is_err());
     assert!(
         f.store
-            .list_keys(Some(&user("other")))
+            .list_keys(Scope::User(&user("other")))
             .await
             .unwrap()
             .is_empty()
@@ -646,7 +712,7 @@ pub async fn migrations_can_run_again(f: &Fixture) {
     f.store.ping().await.unwrap();
     assert!(
         f.store
-            .get_key(None, record.key.id)
+            .get_key(Scope::Admin, record.key.id)
             .await
             .unwrap()
             .is_some()
@@ -702,7 +768,13 @@ pub async fn a_change_by_another_connection_is_noticed(f: &Fixture) {
     let other = keyward_store::connect(&f.url).await.unwrap();
     let change = change_after(&f.store, async {
         other
-            .apply(None, record.key.id, &Mutation::Revoke, at(1), &admin())
+            .apply(
+                Scope::Admin,
+                record.key.id,
+                &Mutation::Revoke,
+                at(1),
+                &admin(),
+            )
             .await
             .unwrap();
     })
@@ -739,7 +811,7 @@ pub async fn deleting_a_user_removes_all_their_keys(f: &Fixture) {
     assert_eq!(deleted, hashes);
     assert!(
         f.store
-            .list_keys(Some(&user("alice")))
+            .list_keys(Scope::User(&user("alice")))
             .await
             .unwrap()
             .is_empty()
@@ -747,7 +819,10 @@ pub async fn deleting_a_user_removes_all_their_keys(f: &Fixture) {
     for hash in &hashes {
         assert!(f.store.find_by_hash(hash).await.unwrap().is_none());
     }
-    assert_eq!(f.store.list_keys(None).await.unwrap(), vec![bobs.key]);
+    assert_eq!(
+        f.store.list_keys(Scope::Admin).await.unwrap(),
+        vec![bobs.key]
+    );
     assert!(
         f.store
             .delete_user(&user("alice"), at(1_000), &admin())
@@ -793,22 +868,34 @@ pub async fn every_change_is_recorded_with_its_actor_and_values(f: &Fixture) {
     let record = new_key("alice", "ci", 0);
     f.store.insert_key(&record, 10, &alice).await.unwrap();
     let id = record.key.id;
-    let owner = Some(user("alice"));
+    let owner = user("alice");
     f.store
-        .apply(owner.as_ref(), id, &Mutation::Suspend, at(1), &alice)
+        .apply(Scope::User(&owner), id, &Mutation::Suspend, at(1), &alice)
         .await
         .unwrap();
     let names = vec!["IDENTITY".to_owned()];
     f.store
-        .apply(None, id, &Mutation::SetPermissions(names), at(2), &admin())
+        .apply(
+            Scope::Admin,
+            id,
+            &Mutation::SetPermissions(names),
+            at(2),
+            &admin(),
+        )
         .await
         .unwrap();
     f.store
-        .apply(None, id, &Mutation::SetRateLimit(None), at(3), &admin())
+        .apply(
+            Scope::Admin,
+            id,
+            &Mutation::SetRateLimit(None),
+            at(3),
+            &admin(),
+        )
         .await
         .unwrap();
     f.store
-        .apply(owner.as_ref(), id, &Mutation::Revoke, at(4), &alice)
+        .apply(Scope::User(&owner), id, &Mutation::Revoke, at(4), &alice)
         .await
         .unwrap();
 
@@ -876,17 +963,17 @@ pub async fn a_refused_or_repeated_change_records_nothing(f: &Fixture) {
     let record = insert(&f.store, "alice", "ci", 0).await;
     let id = record.key.id;
     f.store
-        .apply(None, id, &Mutation::Revoke, at(1), &admin())
+        .apply(Scope::Admin, id, &Mutation::Revoke, at(1), &admin())
         .await
         .unwrap();
     // Already revoked: nothing written, nothing recorded.
     f.store
-        .apply(None, id, &Mutation::Revoke, at(2), &admin())
+        .apply(Scope::Admin, id, &Mutation::Revoke, at(2), &admin())
         .await
         .unwrap();
     let refused = f
         .store
-        .apply(None, id, &Mutation::Suspend, at(3), &admin())
+        .apply(Scope::Admin, id, &Mutation::Suspend, at(3), &admin())
         .await;
     assert!(matches!(refused, Err(StoreError::Lifecycle(_))));
     // Over the cap: the create and its event are both refused.
@@ -985,7 +1072,13 @@ pub async fn a_user_deletion_is_recorded_and_outlives_the_keys(f: &Fixture) {
         serde_json::json!({"keys": {"before": ids, "after": []}})
     );
     // The keys are gone, their history is not.
-    assert!(f.store.get_key(None, one.key.id).await.unwrap().is_none());
+    assert!(
+        f.store
+            .get_key(Scope::Admin, one.key.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(
         f.store
             .list_events(&events_of(one.key.id))
@@ -1007,7 +1100,13 @@ pub async fn keys_are_counted_per_pepper_version(f: &Fixture) {
     newer.pepper_version = 2;
     f.store.insert_key(&newer, 10, &admin()).await.unwrap();
     f.store
-        .apply(None, old[2].key.id, &Mutation::Revoke, at(4), &admin())
+        .apply(
+            Scope::Admin,
+            old[2].key.id,
+            &Mutation::Revoke,
+            at(4),
+            &admin(),
+        )
         .await
         .unwrap();
     let usage = f.store.pepper_usage().await.unwrap();
@@ -1045,11 +1144,11 @@ pub async fn a_rotation_links_both_keys_in_one_transaction(f: &Fixture) {
         prefix: "agpt_new".into(),
         postfix: "postfix1".into(),
     };
-    let owner = Some(user("alice"));
+    let owner = user("alice");
     let rotated = f
         .store
         .rotate(
-            owner.as_ref(),
+            Scope::User(&owner),
             old.key.id,
             &replacement,
             terms(60, 100),
@@ -1070,11 +1169,16 @@ pub async fn a_rotation_links_both_keys_in_one_transaction(f: &Fixture) {
     assert_eq!(rotated.new.metadata, old.key.metadata);
     assert_eq!(rotated.new.rate_limit, old.key.rate_limit);
 
-    let stored_old = f.store.get_key(None, old.key.id).await.unwrap().unwrap();
+    let stored_old = f
+        .store
+        .get_key(Scope::Admin, old.key.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored_old, rotated.old);
     let stored_new = f
         .store
-        .get_key(None, replacement.id)
+        .get_key(Scope::Admin, replacement.id)
         .await
         .unwrap()
         .unwrap();
@@ -1091,7 +1195,7 @@ pub async fn a_rotation_links_both_keys_in_one_transaction(f: &Fixture) {
     let again = f
         .store
         .rotate(
-            None,
+            Scope::Admin,
             old.key.id,
             &replacement,
             terms(60, 100),
@@ -1106,7 +1210,7 @@ pub async fn a_rotation_links_both_keys_in_one_transaction(f: &Fixture) {
     let foreign = f
         .store
         .rotate(
-            Some(&user("bob")),
+            Scope::User(&user("bob")),
             replacement.id,
             &replacement,
             terms(60, 100),
@@ -1145,7 +1249,7 @@ fn replacement_at(created: i64) -> keyward_store::Replacement {
 }
 
 pub async fn a_rotated_key_counts_toward_the_cap_during_its_grace_period(f: &Fixture) {
-    let alice = Some(user("alice"));
+    let alice = user("alice");
     let one = new_key("alice", "one", 0);
     let two = new_key("alice", "two", 1);
     f.store.insert_key(&one, 2, &admin()).await.unwrap();
@@ -1157,7 +1261,7 @@ pub async fn a_rotated_key_counts_toward_the_cap_during_its_grace_period(f: &Fix
     let refused = f
         .store
         .rotate(
-            alice.as_ref(),
+            Scope::User(&alice),
             one.key.id,
             &grace,
             terms(60, 2),
@@ -1169,15 +1273,26 @@ pub async fn a_rotated_key_counts_toward_the_cap_during_its_grace_period(f: &Fix
         matches!(refused, Err(StoreError::LimitReached { limit: 2 })),
         "{refused:?}"
     );
-    let stored = f.store.get_key(None, one.key.id).await.unwrap().unwrap();
+    let stored = f
+        .store
+        .get_key(Scope::Admin, one.key.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.rotated_to, None);
-    assert!(f.store.get_key(None, grace.id).await.unwrap().is_none());
+    assert!(
+        f.store
+            .get_key(Scope::Admin, grace.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Without one, the new key replaces the old one: allowed at the cap.
     let at_once = replacement_at(11);
     f.store
         .rotate(
-            alice.as_ref(),
+            Scope::User(&alice),
             one.key.id,
             &at_once,
             terms(0, 2),
@@ -1197,7 +1312,7 @@ pub async fn a_rotated_key_counts_toward_the_cap_during_its_grace_period(f: &Fix
     let later = replacement_at(30);
     f.store
         .rotate(
-            alice.as_ref(),
+            Scope::User(&alice),
             two.key.id,
             &later,
             terms(60, 4),
@@ -1260,7 +1375,12 @@ pub async fn usage_credits_are_taken_atomically_from_two_connections(f: &Fixture
         "each credit taken exactly once"
     );
     assert_eq!(refused, 110);
-    let stored = f.store.get_key(None, record.key.id).await.unwrap().unwrap();
+    let stored = f
+        .store
+        .get_key(Scope::Admin, record.key.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.remaining, Some(0));
     other.close().await;
 }
@@ -1296,7 +1416,7 @@ pub async fn usage_credits_answer_for_every_state(f: &Fixture) {
     };
     let applied = f
         .store
-        .apply(None, id, &Mutation::Edit(top_up), at(1), &admin())
+        .apply(Scope::Admin, id, &Mutation::Edit(top_up), at(1), &admin())
         .await
         .unwrap();
     assert_eq!(applied.key.remaining, Some(3));
@@ -1306,7 +1426,13 @@ pub async fn usage_credits_answer_for_every_state(f: &Fixture) {
         ..Default::default()
     };
     f.store
-        .apply(None, id, &Mutation::Edit(unlimited), at(2), &admin())
+        .apply(
+            Scope::Admin,
+            id,
+            &Mutation::Edit(unlimited),
+            at(2),
+            &admin(),
+        )
         .await
         .unwrap();
     assert_eq!(f.store.consume(id, 2).await.unwrap(), Consumed::Unlimited);

@@ -3,6 +3,7 @@
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Request, StatusCode, header};
+use keyward_core::model::Scope;
 use serde_json::{Value, json};
 
 use super::TestApp;
@@ -51,7 +52,7 @@ async fn bad_requests_get_a_clear_client_error_and_change_nothing() {
     let app = TestApp::new().await;
     let (id, _) = app.key_with("alice", &["READ_GRAPH"]).await;
     let user = app.token("alice");
-    let before = app.engine.list_keys(None).await.unwrap();
+    let before = app.engine.list_keys(Scope::Admin).await.unwrap();
 
     use StatusCode as S;
     let create = "/api/api-keys";
@@ -495,7 +496,7 @@ async fn bad_requests_get_a_clear_client_error_and_change_nothing() {
     }
 
     assert_eq!(
-        app.engine.list_keys(None).await.unwrap(),
+        app.engine.list_keys(Scope::Admin).await.unwrap(),
         before,
         "nothing was written"
     );
@@ -505,7 +506,7 @@ async fn bad_requests_get_a_clear_client_error_and_change_nothing() {
 async fn near_miss_keys_are_malformed_and_never_looked_up() {
     let app = TestApp::new().await;
     let (_, key) = app.key_with("alice", &[]).await;
-    let before = app.engine.list_keys(None).await.unwrap();
+    let before = app.engine.list_keys(Scope::Admin).await.unwrap();
     let swap = |at: usize, with: &str| {
         let mut k = key.clone();
         let replacement = if &key[at..at + 1] == with { "b" } else { with };
@@ -563,6 +564,6 @@ async fn near_miss_keys_are_malformed_and_never_looked_up() {
     let forged = keyward_core::key::KeyFormat::default().generate();
     assert_eq!(app.verify_code(forged.expose(), &[]).await, "NOT_FOUND");
     assert_eq!(app.verify_code(&key, &[]).await, "VALID");
-    let after = app.engine.list_keys(None).await.unwrap();
+    let after = app.engine.list_keys(Scope::Admin).await.unwrap();
     assert_eq!(after.len(), before.len());
 }

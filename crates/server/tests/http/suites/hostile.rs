@@ -4,6 +4,7 @@
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
+use keyward_core::model::Scope;
 
 use super::TestApp;
 
@@ -298,7 +299,7 @@ async fn names_that_look_blank_or_break_lines_are_refused() {
         )
         .await;
     response.error(StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(app.engine.list_keys(None).await.unwrap().is_empty());
+    assert!(app.engine.list_keys(Scope::Admin).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -438,7 +439,7 @@ async fn owners_cannot_raise_their_credits_or_lift_their_rate_limit() {
     let shown = app.as_user("alice", Method::GET, &uri, None).await;
     assert_eq!(shown.ok()["remaining"], 0);
     assert_eq!(shown.ok()["rate_limit"]["requests"], 5);
-    assert_eq!(app.engine.list_keys(None).await.unwrap().len(), 1);
+    assert_eq!(app.engine.list_keys(Scope::Admin).await.unwrap().len(), 1);
 
     // The platform tops up; the audit trail says who.
     let topped = app

@@ -1,6 +1,7 @@
 //! Rate limits: a key's own, failed verifications per end client, and changes per
 //! user.
 
+use keyward_core::model::Scope;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode, header};
@@ -250,7 +251,10 @@ async fn too_many_changes_by_one_user_are_refused_with_retry_after() {
         .ok();
     app.key_with("bob", &[]).await;
     // Administrators (no owner scope) are not limited.
-    app.engine.revoke(None, id.parse().unwrap()).await.unwrap();
+    app.engine
+        .revoke(Scope::Admin, id.parse().unwrap())
+        .await
+        .unwrap();
 
     app.advance(Duration::from_secs(20));
     app.key_with("alice", &[]).await;
