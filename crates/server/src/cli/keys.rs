@@ -13,8 +13,10 @@ use keyward_store::AnyStore;
 
 use super::output;
 use crate::config::Config;
-use crate::http::dto::{ApiKeyResponse, CreateKeyResponse, RotateKeyResponse, VerifyResponse};
 use crate::settings::LocalTrial;
+use crate::wire::keys::{ApiKeyResponse, CreateKeyResponse, RotateKeyResponse};
+use crate::wire::validate::parse_metadata;
+use crate::wire::verify::VerifyResponse;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -144,7 +146,7 @@ pub(super) async fn open_engine(config: &Config) -> anyhow::Result<Engine<AnySto
 fn parse_metadata_arg(text: &str) -> Result<Metadata, String> {
     let object: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
-    crate::http::dto::parse_metadata(object)
+    parse_metadata(object)
 }
 
 /// `--flag VALUE` sets, `--clear-flag` clears, neither leaves as is.
