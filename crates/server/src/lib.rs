@@ -7,7 +7,7 @@
 
 pub mod app;
 pub mod cli;
-pub mod config;
+pub mod flags;
 pub mod http;
 pub mod secrets;
 pub mod settings;

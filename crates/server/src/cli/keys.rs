@@ -12,7 +12,7 @@ use keyward_engine::{Engine, EngineError};
 use keyward_store::AnyStore;
 
 use super::output;
-use crate::config::Config;
+use crate::flags::Flags;
 use crate::settings::LocalTrial;
 use crate::wire::keys::{ApiKeyResponse, CreateKeyResponse, RotateKeyResponse};
 use crate::wire::validate::parse_metadata;
@@ -117,8 +117,8 @@ pub enum KeysCommand {
     },
 }
 
-pub async fn run(config: &Config, command: KeysCommand, json: bool) -> anyhow::Result<ExitCode> {
-    let engine = open_engine(config).await?;
+pub async fn run(flags: &Flags, command: KeysCommand, json: bool) -> anyhow::Result<ExitCode> {
+    let engine = open_engine(flags).await?;
     let result = execute(&engine, command, json).await;
     // Writes recorded usage (from `verify`) and closes the database.
     engine.shutdown().await;
@@ -126,8 +126,8 @@ pub async fn run(config: &Config, command: KeysCommand, json: bool) -> anyhow::R
 }
 
 /// The engine on an existing database, for admin commands.
-pub(super) async fn open_engine(config: &Config) -> anyhow::Result<Engine<AnyStore>> {
-    let mut settings = config.resolve(LocalTrial::Existing)?;
+pub(super) async fn open_engine(flags: &Flags) -> anyhow::Result<Engine<AnyStore>> {
+    let mut settings = flags.resolve(LocalTrial::Existing)?;
     // Changes made here are the CLI's in the audit trail.
     settings.engine.admin_actor = "cli".to_owned();
     // An admin command in the wrong directory must not create an empty database
