@@ -35,7 +35,7 @@ pub fn temp_sqlite() -> (tempfile::TempDir, DatabaseUrl) {
 /// with `service_token` for the verify API, once its cache is active (so what is
 /// measured is the warm path).
 pub async fn start_app(url: DatabaseUrl, service_token: &str) -> keyward::app::App {
-    use keyward::config::Secret;
+    use keyward::secrets::Secret;
     use keyward::settings::{JwtSettings, Settings};
     use std::time::{Duration, Instant};
 

@@ -31,7 +31,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{Method, Request, StatusCode, header};
 use keyward::app::App;
-use keyward::config::Secret;
+use keyward::secrets::Secret;
 use keyward::settings::{JwtSettings, Settings};
 use keyward_core::hash::Peppers;
 use keyward_core::key::KeyFormat;

@@ -84,3 +84,16 @@ pub struct EventQuery {
 /// Page sizes for reading events.
 pub const DEFAULT_EVENT_PAGE: u32 = 100;
 pub const MAX_EVENT_PAGE: u32 = 1000;
+
+/// Checks a page of events as a client asks for it: its size (by default
+/// [`DEFAULT_EVENT_PAGE`], at most [`MAX_EVENT_PAGE`]) and its cursor.
+pub fn page(after: Option<i64>, limit: Option<u32>) -> Result<(Option<i64>, u32), String> {
+    let limit = limit.unwrap_or(DEFAULT_EVENT_PAGE);
+    if !(1..=MAX_EVENT_PAGE).contains(&limit) {
+        return Err(format!("limit: must be between 1 and {MAX_EVENT_PAGE}"));
+    }
+    if after.is_some_and(|a| a < 0) {
+        return Err("after: must not be negative".into());
+    }
+    Ok((after, limit))
+}

@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::routing::get;
 use keyward::app::App;
-use keyward::config::Secret;
+use keyward::secrets::Secret;
 use keyward::settings::{JwtSettings, Settings};
 use keyward_core::hash::Peppers;
 use keyward_core::input::NewKeyRequest;

@@ -1,5 +1,5 @@
 //! The keyward service: configuration, the HTTP API and the admin CLI, on top of
-//! `keyward-engine`.
+//! `keyward-engine`. The JSON shapes both transports speak are the [`wire`] contract.
 //!
 //! `main.rs` only parses the command line; everything lives here so tests and other
 //! binaries can build the same router.
@@ -7,8 +7,9 @@
 
 pub mod app;
 pub mod cli;
-pub mod config;
+pub mod flags;
 pub mod http;
 pub mod secrets;
 pub mod settings;
 pub mod telemetry;
+pub mod wire;

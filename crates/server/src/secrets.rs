@@ -1,4 +1,5 @@
-//! Secrets for a local trial: generated once into a file beside the SQLite database.
+//! Secrets: the [`Secret`] wrapper every secret setting is held in, and the secrets
+//! of a local trial, generated once into a file beside the SQLite database.
 //!
 //! `keyward serve` with nothing configured must just work, so the pepper, the JWT
 //! secret and the admin token are generated on first start into
@@ -7,13 +8,38 @@
 //! through the environment takes precedence. Deployments on a shared database must
 //! configure their secrets explicitly (every instance needs the same ones).
 
+use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Secret;
+/// A secret setting: redacted from `Debug`, zeroed on drop.
+pub struct Secret(SecretString);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(SecretString::from(value.into()))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl Clone for Secret {
+    fn clone(&self) -> Self {
+        Self::new(self.expose())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
 
 #[derive(Serialize, Deserialize)]
 struct SecretsFile {

@@ -1,5 +1,5 @@
-//! From configuration to validated settings: every input parsed once, with errors
-//! that say which setting is wrong and how to fix it.
+//! From the raw flags ([`Flags`]) to validated settings: every input parsed once, with
+//! errors that say which setting is wrong and how to fix it.
 
 use std::path::PathBuf;
 
@@ -11,8 +11,8 @@ use keyward_core::permissions::Catalogue;
 use keyward_engine::EngineConfig;
 use keyward_store::{ConnectOptions, DatabaseUrl};
 
-use crate::config::{Config, Secret};
-use crate::secrets;
+use crate::flags::Flags;
+use crate::secrets::{self, Secret};
 
 /// Shortest accepted HS256 secret (RFC 7518 §3.2: at least the hash size).
 pub const MIN_JWT_SECRET_LEN: usize = 32;
@@ -150,8 +150,8 @@ pub enum LocalTrial {
     Existing,
 }
 
-impl Config {
-    /// Validates the configuration; with no secrets configured and a SQLite
+impl Flags {
+    /// Validates the flags; with no secrets configured and a SQLite
     /// database, the secrets come from the local-trial file beside it.
     pub fn resolve(&self, local_trial: LocalTrial) -> Result<Settings, SettingsError> {
         let database_url = DatabaseUrl::parse(&self.database_url)?;
@@ -303,7 +303,7 @@ mod tests {
     const JWT: &str = "a-jwt-secret-of-sufficient-length-012345";
     const ADMIN: &str = "an-admin-token-0123";
 
-    fn config(dir: &std::path::Path, extra: &[&str]) -> Config {
+    fn flags(dir: &std::path::Path, extra: &[&str]) -> Flags {
         let url = format!("sqlite://{}", dir.join("k.db").display());
         let mut args = vec!["keyward"];
         if !extra.contains(&"--database-url") {
@@ -311,13 +311,13 @@ mod tests {
         }
         args.extend_from_slice(extra);
         args.push("migrate");
-        Cli::try_parse_from(args).unwrap().config
+        Cli::try_parse_from(args).unwrap().flags
     }
 
     #[test]
     fn configured_secrets_need_no_local_file() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = config(
+        let settings = flags(
             dir.path(),
             &[
                 "--pepper",
@@ -338,16 +338,16 @@ mod tests {
     #[test]
     fn with_no_secrets_configured_the_local_file_is_used() {
         let dir = tempfile::tempdir().unwrap();
-        let err = config(dir.path(), &[])
+        let err = flags(dir.path(), &[])
             .resolve(LocalTrial::Existing)
             .unwrap_err();
         assert!(err.to_string().contains("keyward serve"), "{err}");
-        let created = config(dir.path(), &[]).resolve(LocalTrial::Create).unwrap();
+        let created = flags(dir.path(), &[]).resolve(LocalTrial::Create).unwrap();
         assert_eq!(
             created.local_secrets.as_ref().unwrap(),
             &(dir.path().join("k.db.secrets"), true)
         );
-        let reused = config(dir.path(), &[])
+        let reused = flags(dir.path(), &[])
             .resolve(LocalTrial::Existing)
             .unwrap();
         assert_eq!(reused.admin_token.expose(), created.admin_token.expose());
@@ -357,7 +357,7 @@ mod tests {
     #[test]
     fn a_partial_secret_configuration_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let err = config(dir.path(), &["--admin-token", ADMIN, "--jwt-secret", JWT])
+        let err = flags(dir.path(), &["--admin-token", ADMIN, "--jwt-secret", JWT])
             .resolve(LocalTrial::Create)
             .unwrap_err()
             .to_string();
@@ -401,7 +401,7 @@ mod tests {
             ),
         ];
         for (args, expected) in cases {
-            let err = config(dir.path(), args)
+            let err = flags(dir.path(), args)
                 .resolve(LocalTrial::Create)
                 .unwrap_err()
                 .to_string();
@@ -412,7 +412,7 @@ mod tests {
     #[test]
     fn limits_come_from_their_settings() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = config(
+        let settings = flags(
             dir.path(),
             &[
                 "--max-keys-per-user",
@@ -435,7 +435,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pepper");
         std::fs::write(&file, format!("v1:{PEPPER}\nv2:{PEPPER}-rotated\n")).unwrap();
-        let settings = config(
+        let settings = flags(
             dir.path(),
             &[
                 "--pepper-file",

@@ -17,7 +17,7 @@ use tracing_subscriber::field::{MakeExt, MakeVisitor, VisitFmt, VisitOutput};
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::Writer;
 
-use crate::config::LogFormat;
+use crate::flags::LogFormat;
 
 /// Installs the log subscriber. Fails if the filter does not parse.
 pub fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<()> {

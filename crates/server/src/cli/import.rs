@@ -23,7 +23,7 @@ use serde::Serialize;
 use sqlx::{Connection, Row};
 
 use super::keys::open_engine;
-use crate::config::Config;
+use crate::flags::Flags;
 
 #[derive(Debug, Subcommand)]
 pub enum ImportCommand {
@@ -86,7 +86,7 @@ struct SourceRow {
 const COLUMNS_2024: &str = r#"prefix AS head, postfix AS tail, "key" AS hash, NULL::text AS salt"#;
 const COLUMNS_2025: &str = "head, tail, hash, salt";
 
-pub async fn run(config: &Config, command: ImportCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(flags: &Flags, command: ImportCommand) -> anyhow::Result<ExitCode> {
     let ImportCommand::Autogpt {
         from,
         dry_run,
@@ -144,7 +144,7 @@ pub async fn run(config: &Config, command: ImportCommand) -> anyhow::Result<Exit
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     source.close().await.ok();
 
-    let engine = open_engine(config).await?;
+    let engine = open_engine(flags).await?;
     let result = import(&engine, rows, shape, dry_run, add_permissions).await;
     engine.shutdown().await;
     let report = match result {

@@ -12,9 +12,11 @@ use keyward_engine::{Engine, EngineError};
 use keyward_store::AnyStore;
 
 use super::output;
-use crate::config::Config;
-use crate::http::dto::{ApiKeyResponse, CreateKeyResponse, RotateKeyResponse, VerifyResponse};
+use crate::flags::Flags;
 use crate::settings::LocalTrial;
+use crate::wire::keys::{ApiKeyResponse, CreateKeyResponse, RotateKeyResponse};
+use crate::wire::validate::parse_metadata;
+use crate::wire::verify::VerifyResponse;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -115,8 +117,8 @@ pub enum KeysCommand {
     },
 }
 
-pub async fn run(config: &Config, command: KeysCommand, json: bool) -> anyhow::Result<ExitCode> {
-    let engine = open_engine(config).await?;
+pub async fn run(flags: &Flags, command: KeysCommand, json: bool) -> anyhow::Result<ExitCode> {
+    let engine = open_engine(flags).await?;
     let result = execute(&engine, command, json).await;
     // Writes recorded usage (from `verify`) and closes the database.
     engine.shutdown().await;
@@ -124,8 +126,8 @@ pub async fn run(config: &Config, command: KeysCommand, json: bool) -> anyhow::R
 }
 
 /// The engine on an existing database, for admin commands.
-pub(super) async fn open_engine(config: &Config) -> anyhow::Result<Engine<AnyStore>> {
-    let mut settings = config.resolve(LocalTrial::Existing)?;
+pub(super) async fn open_engine(flags: &Flags) -> anyhow::Result<Engine<AnyStore>> {
+    let mut settings = flags.resolve(LocalTrial::Existing)?;
     // Changes made here are the CLI's in the audit trail.
     settings.engine.admin_actor = "cli".to_owned();
     // An admin command in the wrong directory must not create an empty database
@@ -144,7 +146,7 @@ pub(super) async fn open_engine(config: &Config) -> anyhow::Result<Engine<AnySto
 fn parse_metadata_arg(text: &str) -> Result<Metadata, String> {
     let object: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
-    crate::http::dto::parse_metadata(object)
+    parse_metadata(object)
 }
 
 /// `--flag VALUE` sets, `--clear-flag` clears, neither leaves as is.

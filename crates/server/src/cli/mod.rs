@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use keyward_core::permissions::Catalogue;
 
-use crate::config::Config;
+use crate::flags::Flags;
 use crate::telemetry;
 
 pub use keys::KeysCommand;
@@ -35,7 +35,7 @@ pub use token::TokenArgs;
 )]
 pub struct Cli {
     #[command(flatten)]
-    pub config: Config,
+    pub flags: Flags,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -103,23 +103,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         _ => "warn",
     };
     let filter = cli
-        .config
+        .flags
         .log
         .clone()
         .unwrap_or_else(|| default_log.to_owned());
-    telemetry::init_logging(&filter, cli.config.log_format)?;
+    telemetry::init_logging(&filter, cli.flags.log_format)?;
 
     match cli.command {
-        Command::Serve => serve::serve(&cli.config).await.map(|()| ExitCode::SUCCESS),
+        Command::Serve => serve::serve(&cli.flags).await.map(|()| ExitCode::SUCCESS),
         Command::Migrate => {
-            let settings = cli.config.resolve(crate::settings::LocalTrial::Create)?;
+            let settings = cli.flags.resolve(crate::settings::LocalTrial::Create)?;
             let engine = crate::app::start_engine(&settings).await?;
             engine.shutdown().await;
             println!("database is up to date");
             Ok(ExitCode::SUCCESS)
         }
         Command::Openapi => {
-            let catalogue = match &cli.config.permission_catalogue {
+            let catalogue = match &cli.flags.permission_catalogue {
                 Some(list) => Catalogue::parse_list(list)
                     .map_err(|e| anyhow::anyhow!("KEYWARD_PERMISSIONS: {e}"))?,
                 None => Catalogue::default(),
@@ -128,11 +128,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&doc)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Keys { command, json } => keys::run(&cli.config, command, json).await,
-        Command::Token(args) => token::run(&cli.config, &args),
-        Command::Users { command } => users::run(&cli.config, command).await,
-        Command::Peppers { command, json } => peppers::run(&cli.config, command, json).await,
-        Command::Import { command } => import::run(&cli.config, command).await,
+        Command::Keys { command, json } => keys::run(&cli.flags, command, json).await,
+        Command::Token(args) => token::run(&cli.flags, &args),
+        Command::Users { command } => users::run(&cli.flags, command).await,
+        Command::Peppers { command, json } => peppers::run(&cli.flags, command, json).await,
+        Command::Import { command } => import::run(&cli.flags, command).await,
     }
 }
 
@@ -175,8 +175,8 @@ mod tests {
             Cli::try_parse_from(["keyward", "--key-prefix", "acme", "keys", "list"]).unwrap();
         let after =
             Cli::try_parse_from(["keyward", "keys", "list", "--key-prefix", "acme"]).unwrap();
-        assert_eq!(before.config.key_prefix, "acme");
-        assert_eq!(after.config.key_prefix, "acme");
+        assert_eq!(before.flags.key_prefix, "acme");
+        assert_eq!(after.flags.key_prefix, "acme");
     }
 
     #[test]

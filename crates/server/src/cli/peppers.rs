@@ -6,7 +6,7 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::keys::open_engine;
-use crate::config::Config;
+use crate::flags::Flags;
 
 #[derive(Debug, Subcommand)]
 pub enum PeppersCommand {
@@ -30,9 +30,9 @@ pub struct VersionStatus {
     pub can_drop: bool,
 }
 
-pub async fn run(config: &Config, command: PeppersCommand, json: bool) -> anyhow::Result<ExitCode> {
+pub async fn run(flags: &Flags, command: PeppersCommand, json: bool) -> anyhow::Result<ExitCode> {
     let PeppersCommand::Status = command;
-    let engine = open_engine(config).await?;
+    let engine = open_engine(flags).await?;
     let usage = engine.pepper_usage().await;
     let peppers = engine.config().peppers.clone();
     engine.shutdown().await;

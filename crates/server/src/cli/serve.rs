@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::app::App;
-use crate::config::Config;
+use crate::flags::Flags;
 use crate::http::connections;
 use crate::settings::LocalTrial;
 use crate::telemetry;
@@ -11,10 +11,10 @@ use crate::telemetry;
 /// How long in-flight requests may run on after SIGTERM/SIGINT.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(35);
 
-pub async fn serve(config: &Config) -> anyhow::Result<()> {
+pub async fn serve(flags: &Flags) -> anyhow::Result<()> {
     // The address first: when it is taken, nothing else has started (no database opened,
     // no secrets generated, no change feed watched) and the message says only that.
-    let listener = tokio::net::TcpListener::bind(config.bind)
+    let listener = tokio::net::TcpListener::bind(flags.bind)
         .await
         .map_err(|e| {
             let hint = match e.kind() {
@@ -24,9 +24,9 @@ pub async fn serve(config: &Config) -> anyhow::Result<()> {
                 }
                 _ => "",
             };
-            anyhow::anyhow!("cannot listen on {}: {e}{hint}", config.bind)
+            anyhow::anyhow!("cannot listen on {}: {e}{hint}", flags.bind)
         })?;
-    let settings = config.resolve(LocalTrial::Create)?;
+    let settings = flags.resolve(LocalTrial::Create)?;
     if let Some((path, created)) = &settings.local_secrets {
         let verb = if *created { "generated" } else { "using" };
         tracing::info!(

@@ -8,7 +8,7 @@ use jsonwebtoken::{EncodingKey, Header};
 use keyward_core::model::UserId;
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::flags::Flags;
 use crate::settings::LocalTrial;
 
 #[derive(Debug, Args)]
@@ -58,8 +58,8 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(seconds))
 }
 
-pub fn run(config: &Config, args: &TokenArgs) -> anyhow::Result<ExitCode> {
-    let settings = config.resolve(LocalTrial::Existing)?;
+pub fn run(flags: &Flags, args: &TokenArgs) -> anyhow::Result<ExitCode> {
+    let settings = flags.resolve(LocalTrial::Existing)?;
     if args.admin {
         println!("{}", settings.admin_token.expose());
         return Ok(ExitCode::SUCCESS);

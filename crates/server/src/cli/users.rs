@@ -6,7 +6,7 @@ use clap::Subcommand;
 use keyward_core::model::UserId;
 
 use super::keys::open_engine;
-use crate::config::Config;
+use crate::flags::Flags;
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
@@ -17,10 +17,10 @@ pub enum UsersCommand {
     },
 }
 
-pub async fn run(config: &Config, command: UsersCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(flags: &Flags, command: UsersCommand) -> anyhow::Result<ExitCode> {
     let UsersCommand::Delete { user } = command;
     let user = UserId::parse(&user).map_err(|e| anyhow::anyhow!("user: {e}"))?;
-    let engine = open_engine(config).await?;
+    let engine = open_engine(flags).await?;
     let result = engine.delete_user(&user).await;
     engine.shutdown().await;
     let deleted = result?;

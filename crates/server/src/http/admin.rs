@@ -5,19 +5,18 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use keyward_core::audit::EventQuery;
+use keyward_core::audit::{self, EventQuery};
 use keyward_core::model::{Scope, UserId};
 use keyward_core::time::Timestamp;
 
 use super::AppState;
 use super::api_keys::{created_response, key_edit, new_key_request};
 use super::auth::ServiceCaller;
-use super::dto::{
-    AdminEventsQuery, ApiKeyResponse, CreateKeyRequest, CreateKeyResponse, DeletedUserResponse,
-    EventPage, PatchKeyRequest,
-};
 use super::error::{ApiError, ErrorBody};
 use super::json::{ApiJson, ApiQuery, KeyIdPath};
+use crate::wire::events::{AdminEventsQuery, EventPage};
+use crate::wire::keys::{ApiKeyResponse, CreateKeyRequest, CreateKeyResponse, PatchKeyRequest};
+use crate::wire::users::DeletedUserResponse;
 
 pub const TAG: &str = "admin";
 
@@ -77,7 +76,7 @@ pub async fn list_events(
     _caller: ServiceCaller,
     ApiQuery(query): ApiQuery<AdminEventsQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
-    let (after, limit) = super::dto::page(query.after, query.limit).map_err(ApiError::invalid)?;
+    let (after, limit) = audit::page(query.after, query.limit).map_err(ApiError::invalid)?;
     let user_id = query
         .user_id
         .as_deref()

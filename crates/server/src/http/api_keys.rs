@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::http::header::CACHE_CONTROL;
 use axum::response::{IntoResponse, Response};
+use keyward_core::audit;
 use keyward_core::input::{FieldError, KeyEdit, NewKeyRequest, ValidationErrors};
 use keyward_core::lifecycle::{DEFAULT_ROTATION_GRACE_SECONDS, MAX_ROTATION_GRACE_SECONDS};
 use keyward_core::model::Scope;
@@ -13,13 +14,14 @@ use keyward_engine::EngineError;
 
 use super::AppState;
 use super::auth::AuthUser;
-use super::dto::{
-    ApiKeyResponse, CreateKeyRequest, CreateKeyResponse, EventPage, KeyEventsQuery,
-    PatchKeyRequest, RotateKeyRequest, RotateKeyResponse, SetPermissionsRequest,
-    SetRateLimitRequest, parse_metadata,
-};
 use super::error::{ApiError, ErrorBody};
 use super::json::{ApiJson, ApiJsonOrEmpty, ApiQuery, KeyIdPath};
+use crate::wire::events::{EventPage, KeyEventsQuery};
+use crate::wire::keys::{
+    ApiKeyResponse, CreateKeyRequest, CreateKeyResponse, PatchKeyRequest, RotateKeyRequest,
+    RotateKeyResponse, SetPermissionsRequest, SetRateLimitRequest,
+};
+use crate::wire::validate::parse_metadata;
 
 pub const TAG: &str = "api-keys";
 
@@ -353,7 +355,7 @@ pub async fn list_key_events(
     KeyIdPath(id): KeyIdPath,
     ApiQuery(query): ApiQuery<KeyEventsQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
-    let (after, limit) = super::dto::page(query.after, query.limit).map_err(ApiError::invalid)?;
+    let (after, limit) = audit::page(query.after, query.limit).map_err(ApiError::invalid)?;
     let events = state
         .engine
         .key_events(Scope::User(&user), id, after, limit)

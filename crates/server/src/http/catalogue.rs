@@ -6,8 +6,8 @@ use axum::extract::State;
 
 use super::AppState;
 use super::auth::AnyCaller;
-use super::dto::PermissionCatalogue;
 use super::error::ErrorBody;
+use crate::wire::permissions::PermissionCatalogue;
 
 pub const TAG: &str = "permissions";
 

@@ -14,7 +14,6 @@ pub mod auth;
 pub mod catalogue;
 pub mod client_address;
 pub mod connections;
-pub mod dto;
 pub mod error;
 pub mod forward_auth;
 pub mod json;

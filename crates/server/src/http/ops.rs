@@ -13,8 +13,8 @@ use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use super::dto::StatusResponse;
 use super::error::{ApiError, ErrorBody};
+use crate::wire::health::StatusResponse;
 
 pub const TAG: &str = "operations";
 

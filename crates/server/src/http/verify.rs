@@ -10,9 +10,9 @@ use secrecy::ExposeSecret;
 
 use super::AppState;
 use super::auth::ServiceCaller;
-use super::dto::{VerifyRequest, VerifyResponse};
 use super::error::{ApiError, ErrorBody};
 use super::json::ApiJson;
+use crate::wire::verify::{VerifyRequest, VerifyResponse};
 
 pub const TAG: &str = "verify";
 

@@ -7,7 +7,7 @@ use keyward_core::model::Scope;
 use std::process::Output;
 
 use keyward::app::App;
-use keyward::config::Secret;
+use keyward::secrets::Secret;
 use keyward::settings::{JwtSettings, Settings};
 use keyward_core::hash::Peppers;
 use keyward_engine::EngineConfig;

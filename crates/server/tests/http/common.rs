@@ -11,7 +11,7 @@ use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use keyward::app::App;
-use keyward::config::Secret;
+use keyward::secrets::Secret;
 use keyward::settings::{JwtSettings, Settings};
 use keyward_core::hash::Peppers;
 use keyward_core::permissions::Catalogue;

@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use keyward::config::Secret;
+use keyward::secrets::Secret;
 use keyward::settings::JwtSettings;
 use serde_json::{Value, json};
 

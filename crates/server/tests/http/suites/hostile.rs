@@ -637,7 +637,7 @@ async fn two_authorization_headers_are_refused() {
 async fn the_clock_leeway_and_the_longest_token_lifetime_are_the_deployments() {
     let app = TestApp::builder()
         .jwt(keyward::settings::JwtSettings {
-            hs256_secret: Some(keyward::config::Secret::new(crate::common::JWT_SECRET)),
+            hs256_secret: Some(keyward::secrets::Secret::new(crate::common::JWT_SECRET)),
             leeway_seconds: 0,
             max_ttl_seconds: Some(3600),
             ..Default::default()

@@ -1,41 +1,18 @@
-//! Configuration: one struct of flags with `KEYWARD_*` environment fallbacks.
+//! The raw command line: one struct of flags with `KEYWARD_*` environment fallbacks,
+//! as clap parses them. Each flag is checked alone for its type and range here;
+//! [`crate::settings`] validates them together into the settings the service runs on.
 //!
 //! Secrets (`KEYWARD_JWT_SECRET`, `KEYWARD_ADMIN_TOKEN`, `KEYWARD_PEPPER`) are best
 //! given through the environment or files: a flag shows in the process list. Their
 //! values are never printed, not even by `--help`.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use keyward_core::rate::RateLimit;
-use secrecy::{ExposeSecret, SecretString};
 
-/// A secret setting: redacted from `Debug`, zeroed on drop.
-pub struct Secret(SecretString);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(SecretString::from(value.into()))
-    }
-
-    pub fn expose(&self) -> &str {
-        self.0.expose_secret()
-    }
-}
-
-impl Clone for Secret {
-    fn clone(&self) -> Self {
-        Self::new(self.expose())
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[REDACTED]")
-    }
-}
+use crate::secrets::Secret;
 
 fn secret(value: &str) -> Result<Secret, String> {
     Ok(Secret::new(value))
@@ -50,7 +27,7 @@ pub enum LogFormat {
 /// Every setting, shared by `serve` and the admin commands.
 #[derive(Clone, Debug, Args)]
 #[command(next_help_heading = "Settings (flags, or KEYWARD_* environment variables)")]
-pub struct Config {
+pub struct Flags {
     /// Address to listen on.
     #[arg(
         long,

@@ -1,0 +1,18 @@
+//! Wire values into the core's types, where the core cannot take them as they come.
+//!
+//! The rules are the core's: what metadata may be is
+//! [`Metadata::from_json_object`]'s, what a key's fields may be is
+//! `keyward_core::input`'s, and the audit trail's page bounds are
+//! `keyward_core::audit::page`'s. Only the step from a JSON value to what the core
+//! checks is taken here, because the core has no JSON (it stays free of
+//! serialisation); here, not in a transport, so that the HTTP API and the CLI's
+//! `--metadata` take the same step.
+
+use keyward_core::model::Metadata;
+
+/// Metadata as sent: any JSON object, at most 4 KiB serialised.
+pub fn parse_metadata(
+    object: serde_json::Map<String, serde_json::Value>,
+) -> Result<Metadata, String> {
+    Metadata::from_json_object(serde_json::Value::Object(object).to_string())
+}
