@@ -81,6 +81,16 @@ pub struct EventQuery {
     pub limit: u32,
 }
 
+impl EventQuery {
+    /// The page to read: the default when none is asked (0), never above the maximum.
+    pub fn page_size(&self) -> u32 {
+        match self.limit {
+            0 => DEFAULT_EVENT_PAGE,
+            n => n.min(MAX_EVENT_PAGE),
+        }
+    }
+}
+
 /// Page sizes for reading events.
 pub const DEFAULT_EVENT_PAGE: u32 = 100;
 pub const MAX_EVENT_PAGE: u32 = 1000;

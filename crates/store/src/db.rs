@@ -25,7 +25,7 @@ use sqlx::{
 };
 use uuid::Uuid;
 
-use crate::StoreError;
+use crate::error::StoreError;
 use crate::rows::corrupt;
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -15,8 +15,8 @@ use keyward_core::model::UserId;
 use sqlx::Transaction;
 use sqlx::pool::PoolConnection;
 
-use crate::StoreError;
 use crate::db::{Backend, Statement};
+use crate::error::StoreError;
 use crate::records::ExternalChange;
 
 /// A backend (implemented by [`SqliteStore`](crate::SqliteStore) and

@@ -13,12 +13,14 @@ use keyward_core::time::Timestamp;
 
 use crate::db::{Backend, Columns, Param, Statement, params};
 use crate::dialect::Dialect;
+use crate::error::StoreError;
+use crate::interface::Store;
 use crate::records::{
     Applied, Consumed, ExternalChange, ImportedKey, LegacyCandidate, NewKeyRecord, PepperUsage,
     Replacement, Rotated, RotationTerms, VerifyRecord,
 };
 use crate::rows::{self, NewEvent, corrupt};
-use crate::{Store, StoreError, sql};
+use crate::sql;
 
 type Connection<D> = <<D as Dialect>::Db as sqlx::Database>::Connection;
 type Row<D> = <<D as Dialect>::Db as sqlx::Database>::Row;
@@ -273,7 +275,7 @@ fn event_statement(query: &EventQuery) -> Statement<'_> {
             sql.push_str(&format!(" AND {column_op} ${}", values.len()));
         }
     }
-    values.push(Param::from(rows::page_size(query)));
+    values.push(Param::from(i64::from(query.page_size())));
     sql.push_str(&format!(" ORDER BY id LIMIT ${}", values.len()));
     Statement::built(sql, values)
 }

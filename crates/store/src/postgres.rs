@@ -28,10 +28,13 @@ use sqlx::postgres::{
 use sqlx::{Connection, Decode, Encode, PgConnection, Postgres, Transaction, Type};
 use tokio::sync::Mutex;
 
+mod notify;
+
 use crate::db::{PermissionList, Statement, StoredPermissions, params};
 use crate::dialect::Dialect;
-use crate::records::ExternalChange;
-use crate::{ConnectOptions, StoreError, migrations, sql};
+use crate::error::StoreError;
+use crate::records::{ConnectOptions, ExternalChange};
+use crate::{migrations, sql};
 
 /// The notification channel for key changes.
 pub const CHANNEL: &str = "keyward_key_changes";
@@ -39,9 +42,6 @@ pub const CHANNEL: &str = "keyward_key_changes";
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest any statement may run.
 const STATEMENT_TIMEOUT_MS: &str = "5000";
-/// Hashes per notification: 64 hex characters and a comma each, under PostgreSQL's
-/// 8000-byte payload limit.
-const HASHES_PER_NOTIFY: usize = 100;
 /// A silent listening connection is probed this often, so a dead one (a network
 /// partition sends no error) is noticed within about two seconds; each successful probe
 /// is reported as [`ExternalChange::Alive`], which keeps the engine's cache lease.
@@ -151,29 +151,6 @@ impl PostgresStore {
     }
 }
 
-fn to_hex(hash: &KeyHash) -> String {
-    hash.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn from_hex(text: &str) -> Option<KeyHash> {
-    if text.len() != 64 || !text.is_ascii() {
-        return None;
-    }
-    let mut bytes = [0u8; 32];
-    for (i, byte) in bytes.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(KeyHash::from_bytes(bytes))
-}
-
-fn parse_payload(payload: &str) -> ExternalChange {
-    let hashes: Option<Vec<KeyHash>> = payload.split(',').map(from_hex).collect();
-    match hashes {
-        Some(hashes) if !hashes.is_empty() => ExternalChange::Keys(hashes),
-        _ => ExternalChange::Unknown,
-    }
-}
-
 impl Dialect for PostgresStore {
     type Db = Postgres;
     const NAME: &'static str = "postgres";
@@ -203,15 +180,8 @@ impl Dialect for PostgresStore {
 
     fn announce(hashes: &[KeyHash]) -> Vec<Statement<'static>> {
         // Queued with the transaction: PostgreSQL delivers them when it commits.
-        hashes
-            .chunks(HASHES_PER_NOTIFY)
-            .map(|chunk| {
-                let payload: Vec<String> = chunk.iter().map(to_hex).collect();
-                Statement::new(
-                    "SELECT pg_notify($1, $2)",
-                    params![CHANNEL, payload.join(",")],
-                )
-            })
+        notify::payloads(hashes)
+            .map(|payload| Statement::new("SELECT pg_notify($1, $2)", params![CHANNEL, payload]))
             .collect()
     }
 
@@ -249,7 +219,7 @@ impl Dialect for PostgresStore {
         };
         let outcome = match tokio::time::timeout(LISTENER_PROBE_INTERVAL, listener.try_recv()).await
         {
-            Ok(Ok(Some(notification))) => Ok(parse_payload(notification.payload())),
+            Ok(Ok(Some(notification))) => Ok(notify::parse(notification.payload())),
             // The connection is gone; changes made meanwhile are lost.
             Ok(Ok(None)) => Err(StoreError::ChangeFeedLost),
             Ok(Err(err)) => Err(err.into()),
@@ -303,30 +273,5 @@ impl<'r> Decode<'r, Postgres> for StoredPermissions {
         Ok(Self::List(<Vec<String> as Decode<Postgres>>::decode(
             value,
         )?))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn notification_payloads_round_trip() {
-        let a = KeyHash::from_bytes([0xab; 32]);
-        let b = KeyHash::from_bytes([0x01; 32]);
-        let payload = [to_hex(&a), to_hex(&b)].join(",");
-        assert_eq!(parse_payload(&payload), ExternalChange::Keys(vec![a, b]));
-        assert_eq!(parse_payload(""), ExternalChange::Unknown);
-        assert_eq!(parse_payload("zz"), ExternalChange::Unknown);
-        assert_eq!(
-            parse_payload(&format!("{},nope", to_hex(&a))),
-            ExternalChange::Unknown
-        );
-    }
-
-    #[test]
-    fn a_full_notification_fits_the_payload_limit() {
-        let hashes = vec![to_hex(&KeyHash::from_bytes([0xff; 32])); HASHES_PER_NOTIFY];
-        assert!(hashes.join(",").len() < 8000);
     }
 }

@@ -127,3 +127,18 @@ pub struct LegacyCandidate {
     pub record: VerifyRecord,
     pub legacy: LegacyHash,
 }
+
+/// Settings for opening a store.
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    /// Connections in the pool (PostgreSQL; SQLite uses one writer and a few readers).
+    pub max_connections: u32,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+        }
+    }
+}

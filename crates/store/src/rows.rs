@@ -1,14 +1,15 @@
 //! What both backends do alike with column values: checking what is read, shaping
 //! what is written, and the audit record of a change.
 
-use keyward_core::audit::{Actor, DEFAULT_EVENT_PAGE, EventQuery, MAX_EVENT_PAGE};
+use keyward_core::audit::Actor;
 use keyward_core::legacy::LegacyHash;
 use keyward_core::model::{ApiKey, KeyId, Metadata, UserId};
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use serde_json::{Map, Value, json};
 
-use crate::{Consumed, PepperUsage, StoreError};
+use crate::error::StoreError;
+use crate::records::{Consumed, PepperUsage};
 
 pub(crate) fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
@@ -225,15 +226,6 @@ pub(crate) fn key_changes(before: Option<&ApiKey>, after: Option<&ApiKey>) -> St
 pub(crate) fn deletion_changes(deleted: &[KeyId]) -> String {
     let ids: Vec<String> = deleted.iter().map(ToString::to_string).collect();
     json!({"keys": {"before": ids, "after": []}}).to_string()
-}
-
-/// The page size to read: the default when none is asked, never above the maximum.
-pub(crate) fn page_size(query: &EventQuery) -> i64 {
-    let limit = match query.limit {
-        0 => DEFAULT_EVENT_PAGE,
-        n => n.min(MAX_EVENT_PAGE),
-    };
-    i64::from(limit)
 }
 
 #[cfg(test)]

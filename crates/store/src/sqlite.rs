@@ -29,8 +29,9 @@ use tokio::sync::Mutex;
 
 use crate::db::{PermissionList, StoredPermissions};
 use crate::dialect::Dialect;
+use crate::error::StoreError;
 use crate::records::ExternalChange;
-use crate::{StoreError, migrations, sql};
+use crate::{migrations, sql};
 
 /// How long a statement waits for a lock held by another connection or process.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

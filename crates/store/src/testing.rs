@@ -4,7 +4,7 @@
 
 use sqlx::{Connection, Executor};
 
-use crate::DatabaseUrl;
+use crate::url::DatabaseUrl;
 
 /// The environment variable naming a PostgreSQL server tests may create databases on,
 /// e.g. `postgres://keyward@127.0.0.1:55432/postgres`.

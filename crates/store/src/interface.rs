@@ -1,0 +1,181 @@
+//! The store interface: what keyward needs from a database.
+
+use std::future::Future;
+
+use keyward_core::audit::{Actor, EventQuery, KeyEvent};
+use keyward_core::hash::KeyHash;
+use keyward_core::lifecycle::Mutation;
+use keyward_core::model::{ApiKey, KeyId, Scope, UserId};
+use keyward_core::time::Timestamp;
+
+use crate::error::StoreError;
+use crate::records::{
+    Applied, Consumed, ExternalChange, ImportedKey, LegacyCandidate, NewKeyRecord, PepperUsage,
+    Replacement, Rotated, RotationTerms, VerifyRecord,
+};
+
+/// What keyward needs from a database.
+///
+/// A [`Scope`] limits an operation to one user's keys (`Scope::User`, the management
+/// API: another user's key is then simply not found) or lets it act on any key
+/// (`Scope::Admin`, the platform's admin tools).
+pub trait Store: Clone + Send + Sync + 'static {
+    /// A short backend name for logs and metrics (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+
+    /// Applies the embedded migrations that have not run yet.
+    fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Succeeds if the database answers a trivial query (for reads and for writes).
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores a new key, unless its owner already has `max_live_per_user` keys that
+    /// are not revoked, counting a rotated key only until its grace period ends
+    /// ([`StoreError::LimitReached`]). The check, the insert and the
+    /// `create` event by `actor` are atomic.
+    fn insert_key(
+        &self,
+        new: &NewKeyRecord,
+        max_live_per_user: u32,
+        actor: &Actor,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores many keys in one transaction, without the per-user cap: for bulk loads
+    /// (imports, benchmark seeding), not for users' requests. All or nothing, with a
+    /// `create` event per key.
+    fn insert_keys(
+        &self,
+        new: &[NewKeyRecord],
+        actor: &Actor,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores keys imported from AutoGPT with their AutoGPT hashes, in one
+    /// transaction, skipping ids already present (a second import adds nothing).
+    /// Returns how many were added; each gets an `import` event by `actor`.
+    fn import_keys(
+        &self,
+        keys: &[ImportedKey],
+        actor: &Actor,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Imported keys not yet re-hashed that may be the presented legacy key: the one
+    /// whose SHA-256 is `sha256`, and the scrypt ones whose head is `head`.
+    fn legacy_candidates(
+        &self,
+        sha256: &[u8; 32],
+        head: &str,
+    ) -> impl Future<Output = Result<Vec<LegacyCandidate>, StoreError>> + Send;
+
+    /// Moves an imported key to the pepper's hash and forgets its AutoGPT hash.
+    fn upgrade_legacy(
+        &self,
+        id: KeyId,
+        hash: &KeyHash,
+        pepper_version: u16,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Keys in `scope`, newest first, all statuses.
+    fn list_keys(
+        &self,
+        scope: Scope<'_>,
+    ) -> impl Future<Output = Result<Vec<ApiKey>, StoreError>> + Send;
+
+    /// One key, if it exists and is in `scope`.
+    fn get_key(
+        &self,
+        scope: Scope<'_>,
+        id: KeyId,
+    ) -> impl Future<Output = Result<Option<ApiKey>, StoreError>> + Send;
+
+    /// The verification view of the key with this hash.
+    fn find_by_hash(
+        &self,
+        hash: &KeyHash,
+    ) -> impl Future<Output = Result<Option<VerifyRecord>, StoreError>> + Send;
+
+    /// Applies a lifecycle change to a key in `scope`, deciding it on the stored row,
+    /// and records it as made by `actor` (nothing is recorded when nothing changed).
+    fn apply(
+        &self,
+        scope: Scope<'_>,
+        id: KeyId,
+        mutation: &Mutation,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
+
+    /// Replaces a key in `scope` with a new one carrying its attributes, linked both
+    /// ways; the old key then works until the end of the grace period (never beyond
+    /// its own expiry). Refused for revoked, expired or already-rotated keys. While
+    /// the old key is in its grace period both count toward the per-user cap, so at
+    /// the cap a rotation with a grace period is refused ([`StoreError::LimitReached`]);
+    /// one that ends the old key at once replaces it and is allowed. Both keys'
+    /// events are recorded as made by `actor`.
+    fn rotate(
+        &self,
+        scope: Scope<'_>,
+        id: KeyId,
+        replacement: &Replacement,
+        terms: RotationTerms,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> impl Future<Output = Result<Rotated, StoreError>> + Send;
+
+    /// Takes `cost` usage credits from a key, atomically: never below zero, whatever
+    /// the concurrency, across instances. A cost of 0 only checks that credits are
+    /// left. The one write on the verification path, for keys with credits only.
+    fn consume(
+        &self,
+        id: KeyId,
+        cost: u64,
+    ) -> impl Future<Output = Result<Consumed, StoreError>> + Send;
+
+    /// Moves `last_used_at` forward (never back) for each key; returns rows changed.
+    fn record_usage(
+        &self,
+        usage: &[(KeyId, Timestamp)],
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Deletes every key of a user (the user is gone) and records it; returns the
+    /// deleted keys' hashes.
+    fn delete_user(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> impl Future<Output = Result<Vec<KeyHash>, StoreError>> + Send;
+
+    /// Audit events matching `query`, oldest first, at most one page.
+    fn list_events(
+        &self,
+        query: &EventQuery,
+    ) -> impl Future<Output = Result<Vec<KeyEvent>, StoreError>> + Send;
+
+    /// Replaces a key's hash, after a verification with a retired pepper.
+    fn rehash(
+        &self,
+        id: KeyId,
+        hash: &KeyHash,
+        pepper_version: u16,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Keys per pepper version, lowest version first: what is left before a retired
+    /// pepper can be dropped.
+    fn pepper_usage(&self) -> impl Future<Output = Result<Vec<PepperUsage>, StoreError>> + Send;
+
+    /// Waits for the next change made to the database by another process (another
+    /// server, the CLI), so caches can drop what may be stale.
+    ///
+    /// The first call returns [`ExternalChange::Unknown`] as soon as changes are being
+    /// watched; caches may be trusted from then on. While watching, a call returns at
+    /// least every second ([`ExternalChange::Alive`] when nothing changed): a caller
+    /// that hears nothing for longer must assume the watch is broken. An error means
+    /// changes can no longer be seen: callers must stop trusting cached data. The
+    /// first `Ok` after an error is again `Unknown`, sent once the store watches again.
+    fn next_external_change(
+        &self,
+    ) -> impl Future<Output = Result<ExternalChange, StoreError>> + Send;
+
+    /// Closes connections; pending writes are finished first.
+    fn close(&self) -> impl Future<Output = ()> + Send;
+}
