@@ -11,7 +11,7 @@ use clap::Parser;
 use keyward_core::audit::Actor;
 use keyward_core::hash::Peppers;
 use keyward_core::key::KeyFormat;
-use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
+use keyward_core::model::{NewKey, UserId};
 use keyward_core::time::Timestamp;
 use keyward_store::{DatabaseUrl, NewKeyRecord, Store};
 
@@ -61,33 +61,18 @@ async fn main() -> anyhow::Result<()> {
         let now = Timestamp::from_datetime(time::OffsetDateTime::now_utc())?;
         let mut batch = Vec::with_capacity(n);
         for i in 0..n {
-            let plain = format.generate();
-            let parsed = format.parse(plain.expose())?;
+            let (plain, hash) = pepper.mint(&format);
             if let Some(out) = out.as_mut() {
                 writeln!(out, "{}", plain.expose())?;
             }
+            let owner = users[(written + i) % users.len()].clone();
             batch.push(NewKeyRecord {
-                hash: pepper.hash(parsed),
+                hash,
                 pepper_version: pepper.version(),
-                key: ApiKey {
-                    id: KeyId::new(now),
-                    user_id: users[(written + i) % users.len()].clone(),
-                    name: "bench".to_owned(),
-                    description: None,
-                    prefix: plain.display_prefix().to_owned(),
-                    postfix: plain.display_postfix().to_owned(),
-                    status: KeyStatus::Active,
-                    permissions: permissions.clone(),
-                    created_at: now,
-                    last_used_at: None,
-                    revoked_at: None,
-                    expires_at: None,
-                    rate_limit: None,
-                    metadata: None,
-                    rotated_from: None,
-                    rotated_to: None,
-                    remaining: None,
-                },
+                key: NewKey::new(owner, "bench", now)
+                    .secret(&plain)
+                    .permissions(permissions.clone())
+                    .build(),
             });
         }
         store

@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretBox};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::key::ParsedKey;
+use crate::key::{KeyFormat, ParsedKey, PlainKey};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -88,6 +88,18 @@ impl Pepper {
         let mut mac = self.mac.clone();
         mac.update(key.as_str().as_bytes());
         KeyHash(mac.finalize().into_bytes().into())
+    }
+
+    /// A fresh secret in `format` and its hash: the plaintext is shown to its owner
+    /// once, the hash is what is stored.
+    pub fn mint(&self, format: &KeyFormat) -> (PlainKey, KeyHash) {
+        let plain = format.generate();
+        let hash = self.hash(
+            format
+                .parse(plain.expose())
+                .expect("a generated key parses"),
+        );
+        (plain, hash)
     }
 }
 

@@ -304,26 +304,14 @@ mod tests {
     }
 
     fn stored_key() -> ApiKey {
-        let created = at(1_000);
-        ApiKey {
-            id: KeyId::new(created),
-            user_id: crate::model::UserId::parse("alice").unwrap(),
-            name: "ci".into(),
-            description: None,
-            prefix: "agpt_old".into(),
-            postfix: "oldpost1".into(),
-            status: KeyStatus::Suspended,
-            permissions: vec!["READ_GRAPH".into()],
-            created_at: created,
-            last_used_at: Some(at(2_000)),
-            revoked_at: None,
-            expires_at: None,
-            rate_limit: None,
-            metadata: None,
-            rotated_from: None,
-            rotated_to: None,
-            remaining: Some(7),
-        }
+        let alice = crate::model::UserId::parse("alice").unwrap();
+        crate::model::NewKey::new(alice, "ci", at(1_000))
+            .display("agpt_old", "oldpost1")
+            .status(KeyStatus::Suspended)
+            .permissions(vec!["READ_GRAPH".into()])
+            .last_used_at(Some(at(2_000)))
+            .remaining(Some(7))
+            .build()
     }
 
     #[test]

@@ -258,6 +258,107 @@ pub struct ApiKey {
     pub rotated_to: Option<KeyId>,
 }
 
+/// A new key's record, built field by field: what is not set starts empty (active,
+/// no permissions, no description, expiry, limits, metadata or credits, never used,
+/// not rotated). The display parts come from the key itself ([`NewKey::secret`]) or,
+/// for an imported key, from where it was made ([`NewKey::display`]).
+#[derive(Clone, Debug)]
+#[must_use = "a new key does nothing until it is built and stored"]
+pub struct NewKey(ApiKey);
+
+impl NewKey {
+    /// A key of `owner` named `name`, created at `created_at`, with a fresh id.
+    pub fn new(owner: UserId, name: impl Into<String>, created_at: Timestamp) -> Self {
+        Self(ApiKey {
+            id: KeyId::new(created_at),
+            user_id: owner,
+            name: name.into(),
+            description: None,
+            prefix: String::new(),
+            postfix: String::new(),
+            status: KeyStatus::Active,
+            permissions: Vec::new(),
+            created_at,
+            last_used_at: None,
+            revoked_at: None,
+            expires_at: None,
+            rate_limit: None,
+            metadata: None,
+            rotated_from: None,
+            rotated_to: None,
+            remaining: None,
+        })
+    }
+
+    /// Shows the key as `plain` starts and ends.
+    pub fn secret(self, plain: &crate::key::PlainKey) -> Self {
+        let (prefix, postfix) = (plain.display_prefix(), plain.display_postfix());
+        self.display(prefix, postfix)
+    }
+
+    /// Shows the key with these parts (an imported key's, kept from where it was made).
+    pub fn display(mut self, prefix: &str, postfix: &str) -> Self {
+        prefix.clone_into(&mut self.0.prefix);
+        postfix.clone_into(&mut self.0.postfix);
+        self
+    }
+
+    /// Keeps an id given elsewhere (an imported key's).
+    pub fn id(mut self, id: KeyId) -> Self {
+        self.0.id = id;
+        self
+    }
+
+    pub fn description(mut self, description: Option<String>) -> Self {
+        self.0.description = description;
+        self
+    }
+
+    pub fn status(mut self, status: KeyStatus) -> Self {
+        self.0.status = status;
+        self
+    }
+
+    pub fn permissions(mut self, permissions: Vec<String>) -> Self {
+        self.0.permissions = permissions;
+        self
+    }
+
+    pub fn last_used_at(mut self, at: Option<Timestamp>) -> Self {
+        self.0.last_used_at = at;
+        self
+    }
+
+    pub fn revoked_at(mut self, at: Option<Timestamp>) -> Self {
+        self.0.revoked_at = at;
+        self
+    }
+
+    pub fn expires_at(mut self, at: Option<Timestamp>) -> Self {
+        self.0.expires_at = at;
+        self
+    }
+
+    pub fn rate_limit(mut self, limit: Option<RateLimit>) -> Self {
+        self.0.rate_limit = limit;
+        self
+    }
+
+    pub fn metadata(mut self, metadata: Option<Metadata>) -> Self {
+        self.0.metadata = metadata;
+        self
+    }
+
+    pub fn remaining(mut self, credits: Option<u64>) -> Self {
+        self.0.remaining = credits;
+        self
+    }
+
+    pub fn build(self) -> ApiKey {
+        self.0
+    }
+}
+
 impl ApiKey {
     /// True once `expires_at` has been reached.
     pub fn is_expired(&self, now: Timestamp) -> bool {

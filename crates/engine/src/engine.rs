@@ -7,7 +7,7 @@ use keyward_core::hash::KeyHash;
 use keyward_core::input::{KeyEdit, NewKeyRequest, ValidationErrors, validate_permissions};
 use keyward_core::key::PlainKey;
 use keyward_core::lifecycle::Mutation;
-use keyward_core::model::{ApiKey, KeyId, KeyStatus, Scope, UserId};
+use keyward_core::model::{ApiKey, KeyId, NewKey, Scope, UserId};
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use keyward_store::{NewKeyRecord, Replacement, RotationTerms, Store};
@@ -154,13 +154,8 @@ impl<S: Store> Engine<S> {
     /// A new secret, its hash under the current pepper, and that pepper's version.
     fn fresh_secret(&self) -> (PlainKey, KeyHash, u16) {
         let config = &self.inner.config;
-        let plain_text = config.key_format.generate();
-        let parsed = config
-            .key_format
-            .parse(plain_text.expose())
-            .expect("a generated key parses");
         let pepper = config.peppers.current();
-        let hash = pepper.hash(parsed);
+        let (plain_text, hash) = pepper.mint(&config.key_format);
         (plain_text, hash, pepper.version())
     }
 
@@ -198,25 +193,15 @@ impl<S: Store> Engine<S> {
             self.count_user_write(Scope::User(owner), now)?;
         }
         let (plain_text, hash, pepper_version) = self.fresh_secret();
-        let key = ApiKey {
-            id: KeyId::new(now),
-            user_id: owner.clone(),
-            name: valid.name.into_string(),
-            description: valid.description.map(|d| d.into_string()),
-            prefix: plain_text.display_prefix().to_owned(),
-            postfix: plain_text.display_postfix().to_owned(),
-            status: KeyStatus::Active,
-            permissions: config.catalogue.names_of(valid.permissions),
-            created_at: now,
-            last_used_at: None,
-            revoked_at: None,
-            expires_at: valid.expires_at,
-            rate_limit: valid.rate_limit,
-            metadata: valid.metadata,
-            rotated_from: None,
-            rotated_to: None,
-            remaining: valid.remaining,
-        };
+        let key = NewKey::new(owner.clone(), valid.name.into_string(), now)
+            .secret(&plain_text)
+            .description(valid.description.map(|d| d.into_string()))
+            .permissions(config.catalogue.names_of(valid.permissions))
+            .expires_at(valid.expires_at)
+            .rate_limit(valid.rate_limit)
+            .metadata(valid.metadata)
+            .remaining(valid.remaining)
+            .build();
         let record = NewKeyRecord {
             hash,
             pepper_version,

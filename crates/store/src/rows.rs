@@ -230,31 +230,16 @@ pub(crate) fn deletion_changes(deleted: &[KeyId]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use keyward_core::model::KeyStatus;
+    use keyward_core::model::{KeyStatus, NewKey};
 
     use super::*;
 
     fn key() -> ApiKey {
         let at = Timestamp::from_millis(1_800_000_000_000).unwrap();
-        ApiKey {
-            id: KeyId::new(at),
-            user_id: UserId::parse("alice").unwrap(),
-            name: "ci".into(),
-            description: None,
-            prefix: "agpt_abc".into(),
-            postfix: "xyz12345".into(),
-            status: KeyStatus::Active,
-            permissions: vec!["READ_GRAPH".into()],
-            created_at: at,
-            last_used_at: None,
-            revoked_at: None,
-            expires_at: None,
-            rate_limit: None,
-            metadata: None,
-            rotated_from: None,
-            rotated_to: None,
-            remaining: None,
-        }
+        NewKey::new(UserId::parse("alice").unwrap(), "ci", at)
+            .display("agpt_abc", "xyz12345")
+            .permissions(vec!["READ_GRAPH".into()])
+            .build()
     }
 
     #[test]

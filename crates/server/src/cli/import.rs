@@ -16,7 +16,7 @@ use keyward_core::audit::Actor;
 use keyward_core::hash::KeyHash;
 use keyward_core::input::{Description, KeyName};
 use keyward_core::legacy::LegacyHash;
-use keyward_core::model::{ApiKey, KeyId, KeyStatus, Scope, UserId};
+use keyward_core::model::{KeyId, KeyStatus, NewKey, Scope, UserId};
 use keyward_core::time::Timestamp;
 use keyward_store::{ImportedKey, NewKeyRecord, Store};
 use serde::Serialize;
@@ -289,28 +289,19 @@ fn imported_key(row: SourceRow, pepper_version: u16) -> Result<ImportedKey, Stri
     let mut permissions = row.permissions;
     permissions.sort();
     permissions.dedup();
-    let key = ApiKey {
-        id: key_id(&row.id),
-        user_id,
-        name: name.into_string(),
-        description,
-        prefix: row.head.clone(),
-        postfix: row.tail,
-        status,
-        permissions,
-        created_at,
-        last_used_at: time(row.last_used_at, "lastUsedAt")?,
-        revoked_at: match status {
-            KeyStatus::Revoked => Some(time(row.revoked_at, "revokedAt")?.unwrap_or(created_at)),
-            _ => None,
-        },
-        expires_at: None,
-        rate_limit: None,
-        metadata: None,
-        remaining: None,
-        rotated_from: None,
-        rotated_to: None,
+    let revoked_at = match status {
+        KeyStatus::Revoked => Some(time(row.revoked_at, "revokedAt")?.unwrap_or(created_at)),
+        _ => None,
     };
+    let key = NewKey::new(user_id, name.into_string(), created_at)
+        .id(key_id(&row.id))
+        .display(&row.head, &row.tail)
+        .description(description)
+        .status(status)
+        .permissions(permissions)
+        .last_used_at(time(row.last_used_at, "lastUsedAt")?)
+        .revoked_at(revoked_at)
+        .build();
     Ok(ImportedKey {
         record: NewKeyRecord {
             key,

@@ -4,7 +4,7 @@
 use keyward_core::audit::Actor;
 use keyward_core::hash::{Pepper, Peppers};
 use keyward_core::key::KeyFormat;
-use keyward_core::model::{ApiKey, KeyId, KeyStatus, UserId};
+use keyward_core::model::{NewKey, UserId};
 use keyward_core::time::Timestamp;
 use keyward_store::{NewKeyRecord, PepperUsage, Store};
 
@@ -21,31 +21,15 @@ async fn a_key_of_a_retired_pepper_verifies_and_moves_to_the_current_one() {
         .await;
     // A key created before the rotation: hashed with version 1.
     let format = KeyFormat::default();
-    let plain = format.generate();
     let old = Pepper::new(1, OLD.as_bytes()).unwrap();
     let now = Timestamp::from_millis(1_800_000_000_000).unwrap();
+    let (plain, hash) = old.mint(&format);
     let record = NewKeyRecord {
-        hash: old.hash(format.parse(plain.expose()).unwrap()),
+        hash,
         pepper_version: 1,
-        key: ApiKey {
-            id: KeyId::new(now),
-            user_id: UserId::parse("alice").unwrap(),
-            name: "before the rotation".into(),
-            description: None,
-            prefix: plain.display_prefix().into(),
-            postfix: plain.display_postfix().into(),
-            status: KeyStatus::Active,
-            permissions: vec![],
-            created_at: now,
-            last_used_at: None,
-            revoked_at: None,
-            expires_at: None,
-            rate_limit: None,
-            metadata: None,
-            remaining: None,
-            rotated_from: None,
-            rotated_to: None,
-        },
+        key: NewKey::new(UserId::parse("alice").unwrap(), "before the rotation", now)
+            .secret(&plain)
+            .build(),
     };
     let store = app.engine.store();
     store
