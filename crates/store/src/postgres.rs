@@ -29,6 +29,7 @@ use sqlx::{Connection, Decode, Encode, PgConnection, Postgres, Transaction, Type
 use tokio::sync::Mutex;
 
 mod notify;
+mod tls;
 
 use crate::db::{PermissionList, Statement, StoredPermissions, params};
 use crate::dialect::Dialect;
@@ -78,10 +79,13 @@ async fn check_reachable(connect: &PgConnectOptions) -> Result<(), StoreError> {
             let _ = connection.close().await;
             Ok(())
         }
-        Ok(Err(err)) => Err(StoreError::Open(format!(
-            "cannot connect to {target}: {}",
-            connect_failure(&err)
-        ))),
+        Ok(Err(err)) => {
+            let failure = connect_failure(&err);
+            let hint = tls::hint(&failure).map_or(String::new(), |hint| format!("; {hint}"));
+            Err(StoreError::Open(format!(
+                "cannot connect to {target}: {failure}{hint}"
+            )))
+        }
         Err(_) => Err(StoreError::Open(format!(
             "cannot connect to {target}: no answer within {} s",
             ACQUIRE_TIMEOUT.as_secs()
@@ -108,6 +112,11 @@ impl PostgresStore {
             .map_err(|e| StoreError::Open(format!("invalid PostgreSQL URL: {e}")))?
             .application_name("keyward")
             .options([("statement_timeout", STATEMENT_TIMEOUT_MS)]);
+        if let Some(warning) = tls::warning(&connect) {
+            tracing::warn!("{warning}");
+        }
+        // The change feed's connection below is made from the same options: the same
+        // TLS mode and certificate authority as the pool's.
         check_reachable(&connect).await?;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
