@@ -19,7 +19,7 @@ use divan::Bencher;
 use keyward_core::input::NewKeyRequest;
 use keyward_core::model::UserId;
 use keyward_engine::Engine;
-use keyward_guard::{Guard, KeyIdentity, RemoteConfig};
+use keyward_guard::{Guard, RemoteConfig, VerifiedKey};
 use keyward_store::AnyStore;
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
@@ -73,7 +73,7 @@ fn keyward() -> Fixture {
     }
 }
 
-async fn graphs(key: KeyIdentity) -> String {
+async fn graphs(key: VerifiedKey) -> String {
     key.user_id
 }
 

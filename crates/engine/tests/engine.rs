@@ -1,7 +1,6 @@
 //! The engine on a real SQLite file: verification codes, cache behaviour,
 //! usage write-behind and pepper rotation.
 
-use keyward_core::model::Scope;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -10,7 +9,7 @@ use keyward_core::audit::{Actor, EventQuery, KeyEvent};
 use keyward_core::hash::{KeyHash, Peppers};
 use keyward_core::input::NewKeyRequest;
 use keyward_core::lifecycle::Mutation;
-use keyward_core::model::{ApiKey, KeyId, UserId};
+use keyward_core::model::{ApiKey, KeyId, Scope, UserId};
 use keyward_core::time::Timestamp;
 use keyward_core::verify::VerifyCode;
 use keyward_engine::{Engine, EngineConfig, EngineError, VerifyOptions};

@@ -3,16 +3,26 @@
 //! ```no_run
 //! # async fn example(engine: keyward_engine::Engine<keyward_store::AnyStore>) {
 //! use axum::{Router, routing::get};
-//! use keyward_guard::{Guard, KeyIdentity};
+//! use keyward_guard::{Guard, VerifiedKey};
 //!
-//! async fn graphs(key: KeyIdentity) -> String {
+//! async fn graphs(key: VerifiedKey) -> String {
 //!     format!("graphs of {}", key.user_id)
+//! }
+//!
+//! async fn run(key: VerifiedKey) -> String {
+//!     format!("run for {}, {:?} credits left", key.user_id, key.remaining)
 //! }
 //!
 //! let guard = Guard::in_process(engine);
 //! let app: Router = Router::new()
 //!     .route("/graphs", get(graphs))
-//!     .layer(guard.require(&["READ_GRAPH"]).unwrap());
+//!     .layer(guard.require(&["READ_GRAPH"]).unwrap())
+//!     .merge(
+//!         Router::new()
+//!             .route("/graphs/run", get(run))
+//!             // A run takes 5 usage credits from a key that has credits.
+//!             .layer(guard.require(&["EXECUTE_GRAPH"]).unwrap().cost(5)),
+//!     );
 //! # }
 //! ```
 //!
@@ -21,7 +31,9 @@
 //! answers as AutoGPT's external API did: 401 `{"detail": "Missing API key"}` or
 //! `{"detail": "Invalid API key"}`, 403 `{"detail": "Missing required permission(s):
 //! A, B"}`, 429 with `Retry-After`, 503 when the key cannot be checked. Otherwise the
-//! request goes on, carrying a [`KeyIdentity`] that handlers take as an extractor.
+//! request goes on, carrying a [`VerifiedKey`] that handlers take as an extractor:
+//! the key's owner, id, permissions, metadata and remaining usage credits, as the
+//! Python client's FastAPI dependency hands its routes under the same name.
 //!
 //! Two modes, one layer:
 //! - **in-process** ([`Guard::in_process`], feature `in-process`): embeds keyward's
@@ -30,8 +42,8 @@
 //!   when made elsewhere).
 //! - **remote** ([`Guard::remote`], feature `remote`): asks a keyward server's verify
 //!   API, and reuses its verdicts for a short while (`cache_ttl`, default 2 s). A
-//!   revocation, suspension or permission change made on the server is honoured here
-//!   within that time. Keys with a rate limit or usage credits are never served from
+//!   revocation, suspension, permission or metadata change made on the server is
+//!   honoured here within that time. Keys with a rate limit or usage credits are never served from
 //!   the cache: every use of them reaches the server, which counts it.
 //!
 //! The end client's address is passed along for keyward's failed-verification limit:
@@ -47,6 +59,7 @@ mod in_process;
 #[cfg(feature = "remote")]
 mod remote;
 
+use std::fmt;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -59,6 +72,7 @@ use axum::http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
+use keyward_core::model::MAX_REMAINING;
 use keyward_core::permissions::{Catalogue, CatalogueError, UnknownPermissions};
 use keyward_core::verify::Refusal as KeyRefusal;
 
@@ -68,14 +82,23 @@ pub use remote::{RemoteConfig, RemoteConfigError};
 /// Longer presented keys are refused as invalid without asking anyone.
 const MAX_KEY_LENGTH: usize = 1024;
 
-/// Who a verified request is from.
+/// Who a verified request is from, and what keyward's verification said of the key.
+/// The same in both modes, and the same as the Python client's `VerifiedKey`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyIdentity {
+pub struct VerifiedKey {
     pub user_id: String,
     pub key_id: String,
     /// Every permission the key holds (not only those the route needs).
     pub permissions: Vec<String>,
+    /// The key's metadata (its owner's JSON object), when it has some.
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// For a key with usage credits: how many are left after this request.
+    pub remaining: Option<u64>,
 }
+
+/// The former name of [`VerifiedKey`].
+#[deprecated(note = "renamed `VerifiedKey`, the name the Python client's FastAPI dependency uses")]
+pub type KeyIdentity = VerifiedKey;
 
 /// Which address counts as the end client, for keyward's limit on failed
 /// verifications per client.
@@ -95,7 +118,7 @@ pub enum ClientAddress {
 }
 
 /// Verifies keys for routes; cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Guard {
     verifier: Verifier,
     client_address: ClientAddress,
@@ -107,6 +130,18 @@ enum Verifier {
     InProcess(keyward_engine::Engine<keyward_store::AnyStore>),
     #[cfg(feature = "remote")]
     Remote(Arc<remote::Remote>),
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // The engine has no `Debug`; its configuration holds the pepper anyway.
+            #[cfg(feature = "in-process")]
+            Self::InProcess(_) => f.write_str("InProcess"),
+            #[cfg(feature = "remote")]
+            Self::Remote(remote) => f.debug_tuple("Remote").field(remote).finish(),
+        }
+    }
 }
 
 /// Why a request is refused, whichever mode decided: keyward's one vocabulary for
@@ -126,10 +161,13 @@ impl From<KeyRefusal> for Refusal {
     }
 }
 
-/// The permissions a layer requires: their names, and for in-process mode the set.
-#[derive(Clone)]
+/// What a layer asks of a key: the permissions it requires (their names, and for
+/// in-process mode the set), and the usage credits each request takes.
+#[derive(Clone, Debug)]
 struct Required {
     names: Arc<[String]>,
+    /// Credits taken from a key that has them; `None`: keyward's default (1).
+    cost: Option<u64>,
     #[cfg(feature = "in-process")]
     set: keyward_core::permissions::PermissionSet,
     /// Remote mode: whether the server has accepted these names (answered without a
@@ -202,6 +240,7 @@ impl Guard {
                 Verifier::Remote(_) => Default::default(),
             },
             names: names.into(),
+            cost: None,
             #[cfg(feature = "remote")]
             accepted: Arc::default(),
         };
@@ -216,7 +255,7 @@ impl Guard {
         headers: &HeaderMap,
         client: Option<IpAddr>,
         required: &Required,
-    ) -> Result<KeyIdentity, Refusal> {
+    ) -> Result<VerifiedKey, Refusal> {
         let Some(key) = presented_key(headers) else {
             return Err(Refusal::Key(KeyRefusal::MissingKey));
         };
@@ -302,10 +341,31 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The layer [`Guard::require`] makes.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct RequireKeyLayer {
     guard: Guard,
     required: Required,
+}
+
+impl RequireKeyLayer {
+    /// Usage credits each request through this layer takes from a key that has
+    /// credits (keyward's default: 1), in both modes alike. With too few left the
+    /// request is refused: 403 `{"detail": "API key usage credits exhausted"}`.
+    /// `0` only checks that some are left, taking none. Keys without credits
+    /// ignore it.
+    ///
+    /// # Panics
+    ///
+    /// When `credits` is over 10^15, the most a key can hold (keyward refuses such
+    /// a cost).
+    pub fn cost(mut self, credits: u64) -> Self {
+        assert!(
+            credits <= MAX_REMAINING,
+            "keyward-guard: a cost must be at most {MAX_REMAINING} credits"
+        );
+        self.required.cost = Some(credits);
+        self
+    }
 }
 
 impl<S> tower::Layer<S> for RequireKeyLayer {
@@ -319,7 +379,7 @@ impl<S> tower::Layer<S> for RequireKeyLayer {
 }
 
 /// The service of [`RequireKeyLayer`].
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct RequireKey<S> {
     layer: RequireKeyLayer,
     inner: S,
@@ -360,16 +420,16 @@ where
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for KeyIdentity {
+impl<S: Send + Sync> FromRequestParts<S> for VerifiedKey {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Response> {
         parts
             .extensions
-            .get::<KeyIdentity>()
+            .get::<VerifiedKey>()
             .cloned()
             .ok_or_else(|| {
-                tracing::error!("KeyIdentity used on a route without keyward's guard layer");
+                tracing::error!("VerifiedKey used on a route without keyward's guard layer");
                 refusal_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal error")
             })
     }

@@ -25,7 +25,7 @@ use quick_cache::sync::Cache;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::{KeyIdentity, Refusal, Required};
+use crate::{Refusal, Required, VerifiedKey};
 
 /// Where the keyward server is and how long its verdicts are reused.
 #[derive(Clone)]
@@ -72,32 +72,21 @@ impl std::fmt::Debug for RemoteConfig {
 }
 
 /// Why a [`RemoteConfig`] was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RemoteConfigError {
     /// The URL is not an `http://host[:port][/prefix]` URL.
+    #[error("keyward URL: {0}")]
     Url(String),
     /// The service token is empty or cannot be sent in a header.
+    #[error("keyward service token: empty or not a valid header value")]
     ServiceToken,
 }
-
-impl std::fmt::Display for RemoteConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Url(why) => write!(f, "keyward URL: {why}"),
-            Self::ServiceToken => {
-                f.write_str("keyward service token: empty or not a valid header value")
-            }
-        }
-    }
-}
-
-impl std::error::Error for RemoteConfigError {}
 
 /// What is remembered of one key.
 #[derive(Clone)]
 enum Remembered {
     Found {
-        identity: Arc<KeyIdentity>,
+        identity: Arc<VerifiedKey>,
         until: Instant,
     },
     Refused {
@@ -121,6 +110,8 @@ struct Answer {
     user_id: Option<String>,
     permissions: Option<Vec<String>>,
     expires_at: Option<String>,
+    metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    remaining: Option<u64>,
     retry_after: Option<f64>,
     metered: Option<bool>,
 }
@@ -141,6 +132,19 @@ pub(crate) struct Remote {
     timeout: Duration,
     ttl: Duration,
     cache: Option<Cache<[u8; 32], Remembered>>,
+}
+
+/// Without the service token (the `Authorization` header it is sent in) or the cache's
+/// content.
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("verify_uri", &self.verify_uri)
+            .field("timeout", &self.timeout)
+            .field("cache_ttl", &self.ttl)
+            .field("cache_capacity", &self.cache.as_ref().map(Cache::capacity))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Remote {
@@ -192,7 +196,7 @@ impl Remote {
         key: &str,
         required: &Required,
         client: Option<IpAddr>,
-    ) -> Result<KeyIdentity, Refusal> {
+    ) -> Result<VerifiedKey, Refusal> {
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         let accepted = required.accepted.load(Ordering::Relaxed);
         if let Some(cache) = self.cache.as_ref().filter(|_| accepted)
@@ -252,11 +256,16 @@ impl Remote {
         required: &Required,
         client: Option<IpAddr>,
     ) -> Result<Answer, Refusal> {
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "key": key,
             "permissions": &*required.names,
             "client_ip": client,
         });
+        // Only when the layer sets one, as keyward-client does: keyward's default
+        // otherwise, and the same request as before there were costs.
+        if let Some(cost) = required.cost {
+            body["cost"] = cost.into();
+        }
         let request = Request::post(self.verify_uri.clone())
             .header(AUTHORIZATION, self.authorization.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
@@ -313,17 +322,19 @@ impl Remote {
     }
 }
 
-fn identity_of(answer: &Answer) -> Option<KeyIdentity> {
-    Some(KeyIdentity {
+fn identity_of(answer: &Answer) -> Option<VerifiedKey> {
+    Some(VerifiedKey {
         user_id: answer.user_id.clone()?,
         key_id: answer.key_id.clone()?,
         permissions: answer.permissions.clone()?,
+        metadata: answer.metadata.clone(),
+        remaining: answer.remaining,
     })
 }
 
 /// The verdict of a fresh answer. A code this guard does not know (from a newer
 /// server) refuses, as an invalid key.
-fn verdict_of(answer: &Answer, required: &Required) -> Result<KeyIdentity, Refusal> {
+fn verdict_of(answer: &Answer, required: &Required) -> Result<VerifiedKey, Refusal> {
     let code = answer
         .code
         .parse::<VerifyCode>()
@@ -337,13 +348,13 @@ fn verdict_of(answer: &Answer, required: &Required) -> Result<KeyIdentity, Refus
 }
 
 /// The verdict of a remembered answer, for this route's permissions.
-fn decide(remembered: &Remembered, required: &Required) -> Result<KeyIdentity, Refusal> {
+fn decide(remembered: &Remembered, required: &Required) -> Result<VerifiedKey, Refusal> {
     match remembered {
         Remembered::Refused { .. } => Err(Refusal::Key(KeyRefusal::Invalid)),
         Remembered::Found { identity, .. } => {
             let missing = KeyRefusal::missing(&required.names, &identity.permissions);
             if missing.is_empty() {
-                Ok(KeyIdentity::clone(identity))
+                Ok(VerifiedKey::clone(identity))
             } else {
                 Err(KeyRefusal::MissingPermissions(missing).into())
             }

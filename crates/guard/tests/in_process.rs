@@ -5,8 +5,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use keyward_core::hash::Peppers;
 use keyward_core::input::NewKeyRequest;
-use keyward_core::model::Scope;
-use keyward_core::model::UserId;
+use keyward_core::model::{Scope, UserId};
 use keyward_engine::{Engine, EngineConfig};
 use keyward_guard::Guard;
 use keyward_store::{AnyStore, Store};
@@ -144,4 +143,36 @@ async fn a_key_over_its_rate_limit_gets_429_with_retry_after() {
     let (status, retry, _) = call(&app, &[("x-api-key", &plain)]).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(retry.as_deref(), Some("60"));
+}
+
+#[tokio::test]
+async fn the_in_process_guard_shows_no_pepper_in_debug_output() {
+    let (engine, _db) = engine().await;
+    let guard = Guard::in_process(engine);
+    let layer = guard.require(&["READ_GRAPH"]).unwrap();
+    for shown in [format!("{guard:?}"), format!("{layer:?}")] {
+        assert!(!shown.contains(PEPPER), "{shown}");
+        assert!(shown.contains("InProcess"), "{shown}");
+    }
+}
+
+/// A handler written before `VerifiedKey` had its name.
+#[allow(deprecated)]
+async fn former_name(key: keyward_guard::KeyIdentity) -> axum::Json<serde_json::Value> {
+    axum::Json(json!({"user_id": key.user_id}))
+}
+
+#[tokio::test]
+async fn a_handler_taking_the_former_name_key_identity_still_gets_the_key() {
+    let (engine, _db) = engine().await;
+    let (_, plain) = key(&engine, &[]).await;
+    let guard = Guard::in_process(engine);
+    let app = Router::new()
+        .route("/whoami", get(former_name))
+        .layer(guard.require::<&str>(&[]).unwrap());
+    let (status, _, body) = call(&app, &[("x-api-key", &plain)]).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"user_id": "alice"}))
+    );
 }

@@ -1,131 +1,21 @@
 //! Remote mode: the guard in front of a real axum route, asking a real keyward server
 //! (the service's own router, served on 127.0.0.1) over HTTP.
 
-use keyward_core::model::Scope;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use axum::routing::get;
-use keyward::app::App;
-use keyward::secrets::Secret;
-use keyward::settings::{JwtSettings, Settings};
-use keyward_core::hash::Peppers;
+use axum::http::StatusCode;
 use keyward_core::input::NewKeyRequest;
-use keyward_core::model::UserId;
+use keyward_core::model::Scope;
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
-use keyward_engine::{Engine, EngineConfig};
 use keyward_guard::{ClientAddress, Guard, RemoteConfig};
-use keyward_store::testing::TestDatabase;
-use keyward_store::{AnyStore, ConnectOptions};
 use serde_json::{Value, json};
 
 mod common;
-use common::{call, whoami};
-
-const SERVICE_TOKEN: &str = "remote-guard-service-token-0123456789";
-
-/// A keyward server on a free loopback port, counting the verify calls it serves.
-struct Keyward {
-    url: String,
-    /// The server's own router, for asking it in-process (forward authentication).
-    router: Router,
-    engine: Engine<AnyStore>,
-    verify_calls: Arc<AtomicUsize>,
-    _db: TestDatabase,
-}
-
-async fn keyward(configure: impl FnOnce(&mut EngineConfig)) -> Keyward {
-    let db = keyward_store::testing::sqlite();
-    let mut engine =
-        EngineConfig::new(Peppers::parse("remote-guard-pepper-0123456789abcdefghij").unwrap());
-    configure(&mut engine);
-    let settings = Settings {
-        http: Default::default(),
-        database_url: db.url.clone(),
-        connect: ConnectOptions::default(),
-        engine,
-        jwt: JwtSettings {
-            hs256_secret: Some(Secret::new("remote-guard-jwt-secret-0123456789abcdef")),
-            ..JwtSettings::default()
-        },
-        admin_token: Secret::new(SERVICE_TOKEN),
-        local_secrets: None,
-    };
-    let app = App::start(&settings).await.unwrap();
-    let verify_calls = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&verify_calls);
-    let router = app.router.layer(axum::middleware::map_request(
-        move |request: Request<Body>| {
-            let counter = Arc::clone(&counter);
-            async move {
-                if request.uri().path() == "/api/api-keys/verify" {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                }
-                request
-            }
-        },
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let served = router.clone();
-    tokio::spawn(async move { axum::serve(listener, served).await.unwrap() });
-    Keyward {
-        url: format!("http://{address}"),
-        router,
-        engine: app.engine,
-        verify_calls,
-        _db: db,
-    }
-}
-
-impl Keyward {
-    /// A key for alice, provisioned as the platform does (limits and credits allowed).
-    async fn key(&self, request: NewKeyRequest) -> (String, String) {
-        let created = self
-            .engine
-            .create_key_as_admin(&UserId::parse("alice").unwrap(), &request)
-            .await
-            .unwrap();
-        (
-            created.key.id.to_string(),
-            created.plain_text.expose().to_owned(),
-        )
-    }
-
-    async fn key_with(&self, permissions: &[&str]) -> (String, String) {
-        self.key(NewKeyRequest {
-            name: "guarded".into(),
-            permissions: permissions.iter().map(|p| p.to_string()).collect(),
-            ..Default::default()
-        })
-        .await
-    }
-
-    fn calls(&self) -> usize {
-        self.verify_calls.load(Ordering::SeqCst)
-    }
-
-    fn guard(&self, cache_ttl: Duration) -> Guard {
-        let mut config = RemoteConfig::new(&self.url, SERVICE_TOKEN);
-        config.cache_ttl = cache_ttl;
-        Guard::remote(config).unwrap()
-    }
-}
-
-fn app(guard: &Guard, permissions: &[&str]) -> Router {
-    Router::new()
-        .route("/whoami", get(whoami))
-        .layer(guard.require(permissions).unwrap())
-}
-
-fn detail(status: StatusCode, detail: &str) -> (StatusCode, Value) {
-    (status, json!({ "detail": detail }))
-}
+use common::server::{SERVICE_TOKEN, keyward};
+use common::{app, call, detail};
 
 #[tokio::test]
 async fn a_valid_key_reaches_the_handler_with_its_identity() {
@@ -515,127 +405,61 @@ async fn a_forwarded_for_entry_that_is_no_address_sends_no_client_address() {
     assert_eq!(sent, [json!("203.0.113.9"), Value::Null, Value::Null]);
 }
 
-/// keyward's forward authentication, asked as a proxy asks it for a route requiring
-/// READ_GRAPH: the status, whether `Retry-After` came, and the sentence (`detail`).
-async fn forward_auth(keyward: &Keyward, key: Option<&str>) -> (StatusCode, bool, Value) {
-    use tower::ServiceExt;
-    let mut request = Request::get("/api/auth")
-        .header("x-keyward-proxy-token", SERVICE_TOKEN)
-        .header("x-keyward-permissions", "READ_GRAPH");
-    if let Some(key) = key {
-        request = request.header("x-api-key", key);
+#[tokio::test]
+async fn a_routes_cost_is_sent_only_when_the_layer_sets_one() {
+    let (url, seen) = fake_keyward(VALID).await;
+    let guard = Guard::remote(RemoteConfig {
+        cache_ttl: Duration::ZERO,
+        ..RemoteConfig::new(&url, SERVICE_TOKEN)
+    })
+    .unwrap();
+    let layers = [
+        guard.require::<&str>(&[]).unwrap(),
+        guard.require::<&str>(&[]).unwrap().cost(3),
+        guard.require::<&str>(&[]).unwrap().cost(0),
+    ];
+    for layer in layers {
+        let app = Router::new()
+            .route("/whoami", axum::routing::get(common::whoami))
+            .layer(layer);
+        assert_eq!(
+            call(&app, &[("x-api-key", "agpt_k")]).await.0,
+            StatusCode::OK
+        );
     }
-    let response = keyward
-        .router
-        .clone()
-        .oneshot(request.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let retry = response.headers().contains_key("retry-after");
-    let bytes = http_body_util::BodyExt::collect(response.into_body())
-        .await
+    // Without a cost, the request keyward has always had (and keyward's default, 1).
+    let sent: Vec<Option<Value>> = seen
+        .lock()
         .unwrap()
-        .to_bytes();
-    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (status, retry, body["detail"].clone())
+        .iter()
+        .map(|b| b.get("cost").cloned())
+        .collect();
+    assert_eq!(sent, [None, Some(json!(3)), Some(json!(0))]);
 }
 
 #[tokio::test]
-async fn forward_auth_and_the_guard_in_both_modes_give_the_same_answer_for_every_verdict() {
-    use keyward_core::verify::VerifyCode;
-    let keyward = keyward(|_| {}).await;
-    let engine = &keyward.engine;
-    let (_, valid) = keyward.key_with(&["READ_GRAPH"]).await;
-    let (_, narrow) = keyward.key_with(&["EXECUTE_GRAPH"]).await;
-    let (suspended_id, suspended) = keyward.key_with(&["READ_GRAPH"]).await;
-    engine
-        .suspend(Scope::Admin, suspended_id.parse().unwrap())
-        .await
-        .unwrap();
-    let (revoked_id, revoked) = keyward.key_with(&["READ_GRAPH"]).await;
-    engine
-        .revoke(Scope::Admin, revoked_id.parse().unwrap())
-        .await
-        .unwrap();
-    let soon = Timestamp::from_millis(engine_now_ms() + 300).unwrap();
-    let (_, expired) = keyward
-        .key(NewKeyRequest {
-            name: "short-lived".into(),
-            permissions: vec!["READ_GRAPH".into()],
-            expires_at: Some(soon),
-            ..Default::default()
-        })
-        .await;
-    let (_, limited) = keyward
-        .key(NewKeyRequest {
-            name: "limited".into(),
-            permissions: vec!["READ_GRAPH".into()],
-            rate_limit: RateLimit::new(1, 3600).ok(),
-            ..Default::default()
-        })
-        .await;
-    assert!(
-        engine
-            .verify(&limited, &["READ_GRAPH"])
-            .await
-            .unwrap()
-            .is_valid()
-    );
-    let (_, spent) = keyward
-        .key(NewKeyRequest {
-            name: "spent".into(),
-            permissions: vec!["READ_GRAPH".into()],
-            remaining: Some(0),
-            ..Default::default()
-        })
-        .await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let forged = keyward_core::key::KeyFormat::default().generate();
-
-    let cases: Vec<(Option<VerifyCode>, Option<&str>)> = vec![
-        (None, None),
-        (Some(VerifyCode::Valid), Some(&valid)),
-        (Some(VerifyCode::Malformed), Some("agpt_not-a-key")),
-        (Some(VerifyCode::NotFound), Some(forged.expose())),
-        (Some(VerifyCode::Suspended), Some(&suspended)),
-        (Some(VerifyCode::Revoked), Some(&revoked)),
-        (Some(VerifyCode::Expired), Some(&expired)),
-        (Some(VerifyCode::InsufficientPermissions), Some(&narrow)),
-        (Some(VerifyCode::RateLimited), Some(&limited)),
-        (Some(VerifyCode::UsageExceeded), Some(&spent)),
-    ];
-    let verdict_codes: Vec<VerifyCode> = cases.iter().filter_map(|(c, _)| *c).collect();
-    assert_eq!(
-        verdict_codes.len(),
-        VerifyCode::ALL.len(),
-        "every verdict code is here"
-    );
-
-    let remote = app(&keyward.guard(Duration::ZERO), &["READ_GRAPH"]);
-    let in_process = app(&Guard::in_process(engine.clone()), &["READ_GRAPH"]);
-    for (code, key) in cases {
-        let headers: Vec<(&str, &str)> = key.map(|k| ("x-api-key", k)).into_iter().collect();
-        let proxy = forward_auth(&keyward, key).await;
-        for (mode, app) in [("remote", &remote), ("in-process", &in_process)] {
-            let (status, retry, body) = call(app, &headers).await;
-            let sentence = if status == StatusCode::OK {
-                Value::Null
-            } else {
-                body["detail"].clone()
-            };
-            assert_eq!(
-                (status, retry.is_some(), sentence),
-                proxy,
-                "{code:?} through the guard ({mode}) and through forward auth"
-            );
-        }
+async fn the_guard_and_its_layers_never_show_the_service_token_in_debug_output() {
+    let guard = Guard::remote(RemoteConfig::new("http://127.0.0.1:8080", SERVICE_TOKEN)).unwrap();
+    let layer = guard.require(&["READ_GRAPH"]).unwrap().cost(2);
+    let service = tower::Layer::layer(&layer, ());
+    for shown in [
+        format!("{guard:?}"),
+        format!("{layer:?}"),
+        format!("{service:?}"),
+    ] {
+        assert!(!shown.contains(SERVICE_TOKEN), "{shown}");
+        // What the guard is: where it asks, what a route requires.
+        assert!(shown.contains("127.0.0.1:8080"), "{shown}");
     }
+    assert!(format!("{layer:?}").contains("READ_GRAPH"));
 }
 
-fn engine_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+#[test]
+#[should_panic(expected = "a cost must be at most 1000000000000000 credits")]
+fn a_cost_above_what_a_key_can_hold_is_refused_when_the_layer_is_built() {
+    let guard = Guard::remote(RemoteConfig::new("http://127.0.0.1:8080", SERVICE_TOKEN)).unwrap();
+    let _ = guard
+        .require::<&str>(&[])
         .unwrap()
-        .as_millis() as i64
+        .cost(keyward_core::model::MAX_REMAINING + 1);
 }

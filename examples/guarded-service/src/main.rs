@@ -20,15 +20,15 @@ use axum::Router;
 use axum::routing::{get, post};
 use keyward_core::hash::Peppers;
 use keyward_engine::{Engine, EngineConfig};
-use keyward_guard::{Guard, KeyIdentity, RemoteConfig};
+use keyward_guard::{Guard, RemoteConfig, VerifiedKey};
 use keyward_store::{AnyStore, DatabaseUrl, Store};
 
 // docs: routes begin
-async fn list_graphs(key: KeyIdentity) -> String {
+async fn list_graphs(key: VerifiedKey) -> String {
     format!("graphs of {} (key {})\n", key.user_id, key.key_id)
 }
 
-async fn run_graph(key: KeyIdentity) -> String {
+async fn run_graph(key: VerifiedKey) -> String {
     format!("graph run for {}\n", key.user_id)
 }
 

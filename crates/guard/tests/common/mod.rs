@@ -1,15 +1,22 @@
-//! What both modes' tests share: a handler showing the identity, and a call helper.
+//! What the guard's tests share: a handler showing the identity, a route behind a
+//! layer, a call helper, and (in [`server`]) a real keyward server.
+
+// Each test binary uses its own part of these.
+#![allow(dead_code)]
+
+pub mod server;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use axum::routing::get;
 use http_body_util::BodyExt;
-use keyward_guard::KeyIdentity;
+use keyward_guard::{Guard, VerifiedKey};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
 /// A handler answering with the identity the guard handed it.
-pub async fn whoami(key: KeyIdentity) -> axum::Json<Value> {
+pub async fn whoami(key: VerifiedKey) -> axum::Json<Value> {
     axum::Json(
         json!({"user_id": key.user_id, "key_id": key.key_id, "permissions": key.permissions}),
     )
@@ -37,4 +44,16 @@ pub async fn call(app: &Router, headers: &[(&str, &str)]) -> (StatusCode, Option
         retry,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     )
+}
+
+/// A `/whoami` route behind a layer requiring `permissions`.
+pub fn app(guard: &Guard, permissions: &[&str]) -> Router {
+    Router::new()
+        .route("/whoami", get(whoami))
+        .layer(guard.require(permissions).unwrap())
+}
+
+/// A refusal as the guard answers it: `{"detail": …}`.
+pub fn detail(status: StatusCode, detail: &str) -> (StatusCode, Value) {
+    (status, json!({ "detail": detail }))
 }

@@ -3,13 +3,13 @@
 //! them; imported into SQLite and into PostgreSQL, then verified through the HTTP
 //! API. Needs `KEYWARD_TEST_POSTGRES_URL`.
 
-use keyward_core::model::Scope;
 use std::process::Output;
 
 use keyward::app::App;
 use keyward::secrets::Secret;
 use keyward::settings::{JwtSettings, Settings};
 use keyward_core::hash::Peppers;
+use keyward_core::model::Scope;
 use keyward_engine::EngineConfig;
 use keyward_store::testing::{self, TestDatabase};
 use keyward_store::{DatabaseUrl, Store};

@@ -1,6 +1,5 @@
 //! `TestApp`: the real router on a fresh SQLite file, with helpers to call it.
 
-use keyward_core::model::Scope;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,6 +13,7 @@ use keyward::app::App;
 use keyward::secrets::Secret;
 use keyward::settings::{JwtSettings, Settings};
 use keyward_core::hash::Peppers;
+use keyward_core::model::Scope;
 use keyward_core::permissions::Catalogue;
 use keyward_core::time::Timestamp;
 use keyward_engine::{Engine, EngineConfig};

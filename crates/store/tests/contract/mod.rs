@@ -2,14 +2,13 @@
 //! [`Store`] interface. A backend's test file provides a fixture and expands
 //! [`store_contract_suite!`], which turns each function below into a test.
 
-use keyward_core::model::Scope;
 use std::time::Duration;
 
 use keyward_core::audit::{Actor, EventQuery};
 use keyward_core::hash::{KeyHash, Pepper};
 use keyward_core::key::KeyFormat;
 use keyward_core::lifecycle::{LifecycleError, Mutation};
-use keyward_core::model::{ApiKey, KeyId, KeyStatus, Metadata, UserId};
+use keyward_core::model::{ApiKey, KeyId, KeyStatus, Metadata, Scope, UserId};
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use keyward_store::{AnyStore, DatabaseUrl, ExternalChange, NewKeyRecord, Store, StoreError};

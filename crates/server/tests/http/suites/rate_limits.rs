@@ -1,10 +1,10 @@
 //! Rate limits: a key's own, failed verifications per end client, and changes per
 //! user.
 
-use keyward_core::model::Scope;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode, header};
+use keyward_core::model::Scope;
 use keyward_core::rate::RateLimit;
 use serde_json::{Value, json};
 
