@@ -1,13 +1,34 @@
-//! The store contract against the SQLite backend, each test on a fresh file.
+//! The store contract on a fresh SQLite file per test, and what only SQLite does.
 
-mod contract;
-
-use contract::{Fixture, store_contract_suite};
 use keyward_store::{DatabaseUrl, Store};
 use sqlx::Connection;
 use sqlx::sqlite::SqliteConnection;
 
-async fn fresh_sqlite() -> Fixture {
+use crate::common::Fixture;
+
+#[path = "suites/audit.rs"]
+mod audit;
+#[path = "suites/caps.rs"]
+mod caps;
+#[path = "suites/change_feed.rs"]
+mod change_feed;
+#[path = "suites/credits.rs"]
+mod credits;
+#[path = "suites/keys.rs"]
+mod keys;
+#[path = "suites/lifecycle.rs"]
+mod lifecycle;
+#[path = "suites/migrations.rs"]
+mod migrations;
+#[path = "suites/peppers.rs"]
+mod peppers;
+#[path = "suites/rotation.rs"]
+mod rotation;
+#[path = "suites/usage.rs"]
+mod usage;
+
+/// A fresh, migrated SQLite file.
+pub async fn fixture() -> Fixture {
     let db = keyward_store::testing::sqlite();
     let store = keyward_store::connect(&db.url).await.unwrap();
     store.migrate().await.unwrap();
@@ -18,8 +39,6 @@ async fn fresh_sqlite() -> Fixture {
         _guard: Box::new(db),
     }
 }
-
-store_contract_suite!(fresh_sqlite);
 
 #[tokio::test]
 async fn a_missing_directory_is_reported_not_created() {

@@ -1,0 +1,60 @@
+//! What every contract suite shares: the fixture each backend provides, and keys
+//! made and inserted the way the service makes them.
+
+use keyward_core::audit::Actor;
+use keyward_core::hash::Pepper;
+use keyward_core::key::KeyFormat;
+use keyward_core::model::{Metadata, NewKey, UserId};
+use keyward_core::rate::RateLimit;
+use keyward_core::time::Timestamp;
+use keyward_store::{AnyStore, DatabaseUrl, NewKeyRecord, Store};
+
+/// A fresh, migrated, empty database and a way to open it a second time.
+pub struct Fixture {
+    pub store: AnyStore,
+    pub url: DatabaseUrl,
+    /// Whether the backend tells which keys changed (rather than "something changed").
+    pub names_changed_keys: bool,
+    /// Keeps the database alive for the test's duration.
+    pub _guard: Box<dyn std::any::Any + Send>,
+}
+
+const T0: i64 = 1_800_000_000_000;
+
+pub fn at(offset_ms: i64) -> Timestamp {
+    Timestamp::from_millis(T0 + offset_ms).unwrap()
+}
+
+/// Who the contract tests act as.
+pub fn admin() -> Actor {
+    Actor::Admin("contract-test".into())
+}
+
+pub fn user(name: &str) -> UserId {
+    UserId::parse(name).unwrap()
+}
+
+/// A realistic record: a generated key, hashed with a test pepper.
+pub fn new_key(owner: &str, name: &str, created: i64) -> NewKeyRecord {
+    let pepper = Pepper::new(1, b"contract-test-pepper-0123456789abcdef").unwrap();
+    let (plain, hash) = pepper.mint(&KeyFormat::default());
+    let key = NewKey::new(user(owner), name, at(created))
+        .secret(&plain)
+        .description(Some(format!("{name} description")))
+        .permissions(vec!["EXECUTE_GRAPH".into(), "READ_GRAPH".into()])
+        .expires_at(Some(at(86_400_000)))
+        .rate_limit(RateLimit::new(100, 60).ok())
+        .metadata(Metadata::from_json_object(format!(r#"{{"team":"{name}"}}"#)).ok())
+        .build();
+    NewKeyRecord {
+        key,
+        hash,
+        pepper_version: 1,
+    }
+}
+
+pub async fn insert(store: &AnyStore, owner: &str, name: &str, created: i64) -> NewKeyRecord {
+    let record = new_key(owner, name, created);
+    store.insert_key(&record, 100, &admin()).await.unwrap();
+    record
+}
