@@ -204,9 +204,31 @@ fn an_instance_that_loses_its_change_feed_serves_no_stale_positive() {
     let (id, key) = cluster.create(&[]);
     assert_eq!(Cluster::verify(&cluster.b, &key, &[]), "VALID");
 
+    // Both instances watch once their LISTEN connections are up (they subscribe in
+    // the background after start: over TLS, on a busy machine, that takes a moment).
+    let url = cluster.db.url_string();
+    let listeners = || {
+        let output = std::process::Command::new("psql")
+            .args([
+                url.as_str(),
+                "-Atc",
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE application_name = 'keyward-listener' AND datname = current_database()",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse::<u32>()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while listeners() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // Cut both instances' LISTEN connections from the server side (only this test's
     // database: other tests run beside it), waiting until the backends are gone.
-    let url = cluster.db.url_string();
     let terminated = std::process::Command::new("psql")
         .args([
             url.as_str(),

@@ -108,10 +108,17 @@ fn a_postgresql_that_refuses_connections_is_named_with_its_address_and_the_reaso
 )]
 fn a_postgresql_without_the_database_or_the_role_says_so() {
     let base = std::env::var("KEYWARD_TEST_POSTGRES_URL").unwrap();
-    let (server, _) = base.rsplit_once('/').unwrap();
+    // The query (sslmode, sslrootcert) holds slashes of its own: keep it aside.
+    let (address, query) = base.split_once('?').unwrap_or((&base, ""));
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    let (server, _) = address.rsplit_once('/').unwrap();
     let dir = tempfile::tempdir().unwrap();
 
-    let url = format!("{server}/keyward_no_such_database");
+    let url = format!("{server}/keyward_no_such_database{query}");
     let line = error_line(&serve_with(dir.path(), &[("KEYWARD_DATABASE_URL", &url)]));
     assert!(
         line.contains("database \"keyward_no_such_database\" does not exist"),

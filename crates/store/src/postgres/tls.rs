@@ -53,7 +53,7 @@ pub(super) fn hint(failure: &str) -> Option<&'static str> {
         )
     } else if failure.contains("certificate") || failure.contains("unknownissuer") {
         Some(
-            "the server's certificate is not trusted: sslrootcert must name the authority \
+            "the server's TLS certificate is not trusted: sslrootcert must name the authority \
              that signed it, and the URL's host must be a name in it",
         )
     } else {

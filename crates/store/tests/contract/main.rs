@@ -13,6 +13,8 @@ mod common;
 #[cfg(keyward_postgres_tests)]
 mod postgres;
 mod sqlite;
+#[cfg(keyward_postgres_tls_tests)]
+mod tls;
 
 use keyward_store::testing::{self, POSTGRES_SKIP_REASON};
 
@@ -23,6 +25,15 @@ fn postgres_store_contract() {
     // Run with --ignored, it says why it cannot: the suites exist only where the
     // server is named (build.rs compiles them in then).
     assert!(testing::postgres_available(), "{POSTGRES_SKIP_REASON}");
+}
+
+#[cfg(not(keyward_postgres_tls_tests))]
+#[test]
+#[ignore = "PostgreSQL over TLS: set KEYWARD_TEST_POSTGRES_URL to a TLS-only server with \
+            sslmode=verify-full&sslrootcert=<its CA> (`.ci/postgres start --tls` prints one)"]
+fn postgres_over_tls() {
+    let url = std::env::var(testing::POSTGRES_URL_ENV).unwrap_or_default();
+    assert!(url.contains("sslrootcert="), "no TLS server named: {url:?}");
 }
 
 #[test]
