@@ -1,9 +1,10 @@
-//! The command line: `serve`, `migrate`, `openapi`, `keys …`, `token`.
+//! The command line: `serve`, `migrate`, `healthcheck`, `openapi`, `keys …`, `token`.
 //!
 //! The admin commands talk to the database directly, through the same engine the
 //! server runs, so they work with or without a server running beside them (SQLite
 //! serialises the writes; a running server notices the changes within a second).
 
+mod healthcheck;
 mod import;
 mod keys;
 mod output;
@@ -46,6 +47,9 @@ pub enum Command {
     Serve,
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Ask a running keyward whether it is ready (GET /readyz): exit 0 when it answers
+    /// 200, 1 otherwise. For container health checks; needs no secret or database.
+    Healthcheck(healthcheck::HealthcheckArgs),
     /// Print the OpenAPI document (JSON).
     Openapi,
     /// Manage keys directly in the database (admin).
@@ -130,6 +134,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Keys { command, json } => keys::run(&cli.flags, command, json).await,
         Command::Token(args) => token::run(&cli.flags, &args),
+        Command::Healthcheck(args) => healthcheck::run(&cli.flags, &args).await,
         Command::Users { command } => users::run(&cli.flags, command).await,
         Command::Peppers { command, json } => peppers::run(&cli.flags, command, json).await,
         Command::Import { command } => import::run(&cli.flags, command).await,

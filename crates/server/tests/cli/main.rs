@@ -8,6 +8,8 @@ mod browser;
 mod cluster;
 mod connections;
 mod crash;
+mod deploy;
+mod healthcheck;
 mod import;
 mod messages;
 mod nginx;
