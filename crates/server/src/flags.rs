@@ -105,6 +105,22 @@ pub struct Flags {
     #[arg(long, env = "KEYWARD_JWT_PUBLIC_KEY_FILE", global = true)]
     pub jwt_public_key_file: Option<PathBuf>,
 
+    /// The identity provider's JWKS URL (https://, or http:// to a loopback address):
+    /// user JWTs signed with its keys are accepted, each key found by the token's kid.
+    #[arg(long, env = "KEYWARD_JWT_JWKS_URL", global = true)]
+    pub jwt_jwks_url: Option<String>,
+
+    /// Seconds: tokens with a kid the JWKS lacks make keyward fetch it again at most
+    /// this often; also the shortest time a fetched JWKS is kept.
+    #[arg(
+        long,
+        env = "KEYWARD_JWT_JWKS_MIN_REFRESH",
+        default_value_t = crate::http::jwks::JwksSettings::DEFAULT_MIN_REFRESH_SECONDS,
+        value_parser = clap::value_parser!(u64).range(1..=3600),
+        global = true
+    )]
+    pub jwt_jwks_min_refresh: u64,
+
     /// Required `iss` claim of user JWTs.
     #[arg(long, env = "KEYWARD_JWT_ISSUER", global = true)]
     pub jwt_issuer: Option<String>,

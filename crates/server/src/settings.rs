@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::http::client_address::TrustedProxies;
 use crate::http::connections::ConnectionLimits;
+use crate::http::jwks::{JwksSettings, JwksUrl};
 use keyward_core::hash::Peppers;
 use keyward_core::key::{KeyFormat, KeyPrefix};
 use keyward_core::permissions::Catalogue;
@@ -24,6 +25,8 @@ pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 pub struct JwtSettings {
     pub hs256_secret: Option<Secret>,
     pub public_key_pem: Option<Vec<u8>>,
+    /// The identity provider's published keys.
+    pub jwks: Option<JwksSettings>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
     /// Seconds of clock difference allowed for `exp`, `nbf` and `iat`.
@@ -41,6 +44,7 @@ impl Default for JwtSettings {
         Self {
             hs256_secret: None,
             public_key_pem: None,
+            jwks: None,
             issuer: None,
             audience: None,
             leeway_seconds: Self::DEFAULT_LEEWAY_SECONDS,
@@ -110,6 +114,8 @@ pub enum SettingsError {
     ZeroCache,
     #[error("KEYWARD_DB_MAX_CONNECTIONS must be between 1 and 1000")]
     PoolSize,
+    #[error("KEYWARD_JWT_JWKS_URL: {0}")]
+    JwksUrl(String),
     #[error("KEYWARD_TRUSTED_PROXIES: {0}")]
     TrustedProxies(String),
     #[error("{0}: not set; a deployment on a shared database must configure its secrets")]
@@ -181,12 +187,24 @@ impl Flags {
             .as_ref()
             .map(|path| read_file("JWT public key", path).map(String::into_bytes))
             .transpose()?;
+        let jwks = self
+            .jwt_jwks_url
+            .as_deref()
+            .filter(|url| !url.trim().is_empty())
+            .map(|url| {
+                JwksUrl::parse(url.trim()).map(|url| JwksSettings {
+                    url,
+                    min_refresh: std::time::Duration::from_secs(self.jwt_jwks_min_refresh),
+                })
+            })
+            .transpose()
+            .map_err(SettingsError::JwksUrl)?;
 
         // Either every secret is configured, or none is and a SQLite local trial
         // keeps generated ones beside its database. A partial configuration is an
         // error: silently generating the missing pepper would put it beside the
         // database, in its backups, which is what the pepper must not be.
-        let has_jwt = self.jwt_secret.is_some() || public_key_pem.is_some();
+        let has_jwt = self.jwt_secret.is_some() || public_key_pem.is_some() || jwks.is_some();
         let configured = [
             (
                 pepper_setting.is_some(),
@@ -194,7 +212,7 @@ impl Flags {
             ),
             (
                 has_jwt,
-                "KEYWARD_JWT_SECRET (or KEYWARD_JWT_PUBLIC_KEY_FILE)",
+                "KEYWARD_JWT_SECRET (or KEYWARD_JWT_JWKS_URL, KEYWARD_JWT_PUBLIC_KEY_FILE)",
             ),
             (self.admin_token.is_some(), "KEYWARD_ADMIN_TOKEN"),
         ];
@@ -271,6 +289,7 @@ impl Flags {
             jwt: JwtSettings {
                 hs256_secret,
                 public_key_pem,
+                jwks,
                 issuer: self.jwt_issuer.clone(),
                 audience: self.jwt_audience.clone(),
                 leeway_seconds: self.jwt_leeway,
@@ -387,7 +406,7 @@ mod tests {
         let weak_jwt = secrets(PEPPER, "short", ADMIN);
         let weak_admin = secrets(PEPPER, JWT, "short");
         let weak_pepper = secrets("short", JWT, ADMIN);
-        let cases: [(&[&str], &str); 8] = [
+        let cases: [(&[&str], &str); 9] = [
             (&weak_jwt, "KEYWARD_JWT_SECRET"),
             (&weak_admin, "KEYWARD_ADMIN_TOKEN"),
             (&weak_pepper, "KEYWARD_PEPPER"),
@@ -395,6 +414,10 @@ mod tests {
             (&["--permission-catalogue", "read"], "KEYWARD_PERMISSIONS"),
             (&["--max-keys-per-user", "0"], "KEYWARD_MAX_KEYS_PER_USER"),
             (&["--database-url", "mysql://db/k"], "KEYWARD_DATABASE_URL"),
+            (
+                &["--jwt-jwks-url", "http://id.example/jwks.json"],
+                "KEYWARD_JWT_JWKS_URL: plain http:// is only for loopback",
+            ),
             (
                 &["--pepper", PEPPER, "--pepper-file", "/nonexistent"],
                 "keep one",
@@ -407,6 +430,32 @@ mod tests {
                 .to_string();
             assert!(err.contains(expected), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_jwks_url_is_enough_to_check_user_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = "https://ref.supabase.co/auth/v1/.well-known/jwks.json";
+        let settings = flags(
+            dir.path(),
+            &[
+                "--pepper",
+                PEPPER,
+                "--admin-token",
+                ADMIN,
+                "--jwt-jwks-url",
+                url,
+                "--jwt-jwks-min-refresh",
+                "60",
+            ],
+        )
+        .resolve(LocalTrial::Create)
+        .unwrap();
+        assert!(settings.local_secrets.is_none());
+        assert!(settings.jwt.hs256_secret.is_none());
+        let jwks = settings.jwt.jwks.unwrap();
+        assert_eq!(jwks.url.to_string(), url);
+        assert_eq!(jwks.min_refresh, std::time::Duration::from_secs(60));
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //! the platform's services with the admin/service token.
 //!
 //! - User JWTs: HS256 with `KEYWARD_JWT_SECRET`, and/or RS*/PS*/ES*/EdDSA with the
-//!   public key in `KEYWARD_JWT_PUBLIC_KEY_FILE`. The header's `alg` picks the key, and
-//!   a key only ever verifies its own family, so an RSA public key can never be
+//!   identity provider's keys from `KEYWARD_JWT_JWKS_URL` (found by the token's `kid`,
+//!   [`super::jwks`]) and/or the public key in `KEYWARD_JWT_PUBLIC_KEY_FILE` (for
+//!   tokens whose kid the set does not have, or that have none). The header's `alg`
+//!   only chooses between the HS256 secret and the public keys, and must then be the
+//!   key's own algorithm: a public key never verifies an HMAC, so it can never be
 //!   misused as an HMAC secret. `exp` and `sub` are required; `iss` and `aud` are
 //!   checked (and required) when configured.
 //! - The service token is compared in constant time, as SHA-256 digests so that
@@ -23,14 +26,20 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::error::ApiError;
+use super::jwks::{self, Jwks};
 use crate::settings::JwtSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthSetupError {
     #[error("KEYWARD_JWT_PUBLIC_KEY_FILE is not an RSA, EC or Ed25519 public key in PEM form")]
     UnreadablePublicKey,
-    #[error("no way to check user tokens: set KEYWARD_JWT_SECRET or KEYWARD_JWT_PUBLIC_KEY_FILE")]
+    #[error(
+        "no way to check user tokens: set KEYWARD_JWT_SECRET, KEYWARD_JWT_JWKS_URL or \
+         KEYWARD_JWT_PUBLIC_KEY_FILE"
+    )]
     NoJwtKey,
+    #[error("KEYWARD_JWT_JWKS_URL: cannot make an HTTP client: {0}")]
+    JwksClient(String),
 }
 
 struct KeyCheck {
@@ -38,10 +47,19 @@ struct KeyCheck {
     validation: Validation,
 }
 
+impl KeyCheck {
+    fn parts(&self) -> (&DecodingKey, &Validation) {
+        (&self.key, &self.validation)
+    }
+}
+
 /// Checks both kinds of caller.
 pub struct Authenticator {
     hmac: Option<KeyCheck>,
     public: Option<KeyCheck>,
+    jwks: Option<Jwks>,
+    /// The claim checks for a key of the set, by the key's algorithm.
+    jwks_validations: Vec<(Algorithm, Validation)>,
     service_token_digest: [u8; 32],
     leeway: u64,
     max_ttl: Option<u64>,
@@ -60,6 +78,8 @@ struct Claims {
 const INVALID_TOKEN: &str = "the token is not valid";
 
 impl Authenticator {
+    /// Checks the settings; with a JWKS URL, starts fetching its keys (on the current
+    /// Tokio runtime, until the authenticator is dropped).
     pub fn new(jwt: &JwtSettings, service_token: &str) -> Result<Self, AuthSetupError> {
         let validation = |algorithms: &[Algorithm]| {
             let mut v = Validation::new(algorithms[0]);
@@ -94,12 +114,24 @@ impl Authenticator {
             None => None,
             Some(pem) => Some(public_key_check(pem, validation)?),
         };
-        if hmac.is_none() && public.is_none() {
+        if hmac.is_none() && public.is_none() && jwt.jwks.is_none() {
             return Err(AuthSetupError::NoJwtKey);
         }
+        let jwks = jwt
+            .jwks
+            .as_ref()
+            .map(Jwks::start)
+            .transpose()
+            .map_err(AuthSetupError::JwksClient)?;
+        let jwks_validations = jwks::ALLOWED
+            .iter()
+            .map(|&algorithm| (algorithm, validation(&[algorithm])))
+            .collect();
         Ok(Self {
             hmac,
             public,
+            jwks,
+            jwks_validations,
             service_token_digest: Sha256::digest(service_token.as_bytes()).into(),
             leeway: jwt.leeway_seconds,
             max_ttl: jwt.max_ttl_seconds,
@@ -107,7 +139,7 @@ impl Authenticator {
     }
 
     /// The user a JWT speaks for, or why it is refused (safe to tell the client).
-    pub fn user_from_jwt(&self, token: &str) -> Result<UserId, &'static str> {
+    pub async fn user_from_jwt(&self, token: &str) -> Result<UserId, &'static str> {
         let refused = |reason: &str| {
             tracing::debug!(reason, "a user token was refused");
             INVALID_TOKEN
@@ -119,19 +151,32 @@ impl Authenticator {
             return Err(refused("a crit header"));
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| refused("no JOSE header"))?;
-        let check = if header.alg == Algorithm::HS256 {
-            self.hmac.as_ref()
-        } else {
-            self.public.as_ref()
-        }
-        .ok_or_else(|| refused("an algorithm without a configured key"))?;
+        // HS256 is the secret's; any other algorithm is a public key's: the set's by
+        // kid first, then the configured one.
+        let from_set = match (&self.jwks, &header.kid) {
+            (Some(jwks), Some(kid)) if header.alg != Algorithm::HS256 => jwks.key(kid).await,
+            _ => None,
+        };
+        let (key, validation) = match (&from_set, header.alg) {
+            (Some(found), _) => (&found.key, self.jwks_validation(found.algorithm)),
+            (None, Algorithm::HS256) => self
+                .hmac
+                .as_ref()
+                .map(KeyCheck::parts)
+                .ok_or_else(|| refused("HS256 without a configured secret"))?,
+            (None, _) => self.public.as_ref().map(KeyCheck::parts).ok_or_else(|| {
+                refused(match (&self.jwks, &header.kid) {
+                    (Some(_), Some(_)) => "a kid the JWT signing keys do not have",
+                    (Some(_), None) => "no kid to find the signing key by",
+                    (None, _) => "a public-key algorithm without a configured key",
+                })
+            })?,
+        };
         let data =
-            jsonwebtoken::decode::<Claims>(token, &check.key, &check.validation).map_err(|e| {
-                match e.kind() {
-                    ErrorKind::ExpiredSignature => "the token has expired",
-                    ErrorKind::ImmatureSignature => "the token is not valid yet",
-                    other => refused(&format!("{other:?}")),
-                }
+            jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => "the token has expired",
+                ErrorKind::ImmatureSignature => "the token is not valid yet",
+                other => refused(&format!("{other:?}")),
             })?;
         if let Some(max_ttl) = self.max_ttl {
             let iat = data.claims.iat.ok_or_else(|| refused("no iat"))?;
@@ -144,6 +189,20 @@ impl Authenticator {
             }
         }
         UserId::parse(&data.claims.sub).map_err(|_| refused("a subject that is not a user id"))
+    }
+
+    /// `Err(why)` while the JWKS has never been loaded (no JWKS configured: ready).
+    pub fn readiness(&self) -> Result<(), String> {
+        self.jwks.as_ref().map_or(Ok(()), Jwks::readiness)
+    }
+
+    fn jwks_validation(&self, algorithm: Algorithm) -> &Validation {
+        &self
+            .jwks_validations
+            .iter()
+            .find(|(allowed, _)| *allowed == algorithm)
+            .expect("a key of the set has an allowed algorithm")
+            .1
     }
 
     /// True if `token` is the service token.
@@ -248,6 +307,7 @@ impl FromRequestParts<AppState> for AuthUser {
         state
             .auth
             .user_from_jwt(token)
+            .await
             .map(AuthUser)
             .map_err(ApiError::unauthorized)
     }
@@ -268,6 +328,7 @@ impl FromRequestParts<AppState> for AnyCaller {
         state
             .auth
             .user_from_jwt(token)
+            .await
             .map(|_| AnyCaller)
             .map_err(ApiError::unauthorized)
     }

@@ -4,6 +4,7 @@
 //! - [`verify`]: the verify API (services, service token).
 //! - [`admin`]: user deletion (services, service token).
 //! - [`ops`]: health, readiness, metrics, `/openapi.json`, `/docs`.
+//! - [`auth`] and [`jwks`]: who is calling (user JWTs, the service token).
 //!
 //! The OpenAPI document is generated from the handlers' annotations as the router is
 //! built, so a route cannot exist without being documented.
@@ -17,6 +18,7 @@ pub mod connections;
 pub mod error;
 pub mod forward_auth;
 pub mod json;
+pub mod jwks;
 pub mod observe;
 pub mod ops;
 pub mod verify;

@@ -25,20 +25,27 @@ pub async fn healthz() -> Json<StatusResponse> {
     Json(StatusResponse { status: "ok" })
 }
 
-/// Readiness: the database answers.
+/// Readiness: the database answers, and the JWT signing keys (`KEYWARD_JWT_JWKS_URL`)
+/// have been loaded once.
 #[utoipa::path(get, path = "/readyz", tag = TAG, operation_id = "readyz",
     responses(
         (status = 200, description = "Ready", body = StatusResponse),
-        (status = 503, description = "The database is unreachable", body = ErrorBody),
+        (status = 503, description = "The database is unreachable, or the JWT signing keys \
+            were never loaded", body = ErrorBody),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<StatusResponse>, ApiError> {
-    match state.engine.ping().await {
-        Ok(()) => Ok(Json(StatusResponse { status: "ready" })),
-        Err(err) => {
-            tracing::warn!(error = %err, "readiness check failed");
-            Err(ApiError::unavailable())
-        }
+    if let Err(err) = state.engine.ping().await {
+        tracing::warn!(error = %err, "readiness check failed");
+        return Err(ApiError::unavailable());
     }
+    state.auth.readiness().map_err(|why| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable")
+            .detail(format!(
+                "the JWT signing keys from KEYWARD_JWT_JWKS_URL are not loaded yet: {why}"
+            ))
+            .hint("Check that the URL answers from this host; keyward retries by itself.")
+    })?;
+    Ok(Json(StatusResponse { status: "ready" }))
 }
 
 /// Prometheus metrics (text exposition format).

@@ -7,6 +7,7 @@
 #![allow(clippy::duplicate_mod)]
 
 mod common;
+mod jwks;
 
 #[cfg(keyward_postgres_tests)]
 mod postgres;
