@@ -1,5 +1,6 @@
 //! `keyward token`: development credentials.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +23,10 @@ pub struct TokenArgs {
     /// Print the service token for the verify API instead.
     #[arg(long)]
     pub admin: bool,
+    /// Print a link that opens the web console signed in with the token
+    /// (`http://KEYWARD_BIND/console#token=…`; the fragment never reaches the server).
+    #[arg(long)]
+    pub console: bool,
 }
 
 #[derive(Serialize)]
@@ -61,7 +66,7 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
 pub fn run(flags: &Flags, args: &TokenArgs) -> anyhow::Result<ExitCode> {
     let settings = flags.resolve(LocalTrial::Existing)?;
     if args.admin {
-        println!("{}", settings.admin_token.expose());
+        print_token(flags, args, settings.admin_token.expose());
         return Ok(ExitCode::SUCCESS);
     }
     let user = args
@@ -89,8 +94,41 @@ pub fn run(flags: &Flags, args: &TokenArgs) -> anyhow::Result<ExitCode> {
         &claims,
         &EncodingKey::from_secret(secret.expose().as_bytes()),
     )?;
-    println!("{token}");
+    print_token(flags, args, &token);
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_token(flags: &Flags, args: &TokenArgs, token: &str) {
+    if args.console {
+        println!("{}", console_link(flags.bind, token));
+    } else {
+        println!("{token}");
+    }
+}
+
+/// The console's address on this machine, signed in with `token`. A wildcard bind
+/// address (`0.0.0.0`, `[::]`) is reached through loopback.
+pub fn console_link(bind: SocketAddr, token: &str) -> String {
+    let host = match bind.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    // Tokens (JWTs, the service token) are URL-safe: no escaping needed in a fragment
+    // except for the rare character outside that alphabet.
+    let token: String = token
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    format!(
+        "http://{}/console#token={token}",
+        SocketAddr::new(host, bind.port())
+    )
 }
 
 #[cfg(test)]
@@ -106,5 +144,23 @@ mod tests {
         for bad in ["", "h", "10", "1w", "-1h", "0s", "31d", "1.5h", "5µ", "µ"] {
             assert!(parse_ttl(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn console_links_reach_the_bind_address_and_carry_the_token_in_the_fragment() {
+        let at = |bind: &str| console_link(bind.parse().unwrap(), "a.b_c-d");
+        assert_eq!(
+            at("127.0.0.1:8080"),
+            "http://127.0.0.1:8080/console#token=a.b_c-d"
+        );
+        assert_eq!(
+            at("0.0.0.0:9000"),
+            "http://127.0.0.1:9000/console#token=a.b_c-d"
+        );
+        assert_eq!(at("[::]:80"), "http://[::1]:80/console#token=a.b_c-d");
+        assert_eq!(
+            console_link("10.0.0.2:8080".parse().unwrap(), "x+y/z="),
+            "http://10.0.0.2:8080/console#token=x%2By%2Fz%3D"
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! Administration, for the platform's services (service token): keys made or changed
 //! on a user's behalf, with the usage credits and rate limits only the platform sets;
-//! removing a user who left; the audit trail across users.
+//! removing a user who left; the audit trail across users; a user's keys listed,
+//! suspended, reactivated or revoked by the platform (its support staff, the console's
+//! operator view).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -173,4 +175,109 @@ pub async fn update_key_as_admin(
     let edit = key_edit(&state, body)?;
     let key = state.engine.edit(Scope::Admin, id, &edit).await?;
     Ok(Json(key.into()))
+}
+
+/// A user's keys, newest first, every status.
+///
+/// For the platform's support staff (the console's operator view): the same list the
+/// user sees. A user without keys, or unknown, has an empty list.
+#[utoipa::path(
+    get,
+    path = "/api/admin/users/{user_id}/api-keys",
+    tag = TAG,
+    operation_id = "list_api_keys_of_user",
+    params(("user_id" = String, Path, description = "The user id (the JWT `sub`)")),
+    security(("service_token" = [])),
+    responses(
+        (status = 200, description = "The user's keys", body = Vec<ApiKeyResponse>),
+        (status = 401, description = "Missing or invalid service token", body = ErrorBody),
+        (status = 422, description = "Not a valid user id", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn list_keys_of_user(
+    State(state): State<AppState>,
+    _caller: ServiceCaller,
+    Path(user_id): Path<String>,
+) -> Result<Json<Vec<ApiKeyResponse>>, ApiError> {
+    // As stored, like deletion: a user whose id predates today's rules is still found.
+    let user =
+        UserId::from_stored(&user_id).map_err(|e| ApiError::invalid(format!("user_id: {e}")))?;
+    let keys = state.engine.list_keys(Scope::User(&user)).await?;
+    Ok(Json(keys.into_iter().map(Into::into).collect()))
+}
+
+/// Suspend any key: it fails verification until reactivated. Suspending again
+/// succeeds. Recorded in the audit trail as the service's change.
+#[utoipa::path(
+    post,
+    path = "/api/admin/api-keys/{id}/suspend",
+    tag = TAG,
+    operation_id = "suspend_api_key_as_admin",
+    params(("id" = Uuid, Path, description = "The key's id")),
+    security(("service_token" = [])),
+    responses(
+        (status = 200, description = "The suspended key", body = ApiKeyResponse),
+        (status = 400, description = "The key is revoked", body = ErrorBody),
+        (status = 401, description = "Missing or invalid service token", body = ErrorBody),
+        (status = 404, description = "No such key", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn suspend_key_as_admin(
+    State(state): State<AppState>,
+    _caller: ServiceCaller,
+    KeyIdPath(id): KeyIdPath,
+) -> Result<Json<ApiKeyResponse>, ApiError> {
+    Ok(Json(state.engine.suspend(Scope::Admin, id).await?.into()))
+}
+
+/// Reactivate a suspended key. Recorded in the audit trail as the service's change.
+#[utoipa::path(
+    post,
+    path = "/api/admin/api-keys/{id}/reactivate",
+    tag = TAG,
+    operation_id = "reactivate_api_key_as_admin",
+    params(("id" = Uuid, Path, description = "The key's id")),
+    security(("service_token" = [])),
+    responses(
+        (status = 200, description = "The reactivated key", body = ApiKeyResponse),
+        (status = 400, description = "The key is revoked, or not suspended", body = ErrorBody),
+        (status = 401, description = "Missing or invalid service token", body = ErrorBody),
+        (status = 404, description = "No such key", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn reactivate_key_as_admin(
+    State(state): State<AppState>,
+    _caller: ServiceCaller,
+    KeyIdPath(id): KeyIdPath,
+) -> Result<Json<ApiKeyResponse>, ApiError> {
+    Ok(Json(
+        state.engine.reactivate(Scope::Admin, id).await?.into(),
+    ))
+}
+
+/// Revoke any key, for good. Revoking again succeeds and keeps the first
+/// `revoked_at`. Recorded in the audit trail as the service's change.
+#[utoipa::path(
+    delete,
+    path = "/api/admin/api-keys/{id}",
+    tag = TAG,
+    operation_id = "revoke_api_key_as_admin",
+    params(("id" = Uuid, Path, description = "The key's id")),
+    security(("service_token" = [])),
+    responses(
+        (status = 200, description = "The revoked key", body = ApiKeyResponse),
+        (status = 401, description = "Missing or invalid service token", body = ErrorBody),
+        (status = 404, description = "No such key", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn revoke_key_as_admin(
+    State(state): State<AppState>,
+    _caller: ServiceCaller,
+    KeyIdPath(id): KeyIdPath,
+) -> Result<Json<ApiKeyResponse>, ApiError> {
+    Ok(Json(state.engine.revoke(Scope::Admin, id).await?.into()))
 }

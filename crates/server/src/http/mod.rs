@@ -2,8 +2,10 @@
 //!
 //! - [`api_keys`]: the management API (users, JWT).
 //! - [`verify`]: the verify API (services, service token).
-//! - [`admin`]: user deletion (services, service token).
+//! - [`admin`]: the platform's own routes: any user's keys, the audit trail, user
+//!   deletion (services, service token).
 //! - [`ops`]: health, readiness, metrics, `/openapi.json`, `/docs`.
+//! - [`console`]: the web console at `/console` (a page on top of the JSON API).
 //! - [`auth`] and [`jwks`]: who is calling (user JWTs, the service token).
 //!
 //! The OpenAPI document is generated from the handlers' annotations as the router is
@@ -15,6 +17,7 @@ pub mod auth;
 pub mod catalogue;
 pub mod client_address;
 pub mod connections;
+pub mod console;
 pub mod error;
 pub mod forward_auth;
 pub mod json;
@@ -118,8 +121,16 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::rotate_key))
         .routes(routes!(api_keys::list_key_events))
         .routes(routes!(admin::delete_user))
-        .routes(routes!(admin::create_key_for_user))
-        .routes(routes!(admin::update_key_as_admin))
+        .routes(routes!(
+            admin::create_key_for_user,
+            admin::list_keys_of_user
+        ))
+        .routes(routes!(
+            admin::update_key_as_admin,
+            admin::revoke_key_as_admin
+        ))
+        .routes(routes!(admin::suspend_key_as_admin))
+        .routes(routes!(admin::reactivate_key_as_admin))
         .routes(routes!(admin::list_events))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
@@ -179,6 +190,7 @@ pub fn router(
             "/api/auth/{*original_path}",
             axum::routing::any(forward_auth::forward_auth),
         )
+        .merge(console::routes())
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .with_state(state)

@@ -7,6 +7,7 @@ mod admin;
 mod browser;
 mod cluster;
 mod connections;
+mod console;
 mod crash;
 mod deploy;
 mod healthcheck;

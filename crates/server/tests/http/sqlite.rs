@@ -10,6 +10,8 @@ mod audit;
 mod auth;
 #[path = "suites/bad_input.rs"]
 mod bad_input;
+#[path = "suites/console.rs"]
+mod console;
 #[path = "suites/create.rs"]
 mod create;
 #[path = "suites/edit.rs"]

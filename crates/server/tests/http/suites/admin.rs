@@ -1,4 +1,5 @@
-//! DELETE /api/admin/users/{user_id}
+//! DELETE /api/admin/users/{user_id}; a user's keys listed, suspended, reactivated and
+//! revoked by the platform.
 
 use axum::http::{Method, StatusCode};
 use serde_json::json;
@@ -90,4 +91,142 @@ async fn only_the_service_token_may_delete_users() {
         response.error(StatusCode::UNAUTHORIZED);
     }
     assert_eq!(app.verify_code(&plain, &[]).await, "VALID");
+}
+
+#[tokio::test]
+async fn the_platform_lists_one_users_keys_with_every_status() {
+    let app = TestApp::new().await;
+    let (first, _) = app.key_with("alice", &["READ_GRAPH"]).await;
+    let (second, _) = app.key_with("alice", &[]).await;
+    app.key_with("bob", &[]).await;
+    app.as_user(
+        "alice",
+        Method::DELETE,
+        &format!("/api/api-keys/{first}"),
+        None,
+    )
+    .await
+    .ok();
+    let listed = app
+        .as_platform(Method::GET, "/api/admin/users/alice/api-keys", None)
+        .await;
+    // What alice sees herself, newest first.
+    let own = app
+        .as_user("alice", Method::GET, "/api/api-keys", None)
+        .await;
+    assert_eq!(listed.ok(), own.ok());
+    let ids: Vec<_> = listed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [second.as_str(), first.as_str()]);
+    assert_eq!(listed.body[1]["status"], "REVOKED");
+    // A user without keys has an empty list.
+    let nobody = app
+        .as_platform(Method::GET, "/api/admin/users/nobody/api-keys", None)
+        .await;
+    assert_eq!(nobody.ok(), &json!([]));
+}
+
+#[tokio::test]
+async fn the_platform_suspends_reactivates_and_revokes_any_key_on_the_record() {
+    let app = TestApp::new().await;
+    let (id, plain) = app.key_with("alice", &[]).await;
+    let suspend = format!("/api/admin/api-keys/{id}/suspend");
+    let reactivate = format!("/api/admin/api-keys/{id}/reactivate");
+    let revoke = format!("/api/admin/api-keys/{id}");
+
+    assert_eq!(
+        app.as_platform(Method::POST, &suspend, None).await.ok()["status"],
+        "SUSPENDED"
+    );
+    assert_eq!(app.verify_code(&plain, &[]).await, "SUSPENDED");
+    assert_eq!(
+        app.as_platform(Method::POST, &reactivate, None).await.ok()["status"],
+        "ACTIVE"
+    );
+    assert_eq!(app.verify_code(&plain, &[]).await, "VALID");
+    assert_eq!(
+        app.as_platform(Method::DELETE, &revoke, None).await.ok()["status"],
+        "REVOKED"
+    );
+    assert_eq!(app.verify_code(&plain, &[]).await, "REVOKED");
+    // Revoked is final; revoking again succeeds.
+    app.as_platform(Method::POST, &suspend, None)
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    app.as_platform(Method::DELETE, &revoke, None).await.ok();
+
+    // Recorded as the service's changes in the key's trail.
+    let trail = app
+        .as_user(
+            "alice",
+            Method::GET,
+            &format!("/api/api-keys/{id}/events"),
+            None,
+        )
+        .await;
+    let actions: Vec<_> = trail.ok()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["actor"]["type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("create".to_owned(), "user".to_owned()),
+            ("suspend".to_owned(), "admin".to_owned()),
+            ("reactivate".to_owned(), "admin".to_owned()),
+            ("revoke".to_owned(), "admin".to_owned()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn only_the_service_token_reaches_a_users_keys() {
+    let app = TestApp::new().await;
+    let (id, _) = app.key_with("alice", &[]).await;
+    let unknown = "01900000-0000-7000-8000-000000000000";
+    for (method, uri) in [
+        (Method::GET, "/api/admin/users/alice/api-keys".to_owned()),
+        (Method::POST, format!("/api/admin/api-keys/{id}/suspend")),
+        (Method::POST, format!("/api/admin/api-keys/{id}/reactivate")),
+        (Method::DELETE, format!("/api/admin/api-keys/{id}")),
+    ] {
+        // alice's own JWT is not the service token.
+        app.as_user("alice", method.clone(), &uri, None)
+            .await
+            .error(StatusCode::UNAUTHORIZED);
+        app.call(method, &uri, None, None)
+            .await
+            .error(StatusCode::UNAUTHORIZED);
+    }
+    for (method, uri) in [
+        (
+            Method::POST,
+            format!("/api/admin/api-keys/{unknown}/suspend"),
+        ),
+        (
+            Method::POST,
+            format!("/api/admin/api-keys/{unknown}/reactivate"),
+        ),
+        (Method::DELETE, format!("/api/admin/api-keys/{unknown}")),
+    ] {
+        app.as_platform(method, &uri, None)
+            .await
+            .error(StatusCode::NOT_FOUND);
+    }
+    let listed = app
+        .as_user("alice", Method::GET, "/api/api-keys", None)
+        .await;
+    assert_eq!(listed.ok()[0]["status"], "ACTIVE");
 }

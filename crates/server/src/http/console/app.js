@@ -1,0 +1,108 @@
+// The console's entry: sign-in, the token's lifetime in this tab, and the routes
+// (#/ the key list or the operator page, #/keys/{id} a key).
+
+import { api, jwtClaims, session } from "./api.js";
+import { errorLine } from "./dialogs.js";
+import { field, h, replace } from "./dom.js";
+import { keyView } from "./key.js";
+import { keysView } from "./keys.js";
+import { operatorView } from "./operator.js";
+
+const main = document.getElementById("main");
+const who = document.getElementById("who");
+const signOut = document.getElementById("sign-out");
+
+/** A token handed over in the address (`/console#token=…`): kept, then removed. */
+function takeTokenFromAddress() {
+  const match = /^#token=(.+)$/.exec(location.hash);
+  if (!match) return;
+  session.token = decodeURIComponent(match[1]);
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
+function signInView(message) {
+  who.textContent = "";
+  signOut.hidden = true;
+  document.title = "Sign in · keyward console";
+  const token = h("textarea", { rows: 4, required: true, spellcheck: "false", autocomplete: "off", class: "mono" });
+  const problem = h("div", {}, message ? errorLine(message) : null);
+  replace(
+    main,
+    h(
+      "form",
+      {
+        class: "card signin",
+        "aria-labelledby": "signin-title",
+        onsubmit: async (event) => {
+          event.preventDefault();
+          const value = token.value.trim();
+          if (!value) {
+            replace(problem, errorLine("Paste a token to sign in"));
+            return;
+          }
+          session.token = value;
+          route();
+        },
+      },
+      h("h1", { id: "signin-title" }, "Sign in"),
+      h("p", {}, "Paste your token: a JWT from your platform to manage your own API keys, or the service token for the operator view. It stays in this tab only."),
+      field("Token", token, "Or open a link from `keyward token --user NAME --console`."),
+      problem,
+      h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Sign in")),
+    ),
+  );
+  token.focus();
+}
+
+session.onExpired = (error) => {
+  signInView(`${error.message}${error.detail ? `: ${error.detail}` : ""}. Sign in again.`);
+};
+
+signOut.addEventListener("click", () => {
+  session.token = null;
+  location.hash = "";
+  signInView();
+  replace(document.getElementById("toast"), "Signed out");
+});
+
+function navigate(hash) {
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
+
+async function route() {
+  const token = session.token;
+  if (!token) {
+    signInView();
+    return;
+  }
+  const claims = jwtClaims(token);
+  signOut.hidden = false;
+  if (claims) {
+    who.textContent = `Signed in as ${claims.sub}`;
+    document.title = "API keys · keyward console";
+    const key = /^#\/keys\/([0-9a-f-]{36})$/.exec(location.hash);
+    if (key) await keyView(main, key[1], navigate);
+    else await keysView(main);
+  } else {
+    // The service token: checked by asking for one event before showing anything.
+    try {
+      await api("GET", "/api/admin/events?limit=1");
+    } catch (error) {
+      if (error.status !== 401) replace(main, errorLine(error));
+      return;
+    }
+    who.textContent = "Operator (service token)";
+    document.title = "Operator · keyward console";
+    operatorView(main);
+  }
+  main.focus({ preventScroll: true });
+}
+
+takeTokenFromAddress();
+// A console link opened in a tab already on the console changes only the fragment.
+window.addEventListener("hashchange", () => {
+  takeTokenFromAddress();
+  route();
+});
+route();

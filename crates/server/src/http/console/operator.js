@@ -1,0 +1,191 @@
+// The operator's view (the service token): any user's keys through the admin routes,
+// the audit feed across users, and verifications per hour.
+
+import { api, seg } from "./api.js";
+import { usageSection } from "./chart.js";
+import { confirmAction, errorLine, modal } from "./dialogs.js";
+import { field, h, replace, toast } from "./dom.js";
+import { describeEvent, masked, when } from "./format.js";
+import { keyTable } from "./keys.js";
+
+function limitsDialog(key) {
+  return modal(`Credits and rate limit of “${key.name}”`, (close) => {
+    const remaining = h("input", { type: "number", min: 0, step: 1, inputmode: "numeric", value: key.remaining ?? "" });
+    const requests = h("input", { type: "number", min: 1, max: 1_000_000, inputmode: "numeric", value: key.rate_limit?.requests ?? "" });
+    const per = h("input", { type: "number", min: 1, max: 86_400, inputmode: "numeric", value: key.rate_limit?.per_seconds ?? "" });
+    const problem = h("div", {});
+    return h(
+      "form",
+      {
+        onsubmit: async (event) => {
+          event.preventDefault();
+          const body = {
+            remaining: remaining.value === "" ? null : Number(remaining.value),
+            rate_limit: requests.value === "" && per.value === ""
+              ? null
+              : { requests: Number(requests.value), per_seconds: Number(per.value) },
+          };
+          try {
+            close(await api("PATCH", `/api/admin/api-keys/${seg(key.id)}`, body));
+          } catch (error) {
+            replace(problem, errorLine(error));
+          }
+        },
+      },
+      field("Usage credits left", remaining, "Empty: unlimited"),
+      h("fieldset", {}, h("legend", {}, "Rate limit (empty: none)"),
+        field("Requests", requests), field("Per seconds", per)),
+      problem,
+      h("div", { class: "actions" }, h("button", { type: "button", onclick: () => close() }, "Cancel"), h("button", { type: "submit", class: "primary" }, "Save")),
+    );
+  });
+}
+
+function userKeys() {
+  const input = h("input", { type: "search", required: true, autocomplete: "off", spellcheck: "false" });
+  const results = h("div", { "aria-live": "polite" });
+  let user = "";
+  const act = async (method, path, done) => {
+    try {
+      await api(method, path);
+      toast(done);
+      await load();
+    } catch (error) {
+      if (error.status !== 401) toast(error.text);
+    }
+  };
+  const actions = (key) => {
+    if (key.status === "REVOKED") return h("span", { class: "muted" }, "—");
+    const buttons = [];
+    if (key.status === "ACTIVE") buttons.push(h("button", { type: "button", onclick: () => act("POST", `/api/admin/api-keys/${seg(key.id)}/suspend`, "Suspended") }, "Suspend"));
+    if (key.status === "SUSPENDED") buttons.push(h("button", { type: "button", onclick: () => act("POST", `/api/admin/api-keys/${seg(key.id)}/reactivate`, "Reactivated") }, "Reactivate"));
+    buttons.push(
+      h("button", { type: "button", onclick: async () => (await limitsDialog(key)) && (toast("Saved"), load()) }, "Limits"),
+      h(
+        "button",
+        {
+          type: "button",
+          class: "danger",
+          onclick: async () => {
+            const sure = await confirmAction(
+              "Revoke this key?",
+              `Revoke “${key.name}” (${masked(key)}) of ${key.user_id}? It stops working at once. This cannot be undone.`,
+              "Revoke",
+            );
+            if (sure) act("DELETE", `/api/admin/api-keys/${seg(key.id)}`, "Revoked");
+          },
+        },
+        "Revoke",
+      ),
+    );
+    return buttons;
+  };
+  async function load() {
+    try {
+      const keys = await api("GET", `/api/admin/users/${seg(user)}/api-keys`);
+      replace(
+        results,
+        keys.length
+          ? keyTable(keys, { caption: `Keys of ${user}`, actions })
+          : h("p", { class: "muted" }, `${user} has no keys.`),
+      );
+    } catch (error) {
+      if (error.status !== 401) replace(results, errorLine(error));
+    }
+  }
+  return h(
+    "section",
+    { class: "card", "aria-label": "A user's keys" },
+    h("h2", {}, "A user's keys"),
+    h(
+      "form",
+      {
+        class: "inline",
+        role: "search",
+        onsubmit: (event) => {
+          event.preventDefault();
+          user = input.value.trim();
+          if (user) load();
+        },
+      },
+      field("User id", input),
+      h("button", { type: "submit", class: "primary" }, "Find keys"),
+    ),
+    results,
+  );
+}
+
+const ACTIONS = ["", "create", "edit", "suspend", "reactivate", "revoke", "rotate", "set_permissions", "set_rate_limit", "import", "delete_user"];
+
+function auditFeed() {
+  const user = h("input", { type: "search", autocomplete: "off", spellcheck: "false" });
+  const since = h("input", { type: "date" });
+  const action = h("select", {}, ACTIONS.map((a) => h("option", { value: a }, a ? a.replace(/_/g, " ") : "Any")));
+  const list = h("ol", { class: "events" });
+  const status = h("p", { class: "muted" });
+  const more = h("button", { type: "button", hidden: true, onclick: () => page() }, "Load more");
+  let after = null;
+  let query = "";
+  async function page() {
+    try {
+      const answer = await api("GET", `/api/admin/events?limit=100${query}${after ? `&after=${after}` : ""}`);
+      const shown = answer.events.filter((e) => !action.value || e.action === action.value);
+      for (const event of shown) {
+        const { action: what, who, changes } = describeEvent(event);
+        list.append(
+          h(
+            "li",
+            {},
+            h("time", { datetime: event.at }, when(event.at)), " · ",
+            h("span", { class: "event-action" }, what), " of ", h("strong", {}, event.user_id),
+            event.key_id ? [" key ", h("code", { title: event.key_id }, `…${event.key_id.slice(-8)}`)] : null,
+            " by ", who,
+            changes.length ? h("ul", { class: "changes" }, changes.map((c) => h("li", {}, c))) : null,
+          ),
+        );
+      }
+      after = answer.next_after;
+      more.hidden = !after;
+      status.textContent = list.children.length ? `${list.children.length} events, oldest first` : "No events match.";
+    } catch (error) {
+      if (error.status !== 401) replace(status, errorLine(error));
+    }
+  }
+  const run = (event) => {
+    event?.preventDefault();
+    query = "";
+    if (user.value.trim()) query += `&user_id=${encodeURIComponent(user.value.trim())}`;
+    if (since.value) query += `&since=${encodeURIComponent(new Date(`${since.value}T00:00:00`).toISOString())}`;
+    after = null;
+    list.replaceChildren();
+    page();
+  };
+  run();
+  return h(
+    "section",
+    { class: "card", "aria-label": "Audit feed" },
+    h("h2", {}, "Audit feed"),
+    h(
+      "form",
+      { class: "inline", onsubmit: run },
+      field("User id", user),
+      field("Since", since),
+      field("Action", action),
+      h("button", { type: "submit" }, "Filter"),
+    ),
+    status,
+    list,
+    more,
+  );
+}
+
+/** The operator's page. */
+export function operatorView(main) {
+  replace(
+    main,
+    h("h1", {}, "Operator"),
+    usageSection("/api/admin/usage", "Verifications per hour, every key"),
+    userKeys(),
+    auditFeed(),
+  );
+}

@@ -1,0 +1,212 @@
+"""The web console in a real Chromium, against a real keyward: what a user and an
+operator do with it, checked in the page and through the API."""
+
+from __future__ import annotations
+
+from playwright.sync_api import Page, expect
+
+from conftest import Server, Watch
+
+
+def sign_in(page: Page, server: Server, token: str) -> None:
+    page.goto(f"{server.url}/console")
+    page.get_by_label("Token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def row(page: Page, name: str):
+    return page.locator("table.keys tbody tr", has=page.get_by_role("link", name=name, exact=True))
+
+
+def read_show_once(page: Page) -> str:
+    dialog = page.get_by_role("dialog", name="Your new key")
+    expect(dialog.get_by_text("It will not be shown again")).to_be_visible()
+    key = dialog.get_by_label("Your new API key").input_value()
+    dialog.get_by_role("button", name="Copy").click()
+    expect(page.get_by_role("status")).to_have_text("Copied to the clipboard")
+    assert page.evaluate("navigator.clipboard.readText()") == key
+    # Closing asks first; the key stays until the person is sure.
+    dialog.get_by_role("button", name="Done").click()
+    confirm = page.get_by_role("dialog", name="Close without the key?")
+    confirm.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Done").click()
+    confirm.get_by_role("button", name="Close").click()
+    expect(dialog).to_be_hidden()
+    return key
+
+
+def test_a_user_creates_suspends_reactivates_rotates_and_revokes_a_key(page: tuple[Page, Watch], server: Server) -> None:
+    page, _ = page
+    sign_in(page, server, server.token("alice"))
+    expect(page.get_by_text("Signed in as alice")).to_be_visible()
+    expect(page.get_by_role("heading", name="No API keys yet")).to_be_visible()
+
+    # Create key: name, description, one permission, expiry in 30 days.
+    page.get_by_role("button", name="Create key").first.click()
+    dialog = page.get_by_role("dialog", name="Create key")
+    dialog.get_by_label("Name").fill("deploy bot")
+    dialog.get_by_label("Description (optional)").fill("pushes releases")
+    dialog.get_by_label("READ_GRAPH").check()
+    dialog.get_by_label("Expires").select_option("30")
+    dialog.get_by_role("button", name="Create key").click()
+    key = read_show_once(page)
+    assert key.startswith("agpt_")
+    assert server.verify(key, ["READ_GRAPH"]) == "VALID"
+
+    listed = row(page, "deploy bot")
+    expect(listed).to_contain_text("Active")
+    expect(listed).to_contain_text(f"{key[:8]}…{key[-8:]}")
+    expect(listed).to_contain_text("READ_GRAPH")
+    assert key not in page.content()
+
+    # The key's page: edit, suspend, reactivate.
+    listed.get_by_role("link", name="deploy bot").click()
+    expect(page.get_by_role("heading", name="deploy bot", level=1)).to_be_visible()
+    page.get_by_label("Name", exact=True).fill("deploy robot")
+    page.get_by_label("WRITE_GRAPH").check()
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("heading", name="deploy robot", level=1)).to_be_visible()
+    assert server.verify(key, ["WRITE_GRAPH"]) == "VALID"
+
+    page.get_by_role("button", name="Suspend").click()
+    expect(page.get_by_role("button", name="Reactivate")).to_be_visible()
+    expect(page.locator(".details")).to_contain_text("Suspended")
+    assert server.verify(key) == "SUSPENDED"
+    page.get_by_role("button", name="Reactivate").click()
+    expect(page.get_by_role("button", name="Suspend")).to_be_visible()
+    assert server.verify(key) == "VALID"
+
+    # Rotate with an hour's grace: both keys work, the new one shown once.
+    page.get_by_role("button", name="Rotate").click()
+    rotate = page.get_by_role("dialog", name="Rotate “deploy robot”")
+    rotate.get_by_label("Grace period for the old key").select_option("3600")
+    rotate.get_by_role("button", name="Rotate").click()
+    new_key = read_show_once(page)
+    assert new_key != key
+    assert server.verify(new_key, ["READ_GRAPH", "WRITE_GRAPH"]) == "VALID"
+    assert server.verify(key) == "VALID"
+    expect(page.get_by_role("link", name="the previous key")).to_be_visible()
+
+    # The audit trail tells the story so far.
+    trail = page.get_by_role("region", name="Audit trail")
+    expect(trail).to_contain_text("create")
+
+    # Revoke, behind a confirmation naming the key.
+    page.get_by_role("button", name="Revoke").click()
+    confirm = page.get_by_role("dialog", name="Revoke this key?")
+    expect(confirm).to_contain_text("deploy robot")
+    confirm.get_by_role("button", name="Revoke").click()
+    expect(page.locator(".details")).to_contain_text("Revoked")
+    expect(page.get_by_role("button", name="Suspend")).to_have_count(0)
+    assert server.verify(new_key) == "REVOKED"
+
+    # The list: the old key rotating out, the new one revoked.
+    page.get_by_role("link", name="← All keys").click()
+    rows = page.locator("table.keys tbody tr")
+    expect(rows).to_have_count(2)
+    expect(page.locator("tr[data-state='Revoked']")).to_have_count(1)
+    expect(page.locator("tr[data-state='Rotating out']")).to_have_count(1)
+
+    # Sorting by name, both ways, from the keyboard.
+    page.get_by_role("button", name="Name").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("th[aria-sort='ascending']")).to_have_text("Name ▲")
+    page.keyboard.press("Enter")
+    expect(page.locator("th[aria-sort='descending']")).to_have_text("Name ▼")
+
+
+def test_another_users_keys_never_appear(page: tuple[Page, Watch], server: Server) -> None:
+    page, watch = page
+    bobs = server.create_key("bob", "bob's secret project")
+    carols = server.create_key("carol", "carol's key")
+    sign_in(page, server, server.token("carol"))
+    expect(row(page, "carol's key")).to_be_visible()
+    expect(row(page, "carol's key")).to_contain_text("Never")
+    expect(page.get_by_text("bob's secret project")).to_have_count(0)
+    # Not even by its address: the API answers 404, the page says so.
+    bob_id = bobs["api_key"]["id"]
+    watch.allow(404, bob_id)
+    page.goto(f"{server.url}/console#/keys/{bob_id}")
+    expect(page.get_by_role("alert")).to_contain_text("not found")
+    expect(page.get_by_text("bob's secret project")).to_have_count(0)
+    assert carols["api_key"]["user_id"] == "carol"
+
+
+def test_a_console_link_signs_in_and_leaves_no_token_in_the_address(page: tuple[Page, Watch], server: Server) -> None:
+    page, _ = page
+    link = server.console_link("--user", "dave")
+    assert link.startswith(f"{server.url}/console#token=")
+    page.goto(link)
+    expect(page.get_by_text("Signed in as dave")).to_be_visible()
+    assert "token" not in page.url
+    stored = page.evaluate("sessionStorage.getItem('keyward.token')")
+    assert stored == link.split("#token=", 1)[1]
+
+
+def test_signing_out_forgets_the_token(page: tuple[Page, Watch], server: Server) -> None:
+    page, _ = page
+    sign_in(page, server, server.token("erin"))
+    expect(page.get_by_text("Signed in as erin")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+    page.reload()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
+def test_an_expired_token_returns_to_sign_in_with_the_reason(page: tuple[Page, Watch], server: Server) -> None:
+    page, watch = page
+    watch.allow(401, "/api/")
+    sign_in(page, server, server.expired_token("frank"))
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("expired")
+    assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_the_operator_finds_a_users_keys_and_acts_on_them(page: tuple[Page, Watch], server: Server) -> None:
+    page, _ = page
+    first = server.create_key("grace", "grace one")
+    second = server.create_key("grace", "grace two")
+    server.create_key("heidi", "heidi's key")
+    sign_in(page, server, server.keyward.service_token)
+    expect(page.get_by_text("Operator (service token)")).to_be_visible()
+
+    page.get_by_role("search").get_by_label("User id").fill("grace")
+    page.get_by_role("button", name="Find keys").click()
+    expect(page.locator("table.keys tbody tr")).to_have_count(2)
+    expect(page.locator("table.keys").get_by_text("heidi's key")).to_have_count(0)
+
+    one = page.locator("tr", has_text="grace one")
+    one.get_by_role("button", name="Revoke").click()
+    confirm = page.get_by_role("dialog", name="Revoke this key?")
+    expect(confirm).to_contain_text("grace one")
+    confirm.get_by_role("button", name="Revoke").click()
+    expect(page.locator("tr", has_text="grace one")).to_contain_text("Revoked")
+    assert server.verify(first["plain_text_key"]) == "REVOKED"
+
+    two = page.locator("tr", has_text="grace two")
+    two.get_by_role("button", name="Suspend").click()
+    expect(page.locator("tr", has_text="grace two")).to_contain_text("Suspended")
+    assert server.verify(second["plain_text_key"]) == "SUSPENDED"
+
+    # Credits and a rate limit, the platform's to set.
+    page.locator("tr", has_text="grace two").get_by_role("button", name="Limits").click()
+    limits = page.get_by_role("dialog")
+    limits.get_by_label("Usage credits left").fill("500")
+    limits.get_by_label("Requests").fill("10")
+    limits.get_by_label("Per seconds").fill("60")
+    limits.get_by_role("button", name="Save").click()
+    expect(limits).to_be_hidden()
+    with server.as_user("grace") as client:
+        key = client.get(f"/api/api-keys/{second['api_key']['id']}").json()
+    assert key["remaining"] == 500
+    assert key["rate_limit"] == {"requests": 10, "per_seconds": 60}
+
+    # The audit feed, filtered to the user: the revocation is there, by the service.
+    feed = page.get_by_role("region", name="Audit feed")
+    feed.get_by_label("User id").fill("grace")
+    feed.get_by_label("Action").select_option("revoke")
+    feed.get_by_role("button", name="Filter").click()
+    expect(feed.locator("ol.events > li")).to_have_count(1)
+    expect(feed.locator("ol.events > li")).to_contain_text("revoke of grace")
