@@ -210,3 +210,41 @@ def test_the_operator_finds_a_users_keys_and_acts_on_them(page: tuple[Page, Watc
     feed.get_by_role("button", name="Filter").click()
     expect(feed.locator("ol.events > li")).to_have_count(1)
     expect(feed.locator("ol.events > li")).to_contain_text("revoke of grace")
+
+
+def focused_is(page: Page, locator) -> bool:
+    return bool(locator.evaluate("element => element === document.activeElement"))
+
+
+def test_the_console_works_from_the_keyboard(page: tuple[Page, Watch], server: Server) -> None:
+    page, _ = page
+    page.goto(server.console_link("--user", "ivan"))
+    expect(page.get_by_role("heading", name="No API keys yet")).to_be_visible()
+    create = page.get_by_role("button", name="Create key").first
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if focused_is(page, create):
+            break
+    else:
+        raise AssertionError("Tab never reached Create key")
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name="Create key")
+    assert focused_is(page, dialog.get_by_label("Name"))
+    page.keyboard.type("typed key")
+    page.keyboard.press("Tab")  # description
+    page.keyboard.press("Tab")  # the first permission
+    page.keyboard.press("Space")
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Enter")  # submits the form from the name field
+    shown = page.get_by_role("dialog", name="Your new key")
+    key = shown.get_by_label("Your new API key").input_value()
+    # Escape asks before the key is gone; the safe choice (Cancel) has the focus.
+    page.keyboard.press("Escape")
+    confirm = page.get_by_role("dialog", name="Close without the key?")
+    assert focused_is(page, confirm.get_by_role("button", name="Cancel"))
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(shown).to_be_hidden()
+    assert server.verify(key, ["IDENTITY"]) == "VALID"
+    expect(row(page, "typed key")).to_contain_text("IDENTITY")

@@ -86,7 +86,10 @@ function userKeys() {
       replace(
         results,
         keys.length
-          ? keyTable(keys, { caption: `Keys of ${user}`, actions })
+          ? [
+            keyTable(keys, { caption: `Keys of ${user}`, actions }),
+            usageSection(`/api/admin/usage?user_id=${encodeURIComponent(user)}`, `Verifications of ${user}'s keys`),
+          ]
           : h("p", { class: "muted" }, `${user} has no keys.`),
       );
     } catch (error) {
@@ -184,7 +187,7 @@ export function operatorView(main) {
   replace(
     main,
     h("h1", {}, "Operator"),
-    usageSection("/api/admin/usage", "Verifications per hour, every key"),
+    usageSection("/api/admin/usage", "Verifications of every key"),
     userKeys(),
     auditFeed(),
   );
