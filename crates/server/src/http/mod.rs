@@ -3,6 +3,7 @@
 //! - [`api_keys`]: the management API (users, JWT).
 //! - [`verify`]: the verify API (services, service token).
 //! - [`admin`]: user deletion (services, service token).
+//! - [`usage`]: usage history, per key (users) and per user or deployment (services).
 //! - [`ops`]: health, readiness, metrics, `/openapi.json`, `/docs`.
 //! - [`auth`] and [`jwks`]: who is calling (user JWTs, the service token).
 //!
@@ -21,6 +22,7 @@ pub mod json;
 pub mod jwks;
 pub mod observe;
 pub mod ops;
+pub mod usage;
 pub mod verify;
 
 use std::sync::Arc;
@@ -117,10 +119,12 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::set_rate_limit))
         .routes(routes!(api_keys::rotate_key))
         .routes(routes!(api_keys::list_key_events))
+        .routes(routes!(usage::get_key_usage))
         .routes(routes!(admin::delete_user))
         .routes(routes!(admin::create_key_for_user))
         .routes(routes!(admin::update_key_as_admin))
         .routes(routes!(admin::list_events))
+        .routes(routes!(usage::get_usage))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
