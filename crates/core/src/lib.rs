@@ -10,6 +10,7 @@
 //! - [`legacy`]: keys imported from AutoGPT (their shape and their hashes).
 //! - [`lifecycle`]: which status changes are allowed, and what they change.
 //! - [`rate`]: rate limit quotas and the GCRA decision over them.
+//! - [`usage`]: verifications counted per hour (usage history) and the ranges read.
 //! - [`verify`]: the verification decision for a stored key at a given time.
 //!
 //! Nothing here reads a clock, a file or a socket: callers pass `now` in, which keeps
@@ -27,4 +28,5 @@ pub mod permissions;
 pub mod rate;
 pub mod text;
 pub mod time;
+pub mod usage;
 pub mod verify;

@@ -18,8 +18,17 @@ pub(crate) fn spawn<S: Store>(inner: &Arc<Inner<S>>) -> Vec<JoinHandle<()>> {
 }
 
 impl<S: Store> Inner<S> {
-    /// Writes recorded usage now; a failed batch is kept for the next attempt.
+    /// Writes recorded usage (`last_used_at`, then the usage history) now; a failed
+    /// batch is kept for the next attempt. Both are tried whatever the other does.
     pub(crate) async fn flush_usage(&self) -> Result<usize, EngineError> {
+        let last_used = self.flush_last_used().await;
+        let history = self.flush_history().await;
+        let written = last_used?;
+        history?;
+        Ok(written)
+    }
+
+    async fn flush_last_used(&self) -> Result<usize, EngineError> {
         let batch = self.usage.drain();
         if batch.is_empty() {
             return Ok(0);
@@ -50,14 +59,14 @@ async fn flush_usage_periodically<S: Store>(inner: Arc<Inner<S>>) {
             _ = stop.wait_for(|stop| *stop) => break,
         }
         if let Err(err) = inner.flush_usage().await {
-            tracing::warn!(error = %err, "writing last_used_at failed; will retry");
+            tracing::warn!(error = %err, "writing usage (last_used_at, usage history) failed; will retry");
         }
     }
     // The final flush: nothing recorded is lost on a graceful stop.
     match inner.flush_usage().await {
         Ok(n) => tracing::debug!(keys = n, "final usage flush"),
         Err(err) => {
-            tracing::error!(error = %err, "final usage flush failed; last_used_at updates lost")
+            tracing::error!(error = %err, "final usage flush failed; usage not written is lost")
         }
     }
 }

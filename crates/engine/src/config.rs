@@ -45,6 +45,13 @@ pub struct EngineConfig {
     /// costs one database row per period instead of one per flush; zero records
     /// every use (still at most one row per key per flush).
     pub usage_resolution: Duration,
+    /// Days of usage history (verifications per key and hour) kept; 0 turns it off:
+    /// nothing is counted or written, and usage reads answer zeros.
+    pub usage_history_days: u32,
+    /// Key-hours of usage history counted in memory between flushes, at most: past
+    /// it, verifications of key-hours not yet counted are dropped until the next
+    /// flush (`keyward_usage_history_dropped_total`).
+    pub usage_history_capacity: usize,
     /// How long the cache is trusted after the store last confirmed it is watching for
     /// changes made elsewhere. Stores confirm at least every second, so only a broken
     /// watch (a silently dead connection) lets this lapse; then verifications read the
@@ -74,6 +81,8 @@ impl EngineConfig {
     pub const DEFAULT_MAX_KEYS_PER_USER: u32 = 100;
     pub const DEFAULT_CACHE_CAPACITY: u64 = 100_000;
     pub const DEFAULT_USAGE_RESOLUTION: Duration = Duration::from_secs(60);
+    pub const DEFAULT_USAGE_HISTORY_DAYS: u32 = 30;
+    pub const DEFAULT_USAGE_HISTORY_CAPACITY: usize = 100_000;
     /// AutoGPT's limit on failed authentications per client: 60 a minute.
     pub const DEFAULT_FAILED_VERIFY_PER_MINUTE: u32 = 60;
     pub const DEFAULT_USER_WRITES_PER_MINUTE: u32 = 60;
@@ -90,6 +99,8 @@ impl EngineConfig {
             negative_cache_ttl: Duration::from_secs(5),
             usage_flush_interval: Duration::from_secs(1),
             usage_resolution: Self::DEFAULT_USAGE_RESOLUTION,
+            usage_history_days: Self::DEFAULT_USAGE_HISTORY_DAYS,
+            usage_history_capacity: Self::DEFAULT_USAGE_HISTORY_CAPACITY,
             change_feed_lease: Duration::from_secs(3),
             failed_verify_limit: RateLimit::per_minute(Self::DEFAULT_FAILED_VERIFY_PER_MINUTE).ok(),
             user_write_limit: RateLimit::per_minute(Self::DEFAULT_USER_WRITES_PER_MINUTE).ok(),
@@ -117,6 +128,8 @@ impl std::fmt::Debug for EngineConfig {
             .field("default_rate_limit", &self.default_rate_limit)
             .field("default_credits", &self.default_credits)
             .field("usage_resolution", &self.usage_resolution)
+            .field("usage_history_days", &self.usage_history_days)
+            .field("usage_history_capacity", &self.usage_history_capacity)
             .field("change_feed_lease", &self.change_feed_lease)
             .field("failed_verify_limit", &self.failed_verify_limit)
             .field("user_write_limit", &self.user_write_limit)

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::cache::VerifyCache;
 use crate::config::EngineConfig;
 use crate::error::EngineError;
+use crate::history::HistoryTracker;
 use crate::inner::{Inner, Lifetime};
 use crate::limits::Limiter;
 use crate::metrics::VerifyMetrics;
@@ -65,6 +66,7 @@ impl<S: Store> Engine<S> {
         let inner = Arc::new(Inner {
             cache: VerifyCache::new(&config),
             usage: UsageTracker::new(),
+            history: HistoryTracker::new(config.usage_history_capacity),
             metrics: VerifyMetrics::new(),
             key_limits: Limiter::new(config.cache_capacity),
             client_failures: Limiter::new(config.client_limiter_capacity),
@@ -483,7 +485,8 @@ impl<S: Store> Engine<S> {
         self.inner.cache.is_active()
     }
 
-    /// Writes recorded usage now. Returns the number of keys written.
+    /// Writes recorded usage (`last_used_at` and the usage history) now. Returns the
+    /// number of keys whose `last_used_at` was written.
     pub async fn flush_usage(&self) -> Result<usize, EngineError> {
         self.inner.flush_usage().await
     }

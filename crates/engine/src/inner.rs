@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::cache::VerifyCache;
 use crate::config::EngineConfig;
+use crate::history::HistoryTracker;
 use crate::limits::{ClientAddr, Limiter};
 use crate::metrics::VerifyMetrics;
 use crate::usage::UsageTracker;
@@ -30,6 +31,8 @@ pub(crate) struct Inner<S> {
     pub(crate) config: EngineConfig,
     pub(crate) cache: VerifyCache,
     pub(crate) usage: UsageTracker,
+    /// Verifications per key and hour not written yet.
+    pub(crate) history: HistoryTracker,
     pub(crate) metrics: VerifyMetrics,
     /// Keys' own verification limits.
     pub(crate) key_limits: Limiter<KeyId>,

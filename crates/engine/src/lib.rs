@@ -7,6 +7,8 @@
 //!   (and by other processes' changes), with a separate short-lived negative cache.
 //! - [`usage`]: `last_used_at` recorded in memory (once per key per resolution
 //!   period) and written in batches.
+//! - [`history`]: verifications per key and hour (usage history), counted in memory
+//!   and written with the usage flush.
 //! - [`background`]: the usage flush and the watch for other processes' changes.
 //! - [`limits`]: rate limiters (per key, per failing client, per user's changes).
 //!
@@ -18,6 +20,7 @@ mod cache;
 mod config;
 mod engine;
 mod error;
+mod history;
 mod inner;
 pub mod limits;
 mod metrics;

@@ -179,6 +179,10 @@ impl<S: Store> Engine<S> {
                 Consumed::Missing => code = VerifyCode::NotFound,
             }
         }
+        // A key deleted meanwhile (credits found no row) has no history to add to.
+        if code != VerifyCode::NotFound {
+            inner.count_verification(key.id, now, code.is_valid());
+        }
         if code.is_valid() && key.usage.claim(now, inner.config.usage_resolution) {
             inner.usage.record(key.id, now);
         }

@@ -11,10 +11,12 @@ use keyward_core::input::NewKeyRequest;
 use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{ApiKey, KeyId, Scope, UserId};
 use keyward_core::time::Timestamp;
+use keyward_core::usage::{Granularity, HOUR_MS, HourlyUsage, UsageCounts, UsageRange};
 use keyward_core::verify::VerifyCode;
 use keyward_engine::{Engine, EngineConfig, EngineError, VerifyOptions};
 use keyward_store::{
-    AnyStore, Applied, DatabaseUrl, ExternalChange, NewKeyRecord, Store, StoreError, VerifyRecord,
+    AnyStore, Applied, DatabaseUrl, ExternalChange, HourCounts, NewKeyRecord, Store, StoreError,
+    UsageOf, VerifyRecord,
 };
 
 const PEPPER: &str = "engine-test-pepper-0123456789abcdefghij";
@@ -136,6 +138,23 @@ impl Store for Counting {
     async fn record_usage(&self, usage: &[(KeyId, Timestamp)]) -> Result<u64, StoreError> {
         self.reachable()?;
         self.inner.record_usage(usage).await
+    }
+    async fn record_usage_history(&self, counts: &[HourCounts]) -> Result<(), StoreError> {
+        self.reachable()?;
+        self.inner.record_usage_history(counts).await
+    }
+    async fn usage_history(
+        &self,
+        of: UsageOf<'_>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<HourlyUsage>, StoreError> {
+        self.reachable()?;
+        self.inner.usage_history(of, from, to).await
+    }
+    async fn prune_usage_history(&self, before: Timestamp) -> Result<(), StoreError> {
+        self.reachable()?;
+        self.inner.prune_usage_history(before).await
     }
     async fn rehash(&self, id: KeyId, hash: &KeyHash, v: u16) -> Result<(), StoreError> {
         self.reachable()?;
@@ -787,4 +806,135 @@ async fn a_client_over_its_failure_limit_is_refused_without_a_lookup() {
         VerifyCode::Valid,
         "no client named"
     );
+}
+
+/// The range of hours around `T0` the usage history tests read.
+fn hours_around_t0() -> UsageRange {
+    let t0 = Timestamp::from_millis(T0).unwrap();
+    UsageRange::new(
+        Some(t0),
+        Some(t0.plus_millis(2 * HOUR_MS)),
+        Granularity::Hour,
+        t0,
+    )
+    .unwrap()
+}
+
+fn totals(buckets: &[HourlyUsage]) -> UsageCounts {
+    let mut sum = UsageCounts::default();
+    for bucket in buckets {
+        sum.add(bucket.counts);
+    }
+    sum
+}
+
+#[tokio::test]
+async fn verifications_of_found_keys_are_counted_valid_or_refused() {
+    let h = Harness::new().await;
+    let (key, plain) = h.create("alice", &["READ_GRAPH"]).await;
+    assert_eq!(h.code(&plain, &[]).await, VerifyCode::Valid);
+    assert_eq!(h.code(&plain, &[]).await, VerifyCode::Valid);
+    assert_eq!(
+        h.code(&plain, &["EXECUTE_GRAPH"]).await,
+        VerifyCode::InsufficientPermissions
+    );
+    let alice = UserId::parse("alice").unwrap();
+    h.engine.suspend(Scope::User(&alice), key.id).await.unwrap();
+    assert_eq!(h.code(&plain, &[]).await, VerifyCode::Suspended);
+    let unknown = plain.replace(&plain[plain.len() - 12..plain.len() - 8], "zzzz");
+    h.code(&unknown, &[]).await;
+    h.code("not a key", &[]).await;
+
+    let range = hours_around_t0();
+    let pending = h
+        .engine
+        .key_usage(Scope::Admin, key.id, &range)
+        .await
+        .unwrap();
+    let counted = UsageCounts {
+        valid: 2,
+        refused: 2,
+    };
+    assert_eq!(totals(&pending), counted, "shown before the flush");
+    h.engine.flush_usage().await.unwrap();
+    let stored = h
+        .engine
+        .store()
+        .usage_history(UsageOf::Key(key.id), range.from(), range.to())
+        .await
+        .unwrap();
+    assert_eq!(totals(&stored), counted, "written by the flush");
+    let shown = h
+        .engine
+        .key_usage(Scope::Admin, key.id, &range)
+        .await
+        .unwrap();
+    assert_eq!(totals(&shown), counted, "not counted twice after the flush");
+    let everyone = h.engine.usage(None, &range).await.unwrap();
+    assert_eq!(
+        totals(&everyone),
+        counted,
+        "unknown and malformed keys are not counted"
+    );
+}
+
+#[tokio::test]
+async fn usage_history_counts_survive_a_failed_flush() {
+    let h = Harness::new().await;
+    let (key, plain) = h.create("alice", &[]).await;
+    h.code(&plain, &[]).await;
+    h.down.store(true, Ordering::SeqCst);
+    assert!(h.engine.flush_usage().await.is_err());
+    h.down.store(false, Ordering::SeqCst);
+    h.code(&plain, &[]).await;
+    h.engine.flush_usage().await.unwrap();
+    let range = hours_around_t0();
+    let stored = h
+        .engine
+        .store()
+        .usage_history(UsageOf::Key(key.id), range.from(), range.to())
+        .await
+        .unwrap();
+    assert_eq!(totals(&stored).valid, 2);
+}
+
+#[tokio::test]
+async fn without_usage_history_nothing_is_counted_or_written() {
+    let h = Harness::with_config(|c| c.usage_history_days = 0).await;
+    let (key, plain) = h.create("alice", &[]).await;
+    h.code(&plain, &[]).await;
+    h.engine.flush_usage().await.unwrap();
+    let range = hours_around_t0();
+    let stored = h
+        .engine
+        .store()
+        .usage_history(UsageOf::All, range.from(), range.to())
+        .await
+        .unwrap();
+    assert!(stored.is_empty());
+    let shown = h
+        .engine
+        .key_usage(Scope::Admin, key.id, &range)
+        .await
+        .unwrap();
+    assert_eq!(shown.len(), 2, "every bucket, zero");
+    assert_eq!(totals(&shown), UsageCounts::default());
+}
+
+#[tokio::test]
+async fn hours_past_the_retention_are_pruned_by_the_flush() {
+    let h = Harness::with_config(|c| c.usage_history_days = 1).await;
+    let (key, plain) = h.create("alice", &[]).await;
+    h.code(&plain, &[]).await;
+    h.engine.flush_usage().await.unwrap();
+    h.advance(2 * 24 * HOUR_MS);
+    h.engine.flush_usage().await.unwrap();
+    let range = hours_around_t0();
+    let stored = h
+        .engine
+        .store()
+        .usage_history(UsageOf::Key(key.id), range.from(), range.to())
+        .await
+        .unwrap();
+    assert!(stored.is_empty(), "{stored:?}");
 }

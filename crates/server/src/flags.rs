@@ -211,6 +211,16 @@ pub struct Flags {
     )]
     pub usage_resolution: u64,
 
+    /// Days of usage history (verifications per key and hour) kept; 0 turns it off.
+    #[arg(
+        long,
+        env = "KEYWARD_USAGE_HISTORY_DAYS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u32).range(0..=3_650),
+        global = true
+    )]
+    pub usage_history_days: u32,
+
     /// Failed verifications per minute from one end client (the verify request's
     /// `client_ip`; IPv6 per /64) before its attempts answer RATE_LIMITED; 0: no limit.
     #[arg(

@@ -260,6 +260,7 @@ impl Flags {
         engine.max_keys_per_user = self.max_keys_per_user;
         engine.cache_capacity = self.cache_capacity;
         engine.usage_resolution = std::time::Duration::from_secs(self.usage_resolution);
+        engine.usage_history_days = self.usage_history_days;
         // 0 turns a limit off; any other value is within the quota's bounds.
         let per_minute = |n: u32| keyward_core::rate::RateLimit::per_minute(n).ok();
         engine.failed_verify_limit = per_minute(self.failed_verify_limit);

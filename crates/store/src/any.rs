@@ -5,13 +5,14 @@ use keyward_core::hash::KeyHash;
 use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{ApiKey, KeyId, Scope, UserId};
 use keyward_core::time::Timestamp;
+use keyward_core::usage::HourlyUsage;
 
 use crate::error::StoreError;
 use crate::interface::Store;
 use crate::postgres::PostgresStore;
 use crate::records::{
-    Applied, ConnectOptions, Consumed, ExternalChange, ImportedKey, LegacyCandidate, NewKeyRecord,
-    PepperUsage, Replacement, Rotated, RotationTerms, VerifyRecord,
+    Applied, ConnectOptions, Consumed, ExternalChange, HourCounts, ImportedKey, LegacyCandidate,
+    NewKeyRecord, PepperUsage, Replacement, Rotated, RotationTerms, UsageOf, VerifyRecord,
 };
 use crate::sqlite::SqliteStore;
 use crate::url::DatabaseUrl;
@@ -125,6 +126,20 @@ impl Store for AnyStore {
     }
     async fn record_usage(&self, usage: &[(KeyId, Timestamp)]) -> Result<u64, StoreError> {
         delegate!(self, s => s.record_usage(usage).await)
+    }
+    async fn record_usage_history(&self, counts: &[HourCounts]) -> Result<(), StoreError> {
+        delegate!(self, s => s.record_usage_history(counts).await)
+    }
+    async fn usage_history(
+        &self,
+        of: UsageOf<'_>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<HourlyUsage>, StoreError> {
+        delegate!(self, s => s.usage_history(of, from, to).await)
+    }
+    async fn prune_usage_history(&self, before: Timestamp) -> Result<(), StoreError> {
+        delegate!(self, s => s.prune_usage_history(before).await)
     }
     async fn rehash(&self, id: KeyId, hash: &KeyHash, version: u16) -> Result<(), StoreError> {
         delegate!(self, s => s.rehash(id, hash, version).await)

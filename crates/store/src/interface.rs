@@ -7,11 +7,12 @@ use keyward_core::hash::KeyHash;
 use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{ApiKey, KeyId, Scope, UserId};
 use keyward_core::time::Timestamp;
+use keyward_core::usage::HourlyUsage;
 
 use crate::error::StoreError;
 use crate::records::{
-    Applied, Consumed, ExternalChange, ImportedKey, LegacyCandidate, NewKeyRecord, PepperUsage,
-    Replacement, Rotated, RotationTerms, VerifyRecord,
+    Applied, Consumed, ExternalChange, HourCounts, ImportedKey, LegacyCandidate, NewKeyRecord,
+    PepperUsage, Replacement, Rotated, RotationTerms, UsageOf, VerifyRecord,
 };
 
 /// What keyward needs from a database.
@@ -135,6 +136,28 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         usage: &[(KeyId, Timestamp)],
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Adds verification counts to keys' hours (one row per key and hour, created or
+    /// added to; never replaced). Counts of a key deleted since are dropped.
+    fn record_usage_history(
+        &self,
+        counts: &[HourCounts],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The hours in [`from`, `to`) with counts, of one key, a user's keys or every
+    /// key (summed per hour), oldest first. Hours without counts are absent.
+    fn usage_history(
+        &self,
+        of: UsageOf<'_>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> impl Future<Output = Result<Vec<HourlyUsage>, StoreError>> + Send;
+
+    /// Forgets the usage history of the hours before `before`.
+    fn prune_usage_history(
+        &self,
+        before: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Deletes every key of a user (the user is gone) and records it; returns the
     /// deleted keys' hashes.

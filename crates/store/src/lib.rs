@@ -9,7 +9,7 @@
 //! - a key is found for verification by one indexed lookup of its hash;
 //! - status changes are decided by [`keyward_core::lifecycle::apply`] inside the
 //!   transaction that read the row, so concurrent changes cannot race past the rules;
-//! - `last_used_at` only moves forward;
+//! - `last_used_at` only moves forward; usage history counts are only added to;
 //! - every change writes its audit event in its own transaction.
 //!
 //! Backends: [`sqlite`] (the embedded default, one process) and [`postgres`] (several
@@ -37,14 +37,15 @@ pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod url;
+mod usage_history;
 
 pub use any::{AnyStore, connect, connect_with};
 pub use error::StoreError;
 pub use interface::Store;
 pub use postgres::PostgresStore;
 pub use records::{
-    Applied, ConnectOptions, Consumed, ExternalChange, ImportedKey, LegacyCandidate, NewKeyRecord,
-    PepperUsage, Replacement, Rotated, RotationTerms, VerifyRecord,
+    Applied, ConnectOptions, Consumed, ExternalChange, HourCounts, ImportedKey, LegacyCandidate,
+    NewKeyRecord, PepperUsage, Replacement, Rotated, RotationTerms, UsageOf, VerifyRecord,
 };
 pub use sqlite::SqliteStore;
 pub use url::{DatabaseUrl, DatabaseUrlError};

@@ -49,6 +49,11 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
         "legacy credentials",
         include_str!("../migrations/sqlite/0007_legacy_credentials.sql"),
     ),
+    (
+        8,
+        "usage history",
+        include_str!("../migrations/sqlite/0008_usage_history.sql"),
+    ),
 ]);
 
 pub(crate) const POSTGRES: Embedded = Embedded(&[
@@ -86,6 +91,11 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
         7,
         "legacy credentials",
         include_str!("../migrations/postgres/0007_legacy_credentials.sql"),
+    ),
+    (
+        8,
+        "usage history",
+        include_str!("../migrations/postgres/0008_usage_history.sql"),
     ),
 ]);
 

@@ -10,14 +10,15 @@ use keyward_core::hash::KeyHash;
 use keyward_core::lifecycle::{self, KeyState, Mutation, Successor};
 use keyward_core::model::{ApiKey, KeyId, Metadata, Scope, UserId};
 use keyward_core::time::Timestamp;
+use keyward_core::usage::HourlyUsage;
 
 use crate::db::{Backend, Columns, Param, Statement, params};
 use crate::dialect::Dialect;
 use crate::error::StoreError;
 use crate::interface::Store;
 use crate::records::{
-    Applied, Consumed, ExternalChange, ImportedKey, LegacyCandidate, NewKeyRecord, PepperUsage,
-    Replacement, Rotated, RotationTerms, VerifyRecord,
+    Applied, Consumed, ExternalChange, HourCounts, ImportedKey, LegacyCandidate, NewKeyRecord,
+    PepperUsage, Replacement, Rotated, RotationTerms, UsageOf, VerifyRecord,
 };
 use crate::rows::{self, NewEvent, corrupt};
 use crate::sql;
@@ -26,7 +27,7 @@ type Connection<D> = <<D as Dialect>::Db as sqlx::Database>::Connection;
 type Row<D> = <<D as Dialect>::Db as sqlx::Database>::Row;
 
 /// Runs one statement on a connection or transaction.
-async fn run<D: Dialect>(
+pub(crate) async fn run<D: Dialect>(
     conn: &mut Connection<D>,
     statement: Statement<'_>,
 ) -> Result<Vec<Row<D>>, StoreError> {
@@ -34,7 +35,10 @@ async fn run<D: Dialect>(
 }
 
 /// Runs one statement on a read connection.
-async fn read<D: Dialect>(db: &D, statement: Statement<'_>) -> Result<Vec<Row<D>>, StoreError> {
+pub(crate) async fn read<D: Dialect>(
+    db: &D,
+    statement: Statement<'_>,
+) -> Result<Vec<Row<D>>, StoreError> {
     let mut conn = db.reader().await?;
     run::<D>(&mut conn, statement).await
 }
@@ -535,6 +539,23 @@ impl<D: Dialect> Store for D {
             changed += run::<D>(&mut conn, statement).await?.len() as u64;
         }
         Ok(changed)
+    }
+
+    async fn record_usage_history(&self, counts: &[HourCounts]) -> Result<(), StoreError> {
+        crate::usage_history::record(self, counts).await
+    }
+
+    async fn usage_history(
+        &self,
+        of: UsageOf<'_>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<HourlyUsage>, StoreError> {
+        crate::usage_history::read_hours(self, of, from, to).await
+    }
+
+    async fn prune_usage_history(&self, before: Timestamp) -> Result<(), StoreError> {
+        crate::usage_history::prune(self, before).await
     }
 
     async fn rehash(&self, id: KeyId, hash: &KeyHash, version: u16) -> Result<(), StoreError> {

@@ -142,3 +142,24 @@ impl Default for ConnectOptions {
         }
     }
 }
+
+/// Whose usage history to read (see [`Store::usage_history`](crate::Store::usage_history)).
+#[derive(Clone, Copy, Debug)]
+pub enum UsageOf<'a> {
+    /// One key.
+    Key(KeyId),
+    /// Every key of a user, summed.
+    User(&'a UserId),
+    /// Every key of the deployment, summed.
+    All,
+}
+
+/// Counts to add to one key's hour (see
+/// [`Store::record_usage_history`](crate::Store::record_usage_history)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HourCounts {
+    pub key_id: KeyId,
+    /// The start of the UTC hour.
+    pub hour: Timestamp,
+    pub counts: keyward_core::usage::UsageCounts,
+}

@@ -166,6 +166,39 @@ pub(crate) fn record_usage(rows: usize) -> String {
     )
 }
 
+/// Adds counts to keys' hours for `rows` (key, hour, valid, refused) values; a key
+/// deleted since it was counted is skipped. The table is named on the right of `SET`
+/// because PostgreSQL would find a bare `valid` ambiguous beside `excluded.valid`.
+pub(crate) fn record_usage_history(rows: usize) -> String {
+    format!(
+        "WITH usage (key_id, hour, valid, refused) AS (VALUES {}) \
+         INSERT INTO key_usage_hourly (key_id, hour, valid, refused) \
+         SELECT usage.key_id, usage.hour, usage.valid, usage.refused FROM usage \
+         WHERE EXISTS (SELECT 1 FROM api_keys WHERE api_keys.id = usage.key_id) \
+         ON CONFLICT (key_id, hour) DO UPDATE SET \
+         valid = key_usage_hourly.valid + excluded.valid, \
+         refused = key_usage_hourly.refused + excluded.refused",
+        placeholders(4, rows)
+    )
+}
+/// Values per usage history row.
+pub(crate) const HISTORY_ROW_WIDTH: usize = 4;
+
+/// One key's hours in [`$2`, `$3`), oldest first.
+pub(crate) const KEY_USAGE_HISTORY: &str = "SELECT hour, valid, refused FROM key_usage_hourly \
+     WHERE key_id = $1 AND hour >= $2 AND hour < $3 ORDER BY hour";
+/// A user's keys' hours in [`$2`, `$3`), summed, oldest first.
+pub(crate) const USER_USAGE_HISTORY: &str = "SELECT h.hour, \
+     CAST(SUM(h.valid) AS BIGINT) AS valid, CAST(SUM(h.refused) AS BIGINT) AS refused \
+     FROM key_usage_hourly h JOIN api_keys k ON k.id = h.key_id \
+     WHERE k.user_id = $1 AND h.hour >= $2 AND h.hour < $3 GROUP BY h.hour ORDER BY h.hour";
+/// Every key's hours in [`$1`, `$2`), summed, oldest first.
+pub(crate) const ALL_USAGE_HISTORY: &str = "SELECT hour, \
+     CAST(SUM(valid) AS BIGINT) AS valid, CAST(SUM(refused) AS BIGINT) AS refused \
+     FROM key_usage_hourly WHERE hour >= $1 AND hour < $2 GROUP BY hour ORDER BY hour";
+/// Forgets the hours before `$1`.
+pub(crate) const PRUNE_USAGE_HISTORY: &str = "DELETE FROM key_usage_hourly WHERE hour < $1";
+
 pub(crate) const DELETE_USER_KEYS: &str =
     "DELETE FROM api_keys WHERE user_id = $1 RETURNING id, key_hash";
 

@@ -4,6 +4,7 @@
 //! - [`verify`]: the verify API (services, service token).
 //! - [`admin`]: the platform's own routes: any user's keys, the audit trail, user
 //!   deletion (services, service token).
+//! - [`usage`]: usage history, per key (users) and per user or deployment (services).
 //! - [`ops`]: health, readiness, metrics, `/openapi.json`, `/docs`.
 //! - [`console`]: the web console at `/console` (a page on top of the JSON API).
 //! - [`auth`] and [`jwks`]: who is calling (user JWTs, the service token).
@@ -24,6 +25,7 @@ pub mod json;
 pub mod jwks;
 pub mod observe;
 pub mod ops;
+pub mod usage;
 pub mod verify;
 
 use std::sync::Arc;
@@ -120,6 +122,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::set_rate_limit))
         .routes(routes!(api_keys::rotate_key))
         .routes(routes!(api_keys::list_key_events))
+        .routes(routes!(usage::get_key_usage))
         .routes(routes!(admin::delete_user))
         .routes(routes!(
             admin::create_key_for_user,
@@ -132,6 +135,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::suspend_key_as_admin))
         .routes(routes!(admin::reactivate_key_as_admin))
         .routes(routes!(admin::list_events))
+        .routes(routes!(usage::get_usage))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

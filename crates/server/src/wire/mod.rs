@@ -7,6 +7,7 @@
 //! - [`keys`]: a key as shown, and the requests that create, change and rotate it.
 //! - [`verify`]: the verify API's request and verdict.
 //! - [`events`]: the audit trail's events, their pages and the queries for them.
+//! - [`usage`]: usage history (verifications per hour or day) and its queries.
 //! - [`users`]: what deleting a user answers.
 //! - [`permissions`]: permission names and the catalogue.
 //! - [`health`]: the liveness and readiness answer.
@@ -19,6 +20,7 @@ pub mod events;
 pub mod health;
 pub mod keys;
 pub mod permissions;
+pub mod usage;
 pub mod users;
 pub mod validate;
 pub mod verify;

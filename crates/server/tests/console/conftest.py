@@ -89,9 +89,6 @@ class Server:
             answer.raise_for_status()
             return str(answer.json()["code"])
 
-    def has_route(self, path: str) -> bool:
-        return path in httpx.get(f"{self.url}/openapi.json").json()["paths"]
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
@@ -160,9 +157,6 @@ def open_page(browser: Browser, *, color_scheme: str = "light", width: int = 128
 @pytest.fixture
 def page(browser: Browser, server: Server) -> Iterator[tuple[Page, Watch]]:
     page, watch = open_page(browser)
-    if not server.has_route("/api/api-keys/{id}/usage"):
-        # Before the usage history API: the charts show "No usage data".
-        watch.allow(404, "/usage")
     yield page, watch
     page.context.close()
     assert not watch.problems, "the browser reported:\n" + "\n".join(watch.problems)

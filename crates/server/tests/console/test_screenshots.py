@@ -38,8 +38,6 @@ def seeded(server: Server) -> dict[str, str]:
 def test_every_screen_renders_cleanly(browser: Browser, server: Server, seeded: dict[str, str], scheme: str, size: str) -> None:
     width, height = SIZES[size]
     page, watch = open_page(browser, color_scheme=scheme, width=width, height=height)
-    if not server.has_route("/api/api-keys/{id}/usage"):
-        watch.allow(404, "/usage")
     suffix = f"{scheme}-{size}"
     try:
         page.goto(f"{server.url}/console")
@@ -48,6 +46,9 @@ def test_every_screen_renders_cleanly(browser: Browser, server: Server, seeded: 
 
         page.goto(server.console_link("--user", "alice"))
         expect(page.locator("table.keys tbody tr", has_text="CI pipeline")).to_be_visible()
+        # Each key's sparkline of the last 48 hours.
+        expect(page.get_by_role("img", name="7 verifications in 48 hours")).to_be_visible()
+        expect(page.get_by_role("img", name="1 verification in 48 hours")).to_be_visible()
         shoot(page, f"keys-{suffix}", full_page=True)
 
         page.get_by_role("button", name="Create key").click()
@@ -63,7 +64,13 @@ def test_every_screen_renders_cleanly(browser: Browser, server: Server, seeded: 
 
         page.goto(f"{server.url}/console#/keys/{seeded['ci']}")
         expect(page.get_by_role("heading", name="CI pipeline", level=1)).to_be_visible()
-        expect(page.get_by_text("Loading usage…")).to_have_count(0)
+        # The usage chart of the verifications above, hourly, then daily.
+        chart = page.get_by_role("img", name="6 valid and 1 refused verifications, per hour, last 48 hours")
+        expect(chart).to_be_visible()
+        page.get_by_role("button", name="30 days").click()
+        expect(page.get_by_role("img", name="6 valid and 1 refused verifications, per day, last 30 days")).to_be_visible()
+        page.get_by_role("button", name="48 hours").click()
+        expect(chart).to_be_visible()
         shoot(page, f"key-{suffix}", full_page=True)
 
         page.get_by_role("button", name="Sign out").click()
@@ -72,7 +79,8 @@ def test_every_screen_renders_cleanly(browser: Browser, server: Server, seeded: 
         page.get_by_role("search").get_by_label("User id").fill("alice")
         page.get_by_role("button", name="Find keys").click()
         expect(page.locator("table.keys tbody tr").first).to_be_visible()
-        expect(page.get_by_text("Loading usage…")).to_have_count(0)
+        # The deployment's verifications and alice's: 8 in all, all hers.
+        expect(page.get_by_role("img", name="7 valid and 1 refused verifications, per hour, last 48 hours")).to_have_count(2)
         shoot(page, f"operator-{suffix}", full_page=True)
     finally:
         page.context.close()

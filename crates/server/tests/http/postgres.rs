@@ -33,6 +33,8 @@ mod rate_limits;
 mod rotation;
 #[path = "suites/usage_credits.rs"]
 mod usage_credits;
+#[path = "suites/usage_history.rs"]
+mod usage_history;
 #[path = "suites/verify.rs"]
 mod verify;
 

@@ -36,5 +36,7 @@ mod rotation;
 mod secrets_at_rest;
 #[path = "suites/usage_credits.rs"]
 mod usage_credits;
+#[path = "suites/usage_history.rs"]
+mod usage_history;
 #[path = "suites/verify.rs"]
 mod verify;

@@ -29,6 +29,8 @@ mod peppers;
 mod rotation;
 #[path = "suites/usage.rs"]
 mod usage;
+#[path = "suites/usage_history.rs"]
+mod usage_history;
 
 /// A fresh, migrated database on the test PostgreSQL server.
 pub async fn fixture() -> Fixture {

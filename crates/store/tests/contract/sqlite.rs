@@ -26,6 +26,8 @@ mod peppers;
 mod rotation;
 #[path = "suites/usage.rs"]
 mod usage;
+#[path = "suites/usage_history.rs"]
+mod usage_history;
 
 /// A fresh, migrated SQLite file.
 pub async fn fixture() -> Fixture {

@@ -28,9 +28,9 @@ function bucketLabel(start, granularity) {
 /** The bar chart of `buckets`. */
 export function barChart(buckets, granularity) {
   const width = 640;
-  const height = 180;
-  const top = 16;
-  const bottom = 22;
+  const height = 160;
+  const top = 4;
+  const bottom = 2;
   const plot = height - top - bottom;
   const max = Math.max(1, ...buckets.map((b) => (b.valid || 0) + (b.refused || 0)));
   const step = width / Math.max(1, buckets.length);
@@ -45,10 +45,10 @@ export function barChart(buckets, granularity) {
     "aria-label": summary,
     preserveAspectRatio: "none",
   });
+  // Text goes beside the SVG, in HTML: the SVG stretches to the width, text would too.
   svg.append(
     s("line", { x1: 0, x2: width, y1: top + plot, y2: top + plot, class: "axis" }),
     s("line", { x1: 0, x2: width, y1: top, y2: top, class: "grid" }),
-    s("text", { x: 2, y: top - 4, class: "tick" }, `${max}`),
   );
   buckets.forEach((b, i) => {
     const x = i * step + (step - bar) / 2;
@@ -63,20 +63,20 @@ export function barChart(buckets, granularity) {
     );
     svg.append(group);
   });
-  if (buckets.length) {
-    svg.append(
-      s("text", { x: 2, y: height - 6, class: "tick" }, bucketLabel(buckets[0].start, granularity)),
-      s("text", { x: width - 2, y: height - 6, class: "tick end" },
-        bucketLabel(buckets[buckets.length - 1].start, granularity)),
-    );
-  }
+  const scale = h("div", { class: "chart-scale", "aria-hidden": "true" }, `${max}`);
+  const axis = h(
+    "div",
+    { class: "chart-axis", "aria-hidden": "true" },
+    h("span", {}, buckets.length ? bucketLabel(buckets[0].start, granularity) : ""),
+    h("span", {}, buckets.length ? bucketLabel(buckets[buckets.length - 1].start, granularity) : ""),
+  );
   const legend = h(
     "p",
     { class: "legend" },
     h("span", { class: "swatch valid" }), ` VALID ${valid}`,
     h("span", { class: "swatch refused" }), ` refused ${refused}`,
   );
-  return h("figure", { class: "usage" }, svg, legend);
+  return h("figure", { class: "usage" }, scale, svg, axis, legend);
 }
 
 /** A section with a usage chart of `path` and a 48 h / 30 days switch. */
@@ -131,7 +131,7 @@ export function sparkline(path) {
       const sum = counts.reduce((a, b) => a + b, 0);
       replace(
         holder,
-        s("svg", { viewBox: `0 0 ${w} ${ht}`, class: "sparkline", role: "img", "aria-label": `${sum} verifications in 48 hours` },
+        s("svg", { viewBox: `0 0 ${w} ${ht}`, class: "sparkline", role: "img", "aria-label": `${sum} verification${sum === 1 ? "" : "s"} in 48 hours` },
           s("polyline", { points, class: "line" })),
       );
     },

@@ -1,0 +1,149 @@
+//! Usage history's shapes: verifications per hour or day, of one key, a user's keys
+//! or the deployment, and the queries that choose the range.
+
+use keyward_core::model::{KeyId, UserId};
+use keyward_core::time::Timestamp;
+use keyward_core::usage::{HourlyUsage, UsageRange};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// The range of a key's usage history.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsageQuery {
+    /// The start (RFC 3339), rounded down to the bucket; default: `to` minus 48 hours
+    /// (`hour`) or 30 days (`day`).
+    #[param(format = DateTime)]
+    pub from: Option<String>,
+    /// The end (RFC 3339, exclusive), rounded up to the bucket; default: now.
+    #[param(format = DateTime)]
+    pub to: Option<String>,
+    /// `hour` (default) or `day`: UTC hours or days; at most 744 buckets.
+    #[param(example = "hour")]
+    pub granularity: Option<String>,
+}
+
+/// The range and owner of the deployment's (or a user's) usage history.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AdminUsageQuery {
+    /// Only this user's keys (the JWT `sub`); the whole deployment without it.
+    pub user_id: Option<String>,
+    /// The start (RFC 3339), rounded down to the bucket; default: `to` minus 48 hours
+    /// (`hour`) or 30 days (`day`).
+    #[param(format = DateTime)]
+    pub from: Option<String>,
+    /// The end (RFC 3339, exclusive), rounded up to the bucket; default: now.
+    #[param(format = DateTime)]
+    pub to: Option<String>,
+    /// `hour` (default) or `day`: UTC hours or days; at most 744 buckets.
+    #[param(example = "hour")]
+    pub granularity: Option<String>,
+}
+
+/// Verifications in one bucket.
+#[derive(Serialize, ToSchema, Debug, PartialEq, Eq)]
+pub struct UsageBucket {
+    /// The bucket's start: a UTC hour or day.
+    #[schema(format = DateTime, example = "2026-11-29T10:00:00Z")]
+    pub start: String,
+    /// Verifications that answered VALID.
+    pub valid: u64,
+    /// Verifications of the key that did not answer VALID (suspended, revoked,
+    /// expired, missing permissions, rate limited, out of credits). Unknown or
+    /// malformed keys are not counted: they are no one's.
+    pub refused: u64,
+}
+
+/// A key's verifications per bucket: every bucket of the range, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct KeyUsageResponse {
+    pub key_id: Uuid,
+    /// `hour` or `day`.
+    #[schema(example = "hour")]
+    pub granularity: &'static str,
+    /// The first bucket's start.
+    #[schema(format = DateTime, example = "2026-11-27T10:00:00Z")]
+    pub from: String,
+    /// The last bucket's end (exclusive).
+    #[schema(format = DateTime, example = "2026-11-29T11:00:00Z")]
+    pub to: String,
+    pub buckets: Vec<UsageBucket>,
+}
+
+/// A user's keys' (or every key's) verifications per bucket, summed: every bucket
+/// of the range, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct UsageResponse {
+    /// The user whose keys are summed; null: the whole deployment.
+    pub user_id: Option<String>,
+    /// `hour` or `day`.
+    #[schema(example = "hour")]
+    pub granularity: &'static str,
+    /// The first bucket's start.
+    #[schema(format = DateTime, example = "2026-11-27T10:00:00Z")]
+    pub from: String,
+    /// The last bucket's end (exclusive).
+    #[schema(format = DateTime, example = "2026-11-29T11:00:00Z")]
+    pub to: String,
+    pub buckets: Vec<UsageBucket>,
+}
+
+impl KeyUsageResponse {
+    pub fn new(key_id: KeyId, range: &UsageRange, buckets: &[HourlyUsage]) -> Self {
+        Self {
+            key_id: *key_id.as_uuid(),
+            granularity: range.granularity().as_str(),
+            from: whole_seconds(range.from()),
+            to: whole_seconds(range.to()),
+            buckets: buckets.iter().map(bucket).collect(),
+        }
+    }
+}
+
+impl UsageResponse {
+    pub fn new(user_id: Option<&UserId>, range: &UsageRange, buckets: &[HourlyUsage]) -> Self {
+        Self {
+            user_id: user_id.map(|user| user.as_str().to_owned()),
+            granularity: range.granularity().as_str(),
+            from: whole_seconds(range.from()),
+            to: whole_seconds(range.to()),
+            buckets: buckets.iter().map(bucket).collect(),
+        }
+    }
+}
+
+fn bucket(usage: &HourlyUsage) -> UsageBucket {
+    UsageBucket {
+        start: whole_seconds(usage.hour),
+        valid: usage.counts.valid,
+        refused: usage.counts.refused,
+    }
+}
+
+/// RFC 3339 in UTC to the second (bucket boundaries are whole hours):
+/// `2026-11-29T10:00:00Z`.
+fn whole_seconds(at: Timestamp) -> String {
+    let at = at.to_datetime();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_times_are_rfc3339_to_the_second() {
+        let at = Timestamp::parse_rfc3339("2026-11-29T10:00:00Z").unwrap();
+        assert_eq!(whole_seconds(at), "2026-11-29T10:00:00Z");
+    }
+}

@@ -1,0 +1,180 @@
+//! Usage history: counts per key and hour, added to by every flush, read per key,
+//! per user and for the deployment, pruned by age, and gone with their user.
+
+use keyward_core::time::Timestamp;
+use keyward_core::usage::{HOUR_MS, HourlyUsage, UsageCounts};
+use keyward_store::{HourCounts, Store, UsageOf};
+
+use super::fixture;
+use crate::common::{admin, at, insert, new_key, user};
+
+fn hour(n: i64) -> Timestamp {
+    at(n * HOUR_MS)
+}
+
+fn counts(key: &keyward_store::NewKeyRecord, h: i64, valid: u64, refused: u64) -> HourCounts {
+    HourCounts {
+        key_id: key.key.id,
+        hour: hour(h),
+        counts: UsageCounts { valid, refused },
+    }
+}
+
+fn hourly(h: i64, valid: u64, refused: u64) -> HourlyUsage {
+    HourlyUsage {
+        hour: hour(h),
+        counts: UsageCounts { valid, refused },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_of_an_hour_add_up_across_flushes() {
+    let f = fixture().await;
+    let a = insert(&f.store, "alice", "a", 0).await;
+    f.store
+        .record_usage_history(&[counts(&a, 10, 3, 1), counts(&a, 11, 1, 0)])
+        .await
+        .unwrap();
+    f.store
+        .record_usage_history(&[counts(&a, 10, 2, 4)])
+        .await
+        .unwrap();
+    let read = f
+        .store
+        .usage_history(UsageOf::Key(a.key.id), hour(0), hour(24))
+        .await
+        .unwrap();
+    assert_eq!(read, [hourly(10, 5, 5), hourly(11, 1, 0)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hours_are_read_in_the_half_open_range_only() {
+    let f = fixture().await;
+    let a = insert(&f.store, "alice", "a", 0).await;
+    let batch: Vec<_> = (0..5).map(|h| counts(&a, h, 1, 0)).collect();
+    f.store.record_usage_history(&batch).await.unwrap();
+    let read = f
+        .store
+        .usage_history(UsageOf::Key(a.key.id), hour(1), hour(3))
+        .await
+        .unwrap();
+    assert_eq!(read, [hourly(1, 1, 0), hourly(2, 1, 0)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_keys_and_the_whole_deployment_are_summed_per_hour() {
+    let f = fixture().await;
+    let a1 = insert(&f.store, "alice", "a1", 0).await;
+    let a2 = insert(&f.store, "alice", "a2", 1).await;
+    let b = insert(&f.store, "bob", "b", 2).await;
+    f.store
+        .record_usage_history(&[
+            counts(&a1, 5, 1, 2),
+            counts(&a2, 5, 10, 20),
+            counts(&a2, 6, 1, 0),
+            counts(&b, 5, 100, 0),
+        ])
+        .await
+        .unwrap();
+    let alice = user("alice");
+    let of_alice = f
+        .store
+        .usage_history(UsageOf::User(&alice), hour(0), hour(24))
+        .await
+        .unwrap();
+    assert_eq!(of_alice, [hourly(5, 11, 22), hourly(6, 1, 0)]);
+    let all = f
+        .store
+        .usage_history(UsageOf::All, hour(0), hour(24))
+        .await
+        .unwrap();
+    assert_eq!(all, [hourly(5, 111, 22), hourly(6, 1, 0)]);
+    let nobody = f
+        .store
+        .usage_history(UsageOf::User(&user("carol")), hour(0), hour(24))
+        .await
+        .unwrap();
+    assert!(nobody.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_forgets_only_the_hours_before_the_cutoff() {
+    let f = fixture().await;
+    let a = insert(&f.store, "alice", "a", 0).await;
+    let batch: Vec<_> = (0..4).map(|h| counts(&a, h, 1, 1)).collect();
+    f.store.record_usage_history(&batch).await.unwrap();
+    f.store.prune_usage_history(hour(2)).await.unwrap();
+    let read = f
+        .store
+        .usage_history(UsageOf::All, hour(0), hour(24))
+        .await
+        .unwrap();
+    assert_eq!(read, [hourly(2, 1, 1), hourly(3, 1, 1)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_user_deletes_their_usage_history() {
+    let f = fixture().await;
+    let a = insert(&f.store, "alice", "a", 0).await;
+    let b = insert(&f.store, "bob", "b", 1).await;
+    f.store
+        .record_usage_history(&[counts(&a, 1, 5, 0), counts(&b, 1, 7, 0)])
+        .await
+        .unwrap();
+    f.store
+        .delete_user(&user("alice"), at(10), &admin())
+        .await
+        .unwrap();
+    let gone = f
+        .store
+        .usage_history(UsageOf::Key(a.key.id), hour(0), hour(24))
+        .await
+        .unwrap();
+    assert!(gone.is_empty());
+    let all = f
+        .store
+        .usage_history(UsageOf::All, hour(0), hour(24))
+        .await
+        .unwrap();
+    assert_eq!(all, [hourly(1, 7, 0)], "bob's history stays");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_of_a_key_deleted_before_the_flush_are_dropped_not_failed() {
+    let f = fixture().await;
+    let a = insert(&f.store, "alice", "a", 0).await;
+    let b = insert(&f.store, "bob", "b", 1).await;
+    f.store
+        .delete_user(&user("alice"), at(10), &admin())
+        .await
+        .unwrap();
+    f.store
+        .record_usage_history(&[counts(&a, 1, 5, 0), counts(&b, 1, 7, 0)])
+        .await
+        .unwrap();
+    let all = f
+        .store
+        .usage_history(UsageOf::All, hour(0), hour(24))
+        .await
+        .unwrap();
+    assert_eq!(all, [hourly(1, 7, 0)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_larger_than_one_statement_are_all_written() {
+    let f = fixture().await;
+    let mut keys = Vec::new();
+    for i in 0..1_200 {
+        let record = new_key(&format!("user{}", i % 7), "k", i);
+        f.store.insert_key(&record, 1_000, &admin()).await.unwrap();
+        keys.push(record);
+    }
+    let batch: Vec<_> = keys.iter().map(|k| counts(k, 3, 1, 2)).collect();
+    f.store.record_usage_history(&batch).await.unwrap();
+    let all = f
+        .store
+        .usage_history(UsageOf::All, hour(0), hour(24))
+        .await
+        .unwrap();
+    assert_eq!(all, [hourly(3, 1_200, 2_400)]);
+}
