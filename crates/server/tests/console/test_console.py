@@ -248,3 +248,27 @@ def test_the_console_works_from_the_keyboard(page: tuple[Page, Watch], server: S
     expect(shown).to_be_hidden()
     assert server.verify(key, ["IDENTITY"]) == "VALID"
     expect(row(page, "typed key")).to_contain_text("IDENTITY")
+
+
+def test_a_key_can_expire_on_a_chosen_date_or_never(page: tuple[Page, Watch], server: Server) -> None:
+    page, _ = page
+    page.goto(server.console_link("--user", "judy"))
+    for name, choice, date in [("dated", "date", "2031-05-17"), ("forever", "never", None)]:
+        page.get_by_role("button", name="Create key").first.click()
+        dialog = page.get_by_role("dialog", name="Create key")
+        dialog.get_by_label("Name").fill(name)
+        expect(dialog.get_by_label("Expiry date")).to_be_hidden()
+        dialog.get_by_label("Expires").select_option(choice)
+        if date:
+            dialog.get_by_label("Expiry date").fill(date)
+        dialog.get_by_role("button", name="Create key").click()
+        shown = page.get_by_role("dialog", name="Your new key")
+        shown.get_by_role("button", name="Done").click()
+        page.get_by_role("dialog", name="Close without the key?").get_by_role("button", name="Close").click()
+        expect(row(page, name)).to_be_visible()
+    with server.as_user("judy") as client:
+        keys = {key["name"]: key for key in client.get("/api/api-keys").json()}
+    # The end of that day, in the browser's time zone.
+    assert keys["dated"]["expires_at"][:10] in ("2031-05-17", "2031-05-18")
+    assert keys["forever"]["expires_at"] is None
+    expect(row(page, "forever")).to_contain_text("Never")

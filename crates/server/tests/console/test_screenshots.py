@@ -15,6 +15,9 @@ SIZES = {"desktop": (1280, 800), "phone": (375, 812)}
 def shoot(page: Page, name: str, *, full_page: bool = False) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.wait_for_timeout(150)  # the toast and dialogs settle
+    # Nothing wider than the window: no sideways scrolling, at phone width too.
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"{name}: {overflow} px wider than the window"
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
 
 
