@@ -56,6 +56,16 @@ fn fixture_with(lease: Duration, rate_limit: Option<RateLimit>) -> Fixture {
 
 /// [`fixture`], the key carrying `rate_limit` and `remaining` usage credits.
 fn fixture_full(lease: Duration, rate_limit: Option<RateLimit>, remaining: Option<u64>) -> Fixture {
+    fixture_configured(lease, rate_limit, remaining, |_| {})
+}
+
+/// [`fixture_full`], with the engine's configuration changed by `configure`.
+fn fixture_configured(
+    lease: Duration,
+    rate_limit: Option<RateLimit>,
+    remaining: Option<u64>,
+    configure: impl FnOnce(&mut EngineConfig),
+) -> Fixture {
     let runtime = keyward_bench::runtime();
     let (dir, url) = keyward_bench::temp_sqlite();
     let (engine, key) = runtime.block_on(async {
@@ -63,6 +73,7 @@ fn fixture_full(lease: Duration, rate_limit: Option<RateLimit>, remaining: Optio
         keyward_store::Store::migrate(&store).await.unwrap();
         let mut config = EngineConfig::new(Peppers::parse(PEPPER).unwrap());
         config.change_feed_lease = lease;
+        configure(&mut config);
         let engine = Engine::start(store, config);
         let request = NewKeyRequest {
             name: "bench".into(),
@@ -127,6 +138,23 @@ fn warm() -> Fixture {
 #[divan::bench]
 fn warm_cache_hit(bencher: Bencher) {
     let f = warm();
+    bencher.bench_local(|| {
+        let verification = f
+            .run(
+                f.engine
+                    .verify_with(&f.key, f.required, VerifyOptions::default()),
+            )
+            .unwrap();
+        assert!(verification.is_valid());
+    });
+}
+
+/// A cache hit with usage history kept (30 days, the default) and off (0), in one
+/// run: what counting each verification per key and hour costs on the hot path.
+#[divan::bench(args = [30, 0])]
+fn warm_cache_hit_usage_history_days(bencher: Bencher, days: u32) {
+    let lease = EngineConfig::new(Peppers::parse(PEPPER).unwrap()).change_feed_lease;
+    let f = fixture_configured(lease, None, None, |c| c.usage_history_days = days);
     bencher.bench_local(|| {
         let verification = f
             .run(

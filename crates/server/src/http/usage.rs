@@ -36,6 +36,7 @@ use crate::wire::usage::{AdminUsageQuery, KeyUsageResponse, UsageQuery, UsageRes
         (status = 400, description = "A time that is not RFC 3339, from not before to, more than 744 buckets, or a granularity other than hour or day", body = ErrorBody),
         (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
         (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
+        (status = 422, description = "A query string that cannot be read (a parameter given twice)", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
@@ -69,6 +70,7 @@ pub async fn get_key_usage(
         (status = 200, description = "Verifications per bucket", body = UsageResponse),
         (status = 400, description = "A time that is not RFC 3339, from not before to, more than 744 buckets, a granularity other than hour or day, or an invalid user id", body = ErrorBody),
         (status = 401, description = "Missing or invalid service token", body = ErrorBody),
+        (status = 422, description = "A query string that cannot be read (a parameter given twice)", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
