@@ -200,6 +200,30 @@ def test_list_key_events_tells_every_change_page_by_page(owner: KeywardClient, u
     assert change.at.tzinfo is not None
 
 
+def test_a_keys_usage_counts_its_verifications_per_hour(
+    owner: KeywardClient, service: KeywardClient
+) -> None:
+    created = owner.create_key("counted", ["READ_GRAPH"])
+    for _ in range(3):
+        assert service.verify(created.plain_text_key, ["READ_GRAPH"]).code is VerifyCode.VALID
+    assert service.verify(created.plain_text_key, ["WRITE_GRAPH"]).code is not VerifyCode.VALID
+    usage = owner.key_usage(created.api_key.id)
+    assert (usage.key_id, usage.granularity) == (created.api_key.id, "hour")
+    assert len(usage.buckets) >= 48
+    assert usage.buckets == tuple(sorted(usage.buckets, key=lambda b: b.start))
+    assert (sum(b.valid for b in usage.buckets), sum(b.refused for b in usage.buckets)) == (3, 1)
+    days = owner.key_usage(created.api_key.id, granularity="day")
+    assert days.buckets[-1].valid == 3
+    assert days.start.tzinfo is not None
+
+
+def test_a_usage_range_keyward_refuses_is_a_bad_request(owner: KeywardClient) -> None:
+    created = owner.create_key("range")
+    now = datetime.now(timezone.utc)
+    with pytest.raises(BadRequestError):
+        owner.key_usage(created.api_key.id, since=now, until=now - timedelta(hours=1))
+
+
 # --- the admin calls (service token) -----------------------------------------------------
 
 
@@ -322,6 +346,25 @@ def test_admin_update_refuses_unknown_and_revoked_keys(
     owner.revoke_key(key.id)
     with pytest.raises(BadRequestError):
         service.update_key_as_admin(key.id, remaining=1)
+
+
+def test_admin_lists_suspends_reactivates_and_revokes_a_users_keys_and_reads_their_usage(
+    keyward: Keyward, service: KeywardClient
+) -> None:
+    user = f"operated-{uuid.uuid4().hex[:8]}"
+    with KeywardClient(keyward.url, token=keyward.user_token(user)) as owner:
+        created = owner.create_key("operated")
+    key_id = created.api_key.id
+    assert [k.id for k in service.list_keys_of_user(user)] == [key_id]
+    assert service.suspend_key_as_admin(key_id).status is KeyStatus.SUSPENDED
+    assert service.verify(created.plain_text_key).code is VerifyCode.SUSPENDED
+    assert service.reactivate_key_as_admin(key_id).status is KeyStatus.ACTIVE
+    assert service.verify(created.plain_text_key).code is VerifyCode.VALID
+    assert service.revoke_key_as_admin(key_id).status is KeyStatus.REVOKED
+    usage = service.usage(user_id=user)
+    assert usage.user_id == user and usage.key_id is None
+    assert (sum(b.valid for b in usage.buckets), sum(b.refused for b in usage.buckets)) == (1, 1)
+    assert service.usage().user_id is None
 
 
 def test_the_admin_calls_need_the_service_token(owner: KeywardClient, user: str) -> None:

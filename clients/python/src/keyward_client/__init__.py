@@ -31,6 +31,8 @@ from .models import (
     KeyStatus,
     RateLimit,
     RotatedKey,
+    Usage,
+    UsageBucket,
     Verification,
     VerifyCode,
 )
@@ -62,6 +64,8 @@ __all__ = [
     "TransportError",
     "UnexpectedResponseError",
     "UnknownPermissionsError",
+    "Usage",
+    "UsageBucket",
     "ValidationError",
     "Verification",
     "VerifyCode",

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 from uuid import UUID
 
@@ -46,6 +46,9 @@ class _Unset(Enum):
 #: :meth:`KeywardClient.update_key_as_admin` (``None`` clears it).
 UNSET = _Unset.UNSET
 Unset = _Unset
+
+#: The buckets of a usage history: UTC hours or days.
+Granularity = Literal["hour", "day"]
 
 #: keyward's upper bound for usage credits and verification cost.
 MAX_CREDITS = 10**15
@@ -332,6 +335,55 @@ def update_key_as_admin(
     if not isinstance(rate_limit, Unset):
         body["rate_limit"] = None if rate_limit is None else rate_limit.to_json()
     return Call("PATCH", f"/api/admin/api-keys/{_id(key_id)}", models.api_key_from_json, body)
+
+
+def list_keys_of_user(user_id: str) -> Call[list[models.ApiKey]]:
+    return Call(
+        "GET", f"/api/admin/users/{quote(user_id, safe='')}/api-keys", models.api_keys_from_json
+    )
+
+
+def suspend_key_as_admin(key_id: KeyId) -> Call[models.ApiKey]:
+    return Call("POST", f"/api/admin/api-keys/{_id(key_id)}/suspend", models.api_key_from_json)
+
+
+def reactivate_key_as_admin(key_id: KeyId) -> Call[models.ApiKey]:
+    return Call("POST", f"/api/admin/api-keys/{_id(key_id)}/reactivate", models.api_key_from_json)
+
+
+def revoke_key_as_admin(key_id: KeyId) -> Call[models.ApiKey]:
+    return Call("DELETE", f"/api/admin/api-keys/{_id(key_id)}", models.api_key_from_json)
+
+
+def _usage_params(
+    since: datetime | None, until: datetime | None, granularity: Granularity
+) -> dict[str, str | int]:
+    params: dict[str, str | int] = {"granularity": granularity}
+    if since is not None:
+        params["from"] = models.format_datetime(since)
+    if until is not None:
+        params["to"] = models.format_datetime(until)
+    return params
+
+
+def key_usage(
+    key_id: KeyId, since: datetime | None, until: datetime | None, granularity: Granularity
+) -> Call[models.Usage]:
+    return Call(
+        "GET",
+        f"/api/api-keys/{_id(key_id)}/usage",
+        models.usage_from_json,
+        params=_usage_params(since, until, granularity),
+    )
+
+
+def usage(
+    user_id: str | None, since: datetime | None, until: datetime | None, granularity: Granularity
+) -> Call[models.Usage]:
+    params = _usage_params(since, until, granularity)
+    if user_id is not None:
+        params["user_id"] = user_id
+    return Call("GET", "/api/admin/usage", models.usage_from_json, params=params)
 
 
 ClientIp = str | ipaddress.IPv4Address | ipaddress.IPv6Address

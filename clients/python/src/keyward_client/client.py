@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import httpx
 
 from . import _ops, models
-from ._ops import UNSET, Call, ClientIp, KeyId, Unset
+from ._ops import UNSET, Call, ClientIp, Granularity, KeyId, Unset
 from ._secret import Secret, reveal
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncKeywardClient", "KeywardClient"]
@@ -257,6 +257,45 @@ class KeywardClient(_Base):
         """Deletes all of a user's keys (admin): they fail verification at once."""
         return self._run(_ops.delete_user(user_id))
 
+    def key_usage(
+        self,
+        key_id: KeyId,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        granularity: Granularity = "hour",
+    ) -> models.Usage:
+        """The key's verifications per UTC hour (by default the last 48) or day (the last
+        30), VALID and refused, oldest first."""
+        return self._run(_ops.key_usage(key_id, since, until, granularity))
+
+    def usage(
+        self,
+        *,
+        user_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        granularity: Granularity = "hour",
+    ) -> models.Usage:
+        """Verifications of one user's keys, or of every key (admin), per hour or day."""
+        return self._run(_ops.usage(user_id, since, until, granularity))
+
+    def list_keys_of_user(self, user_id: str) -> list[models.ApiKey]:
+        """A user's keys, newest first, every status (admin)."""
+        return self._run(_ops.list_keys_of_user(user_id))
+
+    def suspend_key_as_admin(self, key_id: KeyId) -> models.ApiKey:
+        """Suspends any user's key (admin); recorded as the service's change."""
+        return self._run(_ops.suspend_key_as_admin(key_id))
+
+    def reactivate_key_as_admin(self, key_id: KeyId) -> models.ApiKey:
+        """Reactivates any user's suspended key (admin)."""
+        return self._run(_ops.reactivate_key_as_admin(key_id))
+
+    def revoke_key_as_admin(self, key_id: KeyId) -> models.ApiKey:
+        """Revokes any user's key for good (admin)."""
+        return self._run(_ops.revoke_key_as_admin(key_id))
+
     def create_key_for_user(
         self,
         user_id: str,
@@ -461,6 +500,38 @@ class AsyncKeywardClient(_Base):
 
     async def delete_user(self, user_id: str) -> models.DeletedUser:
         return await self._run(_ops.delete_user(user_id))
+
+    async def key_usage(
+        self,
+        key_id: KeyId,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        granularity: Granularity = "hour",
+    ) -> models.Usage:
+        return await self._run(_ops.key_usage(key_id, since, until, granularity))
+
+    async def usage(
+        self,
+        *,
+        user_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        granularity: Granularity = "hour",
+    ) -> models.Usage:
+        return await self._run(_ops.usage(user_id, since, until, granularity))
+
+    async def list_keys_of_user(self, user_id: str) -> list[models.ApiKey]:
+        return await self._run(_ops.list_keys_of_user(user_id))
+
+    async def suspend_key_as_admin(self, key_id: KeyId) -> models.ApiKey:
+        return await self._run(_ops.suspend_key_as_admin(key_id))
+
+    async def reactivate_key_as_admin(self, key_id: KeyId) -> models.ApiKey:
+        return await self._run(_ops.reactivate_key_as_admin(key_id))
+
+    async def revoke_key_as_admin(self, key_id: KeyId) -> models.ApiKey:
+        return await self._run(_ops.revoke_key_as_admin(key_id))
 
     async def create_key_for_user(
         self,

@@ -187,6 +187,30 @@ class DeletedUser:
     deleted_keys: int
 
 
+@dataclass(frozen=True)
+class UsageBucket:
+    """Verifications in one UTC hour or day: ``valid`` answered VALID, ``refused`` found
+    the key and refused it (suspended, revoked, expired, missing permissions, limits)."""
+
+    start: datetime
+    valid: int
+    refused: int
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Verifications per bucket from ``start`` (inclusive) to ``end`` (exclusive), oldest
+    first, every bucket of the range listed (zeros included). ``key_id`` is set for one
+    key's usage, ``user_id`` for one user's (admin); neither for the whole deployment."""
+
+    granularity: str
+    start: datetime
+    end: datetime
+    buckets: tuple[UsageBucket, ...]
+    key_id: str | None = None
+    user_id: str | None = None
+
+
 # --- reading keyward's JSON -------------------------------------------------------------
 
 
@@ -393,3 +417,21 @@ def event_page_from_json(data: object) -> EventPage:
 def deleted_user_from_json(data: object) -> DeletedUser:
     r = _Reader(data, "deleted user")
     return DeletedUser(user_id=r.text("user_id"), deleted_keys=r.integer("deleted_keys"))
+
+
+def usage_from_json(data: object) -> Usage:
+    r = _Reader(data, "usage")
+    buckets = []
+    for i, item in enumerate(r.array("buckets")):
+        br = _Reader(item, f"buckets[{i}]")
+        buckets.append(
+            UsageBucket(start=br.time("start"), valid=br.integer("valid"), refused=br.integer("refused"))
+        )
+    return Usage(
+        granularity=r.text("granularity"),
+        start=r.time("from"),
+        end=r.time("to"),
+        buckets=tuple(buckets),
+        key_id=r.opt_text("key_id"),
+        user_id=r.opt_text("user_id"),
+    )
