@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use keyward::cli::{Cli, report, run};
+use keyward::cli::{Cli, OutputClosed, report, run};
 
 // Requests allocate many small, short-lived buffers on two or more threads;
 // mimalloc serves those from thread-local pages, measurably cheaper than glibc's
@@ -26,6 +26,9 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        // The reader of the output went away (`keyward keys list | head -1`): what it
+        // wanted, it has.
+        Err(err) if err.is::<OutputClosed>() => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {}", report(&err));
             ExitCode::FAILURE

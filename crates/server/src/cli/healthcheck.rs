@@ -11,6 +11,7 @@ use clap::Args;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::output::say;
 use crate::flags::Flags;
 
 /// The most of an answer that is read: a status line, headers and a short body.
@@ -105,12 +106,12 @@ pub async fn run(flags: &Flags, args: &HealthcheckArgs) -> anyhow::Result<ExitCo
         Ok(Err(err)) => err.to_string(),
         Err(_) => format!("no answer within {} s", args.timeout),
     };
-    println!("not ready: {target} {verdict}");
+    say!("not ready: {target} {verdict}");
     Ok(ExitCode::FAILURE)
 }
 
 fn ready(target: &Target) -> anyhow::Result<ExitCode> {
-    println!("ready: {target}");
+    say!("ready: {target}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -23,6 +23,7 @@ use serde::Serialize;
 use sqlx::{Connection, Row};
 
 use super::keys::open_engine;
+use super::output::say;
 use crate::flags::Flags;
 
 #[derive(Debug, Subcommand)]
@@ -160,14 +161,14 @@ pub async fn run(flags: &Flags, command: ImportCommand) -> anyhow::Result<ExitCo
         Err(ImportError::Other(err)) => return Err(err),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        say!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         let verb = if report.dry_run {
             "would import"
         } else {
             "imported"
         };
-        println!(
+        say!(
             "AutoGPT keys ({} shape): {} found, {verb} {}, {} already present, {} skipped",
             report.shape,
             report.found,
@@ -176,10 +177,10 @@ pub async fn run(flags: &Flags, command: ImportCommand) -> anyhow::Result<ExitCo
             report.skipped.len()
         );
         for skipped in &report.skipped {
-            println!("  skipped {}: {}", skipped.id, skipped.reason);
+            say!("  skipped {}: {}", skipped.id, skipped.reason);
         }
         if !report.unknown_permissions.is_empty() {
-            println!(
+            say!(
                 "kept permissions outside the catalogue: {} (add them to KEYWARD_PERMISSIONS)",
                 report.unknown_permissions.join(", ")
             );

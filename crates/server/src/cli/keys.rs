@@ -12,6 +12,7 @@ use keyward_engine::{Engine, EngineError};
 use keyward_store::AnyStore;
 
 use super::output;
+use super::output::{say, say_raw};
 use crate::flags::Flags;
 use crate::settings::LocalTrial;
 use crate::wire::keys::{ApiKeyResponse, CreateKeyResponse, RotateKeyResponse};
@@ -190,12 +191,12 @@ fn describe(err: EngineError) -> anyhow::Error {
 
 fn print_key(key: ApiKey, json: bool) -> anyhow::Result<()> {
     if json {
-        println!(
+        say!(
             "{}",
             serde_json::to_string_pretty(&ApiKeyResponse::from(key))?
         );
     } else {
-        print!("{}", output::key_fields(&key));
+        say_raw!("{}", output::key_fields(&key));
     }
     Ok(())
 }
@@ -240,10 +241,10 @@ async fn execute(
                     api_key: created.key.into(),
                     plain_text_key: plain,
                 };
-                println!("{}", serde_json::to_string_pretty(&body)?);
+                say!("{}", serde_json::to_string_pretty(&body)?);
             } else {
-                print!("{}", output::key_fields(&created.key));
-                println!("\n{plain}\n(shown once: store it now; it cannot be retrieved again)");
+                say_raw!("{}", output::key_fields(&created.key));
+                say!("\n{plain}\n(shown once: store it now; it cannot be retrieved again)");
             }
         }
         KeysCommand::List { user } => {
@@ -254,11 +255,11 @@ async fn execute(
                 .map_err(describe)?;
             if json {
                 let body: Vec<ApiKeyResponse> = keys.into_iter().map(Into::into).collect();
-                println!("{}", serde_json::to_string_pretty(&body)?);
+                say!("{}", serde_json::to_string_pretty(&body)?);
             } else if keys.is_empty() {
-                println!("no keys");
+                say!("no keys");
             } else {
-                print!("{}", output::key_table(&keys));
+                say_raw!("{}", output::key_table(&keys));
             }
         }
         KeysCommand::Show { id } => {
@@ -339,12 +340,12 @@ async fn execute(
                     plain_text_key: plain,
                     previous_key: rotated.old.into(),
                 };
-                println!("{}", serde_json::to_string_pretty(&body)?);
+                say!("{}", serde_json::to_string_pretty(&body)?);
             } else {
-                print!("{}", output::key_fields(&rotated.new.key));
-                println!("\n{plain}\n(shown once: store it now; it cannot be retrieved again)");
+                say_raw!("{}", output::key_fields(&rotated.new.key));
+                say!("\n{plain}\n(shown once: store it now; it cannot be retrieved again)");
                 if let Some(until) = rotated.old.expires_at {
-                    println!("the old key {} works until {until}", rotated.old.id);
+                    say!("the old key {} works until {until}", rotated.old.id);
                 }
             }
         }
@@ -366,11 +367,11 @@ async fn execute(
                 .map_err(describe)?;
             if json {
                 let body = VerifyResponse::from(&verification);
-                println!("{}", serde_json::to_string_pretty(&body)?);
+                say!("{}", serde_json::to_string_pretty(&body)?);
             } else {
                 match verification.key.as_deref() {
-                    Some(k) => println!("{} (key {}, user {})", verification.code, k.id, k.user_id),
-                    None => println!("{}", verification.code),
+                    Some(k) => say!("{} (key {}, user {})", verification.code, k.id, k.user_id),
+                    None => say!("{}", verification.code),
                 }
             }
             if !verification.is_valid() {

@@ -20,8 +20,10 @@ use keyward_core::permissions::Catalogue;
 
 use crate::flags::Flags;
 use crate::telemetry;
+use output::say;
 
 pub use keys::KeysCommand;
+pub use output::OutputClosed;
 pub use token::TokenArgs;
 
 #[derive(Debug, Parser)]
@@ -119,7 +121,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = cli.flags.resolve(crate::settings::LocalTrial::Create)?;
             let engine = crate::app::start_engine(&settings).await?;
             engine.shutdown().await;
-            println!("database is up to date");
+            say!("database is up to date");
             Ok(ExitCode::SUCCESS)
         }
         Command::Openapi => {
@@ -129,7 +131,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => Catalogue::default(),
             };
             let doc = crate::http::openapi(&catalogue);
-            println!("{}", serde_json::to_string_pretty(&doc)?);
+            say!("{}", serde_json::to_string_pretty(&doc)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { command, json } => keys::run(&cli.flags, command, json).await,

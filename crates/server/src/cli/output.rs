@@ -1,6 +1,36 @@
-//! Human-readable output: aligned tables and field lists.
+//! Human-readable output: aligned tables and field lists, and the writing of it.
+
+use std::io::Write;
 
 use keyward_core::model::ApiKey;
+
+/// Standard output went away (`keyward keys list | head -1`): the command stops quietly
+/// instead of panicking, as `println!` would.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+pub struct OutputClosed;
+
+/// Writes `text` to standard output; any failure to write is [`OutputClosed`].
+pub fn write_out(text: std::fmt::Arguments<'_>) -> Result<(), OutputClosed> {
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(text)
+        .and_then(|()| out.flush())
+        .map_err(|_| OutputClosed)
+}
+
+/// `println!` that returns [`OutputClosed`] (with `?`) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_out(format_args!("{}\n", format_args!($($arg)*)))?
+    };
+}
+/// `print!` that returns [`OutputClosed`] (with `?`) instead of panicking.
+macro_rules! say_raw {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_out(format_args!($($arg)*))?
+    };
+}
+pub(crate) use {say, say_raw};
 
 /// Columns padded to their widest cell (by characters).
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {

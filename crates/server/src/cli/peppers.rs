@@ -6,6 +6,7 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::keys::open_engine;
+use super::output::{say, say_raw};
 use crate::flags::Flags;
 
 #[derive(Debug, Subcommand)]
@@ -73,9 +74,9 @@ pub async fn run(flags: &Flags, command: PeppersCommand, json: bool) -> anyhow::
         .collect();
 
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        say!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", human(&report));
+        say_raw!("{}", human(&report));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@ use jsonwebtoken::{EncodingKey, Header};
 use keyward_core::model::UserId;
 use serde::Serialize;
 
+use super::output::{OutputClosed, say};
 use crate::flags::Flags;
 use crate::settings::LocalTrial;
 
@@ -66,7 +67,7 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
 pub fn run(flags: &Flags, args: &TokenArgs) -> anyhow::Result<ExitCode> {
     let settings = flags.resolve(LocalTrial::Existing)?;
     if args.admin {
-        print_token(flags, args, settings.admin_token.expose());
+        print_token(flags, args, settings.admin_token.expose())?;
         return Ok(ExitCode::SUCCESS);
     }
     let user = args
@@ -94,16 +95,17 @@ pub fn run(flags: &Flags, args: &TokenArgs) -> anyhow::Result<ExitCode> {
         &claims,
         &EncodingKey::from_secret(secret.expose().as_bytes()),
     )?;
-    print_token(flags, args, &token);
+    print_token(flags, args, &token)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_token(flags: &Flags, args: &TokenArgs, token: &str) {
+fn print_token(flags: &Flags, args: &TokenArgs, token: &str) -> Result<(), OutputClosed> {
     if args.console {
-        println!("{}", console_link(flags.bind, token));
+        say!("{}", console_link(flags.bind, token));
     } else {
-        println!("{token}");
+        say!("{token}");
     }
+    Ok(())
 }
 
 /// The console's address on this machine, signed in with `token`. A wildcard bind

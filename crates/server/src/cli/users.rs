@@ -6,6 +6,7 @@ use clap::Subcommand;
 use keyward_core::model::UserId;
 
 use super::keys::open_engine;
+use super::output::say;
 use crate::flags::Flags;
 
 #[derive(Debug, Subcommand)]
@@ -24,6 +25,6 @@ pub async fn run(flags: &Flags, command: UsersCommand) -> anyhow::Result<ExitCod
     let result = engine.delete_user(&user).await;
     engine.shutdown().await;
     let deleted = result?;
-    println!("deleted user {user} and {deleted} key(s)");
+    say!("deleted user {user} and {deleted} key(s)");
     Ok(ExitCode::SUCCESS)
 }

@@ -160,3 +160,25 @@ fn a_taken_port_stops_serve_before_anything_starts() {
         "no database and no secrets file were created"
     );
 }
+
+#[test]
+fn output_piped_into_a_reader_that_stops_early_ends_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    // `keyward openapi | head -c 100`: the document is far larger than a pipe holds, so
+    // keyward is still writing when its reader goes away.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = clean_command(dir.path())
+        .arg("openapi")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 100];
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(String::from_utf8_lossy(&head).starts_with('{'));
+}
