@@ -22,7 +22,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, X_CONTENT_TYPE_OPTIONS};
+use axum::http::header::{
+    CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, X_CONTENT_TYPE_OPTIONS,
+};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Histogram};
@@ -65,6 +67,15 @@ fn method_label(method: &Method) -> &'static str {
 
 /// Answers that need no route, decided from the request line and headers alone,
 /// before any body is read (so before hyper sends `100 Continue`).
+/// Whether the request has a body to read (declared, or chunked).
+fn carries_body(request: &Request) -> bool {
+    let headers = request.headers();
+    headers.contains_key(TRANSFER_ENCODING)
+        || headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0")
+}
+
 fn refuse_early(request: &Request) -> Option<ApiError> {
     if request.method().as_str().len() > MAX_METHOD_LEN {
         return Some(
@@ -124,6 +135,7 @@ where
         let method = method_label(request.method());
         let route = request.extensions().get::<MatchedPath>().cloned();
         let refused = refuse_early(&request);
+        let carries_body = carries_body(&request);
         let answer = match refused {
             Some(_) => None,
             None => Some(tokio::time::timeout(
@@ -144,14 +156,21 @@ where
                 },
                 (None, None) => unreachable!("a request is either refused or answered"),
             };
+            let status = response.status();
             let headers = response.headers_mut();
             // API answers are private to their caller; proxies and browsers must not keep them.
             headers
                 .entry(CACHE_CONTROL)
                 .or_insert(HeaderValue::from_static("no-store"));
             headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            // A refusal (a bad token, say) may be answered before the request's body has
+            // arrived; hyper then closes the connection once the body comes, and a client
+            // that reused it for its next request would find it gone ("disconnected
+            // without a response"). Saying so up front lets the client open a new one.
+            if carries_body && (status.is_client_error() || status.is_server_error()) {
+                headers.insert(CONNECTION, HeaderValue::from_static("close"));
+            }
             let elapsed = started.elapsed();
-            let status = response.status();
             // The route template, not the path: ids would explode the label set.
             let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
             metrics.record(method, route, status, elapsed);

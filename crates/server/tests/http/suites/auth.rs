@@ -339,3 +339,28 @@ async fn a_token_that_is_not_valid_yet_is_refused() {
         "not valid yet",
     );
 }
+
+#[tokio::test]
+async fn a_refused_request_with_a_body_tells_the_client_to_open_a_new_connection() {
+    let app = TestApp::new().await;
+    let verify = |token: &str| {
+        let body = r#"{"key":"agpt_not_a_key"}"#;
+        Request::post("/api/api-keys/verify")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_LENGTH, body.len())
+            .body(Body::from(body))
+            .unwrap()
+    };
+    // Refused before its body is read: the connection must not be reused.
+    let refused = app.send(verify("not-the-service-token")).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.headers[header::CONNECTION], "close");
+    // Answered normally, or refused without a body: the connection stays open.
+    let answered = app.send(verify(ADMIN_TOKEN)).await;
+    assert_eq!(answered.status, StatusCode::OK);
+    assert!(answered.headers.get(header::CONNECTION).is_none());
+    let without_body = list_with(&app, Some("Bearer nope")).await;
+    assert_eq!(without_body.status, StatusCode::UNAUTHORIZED);
+    assert!(without_body.headers.get(header::CONNECTION).is_none());
+}
