@@ -49,12 +49,14 @@ impl RateLimit {
         self.per_seconds
     }
 
-    fn period_us(self) -> u64 {
+    /// The period in microseconds: how far ahead of now a key's TAT may run (the
+    /// burst). Public for the shared store's script, which runs the same decision.
+    pub fn period_us(self) -> u64 {
         u64::from(self.per_seconds) * 1_000_000
     }
 
     /// The spacing between requests at the sustained rate (at least 1 µs).
-    fn interval_us(self) -> u64 {
+    pub fn interval_us(self) -> u64 {
         (self.period_us() / u64::from(self.requests)).max(1)
     }
 

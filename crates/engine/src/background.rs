@@ -11,10 +11,34 @@ use crate::error::EngineError;
 use crate::inner::Inner;
 
 pub(crate) fn spawn<S: Store>(inner: &Arc<Inner<S>>) -> Vec<JoinHandle<()>> {
-    vec![
+    let mut tasks = vec![
         tokio::spawn(flush_usage_periodically(Arc::clone(inner))),
         tokio::spawn(watch_external_changes(Arc::clone(inner))),
-    ]
+    ];
+    if inner.shared_limits.is_some() {
+        tasks.push(tokio::spawn(probe_rate_limit_store(Arc::clone(inner))));
+    }
+    tasks
+}
+
+/// Reaches the shared rate limit store at start, and again once a second while it is
+/// down, so shared limits resume by themselves after an outage.
+async fn probe_rate_limit_store<S: Store>(inner: Arc<Inner<S>>) {
+    let Some(shared) = inner.shared_limits.as_deref() else {
+        return;
+    };
+    let mut stop = inner.stop.subscribe();
+    let mut tick = tokio::time::interval(crate::shared_limits::SharedLimits::PROBE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut first = true;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => break,
+        }
+        shared.probe(first).await;
+        first = false;
+    }
 }
 
 impl<S: Store> Inner<S> {

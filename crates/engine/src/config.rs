@@ -9,6 +9,8 @@ use keyward_core::permissions::Catalogue;
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 
+use crate::shared_limits::RateLimitStore;
+
 /// The source of "now"; replaceable in tests.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
@@ -64,6 +66,9 @@ pub struct EngineConfig {
     /// Changes a user may make to their keys (create, suspend, reactivate, re-scope,
     /// revoke, rate limit), through the owner-scoped operations. `None`: no limit.
     pub user_write_limit: Option<RateLimit>,
+    /// Where the three limits (keys', failed verifications', users' changes) are held
+    /// across instances; `None`: each instance holds its own.
+    pub rate_limit_store: Option<RateLimitStore>,
     /// Client addresses whose failures are tracked at once (least recently failed
     /// forgotten first).
     pub client_limiter_capacity: u64,
@@ -104,6 +109,7 @@ impl EngineConfig {
             change_feed_lease: Duration::from_secs(3),
             failed_verify_limit: RateLimit::per_minute(Self::DEFAULT_FAILED_VERIFY_PER_MINUTE).ok(),
             user_write_limit: RateLimit::per_minute(Self::DEFAULT_USER_WRITES_PER_MINUTE).ok(),
+            rate_limit_store: None,
             client_limiter_capacity: 100_000,
             default_rate_limit: None,
             default_credits: None,
@@ -133,6 +139,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("change_feed_lease", &self.change_feed_lease)
             .field("failed_verify_limit", &self.failed_verify_limit)
             .field("user_write_limit", &self.user_write_limit)
+            .field("rate_limit_store", &self.rate_limit_store)
             .field("client_limiter_capacity", &self.client_limiter_capacity)
             .field("admin_actor", &self.admin_actor)
             .finish_non_exhaustive()

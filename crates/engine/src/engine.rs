@@ -18,8 +18,9 @@ use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::history::HistoryTracker;
 use crate::inner::{Inner, Lifetime};
-use crate::limits::Limiter;
 use crate::metrics::VerifyMetrics;
+use crate::quota::Quota;
+use crate::shared_limits::SharedLimits;
 use crate::usage::UsageTracker;
 
 /// A rotation's outcome: the new key (with its plaintext, shown once) and the old
@@ -63,15 +64,23 @@ impl<S: Store> Engine<S> {
     /// resolved here, once.
     pub fn start(store: S, config: EngineConfig) -> Self {
         let stop = Arc::new(watch::channel(false).0);
+        let shared = config.rate_limit_store.as_ref().and_then(|store| {
+            SharedLimits::new(store)
+                .map(Arc::new)
+                .inspect_err(|err| tracing::error!(%store, error = %err, "the rate limit store cannot be used: limits are per instance"))
+                .ok()
+        });
+        let clients = config.client_limiter_capacity;
         let inner = Arc::new(Inner {
             cache: VerifyCache::new(&config),
             usage: UsageTracker::new(),
             history: HistoryTracker::new(config.usage_history_capacity),
             metrics: VerifyMetrics::new(),
-            key_limits: Limiter::new(config.cache_capacity),
-            client_failures: Limiter::new(config.client_limiter_capacity),
-            user_writes: Limiter::new(config.client_limiter_capacity),
-            head_failures: Limiter::new(config.client_limiter_capacity),
+            key_limits: Quota::new(config.cache_capacity, shared.clone()),
+            client_failures: Quota::new(clients, shared.clone()),
+            user_writes: Quota::new(clients, shared.clone()),
+            head_failures: Quota::new(clients, shared.clone()),
+            shared_limits: shared,
             store,
             config,
             stop: Arc::clone(&stop),
@@ -192,7 +201,7 @@ impl<S: Store> Engine<S> {
             }
             valid.rate_limit = config.default_rate_limit;
             valid.remaining = config.default_credits;
-            self.count_user_write(Scope::User(owner), now)?;
+            self.count_user_write(Scope::User(owner), now).await?;
         }
         let (plain_text, hash, pepper_version) = self.fresh_secret();
         let key = NewKey::new(owner.clone(), valid.name.into_string(), now)
@@ -301,7 +310,7 @@ impl<S: Store> Engine<S> {
         grace_seconds: u64,
     ) -> Result<RotatedKey, EngineError> {
         let now = self.inner.now();
-        self.count_user_write(scope, now)?;
+        self.count_user_write(scope, now).await?;
         let (plain_text, hash, pepper_version) = self.fresh_secret();
         let replacement = Replacement {
             id: KeyId::new(now),
@@ -333,7 +342,7 @@ impl<S: Store> Engine<S> {
             inner.cache.invalidate(&rotated.old_hash);
             inner.cache.invalidate(&replacement.hash);
             // The new key carries on the old one's quota: rotating must not refill it.
-            inner.key_limits.copy(&id, &rotated.new.id);
+            inner.key_limits.copy(&id, &rotated.new.id).await;
             tracing::info!(key_id = %id, new_key_id = %rotated.new.id, "key rotated");
             Ok(rotated)
         })
@@ -366,13 +375,14 @@ impl<S: Store> Engine<S> {
     }
 
     /// Counts a change by a user against their quota; admin changes are not limited.
-    fn count_user_write(&self, scope: Scope<'_>, now: Timestamp) -> Result<(), EngineError> {
+    async fn count_user_write(&self, scope: Scope<'_>, now: Timestamp) -> Result<(), EngineError> {
         let (Scope::User(user), Some(limit)) = (scope, self.inner.config.user_write_limit) else {
             return Ok(());
         };
         self.inner
             .user_writes
-            .check(user, limit, now)
+            .take(user, limit, now)
+            .await
             .map_err(|retry_after| {
                 metrics::counter!("keyward_user_writes_limited_total").increment(1);
                 EngineError::RateLimited { retry_after }
@@ -386,7 +396,7 @@ impl<S: Store> Engine<S> {
         mutation: Mutation,
     ) -> Result<ApiKey, EngineError> {
         let now = self.inner.now();
-        self.count_user_write(scope, now)?;
+        self.count_user_write(scope, now).await?;
         let actor = self.actor(scope);
         let inner = Arc::clone(&self.inner);
         // The task outlives the request: it holds its own copy of the scope's user.
@@ -405,7 +415,7 @@ impl<S: Store> Engine<S> {
             if applied.changed && new_quota {
                 // A new quota starts afresh: what was counted under the old one
                 // would otherwise carry over as debt.
-                inner.key_limits.forget(&id);
+                inner.key_limits.forget(&id).await;
             }
             if applied.changed {
                 tracing::info!(key_id = %id, action = mutation.name(), status = %applied.key.status, "key changed");

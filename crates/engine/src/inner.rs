@@ -12,8 +12,10 @@ use tokio::task::JoinHandle;
 use crate::cache::VerifyCache;
 use crate::config::EngineConfig;
 use crate::history::HistoryTracker;
-use crate::limits::{ClientAddr, Limiter};
+use crate::limits::ClientAddr;
 use crate::metrics::VerifyMetrics;
+use crate::quota::{LegacyHead, Quota};
+use crate::shared_limits::SharedLimits;
 use crate::usage::UsageTracker;
 
 /// Signals the background tasks to stop when the last [`Engine`] handle goes.
@@ -35,13 +37,15 @@ pub(crate) struct Inner<S> {
     pub(crate) history: HistoryTracker,
     pub(crate) metrics: VerifyMetrics,
     /// Keys' own verification limits.
-    pub(crate) key_limits: Limiter<KeyId>,
+    pub(crate) key_limits: Quota<KeyId>,
     /// Failed verifications per client address.
-    pub(crate) client_failures: Limiter<ClientAddr>,
+    pub(crate) client_failures: Quota<ClientAddr>,
     /// Changes per user.
-    pub(crate) user_writes: Limiter<UserId>,
+    pub(crate) user_writes: Quota<UserId>,
     /// Failed legacy (AutoGPT) verifications per key head, before any scrypt work.
-    pub(crate) head_failures: Limiter<String>,
+    pub(crate) head_failures: Quota<LegacyHead>,
+    /// The store that holds the limits across instances, when one is configured.
+    pub(crate) shared_limits: Option<Arc<SharedLimits>>,
     pub(crate) stop: Arc<watch::Sender<bool>>,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Held for the whole of a shutdown, so a second caller waits for the first.

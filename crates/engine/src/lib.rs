@@ -10,7 +10,8 @@
 //! - [`history`]: verifications per key and hour (usage history), counted in memory
 //!   and written with the usage flush.
 //! - [`background`]: the usage flush and the watch for other processes' changes.
-//! - [`limits`]: rate limiters (per key, per failing client, per user's changes).
+//! - [`limits`]: rate limiters (per key, per failing client, per user's changes), held
+//!   per instance, or across instances in Redis/Valkey ([`RateLimitStore`]).
 //!
 //! Every mutation writes the database first, then invalidates the cache.
 #![forbid(unsafe_code)]
@@ -24,6 +25,10 @@ mod history;
 mod inner;
 pub mod limits;
 mod metrics;
+mod quota;
+mod shared_limits;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod usage;
 mod verdict;
 mod verifier;
@@ -32,5 +37,6 @@ pub use config::{Clock, EngineConfig, system_clock};
 pub use engine::{CreatedKey, Engine, RotatedKey};
 pub use error::EngineError;
 pub use limits::{ClientAddr, Limiter};
+pub use shared_limits::RateLimitStore;
 pub use usage::UsageMark;
 pub use verdict::{Verification, VerifiedKey, VerifyOptions};

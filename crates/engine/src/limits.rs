@@ -1,7 +1,8 @@
 //! Rate limiters: one GCRA state (an atomic word) per limited thing, in a bounded map.
 //!
-//! Limits are per instance: with several instances behind a load balancer, a quota
-//! of N per period admits up to N per period on each (see docs/RELIABILITY.md).
+//! These are one instance's limits: with several instances behind a load balancer, a
+//! quota of N per period admits up to N per period on each, unless a shared store
+//! holds them (`crate::quota`, `crate::shared_limits`), which falls back to these.
 //! The map is bounded: when more things are limited at once than it holds, the least
 //! recently used lose their state and start afresh, which can only admit more, never
 //! refuse a request that should pass.
@@ -79,18 +80,19 @@ impl<K: Eq + Hash + Clone> Limiter<K> {
     pub fn forget(&self, key: &K) {
         self.states.remove(key);
     }
-
-    /// How long `key` must wait before a request would pass, without taking one.
-    pub fn exhausted(&self, key: &K, limit: RateLimit, now: Timestamp) -> Option<Wait> {
-        let tat = self.states.get(key)?.load(Ordering::Acquire);
-        limit.exhausted(tat, micros(now))
-    }
 }
 
 /// A client address as limits count it: IPv4 addresses one by one, IPv6 by /64
 /// network (one subscriber usually holds a whole /64), IPv4-mapped IPv6 as IPv4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ClientAddr(IpAddr);
+
+impl ClientAddr {
+    /// The address as counted: an IPv4 address, or an IPv6 /64 network.
+    pub fn ip(self) -> IpAddr {
+        self.0
+    }
+}
 
 impl From<IpAddr> for ClientAddr {
     fn from(ip: IpAddr) -> Self {
@@ -139,17 +141,6 @@ mod tests {
         assert_eq!(limiter.check(&"a", limit, at(0)), Err(Wait(5_000_000)));
         assert!(limiter.check(&"b", limit, at(0)).is_ok());
         assert!(limiter.check(&"a", limit, at(5)).is_ok());
-    }
-
-    #[test]
-    fn exhausted_peeks_without_taking() {
-        let limiter = Limiter::new(100);
-        let limit = RateLimit::new(1, 10).unwrap();
-        assert_eq!(limiter.exhausted(&1, limit, at(0)), None);
-        limiter.check(&1, limit, at(0)).unwrap();
-        assert!(limiter.exhausted(&1, limit, at(0)).is_some());
-        assert!(limiter.exhausted(&1, limit, at(0)).is_some());
-        assert_eq!(limiter.exhausted(&1, limit, at(10)), None);
     }
 
     #[test]

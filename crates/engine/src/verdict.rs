@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use keyward_core::model::{KeyId, KeyStatus, Metadata, UserId};
 use keyward_core::permissions::PermissionSet;
-use keyward_core::rate::RateLimit;
+use keyward_core::rate::{RateLimit, Wait};
 use keyward_core::time::Timestamp;
 use keyward_core::verify::{KeyFacts, VerifyCode};
 
@@ -105,6 +105,14 @@ impl Verification {
             key: None,
             retry_after: None,
             remaining: None,
+        }
+    }
+
+    /// `RATE_LIMITED`, to be tried again after `wait`.
+    pub(crate) fn refused(wait: Wait) -> Self {
+        Self {
+            retry_after: Some(wait.as_duration()),
+            ..Self::without_key(VerifyCode::RateLimited)
         }
     }
 }

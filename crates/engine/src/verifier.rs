@@ -15,6 +15,7 @@ use crate::cache::Lookup;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::limits::ClientAddr;
+use crate::quota::LegacyHead;
 use crate::usage::UsageMark;
 use crate::verdict::{Verification, VerifiedKey, VerifyOptions};
 
@@ -32,6 +33,14 @@ impl Loaded {
             key,
             cacheable,
             refused: None,
+        }
+    }
+
+    fn refused(wait: Wait) -> Self {
+        Self {
+            key: None,
+            cacheable: false,
+            refused: Some(wait),
         }
     }
 }
@@ -67,28 +76,40 @@ impl<S: Store> Engine<S> {
         required: PermissionSet,
         options: VerifyOptions,
     ) -> Result<Verification, EngineError> {
+        let verification = self.verify_limited(presented, required, options).await;
+        // Counted once, by the answer given (an attempt refused after it failed counts
+        // as refused).
+        self.inner
+            .metrics
+            .count(verification.as_ref().ok().map(|v| v.code));
+        verification
+    }
+
+    async fn verify_limited(
+        &self,
+        presented: &str,
+        required: PermissionSet,
+        options: VerifyOptions,
+    ) -> Result<Verification, EngineError> {
         let cost = options.cost;
         let limit = self.inner.config.failed_verify_limit;
         let Some((client, limit)) = options.client.map(ClientAddr::from).zip(limit) else {
             return self.verify_unlimited(presented, required, cost).await;
         };
         let failures = &self.inner.client_failures;
-        // Every attempt takes its place before the outcome is known, so attempts made
-        // at the same moment cannot all slip under the limit; one that does not fail
-        // gives it back.
-        if let Err(wait) = failures.check(&client, limit, self.inner.now()) {
-            self.inner.metrics.count(Some(VerifyCode::RateLimited));
-            return Ok(Verification {
-                retry_after: Some(wait.as_duration()),
-                ..Verification::without_key(VerifyCode::RateLimited)
-            });
+        if let Err(wait) = failures.admit(&client, limit, self.inner.now()) {
+            return Ok(Verification::refused(wait));
         }
         let verification = self.verify_unlimited(presented, required, cost).await;
-        if !verification
+        if verification
             .as_ref()
             .is_ok_and(|v| v.code.is_failed_attempt())
         {
-            failures.refund(&client, limit);
+            if let Err(wait) = failures.failed(&client, limit).await {
+                return Ok(Verification::refused(wait));
+            }
+        } else {
+            failures.succeeded(&client, limit);
         }
         verification
     }
@@ -99,7 +120,6 @@ impl<S: Store> Engine<S> {
         required: PermissionSet,
         cost: u64,
     ) -> Result<Verification, EngineError> {
-        let metrics = &self.inner.metrics;
         // Malformed input costs a few comparisons: no hash, no lookup, and no timing
         // (the duration histogram is about verifications that looked a key up).
         let parsed = match self.inner.config.key_format.parse(presented) {
@@ -107,16 +127,12 @@ impl<S: Store> Engine<S> {
             // AutoGPT's own keys (no checksum) may have been imported.
             Err(_) => match legacy::parse(presented) {
                 Some(parsed) => parsed,
-                None => {
-                    metrics.count(Some(VerifyCode::Malformed));
-                    return Ok(Verification::without_key(VerifyCode::Malformed));
-                }
+                None => return Ok(Verification::without_key(VerifyCode::Malformed)),
             },
         };
         let started = Instant::now();
         let result = self.verify_parsed(parsed, required, cost).await;
-        metrics.count(result.as_ref().ok().map(|v| v.code));
-        metrics.duration.record(started.elapsed());
+        self.inner.metrics.duration.record(started.elapsed());
         result
     }
 
@@ -144,10 +160,7 @@ impl<S: Store> Engine<S> {
                 // the hot path where it is never used.
                 let loaded = Box::pin(self.load(parsed, hash)).await?;
                 if let Some(wait) = loaded.refused {
-                    return Ok(Verification {
-                        retry_after: Some(wait.as_duration()),
-                        ..Verification::without_key(VerifyCode::RateLimited)
-                    });
+                    return Ok(Verification::refused(wait));
                 }
                 if loaded.cacheable {
                     inner.cache.fill(hash, loaded.key.clone(), epoch);
@@ -162,7 +175,7 @@ impl<S: Store> Engine<S> {
         let mut code = decide(&key.facts(), now, required);
         let mut retry_after = None;
         if let Some(limit) = key.rate_limit.filter(|_| code.is_valid())
-            && let Err(wait) = inner.key_limits.check(&key.id, limit, now)
+            && let Err(wait) = inner.key_limits.take(&key.id, limit, now).await
         {
             code = VerifyCode::RateLimited;
             retry_after = Some(wait.as_duration());
@@ -239,8 +252,8 @@ impl<S: Store> Engine<S> {
     ) -> Result<Loaded, EngineError> {
         let inner = &self.inner;
         let sha256 = legacy::sha256(parsed);
-        let head = legacy::head(parsed).to_owned();
-        let candidates = inner.store.legacy_candidates(&sha256, &head).await?;
+        let head = LegacyHead(legacy::head(parsed).to_owned());
+        let candidates = inner.store.legacy_candidates(&sha256, &head.0).await?;
         let mut found = candidates
             .iter()
             .find(|c| matches!(c.legacy, LegacyHash::Sha256(_)) && c.legacy.matches(parsed))
@@ -254,12 +267,8 @@ impl<S: Store> Engine<S> {
             let now = inner.now();
             // As for clients: the attempt takes its place first (concurrent scrypt
             // runs cannot all slip under the limit), and a match gives it back.
-            if let Some(Err(wait)) = limit.map(|l| inner.head_failures.check(&head, l, now)) {
-                return Ok(Loaded {
-                    key: None,
-                    cacheable: false,
-                    refused: Some(wait),
-                });
+            if let Some(Err(wait)) = limit.map(|l| inner.head_failures.admit(&head, l, now)) {
+                return Ok(Loaded::refused(wait));
             }
             let presented = parsed.as_str().to_owned();
             let matched = tokio::task::spawn_blocking(move || {
@@ -271,10 +280,12 @@ impl<S: Store> Engine<S> {
             })
             .await
             .map_err(|_| EngineError::ShuttingDown)?;
-            if matched.is_some()
-                && let Some(limit) = limit
-            {
-                inner.head_failures.refund(&head, limit);
+            if let Some(limit) = limit {
+                if matched.is_some() {
+                    inner.head_failures.succeeded(&head, limit);
+                } else if let Err(wait) = inner.head_failures.failed(&head, limit).await {
+                    return Ok(Loaded::refused(wait));
+                }
             }
             found = matched;
         }

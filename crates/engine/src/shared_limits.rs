@@ -1,0 +1,310 @@
+//! Limits shared by every instance through Redis or Valkey (`KEYWARD_RATE_LIMIT_STORE`).
+//!
+//! Each limit is the same GCRA as [`RateLimit::check`], run inside the store by one
+//! Lua script on the store's own clock (`TIME`), so every instance decides against one
+//! state and one time, in one round trip, on any Redis or Valkey without modules.
+//!
+//! The store is an aid, never a dependency: every call waits at most
+//! [`RateLimitStore::timeout`] (50 ms unless set), and a failed call marks the store down, after which
+//! limits are this instance's own (never "unlimited") until a probe, once a second,
+//! finds it back. Outages are logged once each, and shown by
+//! `keyward_rate_limit_store_up` and `keyward_rate_limit_store_failures_total`.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use keyward_core::rate::{RateLimit, Wait};
+use metrics::{Counter, Gauge};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Script};
+use sha2::{Digest, Sha256};
+
+/// GCRA, exactly as `RateLimit::check`: `KEYS[1]` holds the key's theoretical arrival
+/// time (TAT) in µs, `ARGV[1]` is the interval and `ARGV[2]` the period, both in µs.
+/// Answers `{1, 0}` (taken) or `{0, wait in µs}`. Times are below 2^53 µs, exact in
+/// Lua's doubles; `%.0f` writes them back without an exponent. The state expires
+/// when its TAT has passed, when it would be the same as no state: nothing grows.
+const TAKE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or 0
+if tat < now then tat = now end
+local next = tat + interval
+local ahead = next - now
+if ahead > period then
+  return {0, ahead - period}
+end
+redis.call('SET', KEYS[1], string.format('%.0f', next), 'PX', math.ceil(ahead / 1000) + 1)
+return {1, 0}
+";
+
+/// Where shared limits are kept: a `redis://` or `rediss://` URL, checked, with the
+/// password kept out of `Debug`.
+#[derive(Clone)]
+pub struct RateLimitStore {
+    client: Client,
+    shown: String,
+    timeout: Duration,
+}
+
+impl RateLimitStore {
+    /// `redis://[user:password@]host[:port][/db]` or `rediss://…` (TLS, with Mozilla's
+    /// roots, or with `root_ca_pem`, the PEM of the authority that signed the store's
+    /// certificate). Nothing is connected yet.
+    pub fn new(url: &str, root_ca_pem: Option<Vec<u8>>) -> Result<Self, String> {
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+        let tls = match scheme {
+            Some("redis") => false,
+            Some("rediss") => true,
+            _ => {
+                return Err(
+                    "expected redis://host:port/db or rediss://host:port/db (TLS)".to_owned(),
+                );
+            }
+        };
+        let info = redis::IntoConnectionInfo::into_connection_info(url)
+            .map_err(|err| format!("not a Redis URL: {}", err.detail().unwrap_or("invalid")))?;
+        let shown = format!(
+            "{}://{}/{}",
+            scheme.unwrap_or("redis"),
+            info.addr(),
+            info.redis_settings().db()
+        );
+        let client = match root_ca_pem {
+            Some(_) if !tls => {
+                return Err("a certificate authority is given, but the URL is redis:// (plaintext); use rediss://".to_owned());
+            }
+            Some(pem) => Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            ),
+            None => Client::open(info),
+        }
+        .map_err(|err| format!("cannot use it: {err}"))?;
+        Ok(Self {
+            client,
+            shown,
+            timeout: Self::DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// How long a limit decision waits for the store before this instance decides:
+    /// the most a store that stops answering adds to a request, once per outage.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
+
+    /// [`RateLimitStore::DEFAULT_TIMEOUT`], changed (a store farther away than the
+    /// same network, or a loaded test machine).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+impl fmt::Debug for RateLimitStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl fmt::Display for RateLimitStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+/// The store could not answer in time: decide with this instance's own limits.
+#[derive(Debug)]
+pub(crate) struct Unavailable;
+
+/// The connection to the shared store, and whether it is usable now.
+pub(crate) struct SharedLimits {
+    connection: ConnectionManager,
+    take: Script,
+    store: RateLimitStore,
+    up: AtomicBool,
+    up_gauge: Gauge,
+    failures: Counter,
+}
+
+impl SharedLimits {
+    /// How long a probe of a store that is down may take.
+    const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+    /// How often a store that is down is tried again.
+    pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+    /// Must run inside a Tokio runtime. Connects lazily: the store starts down until
+    /// the first probe reaches it.
+    pub(crate) fn new(store: &RateLimitStore) -> Result<Self, String> {
+        // Reconnection is tried on the next call after a failure; the probe makes one a
+        // second while the store is down, so the manager's own retries stay short.
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_connection_timeout(Some(Self::PROBE_TIMEOUT))
+            .set_response_timeout(Some(Self::PROBE_TIMEOUT));
+        let connection = ConnectionManager::new_lazy_with_config(store.client.clone(), config)
+            .map_err(|err| err.to_string())?;
+        let up_gauge = metrics::gauge!("keyward_rate_limit_store_up");
+        up_gauge.set(0.0);
+        Ok(Self {
+            connection,
+            take: Script::new(TAKE),
+            store: store.clone(),
+            up: AtomicBool::new(false),
+            up_gauge,
+            failures: metrics::counter!("keyward_rate_limit_store_failures_total"),
+        })
+    }
+
+    pub(crate) fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// The store's name for a limited thing: a fixed-length digest, so neither
+    /// addresses nor ids appear in the store, and no client input sets a key's length.
+    pub(crate) fn name(kind: &str, bytes: &[u8]) -> String {
+        let digest = Sha256::new()
+            .chain_update(kind.as_bytes())
+            .chain_update([0])
+            .chain_update(bytes)
+            .finalize();
+        let mut name = format!("keyward:limit:{kind}:");
+        for byte in &digest[..16] {
+            name.push_str(&format!("{byte:02x}"));
+        }
+        name
+    }
+
+    /// Takes one request from `name`'s quota in the store.
+    pub(crate) async fn take(
+        &self,
+        name: &str,
+        limit: RateLimit,
+    ) -> Result<Result<(), Wait>, Unavailable> {
+        let mut connection = self.connection.clone();
+        let mut invocation = self.take.key(name);
+        invocation.arg(limit.interval_us()).arg(limit.period_us());
+        let call = invocation.invoke_async::<(u8, u64)>(&mut connection);
+        match tokio::time::timeout(self.store.timeout, call).await {
+            Ok(Ok((1, _))) => Ok(Ok(())),
+            Ok(Ok((_, wait))) => Ok(Err(Wait(wait.max(1)))),
+            Ok(Err(err)) => Err(self.failed(&err.to_string())),
+            Err(_) => Err(self.failed("no answer within the time limit")),
+        }
+    }
+
+    /// Gives `to` the state of `from` (a rotated key keeps its used quota), unless
+    /// `to` has its own. Best effort: a store that is down keeps nothing to carry.
+    pub(crate) async fn copy(&self, from: &str, to: &str) {
+        let mut command = redis::cmd("COPY");
+        command.arg(from).arg(to);
+        self.run(command).await;
+    }
+
+    /// Drops `name`'s state: its next request starts a fresh quota.
+    pub(crate) async fn forget(&self, name: &str) {
+        let mut command = redis::cmd("DEL");
+        command.arg(name);
+        self.run(command).await;
+    }
+
+    async fn run(&self, command: redis::Cmd) {
+        if !self.is_up() {
+            return;
+        }
+        let mut connection = self.connection.clone();
+        let call = command.query_async::<redis::Value>(&mut connection);
+        match tokio::time::timeout(self.store.timeout, call).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => {
+                self.failed(&err.to_string());
+            }
+            Err(_) => {
+                self.failed("no answer within the time limit");
+            }
+        }
+    }
+
+    /// Marks the store down; the first failure of an outage is logged.
+    fn failed(&self, cause: &str) -> Unavailable {
+        self.failures.increment(1);
+        if self.up.swap(false, Ordering::Relaxed) {
+            self.up_gauge.set(0.0);
+            tracing::warn!(store = %self.store, error = cause, "the rate limit store is unreachable: limits are per instance until it is back");
+        }
+        Unavailable
+    }
+
+    /// Tries a store that is down; marks it up when it answers.
+    pub(crate) async fn probe(&self, first: bool) {
+        if self.is_up() {
+            return;
+        }
+        let mut connection = self.connection.clone();
+        let command = redis::cmd("PING");
+        let ping = command.query_async::<String>(&mut connection);
+        match tokio::time::timeout(Self::PROBE_TIMEOUT, ping).await {
+            Ok(Ok(_)) => {
+                self.up.store(true, Ordering::Relaxed);
+                self.up_gauge.set(1.0);
+                if first {
+                    tracing::info!(store = %self.store, "rate limits are shared through the rate limit store");
+                } else {
+                    tracing::info!(store = %self.store, "the rate limit store is back: limits are shared again");
+                }
+            }
+            Ok(Err(err)) if first => {
+                self.failures.increment(1);
+                tracing::warn!(store = %self.store, error = %err, "the rate limit store is unreachable at start: limits are per instance until it answers");
+            }
+            Err(_) if first => {
+                self.failures.increment(1);
+                tracing::warn!(store = %self.store, "the rate limit store is unreachable at start (no answer): limits are per instance until it answers");
+            }
+            _ => self.failures.increment(1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_fixed_length_digests_of_what_they_limit() {
+        let long = SharedLimits::name("head", &[b'x'; 10_000]);
+        let short = SharedLimits::name("head", b"x");
+        assert_eq!(long.len(), short.len());
+        assert_ne!(long, short);
+        assert!(short.starts_with("keyward:limit:head:"));
+        // The same bytes under another kind are another thing.
+        assert_ne!(
+            SharedLimits::name("user", b"x"),
+            SharedLimits::name("head", b"x")
+        );
+        assert!(!SharedLimits::name("client", b"192.0.2.7").contains("192"));
+    }
+
+    #[test]
+    fn store_urls_are_checked_and_shown_without_their_password() {
+        let store = RateLimitStore::new("redis://:hunter2secret@127.0.0.1:6390/3", None).unwrap();
+        let shown = format!("{store:?} {store}");
+        assert!(!shown.contains("hunter2secret"), "{shown}");
+        assert!(shown.contains("127.0.0.1:6390"), "{shown}");
+        for wrong in ["", "127.0.0.1:6379", "http://127.0.0.1", "postgres://x/y"] {
+            assert!(RateLimitStore::new(wrong, None).is_err(), "{wrong:?}");
+        }
+        let plaintext_with_ca =
+            RateLimitStore::new("redis://127.0.0.1:6379/0", Some(b"pem".to_vec()));
+        assert!(plaintext_with_ca.unwrap_err().contains("rediss://"));
+    }
+}

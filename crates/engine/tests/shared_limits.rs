@@ -1,0 +1,322 @@
+//! Limits held across engines through a real Redis (`KEYWARD_RATE_LIMIT_STORE`): two
+//! engines on one database stand for two instances behind a load balancer.
+//! Needs `KEYWARD_TEST_REDIS` (a `redis-server` binary; `.ci/run` installs Debian's).
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use keyward_core::hash::Peppers;
+use keyward_core::input::NewKeyRequest;
+use keyward_core::key::KeyFormat;
+use keyward_core::model::{KeyId, Scope, UserId};
+use keyward_core::permissions::PermissionSet;
+use keyward_core::rate::RateLimit;
+use keyward_core::verify::VerifyCode;
+use keyward_engine::testing::RedisServer;
+use keyward_engine::{Engine, EngineConfig, EngineError, RateLimitStore, VerifyOptions};
+use keyward_store::{AnyStore, DatabaseUrl, Store};
+
+const PEPPER: &str = "shared-limits-test-pepper-0123456789abc";
+
+/// The store, with a wait long enough that a loaded test machine is not taken for
+/// an outage (a stopped server is refused at once, whatever the wait).
+fn shared_store(redis: &RedisServer) -> RateLimitStore {
+    RateLimitStore::new(&redis.url(), None)
+        .unwrap()
+        .with_timeout(Duration::from_secs(2))
+}
+
+struct Instances {
+    engines: Vec<Engine<AnyStore>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Instances {
+    /// `count` engines on one SQLite file, sharing limits through `redis` if given.
+    async fn start(
+        count: usize,
+        redis: Option<&RedisServer>,
+        edit: impl Fn(&mut EngineConfig),
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::Sqlite(dir.path().join("keyward.db"));
+        let mut engines = Vec::new();
+        for _ in 0..count {
+            let store = keyward_store::connect(&url).await.unwrap();
+            store.migrate().await.unwrap();
+            let mut config = EngineConfig::new(Peppers::single(PEPPER.as_bytes()).unwrap());
+            config.rate_limit_store = redis.map(shared_store);
+            edit(&mut config);
+            engines.push(Engine::start(store, config));
+        }
+        let instances = Self { engines, _dir: dir };
+        if redis.is_some() {
+            instances.until_shared().await;
+        }
+        instances
+    }
+
+    /// Waits until every engine uses the shared store (its first probe, or the one
+    /// after an outage): a key limited to one request gets exactly one through all.
+    async fn until_shared(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (id, plain) = self.create_limited(RateLimit::new(1, 3_600).unwrap()).await;
+            let mut valid = 0;
+            for engine in &self.engines {
+                if engine.verify(&plain, &[] as &[&str]).await.unwrap().code == VerifyCode::Valid {
+                    valid += 1;
+                }
+            }
+            self.engines[0].revoke(Scope::Admin, id).await.unwrap();
+            if valid == 1 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the engines never shared their limits"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn create_limited(&self, limit: RateLimit) -> (KeyId, String) {
+        let owner = UserId::parse("platform").unwrap();
+        let request = NewKeyRequest {
+            name: "limited".into(),
+            rate_limit: Some(limit),
+            ..Default::default()
+        };
+        let created = self.engines[0]
+            .create_key_as_admin(&owner, &request)
+            .await
+            .unwrap();
+        (created.key.id, created.plain_text.expose().to_owned())
+    }
+
+    /// Verifies `plain` `rounds` times, round-robin over the engines; counts by code.
+    async fn round_robin(&self, plain: &str, rounds: usize, client: Option<IpAddr>) -> Counts {
+        let mut counts = Counts::default();
+        for i in 0..rounds {
+            let engine = &self.engines[i % self.engines.len()];
+            let options = VerifyOptions::for_client(client);
+            let verification = engine
+                .verify_with(plain, PermissionSet::default(), options)
+                .await
+                .unwrap();
+            match verification.code {
+                VerifyCode::Valid => counts.valid += 1,
+                VerifyCode::RateLimited => {
+                    assert!(verification.retry_after.is_some_and(|w| w > Duration::ZERO));
+                    counts.limited += 1;
+                }
+                _ => counts.other += 1,
+            }
+        }
+        counts
+    }
+}
+
+#[derive(Debug, Default, PartialEq)]
+struct Counts {
+    valid: usize,
+    limited: usize,
+    other: usize,
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(keyward_redis_tests),
+    ignore = "set KEYWARD_TEST_REDIS to a redis-server binary"
+)]
+async fn a_key_limit_is_held_across_engines_with_a_shared_store_and_per_engine_without() {
+    let redis = RedisServer::start();
+    let limit = RateLimit::new(10, 3_600).unwrap();
+
+    let shared = Instances::start(3, Some(&redis), |_| {}).await;
+    let (_, plain) = shared.create_limited(limit).await;
+    let counts = shared.round_robin(&plain, 60, None).await;
+    assert_eq!((counts.valid, counts.limited), (10, 50), "{counts:?}");
+
+    let apart = Instances::start(3, None, |_| {}).await;
+    let (_, plain) = apart.create_limited(limit).await;
+    let counts = apart.round_robin(&plain, 60, None).await;
+    assert_eq!((counts.valid, counts.limited), (30, 30), "{counts:?}");
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(keyward_redis_tests),
+    ignore = "set KEYWARD_TEST_REDIS to a redis-server binary"
+)]
+async fn failures_of_one_client_over_several_engines_are_limited_as_one_client() {
+    let redis = RedisServer::start();
+    let five = |c: &mut EngineConfig| c.failed_verify_limit = RateLimit::new(5, 3_600).ok();
+    let client: IpAddr = "203.0.113.9".parse().unwrap();
+
+    let shared = Instances::start(3, Some(&redis), five).await;
+    let forged = KeyFormat::default().generate();
+    let counts = shared.round_robin(forged.expose(), 30, Some(client)).await;
+    assert_eq!((counts.other, counts.limited), (5, 25), "{counts:?}");
+    // Another client still has its own allowance.
+    let other: IpAddr = "203.0.113.10".parse().unwrap();
+    let counts = shared.round_robin(forged.expose(), 3, Some(other)).await;
+    assert_eq!(counts.other, 3, "{counts:?}");
+
+    let apart = Instances::start(3, None, five).await;
+    let counts = apart.round_robin(forged.expose(), 30, Some(client)).await;
+    assert_eq!((counts.other, counts.limited), (15, 15), "{counts:?}");
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(keyward_redis_tests),
+    ignore = "set KEYWARD_TEST_REDIS to a redis-server binary"
+)]
+async fn a_users_changes_are_limited_across_engines() {
+    let redis = RedisServer::start();
+    let shared = Instances::start(2, Some(&redis), |c| {
+        c.user_write_limit = RateLimit::new(4, 3_600).ok();
+    })
+    .await;
+    let alice = UserId::parse("alice").unwrap();
+    let request = NewKeyRequest {
+        name: "mine".into(),
+        ..Default::default()
+    };
+    let mut created = 0;
+    let mut refused = 0;
+    for i in 0..8 {
+        match shared.engines[i % 2].create_key(&alice, &request).await {
+            Ok(_) => created += 1,
+            Err(EngineError::RateLimited { .. }) => refused += 1,
+            Err(err) => panic!("{err}"),
+        }
+    }
+    assert_eq!((created, refused), (4, 4));
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(keyward_redis_tests),
+    ignore = "set KEYWARD_TEST_REDIS to a redis-server binary"
+)]
+async fn a_refused_key_costs_the_store_no_further_round_trips_until_its_wait_is_over() {
+    let redis = RedisServer::start();
+    let shared = Instances::start(1, Some(&redis), |_| {}).await;
+    let (_, plain) = shared
+        .create_limited(RateLimit::new(2, 3_600).unwrap())
+        .await;
+    let before = redis.command_stat("evalsha", "calls");
+    let counts = shared.round_robin(&plain, 500, None).await;
+    assert_eq!((counts.valid, counts.limited), (2, 498));
+    let calls = redis.command_stat("evalsha", "calls") - before;
+    assert_eq!(calls, 3, "two takes and the refusal, then none");
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(keyward_redis_tests),
+    ignore = "set KEYWARD_TEST_REDIS to a redis-server binary"
+)]
+async fn the_store_refills_at_the_limits_rate_and_forgets_what_has_refilled() {
+    let redis = RedisServer::start();
+    let shared = Instances::start(2, Some(&redis), |_| {}).await;
+    // Only this test's key in the store (not the start-up check's).
+    assert_eq!(redis.command(&["FLUSHALL"]).unwrap(), "OK");
+    // 4 a second: one every 250 ms, in bursts of up to 4.
+    let (_, plain) = shared.create_limited(RateLimit::new(4, 1).unwrap()).await;
+    let counts = shared.round_robin(&plain, 6, None).await;
+    assert_eq!((counts.valid, counts.limited), (4, 2));
+    let refused = shared.engines[0]
+        .verify(&plain, &[] as &[&str])
+        .await
+        .unwrap();
+    let wait = refused.retry_after.unwrap();
+    assert!(wait <= Duration::from_millis(250), "{wait:?}");
+    tokio::time::sleep(wait + Duration::from_millis(20)).await;
+    let counts = shared.round_robin(&plain, 2, None).await;
+    assert_eq!(
+        (counts.valid, counts.limited),
+        (1, 1),
+        "one request refilled"
+    );
+
+    // Every state the store holds is a fixed-length name with an expiry.
+    let names = redis.command(&["KEYS", "keyward:limit:*"]).unwrap();
+    assert!(!names.is_empty());
+    for name in names.lines() {
+        assert_eq!(name.len(), "keyward:limit:key:".len() + 32, "{name}");
+        let ttl: i64 = redis.command(&["PTTL", name]).unwrap().parse().unwrap();
+        assert!(ttl > 0 && ttl <= 1_100, "{name}: {ttl} ms");
+    }
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(
+        redis.command(&["DBSIZE"]).unwrap(),
+        "0",
+        "all refilled, all gone"
+    );
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(keyward_redis_tests),
+    ignore = "set KEYWARD_TEST_REDIS to a redis-server binary"
+)]
+async fn when_the_store_stops_each_engine_limits_alone_and_sharing_resumes_when_it_is_back() {
+    let mut redis = RedisServer::start();
+    let shared = Instances::start(2, Some(&redis), |_| {}).await;
+    let limit = RateLimit::new(5, 3_600).unwrap();
+    let (_, plain) = shared.create_limited(limit).await;
+    let counts = shared.round_robin(&plain, 10, None).await;
+    assert_eq!(counts.valid, 5);
+
+    redis.stop();
+    let started = Instant::now();
+    // What the store refused stays refused for its wait.
+    let counts = shared.round_robin(&plain, 4, None).await;
+    assert_eq!(counts.limited, 4, "{counts:?}");
+    // Never unlimited: each engine holds the limit on its own.
+    let (_, fresh) = shared.create_limited(limit).await;
+    let counts = shared.round_robin(&fresh, 30, None).await;
+    assert_eq!(
+        (counts.valid, counts.limited, counts.other),
+        (10, 20, 0),
+        "{counts:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the fallback must not wait on the store: {:?}",
+        started.elapsed()
+    );
+
+    redis.resume();
+    shared.until_shared().await;
+    let (_, plain) = shared.create_limited(limit).await;
+    let counts = shared.round_robin(&plain, 10, None).await;
+    assert_eq!(
+        counts.valid, 5,
+        "shared again, without a restart: {counts:?}"
+    );
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(keyward_redis_tests),
+    ignore = "set KEYWARD_TEST_REDIS to a redis-server binary"
+)]
+async fn a_store_unreachable_at_start_leaves_limits_per_engine_until_it_answers() {
+    let mut redis = RedisServer::start();
+    redis.stop();
+    let instances = Instances::start(2, None, |c| {
+        c.rate_limit_store = Some(shared_store(&redis));
+    })
+    .await;
+    let (_, plain) = instances
+        .create_limited(RateLimit::new(3, 3_600).unwrap())
+        .await;
+    let counts = instances.round_robin(&plain, 10, None).await;
+    assert_eq!((counts.valid, counts.limited), (6, 4), "{counts:?}");
+    redis.resume();
+    instances.until_shared().await;
+}
