@@ -1,4 +1,4 @@
-//! Marks builds where a PostgreSQL server (or nginx, or the Python client's test
+//! Marks builds where a PostgreSQL server (or nginx, Redis, or the Python client's test
 //! environment) is available to the tests, so those suites run there and are
 //! reported as ignored (with the reason) elsewhere.
 fn main() {
@@ -19,6 +19,13 @@ fn main() {
     println!("cargo::rerun-if-env-changed=KEYWARD_TEST_PYTHON");
     if std::env::var_os("KEYWARD_TEST_PYTHON").is_some_and(|path| !path.is_empty()) {
         println!("cargo::rustc-cfg=keyward_python_tests");
+    }
+    // The shared rate limit tests run where KEYWARD_TEST_REDIS names a redis-server
+    // binary (.ci/run installs Debian's); each starts its own on a free port.
+    println!("cargo::rustc-check-cfg=cfg(keyward_redis_tests)");
+    println!("cargo::rerun-if-env-changed=KEYWARD_TEST_REDIS");
+    if std::env::var_os("KEYWARD_TEST_REDIS").is_some_and(|path| !path.is_empty()) {
+        println!("cargo::rustc-cfg=keyward_redis_tests");
     }
     // The browser test runs where KEYWARD_TEST_CHROMIUM names a chromium binary
     // (.ci/run installs Debian's).

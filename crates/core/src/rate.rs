@@ -62,6 +62,8 @@ impl RateLimit {
 
     /// Decides a request at `now_us` for something whose TAT is `tat_us` (0 when never
     /// seen). Allowed: the new TAT to store. Refused: how long until one would pass.
+    /// The shared store runs the same decision as a Lua script (`TAKE` in
+    /// keyward-engine's `shared_limits`): change both together.
     pub fn check(self, tat_us: u64, now_us: u64) -> Result<u64, Wait> {
         let next = tat_us.max(now_us) + self.interval_us();
         let ahead = next - now_us;

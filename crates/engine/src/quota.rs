@@ -72,8 +72,11 @@ impl LimitKey for LegacyHead {
 pub(crate) struct Quota<K> {
     local: Limiter<K>,
     shared: Option<Arc<SharedLimits>>,
-    /// Refusals from the shared store, until the moment their wait ends.
-    refused_until: Cache<K, Instant>,
+    /// Refusals from the shared store, until the moment their wait ends, under the
+    /// quota they were given for: a key given a new quota (on any instance) is asked
+    /// about afresh once this instance sees the new quota.
+    /// Only with a shared store.
+    refused_until: Option<Cache<K, (Instant, RateLimit)>>,
 }
 
 impl<K: LimitKey> Quota<K> {
@@ -82,8 +85,8 @@ impl<K: LimitKey> Quota<K> {
         let entries = usize::try_from(capacity).unwrap_or(usize::MAX).max(1);
         Self {
             local: Limiter::new(capacity),
+            refused_until: shared.as_ref().map(|_| Cache::new(entries)),
             shared,
-            refused_until: Cache::new(entries),
         }
     }
 
@@ -96,13 +99,13 @@ impl<K: LimitKey> Quota<K> {
         self.shared.as_deref().filter(|shared| shared.is_up())
     }
 
-    /// A refusal the shared store gave for `key` that still runs.
-    fn known_refusal(&self, key: &K) -> Option<Wait> {
-        self.shared.as_ref()?;
-        let until = self.refused_until.get(key)?;
+    /// A refusal the shared store gave for `key` under `limit` that still runs.
+    fn known_refusal(&self, key: &K, limit: RateLimit) -> Option<Wait> {
+        let refused_until = self.refused_until.as_ref()?;
+        let (until, given_under) = refused_until.get(key)?;
         let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            self.refused_until.remove(key);
+        if left.is_zero() || given_under != limit {
+            refused_until.remove(key);
             return None;
         }
         Some(Wait(
@@ -110,21 +113,23 @@ impl<K: LimitKey> Quota<K> {
         ))
     }
 
-    fn remember_refusal(&self, key: &K, wait: Wait) {
-        self.refused_until
-            .insert(key.clone(), Instant::now() + wait.as_duration());
+    fn remember_refusal(&self, key: &K, limit: RateLimit, wait: Wait) {
+        if let Some(refused_until) = &self.refused_until {
+            let until = Instant::now() + wait.as_duration();
+            refused_until.insert(key.clone(), (until, limit));
+        }
     }
 
     /// Takes one request for `key` at `now`, or says how long to wait.
     pub(crate) async fn take(&self, key: &K, limit: RateLimit, now: Timestamp) -> Result<(), Wait> {
-        if let Some(wait) = self.known_refusal(key) {
+        if let Some(wait) = self.known_refusal(key, limit) {
             return Err(wait);
         }
         if let Some(shared) = self.shared() {
             match shared.take(&Self::name(key), limit).await {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(wait)) => {
-                    self.remember_refusal(key, wait);
+                    self.remember_refusal(key, limit, wait);
                     return Err(wait);
                 }
                 // Unreachable: this instance decides, at once.
@@ -137,7 +142,7 @@ impl<K: LimitKey> Quota<K> {
     /// Before an attempt whose failures are limited: refused while `key` is known to
     /// be over its limit; otherwise the attempt takes its place here.
     pub(crate) fn admit(&self, key: &K, limit: RateLimit, now: Timestamp) -> Result<(), Wait> {
-        if let Some(wait) = self.known_refusal(key) {
+        if let Some(wait) = self.known_refusal(key, limit) {
             return Err(wait);
         }
         self.local.check(key, limit, now)
@@ -153,7 +158,7 @@ impl<K: LimitKey> Quota<K> {
         };
         match shared.take(&Self::name(key), limit).await {
             Ok(Err(wait)) => {
-                self.remember_refusal(key, wait);
+                self.remember_refusal(key, limit, wait);
                 Err(wait)
             }
             Ok(Ok(())) | Err(_) => Ok(()),
@@ -169,7 +174,7 @@ impl<K: LimitKey> Quota<K> {
     /// what it has used of its quota), unless `to` already has its own.
     pub(crate) async fn copy(&self, from: &K, to: &K) {
         self.local.copy(from, to);
-        if let Some(shared) = self.shared() {
+        if let Some(shared) = &self.shared {
             shared.copy(&Self::name(from), &Self::name(to)).await;
         }
     }
@@ -177,8 +182,10 @@ impl<K: LimitKey> Quota<K> {
     /// Drops what is known of `key`: its next request starts a fresh quota.
     pub(crate) async fn forget(&self, key: &K) {
         self.local.forget(key);
-        self.refused_until.remove(key);
-        if let Some(shared) = self.shared() {
+        if let Some(refused_until) = &self.refused_until {
+            refused_until.remove(key);
+        }
+        if let Some(shared) = &self.shared {
             shared.forget(&Self::name(key)).await;
         }
     }

@@ -142,8 +142,8 @@ impl SharedLimits {
     /// How often a store that is down is tried again.
     pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
-    /// Must run inside a Tokio runtime. Connects lazily: the store starts down until
-    /// the first probe reaches it.
+    /// Must run inside a Tokio runtime. Connects lazily, on the first call or probe;
+    /// the store is taken as up until a call or the first probe says otherwise.
     pub(crate) fn new(store: &RateLimitStore) -> Result<Self, String> {
         // Reconnection is tried on the next call after a failure; the probe makes one a
         // second while the store is down, so the manager's own retries stay short.
@@ -159,7 +159,7 @@ impl SharedLimits {
             connection,
             take: Script::new(TAKE),
             store: store.clone(),
-            up: AtomicBool::new(false),
+            up: AtomicBool::new(true),
             up_gauge,
             failures: metrics::counter!("keyward_rate_limit_store_failures_total"),
         })
@@ -203,7 +203,8 @@ impl SharedLimits {
     }
 
     /// Gives `to` the state of `from` (a rotated key keeps its used quota), unless
-    /// `to` has its own. Best effort: a store that is down keeps nothing to carry.
+    /// `to` has its own. Best effort, and tried even while the store is taken as down
+    /// (these are rare): a store that is down keeps nothing to carry.
     pub(crate) async fn copy(&self, from: &str, to: &str) {
         let mut command = redis::cmd("COPY");
         command.arg(from).arg(to);
@@ -218,9 +219,6 @@ impl SharedLimits {
     }
 
     async fn run(&self, command: redis::Cmd) {
-        if !self.is_up() {
-            return;
-        }
         let mut connection = self.connection.clone();
         let call = command.query_async::<redis::Value>(&mut connection);
         match tokio::time::timeout(self.store.timeout, call).await {
@@ -234,7 +232,7 @@ impl SharedLimits {
         }
     }
 
-    /// Marks the store down; the first failure of an outage is logged.
+    /// Marks the store down; the first failure of an outage is logged, once.
     fn failed(&self, cause: &str) -> Unavailable {
         self.failures.increment(1);
         if self.up.swap(false, Ordering::Relaxed) {
@@ -244,9 +242,10 @@ impl SharedLimits {
         Unavailable
     }
 
-    /// Tries a store that is down; marks it up when it answers.
+    /// Tries the store: at start, and once a second while it is down; marks it up
+    /// when it answers.
     pub(crate) async fn probe(&self, first: bool) {
-        if self.is_up() {
+        if self.is_up() && !first {
             return;
         }
         let mut connection = self.connection.clone();
@@ -254,23 +253,20 @@ impl SharedLimits {
         let ping = command.query_async::<String>(&mut connection);
         match tokio::time::timeout(Self::PROBE_TIMEOUT, ping).await {
             Ok(Ok(_)) => {
-                self.up.store(true, Ordering::Relaxed);
+                let was_up = self.up.swap(true, Ordering::Relaxed);
                 self.up_gauge.set(1.0);
                 if first {
                     tracing::info!(store = %self.store, "rate limits are shared through the rate limit store");
-                } else {
+                } else if !was_up {
                     tracing::info!(store = %self.store, "the rate limit store is back: limits are shared again");
                 }
             }
-            Ok(Err(err)) if first => {
-                self.failures.increment(1);
-                tracing::warn!(store = %self.store, error = %err, "the rate limit store is unreachable at start: limits are per instance until it answers");
+            Ok(Err(err)) => {
+                self.failed(&err.to_string());
             }
-            Err(_) if first => {
-                self.failures.increment(1);
-                tracing::warn!(store = %self.store, "the rate limit store is unreachable at start (no answer): limits are per instance until it answers");
+            Err(_) => {
+                self.failed("no answer within the time limit");
             }
-            _ => self.failures.increment(1),
         }
     }
 }

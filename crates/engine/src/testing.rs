@@ -17,8 +17,17 @@ pub const REDIS_SKIP_REASON: &str =
 
 pub struct RedisServer {
     port: u16,
+    /// With TLS: the TLS port, and the certificate and key files.
+    tls: Option<(u16, String, String)>,
     child: Option<Child>,
     dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 impl RedisServer {
@@ -28,12 +37,22 @@ impl RedisServer {
     /// If `KEYWARD_TEST_REDIS` is not set or the server does not start: a test that
     /// asked for Redis must not pass without it.
     pub fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
         let mut server = Self {
-            port,
+            port: free_port(),
+            tls: None,
+            child: None,
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        };
+        server.resume();
+        server
+    }
+
+    /// [`RedisServer::start`], also accepting TLS on a second port with this
+    /// certificate and key (PEM files); the plain port stays for [`RedisServer::command`].
+    pub fn start_tls(certificate: &str, key: &str) -> Self {
+        let mut server = Self {
+            port: free_port(),
+            tls: Some((free_port(), certificate.to_owned(), key.to_owned())),
             child: None,
             dir: tempfile::tempdir().expect("a temporary directory"),
         };
@@ -46,6 +65,12 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// `rediss://127.0.0.1:TLS_PORT/0`, for a server started with [`RedisServer::start_tls`].
+    pub fn tls_url(&self) -> Option<String> {
+        let (port, _, _) = self.tls.as_ref()?;
+        Some(format!("rediss://127.0.0.1:{port}/0"))
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -54,7 +79,14 @@ impl RedisServer {
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "the server is running");
         let binary = std::env::var(REDIS_ENV).unwrap_or_else(|_| panic!("{REDIS_SKIP_REASON}"));
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        if let Some((port, certificate, key)) = &self.tls {
+            command
+                .args(["--tls-port", &port.to_string()])
+                .args(["--tls-cert-file", certificate, "--tls-key-file", key])
+                .args(["--tls-auth-clients", "no"]);
+        }
+        let child = command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .args(["--dir", &self.dir.path().display().to_string()])

@@ -320,3 +320,93 @@ async fn a_store_unreachable_at_start_leaves_limits_per_engine_until_it_answers(
     redis.resume();
     instances.until_shared().await;
 }
+
+#[tokio::test]
+#[cfg_attr(
+    not(keyward_redis_tests),
+    ignore = "set KEYWARD_TEST_REDIS to a redis-server binary"
+)]
+async fn a_rotated_key_keeps_its_used_quota_and_a_new_limit_starts_afresh_on_every_engine() {
+    let redis = RedisServer::start();
+    let shared = Instances::start(2, Some(&redis), |_| {}).await;
+    let limit = RateLimit::new(3, 3_600).unwrap();
+    let (id, plain) = shared.create_limited(limit).await;
+    let counts = shared.round_robin(&plain, 3, None).await;
+    assert_eq!(counts.valid, 3);
+
+    // Rotated through one engine, verified through the other: no refill.
+    let rotated = shared.engines[0].rotate(Scope::Admin, id, 0).await.unwrap();
+    let new_id = rotated.new.key.id;
+    let new_plain = rotated.new.plain_text.expose().to_owned();
+    let verification = shared.engines[1]
+        .verify(&new_plain, &[] as &[&str])
+        .await
+        .unwrap();
+    assert_eq!(verification.code, VerifyCode::RateLimited);
+
+    // A new quota, set through one engine: a fresh count on both.
+    shared.engines[0]
+        .set_rate_limit(Scope::Admin, new_id, RateLimit::new(2, 3_600).ok())
+        .await
+        .unwrap();
+    // Once the other engine has heard of the change (the change feed), it asks the
+    // store afresh, where the count starts again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let code = shared.engines[1]
+            .verify(&new_plain, &[] as &[&str])
+            .await
+            .unwrap()
+            .code;
+        if code == VerifyCode::Valid {
+            break;
+        }
+        assert_eq!(code, VerifyCode::RateLimited);
+        assert!(
+            Instant::now() < deadline,
+            "the new quota never reached the other engine"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let counts = shared.round_robin(&new_plain, 4, None).await;
+    assert_eq!((counts.valid, counts.limited), (1, 3), "{counts:?}");
+}
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(keyward_redis_tests),
+    ignore = "set KEYWARD_TEST_REDIS to a redis-server binary"
+)]
+async fn over_tls_the_store_is_used_only_when_its_certificate_is_vouched_for() {
+    let redis = RedisServer::start_tls(&fixture("redis_server.pem"), &fixture("redis_server.key"));
+    let url = redis.tls_url().unwrap();
+    let ca = std::fs::read(fixture("redis_ca.pem")).unwrap();
+    let limit = RateLimit::new(2, 3_600).unwrap();
+
+    let trusted = Instances::start(2, None, |c| {
+        let store = RateLimitStore::new(&url, Some(ca.clone())).unwrap();
+        c.rate_limit_store = Some(store.with_timeout(Duration::from_secs(2)));
+    })
+    .await;
+    trusted.until_shared().await;
+    let (_, plain) = trusted.create_limited(limit).await;
+    let counts = trusted.round_robin(&plain, 6, None).await;
+    assert_eq!((counts.valid, counts.limited), (2, 4), "{counts:?}");
+
+    // Without the authority (Mozilla's roots only), the handshake fails: each engine
+    // limits alone, and nothing reached the store.
+    let keys_before = redis.command(&["DBSIZE"]).unwrap();
+    let untrusted = Instances::start(2, None, |c| {
+        let store = RateLimitStore::new(&url, None).unwrap();
+        c.rate_limit_store = Some(store.with_timeout(Duration::from_secs(2)));
+    })
+    .await;
+    let (_, plain) = untrusted.create_limited(limit).await;
+    let counts = untrusted.round_robin(&plain, 6, None).await;
+    assert_eq!((counts.valid, counts.limited), (4, 2), "{counts:?}");
+    assert_eq!(redis.command(&["DBSIZE"]).unwrap(), keys_before);
+}

@@ -244,6 +244,29 @@ pub struct Flags {
     )]
     pub user_write_limit: u32,
 
+    /// Where the rate limits (keys', failed verifications', users' changes) are held
+    /// across instances: redis://[:password@]host:port/db or rediss://… (TLS), Redis or
+    /// Valkey. Unset: each instance holds its own. If the store fails, each instance
+    /// limits alone until it is back.
+    #[arg(long, env = "KEYWARD_RATE_LIMIT_STORE", hide_env_values = true, value_parser = secret, global = true)]
+    pub rate_limit_store: Option<Secret>,
+
+    /// PEM file of the authority that signed the rate limit store's TLS certificate
+    /// (rediss:// only; default: the Mozilla root authorities).
+    #[arg(long, env = "KEYWARD_RATE_LIMIT_STORE_CA_FILE", global = true)]
+    pub rate_limit_store_ca_file: Option<PathBuf>,
+
+    /// Milliseconds a limit decision waits for the rate limit store before the instance
+    /// decides alone (and takes the store as down until it answers again).
+    #[arg(
+        long,
+        env = "KEYWARD_RATE_LIMIT_STORE_TIMEOUT_MS",
+        default_value_t = 50,
+        value_parser = clap::value_parser!(u64).range(1..=10_000),
+        global = true
+    )]
+    pub rate_limit_store_timeout_ms: u64,
+
     /// Rate limit of the keys users create themselves, REQUESTS/SECONDS (e.g. 100/60);
     /// the platform sets other keys' through the admin API. Default: none.
     #[arg(long, env = "KEYWARD_DEFAULT_RATE_LIMIT", value_parser = parse_rate_limit, global = true)]

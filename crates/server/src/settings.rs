@@ -9,7 +9,7 @@ use crate::http::jwks::{JwksSettings, JwksUrl};
 use keyward_core::hash::Peppers;
 use keyward_core::key::{KeyFormat, KeyPrefix};
 use keyward_core::permissions::Catalogue;
-use keyward_engine::EngineConfig;
+use keyward_engine::{EngineConfig, RateLimitStore};
 use keyward_store::{ConnectOptions, DatabaseUrl};
 
 use crate::flags::Flags;
@@ -116,6 +116,8 @@ pub enum SettingsError {
     PoolSize,
     #[error("KEYWARD_JWT_JWKS_URL: {0}")]
     JwksUrl(String),
+    #[error("KEYWARD_RATE_LIMIT_STORE: {0}")]
+    RateLimitStore(String),
     #[error("KEYWARD_TRUSTED_PROXIES: {0}")]
     TrustedProxies(String),
     #[error("{0}: not set; a deployment on a shared database must configure its secrets")]
@@ -267,6 +269,7 @@ impl Flags {
         engine.user_write_limit = per_minute(self.user_write_limit);
         engine.default_rate_limit = self.default_rate_limit;
         engine.default_credits = self.default_credits;
+        engine.rate_limit_store = self.rate_limit_store()?;
 
         let http = HttpSettings {
             connections: ConnectionLimits {
@@ -299,6 +302,34 @@ impl Flags {
             admin_token,
             local_secrets: local.map(|l| (l.path, l.created)),
         })
+    }
+}
+
+impl Flags {
+    /// The shared rate limit store, if one is set: its URL checked, its authority
+    /// read. Nothing is connected here; an unreachable store is not an error.
+    fn rate_limit_store(&self) -> Result<Option<RateLimitStore>, SettingsError> {
+        let url = self
+            .rate_limit_store
+            .as_ref()
+            .map(|url| url.expose().trim())
+            .filter(|url| !url.is_empty());
+        let Some(url) = url else {
+            if self.rate_limit_store_ca_file.is_some() {
+                return Err(SettingsError::RateLimitStore(
+                    "not set, but KEYWARD_RATE_LIMIT_STORE_CA_FILE is".to_owned(),
+                ));
+            }
+            return Ok(None);
+        };
+        let ca = self
+            .rate_limit_store_ca_file
+            .as_ref()
+            .map(|path| read_file("rate limit store CA", path).map(String::into_bytes))
+            .transpose()?;
+        let store = RateLimitStore::new(url, ca).map_err(SettingsError::RateLimitStore)?;
+        let timeout = std::time::Duration::from_millis(self.rate_limit_store_timeout_ms);
+        Ok(Some(store.with_timeout(timeout)))
     }
 }
 
@@ -407,7 +438,7 @@ mod tests {
         let weak_jwt = secrets(PEPPER, "short", ADMIN);
         let weak_admin = secrets(PEPPER, JWT, "short");
         let weak_pepper = secrets("short", JWT, ADMIN);
-        let cases: [(&[&str], &str); 9] = [
+        let cases: [(&[&str], &str); 12] = [
             (&weak_jwt, "KEYWARD_JWT_SECRET"),
             (&weak_admin, "KEYWARD_ADMIN_TOKEN"),
             (&weak_pepper, "KEYWARD_PEPPER"),
@@ -422,6 +453,23 @@ mod tests {
             (
                 &["--pepper", PEPPER, "--pepper-file", "/nonexistent"],
                 "keep one",
+            ),
+            (
+                &["--rate-limit-store", "127.0.0.1:6379"],
+                "KEYWARD_RATE_LIMIT_STORE: expected redis://",
+            ),
+            (
+                &[
+                    "--rate-limit-store",
+                    "redis://127.0.0.1:6379/0",
+                    "--rate-limit-store-ca-file",
+                    "/nonexistent",
+                ],
+                "rate limit store CA file /nonexistent",
+            ),
+            (
+                &["--rate-limit-store-ca-file", "/etc/hostname"],
+                "KEYWARD_RATE_LIMIT_STORE: not set",
             ),
         ];
         for (args, expected) in cases {

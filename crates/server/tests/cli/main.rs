@@ -18,3 +18,4 @@ mod peppers;
 mod python_client;
 mod serve;
 mod setup;
+mod shared_limits;

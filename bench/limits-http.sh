@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Warm verification over HTTP of keys with a rate limit (never reached: 1,000,000 a
+# second) and without one, with the limits held per instance and in Redis
+# (KEYWARD_RATE_LIMIT_STORE), alternating in one run on the same 100 + 100 keys. The
+# server is pinned to CPU 0; wrk (one thread, 32 connections) and redis-server share
+# CPU 1. Prints req/s, p99 and mean latency per run, with 32 connections and (for the
+# limited keys) with one.
+#
+#   bench/limits-http.sh target/release/keyward [runs] [seconds]
+#
+# Needs wrk, taskset, curl and redis-server; listens on 127.0.0.1:18181 (keyward) and
+# 127.0.0.1:18379 (Redis); leaves nothing behind.
+set -euo pipefail
+BIN=$(realpath "$1"); RUNS=${2:-3}; SECS=${3:-8}
+LUA=$(realpath "$(dirname "$0")/wrk/verify-many.lua")
+D=$(mktemp -d)
+stop_all() {
+    kill -TERM "$(cat "$D/pid" 2>/dev/null)" 2>/dev/null || true
+    kill -TERM "$(cat "$D/redis.pid" 2>/dev/null)" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$D"
+}
+trap stop_all EXIT
+cd "$D"
+KEYWARD_PEPPER=$(head -c 32 /dev/urandom | base64)
+KEYWARD_JWT_SECRET=$(head -c 32 /dev/urandom | base64)
+KEYWARD_ADMIN_TOKEN=bench-admin-token-0123456789abcdef0123
+export KEYWARD_PEPPER KEYWARD_JWT_SECRET KEYWARD_ADMIN_TOKEN
+export KEYWARD_DATABASE_URL=sqlite://$D/k.db KEYWARD_LOG=warn
+"$BIN" migrate >/dev/null
+for i in $(seq 1 100); do
+    "$BIN" keys create --user "u$((i % 10))" --name "limited$i" -p READ_GRAPH --rate-limit 1000000/1 --json
+done >limited.json
+for i in $(seq 1 100); do
+    "$BIN" keys create --user "u$((i % 10))" --name "free$i" -p READ_GRAPH --json
+done >free.json
+plain() {
+    python3 - "$1" <<'PY'
+import json, sys
+text, decoder, i = open(sys.argv[1]).read(), json.JSONDecoder(), 0
+while True:
+    while i < len(text) and text[i].isspace():
+        i += 1
+    if i >= len(text):
+        break
+    created, i = decoder.raw_decode(text, i)
+    print(created["plain_text_key"])
+PY
+}
+plain limited.json >limited.txt
+plain free.json >free.txt
+taskset -c 1 redis-server --port 18379 --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$D" >/dev/null 2>&1 &
+echo $! >redis.pid
+serve() {
+    KEYWARD_RATE_LIMIT_STORE=$1 taskset -c 0 "$BIN" serve --bind 127.0.0.1:18181 2>/dev/null &
+    echo $! >pid
+    for _ in $(seq 50); do
+        curl -sf http://127.0.0.1:18181/readyz >/dev/null && return
+        sleep 0.2
+    done
+}
+# load SECONDS KEYS_FILE CONNECTIONS: req/s, p99 and the mean latency.
+load() {
+    KEYS_FILE=$D/$2 KEYS_FIRST=0 KEYS_COUNT=100 WRK_THREADS=1 ADMIN_TOKEN=$KEYWARD_ADMIN_TOKEN \
+        taskset -c 1 wrk -t1 -c"$3" -d"$1"s --latency -s "$LUA" http://127.0.0.1:18181/api/api-keys/verify |
+        awk '/Requests\/sec/ {rps=$2} $1 == "Latency" && !mean {mean=$2} $1 == "99%" {p99=$2}
+             END {print "req/s=" rps " p99=" p99 " mean=" mean}'
+}
+for run in $(seq 1 "$RUNS"); do
+    for store in "" "redis://127.0.0.1:18379/0"; do
+        serve "$store"
+        for keys in limited.txt free.txt; do
+            load 2 "$keys" 32 >/dev/null
+            echo "store=${store:-per-instance} keys=${keys%.txt} c=32 run=$run $(load "$SECS" "$keys" 32)"
+        done
+        # One connection: each request waits for the one before, so the mean latency
+        # shows what a round trip to Redis adds to one verification.
+        echo "store=${store:-per-instance} keys=limited c=1 run=$run $(load "$SECS" limited.txt 1)"
+        kill -TERM "$(cat pid)"
+        wait "$(cat pid)" 2>/dev/null || true
+    done
+done
+# Proof the Redis runs went through Redis: one script call per limited verification.
+echo "redis: $(redis-cli -p 18379 info commandstats | grep -o 'cmdstat_evalsha:calls=[0-9]*')"
