@@ -65,6 +65,11 @@ impl RateLimitStore {
                 );
             }
         };
+        if url.contains('#') {
+            // The client's `#insecure` would skip the certificate check (it then fails
+            // to connect, leaving limits per instance for good): refused at start.
+            return Err("a URL fragment (#…) is not accepted; the store's certificate is always checked (KEYWARD_RATE_LIMIT_STORE_CA_FILE names a private authority)".to_owned());
+        }
         let info = redis::IntoConnectionInfo::into_connection_info(url)
             .map_err(|err| format!("not a Redis URL: {}", err.detail().unwrap_or("invalid")))?;
         let shown = format!(
@@ -243,15 +248,19 @@ impl SharedLimits {
     }
 
     /// Tries the store: at start, and once a second while it is down; marks it up
-    /// when it answers.
+    /// when it answers. The probe runs the limits' own script (on a name of its own,
+    /// under a quota it never reaches), so a store that answers `PING` but cannot run
+    /// or write it (a read-only replica, an ACL without `EVALSHA`) stays down instead of
+    /// flapping between up and down with every request.
     pub(crate) async fn probe(&self, first: bool) {
         if self.is_up() && !first {
             return;
         }
         let mut connection = self.connection.clone();
-        let command = redis::cmd("PING");
-        let ping = command.query_async::<String>(&mut connection);
-        match tokio::time::timeout(Self::PROBE_TIMEOUT, ping).await {
+        let mut invocation = self.take.key("keyward:limit:probe");
+        invocation.arg(1).arg(1_000_000);
+        let call = invocation.invoke_async::<(u8, u64)>(&mut connection);
+        match tokio::time::timeout(Self::PROBE_TIMEOUT, call).await {
             Ok(Ok(_)) => {
                 let was_up = self.up.swap(true, Ordering::Relaxed);
                 self.up_gauge.set(1.0);
@@ -296,7 +305,13 @@ mod tests {
         let shown = format!("{store:?} {store}");
         assert!(!shown.contains("hunter2secret"), "{shown}");
         assert!(shown.contains("127.0.0.1:6390"), "{shown}");
-        for wrong in ["", "127.0.0.1:6379", "http://127.0.0.1", "postgres://x/y"] {
+        for wrong in [
+            "",
+            "127.0.0.1:6379",
+            "http://127.0.0.1",
+            "postgres://x/y",
+            "rediss://127.0.0.1:6379/#insecure",
+        ] {
             assert!(RateLimitStore::new(wrong, None).is_err(), "{wrong:?}");
         }
         let plaintext_with_ca =
