@@ -342,7 +342,10 @@ impl<S: Store> Engine<S> {
             inner.cache.invalidate(&rotated.old_hash);
             inner.cache.invalidate(&replacement.hash);
             // The new key carries on the old one's quota: rotating must not refill it.
-            inner.key_limits.copy(&id, &rotated.new.id).await;
+            inner
+                .key_limits
+                .copy(&id, &rotated.new.id, rotated.new.rate_limit)
+                .await;
             tracing::info!(key_id = %id, new_key_id = %rotated.new.id, "key rotated");
             Ok(rotated)
         })
@@ -415,7 +418,7 @@ impl<S: Store> Engine<S> {
             if applied.changed && new_quota {
                 // A new quota starts afresh: what was counted under the old one
                 // would otherwise carry over as debt.
-                inner.key_limits.forget(&id).await;
+                inner.key_limits.forget(&id);
             }
             if applied.changed {
                 tracing::info!(key_id = %id, action = mutation.name(), status = %applied.key.status, "key changed");

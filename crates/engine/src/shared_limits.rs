@@ -11,6 +11,7 @@
 //! `keyward_rate_limit_store_up` and `keyward_rate_limit_store_failures_total`.
 
 use std::fmt;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -23,14 +24,24 @@ use sha2::{Digest, Sha256};
 /// GCRA, exactly as `RateLimit::check`: `KEYS[1]` holds the key's theoretical arrival
 /// time (TAT) in µs, `ARGV[1]` is the interval and `ARGV[2]` the period, both in µs.
 /// Answers `{1, 0}` (taken) or `{0, wait in µs}`. Times are below 2^53 µs, exact in
-/// Lua's doubles; `%.0f` writes them back without an exponent. The state expires
-/// when its TAT has passed, when it would be the same as no state: nothing grows.
+/// Lua's doubles; `%.0f` writes them back without an exponent. A stored value that is
+/// not a finite number, or lies further ahead than the period allows, is read as the
+/// most it could be (a TAT one period ahead), so nothing written there can lift or
+/// stretch the limit. The state expires when its TAT has passed, when it would be the same as no
+/// state: nothing grows.
 const TAKE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local period = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or 0
+local stored = redis.call('GET', KEYS[1])
+local tat = now
+if stored then
+  tat = tonumber(stored)
+  if not tat or tat ~= tat or tat == -math.huge or tat > now + period then
+    tat = now + period
+  end
+end
 if tat < now then tat = now end
 local next = tat + interval
 local ahead = next - now
@@ -39,6 +50,16 @@ if ahead > period then
 end
 redis.call('SET', KEYS[1], string.format('%.0f', next), 'PX', math.ceil(ahead / 1000) + 1)
 return {1, 0}
+";
+
+/// Gives back one request taken by `TAKE` (`RateLimit::refund`): `ARGV[1]` is the
+/// interval in µs. The expiry is kept (it can only be later than needed).
+const REFUND: &str = r"
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if tat and tat == tat then
+  redis.call('SET', KEYS[1], string.format('%.0f', tat - tonumber(ARGV[1])), 'KEEPTTL')
+end
+return 1
 ";
 
 /// Where shared limits are kept: a `redis://` or `rediss://` URL, checked, with the
@@ -133,8 +154,11 @@ pub(crate) struct Unavailable;
 
 /// The connection to the shared store, and whether it is usable now.
 pub(crate) struct SharedLimits {
-    connection: ConnectionManager,
+    /// Replaced when the store answers with an error a new connection may cure (a
+    /// primary that became a replica after a failover, behind the same name).
+    connection: RwLock<ConnectionManager>,
     take: Script,
+    refund: Script,
     store: RateLimitStore,
     up: AtomicBool,
     up_gauge: Gauge,
@@ -142,8 +166,8 @@ pub(crate) struct SharedLimits {
 }
 
 impl SharedLimits {
-    /// How long a probe of a store that is down may take.
-    const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+    /// How long establishing a connection may take.
+    const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
     /// How often a store that is down is tried again.
     pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -152,22 +176,35 @@ impl SharedLimits {
     pub(crate) fn new(store: &RateLimitStore) -> Result<Self, String> {
         // Reconnection is tried on the next call after a failure; the probe makes one a
         // second while the store is down, so the manager's own retries stay short.
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_connection_timeout(Some(Self::PROBE_TIMEOUT))
-            .set_response_timeout(Some(Self::PROBE_TIMEOUT));
-        let connection = ConnectionManager::new_lazy_with_config(store.client.clone(), config)
-            .map_err(|err| err.to_string())?;
+        let connection = Self::connect(store)?;
         let up_gauge = metrics::gauge!("keyward_rate_limit_store_up");
         up_gauge.set(0.0);
         Ok(Self {
-            connection,
+            connection: RwLock::new(connection),
             take: Script::new(TAKE),
+            refund: Script::new(REFUND),
             store: store.clone(),
             up: AtomicBool::new(true),
             up_gauge,
             failures: metrics::counter!("keyward_rate_limit_store_failures_total"),
         })
+    }
+
+    fn connect(store: &RateLimitStore) -> Result<ConnectionManager, String> {
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_connection_timeout(Some(Self::CONNECT_TIMEOUT))
+            .set_response_timeout(Some(Self::CONNECT_TIMEOUT));
+        ConnectionManager::new_lazy_with_config(store.client.clone(), config)
+            .map_err(|err| err.to_string())
+    }
+
+    /// The connection, for one call (a clone shares it).
+    fn connection(&self) -> ConnectionManager {
+        self.connection
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     pub(crate) fn is_up(&self) -> bool {
@@ -195,7 +232,7 @@ impl SharedLimits {
         name: &str,
         limit: RateLimit,
     ) -> Result<Result<(), Wait>, Unavailable> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let mut invocation = self.take.key(name);
         invocation.arg(limit.interval_us()).arg(limit.period_us());
         let call = invocation.invoke_async::<(u8, u64)>(&mut connection);
@@ -216,15 +253,26 @@ impl SharedLimits {
         self.run(command).await;
     }
 
-    /// Drops `name`'s state: its next request starts a fresh quota.
-    pub(crate) async fn forget(&self, name: &str) {
-        let mut command = redis::cmd("DEL");
-        command.arg(name);
-        self.run(command).await;
+    /// Gives back one request taken from `name`'s quota (a limited attempt that did
+    /// not fail). Best effort: not given back, it only delays the next attempt.
+    pub(crate) async fn refund(&self, name: &str, limit: RateLimit) {
+        let mut connection = self.connection();
+        let mut invocation = self.refund.key(name);
+        invocation.arg(limit.interval_us());
+        let call = invocation.invoke_async::<u8>(&mut connection);
+        match tokio::time::timeout(self.store.timeout, call).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => {
+                self.failed(&err.to_string());
+            }
+            Err(_) => {
+                self.failed("no answer within the time limit");
+            }
+        }
     }
 
     async fn run(&self, command: redis::Cmd) {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let call = command.query_async::<redis::Value>(&mut connection);
         match tokio::time::timeout(self.store.timeout, call).await {
             Ok(Ok(_)) => {}
@@ -248,7 +296,7 @@ impl SharedLimits {
     }
 
     /// Tries the store: at start, and once a second while it is down; marks it up
-    /// when it answers. The probe runs the limits' own script (on a name of its own,
+    /// when it answers within the requests' own wait. The probe runs the limits' own script (on a name of its own,
     /// under a quota it never reaches), so a store that answers `PING` but cannot run
     /// or write it (a read-only replica, an ACL without `EVALSHA`) stays down instead of
     /// flapping between up and down with every request.
@@ -256,11 +304,13 @@ impl SharedLimits {
         if self.is_up() && !first {
             return;
         }
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection();
         let mut invocation = self.take.key("keyward:limit:probe");
         invocation.arg(1).arg(1_000_000);
         let call = invocation.invoke_async::<(u8, u64)>(&mut connection);
-        match tokio::time::timeout(Self::PROBE_TIMEOUT, call).await {
+        // The requests' own wait: a store too slow for them stays down, rather than
+        // being taken as back every second and down again at the next request.
+        match tokio::time::timeout(self.store.timeout, call).await {
             Ok(Ok(_)) => {
                 let was_up = self.up.swap(true, Ordering::Relaxed);
                 self.up_gauge.set(1.0);
@@ -272,6 +322,17 @@ impl SharedLimits {
             }
             Ok(Err(err)) => {
                 self.failed(&err.to_string());
+                // An answer that is an error (READONLY from a former primary, an ACL
+                // refusal) is not cured by the same connection: the next probe makes
+                // a new one, which looks the address up again.
+                if !err.is_io_error()
+                    && let Ok(fresh) = Self::connect(&self.store)
+                {
+                    *self
+                        .connection
+                        .write()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
+                }
             }
             Err(_) => {
                 self.failed("no answer within the time limit");

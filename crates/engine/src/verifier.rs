@@ -97,19 +97,20 @@ impl<S: Store> Engine<S> {
             return self.verify_unlimited(presented, required, cost).await;
         };
         let failures = &self.inner.client_failures;
-        if let Err(wait) = failures.admit(&client, limit, self.inner.now()) {
-            return Ok(Verification::refused(wait));
-        }
+        let admitted = match failures.admit(&client, limit, self.inner.now()).await {
+            Ok(admitted) => admitted,
+            Err(wait) => return Ok(Verification::refused(wait)),
+        };
         let verification = self.verify_unlimited(presented, required, cost).await;
         if verification
             .as_ref()
             .is_ok_and(|v| v.code.is_failed_attempt())
         {
-            if let Err(wait) = failures.failed(&client, limit).await {
+            if let Err(wait) = failures.failed(&client, limit, admitted).await {
                 return Ok(Verification::refused(wait));
             }
         } else {
-            failures.succeeded(&client, limit);
+            failures.succeeded(&client, limit, admitted).await;
         }
         verification
     }
@@ -267,9 +268,13 @@ impl<S: Store> Engine<S> {
             let now = inner.now();
             // As for clients: the attempt takes its place first (concurrent scrypt
             // runs cannot all slip under the limit), and a match gives it back.
-            if let Some(Err(wait)) = limit.map(|l| inner.head_failures.admit(&head, l, now)) {
-                return Ok(Loaded::refused(wait));
-            }
+            let admitted = match limit {
+                Some(limit) => match inner.head_failures.admit(&head, limit, now).await {
+                    Ok(admitted) => Some((limit, admitted)),
+                    Err(wait) => return Ok(Loaded::refused(wait)),
+                },
+                None => None,
+            };
             let presented = parsed.as_str().to_owned();
             let matched = tokio::task::spawn_blocking(move || {
                 let parsed = legacy::parse(&presented).expect("parsed once already");
@@ -280,10 +285,10 @@ impl<S: Store> Engine<S> {
             })
             .await
             .map_err(|_| EngineError::ShuttingDown)?;
-            if let Some(limit) = limit {
+            if let Some((limit, admitted)) = admitted {
                 if matched.is_some() {
-                    inner.head_failures.succeeded(&head, limit);
-                } else if let Err(wait) = inner.head_failures.failed(&head, limit).await {
+                    inner.head_failures.succeeded(&head, limit, admitted).await;
+                } else if let Err(wait) = inner.head_failures.failed(&head, limit, admitted).await {
                     return Ok(Loaded::refused(wait));
                 }
             }

@@ -411,3 +411,253 @@ async fn over_tls_the_store_is_used_only_when_its_certificate_is_vouched_for() {
     assert_eq!((counts.valid, counts.limited), (4, 2), "{counts:?}");
     assert_eq!(states(), states_before);
 }
+
+#[tokio::test]
+#[cfg_attr(
+    not(keyward_redis_tests),
+    ignore = "set KEYWARD_TEST_REDIS to a redis-server binary"
+)]
+async fn a_client_over_its_failure_limit_is_refused_on_every_engine_even_with_a_real_key() {
+    let redis = RedisServer::start();
+    let five = |c: &mut EngineConfig| c.failed_verify_limit = RateLimit::new(5, 3_600).ok();
+    let shared = Instances::start(3, Some(&redis), five).await;
+    let owner = UserId::parse("platform").unwrap();
+    let request = NewKeyRequest {
+        name: "real".into(),
+        ..Default::default()
+    };
+    let real = shared.engines[0]
+        .create_key_as_admin(&owner, &request)
+        .await
+        .unwrap();
+    let real = real.plain_text.expose().to_owned();
+    let client: IpAddr = "198.51.100.77".parse().unwrap();
+    let forged = KeyFormat::default().generate();
+    let verify = |i: usize, key: String| {
+        let engine = shared.engines[i].clone();
+        async move {
+            let options = VerifyOptions::for_client(Some(client));
+            let v = engine.verify_with(&key, PermissionSet::default(), options);
+            v.await.unwrap().code
+        }
+    };
+    // The first attempt on each engine is made before the store is asked (a client
+    // that never fails costs no round trip); engine 0 then sees the client fail on
+    // and counts its attempts in the store before making them.
+    for _ in 0..5 {
+        assert_eq!(
+            verify(0, forged.expose().to_owned()).await,
+            VerifyCode::NotFound
+        );
+    }
+    assert_eq!(verify(0, real.clone()).await, VerifyCode::RateLimited);
+    // Engine 1 has not seen this client fail: its first attempt is made, and, being
+    // over the limit in the store, answered as refused; from then on it is refused
+    // before any attempt, a real key included.
+    assert_eq!(
+        verify(1, forged.expose().to_owned()).await,
+        VerifyCode::RateLimited
+    );
+    assert_eq!(verify(1, real.clone()).await, VerifyCode::RateLimited);
+    // Engine 2 has not seen it fail either, and a real key is not a failure: it
+    // passes, once, and is counted nowhere. That is the stated bound: at most one
+    // attempt per engine and period beyond the limit.
+    assert_eq!(verify(2, real.clone()).await, VerifyCode::Valid);
+    assert_eq!(
+        verify(2, forged.expose().to_owned()).await,
+        VerifyCode::RateLimited
+    );
+    assert_eq!(verify(2, real.clone()).await, VerifyCode::RateLimited);
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(keyward_redis_tests),
+    ignore = "set KEYWARD_TEST_REDIS to a redis-server binary"
+)]
+async fn a_client_that_failed_once_gives_back_what_its_successes_took_in_the_store() {
+    let redis = RedisServer::start();
+    let three = |c: &mut EngineConfig| c.failed_verify_limit = RateLimit::new(3, 3_600).ok();
+    let shared = Instances::start(2, Some(&redis), three).await;
+    let owner = UserId::parse("platform").unwrap();
+    let request = NewKeyRequest {
+        name: "real".into(),
+        ..Default::default()
+    };
+    let real = shared.engines[0]
+        .create_key_as_admin(&owner, &request)
+        .await
+        .unwrap();
+    let real = real.plain_text.expose().to_owned();
+    let client: IpAddr = "198.51.100.78".parse().unwrap();
+    let forged = KeyFormat::default().generate();
+    let verify = |i: usize, key: String| {
+        let engine = shared.engines[i].clone();
+        async move {
+            let options = VerifyOptions::for_client(Some(client));
+            let v = engine.verify_with(&key, PermissionSet::default(), options);
+            v.await.unwrap().code
+        }
+    };
+    assert_eq!(
+        verify(0, forged.expose().to_owned()).await,
+        VerifyCode::NotFound
+    );
+    // Watched now on engine 0: each of these takes a place in the store first and
+    // gives it back when the key is valid.
+    for _ in 0..20 {
+        assert_eq!(verify(0, real.clone()).await, VerifyCode::Valid);
+    }
+    assert_eq!(
+        verify(1, forged.expose().to_owned()).await,
+        VerifyCode::NotFound
+    );
+    assert_eq!(
+        verify(0, forged.expose().to_owned()).await,
+        VerifyCode::NotFound
+    );
+    assert_eq!(
+        verify(1, forged.expose().to_owned()).await,
+        VerifyCode::RateLimited
+    );
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(keyward_redis_tests),
+    ignore = "set KEYWARD_TEST_REDIS to a redis-server binary"
+)]
+async fn whatever_is_written_in_a_limits_place_neither_lifts_nor_stretches_it() {
+    let redis = RedisServer::start();
+    let shared = Instances::start(2, Some(&redis), |_| {}).await;
+    let limit = RateLimit::new(2, 3_600).unwrap();
+    for garbage in ["nan", "inf", "-inf", "1e300", "4611686018427387904", "x"] {
+        assert_eq!(redis.command(&["FLUSHALL"]).unwrap(), "OK");
+        let (_, plain) = shared.create_limited(limit).await;
+        let counts = shared.round_robin(&plain, 1, None).await;
+        assert_eq!(counts.valid, 1);
+        let names = redis.command(&["KEYS", "keyward:limit:key:*"]).unwrap();
+        assert_eq!(names.lines().count(), 1, "{names}");
+        assert_eq!(redis.command(&["SET", &names, garbage]).unwrap(), "OK");
+        let verification = shared.engines[1]
+            .verify(&plain, &[] as &[&str])
+            .await
+            .unwrap();
+        assert_eq!(verification.code, VerifyCode::RateLimited, "{garbage}");
+        let wait = verification.retry_after.unwrap();
+        assert!(wait <= Duration::from_secs(1_800), "{garbage}: {wait:?}");
+    }
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(keyward_redis_tests),
+    ignore = "set KEYWARD_TEST_REDIS to a redis-server binary"
+)]
+async fn an_acl_user_with_the_documented_commands_is_enough() {
+    let redis = RedisServer::start();
+    let acl = [
+        "ACL",
+        "SETUSER",
+        "keyward",
+        "on",
+        ">a-password-for-keyward",
+        "resetkeys",
+        "~keyward:limit:*",
+        "-@all",
+        "+evalsha",
+        "+script|load",
+        "+get",
+        "+set",
+        "+time",
+        "+copy",
+    ];
+    assert_eq!(redis.command(&acl).unwrap(), "OK");
+    let url = format!(
+        "redis://keyward:a-password-for-keyward@127.0.0.1:{}/0",
+        redis.port()
+    );
+    let shared = Instances::start(2, None, |c| {
+        let store = RateLimitStore::new(&url, None).unwrap();
+        c.rate_limit_store = Some(store.with_timeout(Duration::from_secs(2)));
+    })
+    .await;
+    shared.until_shared().await;
+    let (id, plain) = shared
+        .create_limited(RateLimit::new(2, 3_600).unwrap())
+        .await;
+    let counts = shared.round_robin(&plain, 4, None).await;
+    assert_eq!((counts.valid, counts.limited), (2, 2));
+    // Rotation copies the count (COPY).
+    let rotated = shared.engines[0].rotate(Scope::Admin, id, 0).await.unwrap();
+    let new_plain = rotated.new.plain_text.expose().to_owned();
+    let counts = shared.round_robin(&new_plain, 2, None).await;
+    assert_eq!(counts.limited, 2, "{counts:?}");
+}
+
+/// A TCP proxy to `port` that holds every answer back by `delay`: a store that
+/// answers, only too slowly.
+async fn slow_proxy(port: u16, delay: Duration) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let local = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+                return;
+            };
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+            });
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 65_536];
+                while let Ok(n) = server_read.read(&mut buffer).await {
+                    if n == 0 {
+                        return;
+                    }
+                    tokio::time::sleep(delay).await;
+                    if client_write.write_all(&buffer[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    local
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(keyward_redis_tests),
+    ignore = "set KEYWARD_TEST_REDIS to a redis-server binary"
+)]
+async fn a_store_that_answers_too_slowly_stays_down_instead_of_costing_every_request_its_wait() {
+    let redis = RedisServer::start();
+    let port = slow_proxy(redis.port(), Duration::from_millis(200)).await;
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let instances = Instances::start(1, None, |c| {
+        c.rate_limit_store = Some(RateLimitStore::new(&url, None).unwrap());
+    })
+    .await;
+    let (_, plain) = instances
+        .create_limited(RateLimit::new(1_000_000, 60).unwrap())
+        .await;
+    let started = Instant::now();
+    let mut waited = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        let request = Instant::now();
+        let code = instances.engines[0]
+            .verify(&plain, &[] as &[&str])
+            .await
+            .unwrap()
+            .code;
+        assert_eq!(code, VerifyCode::Valid);
+        if request.elapsed() >= RateLimitStore::DEFAULT_TIMEOUT - Duration::from_millis(5) {
+            waited += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(waited <= 1, "{waited} requests waited for the store in 3 s");
+}
