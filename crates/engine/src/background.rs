@@ -18,7 +18,86 @@ pub(crate) fn spawn<S: Store>(inner: &Arc<Inner<S>>) -> Vec<JoinHandle<()>> {
     if inner.shared_limits.is_some() {
         tasks.push(tokio::spawn(probe_rate_limit_store(Arc::clone(inner))));
     }
+    if inner.config.cache_warmup > 0 {
+        tasks.push(tokio::spawn(warm_up_cache(Arc::clone(inner))));
+    }
     tasks
+}
+
+/// How far back the warm-up looks for verified keys.
+const WARMUP_HISTORY: i64 = 24 * 60 * 60 * 1_000;
+
+/// Fills the cache at start with the keys most verified over the last day, within
+/// [`EngineConfig::CACHE_WARMUP_DEADLINE`](crate::EngineConfig::CACHE_WARMUP_DEADLINE).
+async fn warm_up_cache<S: Store>(inner: Arc<Inner<S>>) {
+    let started = std::time::Instant::now();
+    let deadline = crate::EngineConfig::CACHE_WARMUP_DEADLINE;
+    let mut stop = inner.stop.subscribe();
+    let outcome = tokio::select! {
+        outcome = tokio::time::timeout(deadline, inner.warm_up()) => outcome,
+        _ = stop.wait_for(|stop| *stop) => Ok(Ok(0)),
+    };
+    inner
+        .warming
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match outcome {
+        Ok(Ok(keys)) => {
+            metrics::gauge!("keyward_cache_warmed_keys").set(keys as f64);
+            tracing::info!(
+                keys,
+                elapsed_ms,
+                "cache warmed up with the most verified keys"
+            );
+        }
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, elapsed_ms, "cache warm-up failed; keys are read from the database as they come");
+        }
+        Err(_) => {
+            tracing::warn!(
+                elapsed_ms,
+                "cache warm-up gave up at its deadline; keys are read from the database as they come"
+            );
+        }
+    }
+}
+
+impl<S: Store> Inner<S> {
+    /// Loads the keys most verified over the last day into the cache. It waits for
+    /// the change feed first (the cache is trusted only while other instances' changes
+    /// are seen), and fills only if nothing was invalidated while it read, so it never
+    /// caches a row a change made stale meanwhile; then it reads again (three times
+    /// at most).
+    async fn warm_up(&self) -> Result<usize, EngineError> {
+        while !self.cache.is_active() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let capacity = u32::try_from(self.config.cache_capacity).unwrap_or(u32::MAX);
+        let limit = self.config.cache_warmup.min(capacity);
+        let mut filled = 0;
+        for _ in 0..3 {
+            // What was filled before an invalidation stays (the invalidation removed
+            // what it named); the next read fills the rest.
+            let epoch = self.cache.epoch();
+            let since = self.now().plus_millis(-WARMUP_HISTORY);
+            let rows = self.store.most_verified_since(since, limit).await?;
+            let mut complete = true;
+            for (hash, record) in rows {
+                if !self
+                    .cache
+                    .fill(hash, Some(self.verified_key(record)), epoch)
+                {
+                    complete = false;
+                    break;
+                }
+                filled += 1;
+            }
+            if complete {
+                break;
+            }
+        }
+        Ok(filled.min(limit as usize))
+    }
 }
 
 /// Reaches the shared rate limit store at start, and again once a second while it is

@@ -154,12 +154,17 @@ impl VerifyCache {
         Lookup::Unknown { epoch }
     }
 
+    /// The epoch now, for a read that does not start from a lookup (the warm-up).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
     /// Caches what a database read found, unless something was invalidated since
-    /// the read began (then the next verification reads again).
-    pub(crate) fn fill(&self, hash: KeyHash, value: Option<Arc<VerifiedKey>>, epoch: u64) {
+    /// the read began (then the next verification reads again); says whether it did.
+    pub(crate) fn fill(&self, hash: KeyHash, value: Option<Arc<VerifiedKey>>, epoch: u64) -> bool {
         let _guard = lock(self.stripe(&hash));
         if self.epoch.load(Ordering::SeqCst) != epoch || !self.trusted() {
-            return;
+            return false;
         }
         let now = self.now();
         match value {
@@ -174,6 +179,7 @@ impl VerifyCache {
                 .missing
                 .insert(hash, now.saturating_add(self.negative_ttl)),
         }
+        true
     }
 
     pub(crate) fn invalidate(&self, hash: &KeyHash) {

@@ -35,6 +35,10 @@ pub struct EngineConfig {
     /// Changes made through this engine invalidate at once; this bounds only what the
     /// engine could not have heard of.
     pub cache_ttl: Duration,
+    /// Keys loaded into the cache at start: the most verified over the last day (from
+    /// the usage history), so a restarted instance does not send its first minutes of
+    /// traffic to the database. 0: none. At most `cache_capacity`.
+    pub cache_warmup: u32,
     /// Hashes known not to exist, kept briefly so a flood of forged keys does not
     /// become a flood of database reads. Separate from the positive cache so the
     /// flood cannot evict real keys.
@@ -85,6 +89,10 @@ pub struct EngineConfig {
 impl EngineConfig {
     pub const DEFAULT_MAX_KEYS_PER_USER: u32 = 100;
     pub const DEFAULT_CACHE_CAPACITY: u64 = 100_000;
+    pub const DEFAULT_CACHE_WARMUP: u32 = 10_000;
+    /// How long the warm-up at start may take before it gives up (what it loaded by
+    /// then is kept; verification goes on meanwhile, from the database).
+    pub const CACHE_WARMUP_DEADLINE: Duration = Duration::from_secs(10);
     pub const DEFAULT_USAGE_RESOLUTION: Duration = Duration::from_secs(60);
     pub const DEFAULT_USAGE_HISTORY_DAYS: u32 = 30;
     pub const DEFAULT_USAGE_HISTORY_CAPACITY: usize = 100_000;
@@ -100,6 +108,7 @@ impl EngineConfig {
             max_keys_per_user: Self::DEFAULT_MAX_KEYS_PER_USER,
             cache_capacity: Self::DEFAULT_CACHE_CAPACITY,
             cache_ttl: Duration::from_secs(60),
+            cache_warmup: Self::DEFAULT_CACHE_WARMUP,
             negative_cache_capacity: 10_000,
             negative_cache_ttl: Duration::from_secs(5),
             usage_flush_interval: Duration::from_secs(1),
@@ -128,6 +137,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("max_keys_per_user", &self.max_keys_per_user)
             .field("cache_capacity", &self.cache_capacity)
             .field("cache_ttl", &self.cache_ttl)
+            .field("cache_warmup", &self.cache_warmup)
             .field("negative_cache_capacity", &self.negative_cache_capacity)
             .field("negative_cache_ttl", &self.negative_cache_ttl)
             .field("usage_flush_interval", &self.usage_flush_interval)

@@ -73,6 +73,7 @@ impl<S: Store> Engine<S> {
         let clients = config.client_limiter_capacity;
         let inner = Arc::new(Inner {
             cache: VerifyCache::new(&config),
+            flights: crate::flights::Flights::new(),
             usage: UsageTracker::new(),
             history: HistoryTracker::new(config.usage_history_capacity),
             metrics: VerifyMetrics::new(),
@@ -81,6 +82,7 @@ impl<S: Store> Engine<S> {
             user_writes: Quota::new(clients, shared.clone()),
             head_failures: Quota::new(clients, shared.clone()),
             shared_limits: shared,
+            warming: std::sync::atomic::AtomicBool::new(config.cache_warmup > 0),
             store,
             config,
             stop: Arc::clone(&stop),
@@ -494,6 +496,12 @@ impl<S: Store> Engine<S> {
 
     /// True while verification results are cached: the store is watching for changes
     /// made elsewhere. While false, every verification reads the database.
+    /// True while the cache's warm-up at start runs (at most
+    /// [`EngineConfig::CACHE_WARMUP_DEADLINE`]): a readiness check may wait for it.
+    pub fn warming_up(&self) -> bool {
+        self.inner.warming.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn cache_active(&self) -> bool {
         self.inner.cache.is_active()
     }

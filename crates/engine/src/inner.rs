@@ -6,17 +6,20 @@ use std::sync::{Arc, Mutex};
 
 use keyward_core::model::{KeyId, UserId};
 use keyward_core::time::Timestamp;
+use keyward_store::VerifyRecord;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cache::VerifyCache;
 use crate::config::EngineConfig;
+use crate::flights::Flights;
 use crate::history::HistoryTracker;
 use crate::limits::ClientAddr;
 use crate::metrics::VerifyMetrics;
 use crate::quota::{LegacyHead, Quota};
 use crate::shared_limits::SharedLimits;
-use crate::usage::UsageTracker;
+use crate::usage::{UsageMark, UsageTracker};
+use crate::verdict::{Loaded, VerifiedKey};
 
 /// Signals the background tasks to stop when the last [`Engine`] handle goes.
 pub(crate) struct Lifetime(pub(crate) Arc<watch::Sender<bool>>);
@@ -32,6 +35,8 @@ pub(crate) struct Inner<S> {
     pub(crate) store: S,
     pub(crate) config: EngineConfig,
     pub(crate) cache: VerifyCache,
+    /// Database reads of verifications in flight, shared by key.
+    pub(crate) flights: Flights<Loaded>,
     pub(crate) usage: UsageTracker,
     /// Verifications per key and hour not written yet.
     pub(crate) history: HistoryTracker,
@@ -46,6 +51,8 @@ pub(crate) struct Inner<S> {
     pub(crate) head_failures: Quota<LegacyHead>,
     /// The store that holds the limits across instances, when one is configured.
     pub(crate) shared_limits: Option<Arc<SharedLimits>>,
+    /// True from the start until the cache's warm-up has ended (or given up).
+    pub(crate) warming: std::sync::atomic::AtomicBool,
     pub(crate) stop: Arc<watch::Sender<bool>>,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Held for the whole of a shutdown, so a second caller waits for the first.
@@ -55,5 +62,22 @@ pub(crate) struct Inner<S> {
 impl<S> Inner<S> {
     pub(crate) fn now(&self) -> Timestamp {
         (self.config.clock)()
+    }
+
+    /// A stored key as the verifier and the cache hold it.
+    pub(crate) fn verified_key(&self, record: VerifyRecord) -> Arc<VerifiedKey> {
+        let catalogue = &self.config.catalogue;
+        Arc::new(VerifiedKey {
+            permission_set: catalogue.set_of_known(&record.permissions),
+            id: record.id,
+            user_id: record.user_id,
+            status: record.status,
+            permissions: record.permissions,
+            expires_at: record.expires_at,
+            rate_limit: record.rate_limit,
+            metadata: record.metadata,
+            has_credits: record.remaining.is_some(),
+            usage: UsageMark::new(record.last_used_at),
+        })
     }
 }

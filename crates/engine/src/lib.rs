@@ -21,6 +21,7 @@ mod cache;
 mod config;
 mod engine;
 mod error;
+mod flights;
 mod history;
 mod inner;
 pub mod limits;

@@ -116,3 +116,30 @@ impl Verification {
         }
     }
 }
+
+/// A database read: what was found, and whether it may be cached.
+#[derive(Clone)]
+pub(crate) struct Loaded {
+    pub(crate) key: Option<Arc<VerifiedKey>>,
+    pub(crate) cacheable: bool,
+    /// A legacy key whose head failed too often: refused before any scrypt work.
+    pub(crate) refused: Option<Wait>,
+}
+
+impl Loaded {
+    pub(crate) fn found(key: Option<Arc<VerifiedKey>>, cacheable: bool) -> Self {
+        Self {
+            key,
+            cacheable,
+            refused: None,
+        }
+    }
+
+    pub(crate) fn refused(wait: Wait) -> Self {
+        Self {
+            key: None,
+            cacheable: false,
+            refused: Some(wait),
+        }
+    }
+}

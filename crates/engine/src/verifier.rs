@@ -1,49 +1,21 @@
 //! Verification: parse, hash, look up (cache, then database), decide.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use keyward_core::hash::KeyHash;
 use keyward_core::key::ParsedKey;
 use keyward_core::legacy::{self, LegacyHash};
 use keyward_core::permissions::PermissionSet;
-use keyward_core::rate::Wait;
 use keyward_core::verify::{VerifyCode, decide};
-use keyward_store::{Consumed, Store, VerifyRecord};
+use keyward_store::{Consumed, Store};
 
 use crate::cache::Lookup;
 use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::flights::Joined;
 use crate::limits::ClientAddr;
 use crate::quota::LegacyHead;
-use crate::usage::UsageMark;
-use crate::verdict::{Verification, VerifiedKey, VerifyOptions};
-
-/// A database read: what was found, and whether it may be cached.
-struct Loaded {
-    key: Option<Arc<VerifiedKey>>,
-    cacheable: bool,
-    /// A legacy key whose head failed too often: refused before any scrypt work.
-    refused: Option<Wait>,
-}
-
-impl Loaded {
-    fn found(key: Option<Arc<VerifiedKey>>, cacheable: bool) -> Self {
-        Self {
-            key,
-            cacheable,
-            refused: None,
-        }
-    }
-
-    fn refused(wait: Wait) -> Self {
-        Self {
-            key: None,
-            cacheable: false,
-            refused: Some(wait),
-        }
-    }
-}
+use crate::verdict::{Loaded, Verification, VerifyOptions};
 
 impl<S: Store> Engine<S> {
     /// Parses permission names for [`Engine::verify_with`]; unknown names are an error.
@@ -159,7 +131,7 @@ impl<S: Store> Engine<S> {
                 // Boxed: the database read's future is large, and inline it would
                 // make every verification's future large, which costs copies on
                 // the hot path where it is never used.
-                let loaded = Box::pin(self.load(parsed, hash)).await?;
+                let loaded = Box::pin(self.load_shared(parsed, hash, epoch)).await?;
                 if let Some(wait) = loaded.refused {
                     return Ok(Verification::refused(wait));
                 }
@@ -208,6 +180,23 @@ impl<S: Store> Engine<S> {
         })
     }
 
+    /// [`Engine::load`], shared with the verifications of the same key that missed the
+    /// cache in the same epoch while it runs (`flights`). A read that fails is not
+    /// shared: the next waiter tries its own.
+    async fn load_shared(
+        &self,
+        parsed: ParsedKey<'_>,
+        hash: KeyHash,
+        epoch: u64,
+    ) -> Result<Loaded, EngineError> {
+        let joined = Joined::new(&self.inner.flights, hash, epoch);
+        let loaded = joined
+            .flight
+            .get_or_try_init(|| self.load(parsed, hash))
+            .await?;
+        Ok(loaded.clone())
+    }
+
     /// Reads a key by its hash under the current pepper, then under each retired
     /// pepper. A key found under a retired pepper is re-hashed, so its next
     /// verification takes the single lookup; if that fails it is not cached, because
@@ -216,7 +205,7 @@ impl<S: Store> Engine<S> {
         let store = &self.inner.store;
         let peppers = &self.inner.config.peppers;
         if let Some(found) = store.find_by_hash(&hash).await? {
-            return Ok(Loaded::found(Some(self.verified_key(found)), true));
+            return Ok(Loaded::found(Some(self.inner.verified_key(found)), true));
         }
         for pepper in peppers.retired() {
             let Some(found) = store.find_by_hash(&pepper.hash(parsed)).await? else {
@@ -233,7 +222,10 @@ impl<S: Store> Engine<S> {
                     false
                 }
             };
-            return Ok(Loaded::found(Some(self.verified_key(found)), cacheable));
+            return Ok(Loaded::found(
+                Some(self.inner.verified_key(found)),
+                cacheable,
+            ));
         }
         if parsed.is_legacy() {
             return self.load_legacy(parsed, hash).await;
@@ -308,22 +300,9 @@ impl<S: Store> Engine<S> {
                 false
             }
         };
-        Ok(Loaded::found(Some(self.verified_key(record)), cacheable))
-    }
-
-    fn verified_key(&self, record: VerifyRecord) -> Arc<VerifiedKey> {
-        let catalogue = &self.inner.config.catalogue;
-        Arc::new(VerifiedKey {
-            permission_set: catalogue.set_of_known(&record.permissions),
-            id: record.id,
-            user_id: record.user_id,
-            status: record.status,
-            permissions: record.permissions,
-            expires_at: record.expires_at,
-            rate_limit: record.rate_limit,
-            metadata: record.metadata,
-            has_credits: record.remaining.is_some(),
-            usage: UsageMark::new(record.last_used_at),
-        })
+        Ok(Loaded::found(
+            Some(self.inner.verified_key(record)),
+            cacheable,
+        ))
     }
 }

@@ -2,7 +2,7 @@
 //! usage write-behind and pepper rotation.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use keyward_core::audit::{Actor, EventQuery, KeyEvent};
@@ -32,6 +32,8 @@ type Feed = Arc<
 struct Counting {
     inner: AnyStore,
     lookups: Arc<AtomicUsize>,
+    /// Milliseconds each hash lookup's answer is held back after the database read.
+    slow: Arc<AtomicU64>,
     feed: Option<Feed>,
     down: Arc<AtomicBool>,
 }
@@ -104,7 +106,26 @@ impl Store for Counting {
     async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<VerifyRecord>, StoreError> {
         self.lookups.fetch_add(1, Ordering::SeqCst);
         self.reachable()?;
-        self.inner.find_by_hash(hash).await
+        // Slow after the read: what it found is what the database held when it began.
+        let found = self.inner.find_by_hash(hash).await;
+        let slow = self.slow.load(Ordering::SeqCst);
+        if slow > 0 {
+            tokio::time::sleep(Duration::from_millis(slow)).await;
+        }
+        found
+    }
+    async fn most_verified_since(
+        &self,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(KeyHash, VerifyRecord)>, StoreError> {
+        self.reachable()?;
+        let found = self.inner.most_verified_since(since, limit).await;
+        let slow = self.slow.load(Ordering::SeqCst);
+        if slow > 0 {
+            tokio::time::sleep(Duration::from_millis(slow)).await;
+        }
+        found
     }
     async fn apply(
         &self,
@@ -199,6 +220,7 @@ impl Store for Counting {
 struct Harness {
     engine: Engine<Counting>,
     lookups: Arc<AtomicUsize>,
+    slow: Arc<AtomicU64>,
     down: Arc<AtomicBool>,
     clock: Arc<AtomicI64>,
     url: DatabaseUrl,
@@ -257,21 +279,26 @@ impl Harness {
         let store = keyward_store::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
         let lookups = Arc::new(AtomicUsize::new(0));
+        let slow = Arc::new(AtomicU64::new(0));
         let down = Arc::new(AtomicBool::new(false));
         let clock = Arc::new(AtomicI64::new(T0));
         let mut config = EngineConfig::new(peppers);
         let c = Arc::clone(&clock);
         config.clock = Arc::new(move || Timestamp::from_millis(c.load(Ordering::SeqCst)).unwrap());
+        // Counted lookups are these tests' measure: no warm-up unless a test asks.
+        config.cache_warmup = 0;
         configure(&mut config);
         let counting = Counting {
             inner: store,
             lookups: Arc::clone(&lookups),
+            slow: Arc::clone(&slow),
             feed,
             down: Arc::clone(&down),
         };
         Self {
             engine: Engine::start(counting, config),
             lookups,
+            slow,
             down,
             clock,
             url,
@@ -355,6 +382,54 @@ async fn a_cached_key_is_verified_without_a_database_read() {
         assert_eq!(h.code(&plain, &[]).await, VerifyCode::Valid);
     }
     assert_eq!(h.lookups(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_misses_for_one_key_make_one_database_read() {
+    let h = Harness::new().await;
+    let (_, plain) = h.create("alice", &[]).await;
+    let forged = keyward_core::key::KeyFormat::default().generate();
+    let forged = forged.expose().to_owned();
+    h.slow.store(100, Ordering::SeqCst);
+    let before = h.lookups();
+    let verifications: Vec<_> = (0..50)
+        .map(|i| {
+            let engine = h.engine.clone();
+            let key = if i % 2 == 0 {
+                plain.clone()
+            } else {
+                forged.clone()
+            };
+            tokio::spawn(async move { engine.verify(&key, &[] as &[&str]).await.unwrap().code })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for verification in verifications {
+        codes.push(verification.await.unwrap());
+    }
+    let valid = codes.iter().filter(|c| **c == VerifyCode::Valid).count();
+    let missing = codes.iter().filter(|c| **c == VerifyCode::NotFound).count();
+    assert_eq!((valid, missing), (25, 25));
+    assert_eq!(h.lookups() - before, 2, "one read per key");
+}
+
+#[tokio::test]
+async fn a_miss_after_a_change_does_not_share_a_read_begun_before_it() {
+    let h = Harness::new().await;
+    let alice = UserId::parse("alice").unwrap();
+    let (key, plain) = h.create("alice", &[]).await;
+    h.slow.store(200, Ordering::SeqCst);
+    let engine = h.engine.clone();
+    let key_text = plain.clone();
+    let before_the_change =
+        tokio::spawn(async move { engine.verify(&key_text, &[] as &[&str]).await.unwrap().code });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    h.engine.revoke(Scope::User(&alice), key.id).await.unwrap();
+    // Looked up after the revocation: its own read, not the one in flight.
+    assert_eq!(h.code(&plain, &[]).await, VerifyCode::Revoked);
+    assert_eq!(before_the_change.await.unwrap(), VerifyCode::Valid);
+    h.slow.store(0, Ordering::SeqCst);
+    assert_eq!(h.code(&plain, &[]).await, VerifyCode::Revoked);
 }
 
 #[tokio::test]
@@ -937,4 +1012,99 @@ async fn hours_past_the_retention_are_pruned_by_the_flush() {
         .await
         .unwrap();
     assert!(stored.is_empty(), "{stored:?}");
+}
+
+/// Waits (up to 15 s) until `harness`'s engine has finished its warm-up.
+async fn until_warmed_up(harness: &Harness) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while harness.engine.warming_up() {
+        assert!(tokio::time::Instant::now() < deadline, "never warmed up");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_engine_serves_the_keys_verified_before_from_its_warmed_cache() {
+    let before = Harness::new().await;
+    let mut keys = Vec::new();
+    for owner in ["alice", "bob", "carol"] {
+        let (_, plain) = before.create(owner, &[]).await;
+        assert_eq!(before.code(&plain, &[]).await, VerifyCode::Valid);
+        keys.push(plain);
+    }
+    let (_, never_verified) = before.create("dave", &[]).await;
+    before.engine.flush_usage().await.unwrap(); // the usage history the warm-up reads
+    before.engine.shutdown().await;
+
+    let after = Harness::build(
+        before.url.clone(),
+        tempfile::tempdir().unwrap(),
+        Peppers::parse(PEPPER).unwrap(),
+        None,
+        |c| c.cache_warmup = EngineConfig::DEFAULT_CACHE_WARMUP,
+    )
+    .await;
+    assert!(after.engine.warming_up(), "readiness can wait for it");
+    until_warmed_up(&after).await;
+    let lookups = after.lookups();
+    for plain in &keys {
+        assert_eq!(after.code(plain, &[]).await, VerifyCode::Valid);
+    }
+    assert_eq!(after.lookups(), lookups, "all three from the warmed cache");
+    assert_eq!(after.code(&never_verified, &[]).await, VerifyCode::Valid);
+    assert_eq!(after.lookups(), lookups + 1, "a key never verified is read");
+
+    let off = Harness::build(
+        before.url.clone(),
+        tempfile::tempdir().unwrap(),
+        Peppers::parse(PEPPER).unwrap(),
+        None,
+        |_| {},
+    )
+    .await;
+    assert!(!off.engine.warming_up());
+    off.wait_for_cache().await;
+    assert_eq!(off.code(&keys[0], &[]).await, VerifyCode::Valid);
+    assert_eq!(off.lookups(), 1, "no warm-up: read on first use");
+}
+
+#[tokio::test]
+async fn a_change_made_while_the_cache_warms_up_is_not_undone_by_the_warm_up() {
+    let before = Harness::new().await;
+    let (key, plain) = before.create("alice", &[]).await;
+    assert_eq!(before.code(&plain, &[]).await, VerifyCode::Valid);
+    before.engine.flush_usage().await.unwrap();
+    before.engine.shutdown().await;
+
+    // The warm-up's read answers 300 ms after it has read: the key is revoked in
+    // between, so the row it holds is stale by the time it would fill the cache.
+    let store = keyward_store::connect(&before.url).await.unwrap();
+    let slow = Arc::new(AtomicU64::new(300));
+    let counting = Counting {
+        inner: store,
+        lookups: Arc::new(AtomicUsize::new(0)),
+        slow: Arc::clone(&slow),
+        feed: None,
+        down: Arc::new(AtomicBool::new(false)),
+    };
+    let mut config = EngineConfig::new(Peppers::parse(PEPPER).unwrap());
+    config.cache_warmup = EngineConfig::DEFAULT_CACHE_WARMUP;
+    let engine = Engine::start(counting, config);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !engine.cache_active() {
+        assert!(tokio::time::Instant::now() < deadline, "no cache");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(engine.warming_up(), "still reading");
+    let alice = UserId::parse("alice").unwrap();
+    engine.revoke(Scope::User(&alice), key.id).await.unwrap();
+    slow.store(0, Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while engine.warming_up() {
+        assert!(tokio::time::Instant::now() < deadline, "never warmed up");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let code = engine.verify(&plain, &[] as &[&str]).await.unwrap().code;
+    assert_eq!(code, VerifyCode::Revoked);
 }

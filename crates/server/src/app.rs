@@ -27,7 +27,10 @@ pub async fn start_engine(settings: &Settings) -> anyhow::Result<Engine<AnyStore
 /// not upgrade a production schema as a side effect.
 pub async fn open_engine(settings: &Settings) -> anyhow::Result<Engine<AnyStore>> {
     let store = keyward_store::connect_with(&settings.database_url, &settings.connect).await?;
-    Ok(Engine::start(store, settings.engine.clone()))
+    // A command lives for one operation: nothing to warm a cache for.
+    let mut config = settings.engine.clone();
+    config.cache_warmup = 0;
+    Ok(Engine::start(store, config))
 }
 
 impl App {

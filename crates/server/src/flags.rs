@@ -200,6 +200,18 @@ pub struct Flags {
     )]
     pub cache_capacity: u64,
 
+    /// Keys loaded into the cache when `serve` starts: the most verified over the last
+    /// day (usage history), so a restart does not send its first minutes of traffic to
+    /// the database; /readyz waits for it (10 s at most). 0: none.
+    #[arg(
+        long,
+        env = "KEYWARD_CACHE_WARMUP",
+        default_value_t = keyward_engine::EngineConfig::DEFAULT_CACHE_WARMUP,
+        value_parser = clap::value_parser!(u32).range(0..=10_000_000),
+        global = true
+    )]
+    pub cache_warmup: u32,
+
     /// Seconds: a key's use updates `last_used_at` only if the recorded one is at
     /// least this old (0 records every use, written at most once a second).
     #[arg(

@@ -261,6 +261,7 @@ impl Flags {
         engine.catalogue = catalogue;
         engine.max_keys_per_user = self.max_keys_per_user;
         engine.cache_capacity = self.cache_capacity;
+        engine.cache_warmup = self.cache_warmup;
         engine.usage_resolution = std::time::Duration::from_secs(self.usage_resolution);
         engine.usage_history_days = self.usage_history_days;
         // 0 turns a limit off; any other value is within the quota's bounds.

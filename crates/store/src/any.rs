@@ -100,6 +100,13 @@ impl Store for AnyStore {
     async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<VerifyRecord>, StoreError> {
         delegate!(self, s => s.find_by_hash(hash).await)
     }
+    async fn most_verified_since(
+        &self,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(KeyHash, VerifyRecord)>, StoreError> {
+        delegate!(self, s => s.most_verified_since(since, limit).await)
+    }
     async fn apply(
         &self,
         scope: Scope<'_>,

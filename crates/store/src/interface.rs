@@ -94,6 +94,14 @@ pub trait Store: Clone + Send + Sync + 'static {
         hash: &KeyHash,
     ) -> impl Future<Output = Result<Option<VerifyRecord>, StoreError>> + Send;
 
+    /// Up to `limit` keys most verified (VALID) in the usage history's hours from
+    /// `since` on, most verified first, with their hashes: what a cache warms up with.
+    fn most_verified_since(
+        &self,
+        since: Timestamp,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<(KeyHash, VerifyRecord)>, StoreError>> + Send;
+
     /// Applies a lifecycle change to a key in `scope`, deciding it on the stored row,
     /// and records it as made by `actor` (nothing is recorded when nothing changed).
     fn apply(

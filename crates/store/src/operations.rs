@@ -411,6 +411,19 @@ impl<D: Dialect> Store for D {
         rows.first().map(verify_record).transpose()
     }
 
+    async fn most_verified_since(
+        &self,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(KeyHash, VerifyRecord)>, StoreError> {
+        let hour = keyward_core::usage::hour_of(since);
+        let statement = Statement::new(sql::MOST_VERIFIED_SINCE, params![hour, i64::from(limit)]);
+        let rows = read(self, statement).await?;
+        rows.iter()
+            .map(|row| Ok((row.hash("key_hash")?, verify_record(row)?)))
+            .collect()
+    }
+
     async fn apply(
         &self,
         scope: Scope<'_>,

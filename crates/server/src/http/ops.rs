@@ -25,13 +25,13 @@ pub async fn healthz() -> Json<StatusResponse> {
     Json(StatusResponse { status: "ok" })
 }
 
-/// Readiness: the database answers, and the JWT signing keys (`KEYWARD_JWT_JWKS_URL`)
-/// have been loaded once.
+/// Readiness: the database answers, the JWT signing keys (`KEYWARD_JWT_JWKS_URL`)
+/// have been loaded once, and the cache's warm-up at start has ended (10 s at most).
 #[utoipa::path(get, path = "/readyz", tag = TAG, operation_id = "readyz",
     responses(
         (status = 200, description = "Ready", body = StatusResponse),
-        (status = 503, description = "The database is unreachable, or the JWT signing keys \
-            were never loaded", body = ErrorBody),
+        (status = 503, description = "The database is unreachable, the JWT signing keys \
+            were never loaded, or the cache is still warming up", body = ErrorBody),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<StatusResponse>, ApiError> {
     if let Err(err) = state.engine.ping().await {
@@ -45,6 +45,11 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<StatusResponse
             ))
             .hint("Check that the URL answers from this host; keyward retries by itself.")
     })?;
+    if state.engine.warming_up() {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable")
+            .detail("the cache is warming up with the most verified keys (10 s at most)")
+            .hint("Wait; keyward is ready when the warm-up ends (KEYWARD_CACHE_WARMUP=0 turns it off)."));
+    }
     Ok(Json(StatusResponse { status: "ready" }))
 }
 

@@ -178,3 +178,41 @@ async fn batches_larger_than_one_statement_are_all_written() {
         .unwrap();
     assert_eq!(all, [hourly(3, 1_200, 2_400)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_most_verified_keys_since_an_hour_come_first_with_their_hashes() {
+    let f = fixture().await;
+    let a = insert(&f.store, "alice", "a", 0).await;
+    let b = insert(&f.store, "bob", "b", 0).await;
+    let c = insert(&f.store, "carol", "c", 0).await;
+    let d = insert(&f.store, "dave", "d", 0).await;
+    f.store
+        .record_usage_history(&[
+            // a: 5 in the window; b: 9 in the window, spread over two hours;
+            // c: only before the window; d: only refused in the window.
+            counts(&a, 20, 5, 0),
+            counts(&b, 20, 4, 0),
+            counts(&b, 21, 5, 0),
+            counts(&c, 5, 100, 0),
+            counts(&d, 21, 0, 7),
+        ])
+        .await
+        .unwrap();
+    let found = f.store.most_verified_since(hour(20), 10).await.unwrap();
+    let ids: Vec<_> = found.iter().map(|(_, record)| record.id).collect();
+    assert_eq!(ids, [b.key.id, a.key.id]);
+    for (hash, record) in &found {
+        let by_hash = f.store.find_by_hash(hash).await.unwrap().unwrap();
+        assert_eq!(by_hash.id, record.id, "the hash is the key's own");
+    }
+    let top = f.store.most_verified_since(hour(20), 1).await.unwrap();
+    assert_eq!(top.len(), 1);
+    assert_eq!(top[0].1.id, b.key.id);
+    assert!(
+        f.store
+            .most_verified_since(hour(22), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
