@@ -8,7 +8,8 @@
 #   bench/warmup-http.sh POSTGRES_URL [keys] [runs]
 #
 # POSTGRES_URL names an empty database the script may fill (e.g. one made with
-# createdb). Needs a release build (cargo build --release -p keyward -p keyward-bench),
+# createdb). Needs a release build of both (cargo build --release -p keyward, and
+# cargo build --release -p keyward-bench --bin seed),
 # wrk, taskset and curl; listens on 127.0.0.1:18191-18192; leaves nothing behind.
 set -euo pipefail
 URL=$1; KEYS=${2:-100000}; RUNS=${3:-3}
@@ -16,7 +17,12 @@ ROOT=$(realpath "$(dirname "$0")/..")
 BIN=$ROOT/target/release/keyward; SEED=$ROOT/target/release/seed
 LUA=$ROOT/bench/wrk/verify-many.lua
 D=$(mktemp -d)
-stop() { [ -f "$D/$1.pid" ] && kill -TERM "$(cat "$D/$1.pid")" 2>/dev/null; wait "$(cat "$D/$1.pid")" 2>/dev/null || true; rm -f "$D/$1.pid"; }
+stop() {
+    [ -f "$D/$1.pid" ] || return 0
+    kill -TERM "$(cat "$D/$1.pid")" 2>/dev/null || true
+    wait "$(cat "$D/$1.pid")" 2>/dev/null || true
+    rm -f "$D/$1.pid"
+}
 trap 'stop a; stop b; rm -rf "$D"' EXIT
 KEYWARD_PEPPER=$(head -c 32 /dev/urandom | base64)
 KEYWARD_JWT_SECRET=$(head -c 32 /dev/urandom | base64)
