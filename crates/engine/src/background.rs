@@ -30,6 +30,14 @@ const WARMUP_HISTORY: i64 = 24 * 60 * 60 * 1_000;
 /// Fills the cache at start with the keys most verified over the last day, within
 /// [`EngineConfig::CACHE_WARMUP_DEADLINE`](crate::EngineConfig::CACHE_WARMUP_DEADLINE).
 async fn warm_up_cache<S: Store>(inner: Arc<Inner<S>>) {
+    /// Readiness waits for `warming` to clear: cleared however the task ends.
+    struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Done<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let _done = Done(&inner.warming);
     let started = std::time::Instant::now();
     let deadline = crate::EngineConfig::CACHE_WARMUP_DEADLINE;
     let mut stop = inner.stop.subscribe();
@@ -37,9 +45,6 @@ async fn warm_up_cache<S: Store>(inner: Arc<Inner<S>>) {
         outcome = tokio::time::timeout(deadline, inner.warm_up()) => outcome,
         _ = stop.wait_for(|stop| *stop) => Ok(Ok(0)),
     };
-    inner
-        .warming
-        .store(false, std::sync::atomic::Ordering::SeqCst);
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     match outcome {
         Ok(Ok(keys)) => {
@@ -69,19 +74,24 @@ impl<S: Store> Inner<S> {
     /// caches a row a change made stale meanwhile; then it reads again (three times
     /// at most).
     async fn warm_up(&self) -> Result<usize, EngineError> {
-        while !self.cache.is_active() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
         let capacity = u32::try_from(self.config.cache_capacity).unwrap_or(u32::MAX);
         let limit = self.config.cache_warmup.min(capacity);
         let mut filled = 0;
-        for _ in 0..3 {
+        for attempt in 0..3 {
+            if attempt > 0 {
+                // Changes are arriving: let them pass before reading again.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            while !self.cache.is_active() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             // What was filled before an invalidation stays (the invalidation removed
             // what it named); the next read fills the rest.
             let epoch = self.cache.epoch();
             let since = self.now().plus_millis(-WARMUP_HISTORY);
             let rows = self.store.most_verified_since(since, limit).await?;
             let mut complete = true;
+            filled = 0;
             for (hash, record) in rows {
                 if !self
                     .cache
@@ -96,7 +106,7 @@ impl<S: Store> Inner<S> {
                 break;
             }
         }
-        Ok(filled.min(limit as usize))
+        Ok(filled)
     }
 }
 

@@ -494,14 +494,14 @@ impl<S: Store> Engine<S> {
         Ok(self.inner.store.pepper_usage().await?)
     }
 
-    /// True while verification results are cached: the store is watching for changes
-    /// made elsewhere. While false, every verification reads the database.
     /// True while the cache's warm-up at start runs (at most
     /// [`EngineConfig::CACHE_WARMUP_DEADLINE`]): a readiness check may wait for it.
     pub fn warming_up(&self) -> bool {
         self.inner.warming.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// True while verification results are cached: the store is watching for changes
+    /// made elsewhere. While false, every verification reads the database.
     pub fn cache_active(&self) -> bool {
         self.inner.cache.is_active()
     }

@@ -182,19 +182,19 @@ impl<S: Store> Engine<S> {
 
     /// [`Engine::load`], shared with the verifications of the same key that missed the
     /// cache in the same epoch while it runs (`flights`). A read that fails is not
-    /// shared: the next waiter tries its own.
+    /// shared: each waiter then reads on its own. Not shared either while the cache is
+    /// not trusted (the change feed is down): then every verification reads.
     async fn load_shared(
         &self,
         parsed: ParsedKey<'_>,
         hash: KeyHash,
         epoch: u64,
     ) -> Result<Loaded, EngineError> {
+        if !self.inner.cache.is_active() {
+            return self.load(parsed, hash).await;
+        }
         let joined = Joined::new(&self.inner.flights, hash, epoch);
-        let loaded = joined
-            .flight
-            .get_or_try_init(|| self.load(parsed, hash))
-            .await?;
-        Ok(loaded.clone())
+        joined.read(self.load(parsed, hash)).await
     }
 
     /// Reads a key by its hash under the current pepper, then under each retired

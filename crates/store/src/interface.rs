@@ -94,8 +94,9 @@ pub trait Store: Clone + Send + Sync + 'static {
         hash: &KeyHash,
     ) -> impl Future<Output = Result<Option<VerifyRecord>, StoreError>> + Send;
 
-    /// Up to `limit` keys most verified (VALID) in the usage history's hours from
-    /// `since` on, most verified first, with their hashes: what a cache warms up with.
+    /// Up to `limit` active keys most verified (VALID) in the usage history's hours
+    /// from `since` on, most verified first, with their hashes: what a cache warms up
+    /// with.
     fn most_verified_since(
         &self,
         since: Timestamp,

@@ -117,14 +117,14 @@ pub(crate) const FIND_BY_HASH: &str = concat!(
     verify_columns!(),
     " FROM api_keys k WHERE k.key_hash = $1"
 );
-/// The keys most verified since an hour (usage history), with their hashes, for the
-/// cache's warm-up: the top of the hours' index, then one lookup per key.
+/// The active keys most verified since an hour (usage history), with their hashes, for
+/// the cache's warm-up: the hours' index, then one lookup per key.
 pub(crate) const MOST_VERIFIED_SINCE: &str = concat!(
     "SELECT ",
     verify_columns!(),
     ", k.key_hash FROM (SELECT key_id, SUM(valid) AS uses FROM key_usage_hourly \
      WHERE hour >= $1 AND valid > 0 GROUP BY key_id ORDER BY uses DESC LIMIT $2) h \
-     JOIN api_keys k ON k.id = h.key_id ORDER BY h.uses DESC"
+     JOIN api_keys k ON k.id = h.key_id WHERE k.status = 'ACTIVE' ORDER BY h.uses DESC"
 );
 /// Imported keys that may match: the SHA-256 one, and the scrypt ones by head.
 pub(crate) const LEGACY_CANDIDATES: &str = concat!(
