@@ -9,36 +9,21 @@
 set -euo pipefail
 BIN=$(realpath "$1"); RUNS=${2:-5}; SECS=${3:-8}
 LUA=$(realpath "$(dirname "$0")/wrk/verify-many.lua")
+. "$(dirname "$0")/lib.sh"
 D=$(mktemp -d)
 trap 'kill -TERM "$(cat "$D/pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$D"' EXIT
 cd "$D"
-KEYWARD_PEPPER=$(head -c 32 /dev/urandom | base64)
-KEYWARD_JWT_SECRET=$(head -c 32 /dev/urandom | base64)
-KEYWARD_ADMIN_TOKEN=bench-admin-token-0123456789abcdef0123
-export KEYWARD_PEPPER KEYWARD_JWT_SECRET KEYWARD_ADMIN_TOKEN
+bench_secrets
 export KEYWARD_DATABASE_URL=sqlite://$D/k.db KEYWARD_LOG=warn
 "$BIN" migrate >/dev/null
 for i in $(seq 1 100); do
     "$BIN" keys create --user "u$((i % 10))" --name "k$i" -p READ_GRAPH --json
 done >created.json
-python3 - created.json >keys.txt <<'PY'
-import json, sys
-text, decoder, i = open(sys.argv[1]).read(), json.JSONDecoder(), 0
-while True:
-    while i < len(text) and text[i].isspace():
-        i += 1
-    if i >= len(text):
-        break
-    created, i = decoder.raw_decode(text, i)
-    print(created["plain_text_key"])
-PY
+plain_keys created.json >keys.txt
 serve() {
     KEYWARD_USAGE_HISTORY_DAYS=$1 taskset -c 0 "$BIN" serve --bind 127.0.0.1:18181 2>/dev/null &
     echo $! >pid
-    for _ in $(seq 50); do
-        curl -sf http://127.0.0.1:18181/readyz >/dev/null && return
-        sleep 0.2
-    done
+    wait_ready 18181
 }
 load() {
     KEYS_FILE=$D/keys.txt KEYS_FIRST=0 KEYS_COUNT=100 WRK_THREADS=1 ADMIN_TOKEN=$KEYWARD_ADMIN_TOKEN \

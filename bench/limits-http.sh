@@ -13,6 +13,7 @@
 set -euo pipefail
 BIN=$(realpath "$1"); RUNS=${2:-3}; SECS=${3:-8}
 LUA=$(realpath "$(dirname "$0")/wrk/verify-many.lua")
+. "$(dirname "$0")/lib.sh"
 D=$(mktemp -d)
 stop_all() {
     kill -TERM "$(cat "$D/pid" 2>/dev/null)" 2>/dev/null || true
@@ -22,10 +23,7 @@ stop_all() {
 }
 trap stop_all EXIT
 cd "$D"
-KEYWARD_PEPPER=$(head -c 32 /dev/urandom | base64)
-KEYWARD_JWT_SECRET=$(head -c 32 /dev/urandom | base64)
-KEYWARD_ADMIN_TOKEN=bench-admin-token-0123456789abcdef0123
-export KEYWARD_PEPPER KEYWARD_JWT_SECRET KEYWARD_ADMIN_TOKEN
+bench_secrets
 export KEYWARD_DATABASE_URL=sqlite://$D/k.db KEYWARD_LOG=warn
 "$BIN" migrate >/dev/null
 for i in $(seq 1 100); do
@@ -34,31 +32,15 @@ done >limited.json
 for i in $(seq 1 100); do
     "$BIN" keys create --user "u$((i % 10))" --name "free$i" -p READ_GRAPH --json
 done >free.json
-plain() {
-    python3 - "$1" <<'PY'
-import json, sys
-text, decoder, i = open(sys.argv[1]).read(), json.JSONDecoder(), 0
-while True:
-    while i < len(text) and text[i].isspace():
-        i += 1
-    if i >= len(text):
-        break
-    created, i = decoder.raw_decode(text, i)
-    print(created["plain_text_key"])
-PY
-}
-plain limited.json >limited.txt
-plain free.json >free.txt
+plain_keys limited.json >limited.txt
+plain_keys free.json >free.txt
 taskset -c 1 redis-server --port 18379 --bind 127.0.0.1 --save '' --appendonly no \
     --dir "$D" >/dev/null 2>&1 &
 echo $! >redis.pid
 serve() {
     KEYWARD_RATE_LIMIT_STORE=$1 taskset -c 0 "$BIN" serve --bind 127.0.0.1:18181 2>/dev/null &
     echo $! >pid
-    for _ in $(seq 50); do
-        curl -sf http://127.0.0.1:18181/readyz >/dev/null && return
-        sleep 0.2
-    done
+    wait_ready 18181
 }
 # load SECONDS KEYS_FILE CONNECTIONS: req/s, p99 and the mean latency.
 load() {

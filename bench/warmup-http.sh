@@ -16,6 +16,7 @@ URL=$1; KEYS=${2:-100000}; RUNS=${3:-3}
 ROOT=$(realpath "$(dirname "$0")/..")
 BIN=$ROOT/target/release/keyward; SEED=$ROOT/target/release/seed
 LUA=$ROOT/bench/wrk/verify-many.lua
+. "$ROOT/bench/lib.sh"
 D=$(mktemp -d)
 stop() {
     [ -f "$D/$1.pid" ] || return 0
@@ -24,19 +25,13 @@ stop() {
     rm -f "$D/$1.pid"
 }
 trap 'stop a; stop b; rm -rf "$D"' EXIT
-KEYWARD_PEPPER=$(head -c 32 /dev/urandom | base64)
-KEYWARD_JWT_SECRET=$(head -c 32 /dev/urandom | base64)
-KEYWARD_ADMIN_TOKEN=bench-admin-token-0123456789abcdef0123
-export KEYWARD_PEPPER KEYWARD_JWT_SECRET KEYWARD_ADMIN_TOKEN KEYWARD_DATABASE_URL=$URL KEYWARD_LOG=warn
+bench_secrets
+export KEYWARD_DATABASE_URL=$URL KEYWARD_LOG=warn
 "$SEED" --database-url "$URL" --keys "$KEYS" --keys-out "$D/keys.txt" >/dev/null
 serve() { # name port cpu warmup
     KEYWARD_CACHE_WARMUP=$4 taskset -c "$3" "$BIN" serve --bind "127.0.0.1:$2" 2>>"$D/$1.log" &
     echo $! >"$D/$1.pid"
-    for _ in $(seq 300); do
-        curl -sf "http://127.0.0.1:$2/readyz" >/dev/null && return
-        sleep 0.05
-    done
-    echo "$1 never ready" >&2; exit 1
+    wait_ready "$2"
 }
 load() { # seconds
     KEYS_FILE=$D/keys.txt KEYS_FIRST=0 KEYS_COUNT=10000 WRK_THREADS=1 ADMIN_TOKEN=$KEYWARD_ADMIN_TOKEN \

@@ -81,10 +81,15 @@ impl Instances {
     }
 
     async fn create_limited(&self, limit: RateLimit) -> (KeyId, String) {
+        self.create(Some(limit)).await
+    }
+
+    /// A key with this rate limit (or none), created through the first engine.
+    async fn create(&self, rate_limit: Option<RateLimit>) -> (KeyId, String) {
         let owner = UserId::parse("platform").unwrap();
         let request = NewKeyRequest {
             name: "limited".into(),
-            rate_limit: Some(limit),
+            rate_limit,
             ..Default::default()
         };
         let created = self.engines[0]
@@ -92,6 +97,13 @@ impl Instances {
             .await
             .unwrap();
         (created.key.id, created.plain_text.expose().to_owned())
+    }
+
+    /// One verification of `key` through engine `i`, for `client`: its code.
+    async fn code(&self, i: usize, key: &str, client: IpAddr) -> VerifyCode {
+        let options = VerifyOptions::for_client(Some(client));
+        let verification = self.engines[i].verify_with(key, PermissionSet::default(), options);
+        verification.await.unwrap().code
     }
 
     /// Verifies `plain` `rounds` times, round-robin over the engines; counts by code.
@@ -421,26 +433,11 @@ async fn a_client_over_its_failure_limit_is_refused_on_every_engine_even_with_a_
     let redis = RedisServer::start();
     let five = |c: &mut EngineConfig| c.failed_verify_limit = RateLimit::new(5, 3_600).ok();
     let shared = Instances::start(3, Some(&redis), five).await;
-    let owner = UserId::parse("platform").unwrap();
-    let request = NewKeyRequest {
-        name: "real".into(),
-        ..Default::default()
-    };
-    let real = shared.engines[0]
-        .create_key_as_admin(&owner, &request)
-        .await
-        .unwrap();
-    let real = real.plain_text.expose().to_owned();
+    let (_, real) = shared.create(None).await;
     let client: IpAddr = "198.51.100.77".parse().unwrap();
     let forged = KeyFormat::default().generate();
-    let verify = |i: usize, key: String| {
-        let engine = shared.engines[i].clone();
-        async move {
-            let options = VerifyOptions::for_client(Some(client));
-            let v = engine.verify_with(&key, PermissionSet::default(), options);
-            v.await.unwrap().code
-        }
-    };
+    let instances = &shared;
+    let verify = |i: usize, key: String| async move { instances.code(i, &key, client).await };
     // The first attempt on each engine is made before the store is asked (a client
     // that never fails costs no round trip); engine 0 then sees the client fail on
     // and counts its attempts in the store before making them.
@@ -479,26 +476,11 @@ async fn a_client_that_failed_once_gives_back_what_its_successes_took_in_the_sto
     let redis = RedisServer::start();
     let three = |c: &mut EngineConfig| c.failed_verify_limit = RateLimit::new(3, 3_600).ok();
     let shared = Instances::start(2, Some(&redis), three).await;
-    let owner = UserId::parse("platform").unwrap();
-    let request = NewKeyRequest {
-        name: "real".into(),
-        ..Default::default()
-    };
-    let real = shared.engines[0]
-        .create_key_as_admin(&owner, &request)
-        .await
-        .unwrap();
-    let real = real.plain_text.expose().to_owned();
+    let (_, real) = shared.create(None).await;
     let client: IpAddr = "198.51.100.78".parse().unwrap();
     let forged = KeyFormat::default().generate();
-    let verify = |i: usize, key: String| {
-        let engine = shared.engines[i].clone();
-        async move {
-            let options = VerifyOptions::for_client(Some(client));
-            let v = engine.verify_with(&key, PermissionSet::default(), options);
-            v.await.unwrap().code
-        }
-    };
+    let instances = &shared;
+    let verify = |i: usize, key: String| async move { instances.code(i, &key, client).await };
     assert_eq!(
         verify(0, forged.expose().to_owned()).await,
         VerifyCode::NotFound
