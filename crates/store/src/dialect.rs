@@ -18,6 +18,7 @@ use sqlx::pool::PoolConnection;
 use crate::db::{Backend, Statement};
 use crate::error::StoreError;
 use crate::records::ExternalChange;
+use crate::sql;
 
 /// A backend (implemented by [`SqliteStore`](crate::SqliteStore) and
 /// [`PostgresStore`](crate::PostgresStore)). Public only so that it can bound the
@@ -32,6 +33,9 @@ pub trait Dialect: Clone + Debug + Send + Sync + 'static {
     /// the row as it is: `sql::READ_KEY` where the transaction already excludes other
     /// writers, `sql::READ_KEY_FOR_UPDATE` where the row must be locked.
     const READ_KEY_TO_CHANGE: &'static str;
+
+    /// How statements built for many rows mark their values.
+    const BULK_BINDS: sql::Binds;
 
     /// A transaction that will write.
     fn begin(

@@ -179,7 +179,7 @@ async fn insert_all<D: Dialect>(
         let keys = chunk.iter().flat_map(key_row).collect();
         run::<D>(
             &mut tx,
-            Statement::built(sql::insert_keys(chunk.len()), keys),
+            Statement::built(sql::insert_keys(D::BULK_BINDS, chunk.len()), keys),
         )
         .await?;
         let events: Vec<NewEvent<'_>> = chunk
@@ -189,7 +189,7 @@ async fn insert_all<D: Dialect>(
         let values = events.iter().flat_map(event_row).collect();
         run::<D>(
             &mut tx,
-            Statement::built(sql::insert_events(chunk.len()), values),
+            Statement::built(sql::insert_events(D::BULK_BINDS, chunk.len()), values),
         )
         .await?;
     }
@@ -548,7 +548,7 @@ impl<D: Dialect> Store for D {
                 .iter()
                 .flat_map(|(id, at)| params![*id, *at])
                 .collect();
-            let statement = Statement::built(sql::record_usage(chunk.len()), values);
+            let statement = Statement::built(sql::record_usage(D::BULK_BINDS, chunk.len()), values);
             changed += run::<D>(&mut conn, statement).await?.len() as u64;
         }
         Ok(changed)

@@ -165,6 +165,7 @@ impl Dialect for PostgresStore {
     const NAME: &'static str = "postgres";
     // Read-then-write changes lock the row until the transaction ends.
     const READ_KEY_TO_CHANGE: &'static str = sql::READ_KEY_FOR_UPDATE;
+    const BULK_BINDS: sql::Binds = sql::Binds::Numbered;
 
     async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         Ok(self.pool.begin().await?)

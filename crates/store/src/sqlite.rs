@@ -111,6 +111,7 @@ impl Dialect for SqliteStore {
     // The write transaction holds SQLite's write lock: no other writer can change the
     // row, or any user's keys, before it commits.
     const READ_KEY_TO_CHANGE: &'static str = sql::READ_KEY;
+    const BULK_BINDS: sql::Binds = sql::Binds::Anonymous;
 
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         // IMMEDIATE takes the write lock up front (see the module's notes).
