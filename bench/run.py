@@ -155,6 +155,31 @@ def wrk(url, threads, connections, seconds, script=None, env=None, cpus=None):
     return result
 
 
+def cpu_seconds(pids):
+    """User + system CPU time used so far by the processes `pids`."""
+    ticks = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids():
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == "postgres":
+                    pids.append(pid)
+        except OSError:
+            continue
+    return pids
+
+
 def ensure_tool(tool, package):
     if shutil.which(tool):
         return
@@ -238,7 +263,9 @@ class Suite:
 
     def seed(self, database_url, keys, keys_out):
         done = Path(f"{keys_out}.seeded")
-        if self.args.work and done.exists() and done.read_text().startswith(f"{keys} "):
+        # SQLite files outlive a run; the PostgreSQL cluster is thrown away with it.
+        reusable = self.args.work and database_url.startswith("sqlite:")
+        if reusable and done.exists() and done.read_text().startswith(f"{keys} "):
             log(f"reusing the {keys:,} keys seeded in {keys_out}")
             return done.read_text().split(" ", 1)[1]
         log(f"seeding {keys:,} keys into {database_url.split('@')[-1]}")
@@ -254,10 +281,17 @@ class Suite:
     def verify_load(self, server, keys_file, first, count, threads, seconds, cpus=None):
         """wrk on the verify route; keyward's runs also report what its metrics saw."""
         before = scrape(server.port) if server.name.startswith("keyward") else None
+        pg = postgres_pids() if self.pg_env else []
+        cpu_before, pg_before = cpu_seconds([server.pid]), cpu_seconds(pg)
         result = wrk(f"http://127.0.0.1:{server.port}/api/api-keys/verify", threads,
                      self.args.connections, seconds, WRK_DIR / "verify-many.lua",
                      {"KEYS_FILE": str(keys_file), "KEYS_FIRST": str(first),
                       "KEYS_COUNT": str(count), "ADMIN_TOKEN": self.admin_token}, cpus)
+        # CPU per request: the server's, and PostgreSQL's while it serves it.
+        requests = max(result["requests"], 1)
+        result["cpu_us_per_req"] = (cpu_seconds([server.pid]) - cpu_before) / requests * 1e6
+        if pg:
+            result["pg_cpu_us_per_req"] = (cpu_seconds(pg) - pg_before) / requests * 1e6
         if before is not None:
             after = scrape(server.port)
             delta = lambda name: metric(after, name) - metric(before, name)
@@ -288,6 +322,9 @@ class Suite:
         if "cache_hit_ratio" in result:
             extra = (f", cache hits {result['cache_hit_ratio']:.1%}, "
                      f"valid {result['valid_ratio']:.1%}")
+        extra += f", server CPU {result['cpu_us_per_req']:.1f} µs/req"
+        if "pg_cpu_us_per_req" in result:
+            extra += f", PostgreSQL CPU {result['pg_cpu_us_per_req']:.1f} µs/req"
         log(f"{name}: {result['rps']:,.0f} req/s, p50 {result['p50_ms']:.2f} ms, "
             f"p99 {result['p99_ms']:.2f} ms{extra}")
 
@@ -327,11 +364,14 @@ class Suite:
         a = self.args
         log(f"cold cache: {name}")
         # Key slices are disjoint between runs: no run sees a key an earlier one read.
-        per_run = total_keys // (a.runs + (1 if warm_name else 0))
+        # The warm run needs only its hot set; the cold runs share the rest, and are
+        # short enough that no key is presented twice.
+        hot = min(total_keys // (a.runs + 1), 10_000) if warm_name else 0
+        per_run = (total_keys - hot) // a.runs
         for run in range(a.runs):
             k = self.keyward(db)
             wrk(f"http://127.0.0.1:{k.port}/healthz", 2, a.connections, 1)  # connections
-            result = self.verify_load(k, keys_file, run * per_run, per_run, 2, a.duration)
+            result = self.verify_load(k, keys_file, run * per_run, per_run, 2, a.cold_duration)
             if result["requests"] > per_run:
                 log(f"warning: {name}: {result['requests']} requests for {per_run} keys; "
                     "some were repeats (seed more keys or shorten --duration)")
@@ -342,7 +382,6 @@ class Suite:
             # The warm path on the same database, same settings, for the ratio.
             k = self.keyward(db)
             first = a.runs * per_run
-            hot = min(per_run, 10_000)
             self.warm_up(k, keys_file, first, hot)
             for _ in range(a.runs):
                 self.record(warm_name, self.verify_load(k, keys_file, first, hot, 2, a.duration))
@@ -448,6 +487,21 @@ class Suite:
                              check=True, capture_output=True, text=True).stdout.strip()
         return url
 
+    def postgres_sizes(self, url):
+        """The keys' table and its indexes on disk, after VACUUM ANALYZE."""
+        subprocess.run(["psql", url, "-qAtc", "VACUUM ANALYZE api_keys"], check=True)
+        out = subprocess.run(
+            ["psql", url, "-qAtc",
+             "SELECT pg_relation_size('api_keys'), pg_indexes_size('api_keys'), "
+             "pg_total_relation_size('api_keys'), "
+             "pg_relation_size('api_keys_key_hash'), pg_database_size(current_database())"],
+            check=True, capture_output=True, text=True).stdout.strip()
+        table, indexes, total, hash_index, database = map(int, out.split("|"))
+        sizes = {"table": table, "indexes": indexes, "total": total,
+                 "hash_index": hash_index, "database": database}
+        log(f"PostgreSQL: {sizes}")
+        return sizes
+
     def stop_postgres(self):
         if self.pg_env:
             subprocess.run([str(ROOT / ".ci" / "postgres"), "stop"], env=self.pg_env,
@@ -479,6 +533,7 @@ class Suite:
             pg_url = self.start_postgres()
             pg_keys = w / "pg.keys"
             self.results["seed_postgres"] = self.seed(pg_url, a.postgres_keys, pg_keys)
+            self.results["postgres_bytes"] = self.postgres_sizes(pg_url)
             self.cold("cold_postgres", pg_url, pg_keys, a.postgres_keys,
                       warm_name="warm_postgres")
             self.stop_postgres()
@@ -529,13 +584,23 @@ def fmt_range(values, spec="{:,.0f}"):
     return f"{spec.format(med)} ({spec.format(lo)}–{spec.format(hi)})"
 
 
+def cpu_cell(runs):
+    """The server's CPU per request (and PostgreSQL's, when it served)."""
+    cpu = [r["cpu_us_per_req"] for r in runs if "cpu_us_per_req" in r]
+    pg = [r["pg_cpu_us_per_req"] for r in runs if "pg_cpu_us_per_req" in r]
+    cell = f"{statistics.median(cpu):.1f}" if cpu else "–"
+    if pg:
+        cell += f" (+ PostgreSQL {statistics.median(pg):.1f})"
+    return cell
+
+
 def report(results, args):
     lines = []
     out = lines.append
     out(f"Runs per figure: {args.runs}; wrk {args.connections} connections, "
         f"{args.duration} s per run. Median (min–max).\n")
-    out("| scenario | req/s | p50 ms | p99 ms | cache hits | valid |")
-    out("|---|---|---|---|---|---|")
+    out("| scenario | req/s | p50 ms | p99 ms | cache hits | valid | server CPU µs/req |")
+    out("|---|---|---|---|---|---|---|")
     names = {
         "warm_pinned_keyward": "verify, warm, pinned (server CPU 0, wrk CPU 1)",
         "warm_pinned_baseline": "baseline, pinned",
@@ -558,7 +623,8 @@ def report(results, args):
             f"| {fmt_range([r['p50_ms'] for r in runs], '{:.2f}')} "
             f"| {fmt_range([r['p99_ms'] for r in runs], '{:.2f}')} "
             f"| {f'{statistics.median(hit):.1%}' if hit else '–'} "
-            f"| {f'{statistics.median(valid):.1%}' if valid else '–'} |")
+            f"| {f'{statistics.median(valid):.1%}' if valid else '–'} "
+            f"| {cpu_cell(runs)} |")
 
     def med(key, field="rps"):
         runs = results.get(key)
@@ -622,6 +688,11 @@ def report(results, args):
     out("| target | measured (median) | target | |")
     out("|---|---|---|---|")
     lines.extend(checks)
+    if results.get("postgres_bytes"):
+        b, n = results["postgres_bytes"], args.postgres_keys
+        lines.append(f"\nPostgreSQL, {n:,} keys: table {b['table'] / n:.0f} B/key, indexes "
+                     f"{b['indexes'] / n:.0f} B/key (hash index {b['hash_index'] / n:.0f}), "
+                     f"database {b['database'] / 2**20:,.0f} MiB")
     for key in ("seed_large", "seed_postgres"):
         if results.get(key):
             out(f"\n{key}: {results[key]}")
@@ -633,10 +704,13 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--cold-duration", type=int, default=6,
+                        help="seconds per cold run (every key presented once: the runs "
+                             "must not outlast the seeded keys)")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--small-keys", type=int, default=10_000)
     parser.add_argument("--large-keys", type=int, default=1_000_000)
-    parser.add_argument("--postgres-keys", type=int, default=400_000)
+    parser.add_argument("--postgres-keys", type=int, default=1_000_000)
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-in-process", action="store_true")
     parser.add_argument("--quick", action="store_true",
@@ -650,7 +724,7 @@ def main():
                              "usage, creation, in_process")
     args = parser.parse_args()
     if args.quick:
-        args.runs, args.duration = 1, 5
+        args.runs, args.duration, args.cold_duration = 1, 5, 3
         args.large_keys, args.postgres_keys = 200_000, 100_000
     suite = Suite(args)
     try:

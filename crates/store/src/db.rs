@@ -163,6 +163,16 @@ pub enum StoredPermissions {
     Json(String),
 }
 
+impl StoredPermissions {
+    /// The names, or an error naming `column` when the JSON does not decode.
+    pub(crate) fn into_names(self, column: &str) -> Result<Vec<String>, StoreError> {
+        match self {
+            Self::List(names) => Ok(names),
+            Self::Json(text) => serde_json::from_str(&text).map_err(|_| corrupt(column)),
+        }
+    }
+}
+
 /// What the shared operations need of a database: a statement run on a connection,
 /// and rows read as [`Columns`].
 pub trait Backend: Database<Row: Columns> {
@@ -283,11 +293,7 @@ where
         Ok(self.try_get(column)?)
     }
     fn permissions(&self, column: &str) -> Result<Vec<String>, StoreError> {
-        match self.try_get(column)? {
-            StoredPermissions::List(names) => Ok(names),
-            StoredPermissions::Json(text) => {
-                serde_json::from_str(&text).map_err(|_| corrupt(column))
-            }
-        }
+        self.try_get::<StoredPermissions, _>(column)?
+            .into_names(column)
     }
 }

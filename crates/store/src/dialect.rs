@@ -15,9 +15,9 @@ use keyward_core::model::UserId;
 use sqlx::Transaction;
 use sqlx::pool::PoolConnection;
 
-use crate::db::{Backend, Statement};
+use crate::db::{Backend, Statement, params};
 use crate::error::StoreError;
-use crate::records::ExternalChange;
+use crate::records::{ExternalChange, VerifyRecord};
 use crate::sql;
 
 /// A backend (implemented by [`SqliteStore`](crate::SqliteStore) and
@@ -36,6 +36,20 @@ pub trait Dialect: Clone + Debug + Send + Sync + 'static {
 
     /// How statements built for many rows mark their values.
     const BULK_BINDS: sql::Binds;
+
+    /// Verification's read of one key by its hash (`sql::FIND_BY_HASH`).
+    fn find_by_hash(
+        &self,
+        hash: &KeyHash,
+    ) -> impl Future<Output = Result<Option<VerifyRecord>, StoreError>> + Send {
+        async move {
+            let statement = Statement::new(sql::FIND_BY_HASH, params![hash]);
+            let rows = crate::operations::read(self, statement).await?;
+            rows.first()
+                .map(crate::operations::verify_record)
+                .transpose()
+        }
+    }
 
     /// A transaction that will write.
     fn begin(

@@ -25,7 +25,7 @@ pub enum StoreError {
     Open(String),
     /// The database cannot be reached or did not answer in time.
     #[error("database unavailable: {0}")]
-    Unavailable(sqlx::Error),
+    Unavailable(Cause),
     /// A stored value does not decode (a bug or manual edits).
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
@@ -37,8 +37,12 @@ pub enum StoreError {
     Migrate(sqlx::migrate::MigrateError),
     /// Any other database error.
     #[error("database error: {0}")]
-    Database(sqlx::Error),
+    Database(Cause),
 }
+
+/// A database driver's error (sqlx's, or SQLite's own on the verification lookups),
+/// kept for the logs.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(err: sqlx::migrate::MigrateError) -> Self {
@@ -52,7 +56,13 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
-            | sqlx::Error::WorkerCrashed => Self::Unavailable(err),
+            | sqlx::Error::WorkerCrashed
+            // A peer that stops speaking the protocol, or TLS, mid-way: a connection
+            // opened during a network fault (a proxy or balancer that accepts and then
+            // drops it) fails this way rather than with an I/O error. A bad
+            // certificate is caught at start, where the database is first reached.
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::Tls(_) => Self::Unavailable(err.into()),
             sqlx::Error::Database(db) if db.is_unique_violation() => Self::Duplicate,
             // SQLITE_BUSY / SQLITE_LOCKED after the busy timeout (someone else holds
             // the database too long), and the file failing under us (I/O error, disk
@@ -61,7 +71,7 @@ impl From<sqlx::Error> for StoreError {
                 if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
                     && is_sqlite_unavailable(db.code().as_deref()) =>
             {
-                Self::Unavailable(err)
+                Self::Unavailable(err.into())
             }
             sqlx::Error::Database(db)
                 if db
@@ -69,9 +79,23 @@ impl From<sqlx::Error> for StoreError {
                     .is_some()
                     && is_postgres_unavailable(db.code().as_deref()) =>
             {
-                Self::Unavailable(err)
+                Self::Unavailable(err.into())
             }
-            _ => Self::Database(err),
+            _ => Self::Database(err.into()),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        let code = match &err {
+            rusqlite::Error::SqliteFailure(failure, _) => Some(failure.extended_code),
+            _ => None,
+        };
+        if code.is_some_and(sqlite_code_is_unavailable) {
+            Self::Unavailable(err.into())
+        } else {
+            Self::Database(err.into())
         }
     }
 }
@@ -80,7 +104,11 @@ impl From<sqlx::Error> for StoreError {
 /// (CANTOPEN); extended codes keep them in the low byte.
 fn is_sqlite_unavailable(code: Option<&str>) -> bool {
     code.and_then(|c| c.parse::<i32>().ok())
-        .is_some_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14))
+        .is_some_and(sqlite_code_is_unavailable)
+}
+
+fn sqlite_code_is_unavailable(code: i32) -> bool {
+    matches!(code & 0xff, 5 | 6 | 10 | 13 | 14)
 }
 
 /// PostgreSQL SQLSTATEs that mean "try again later": statement timeout, too many
@@ -102,6 +130,14 @@ impl StoreError {
 #[cfg(test)]
 mod tests {
     use super::is_sqlite_unavailable;
+
+    #[test]
+    fn a_connection_that_breaks_off_mid_protocol_is_the_database_being_away() {
+        let protocol = sqlx::Error::Protocol("unexpected response from SSLRequest".into());
+        assert!(super::StoreError::from(protocol).is_unavailable());
+        let tls = sqlx::Error::Tls("handshake interrupted".into());
+        assert!(super::StoreError::from(tls).is_unavailable());
+    }
 
     #[test]
     fn busy_locked_and_file_failures_are_recognised_with_their_extended_codes() {

@@ -231,7 +231,7 @@ fn rate_limit(row: &impl Columns) -> Result<Option<keyward_core::rate::RateLimit
     )
 }
 
-fn verify_record(row: &impl Columns) -> Result<VerifyRecord, StoreError> {
+pub(crate) fn verify_record(row: &impl Columns) -> Result<VerifyRecord, StoreError> {
     Ok(VerifyRecord {
         id: row.id("id")?,
         user_id: owner(row)?,
@@ -407,8 +407,7 @@ impl<D: Dialect> Store for D {
     }
 
     async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<VerifyRecord>, StoreError> {
-        let rows = read(self, Statement::new(sql::FIND_BY_HASH, params![hash])).await?;
-        rows.first().map(verify_record).transpose()
+        D::find_by_hash(self, hash).await
     }
 
     async fn most_verified_since(

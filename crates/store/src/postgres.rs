@@ -28,8 +28,11 @@ use sqlx::postgres::{
 use sqlx::{Connection, Decode, Encode, PgConnection, Postgres, Transaction, Type};
 use tokio::sync::Mutex;
 
+mod batches;
 mod notify;
 mod tls;
+
+use batches::Batches;
 
 use crate::db::{PermissionList, Statement, StoredPermissions, params};
 use crate::dialect::Dialect;
@@ -53,6 +56,8 @@ const LISTENER_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Verification's reads, gathered.
+    lookups: Batches,
     /// For the migration connection, which must not carry the statement timeout.
     connect: Arc<PgConnectOptions>,
     /// A separate pool of one, for the `LISTEN` connection, so closing the main pool
@@ -133,6 +138,7 @@ impl PostgresStore {
             // Named apart, so operators can tell it from the query connections.
             .connect_lazy_with(connect.clone().application_name("keyward-listener"));
         Ok(Self {
+            lookups: Batches::start(pool.clone()),
             pool,
             connect: Arc::new(connect),
             listen_pool,
@@ -166,6 +172,13 @@ impl Dialect for PostgresStore {
     // Read-then-write changes lock the row until the transaction ends.
     const READ_KEY_TO_CHANGE: &'static str = sql::READ_KEY_FOR_UPDATE;
     const BULK_BINDS: sql::Binds = sql::Binds::Numbered;
+
+    async fn find_by_hash(
+        &self,
+        hash: &KeyHash,
+    ) -> Result<Option<crate::records::VerifyRecord>, StoreError> {
+        self.lookups.find(hash).await
+    }
 
     async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         Ok(self.pool.begin().await?)

@@ -134,6 +134,13 @@ pub(crate) const FIND_BY_HASH: &str = concat!(
     verify_columns!(),
     " FROM api_keys k WHERE k.key_hash = $1"
 );
+/// Many keys by their hashes (`$1` an array), each row with its hash: PostgreSQL's
+/// verification reads, gathered (`postgres::batches`).
+pub(crate) const FIND_BY_HASHES: &str = concat!(
+    "SELECT ",
+    verify_columns!(),
+    ", k.key_hash FROM api_keys k WHERE k.key_hash = ANY($1)"
+);
 /// The active keys most verified since an hour (usage history), with their hashes, for
 /// the cache's warm-up: the hours' index, then one lookup per key.
 pub(crate) const MOST_VERIFIED_SINCE: &str = concat!(

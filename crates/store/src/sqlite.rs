@@ -30,8 +30,13 @@ use tokio::sync::Mutex;
 use crate::db::{PermissionList, StoredPermissions};
 use crate::dialect::Dialect;
 use crate::error::StoreError;
-use crate::records::ExternalChange;
+use crate::records::{ExternalChange, VerifyRecord};
 use crate::{migrations, sql};
+use keyward_core::hash::KeyHash;
+
+mod lookups;
+
+use lookups::Lookups;
 
 /// How long a statement waits for a lock held by another connection or process.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,6 +51,7 @@ const CHANGE_POLL_INTERVAL: Duration = Duration::from_millis(250);
 pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
+    lookups: Lookups,
     /// The writer connection's last seen `data_version`; `None` after a failed poll.
     data_version: Arc<Mutex<Option<i64>>>,
     /// Whether the first [`Store::next_external_change`] has answered.
@@ -65,10 +71,15 @@ impl SqliteStore {
             )));
         }
         let base = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(StoreError::Database)?
+            .map_err(|err| StoreError::Database(err.into()))?
             .filename(path)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Without statistics, SQLite would rather scan a million keys and probe an
+            // index it builds on the spot over 1,000 rows of `VALUES` than look each of
+            // those rows up by its id: every usage flush scanned the whole table. Every
+            // statement here has the index it needs, so none is built at run time.
+            .pragma("automatic_index", "OFF");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -92,6 +103,7 @@ impl SqliteStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(base.read_only(true))
             .await?;
+        let lookups = Lookups::start(path)?;
         // The baseline for noticing other processes' changes from now on.
         let version: i64 = sqlx::query_scalar("PRAGMA data_version")
             .fetch_one(&writer)
@@ -99,6 +111,7 @@ impl SqliteStore {
         Ok(Self {
             writer,
             readers,
+            lookups,
             data_version: Arc::new(Mutex::new(Some(version))),
             announced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         })
@@ -112,6 +125,10 @@ impl Dialect for SqliteStore {
     // row, or any user's keys, before it commits.
     const READ_KEY_TO_CHANGE: &'static str = sql::READ_KEY;
     const BULK_BINDS: sql::Binds = sql::Binds::Anonymous;
+
+    async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<VerifyRecord>, StoreError> {
+        self.lookups.find(hash).await
+    }
 
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         // IMMEDIATE takes the write lock up front (see the module's notes).
@@ -182,6 +199,7 @@ impl Dialect for SqliteStore {
     }
 
     async fn close(&self) {
+        self.lookups.close();
         self.readers.close().await;
         self.writer.close().await;
     }
@@ -210,5 +228,47 @@ impl Type<Sqlite> for StoredPermissions {
 impl<'r> Decode<'r, Sqlite> for StoredPermissions {
     fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
         Ok(Self::Json(<String as Decode<Sqlite>>::decode(value)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Row;
+
+    use super::SqliteStore;
+    use crate::sql::{self, Binds};
+
+    /// `EXPLAIN QUERY PLAN` of `statement` with `values` NULLs bound, one line per step.
+    async fn plan(store: &SqliteStore, statement: &str, values: usize) -> Vec<String> {
+        let explain = format!("EXPLAIN QUERY PLAN {statement}");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(explain));
+        for _ in 0..values {
+            query = query.bind(None::<i64>);
+        }
+        let rows = query.fetch_all(&store.writer).await.unwrap();
+        rows.iter()
+            .map(|row| row.get::<String, _>("detail"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_usage_flush_finds_each_key_by_its_id_rather_than_scanning_the_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("k.db")).await.unwrap();
+        crate::dialect::Dialect::migrate(&store).await.unwrap();
+        for (statement, values) in [
+            (sql::record_usage(Binds::Anonymous, 1_000), 2_000),
+            (sql::record_usage_history(Binds::Anonymous, 1_000), 4_000),
+        ] {
+            let steps = plan(&store, &statement, values).await;
+            assert!(
+                steps.iter().any(|s| s.starts_with("SEARCH api_keys")),
+                "{steps:#?}"
+            );
+            assert!(
+                !steps.iter().any(|s| s.starts_with("SCAN api_keys")),
+                "{steps:#?}"
+            );
+        }
     }
 }

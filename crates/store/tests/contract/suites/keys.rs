@@ -114,6 +114,42 @@ async fn verification_finds_a_key_by_its_hash_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_lookups_each_find_their_own_key_or_none() {
+    let f = fixture().await;
+    let batch: Vec<_> = (0..300).map(|i| new_key("many", "k", i)).collect();
+    f.store.insert_keys(&batch, &admin()).await.unwrap();
+    // Every key looked up twice at once, among as many hashes that match nothing: the
+    // backend may gather lookups, but each must get its own answer.
+    let mut lookups = tokio::task::JoinSet::new();
+    for (i, record) in batch.iter().enumerate() {
+        for hash in [record.hash, record.hash, KeyHash::from_bytes([0xee; 32])] {
+            let (store, expected) = (f.store.clone(), (hash == record.hash).then_some(i));
+            lookups.spawn(async move { (store.find_by_hash(&hash).await, expected) });
+        }
+    }
+    let mut answered = 0;
+    while let Some(joined) = lookups.join_next().await {
+        let (found, expected) = joined.unwrap();
+        let found = found.unwrap();
+        match expected {
+            Some(i) => assert_eq!(found.map(|r| r.id), Some(batch[i].key.id)),
+            None => assert!(found.is_none(), "{found:?}"),
+        }
+        answered += 1;
+    }
+    assert_eq!(answered, 900);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_store_answers_lookups_as_unavailable() {
+    let f = fixture().await;
+    let record = insert(&f.store, "alice", "ci", 0).await;
+    f.store.close().await;
+    let err = f.store.find_by_hash(&record.hash).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_hash_is_refused() {
     let f = fixture().await;
     let first = insert(&f.store, "alice", "one", 0).await;
