@@ -168,16 +168,26 @@ def cpu_seconds(pids):
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_pids():
-    pids = []
+def postgres_cpu_seconds(data_dir):
+    """CPU used so far by a PostgreSQL cluster: the postmaster, its live backends, and
+    (through the postmaster's cutime/cstime) the backends that have exited."""
+    try:
+        with open(Path(data_dir) / "postmaster.pid") as f:
+            postmaster = f.readline().strip()
+        with open(f"/proc/{postmaster}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+    children = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            with open(f"/proc/{pid}/comm") as f:
-                if f.read().strip() == "postgres":
-                    pids.append(pid)
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[1] == postmaster:
+                    children.append(pid)
         except OSError:
             continue
-    return pids
+    return ticks / os.sysconf("SC_CLK_TCK") + cpu_seconds(children)
 
 
 def ensure_tool(tool, package):
@@ -281,8 +291,9 @@ class Suite:
     def verify_load(self, server, keys_file, first, count, threads, seconds, cpus=None):
         """wrk on the verify route; keyward's runs also report what its metrics saw."""
         before = scrape(server.port) if server.name.startswith("keyward") else None
-        pg = postgres_pids() if self.pg_env else []
-        cpu_before, pg_before = cpu_seconds([server.pid]), cpu_seconds(pg)
+        pg = self.pg_env and self.pg_env["KEYWARD_PG_DIR"]
+        cpu_before = cpu_seconds([server.pid])
+        pg_before = postgres_cpu_seconds(pg) if pg else 0
         result = wrk(f"http://127.0.0.1:{server.port}/api/api-keys/verify", threads,
                      self.args.connections, seconds, WRK_DIR / "verify-many.lua",
                      {"KEYS_FILE": str(keys_file), "KEYS_FIRST": str(first),
@@ -291,7 +302,7 @@ class Suite:
         requests = max(result["requests"], 1)
         result["cpu_us_per_req"] = (cpu_seconds([server.pid]) - cpu_before) / requests * 1e6
         if pg:
-            result["pg_cpu_us_per_req"] = (cpu_seconds(pg) - pg_before) / requests * 1e6
+            result["pg_cpu_us_per_req"] = (postgres_cpu_seconds(pg) - pg_before) / requests * 1e6
         if before is not None:
             after = scrape(server.port)
             delta = lambda name: metric(after, name) - metric(before, name)
@@ -322,7 +333,8 @@ class Suite:
         if "cache_hit_ratio" in result:
             extra = (f", cache hits {result['cache_hit_ratio']:.1%}, "
                      f"valid {result['valid_ratio']:.1%}")
-        extra += f", server CPU {result['cpu_us_per_req']:.1f} µs/req"
+        if "cpu_us_per_req" in result:
+            extra += f", server CPU {result['cpu_us_per_req']:.1f} µs/req"
         if "pg_cpu_us_per_req" in result:
             extra += f", PostgreSQL CPU {result['pg_cpu_us_per_req']:.1f} µs/req"
         log(f"{name}: {result['rps']:,.0f} req/s, p50 {result['p50_ms']:.2f} ms, "

@@ -8,11 +8,11 @@
 //! and answers it without sleeping, so a wake-up is paid per idle moment rather than
 //! per read. The async side never blocks: it queues the hash and awaits the answer.
 //!
-//! The database is mapped into memory ([`MMAP_BYTES`]): a page read is then a memory
-//! access rather than a `pread` into SQLite's own page cache. Mapped pages are the
-//! operating system's page cache, shared with every process reading the file; they
-//! count towards the process's RSS while they are mapped and resident, but the kernel
-//! reclaims them like any cached file data.
+//! The file is read with `pread`, not memory-mapped: measured side by side on a
+//! 1M-key database, mapping it (`mmap_size` 1 GiB) made cold verification slower
+//! (34,000 against 42,500 a second: a page fault per first touch of a page costs more
+//! than a copy) and counted the mapped pages in the process's resident memory, once
+//! per connection (a peak of 670 MiB against 150 MiB).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,8 +34,6 @@ use crate::sql;
 /// Threads answering lookups. Two keep both cores of a small machine busy while one
 /// waits for a page from disk; more would only add context switches.
 const THREADS: usize = 2;
-/// How much of the database file each connection maps (the same mapping, shared).
-const MMAP_BYTES: i64 = 1 << 30;
 /// How long a lookup waits for a lock (as the other connections do).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -101,7 +99,6 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags(path, flags)?;
     connection.busy_timeout(BUSY_TIMEOUT)?;
-    connection.pragma_update(None, "mmap_size", MMAP_BYTES)?;
     Ok(connection)
 }
 
