@@ -27,6 +27,7 @@ mod db;
 mod dialect;
 mod error;
 mod interface;
+mod lookup;
 mod migrations;
 mod operations;
 pub mod postgres;

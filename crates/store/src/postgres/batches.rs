@@ -14,12 +14,12 @@ use std::sync::Arc;
 use keyward_core::hash::KeyHash;
 use sqlx::PgPool;
 use sqlx::postgres::PgRow;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::db::Columns;
 use crate::error::StoreError;
+use crate::lookup::{Answer, Lookup};
 use crate::operations::verify_record;
-use crate::records::VerifyRecord;
 use crate::sql;
 
 /// Batches read at once, each on a pooled connection: the rest of the pool stays for
@@ -27,13 +27,6 @@ use crate::sql;
 const IN_FLIGHT: usize = 2;
 /// The most lookups in one statement.
 const MAX_BATCH: usize = 256;
-
-type Answer = Result<Option<VerifyRecord>, StoreError>;
-
-struct Lookup {
-    hash: KeyHash,
-    reply: oneshot::Sender<Answer>,
-}
 
 /// The queue; its task ends when the last clone of the store is dropped.
 #[derive(Clone, Debug)]
@@ -51,12 +44,7 @@ impl Batches {
 
     /// The key stored under `hash`, if any.
     pub(crate) async fn find(&self, hash: &KeyHash) -> Answer {
-        let (reply, answer) = oneshot::channel();
-        let lookup = Lookup { hash: *hash, reply };
-        if self.queue.send(lookup).is_err() {
-            return Err(stopped());
-        }
-        answer.await.unwrap_or_else(|_| Err(stopped()))
+        Lookup::ask(hash, |lookup| self.queue.send(lookup).is_ok(), stopped).await
     }
 }
 
@@ -93,7 +81,7 @@ async fn answer(pool: &PgPool, batch: Vec<Lookup>) {
         Ok(rows) => rows,
         Err(err) => {
             for lookup in batch {
-                let _ = lookup.reply.send(Err(shared(&err)));
+                lookup.answer(Err(shared(&err)));
             }
             return;
         }
@@ -111,8 +99,7 @@ async fn answer(pool: &PgPool, batch: Vec<Lookup>) {
             Some(Ok(record)) => Ok(record.clone()),
             Some(Err(err)) => Err(shared(err)),
         };
-        // The caller may have given up waiting (its request ended).
-        let _ = lookup.reply.send(answer);
+        lookup.answer(answer);
     }
 }
 

@@ -22,12 +22,11 @@ use std::time::Duration;
 
 use keyward_core::hash::KeyHash;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
-use tokio::sync::oneshot;
 
 use crate::db::{Columns, StoredPermissions};
 use crate::error::StoreError;
+use crate::lookup::{Answer, Lookup};
 use crate::operations::verify_record;
-use crate::records::VerifyRecord;
 use crate::rows::corrupt;
 use crate::sql;
 
@@ -36,13 +35,6 @@ use crate::sql;
 const THREADS: usize = 2;
 /// How long a lookup waits for a lock (as the other connections do).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-type Answer = Result<Option<VerifyRecord>, StoreError>;
-
-struct Lookup {
-    hash: KeyHash,
-    reply: oneshot::Sender<Answer>,
-}
 
 /// The queue the lookup threads take from; the threads end, closing their
 /// connections, when the last clone of the store (and so of this sender) is dropped.
@@ -82,12 +74,7 @@ impl Lookups {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Unavailable("the store is closed".into()));
         }
-        let (reply, answer) = oneshot::channel();
-        let lookup = Lookup { hash: *hash, reply };
-        if self.queue.send(lookup).is_err() {
-            return Err(gone());
-        }
-        answer.await.unwrap_or_else(|_| Err(gone()))
+        Lookup::ask(hash, |lookup| self.queue.send(lookup).is_ok(), gone).await
     }
 }
 
@@ -117,8 +104,7 @@ fn serve(connection: &Connection, lookups: &flume::Receiver<Lookup>) {
                 Err(err) => Err(err.into()),
             },
         };
-        // The caller may have given up waiting (its request ended): nothing to do.
-        let _ = lookup.reply.send(answer);
+        lookup.answer(answer);
     }
 }
 
