@@ -129,9 +129,12 @@ pub struct Statement<'a> {
 enum Sql {
     /// One of `sql.rs`'s constants: prepared once per connection and kept.
     Fixed(&'static str),
-    /// Built for its row count (bulk inserts, usage batches, event filters): prepared
-    /// for this run only, so varying texts do not fill the statement cache.
+    /// Built for its row count (bulk inserts, event filters, a flush's last rows):
+    /// prepared for this run only, so varying texts do not fill the statement cache.
     Built(String),
+    /// Built, but recurring with the same text (a flush's whole chunks): prepared once
+    /// per connection and kept, like a constant.
+    Kept(String),
 }
 
 impl<'a> Statement<'a> {
@@ -147,6 +150,24 @@ impl<'a> Statement<'a> {
             sql: Sql::Built(sql),
             params,
         }
+    }
+
+    /// A statement of a periodic flush for `rows` rows, out of chunks of `chunk`.
+    /// Whole chunks recur with the same text on every busy flush, and preparing a
+    /// statement of a thousand rows costs milliseconds (it was most of a flush's
+    /// time): those are kept. A shorter last chunk varies, and is not.
+    pub(crate) fn recurring(
+        sql: String,
+        params: Vec<Param<'a>>,
+        rows: usize,
+        chunk: usize,
+    ) -> Self {
+        let sql = if rows == chunk {
+            Sql::Kept(sql)
+        } else {
+            Sql::Built(sql)
+        };
+        Self { sql, params }
     }
 }
 
@@ -203,6 +224,7 @@ where
         let (query, persistent) = match statement.sql {
             Sql::Fixed(sql) => (sqlx::query::<DB>(sql), true),
             Sql::Built(sql) => (sqlx::query::<DB>(AssertSqlSafe(sql)), false),
+            Sql::Kept(sql) => (sqlx::query::<DB>(AssertSqlSafe(sql)), true),
         };
         let mut query = query.persistent(persistent);
         for param in statement.params {

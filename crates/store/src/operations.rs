@@ -547,7 +547,8 @@ impl<D: Dialect> Store for D {
                 .iter()
                 .flat_map(|(id, at)| params![*id, *at])
                 .collect();
-            let statement = Statement::built(sql::record_usage(D::BULK_BINDS, chunk.len()), values);
+            let sql = sql::record_usage(D::BULK_BINDS, chunk.len());
+            let statement = Statement::recurring(sql, values, chunk.len(), BULK_ROWS);
             changed += run::<D>(&mut conn, statement).await?.len() as u64;
         }
         Ok(changed)

@@ -37,10 +37,8 @@ pub(crate) async fn record<D: Dialect>(db: &D, counts: &[HourCounts]) -> Result<
             })
             .collect::<Vec<Param<'_>>>();
         debug_assert_eq!(values.len(), chunk.len() * sql::HISTORY_ROW_WIDTH);
-        let statement = Statement::built(
-            sql::record_usage_history(D::BULK_BINDS, chunk.len()),
-            values,
-        );
+        let sql = sql::record_usage_history(D::BULK_BINDS, chunk.len());
+        let statement = Statement::recurring(sql, values, chunk.len(), ROWS_PER_STATEMENT);
         run::<D>(&mut conn, statement).await?;
     }
     Ok(())

@@ -209,19 +209,27 @@ impl Watched {
 
     /// Follows the bytes of a request's head; true once the empty line that ends it
     /// is read.
+    /// Every byte of every request passes here: the bytes are searched a line at a
+    /// time, not looked at one by one.
     fn head_ends(started: &mut bool, line_start: &mut bool, bytes: &[u8]) -> bool {
-        for &byte in bytes {
-            match byte {
-                b'\n' if *started && *line_start => return true,
-                b'\n' => *line_start = true,
-                b'\r' => {}
-                _ => {
-                    *started = true;
-                    *line_start = false;
-                }
+        // Any byte but `\r` starts the head and leaves the line's start behind.
+        let text = |part: &[u8]| part.iter().any(|&byte| byte != b'\r');
+        let mut rest = bytes;
+        loop {
+            let line_end = memchr::memchr(b'\n', rest);
+            if text(&rest[..line_end.unwrap_or(rest.len())]) {
+                *started = true;
+                *line_start = false;
             }
+            let Some(at) = line_end else {
+                return false;
+            };
+            if *started && *line_start {
+                return true;
+            }
+            *line_start = true;
+            rest = &rest[at + 1..];
         }
-        false
     }
 
     /// `Err(TimedOut)` once the running deadline has passed (none while a request is

@@ -1,6 +1,7 @@
 //! What every answer goes through: the request deadline, the headers every answer
-//! carries, request metrics and logs, and the refusals that need no route: a method
-//! no HTTP client sends, a declared body over the limit.
+//! carries, request metrics and logs, a 500 for a handler that panicked, and the
+//! refusals that need no route: a method no HTTP client sends, a declared body over
+//! the limit.
 //!
 //! Every metric label comes from a fixed set (methods outside the standard ones are
 //! `other`, routes are the router's templates or `unmatched`, statuses are the ones
@@ -16,6 +17,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::task::{Context, Poll};
@@ -137,24 +139,27 @@ where
         let refused = refuse_early(&request);
         let carries_body = carries_body(&request);
         let answer = match refused {
-            Some(_) => None,
-            None => Some(tokio::time::timeout(
-                REQUEST_TIMEOUT,
-                self.inner.call(request),
-            )),
+            Some(error) => Err(error),
+            None => panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request)))
+                .map_err(|_| handler_panicked()),
         };
         let metrics = Arc::clone(&self.metrics);
         Box::pin(async move {
-            let mut response = match (refused, answer) {
-                (Some(error), _) => error.into_response(),
-                (None, Some(answer)) => match answer.await {
-                    Ok(Ok(response)) => response,
-                    Ok(Err(never)) => match never {},
-                    Err(_) => ApiError::new(StatusCode::REQUEST_TIMEOUT, "Request timed out")
-                        .detail("the request did not complete within 30 s")
-                        .into_response(),
-                },
-                (None, None) => unreachable!("a request is either refused or answered"),
+            let answer = match answer {
+                Ok(answer) => tokio::time::timeout(REQUEST_TIMEOUT, unless_panics(answer))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(
+                            ApiError::new(StatusCode::REQUEST_TIMEOUT, "Request timed out")
+                                .detail("the request did not complete within 30 s"),
+                        )
+                    }),
+                Err(error) => Err(error),
+            };
+            let mut response = match answer {
+                Ok(Ok(response)) => response,
+                Ok(Err(never)) => match never {},
+                Err(error) => error.into_response(),
             };
             let status = response.status();
             let headers = response.headers_mut();
@@ -182,6 +187,27 @@ where
             Ok(response)
         })
     }
+}
+
+/// A handler that panicked answers 500 in the API's error shape; the connection and
+/// the process go on. Caught here rather than by a layer of its own: each layer on
+/// the router boxes every route once more, per request.
+fn handler_panicked() -> ApiError {
+    tracing::error!("a request handler panicked");
+    ApiError::internal()
+}
+
+/// Polls `future` to its end, or to a panic ([`handler_panicked`]).
+async fn unless_panics<F: Future>(future: F) -> Result<F::Output, ApiError> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(move |cx| {
+        match panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(Err(handler_panicked())),
+        }
+    })
+    .await
 }
 
 /// `keyward_http_requests_total{method, route, status}` and
@@ -251,5 +277,53 @@ impl RouteHandles {
                 )
             })
             .increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use http_body_util::BodyExt;
+    use tower::{Layer, ServiceExt, service_fn};
+
+    use super::*;
+
+    async fn answer<S>(service: S) -> (StatusCode, serde_json::Value)
+    where
+        S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        let observed = ObserveLayer::default().layer(service);
+        let request = Request::builder().uri("/").body(Body::empty()).unwrap();
+        let response = observed.oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_panics_while_answering_gets_a_json_500() {
+        let service = service_fn(|_: Request| async {
+            if true {
+                panic!("a handler's bug");
+            }
+            Ok::<Response, Infallible>(Response::default())
+        });
+        let (status, body) = answer(service).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["message"], "Internal error");
+    }
+
+    #[tokio::test]
+    async fn a_service_that_panics_when_called_gets_a_json_500() {
+        let service = service_fn(
+            |_: Request| -> std::future::Ready<Result<Response, Infallible>> {
+                panic!("a service's bug")
+            },
+        );
+        let (status, body) = answer(service).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["message"], "Internal error");
     }
 }

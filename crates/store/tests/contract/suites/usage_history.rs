@@ -48,6 +48,25 @@ async fn counts_of_an_hour_add_up_across_flushes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushes_larger_than_one_statement_add_up_when_repeated() {
+    let f = fixture().await;
+    let a = insert(&f.store, "alice", "a", 0).await;
+    // 2,500 hours: two whole statements and a shorter one, each flushed twice (the
+    // second flush reuses the whole statements the first one prepared).
+    let batch: Vec<_> = (0..2_500).map(|h| counts(&a, h, 1, 0)).collect();
+    for _ in 0..2 {
+        f.store.record_usage_history(&batch).await.unwrap();
+    }
+    let read = f
+        .store
+        .usage_history(UsageOf::Key(a.key.id), hour(0), hour(2_500))
+        .await
+        .unwrap();
+    let expected: Vec<_> = (0..2_500).map(|h| hourly(h, 2, 0)).collect();
+    assert_eq!(read, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hours_are_read_in_the_half_open_range_only() {
     let f = fixture().await;
     let a = insert(&f.store, "alice", "a", 0).await;
