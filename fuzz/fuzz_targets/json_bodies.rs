@@ -16,7 +16,7 @@
 //! permissions) and not only MALFORMED / NOT_FOUND.
 //!
 //! Asserted for every answer: no panic (libfuzzer-sys aborts on any panic, also one
-//! that the router's CatchPanicLayer would turn into a 500), never a 5xx status nor
+//! that the router's Observe layer would turn into a 500), never a 5xx status nor
 //! the router's own 408 deadline, and a JSON body; when the status is >= 400 the body
 //! is the API's error shape: a string `message`, and `detail` and `hint` present.
 //! Successful answers are checked lightly: a created key's plaintext parses with the
