@@ -209,8 +209,8 @@ impl Watched {
 
     /// Follows the bytes of a request's head; true once the empty line that ends it
     /// is read.
-    /// Every byte of every request passes here: the bytes are searched a line at a
-    /// time, not looked at one by one.
+    /// Every byte of every request's head passes here: the bytes are searched a line
+    /// at a time, not looked at one by one.
     fn head_ends(started: &mut bool, line_start: &mut bool, bytes: &[u8]) -> bool {
         // Any byte but `\r` starts the head and leaves the line's start behind.
         let text = |part: &[u8]| part.iter().any(|&byte| byte != b'\r');

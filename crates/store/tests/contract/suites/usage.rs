@@ -53,7 +53,7 @@ async fn usage_batches_larger_than_one_statement_are_all_written() {
         f.store.insert_key(&record, 1_000, &admin()).await.unwrap();
         ids.push(record.key.id);
     }
-    // Twice: the second flush reuses the whole statement the first one prepared.
+    // Twice: the second flush may find the whole statement prepared by the first.
     for time in [5_000, 6_000] {
         let usage: Vec<_> = ids.iter().map(|id| (*id, at(time))).collect();
         assert_eq!(f.store.record_usage(&usage).await.unwrap(), 1_500);

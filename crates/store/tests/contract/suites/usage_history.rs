@@ -52,7 +52,7 @@ async fn flushes_larger_than_one_statement_add_up_when_repeated() {
     let f = fixture().await;
     let a = insert(&f.store, "alice", "a", 0).await;
     // 2,500 hours: two whole statements and a shorter one, each flushed twice (the
-    // second flush reuses the whole statements the first one prepared).
+    // second flush may find the whole statements prepared by the first).
     let batch: Vec<_> = (0..2_500).map(|h| counts(&a, h, 1, 0)).collect();
     for _ in 0..2 {
         f.store.record_usage_history(&batch).await.unwrap();
