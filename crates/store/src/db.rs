@@ -154,15 +154,17 @@ impl<'a> Statement<'a> {
 
     /// A statement of a periodic flush for `rows` rows, out of chunks of `chunk`.
     /// Whole chunks recur with the same text on every busy flush, and preparing a
-    /// statement of a thousand rows costs milliseconds (it was most of a flush's
-    /// time): those are kept. A shorter last chunk varies, and is not.
+    /// statement of a thousand rows costs milliseconds (on SQLite it was most of a
+    /// flush's time): where the backend `keeps` them, those are kept. A shorter last
+    /// chunk varies, and never is.
     pub(crate) fn recurring(
         sql: String,
         params: Vec<Param<'a>>,
         rows: usize,
         chunk: usize,
+        keeps: bool,
     ) -> Self {
-        let sql = if rows == chunk {
+        let sql = if keeps && rows == chunk {
             Sql::Kept(sql)
         } else {
             Sql::Built(sql)

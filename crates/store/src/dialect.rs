@@ -37,6 +37,10 @@ pub trait Dialect: Clone + Debug + Send + Sync + 'static {
     /// How statements built for many rows mark their values.
     const BULK_BINDS: sql::Binds;
 
+    /// Whether a usage flush keeps its statements of a whole chunk prepared on the
+    /// connection (see `Statement::recurring`).
+    const KEEPS_FLUSH_STATEMENTS: bool;
+
     /// Verification's read of one key by its hash (`sql::FIND_BY_HASH`).
     fn find_by_hash(
         &self,

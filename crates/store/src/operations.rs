@@ -548,7 +548,13 @@ impl<D: Dialect> Store for D {
                 .flat_map(|(id, at)| params![*id, *at])
                 .collect();
             let sql = sql::record_usage(D::BULK_BINDS, chunk.len());
-            let statement = Statement::recurring(sql, values, chunk.len(), BULK_ROWS);
+            let statement = Statement::recurring(
+                sql,
+                values,
+                chunk.len(),
+                BULK_ROWS,
+                D::KEEPS_FLUSH_STATEMENTS,
+            );
             changed += run::<D>(&mut conn, statement).await?.len() as u64;
         }
         Ok(changed)

@@ -172,6 +172,10 @@ impl Dialect for PostgresStore {
     // Read-then-write changes lock the row until the transaction ends.
     const READ_KEY_TO_CHANGE: &'static str = sql::READ_KEY_FOR_UPDATE;
     const BULK_BINDS: sql::Binds = sql::Binds::Numbered;
+    // A kept 1,000-row history upsert holds about 3.3 MB in the backend (its plan
+    // source, plan and query), on each pooled connection that ran it; and preparing
+    // it anew measured no slower on the cold path. Flushes are prepared per run.
+    const KEEPS_FLUSH_STATEMENTS: bool = false;
 
     async fn find_by_hash(
         &self,

@@ -38,7 +38,13 @@ pub(crate) async fn record<D: Dialect>(db: &D, counts: &[HourCounts]) -> Result<
             .collect::<Vec<Param<'_>>>();
         debug_assert_eq!(values.len(), chunk.len() * sql::HISTORY_ROW_WIDTH);
         let sql = sql::record_usage_history(D::BULK_BINDS, chunk.len());
-        let statement = Statement::recurring(sql, values, chunk.len(), ROWS_PER_STATEMENT);
+        let statement = Statement::recurring(
+            sql,
+            values,
+            chunk.len(),
+            ROWS_PER_STATEMENT,
+            D::KEEPS_FLUSH_STATEMENTS,
+        );
         run::<D>(&mut conn, statement).await?;
     }
     Ok(())
