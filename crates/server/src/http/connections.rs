@@ -16,14 +16,11 @@
 //!   the kernel's backlog until one closes, and established ones are not touched.
 //!
 //! While a request is being handled, the request deadline of [`super::observe`]
-//! applies instead. Errors accepting a connection (the descriptor limit, say) are
+//! applies instead. How the two timeouts are kept is in [`watched`]. Errors accepting a connection (the descriptor limit, say) are
 //! logged at most once a second and followed by a short pause, never a busy loop.
 
 use std::future::Future;
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -33,11 +30,13 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio::time::Sleep;
 use tower::ServiceExt;
+
+use self::watched::{Ended, Guarded};
+
+mod watched;
 
 /// The bounds every connection is held to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,19 +119,17 @@ pub async fn serve(
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request
             });
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            // The header and idle timeouts are the stream's (hyper's own header
-            // timer would also run through idle keep-alive time).
-            .header_read_timeout(None)
-            .serve_connection(
-                TokioIo::new(Watched::new(stream, limits)),
-                TowerToHyperService::new(service),
-            );
-        let connection = graceful.watch(connection);
+        let (stream, clock) = watched::watch(stream, limits);
+        let connection = Guarded::new(graceful.watch(http1(stream, service)), clock);
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, %peer, "connection ended with an error");
+            match connection.await {
+                Ended::Finished(Ok(())) => {}
+                Ended::Finished(Err(err)) => {
+                    tracing::debug!(error = %err, %peer, "connection ended with an error");
+                }
+                Ended::TimedOut(waiting) => {
+                    tracing::debug!(%peer, "{}; closed", waiting.timed_out());
+                }
             }
             drop(place);
         });
@@ -147,227 +144,20 @@ pub async fn serve(
     }
 }
 
-/// Where a connection is in its exchange, as far as the bytes tell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    /// Reading a request's head: the header timeout runs. `started` once a byte other
-    /// than a line break came (blank lines before a request line are skipped by HTTP
-    /// parsers, so they must not count as a head's end), `line_start` right after a
-    /// line break.
-    Head { started: bool, line_start: bool },
-    /// The head is in; the request is being handled (the request deadline applies).
-    Request,
-    /// An answer was written; waiting for the next request: the idle timeout runs.
-    Idle,
-}
-
-/// A TCP stream that ends itself when a client takes too long (see the module docs).
-struct Watched {
-    stream: TcpStream,
-    limits: ConnectionLimits,
-    phase: Phase,
-    /// When the running phase times out.
-    deadline: tokio::time::Instant,
-    /// Wakes the connection at or before `deadline`. Resetting a timer on every read
-    /// and write costs on the verification path, so it is moved only to make it
-    /// earlier; when it fires early, it is set again to the real deadline.
-    timer: Pin<Box<Sleep>>,
-}
-
-impl Watched {
-    fn new(stream: TcpStream, limits: ConnectionLimits) -> Self {
-        let deadline = tokio::time::Instant::now() + limits.header_timeout;
-        Self {
-            stream,
-            limits,
-            phase: Phase::Head {
-                started: false,
-                line_start: false,
-            },
-            deadline,
-            timer: Box::pin(tokio::time::sleep_until(deadline)),
-        }
-    }
-
-    fn restart(&mut self, phase: Phase, within: Duration) {
-        self.phase = phase;
-        self.deadline = tokio::time::Instant::now() + within;
-        if self.deadline < self.timer.deadline() {
-            self.timer.as_mut().reset(self.deadline);
-        }
-    }
-
-    /// Part of an answer was written: the idle clock restarts (it runs from the last
-    /// byte written, and so also bounds a client that stops reading). An interim
-    /// `100 Continue` is not an answer: the client is about to send its body.
-    fn answered(&mut self, data: &[u8]) {
-        if !data.starts_with(b"HTTP/1.1 1") {
-            let within = self.limits.idle_timeout;
-            self.restart(Phase::Idle, within);
-        }
-    }
-
-    /// Follows the bytes of a request's head; true once the empty line that ends it
-    /// is read.
-    /// Every byte of every request's head passes here: the bytes are searched a line
-    /// at a time, not looked at one by one.
-    fn head_ends(started: &mut bool, line_start: &mut bool, bytes: &[u8]) -> bool {
-        // Any byte but `\r` starts the head and leaves the line's start behind.
-        let text = |part: &[u8]| part.iter().any(|&byte| byte != b'\r');
-        let mut rest = bytes;
-        loop {
-            let line_end = memchr::memchr(b'\n', rest);
-            if text(&rest[..line_end.unwrap_or(rest.len())]) {
-                *started = true;
-                *line_start = false;
-            }
-            let Some(at) = line_end else {
-                return false;
-            };
-            if *started && *line_start {
-                return true;
-            }
-            *line_start = true;
-            rest = &rest[at + 1..];
-        }
-    }
-
-    /// `Err(TimedOut)` once the running deadline has passed (none while a request is
-    /// being handled); registers the waker otherwise.
-    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        if self.phase == Phase::Request {
-            return Poll::Pending;
-        }
-        while self.timer.as_mut().poll(cx).is_ready() {
-            if tokio::time::Instant::now() >= self.deadline {
-                return Poll::Ready(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    match self.phase {
-                        Phase::Idle => "idle connection timed out",
-                        _ => "request headers not received in time",
-                    },
-                ));
-            }
-            // Fired for an earlier deadline since moved on: wait for the real one.
-            let deadline = self.deadline;
-            self.timer.as_mut().reset(deadline);
-        }
-        Poll::Pending
-    }
-}
-
-impl AsyncRead for Watched {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        let before = buf.filled().len();
-        match Pin::new(&mut this.stream).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                let read = &buf.filled()[before..];
-                if !read.is_empty() {
-                    if this.phase == Phase::Idle {
-                        let within = this.limits.header_timeout;
-                        let head = Phase::Head {
-                            started: false,
-                            line_start: false,
-                        };
-                        this.restart(head, within);
-                    }
-                    if let Phase::Head {
-                        mut started,
-                        mut line_start,
-                    } = this.phase
-                    {
-                        this.phase = if Self::head_ends(&mut started, &mut line_start, read) {
-                            Phase::Request
-                        } else {
-                            Phase::Head {
-                                started,
-                                line_start,
-                            }
-                        };
-                    }
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-            Poll::Pending => this.poll_deadline(cx).map(Err),
-        }
-    }
-}
-
-impl AsyncWrite for Watched {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.stream).poll_write(cx, data) {
-            Poll::Ready(Ok(written)) => {
-                this.answered(data);
-                Poll::Ready(Ok(written))
-            }
-            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-            Poll::Pending => this.poll_deadline(cx).map(Err),
-        }
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.stream).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(written)) => {
-                this.answered(bufs.first().map_or(&[][..], |b| &b[..]));
-                Poll::Ready(Ok(written))
-            }
-            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-            Poll::Pending => this.poll_deadline(cx).map(Err),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Watched;
-
-    fn ends(chunks: &[&[u8]]) -> bool {
-        let (mut started, mut line_start) = (false, false);
-        chunks
-            .iter()
-            .any(|chunk| Watched::head_ends(&mut started, &mut line_start, chunk))
-    }
-
-    #[test]
-    fn the_end_of_a_head_is_found_across_reads_and_line_endings() {
-        assert!(ends(&[b"GET / HTTP/1.1\r\nHost: a\r", b"\n", b"\r\n"]));
-        assert!(!ends(&[b"GET / HTTP/1.1\r\nHost: a\r", b"\n"]));
-        assert!(ends(&[b"GET / HTTP/1.1\nHost: a\n\n"]));
-        assert!(!ends(&[b"GET / HTTP/1.1\r\nX: \r\r\n"]));
-    }
-
-    #[test]
-    fn blank_lines_before_a_request_line_do_not_end_a_head() {
-        assert!(!ends(&[b"\r\n\r\n"]));
-        assert!(!ends(&[b"\n\n\n\n", b"\r\n"]));
-        assert!(ends(&[b"\r\n\r\nGET / HTTP/1.1\r\n\r\n"]));
-    }
+/// HTTP/1 over a watched stream. The header and idle timeouts are the stream's:
+/// hyper's own header timer would also run through idle keep-alive time.
+fn http1<S, Svc>(
+    stream: watched::Watched<S>,
+    service: Svc,
+) -> hyper::server::conn::http1::Connection<TokioIo<watched::Watched<S>>, TowerToHyperService<Svc>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    Svc: tower::Service<Request<Incoming>, Response = axum::response::Response> + Clone,
+    Svc::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    Svc::Future: Send + 'static,
+{
+    hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
 }

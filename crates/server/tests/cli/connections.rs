@@ -131,27 +131,203 @@ fn a_client_that_sends_nothing_or_trickles_its_headers_is_cut_at_the_header_time
     );
 }
 
+/// The orders in which a client may talk before it falls silent.
+#[derive(Clone, Copy, Debug)]
+enum Order {
+    /// One request sent as the connection opens.
+    Immediately,
+    /// One request, a moment after the connection opened.
+    AfterDelay,
+    /// Two requests in one write.
+    Pipelined,
+    /// A request, its answer, a pause, another request.
+    TwoSequential,
+    /// HTTP/1.0 asking to keep the connection alive.
+    Http10KeepAlive,
+}
+
+/// Plays `order` on a new connection to `address` (a mix of routes: health, a 404,
+/// the management API without a token), then waits in silence; returns how long
+/// after the last answer the server closed the connection, if it did within `limit`.
+fn silence_after(address: &str, order: Order, limit: Duration) -> Option<Duration> {
+    let mut stream = connect(address);
+    let request = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: keyward\r\n\r\n");
+    let answers = match order {
+        Order::Immediately => {
+            stream.write_all(request("/healthz").as_bytes()).unwrap();
+            1
+        }
+        Order::AfterDelay => {
+            std::thread::sleep(Duration::from_millis(300));
+            stream
+                .write_all(request("/no-such-route").as_bytes())
+                .unwrap();
+            1
+        }
+        Order::Pipelined => {
+            let two = request("/readyz") + &request("/api/api-keys");
+            stream.write_all(two.as_bytes()).unwrap();
+            2
+        }
+        Order::TwoSequential => {
+            assert_eq!(exchange(&mut stream, "/healthz"), "HTTP/1.1 200 OK");
+            std::thread::sleep(Duration::from_millis(300));
+            stream.write_all(request("/healthz").as_bytes()).unwrap();
+            1
+        }
+        Order::Http10KeepAlive => {
+            stream
+                .write_all(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+                .unwrap();
+            1
+        }
+    };
+    read_answers(&mut stream, answers);
+    let (_, closed) = read_until_closed(&mut stream, limit);
+    closed
+}
+
+/// Reads `count` whole answers (bodies by `Content-Length`).
+fn read_answers(stream: &mut TcpStream, count: usize) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&received).into_owned();
+        let mut rest = text.as_str();
+        let mut complete = 0;
+        while let Some((head, after)) = rest.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0);
+            if after.len() < length {
+                break;
+            }
+            complete += 1;
+            rest = &after[length..];
+        }
+        if complete >= count {
+            return;
+        }
+        let n = stream.read(&mut buffer).expect("an answer");
+        assert!(n > 0, "closed before {count} answers: {text}");
+        received.extend_from_slice(&buffer[..n]);
+    }
+}
+
 #[test]
-fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout_not_before() {
+fn after_its_last_answer_a_connection_closes_at_the_idle_timeout_in_any_order() {
+    // Header timeout below, equal to and above the idle timeout, and the defaults'
+    // ratio (10 s and 60 s) scaled down; each server plays every order at once.
+    let cases = [("1", "3"), ("2", "2"), ("3", "1"), ("1", "6")];
+    let dir = tempfile::tempdir().unwrap();
+    let servers: Vec<_> = cases
+        .iter()
+        .map(|(header, idle)| {
+            let home = dir.path().join(format!("{header}-{idle}"));
+            std::fs::create_dir(&home).unwrap();
+            let env = [
+                ("KEYWARD_HEADER_TIMEOUT", *header),
+                ("KEYWARD_IDLE_TIMEOUT", *idle),
+            ];
+            start_server_with(&home, &env).0
+        })
+        .collect();
+    let orders = [
+        Order::Immediately,
+        Order::AfterDelay,
+        Order::Pipelined,
+        Order::TwoSequential,
+        Order::Http10KeepAlive,
+    ];
+    let players: Vec<_> = servers
+        .iter()
+        .zip(cases)
+        .flat_map(|(server, (header, idle))| {
+            orders.map(|order| {
+                let address = server.address.clone();
+                let idle = Duration::from_secs(idle.parse().unwrap());
+                let case = format!("{order:?}, header {header} s, idle {idle:?}");
+                let player = std::thread::spawn(move || {
+                    silence_after(&address, order, idle + Duration::from_secs(5))
+                });
+                (case, idle, player)
+            })
+        })
+        .collect();
+    for (case, idle, player) in players {
+        let closed = player.join().unwrap();
+        let closed = closed.unwrap_or_else(|| panic!("{case}: still open"));
+        // Not before the idle timeout (less the socket's 100 ms read slices), and
+        // within a small margin after it.
+        assert!(
+            closed + Duration::from_millis(150) >= idle
+                && closed <= idle + Duration::from_millis(1500),
+            "{case}: closed {closed:?} after the last answer"
+        );
+    }
+}
+
+#[test]
+fn a_client_holding_every_place_with_idle_connections_cannot_lock_others_out() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _) = start_server_with(
         dir.path(),
         &[
+            ("KEYWARD_MAX_OPEN_CONNECTIONS", "50"),
             ("KEYWARD_HEADER_TIMEOUT", "1"),
             ("KEYWARD_IDLE_TIMEOUT", "3"),
         ],
     );
-    let mut stream = connect(&server.address);
-    assert_eq!(exchange(&mut stream, "/healthz"), "HTTP/1.1 200 OK");
-    // Idle longer than the header timeout: still open, the next request is answered.
-    std::thread::sleep(Duration::from_millis(1800));
-    assert_eq!(exchange(&mut stream, "/healthz"), "HTTP/1.1 200 OK");
-    let (_, closed) = read_until_closed(&mut stream, Duration::from_secs(10));
-    let closed = closed.expect("the idle connection is closed");
+    // The attack: every place taken by a connection that sent one request as it
+    // opened, read the answer, and then keeps silent.
+    let request = b"GET /healthz HTTP/1.1\r\nHost: keyward\r\n\r\n";
+    let mut attackers: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut stream = connect(&server.address);
+            stream.write_all(request).unwrap();
+            stream
+        })
+        .collect();
+    for stream in &mut attackers {
+        read_answers(stream, 1);
+    }
+    let started = Instant::now();
+    let mut newcomer = connect(&server.address);
+    newcomer.write_all(request).unwrap();
+    newcomer
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buffer = [0u8; 256];
+    let n = newcomer
+        .read(&mut buffer)
+        .expect("the newcomer is answered");
+    let waited = started.elapsed();
     assert!(
-        (Duration::from_secs(2)..Duration::from_secs(6)).contains(&closed),
-        "{closed:?}"
+        String::from_utf8_lossy(&buffer[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buffer[..n])
     );
+    assert!(
+        waited <= Duration::from_millis(4500),
+        "answered only after {waited:?}: the idle timeout is 3 s"
+    );
+    // The attacker's connections were closed by then, not answered again.
+    for mut stream in attackers {
+        let (_, closed) = read_until_closed(&mut stream, Duration::from_secs(2));
+        assert!(
+            closed.is_some(),
+            "an idle attacker connection is still open"
+        );
+    }
 }
 
 #[test]
