@@ -1,8 +1,9 @@
 //! The Dockerfile and the systemd unit run commands this binary accepts: each file's
 //! command starts a service with the file's own settings (on a loopback port and a
 //! temporary directory instead), and the health check the image declares finds it
-//! ready. No image is built here (no container engine on these machines); the unit
-//! is checked by `systemd-analyze verify`.
+//! ready. No image is built here (no container engine on these machines), but its base
+//! images must be pinned by digest; the unit is checked by `systemd-analyze verify`
+//! and held to its `systemd-analyze security` rating.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -15,6 +16,11 @@ use serde_json::Value;
 use crate::common::clean_command;
 
 const IMAGE_BINARY: &str = "/usr/local/bin/keyward";
+
+/// The unit's overall exposure in `systemd-analyze security` (systemd 252's scale: 0 is
+/// fully sandboxed, 10 not at all). What is left is the network it needs and the host's
+/// root; deploy/systemd/keyward.service says why. A new sandbox setting lowers it.
+const MAX_UNIT_EXPOSURE: f64 = 1.1;
 
 fn repository_file(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -128,6 +134,25 @@ fn the_image_runs_its_command_and_its_health_check_finds_it_ready() {
     assert_eq!(command, ["serve"]);
     assert_eq!(check, ["healthcheck"]);
     assert!(settings["KEYWARD_DATABASE_URL"].contains("/data/"));
+    // Each base image is pulled by digest, not by a tag that can move under it.
+    let bases: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("FROM "))
+        .collect();
+    assert!(!bases.is_empty(), "no FROM in the Dockerfile");
+    for base in bases {
+        let image = base
+            .split_whitespace()
+            .find(|word| !word.starts_with("--"))
+            .unwrap_or_default();
+        let digest = image.split_once("@sha256:").map(|(_, digest)| digest);
+        assert!(
+            digest.is_some_and(
+                |d| d.len() == 64 && d.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            ),
+            "FROM {base}: pin the image by digest (image:tag@sha256:<64 hex digits>)"
+        );
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let env = localised(settings, "/data", dir.path());
@@ -181,19 +206,43 @@ fn the_service_unit_runs_a_command_keyward_accepts_and_passes_systemd_analyze() 
             std::env::var_os("CI").is_none(),
             "CI must check the unit: install systemd (systemd-analyze)"
         );
-        eprintln!("skipped `systemd-analyze verify`: systemd-analyze is not installed");
+        eprintln!(
+            "skipped `systemd-analyze verify` and `security`: systemd-analyze is not installed"
+        );
         return;
     };
     // verify wants the program to exist: point it at this build.
     let checked = dir.path().join("keyward.service");
     let binary = env!("CARGO_BIN_EXE_keyward");
     std::fs::write(&checked, unit.replace(IMAGE_BINARY, binary)).unwrap();
-    let output = Command::new(analyze)
+    let output = Command::new(&analyze)
         .args(["verify", checked.to_str().unwrap()])
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success() && said.trim().is_empty(), "{said}");
+
+    // The sandbox is rated from the file alone (--offline): no systemd needs to run.
+    let output = Command::new(analyze)
+        .args(["security", "--offline=true", checked.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let exposure: f64 = report
+        .lines()
+        .find_map(|l| l.split_once("Overall exposure level for keyward.service:"))
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|level| level.parse().ok())
+        .unwrap_or_else(|| panic!("no overall exposure level in:\n{report}"));
+    assert!(
+        exposure <= MAX_UNIT_EXPOSURE,
+        "the unit's exposure rose to {exposure} (at most {MAX_UNIT_EXPOSURE}):\n{report}"
+    );
 }
 
 fn which(program: &str) -> Option<PathBuf> {
