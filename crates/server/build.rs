@@ -1,5 +1,5 @@
-//! Marks builds where a PostgreSQL server (or nginx, Redis, or the Python client's test
-//! environment) is available to the tests, so those suites run there and are
+//! Marks builds where a PostgreSQL server (or nginx, Redis, the Python client's test
+//! environment, or root for filesystem faults) is available to the tests, so those suites run there and are
 //! reported as ignored (with the reason) elsewhere.
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(keyward_postgres_tests)");
@@ -33,5 +33,12 @@ fn main() {
     println!("cargo::rerun-if-env-changed=KEYWARD_TEST_CHROMIUM");
     if std::env::var_os("KEYWARD_TEST_CHROMIUM").is_some_and(|path| !path.is_empty()) {
         println!("cargo::rustc-cfg=keyward_chromium_tests");
+    }
+    // The full-disk and read-only database tests mount a tmpfs and make files
+    // immutable: they run where KEYWARD_TEST_ROOT_FS is set (.ci/run, as root).
+    println!("cargo::rustc-check-cfg=cfg(keyward_root_fs_tests)");
+    println!("cargo::rerun-if-env-changed=KEYWARD_TEST_ROOT_FS");
+    if std::env::var_os("KEYWARD_TEST_ROOT_FS").is_some_and(|v| !v.is_empty()) {
+        println!("cargo::rustc-cfg=keyward_root_fs_tests");
     }
 }

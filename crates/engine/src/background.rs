@@ -171,8 +171,15 @@ async fn flush_usage_periodically<S: Store>(inner: Arc<Inner<S>>) {
             _ = tick.tick() => {}
             _ = stop.wait_for(|stop| *stop) => break,
         }
-        if let Err(err) = inner.flush_usage().await {
-            tracing::warn!(error = %err, "writing usage (last_used_at, usage history) failed; will retry");
+        match inner.flush_usage().await {
+            Ok(_) => {}
+            // Said once by the store when writes start failing, not every second.
+            Err(err) if err.unwritable().is_some() => {
+                tracing::debug!(error = %err, "writing usage failed; will retry");
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "writing usage (last_used_at, usage history) failed; will retry");
+            }
         }
     }
     // The final flush: nothing recorded is lost on a graceful stop.

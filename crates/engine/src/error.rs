@@ -4,7 +4,7 @@ use keyward_core::input::ValidationErrors;
 use keyward_core::lifecycle::LifecycleError;
 use keyward_core::permissions::UnknownPermissions;
 use keyward_core::rate::Wait;
-use keyward_store::StoreError;
+use keyward_store::{StoreError, Unwritable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -49,6 +49,16 @@ impl From<StoreError> for EngineError {
             StoreError::Lifecycle(e) => Self::Refused(e),
             e if e.is_unavailable() => Self::Unavailable(e),
             e => Self::Internal(e),
+        }
+    }
+}
+
+impl EngineError {
+    /// Why the database cannot store changes, when that is what failed.
+    pub fn unwritable(&self) -> Option<Unwritable> {
+        match self {
+            Self::Unavailable(err) | Self::Internal(err) => err.unwritable(),
+            _ => None,
         }
     }
 }

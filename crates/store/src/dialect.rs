@@ -19,6 +19,7 @@ use crate::db::{Backend, Statement, params};
 use crate::error::StoreError;
 use crate::records::{ExternalChange, VerifyRecord};
 use crate::sql;
+use crate::writes::Writes;
 
 /// A backend (implemented by [`SqliteStore`](crate::SqliteStore) and
 /// [`PostgresStore`](crate::PostgresStore)). Public only so that it can bound the
@@ -88,6 +89,13 @@ pub trait Dialect: Clone + Debug + Send + Sync + 'static {
 
     /// Succeeds if every pool answers a trivial query.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Whether writes succeed, as learnt from the last ones (shared by clones).
+    fn writes(&self) -> &Writes;
+
+    /// A write that changes nothing, to learn whether the database stores changes
+    /// again after it refused them.
+    fn probe_write(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// See [`Store::next_external_change`](crate::Store::next_external_change).
     fn next_external_change(

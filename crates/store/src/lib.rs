@@ -39,9 +39,10 @@ pub mod sqlite;
 pub mod testing;
 mod url;
 mod usage_history;
+mod writes;
 
 pub use any::{AnyStore, connect, connect_with};
-pub use error::StoreError;
+pub use error::{StoreError, Unwritable};
 pub use interface::Store;
 pub use postgres::PostgresStore;
 pub use records::{

@@ -294,7 +294,8 @@ impl<D: Dialect> Store for D {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        Dialect::ping(self).await
+        Dialect::ping(self).await?;
+        self.writes().check(|| self.probe_write()).await
     }
 
     async fn insert_key(
@@ -303,50 +304,66 @@ impl<D: Dialect> Store for D {
         max_live: u32,
         actor: &Actor,
     ) -> Result<(), StoreError> {
-        let key = &new.key;
-        let mut tx = self.begin().await?;
-        lock_user::<D>(&mut tx, &key.user_id).await?;
-        if count_live::<D>(&mut tx, &key.user_id, key.created_at).await? >= i64::from(max_live) {
-            return Err(StoreError::LimitReached { limit: max_live });
-        }
-        insert_key_row::<D>(&mut tx, new).await?;
-        insert_event::<D>(&mut tx, &created_event(new, actor, "create")).await?;
-        tx.commit().await?;
-        Ok(())
+        self.writes()
+            .track(async move {
+                let key = &new.key;
+                let mut tx = self.begin().await?;
+                lock_user::<D>(&mut tx, &key.user_id).await?;
+                if count_live::<D>(&mut tx, &key.user_id, key.created_at).await?
+                    >= i64::from(max_live)
+                {
+                    return Err(StoreError::LimitReached { limit: max_live });
+                }
+                insert_key_row::<D>(&mut tx, new).await?;
+                insert_event::<D>(&mut tx, &created_event(new, actor, "create")).await?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await
     }
 
     async fn insert_keys(&self, new: &[NewKeyRecord], actor: &Actor) -> Result<(), StoreError> {
-        self.bulk_load(true).await?;
-        let inserted = insert_all(self, new, actor).await;
-        let restored = self.bulk_load(false).await;
-        inserted?;
-        restored
+        self.writes()
+            .track(async move {
+                self.bulk_load(true).await?;
+                let inserted = insert_all(self, new, actor).await;
+                let restored = self.bulk_load(false).await;
+                inserted?;
+                restored
+            })
+            .await
     }
 
     async fn import_keys(&self, keys: &[ImportedKey], actor: &Actor) -> Result<u64, StoreError> {
-        let mut tx = self.begin().await?;
-        let mut added = 0;
-        for key in keys {
-            let id = key.record.key.id;
-            let exists = run::<D>(&mut tx, Statement::new(sql::KEY_EXISTS, params![id])).await?;
-            if !exists.is_empty() {
-                continue;
-            }
-            insert_key_row::<D>(&mut tx, &key.record).await?;
-            let (kind, digest, salt) = rows::legacy_columns(&key.legacy);
-            let legacy = params![
-                id,
-                kind,
-                digest.as_slice(),
-                salt.as_deref(),
-                key.head.as_str()
-            ];
-            run::<D>(&mut tx, Statement::new(sql::INSERT_LEGACY, legacy)).await?;
-            insert_event::<D>(&mut tx, &created_event(&key.record, actor, "import")).await?;
-            added += 1;
-        }
-        tx.commit().await?;
-        Ok(added)
+        self.writes()
+            .track(async move {
+                let mut tx = self.begin().await?;
+                let mut added = 0;
+                for key in keys {
+                    let id = key.record.key.id;
+                    let exists =
+                        run::<D>(&mut tx, Statement::new(sql::KEY_EXISTS, params![id])).await?;
+                    if !exists.is_empty() {
+                        continue;
+                    }
+                    insert_key_row::<D>(&mut tx, &key.record).await?;
+                    let (kind, digest, salt) = rows::legacy_columns(&key.legacy);
+                    let legacy = params![
+                        id,
+                        kind,
+                        digest.as_slice(),
+                        salt.as_deref(),
+                        key.head.as_str()
+                    ];
+                    run::<D>(&mut tx, Statement::new(sql::INSERT_LEGACY, legacy)).await?;
+                    insert_event::<D>(&mut tx, &created_event(&key.record, actor, "import"))
+                        .await?;
+                    added += 1;
+                }
+                tx.commit().await?;
+                Ok(added)
+            })
+            .await
     }
 
     async fn legacy_candidates(
@@ -376,13 +393,17 @@ impl<D: Dialect> Store for D {
         hash: &KeyHash,
         version: u16,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        set_hash::<D>(&mut tx, id, hash, version).await?;
-        run::<D>(&mut tx, Statement::new(sql::FORGET_LEGACY, params![id])).await?;
-        // Other instances may hold "no such key" for this hash: drop it.
-        announce::<D>(&mut tx, &[*hash]).await?;
-        tx.commit().await?;
-        Ok(())
+        self.writes()
+            .track(async move {
+                let mut tx = self.begin().await?;
+                set_hash::<D>(&mut tx, id, hash, version).await?;
+                run::<D>(&mut tx, Statement::new(sql::FORGET_LEGACY, params![id])).await?;
+                // Other instances may hold "no such key" for this hash: drop it.
+                announce::<D>(&mut tx, &[*hash]).await?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await
     }
 
     async fn list_keys(&self, scope: Scope<'_>) -> Result<Vec<ApiKey>, StoreError> {
@@ -431,33 +452,40 @@ impl<D: Dialect> Store for D {
         now: Timestamp,
         actor: &Actor,
     ) -> Result<Applied, StoreError> {
-        let mut tx = self.begin().await?;
-        let (key, hash) = read_to_change::<D>(&mut tx, scope, id).await?;
-        let Some(new) = lifecycle::decide(&key, mutation, now)? else {
-            return Ok(Applied {
-                key,
-                hash,
-                changed: false,
-            });
-        };
-        run::<D>(&mut tx, write_state(id, &new, now)).await?;
-        let after = new.applied_to(key.clone());
-        let event = NewEvent {
-            at: now,
-            actor,
-            action: mutation.name(),
-            key_id: Some(id),
-            user_id: &key.user_id,
-            changes: rows::key_changes(Some(&key), Some(&after)),
-        };
-        insert_event::<D>(&mut tx, &event).await?;
-        announce::<D>(&mut tx, &[hash]).await?;
-        tx.commit().await?;
-        Ok(Applied {
-            key: after,
-            hash,
-            changed: true,
-        })
+        self.writes()
+            .track_if(
+                async move {
+                    let mut tx = self.begin().await?;
+                    let (key, hash) = read_to_change::<D>(&mut tx, scope, id).await?;
+                    let Some(new) = lifecycle::decide(&key, mutation, now)? else {
+                        return Ok(Applied {
+                            key,
+                            hash,
+                            changed: false,
+                        });
+                    };
+                    run::<D>(&mut tx, write_state(id, &new, now)).await?;
+                    let after = new.applied_to(key.clone());
+                    let event = NewEvent {
+                        at: now,
+                        actor,
+                        action: mutation.name(),
+                        key_id: Some(id),
+                        user_id: &key.user_id,
+                        changes: rows::key_changes(Some(&key), Some(&after)),
+                    };
+                    insert_event::<D>(&mut tx, &event).await?;
+                    announce::<D>(&mut tx, &[hash]).await?;
+                    tx.commit().await?;
+                    Ok(Applied {
+                        key: after,
+                        hash,
+                        changed: true,
+                    })
+                },
+                |applied| applied.changed,
+            )
+            .await
     }
 
     async fn rotate(
@@ -469,99 +497,112 @@ impl<D: Dialect> Store for D {
         now: Timestamp,
         actor: &Actor,
     ) -> Result<Rotated, StoreError> {
-        let mut tx = self.begin().await?;
-        let (old, old_hash) = read_to_change::<D>(&mut tx, scope, id).await?;
-        let successor = Successor {
-            id: replacement.id,
-            prefix: &replacement.prefix,
-            postfix: &replacement.postfix,
-        };
-        let rotation = lifecycle::rotate(&old, successor, terms.grace_seconds, now)?;
-        let (ending, new) = (rotation.ending, rotation.new);
-        // Serialised with creates for the same user, as in `insert_key`.
-        lock_user::<D>(&mut tx, &old.user_id).await?;
-        let live = count_live::<D>(&mut tx, &old.user_id, now).await?;
-        rows::rotation_fits(live, &ending, now, terms.max_live_per_user)?;
-        let end = params![
-            id,
-            ending.expires_at,
-            replacement.id,
-            now,
-            rows::remaining_column(ending.remaining),
-        ];
-        run::<D>(&mut tx, Statement::new(sql::END_ROTATED, end)).await?;
-        let record = NewKeyRecord {
-            key: new,
-            hash: replacement.hash,
-            pepper_version: replacement.pepper_version,
-        };
-        insert_key_row::<D>(&mut tx, &record).await?;
-        for event in rows::rotation_events(&old, &ending, &record.key, now, actor) {
-            insert_event::<D>(&mut tx, &event).await?;
-        }
-        announce::<D>(&mut tx, &[old_hash, replacement.hash]).await?;
-        tx.commit().await?;
-        Ok(Rotated {
-            old: ending,
-            old_hash,
-            new: record.key,
-        })
+        self.writes()
+            .track(async move {
+                let mut tx = self.begin().await?;
+                let (old, old_hash) = read_to_change::<D>(&mut tx, scope, id).await?;
+                let successor = Successor {
+                    id: replacement.id,
+                    prefix: &replacement.prefix,
+                    postfix: &replacement.postfix,
+                };
+                let rotation = lifecycle::rotate(&old, successor, terms.grace_seconds, now)?;
+                let (ending, new) = (rotation.ending, rotation.new);
+                // Serialised with creates for the same user, as in `insert_key`.
+                lock_user::<D>(&mut tx, &old.user_id).await?;
+                let live = count_live::<D>(&mut tx, &old.user_id, now).await?;
+                rows::rotation_fits(live, &ending, now, terms.max_live_per_user)?;
+                let end = params![
+                    id,
+                    ending.expires_at,
+                    replacement.id,
+                    now,
+                    rows::remaining_column(ending.remaining),
+                ];
+                run::<D>(&mut tx, Statement::new(sql::END_ROTATED, end)).await?;
+                let record = NewKeyRecord {
+                    key: new,
+                    hash: replacement.hash,
+                    pepper_version: replacement.pepper_version,
+                };
+                insert_key_row::<D>(&mut tx, &record).await?;
+                for event in rows::rotation_events(&old, &ending, &record.key, now, actor) {
+                    insert_event::<D>(&mut tx, &event).await?;
+                }
+                announce::<D>(&mut tx, &[old_hash, replacement.hash]).await?;
+                tx.commit().await?;
+                Ok(Rotated {
+                    old: ending,
+                    old_hash,
+                    new: record.key,
+                })
+            })
+            .await
     }
 
     async fn consume(&self, id: KeyId, cost: u64) -> Result<Consumed, StoreError> {
         let cost = i64::try_from(cost).unwrap_or(i64::MAX);
-        if cost > 0 {
-            let mut conn = self.writer().await?;
-            let rows = run::<D>(&mut conn, Statement::new(sql::CONSUME, params![id, cost])).await?;
-            if let Some(row) = rows.first() {
-                let left = row.int("remaining")?;
-                return Ok(Consumed::Left(u64::try_from(left).unwrap_or(0)));
-            }
+        if cost == 0 {
+            // A check alone reads through a reader (beside the writer on SQLite).
+            let mut conn = self.reader().await?;
+            return remaining::<D>(&mut conn, id, 0).await;
         }
-        // A check alone reads through a reader (beside the writer on SQLite).
-        let mut conn = if cost == 0 {
-            self.reader().await?
-        } else {
-            self.writer().await?
-        };
-        let rows = run::<D>(&mut conn, Statement::new(sql::REMAINING, params![id])).await?;
-        let row = rows
-            .first()
-            .map(|row| row.maybe_int("remaining"))
-            .transpose()?;
-        rows::not_consumed(row, cost.unsigned_abs())
+        self.writes()
+            .track_if(
+                async move {
+                    let mut conn = self.writer().await?;
+                    let rows = run::<D>(&mut conn, Statement::new(sql::CONSUME, params![id, cost]))
+                        .await?;
+                    if let Some(row) = rows.first() {
+                        let left = row.int("remaining")?;
+                        return Ok(Consumed::Left(u64::try_from(left).unwrap_or(0)));
+                    }
+                    remaining::<D>(&mut conn, id, cost).await
+                },
+                |consumed| matches!(consumed, Consumed::Left(_)),
+            )
+            .await
     }
 
     async fn record_usage(&self, usage: &[(KeyId, Timestamp)]) -> Result<u64, StoreError> {
-        if usage.is_empty() {
-            return Ok(0);
-        }
-        // Rows in id order: two instances flushing overlapping batches then lock them
-        // in the same order and cannot deadlock.
-        let mut sorted = usage.to_vec();
-        sorted.sort_unstable_by_key(|(id, _)| *id);
-        let mut changed = 0;
-        let mut conn = self.writer().await?;
-        for chunk in sorted.chunks(BULK_ROWS) {
-            let values = chunk
-                .iter()
-                .flat_map(|(id, at)| params![*id, *at])
-                .collect();
-            let sql = sql::record_usage(D::BULK_BINDS, chunk.len());
-            let statement = Statement::recurring(
-                sql,
-                values,
-                chunk.len(),
-                BULK_ROWS,
-                D::KEEPS_FLUSH_STATEMENTS,
-            );
-            changed += run::<D>(&mut conn, statement).await?.len() as u64;
-        }
-        Ok(changed)
+        self.writes()
+            .track_if(
+                async move {
+                    if usage.is_empty() {
+                        return Ok(0);
+                    }
+                    // Rows in id order: two instances flushing overlapping batches then lock them
+                    // in the same order and cannot deadlock.
+                    let mut sorted = usage.to_vec();
+                    sorted.sort_unstable_by_key(|(id, _)| *id);
+                    let mut changed = 0;
+                    let mut conn = self.writer().await?;
+                    for chunk in sorted.chunks(BULK_ROWS) {
+                        let values = chunk
+                            .iter()
+                            .flat_map(|(id, at)| params![*id, *at])
+                            .collect();
+                        let sql = sql::record_usage(D::BULK_BINDS, chunk.len());
+                        let statement = Statement::recurring(
+                            sql,
+                            values,
+                            chunk.len(),
+                            BULK_ROWS,
+                            D::KEEPS_FLUSH_STATEMENTS,
+                        );
+                        changed += run::<D>(&mut conn, statement).await?.len() as u64;
+                    }
+                    Ok(changed)
+                },
+                |changed| *changed > 0,
+            )
+            .await
     }
 
     async fn record_usage_history(&self, counts: &[HourCounts]) -> Result<(), StoreError> {
-        crate::usage_history::record(self, counts).await
+        self.writes()
+            .track(async move { crate::usage_history::record(self, counts).await })
+            .await
     }
 
     async fn usage_history(
@@ -574,15 +615,21 @@ impl<D: Dialect> Store for D {
     }
 
     async fn prune_usage_history(&self, before: Timestamp) -> Result<(), StoreError> {
-        crate::usage_history::prune(self, before).await
+        self.writes()
+            .track(async move { crate::usage_history::prune(self, before).await })
+            .await
     }
 
     async fn rehash(&self, id: KeyId, hash: &KeyHash, version: u16) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        set_hash::<D>(&mut tx, id, hash, version).await?;
-        announce::<D>(&mut tx, &[*hash]).await?;
-        tx.commit().await?;
-        Ok(())
+        self.writes()
+            .track(async move {
+                let mut tx = self.begin().await?;
+                set_hash::<D>(&mut tx, id, hash, version).await?;
+                announce::<D>(&mut tx, &[*hash]).await?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await
     }
 
     async fn delete_user(
@@ -591,32 +638,36 @@ impl<D: Dialect> Store for D {
         now: Timestamp,
         actor: &Actor,
     ) -> Result<Vec<KeyHash>, StoreError> {
-        let mut tx = self.begin().await?;
-        // The same lock as key creation: a key created concurrently cannot survive.
-        lock_user::<D>(&mut tx, user).await?;
-        let statement = Statement::new(sql::DELETE_USER_KEYS, params![user.as_str()]);
-        let rows = run::<D>(&mut tx, statement).await?;
-        let hashes = rows
-            .iter()
-            .map(|row| row.hash("key_hash"))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut ids = rows
-            .iter()
-            .map(|row| row.id("id"))
-            .collect::<Result<Vec<_>, _>>()?;
-        ids.sort_unstable();
-        let event = NewEvent {
-            at: now,
-            actor,
-            action: "delete_user",
-            key_id: None,
-            user_id: user,
-            changes: rows::deletion_changes(&ids),
-        };
-        insert_event::<D>(&mut tx, &event).await?;
-        announce::<D>(&mut tx, &hashes).await?;
-        tx.commit().await?;
-        Ok(hashes)
+        self.writes()
+            .track(async move {
+                let mut tx = self.begin().await?;
+                // The same lock as key creation: a key created concurrently cannot survive.
+                lock_user::<D>(&mut tx, user).await?;
+                let statement = Statement::new(sql::DELETE_USER_KEYS, params![user.as_str()]);
+                let rows = run::<D>(&mut tx, statement).await?;
+                let hashes = rows
+                    .iter()
+                    .map(|row| row.hash("key_hash"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut ids = rows
+                    .iter()
+                    .map(|row| row.id("id"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                ids.sort_unstable();
+                let event = NewEvent {
+                    at: now,
+                    actor,
+                    action: "delete_user",
+                    key_id: None,
+                    user_id: user,
+                    changes: rows::deletion_changes(&ids),
+                };
+                insert_event::<D>(&mut tx, &event).await?;
+                announce::<D>(&mut tx, &hashes).await?;
+                tx.commit().await?;
+                Ok(hashes)
+            })
+            .await
     }
 
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<KeyEvent>, StoreError> {
@@ -644,6 +695,21 @@ impl<D: Dialect> Store for D {
     async fn close(&self) {
         Dialect::close(self).await;
     }
+}
+
+/// Why `cost` credits could not be taken from key `id`: what it has left, or that it
+/// has no such key.
+async fn remaining<D: Dialect>(
+    conn: &mut Connection<D>,
+    id: KeyId,
+    cost: i64,
+) -> Result<Consumed, StoreError> {
+    let rows = run::<D>(conn, Statement::new(sql::REMAINING, params![id])).await?;
+    let row = rows
+        .first()
+        .map(|row| row.maybe_int("remaining"))
+        .transpose()?;
+    rows::not_consumed(row, cost.unsigned_abs())
 }
 
 async fn set_hash<D: Dialect>(

@@ -64,6 +64,7 @@ pub struct PostgresStore {
     /// never waits on it.
     listen_pool: PgPool,
     listener: Arc<Mutex<Option<PgListener>>>,
+    writes: Arc<crate::writes::Writes>,
 }
 
 /// One connection made directly, before the pool: the pool retries a failing connect
@@ -143,6 +144,7 @@ impl PostgresStore {
             connect: Arc::new(connect),
             listen_pool,
             listener: Arc::new(Mutex::new(None)),
+            writes: Arc::default(),
         })
     }
 
@@ -233,6 +235,33 @@ impl Dialect for PostgresStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    fn writes(&self) -> &crate::writes::Writes {
+        &self.writes
+    }
+
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        // A standby, or sessions made read-only (`default_transaction_read_only`),
+        // refuse every change; otherwise a transaction given an id commits a record
+        // to the write-ahead log.
+        let mut tx = self.pool.begin().await?;
+        let read_only: bool = sqlx::query_scalar(
+            "SELECT current_setting('transaction_read_only') = 'on' OR pg_is_in_recovery()",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if read_only {
+            return Err(StoreError::NotWritable(
+                crate::Unwritable::ReadOnly,
+                "the server takes read-only transactions only".into(),
+            ));
+        }
+        sqlx::query("SELECT pg_current_xact_id()")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -11,6 +11,13 @@
 //!   writer connection, which moves only when *another* connection commits. Every
 //!   change clears the whole cache, which suits an admin CLI beside one server; for
 //!   several servers, use a shared PostgreSQL instead of one SQLite file.
+//! - A full disk (or an I/O error) makes SQLite roll a transaction back by itself.
+//!   sqlx does not see it, still counts the connection as inside the transaction, and
+//!   refuses every later `BEGIN` on it: the writer connection is then replaced before
+//!   it is handed out again, so the first write after space is freed succeeds.
+//! - The database file is created readable by its owner only (0600): it holds key
+//!   hashes, user ids and the audit trail. SQLite gives its `-wal` and `-shm` files
+//!   the database file's mode.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -31,6 +38,7 @@ use crate::db::{PermissionList, StoredPermissions};
 use crate::dialect::Dialect;
 use crate::error::StoreError;
 use crate::records::{ExternalChange, VerifyRecord};
+use crate::writes::Writes;
 use crate::{migrations, sql};
 use keyward_core::hash::KeyHash;
 
@@ -46,6 +54,10 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const READERS: u32 = 4;
 /// How often other processes' changes are looked for.
 const CHANGE_POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// The free space below which a database that refused writes is not taken for
+/// writable again: a key's creation writes a few pages, a usage flush up to a few
+/// hundred KiB.
+const MIN_FREE_SPACE: u64 = 1024 * 1024;
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -56,6 +68,12 @@ pub struct SqliteStore {
     data_version: Arc<Mutex<Option<i64>>>,
     /// Whether the first [`Store::next_external_change`] has answered.
     announced: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when the writer connection was replaced: its `data_version` starts anew,
+    /// so the next poll cannot tell what changed meanwhile.
+    writer_replaced: Arc<std::sync::atomic::AtomicBool>,
+    writes: Arc<Writes>,
+    /// The database file, for its filesystem's free space.
+    path: Arc<Path>,
 }
 
 impl SqliteStore {
@@ -80,10 +98,24 @@ impl SqliteStore {
             // those rows up by its id: every usage flush scanned the whole table. Every
             // statement here has the index it needs, so none is built at run time.
             .pragma("automatic_index", "OFF");
+        create_private(path)?;
+        let writes = Arc::new(Writes::default());
+        let writer_replaced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer_check = WriterCheck {
+            writes: Arc::clone(&writes),
+            refusals_seen: Arc::default(),
+            replaced: Arc::clone(&writer_replaced),
+        };
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // A writer connection that can no longer write is replaced before it
+            // is handed out (see `WriterCheck`).
+            .before_acquire(move |conn, _| {
+                let usable = writer_check.usable(conn);
+                Box::pin(async move { Ok(usable) })
+            })
             // Keep the one writer connection for the process's life: `data_version`
             // is per connection.
             .idle_timeout(None)
@@ -114,6 +146,9 @@ impl SqliteStore {
             lookups,
             data_version: Arc::new(Mutex::new(Some(version))),
             announced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            writer_replaced,
+            writes,
+            path: path.into(),
         })
     }
 }
@@ -174,6 +209,37 @@ impl Dialect for SqliteStore {
         Ok(())
     }
 
+    fn writes(&self) -> &Writes {
+        &self.writes
+    }
+
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        // After a checkpoint the WAL is written again from its start, in space the file
+        // already has: a one-page write can pass on a full disk where a key's rows do
+        // not. The filesystem must also have room for writes that grow the files.
+        if let Some(free) = free_space(&self.path)
+            && free < MIN_FREE_SPACE
+        {
+            return Err(StoreError::NotWritable(
+                crate::Unwritable::DiskFull,
+                format!("{} KiB free on the database's filesystem", free / 1024).into(),
+            ));
+        }
+        // Setting `user_version` to its own value rewrites the database's first page:
+        // a real write through the journal, that changes nothing. keyward does not
+        // use `user_version` otherwise (migrations are in `_sqlx_migrations`).
+        let mut conn = self.writer.acquire().await?;
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut *conn)
+            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "PRAGMA user_version = {version}"
+        )))
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
     async fn next_external_change(&self) -> Result<ExternalChange, StoreError> {
         // The baseline was taken at open: from the first call on, changes are seen.
         if !self
@@ -195,6 +261,13 @@ impl Dialect for SqliteStore {
                 return Err(err.into());
             }
         };
+        if self
+            .writer_replaced
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            // Another connection's count: not comparable with the last one.
+            *last = None;
+        }
         Ok(match last.replace(version) {
             Some(previous) if previous == version => ExternalChange::Alive,
             _ => ExternalChange::Unknown,
@@ -206,6 +279,85 @@ impl Dialect for SqliteStore {
         self.readers.close().await;
         self.writer.close().await;
     }
+}
+
+/// Decides, each time the writer connection is handed out, whether it can still
+/// write; the pool replaces it when it cannot.
+struct WriterCheck {
+    writes: Arc<Writes>,
+    refusals_seen: Arc<std::sync::atomic::AtomicU64>,
+    replaced: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl WriterCheck {
+    fn usable(&self, conn: &sqlx::SqliteConnection) -> bool {
+        use std::sync::atomic::Ordering;
+        // Still "in a transaction" once back in the pool: SQLite rolled it back by
+        // itself (a full disk, an I/O error), and sqlx would refuse every later BEGIN
+        // on this connection.
+        let stale = sqlx::Connection::is_in_transaction(conn);
+        // A write refused as read-only, or by the filesystem, since the last check:
+        // a connection opened while the file could not be written stays read-only for
+        // good, so a new one must find out whether it can write now.
+        let refusals = self.writes.refusals();
+        let refused = self.refusals_seen.swap(refusals, Ordering::Relaxed) != refusals
+            && matches!(
+                self.writes.unwritable(),
+                Some(crate::Unwritable::ReadOnly | crate::Unwritable::WriteRefused)
+            );
+        if stale || refused {
+            self.replaced.store(true, Ordering::SeqCst);
+            tracing::debug!(stale, refused, "replacing the writer connection");
+        }
+        !(stale || refused)
+    }
+}
+
+/// Creates the database file, if it is not there yet, readable and writable by its
+/// owner only; SQLite would create it with the umask's mode (0644 as a rule). An
+/// existing file readable by others is left as it is, with a warning: its mode may be
+/// the operator's choice (a backup group).
+#[cfg(unix)]
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            if let Ok(meta) = std::fs::metadata(path)
+                && meta.permissions().mode() & 0o004 != 0
+            {
+                tracing::warn!(
+                    path = %path.display(),
+                    "the database file is readable by every user of this machine (it holds key hashes, user ids and the audit trail); `chmod 600` it and its -wal and -shm files, or 640 for a backup group"
+                );
+            }
+            Ok(())
+        }
+        // A read-only directory, say: SQLite's own open says what is wrong.
+        Err(_) => Ok(()),
+    }
+}
+
+#[cfg(not(unix))]
+fn create_private(_path: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
+
+/// Bytes free for unprivileged writes on the filesystem holding `path`.
+#[cfg(unix)]
+fn free_space(path: &Path) -> Option<u64> {
+    let stats = rustix::fs::statvfs(path).ok()?;
+    Some(stats.f_bavail.saturating_mul(stats.f_frsize))
+}
+
+#[cfg(not(unix))]
+fn free_space(_path: &Path) -> Option<u64> {
+    None
 }
 
 // A permission list is stored as a JSON array in a TEXT column.

@@ -13,6 +13,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keyward_core::lifecycle::LifecycleError;
 use keyward_engine::EngineError;
+use keyward_store::Unwritable;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -37,7 +38,15 @@ pub struct ApiError {
     hint: Option<Cow<'static, str>>,
     /// Seconds, sent as `Retry-After`.
     retry_after: Option<u64>,
+    /// The cause was logged once where it is known (a state, not this request).
+    logged: bool,
 }
+
+/// Marks a 5xx answer whose cause was logged once, where it is known (the database
+/// refusing writes): the request log then keeps it at debug level, not one warning
+/// per request.
+#[derive(Clone, Copy, Debug)]
+pub struct CauseLogged;
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<Cow<'static, str>>) -> Self {
@@ -47,6 +56,7 @@ impl ApiError {
             detail: None,
             hint: None,
             retry_after: None,
+            logged: false,
         }
     }
 
@@ -103,6 +113,20 @@ impl ApiError {
             .hint("Retry in a few seconds.")
     }
 
+    /// 503: the database answers but cannot store changes (`why`); nothing was stored.
+    pub fn not_writable(why: Unwritable) -> Self {
+        let mut error = Self::new(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable")
+            .detail(format!(
+                "the database cannot store changes now: {why}; nothing was changed"
+            ))
+            .hint(
+                "Retry later: the operator has been told (keyward's log, /readyz, \
+                 keyward_database_writable). Verifications still work.",
+            );
+        error.logged = true;
+        error
+    }
+
     /// Body problems reported by axum's JSON extractor.
     pub fn from_json_rejection(rejection: JsonRejection) -> Self {
         let detail = rejection.body_text();
@@ -142,6 +166,9 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.logged {
+            response.extensions_mut().insert(CauseLogged);
         }
         response
     }
@@ -192,10 +219,17 @@ impl From<EngineError> for ApiError {
             EngineError::UnknownPermissions(unknown) => {
                 Self::invalid(format!("permissions: {unknown}"))
             }
-            EngineError::Unavailable(cause) => {
-                tracing::warn!(error = %cause, "storage unavailable");
-                Self::unavailable()
-            }
+            EngineError::Unavailable(cause) => match cause.unwritable() {
+                // The store logs when writes start and stop failing, not per request.
+                Some(why) => {
+                    tracing::debug!(error = %cause, "storage not writable");
+                    Self::not_writable(why)
+                }
+                None => {
+                    tracing::warn!(error = %cause, "storage unavailable");
+                    Self::unavailable()
+                }
+            },
             EngineError::RateLimited { retry_after } => Self::too_many_requests(
                 "too many changes to your keys in a short time",
                 retry_after.whole_seconds(),

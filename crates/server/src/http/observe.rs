@@ -32,7 +32,7 @@ use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Histogram};
 use tower::{Layer, Service};
 
-use super::error::ApiError;
+use super::error::{ApiError, CauseLogged};
 
 /// The longest a request may take, body upload included. Verifications take
 /// microseconds; this only stops slow or stuck clients from holding a connection
@@ -179,7 +179,7 @@ where
             // The route template, not the path: ids would explode the label set.
             let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
             metrics.record(method, route, status, elapsed);
-            if status.is_server_error() {
+            if status.is_server_error() && response.extensions().get::<CauseLogged>().is_none() {
                 tracing::warn!(%method, %route, status = status.as_u16(), ?elapsed, "request failed");
             } else {
                 tracing::debug!(%method, %route, status = status.as_u16(), ?elapsed, "request");

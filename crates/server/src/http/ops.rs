@@ -25,16 +25,26 @@ pub async fn healthz() -> Json<StatusResponse> {
     Json(StatusResponse { status: "ok" })
 }
 
-/// Readiness: the database answers, the JWT signing keys (`KEYWARD_JWT_JWKS_URL`)
+/// Readiness: the database answers and stores changes, the JWT signing keys (`KEYWARD_JWT_JWKS_URL`)
 /// have been loaded once, and the cache's warm-up at start has ended (10 s at most).
 #[utoipa::path(get, path = "/readyz", tag = TAG, operation_id = "readyz",
     responses(
         (status = 200, description = "Ready", body = StatusResponse),
-        (status = 503, description = "The database is unreachable, the JWT signing keys \
-            were never loaded, or the cache is still warming up", body = ErrorBody),
+        (status = 503, description = "The database is unreachable or not writable (a full \
+            disk, a read-only file), the JWT signing keys were never loaded, or the cache is \
+            still warming up", body = ErrorBody),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<StatusResponse>, ApiError> {
     if let Err(err) = state.engine.ping().await {
+        if let Some(why) = err.unwritable() {
+            // Said once by the store when writes start failing.
+            return Err(ApiError::not_writable(why)
+                .detail(format!("the database is not writable: {why}"))
+                .hint(
+                    "Free space on the database's disk, or make it writable again; \
+                     keyward notices by itself.",
+                ));
+        }
         tracing::warn!(error = %err, "readiness check failed");
         return Err(ApiError::unavailable());
     }

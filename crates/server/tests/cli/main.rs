@@ -10,6 +10,7 @@ mod connections;
 mod console;
 mod crash;
 mod deploy;
+mod full_disk;
 mod healthcheck;
 mod import;
 mod messages;

@@ -91,3 +91,57 @@ async fn an_exhausted_pool_answers_unavailable_instead_of_hanging() {
     drop(held);
     store.ping().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_read_only_database_refuses_writes_as_not_writable_and_readiness_says_so() {
+    use sqlx::Connection;
+    let db = testing::postgres().await;
+    let store = keyward_store::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    store.close().await;
+    // A database whose sessions are read-only, as on a standby.
+    let mut admin = sqlx::PgConnection::connect(&db.url_string()).await.unwrap();
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    let set = |value: &str| {
+        format!(r#"ALTER DATABASE "{name}" SET default_transaction_read_only = {value}"#)
+    };
+    sqlx::query(sqlx::AssertSqlSafe(set("on")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+
+    let store = keyward_store::connect(&db.url).await.unwrap();
+    let record = crate::common::new_key("alice", "k", 0);
+    let err = store
+        .insert_key(&record, 100, &crate::common::admin())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.unwritable(),
+        Some(keyward_store::Unwritable::ReadOnly),
+        "{err:?}"
+    );
+    assert!(err.is_unavailable());
+    let err = store.ping().await.unwrap_err();
+    assert_eq!(
+        err.unwritable(),
+        Some(keyward_store::Unwritable::ReadOnly),
+        "{err:?}"
+    );
+    store.close().await;
+
+    sqlx::query(sqlx::AssertSqlSafe(set("off")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let store = keyward_store::connect(&db.url).await.unwrap();
+    store.ping().await.unwrap();
+    store
+        .insert_key(&record, 100, &crate::common::admin())
+        .await
+        .unwrap();
+    store.close().await;
+}

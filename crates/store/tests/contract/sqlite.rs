@@ -69,3 +69,22 @@ async fn the_database_file_is_created_in_wal_mode() {
         .unwrap();
     assert_eq!(mode, "wal");
 }
+
+#[tokio::test]
+async fn the_database_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keyward.db");
+    let store = keyward_store::connect(&DatabaseUrl::Sqlite(path.clone()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    // Key hashes, user ids and the audit trail: not for every user of the machine,
+    // whatever the umask (0022 as a rule) would have given.
+    for suffix in ["", "-wal", "-shm"] {
+        let file = dir.path().join(format!("keyward.db{suffix}"));
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}: {mode:o}", file.display());
+    }
+    store.close().await;
+}

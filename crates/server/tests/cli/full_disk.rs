@@ -1,0 +1,458 @@
+//! The embedded database on a disk that fills up, and on files that stop being
+//! writable, under load: a real `keyward serve` on a small tmpfs the test mounts, and
+//! on files it makes immutable (`chattr +i`). Both need root; `.ci/run` sets
+//! `KEYWARD_TEST_ROOT_FS` (elsewhere these tests are ignored, with the reason).
+//!
+//! What must hold (docs/RELIABILITY.md, "The disk"): no 500 and no dropped connection;
+//! a write that cannot be stored answers 503 naming the cause; verifications go on;
+//! `/readyz` says the database is not writable; the log says it once; writes work
+//! again as soon as there is space, without a restart; every acknowledged write is
+//! there afterwards, usage recorded meanwhile included, and the file is intact.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{Server, cli_in, start_server_with, try_http};
+
+/// A tmpfs mounted for one test, unmounted when dropped (after the server using it).
+struct SmallDisk {
+    mount: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mount = dir.path().join("disk");
+        std::fs::create_dir(&mount).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&mount)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting a tmpfs needs root");
+        Self { mount, _dir: dir }
+    }
+
+    /// Fills what is left of the disk with one file; returns its path.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.mount.join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        // Down to single bytes, so not even a page is left.
+        let mut size = chunk.len();
+        while size > 0 {
+            match file.write(&chunk[..size]) {
+                Ok(0) | Err(_) => size /= 2,
+                Ok(_) => {}
+            }
+        }
+        let _ = file.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mount).status();
+    }
+}
+
+/// Stops the server as a service manager would (SIGTERM) and waits for it; true if it
+/// exited 0 (it writes pending usage first).
+fn stop(mut server: Server) -> bool {
+    Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            return status.success();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What the load saw.
+#[derive(Default)]
+struct Seen {
+    /// Keys whose create was answered 200: (id, plaintext).
+    acknowledged: Vec<(String, String)>,
+    /// Every other answer, and every request that got no answer.
+    refusals: Vec<String>,
+    verifications: usize,
+}
+
+/// Creators and a verifier against `address` until `stop` is set.
+fn load(
+    address: &str,
+    dir: &Path,
+    verify_key: &str,
+    stop: &Arc<AtomicBool>,
+) -> (Arc<Mutex<Seen>>, Vec<std::thread::JoinHandle<()>>) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let admin = cli_in(dir, &["token", "--admin"]);
+    let mut threads = Vec::new();
+    for creator in 0..2 {
+        let token = cli_in(dir, &["token", "--user", &format!("creator-{creator}")]);
+        let (address, seen, stop) = (address.to_owned(), Arc::clone(&seen), Arc::clone(stop));
+        threads.push(std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                let body = json!({
+                    "name": format!("c{creator}-{n}"),
+                    "permissions": ["READ_GRAPH"],
+                    "description": "d".repeat(1000),
+                });
+                let answer = try_http(&address, "POST", "/api/api-keys", Some(&token), Some(&body));
+                let mut seen = seen.lock().unwrap();
+                match answer {
+                    Ok((200, created)) => seen.acknowledged.push((
+                        created["api_key"]["id"].as_str().unwrap().to_owned(),
+                        created["plain_text_key"].as_str().unwrap().to_owned(),
+                    )),
+                    Ok((status, body)) => seen.refusals.push(format!("{status} {body}")),
+                    Err(err) => seen.refusals.push(format!("no answer: {err}")),
+                }
+                drop(seen);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }));
+    }
+    let (address, seen_v, stop) = (address.to_owned(), Arc::clone(&seen), Arc::clone(stop));
+    let body = json!({"key": verify_key, "permissions": ["READ_GRAPH"]});
+    threads.push(std::thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            let answer = try_http(
+                &address,
+                "POST",
+                "/api/api-keys/verify",
+                Some(&admin),
+                Some(&body),
+            );
+            match answer {
+                Ok((200, verdict)) if verdict["valid"] == true => {
+                    seen_v.lock().unwrap().verifications += 1;
+                }
+                other => seen_v
+                    .lock()
+                    .unwrap()
+                    .refusals
+                    .push(format!("verification: {other:?}")),
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }));
+    (seen, threads)
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn readiness(address: &str) -> (u16, Value) {
+    try_http(address, "GET", "/readyz", None, None).unwrap()
+}
+
+/// The server's settings for these tests: limits out of the way of a busy load.
+const SETTINGS: [(&str, &str); 3] = [
+    ("KEYWARD_MAX_KEYS_PER_USER", "100000"),
+    ("KEYWARD_USER_WRITE_LIMIT", "100000"),
+    ("KEYWARD_LOG", "info"),
+];
+
+/// Everything stored, read back after the server stopped: key ids, `last_used_at` of
+/// `key_id`, and `PRAGMA integrity_check`.
+fn stored(database: &Path, key_id: &str) -> (HashSet<String>, Option<i64>, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use sqlx::Row;
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(database);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let rows = sqlx::query("SELECT id, last_used_at FROM api_keys")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let mut ids = HashSet::new();
+        let mut last_used = None;
+        for row in rows {
+            let id = uuid::Uuid::from_slice(row.get::<&[u8], _>("id"))
+                .unwrap()
+                .to_string();
+            if id == key_id {
+                last_used = row.get::<Option<i64>, _>("last_used_at");
+            }
+            ids.insert(id);
+        }
+        let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        (ids, last_used, check)
+    })
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+/// Creates the key the verifier presents; returns (id, plaintext).
+fn verify_key(address: &str, dir: &Path) -> (String, String) {
+    let token = cli_in(dir, &["token", "--user", "verifier"]);
+    let body = json!({"name": "verified", "permissions": ["READ_GRAPH"]});
+    let (status, created) =
+        try_http(address, "POST", "/api/api-keys", Some(&token), Some(&body)).unwrap();
+    assert_eq!(status, 200, "{created}");
+    (
+        created["api_key"]["id"].as_str().unwrap().to_owned(),
+        created["plain_text_key"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The lines of the log that say the database stopped or resumed storing changes.
+fn state_lines(log: &std::sync::mpsc::Receiver<String>) -> (usize, usize) {
+    let lines: Vec<String> = log.try_iter().collect();
+    let stopped = lines
+        .iter()
+        .filter(|l| l.contains("WARN") && l.contains("cannot store changes"))
+        .count();
+    let resumed = lines
+        .iter()
+        .filter(|l| l.contains("INFO") && l.contains("stores changes again"))
+        .count();
+    let per_request = lines
+        .iter()
+        .filter(|l| l.contains("WARN") && l.contains("request failed"))
+        .count();
+    assert_eq!(per_request, 0, "a warning per refused request");
+    (stopped, resumed)
+}
+
+#[test]
+#[cfg_attr(
+    not(keyward_root_fs_tests),
+    ignore = "mounts a tmpfs: needs root; set KEYWARD_TEST_ROOT_FS=1 (.ci/run does)"
+)]
+fn a_full_disk_costs_writes_only_while_it_lasts() {
+    let disk = SmallDisk::mount("8m");
+    let dir = disk.mount.clone();
+    let (server, log) = start_server_with(&dir, &SETTINGS);
+    let address = server.address.clone();
+    let (key_id, key) = verify_key(&address, &dir);
+    let stop_load = Arc::new(AtomicBool::new(false));
+    let (seen, threads) = load(&address, &dir, &key, &stop_load);
+    wait_for("the first creates", Duration::from_secs(10), || {
+        let seen = seen.lock().unwrap();
+        assert!(seen.refusals.is_empty(), "{:?}", seen.refusals);
+        seen.acknowledged.len() >= 5
+    });
+
+    // The disk fills up under the load.
+    let filler = disk.fill();
+    let full_since = now_ms();
+    wait_for("creates refused", Duration::from_secs(20), || {
+        seen.lock().unwrap().refusals.len() >= 10
+    });
+    let (status, body) = readiness(&address);
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not writable: the disk is full"),
+        "{body}"
+    );
+    let metrics = metrics_text(&address);
+    assert!(metrics.contains("keyward_database_writable 0"), "{metrics}");
+    let verified_while_full = seen.lock().unwrap().verifications;
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        seen.lock().unwrap().verifications > verified_while_full,
+        "verifications stopped while the disk was full"
+    );
+
+    // Space comes back: writes work again, without a restart.
+    std::fs::remove_file(filler).unwrap();
+    let freed = Instant::now();
+    let acknowledged_before = seen.lock().unwrap().acknowledged.len();
+    wait_for(
+        "a create after space came back",
+        Duration::from_secs(10),
+        || seen.lock().unwrap().acknowledged.len() > acknowledged_before + 3,
+    );
+    wait_for(
+        "readiness after space came back",
+        Duration::from_secs(10),
+        || readiness(&address).0 == 200,
+    );
+    eprintln!(
+        "writes resumed {:?} after the space came back",
+        freed.elapsed()
+    );
+    // Usage recorded while the disk was full is written now.
+    std::thread::sleep(Duration::from_millis(1500));
+    stop_load.store(true, Ordering::SeqCst);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert!(stop(server), "keyward did not stop cleanly");
+
+    let seen = seen.lock().unwrap();
+    for refusal in &seen.refusals {
+        assert!(
+            refusal.starts_with("503 ") && refusal.contains("the disk is full"),
+            "not a 503 naming the full disk: {refusal}"
+        );
+    }
+    let (ids, last_used, check) = stored(&dir.join("keyward.db"), &key_id);
+    for (id, _) in &seen.acknowledged {
+        assert!(ids.contains(id), "acknowledged key {id} is missing");
+    }
+    assert_eq!(check, "ok");
+    assert!(
+        last_used.is_some_and(|at| at >= full_since),
+        "the verifications' last use was not written: {last_used:?}"
+    );
+    let (stopped, resumed) = state_lines(&log);
+    assert_eq!(
+        (stopped, resumed),
+        (1, 1),
+        "one line when writes stop, one when they resume"
+    );
+    eprintln!(
+        "{} creates acknowledged, {} refused with 503, {} verifications",
+        seen.acknowledged.len(),
+        seen.refusals.len(),
+        seen.verifications
+    );
+}
+
+fn metrics_text(address: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: keyward\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// `chattr` on `paths`; false where the filesystem does not support the flag.
+fn chattr(flag: &str, paths: &[PathBuf]) -> bool {
+    Command::new("chattr")
+        .arg(flag)
+        .args(paths)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+#[cfg_attr(
+    not(keyward_root_fs_tests),
+    ignore = "makes files immutable: needs root; set KEYWARD_TEST_ROOT_FS=1 (.ci/run does)"
+)]
+fn files_that_stop_being_writable_cost_writes_only_while_they_are() {
+    // A directory on the build's own disk (target/tmp): tmpfs ignores the immutable
+    // flag for files already open, ext4 and most others do not.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let (server, log) = start_server_with(dir.path(), &SETTINGS);
+    let address = server.address.clone();
+    let (key_id, key) = verify_key(&address, dir.path());
+    let stop_load = Arc::new(AtomicBool::new(false));
+    let (seen, threads) = load(&address, dir.path(), &key, &stop_load);
+    wait_for("the first creates", Duration::from_secs(10), || {
+        let seen = seen.lock().unwrap();
+        assert!(seen.refusals.is_empty(), "{:?}", seen.refusals);
+        seen.acknowledged.len() >= 5
+    });
+    // The database and its journal (SQLite's shared-memory index stays writable: it
+    // is mapped into memory, and a write to a page of an immutable file is a SIGBUS).
+    let files = [
+        dir.path().join("keyward.db"),
+        dir.path().join("keyward.db-wal"),
+    ];
+    let unwritable_since = now_ms();
+    assert!(
+        chattr("+i", &files),
+        "chattr +i failed: the test directory's filesystem must support it"
+    );
+    let refused = |seen: &Seen| seen.refusals.len();
+    wait_for("creates refused", Duration::from_secs(20), || {
+        refused(&seen.lock().unwrap()) >= 10
+    });
+    let (status, body) = readiness(&address);
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("not writable"),
+        "{body}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+
+    assert!(chattr("-i", &files));
+    let acknowledged_before = seen.lock().unwrap().acknowledged.len();
+    wait_for(
+        "a create once the files are writable",
+        Duration::from_secs(10),
+        || seen.lock().unwrap().acknowledged.len() > acknowledged_before + 3,
+    );
+    wait_for(
+        "readiness once the files are writable",
+        Duration::from_secs(10),
+        || readiness(&address).0 == 200,
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    stop_load.store(true, Ordering::SeqCst);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert!(stop(server), "keyward did not stop cleanly");
+
+    let seen = seen.lock().unwrap();
+    for refusal in &seen.refusals {
+        assert!(
+            refusal.starts_with("503 ") && refusal.contains("cannot store changes"),
+            "not a 503 naming the cause: {refusal}"
+        );
+    }
+    let (ids, last_used, check) = stored(&files[0], &key_id);
+    for (id, _) in &seen.acknowledged {
+        assert!(ids.contains(id), "acknowledged key {id} is missing");
+    }
+    assert_eq!(check, "ok");
+    assert!(
+        last_used.is_some_and(|at| at >= unwritable_since),
+        "{last_used:?}"
+    );
+    let (stopped, resumed) = state_lines(&log);
+    assert_eq!((stopped, resumed), (1, 1));
+}
