@@ -76,6 +76,9 @@ struct Claims {
 /// time (expired, not yet valid, too long-lived), not which signature, algorithm or
 /// claim check failed. The specific reason goes to the debug log.
 const INVALID_TOKEN: &str = "the token is not valid";
+/// A token whose `kid` the identity provider's key set does not have (yet). Saying so
+/// tells nothing secret: the set is public.
+const UNKNOWN_SIGNING_KEY: &str = "the token's signing key (kid) is not known";
 
 impl Authenticator {
     /// Checks the settings; with a JWKS URL, starts fetching its keys (on the current
@@ -165,11 +168,14 @@ impl Authenticator {
                 .map(KeyCheck::parts)
                 .ok_or_else(|| refused("HS256 without a configured secret"))?,
             (None, _) => self.public.as_ref().map(KeyCheck::parts).ok_or_else(|| {
-                refused(match (&self.jwks, &header.kid) {
-                    (Some(_), Some(_)) => "a kid the JWT signing keys do not have",
-                    (Some(_), None) => "no kid to find the signing key by",
-                    (None, _) => "a public-key algorithm without a configured key",
-                })
+                match (&self.jwks, &header.kid) {
+                    (Some(_), Some(_)) => {
+                        tracing::debug!("a user token names a kid the JWT signing keys lack");
+                        UNKNOWN_SIGNING_KEY
+                    }
+                    (Some(_), None) => refused("no kid to find the signing key by"),
+                    (None, _) => refused("a public-key algorithm without a configured key"),
+                }
             })?,
         };
         let data =

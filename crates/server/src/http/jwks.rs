@@ -8,7 +8,8 @@
 //! `kid` the set lacks — at most once per `KEYWARD_JWT_JWKS_MIN_REFRESH`, so made-up kids
 //! cannot turn keyward against the provider. A failed fetch keeps the last good set
 //! (a warning and `keyward_jwks_fetches_total{outcome="error"}`). A token whose kid is
-//! known never waits for a fetch.
+//! known never waits for a fetch; one whose kid is unknown waits half a second at most.
+//! Redirects are followed within the URL's origin only.
 //!
 //! Each key's algorithm comes from the key (its `alg`, else its `kty` and `crv`) and must
 //! be one of [`ALLOWED`]; never from a token. Encryption keys (`use: enc`), symmetric
@@ -37,6 +38,12 @@ pub const ALLOWED: [Algorithm; 9] = {
 };
 /// How long one fetch may take, connection and body included.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request with an unknown kid waits for the fetch it started (or found
+/// running). A slow provider must not hold every such request for a whole fetch: past
+/// this, the token is refused as signed by an unknown key, and the fetch goes on.
+pub const UNKNOWN_KID_WAIT: Duration = Duration::from_millis(500);
+/// Redirects followed within the provider's origin.
+const MAX_REDIRECTS: usize = 3;
 /// The largest answer read; a JWK set of a few keys is a few KiB.
 pub const MAX_BODY: usize = 256 * 1024;
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(600);
@@ -136,8 +143,9 @@ impl Jwks {
         Ok(Self { shared, refresher })
     }
 
-    /// The key named `kid`. An unknown kid waits for a fetch in flight, or starts one
-    /// when the last early fetch is at least `min_refresh` old; otherwise it is unknown.
+    /// The key named `kid`. An unknown kid waits (at most [`UNKNOWN_KID_WAIT`]) for a
+    /// fetch in flight, or starts one when the last early fetch is at least
+    /// `min_refresh` old; otherwise it is unknown.
     pub async fn key(&self, kid: &str) -> Option<Arc<SigningKey>> {
         if let Some(key) = self.shared.find(kid) {
             return Some(key);
@@ -160,8 +168,7 @@ impl Jwks {
         } else if !in_flight {
             return None;
         }
-        let wait = FETCH_TIMEOUT + Duration::from_secs(1);
-        let _ = tokio::time::timeout(wait, fetched.changed()).await;
+        let _ = tokio::time::timeout(UNKNOWN_KID_WAIT, fetched.changed()).await;
         self.shared.find(kid)
     }
 
@@ -329,7 +336,7 @@ fn client(url: &JwksUrl) -> reqwest::Result<reqwest::Client> {
         .tls_backend_preconfigured(tls)
         .https_only(https)
         .timeout(FETCH_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::limited(3))
+        .redirect(same_origin_redirects(&url.0))
         // A fetch every few minutes: no connection is worth keeping open.
         .pool_max_idle_per_host(0)
         .user_agent(concat!("keyward/", env!("CARGO_PKG_VERSION")));
@@ -338,6 +345,26 @@ fn client(url: &JwksUrl) -> reqwest::Result<reqwest::Client> {
         builder = builder.no_proxy();
     }
     builder.build()
+}
+
+/// Redirects within the configured URL's origin (scheme, host and port) are followed,
+/// a few at most; one to another origin is not: the keys served there would replace the
+/// provider's. The refused fetch is logged with the place it pointed to.
+fn same_origin_redirects(configured: &Url) -> reqwest::redirect::Policy {
+    let origin = configured.origin();
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.url().origin() != origin {
+            let to = attempt.url().origin().ascii_serialization();
+            attempt.error(format!(
+                "a redirect to another origin ({to}) is not followed: \
+                 set KEYWARD_JWT_JWKS_URL to the URL that serves the keys"
+            ))
+        } else if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 async fn fetch(

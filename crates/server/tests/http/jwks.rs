@@ -28,6 +28,9 @@ type TestApp = crate::common::TestApp<crate::common::Sqlite>;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/http/fixtures");
 const NOT_VALID: &str = "the token is not valid";
+const UNKNOWN_KEY: &str = "the token's signing key (kid) is not known";
+/// Where the stand-in provider serves its set; any other path serves it too.
+const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
@@ -109,6 +112,10 @@ struct Served {
 struct Answer {
     body: String,
     cache_control: Option<&'static str>,
+    /// How long the provider takes to answer.
+    delay: Duration,
+    /// Answers requests for [`JWKS_PATH`] with `302 Found` to this URL instead.
+    redirect: Option<String>,
 }
 
 impl Provider {
@@ -129,6 +136,8 @@ impl Provider {
                 answer: Mutex::new(Answer {
                     body: json!({"keys": []}).to_string(),
                     cache_control: None,
+                    delay: Duration::ZERO,
+                    redirect: None,
                 }),
                 fetches: AtomicUsize::new(0),
             }),
@@ -165,6 +174,14 @@ impl Provider {
         self.served.answer.lock().unwrap().cache_control = Some(value);
     }
 
+    fn delay(&self, delay: Duration) {
+        self.served.answer.lock().unwrap().delay = delay;
+    }
+
+    fn redirect(&self, to: String) {
+        self.served.answer.lock().unwrap().redirect = Some(to);
+    }
+
     fn fetches(&self) -> usize {
         self.served.fetches.load(Ordering::SeqCst)
     }
@@ -176,7 +193,7 @@ impl Provider {
     fn jwks(&self, min_refresh_seconds: u64) -> JwtSettings {
         JwtSettings {
             jwks: Some(JwksSettings {
-                url: self.url("/.well-known/jwks.json"),
+                url: self.url(JWKS_PATH),
                 min_refresh: Duration::from_secs(min_refresh_seconds),
             }),
             ..Default::default()
@@ -190,9 +207,15 @@ impl Drop for Provider {
     }
 }
 
-async fn serve_jwks(State(served): State<Arc<Served>>) -> Response {
+async fn serve_jwks(State(served): State<Arc<Served>>, uri: axum::http::Uri) -> Response {
     served.fetches.fetch_add(1, Ordering::SeqCst);
     let answer = served.answer.lock().unwrap().clone();
+    tokio::time::sleep(answer.delay).await;
+    if let Some(to) = answer.redirect
+        && uri.path() == JWKS_PATH
+    {
+        return (StatusCode::FOUND, [(header::LOCATION, to)]).into_response();
+    }
     let mut response = ([(header::CONTENT_TYPE, "application/json")], answer.body).into_response();
     if let Some(value) = answer.cache_control {
         response
@@ -233,6 +256,14 @@ async fn list(app: &TestApp, token: &str) -> TestResponse {
 fn assert_refused(response: &TestResponse) {
     let error = response.error(StatusCode::UNAUTHORIZED);
     assert_eq!(error["detail"], NOT_VALID, "{}", response.text);
+    assert_eq!(response.headers[header::WWW_AUTHENTICATE], "Bearer");
+}
+
+/// Refused because the set has no key of the token's kid.
+#[track_caller]
+fn assert_unknown_key(response: &TestResponse) {
+    let error = response.error(StatusCode::UNAUTHORIZED);
+    assert_eq!(error["detail"], UNKNOWN_KEY, "{}", response.text);
     assert_eq!(response.headers[header::WWW_AUTHENTICATE], "Bearer");
 }
 
@@ -333,7 +364,7 @@ async fn a_key_rotation_is_followed_without_a_restart() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_refused(&list(&app, &old.token_for("alice")).await);
+    assert_unknown_key(&list(&app, &old.token_for("alice")).await);
     assert_eq!(
         list(&app, &new.token_for("alice")).await.status,
         StatusCode::OK
@@ -368,7 +399,7 @@ async fn a_storm_of_unknown_kids_fetches_the_set_at_most_once_per_min_refresh() 
     // One early fetch for the whole storm, then none until 30 s have passed.
     assert_eq!(provider.fetches(), 2);
     let forged = stranger.sign_as(Algorithm::RS256, "forged-again", &claims);
-    assert_refused(&list(&app, &forged).await);
+    assert_unknown_key(&list(&app, &forged).await);
     assert_eq!(provider.fetches(), 2);
     // Tokens whose kid is known are served all along.
     assert_eq!(
@@ -399,7 +430,7 @@ async fn readiness_waits_for_the_first_key_set_and_says_why() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(detail.to_lowercase().contains("connect"), "{detail}");
-    assert_refused(&list(&app, &key.token_for("alice")).await);
+    assert_unknown_key(&list(&app, &key.token_for("alice")).await);
 
     // The provider comes up: keyward retries by itself.
     provider.resume().await;
@@ -496,7 +527,7 @@ async fn a_keycloak_shaped_set_serves_its_signing_key_and_skips_the_rest() {
     .await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.text);
     // The encryption key does not verify signatures, even its own owner's.
-    assert_refused(&list(&app, &encryption.token(&claims("eve"))).await);
+    assert_unknown_key(&list(&app, &encryption.token(&claims("eve"))).await);
 }
 
 #[tokio::test]
@@ -638,4 +669,72 @@ async fn an_https_provider_with_a_certificate_no_authority_signed_is_not_trusted
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     server.abort();
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_origin_is_not_followed() {
+    // The keys at the other origin would sign tokens for anyone who controls it.
+    let (theirs, ours) = (TestKey::rsa("theirs"), TestKey::ec("ours"));
+    let elsewhere = Provider::start(vec![theirs.jwk()]).await;
+    let provider = Provider::start(vec![ours.jwk()]).await;
+    provider.redirect(format!("http://{}{JWKS_PATH}", elsewhere.address));
+    let redirected = app(provider.jwks(1)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = readiness(&redirected).await;
+        let detail = response.error(StatusCode::SERVICE_UNAVAILABLE)["detail"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if detail.contains("another origin") {
+            assert!(detail.contains(&elsewhere.address.to_string()), "{detail}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{detail}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(elsewhere.fetches(), 0, "the other origin was asked");
+    assert_unknown_key(&list(&redirected, &theirs.token_for("mallory")).await);
+
+    // Within the provider's origin, a redirect is followed.
+    let same = Provider::start(vec![ours.jwk()]).await;
+    same.redirect(format!("http://{}/keys/current", same.address));
+    let followed = app(same.jwks(1)).await;
+    wait_ready(&followed).await;
+    assert_eq!(
+        list(&followed, &ours.token_for("alice")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(same.fetches(), 2, "the redirect, then the keys");
+}
+
+#[tokio::test]
+async fn a_slow_provider_holds_a_token_with_an_unknown_kid_half_a_second_at_most() {
+    let (known, rotated_in) = (TestKey::rsa("known"), TestKey::ec("rotated-in"));
+    let provider = Provider::start(vec![known.jwk()]).await;
+    let app = app(provider.jwks(1)).await;
+    wait_ready(&app).await;
+    // The provider now takes 4.5 s; a token names a key it is about to publish.
+    provider.delay(Duration::from_millis(4500));
+    provider.publish(vec![known.jwk(), rotated_in.jwk()]);
+    let started = Instant::now();
+    assert_unknown_key(&list(&app, &rotated_in.token_for("alice")).await);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_millis(1000),
+        "an unknown kid waited {waited:?} for a slow provider"
+    );
+    // Tokens whose kid is known are not held by the fetch in flight.
+    let started = Instant::now();
+    assert_eq!(
+        list(&app, &known.token_for("alice")).await.status,
+        StatusCode::OK
+    );
+    assert!(started.elapsed() < Duration::from_millis(500));
+    // Once the slow fetch ends, the new key serves.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while list(&app, &rotated_in.token_for("alice")).await.status != StatusCode::OK {
+        assert!(Instant::now() < deadline, "the new key never served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
