@@ -6,6 +6,7 @@ use keyward_engine::Engine;
 use keyward_store::{AnyStore, Store};
 
 use crate::http::{self, auth::Authenticator};
+use crate::secrets::Secret;
 use crate::settings::Settings;
 use crate::telemetry;
 
@@ -35,7 +36,8 @@ pub async fn open_engine(settings: &Settings) -> anyhow::Result<Engine<AnyStore>
 
 impl App {
     pub async fn start(settings: &Settings) -> anyhow::Result<Self> {
-        let auth = Authenticator::new(&settings.jwt, settings.admin_token.expose())?;
+        let auth = Authenticator::new(&settings.jwt, settings.admin_token.expose())?
+            .with_metrics_token(settings.http.metrics_token.as_ref().map(Secret::expose));
         // The recorder first: the engine resolves its metric handles as it starts.
         let metrics = telemetry::metrics();
         let engine = start_engine(settings).await?;

@@ -153,6 +153,10 @@ pub struct Flags {
     #[arg(long, env = "KEYWARD_ADMIN_TOKEN", hide_env_values = true, value_parser = secret, global = true)]
     pub admin_token: Option<Secret>,
 
+    /// Bearer token `/metrics` asks for (at least 16 characters); without one, `/metrics` answers anyone who reaches the port.
+    #[arg(long, env = "KEYWARD_METRICS_TOKEN", hide_env_values = true, value_parser = secret, global = true)]
+    pub metrics_token: Option<Secret>,
+
     /// Pepper for key hashes: one secret, or `v<N>:<secret>` entries (newline or comma separated; the highest version hashes new keys).
     #[arg(long, env = "KEYWARD_PEPPER", hide_env_values = true, value_parser = secret, global = true)]
     pub pepper: Option<Secret>,

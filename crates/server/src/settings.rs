@@ -74,6 +74,8 @@ pub struct Settings {
 pub struct HttpSettings {
     pub connections: ConnectionLimits,
     pub trusted_proxies: TrustedProxies,
+    /// The bearer token `/metrics` asks for, if any.
+    pub metrics_token: Option<Secret>,
 }
 
 impl Default for HttpSettings {
@@ -82,6 +84,7 @@ impl Default for HttpSettings {
             connections: ConnectionLimits::default(),
             trusted_proxies: TrustedProxies::parse(TrustedProxies::DEFAULT)
                 .expect("the default list parses"),
+            metrics_token: None,
         }
     }
 }
@@ -108,6 +111,11 @@ pub enum SettingsError {
     WeakJwtSecret,
     #[error("KEYWARD_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_LEN} characters")]
     WeakAdminToken,
+    #[error(
+        "KEYWARD_METRICS_TOKEN must be at least {MIN_ADMIN_TOKEN_LEN} characters \
+         (or unset, for a /metrics that answers anyone who reaches the port)"
+    )]
+    WeakMetricsToken,
     #[error("KEYWARD_MAX_KEYS_PER_USER must be at least 1")]
     ZeroKeyCap,
     #[error("KEYWARD_CACHE_CAPACITY must be at least 1")]
@@ -282,6 +290,7 @@ impl Flags {
             },
             trusted_proxies: TrustedProxies::parse(&self.trusted_proxies)
                 .map_err(SettingsError::TrustedProxies)?,
+            metrics_token: self.metrics_token()?,
         };
 
         Ok(Settings {
@@ -307,6 +316,19 @@ impl Flags {
 }
 
 impl Flags {
+    /// The token `/metrics` asks for: unset or empty for none, else long enough.
+    fn metrics_token(&self) -> Result<Option<Secret>, SettingsError> {
+        match &self.metrics_token {
+            Some(token) if !token.expose().trim().is_empty() => {
+                if token.expose().chars().count() < MIN_ADMIN_TOKEN_LEN {
+                    return Err(SettingsError::WeakMetricsToken);
+                }
+                Ok(Some(token.clone()))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// The shared rate limit store, if one is set: its URL checked, its authority
     /// read. Nothing is connected here; an unreachable store is not an error.
     fn rate_limit_store(&self) -> Result<Option<RateLimitStore>, SettingsError> {
@@ -439,7 +461,7 @@ mod tests {
         let weak_jwt = secrets(PEPPER, "short", ADMIN);
         let weak_admin = secrets(PEPPER, JWT, "short");
         let weak_pepper = secrets("short", JWT, ADMIN);
-        let cases: [(&[&str], &str); 12] = [
+        let cases: [(&[&str], &str); 13] = [
             (&weak_jwt, "KEYWARD_JWT_SECRET"),
             (&weak_admin, "KEYWARD_ADMIN_TOKEN"),
             (&weak_pepper, "KEYWARD_PEPPER"),
@@ -471,6 +493,10 @@ mod tests {
             (
                 &["--rate-limit-store-ca-file", "/etc/hostname"],
                 "KEYWARD_RATE_LIMIT_STORE: not set",
+            ),
+            (
+                &["--metrics-token", "short"],
+                "KEYWARD_METRICS_TOKEN must be at least 16 characters",
             ),
         ];
         for (args, expected) in cases {

@@ -61,6 +61,8 @@ pub struct Authenticator {
     /// The claim checks for a key of the set, by the key's algorithm.
     jwks_validations: Vec<(Algorithm, Validation)>,
     service_token_digest: [u8; 32],
+    /// The token `/metrics` asks for (`KEYWARD_METRICS_TOKEN`), if any.
+    metrics_token_digest: Option<[u8; 32]>,
     leeway: u64,
     max_ttl: Option<u64>,
 }
@@ -136,6 +138,7 @@ impl Authenticator {
             jwks,
             jwks_validations,
             service_token_digest: Sha256::digest(service_token.as_bytes()).into(),
+            metrics_token_digest: None,
             leeway: jwt.leeway_seconds,
             max_ttl: jwt.max_ttl_seconds,
         })
@@ -215,6 +218,13 @@ impl Authenticator {
     pub fn is_service_token(&self, token: &str) -> bool {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         digest.ct_eq(&self.service_token_digest).into()
+    }
+
+    /// `/metrics` asks for `token` from now on (`None`: answers anyone).
+    #[must_use]
+    pub fn with_metrics_token(mut self, token: Option<&str>) -> Self {
+        self.metrics_token_digest = token.map(|t| Sha256::digest(t.as_bytes()).into());
+        self
     }
 }
 
@@ -337,6 +347,28 @@ impl FromRequestParts<AppState> for AnyCaller {
             .await
             .map(|_| AnyCaller)
             .map_err(ApiError::unauthorized)
+    }
+}
+
+/// Who may read `/metrics`: anyone, or with `KEYWARD_METRICS_TOKEN` set, a caller
+/// presenting it as a bearer token.
+pub struct MetricsReader;
+
+impl FromRequestParts<AppState> for MetricsReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(expected) = &state.auth.metrics_token_digest else {
+            return Ok(MetricsReader);
+        };
+        let token = bearer(parts)?;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if digest.ct_eq(expected).into() {
+            Ok(MetricsReader)
+        } else {
+            Err(ApiError::unauthorized("the metrics token is not valid")
+                .hint("Send Authorization: Bearer <KEYWARD_METRICS_TOKEN>."))
+        }
     }
 }
 

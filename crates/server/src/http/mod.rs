@@ -100,6 +100,10 @@ impl Modify for SecuritySchemes {
         let mut service = Http::new(HttpAuthScheme::Bearer);
         service.description = Some("The service token (KEYWARD_ADMIN_TOKEN).".into());
         components.add_security_scheme("service_token", SecurityScheme::Http(service));
+        let mut metrics = Http::new(HttpAuthScheme::Bearer);
+        metrics.description =
+            Some("The metrics token (KEYWARD_METRICS_TOKEN), where one is set.".into());
+        components.add_security_scheme("metrics_token", SecurityScheme::Http(metrics));
     }
 }
 

@@ -13,6 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
+use super::auth::MetricsReader;
 use super::error::{ApiError, ErrorBody};
 use crate::wire::health::StatusResponse;
 
@@ -63,10 +64,15 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<StatusResponse
     Ok(Json(StatusResponse { status: "ready" }))
 }
 
-/// Prometheus metrics (text exposition format).
+/// Prometheus metrics (text exposition format). With `KEYWARD_METRICS_TOKEN` set, only
+/// for a caller presenting it.
 #[utoipa::path(get, path = "/metrics", tag = TAG, operation_id = "metrics",
-    responses((status = 200, description = "Metrics", content_type = "text/plain", body = String)))]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+    security((), ("metrics_token" = [])),
+    responses(
+        (status = 200, description = "Metrics", content_type = "text/plain", body = String),
+        (status = 401, description = "KEYWARD_METRICS_TOKEN is set and was not presented", body = ErrorBody),
+    ))]
+pub async fn metrics(_: MetricsReader, State(state): State<AppState>) -> Response {
     metrics::gauge!("keyward_cache_entries").set(state.engine.cached_keys() as f64);
     let text = state.metrics.render();
     (

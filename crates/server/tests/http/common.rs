@@ -58,6 +58,7 @@ pub struct TestAppBuilder<B> {
     jwt: JwtSettings,
     via: Option<std::net::SocketAddr>,
     configure: Option<Configure>,
+    metrics_token: Option<&'static str>,
 }
 
 /// A change to the engine's settings before it starts.
@@ -82,6 +83,12 @@ impl<B: Backend> TestAppBuilder<B> {
 
     pub fn jwt(mut self, jwt: JwtSettings) -> Self {
         self.jwt = jwt;
+        self
+    }
+
+    /// `/metrics` asks for `token` (KEYWARD_METRICS_TOKEN).
+    pub fn metrics_token(mut self, token: &'static str) -> Self {
+        self.metrics_token = Some(token);
         self
     }
 
@@ -126,7 +133,10 @@ impl<B: Backend> TestAppBuilder<B> {
             (url, _) => url.clone(),
         };
         let settings = Settings {
-            http: Default::default(),
+            http: keyward::settings::HttpSettings {
+                metrics_token: self.metrics_token.map(Secret::new),
+                ..Default::default()
+            },
             database_url,
             connect: ConnectOptions {
                 max_connections: self.max_connections,
@@ -269,6 +279,7 @@ impl<B: Backend> TestApp<B> {
             },
             via: None,
             configure: None,
+            metrics_token: None,
         }
     }
 

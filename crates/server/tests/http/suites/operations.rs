@@ -92,6 +92,29 @@ async fn metrics_cover_verification_cache_and_requests() {
     }
 }
 
+#[tokio::test]
+async fn with_a_metrics_token_only_its_bearer_reads_the_metrics() {
+    const TOKEN: &str = "metrics-token-0123456789";
+    let app = TestApp::builder().metrics_token(TOKEN).build().await;
+    for bearer in [None, Some("metrics-token-012345678x"), Some(ADMIN_TOKEN)] {
+        let response = app.call(Method::GET, "/metrics", bearer, None).await;
+        let error = response.error(StatusCode::UNAUTHORIZED);
+        assert!(!response.text.contains("keyward_"), "{}", response.text);
+        assert_eq!(response.headers[header::WWW_AUTHENTICATE], "Bearer");
+        if bearer.is_some() {
+            assert_eq!(error["detail"], "the metrics token is not valid");
+        }
+    }
+    let response = app.call(Method::GET, "/metrics", Some(TOKEN), None).await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert!(response.text.contains("keyward_http_requests_total"));
+    // The other operational routes do not ask for it.
+    for path in ["/healthz", "/openapi.json", "/docs"] {
+        let response = app.call(Method::GET, path, None, None).await;
+        assert_eq!(response.status, StatusCode::OK, "{path}");
+    }
+}
+
 /// The routes of DESIGN.md §5 and user deletion, as (method, OpenAPI path).
 const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/api-keys"),
