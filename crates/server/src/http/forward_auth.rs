@@ -14,7 +14,7 @@
 //! `X-Forwarded-For` entry that is not one of them.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keyward_core::verify::{Refusal, VerifyCode};
 use keyward_engine::{EngineError, VerifyOptions};
@@ -79,26 +79,9 @@ pub struct AuthQuery {
 pub async fn forward_auth(
     State(state): State<AppState>,
     Peer(peer): Peer,
-    uri: Uri,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<AuthQuery>,
 ) -> Result<Response, ApiError> {
-    // On `/api/auth` itself the query is the proxy's configuration: a parameter that
-    // is not `permissions` (a typo, `Permissions=`) would otherwise mean "nothing
-    // required". Under `/api/auth/<original path>` (Envoy) it is the client's own.
-    if uri.path() == "/api/auth"
-        && let Some(unknown) = uri
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| p.split_once('=').map_or(p, |(name, _)| name))
-            .find(|name| *name != "permissions")
-    {
-        return Err(bad_permissions(format!(
-            "unknown query parameter {unknown:?}; the auth URL takes only permissions=A,B"
-        )));
-    }
     let proxy = headers.get(&PROXY_TOKEN).and_then(|v| v.to_str().ok());
     if !proxy.is_some_and(|token| state.auth.is_service_token(token)) {
         return Err(ApiError::unauthorized(

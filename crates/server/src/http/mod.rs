@@ -25,6 +25,7 @@ pub mod json;
 pub mod jwks;
 pub mod observe;
 pub mod ops;
+pub mod query_params;
 pub mod usage;
 pub mod verify;
 
@@ -172,6 +173,7 @@ pub fn router(
     let openapi_json: Arc<str> = serde_json::to_string(&doc)
         .expect("the OpenAPI document serialises")
         .into();
+    let query_params = query_params::QueryParams::from_openapi(&doc);
     let state = AppState(Arc::new(Shared {
         engine,
         auth,
@@ -202,7 +204,7 @@ pub fn router(
         .with_state(state)
         .layer(
             ServiceBuilder::new()
-                .layer(observe::ObserveLayer::default())
+                .layer(observe::ObserveLayer::new(query_params))
                 .layer(DefaultBodyLimit::max(BODY_LIMIT)),
         )
 }

@@ -1,7 +1,7 @@
 //! What every answer goes through: the request deadline, the headers every answer
 //! carries, request metrics and logs, a 500 for a handler that panicked, and the
-//! refusals that need no route: a method no HTTP client sends, a declared body over
-//! the limit.
+//! refusals that need no handler: a method no HTTP client sends, a declared body over
+//! the limit, a query parameter the route does not take.
 //!
 //! Every metric label comes from a fixed set (methods outside the standard ones are
 //! `other`, routes are the router's templates or `unmatched`, statuses are the ones
@@ -33,6 +33,7 @@ use metrics::{Counter, Histogram};
 use tower::{Layer, Service};
 
 use super::error::{ApiError, CauseLogged};
+use super::query_params::QueryParams;
 
 /// The longest a request may take, body upload included. Verifications take
 /// microseconds; this only stops slow or stuck clients from holding a connection
@@ -96,10 +97,22 @@ fn refuse_early(request: &Request) -> Option<ApiError> {
 }
 
 /// Applies [`Observe`] to every route (with `Router::layer`, so the matched route is
-/// known for the metrics' labels).
+/// known for the metrics' labels and its query parameters).
 #[derive(Clone, Default)]
 pub struct ObserveLayer {
     metrics: Arc<RouteMetrics>,
+    /// The query parameters each route takes; `None`: not checked.
+    query_params: Option<Arc<QueryParams>>,
+}
+
+impl ObserveLayer {
+    /// Refuses query parameters a route does not take (see [`QueryParams`]).
+    pub fn new(query_params: QueryParams) -> Self {
+        Self {
+            metrics: Arc::default(),
+            query_params: Some(Arc::new(query_params)),
+        }
+    }
 }
 
 impl<S> Layer<S> for ObserveLayer {
@@ -109,6 +122,7 @@ impl<S> Layer<S> for ObserveLayer {
         Observe {
             inner,
             metrics: Arc::clone(&self.metrics),
+            query_params: self.query_params.clone(),
         }
     }
 }
@@ -117,6 +131,7 @@ impl<S> Layer<S> for ObserveLayer {
 pub struct Observe<S> {
     inner: S,
     metrics: Arc<RouteMetrics>,
+    query_params: Option<Arc<QueryParams>>,
 }
 
 impl<S> Service<Request> for Observe<S>
@@ -136,7 +151,14 @@ where
         let started = Instant::now();
         let method = method_label(request.method());
         let route = request.extensions().get::<MatchedPath>().cloned();
-        let refused = refuse_early(&request);
+        let refused = refuse_early(&request).or_else(|| {
+            let (rules, route, query) = (
+                self.query_params.as_deref()?,
+                route.as_ref()?,
+                request.uri().query()?,
+            );
+            rules.check(route.as_str(), query).err()
+        });
         let carries_body = carries_body(&request);
         let answer = match refused {
             Some(error) => Err(error),

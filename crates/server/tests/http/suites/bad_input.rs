@@ -567,3 +567,61 @@ async fn near_miss_keys_are_malformed_and_never_looked_up() {
     let after = app.engine.list_keys(Scope::Admin).await.unwrap();
     assert_eq!(after.len(), before.len());
 }
+
+#[tokio::test]
+async fn a_query_parameter_a_route_does_not_take_is_refused_on_every_route() {
+    let app = TestApp::new().await;
+    let (id, _) = app.key_with("alice", &[]).await;
+    let doc = app.call(Method::GET, "/openapi.json", None, None).await;
+    let doc: Value = serde_json::from_str(&doc.text).unwrap();
+    let mut routes = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let uri = path.replace("{id}", &id).replace("{user_id}", "alice");
+        for method in item.as_object().unwrap().keys() {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            // Every caller alike, before any credential is looked at: the request is
+            // malformed whoever sends it.
+            for token in [None, Some(ADMIN_TOKEN)] {
+                let response = app
+                    .call(method.clone(), &format!("{uri}?bogus=1"), token, None)
+                    .await;
+                let error = response.error(StatusCode::BAD_REQUEST);
+                assert_eq!(
+                    error["message"], "Unknown query parameter",
+                    "{method} {path}"
+                );
+                assert!(
+                    error["detail"].as_str().unwrap().contains(r#""bogus""#),
+                    "{method} {path}: {error}"
+                );
+            }
+            routes += 1;
+        }
+    }
+    assert!(routes > 25, "{routes} routes");
+    // The console's pages and the forms a route's parameters are misspelt in.
+    let token = app.token("alice");
+    for uri in [
+        "/console?v=2".to_owned(),
+        format!("/api/api-keys/{id}/usage?limit=100000000"),
+        format!("/api/api-keys/{id}/usage?From=2026-01-01T00:00:00Z"),
+        "/api/auth?permission=READ_GRAPH".to_owned(),
+    ] {
+        let response = app.call(Method::GET, &uri, Some(&token), None).await;
+        assert_eq!(
+            response.status,
+            StatusCode::BAD_REQUEST,
+            "{uri}: {}",
+            response.text
+        );
+    }
+    // What a route takes is still taken, percent-encoded names included.
+    for uri in [
+        format!("/api/api-keys/{id}/usage?granularity=day"),
+        format!("/api/api-keys/{id}/usage?%67ranularity=day"),
+        format!("/api/api-keys/{id}/events?limit=5"),
+    ] {
+        let response = app.call(Method::GET, &uri, Some(&token), None).await;
+        assert_eq!(response.status, StatusCode::OK, "{uri}: {}", response.text);
+    }
+}
