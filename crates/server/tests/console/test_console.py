@@ -144,6 +144,45 @@ def test_a_console_link_signs_in_and_leaves_no_token_in_the_address(page: tuple[
     assert stored == link.split("#token=", 1)[1]
 
 
+def test_a_link_for_someone_else_asks_before_switching_and_staying_is_the_default(page: tuple[Page, Watch], server: Server) -> None:
+    page, _ = page
+    alice = server.token("alice")
+    sign_in(page, server, alice)
+    expect(page.locator("#who")).to_have_text("Signed in as alice")
+
+    # A link someone sent, with their own token: asked, both named, nothing changed yet.
+    link = server.console_link("--user", "mallory")
+    page.goto(link)
+    dialog = page.get_by_role("dialog", name="Sign in as mallory?")
+    expect(dialog).to_contain_text("holds a token for mallory")
+    expect(dialog).to_contain_text("signed in as alice")
+    assert "token" not in page.url
+    assert page.evaluate("sessionStorage.getItem('keyward.token')") == alice
+    expect(dialog.get_by_role("button", name="Stay signed in as alice")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(dialog).to_have_count(0)
+    expect(page.locator("#who")).to_have_text("Signed in as alice")
+    assert page.evaluate("sessionStorage.getItem('keyward.token')") == alice
+
+    # Escape keeps the session too; an operator link is asked about the same way.
+    page.goto(server.console_link("--admin"))
+    dialog = page.get_by_role("dialog", name="Sign in as the operator (service token)?")
+    expect(dialog).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    expect(page.locator("#who")).to_have_text("Signed in as alice")
+
+    # Chosen on purpose, the switch happens.
+    page.goto(server.console_link("--user", "mallory"))
+    page.get_by_role("button", name="Sign in as mallory").click()
+    expect(page.locator("#who")).to_have_text("Signed in as mallory")
+
+    # A fresh link for the same person signs in without a question.
+    page.goto(server.console_link("--user", "mallory"))
+    expect(page.locator("#who")).to_have_text("Signed in as mallory")
+    expect(page.get_by_role("dialog")).to_have_count(0)
+
+
 def test_signing_out_forgets_the_token(page: tuple[Page, Watch], server: Server) -> None:
     page, _ = page
     sign_in(page, server, server.token("erin"))

@@ -2,7 +2,7 @@
 // (#/ the key list or the operator page, #/keys/{id} a key).
 
 import { api, jwtClaims, session } from "./api.js";
-import { errorLine } from "./dialogs.js";
+import { errorLine, modal } from "./dialogs.js";
 import { field, h, replace } from "./dom.js";
 import { keyView } from "./key.js";
 import { keysView } from "./keys.js";
@@ -12,12 +12,54 @@ const main = document.getElementById("main");
 const who = document.getElementById("who");
 const signOut = document.getElementById("sign-out");
 
-/** A token handed over in the address (`/console#token=…`): kept, then removed. */
-function takeTokenFromAddress() {
+/** Who a token speaks for, as shown to the person: a user id, or the operator. */
+function identity(token) {
+  const claims = jwtClaims(token);
+  return claims ? { key: `user:${claims.sub}`, label: claims.sub } : { key: "operator", label: "the operator (service token)" };
+}
+
+/**
+ * A token handed over in the address (`/console#token=…`): taken out of the address at
+ * once, then kept. A link that speaks for someone else than the tab's session (a link
+ * someone sent, to have this tab act in their account) is not taken without asking:
+ * the person sees both identities and chooses; staying is the default.
+ */
+async function takeTokenFromAddress() {
   const match = /^#token=(.+)$/.exec(location.hash);
   if (!match) return;
-  session.token = decodeURIComponent(match[1]);
   history.replaceState(null, "", location.pathname + location.search);
+  let offered;
+  try {
+    offered = decodeURIComponent(match[1]);
+  } catch {
+    return;
+  }
+  const current = session.token;
+  if (current && current !== offered) {
+    const [now, then] = [identity(current), identity(offered)];
+    if (now.key !== then.key && !(await confirmSwitch(now.label, then.label))) return;
+  }
+  session.token = offered;
+}
+
+/** Asks whether to leave `current` for `offered`; resolves to true to switch. */
+function confirmSwitch(current, offered) {
+  return modal(`Sign in as ${offered}?`, (close) =>
+    h(
+      "div",
+      {},
+      h("p", { role: "alert" },
+        "The link you opened holds a token for ", h("strong", {}, offered),
+        ". This tab is signed in as ", h("strong", {}, current), "."),
+      h("p", {}, `Switch only if you meant to act as ${offered}: whatever you do next would be done in that account.`),
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { type: "button", class: "primary", onclick: () => close(false) }, `Stay signed in as ${current}`),
+        h("button", { type: "button", onclick: () => close(true) }, `Sign in as ${offered}`),
+      ),
+    ),
+  ).then(Boolean);
 }
 
 function signInView(message) {
@@ -99,10 +141,10 @@ async function route() {
   main.focus({ preventScroll: true });
 }
 
-takeTokenFromAddress();
 // A console link opened in a tab already on the console changes only the fragment.
-window.addEventListener("hashchange", () => {
-  takeTokenFromAddress();
+window.addEventListener("hashchange", async () => {
+  if (/^#token=/.test(location.hash)) await takeTokenFromAddress();
   route();
 });
+await takeTokenFromAddress();
 route();
