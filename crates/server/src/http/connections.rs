@@ -16,10 +16,12 @@
 //!   the kernel's backlog until one closes, and established ones are not touched.
 //!
 //! While a request is being handled, the request deadline of [`super::observe`]
-//! applies instead. How the two timeouts are kept is in [`watched`]. Errors accepting a connection (the descriptor limit, say) are
-//! logged at most once a second and followed by a short pause, never a busy loop.
+//! applies instead. How the two timeouts are kept is in [`watched`]. Errors accepting
+//! a connection (the descriptor limit, say) are logged at most once a second and
+//! followed by a short pause, never a busy loop.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,6 +65,15 @@ impl ConnectionLimits {
                     .and_then(|n| n.parse::<usize>().ok())
             });
         soft.map_or(1024, |n| (n / 4 * 3).clamp(64, 10_000))
+    }
+}
+
+impl ConnectionLimits {
+    /// The longest a connection may stay with a request being handled: the request's
+    /// own deadline, then the time its answer may take to go out. Only a state out of
+    /// step with hyper's would reach it.
+    pub fn handler_ceiling(&self) -> Duration {
+        super::observe::REQUEST_TIMEOUT + self.idle_timeout
     }
 }
 
@@ -113,14 +124,8 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = router
-            .clone()
-            .map_request(move |mut request: Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
-                request
-            });
-        let (stream, clock) = watched::watch(stream, limits);
-        let connection = Guarded::new(graceful.watch(http1(stream, service)), clock);
+        let (connection, clock) = http1(stream, router.clone(), peer, limits);
+        let connection = Guarded::new(graceful.watch(connection), clock);
         tokio::spawn(async move {
             match connection.await {
                 Ended::Finished(Ok(())) => {}
@@ -144,20 +149,32 @@ pub async fn serve(
     }
 }
 
-/// HTTP/1 over a watched stream. The header and idle timeouts are the stream's:
-/// hyper's own header timer would also run through idle keep-alive time.
-fn http1<S, Svc>(
-    stream: watched::Watched<S>,
-    service: Svc,
-) -> hyper::server::conn::http1::Connection<TokioIo<watched::Watched<S>>, TowerToHyperService<Svc>>
+/// HTTP/1 over a watched stream, for one client at `peer`: each request carries the
+/// peer as `ConnectInfo`, and tells the connection's clock it is being handled. The
+/// header and idle timeouts are the clock's: hyper's own header timer would also run
+/// through idle keep-alive time.
+fn http1<S>(
+    stream: S,
+    router: Router,
+    peer: SocketAddr,
+    limits: ConnectionLimits,
+) -> (
+    impl hyper_util::server::graceful::GracefulConnection<Error = hyper::Error>,
+    Arc<watched::Clock>,
+)
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    Svc: tower::Service<Request<Incoming>, Response = axum::response::Response> + Clone,
-    Svc::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    Svc::Future: Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    hyper::server::conn::http1::Builder::new()
+    let (stream, clock) = watched::watch(stream, limits);
+    let started = Arc::clone(&clock);
+    let service = router.map_request(move |mut request: Request<Incoming>| {
+        watched::request_started(&started, &limits);
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(None)
-        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+    (connection, clock)
 }

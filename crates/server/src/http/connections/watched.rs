@@ -1,13 +1,17 @@
 //! The header and idle timeouts of one connection.
 //!
-//! Two halves share one [`Clock`]:
+//! Three parts share one [`Clock`]:
 //!
-//! - [`Watched`] wraps the socket that hyper reads and writes. It follows the bytes
-//!   (a request's head coming in, an answer going out) and sets the running deadline:
-//!   the header timeout while a head arrives, none while the request is handled, the
-//!   idle timeout from the last byte of an answer.
-//! - [`Guarded`] wraps the connection's future and owns the timer. After every poll of
-//!   the connection it reads the deadline and registers the timer for it, and when
+//! - [`Watched`] wraps the socket that hyper reads and writes. The first byte after
+//!   an answer starts the next request's header timeout; the answer's bytes going out
+//!   start (and move) the idle timeout.
+//! - The service wrapper made by [`request_started`] marks the request as being
+//!   handled when hyper hands it over: hyper knows where a head ends (blank lines
+//!   before a request line, a body's bytes, a request already in its buffer behind
+//!   another); the bytes alone did not tell, and a body drained after the answer once
+//!   passed for a finished head and left the connection without a deadline.
+//! - [`Guarded`] wraps the connection's future and owns the timer. After every poll
+//!   of the connection it reads the deadline and registers the timer for it, and when
 //!   the deadline has passed it ends the connection.
 //!
 //! The timer must not be left to the socket's own polls. hyper reads and writes in
@@ -17,6 +21,10 @@
 //! nothing woke the connection, and an idle client held its place for ever (one
 //! request, then silence). Polling the timer from the connection's future, after
 //! each of its polls, arms the deadline whatever the order of reads and writes.
+//!
+//! While a request is handled, the request deadline of [`super::super::observe`]
+//! applies; the connection's own deadline is then that plus the idle timeout, a
+//! ceiling that only a desynchronised state could reach.
 
 use std::future::Future;
 use std::io;
@@ -35,8 +43,8 @@ use super::ConnectionLimits;
 pub enum Waiting {
     /// A request's head: the header timeout runs.
     Head,
-    /// Nothing: a request is being handled (its own deadline applies, see
-    /// [`super::super::observe`]).
+    /// The handler: a request is being handled (its own deadline applies, see
+    /// [`super::super::observe`]; this one is only a ceiling).
     Handler,
     /// The next request, after an answer: the idle timeout runs (from the last byte
     /// written, so it also bounds a client that stops reading the answer).
@@ -56,7 +64,7 @@ impl Waiting {
     pub fn timed_out(self) -> &'static str {
         match self {
             Self::Head => "request headers not received in time",
-            Self::Handler => "request handling timed out",
+            Self::Handler => "request handling passed its ceiling",
             Self::NextRequest => "idle connection timed out",
         }
     }
@@ -87,23 +95,13 @@ impl Clock {
         self.waiting.store(waiting as u8, Ordering::Relaxed);
     }
 
-    fn handling(&self) {
-        self.waiting
-            .store(Waiting::Handler as u8, Ordering::Relaxed);
-    }
-
     pub fn waiting(&self) -> Waiting {
         Waiting::from_u8(self.waiting.load(Ordering::Relaxed))
     }
 
-    /// When the running state times out; `None` while a request is handled.
-    fn deadline(&self) -> Option<Instant> {
-        match self.waiting() {
-            Waiting::Handler => None,
-            _ => Some(
-                self.start + std::time::Duration::from_nanos(self.deadline.load(Ordering::Relaxed)),
-            ),
-        }
+    /// When the running state times out.
+    fn deadline(&self) -> Instant {
+        self.start + std::time::Duration::from_nanos(self.deadline.load(Ordering::Relaxed))
     }
 }
 
@@ -116,93 +114,68 @@ pub struct Watched<S> {
     stream: S,
     limits: ConnectionLimits,
     clock: Arc<Clock>,
-    head: HeadSoFar,
 }
 
-/// How far a request's head has come. `started` once a byte other than a line break
-/// came (blank lines before a request line are skipped by HTTP parsers, so they must
-/// not count as a head's end), `line_start` right after a line break.
-#[derive(Clone, Copy, Debug, Default)]
-struct HeadSoFar {
-    started: bool,
-    line_start: bool,
-}
+/// What hyper writes before a request's body when the client asked for
+/// `Expect: 100-continue`: not an answer.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// Starts watching a new connection: its socket for hyper, and its clock for
-/// [`Guarded`].
+/// [`Guarded`] and [`request_started`].
 pub fn watch<S>(stream: S, limits: ConnectionLimits) -> (Watched<S>, Arc<Clock>) {
     let clock = Arc::new(Clock::new(Instant::now(), limits.header_timeout));
     let watched = Watched {
         stream,
         limits,
         clock: Arc::clone(&clock),
-        head: HeadSoFar::default(),
     };
     (watched, clock)
 }
 
+/// Called as hyper hands a request to the service: its head is complete, and it is
+/// handled from now on (however it came: read just now, or waiting in hyper's buffer
+/// behind the one before).
+pub fn request_started(clock: &Clock, limits: &ConnectionLimits) {
+    clock.set(Waiting::Handler, limits.handler_ceiling());
+}
+
 impl<S> Watched<S> {
-    /// Bytes of a request came in.
-    fn received(&mut self, bytes: &[u8]) {
-        match self.clock.waiting() {
-            Waiting::Handler => return,
-            Waiting::NextRequest => {
-                // The next request begins: its head has the header timeout.
-                self.head = HeadSoFar::default();
-                self.clock.set(Waiting::Head, self.limits.header_timeout);
-            }
-            Waiting::Head => {}
-        }
-        if head_ends(&mut self.head, bytes) {
-            self.clock.handling();
+    /// Bytes came in. After an answer, they begin the next request: its head must be
+    /// complete within the header timeout (from its first byte, however it trickles
+    /// in, blank lines included). Bytes of a head already begun, or of a body, change
+    /// nothing.
+    fn received(&self) {
+        if self.clock.waiting() == Waiting::NextRequest {
+            self.clock.set(Waiting::Head, self.limits.header_timeout);
         }
     }
 
     /// An answer is being written: the idle clock starts when the answer does, and
     /// moves with every byte that goes out, so it runs from the last byte written and
     /// also bounds a client that stops reading the answer. A write that cannot go out
-    /// does not move it. An interim `100 Continue` is not an answer: the client is
-    /// about to send its body.
-    fn answering(&self, data: &[u8], written: bool) {
+    /// does not move it. An interim `100 Continue` alone is not an answer: the client
+    /// is about to send its body.
+    fn answering(&self, first: &[u8], total: usize, written: bool) {
+        let interim = total == CONTINUE.len() && first == CONTINUE;
         let starts = self.clock.waiting() == Waiting::Handler;
-        if (starts || written) && !data.starts_with(b"HTTP/1.1 1") {
+        if (starts || written) && !interim {
             self.clock
                 .set(Waiting::NextRequest, self.limits.idle_timeout);
         }
     }
 
-    fn written(&self, data: &[u8], result: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+    fn written(
+        &self,
+        first: &[u8],
+        total: usize,
+        result: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
         if let Poll::Ready(Ok(n)) = result
             && n > 0
         {
-            self.answering(data, true);
+            self.answering(first, total, true);
         }
         result
-    }
-}
-
-/// Follows the bytes of a request's head; true once the empty line that ends it is
-/// read. Every byte of every request's head passes here: the bytes are searched a
-/// line at a time, not looked at one by one.
-fn head_ends(head: &mut HeadSoFar, bytes: &[u8]) -> bool {
-    // Any byte but `\r` starts the head and leaves the line's start behind.
-    let text = |part: &[u8]| part.iter().any(|&byte| byte != b'\r');
-    let mut rest = bytes;
-    loop {
-        let line_end = memchr::memchr(b'\n', rest);
-        if text(&rest[..line_end.unwrap_or(rest.len())]) {
-            head.started = true;
-            head.line_start = false;
-        }
-        let Some(at) = line_end else {
-            return false;
-        };
-        if head.started && head.line_start {
-            *head = HeadSoFar::default();
-            return true;
-        }
-        head.line_start = true;
-        rest = &rest[at + 1..];
     }
 }
 
@@ -212,13 +185,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
         let before = buf.filled().len();
-        let read = Pin::new(&mut this.stream).poll_read(cx, buf);
+        let read = Pin::new(&mut self.stream).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = read
             && buf.filled().len() > before
         {
-            this.received(&buf.filled()[before..]);
+            self.received();
         }
         read
     }
@@ -230,9 +202,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.answering(data, false);
+        self.answering(data, data.len(), false);
         let result = Pin::new(&mut self.stream).poll_write(cx, data);
-        self.written(data, result)
+        self.written(data, data.len(), result)
     }
 
     fn poll_write_vectored(
@@ -241,9 +213,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let first = bufs.first().map_or(&[][..], |b| &b[..]);
-        self.answering(first, false);
+        let total = bufs.iter().map(|b| b.len()).sum();
+        self.answering(first, total, false);
         let result = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
-        self.written(first, result)
+        self.written(first, total, result)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -279,9 +252,7 @@ pub enum Ended<E> {
 
 impl<F> Guarded<F> {
     pub fn new(connection: F, clock: Arc<Clock>) -> Self {
-        let timer = Box::pin(tokio::time::sleep_until(
-            clock.deadline().unwrap_or_else(Instant::now),
-        ));
+        let timer = Box::pin(tokio::time::sleep_until(clock.deadline()));
         Self {
             connection: Box::pin(connection),
             clock,
@@ -301,9 +272,7 @@ where
             return Poll::Ready(Ended::Finished(result));
         }
         // The connection's poll may have moved the deadline: read it after the poll.
-        let Some(deadline) = self.clock.deadline() else {
-            return Poll::Pending;
-        };
+        let deadline = self.clock.deadline();
         if self.timer.deadline() != deadline {
             self.timer.as_mut().reset(deadline);
         }

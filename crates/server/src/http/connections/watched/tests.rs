@@ -10,45 +10,46 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::time::Instant;
 
 use super::super::{ConnectionLimits, http1};
-use super::{Ended, Guarded, HeadSoFar, Waiting, head_ends, watch};
-
-fn ends(chunks: &[&[u8]]) -> bool {
-    let mut head = HeadSoFar::default();
-    chunks.iter().any(|chunk| head_ends(&mut head, chunk))
-}
-
-#[test]
-fn the_end_of_a_head_is_found_across_reads_and_line_endings() {
-    assert!(ends(&[b"GET / HTTP/1.1\r\nHost: a\r", b"\n", b"\r\n"]));
-    assert!(!ends(&[b"GET / HTTP/1.1\r\nHost: a\r", b"\n"]));
-    assert!(ends(&[b"GET / HTTP/1.1\nHost: a\n\n"]));
-    assert!(!ends(&[b"GET / HTTP/1.1\r\nX: \r\r\n"]));
-}
-
-#[test]
-fn blank_lines_before_a_request_line_do_not_end_a_head() {
-    assert!(!ends(&[b"\r\n\r\n"]));
-    assert!(!ends(&[b"\n\n\n\n", b"\r\n"]));
-    assert!(ends(&[b"\r\n\r\nGET / HTTP/1.1\r\n\r\n"]));
-}
+use super::{Ended, Guarded, Waiting};
 
 /// `/now` answers in the poll that reads the request; `/later` only after the
-/// handler has waited once, so the answer is written from another poll.
+/// handler has waited once, so the answer is written from another poll; `/slow`
+/// takes 5 s; `/big` answers 64 KiB.
 fn router() -> Router {
-    Router::new().route("/now", get(|| async { "ok" })).route(
-        "/later",
-        get(|| async {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            "ok"
-        }),
-    )
+    Router::new()
+        .route("/now", get(|| async { "ok" }))
+        .route(
+            "/later",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                "ok"
+            }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "ok"
+            }),
+        )
+        .route("/big", get(|| async { "x".repeat(64 * 1024) }))
 }
+
+const PEER: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 40000);
 
 /// Serves one connection like `serve` does; the client's end is returned.
 fn connect(limits: ConnectionLimits) -> (DuplexStream, tokio::task::JoinHandle<Waiting>) {
-    let (client, server) = tokio::io::duplex(64 * 1024);
-    let (stream, clock) = watch(server, limits);
-    let connection = Guarded::new(http1(stream, router()), clock);
+    connect_with_buffer(limits, 64 * 1024)
+}
+
+fn connect_with_buffer(
+    limits: ConnectionLimits,
+    buffer: usize,
+) -> (DuplexStream, tokio::task::JoinHandle<Waiting>) {
+    let (client, server) = tokio::io::duplex(buffer);
+    let (connection, clock) = http1(server, router(), PEER, limits);
+    let connection = Guarded::new(connection, clock);
     let served = tokio::spawn(async move {
         match connection.await {
             Ended::TimedOut(waiting) => waiting,
@@ -77,10 +78,14 @@ async fn read_answers(client: &mut DuplexStream, answers: usize) {
     assert_eq!(text.matches(" 200 OK").count(), answers, "{text}");
 }
 
-/// How long after `since` the server closed the connection.
+/// How long after `since` the server closed the connection (an hour of the paused
+/// clock at most: a connection that is never closed fails here, not by hanging).
 async fn closed_after(client: &mut DuplexStream, since: Instant) -> Duration {
     let mut buffer = [0u8; 64];
-    let n = client.read(&mut buffer).await.unwrap_or(0);
+    let read = tokio::time::timeout(Duration::from_secs(3600), client.read(&mut buffer)).await;
+    let n = read
+        .expect("the connection is still open after an hour")
+        .unwrap_or(0);
     assert_eq!(n, 0, "more bytes came instead of the close");
     since.elapsed()
 }
@@ -230,24 +235,95 @@ async fn a_silent_or_trickling_connection_closes_at_the_header_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn a_client_that_stops_reading_the_answer_is_closed_at_the_idle_timeout() {
-    // Answers bigger than the stream's buffer pile up unread.
-    let (client, server) = tokio::io::duplex(1024);
+    // An answer bigger than the stream's buffer piles up unread.
     let limits = ConnectionLimits {
         header_timeout: SECOND,
         idle_timeout: 3 * SECOND,
         max_open: 1,
     };
-    let (stream, clock) = watch(server, limits);
-    let big = "x".repeat(64 * 1024);
-    let router = Router::new().route("/big", get(move || async move { big }));
-    let connection = Guarded::new(http1(stream, router), clock);
-    let mut client = client;
+    let (mut client, served) = connect_with_buffer(limits, 1024);
     client.write_all(request("/big").as_bytes()).await.unwrap();
     let started = Instant::now();
-    match connection.await {
-        Ended::TimedOut(waiting) => assert_eq!(waiting, Waiting::NextRequest),
-        Ended::Finished(result) => panic!("ended by itself: {result:?}"),
-    }
-    assert!(started.elapsed() <= 3 * SECOND + Duration::from_millis(1));
+    assert_eq!(served.await.unwrap(), Waiting::NextRequest);
+    let closed = started.elapsed();
+    // From the last byte that went out (at once), not earlier and not later.
+    assert!(
+        (3 * SECOND..=3 * SECOND + Duration::from_millis(1)).contains(&closed),
+        "{closed:?}"
+    );
     drop(client);
+}
+
+#[tokio::test(start_paused = true)]
+async fn blank_lines_before_a_request_line_do_not_hold_the_connection() {
+    let limits = ConnectionLimits {
+        header_timeout: SECOND,
+        idle_timeout: 3 * SECOND,
+        max_open: 1,
+    };
+    let (mut client, served) = connect(limits);
+    client.write_all(b"\r\n\r\n\n\n").await.unwrap();
+    let opened = Instant::now();
+    assert_eq!(closed_after(&mut client, opened).await, SECOND);
+    assert_eq!(served.await.unwrap(), Waiting::Head);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_the_handler_did_not_read_cannot_pass_for_a_request() {
+    // The answer goes out before the body is read; hyper then drains the rest of the
+    // body, blank lines and all. That is not a request: the connection still closes.
+    let limits = ConnectionLimits {
+        header_timeout: SECOND,
+        idle_timeout: 3 * SECOND,
+        max_open: 1,
+    };
+    let (mut client, served) = connect(limits);
+    let body = "a\n\n".repeat(4000);
+    let head = format!(
+        "GET /now HTTP/1.1\r\nHost: keyward\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    client.write_all(head.as_bytes()).await.unwrap();
+    client.write_all(body.as_bytes()).await.unwrap();
+    read_answers(&mut client, 1).await;
+    let answered = Instant::now();
+    let closed = closed_after(&mut client, answered).await;
+    assert!(closed <= 3 * SECOND, "{closed:?}");
+    served.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_waiting_behind_another_is_not_cut_while_it_is_handled() {
+    // The second request is in hyper's buffer when the first is answered: it runs for
+    // 5 s, longer than the idle timeout, and is still answered.
+    let limits = ConnectionLimits {
+        header_timeout: SECOND,
+        idle_timeout: SECOND,
+        max_open: 1,
+    };
+    let (mut client, served) = connect(limits);
+    let two = format!("{}{}", request("/now"), request("/slow"));
+    client.write_all(two.as_bytes()).await.unwrap();
+    read_answers(&mut client, 2).await;
+    let answered = Instant::now();
+    assert_eq!(closed_after(&mut client, answered).await, SECOND);
+    assert_eq!(served.await.unwrap(), Waiting::NextRequest);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_sent_with_its_100_continue_still_starts_the_idle_timeout() {
+    let limits = ConnectionLimits {
+        header_timeout: SECOND,
+        idle_timeout: 2 * SECOND,
+        max_open: 1,
+    };
+    let (mut client, served) = connect(limits);
+    // The body follows at once, without waiting for the interim answer.
+    let head =
+        "GET /now HTTP/1.1\r\nHost: keyward\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi";
+    client.write_all(head.as_bytes()).await.unwrap();
+    read_answers(&mut client, 1).await;
+    let answered = Instant::now();
+    assert_eq!(closed_after(&mut client, answered).await, 2 * SECOND);
+    assert_eq!(served.await.unwrap(), Waiting::NextRequest);
 }
