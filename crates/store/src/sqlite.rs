@@ -105,6 +105,7 @@ impl SqliteStore {
             writes: Arc::clone(&writes),
             refusals_seen: Arc::default(),
             replaced: Arc::clone(&writer_replaced),
+            path: path.into(),
         };
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -217,7 +218,13 @@ impl Dialect for SqliteStore {
         // After a checkpoint the WAL is written again from its start, in space the file
         // already has: a one-page write can pass on a full disk where a key's rows do
         // not. The filesystem must also have room for writes that grow the files.
-        if let Some(free) = free_space(&self.path)
+        let path = Arc::clone(&self.path);
+        // statvfs can block (a network filesystem): off the async threads.
+        let free = tokio::task::spawn_blocking(move || free_space(&path))
+            .await
+            .ok()
+            .flatten();
+        if let Some(free) = free
             && free < MIN_FREE_SPACE
         {
             return Err(StoreError::NotWritable(
@@ -287,6 +294,7 @@ struct WriterCheck {
     writes: Arc<Writes>,
     refusals_seen: Arc<std::sync::atomic::AtomicU64>,
     replaced: Arc<std::sync::atomic::AtomicBool>,
+    path: Arc<Path>,
 }
 
 impl WriterCheck {
@@ -296,15 +304,22 @@ impl WriterCheck {
         // itself (a full disk, an I/O error), and sqlx would refuse every later BEGIN
         // on this connection.
         let stale = sqlx::Connection::is_in_transaction(conn);
-        // A write refused as read-only, or by the filesystem, since the last check:
-        // a connection opened while the file could not be written stays read-only for
-        // good, so a new one must find out whether it can write now.
+        // A write refused as read-only, or by the filesystem, since the last check,
+        // and the files writable now: a connection opened while they could not be
+        // written stays read-only for good, so a new one must open them. While they
+        // stay unwritable the connection is kept: a new one would be no better, and
+        // each replacement costs the verification cache a clearing (see
+        // `next_external_change`).
         let refusals = self.writes.refusals();
-        let refused = self.refusals_seen.swap(refusals, Ordering::Relaxed) != refusals
+        let refused = self.refusals_seen.load(Ordering::Relaxed) != refusals
             && matches!(
                 self.writes.unwritable(),
                 Some(crate::Unwritable::ReadOnly | crate::Unwritable::WriteRefused)
-            );
+            )
+            && writable_now(&self.path);
+        if refused || stale {
+            self.refusals_seen.store(refusals, Ordering::Relaxed);
+        }
         if stale || refused {
             self.replaced.store(true, Ordering::SeqCst);
             tracing::debug!(stale, refused, "replacing the writer connection");
@@ -346,6 +361,23 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
 #[cfg(not(unix))]
 fn create_private(_path: &Path) -> Result<(), StoreError> {
     Ok(())
+}
+
+/// Whether the database file and its WAL may be written now, as far as the
+/// filesystem says (permissions, a read-only mount, the immutable flag).
+#[cfg(unix)]
+fn writable_now(path: &Path) -> bool {
+    use rustix::fs::{Access, access};
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = Path::new(&wal);
+    access(path, Access::WRITE_OK).is_ok()
+        && (!wal.exists() || access(wal, Access::WRITE_OK).is_ok())
+}
+
+#[cfg(not(unix))]
+fn writable_now(_path: &Path) -> bool {
+    true
 }
 
 /// Bytes free for unprivileged writes on the filesystem holding `path`.

@@ -23,7 +23,25 @@ pub(crate) async fn record<D: Dialect>(db: &D, counts: &[HourCounts]) -> Result<
     // lock them in the same order and cannot deadlock.
     let mut sorted = counts.to_vec();
     sorted.sort_unstable_by_key(|c| (c.key_id, c.hour));
-    let mut conn = db.writer().await?;
+    // Counts are added to what is stored: a batch must be written whole or not at
+    // all, or the engine's retry of a failed batch adds its first chunks twice. One
+    // statement is atomic by itself; several share a transaction.
+    if sorted.len() <= ROWS_PER_STATEMENT {
+        let mut conn = db.writer().await?;
+        upsert::<D>(&mut conn, &sorted).await
+    } else {
+        let mut tx = db.begin().await?;
+        upsert::<D>(&mut tx, &sorted).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Adds `sorted` to the stored counts, a statement per [`ROWS_PER_STATEMENT`] rows.
+async fn upsert<D: Dialect>(
+    conn: &mut <D::Db as sqlx::Database>::Connection,
+    sorted: &[HourCounts],
+) -> Result<(), StoreError> {
     for chunk in sorted.chunks(ROWS_PER_STATEMENT) {
         let values = chunk
             .iter()
@@ -45,7 +63,7 @@ pub(crate) async fn record<D: Dialect>(db: &D, counts: &[HourCounts]) -> Result<
             ROWS_PER_STATEMENT,
             D::KEEPS_FLUSH_STATEMENTS,
         );
-        run::<D>(&mut conn, statement).await?;
+        run::<D>(conn, statement).await?;
     }
     Ok(())
 }

@@ -145,3 +145,37 @@ async fn a_read_only_database_refuses_writes_as_not_writable_and_readiness_says_
         .unwrap();
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_usage_history_flush_that_fails_part_way_stores_none_of_its_counts() {
+    use keyward_core::usage::{HOUR_MS, UsageCounts};
+    use keyward_store::{HourCounts, UsageOf};
+    let f = fixture().await;
+    let key = crate::common::insert(&f.store, "alice", "a", 0).await;
+    let at = |hour: i64| crate::common::at(hour * HOUR_MS);
+    let count = |hour: i64, valid: u64| HourCounts {
+        key_id: key.key.id,
+        hour: at(hour),
+        counts: UsageCounts { valid, refused: 0 },
+    };
+    // An hour already at the largest count: one more overflows (22003), a failure
+    // in the batch's second statement, after its first 1,000 rows.
+    f.store
+        .record_usage_history(&[count(5_000, i64::MAX as u64)])
+        .await
+        .unwrap();
+    let mut batch: Vec<_> = (0..1_000).map(|hour| count(hour, 1)).collect();
+    batch.push(count(5_000, 1));
+    f.store.record_usage_history(&batch).await.unwrap_err();
+    // Retried by the engine, the first rows must not count twice: none was stored.
+    let stored = f
+        .store
+        .usage_history(UsageOf::Key(key.key.id), at(0), at(1_000))
+        .await
+        .unwrap();
+    assert!(
+        stored.is_empty(),
+        "{} hours stored by a failed flush",
+        stored.len()
+    );
+}
