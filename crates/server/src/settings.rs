@@ -316,11 +316,12 @@ impl Flags {
 }
 
 impl Flags {
-    /// The token `/metrics` asks for: unset or empty for none, else long enough.
+    /// The token `/metrics` asks for: unset or empty for none, else long enough (a
+    /// token of blanks is a mistake, not "none").
     fn metrics_token(&self) -> Result<Option<Secret>, SettingsError> {
         match &self.metrics_token {
-            Some(token) if !token.expose().trim().is_empty() => {
-                if token.expose().chars().count() < MIN_ADMIN_TOKEN_LEN {
+            Some(token) if !token.expose().is_empty() => {
+                if token.expose().trim().chars().count() < MIN_ADMIN_TOKEN_LEN {
                     return Err(SettingsError::WeakMetricsToken);
                 }
                 Ok(Some(token.clone()))
@@ -461,7 +462,7 @@ mod tests {
         let weak_jwt = secrets(PEPPER, "short", ADMIN);
         let weak_admin = secrets(PEPPER, JWT, "short");
         let weak_pepper = secrets("short", JWT, ADMIN);
-        let cases: [(&[&str], &str); 13] = [
+        let cases: [(&[&str], &str); 14] = [
             (&weak_jwt, "KEYWARD_JWT_SECRET"),
             (&weak_admin, "KEYWARD_ADMIN_TOKEN"),
             (&weak_pepper, "KEYWARD_PEPPER"),
@@ -496,6 +497,10 @@ mod tests {
             ),
             (
                 &["--metrics-token", "short"],
+                "KEYWARD_METRICS_TOKEN must be at least 16 characters",
+            ),
+            (
+                &["--metrics-token", "                    "],
                 "KEYWARD_METRICS_TOKEN must be at least 16 characters",
             ),
         ];

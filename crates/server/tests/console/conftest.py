@@ -71,6 +71,11 @@ class Server:
         )
         return done.stdout.strip()
 
+    def open_console_link(self, page: Page, user: str) -> None:
+        """Opens the console link of `user` in `page` and agrees to sign in as them."""
+        page.goto(self.console_link("--user", user))
+        page.get_by_role("dialog", name=f"Sign in as {user}?").get_by_role("button", name=f"Sign in as {user}").click()
+
     def as_user(self, user: str) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token(user)}"})
 

@@ -133,12 +133,25 @@ def test_another_users_keys_never_appear(page: tuple[Page, Watch], server: Serve
     assert carols["api_key"]["user_id"] == "carol"
 
 
-def test_a_console_link_signs_in_and_leaves_no_token_in_the_address(page: tuple[Page, Watch], server: Server) -> None:
+def test_a_console_link_says_whose_it_is_signs_in_and_leaves_no_token_in_the_address(page: tuple[Page, Watch], server: Server) -> None:
     page, _ = page
     link = server.console_link("--user", "dave")
     assert link.startswith(f"{server.url}/console#token=")
     page.goto(link)
-    expect(page.get_by_text("Signed in as dave")).to_be_visible()
+    # A link may be anyone's: it names its user and signs in only when asked to.
+    dialog = page.get_by_role("dialog", name="Sign in as dave?")
+    expect(dialog).to_contain_text("signs this tab in as dave")
+    assert "token" not in page.url
+    assert page.evaluate("sessionStorage.length") == 0
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+
+    page.goto(link)
+    dialog = page.get_by_role("dialog", name="Sign in as dave?")
+    expect(dialog.get_by_role("button", name="Sign in as dave")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#who")).to_have_text("Signed in as dave")
     assert "token" not in page.url
     stored = page.evaluate("sessionStorage.getItem('keyward.token')")
     assert stored == link.split("#token=", 1)[1]
@@ -257,7 +270,7 @@ def focused_is(page: Page, locator) -> bool:
 
 def test_the_console_works_from_the_keyboard(page: tuple[Page, Watch], server: Server) -> None:
     page, _ = page
-    page.goto(server.console_link("--user", "ivan"))
+    server.open_console_link(page, "ivan")
     expect(page.get_by_role("heading", name="No API keys yet")).to_be_visible()
     create = page.get_by_role("button", name="Create key").first
     for _ in range(10):
@@ -291,7 +304,7 @@ def test_the_console_works_from_the_keyboard(page: tuple[Page, Watch], server: S
 
 def test_a_key_can_expire_on_a_chosen_date_or_never(page: tuple[Page, Watch], server: Server) -> None:
     page, _ = page
-    page.goto(server.console_link("--user", "judy"))
+    server.open_console_link(page, "judy")
     for name, choice, date in [("dated", "date", "2031-05-17"), ("forever", "never", None)]:
         page.get_by_role("button", name="Create key").first.click()
         dialog = page.get_by_role("dialog", name="Create key")

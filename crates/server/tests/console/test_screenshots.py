@@ -47,7 +47,7 @@ def test_every_screen_renders_cleanly(browser: Browser, server: Server, seeded: 
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
         shoot(page, f"sign-in-{suffix}")
 
-        page.goto(server.console_link("--user", "alice"))
+        server.open_console_link(page, "alice")
         expect(page.locator("table.keys tbody tr", has_text="CI pipeline")).to_be_visible()
         # Each key's sparkline of the last 48 hours.
         expect(page.get_by_role("img", name="7 verifications in 48 hours")).to_be_visible()

@@ -20,9 +20,10 @@ function identity(token) {
 
 /**
  * A token handed over in the address (`/console#token=…`): taken out of the address at
- * once, then kept. A link that speaks for someone else than the tab's session (a link
- * someone sent, to have this tab act in their account) is not taken without asking:
- * the person sees both identities and chooses; staying is the default.
+ * once, then kept if the person agrees. A link can be anyone's (sent to have this tab
+ * act in someone else's account): it says whose token it holds and asks before
+ * signing in, and before switching a tab signed in as someone else, where staying is
+ * the default. A new token for the identity the tab already has is taken as it is.
  */
 async function takeTokenFromAddress() {
   const match = /^#token=(.+)$/.exec(location.hash);
@@ -35,31 +36,38 @@ async function takeTokenFromAddress() {
     return;
   }
   const current = session.token;
-  if (current && current !== offered) {
-    const [now, then] = [identity(current), identity(offered)];
-    if (now.key !== then.key && !(await confirmSwitch(now.label, then.label))) return;
-  }
+  if (current === offered) return;
+  const [now, then] = [current ? identity(current) : null, identity(offered)];
+  if (now?.key !== then.key && !(await confirmSignIn(now?.label, then.label))) return;
   session.token = offered;
 }
 
-/** Asks whether to leave `current` for `offered`; resolves to true to switch. */
-function confirmSwitch(current, offered) {
-  return modal(`Sign in as ${offered}?`, (close) =>
-    h(
-      "div",
-      {},
-      h("p", { role: "alert" },
-        "The link you opened holds a token for ", h("strong", {}, offered),
-        ". This tab is signed in as ", h("strong", {}, current), "."),
-      h("p", {}, `Switch only if you meant to act as ${offered}: whatever you do next would be done in that account.`),
-      h(
-        "div",
-        { class: "actions" },
-        h("button", { type: "button", class: "primary", onclick: () => close(false) }, `Stay signed in as ${current}`),
-        h("button", { type: "button", onclick: () => close(true) }, `Sign in as ${offered}`),
-      ),
-    ),
-  ).then(Boolean);
+/**
+ * Asks whether to sign in as `offered`, leaving `current` (or no session); resolves
+ * to true to go on.
+ */
+function confirmSignIn(current, offered) {
+  const question = current
+    ? [
+        h("p", { role: "alert" },
+          "The link you opened holds a token for ", h("strong", {}, offered),
+          ". This tab is signed in as ", h("strong", {}, current), "."),
+        h("p", {}, `Switch only if you meant to act as ${offered}: whatever you do next would be done in that account.`),
+      ]
+    : [
+        h("p", { role: "alert" }, "The link you opened signs this tab in as ", h("strong", {}, offered), "."),
+        h("p", {}, `Go on only if you meant to act as ${offered}: whatever you do next would be done in that account.`),
+      ];
+  // Signed in already, staying comes first (and is what Enter does).
+  const stay = current
+    ? h("button", { type: "button", class: "primary", onclick: () => close(false) }, `Stay signed in as ${current}`)
+    : h("button", { type: "button", onclick: () => close(false) }, "Cancel");
+  const go = h("button", { type: "button", class: current ? "" : "primary", onclick: () => close(true) }, `Sign in as ${offered}`);
+  let close;
+  return modal(`Sign in as ${offered}?`, (closeWith) => {
+    close = closeWith;
+    return h("div", {}, ...question, h("div", { class: "actions" }, ...(current ? [stay, go] : [go, stay])));
+  }).then(Boolean);
 }
 
 function signInView(message) {
