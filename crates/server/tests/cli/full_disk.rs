@@ -266,6 +266,8 @@ fn a_full_disk_costs_writes_only_while_it_lasts() {
     let (server, log) = start_server_with(&dir, &SETTINGS);
     let address = server.address.clone();
     let (key_id, key) = verify_key(&address, &dir);
+    // A key not verified before the disk fills: its first verification reads it.
+    let (_, cold) = verify_key(&address, &dir);
     let stop_load = Arc::new(AtomicBool::new(false));
     let (seen, threads) = load(&address, &dir, &key, &stop_load);
     wait_for("the first creates", Duration::from_secs(10), || {
@@ -291,6 +293,11 @@ fn a_full_disk_costs_writes_only_while_it_lasts() {
     );
     let metrics = metrics_text(&address);
     assert!(metrics.contains("keyward_database_writable 0"), "{metrics}");
+    let admin = cli_in(&dir, &["token", "--admin"]);
+    let body = json!({"key": cold, "permissions": ["READ_GRAPH"]});
+    let (status, verdict) =
+        try_http(&address, "POST", "/api/api-keys/verify", Some(&admin), Some(&body)).unwrap();
+    assert_eq!((status, &verdict["code"]), (200, &json!("VALID")), "{verdict}");
     let verified_while_full = seen.lock().unwrap().verifications;
     std::thread::sleep(Duration::from_millis(1500));
     assert!(

@@ -151,6 +151,15 @@ async fn play(client: &mut DuplexStream, order: Order, path: &str, header: Durat
 
 const SECOND: Duration = Duration::from_secs(1);
 
+/// One connection's limits (the cap plays no part here).
+fn limits(header_timeout: Duration, idle_timeout: Duration) -> ConnectionLimits {
+    ConnectionLimits {
+        header_timeout,
+        idle_timeout,
+        max_open: 1,
+    }
+}
+
 /// Header timeout below, equal to and above the idle timeout, and the defaults.
 fn timeouts() -> [(Duration, Duration); 4] {
     [
@@ -169,11 +178,7 @@ async fn after_its_last_answer_every_connection_closes_at_the_idle_timeout_in_an
     for (header_timeout, idle_timeout) in timeouts() {
         for order in ORDERS {
             for path in ["/now", "/later"] {
-                let limits = ConnectionLimits {
-                    header_timeout,
-                    idle_timeout,
-                    max_open: 1,
-                };
+                let limits = limits(header_timeout, idle_timeout);
                 let (mut client, served) = connect(limits);
                 let answered = play(&mut client, order, path, header_timeout).await;
                 let closed = closed_after(&mut client, answered).await;
@@ -192,11 +197,7 @@ async fn after_its_last_answer_every_connection_closes_at_the_idle_timeout_in_an
 #[tokio::test(start_paused = true)]
 async fn a_silent_or_trickling_connection_closes_at_the_header_timeout() {
     for (header_timeout, idle_timeout) in timeouts() {
-        let limits = ConnectionLimits {
-            header_timeout,
-            idle_timeout,
-            max_open: 1,
-        };
+        let limits = limits(header_timeout, idle_timeout);
         let (mut silent, served) = connect(limits);
         let opened = Instant::now();
         let closed = closed_after(&mut silent, opened).await;
@@ -236,11 +237,7 @@ async fn a_silent_or_trickling_connection_closes_at_the_header_timeout() {
 #[tokio::test(start_paused = true)]
 async fn a_client_that_stops_reading_the_answer_is_closed_at_the_idle_timeout() {
     // An answer bigger than the stream's buffer piles up unread.
-    let limits = ConnectionLimits {
-        header_timeout: SECOND,
-        idle_timeout: 3 * SECOND,
-        max_open: 1,
-    };
+    let limits = limits(SECOND, 3 * SECOND);
     let (mut client, served) = connect_with_buffer(limits, 1024);
     client.write_all(request("/big").as_bytes()).await.unwrap();
     let started = Instant::now();
@@ -256,11 +253,7 @@ async fn a_client_that_stops_reading_the_answer_is_closed_at_the_idle_timeout() 
 
 #[tokio::test(start_paused = true)]
 async fn blank_lines_before_a_request_line_do_not_hold_the_connection() {
-    let limits = ConnectionLimits {
-        header_timeout: SECOND,
-        idle_timeout: 3 * SECOND,
-        max_open: 1,
-    };
+    let limits = limits(SECOND, 3 * SECOND);
     let (mut client, served) = connect(limits);
     client.write_all(b"\r\n\r\n\n\n").await.unwrap();
     let opened = Instant::now();
@@ -268,62 +261,48 @@ async fn blank_lines_before_a_request_line_do_not_hold_the_connection() {
     assert_eq!(served.await.unwrap(), Waiting::Head);
 }
 
+/// Sends `sent` on a new connection, reads `answers` answers, then keeps silent:
+/// how long after the last answer the connection closed, and what it waited for.
+async fn silence_after(
+    limits: ConnectionLimits,
+    sent: &str,
+    answers: usize,
+) -> (Duration, Waiting) {
+    let (mut client, served) = connect(limits);
+    client.write_all(sent.as_bytes()).await.unwrap();
+    read_answers(&mut client, answers).await;
+    let answered = Instant::now();
+    let closed = closed_after(&mut client, answered).await;
+    (closed, served.await.unwrap())
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_body_the_handler_did_not_read_cannot_pass_for_a_request() {
     // The answer goes out before the body is read; hyper then drains the rest of the
     // body, blank lines and all. That is not a request: the connection still closes.
-    let limits = ConnectionLimits {
-        header_timeout: SECOND,
-        idle_timeout: 3 * SECOND,
-        max_open: 1,
-    };
-    let (mut client, served) = connect(limits);
     let body = "a\n\n".repeat(4000);
-    let head = format!(
-        "GET /now HTTP/1.1\r\nHost: keyward\r\nContent-Length: {}\r\n\r\n",
+    let sent = format!(
+        "GET /now HTTP/1.1\r\nHost: keyward\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    client.write_all(head.as_bytes()).await.unwrap();
-    client.write_all(body.as_bytes()).await.unwrap();
-    read_answers(&mut client, 1).await;
-    let answered = Instant::now();
-    let closed = closed_after(&mut client, answered).await;
+    let (closed, _) = silence_after(limits(SECOND, 3 * SECOND), &sent, 1).await;
     assert!(closed <= 3 * SECOND, "{closed:?}");
-    served.await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_request_waiting_behind_another_is_not_cut_while_it_is_handled() {
     // The second request is in hyper's buffer when the first is answered: it runs for
     // 5 s, longer than the idle timeout, and is still answered.
-    let limits = ConnectionLimits {
-        header_timeout: SECOND,
-        idle_timeout: SECOND,
-        max_open: 1,
-    };
-    let (mut client, served) = connect(limits);
     let two = format!("{}{}", request("/now"), request("/slow"));
-    client.write_all(two.as_bytes()).await.unwrap();
-    read_answers(&mut client, 2).await;
-    let answered = Instant::now();
-    assert_eq!(closed_after(&mut client, answered).await, SECOND);
-    assert_eq!(served.await.unwrap(), Waiting::NextRequest);
+    let closed = silence_after(limits(SECOND, SECOND), &two, 2).await;
+    assert_eq!(closed, (SECOND, Waiting::NextRequest));
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_answer_sent_with_its_100_continue_still_starts_the_idle_timeout() {
-    let limits = ConnectionLimits {
-        header_timeout: SECOND,
-        idle_timeout: 2 * SECOND,
-        max_open: 1,
-    };
-    let (mut client, served) = connect(limits);
     // The body follows at once, without waiting for the interim answer.
-    let head =
+    let sent =
         "GET /now HTTP/1.1\r\nHost: keyward\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi";
-    client.write_all(head.as_bytes()).await.unwrap();
-    read_answers(&mut client, 1).await;
-    let answered = Instant::now();
-    assert_eq!(closed_after(&mut client, answered).await, 2 * SECOND);
-    assert_eq!(served.await.unwrap(), Waiting::NextRequest);
+    let closed = silence_after(limits(SECOND, 2 * SECOND), sent, 1).await;
+    assert_eq!(closed, (2 * SECOND, Waiting::NextRequest));
 }
