@@ -295,9 +295,19 @@ fn a_full_disk_costs_writes_only_while_it_lasts() {
     assert!(metrics.contains("keyward_database_writable 0"), "{metrics}");
     let admin = cli_in(&dir, &["token", "--admin"]);
     let body = json!({"key": cold, "permissions": ["READ_GRAPH"]});
-    let (status, verdict) =
-        try_http(&address, "POST", "/api/api-keys/verify", Some(&admin), Some(&body)).unwrap();
-    assert_eq!((status, &verdict["code"]), (200, &json!("VALID")), "{verdict}");
+    let (status, verdict) = try_http(
+        &address,
+        "POST",
+        "/api/api-keys/verify",
+        Some(&admin),
+        Some(&body),
+    )
+    .unwrap();
+    assert_eq!(
+        (status, &verdict["code"]),
+        (200, &json!("VALID")),
+        "{verdict}"
+    );
     let verified_while_full = seen.lock().unwrap().verifications;
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
