@@ -159,6 +159,7 @@ pub fn openapi(catalogue: &Catalogue) -> OpenApi {
         .get_or_insert_with(Default::default)
         .schemas
         .insert("Permission".to_owned(), permission.into());
+    query_params::document(&mut doc);
     doc
 }
 

@@ -14,8 +14,8 @@
 use std::collections::{HashMap, HashSet};
 
 use axum::http::StatusCode;
-use utoipa::openapi::path::ParameterIn;
-use utoipa::openapi::{OpenApi, RefOr};
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 
 use super::error::ApiError;
 
@@ -26,6 +26,51 @@ const THEIRS: [&str; 1] = ["/api/auth/{*original_path}"];
 #[derive(Debug, Default)]
 pub struct QueryParams {
     routes: HashMap<String, HashSet<String>>,
+}
+
+/// What the 400 of an unknown query parameter is called in the document.
+const REFUSAL: &str = "a query parameter the route does not take";
+
+/// Documents the rule in `doc`: every operation may answer 400 for a query parameter
+/// it does not take (added to a 400 it already documents).
+pub fn document(doc: &mut OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            document_operation(operation);
+        }
+    }
+}
+
+fn document_operation(operation: &mut Operation) {
+    let responses = &mut operation.responses.responses;
+    match responses.get_mut("400") {
+        Some(RefOr::T(response)) => {
+            response.description = format!("{}; or {REFUSAL}", response.description);
+        }
+        Some(RefOr::Ref(_)) => {}
+        None => {
+            let mut description = REFUSAL.to_owned();
+            description[..1].make_ascii_uppercase();
+            let body = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build();
+            let response = ResponseBuilder::new()
+                .description(description)
+                .content("application/json", body)
+                .build();
+            responses.insert("400".to_owned(), RefOr::T(response));
+        }
+    }
 }
 
 impl QueryParams {
