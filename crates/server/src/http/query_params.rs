@@ -185,6 +185,28 @@ mod tests {
     }
 
     #[test]
+    fn every_operation_documents_the_refusal() {
+        let catalogue = keyward_core::permissions::Catalogue::default();
+        let doc = super::super::openapi(&catalogue);
+        let json = serde_json::to_value(&doc).unwrap();
+        let mut operations = 0;
+        for (path, item) in json["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let refusal = operation["responses"]["400"]["description"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_lowercase();
+                assert!(
+                    refusal.contains(super::REFUSAL),
+                    "{method} {path}: {refusal:?}"
+                );
+                operations += 1;
+            }
+        }
+        assert!(operations > 25);
+    }
+
+    #[test]
     fn the_query_under_envoys_auth_path_is_the_clients_own() {
         rules()
             .check("/api/auth/{*original_path}", "page=2&anything=else")
