@@ -26,7 +26,7 @@ use sqlx::{
 use uuid::Uuid;
 
 use crate::error::StoreError;
-use crate::rows::corrupt;
+use crate::error::corrupt;
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

@@ -1,6 +1,6 @@
 //! What really differs between the backends, and nothing else.
 //!
-//! Every operation of [`Store`](crate::Store) is written once, in `operations.rs`, on
+//! Every operation of [`Store`](crate::Store) is written once, in `operations/`, on
 //! top of this trait: begin a write transaction, read the row (locked where the
 //! backend needs it), decide, write, record the event, announce the change, commit.
 //! A backend says how it begins a write, how it keeps a row and a user's key count
@@ -15,11 +15,24 @@ use keyward_core::model::UserId;
 use sqlx::Transaction;
 use sqlx::pool::PoolConnection;
 
-use crate::db::{Backend, Statement, params};
+use crate::db::{Backend, Statement};
 use crate::error::StoreError;
 use crate::records::{ExternalChange, VerifyRecord};
 use crate::sql;
 use crate::writes::Writes;
+
+/// A connection of `D`'s database.
+pub(crate) type Connection<D> = <<D as Dialect>::Db as sqlx::Database>::Connection;
+/// A row of `D`'s database.
+pub(crate) type Row<D> = <<D as Dialect>::Db as sqlx::Database>::Row;
+
+/// Runs one statement on a connection or transaction of `D`; its rows.
+pub(crate) async fn run<D: Dialect>(
+    conn: &mut Connection<D>,
+    statement: Statement<'_>,
+) -> Result<Vec<Row<D>>, StoreError> {
+    D::Db::run(conn, statement).await
+}
 
 /// A backend (implemented by [`SqliteStore`](crate::SqliteStore) and
 /// [`PostgresStore`](crate::PostgresStore)). Public only so that it can bound the
@@ -42,19 +55,12 @@ pub trait Dialect: Clone + Debug + Send + Sync + 'static {
     /// connection (see `Statement::recurring`).
     const KEEPS_FLUSH_STATEMENTS: bool;
 
-    /// Verification's read of one key by its hash (`sql::FIND_BY_HASH`).
+    /// Verification's read of one key by its hash (`sql::FIND_BY_HASH`): each backend
+    /// has a way of its own (SQLite's lookup threads, PostgreSQL's batches).
     fn find_by_hash(
         &self,
         hash: &KeyHash,
-    ) -> impl Future<Output = Result<Option<VerifyRecord>, StoreError>> + Send {
-        async move {
-            let statement = Statement::new(sql::FIND_BY_HASH, params![hash]);
-            let rows = crate::operations::read(self, statement).await?;
-            rows.first()
-                .map(crate::operations::verify_record)
-                .transpose()
-        }
-    }
+    ) -> impl Future<Output = Result<Option<VerifyRecord>, StoreError>> + Send;
 
     /// A transaction that will write.
     fn begin(
@@ -63,6 +69,17 @@ pub trait Dialect: Clone + Debug + Send + Sync + 'static {
 
     /// A connection for reads outside a transaction.
     fn reader(&self) -> impl Future<Output = Result<PoolConnection<Self::Db>, StoreError>> + Send;
+
+    /// Runs one statement on a read connection; its rows.
+    fn read<'a>(
+        &'a self,
+        statement: Statement<'a>,
+    ) -> impl Future<Output = Result<Vec<Row<Self>>, StoreError>> + Send + 'a {
+        async move {
+            let mut conn = self.reader().await?;
+            run::<Self>(&mut conn, statement).await
+        }
+    }
 
     /// A connection for a write that is one statement (autocommit).
     fn writer(&self) -> impl Future<Output = Result<PoolConnection<Self::Db>, StoreError>> + Send;

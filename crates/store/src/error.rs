@@ -44,6 +44,11 @@ pub enum StoreError {
     Database(Cause),
 }
 
+/// A stored value that does not decode, named by its column.
+pub(crate) fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
 /// A database driver's error (sqlx's, or SQLite's own on the verification lookups),
 /// kept for the logs.
 pub type Cause = Box<dyn std::error::Error + Send + Sync>;

@@ -15,7 +15,8 @@
 //! Backends: [`sqlite`] (the embedded default, one process) and [`postgres`] (several
 //! instances on one database, with changes pushed to every instance).
 //!
-//! Layout: every operation is written once (`operations.rs`), over statements written
+//! Layout: every operation is written once (`operations/`, by what it changes), over
+//! statements written
 //! once (`sql.rs`) and run through one binding and decoding layer (`db.rs`); a backend
 //! file holds only what really differs (`dialect.rs`: how a write begins, how a row
 //! and a user's key count are locked, how other instances hear of a change) with its
@@ -38,7 +39,6 @@ pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod url;
-mod usage_history;
 mod writes;
 
 pub use any::{AnyStore, connect, connect_with};

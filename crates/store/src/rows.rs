@@ -1,19 +1,16 @@
 //! What both backends do alike with column values: checking what is read, shaping
 //! what is written, and the audit record of a change.
 
-use keyward_core::audit::Actor;
+use keyward_core::audit::{Actor, KeyEvent};
 use keyward_core::legacy::LegacyHash;
 use keyward_core::model::{ApiKey, KeyId, Metadata, UserId};
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use serde_json::{Map, Value, json};
 
-use crate::error::StoreError;
-use crate::records::{Consumed, PepperUsage};
-
-pub(crate) fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_owned())
-}
+use crate::db::{Columns, Param, params};
+use crate::error::{StoreError, corrupt};
+use crate::records::{Consumed, NewKeyRecord, PepperUsage, VerifyRecord};
 
 /// A rate limit from its two columns (both NULL: none).
 pub(crate) fn rate_limit(
@@ -226,6 +223,118 @@ pub(crate) fn key_changes(before: Option<&ApiKey>, after: Option<&ApiKey>) -> St
 pub(crate) fn deletion_changes(deleted: &[KeyId]) -> String {
     let ids: Vec<String> = deleted.iter().map(ToString::to_string).collect();
     json!({"keys": {"before": ids, "after": []}}).to_string()
+}
+
+// A key and an event as rows: the values a statement binds, and what a row reads as.
+
+/// A key row's values, in `sql::INSERT_KEY` order.
+pub(crate) fn key_row(new: &NewKeyRecord) -> Vec<Param<'_>> {
+    let key = &new.key;
+    let (requests, per_seconds) = rate_limit_columns(key.rate_limit);
+    let mut values = params![
+        key.id,
+        key.user_id.as_str(),
+        key.name.as_str(),
+        key.description.as_deref(),
+        &new.hash,
+    ];
+    values.push(Param::Small(Some(i32::from(new.pepper_version))));
+    values.extend(params![
+        key.prefix.as_str(),
+        key.postfix.as_str(),
+        key.status.as_str()
+    ]);
+    values.push(Param::Permissions(&key.permissions));
+    values.extend(params![
+        key.created_at,
+        key.created_at,
+        key.last_used_at,
+        key.revoked_at,
+        key.expires_at,
+        requests,
+        per_seconds,
+        key.metadata.as_ref().map(Metadata::as_str),
+        key.rotated_from,
+        key.rotated_to,
+        remaining_column(key.remaining),
+    ]);
+    values
+}
+
+/// An event row's values, in `sql::INSERT_EVENT` order.
+pub(crate) fn event_row<'a>(event: &'a NewEvent<'a>) -> Vec<Param<'a>> {
+    params![
+        event.at,
+        event.actor.kind(),
+        event.actor.id(),
+        event.action,
+        event.key_id,
+        event.user_id.as_str(),
+        event.changes.as_str(),
+    ]
+}
+
+pub(crate) fn key_from_row(row: &impl Columns) -> Result<ApiKey, StoreError> {
+    Ok(ApiKey {
+        id: row.id("id")?,
+        user_id: owner(row)?,
+        name: row.text("name")?,
+        description: row.maybe_text("description")?,
+        prefix: row.text("prefix")?,
+        postfix: row.text("postfix")?,
+        status: row.text("status")?.parse().map_err(|_| corrupt("status"))?,
+        permissions: row.permissions("permissions")?,
+        created_at: row.time("created_at")?,
+        last_used_at: row.maybe_time("last_used_at")?,
+        revoked_at: row.maybe_time("revoked_at")?,
+        expires_at: row.maybe_time("expires_at")?,
+        rate_limit: rate_limit_of(row)?,
+        metadata: metadata(row.maybe_text("metadata")?)?,
+        rotated_from: row.maybe_id("rotated_from")?,
+        rotated_to: row.maybe_id("rotated_to")?,
+        remaining: remaining(row.maybe_int("remaining")?)?,
+    })
+}
+
+/// The `user_id` column, as stored (ids from before today's rule stay readable).
+fn owner(row: &impl Columns) -> Result<UserId, StoreError> {
+    UserId::from_stored(&row.text("user_id")?).map_err(|_| corrupt("user_id"))
+}
+
+fn rate_limit_of(row: &impl Columns) -> Result<Option<keyward_core::rate::RateLimit>, StoreError> {
+    rate_limit(
+        row.maybe_small("rate_limit_requests")?,
+        row.maybe_small("rate_limit_per_seconds")?,
+    )
+}
+
+pub(crate) fn verify_record(row: &impl Columns) -> Result<VerifyRecord, StoreError> {
+    Ok(VerifyRecord {
+        id: row.id("id")?,
+        user_id: owner(row)?,
+        status: row.text("status")?.parse().map_err(|_| corrupt("status"))?,
+        permissions: row.permissions("permissions")?,
+        expires_at: row.maybe_time("expires_at")?,
+        last_used_at: row.maybe_time("last_used_at")?,
+        rate_limit: rate_limit_of(row)?,
+        metadata: metadata(row.maybe_text("metadata")?)?,
+        remaining: remaining(row.maybe_int("remaining")?)?,
+        pepper_version: u16::try_from(row.small("pepper_version")?)
+            .map_err(|_| corrupt("pepper_version"))?,
+    })
+}
+
+pub(crate) fn event_from_row(row: &impl Columns) -> Result<KeyEvent, StoreError> {
+    let (kind, id) = (row.text("actor_kind")?, row.text("actor_id")?);
+    Ok(KeyEvent {
+        id: row.int("id")?,
+        at: row.time("at")?,
+        actor: Actor::from_parts(&kind, &id).ok_or_else(|| corrupt("actor"))?,
+        action: row.text("action")?,
+        key_id: row.maybe_id("key_id")?,
+        user_id: owner(row)?,
+        changes: row.text("changes")?,
+    })
 }
 
 #[cfg(test)]

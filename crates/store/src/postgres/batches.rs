@@ -19,7 +19,7 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::db::Columns;
 use crate::error::StoreError;
 use crate::lookup::{Answer, Lookup};
-use crate::operations::verify_record;
+use crate::rows::verify_record;
 use crate::sql;
 
 /// Batches read at once, each on a pooled connection: the rest of the pool stays for

@@ -25,9 +25,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::db::{Columns, StoredPermissions};
 use crate::error::StoreError;
+use crate::error::corrupt;
 use crate::lookup::{Answer, Lookup};
-use crate::operations::verify_record;
-use crate::rows::corrupt;
+use crate::rows::verify_record;
 use crate::sql;
 
 /// Threads answering lookups. Two keep both cores of a small machine busy while one

@@ -1,0 +1,410 @@
+//! Keys: created, imported, listed, read, changed, rotated and re-hashed.
+
+use keyward_core::audit::Actor;
+use keyward_core::hash::KeyHash;
+use keyward_core::lifecycle::{self, KeyState, Mutation, Successor};
+use keyward_core::model::{ApiKey, KeyId, Metadata, Scope, UserId};
+use keyward_core::time::Timestamp;
+
+use super::events::insert_event;
+use crate::db::{Columns, Param, Statement, params};
+use crate::dialect::{Connection, Dialect, run};
+use crate::error::{StoreError, corrupt};
+use crate::records::{
+    Applied, ImportedKey, LegacyCandidate, NewKeyRecord, Replacement, Rotated, RotationTerms,
+    VerifyRecord,
+};
+use crate::rows::{self, NewEvent, event_row, key_from_row, key_row, verify_record};
+use crate::sql;
+
+pub(super) async fn insert_key<D: Dialect>(
+    db: &D,
+    new: &NewKeyRecord,
+    max_live: u32,
+    actor: &Actor,
+) -> Result<(), StoreError> {
+    db.writes()
+        .track(async move {
+            let key = &new.key;
+            let mut tx = db.begin().await?;
+            lock_user::<D>(&mut tx, &key.user_id).await?;
+            if count_live::<D>(&mut tx, &key.user_id, key.created_at).await? >= i64::from(max_live)
+            {
+                return Err(StoreError::LimitReached { limit: max_live });
+            }
+            insert_key_row::<D>(&mut tx, new).await?;
+            insert_event::<D>(&mut tx, &created_event(new, actor, "create")).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+}
+
+pub(super) async fn insert_keys<D: Dialect>(
+    db: &D,
+    new: &[NewKeyRecord],
+    actor: &Actor,
+) -> Result<(), StoreError> {
+    db.writes()
+        .track(async move {
+            db.bulk_load(true).await?;
+            let inserted = insert_all(db, new, actor).await;
+            let restored = db.bulk_load(false).await;
+            inserted?;
+            restored
+        })
+        .await
+}
+
+pub(super) async fn import_keys<D: Dialect>(
+    db: &D,
+    keys: &[ImportedKey],
+    actor: &Actor,
+) -> Result<u64, StoreError> {
+    db.writes()
+        .track(async move {
+            let mut tx = db.begin().await?;
+            let mut added = 0;
+            for key in keys {
+                let id = key.record.key.id;
+                let exists =
+                    run::<D>(&mut tx, Statement::new(sql::KEY_EXISTS, params![id])).await?;
+                if !exists.is_empty() {
+                    continue;
+                }
+                insert_key_row::<D>(&mut tx, &key.record).await?;
+                let (kind, digest, salt) = rows::legacy_columns(&key.legacy);
+                let legacy = params![
+                    id,
+                    kind,
+                    digest.as_slice(),
+                    salt.as_deref(),
+                    key.head.as_str()
+                ];
+                run::<D>(&mut tx, Statement::new(sql::INSERT_LEGACY, legacy)).await?;
+                insert_event::<D>(&mut tx, &created_event(&key.record, actor, "import")).await?;
+                added += 1;
+            }
+            tx.commit().await?;
+            Ok(added)
+        })
+        .await
+}
+
+pub(super) async fn legacy_candidates<D: Dialect>(
+    db: &D,
+    sha256: &[u8; 32],
+    head: &str,
+) -> Result<Vec<LegacyCandidate>, StoreError> {
+    let statement = Statement::new(sql::LEGACY_CANDIDATES, params![sha256.as_slice(), head]);
+    let rows = db.read(statement).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(LegacyCandidate {
+                record: verify_record(row)?,
+                legacy: rows::legacy_hash(
+                    &row.text("kind")?,
+                    &row.bytes("digest")?,
+                    row.maybe_bytes("salt")?,
+                )?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn upgrade_legacy<D: Dialect>(
+    db: &D,
+    id: KeyId,
+    hash: &KeyHash,
+    version: u16,
+) -> Result<(), StoreError> {
+    db.writes()
+        .track(async move {
+            let mut tx = db.begin().await?;
+            set_hash::<D>(&mut tx, id, hash, version).await?;
+            run::<D>(&mut tx, Statement::new(sql::FORGET_LEGACY, params![id])).await?;
+            // Other instances may hold "no such key" for this hash: drop it.
+            announce::<D>(&mut tx, &[*hash]).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+}
+
+pub(super) async fn list_keys<D: Dialect>(
+    db: &D,
+    scope: Scope<'_>,
+) -> Result<Vec<ApiKey>, StoreError> {
+    let statement = match scope {
+        Scope::User(user) => Statement::new(sql::LIST_KEYS_OF, params![user.as_str()]),
+        Scope::Admin => Statement::new(sql::LIST_ALL_KEYS, params![]),
+    };
+    db.read(statement).await?.iter().map(key_from_row).collect()
+}
+
+pub(super) async fn get_key<D: Dialect>(
+    db: &D,
+    scope: Scope<'_>,
+    id: KeyId,
+) -> Result<Option<ApiKey>, StoreError> {
+    let statement = Statement::new(sql::GET_KEY, params![id, scope.user().map(UserId::as_str)]);
+    db.read(statement)
+        .await?
+        .first()
+        .map(key_from_row)
+        .transpose()
+}
+
+pub(super) async fn most_verified_since<D: Dialect>(
+    db: &D,
+    since: Timestamp,
+    limit: u32,
+) -> Result<Vec<(KeyHash, VerifyRecord)>, StoreError> {
+    let hour = keyward_core::usage::hour_of(since);
+    let statement = Statement::new(sql::MOST_VERIFIED_SINCE, params![hour, i64::from(limit)]);
+    let rows = db.read(statement).await?;
+    rows.iter()
+        .map(|row| Ok((row.hash("key_hash")?, verify_record(row)?)))
+        .collect()
+}
+
+pub(super) async fn apply<D: Dialect>(
+    db: &D,
+    scope: Scope<'_>,
+    id: KeyId,
+    mutation: &Mutation,
+    now: Timestamp,
+    actor: &Actor,
+) -> Result<Applied, StoreError> {
+    db.writes()
+        .track_if(
+            async move {
+                let mut tx = db.begin().await?;
+                let (key, hash) = read_to_change::<D>(&mut tx, scope, id).await?;
+                let Some(new) = lifecycle::decide(&key, mutation, now)? else {
+                    return Ok(Applied {
+                        key,
+                        hash,
+                        changed: false,
+                    });
+                };
+                run::<D>(&mut tx, write_state(id, &new, now)).await?;
+                let after = new.applied_to(key.clone());
+                let event = NewEvent {
+                    at: now,
+                    actor,
+                    action: mutation.name(),
+                    key_id: Some(id),
+                    user_id: &key.user_id,
+                    changes: rows::key_changes(Some(&key), Some(&after)),
+                };
+                insert_event::<D>(&mut tx, &event).await?;
+                announce::<D>(&mut tx, &[hash]).await?;
+                tx.commit().await?;
+                Ok(Applied {
+                    key: after,
+                    hash,
+                    changed: true,
+                })
+            },
+            |applied| applied.changed,
+        )
+        .await
+}
+
+pub(super) async fn rotate<D: Dialect>(
+    db: &D,
+    scope: Scope<'_>,
+    id: KeyId,
+    replacement: &Replacement,
+    terms: RotationTerms,
+    now: Timestamp,
+    actor: &Actor,
+) -> Result<Rotated, StoreError> {
+    db.writes()
+        .track(async move {
+            let mut tx = db.begin().await?;
+            let (old, old_hash) = read_to_change::<D>(&mut tx, scope, id).await?;
+            let successor = Successor {
+                id: replacement.id,
+                prefix: &replacement.prefix,
+                postfix: &replacement.postfix,
+            };
+            let rotation = lifecycle::rotate(&old, successor, terms.grace_seconds, now)?;
+            let (ending, new) = (rotation.ending, rotation.new);
+            // Serialised with creates for the same user, as in `insert_key`.
+            lock_user::<D>(&mut tx, &old.user_id).await?;
+            let live = count_live::<D>(&mut tx, &old.user_id, now).await?;
+            rows::rotation_fits(live, &ending, now, terms.max_live_per_user)?;
+            let end = params![
+                id,
+                ending.expires_at,
+                replacement.id,
+                now,
+                rows::remaining_column(ending.remaining),
+            ];
+            run::<D>(&mut tx, Statement::new(sql::END_ROTATED, end)).await?;
+            let record = NewKeyRecord {
+                key: new,
+                hash: replacement.hash,
+                pepper_version: replacement.pepper_version,
+            };
+            insert_key_row::<D>(&mut tx, &record).await?;
+            for event in rows::rotation_events(&old, &ending, &record.key, now, actor) {
+                insert_event::<D>(&mut tx, &event).await?;
+            }
+            announce::<D>(&mut tx, &[old_hash, replacement.hash]).await?;
+            tx.commit().await?;
+            Ok(Rotated {
+                old: ending,
+                old_hash,
+                new: record.key,
+            })
+        })
+        .await
+}
+
+pub(super) async fn rehash<D: Dialect>(
+    db: &D,
+    id: KeyId,
+    hash: &KeyHash,
+    version: u16,
+) -> Result<(), StoreError> {
+    db.writes()
+        .track(async move {
+            let mut tx = db.begin().await?;
+            set_hash::<D>(&mut tx, id, hash, version).await?;
+            announce::<D>(&mut tx, &[*hash]).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+}
+
+async fn insert_key_row<D: Dialect>(
+    conn: &mut Connection<D>,
+    new: &NewKeyRecord,
+) -> Result<(), StoreError> {
+    run::<D>(conn, Statement::new(sql::INSERT_KEY, key_row(new))).await?;
+    Ok(())
+}
+
+pub(super) async fn lock_user<D: Dialect>(
+    conn: &mut Connection<D>,
+    user: &UserId,
+) -> Result<(), StoreError> {
+    if let Some(statement) = D::lock_user(user) {
+        run::<D>(conn, statement).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn announce<D: Dialect>(
+    conn: &mut Connection<D>,
+    hashes: &[KeyHash],
+) -> Result<(), StoreError> {
+    for statement in D::announce(hashes) {
+        run::<D>(conn, statement).await?;
+    }
+    Ok(())
+}
+
+/// The keys that count toward `user`'s cap at `at` (see `sql::COUNT_LIVE`).
+async fn count_live<D: Dialect>(
+    conn: &mut Connection<D>,
+    user: &UserId,
+    at: Timestamp,
+) -> Result<i64, StoreError> {
+    let rows = run::<D>(
+        conn,
+        Statement::new(sql::COUNT_LIVE, params![user.as_str(), at]),
+    )
+    .await?;
+    rows.first().ok_or_else(|| corrupt("live"))?.int("live")
+}
+
+/// Reads a key in `scope` inside a write transaction, so the
+/// change is decided on the row as it is.
+async fn read_to_change<D: Dialect>(
+    conn: &mut Connection<D>,
+    scope: Scope<'_>,
+    id: KeyId,
+) -> Result<(ApiKey, KeyHash), StoreError> {
+    let statement = Statement::new(
+        D::READ_KEY_TO_CHANGE,
+        params![id, scope.user().map(UserId::as_str)],
+    );
+    let rows = run::<D>(conn, statement).await?;
+    let row = rows.first().ok_or(StoreError::NotFound)?;
+    Ok((key_from_row(row)?, row.hash("key_hash")?))
+}
+
+fn created_event<'a>(record: &'a NewKeyRecord, actor: &'a Actor, action: &'a str) -> NewEvent<'a> {
+    NewEvent {
+        at: record.key.created_at,
+        actor,
+        action,
+        key_id: Some(record.key.id),
+        user_id: &record.key.user_id,
+        changes: rows::key_changes(None, Some(&record.key)),
+    }
+}
+
+/// Inserts keys and their `create` events, many rows per statement.
+async fn insert_all<D: Dialect>(
+    db: &D,
+    new: &[NewKeyRecord],
+    actor: &Actor,
+) -> Result<(), StoreError> {
+    let mut tx = db.begin().await?;
+    for chunk in new.chunks(sql::BULK_ROWS) {
+        let keys = chunk.iter().flat_map(key_row).collect();
+        run::<D>(
+            &mut tx,
+            Statement::built(sql::insert_keys(D::BULK_BINDS, chunk.len()), keys),
+        )
+        .await?;
+        let events: Vec<NewEvent<'_>> = chunk
+            .iter()
+            .map(|record| created_event(record, actor, "create"))
+            .collect();
+        let values = events.iter().flat_map(event_row).collect();
+        run::<D>(
+            &mut tx,
+            Statement::built(sql::insert_events(D::BULK_BINDS, chunk.len()), values),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn set_hash<D: Dialect>(
+    conn: &mut Connection<D>,
+    id: KeyId,
+    hash: &KeyHash,
+    version: u16,
+) -> Result<(), StoreError> {
+    let mut values = params![id, hash];
+    values.push(Param::Small(Some(i32::from(version))));
+    run::<D>(conn, Statement::new(sql::SET_HASH, values)).await?;
+    Ok(())
+}
+
+/// The statement writing `state` on key `id` at `now`.
+fn write_state(id: KeyId, state: &KeyState, now: Timestamp) -> Statement<'_> {
+    let (requests, per_seconds) = rows::rate_limit_columns(state.rate_limit);
+    let mut values = params![id, state.status.as_str(), state.revoked_at];
+    values.push(Param::Permissions(&state.permissions));
+    values.extend(params![
+        now,
+        requests,
+        per_seconds,
+        state.name.as_str(),
+        state.description.as_deref(),
+        state.expires_at,
+        state.metadata.as_ref().map(Metadata::as_str),
+        rows::remaining_column(state.remaining),
+    ]);
+    Statement::new(sql::WRITE_STATE, values)
+}
