@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use keyward_core::time::Timestamp;
+use keyward_core::usage::{DAY_MS, hour_of};
 use keyward_store::{ExternalChange, Store};
 use tokio::task::JoinHandle;
 
@@ -139,6 +141,36 @@ impl<S: Store> Inner<S> {
         let written = last_used?;
         history?;
         Ok(written)
+    }
+
+    /// Writes the counted usage history, then forgets hours past the retention (at
+    /// most once an hour). Counts that could not be written are kept for the next try.
+    async fn flush_history(&self) -> Result<(), EngineError> {
+        if !self.history_enabled() {
+            return Ok(());
+        }
+        let batch = self.history.drain();
+        if !batch.is_empty() {
+            let rows = batch.len();
+            if let Err(err) = self.store.record_usage_history(&batch).await {
+                self.history.restore(batch);
+                metrics::counter!("keyward_usage_history_flush_failures_total").increment(1);
+                return Err(err.into());
+            }
+            metrics::counter!("keyward_usage_history_rows_flushed_total").increment(rows as u64);
+        }
+        let now = self.now();
+        if self.history.claim_prune(now) {
+            let days = i64::from(self.config.usage_history_days);
+            let cutoff = hour_of(now).as_millis().saturating_sub(days * DAY_MS);
+            let before = Timestamp::from_millis(cutoff.max(0)).expect("within the range");
+            if let Err(err) = self.store.prune_usage_history(before).await {
+                // Try again at the next flush.
+                self.history.retry_prune();
+                return Err(err.into());
+            }
+        }
+        Ok(())
     }
 
     async fn flush_last_used(&self) -> Result<usize, EngineError> {

@@ -101,6 +101,13 @@ impl<S: Store> Engine<S> {
         &self.inner.config
     }
 
+    /// The engine's clock (the system clock unless replaced in the configuration).
+    pub fn now(&self) -> Timestamp {
+        self.inner.now()
+    }
+
+    /// The store itself, for tests that look behind the engine.
+    #[cfg(feature = "testing")]
     pub fn store(&self) -> &S {
         &self.inner.store
     }

@@ -1,6 +1,7 @@
 //! Usage history: every verification of a found key counted per key and UTC hour in
-//! memory (VALID or refused), written in batches by the usage flush, and read back
-//! with what is not written yet.
+//! memory (VALID or refused), written in batches by the usage flush
+//! ([`crate::background`]), and read back with what is not written yet
+//! ([`crate::history_reads`]).
 //!
 //! Like `last_used_at` ([`crate::usage`]), verification never waits for a write: it
 //! adds to a counter in one of 16 shards (one short lock, a cheap hash, no
@@ -15,19 +16,15 @@
 //!
 //! [`EngineConfig::usage_history_capacity`]: crate::EngineConfig::usage_history_capacity
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use keyward_core::model::{KeyId, Scope, UserId};
+use keyward_core::model::KeyId;
 use keyward_core::time::Timestamp;
-use keyward_core::usage::{DAY_MS, HOUR_MS, HourlyUsage, UsageCounts, UsageRange, hour_of};
-use keyward_store::{HourCounts, Store, UsageOf};
-
-use crate::engine::Engine;
-use crate::error::EngineError;
-use crate::inner::Inner;
+use keyward_core::usage::{HOUR_MS, HourlyUsage, UsageCounts, hour_of};
+use keyward_store::HourCounts;
 
 const SHARDS: usize = 16;
 
@@ -133,7 +130,7 @@ impl HistoryTracker {
     }
 
     /// The hours counted and not yet written of the keys `of` selects.
-    fn pending(&self, of: impl Fn(&KeyId) -> bool) -> Vec<HourlyUsage> {
+    pub(crate) fn pending(&self, of: impl Fn(&KeyId) -> bool) -> Vec<HourlyUsage> {
         let mut hours = Vec::new();
         for shard in &self.shards {
             let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
@@ -147,128 +144,19 @@ impl HistoryTracker {
         hours
     }
 
+    /// Lets the next flush prune again (this one's pruning failed).
+    pub(crate) fn retry_prune(&self) {
+        self.pruned_at.store(i64::MIN, Ordering::Relaxed);
+    }
+
     /// True (and noted) if old hours were last pruned an hour or more before `now`.
-    fn claim_prune(&self, now: Timestamp) -> bool {
+    pub(crate) fn claim_prune(&self, now: Timestamp) -> bool {
         let last = self.pruned_at.load(Ordering::Relaxed);
         now.as_millis().saturating_sub(last) >= HOUR_MS
             && self
                 .pruned_at
                 .compare_exchange(last, now.as_millis(), Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
-    }
-}
-
-impl<S: Store> Inner<S> {
-    fn history_enabled(&self) -> bool {
-        self.config.usage_history_days > 0
-    }
-
-    /// Counts a verification of a found key, if usage history is on.
-    pub(crate) fn count_verification(&self, id: KeyId, at: Timestamp, valid: bool) {
-        if self.history_enabled() {
-            self.history.count(id, at, valid);
-        }
-    }
-
-    /// Writes the counted usage history, then forgets hours past the retention (at
-    /// most once an hour). Counts that could not be written are kept for the next try.
-    pub(crate) async fn flush_history(&self) -> Result<(), EngineError> {
-        if !self.history_enabled() {
-            return Ok(());
-        }
-        let batch = self.history.drain();
-        if !batch.is_empty() {
-            let rows = batch.len();
-            if let Err(err) = self.store.record_usage_history(&batch).await {
-                self.history.restore(batch);
-                metrics::counter!("keyward_usage_history_flush_failures_total").increment(1);
-                return Err(err.into());
-            }
-            metrics::counter!("keyward_usage_history_rows_flushed_total").increment(rows as u64);
-        }
-        let now = self.now();
-        if self.history.claim_prune(now) {
-            let days = i64::from(self.config.usage_history_days);
-            let cutoff = hour_of(now).as_millis().saturating_sub(days * DAY_MS);
-            let before = Timestamp::from_millis(cutoff.max(0)).expect("within the range");
-            if let Err(err) = self.store.prune_usage_history(before).await {
-                // Try again at the next flush.
-                self.history.pruned_at.store(i64::MIN, Ordering::Relaxed);
-                return Err(err.into());
-            }
-        }
-        Ok(())
-    }
-}
-
-impl<S: Store> Engine<S> {
-    /// The verifications of one key in `scope`, per bucket of `range` (every bucket,
-    /// oldest first), including those not written yet. Another user's key is not
-    /// found. With usage history off, every bucket is zero.
-    pub async fn key_usage(
-        &self,
-        scope: Scope<'_>,
-        id: KeyId,
-        range: &UsageRange,
-    ) -> Result<Vec<HourlyUsage>, EngineError> {
-        let inner = &self.inner;
-        inner
-            .store
-            .get_key(scope, id)
-            .await?
-            .ok_or(EngineError::NotFound)?;
-        if !inner.history_enabled() {
-            return Ok(range.buckets(&[]));
-        }
-        let mut hours = inner
-            .store
-            .usage_history(UsageOf::Key(id), range.from(), range.to())
-            .await?;
-        hours.extend(inner.history.pending(|key| *key == id));
-        Ok(range.buckets(&hours))
-    }
-
-    /// The verifications of a user's keys (or of every key, without `user`), summed
-    /// per bucket of `range` like [`Engine::key_usage`].
-    pub async fn usage(
-        &self,
-        user: Option<&UserId>,
-        range: &UsageRange,
-    ) -> Result<Vec<HourlyUsage>, EngineError> {
-        let inner = &self.inner;
-        if !inner.history_enabled() {
-            return Ok(range.buckets(&[]));
-        }
-        let (from, to) = (range.from(), range.to());
-        let mut hours = match user {
-            Some(user) => {
-                let keys: HashSet<KeyId> = inner
-                    .store
-                    .list_keys(Scope::User(user))
-                    .await?
-                    .iter()
-                    .map(|key| key.id)
-                    .collect();
-                let mut hours = inner
-                    .store
-                    .usage_history(UsageOf::User(user), from, to)
-                    .await?;
-                hours.extend(inner.history.pending(|key| keys.contains(key)));
-                hours
-            }
-            None => {
-                let mut hours = inner.store.usage_history(UsageOf::All, from, to).await?;
-                hours.extend(inner.history.pending(|_| true));
-                hours
-            }
-        };
-        hours.sort_unstable_by_key(|h| h.hour);
-        Ok(range.buckets(&hours))
-    }
-
-    /// The engine's clock (the system clock unless replaced in the configuration).
-    pub fn now(&self) -> Timestamp {
-        self.inner.now()
     }
 }
 

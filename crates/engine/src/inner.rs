@@ -64,6 +64,17 @@ impl<S> Inner<S> {
         (self.config.clock)()
     }
 
+    pub(crate) fn history_enabled(&self) -> bool {
+        self.config.usage_history_days > 0
+    }
+
+    /// Counts a verification of a found key, if usage history is on.
+    pub(crate) fn count_verification(&self, id: KeyId, at: Timestamp, valid: bool) {
+        if self.history_enabled() {
+            self.history.count(id, at, valid);
+        }
+    }
+
     /// A stored key as the verifier and the cache hold it.
     pub(crate) fn verified_key(&self, record: VerifyRecord) -> Arc<VerifiedKey> {
         let catalogue = &self.config.catalogue;

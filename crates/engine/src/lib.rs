@@ -8,7 +8,7 @@
 //! - [`usage`]: `last_used_at` recorded in memory (once per key per resolution
 //!   period) and written in batches.
 //! - [`history`]: verifications per key and hour (usage history), counted in memory
-//!   and written with the usage flush.
+//!   and written with the usage flush; [`history_reads`] reads them back.
 //! - [`background`]: the usage flush and the watch for other processes' changes.
 //! - [`limits`]: rate limiters (per key, per failing client, per user's changes), held
 //!   per instance, or across instances in Redis/Valkey ([`RateLimitStore`]).
@@ -23,6 +23,8 @@ mod engine;
 mod error;
 mod flights;
 mod history;
+mod history_reads;
+mod import;
 mod inner;
 pub mod limits;
 mod metrics;
@@ -37,6 +39,7 @@ mod verifier;
 pub use config::{Clock, EngineConfig, system_clock};
 pub use engine::{CreatedKey, Engine, RotatedKey};
 pub use error::EngineError;
+pub use import::Imported;
 pub use limits::{ClientAddr, Limiter};
 pub use shared_limits::RateLimitStore;
 pub use usage::UsageMark;

@@ -12,13 +12,12 @@ use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use keyward_core::audit::Actor;
 use keyward_core::hash::KeyHash;
 use keyward_core::input::{Description, KeyName};
 use keyward_core::legacy::LegacyHash;
-use keyward_core::model::{KeyId, KeyStatus, NewKey, Scope, UserId};
+use keyward_core::model::{KeyId, KeyStatus, NewKey, UserId};
 use keyward_core::time::Timestamp;
-use keyward_store::{ImportedKey, NewKeyRecord, Store};
+use keyward_store::{ImportedKey, NewKeyRecord};
 use serde::Serialize;
 use sqlx::{Connection, Row};
 
@@ -237,30 +236,9 @@ async fn import(
             Err(reason) => report.skipped.push(Skipped { id, reason }),
         }
     }
-    let store = engine.store();
-    let mut new = Vec::new();
-    for key in keys {
-        if store
-            .get_key(Scope::Admin, key.record.key.id)
-            .await?
-            .is_some()
-        {
-            report.already_present += 1;
-        } else {
-            new.push(key);
-        }
-    }
-    if dry_run {
-        report.imported = new.len() as u64;
-        return Ok(report);
-    }
-    let actor = Actor::Admin("cli".to_owned());
-    for chunk in new.chunks(1_000) {
-        let added = store.import_keys(chunk, &actor).await?;
-        report.imported += added;
-        // Ids that appeared between the check and the insert (another import).
-        report.already_present += chunk.len() as u64 - added;
-    }
+    let outcome = engine.import_keys(keys, "cli", dry_run).await?;
+    report.imported = outcome.added;
+    report.already_present = outcome.already_present;
     Ok(report)
 }
 
