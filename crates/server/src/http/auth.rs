@@ -24,7 +24,6 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::AppState;
 use super::error::ApiError;
 use super::jwks::{self, Jwks};
 use crate::settings::JwtSettings;
@@ -312,16 +311,22 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     }
 }
 
+/// A router's state that can tell who is calling: what the extractors below need of
+/// it (the HTTP state implements it).
+pub trait Authenticated: Send + Sync {
+    fn authenticator(&self) -> &Authenticator;
+}
+
 /// An end user, authenticated by a JWT (`sub` is the user id).
 pub struct AuthUser(pub UserId);
 
-impl FromRequestParts<AppState> for AuthUser {
+impl<S: Authenticated> FromRequestParts<S> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
         state
-            .auth
+            .authenticator()
             .user_from_jwt(token)
             .await
             .map(AuthUser)
@@ -333,16 +338,16 @@ impl FromRequestParts<AppState> for AuthUser {
 /// service token).
 pub struct AnyCaller;
 
-impl FromRequestParts<AppState> for AnyCaller {
+impl<S: Authenticated> FromRequestParts<S> for AnyCaller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
-        if state.auth.is_service_token(token) {
+        if state.authenticator().is_service_token(token) {
             return Ok(AnyCaller);
         }
         state
-            .auth
+            .authenticator()
             .user_from_jwt(token)
             .await
             .map(|_| AnyCaller)
@@ -354,11 +359,11 @@ impl FromRequestParts<AppState> for AnyCaller {
 /// presenting it as a bearer token.
 pub struct MetricsReader;
 
-impl FromRequestParts<AppState> for MetricsReader {
+impl<S: Authenticated> FromRequestParts<S> for MetricsReader {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(expected) = &state.auth.metrics_token_digest else {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Some(expected) = &state.authenticator().metrics_token_digest else {
             return Ok(MetricsReader);
         };
         let token = bearer(parts)?;
@@ -375,12 +380,12 @@ impl FromRequestParts<AppState> for MetricsReader {
 /// One of the platform's services, authenticated by the service token.
 pub struct ServiceCaller;
 
-impl FromRequestParts<AppState> for ServiceCaller {
+impl<S: Authenticated> FromRequestParts<S> for ServiceCaller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
-        if state.auth.is_service_token(token) {
+        if state.authenticator().is_service_token(token) {
             Ok(ServiceCaller)
         } else {
             Err(ApiError::unauthorized("the service token is not valid"))

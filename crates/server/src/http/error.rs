@@ -30,6 +30,9 @@ pub struct ErrorBody {
     pub hint: Option<String>,
 }
 
+/// Request bodies larger than this are refused (413).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -101,10 +104,12 @@ impl ApiError {
             .hint("The error was logged; retrying may not help.")
     }
 
-    /// 413: the body is over [`super::BODY_LIMIT`] (declared or read).
+    /// 413: the body is over [`BODY_LIMIT`] (declared or read).
     pub fn payload_too_large() -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
-            .detail("request bodies are limited to 64 KiB")
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large").detail(format!(
+            "request bodies are limited to {} KiB",
+            BODY_LIMIT / 1024
+        ))
     }
 
     pub fn unavailable() -> Self {

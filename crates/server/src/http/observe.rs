@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::header::{
-    CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, X_CONTENT_TYPE_OPTIONS,
+    CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_SECURITY_POLICY, REFERRER_POLICY,
+    TRANSFER_ENCODING, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -39,6 +40,9 @@ use super::query_params::QueryParams;
 /// microseconds; this only stops slow or stuck clients from holding a connection
 /// (and a graceful shutdown) forever.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The Content-Security-Policy of every answer that does not set its own.
+const NOTHING_ALLOWED: &str = "default-src 'none'; frame-ancestors 'none'";
 
 /// The route label of requests that matched no route.
 const UNMATCHED: &str = "unmatched";
@@ -92,7 +96,7 @@ fn refuse_early(request: &Request) -> Option<ApiError> {
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
         // A length that does not parse is hyper's to refuse; a huge one is ours.
-        .is_some_and(|length| length > super::BODY_LIMIT as u64);
+        .is_some_and(|length| length > super::error::BODY_LIMIT as u64);
     too_large.then(ApiError::payload_too_large)
 }
 
@@ -189,7 +193,15 @@ where
             headers
                 .entry(CACHE_CONTROL)
                 .or_insert(HeaderValue::from_static("no-store"));
+            // The security headers, here for every answer: a page (the console, the
+            // docs) sets the Content-Security-Policy it needs; anything else gets one
+            // that allows nothing, should a browser ever render it.
             headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+            headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+            headers
+                .entry(CONTENT_SECURITY_POLICY)
+                .or_insert(HeaderValue::from_static(NOTHING_ALLOWED));
             // A refusal (a bad token, say) may be answered before the request's body has
             // arrived; hyper then closes the connection once the body comes, and a client
             // that reused it for its next request would find it gone ("disconnected

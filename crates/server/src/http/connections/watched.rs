@@ -22,7 +22,7 @@
 //! request, then silence). Polling the timer from the connection's future, after
 //! each of its polls, arms the deadline whatever the order of reads and writes.
 //!
-//! While a request is handled, the request deadline of [`super::super::observe`]
+//! While a request is handled, the request deadline of [`crate::http::observe`]
 //! applies; the connection's own deadline is then that plus the idle timeout, a
 //! ceiling that only a desynchronised state could reach.
 
@@ -44,7 +44,7 @@ pub enum Waiting {
     /// A request's head: the header timeout runs.
     Head,
     /// The handler: a request is being handled (its own deadline applies, see
-    /// [`super::super::observe`]; this one is only a ceiling).
+    /// [`crate::http::observe`]; this one is only a ceiling).
     Handler,
     /// The next request, after an answer: the idle timeout runs (from the last byte
     /// written, so it also bounds a client that stops reading the answer).

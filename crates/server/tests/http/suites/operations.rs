@@ -310,3 +310,34 @@ async fn api_answers_are_not_cached_by_intermediaries() {
         .await;
     assert_eq!(list.headers[header::CACHE_CONTROL], "no-store");
 }
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers_and_pages_their_own_policy() {
+    let app = TestApp::new().await;
+    let token = app.token("alice");
+    for (path, bearer, policy) in [
+        ("/api/api-keys", Some(token.as_str()), "default-src 'none'"),
+        ("/api/api-keys", None, "default-src 'none'"),
+        ("/no-such-route", None, "default-src 'none'"),
+        ("/healthz", None, "default-src 'none'"),
+        ("/docs", None, "script-src 'sha256-"),
+        ("/console", None, "script-src 'self'"),
+    ] {
+        let response = app.call(Method::GET, path, bearer, None).await;
+        let headers = &response.headers;
+        assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY", "{path}");
+        assert_eq!(headers[header::REFERRER_POLICY], "no-referrer", "{path}");
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{path}");
+        let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains(policy), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert_eq!(
+            headers
+                .get_all(header::CONTENT_SECURITY_POLICY)
+                .iter()
+                .count(),
+            1,
+            "{path}"
+        );
+    }
+}

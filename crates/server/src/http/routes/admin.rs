@@ -11,11 +11,11 @@ use keyward_core::audit::{self, EventQuery};
 use keyward_core::model::{Scope, UserId};
 use keyward_core::time::Timestamp;
 
-use super::AppState;
 use super::api_keys::{created_response, key_edit, new_key_request};
-use super::auth::ServiceCaller;
-use super::error::{ApiError, ErrorBody};
-use super::json::{ApiJson, ApiQuery, KeyIdPath};
+use crate::http::auth::ServiceCaller;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::json::{ApiJson, ApiQuery, KeyIdPath};
+use crate::http::state::AppState;
 use crate::wire::events::{AdminEventsQuery, EventPage};
 use crate::wire::keys::{ApiKeyResponse, CreateKeyRequest, CreateKeyResponse, PatchKeyRequest};
 use crate::wire::users::DeletedUserResponse;

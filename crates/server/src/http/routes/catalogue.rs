@@ -4,9 +4,9 @@
 use axum::Json;
 use axum::extract::State;
 
-use super::AppState;
-use super::auth::AnyCaller;
-use super::error::ErrorBody;
+use crate::http::auth::AnyCaller;
+use crate::http::error::ErrorBody;
+use crate::http::state::AppState;
 use crate::wire::permissions::PermissionCatalogue;
 
 pub const TAG: &str = "permissions";

@@ -12,10 +12,10 @@ use keyward_core::model::Scope;
 use keyward_core::time::Timestamp;
 use keyward_engine::EngineError;
 
-use super::AppState;
-use super::auth::AuthUser;
-use super::error::{ApiError, ErrorBody};
-use super::json::{ApiJson, ApiJsonOrEmpty, ApiQuery, KeyIdPath};
+use crate::http::auth::AuthUser;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::json::{ApiJson, ApiJsonOrEmpty, ApiQuery, KeyIdPath};
+use crate::http::state::AppState;
 use crate::wire::events::{EventPage, KeyEventsQuery};
 use crate::wire::keys::{
     ApiKeyResponse, CreateKeyRequest, CreateKeyResponse, PatchKeyRequest, RotateKeyRequest,

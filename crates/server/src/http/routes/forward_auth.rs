@@ -9,7 +9,7 @@
 //! The proxy itself proves who it is with the service token in
 //! `X-Keyward-Proxy-Token` (set in the proxy's configuration, overwriting anything a
 //! client sent): only a proxy holding it gets verdicts. The end client, for the
-//! failed-attempt limit, is decided by [`super::client_address`]: the socket peer,
+//! failed-attempt limit, is decided by [`crate::http::client_address`]: the socket peer,
 //! or behind trusted proxies (`KEYWARD_TRUSTED_PROXIES`) the rightmost
 //! `X-Forwarded-For` entry that is not one of them.
 
@@ -20,10 +20,10 @@ use keyward_core::verify::{Refusal, VerifyCode};
 use keyward_engine::{EngineError, VerifyOptions};
 use serde::Deserialize;
 
-use super::AppState;
-use super::client_address::Peer;
-use super::error::{ApiError, ErrorBody};
-use super::json::ApiQuery;
+use crate::http::client_address::Peer;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::json::ApiQuery;
+use crate::http::state::AppState;
 
 pub const TAG: &str = "verify";
 

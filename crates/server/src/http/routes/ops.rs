@@ -6,15 +6,15 @@ use axum::http::StatusCode;
 use std::sync::OnceLock;
 
 use axum::http::HeaderValue;
-use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_FRAME_OPTIONS};
+use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::response::{Html, IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 
-use super::AppState;
-use super::auth::MetricsReader;
-use super::error::{ApiError, ErrorBody};
+use crate::http::auth::MetricsReader;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::state::AppState;
 use crate::wire::health::StatusResponse;
 
 pub const TAG: &str = "operations";
@@ -107,15 +107,7 @@ pub async fn docs() -> Response {
     let policy = POLICY.get_or_init(|| {
         HeaderValue::from_str(&docs_policy(DOCS_PAGE)).expect("a policy is plain ASCII")
     });
-    (
-        [
-            (CONTENT_SECURITY_POLICY, policy.clone()),
-            (X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-            (REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
-        ],
-        Html(DOCS_PAGE),
-    )
-        .into_response()
+    ([(CONTENT_SECURITY_POLICY, policy.clone())], Html(DOCS_PAGE)).into_response()
 }
 
 /// The docs page's Content-Security-Policy: its one inline `<script>` and `<style>`

@@ -16,16 +16,15 @@ use std::sync::OnceLock;
 use axum::Router;
 use axum::extract::Path;
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, REFERRER_POLICY,
-    X_FRAME_OPTIONS,
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use sha2::{Digest, Sha256};
 
-use super::AppState;
 use super::ops::not_found;
+use crate::http::state::AppState;
 
 /// The console's Content-Security-Policy.
 pub const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -107,8 +106,6 @@ fn serve(name: &str, request: &HeaderMap) -> Response {
     let etag = etags[index].clone();
     let headers = [
         (CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY)),
-        (X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-        (REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
         (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         (ETAG, etag.clone()),
     ];

@@ -11,10 +11,10 @@ use keyward_core::model::{Scope, UserId};
 use keyward_core::time::Timestamp;
 use keyward_core::usage::{Granularity, UsageRange};
 
-use super::AppState;
-use super::auth::{AuthUser, ServiceCaller};
-use super::error::{ApiError, ErrorBody};
-use super::json::{ApiQuery, KeyIdPath};
+use crate::http::auth::{AuthUser, ServiceCaller};
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::json::{ApiQuery, KeyIdPath};
+use crate::http::state::AppState;
 use crate::wire::usage::{AdminUsageQuery, KeyUsageResponse, UsageQuery, UsageResponse};
 
 /// A key's verifications per hour or day: VALID and refused.

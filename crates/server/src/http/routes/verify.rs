@@ -8,10 +8,10 @@ use keyward_core::model::MAX_REMAINING;
 use keyward_engine::VerifyOptions;
 use secrecy::ExposeSecret;
 
-use super::AppState;
-use super::auth::ServiceCaller;
-use super::error::{ApiError, ErrorBody};
-use super::json::ApiJson;
+use crate::http::auth::ServiceCaller;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::json::ApiJson;
+use crate::http::state::AppState;
 use crate::wire::verify::{VerifyRequest, VerifyResponse};
 
 pub const TAG: &str = "verify";

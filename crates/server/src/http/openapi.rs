@@ -1,0 +1,183 @@
+//! The OpenAPI document: generated from the handlers' annotations as the router is
+//! built (`api_routes`), so a route cannot exist without being documented; completed
+//! with what no annotation holds (the deployment's permission names, the refusal of
+//! unknown query parameters).
+
+use keyward_core::permissions::Catalogue;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ObjectBuilder, OpenApi, Type};
+use utoipa::{Modify, OpenApi as _};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::query_params;
+use super::routes::{admin, api_keys, catalogue, forward_auth, ops, usage, verify};
+use super::state::AppState;
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "keyward",
+        description = "Self-hosted API key service: users manage their keys; services verify them.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "api-keys", description = "A user's own keys (JWT from the platform's identity provider)"),
+        (name = "verify", description = "Key verification for the platform's services (service token)"),
+        (name = "permissions", description = "The permission catalogue (JWT or service token)"),
+        (name = "admin", description = "Administration for the platform's services (service token)"),
+        (name = "operations", description = "Health, readiness, metrics and this document"),
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut user = Http::new(HttpAuthScheme::Bearer);
+        user.bearer_format = Some("JWT".into());
+        user.description =
+            Some("A JWT from the platform's identity provider; `sub` is the user id.".into());
+        components.add_security_scheme("user_jwt", SecurityScheme::Http(user));
+        let mut service = Http::new(HttpAuthScheme::Bearer);
+        service.description = Some("The service token (KEYWARD_ADMIN_TOKEN).".into());
+        components.add_security_scheme("service_token", SecurityScheme::Http(service));
+        let mut metrics = Http::new(HttpAuthScheme::Bearer);
+        metrics.description =
+            Some("The metrics token (KEYWARD_METRICS_TOKEN), where one is set.".into());
+        components.add_security_scheme("metrics_token", SecurityScheme::Http(metrics));
+    }
+}
+
+/// Every documented route, with its documentation.
+pub(super) fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(api_keys::create_key, api_keys::list_keys))
+        .routes(routes!(verify::verify_key))
+        .routes(routes!(catalogue::list_permissions))
+        .routes(routes!(forward_auth::forward_auth))
+        .routes(routes!(
+            api_keys::get_key,
+            api_keys::revoke_key,
+            api_keys::update_key
+        ))
+        .routes(routes!(api_keys::suspend_key))
+        .routes(routes!(api_keys::reactivate_key))
+        .routes(routes!(api_keys::set_permissions))
+        .routes(routes!(api_keys::set_rate_limit))
+        .routes(routes!(api_keys::rotate_key))
+        .routes(routes!(api_keys::list_key_events))
+        .routes(routes!(usage::get_key_usage))
+        .routes(routes!(admin::delete_user))
+        .routes(routes!(
+            admin::create_key_for_user,
+            admin::list_keys_of_user
+        ))
+        .routes(routes!(
+            admin::update_key_as_admin,
+            admin::revoke_key_as_admin
+        ))
+        .routes(routes!(admin::suspend_key_as_admin))
+        .routes(routes!(admin::reactivate_key_as_admin))
+        .routes(routes!(admin::list_events))
+        .routes(routes!(usage::get_usage))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi))
+        .routes(routes!(ops::docs))
+}
+
+/// The OpenAPI document, with the permission names of `catalogue` as an enum.
+pub fn openapi(catalogue: &Catalogue) -> OpenApi {
+    let (_, mut doc) = api_routes().split_for_parts();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let permission = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some("A permission name from this deployment's catalogue."))
+        .enum_values(Some(catalogue.names()))
+        .build();
+    doc.components
+        .get_or_insert_with(Default::default)
+        .schemas
+        .insert("Permission".to_owned(), permission.into());
+    query_params::document(&mut doc);
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    //! The query parameter rule (`query_params`) as it stands on this document.
+
+    use super::super::query_params::{QueryParams, REFUSAL};
+
+    fn rules() -> QueryParams {
+        let catalogue = keyward_core::permissions::Catalogue::default();
+        QueryParams::from_openapi(&super::openapi(&catalogue))
+    }
+
+    fn detail(result: Result<(), crate::http::error::ApiError>) -> String {
+        let error = result.expect_err("refused");
+        assert_eq!(error.status(), axum::http::StatusCode::BAD_REQUEST);
+        format!("{error:?}")
+    }
+
+    #[test]
+    fn a_route_takes_the_parameters_its_entry_lists() {
+        let rules = rules();
+        rules
+            .check("/api/api-keys/{id}/usage", "from=a&to=b")
+            .unwrap();
+        rules.check("/api/admin/events", "limit=5&after=x").unwrap();
+        rules.check("/api/auth", "permissions=READ_GRAPH").unwrap();
+        // Percent-encoded names are the names the handler reads.
+        rules.check("/api/api-keys/{id}/usage", "%66rom=a").unwrap();
+        rules.check("/api/api-keys", "").unwrap();
+    }
+
+    #[test]
+    fn any_other_parameter_is_refused_naming_it_and_what_the_route_takes() {
+        let rules = rules();
+        let said = detail(rules.check("/api/api-keys/{id}/usage", "limit=100000000"));
+        assert!(
+            said.contains(r#"unknown query parameter \"limit\""#),
+            "{said}"
+        );
+        assert!(said.contains("takes from, granularity, to"), "{said}");
+        let said = detail(rules.check("/api/api-keys", "x=1"));
+        assert!(said.contains("takes no query parameter"), "{said}");
+        detail(rules.check("/api/auth", "Permissions=A"));
+        // Routes the document does not list (the console's pages) take none.
+        detail(rules.check("/console/{name}", "v=2"));
+        detail(rules.check("/healthz", "verbose"));
+    }
+
+    #[test]
+    fn every_operation_documents_the_refusal() {
+        let catalogue = keyward_core::permissions::Catalogue::default();
+        let doc = super::openapi(&catalogue);
+        let json = serde_json::to_value(&doc).unwrap();
+        let mut operations = 0;
+        for (path, item) in json["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let refusal = operation["responses"]["400"]["description"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_lowercase();
+                assert!(refusal.contains(REFUSAL), "{method} {path}: {refusal:?}");
+                operations += 1;
+            }
+        }
+        assert!(operations > 25);
+    }
+
+    #[test]
+    fn the_query_under_envoys_auth_path_is_the_clients_own() {
+        rules()
+            .check("/api/auth/{*original_path}", "page=2&anything=else")
+            .unwrap();
+    }
+}

@@ -1,0 +1,22 @@
+//! The handlers, by resource. Each renders: it parses its request with the extractors
+//! of `http/` (who is calling, the body, the path), asks the engine, and turns the
+//! answer into its JSON shape (`crate::wire`).
+//!
+//! - [`api_keys`]: the management API (users, JWT).
+//! - [`verify`]: the verify API (services, service token).
+//! - [`forward_auth`]: `/api/auth`, for reverse proxies.
+//! - [`admin`]: the platform's own routes: any user's keys, the audit trail, user
+//!   deletion (services, service token).
+//! - [`usage`]: usage history, per key (users) and per user or deployment (services).
+//! - [`catalogue`]: the permission names.
+//! - [`ops`]: health, readiness, metrics, `/openapi.json`, `/docs`.
+//! - [`console`]: the web console at `/console` (a page on top of the JSON API).
+
+pub mod admin;
+pub mod api_keys;
+pub mod catalogue;
+pub mod console;
+pub mod forward_auth;
+pub mod ops;
+pub mod usage;
+pub mod verify;
