@@ -79,10 +79,9 @@ fn fixture_configured(
             name: "bench".into(),
             description: None,
             permissions: vec!["READ_GRAPH".into(), "EXECUTE_GRAPH".into()],
-            expires_at: None,
             rate_limit,
-            metadata: None,
             remaining,
+            ..Default::default()
         };
         let created = engine
             .create_key_as_admin(&UserId::parse("bench").unwrap(), &request)

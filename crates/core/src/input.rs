@@ -130,6 +130,10 @@ pub struct NewKeyRequest {
     pub metadata: Option<Metadata>,
     /// Usage credits; `None`: unlimited.
     pub remaining: Option<u64>,
+    /// Fields the transport could not read into their type (a time that is not RFC
+    /// 3339, metadata that is not an object): told with the other fields' problems
+    /// when the request is validated, so one answer lists them all.
+    pub unreadable: Vec<FieldError>,
 }
 
 impl NewKeyRequest {
@@ -191,6 +195,7 @@ impl NewKeyRequest {
         if self.remaining.is_some_and(|n| n > MAX_REMAINING) {
             errors.push("remaining", format!("must be at most {MAX_REMAINING}"));
         }
+        errors.0.extend(self.unreadable.iter().cloned());
         errors.into_result(|| ValidNewKey {
             name: name.expect("no error means a name"),
             description,
@@ -215,6 +220,8 @@ pub struct KeyEdit {
     pub remaining: Option<Option<u64>>,
     /// Sets or removes (`Some(None)`) the verification rate limit.
     pub rate_limit: Option<Option<RateLimit>>,
+    /// Fields the transport could not read (see [`NewKeyRequest::unreadable`]).
+    pub unreadable: Vec<FieldError>,
 }
 
 /// An edit that passed validation; what [`crate::lifecycle::Mutation::Edit`] carries.
@@ -258,6 +265,7 @@ impl KeyEdit {
         if matches!(self.remaining, Some(Some(n)) if n > MAX_REMAINING) {
             errors.push("remaining", format!("must be at most {MAX_REMAINING}"));
         }
+        errors.0.extend(self.unreadable.iter().cloned());
         errors.into_result(|| ValidEdit {
             name,
             description,
@@ -346,10 +354,24 @@ mod tests {
             rate_limit: None,
             metadata: None,
             remaining: None,
+            unreadable: vec![FieldError {
+                field: "metadata",
+                message: "not an object".into(),
+            }],
         };
         let errors = req.validate(&Catalogue::default(), now()).unwrap_err();
         let fields: Vec<_> = errors.0.iter().map(|e| e.field).collect();
-        assert_eq!(fields, ["name", "description", "permissions", "expires_at"]);
+        // The fields a transport could not read come after the others.
+        assert_eq!(
+            fields,
+            [
+                "name",
+                "description",
+                "permissions",
+                "expires_at",
+                "metadata"
+            ]
+        );
     }
 
     #[test]
@@ -380,6 +402,7 @@ mod tests {
             metadata: None,
             remaining: None,
             rate_limit: None,
+            unreadable: Vec::new(),
         };
         let valid = edit.validate(now()).unwrap();
         assert_eq!(valid.name.as_deref(), Some("renamed"));

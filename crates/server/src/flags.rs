@@ -285,7 +285,7 @@ pub struct Flags {
 
     /// Rate limit of the keys users create themselves, REQUESTS/SECONDS (e.g. 100/60);
     /// the platform sets other keys' through the admin API. Default: none.
-    #[arg(long, env = "KEYWARD_DEFAULT_RATE_LIMIT", value_parser = parse_rate_limit, global = true)]
+    #[arg(long, env = "KEYWARD_DEFAULT_RATE_LIMIT", global = true)]
     pub default_rate_limit: Option<RateLimit>,
 
     /// Usage credits of the keys users create themselves (1 to 10^15); the platform
@@ -311,9 +311,4 @@ pub struct Flags {
         global = true
     )]
     pub log_format: LogFormat,
-}
-
-/// `REQUESTS/SECONDS` ([`RateLimit`]'s `FromStr`), for clap.
-fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
-    text.parse()
 }

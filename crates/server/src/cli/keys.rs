@@ -4,10 +4,8 @@ use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use keyward_core::input::{KeyEdit, NewKeyRequest};
-use keyward_core::model::{ApiKey, KeyId, Metadata, Scope, UserId};
+use keyward_core::model::{ApiKey, KeyId, Scope, UserId};
 use keyward_core::rate::RateLimit;
-use keyward_core::time::Timestamp;
 use keyward_engine::{Engine, EngineError};
 use keyward_store::AnyStore;
 
@@ -15,8 +13,9 @@ use super::output;
 use super::output::{say, say_raw};
 use crate::flags::Flags;
 use crate::settings::LocalTrial;
-use crate::wire::keys::{ApiKeyResponse, CreateKeyResponse, RotateKeyResponse};
-use crate::wire::validate::parse_metadata;
+use crate::wire::keys::{
+    ApiKeyResponse, CreateKeyRequest, CreateKeyResponse, PatchKeyRequest, RotateKeyResponse,
+};
 use crate::wire::verify::VerifyResponse;
 
 #[derive(Debug, Subcommand)]
@@ -37,11 +36,11 @@ pub enum KeysCommand {
         #[arg(long)]
         expires_at: Option<String>,
         /// Verifications allowed per period, as REQUESTS/SECONDS (e.g. 100/60).
-        #[arg(long, value_parser = parse_rate_limit)]
+        #[arg(long)]
         rate_limit: Option<RateLimit>,
         /// A JSON object returned with every verification, e.g. '{"team":"ci"}'.
         #[arg(long, value_parser = parse_metadata_arg)]
-        metadata: Option<Metadata>,
+        metadata: Option<JsonObject>,
         /// Usage credits: each valid verification takes one (or its cost).
         #[arg(long)]
         remaining: Option<u64>,
@@ -72,7 +71,7 @@ pub enum KeysCommand {
         no_expiry: bool,
         /// A JSON object, e.g. '{"team":"ci"}'.
         #[arg(long, value_parser = parse_metadata_arg, conflicts_with = "clear_metadata")]
-        metadata: Option<Metadata>,
+        metadata: Option<JsonObject>,
         #[arg(long)]
         clear_metadata: bool,
         /// Sets the usage credits left (a top-up).
@@ -143,21 +142,17 @@ pub(super) async fn open_engine(flags: &Flags) -> anyhow::Result<Engine<AnyStore
     crate::app::open_engine(&settings).await
 }
 
-/// A JSON object given on the command line.
-fn parse_metadata_arg(text: &str) -> Result<Metadata, String> {
-    let object: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
-    parse_metadata(object)
+/// A JSON object given on the command line (what metadata may be is checked with the
+/// rest of the request).
+fn parse_metadata_arg(text: &str) -> Result<JsonObject, String> {
+    serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))
 }
+
+type JsonObject = serde_json::Map<String, serde_json::Value>;
 
 /// `--flag VALUE` sets, `--clear-flag` clears, neither leaves as is.
 fn change<T>(value: Option<T>, clear: bool) -> Option<Option<T>> {
     if clear { Some(None) } else { value.map(Some) }
-}
-
-/// `REQUESTS/SECONDS` ([`RateLimit`]'s `FromStr`).
-fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
-    text.parse()
 }
 
 /// A rate limit, or `none` to remove it (clap needs a type of its own for this).
@@ -168,7 +163,7 @@ fn parse_optional_rate_limit(text: &str) -> Result<OptionalRateLimit, String> {
     if text.eq_ignore_ascii_case("none") {
         Ok(OptionalRateLimit(None))
     } else {
-        parse_rate_limit(text).map(|limit| OptionalRateLimit(Some(limit)))
+        text.parse().map(|limit| OptionalRateLimit(Some(limit)))
     }
 }
 
@@ -217,22 +212,18 @@ async fn execute(
             metadata,
             remaining,
         } => {
-            let expires_at = expires_at
-                .map(|t| {
-                    Timestamp::parse_rfc3339(&t).map_err(|e| anyhow::anyhow!("--expires-at: {e}"))
-                })
-                .transpose()?;
-            let request = NewKeyRequest {
+            // The HTTP API's body, read the same way.
+            let request = CreateKeyRequest {
                 name,
-                description,
                 permissions,
+                description,
                 expires_at,
-                rate_limit,
+                rate_limit: rate_limit.map(Into::into),
                 metadata,
                 remaining,
             };
             let created = engine
-                .create_key_as_admin(&user_id(&user)?, &request)
+                .create_key_as_admin(&user_id(&user)?, &request.into())
                 .await
                 .map_err(describe)?;
             let plain = created.plain_text.expose().to_owned();
@@ -309,13 +300,9 @@ async fn execute(
             remaining,
             unlimited,
         } => {
-            let expires_at = expires_at
-                .map(|t| {
-                    Timestamp::parse_rfc3339(&t).map_err(|e| anyhow::anyhow!("--expires-at: {e}"))
-                })
-                .transpose()?;
-            let edit = KeyEdit {
-                name,
+            // The HTTP API's PATCH body, read the same way.
+            let edit = PatchKeyRequest {
+                name: name.map(Some),
                 description: change(description, clear_description),
                 expires_at: change(expires_at, no_expiry),
                 metadata: change(metadata, clear_metadata),
@@ -323,7 +310,7 @@ async fn execute(
                 rate_limit: None,
             };
             let key = engine
-                .edit(Scope::Admin, key_id(&id)?, &edit)
+                .edit(Scope::Admin, key_id(&id)?, &edit.into())
                 .await
                 .map_err(describe)?;
             print_key(key, json)?;

@@ -1,13 +1,16 @@
 //! A key's shapes: the key as shown, and the requests that create, change and
 //! rotate it, with the answers that carry a new key's plaintext.
 
+use keyward_core::input::{FieldError, KeyEdit, NewKeyRequest};
 use keyward_core::model::{ApiKey, KeyStatus};
 use keyward_core::rate::RateLimit;
+use keyward_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::permissions::Permission;
+use super::validate::parse_metadata;
 
 /// A key's stored status. `EXPIRED` is not a status: compare `expires_at` with now.
 #[derive(Serialize, ToSchema, Debug, Clone, Copy)]
@@ -248,4 +251,99 @@ pub struct SetPermissionsRequest {
 pub struct SetRateLimitRequest {
     #[serde(default)]
     pub rate_limit: Option<RateLimitDto>,
+}
+
+/// The fields of a body that do not read into their type, collected for one answer.
+#[derive(Default)]
+struct Unreadable(Vec<FieldError>);
+
+impl Unreadable {
+    /// `value` read with `read`; `None` (and the problem noted) when it does not read.
+    fn read<T, U, E: ToString>(
+        &mut self,
+        field: &'static str,
+        value: Option<T>,
+        read: impl FnOnce(T) -> Result<U, E>,
+    ) -> Option<U> {
+        match value.map(read)? {
+            Ok(read) => Some(read),
+            Err(problem) => {
+                self.0.push(FieldError {
+                    field,
+                    message: problem.to_string(),
+                });
+                None
+            }
+        }
+    }
+
+    /// A field that may be cleared (`Some(None)`), read as [`Self::read`].
+    fn read_change<T, U, E: ToString>(
+        &mut self,
+        field: &'static str,
+        value: Option<Option<T>>,
+        read: impl FnOnce(T) -> Result<U, E>,
+    ) -> Option<Option<U>> {
+        match value {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(value)) => self.read(field, Some(value), read).map(Some),
+        }
+    }
+}
+
+/// A create body as the engine takes it. What does not read into its type is kept in
+/// `unreadable`, and told with the other fields' problems when the engine validates.
+/// The HTTP routes (a user's own, the platform's) and `keyward keys create` alike.
+impl From<CreateKeyRequest> for NewKeyRequest {
+    fn from(body: CreateKeyRequest) -> Self {
+        let mut unreadable = Unreadable::default();
+        let expires_at = unreadable.read("expires_at", body.expires_at, |text| {
+            Timestamp::parse_rfc3339(&text)
+        });
+        let rate_limit = unreadable.read("rate_limit", body.rate_limit, RateLimitDto::parse);
+        let metadata = unreadable.read("metadata", body.metadata, parse_metadata);
+        Self {
+            name: body.name,
+            description: body.description,
+            permissions: body.permissions,
+            expires_at,
+            rate_limit,
+            metadata,
+            remaining: body.remaining,
+            unreadable: unreadable.0,
+        }
+    }
+}
+
+/// A PATCH body as the engine takes it, as [`NewKeyRequest`]'s `From`. A name cannot
+/// be cleared.
+impl From<PatchKeyRequest> for KeyEdit {
+    fn from(body: PatchKeyRequest) -> Self {
+        let mut unreadable = Unreadable::default();
+        let name = match body.name {
+            Some(None) => {
+                unreadable.0.push(FieldError {
+                    field: "name",
+                    message: "cannot be cleared".into(),
+                });
+                None
+            }
+            other => other.flatten(),
+        };
+        let expires_at = unreadable.read_change("expires_at", body.expires_at, |text| {
+            Timestamp::parse_rfc3339(&text)
+        });
+        let metadata = unreadable.read_change("metadata", body.metadata, parse_metadata);
+        let rate_limit = unreadable.read_change("rate_limit", body.rate_limit, RateLimitDto::parse);
+        Self {
+            name,
+            description: body.description,
+            expires_at,
+            metadata,
+            remaining: body.remaining,
+            rate_limit,
+            unreadable: unreadable.0,
+        }
+    }
 }

@@ -11,7 +11,7 @@ use keyward_core::audit::{self, EventQuery};
 use keyward_core::model::{Scope, UserId};
 use keyward_core::time::Timestamp;
 
-use super::api_keys::{created_response, key_edit, new_key_request};
+use super::api_keys::created_response;
 use crate::http::auth::ServiceCaller;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::{ApiJson, ApiQuery, KeyIdPath};
@@ -136,8 +136,10 @@ pub async fn create_key_for_user(
     ApiJson(body): ApiJson<CreateKeyRequest>,
 ) -> Result<Response, ApiError> {
     let user = UserId::parse(&user_id).map_err(|e| ApiError::invalid(format!("user_id: {e}")))?;
-    let request = new_key_request(&state, body)?;
-    let created = state.engine.create_key_as_admin(&user, &request).await?;
+    let created = state
+        .engine
+        .create_key_as_admin(&user, &body.into())
+        .await?;
     Ok(created_response(created))
 }
 
@@ -172,8 +174,7 @@ pub async fn update_key_as_admin(
     KeyIdPath(id): KeyIdPath,
     ApiJson(body): ApiJson<PatchKeyRequest>,
 ) -> Result<Json<ApiKeyResponse>, ApiError> {
-    let edit = key_edit(&state, body)?;
-    let key = state.engine.edit(Scope::Admin, id, &edit).await?;
+    let key = state.engine.edit(Scope::Admin, id, &body.into()).await?;
     Ok(Json(key.into()))
 }
 

@@ -6,10 +6,8 @@ use axum::http::HeaderValue;
 use axum::http::header::CACHE_CONTROL;
 use axum::response::{IntoResponse, Response};
 use keyward_core::audit;
-use keyward_core::input::{FieldError, KeyEdit, NewKeyRequest, ValidationErrors};
 use keyward_core::lifecycle::{DEFAULT_ROTATION_GRACE_SECONDS, MAX_ROTATION_GRACE_SECONDS};
 use keyward_core::model::Scope;
-use keyward_core::time::Timestamp;
 use keyward_engine::EngineError;
 
 use crate::http::auth::AuthUser;
@@ -21,7 +19,6 @@ use crate::wire::keys::{
     ApiKeyResponse, CreateKeyRequest, CreateKeyResponse, PatchKeyRequest, RotateKeyRequest,
     RotateKeyResponse, SetPermissionsRequest, SetRateLimitRequest,
 };
-use crate::wire::validate::parse_metadata;
 
 pub const TAG: &str = "api-keys";
 
@@ -51,8 +48,7 @@ pub async fn create_key(
     AuthUser(user): AuthUser,
     ApiJson(body): ApiJson<CreateKeyRequest>,
 ) -> Result<Response, ApiError> {
-    let request = new_key_request(&state, body)?;
-    let created = state.engine.create_key(&user, &request).await?;
+    let created = state.engine.create_key(&user, &body.into()).await?;
     Ok(created_response(created))
 }
 
@@ -67,61 +63,6 @@ pub(super) fn created_response(created: keyward_engine::CreatedKey) -> Response 
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-/// A create request's body as the engine takes it. Fields are parsed here rather
-/// than in the core, and their problems reported with the other fields' in one answer.
-pub(super) fn new_key_request(
-    state: &AppState,
-    body: CreateKeyRequest,
-) -> Result<NewKeyRequest, ApiError> {
-    let mut parse_errors = Vec::new();
-    let mut problem = |field: &'static str, message: String| {
-        parse_errors.push(FieldError { field, message });
-    };
-    let expires_at = match body.expires_at.as_deref().map(Timestamp::parse_rfc3339) {
-        None => None,
-        Some(Ok(at)) => Some(at),
-        Some(Err(e)) => {
-            problem("expires_at", e.to_string());
-            None
-        }
-    };
-    let rate_limit = match body.rate_limit.map(|limit| limit.parse()) {
-        None => None,
-        Some(Ok(limit)) => Some(limit),
-        Some(Err(message)) => {
-            problem("rate_limit", message);
-            None
-        }
-    };
-    let metadata = match body.metadata.map(parse_metadata) {
-        None => None,
-        Some(Ok(metadata)) => Some(metadata),
-        Some(Err(message)) => {
-            problem("metadata", message);
-            None
-        }
-    };
-    let request = NewKeyRequest {
-        name: body.name,
-        description: body.description,
-        permissions: body.permissions,
-        expires_at,
-        rate_limit,
-        metadata,
-        remaining: body.remaining,
-    };
-    if !parse_errors.is_empty() {
-        let config = state.engine.config();
-        let mut errors = request
-            .validate(&config.catalogue, (config.clock)())
-            .err()
-            .unwrap_or_default();
-        errors.0.extend(parse_errors);
-        return Err(ApiError::invalid(errors.to_string()));
-    }
-    Ok(request)
 }
 
 /// The caller's keys, newest first, every status.
@@ -395,8 +336,10 @@ pub async fn update_key(
     KeyIdPath(id): KeyIdPath,
     ApiJson(body): ApiJson<PatchKeyRequest>,
 ) -> Result<Json<ApiKeyResponse>, ApiError> {
-    let edit = key_edit(&state, body)?;
-    let key = state.engine.edit(Scope::User(&user), id, &edit).await?;
+    let key = state
+        .engine
+        .edit(Scope::User(&user), id, &body.into())
+        .await?;
     Ok(Json(key.into()))
 }
 
@@ -462,69 +405,4 @@ pub async fn rotate_key(
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
-}
-
-/// A PATCH body as the engine takes it, every field's problem in one answer.
-pub(super) fn key_edit(state: &AppState, body: PatchKeyRequest) -> Result<KeyEdit, ApiError> {
-    let mut errors = ValidationErrors::default();
-    let mut problem = |field: &'static str, message: String| {
-        errors.0.push(FieldError { field, message });
-    };
-    let name = match body.name {
-        Some(None) => {
-            problem("name", "cannot be cleared".into());
-            None
-        }
-        other => other.flatten(),
-    };
-    let expires_at = match body.expires_at {
-        None => None,
-        Some(None) => Some(None),
-        Some(Some(text)) => match Timestamp::parse_rfc3339(&text) {
-            Ok(at) => Some(Some(at)),
-            Err(e) => {
-                problem("expires_at", e.to_string());
-                None
-            }
-        },
-    };
-    let metadata = match body.metadata {
-        None => None,
-        Some(None) => Some(None),
-        Some(Some(object)) => match parse_metadata(object) {
-            Ok(metadata) => Some(Some(metadata)),
-            Err(message) => {
-                problem("metadata", message);
-                None
-            }
-        },
-    };
-    let rate_limit = match body.rate_limit {
-        None => None,
-        Some(None) => Some(None),
-        Some(Some(limit)) => match limit.parse() {
-            Ok(limit) => Some(Some(limit)),
-            Err(message) => {
-                problem("rate_limit", message);
-                None
-            }
-        },
-    };
-    let edit = KeyEdit {
-        name,
-        description: body.description,
-        expires_at,
-        metadata,
-        remaining: body.remaining,
-        rate_limit,
-    };
-    if !errors.0.is_empty() {
-        // The other fields' problems in the same answer.
-        let config = state.engine.config();
-        if let Err(more) = edit.validate((config.clock)()) {
-            errors.0.extend(more.0);
-        }
-        return Err(ApiError::invalid(errors.to_string()));
-    }
-    Ok(edit)
 }
