@@ -523,8 +523,14 @@ def test_the_permission_catalogue_is_listed_to_users_and_services(
 
 
 def test_check_permissions_accepts_catalogue_names(service: KeywardClient) -> None:
-    service.check_permissions(["READ_GRAPH", "EXECUTE_GRAPH"])
+    catalogue = service.list_permissions()
+    assert "READ_GRAPH" in catalogue and "EXECUTE_GRAPH" in catalogue
+    # Every name of the catalogue passes (no error), and so does none; a name outside
+    # it does not.
+    service.check_permissions(catalogue)
     service.check_permissions([])
+    with pytest.raises(UnknownPermissionsError):
+        service.check_permissions([*catalogue, "NOT_IN_THE_CATALOGUE"])
 
 
 def test_check_permissions_names_the_unknown_ones(service: KeywardClient) -> None:

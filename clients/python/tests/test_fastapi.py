@@ -354,6 +354,21 @@ async def test_keyward_answering_5xx_is_503() -> None:
     assert refused(response, 503, "The API key cannot be checked right now")
 
 
+async def test_a_verdict_code_newer_than_the_client_refuses_by_its_name() -> None:
+    # Even with valid: true and an identity: what the code means is the newer server's.
+    def newer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            json={"valid": True, "code": "IP_NOT_ALLOWED", "key_id": "k1", "user_id": "alice",
+                  "permissions": ["READ_GRAPH"], "metered": False},
+        )
+
+    app = make_app("http://127.0.0.1:9", "t", transport=httpx.MockTransport(newer))
+    async with running(app) as http:
+        response = await http.get("/graphs", headers=key_header(UNKNOWN_KEY))
+    assert refused(response, 401, "The API key was refused (IP_NOT_ALLOWED)")
+
+
 async def test_an_unknown_permission_is_a_logged_500_without_a_stack_trace(
     keyward: Keyward, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -13,45 +13,65 @@ use crate::permissions::PermissionSet;
 use crate::time::Timestamp;
 
 /// The outcome of a verification, as reported to the caller.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+///
+/// Each code is declared here once, with its wire name (the variant's name in
+/// SCREAMING_SNAKE_CASE) and what it means (its `message`, shown in the OpenAPI
+/// document and by the CLI). Everything else that depends on a code matches on it
+/// with no catch-all arm, so a new code does not build until each place has decided
+/// what it means there: the refusal a guard answers ([`Refusal::for_verdict`]), what
+/// a failed attempt is ([`VerifyCode::is_failed_attempt`]), what a client behind a
+/// proxy may learn ([`VerifyCode::is_disclosed`]), and the remote guard's cache.
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Debug,
+    strum::EnumIter,
+    strum::EnumCount,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumMessage,
+)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum VerifyCode {
+    #[strum(message = "the key is active, unexpired, and holds every permission asked for")]
     Valid,
+    #[strum(
+        message = "not a key: wrong prefix, length, alphabet or checksum (nothing was looked up)"
+    )]
     Malformed,
+    #[strum(message = "no key has this secret")]
     NotFound,
+    #[strum(message = "the key is suspended (its owner or the platform may reactivate it)")]
     Suspended,
+    #[strum(message = "the key is revoked, for good")]
     Revoked,
+    #[strum(message = "the key's expiry has passed")]
     Expired,
+    #[strum(message = "the key lacks some of the permissions asked for")]
     InsufficientPermissions,
+    #[strum(message = "the key, or the failing client, is over its rate limit: see retry_after")]
     RateLimited,
-    /// The key's usage credits are spent.
+    #[strum(message = "the key's usage credits are spent")]
     UsageExceeded,
 }
 
 impl VerifyCode {
-    pub const ALL: [VerifyCode; 9] = [
-        Self::Valid,
-        Self::Malformed,
-        Self::NotFound,
-        Self::Suspended,
-        Self::Revoked,
-        Self::Expired,
-        Self::InsufficientPermissions,
-        Self::RateLimited,
-        Self::UsageExceeded,
-    ];
+    /// Every code, in declaration order.
+    pub fn all() -> impl Iterator<Item = Self> {
+        <Self as strum::IntoEnumIterator>::iter()
+    }
 
+    /// The code as the verify API spells it (`VALID`, `NOT_FOUND`, …).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Valid => "VALID",
-            Self::Malformed => "MALFORMED",
-            Self::NotFound => "NOT_FOUND",
-            Self::Suspended => "SUSPENDED",
-            Self::Revoked => "REVOKED",
-            Self::Expired => "EXPIRED",
-            Self::InsufficientPermissions => "INSUFFICIENT_PERMISSIONS",
-            Self::RateLimited => "RATE_LIMITED",
-            Self::UsageExceeded => "USAGE_EXCEEDED",
-        }
+        self.into()
+    }
+
+    /// What the code means, in a few words.
+    pub fn meaning(self) -> &'static str {
+        strum::EnumMessage::get_message(&self).expect("every code is declared with its message")
     }
 
     pub fn is_valid(self) -> bool {
@@ -62,22 +82,22 @@ impl VerifyCode {
     /// failed attempts count. A key lacking a permission is the caller's own key used
     /// for the wrong thing, and a rate-limited attempt was not tried.
     pub fn is_failed_attempt(self) -> bool {
-        matches!(
-            self,
-            Self::Malformed | Self::NotFound | Self::Suspended | Self::Revoked | Self::Expired
-        )
+        match self {
+            Self::Malformed | Self::NotFound | Self::Suspended | Self::Revoked | Self::Expired => {
+                true
+            }
+            Self::Valid
+            | Self::InsufficientPermissions
+            | Self::RateLimited
+            | Self::UsageExceeded => false,
+        }
     }
-}
 
-impl std::str::FromStr for VerifyCode {
-    type Err = ();
-
-    /// The code as the verify API spells it (`VALID`, `NOT_FOUND`, …).
-    fn from_str(text: &str) -> Result<Self, ()> {
-        Self::ALL
-            .into_iter()
-            .find(|code| code.as_str() == text)
-            .ok_or(())
+    /// Whether a client behind a proxy may learn this code. A key's own state (unknown,
+    /// suspended, revoked, expired, or not a key at all) is not told: those answer
+    /// alike, so a client cannot probe keys through the proxy.
+    pub fn is_disclosed(self) -> bool {
+        !self.is_failed_attempt()
     }
 }
 
@@ -107,11 +127,16 @@ pub enum Refusal {
     UsageExceeded,
     /// The key could not be checked (the database or keyward unreachable).
     Unavailable,
+    /// A verdict code this program does not know (from a newer keyward): refused,
+    /// and named, never taken for another.
+    Unrecognized(String),
 }
 
 impl Refusal {
     /// What a verification's `code` means for a request requiring `required` (in the
-    /// route's order) of a key holding `held`; `None`: let it through.
+    /// route's order) of a key holding `held`; `None`: let it through. A code as sent
+    /// that no [`VerifyCode`] names is [`Refusal::Unrecognized`] (see
+    /// [`Refusal::for_code`]).
     pub fn for_verdict<R: AsRef<str>>(
         code: VerifyCode,
         required: &[R],
@@ -135,6 +160,19 @@ impl Refusal {
         }
     }
 
+    /// [`Refusal::for_verdict`] for a code as the verify API sent it.
+    pub fn for_code<R: AsRef<str>>(
+        code: &str,
+        required: &[R],
+        held: &[String],
+        retry_after_seconds: Option<u64>,
+    ) -> Option<Self> {
+        match code.parse::<VerifyCode>() {
+            Ok(code) => Self::for_verdict(code, required, held, retry_after_seconds),
+            Err(_) => Some(Self::Unrecognized(code.to_owned())),
+        }
+    }
+
     /// The names of `required` that `held` lacks, in `required`'s order.
     pub fn missing<R: AsRef<str>>(required: &[R], held: &[String]) -> Vec<String> {
         required
@@ -148,10 +186,22 @@ impl Refusal {
     /// The HTTP status every transport answers with.
     pub fn status(&self) -> u16 {
         match self {
-            Self::MissingKey | Self::Invalid => 401,
+            Self::MissingKey | Self::Invalid | Self::Unrecognized(_) => 401,
             Self::MissingPermissions(_) | Self::UsageExceeded => 403,
             Self::RateLimited { .. } => 429,
             Self::Unavailable => 503,
+        }
+    }
+
+    /// A short title, for error bodies that have one besides the sentence.
+    pub fn title(&self) -> &'static str {
+        match self {
+            Self::MissingKey => "Missing API key",
+            Self::Invalid | Self::Unrecognized(_) => "Invalid API key",
+            Self::MissingPermissions(_) => "Missing required permission(s)",
+            Self::RateLimited { .. } => "Too many requests",
+            Self::UsageExceeded => "Usage credits exhausted",
+            Self::Unavailable => "Service unavailable",
         }
     }
 
@@ -166,6 +216,7 @@ impl Refusal {
             Self::RateLimited { .. } => "Rate limit exceeded".into(),
             Self::UsageExceeded => "API key usage credits exhausted".into(),
             Self::Unavailable => "The API key cannot be checked right now".into(),
+            Self::Unrecognized(code) => format!("The API key was refused ({code})"),
         }
     }
 }
@@ -195,38 +246,71 @@ pub fn decide(key: &KeyFacts, now: Timestamp, required: PermissionSet) -> Verify
 mod tests {
     use super::*;
 
+    /// The refusal each code means, written out for every code: a code added to
+    /// [`VerifyCode`] without a line here fails this test (the expected table is
+    /// checked to cover them all).
     #[test]
     fn every_verdict_has_one_refusal_or_none() {
         let held = vec!["READ_GRAPH".to_owned()];
         let required = ["WRITE_GRAPH", "READ_GRAPH", "EXECUTE_GRAPH"];
-        for code in VerifyCode::ALL {
-            let refusal = Refusal::for_verdict(code, &required, &held, Some(7));
-            match code {
-                VerifyCode::Valid => assert_eq!(refusal, None),
-                VerifyCode::InsufficientPermissions => {
-                    let refusal = refusal.unwrap();
-                    assert_eq!(
-                        (refusal.status(), refusal.message().as_str()),
-                        (
-                            403,
-                            "Missing required permission(s): WRITE_GRAPH, EXECUTE_GRAPH"
-                        )
-                    );
-                }
-                VerifyCode::RateLimited => {
-                    assert_eq!(
-                        refusal,
-                        Some(Refusal::RateLimited {
-                            retry_after_seconds: 7
-                        })
-                    )
-                }
-                VerifyCode::UsageExceeded => assert_eq!(refusal.unwrap().status(), 403),
-                _ => assert_eq!(refusal, Some(Refusal::Invalid), "{code}"),
-            }
+        let missing =
+            Refusal::MissingPermissions(vec!["WRITE_GRAPH".into(), "EXECUTE_GRAPH".into()]);
+        let expected = [
+            (VerifyCode::Valid, None),
+            (VerifyCode::Malformed, Some(Refusal::Invalid)),
+            (VerifyCode::NotFound, Some(Refusal::Invalid)),
+            (VerifyCode::Suspended, Some(Refusal::Invalid)),
+            (VerifyCode::Revoked, Some(Refusal::Invalid)),
+            (VerifyCode::Expired, Some(Refusal::Invalid)),
+            (VerifyCode::InsufficientPermissions, Some(missing)),
+            (
+                VerifyCode::RateLimited,
+                Some(Refusal::RateLimited {
+                    retry_after_seconds: 7,
+                }),
+            ),
+            (VerifyCode::UsageExceeded, Some(Refusal::UsageExceeded)),
+        ];
+        let listed: Vec<VerifyCode> = expected.iter().map(|(code, _)| *code).collect();
+        assert_eq!(listed, VerifyCode::all().collect::<Vec<_>>());
+        for (code, refusal) in expected {
+            assert_eq!(
+                Refusal::for_verdict(code, &required, &held, Some(7)),
+                refusal,
+                "{code}"
+            );
             assert_eq!(code.as_str().parse::<VerifyCode>(), Ok(code));
+            assert!(!code.meaning().is_empty());
         }
     }
+
+    #[test]
+    fn a_code_this_program_does_not_know_is_refused_by_its_name() {
+        let refusal = Refusal::for_code("IP_NOT_ALLOWED", &["READ_GRAPH"], &[], None).unwrap();
+        assert_eq!(refusal, Refusal::Unrecognized("IP_NOT_ALLOWED".into()));
+        assert_eq!(refusal.status(), 401);
+        assert_eq!(
+            refusal.message(),
+            "The API key was refused (IP_NOT_ALLOWED)"
+        );
+        assert_eq!(Refusal::for_code("VALID", &[] as &[&str], &[], None), None);
+    }
+
+    #[test]
+    fn only_a_keys_own_state_is_kept_from_clients_behind_a_proxy() {
+        let hidden: Vec<_> = VerifyCode::all().filter(|c| !c.is_disclosed()).collect();
+        assert_eq!(
+            hidden,
+            [
+                VerifyCode::Malformed,
+                VerifyCode::NotFound,
+                VerifyCode::Suspended,
+                VerifyCode::Revoked,
+                VerifyCode::Expired
+            ]
+        );
+    }
+
     use crate::permissions::Catalogue;
 
     fn at(ms: i64) -> Timestamp {

@@ -20,9 +20,8 @@ pub(crate) struct VerifyMetrics {
 impl VerifyMetrics {
     pub(crate) fn new() -> Self {
         Self {
-            by_code: VerifyCode::ALL
-                .iter()
-                .map(|&code| {
+            by_code: VerifyCode::all()
+                .map(|code| {
                     let counter =
                         metrics::counter!("keyward_verify_total", "code" => code.as_str());
                     (code, counter)
@@ -36,7 +35,8 @@ impl VerifyMetrics {
         }
     }
 
-    /// Counts one verification by its outcome (`None`: it failed with an error).
+    /// Counts one verification by its outcome (`None`: it failed with an error; every
+    /// code has a counter of its own).
     pub(crate) fn count(&self, code: Option<VerifyCode>) {
         let counter = code.and_then(|code| {
             self.by_code

@@ -223,10 +223,15 @@ impl Remote {
     fn remember(&self, answer: &Answer, asked_at: Instant) -> Option<Remembered> {
         let now = Instant::now();
         let mut until = asked_at + self.ttl;
-        match answer.code.as_str() {
+        // A code this guard does not know is not remembered.
+        let code = answer.code.parse::<VerifyCode>().ok()?;
+        match code {
             // Only when the server says the key is not metered: one that does not say
             // (older than this field) may have a rate limit or credits.
-            "VALID" | "INSUFFICIENT_PERMISSIONS" if answer.metered == Some(false) => {
+            VerifyCode::Valid | VerifyCode::InsufficientPermissions => {
+                if answer.metered != Some(false) {
+                    return None;
+                }
                 let identity = identity_of(answer)?;
                 if let Some(expires_at) = &answer.expires_at {
                     // A verdict must not outlive the key: capped at its expiry.
@@ -243,10 +248,13 @@ impl Remote {
             }
             // Refusals that stay true for a while (a suspended key may be
             // reactivated: that is seen within the same bound).
-            "MALFORMED" | "NOT_FOUND" | "SUSPENDED" | "REVOKED" | "EXPIRED" => {
-                Some(Remembered::Refused { until })
-            }
-            _ => None,
+            VerifyCode::Malformed
+            | VerifyCode::NotFound
+            | VerifyCode::Suspended
+            | VerifyCode::Revoked
+            | VerifyCode::Expired => Some(Remembered::Refused { until }),
+            // Every use must reach keyward.
+            VerifyCode::RateLimited | VerifyCode::UsageExceeded => None,
         }
     }
 
@@ -333,15 +341,11 @@ fn identity_of(answer: &Answer) -> Option<VerifiedKey> {
 }
 
 /// The verdict of a fresh answer. A code this guard does not know (from a newer
-/// server) refuses, as an invalid key.
+/// server) refuses, by its name.
 fn verdict_of(answer: &Answer, required: &Required) -> Result<VerifiedKey, Refusal> {
-    let code = answer
-        .code
-        .parse::<VerifyCode>()
-        .unwrap_or(VerifyCode::NotFound);
     let held = answer.permissions.as_deref().unwrap_or_default();
     let retry_after = answer.retry_after.map(|s| s.ceil() as u64);
-    match KeyRefusal::for_verdict(code, &required.names, held, retry_after) {
+    match KeyRefusal::for_code(&answer.code, &required.names, held, retry_after) {
         Some(refusal) => Err(refusal.into()),
         None => identity_of(answer).ok_or(KeyRefusal::Unavailable.into()),
     }

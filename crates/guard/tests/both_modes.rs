@@ -287,8 +287,8 @@ async fn forward_auth_and_the_guard_in_both_modes_give_the_same_answer_for_every
     ];
     let verdict_codes: Vec<VerifyCode> = cases.iter().filter_map(|(c, _)| *c).collect();
     assert_eq!(
-        verdict_codes.len(),
-        VerifyCode::ALL.len(),
+        verdict_codes,
+        VerifyCode::all().collect::<Vec<_>>(),
         "every verdict code is here"
     );
 

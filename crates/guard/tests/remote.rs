@@ -463,3 +463,27 @@ fn a_cost_above_what_a_key_can_hold_is_refused_when_the_layer_is_built() {
         .unwrap()
         .cost(keyward_core::model::MAX_REMAINING + 1);
 }
+
+#[tokio::test]
+async fn a_verdict_code_the_guard_does_not_know_refuses_by_its_name_and_is_asked_again() {
+    // A newer keyward with a code of its own, even with `valid: true` and an identity.
+    let (url, seen) = fake_keyward(|_| {
+        (
+            StatusCode::OK,
+            json!({"valid": true, "code": "IP_NOT_ALLOWED", "key_id": "k1", "user_id": "alice",
+                   "permissions": ["READ_GRAPH"], "metered": false}),
+        )
+    })
+    .await;
+    let app = app(&remote_guard(&url), &["READ_GRAPH"]);
+    for _ in 0..2 {
+        let (status, _, body) = call(&app, &[("x-api-key", "agpt_k")]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            body["detail"], "The API key was refused (IP_NOT_ALLOWED)",
+            "never taken for NOT_FOUND or another code"
+        );
+    }
+    // Not remembered: what it means is the newer server's to say every time.
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}

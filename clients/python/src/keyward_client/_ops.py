@@ -441,7 +441,8 @@ def check_permissions(permissions: Iterable[str]) -> Call[None]:
             unknown=found,
         )
 
-    # keyward has no catalogue endpoint; the verify API checks the names before the key.
+    # The verify API checks the names before the key, and names the unknown ones (the
+    # catalogue route, GET /api/permissions, would only list the known ones).
     return Call(
         "POST",
         "/api/api-keys/verify",

@@ -228,6 +228,12 @@ class RequireApiKey:
 
     def _decide(self, verification: Verification) -> VerifiedKey:
         code = verification.code
+        if code is VerifyCode.UNKNOWN:
+            # A code newer than this client: refused, by its name (as keyward-guard does),
+            # never taken for another.
+            name = verification.code_name
+            shown = name if _PERMISSION_NAME.fullmatch(name) else "an unknown code"
+            raise _refusal(401, f"The API key was refused ({shown})")
         found = verification.user_id is not None and verification.key_id is not None
         if code is VerifyCode.VALID and verification.valid:
             if verification.user_id is None or verification.key_id is None:

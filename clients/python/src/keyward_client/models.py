@@ -135,6 +135,9 @@ class Verification:
     #: When the key was found: whether it has a rate limit or usage credits, so that each
     #: use must reach keyward (a verdict on it must not be reused). Newer servers only.
     metered: bool | None = None
+    #: The code as keyward sent it: with ``UNKNOWN``, the name of a code newer than
+    #: this client (a refusal, named by it).
+    code_name: str = ""
 
     @property
     def retry_after_seconds(self) -> int | None:
@@ -380,9 +383,11 @@ def rotated_key_from_json(data: object) -> RotatedKey:
 
 def verification_from_json(data: object) -> Verification:
     r = _Reader(data, "verification")
+    code = r.text("code")
     return Verification(
         valid=r.boolean("valid"),
-        code=VerifyCode(r.text("code")),
+        code=VerifyCode(code),
+        code_name=code,
         key_id=r.opt_text("key_id"),
         user_id=r.opt_text("user_id"),
         permissions=r.strings("permissions"),

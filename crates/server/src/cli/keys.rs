@@ -356,9 +356,15 @@ async fn execute(
                 let body = VerifyResponse::from(&verification);
                 say!("{}", serde_json::to_string_pretty(&body)?);
             } else {
+                let code = verification.code;
                 match verification.key.as_deref() {
-                    Some(k) => say!("{} (key {}, user {})", verification.code, k.id, k.user_id),
-                    None => say!("{}", verification.code),
+                    Some(k) => say!(
+                        "{code}: {} (key {}, user {})",
+                        code.meaning(),
+                        k.id,
+                        k.user_id
+                    ),
+                    None => say!("{code}: {}", code.meaning()),
                 }
             }
             if !verification.is_valid() {

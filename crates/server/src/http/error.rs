@@ -17,6 +17,79 @@ use keyward_store::Unwritable;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+/// The refusals many routes share, documented once: a route's `responses(...)` names
+/// the groups it may answer, beside what is its own.
+pub mod documented {
+    use super::ErrorBody;
+
+    /// The database cannot be reached, or cannot store changes now.
+    #[derive(utoipa::IntoResponses)]
+    pub enum Database {
+        /// Database unavailable, or not writable (a full disk)
+        #[response(status = 503)]
+        Unavailable(ErrorBody),
+    }
+
+    /// A user's JWT is required.
+    #[derive(utoipa::IntoResponses)]
+    pub enum UserToken {
+        /// Missing or invalid JWT
+        #[response(status = 401)]
+        Unauthorized(ErrorBody),
+    }
+
+    /// The service token is required.
+    #[derive(utoipa::IntoResponses)]
+    pub enum ServiceToken {
+        /// Missing or invalid service token
+        #[response(status = 401)]
+        Unauthorized(ErrorBody),
+    }
+
+    /// A key of the caller's, named by `{id}`.
+    #[derive(utoipa::IntoResponses)]
+    pub enum CallersKey {
+        /// No such key among the caller's keys
+        #[response(status = 404)]
+        NotFound(ErrorBody),
+    }
+
+    /// Any key, named by `{id}`.
+    #[derive(utoipa::IntoResponses)]
+    pub enum AnyKey {
+        /// No such key
+        #[response(status = 404)]
+        NotFound(ErrorBody),
+    }
+
+    /// A change a user makes, counted against their change limit.
+    #[derive(utoipa::IntoResponses)]
+    pub enum UserChange {
+        /// Too many changes by this user; see Retry-After
+        #[response(status = 429)]
+        TooMany(ErrorBody),
+    }
+
+    /// A JSON body.
+    #[derive(utoipa::IntoResponses)]
+    pub enum JsonBody {
+        /// Body over 64 KiB
+        #[response(status = 413)]
+        TooLarge(ErrorBody),
+        /// Body is not JSON
+        #[response(status = 415)]
+        NotJson(ErrorBody),
+    }
+
+    /// Fields only the platform sets, refused to a key's owner.
+    #[derive(utoipa::IntoResponses)]
+    pub enum PlatformFields {
+        /// remaining or rate_limit: set by the platform (PATCH /api/admin/api-keys/{id})
+        #[response(status = 403)]
+        Forbidden(ErrorBody),
+    }
+}
+
 /// The body of every error response.
 #[derive(Serialize, ToSchema, Debug)]
 pub struct ErrorBody {

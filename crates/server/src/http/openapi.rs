@@ -4,6 +4,7 @@
 //! unknown query parameters).
 
 use keyward_core::permissions::Catalogue;
+use keyward_core::verify::VerifyCode;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ObjectBuilder, OpenApi, Type};
 use utoipa::{Modify, OpenApi as _};
@@ -100,10 +101,22 @@ pub fn openapi(catalogue: &Catalogue) -> OpenApi {
         .description(Some("A permission name from this deployment's catalogue."))
         .enum_values(Some(catalogue.names()))
         .build();
-    doc.components
-        .get_or_insert_with(Default::default)
-        .schemas
-        .insert("Permission".to_owned(), permission.into());
+    // A verdict code: the names and meanings of keyward_core's one declaration.
+    let codes: Vec<String> = VerifyCode::all()
+        .map(|code| format!("- `{code}`: {}", code.meaning()))
+        .collect();
+    let code = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(format!(
+            "Why a key passed or failed. A client must take a code it does not know \
+             as a refusal (newer keywards may add codes).\n\n{}",
+            codes.join("\n")
+        )))
+        .enum_values(Some(VerifyCode::all().map(VerifyCode::as_str)))
+        .build();
+    let schemas = &mut doc.components.get_or_insert_with(Default::default).schemas;
+    schemas.insert("Permission".to_owned(), permission.into());
+    schemas.insert("VerifyCodeName".to_owned(), code.into());
     query_params::document(&mut doc);
     doc
 }
@@ -179,5 +192,26 @@ mod tests {
         rules()
             .check("/api/auth/{*original_path}", "page=2&anything=else")
             .unwrap();
+    }
+
+    #[test]
+    fn the_documents_verdict_codes_are_the_cores_every_one() {
+        let catalogue = keyward_core::permissions::Catalogue::default();
+        let doc = serde_json::to_value(super::openapi(&catalogue)).unwrap();
+        let schema = &doc["components"]["schemas"]["VerifyCodeName"];
+        let names: Vec<&str> = schema["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let codes: Vec<_> = keyward_core::verify::VerifyCode::all().collect();
+        assert_eq!(names, codes.iter().map(|c| c.as_str()).collect::<Vec<_>>());
+        let description = schema["description"].as_str().unwrap();
+        for code in codes {
+            assert!(description.contains(code.meaning()), "{code}");
+        }
+        let code = &doc["components"]["schemas"]["VerifyResponse"]["properties"]["code"];
+        assert_eq!(code["$ref"], "#/components/schemas/VerifyCodeName");
     }
 }

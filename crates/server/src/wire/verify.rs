@@ -36,35 +36,16 @@ pub struct VerifyRequest {
     pub cost: Option<u64>,
 }
 
-/// Why a key passed or failed.
-#[derive(Serialize, ToSchema, Debug, Clone, Copy)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum VerifyCodeDto {
-    Valid,
-    Malformed,
-    NotFound,
-    Suspended,
-    Revoked,
-    Expired,
-    InsufficientPermissions,
-    RateLimited,
-    UsageExceeded,
-}
+/// Why a key passed or failed: one of `keyward_core::verify::VerifyCode`'s names (the
+/// schema's values are filled in from it, see `http::openapi`).
+#[derive(ToSchema)]
+#[schema(value_type = String, example = "VALID")]
+#[allow(dead_code)]
+pub struct VerifyCodeName(String);
 
-impl From<VerifyCode> for VerifyCodeDto {
-    fn from(code: VerifyCode) -> Self {
-        match code {
-            VerifyCode::Valid => Self::Valid,
-            VerifyCode::Malformed => Self::Malformed,
-            VerifyCode::NotFound => Self::NotFound,
-            VerifyCode::Suspended => Self::Suspended,
-            VerifyCode::Revoked => Self::Revoked,
-            VerifyCode::Expired => Self::Expired,
-            VerifyCode::InsufficientPermissions => Self::InsufficientPermissions,
-            VerifyCode::RateLimited => Self::RateLimited,
-            VerifyCode::UsageExceeded => Self::UsageExceeded,
-        }
-    }
+/// A code as its name on the wire.
+fn code_name<S: serde::Serializer>(code: &VerifyCode, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(code.as_str())
 }
 
 /// The verdict. An invalid key is still HTTP 200, with `valid: false`; the key's
@@ -74,8 +55,9 @@ impl From<VerifyCode> for VerifyCodeDto {
 #[derive(Serialize, ToSchema)]
 pub struct VerifyResponse<'a> {
     pub valid: bool,
-    #[schema(value_type = VerifyCodeDto)]
-    pub code: VerifyCodeDto,
+    #[serde(serialize_with = "code_name")]
+    #[schema(value_type = VerifyCodeName)]
+    pub code: VerifyCode,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,7 +93,7 @@ impl<'a> From<&'a Verification> for VerifyResponse<'a> {
         let key = verification.key.as_deref();
         Self {
             valid: verification.is_valid(),
-            code: verification.code.into(),
+            code: verification.code,
             key_id: key.map(|k| *k.id.as_uuid()),
             user_id: key.map(|k| k.user_id.as_str()),
             permissions: key.map(|k| k.permissions.as_slice()),

@@ -190,7 +190,8 @@ async fn cli_verify_reads_the_key_from_stdin_and_reports_by_exit_code() {
     assert_eq!(body["code"], "INSUFFICIENT_PERMISSIONS");
     let garbage = verify(&["keys", "verify"], "agpt_nope\n".into()).await;
     assert_eq!(garbage.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&garbage.stdout).starts_with("MALFORMED"));
+    let said = String::from_utf8_lossy(&garbage.stdout);
+    assert!(said.starts_with("MALFORMED: not a key"), "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use keyward_core::time::Timestamp;
 
 use super::api_keys::created_response;
 use crate::http::auth::ServiceCaller;
-use crate::http::error::{ApiError, ErrorBody};
+use crate::http::error::{ApiError, ErrorBody, documented};
 use crate::http::json::{ApiJson, ApiQuery, KeyIdPath};
 use crate::http::state::AppState;
 use crate::wire::events::{AdminEventsQuery, EventPage};
@@ -37,9 +37,9 @@ pub const TAG: &str = "admin";
     security(("service_token" = [])),
     responses(
         (status = 200, description = "The user's keys are gone", body = DeletedUserResponse),
-        (status = 401, description = "Missing or invalid service token", body = ErrorBody),
+        documented::ServiceToken,
         (status = 422, description = "Not a valid user id", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        documented::Database,
     )
 )]
 pub async fn delete_user(
@@ -68,9 +68,9 @@ pub async fn delete_user(
     security(("service_token" = [])),
     responses(
         (status = 200, description = "A page of events", body = EventPage),
-        (status = 401, description = "Missing or invalid service token", body = ErrorBody),
+        documented::ServiceToken,
         (status = 422, description = "Invalid filters or paging parameters", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        documented::Database,
     )
 )]
 pub async fn list_events(
@@ -121,12 +121,11 @@ pub async fn list_events(
     responses(
         (status = 200, description = "The key, with its plaintext (sent with Cache-Control: no-store)", body = CreateKeyResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or invalid service token", body = ErrorBody),
+        documented::ServiceToken,
         (status = 409, description = "The user holds the maximum number of keys", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        documented::JsonBody,
         (status = 422, description = "Invalid fields or user id", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        documented::Database,
     )
 )]
 pub async fn create_key_for_user(
@@ -160,12 +159,11 @@ pub async fn create_key_for_user(
     responses(
         (status = 200, description = "The key as changed", body = ApiKeyResponse),
         (status = 400, description = "The key is revoked, or malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or invalid service token", body = ErrorBody),
-        (status = 404, description = "No such key", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        documented::ServiceToken,
+        documented::AnyKey,
+        documented::JsonBody,
         (status = 422, description = "Invalid fields", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        documented::Database,
     )
 )]
 pub async fn update_key_as_admin(
@@ -191,9 +189,9 @@ pub async fn update_key_as_admin(
     security(("service_token" = [])),
     responses(
         (status = 200, description = "The user's keys", body = Vec<ApiKeyResponse>),
-        (status = 401, description = "Missing or invalid service token", body = ErrorBody),
+        documented::ServiceToken,
         (status = 422, description = "Not a valid user id", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        documented::Database,
     )
 )]
 pub async fn list_keys_of_user(
@@ -220,9 +218,9 @@ pub async fn list_keys_of_user(
     responses(
         (status = 200, description = "The suspended key", body = ApiKeyResponse),
         (status = 400, description = "The key is revoked", body = ErrorBody),
-        (status = 401, description = "Missing or invalid service token", body = ErrorBody),
-        (status = 404, description = "No such key", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        documented::ServiceToken,
+        documented::AnyKey,
+        documented::Database,
     )
 )]
 pub async fn suspend_key_as_admin(
@@ -244,9 +242,9 @@ pub async fn suspend_key_as_admin(
     responses(
         (status = 200, description = "The reactivated key", body = ApiKeyResponse),
         (status = 400, description = "The key is revoked, or not suspended", body = ErrorBody),
-        (status = 401, description = "Missing or invalid service token", body = ErrorBody),
-        (status = 404, description = "No such key", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        documented::ServiceToken,
+        documented::AnyKey,
+        documented::Database,
     )
 )]
 pub async fn reactivate_key_as_admin(
@@ -270,9 +268,9 @@ pub async fn reactivate_key_as_admin(
     security(("service_token" = [])),
     responses(
         (status = 200, description = "The revoked key", body = ApiKeyResponse),
-        (status = 401, description = "Missing or invalid service token", body = ErrorBody),
-        (status = 404, description = "No such key", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        documented::ServiceToken,
+        documented::AnyKey,
+        documented::Database,
     )
 )]
 pub async fn revoke_key_as_admin(

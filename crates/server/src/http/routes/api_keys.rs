@@ -11,7 +11,7 @@ use keyward_core::model::Scope;
 use keyward_engine::EngineError;
 
 use crate::http::auth::AuthUser;
-use crate::http::error::{ApiError, ErrorBody};
+use crate::http::error::{ApiError, ErrorBody, documented};
 use crate::http::json::{ApiJson, ApiJsonOrEmpty, ApiQuery, KeyIdPath};
 use crate::http::state::AppState;
 use crate::wire::events::{EventPage, KeyEventsQuery};
@@ -33,14 +33,13 @@ pub const TAG: &str = "api-keys";
     responses(
         (status = 200, description = "The key, with its plaintext (sent with Cache-Control: no-store)", body = CreateKeyResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
-        (status = 403, description = "remaining or rate_limit: set by the platform (PATCH /api/admin/api-keys/{id})", body = ErrorBody),
+        documented::UserToken,
+        documented::PlatformFields,
         (status = 409, description = "The user holds the maximum number of keys", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        documented::JsonBody,
         (status = 422, description = "Invalid fields", body = ErrorBody),
-        (status = 429, description = "Too many changes by this user; see Retry-After", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        documented::UserChange,
+        documented::Database,
     )
 )]
 pub async fn create_key(
@@ -74,8 +73,8 @@ pub(super) fn created_response(created: keyward_engine::CreatedKey) -> Response 
     security(("user_jwt" = [])),
     responses(
         (status = 200, description = "The caller's keys", body = Vec<ApiKeyResponse>),
-        (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        documented::UserToken,
+        documented::Database,
     )
 )]
 pub async fn list_keys(
@@ -96,9 +95,9 @@ pub async fn list_keys(
     security(("user_jwt" = [])),
     responses(
         (status = 200, description = "The key", body = ApiKeyResponse),
-        (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
-        (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        documented::UserToken,
+        documented::CallersKey,
+        documented::Database,
     )
 )]
 pub async fn get_key(
@@ -121,10 +120,10 @@ pub async fn get_key(
     security(("user_jwt" = [])),
     responses(
         (status = 200, description = "The revoked key", body = ApiKeyResponse),
-        (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
-        (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
-        (status = 429, description = "Too many changes by this user; see Retry-After", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        documented::UserToken,
+        documented::CallersKey,
+        documented::UserChange,
+        documented::Database,
     )
 )]
 pub async fn revoke_key(
@@ -148,10 +147,10 @@ pub async fn revoke_key(
     responses(
         (status = 200, description = "The suspended key", body = ApiKeyResponse),
         (status = 400, description = "The key is revoked", body = ErrorBody),
-        (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
-        (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
-        (status = 429, description = "Too many changes by this user; see Retry-After", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        documented::UserToken,
+        documented::CallersKey,
+        documented::UserChange,
+        documented::Database,
     )
 )]
 pub async fn suspend_key(
@@ -175,10 +174,10 @@ pub async fn suspend_key(
     responses(
         (status = 200, description = "The active key", body = ApiKeyResponse),
         (status = 400, description = "The key is not suspended", body = ErrorBody),
-        (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
-        (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
-        (status = 429, description = "Too many changes by this user; see Retry-After", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        documented::UserToken,
+        documented::CallersKey,
+        documented::UserChange,
+        documented::Database,
     )
 )]
 pub async fn reactivate_key(
@@ -207,13 +206,12 @@ pub async fn reactivate_key(
     responses(
         (status = 200, description = "The key with its new permissions", body = ApiKeyResponse),
         (status = 400, description = "The key is revoked, or malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
-        (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        documented::UserToken,
+        documented::CallersKey,
+        documented::JsonBody,
         (status = 422, description = "Unknown permissions", body = ErrorBody),
-        (status = 429, description = "Too many changes by this user; see Retry-After", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        documented::UserChange,
+        documented::Database,
     )
 )]
 pub async fn set_permissions(
@@ -245,14 +243,13 @@ pub async fn set_permissions(
     responses(
         (status = 200, description = "The key with its new rate limit", body = ApiKeyResponse),
         (status = 400, description = "The key is revoked, or malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
-        (status = 403, description = "remaining or rate_limit: set by the platform (PATCH /api/admin/api-keys/{id})", body = ErrorBody),
-        (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        documented::UserToken,
+        documented::PlatformFields,
+        documented::CallersKey,
+        documented::JsonBody,
         (status = 422, description = "A limit out of bounds", body = ErrorBody),
-        (status = 429, description = "Too many changes by this user; see Retry-After", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        documented::UserChange,
+        documented::Database,
     )
 )]
 pub async fn set_rate_limit(
@@ -284,10 +281,10 @@ pub async fn set_rate_limit(
     security(("user_jwt" = [])),
     responses(
         (status = 200, description = "A page of events", body = EventPage),
-        (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
-        (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
+        documented::UserToken,
+        documented::CallersKey,
         (status = 422, description = "Invalid paging parameters", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        documented::Database,
     )
 )]
 pub async fn list_key_events(
@@ -320,14 +317,13 @@ pub async fn list_key_events(
     responses(
         (status = 200, description = "The key as changed", body = ApiKeyResponse),
         (status = 400, description = "The key is revoked, or malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
-        (status = 403, description = "remaining or rate_limit: set by the platform (PATCH /api/admin/api-keys/{id})", body = ErrorBody),
-        (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        documented::UserToken,
+        documented::PlatformFields,
+        documented::CallersKey,
+        documented::JsonBody,
         (status = 422, description = "Invalid fields", body = ErrorBody),
-        (status = 429, description = "Too many changes by this user; see Retry-After", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        documented::UserChange,
+        documented::Database,
     )
 )]
 pub async fn update_key(
@@ -364,14 +360,13 @@ pub async fn update_key(
     responses(
         (status = 200, description = "The new key with its plaintext, and the old key (sent with Cache-Control: no-store)", body = RotateKeyResponse),
         (status = 400, description = "The key is revoked, expired or already rotated; or malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
-        (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
+        documented::UserToken,
+        documented::CallersKey,
         (status = 409, description = "At the key limit, a rotation with a grace period (grace_seconds: 0 works)", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        documented::JsonBody,
         (status = 422, description = "A grace period out of bounds", body = ErrorBody),
-        (status = 429, description = "Too many changes by this user; see Retry-After", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        documented::UserChange,
+        documented::Database,
     )
 )]
 pub async fn rotate_key(

@@ -16,7 +16,7 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use keyward_core::verify::{Refusal, VerifyCode};
+use keyward_core::verify::Refusal;
 use keyward_engine::{EngineError, VerifyOptions};
 use serde::Deserialize;
 
@@ -135,12 +135,10 @@ pub async fn forward_auth(
     // Malformed, unknown, suspended, revoked, expired: one answer, the same in every
     // byte, so a client cannot learn a key's state through the proxy. The verdict
     // itself is in keyward_verify_total{code} and the debug log.
-    let shown = match code {
-        VerifyCode::Valid
-        | VerifyCode::InsufficientPermissions
-        | VerifyCode::UsageExceeded
-        | VerifyCode::RateLimited => code.as_str(),
-        _ => INVALID,
+    let shown = if code.is_disclosed() {
+        code.as_str()
+    } else {
+        INVALID
     };
     response
         .headers_mut()
@@ -148,17 +146,10 @@ pub async fn forward_auth(
     Ok(response)
 }
 
-/// A refusal as keyward's error body: a short title as `message`, and as `detail` the
-/// sentence every transport uses ([`Refusal::message`]).
+/// A refusal as keyward's error body: its title ([`Refusal::title`]) as `message`, and
+/// as `detail` the sentence every transport uses ([`Refusal::message`]).
 fn refused(refusal: &Refusal) -> Response {
-    let title = match refusal {
-        Refusal::MissingKey => "Missing API key",
-        Refusal::Invalid => "Invalid API key",
-        Refusal::MissingPermissions(_) => "Missing required permission(s)",
-        Refusal::RateLimited { .. } => "Too many requests",
-        Refusal::UsageExceeded => "Usage credits exhausted",
-        Refusal::Unavailable => "Service unavailable",
-    };
+    let title = refusal.title();
     let status = StatusCode::from_u16(refusal.status()).expect("a valid status");
     let error = match refusal {
         Refusal::RateLimited {

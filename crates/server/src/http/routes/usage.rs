@@ -12,7 +12,7 @@ use keyward_core::time::Timestamp;
 use keyward_core::usage::{Granularity, UsageRange};
 
 use crate::http::auth::{AuthUser, ServiceCaller};
-use crate::http::error::{ApiError, ErrorBody};
+use crate::http::error::{ApiError, ErrorBody, documented};
 use crate::http::json::{ApiQuery, KeyIdPath};
 use crate::http::state::AppState;
 use crate::wire::usage::{AdminUsageQuery, KeyUsageResponse, UsageQuery, UsageResponse};
@@ -34,10 +34,10 @@ use crate::wire::usage::{AdminUsageQuery, KeyUsageResponse, UsageQuery, UsageRes
     responses(
         (status = 200, description = "The key's verifications per bucket", body = KeyUsageResponse),
         (status = 400, description = "A time that is not RFC 3339, from not before to, more than 744 buckets, or a granularity other than hour or day", body = ErrorBody),
-        (status = 401, description = "Missing or invalid JWT", body = ErrorBody),
-        (status = 404, description = "No such key among the caller's keys", body = ErrorBody),
+        documented::UserToken,
+        documented::CallersKey,
         (status = 422, description = "A query string that cannot be read (a parameter given twice)", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        documented::Database,
     )
 )]
 pub async fn get_key_usage(
@@ -69,9 +69,9 @@ pub async fn get_key_usage(
     responses(
         (status = 200, description = "Verifications per bucket", body = UsageResponse),
         (status = 400, description = "A time that is not RFC 3339, from not before to, more than 744 buckets, a granularity other than hour or day, or an invalid user id", body = ErrorBody),
-        (status = 401, description = "Missing or invalid service token", body = ErrorBody),
+        documented::ServiceToken,
         (status = 422, description = "A query string that cannot be read (a parameter given twice)", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        documented::Database,
     )
 )]
 pub async fn get_usage(

@@ -9,7 +9,7 @@ use keyward_engine::VerifyOptions;
 use secrecy::ExposeSecret;
 
 use crate::http::auth::ServiceCaller;
-use crate::http::error::{ApiError, ErrorBody};
+use crate::http::error::{ApiError, ErrorBody, documented};
 use crate::http::json::ApiJson;
 use crate::http::state::AppState;
 use crate::wire::verify::{VerifyRequest, VerifyResponse};
@@ -37,9 +37,8 @@ pub const TAG: &str = "verify";
     responses(
         (status = 200, description = "The verdict", body = VerifyResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or invalid service token", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        documented::ServiceToken,
+        documented::JsonBody,
         (status = 422, description = "Unknown permission names or wrong field types", body = ErrorBody),
         (status = 503, description = "The key is not cached and the database is unavailable", body = ErrorBody),
     )
