@@ -24,12 +24,23 @@ pub enum LogFormat {
     Json,
 }
 
-/// Every setting, shared by `serve` and the admin commands.
+/// The settings' headings in `--help`: each command shows those it reads (see
+/// `cli::command`).
+pub const SERVER: &str = "Server settings";
+pub const DATABASE: &str = "Database";
+pub const SECRETS: &str = "Secrets";
+pub const USER_TOKENS: &str = "User tokens (JWT)";
+pub const KEYS: &str = "Keys";
+pub const LOGGING: &str = "Logging";
+
+/// Every setting, shared by `serve` and the admin commands. Each is a flag or a
+/// `KEYWARD_*` environment variable, taken by every command; `--help` shows each
+/// command the headings it reads.
 #[derive(Clone, Debug, Args)]
-#[command(next_help_heading = "Settings (flags, or KEYWARD_* environment variables)")]
 pub struct Flags {
     /// Address to listen on.
     #[arg(
+        help_heading = SERVER,
         long,
         env = "KEYWARD_BIND",
         default_value = "127.0.0.1:8080",
@@ -40,6 +51,7 @@ pub struct Flags {
     /// Seconds a client has to send a request's headers (from the connection's start,
     /// or from the first byte of a request on a kept-alive connection).
     #[arg(
+        help_heading = SERVER,
         long,
         env = "KEYWARD_HEADER_TIMEOUT",
         default_value_t = 10,
@@ -51,6 +63,7 @@ pub struct Flags {
     /// Seconds a kept-alive connection may stay idle (or a client may stop reading an
     /// answer) before it is closed.
     #[arg(
+        help_heading = SERVER,
         long,
         env = "KEYWARD_IDLE_TIMEOUT",
         default_value_t = 60,
@@ -62,6 +75,7 @@ pub struct Flags {
     /// Open connections at most; past it, new connections wait until one closes.
     /// Default: three quarters of the open-file limit (64 to 10,000).
     #[arg(
+        help_heading = SERVER,
         long,
         env = "KEYWARD_MAX_OPEN_CONNECTIONS",
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000),
@@ -72,6 +86,7 @@ pub struct Flags {
     /// Proxies whose X-Forwarded-For names the end client of forward authentication:
     /// comma-separated addresses and CIDR networks; empty: none.
     #[arg(
+        help_heading = SERVER,
         long,
         env = "KEYWARD_TRUSTED_PROXIES",
         default_value = "127.0.0.0/8,::1/128",
@@ -81,6 +96,7 @@ pub struct Flags {
 
     /// Database: sqlite://<path> (created if missing) or postgres://user:password@host/db.
     #[arg(
+        help_heading = DATABASE,
         long,
         env = "KEYWARD_DATABASE_URL",
         default_value = "sqlite://keyward.db",
@@ -90,6 +106,7 @@ pub struct Flags {
 
     /// Connections to PostgreSQL per instance (SQLite uses one writer and four readers).
     #[arg(
+        help_heading = DATABASE,
         long,
         env = "KEYWARD_DB_MAX_CONNECTIONS",
         default_value_t = 10,
@@ -98,21 +115,22 @@ pub struct Flags {
     pub db_max_connections: u32,
 
     /// HS256 secret for user JWTs (at least 32 bytes).
-    #[arg(long, env = "KEYWARD_JWT_SECRET", hide_env_values = true, value_parser = secret, global = true)]
+    #[arg(help_heading = SECRETS, long, env = "KEYWARD_JWT_SECRET", hide_env_values = true, value_parser = secret, global = true)]
     pub jwt_secret: Option<Secret>,
 
     /// PEM public key (RSA, EC P-256/P-384 or Ed25519) for user JWTs signed with RS*/PS*/ES*/EdDSA.
-    #[arg(long, env = "KEYWARD_JWT_PUBLIC_KEY_FILE", global = true)]
+    #[arg(help_heading = USER_TOKENS, long, env = "KEYWARD_JWT_PUBLIC_KEY_FILE", global = true)]
     pub jwt_public_key_file: Option<PathBuf>,
 
     /// The identity provider's JWKS URL (https://, or http:// to a loopback address):
     /// user JWTs signed with its keys are accepted, each key found by the token's kid.
-    #[arg(long, env = "KEYWARD_JWT_JWKS_URL", global = true)]
+    #[arg(help_heading = USER_TOKENS, long, env = "KEYWARD_JWT_JWKS_URL", global = true)]
     pub jwt_jwks_url: Option<String>,
 
     /// Seconds: tokens with a kid the JWKS lacks make keyward fetch it again at most
     /// this often; also the shortest time a fetched JWKS is kept.
     #[arg(
+        help_heading = USER_TOKENS,
         long,
         env = "KEYWARD_JWT_JWKS_MIN_REFRESH",
         default_value_t = crate::http::jwks::JwksSettings::DEFAULT_MIN_REFRESH_SECONDS,
@@ -122,15 +140,16 @@ pub struct Flags {
     pub jwt_jwks_min_refresh: u64,
 
     /// Required `iss` claim of user JWTs.
-    #[arg(long, env = "KEYWARD_JWT_ISSUER", global = true)]
+    #[arg(help_heading = USER_TOKENS, long, env = "KEYWARD_JWT_ISSUER", global = true)]
     pub jwt_issuer: Option<String>,
 
     /// Required `aud` claim of user JWTs.
-    #[arg(long, env = "KEYWARD_JWT_AUDIENCE", global = true)]
+    #[arg(help_heading = USER_TOKENS, long, env = "KEYWARD_JWT_AUDIENCE", global = true)]
     pub jwt_audience: Option<String>,
 
     /// Seconds of clock difference allowed when checking a user JWT's exp, nbf and iat.
     #[arg(
+        help_heading = USER_TOKENS,
         long,
         env = "KEYWARD_JWT_LEEWAY",
         default_value_t = 30,
@@ -142,6 +161,7 @@ pub struct Flags {
     /// Longest lifetime of a user JWT in seconds (exp - iat); when set, tokens must
     /// carry iat. Default: no limit.
     #[arg(
+        help_heading = USER_TOKENS,
         long,
         env = "KEYWARD_JWT_MAX_TTL",
         value_parser = clap::value_parser!(u64).range(1..=31_536_000),
@@ -150,27 +170,28 @@ pub struct Flags {
     pub jwt_max_ttl: Option<u64>,
 
     /// Token for the verify API (at least 16 characters).
-    #[arg(long, env = "KEYWARD_ADMIN_TOKEN", hide_env_values = true, value_parser = secret, global = true)]
+    #[arg(help_heading = SECRETS, long, env = "KEYWARD_ADMIN_TOKEN", hide_env_values = true, value_parser = secret, global = true)]
     pub admin_token: Option<Secret>,
 
     /// Bearer token `/metrics` asks for (at least 16 characters); without one, `/metrics` answers anyone who reaches the port.
-    #[arg(long, env = "KEYWARD_METRICS_TOKEN", hide_env_values = true, value_parser = secret, global = true)]
+    #[arg(help_heading = SERVER, long, env = "KEYWARD_METRICS_TOKEN", hide_env_values = true, value_parser = secret, global = true)]
     pub metrics_token: Option<Secret>,
 
     /// Pepper for key hashes: one secret, or `v<N>:<secret>` entries (newline or comma separated; the highest version hashes new keys).
-    #[arg(long, env = "KEYWARD_PEPPER", hide_env_values = true, value_parser = secret, global = true)]
+    #[arg(help_heading = SECRETS, long, env = "KEYWARD_PEPPER", hide_env_values = true, value_parser = secret, global = true)]
     pub pepper: Option<Secret>,
 
     /// Which pepper version hashes new keys (default: the highest); set it to stage a rotation across instances.
-    #[arg(long, env = "KEYWARD_PEPPER_CURRENT_VERSION", global = true)]
+    #[arg(help_heading = SECRETS, long, env = "KEYWARD_PEPPER_CURRENT_VERSION", global = true)]
     pub pepper_current_version: Option<u16>,
 
     /// File holding the pepper setting (same format as KEYWARD_PEPPER).
-    #[arg(long, env = "KEYWARD_PEPPER_FILE", global = true)]
+    #[arg(help_heading = SECRETS, long, env = "KEYWARD_PEPPER_FILE", global = true)]
     pub pepper_file: Option<PathBuf>,
 
     /// Prefix of new keys (`<prefix>_…`).
     #[arg(
+        help_heading = KEYS,
         long,
         env = "KEYWARD_KEY_PREFIX",
         default_value = "agpt",
@@ -180,6 +201,7 @@ pub struct Flags {
 
     /// Comma-separated permission catalogue replacing the default (AutoGPT's).
     #[arg(
+        help_heading = KEYS,
         long = "permission-catalogue",
         env = "KEYWARD_PERMISSIONS",
         global = true
@@ -188,6 +210,7 @@ pub struct Flags {
 
     /// Keys a user may hold that are not revoked.
     #[arg(
+        help_heading = KEYS,
         long,
         env = "KEYWARD_MAX_KEYS_PER_USER",
         default_value_t = 100,
@@ -197,6 +220,7 @@ pub struct Flags {
 
     /// Verification results kept in memory.
     #[arg(
+        help_heading = SERVER,
         long,
         env = "KEYWARD_CACHE_CAPACITY",
         default_value_t = 100_000,
@@ -208,6 +232,7 @@ pub struct Flags {
     /// day (usage history), so a restart does not send its first minutes of traffic to
     /// the database; /readyz waits for it (10 s at most). 0: none.
     #[arg(
+        help_heading = SERVER,
         long,
         env = "KEYWARD_CACHE_WARMUP",
         default_value_t = keyward_engine::EngineConfig::DEFAULT_CACHE_WARMUP,
@@ -219,6 +244,7 @@ pub struct Flags {
     /// Seconds: a key's use updates `last_used_at` only if the recorded one is at
     /// least this old (0 records every use, written at most once a second).
     #[arg(
+        help_heading = SERVER,
         long,
         env = "KEYWARD_USAGE_RESOLUTION",
         default_value_t = 60,
@@ -229,6 +255,7 @@ pub struct Flags {
 
     /// Days of usage history (verifications per key and hour) kept; 0 turns it off.
     #[arg(
+        help_heading = SERVER,
         long,
         env = "KEYWARD_USAGE_HISTORY_DAYS",
         default_value_t = 30,
@@ -240,6 +267,7 @@ pub struct Flags {
     /// Failed verifications per minute from one end client (the verify request's
     /// `client_ip`; IPv6 per /64) before its attempts answer RATE_LIMITED; 0: no limit.
     #[arg(
+        help_heading = SERVER,
         long,
         env = "KEYWARD_FAILED_VERIFY_LIMIT",
         default_value_t = 60,
@@ -252,6 +280,7 @@ pub struct Flags {
     /// (create, suspend, reactivate, re-scope, rate limit, revoke); past it, 429
     /// with Retry-After; 0: no limit.
     #[arg(
+        help_heading = SERVER,
         long,
         env = "KEYWARD_USER_WRITE_LIMIT",
         default_value_t = 60,
@@ -264,17 +293,18 @@ pub struct Flags {
     /// across instances: redis://[:password@]host:port/db or rediss://… (TLS), Redis or
     /// Valkey. Unset: each instance holds its own. If the store fails, each instance
     /// limits alone until it is back.
-    #[arg(long, env = "KEYWARD_RATE_LIMIT_STORE", hide_env_values = true, value_parser = secret, global = true)]
+    #[arg(help_heading = SERVER, long, env = "KEYWARD_RATE_LIMIT_STORE", hide_env_values = true, value_parser = secret, global = true)]
     pub rate_limit_store: Option<Secret>,
 
     /// PEM file of the authority that signed the rate limit store's TLS certificate
     /// (rediss:// only; default: the Mozilla root authorities).
-    #[arg(long, env = "KEYWARD_RATE_LIMIT_STORE_CA_FILE", global = true)]
+    #[arg(help_heading = SERVER, long, env = "KEYWARD_RATE_LIMIT_STORE_CA_FILE", global = true)]
     pub rate_limit_store_ca_file: Option<PathBuf>,
 
     /// Milliseconds a limit decision waits for the rate limit store before the instance
     /// decides alone (and takes the store as down until it answers again).
     #[arg(
+        help_heading = SERVER,
         long,
         env = "KEYWARD_RATE_LIMIT_STORE_TIMEOUT_MS",
         default_value_t = 50,
@@ -285,12 +315,13 @@ pub struct Flags {
 
     /// Rate limit of the keys users create themselves, REQUESTS/SECONDS (e.g. 100/60);
     /// the platform sets other keys' through the admin API. Default: none.
-    #[arg(long, env = "KEYWARD_DEFAULT_RATE_LIMIT", global = true)]
+    #[arg(help_heading = KEYS, long, env = "KEYWARD_DEFAULT_RATE_LIMIT", global = true)]
     pub default_rate_limit: Option<RateLimit>,
 
     /// Usage credits of the keys users create themselves (1 to 10^15); the platform
     /// sets other keys' through the admin API. Default: unlimited.
     #[arg(
+        help_heading = KEYS,
         long,
         env = "KEYWARD_DEFAULT_CREDITS",
         value_parser = clap::value_parser!(u64).range(1..=keyward_core::model::MAX_REMAINING),
@@ -299,11 +330,12 @@ pub struct Flags {
     pub default_credits: Option<u64>,
 
     /// Log filter, e.g. `info` or `keyward=debug,sqlx=warn` (default: info for serve, warn otherwise).
-    #[arg(long, env = "KEYWARD_LOG", global = true)]
+    #[arg(help_heading = LOGGING, long, env = "KEYWARD_LOG", global = true)]
     pub log: Option<String>,
 
     /// Log format.
     #[arg(
+        help_heading = LOGGING,
         long,
         env = "KEYWARD_LOG_FORMAT",
         value_enum,

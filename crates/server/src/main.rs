@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::FromArgMatches;
 use keyward::cli::{Cli, OutputClosed, report, run};
 
 // Requests allocate many small, short-lived buffers on two or more threads;
@@ -22,7 +22,10 @@ fn main() -> ExitCode {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
         let _ = rustix::thread::disable_transparent_huge_pages(true);
     }
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&keyward::cli::command().get_matches()) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -84,6 +84,78 @@ pub enum Command {
     },
 }
 
+/// Which settings each command's `--help` shows: the headings it reads, and single
+/// settings of other headings. Every command still takes every setting (a flag, or its
+/// `KEYWARD_*` variable) as before; this only keeps each help to what matters to it.
+const SHOWN: &[(&str, &[&str])] = {
+    use crate::flags::{DATABASE, KEYS, LOGGING, SECRETS, SERVER, USER_TOKENS};
+    // An admin command opens the database through the engine: its secrets, and the
+    // rules of keys (prefix, catalogue, cap).
+    const ADMIN: &[&str] = &[DATABASE, SECRETS, KEYS, LOGGING];
+    &[
+        (
+            "serve",
+            &[SERVER, DATABASE, SECRETS, USER_TOKENS, KEYS, LOGGING],
+        ),
+        ("migrate", ADMIN),
+        ("keys", ADMIN),
+        ("users", ADMIN),
+        ("import", ADMIN),
+        ("peppers", ADMIN),
+        (
+            "token",
+            &[
+                DATABASE,
+                SECRETS,
+                LOGGING,
+                "jwt_issuer",
+                "jwt_audience",
+                "bind",
+            ],
+        ),
+        ("healthcheck", &["bind", LOGGING]),
+        ("openapi", &["permission_catalogue"]),
+    ]
+};
+
+/// The command line as `keyward` parses it: [`Cli`], with each command's help
+/// showing only its settings ([`SHOWN`]) and the top-level help saying where they are.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let cli = Cli::command();
+    let settings: Vec<clap::Arg> = cli
+        .get_arguments()
+        .filter(|arg| arg.is_global_set())
+        .cloned()
+        .collect();
+    // Hidden where they are declared, so hidden wherever clap copies them; a command
+    // gets visible copies of its own first (clap then copies no other over them).
+    let mut cli = cli
+        .mut_args(|arg| {
+            if arg.is_global_set() {
+                arg.hide(true)
+            } else {
+                arg
+            }
+        })
+        .after_help(
+            "Settings are flags or KEYWARD_* environment variables; each command's --help \
+             lists those it reads (`keyward serve --help`: every server setting).",
+        );
+    for (name, shown) in SHOWN {
+        let own: Vec<clap::Arg> = settings
+            .iter()
+            .filter(|arg| {
+                let heading = arg.get_help_heading().unwrap_or_default();
+                shown.contains(&heading) || shown.contains(&arg.get_id().as_str())
+            })
+            .cloned()
+            .collect();
+        cli = cli.mut_subcommand(name, |command| command.args(own));
+    }
+    cli
+}
+
 /// An error as one line for the terminal: the message, then each cause the message
 /// does not already contain. keyward's own errors carry their cause in the message;
 /// some libraries' errors both say it and return it as `source()`, and a newcomer
@@ -145,7 +217,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
+    use clap::{CommandFactory, FromArgMatches};
 
     use super::*;
 
@@ -174,16 +246,92 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+        command().debug_assert();
     }
 
     #[test]
     fn settings_go_before_or_after_the_command() {
-        let before =
-            Cli::try_parse_from(["keyward", "--key-prefix", "acme", "keys", "list"]).unwrap();
-        let after =
-            Cli::try_parse_from(["keyward", "keys", "list", "--key-prefix", "acme"]).unwrap();
-        assert_eq!(before.flags.key_prefix, "acme");
-        assert_eq!(after.flags.key_prefix, "acme");
+        for args in [
+            ["keyward", "--key-prefix", "acme", "keys", "list"],
+            ["keyward", "keys", "list", "--key-prefix", "acme"],
+            // A setting the command's help does not show is taken all the same.
+            ["keyward", "keys", "list", "--bind", "127.0.0.1:9"],
+        ] {
+            let matches = command().try_get_matches_from(args).unwrap();
+            let cli = Cli::from_arg_matches(&matches).unwrap();
+            assert!(
+                cli.flags.key_prefix == "acme" || cli.flags.bind.port() == 9,
+                "{args:?}"
+            );
+        }
+    }
+
+    /// The `KEYWARD_*` variables a command's `--help` names.
+    fn variables_in_help(path: &[&str]) -> Vec<String> {
+        let mut command = command();
+        command.build();
+        let mut shown = &command;
+        for name in path {
+            shown = shown.find_subcommand(name).unwrap();
+        }
+        shown
+            .get_arguments()
+            .filter(|arg| !arg.is_hide_set())
+            .filter_map(|arg| arg.get_env())
+            .map(|env| env.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn each_command_shows_the_settings_it_reads_and_the_top_level_shows_none() {
+        let every: Vec<String> = Cli::command()
+            .get_arguments()
+            .filter_map(|arg| arg.get_env())
+            .map(|env| env.to_string_lossy().into_owned())
+            .collect();
+        assert!(every.len() > 30);
+        assert_eq!(variables_in_help(&["serve"]), every);
+        assert!(variables_in_help(&[]).is_empty());
+        let create = variables_in_help(&["keys", "create"]);
+        for server in [
+            "KEYWARD_BIND",
+            "KEYWARD_HEADER_TIMEOUT",
+            "KEYWARD_RATE_LIMIT_STORE",
+            "KEYWARD_CACHE_CAPACITY",
+            "KEYWARD_JWT_JWKS_URL",
+        ] {
+            assert!(!create.contains(&server.to_owned()), "{server}");
+        }
+        for read in [
+            "KEYWARD_DATABASE_URL",
+            "KEYWARD_PEPPER",
+            "KEYWARD_PERMISSIONS",
+        ] {
+            assert!(create.contains(&read.to_owned()), "{read}");
+        }
+        assert_eq!(
+            variables_in_help(&["healthcheck"]),
+            ["KEYWARD_BIND", "KEYWARD_LOG", "KEYWARD_LOG_FORMAT"]
+        );
+    }
+
+    #[test]
+    fn every_command_and_every_setting_has_its_place_in_the_help() {
+        let cli = Cli::command();
+        for command in cli.get_subcommands() {
+            assert!(
+                SHOWN.iter().any(|(name, _)| *name == command.get_name()),
+                "{}: add it to SHOWN",
+                command.get_name()
+            );
+        }
+        for arg in cli.get_arguments().filter(|arg| arg.is_global_set()) {
+            assert!(
+                arg.get_help_heading().is_some(),
+                "{}: give it a heading",
+                arg.get_id()
+            );
+        }
     }
 
     #[test]

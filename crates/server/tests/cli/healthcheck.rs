@@ -42,6 +42,20 @@ fn fake_server(answer: Option<&'static str>) -> String {
 fn healthcheck_exits_0_for_a_ready_server_and_1_where_nothing_listens() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path());
+    // Ready once its cache's warm-up at start has ended (a moment; longer on a busy
+    // machine).
+    let started = std::time::Instant::now();
+    while crate::common::try_http(&server.address, "GET", "/readyz", None, None)
+        .map(|(status, _)| status)
+        .unwrap_or(0)
+        != 200
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "never ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let (code, stdout, _) = healthcheck(dir.path(), &["--bind", &server.address]);
     assert_eq!(code, Some(0), "{stdout}");
     assert_eq!(stdout, format!("ready: http://{}/readyz", server.address));
