@@ -128,6 +128,7 @@ fn setup() -> Fixture {
     engine.user_write_limit = None;
     let settings = Settings {
         database_url: DatabaseUrl::Sqlite(db_dir.join("keyward.db")),
+        http: Default::default(),
         connect: ConnectOptions::default(),
         engine,
         jwt: JwtSettings {

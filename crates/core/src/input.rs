@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::model::{MAX_REMAINING, Metadata};
+use crate::model::{MAX_REMAINING, Metadata, expired};
 use crate::permissions::{Catalogue, PermissionSet};
 use crate::rate::RateLimit;
 use crate::text::{self, Lines};
@@ -189,7 +189,7 @@ impl NewKeyRequest {
         let permissions = validate_permissions(catalogue, &self.permissions)
             .map_err(|m| errors.push("permissions", m))
             .unwrap_or_default();
-        if self.expires_at.is_some_and(|at| at <= now) {
+        if expired(self.expires_at, now) {
             errors.push("expires_at", "must be in the future");
         }
         if self.remaining.is_some_and(|n| n > MAX_REMAINING) {
@@ -259,7 +259,7 @@ impl KeyEdit {
                 }
             },
         };
-        if matches!(self.expires_at, Some(Some(at)) if at <= now) {
+        if expired(self.expires_at.flatten(), now) {
             errors.push("expires_at", "must be in the future");
         }
         if matches!(self.remaining, Some(Some(n)) if n > MAX_REMAINING) {

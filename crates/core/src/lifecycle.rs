@@ -13,7 +13,7 @@
 //! decided on the row as it is, not as it was when the request arrived.
 
 use crate::input::ValidEdit;
-use crate::model::{ApiKey, KeyId, KeyStatus, Metadata};
+use crate::model::{ApiKey, KeyId, KeyStatus, Metadata, expired};
 use crate::rate::RateLimit;
 use crate::time::Timestamp;
 
@@ -135,7 +135,7 @@ pub fn rotation(
     if status == KeyStatus::Revoked {
         return Err(LifecycleError::Revoked);
     }
-    if expires_at.is_some_and(|at| at <= now) {
+    if expired(expires_at, now) {
         return Err(LifecycleError::Expired);
     }
     if rotated_to.is_some() {

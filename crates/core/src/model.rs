@@ -359,11 +359,10 @@ impl NewKey {
     }
 }
 
-impl ApiKey {
-    /// True once `expires_at` has been reached.
-    pub fn is_expired(&self, now: Timestamp) -> bool {
-        self.expires_at.is_some_and(|at| now >= at)
-    }
+/// The expiry rule, the one place it is written: a key with an expiry is expired from
+/// that instant on (not after it); a key without one never is.
+pub fn expired(expires_at: Option<Timestamp>, now: Timestamp) -> bool {
+    expires_at.is_some_and(|at| now >= at)
 }
 
 #[cfg(test)]

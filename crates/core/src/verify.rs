@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::model::KeyStatus;
+use crate::model::{KeyStatus, expired};
 use crate::permissions::PermissionSet;
 use crate::time::Timestamp;
 
@@ -233,7 +233,7 @@ pub struct KeyFacts {
 pub fn decide(key: &KeyFacts, now: Timestamp, required: PermissionSet) -> VerifyCode {
     match key.status {
         KeyStatus::Revoked => VerifyCode::Revoked,
-        _ if key.expires_at.is_some_and(|at| now >= at) => VerifyCode::Expired,
+        _ if expired(key.expires_at, now) => VerifyCode::Expired,
         KeyStatus::Suspended => VerifyCode::Suspended,
         KeyStatus::Active if !key.permissions.contains_all(required) => {
             VerifyCode::InsufficientPermissions

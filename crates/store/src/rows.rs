@@ -3,7 +3,7 @@
 
 use keyward_core::audit::{Actor, KeyEvent};
 use keyward_core::legacy::LegacyHash;
-use keyward_core::model::{ApiKey, KeyId, Metadata, UserId};
+use keyward_core::model::{ApiKey, KeyId, Metadata, UserId, expired};
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use serde_json::{Map, Value, json};
@@ -81,7 +81,8 @@ pub(crate) fn rotation_fits(
     now: Timestamp,
     max_live: u32,
 ) -> Result<(), StoreError> {
-    let old_still_counts = ending.expires_at.is_some_and(|end| end > now);
+    // An ending key's expiry is the end of its grace period.
+    let old_still_counts = !expired(ending.expires_at, now);
     if old_still_counts && live >= i64::from(max_live) {
         return Err(StoreError::LimitReached { limit: max_live });
     }

@@ -64,6 +64,32 @@ async fn instances_starting_together_migrate_once() {
         store.ping().await.unwrap();
         store.close().await;
     }
+    // Each migration was applied by one of them, once: one row per version, each a
+    // success, as many as there are migrations.
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&db.url_string()).await.unwrap();
+    let (rows, versions, succeeded): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT version), count(*) FILTER (WHERE success) \
+         FROM _sqlx_migrations",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|e| e == "sql")
+        })
+        .count() as i64;
+    assert_eq!(
+        (rows, versions, succeeded),
+        (migrations, migrations, migrations)
+    );
 }
 
 #[tokio::test]

@@ -227,47 +227,30 @@ pub async fn set_permissions(
     Ok(Json(key.into()))
 }
 
-/// A key's verification rate limit is the platform's to set: always 403 here.
+/// Deprecated: a key's verification rate limit is the platform's to set, so this
+/// answers 403 to every authenticated caller, whatever the key or the body.
 ///
-/// Kept so that clients of earlier versions get a clear answer: the platform's
-/// services set or remove a rate limit with `PATCH /api/admin/api-keys/{id}` (service
-/// token). Past the limit, verification answers `RATE_LIMITED` with `retry_after`.
+/// Kept so that clients of earlier versions get a clear answer rather than a 404: the
+/// platform's services set or remove a rate limit with `PATCH /api/admin/api-keys/{id}`
+/// (service token), and `POST /api/admin/users/{user_id}/api-keys` creates a key with
+/// one. Past the limit, verification answers `RATE_LIMITED` with `retry_after`.
 #[utoipa::path(
     put,
     path = "/api/api-keys/{id}/rate-limit",
     tag = TAG,
     operation_id = "set_api_key_rate_limit",
     params(("id" = Uuid, Path, description = "The key's id")),
-    request_body = SetRateLimitRequest,
+    request_body(content = Option<SetRateLimitRequest>, description = "Not read"),
     security(("user_jwt" = [])),
     responses(
-        (status = 200, description = "The key with its new rate limit", body = ApiKeyResponse),
-        (status = 400, description = "The key is revoked, or malformed JSON", body = ErrorBody),
         documented::UserToken,
         documented::PlatformFields,
-        documented::CallersKey,
-        documented::JsonBody,
-        (status = 422, description = "A limit out of bounds", body = ErrorBody),
-        documented::UserChange,
-        documented::Database,
     )
 )]
-pub async fn set_rate_limit(
-    State(state): State<AppState>,
-    AuthUser(user): AuthUser,
-    KeyIdPath(id): KeyIdPath,
-    ApiJson(body): ApiJson<SetRateLimitRequest>,
-) -> Result<Json<ApiKeyResponse>, ApiError> {
-    let limit = body
-        .rate_limit
-        .map(|limit| limit.parse())
-        .transpose()
-        .map_err(|message| ApiError::invalid(format!("rate_limit: {message}")))?;
-    let key = state
-        .engine
-        .set_rate_limit(Scope::User(&user), id, limit)
-        .await?;
-    Ok(Json(key.into()))
+pub async fn set_rate_limit(AuthUser(_): AuthUser) -> ApiError {
+    ApiError::from(EngineError::PlatformOnly {
+        field: "rate_limit",
+    })
 }
 
 /// The audit trail of one of the caller's keys: every change, oldest first, with who

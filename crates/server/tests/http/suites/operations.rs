@@ -115,7 +115,8 @@ async fn with_a_metrics_token_only_its_bearer_reads_the_metrics() {
     }
 }
 
-/// The routes of DESIGN.md §5 and user deletion, as (method, OpenAPI path).
+/// The routes clients rely on (the management API AutoGPT's clients know, verify, forward
+/// authentication, the admin routes, operations), as (method, OpenAPI path).
 const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/api-keys"),
     ("get", "/api/api-keys"),
