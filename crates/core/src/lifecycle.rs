@@ -438,16 +438,8 @@ mod tests {
         assert_eq!(
             first,
             Outcome::Changed(KeyState {
-                status: KeyStatus::Revoked,
                 revoked_at: Some(at(5)),
-                permissions: vec!["READ_GRAPH".into()],
-                rate_limit: None,
-                name: "k".into(),
-                description: None,
-                expires_at: None,
-                metadata: None,
-                remaining: None,
-                rotated: false,
+                ..state(KeyStatus::Revoked)
             })
         );
     }

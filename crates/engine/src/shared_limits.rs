@@ -260,20 +260,18 @@ impl SharedLimits {
         let mut invocation = self.refund.key(name);
         invocation.arg(limit.interval_us());
         let call = invocation.invoke_async::<u8>(&mut connection);
-        match tokio::time::timeout(self.store.timeout, call).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(err)) => {
-                self.failed(&err.to_string());
-            }
-            Err(_) => {
-                self.failed("no answer within the time limit");
-            }
-        }
+        self.within_time(call).await;
     }
 
     async fn run(&self, command: redis::Cmd) {
         let mut connection = self.connection();
         let call = command.query_async::<redis::Value>(&mut connection);
+        self.within_time(call).await;
+    }
+
+    /// Awaits a call whose answer does not matter, within the store's time limit; a
+    /// failure or no answer takes the store as down.
+    async fn within_time<T>(&self, call: impl std::future::Future<Output = redis::RedisResult<T>>) {
         match tokio::time::timeout(self.store.timeout, call).await {
             Ok(Ok(_)) => {}
             Ok(Err(err)) => {

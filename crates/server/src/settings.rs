@@ -377,6 +377,8 @@ mod tests {
     const PEPPER: &str = "a-pepper-of-sufficient-length-0123456789";
     const JWT: &str = "a-jwt-secret-of-sufficient-length-012345";
     const ADMIN: &str = "an-admin-token-0123";
+    /// The secrets besides the pepper.
+    const OTHER_SECRETS: [&str; 4] = ["--jwt-secret", JWT, "--admin-token", ADMIN];
 
     fn flags(dir: &std::path::Path, extra: &[&str]) -> Flags {
         let url = format!("sqlite://{}", dir.join("k.db").display());
@@ -394,14 +396,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let settings = flags(
             dir.path(),
-            &[
-                "--pepper",
-                PEPPER,
-                "--jwt-secret",
-                JWT,
-                "--admin-token",
-                ADMIN,
-            ],
+            &[&["--pepper", PEPPER][..], &OTHER_SECRETS].concat(),
         )
         .resolve(LocalTrial::Create)
         .unwrap();
@@ -565,19 +560,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pepper");
         std::fs::write(&file, format!("v1:{PEPPER}\nv2:{PEPPER}-rotated\n")).unwrap();
-        let settings = flags(
-            dir.path(),
-            &[
-                "--pepper-file",
-                file.to_str().unwrap(),
-                "--jwt-secret",
-                JWT,
-                "--admin-token",
-                ADMIN,
-            ],
-        )
-        .resolve(LocalTrial::Create)
-        .unwrap();
+        let pepper_file = ["--pepper-file", file.to_str().unwrap()];
+        let settings = flags(dir.path(), &[&pepper_file[..], &OTHER_SECRETS].concat())
+            .resolve(LocalTrial::Create)
+            .unwrap();
         assert_eq!(settings.engine.peppers.current().version(), 2);
         assert_eq!(settings.engine.peppers.retired().len(), 1);
     }

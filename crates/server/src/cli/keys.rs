@@ -184,6 +184,15 @@ fn describe(err: EngineError) -> anyhow::Error {
     }
 }
 
+/// Runs `op` on the key `id` names, and prints the key as it then is.
+async fn on_key<F>(id: &str, json: bool, op: impl FnOnce(KeyId) -> F) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = Result<ApiKey, EngineError>>,
+{
+    let key = op(key_id(id)?).await.map_err(describe)?;
+    print_key(key, json)
+}
+
 fn print_key(key: ApiKey, json: bool) -> anyhow::Result<()> {
     if json {
         say!(
@@ -254,32 +263,16 @@ async fn execute(
             }
         }
         KeysCommand::Show { id } => {
-            let key = engine
-                .get_key(Scope::Admin, key_id(&id)?)
-                .await
-                .map_err(describe)?;
-            print_key(key, json)?;
+            on_key(&id, json, |id| engine.get_key(Scope::Admin, id)).await?;
         }
         KeysCommand::Suspend { id } => {
-            let key = engine
-                .suspend(Scope::Admin, key_id(&id)?)
-                .await
-                .map_err(describe)?;
-            print_key(key, json)?;
+            on_key(&id, json, |id| engine.suspend(Scope::Admin, id)).await?;
         }
         KeysCommand::Reactivate { id } => {
-            let key = engine
-                .reactivate(Scope::Admin, key_id(&id)?)
-                .await
-                .map_err(describe)?;
-            print_key(key, json)?;
+            on_key(&id, json, |id| engine.reactivate(Scope::Admin, id)).await?;
         }
         KeysCommand::Revoke { id } => {
-            let key = engine
-                .revoke(Scope::Admin, key_id(&id)?)
-                .await
-                .map_err(describe)?;
-            print_key(key, json)?;
+            on_key(&id, json, |id| engine.revoke(Scope::Admin, id)).await?;
         }
         KeysCommand::SetPermissions { id, permissions } => {
             let key = engine

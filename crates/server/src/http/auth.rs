@@ -59,9 +59,9 @@ pub struct Authenticator {
     jwks: Option<Jwks>,
     /// The claim checks for a key of the set, by the key's algorithm.
     jwks_validations: Vec<(Algorithm, Validation)>,
-    service_token_digest: [u8; 32],
+    service_token: TokenDigest,
     /// The token `/metrics` asks for (`KEYWARD_METRICS_TOKEN`), if any.
-    metrics_token_digest: Option<[u8; 32]>,
+    metrics_token: Option<TokenDigest>,
     leeway: u64,
     max_ttl: Option<u64>,
 }
@@ -136,8 +136,8 @@ impl Authenticator {
             public,
             jwks,
             jwks_validations,
-            service_token_digest: Sha256::digest(service_token.as_bytes()).into(),
-            metrics_token_digest: None,
+            service_token: TokenDigest::of(service_token),
+            metrics_token: None,
             leeway: jwt.leeway_seconds,
             max_ttl: jwt.max_ttl_seconds,
         })
@@ -215,14 +215,13 @@ impl Authenticator {
 
     /// True if `token` is the service token.
     pub fn is_service_token(&self, token: &str) -> bool {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        digest.ct_eq(&self.service_token_digest).into()
+        self.service_token.matches(token)
     }
 
     /// `/metrics` asks for `token` from now on (`None`: answers anyone).
     #[must_use]
     pub fn with_metrics_token(mut self, token: Option<&str>) -> Self {
-        self.metrics_token_digest = token.map(|t| Sha256::digest(t.as_bytes()).into());
+        self.metrics_token = token.map(TokenDigest::of);
         self
     }
 }
@@ -311,6 +310,21 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     }
 }
 
+/// A configured token, kept as its SHA-256: a presented token is compared with it in
+/// constant time, digest against digest, so neither its length nor its first
+/// differing byte shows in the time taken.
+struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    fn of(token: &str) -> Self {
+        Self(Sha256::digest(token.as_bytes()).into())
+    }
+
+    fn matches(&self, presented: &str) -> bool {
+        Self::of(presented).0.ct_eq(&self.0).into()
+    }
+}
+
 /// A router's state that can tell who is calling: what the extractors below need of
 /// it (the HTTP state implements it).
 pub trait Authenticated: Send + Sync {
@@ -342,16 +356,15 @@ impl<S: Authenticated> FromRequestParts<S> for AnyCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let token = bearer(parts)?;
-        if state.authenticator().is_service_token(token) {
+        if ServiceCaller::from_request_parts(parts, state)
+            .await
+            .is_ok()
+        {
             return Ok(AnyCaller);
         }
-        state
-            .authenticator()
-            .user_from_jwt(token)
+        AuthUser::from_request_parts(parts, state)
             .await
             .map(|_| AnyCaller)
-            .map_err(ApiError::unauthorized)
     }
 }
 
@@ -363,12 +376,10 @@ impl<S: Authenticated> FromRequestParts<S> for MetricsReader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Some(expected) = &state.authenticator().metrics_token_digest else {
+        let Some(expected) = &state.authenticator().metrics_token else {
             return Ok(MetricsReader);
         };
-        let token = bearer(parts)?;
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if digest.ct_eq(expected).into() {
+        if expected.matches(bearer(parts)?) {
             Ok(MetricsReader)
         } else {
             Err(ApiError::unauthorized("the metrics token is not valid")

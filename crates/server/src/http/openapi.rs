@@ -38,18 +38,28 @@ struct SecuritySchemes;
 impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        let mut user = Http::new(HttpAuthScheme::Bearer);
-        user.bearer_format = Some("JWT".into());
-        user.description =
-            Some("A JWT from the platform's identity provider; `sub` is the user id.".into());
-        components.add_security_scheme("user_jwt", SecurityScheme::Http(user));
-        let mut service = Http::new(HttpAuthScheme::Bearer);
-        service.description = Some("The service token (KEYWARD_ADMIN_TOKEN).".into());
-        components.add_security_scheme("service_token", SecurityScheme::Http(service));
-        let mut metrics = Http::new(HttpAuthScheme::Bearer);
-        metrics.description =
-            Some("The metrics token (KEYWARD_METRICS_TOKEN), where one is set.".into());
-        components.add_security_scheme("metrics_token", SecurityScheme::Http(metrics));
+        for (name, format, description) in [
+            (
+                "user_jwt",
+                Some("JWT"),
+                "A JWT from the platform's identity provider; `sub` is the user id.",
+            ),
+            (
+                "service_token",
+                None,
+                "The service token (KEYWARD_ADMIN_TOKEN).",
+            ),
+            (
+                "metrics_token",
+                None,
+                "The metrics token (KEYWARD_METRICS_TOKEN), where one is set.",
+            ),
+        ] {
+            let mut scheme = Http::new(HttpAuthScheme::Bearer);
+            scheme.bearer_format = format.map(str::to_owned);
+            scheme.description = Some(description.to_owned());
+            components.add_security_scheme(name, SecurityScheme::Http(scheme));
+        }
     }
 }
 

@@ -24,22 +24,13 @@ pub struct UsageQuery {
     pub granularity: Option<String>,
 }
 
-/// The range and owner of the deployment's (or a user's) usage history.
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
+/// The range and owner of the deployment's (or a user's) usage history. Its
+/// documented parameters are `user_id` (on the route) and [`UsageQuery`]'s.
+#[derive(Deserialize)]
 pub struct AdminUsageQuery {
-    /// Only this user's keys (the JWT `sub`); the whole deployment without it.
     pub user_id: Option<String>,
-    /// The start (RFC 3339), rounded down to the bucket; default: `to` minus 48 hours
-    /// (`hour`) or 30 days (`day`).
-    #[param(format = DateTime)]
-    pub from: Option<String>,
-    /// The end (RFC 3339, exclusive), rounded up to the bucket; default: now.
-    #[param(format = DateTime)]
-    pub to: Option<String>,
-    /// `hour` (default) or `day`: UTC hours or days; at most 744 buckets.
-    #[param(example = "hour")]
-    pub granularity: Option<String>,
+    #[serde(flatten)]
+    pub range: UsageQuery,
 }
 
 /// Verifications in one bucket.
@@ -56,10 +47,9 @@ pub struct UsageBucket {
     pub refused: u64,
 }
 
-/// A key's verifications per bucket: every bucket of the range, oldest first.
+/// Verifications per bucket: every bucket of the range, oldest first.
 #[derive(Serialize, ToSchema)]
-pub struct KeyUsageResponse {
-    pub key_id: Uuid,
+pub struct UsageSeries {
     /// `hour` or `day`.
     #[schema(example = "hour")]
     pub granularity: &'static str,
@@ -72,28 +62,9 @@ pub struct KeyUsageResponse {
     pub buckets: Vec<UsageBucket>,
 }
 
-/// A user's keys' (or every key's) verifications per bucket, summed: every bucket
-/// of the range, oldest first.
-#[derive(Serialize, ToSchema)]
-pub struct UsageResponse {
-    /// The user whose keys are summed; null: the whole deployment.
-    pub user_id: Option<String>,
-    /// `hour` or `day`.
-    #[schema(example = "hour")]
-    pub granularity: &'static str,
-    /// The first bucket's start.
-    #[schema(format = DateTime, example = "2026-11-27T10:00:00Z")]
-    pub from: String,
-    /// The last bucket's end (exclusive).
-    #[schema(format = DateTime, example = "2026-11-29T11:00:00Z")]
-    pub to: String,
-    pub buckets: Vec<UsageBucket>,
-}
-
-impl KeyUsageResponse {
-    pub fn new(key_id: KeyId, range: &UsageRange, buckets: &[HourlyUsage]) -> Self {
+impl UsageSeries {
+    pub fn new(range: &UsageRange, buckets: &[HourlyUsage]) -> Self {
         Self {
-            key_id: *key_id.as_uuid(),
             granularity: range.granularity().as_str(),
             from: whole_seconds(range.from()),
             to: whole_seconds(range.to()),
@@ -102,14 +73,37 @@ impl KeyUsageResponse {
     }
 }
 
+/// A key's verifications per bucket.
+#[derive(Serialize, ToSchema)]
+pub struct KeyUsageResponse {
+    pub key_id: Uuid,
+    #[serde(flatten)]
+    pub series: UsageSeries,
+}
+
+/// A user's keys' (or every key's) verifications per bucket, summed.
+#[derive(Serialize, ToSchema)]
+pub struct UsageResponse {
+    /// The user whose keys are summed; null: the whole deployment.
+    pub user_id: Option<String>,
+    #[serde(flatten)]
+    pub series: UsageSeries,
+}
+
+impl KeyUsageResponse {
+    pub fn new(key_id: KeyId, range: &UsageRange, buckets: &[HourlyUsage]) -> Self {
+        Self {
+            key_id: *key_id.as_uuid(),
+            series: UsageSeries::new(range, buckets),
+        }
+    }
+}
+
 impl UsageResponse {
     pub fn new(user_id: Option<&UserId>, range: &UsageRange, buckets: &[HourlyUsage]) -> Self {
         Self {
             user_id: user_id.map(|user| user.as_str().to_owned()),
-            granularity: range.granularity().as_str(),
-            from: whole_seconds(range.from()),
-            to: whole_seconds(range.to()),
-            buckets: buckets.iter().map(bucket).collect(),
+            series: UsageSeries::new(range, buckets),
         }
     }
 }

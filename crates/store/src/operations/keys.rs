@@ -118,17 +118,9 @@ pub(super) async fn upgrade_legacy<D: Dialect>(
     hash: &KeyHash,
     version: u16,
 ) -> Result<(), StoreError> {
-    db.writes()
-        .track(async move {
-            let mut tx = db.begin().await?;
-            set_hash::<D>(&mut tx, id, hash, version).await?;
-            run::<D>(&mut tx, Statement::new(sql::FORGET_LEGACY, params![id])).await?;
-            // Other instances may hold "no such key" for this hash: drop it.
-            announce::<D>(&mut tx, &[*hash]).await?;
-            tx.commit().await?;
-            Ok(())
-        })
-        .await
+    // The AutoGPT hash is forgotten in the same transaction.
+    let forget = Statement::new(sql::FORGET_LEGACY, params![id]);
+    set_hash_and_announce(db, id, hash, version, Some(forget)).await
 }
 
 pub(super) async fn list_keys<D: Dialect>(
@@ -270,10 +262,25 @@ pub(super) async fn rehash<D: Dialect>(
     hash: &KeyHash,
     version: u16,
 ) -> Result<(), StoreError> {
+    set_hash_and_announce(db, id, hash, version, None).await
+}
+
+/// Moves key `id` to `hash` (under pepper `version`), runs `also` in the same
+/// transaction, and tells other instances: they may hold "no such key" for the hash.
+async fn set_hash_and_announce<D: Dialect>(
+    db: &D,
+    id: KeyId,
+    hash: &KeyHash,
+    version: u16,
+    also: Option<Statement<'_>>,
+) -> Result<(), StoreError> {
     db.writes()
         .track(async move {
             let mut tx = db.begin().await?;
             set_hash::<D>(&mut tx, id, hash, version).await?;
+            if let Some(statement) = also {
+                run::<D>(&mut tx, statement).await?;
+            }
             announce::<D>(&mut tx, &[*hash]).await?;
             tx.commit().await?;
             Ok(())

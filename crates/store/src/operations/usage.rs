@@ -54,24 +54,9 @@ pub(super) async fn record_usage<D: Dialect>(
                 // in the same order and cannot deadlock.
                 let mut sorted = usage.to_vec();
                 sorted.sort_unstable_by_key(|(id, _)| *id);
-                let mut changed = 0;
                 let mut conn = db.writer().await?;
-                for chunk in sorted.chunks(sql::BULK_ROWS) {
-                    let values = chunk
-                        .iter()
-                        .flat_map(|(id, at)| params![*id, *at])
-                        .collect();
-                    let sql = sql::record_usage(D::BULK_BINDS, chunk.len());
-                    let statement = Statement::recurring(
-                        sql,
-                        values,
-                        chunk.len(),
-                        sql::BULK_ROWS,
-                        D::KEEPS_FLUSH_STATEMENTS,
-                    );
-                    changed += run::<D>(&mut conn, statement).await?.len() as u64;
-                }
-                Ok(changed)
+                let row = |(id, at): &(KeyId, Timestamp)| params![*id, *at];
+                flush::<D, _>(&mut conn, &sorted, sql::record_usage, row).await
             },
             |changed| *changed > 0,
         )
@@ -118,35 +103,46 @@ pub(super) async fn record_usage_history<D: Dialect>(
     }
 }
 
-/// Adds `sorted` to the stored counts, a statement per [`sql::BULK_ROWS`] rows.
+/// Adds `sorted` to the stored counts.
 async fn upsert<D: Dialect>(
     conn: &mut Connection<D>,
     sorted: &[HourCounts],
 ) -> Result<(), StoreError> {
-    for chunk in sorted.chunks(sql::BULK_ROWS) {
-        let values = chunk
-            .iter()
-            .flat_map(|c| {
-                params![
-                    c.key_id,
-                    c.hour,
-                    clamp(c.counts.valid),
-                    clamp(c.counts.refused)
-                ]
-            })
-            .collect::<Vec<Param<'_>>>();
-        debug_assert_eq!(values.len(), chunk.len() * sql::HISTORY_ROW_WIDTH);
-        let sql = sql::record_usage_history(D::BULK_BINDS, chunk.len());
+    let row = |c: &HourCounts| {
+        params![
+            c.key_id,
+            c.hour,
+            clamp(c.counts.valid),
+            clamp(c.counts.refused)
+        ]
+    };
+    flush::<D, _>(conn, sorted, sql::record_usage_history, row).await?;
+    Ok(())
+}
+
+/// Writes a flush's `rows`, a statement of `statement`'s text per [`sql::BULK_ROWS`]
+/// rows, each row's values from `values` (owned: ids, times, counts); how many rows
+/// the statements returned.
+async fn flush<D: Dialect, T>(
+    conn: &mut Connection<D>,
+    rows: &[T],
+    statement: fn(sql::Binds, usize) -> String,
+    values: impl Fn(&T) -> Vec<Param<'static>>,
+) -> Result<u64, StoreError> {
+    let mut returned = 0;
+    for chunk in rows.chunks(sql::BULK_ROWS) {
+        let params = chunk.iter().flat_map(&values).collect();
+        let sql = statement(D::BULK_BINDS, chunk.len());
         let statement = Statement::recurring(
             sql,
-            values,
+            params,
             chunk.len(),
             sql::BULK_ROWS,
             D::KEEPS_FLUSH_STATEMENTS,
         );
-        run::<D>(conn, statement).await?;
+        returned += run::<D>(conn, statement).await?.len() as u64;
     }
-    Ok(())
+    Ok(returned)
 }
 
 fn clamp(n: u64) -> i64 {

@@ -46,7 +46,7 @@ pub async fn get_key_usage(
     KeyIdPath(id): KeyIdPath,
     ApiQuery(query): ApiQuery<UsageQuery>,
 ) -> Result<Json<KeyUsageResponse>, ApiError> {
-    let range = usage_range(&state, query.from, query.to, query.granularity)?;
+    let range = usage_range(&state, query)?;
     let buckets = state
         .engine
         .key_usage(Scope::User(&user), id, &range)
@@ -64,7 +64,10 @@ pub async fn get_key_usage(
     path = "/api/admin/usage",
     tag = super::admin::TAG,
     operation_id = "get_usage",
-    params(AdminUsageQuery),
+    params(
+        ("user_id" = Option<String>, Query, description = "Only this user's keys (the JWT `sub`); the whole deployment without it"),
+        UsageQuery,
+    ),
     security(("service_token" = [])),
     responses(
         (status = 200, description = "Verifications per bucket", body = UsageResponse),
@@ -85,18 +88,18 @@ pub async fn get_usage(
         .map(UserId::from_stored)
         .transpose()
         .map_err(|e| bad_query(format!("user_id: {e}")))?;
-    let range = usage_range(&state, query.from, query.to, query.granularity)?;
+    let range = usage_range(&state, query.range)?;
     let buckets = state.engine.usage(user.as_ref(), &range).await?;
     Ok(Json(UsageResponse::new(user.as_ref(), &range, &buckets)))
 }
 
 /// The query's range, parsed once; anything wrong with it is a 400.
-fn usage_range(
-    state: &AppState,
-    from: Option<String>,
-    to: Option<String>,
-    granularity: Option<String>,
-) -> Result<UsageRange, ApiError> {
+fn usage_range(state: &AppState, query: UsageQuery) -> Result<UsageRange, ApiError> {
+    let UsageQuery {
+        from,
+        to,
+        granularity,
+    } = query;
     let time = |name: &str, text: Option<String>| {
         text.as_deref()
             .map(Timestamp::parse_rfc3339)

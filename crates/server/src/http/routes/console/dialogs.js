@@ -105,6 +105,22 @@ export function showOnce(title, plainText, keyName) {
   );
 }
 
+/** The Revoke button: asks, saying `what` is revoked, then calls `revoke`. */
+export function revokeButton(what, revoke) {
+  return h(
+    "button",
+    {
+      type: "button",
+      class: "danger",
+      onclick: async () => {
+        const message = `Revoke ${what}? It stops working at once. This cannot be undone.`;
+        if (await confirmAction("Revoke this key?", message, "Revoke")) revoke();
+      },
+    },
+    "Revoke",
+  );
+}
+
 /** An error from the API, inside a form or a section. */
 export function errorLine(error) {
   return h("p", { class: "error", role: "alert" }, error.text || String(error));

@@ -3,7 +3,7 @@
 
 import { api, seg } from "./api.js";
 import { usageSection } from "./chart.js";
-import { confirmAction, errorLine, modal, showOnce } from "./dialogs.js";
+import { errorLine, modal, revokeButton, showOnce } from "./dialogs.js";
 import { field, h, replace, toast } from "./dom.js";
 import { describeEvent, masked, permissionList, state, when } from "./format.js";
 import { permissionBoxes, permissions } from "./keys.js";
@@ -167,22 +167,7 @@ export async function keyView(main, id, navigate) {
   }
   if (!revoked) {
     buttons.push(
-      h(
-        "button",
-        {
-          type: "button",
-          class: "danger",
-          onclick: async () => {
-            const sure = await confirmAction(
-              "Revoke this key?",
-              `Revoke “${key.name}” (${masked(key)})? Anything using it stops working at once. This cannot be undone.`,
-              "Revoke",
-            );
-            if (sure) act("DELETE", `/api/api-keys/${seg(id)}`, "Revoked");
-          },
-        },
-        "Revoke",
-      ),
+      revokeButton(`“${key.name}” (${masked(key)})`, () => act("DELETE", `/api/api-keys/${seg(id)}`, "Revoked")),
     );
   }
   replace(

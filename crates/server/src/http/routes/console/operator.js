@@ -3,7 +3,7 @@
 
 import { api, seg } from "./api.js";
 import { usageSection } from "./chart.js";
-import { confirmAction, errorLine, modal } from "./dialogs.js";
+import { errorLine, modal, revokeButton } from "./dialogs.js";
 import { field, h, replace, toast } from "./dom.js";
 import { describeEvent, masked, when } from "./format.js";
 import { keyTable } from "./keys.js";
@@ -61,21 +61,8 @@ function userKeys() {
     if (key.status === "SUSPENDED") buttons.push(h("button", { type: "button", onclick: () => act("POST", `/api/admin/api-keys/${seg(key.id)}/reactivate`, "Reactivated") }, "Reactivate"));
     buttons.push(
       h("button", { type: "button", onclick: async () => (await limitsDialog(key)) && (toast("Saved"), load()) }, "Limits"),
-      h(
-        "button",
-        {
-          type: "button",
-          class: "danger",
-          onclick: async () => {
-            const sure = await confirmAction(
-              "Revoke this key?",
-              `Revoke “${key.name}” (${masked(key)}) of ${key.user_id}? It stops working at once. This cannot be undone.`,
-              "Revoke",
-            );
-            if (sure) act("DELETE", `/api/admin/api-keys/${seg(key.id)}`, "Revoked");
-          },
-        },
-        "Revoke",
+      revokeButton(`“${key.name}” (${masked(key)}) of ${key.user_id}`, () =>
+        act("DELETE", `/api/admin/api-keys/${seg(key.id)}`, "Revoked"),
       ),
     );
     return buttons;
