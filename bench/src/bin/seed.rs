@@ -13,7 +13,7 @@ use keyward_core::hash::Peppers;
 use keyward_core::key::KeyFormat;
 use keyward_core::model::{NewKey, UserId};
 use keyward_core::time::Timestamp;
-use keyward_store::{DatabaseUrl, NewKeyRecord, Store};
+use keyward_store::{DatabaseUrl, KeyStore, NewKeyRecord, Store};
 
 #[derive(Parser)]
 struct Args {

@@ -15,8 +15,8 @@ use keyward_core::usage::{Granularity, HOUR_MS, HourlyUsage, UsageCounts, UsageR
 use keyward_core::verify::VerifyCode;
 use keyward_engine::{Engine, EngineConfig, EngineError, VerifyOptions};
 use keyward_store::{
-    AnyStore, Applied, DatabaseUrl, ExternalChange, HourCounts, NewKeyRecord, Store, StoreError,
-    UsageOf, VerifyRecord,
+    AnyStore, Applied, DatabaseUrl, EventStore, ExternalChange, HourCounts, KeyStore, NewKeyRecord,
+    Store, StoreError, UsageOf, UsageStore, UserStore, VerifyRecord,
 };
 
 const PEPPER: &str = "engine-test-pepper-0123456789abcdefghij";
@@ -61,6 +61,26 @@ impl Store for Counting {
         self.reachable()?;
         self.inner.ping().await
     }
+    async fn next_external_change(&self) -> Result<ExternalChange, StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            // Like a real poll: a moment passes before the failure is seen.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            self.reachable()?;
+        }
+        match &self.feed {
+            Some(feed) => match feed.lock().await.recv().await {
+                Some(next) => next,
+                None => std::future::pending().await,
+            },
+            None => self.inner.next_external_change().await,
+        }
+    }
+    async fn close(&self) {
+        self.inner.close().await
+    }
+}
+
+impl KeyStore for Counting {
     async fn insert_key(
         &self,
         new: &NewKeyRecord,
@@ -152,6 +172,13 @@ impl Store for Counting {
             .rotate(scope, id, replacement, terms, now, actor)
             .await
     }
+    async fn rehash(&self, id: KeyId, hash: &KeyHash, v: u16) -> Result<(), StoreError> {
+        self.reachable()?;
+        self.inner.rehash(id, hash, v).await
+    }
+}
+
+impl UsageStore for Counting {
     async fn consume(&self, id: KeyId, cost: u64) -> Result<keyward_store::Consumed, StoreError> {
         self.reachable()?;
         self.inner.consume(id, cost).await
@@ -177,28 +204,16 @@ impl Store for Counting {
         self.reachable()?;
         self.inner.prune_usage_history(before).await
     }
-    async fn rehash(&self, id: KeyId, hash: &KeyHash, v: u16) -> Result<(), StoreError> {
+}
+
+impl EventStore for Counting {
+    async fn list_events(&self, query: &EventQuery) -> Result<Vec<KeyEvent>, StoreError> {
         self.reachable()?;
-        self.inner.rehash(id, hash, v).await
+        self.inner.list_events(query).await
     }
-    async fn pepper_usage(&self) -> Result<Vec<keyward_store::PepperUsage>, StoreError> {
-        self.reachable()?;
-        self.inner.pepper_usage().await
-    }
-    async fn next_external_change(&self) -> Result<ExternalChange, StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            // Like a real poll: a moment passes before the failure is seen.
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            self.reachable()?;
-        }
-        match &self.feed {
-            Some(feed) => match feed.lock().await.recv().await {
-                Some(next) => next,
-                None => std::future::pending().await,
-            },
-            None => self.inner.next_external_change().await,
-        }
-    }
+}
+
+impl UserStore for Counting {
     async fn delete_user(
         &self,
         user: &UserId,
@@ -208,12 +223,9 @@ impl Store for Counting {
         self.reachable()?;
         self.inner.delete_user(user, now, actor).await
     }
-    async fn list_events(&self, query: &EventQuery) -> Result<Vec<KeyEvent>, StoreError> {
+    async fn pepper_usage(&self) -> Result<Vec<keyward_store::PepperUsage>, StoreError> {
         self.reachable()?;
-        self.inner.list_events(query).await
-    }
-    async fn close(&self) {
-        self.inner.close().await
+        self.inner.pepper_usage().await
     }
 }
 

@@ -8,7 +8,7 @@ use keyward_core::time::Timestamp;
 use keyward_core::usage::HourlyUsage;
 
 use crate::error::StoreError;
-use crate::interface::Store;
+use crate::interface::{EventStore, KeyStore, Store, UsageStore, UserStore};
 use crate::postgres::PostgresStore;
 use crate::records::{
     Applied, ConnectOptions, Consumed, ExternalChange, HourCounts, ImportedKey, LegacyCandidate,
@@ -62,6 +62,15 @@ impl Store for AnyStore {
     async fn ping(&self) -> Result<(), StoreError> {
         delegate!(self, s => s.ping().await)
     }
+    async fn next_external_change(&self) -> Result<ExternalChange, StoreError> {
+        delegate!(self, s => s.next_external_change().await)
+    }
+    async fn close(&self) {
+        delegate!(self, s => s.close().await)
+    }
+}
+
+impl KeyStore for AnyStore {
     async fn insert_key(
         &self,
         new: &NewKeyRecord,
@@ -128,6 +137,12 @@ impl Store for AnyStore {
     ) -> Result<Rotated, StoreError> {
         delegate!(self, s => s.rotate(scope, id, replacement, terms, now, actor).await)
     }
+    async fn rehash(&self, id: KeyId, hash: &KeyHash, version: u16) -> Result<(), StoreError> {
+        delegate!(self, s => s.rehash(id, hash, version).await)
+    }
+}
+
+impl UsageStore for AnyStore {
     async fn consume(&self, id: KeyId, cost: u64) -> Result<Consumed, StoreError> {
         delegate!(self, s => s.consume(id, cost).await)
     }
@@ -148,9 +163,15 @@ impl Store for AnyStore {
     async fn prune_usage_history(&self, before: Timestamp) -> Result<(), StoreError> {
         delegate!(self, s => s.prune_usage_history(before).await)
     }
-    async fn rehash(&self, id: KeyId, hash: &KeyHash, version: u16) -> Result<(), StoreError> {
-        delegate!(self, s => s.rehash(id, hash, version).await)
+}
+
+impl EventStore for AnyStore {
+    async fn list_events(&self, query: &EventQuery) -> Result<Vec<KeyEvent>, StoreError> {
+        delegate!(self, s => s.list_events(query).await)
     }
+}
+
+impl UserStore for AnyStore {
     async fn delete_user(
         &self,
         user: &UserId,
@@ -159,16 +180,7 @@ impl Store for AnyStore {
     ) -> Result<Vec<KeyHash>, StoreError> {
         delegate!(self, s => s.delete_user(user, now, actor).await)
     }
-    async fn list_events(&self, query: &EventQuery) -> Result<Vec<KeyEvent>, StoreError> {
-        delegate!(self, s => s.list_events(query).await)
-    }
     async fn pepper_usage(&self) -> Result<Vec<PepperUsage>, StoreError> {
         delegate!(self, s => s.pepper_usage().await)
-    }
-    async fn next_external_change(&self) -> Result<ExternalChange, StoreError> {
-        delegate!(self, s => s.next_external_change().await)
-    }
-    async fn close(&self) {
-        delegate!(self, s => s.close().await)
     }
 }

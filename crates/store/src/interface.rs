@@ -20,7 +20,13 @@ use crate::records::{
 /// A [`Scope`] limits an operation to one user's keys (`Scope::User`, the management
 /// API: another user's key is then simply not found) or lets it act on any key
 /// (`Scope::Admin`, the platform's admin tools).
-pub trait Store: Clone + Send + Sync + 'static {
+///
+/// The operations come in groups, by what they change; a backend gets them all by
+/// implementing `Dialect` (`operations/`), and callers holding a concrete store
+/// bring the groups they use into scope.
+pub trait Store:
+    KeyStore + UsageStore + EventStore + UserStore + Clone + Send + Sync + 'static
+{
     /// A short backend name for logs and metrics (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
 
@@ -30,6 +36,26 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Succeeds if the database answers a trivial query (for reads and for writes).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Waits for the next change made to the database by another process (another
+    /// server, the CLI), so caches can drop what may be stale.
+    ///
+    /// The first call returns [`ExternalChange::Unknown`] as soon as changes are being
+    /// watched; caches may be trusted from then on. While watching, a call returns at
+    /// least every second ([`ExternalChange::Alive`] when nothing changed): a caller
+    /// that hears nothing for longer must assume the watch is broken. An error means
+    /// changes can no longer be seen: callers must stop trusting cached data. The
+    /// first `Ok` after an error is again `Unknown`, sent once the store watches again.
+    fn next_external_change(
+        &self,
+    ) -> impl Future<Output = Result<ExternalChange, StoreError>> + Send;
+
+    /// Closes connections; pending writes are finished first.
+    fn close(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// Keys: created, imported, listed, read, changed, rotated and re-hashed
+/// (`operations/keys.rs`).
+pub trait KeyStore {
     /// Stores a new key, unless its owner already has `max_live_per_user` keys that
     /// are not revoked, counting a rotated key only until its grace period ends
     /// ([`StoreError::LimitReached`]). The check, the insert and the
@@ -131,6 +157,17 @@ pub trait Store: Clone + Send + Sync + 'static {
         actor: &Actor,
     ) -> impl Future<Output = Result<Rotated, StoreError>> + Send;
 
+    /// Replaces a key's hash, after a verification with a retired pepper.
+    fn rehash(
+        &self,
+        id: KeyId,
+        hash: &KeyHash,
+        pepper_version: u16,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Usage: `last_used_at`, usage credits and the usage history (`operations/usage.rs`).
+pub trait UsageStore {
     /// Takes `cost` usage credits from a key, atomically: never below zero, whatever
     /// the concurrency, across instances. A cost of 0 only checks that credits are
     /// left. The one write on the verification path, for keys with credits only.
@@ -167,7 +204,19 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         before: Timestamp,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
 
+/// The audit trail (`operations/events.rs`); each change writes its own event.
+pub trait EventStore {
+    /// Audit events matching `query`, oldest first, at most one page.
+    fn list_events(
+        &self,
+        query: &EventQuery,
+    ) -> impl Future<Output = Result<Vec<KeyEvent>, StoreError>> + Send;
+}
+
+/// Users as a whole, and the peppers their keys use (`operations/users.rs`).
+pub trait UserStore {
     /// Deletes every key of a user (the user is gone) and records it; returns the
     /// deleted keys' hashes.
     fn delete_user(
@@ -177,37 +226,7 @@ pub trait Store: Clone + Send + Sync + 'static {
         actor: &Actor,
     ) -> impl Future<Output = Result<Vec<KeyHash>, StoreError>> + Send;
 
-    /// Audit events matching `query`, oldest first, at most one page.
-    fn list_events(
-        &self,
-        query: &EventQuery,
-    ) -> impl Future<Output = Result<Vec<KeyEvent>, StoreError>> + Send;
-
-    /// Replaces a key's hash, after a verification with a retired pepper.
-    fn rehash(
-        &self,
-        id: KeyId,
-        hash: &KeyHash,
-        pepper_version: u16,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
     /// Keys per pepper version, lowest version first: what is left before a retired
     /// pepper can be dropped.
     fn pepper_usage(&self) -> impl Future<Output = Result<Vec<PepperUsage>, StoreError>> + Send;
-
-    /// Waits for the next change made to the database by another process (another
-    /// server, the CLI), so caches can drop what may be stale.
-    ///
-    /// The first call returns [`ExternalChange::Unknown`] as soon as changes are being
-    /// watched; caches may be trusted from then on. While watching, a call returns at
-    /// least every second ([`ExternalChange::Alive`] when nothing changed): a caller
-    /// that hears nothing for longer must assume the watch is broken. An error means
-    /// changes can no longer be seen: callers must stop trusting cached data. The
-    /// first `Ok` after an error is again `Unknown`, sent once the store watches again.
-    fn next_external_change(
-        &self,
-    ) -> impl Future<Output = Result<ExternalChange, StoreError>> + Send;
-
-    /// Closes connections; pending writes are finished first.
-    fn close(&self) -> impl Future<Output = ()> + Send;
 }

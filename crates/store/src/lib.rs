@@ -43,7 +43,7 @@ mod writes;
 
 pub use any::{AnyStore, connect, connect_with};
 pub use error::{StoreError, Unwritable};
-pub use interface::Store;
+pub use interface::{EventStore, KeyStore, Store, UsageStore, UserStore};
 pub use postgres::PostgresStore;
 pub use records::{
     Applied, ConnectOptions, Consumed, ExternalChange, HourCounts, ImportedKey, LegacyCandidate,

@@ -12,7 +12,7 @@ use keyward_core::hash::Peppers;
 use keyward_core::model::Scope;
 use keyward_engine::EngineConfig;
 use keyward_store::testing::{self, TestDatabase};
-use keyward_store::{DatabaseUrl, Store};
+use keyward_store::{DatabaseUrl, KeyStore};
 use serde_json::{Value, json};
 use sha2::Digest;
 use sqlx::{Connection, Executor};

@@ -400,7 +400,7 @@ impl<B: Backend> TestApp<B> {
 
     /// `last_used_at` as stored in the database (not the engine's pending view).
     pub async fn stored_last_used(&self, id: &str) -> Option<String> {
-        use keyward_store::Store;
+        use keyward_store::KeyStore;
         let key = self
             .engine
             .store()

@@ -6,15 +6,15 @@ use keyward_core::audit::{EventQuery, KeyEvent};
 use crate::db::{Param, Statement};
 use crate::dialect::{Connection, Dialect, run};
 use crate::error::StoreError;
+use crate::interface::EventStore;
 use crate::rows::{NewEvent, event_from_row, event_row};
 use crate::sql;
 
-pub(super) async fn list_events<D: Dialect>(
-    db: &D,
-    query: &EventQuery,
-) -> Result<Vec<KeyEvent>, StoreError> {
-    let rows = db.read(event_statement(query)).await?;
-    rows.iter().map(event_from_row).collect()
+impl<D: Dialect> EventStore for D {
+    async fn list_events(&self, query: &EventQuery) -> Result<Vec<KeyEvent>, StoreError> {
+        let rows = self.read(event_statement(query)).await?;
+        rows.iter().map(event_from_row).collect()
+    }
 }
 
 pub(super) async fn insert_event<D: Dialect>(

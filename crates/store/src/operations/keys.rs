@@ -10,6 +10,7 @@ use super::events::insert_event;
 use crate::db::{Columns, Param, Statement, params};
 use crate::dialect::{Connection, Dialect, run};
 use crate::error::{StoreError, corrupt};
+use crate::interface::KeyStore;
 use crate::records::{
     Applied, ImportedKey, LegacyCandidate, NewKeyRecord, Replacement, Rotated, RotationTerms,
     VerifyRecord,
@@ -17,252 +18,244 @@ use crate::records::{
 use crate::rows::{self, NewEvent, event_row, key_from_row, key_row, verify_record};
 use crate::sql;
 
-pub(super) async fn insert_key<D: Dialect>(
-    db: &D,
-    new: &NewKeyRecord,
-    max_live: u32,
-    actor: &Actor,
-) -> Result<(), StoreError> {
-    db.writes()
-        .track(async move {
-            let key = &new.key;
-            let mut tx = db.begin().await?;
-            lock_user::<D>(&mut tx, &key.user_id).await?;
-            if count_live::<D>(&mut tx, &key.user_id, key.created_at).await? >= i64::from(max_live)
-            {
-                return Err(StoreError::LimitReached { limit: max_live });
-            }
-            insert_key_row::<D>(&mut tx, new).await?;
-            insert_event::<D>(&mut tx, &created_event(new, actor, "create")).await?;
-            tx.commit().await?;
-            Ok(())
-        })
-        .await
-}
-
-pub(super) async fn insert_keys<D: Dialect>(
-    db: &D,
-    new: &[NewKeyRecord],
-    actor: &Actor,
-) -> Result<(), StoreError> {
-    db.writes()
-        .track(async move {
-            db.bulk_load(true).await?;
-            let inserted = insert_all(db, new, actor).await;
-            let restored = db.bulk_load(false).await;
-            inserted?;
-            restored
-        })
-        .await
-}
-
-pub(super) async fn import_keys<D: Dialect>(
-    db: &D,
-    keys: &[ImportedKey],
-    actor: &Actor,
-) -> Result<u64, StoreError> {
-    db.writes()
-        .track(async move {
-            let mut tx = db.begin().await?;
-            let mut added = 0;
-            for key in keys {
-                let id = key.record.key.id;
-                let exists =
-                    run::<D>(&mut tx, Statement::new(sql::KEY_EXISTS, params![id])).await?;
-                if !exists.is_empty() {
-                    continue;
+impl<D: Dialect> KeyStore for D {
+    async fn insert_key(
+        &self,
+        new: &NewKeyRecord,
+        max_live: u32,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
+        self.writes()
+            .track(async move {
+                let key = &new.key;
+                let mut tx = self.begin().await?;
+                lock_user::<D>(&mut tx, &key.user_id).await?;
+                if count_live::<D>(&mut tx, &key.user_id, key.created_at).await?
+                    >= i64::from(max_live)
+                {
+                    return Err(StoreError::LimitReached { limit: max_live });
                 }
-                insert_key_row::<D>(&mut tx, &key.record).await?;
-                let (kind, digest, salt) = rows::legacy_columns(&key.legacy);
-                let legacy = params![
-                    id,
-                    kind,
-                    digest.as_slice(),
-                    salt.as_deref(),
-                    key.head.as_str()
-                ];
-                run::<D>(&mut tx, Statement::new(sql::INSERT_LEGACY, legacy)).await?;
-                insert_event::<D>(&mut tx, &created_event(&key.record, actor, "import")).await?;
-                added += 1;
-            }
-            tx.commit().await?;
-            Ok(added)
-        })
-        .await
-}
-
-pub(super) async fn legacy_candidates<D: Dialect>(
-    db: &D,
-    sha256: &[u8; 32],
-    head: &str,
-) -> Result<Vec<LegacyCandidate>, StoreError> {
-    let statement = Statement::new(sql::LEGACY_CANDIDATES, params![sha256.as_slice(), head]);
-    let rows = db.read(statement).await?;
-    rows.iter()
-        .map(|row| {
-            Ok(LegacyCandidate {
-                record: verify_record(row)?,
-                legacy: rows::legacy_hash(
-                    &row.text("kind")?,
-                    &row.bytes("digest")?,
-                    row.maybe_bytes("salt")?,
-                )?,
-            })
-        })
-        .collect()
-}
-
-pub(super) async fn upgrade_legacy<D: Dialect>(
-    db: &D,
-    id: KeyId,
-    hash: &KeyHash,
-    version: u16,
-) -> Result<(), StoreError> {
-    // The AutoGPT hash is forgotten in the same transaction.
-    let forget = Statement::new(sql::FORGET_LEGACY, params![id]);
-    set_hash_and_announce(db, id, hash, version, Some(forget)).await
-}
-
-pub(super) async fn list_keys<D: Dialect>(
-    db: &D,
-    scope: Scope<'_>,
-) -> Result<Vec<ApiKey>, StoreError> {
-    let statement = match scope {
-        Scope::User(user) => Statement::new(sql::LIST_KEYS_OF, params![user.as_str()]),
-        Scope::Admin => Statement::new(sql::LIST_ALL_KEYS, params![]),
-    };
-    db.read(statement).await?.iter().map(key_from_row).collect()
-}
-
-pub(super) async fn get_key<D: Dialect>(
-    db: &D,
-    scope: Scope<'_>,
-    id: KeyId,
-) -> Result<Option<ApiKey>, StoreError> {
-    let statement = Statement::new(sql::GET_KEY, params![id, scope.user().map(UserId::as_str)]);
-    db.read(statement)
-        .await?
-        .first()
-        .map(key_from_row)
-        .transpose()
-}
-
-pub(super) async fn most_verified_since<D: Dialect>(
-    db: &D,
-    since: Timestamp,
-    limit: u32,
-) -> Result<Vec<(KeyHash, VerifyRecord)>, StoreError> {
-    let hour = keyward_core::usage::hour_of(since);
-    let statement = Statement::new(sql::MOST_VERIFIED_SINCE, params![hour, i64::from(limit)]);
-    let rows = db.read(statement).await?;
-    rows.iter()
-        .map(|row| Ok((row.hash("key_hash")?, verify_record(row)?)))
-        .collect()
-}
-
-pub(super) async fn apply<D: Dialect>(
-    db: &D,
-    scope: Scope<'_>,
-    id: KeyId,
-    mutation: &Mutation,
-    now: Timestamp,
-    actor: &Actor,
-) -> Result<Applied, StoreError> {
-    db.writes()
-        .track_if(
-            async move {
-                let mut tx = db.begin().await?;
-                let (key, hash) = read_to_change::<D>(&mut tx, scope, id).await?;
-                let Some(new) = lifecycle::decide(&key, mutation, now)? else {
-                    return Ok(Applied {
-                        key,
-                        hash,
-                        changed: false,
-                    });
-                };
-                run::<D>(&mut tx, write_state(id, &new, now)).await?;
-                let after = new.applied_to(key.clone());
-                let event = NewEvent {
-                    at: now,
-                    actor,
-                    action: mutation.name(),
-                    key_id: Some(id),
-                    user_id: &key.user_id,
-                    changes: rows::key_changes(Some(&key), Some(&after)),
-                };
-                insert_event::<D>(&mut tx, &event).await?;
-                announce::<D>(&mut tx, &[hash]).await?;
+                insert_key_row::<D>(&mut tx, new).await?;
+                insert_event::<D>(&mut tx, &created_event(new, actor, "create")).await?;
                 tx.commit().await?;
-                Ok(Applied {
-                    key: after,
-                    hash,
-                    changed: true,
-                })
-            },
-            |applied| applied.changed,
-        )
-        .await
-}
-
-pub(super) async fn rotate<D: Dialect>(
-    db: &D,
-    scope: Scope<'_>,
-    id: KeyId,
-    replacement: &Replacement,
-    terms: RotationTerms,
-    now: Timestamp,
-    actor: &Actor,
-) -> Result<Rotated, StoreError> {
-    db.writes()
-        .track(async move {
-            let mut tx = db.begin().await?;
-            let (old, old_hash) = read_to_change::<D>(&mut tx, scope, id).await?;
-            let successor = Successor {
-                id: replacement.id,
-                prefix: &replacement.prefix,
-                postfix: &replacement.postfix,
-            };
-            let rotation = lifecycle::rotate(&old, successor, terms.grace_seconds, now)?;
-            let (ending, new) = (rotation.ending, rotation.new);
-            // Serialised with creates for the same user, as in `insert_key`.
-            lock_user::<D>(&mut tx, &old.user_id).await?;
-            let live = count_live::<D>(&mut tx, &old.user_id, now).await?;
-            rows::rotation_fits(live, &ending, now, terms.max_live_per_user)?;
-            let end = params![
-                id,
-                ending.expires_at,
-                replacement.id,
-                now,
-                rows::remaining_column(ending.remaining),
-            ];
-            run::<D>(&mut tx, Statement::new(sql::END_ROTATED, end)).await?;
-            let record = NewKeyRecord {
-                key: new,
-                hash: replacement.hash,
-                pepper_version: replacement.pepper_version,
-            };
-            insert_key_row::<D>(&mut tx, &record).await?;
-            for event in rows::rotation_events(&old, &ending, &record.key, now, actor) {
-                insert_event::<D>(&mut tx, &event).await?;
-            }
-            announce::<D>(&mut tx, &[old_hash, replacement.hash]).await?;
-            tx.commit().await?;
-            Ok(Rotated {
-                old: ending,
-                old_hash,
-                new: record.key,
+                Ok(())
             })
-        })
-        .await
-}
+            .await
+    }
 
-pub(super) async fn rehash<D: Dialect>(
-    db: &D,
-    id: KeyId,
-    hash: &KeyHash,
-    version: u16,
-) -> Result<(), StoreError> {
-    set_hash_and_announce(db, id, hash, version, None).await
+    async fn insert_keys(&self, new: &[NewKeyRecord], actor: &Actor) -> Result<(), StoreError> {
+        self.writes()
+            .track(async move {
+                self.bulk_load(true).await?;
+                let inserted = insert_all(self, new, actor).await;
+                let restored = self.bulk_load(false).await;
+                inserted?;
+                restored
+            })
+            .await
+    }
+
+    async fn import_keys(&self, keys: &[ImportedKey], actor: &Actor) -> Result<u64, StoreError> {
+        self.writes()
+            .track(async move {
+                let mut tx = self.begin().await?;
+                let mut added = 0;
+                for key in keys {
+                    let id = key.record.key.id;
+                    let exists =
+                        run::<D>(&mut tx, Statement::new(sql::KEY_EXISTS, params![id])).await?;
+                    if !exists.is_empty() {
+                        continue;
+                    }
+                    insert_key_row::<D>(&mut tx, &key.record).await?;
+                    let (kind, digest, salt) = rows::legacy_columns(&key.legacy);
+                    let legacy = params![
+                        id,
+                        kind,
+                        digest.as_slice(),
+                        salt.as_deref(),
+                        key.head.as_str()
+                    ];
+                    run::<D>(&mut tx, Statement::new(sql::INSERT_LEGACY, legacy)).await?;
+                    insert_event::<D>(&mut tx, &created_event(&key.record, actor, "import"))
+                        .await?;
+                    added += 1;
+                }
+                tx.commit().await?;
+                Ok(added)
+            })
+            .await
+    }
+
+    async fn legacy_candidates(
+        &self,
+        sha256: &[u8; 32],
+        head: &str,
+    ) -> Result<Vec<LegacyCandidate>, StoreError> {
+        let statement = Statement::new(sql::LEGACY_CANDIDATES, params![sha256.as_slice(), head]);
+        let rows = self.read(statement).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LegacyCandidate {
+                    record: verify_record(row)?,
+                    legacy: rows::legacy_hash(
+                        &row.text("kind")?,
+                        &row.bytes("digest")?,
+                        row.maybe_bytes("salt")?,
+                    )?,
+                })
+            })
+            .collect()
+    }
+
+    async fn upgrade_legacy(
+        &self,
+        id: KeyId,
+        hash: &KeyHash,
+        version: u16,
+    ) -> Result<(), StoreError> {
+        // The AutoGPT hash is forgotten in the same transaction.
+        let forget = Statement::new(sql::FORGET_LEGACY, params![id]);
+        set_hash_and_announce(self, id, hash, version, Some(forget)).await
+    }
+
+    async fn list_keys(&self, scope: Scope<'_>) -> Result<Vec<ApiKey>, StoreError> {
+        let statement = match scope {
+            Scope::User(user) => Statement::new(sql::LIST_KEYS_OF, params![user.as_str()]),
+            Scope::Admin => Statement::new(sql::LIST_ALL_KEYS, params![]),
+        };
+        self.read(statement)
+            .await?
+            .iter()
+            .map(key_from_row)
+            .collect()
+    }
+
+    async fn get_key(&self, scope: Scope<'_>, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
+        let statement = Statement::new(sql::GET_KEY, params![id, scope.user().map(UserId::as_str)]);
+        self.read(statement)
+            .await?
+            .first()
+            .map(key_from_row)
+            .transpose()
+    }
+
+    async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<VerifyRecord>, StoreError> {
+        <D as Dialect>::find_by_hash(self, hash).await
+    }
+
+    async fn most_verified_since(
+        &self,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(KeyHash, VerifyRecord)>, StoreError> {
+        let hour = keyward_core::usage::hour_of(since);
+        let statement = Statement::new(sql::MOST_VERIFIED_SINCE, params![hour, i64::from(limit)]);
+        let rows = self.read(statement).await?;
+        rows.iter()
+            .map(|row| Ok((row.hash("key_hash")?, verify_record(row)?)))
+            .collect()
+    }
+
+    async fn apply(
+        &self,
+        scope: Scope<'_>,
+        id: KeyId,
+        mutation: &Mutation,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> Result<Applied, StoreError> {
+        self.writes()
+            .track_if(
+                async move {
+                    let mut tx = self.begin().await?;
+                    let (key, hash) = read_to_change::<D>(&mut tx, scope, id).await?;
+                    let Some(new) = lifecycle::decide(&key, mutation, now)? else {
+                        return Ok(Applied {
+                            key,
+                            hash,
+                            changed: false,
+                        });
+                    };
+                    run::<D>(&mut tx, write_state(id, &new, now)).await?;
+                    let after = new.applied_to(key.clone());
+                    let event = NewEvent {
+                        at: now,
+                        actor,
+                        action: mutation.name(),
+                        key_id: Some(id),
+                        user_id: &key.user_id,
+                        changes: rows::key_changes(Some(&key), Some(&after)),
+                    };
+                    insert_event::<D>(&mut tx, &event).await?;
+                    announce::<D>(&mut tx, &[hash]).await?;
+                    tx.commit().await?;
+                    Ok(Applied {
+                        key: after,
+                        hash,
+                        changed: true,
+                    })
+                },
+                |applied| applied.changed,
+            )
+            .await
+    }
+
+    async fn rotate(
+        &self,
+        scope: Scope<'_>,
+        id: KeyId,
+        replacement: &Replacement,
+        terms: RotationTerms,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> Result<Rotated, StoreError> {
+        self.writes()
+            .track(async move {
+                let mut tx = self.begin().await?;
+                let (old, old_hash) = read_to_change::<D>(&mut tx, scope, id).await?;
+                let successor = Successor {
+                    id: replacement.id,
+                    prefix: &replacement.prefix,
+                    postfix: &replacement.postfix,
+                };
+                let rotation = lifecycle::rotate(&old, successor, terms.grace_seconds, now)?;
+                let (ending, new) = (rotation.ending, rotation.new);
+                // Serialised with creates for the same user, as in `insert_key`.
+                lock_user::<D>(&mut tx, &old.user_id).await?;
+                let live = count_live::<D>(&mut tx, &old.user_id, now).await?;
+                rows::rotation_fits(live, &ending, now, terms.max_live_per_user)?;
+                let end = params![
+                    id,
+                    ending.expires_at,
+                    replacement.id,
+                    now,
+                    rows::remaining_column(ending.remaining),
+                ];
+                run::<D>(&mut tx, Statement::new(sql::END_ROTATED, end)).await?;
+                let record = NewKeyRecord {
+                    key: new,
+                    hash: replacement.hash,
+                    pepper_version: replacement.pepper_version,
+                };
+                insert_key_row::<D>(&mut tx, &record).await?;
+                for event in rows::rotation_events(&old, &ending, &record.key, now, actor) {
+                    insert_event::<D>(&mut tx, &event).await?;
+                }
+                announce::<D>(&mut tx, &[old_hash, replacement.hash]).await?;
+                tx.commit().await?;
+                Ok(Rotated {
+                    old: ending,
+                    old_hash,
+                    new: record.key,
+                })
+            })
+            .await
+    }
+
+    async fn rehash(&self, id: KeyId, hash: &KeyHash, version: u16) -> Result<(), StoreError> {
+        set_hash_and_announce(self, id, hash, version, None).await
+    }
 }
 
 /// Moves key `id` to `hash` (under pepper `version`), runs `also` in the same

@@ -8,59 +8,108 @@ use keyward_core::usage::{HourlyUsage, UsageCounts};
 use crate::db::{Columns, Param, Statement, params};
 use crate::dialect::{Connection, Dialect, run};
 use crate::error::{StoreError, corrupt};
+use crate::interface::UsageStore;
 use crate::records::{Consumed, HourCounts, UsageOf};
 use crate::rows;
 use crate::sql;
 
-pub(super) async fn consume<D: Dialect>(
-    db: &D,
-    id: KeyId,
-    cost: u64,
-) -> Result<Consumed, StoreError> {
-    let cost = i64::try_from(cost).unwrap_or(i64::MAX);
-    if cost == 0 {
-        // A check alone reads through a reader (beside the writer on SQLite).
-        let mut conn = db.reader().await?;
-        return remaining::<D>(&mut conn, id, 0).await;
+impl<D: Dialect> UsageStore for D {
+    async fn consume(&self, id: KeyId, cost: u64) -> Result<Consumed, StoreError> {
+        let cost = i64::try_from(cost).unwrap_or(i64::MAX);
+        if cost == 0 {
+            // A check alone reads through a reader (beside the writer on SQLite).
+            let mut conn = self.reader().await?;
+            return remaining::<D>(&mut conn, id, 0).await;
+        }
+        self.writes()
+            .track_if(
+                async move {
+                    let mut conn = self.writer().await?;
+                    let rows = run::<D>(&mut conn, Statement::new(sql::CONSUME, params![id, cost]))
+                        .await?;
+                    if let Some(row) = rows.first() {
+                        let left = row.int("remaining")?;
+                        return Ok(Consumed::Left(u64::try_from(left).unwrap_or(0)));
+                    }
+                    remaining::<D>(&mut conn, id, cost).await
+                },
+                |consumed| matches!(consumed, Consumed::Left(_)),
+            )
+            .await
     }
-    db.writes()
-        .track_if(
-            async move {
-                let mut conn = db.writer().await?;
-                let rows =
-                    run::<D>(&mut conn, Statement::new(sql::CONSUME, params![id, cost])).await?;
-                if let Some(row) = rows.first() {
-                    let left = row.int("remaining")?;
-                    return Ok(Consumed::Left(u64::try_from(left).unwrap_or(0)));
-                }
-                remaining::<D>(&mut conn, id, cost).await
-            },
-            |consumed| matches!(consumed, Consumed::Left(_)),
-        )
-        .await
-}
 
-pub(super) async fn record_usage<D: Dialect>(
-    db: &D,
-    usage: &[(KeyId, Timestamp)],
-) -> Result<u64, StoreError> {
-    db.writes()
-        .track_if(
-            async move {
-                if usage.is_empty() {
-                    return Ok(0);
+    async fn record_usage(&self, usage: &[(KeyId, Timestamp)]) -> Result<u64, StoreError> {
+        self.writes()
+            .track_if(
+                async move {
+                    if usage.is_empty() {
+                        return Ok(0);
+                    }
+                    // Rows in id order: two instances flushing overlapping batches then lock them
+                    // in the same order and cannot deadlock.
+                    let mut sorted = usage.to_vec();
+                    sorted.sort_unstable_by_key(|(id, _)| *id);
+                    let mut conn = self.writer().await?;
+                    let row = |(id, at): &(KeyId, Timestamp)| params![*id, *at];
+                    flush::<D, _>(&mut conn, &sorted, sql::record_usage, row).await
+                },
+                |changed| *changed > 0,
+            )
+            .await
+    }
+
+    async fn record_usage_history(&self, counts: &[HourCounts]) -> Result<(), StoreError> {
+        self.writes()
+            .track(async move {
+                if counts.is_empty() {
+                    return Ok(());
                 }
-                // Rows in id order: two instances flushing overlapping batches then lock them
-                // in the same order and cannot deadlock.
-                let mut sorted = usage.to_vec();
-                sorted.sort_unstable_by_key(|(id, _)| *id);
-                let mut conn = db.writer().await?;
-                let row = |(id, at): &(KeyId, Timestamp)| params![*id, *at];
-                flush::<D, _>(&mut conn, &sorted, sql::record_usage, row).await
-            },
-            |changed| *changed > 0,
-        )
-        .await
+                // Rows in (key, hour) order: two instances flushing overlapping batches then
+                // lock them in the same order and cannot deadlock.
+                let mut sorted = counts.to_vec();
+                sorted.sort_unstable_by_key(|c| (c.key_id, c.hour));
+                // Counts are added to what is stored: a batch must be written whole or not at
+                // all, or the engine's retry of a failed batch adds its first chunks twice. One
+                // statement is atomic by itself; several share a transaction.
+                if sorted.len() <= sql::BULK_ROWS {
+                    let mut conn = self.writer().await?;
+                    upsert::<D>(&mut conn, &sorted).await
+                } else {
+                    let mut tx = self.begin().await?;
+                    upsert::<D>(&mut tx, &sorted).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+            })
+            .await
+    }
+
+    async fn usage_history(
+        &self,
+        of: UsageOf<'_>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<HourlyUsage>, StoreError> {
+        let statement = match of {
+            UsageOf::Key(id) => Statement::new(sql::KEY_USAGE_HISTORY, params![id, from, to]),
+            UsageOf::User(user) => {
+                Statement::new(sql::USER_USAGE_HISTORY, params![user.as_str(), from, to])
+            }
+            UsageOf::All => Statement::new(sql::ALL_USAGE_HISTORY, params![from, to]),
+        };
+        self.read(statement).await?.iter().map(hourly).collect()
+    }
+
+    async fn prune_usage_history(&self, before: Timestamp) -> Result<(), StoreError> {
+        self.writes()
+            .track(async move {
+                let mut conn = self.writer().await?;
+                let statement = Statement::new(sql::PRUNE_USAGE_HISTORY, params![before]);
+                run::<D>(&mut conn, statement).await?;
+                Ok(())
+            })
+            .await
+    }
 }
 
 /// Why `cost` credits could not be taken from key `id`: what it has left, or that it
@@ -76,31 +125,6 @@ async fn remaining<D: Dialect>(
         .map(|row| row.maybe_int("remaining"))
         .transpose()?;
     rows::not_consumed(row, cost.unsigned_abs())
-}
-
-pub(super) async fn record_usage_history<D: Dialect>(
-    db: &D,
-    counts: &[HourCounts],
-) -> Result<(), StoreError> {
-    if counts.is_empty() {
-        return Ok(());
-    }
-    // Rows in (key, hour) order: two instances flushing overlapping batches then
-    // lock them in the same order and cannot deadlock.
-    let mut sorted = counts.to_vec();
-    sorted.sort_unstable_by_key(|c| (c.key_id, c.hour));
-    // Counts are added to what is stored: a batch must be written whole or not at
-    // all, or the engine's retry of a failed batch adds its first chunks twice. One
-    // statement is atomic by itself; several share a transaction.
-    if sorted.len() <= sql::BULK_ROWS {
-        let mut conn = db.writer().await?;
-        upsert::<D>(&mut conn, &sorted).await
-    } else {
-        let mut tx = db.begin().await?;
-        upsert::<D>(&mut tx, &sorted).await?;
-        tx.commit().await?;
-        Ok(())
-    }
 }
 
 /// Adds `sorted` to the stored counts.
@@ -149,22 +173,6 @@ fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-pub(super) async fn usage_history<D: Dialect>(
-    db: &D,
-    of: UsageOf<'_>,
-    from: Timestamp,
-    to: Timestamp,
-) -> Result<Vec<HourlyUsage>, StoreError> {
-    let statement = match of {
-        UsageOf::Key(id) => Statement::new(sql::KEY_USAGE_HISTORY, params![id, from, to]),
-        UsageOf::User(user) => {
-            Statement::new(sql::USER_USAGE_HISTORY, params![user.as_str(), from, to])
-        }
-        UsageOf::All => Statement::new(sql::ALL_USAGE_HISTORY, params![from, to]),
-    };
-    db.read(statement).await?.iter().map(hourly).collect()
-}
-
 fn hourly(row: &impl Columns) -> Result<HourlyUsage, StoreError> {
     let count = |column: &str| -> Result<u64, StoreError> {
         u64::try_from(row.int(column)?).map_err(|_| corrupt(column))
@@ -176,14 +184,4 @@ fn hourly(row: &impl Columns) -> Result<HourlyUsage, StoreError> {
             refused: count("refused")?,
         },
     })
-}
-
-pub(super) async fn prune_usage_history<D: Dialect>(
-    db: &D,
-    before: Timestamp,
-) -> Result<(), StoreError> {
-    let mut conn = db.writer().await?;
-    let statement = Statement::new(sql::PRUNE_USAGE_HISTORY, params![before]);
-    run::<D>(&mut conn, statement).await?;
-    Ok(())
 }

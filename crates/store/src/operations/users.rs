@@ -10,59 +10,62 @@ use super::keys::{announce, lock_user};
 use crate::db::{Columns, Statement, params};
 use crate::dialect::{Dialect, run};
 use crate::error::StoreError;
+use crate::interface::UserStore;
 use crate::records::PepperUsage;
 use crate::rows::{self, NewEvent};
 use crate::sql;
 
-pub(super) async fn delete_user<D: Dialect>(
-    db: &D,
-    user: &UserId,
-    now: Timestamp,
-    actor: &Actor,
-) -> Result<Vec<KeyHash>, StoreError> {
-    db.writes()
-        .track(async move {
-            let mut tx = db.begin().await?;
-            // The same lock as key creation: a key created concurrently cannot survive.
-            lock_user::<D>(&mut tx, user).await?;
-            let statement = Statement::new(sql::DELETE_USER_KEYS, params![user.as_str()]);
-            let rows = run::<D>(&mut tx, statement).await?;
-            let hashes = rows
-                .iter()
-                .map(|row| row.hash("key_hash"))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut ids = rows
-                .iter()
-                .map(|row| row.id("id"))
-                .collect::<Result<Vec<_>, _>>()?;
-            ids.sort_unstable();
-            let event = NewEvent {
-                at: now,
-                actor,
-                action: "delete_user",
-                key_id: None,
-                user_id: user,
-                changes: rows::deletion_changes(&ids),
-            };
-            insert_event::<D>(&mut tx, &event).await?;
-            announce::<D>(&mut tx, &hashes).await?;
-            tx.commit().await?;
-            Ok(hashes)
-        })
-        .await
-}
+impl<D: Dialect> UserStore for D {
+    async fn delete_user(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> Result<Vec<KeyHash>, StoreError> {
+        self.writes()
+            .track(async move {
+                let mut tx = self.begin().await?;
+                // The same lock as key creation: a key created concurrently cannot survive.
+                lock_user::<D>(&mut tx, user).await?;
+                let statement = Statement::new(sql::DELETE_USER_KEYS, params![user.as_str()]);
+                let rows = run::<D>(&mut tx, statement).await?;
+                let hashes = rows
+                    .iter()
+                    .map(|row| row.hash("key_hash"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut ids = rows
+                    .iter()
+                    .map(|row| row.id("id"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                ids.sort_unstable();
+                let event = NewEvent {
+                    at: now,
+                    actor,
+                    action: "delete_user",
+                    key_id: None,
+                    user_id: user,
+                    changes: rows::deletion_changes(&ids),
+                };
+                insert_event::<D>(&mut tx, &event).await?;
+                announce::<D>(&mut tx, &hashes).await?;
+                tx.commit().await?;
+                Ok(hashes)
+            })
+            .await
+    }
 
-pub(super) async fn pepper_usage<D: Dialect>(db: &D) -> Result<Vec<PepperUsage>, StoreError> {
-    let rows = db
-        .read(Statement::new(sql::PEPPER_USAGE, params![]))
-        .await?;
-    rows.iter()
-        .map(|row| {
-            rows::pepper_usage(
-                i64::from(row.small("pepper_version")?),
-                row.int("live")?,
-                row.int("revoked")?,
-            )
-        })
-        .collect()
+    async fn pepper_usage(&self) -> Result<Vec<PepperUsage>, StoreError> {
+        let rows = self
+            .read(Statement::new(sql::PEPPER_USAGE, params![]))
+            .await?;
+        rows.iter()
+            .map(|row| {
+                rows::pepper_usage(
+                    i64::from(row.small("pepper_version")?),
+                    row.int("live")?,
+                    row.int("revoked")?,
+                )
+            })
+            .collect()
+    }
 }

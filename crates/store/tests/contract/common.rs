@@ -7,7 +7,7 @@ use keyward_core::key::KeyFormat;
 use keyward_core::model::{Metadata, NewKey, UserId};
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
-use keyward_store::{AnyStore, DatabaseUrl, NewKeyRecord, Store};
+use keyward_store::{AnyStore, DatabaseUrl, KeyStore, NewKeyRecord};
 
 /// A fresh, migrated, empty database and a way to open it a second time.
 pub struct Fixture {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use keyward_store::testing;
-use keyward_store::{ConnectOptions, Store, StoreError};
+use keyward_store::{ConnectOptions, KeyStore, Store, StoreError, UsageStore};
 
 use crate::common::Fixture;
 

@@ -6,7 +6,7 @@ use keyward_core::hash::{Pepper, Peppers};
 use keyward_core::key::KeyFormat;
 use keyward_core::model::{NewKey, UserId};
 use keyward_core::time::Timestamp;
-use keyward_store::{NewKeyRecord, PepperUsage, Store};
+use keyward_store::{KeyStore, NewKeyRecord, PepperUsage, UserStore};
 
 use super::TestApp;
 

@@ -4,7 +4,7 @@
 use keyward_core::audit::{Actor, EventQuery};
 use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{KeyId, Scope};
-use keyward_store::{Store, StoreError};
+use keyward_store::{EventStore, KeyStore, StoreError, UserStore};
 
 use super::fixture;
 use crate::common::{admin, at, insert, new_key, user};

@@ -2,7 +2,7 @@
 
 use keyward_core::lifecycle::Mutation;
 use keyward_core::model::Scope;
-use keyward_store::{Store, StoreError};
+use keyward_store::{KeyStore, Store, StoreError};
 
 use super::fixture;
 use crate::common::{admin, at, insert, new_key, user};

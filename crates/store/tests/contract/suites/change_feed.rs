@@ -5,7 +5,7 @@ use std::time::Duration;
 use keyward_core::hash::KeyHash;
 use keyward_core::lifecycle::Mutation;
 use keyward_core::model::Scope;
-use keyward_store::{AnyStore, ExternalChange, Store};
+use keyward_store::{AnyStore, ExternalChange, KeyStore, Store, UserStore};
 
 use super::fixture;
 use crate::common::{Fixture, admin, at, insert, user};

@@ -2,7 +2,7 @@
 
 use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{KeyId, Scope};
-use keyward_store::{AnyStore, NewKeyRecord, Store};
+use keyward_store::{AnyStore, KeyStore, NewKeyRecord, Store, UsageStore};
 
 use super::fixture;
 use crate::common::{admin, at, new_key};

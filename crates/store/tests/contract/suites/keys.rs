@@ -4,7 +4,7 @@
 use keyward_core::hash::KeyHash;
 use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{KeyId, KeyStatus, Scope};
-use keyward_store::{Store, StoreError};
+use keyward_store::{KeyStore, Store, StoreError, UserStore};
 
 use super::fixture;
 use crate::common::{admin, at, insert, new_key, user};

@@ -4,7 +4,7 @@
 use keyward_core::lifecycle::{LifecycleError, Mutation};
 use keyward_core::model::{KeyId, KeyStatus, Scope};
 use keyward_core::rate::RateLimit;
-use keyward_store::{Store, StoreError};
+use keyward_store::{KeyStore, StoreError};
 
 use super::fixture;
 use crate::common::{admin, at, insert, user};

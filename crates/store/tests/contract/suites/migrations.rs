@@ -1,7 +1,7 @@
 //! Migrations on a database that is already migrated and holds keys.
 
 use keyward_core::model::Scope;
-use keyward_store::Store;
+use keyward_store::{KeyStore, Store};
 
 use super::fixture;
 use crate::common::insert;

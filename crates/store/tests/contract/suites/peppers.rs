@@ -3,7 +3,7 @@
 use keyward_core::hash::KeyHash;
 use keyward_core::lifecycle::Mutation;
 use keyward_core::model::Scope;
-use keyward_store::Store;
+use keyward_store::{KeyStore, UserStore};
 
 use super::fixture;
 use crate::common::{admin, at, insert, new_key};

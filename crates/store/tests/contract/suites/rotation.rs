@@ -3,7 +3,7 @@
 use keyward_core::audit::EventQuery;
 use keyward_core::lifecycle::LifecycleError;
 use keyward_core::model::{KeyId, Scope};
-use keyward_store::{Store, StoreError};
+use keyward_store::{EventStore, KeyStore, StoreError};
 
 use super::fixture;
 use crate::common::{admin, at, insert, new_key, user};

@@ -1,7 +1,7 @@
 //! Last-used times, recorded in batches and only ever moved forward.
 
 use keyward_core::model::{KeyId, Scope};
-use keyward_store::Store;
+use keyward_store::{KeyStore, UsageStore};
 
 use super::fixture;
 use crate::common::{admin, at, insert, new_key};

@@ -3,7 +3,7 @@
 
 use keyward_core::time::Timestamp;
 use keyward_core::usage::{HOUR_MS, HourlyUsage, UsageCounts};
-use keyward_store::{HourCounts, Store, UsageOf};
+use keyward_store::{HourCounts, KeyStore, UsageOf, UsageStore, UserStore};
 
 use super::fixture;
 use crate::common::{admin, at, insert, new_key, user};
