@@ -197,6 +197,11 @@ impl<S: Store> Engine<S> {
         request: &NewKeyRequest,
         actor: Actor,
     ) -> Result<CreatedKey, EngineError> {
+        // New keys only for ids by today's rules; one stored before them still
+        // names its user everywhere else (`UserId::from_stored`).
+        UserId::parse(owner.as_str()).map_err(|e| {
+            EngineError::Invalid(ValidationErrors::single("user_id", e.to_string()))
+        })?;
         let config = &self.inner.config;
         let now = self.inner.now();
         let mut valid = request

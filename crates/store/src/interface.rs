@@ -1,4 +1,9 @@
-//! The store interface: what keyward needs from a database.
+//! The store interface: what keyward needs from a database, and [`AnyStore`], the
+//! store of whichever backend the database URL named, which forwards it.
+//!
+//! Each operation is declared once, in an `operations!` group below: the macro
+//! writes the trait and its forwarding for `AnyStore`. Backends get every group
+//! from `operations/`, written once over their `Dialect`.
 
 use std::future::Future;
 
@@ -10,10 +15,60 @@ use keyward_core::time::Timestamp;
 use keyward_core::usage::HourlyUsage;
 
 use crate::error::StoreError;
+use crate::postgres::PostgresStore;
 use crate::records::{
     Applied, Consumed, ExternalChange, HourCounts, ImportedKey, LegacyCandidate, NewKeyRecord,
     PepperUsage, Replacement, Rotated, RotationTerms, UsageOf, VerifyRecord,
 };
+use crate::sqlite::SqliteStore;
+
+/// A store of whichever backend the URL chose (see `connect`).
+#[derive(Clone, Debug)]
+pub enum AnyStore {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+/// Calls `$call` on the backend an [`AnyStore`] holds, as `$store`.
+macro_rules! forward {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            AnyStore::Sqlite($store) => $call,
+            AnyStore::Postgres($store) => $call,
+        }
+    };
+}
+
+/// Declares a group of operations as a trait of `async fn`s (each returning a `Send`
+/// future, as a server's tasks need), and implements it for [`AnyStore`] by
+/// forwarding every call to the backend it holds.
+macro_rules! operations {
+    (
+        $(#[$meta:meta])*
+        pub trait $group:ident {
+            $(
+                $(#[$op_meta:meta])*
+                async fn $op:ident(&self $(, $arg:ident: $ty:ty)* $(,)?) -> $out:ty;
+            )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub trait $group {
+            $(
+                $(#[$op_meta])*
+                fn $op(&self $(, $arg: $ty)*) -> impl Future<Output = $out> + Send;
+            )*
+        }
+
+        impl $group for AnyStore {
+            $(
+                async fn $op(&self $(, $arg: $ty)*) -> $out {
+                    forward!(self, store => store.$op($($arg),*).await)
+                }
+            )*
+        }
+    };
+}
 
 /// What keyward needs from a database.
 ///
@@ -53,180 +108,172 @@ pub trait Store:
     fn close(&self) -> impl Future<Output = ()> + Send;
 }
 
-/// Keys: created, imported, listed, read, changed, rotated and re-hashed
-/// (`operations/keys.rs`).
-pub trait KeyStore {
-    /// Stores a new key, unless its owner already has `max_live_per_user` keys that
-    /// are not revoked, counting a rotated key only until its grace period ends
-    /// ([`StoreError::LimitReached`]). The check, the insert and the
-    /// `create` event by `actor` are atomic.
-    fn insert_key(
-        &self,
-        new: &NewKeyRecord,
-        max_live_per_user: u32,
-        actor: &Actor,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Stores many keys in one transaction, without the per-user cap: for bulk loads
-    /// (imports, benchmark seeding), not for users' requests. All or nothing, with a
-    /// `create` event per key.
-    fn insert_keys(
-        &self,
-        new: &[NewKeyRecord],
-        actor: &Actor,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Stores keys imported from AutoGPT with their AutoGPT hashes, in one
-    /// transaction, skipping ids already present (a second import adds nothing).
-    /// Returns how many were added; each gets an `import` event by `actor`.
-    fn import_keys(
-        &self,
-        keys: &[ImportedKey],
-        actor: &Actor,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
-    /// Imported keys not yet re-hashed that may be the presented legacy key: the one
-    /// whose SHA-256 is `sha256`, and the scrypt ones whose head is `head`.
-    fn legacy_candidates(
-        &self,
-        sha256: &[u8; 32],
-        head: &str,
-    ) -> impl Future<Output = Result<Vec<LegacyCandidate>, StoreError>> + Send;
-
-    /// Moves an imported key to the pepper's hash and forgets its AutoGPT hash.
-    fn upgrade_legacy(
-        &self,
-        id: KeyId,
-        hash: &KeyHash,
-        pepper_version: u16,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Keys in `scope`, newest first, all statuses.
-    fn list_keys(
-        &self,
-        scope: Scope<'_>,
-    ) -> impl Future<Output = Result<Vec<ApiKey>, StoreError>> + Send;
-
-    /// One key, if it exists and is in `scope`.
-    fn get_key(
-        &self,
-        scope: Scope<'_>,
-        id: KeyId,
-    ) -> impl Future<Output = Result<Option<ApiKey>, StoreError>> + Send;
-
-    /// The verification view of the key with this hash.
-    fn find_by_hash(
-        &self,
-        hash: &KeyHash,
-    ) -> impl Future<Output = Result<Option<VerifyRecord>, StoreError>> + Send;
-
-    /// Up to `limit` active keys most verified (VALID) in the usage history's hours
-    /// from `since` on, most verified first, with their hashes: what a cache warms up
-    /// with.
-    fn most_verified_since(
-        &self,
-        since: Timestamp,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<(KeyHash, VerifyRecord)>, StoreError>> + Send;
-
-    /// Applies a lifecycle change to a key in `scope`, deciding it on the stored row,
-    /// and records it as made by `actor` (nothing is recorded when nothing changed).
-    fn apply(
-        &self,
-        scope: Scope<'_>,
-        id: KeyId,
-        mutation: &Mutation,
-        now: Timestamp,
-        actor: &Actor,
-    ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
-
-    /// Replaces a key in `scope` with a new one carrying its attributes, linked both
-    /// ways; the old key then works until the end of the grace period (never beyond
-    /// its own expiry). Refused for revoked, expired or already-rotated keys. While
-    /// the old key is in its grace period both count toward the per-user cap, so at
-    /// the cap a rotation with a grace period is refused ([`StoreError::LimitReached`]);
-    /// one that ends the old key at once replaces it and is allowed. Both keys'
-    /// events are recorded as made by `actor`.
-    fn rotate(
-        &self,
-        scope: Scope<'_>,
-        id: KeyId,
-        replacement: &Replacement,
-        terms: RotationTerms,
-        now: Timestamp,
-        actor: &Actor,
-    ) -> impl Future<Output = Result<Rotated, StoreError>> + Send;
-
-    /// Replaces a key's hash, after a verification with a retired pepper.
-    fn rehash(
-        &self,
-        id: KeyId,
-        hash: &KeyHash,
-        pepper_version: u16,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+impl Store for AnyStore {
+    fn backend(&self) -> &'static str {
+        forward!(self, store => store.backend())
+    }
+    async fn migrate(&self) -> Result<(), StoreError> {
+        forward!(self, store => store.migrate().await)
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        forward!(self, store => store.ping().await)
+    }
+    async fn next_external_change(&self) -> Result<ExternalChange, StoreError> {
+        forward!(self, store => store.next_external_change().await)
+    }
+    async fn close(&self) {
+        forward!(self, store => store.close().await)
+    }
 }
 
-/// Usage: `last_used_at`, usage credits and the usage history (`operations/usage.rs`).
-pub trait UsageStore {
-    /// Takes `cost` usage credits from a key, atomically: never below zero, whatever
-    /// the concurrency, across instances. A cost of 0 only checks that credits are
-    /// left. The one write on the verification path, for keys with credits only.
-    fn consume(
-        &self,
-        id: KeyId,
-        cost: u64,
-    ) -> impl Future<Output = Result<Consumed, StoreError>> + Send;
+operations! {
+    /// Keys: created, imported, listed, read, changed, rotated and re-hashed
+    /// (`operations/keys.rs`).
+    pub trait KeyStore {
+        /// Stores a new key, unless its owner already has `max_live_per_user` keys that
+        /// are not revoked, counting a rotated key only until its grace period ends
+        /// ([`StoreError::LimitReached`]). The check, the insert and the
+        /// `create` event by `actor` are atomic.
+        async fn insert_key(
+            &self,
+            new: &NewKeyRecord,
+            max_live_per_user: u32,
+            actor: &Actor,
+        ) -> Result<(), StoreError>;
 
-    /// Moves `last_used_at` forward (never back) for each key; returns rows changed.
-    fn record_usage(
-        &self,
-        usage: &[(KeyId, Timestamp)],
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+        /// Stores many keys in one transaction, without the per-user cap: for bulk loads
+        /// (imports, benchmark seeding), not for users' requests. All or nothing, with a
+        /// `create` event per key.
+        async fn insert_keys(&self, new: &[NewKeyRecord], actor: &Actor) -> Result<(), StoreError>;
 
-    /// Adds verification counts to keys' hours (one row per key and hour, created or
-    /// added to; never replaced). Counts of a key deleted since are dropped.
-    fn record_usage_history(
-        &self,
-        counts: &[HourCounts],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        /// Stores keys imported from AutoGPT with their AutoGPT hashes, in one
+        /// transaction, skipping ids already present (a second import adds nothing).
+        /// Returns how many were added; each gets an `import` event by `actor`.
+        async fn import_keys(&self, keys: &[ImportedKey], actor: &Actor) -> Result<u64, StoreError>;
 
-    /// The hours in [`from`, `to`) with counts, of one key, a user's keys or every
-    /// key (summed per hour), oldest first. Hours without counts are absent.
-    fn usage_history(
-        &self,
-        of: UsageOf<'_>,
-        from: Timestamp,
-        to: Timestamp,
-    ) -> impl Future<Output = Result<Vec<HourlyUsage>, StoreError>> + Send;
+        /// Imported keys not yet re-hashed that may be the presented legacy key: the one
+        /// whose SHA-256 is `sha256`, and the scrypt ones whose head is `head`.
+        async fn legacy_candidates(
+            &self,
+            sha256: &[u8; 32],
+            head: &str,
+        ) -> Result<Vec<LegacyCandidate>, StoreError>;
 
-    /// Forgets the usage history of the hours before `before`.
-    fn prune_usage_history(
-        &self,
-        before: Timestamp,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        /// Moves an imported key to the pepper's hash and forgets its AutoGPT hash.
+        async fn upgrade_legacy(
+            &self,
+            id: KeyId,
+            hash: &KeyHash,
+            pepper_version: u16,
+        ) -> Result<(), StoreError>;
+
+        /// Keys in `scope`, newest first, all statuses.
+        async fn list_keys(&self, scope: Scope<'_>) -> Result<Vec<ApiKey>, StoreError>;
+
+        /// One key, if it exists and is in `scope`.
+        async fn get_key(&self, scope: Scope<'_>, id: KeyId) -> Result<Option<ApiKey>, StoreError>;
+
+        /// The verification view of the key with this hash.
+        async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<VerifyRecord>, StoreError>;
+
+        /// Up to `limit` active keys most verified (VALID) in the usage history's hours
+        /// from `since` on, most verified first, with their hashes: what a cache warms up
+        /// with.
+        async fn most_verified_since(
+            &self,
+            since: Timestamp,
+            limit: u32,
+        ) -> Result<Vec<(KeyHash, VerifyRecord)>, StoreError>;
+
+        /// Applies a lifecycle change to a key in `scope`, deciding it on the stored row,
+        /// and records it as made by `actor` (nothing is recorded when nothing changed).
+        async fn apply(
+            &self,
+            scope: Scope<'_>,
+            id: KeyId,
+            mutation: &Mutation,
+            now: Timestamp,
+            actor: &Actor,
+        ) -> Result<Applied, StoreError>;
+
+        /// Replaces a key in `scope` with a new one carrying its attributes, linked both
+        /// ways; the old key then works until the end of the grace period (never beyond
+        /// its own expiry). Refused for revoked, expired or already-rotated keys. While
+        /// the old key is in its grace period both count toward the per-user cap, so at
+        /// the cap a rotation with a grace period is refused ([`StoreError::LimitReached`]);
+        /// one that ends the old key at once replaces it and is allowed. Both keys'
+        /// events are recorded as made by `actor`.
+        async fn rotate(
+            &self,
+            scope: Scope<'_>,
+            id: KeyId,
+            replacement: &Replacement,
+            terms: RotationTerms,
+            now: Timestamp,
+            actor: &Actor,
+        ) -> Result<Rotated, StoreError>;
+
+        /// Replaces a key's hash, after a verification with a retired pepper.
+        async fn rehash(
+            &self,
+            id: KeyId,
+            hash: &KeyHash,
+            pepper_version: u16,
+        ) -> Result<(), StoreError>;
+    }
 }
 
-/// The audit trail (`operations/events.rs`); each change writes its own event.
-pub trait EventStore {
-    /// Audit events matching `query`, oldest first, at most one page.
-    fn list_events(
-        &self,
-        query: &EventQuery,
-    ) -> impl Future<Output = Result<Vec<KeyEvent>, StoreError>> + Send;
+operations! {
+    /// Usage: `last_used_at`, usage credits and the usage history (`operations/usage.rs`).
+    pub trait UsageStore {
+        /// Takes `cost` usage credits from a key, atomically: never below zero, whatever
+        /// the concurrency, across instances. A cost of 0 only checks that credits are
+        /// left. The one write on the verification path, for keys with credits only.
+        async fn consume(&self, id: KeyId, cost: u64) -> Result<Consumed, StoreError>;
+
+        /// Moves `last_used_at` forward (never back) for each key; returns rows changed.
+        async fn record_usage(&self, usage: &[(KeyId, Timestamp)]) -> Result<u64, StoreError>;
+
+        /// Adds verification counts to keys' hours (one row per key and hour, created or
+        /// added to; never replaced). Counts of a key deleted since are dropped.
+        async fn record_usage_history(&self, counts: &[HourCounts]) -> Result<(), StoreError>;
+
+        /// The hours in [`from`, `to`) with counts, of one key, a user's keys or every
+        /// key (summed per hour), oldest first. Hours without counts are absent.
+        async fn usage_history(
+            &self,
+            of: UsageOf<'_>,
+            from: Timestamp,
+            to: Timestamp,
+        ) -> Result<Vec<HourlyUsage>, StoreError>;
+
+        /// Forgets the usage history of the hours before `before`.
+        async fn prune_usage_history(&self, before: Timestamp) -> Result<(), StoreError>;
+    }
 }
 
-/// Users as a whole, and the peppers their keys use (`operations/users.rs`).
-pub trait UserStore {
-    /// Deletes every key of a user (the user is gone) and records it; returns the
-    /// deleted keys' hashes.
-    fn delete_user(
-        &self,
-        user: &UserId,
-        now: Timestamp,
-        actor: &Actor,
-    ) -> impl Future<Output = Result<Vec<KeyHash>, StoreError>> + Send;
+operations! {
+    /// The audit trail (`operations/events.rs`); each change writes its own event.
+    pub trait EventStore {
+        /// Audit events matching `query`, oldest first, at most one page.
+        async fn list_events(&self, query: &EventQuery) -> Result<Vec<KeyEvent>, StoreError>;
+    }
+}
 
-    /// Keys per pepper version, lowest version first: what is left before a retired
-    /// pepper can be dropped.
-    fn pepper_usage(&self) -> impl Future<Output = Result<Vec<PepperUsage>, StoreError>> + Send;
+operations! {
+    /// Users as a whole, and the peppers their keys use (`operations/users.rs`).
+    pub trait UserStore {
+        /// Deletes every key of a user (the user is gone) and records it; returns the
+        /// deleted keys' hashes.
+        async fn delete_user(
+            &self,
+            user: &UserId,
+            now: Timestamp,
+            actor: &Actor,
+        ) -> Result<Vec<KeyHash>, StoreError>;
+
+        /// Keys per pepper version, lowest version first: what is left before a retired
+        /// pepper can be dropped.
+        async fn pepper_usage(&self) -> Result<Vec<PepperUsage>, StoreError>;
+    }
 }

@@ -23,7 +23,7 @@
 //! pools, change feed and migrations.
 #![forbid(unsafe_code)]
 
-mod any;
+mod connect;
 mod db;
 mod dialect;
 mod error;
@@ -41,9 +41,9 @@ pub mod testing;
 mod url;
 mod writes;
 
-pub use any::{AnyStore, connect, connect_with};
+pub use connect::{connect, connect_with};
 pub use error::{StoreError, Unwritable};
-pub use interface::{EventStore, KeyStore, Store, UsageStore, UserStore};
+pub use interface::{AnyStore, EventStore, KeyStore, Store, UsageStore, UserStore};
 pub use postgres::PostgresStore;
 pub use records::{
     Applied, ConnectOptions, Consumed, ExternalChange, HourCounts, ImportedKey, LegacyCandidate,

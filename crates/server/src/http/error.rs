@@ -167,6 +167,12 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid request").detail(detail)
     }
 
+    /// A usage history query that names no range (400, unlike other queries' 422:
+    /// the contract of the usage routes since they came).
+    pub fn invalid_usage_query(detail: String) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "Invalid usage query").detail(detail)
+    }
+
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "API key not found")
             .detail("no API key with this id exists among your keys")

@@ -2,11 +2,11 @@
 
 use axum::Json;
 use axum::body::{Bytes, HttpBody};
-use axum::extract::{FromRequest, FromRequestParts, Query, RawPathParams, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, RawPathParams, Request};
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
-use keyward_core::model::KeyId;
+use keyward_core::model::{KeyId, UserId};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -120,5 +120,23 @@ impl<S: Send + Sync> FromRequestParts<S> for KeyIdPath {
             return Err(ApiError::not_found());
         }
         id.parse().map(Self).map_err(|_| ApiError::not_found())
+    }
+}
+
+/// The `{user_id}` path segment, percent-decoded, read as stored: a user whose id
+/// predates today's rules (see [`UserId::from_stored`]) can still be listed and
+/// removed; new keys are held to today's rules by the engine. Anything else: 422.
+pub struct UserIdPath(pub UserId);
+
+impl<S: Send + Sync> FromRequestParts<S> for UserIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::invalid("user_id: not UTF-8 once percent-decoded"))?;
+        UserId::from_stored(&id)
+            .map(Self)
+            .map_err(|e| ApiError::invalid(format!("user_id: {e}")))
     }
 }

@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::query_params;
-use super::routes::{admin, api_keys, catalogue, forward_auth, ops, usage, verify};
+use super::routes::{admin, api_keys, catalogue, forward_auth, ops, verify};
 use super::state::AppState;
 
 #[derive(utoipa::OpenApi)]
@@ -81,7 +81,7 @@ pub(super) fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::set_rate_limit))
         .routes(routes!(api_keys::rotate_key))
         .routes(routes!(api_keys::list_key_events))
-        .routes(routes!(usage::get_key_usage))
+        .routes(routes!(api_keys::get_key_usage))
         .routes(routes!(admin::delete_user))
         .routes(routes!(
             admin::create_key_for_user,
@@ -94,7 +94,7 @@ pub(super) fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::suspend_key_as_admin))
         .routes(routes!(admin::reactivate_key_as_admin))
         .routes(routes!(admin::list_events))
-        .routes(routes!(usage::get_usage))
+        .routes(routes!(admin::get_usage))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -1,10 +1,14 @@
 //! The audit trail's shapes: recorded changes, their pages, and the queries that
 //! page through them.
 
-use keyward_core::audit::KeyEvent;
+use keyward_core::audit::{self, EventQuery, KeyEvent};
+use keyward_core::model::UserId;
+use keyward_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
+
+use super::validate::optional;
 
 /// Who made a change.
 #[derive(Serialize, ToSchema)]
@@ -108,4 +112,19 @@ pub struct AdminEventsQuery {
     /// Page size, 1–1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+}
+
+impl AdminEventsQuery {
+    /// The events asked for: a user id as stored (so a user whose id predates
+    /// today's rules is found), a time in RFC 3339, a page within bounds.
+    pub fn to_query(&self) -> Result<EventQuery, String> {
+        let (after, limit) = audit::page(self.after, self.limit)?;
+        Ok(EventQuery {
+            key_id: None,
+            user_id: optional("user_id", self.user_id.as_deref(), UserId::from_stored)?,
+            since: optional("since", self.since.as_deref(), Timestamp::parse_rfc3339)?,
+            after,
+            limit,
+        })
+    }
 }

@@ -1,12 +1,16 @@
 //! Usage history's shapes: verifications per hour or day, of one key, a user's keys
-//! or the deployment, and the queries that choose the range.
+//! or the deployment, and the queries that choose the range. Every bucket of the
+//! range is answered, zeros included, oldest first, with what was counted and not
+//! yet written to the database: a verification shows at once.
 
 use keyward_core::model::{KeyId, UserId};
 use keyward_core::time::Timestamp;
-use keyward_core::usage::{HourlyUsage, UsageRange};
+use keyward_core::usage::{Granularity, HourlyUsage, UsageRange};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
+
+use super::validate::optional;
 
 /// The range of a key's usage history.
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -24,6 +28,22 @@ pub struct UsageQuery {
     pub granularity: Option<String>,
 }
 
+impl UsageQuery {
+    /// The range asked for, ending `now` by default.
+    pub fn range(&self, now: Timestamp) -> Result<UsageRange, String> {
+        let from = optional("from", self.from.as_deref(), Timestamp::parse_rfc3339)?;
+        let to = optional("to", self.to.as_deref(), Timestamp::parse_rfc3339)?;
+        let granularity = self
+            .granularity
+            .as_deref()
+            .map(Granularity::parse)
+            .transpose()
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        UsageRange::new(from, to, granularity, now).map_err(|e| e.to_string())
+    }
+}
+
 /// The range and owner of the deployment's (or a user's) usage history. Its
 /// documented parameters are `user_id` (on the route) and [`UsageQuery`]'s.
 #[derive(Deserialize)]
@@ -31,6 +51,13 @@ pub struct AdminUsageQuery {
     pub user_id: Option<String>,
     #[serde(flatten)]
     pub range: UsageQuery,
+}
+
+impl AdminUsageQuery {
+    /// Whose usage: a user id as stored, or everyone's.
+    pub fn user(&self) -> Result<Option<UserId>, String> {
+        optional("user_id", self.user_id.as_deref(), UserId::from_stored)
+    }
 }
 
 /// Verifications in one bucket.

@@ -8,6 +8,8 @@
 //! serialisation); here, not in a transport, so that the HTTP API and the CLI's
 //! `--metadata` take the same step.
 
+use std::fmt::Display;
+
 use keyward_core::model::Metadata;
 
 /// Metadata as sent: any JSON object, at most 4 KiB serialised.
@@ -15,4 +17,15 @@ pub fn parse_metadata(
     object: serde_json::Map<String, serde_json::Value>,
 ) -> Result<Metadata, String> {
     Metadata::from_json_object(serde_json::Value::Object(object).to_string())
+}
+
+/// An optional field as sent, read by `parse`; a problem is named after the field.
+pub fn optional<T, E: Display>(
+    name: &str,
+    text: Option<&str>,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<Option<T>, String> {
+    text.map(parse)
+        .transpose()
+        .map_err(|e| format!("{name}: {e}"))
 }

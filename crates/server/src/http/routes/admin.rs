@@ -2,22 +2,21 @@
 //! on a user's behalf, with the usage credits and rate limits only the platform sets;
 //! removing a user who left; the audit trail across users; a user's keys listed,
 //! suspended, reactivated or revoked by the platform (its support staff, the console's
-//! operator view).
+//! operator view); usage history across keys.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
-use keyward_core::audit::{self, EventQuery};
-use keyward_core::model::{Scope, UserId};
-use keyward_core::time::Timestamp;
+use keyward_core::model::Scope;
 
 use super::api_keys::created_response;
 use crate::http::auth::ServiceCaller;
 use crate::http::error::{ApiError, ErrorBody, documented};
-use crate::http::json::{ApiJson, ApiQuery, KeyIdPath};
+use crate::http::json::{ApiJson, ApiQuery, KeyIdPath, UserIdPath};
 use crate::http::state::AppState;
 use crate::wire::events::{AdminEventsQuery, EventPage};
 use crate::wire::keys::{ApiKeyResponse, CreateKeyRequest, CreateKeyResponse, PatchKeyRequest};
+use crate::wire::usage::{AdminUsageQuery, UsageQuery, UsageResponse};
 use crate::wire::users::DeletedUserResponse;
 
 pub const TAG: &str = "admin";
@@ -45,11 +44,8 @@ pub const TAG: &str = "admin";
 pub async fn delete_user(
     State(state): State<AppState>,
     _caller: ServiceCaller,
-    Path(user_id): Path<String>,
+    UserIdPath(user): UserIdPath,
 ) -> Result<Json<DeletedUserResponse>, ApiError> {
-    // As stored: a user whose id predates today's rules can still be removed.
-    let user =
-        UserId::from_stored(&user_id).map_err(|e| ApiError::invalid(format!("user_id: {e}")))?;
     let deleted = state.engine.delete_user(&user).await?;
     Ok(Json(DeletedUserResponse {
         user_id: user.as_str().to_owned(),
@@ -78,30 +74,9 @@ pub async fn list_events(
     _caller: ServiceCaller,
     ApiQuery(query): ApiQuery<AdminEventsQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
-    let (after, limit) = audit::page(query.after, query.limit).map_err(ApiError::invalid)?;
-    let user_id = query
-        .user_id
-        .as_deref()
-        .map(UserId::from_stored)
-        .transpose()
-        .map_err(|e| ApiError::invalid(format!("user_id: {e}")))?;
-    let since = query
-        .since
-        .as_deref()
-        .map(Timestamp::parse_rfc3339)
-        .transpose()
-        .map_err(|e| ApiError::invalid(format!("since: {e}")))?;
-    let events = state
-        .engine
-        .events(&EventQuery {
-            key_id: None,
-            user_id,
-            since,
-            after,
-            limit,
-        })
-        .await?;
-    Ok(Json(EventPage::new(events, limit)))
+    let query = query.to_query().map_err(ApiError::invalid)?;
+    let events = state.engine.events(&query).await?;
+    Ok(Json(EventPage::new(events, query.limit)))
 }
 
 /// Create a key on a user's behalf. The plaintext is in this response only.
@@ -131,10 +106,9 @@ pub async fn list_events(
 pub async fn create_key_for_user(
     State(state): State<AppState>,
     _caller: ServiceCaller,
-    Path(user_id): Path<String>,
+    UserIdPath(user): UserIdPath,
     ApiJson(body): ApiJson<CreateKeyRequest>,
 ) -> Result<Response, ApiError> {
-    let user = UserId::parse(&user_id).map_err(|e| ApiError::invalid(format!("user_id: {e}")))?;
     let created = state
         .engine
         .create_key_as_admin(&user, &body.into())
@@ -197,11 +171,8 @@ pub async fn update_key_as_admin(
 pub async fn list_keys_of_user(
     State(state): State<AppState>,
     _caller: ServiceCaller,
-    Path(user_id): Path<String>,
+    UserIdPath(user): UserIdPath,
 ) -> Result<Json<Vec<ApiKeyResponse>>, ApiError> {
-    // As stored, like deletion: a user whose id predates today's rules is still found.
-    let user =
-        UserId::from_stored(&user_id).map_err(|e| ApiError::invalid(format!("user_id: {e}")))?;
     let keys = state.engine.list_keys(Scope::User(&user)).await?;
     Ok(Json(keys.into_iter().map(Into::into).collect()))
 }
@@ -279,4 +250,40 @@ pub async fn revoke_key_as_admin(
     KeyIdPath(id): KeyIdPath,
 ) -> Result<Json<ApiKeyResponse>, ApiError> {
     Ok(Json(state.engine.revoke(Scope::Admin, id).await?.into()))
+}
+
+/// Verifications per hour or day of a user's keys, or of every key: VALID and
+/// refused, summed.
+///
+/// As for one key (`GET /api/api-keys/{id}/usage`): every bucket of the range,
+/// oldest first, at most 744. A user without keys has all zeros.
+#[utoipa::path(
+    get,
+    path = "/api/admin/usage",
+    tag = TAG,
+    operation_id = "get_usage",
+    params(
+        ("user_id" = Option<String>, Query, description = "Only this user's keys (the JWT `sub`); the whole deployment without it"),
+        UsageQuery,
+    ),
+    security(("service_token" = [])),
+    responses(
+        (status = 200, description = "Verifications per bucket", body = UsageResponse),
+        (status = 400, description = "A time that is not RFC 3339, from not before to, more than 744 buckets, a granularity other than hour or day, or an invalid user id", body = ErrorBody),
+        documented::ServiceToken,
+        (status = 422, description = "A query string that cannot be read (a parameter given twice)", body = ErrorBody),
+        documented::Database,
+    )
+)]
+pub async fn get_usage(
+    State(state): State<AppState>,
+    _caller: ServiceCaller,
+    ApiQuery(query): ApiQuery<AdminUsageQuery>,
+) -> Result<Json<UsageResponse>, ApiError> {
+    let user = query.user().map_err(ApiError::invalid_usage_query)?;
+    let range = (query.range)
+        .range(state.engine.now())
+        .map_err(ApiError::invalid_usage_query)?;
+    let buckets = state.engine.usage(user.as_ref(), &range).await?;
+    Ok(Json(UsageResponse::new(user.as_ref(), &range, &buckets)))
 }

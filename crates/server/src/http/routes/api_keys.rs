@@ -1,4 +1,5 @@
-//! The management API: a user's own keys, under `/api/api-keys`.
+//! The management API: a user's own keys, under `/api/api-keys`, with their audit
+//! trail and usage history.
 
 use axum::Json;
 use axum::extract::State;
@@ -19,6 +20,7 @@ use crate::wire::keys::{
     ApiKeyResponse, CreateKeyRequest, CreateKeyResponse, PatchKeyRequest, RotateKeyRequest,
     RotateKeyResponse, SetPermissionsRequest, SetRateLimitRequest,
 };
+use crate::wire::usage::{KeyUsageResponse, UsageQuery};
 
 pub const TAG: &str = "api-keys";
 
@@ -383,4 +385,43 @@ pub async fn rotate_key(
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// A key's verifications per hour or day: VALID and refused.
+///
+/// Buckets are UTC hours or days, every one of the range (zeros included), oldest
+/// first, at most 744. The range defaults to the last 48 hours (`hour`) or 30 days
+/// (`day`) up to now. Verifications are counted whatever their answer, once the key
+/// is found; history is kept `KEYWARD_USAGE_HISTORY_DAYS` days (0: not counted, all
+/// zeros).
+#[utoipa::path(
+    get,
+    path = "/api/api-keys/{id}/usage",
+    tag = TAG,
+    operation_id = "get_api_key_usage",
+    params(("id" = Uuid, Path, description = "The key's id"), UsageQuery),
+    security(("user_jwt" = [])),
+    responses(
+        (status = 200, description = "The key's verifications per bucket", body = KeyUsageResponse),
+        (status = 400, description = "A time that is not RFC 3339, from not before to, more than 744 buckets, or a granularity other than hour or day", body = ErrorBody),
+        documented::UserToken,
+        documented::CallersKey,
+        (status = 422, description = "A query string that cannot be read (a parameter given twice)", body = ErrorBody),
+        documented::Database,
+    )
+)]
+pub async fn get_key_usage(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    KeyIdPath(id): KeyIdPath,
+    ApiQuery(query): ApiQuery<UsageQuery>,
+) -> Result<Json<KeyUsageResponse>, ApiError> {
+    let range = query
+        .range(state.engine.now())
+        .map_err(ApiError::invalid_usage_query)?;
+    let buckets = state
+        .engine
+        .key_usage(Scope::User(&user), id, &range)
+        .await?;
+    Ok(Json(KeyUsageResponse::new(id, &range, &buckets)))
 }

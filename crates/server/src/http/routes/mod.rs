@@ -2,12 +2,12 @@
 //! of `http/` (who is calling, the body, the path), asks the engine, and turns the
 //! answer into its JSON shape (`crate::wire`).
 //!
-//! - [`api_keys`]: the management API (users, JWT).
+//! - [`api_keys`]: the management API (users, JWT): a user's keys, their audit
+//!   trail and usage history.
 //! - [`verify`]: the verify API (services, service token).
 //! - [`forward_auth`]: `/api/auth`, for reverse proxies.
-//! - [`admin`]: the platform's own routes: any user's keys, the audit trail, user
-//!   deletion (services, service token).
-//! - [`usage`]: usage history, per key (users) and per user or deployment (services).
+//! - [`admin`]: the platform's own routes: any user's keys, the audit trail and
+//!   usage history across keys, user deletion (services, service token).
 //! - [`catalogue`]: the permission names.
 //! - [`ops`]: health, readiness, metrics, `/openapi.json`, `/docs`.
 //! - [`console`]: the web console at `/console` (a page on top of the JSON API).
@@ -18,5 +18,4 @@ pub mod catalogue;
 pub mod console;
 pub mod forward_auth;
 pub mod ops;
-pub mod usage;
 pub mod verify;

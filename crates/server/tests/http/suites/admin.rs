@@ -76,6 +76,40 @@ async fn user_ids_are_taken_verbatim_from_the_path() {
 }
 
 #[tokio::test]
+async fn every_user_id_route_answers_422_for_what_is_not_a_user_id() {
+    let app = TestApp::new().await;
+    let body = json!({"name": "x", "permissions": []});
+    // Not UTF-8 once decoded, a control character, and (for a new key only) an id
+    // that starts with a space: each route reads the segment the same way.
+    for id in ["%FF", "a%0Ab"] {
+        let path = format!("/api/admin/users/{id}");
+        let keys = format!("{path}/api-keys");
+        for (method, uri, body) in [
+            (Method::DELETE, &path, None),
+            (Method::GET, &keys, None),
+            (Method::POST, &keys, Some(body.clone())),
+        ] {
+            let response = app.as_platform(method.clone(), uri, body).await;
+            let error = response.error(StatusCode::UNPROCESSABLE_ENTITY);
+            assert!(
+                error["detail"].as_str().unwrap().starts_with("user_id: "),
+                "{method} {uri}: {error}"
+            );
+        }
+    }
+    let padded = app
+        .as_platform(Method::POST, "/api/admin/users/%20bob/api-keys", Some(body))
+        .await;
+    let error = padded.error(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(error["detail"].as_str().unwrap().starts_with("user_id: "));
+    // An id stored before today's rules still names its user for reading.
+    let listed = app
+        .as_platform(Method::GET, "/api/admin/users/%20bob/api-keys", None)
+        .await;
+    assert_eq!(listed.ok(), &json!([]));
+}
+
+#[tokio::test]
 async fn only_the_service_token_may_delete_users() {
     let app = TestApp::new().await;
     let (_, plain) = app.key_with("alice", &[]).await;
