@@ -7,7 +7,7 @@
 //! dozen bounds (the executor, every bound and decoded type). They are written here
 //! once, on two blanket implementations: [`Backend`] runs a [`Statement`] on a
 //! connection, [`Columns`] reads a row's columns as keyward's types. The shared
-//! operations (`operations.rs`) then need only `D::Db: Backend`.
+//! operations (`operations/`) then need only `D::Db: Backend`.
 //!
 //! Both backends take the same Rust types for ids (`Uuid`: `UUID` on PostgreSQL, a
 //! 16-byte `BLOB` on SQLite), integers and bytes; a permission list is the one value

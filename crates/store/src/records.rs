@@ -56,7 +56,7 @@ pub enum ExternalChange {
     Alive,
 }
 
-/// How many keys a pepper version hashed (see [`Store::pepper_usage`](crate::Store::pepper_usage)).
+/// How many keys a pepper version hashed (see [`UserStore::pepper_usage`](crate::UserStore::pepper_usage)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PepperUsage {
     pub version: u16,
@@ -97,7 +97,7 @@ pub struct Rotated {
     pub new: ApiKey,
 }
 
-/// What taking usage credits found (see [`Store::consume`](crate::Store::consume)).
+/// What taking usage credits found (see [`UsageStore::consume`](crate::UsageStore::consume)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Consumed {
     /// Taken (or, for a cost of 0, available); this many are left.
@@ -121,7 +121,7 @@ pub struct ImportedKey {
 }
 
 /// An imported key that may be the one presented (see
-/// [`Store::legacy_candidates`](crate::Store::legacy_candidates)).
+/// [`KeyStore::legacy_candidates`](crate::KeyStore::legacy_candidates)).
 #[derive(Clone, Debug)]
 pub struct LegacyCandidate {
     pub record: VerifyRecord,
@@ -143,7 +143,7 @@ impl Default for ConnectOptions {
     }
 }
 
-/// Whose usage history to read (see [`Store::usage_history`](crate::Store::usage_history)).
+/// Whose usage history to read (see [`UsageStore::usage_history`](crate::UsageStore::usage_history)).
 #[derive(Clone, Copy, Debug)]
 pub enum UsageOf<'a> {
     /// One key.
@@ -155,7 +155,7 @@ pub enum UsageOf<'a> {
 }
 
 /// Counts to add to one key's hour (see
-/// [`Store::record_usage_history`](crate::Store::record_usage_history)).
+/// [`UsageStore::record_usage_history`](crate::UsageStore::record_usage_history)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HourCounts {
     pub key_id: KeyId,
