@@ -11,7 +11,7 @@ use clap::Parser;
 use keyward_core::audit::Actor;
 use keyward_core::hash::Peppers;
 use keyward_core::key::KeyFormat;
-use keyward_core::model::{NewKey, UserId};
+use keyward_core::model::{ApiKey, NewKey, UserId};
 use keyward_core::time::Timestamp;
 use keyward_store::{DatabaseUrl, KeyStore, NewKeyRecord, Store};
 
@@ -69,10 +69,10 @@ async fn main() -> anyhow::Result<()> {
             batch.push(NewKeyRecord {
                 hash,
                 pepper_version: pepper.version(),
-                key: NewKey::new(owner, "bench", now)
-                    .secret(&plain)
-                    .permissions(permissions.clone())
-                    .build(),
+                key: ApiKey {
+                    permissions: permissions.clone(),
+                    ..NewKey::new(owner, "bench", now).secret(&plain).build()
+                },
             });
         }
         store

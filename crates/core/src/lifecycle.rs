@@ -305,13 +305,15 @@ mod tests {
 
     fn stored_key() -> ApiKey {
         let alice = crate::model::UserId::parse("alice").unwrap();
-        crate::model::NewKey::new(alice, "ci", at(1_000))
-            .display("agpt_old", "oldpost1")
-            .status(KeyStatus::Suspended)
-            .permissions(vec!["READ_GRAPH".into()])
-            .last_used_at(Some(at(2_000)))
-            .remaining(Some(7))
-            .build()
+        ApiKey {
+            status: KeyStatus::Suspended,
+            permissions: vec!["READ_GRAPH".into()],
+            last_used_at: Some(at(2_000)),
+            remaining: Some(7),
+            ..crate::model::NewKey::new(alice, "ci", at(1_000))
+                .display("agpt_old", "oldpost1")
+                .build()
+        }
     }
 
     #[test]

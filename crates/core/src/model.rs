@@ -258,10 +258,12 @@ pub struct ApiKey {
     pub rotated_to: Option<KeyId>,
 }
 
-/// A new key's record, built field by field: what is not set starts empty (active,
-/// no permissions, no description, expiry, limits, metadata or credits, never used,
-/// not rotated). The display parts come from the key itself ([`NewKey::secret`]) or,
-/// for an imported key, from where it was made ([`NewKey::display`]).
+/// A new key's record: a fresh id (or an imported key's, [`NewKey::id`]), its owner,
+/// name and creation time, and display parts from the key itself ([`NewKey::secret`])
+/// or, for an imported key, from where it was made ([`NewKey::display`]); everything
+/// else starts empty (active, no permissions, no description, expiry, limits,
+/// metadata or credits, never used, not rotated). Set more with struct update syntax:
+/// `ApiKey { permissions, ..NewKey::new(owner, name, now).secret(&plain).build() }`.
 #[derive(Clone, Debug)]
 #[must_use = "a new key does nothing until it is built and stored"]
 pub struct NewKey(ApiKey);
@@ -306,51 +308,6 @@ impl NewKey {
     /// Keeps an id given elsewhere (an imported key's).
     pub fn id(mut self, id: KeyId) -> Self {
         self.0.id = id;
-        self
-    }
-
-    pub fn description(mut self, description: Option<String>) -> Self {
-        self.0.description = description;
-        self
-    }
-
-    pub fn status(mut self, status: KeyStatus) -> Self {
-        self.0.status = status;
-        self
-    }
-
-    pub fn permissions(mut self, permissions: Vec<String>) -> Self {
-        self.0.permissions = permissions;
-        self
-    }
-
-    pub fn last_used_at(mut self, at: Option<Timestamp>) -> Self {
-        self.0.last_used_at = at;
-        self
-    }
-
-    pub fn revoked_at(mut self, at: Option<Timestamp>) -> Self {
-        self.0.revoked_at = at;
-        self
-    }
-
-    pub fn expires_at(mut self, at: Option<Timestamp>) -> Self {
-        self.0.expires_at = at;
-        self
-    }
-
-    pub fn rate_limit(mut self, limit: Option<RateLimit>) -> Self {
-        self.0.rate_limit = limit;
-        self
-    }
-
-    pub fn metadata(mut self, metadata: Option<Metadata>) -> Self {
-        self.0.metadata = metadata;
-        self
-    }
-
-    pub fn remaining(mut self, credits: Option<u64>) -> Self {
-        self.0.remaining = credits;
         self
     }
 

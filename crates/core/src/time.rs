@@ -55,17 +55,31 @@ impl Timestamp {
 
     /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-28T03:04:12.345Z`.
     pub fn to_rfc3339(self) -> String {
+        self.rfc3339(true)
+    }
+
+    /// RFC 3339 in UTC to the second, e.g. `2026-11-29T10:00:00Z`: for times that are
+    /// whole by nature (usage history's buckets).
+    pub fn to_rfc3339_seconds(self) -> String {
+        self.rfc3339(false)
+    }
+
+    fn rfc3339(self, millis: bool) -> String {
         let at = self.to_datetime();
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        let date_time = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
             at.year(),
             u8::from(at.month()),
             at.day(),
             at.hour(),
             at.minute(),
             at.second(),
-            at.millisecond()
-        )
+        );
+        if millis {
+            format!("{date_time}.{:03}Z", at.millisecond())
+        } else {
+            format!("{date_time}Z")
+        }
     }
 
     /// This timestamp moved forward, saturating at the end of the range.
@@ -94,6 +108,13 @@ impl fmt::Display for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_written_in_utc_with_or_without_milliseconds() {
+        let at = Timestamp::parse_rfc3339("2026-11-29T11:00:00.250+01:00").unwrap();
+        assert_eq!(at.to_rfc3339(), "2026-11-29T10:00:00.250Z");
+        assert_eq!(at.to_rfc3339_seconds(), "2026-11-29T10:00:00Z");
+    }
 
     #[test]
     fn formats_as_utc_with_milliseconds() {

@@ -218,15 +218,17 @@ impl<S: Store> Engine<S> {
             self.count_user_write(Scope::User(owner), now).await?;
         }
         let (plain_text, hash, pepper_version) = self.fresh_secret();
-        let key = NewKey::new(owner.clone(), valid.name.into_string(), now)
-            .secret(&plain_text)
-            .description(valid.description.map(|d| d.into_string()))
-            .permissions(config.catalogue.names_of(valid.permissions))
-            .expires_at(valid.expires_at)
-            .rate_limit(valid.rate_limit)
-            .metadata(valid.metadata)
-            .remaining(valid.remaining)
-            .build();
+        let key = ApiKey {
+            description: valid.description.map(|d| d.into_string()),
+            permissions: config.catalogue.names_of(valid.permissions),
+            expires_at: valid.expires_at,
+            rate_limit: valid.rate_limit,
+            metadata: valid.metadata,
+            remaining: valid.remaining,
+            ..NewKey::new(owner.clone(), valid.name.into_string(), now)
+                .secret(&plain_text)
+                .build()
+        };
         let record = NewKeyRecord {
             hash,
             pepper_version,

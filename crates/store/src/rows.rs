@@ -346,10 +346,12 @@ mod tests {
 
     fn key() -> ApiKey {
         let at = Timestamp::from_millis(1_800_000_000_000).unwrap();
-        NewKey::new(UserId::parse("alice").unwrap(), "ci", at)
-            .display("agpt_abc", "xyz12345")
-            .permissions(vec!["READ_GRAPH".into()])
-            .build()
+        ApiKey {
+            permissions: vec!["READ_GRAPH".into()],
+            ..NewKey::new(UserId::parse("alice").unwrap(), "ci", at)
+                .display("agpt_abc", "xyz12345")
+                .build()
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use clap::Subcommand;
 use keyward_core::hash::KeyHash;
 use keyward_core::input::{Description, KeyName};
 use keyward_core::legacy::LegacyHash;
-use keyward_core::model::{KeyId, KeyStatus, NewKey, UserId};
+use keyward_core::model::{ApiKey, KeyId, KeyStatus, NewKey, UserId};
 use keyward_core::time::Timestamp;
 use keyward_store::{ImportedKey, NewKeyRecord};
 use serde::Serialize;
@@ -272,15 +272,17 @@ fn imported_key(row: SourceRow, pepper_version: u16) -> Result<ImportedKey, Stri
         KeyStatus::Revoked => Some(time(row.revoked_at, "revokedAt")?.unwrap_or(created_at)),
         _ => None,
     };
-    let key = NewKey::new(user_id, name.into_string(), created_at)
-        .id(key_id(&row.id))
-        .display(&row.head, &row.tail)
-        .description(description)
-        .status(status)
-        .permissions(permissions)
-        .last_used_at(time(row.last_used_at, "lastUsedAt")?)
-        .revoked_at(revoked_at)
-        .build();
+    let key = ApiKey {
+        description,
+        status,
+        permissions,
+        last_used_at: time(row.last_used_at, "lastUsedAt")?,
+        revoked_at,
+        ..NewKey::new(user_id, name.into_string(), created_at)
+            .id(key_id(&row.id))
+            .display(&row.head, &row.tail)
+            .build()
+    };
     Ok(ImportedKey {
         record: NewKeyRecord {
             key,

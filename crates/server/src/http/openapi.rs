@@ -9,7 +9,6 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ObjectBuilder, OpenApi, Type};
 use utoipa::{Modify, OpenApi as _};
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use super::query_params;
 use super::routes::{admin, api_keys, catalogue, forward_auth, ops, verify};
@@ -63,43 +62,15 @@ impl Modify for SecuritySchemes {
     }
 }
 
-/// Every documented route, with its documentation.
+/// Every documented route, with its documentation: each resource's own list.
 pub(super) fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(api_keys::create_key, api_keys::list_keys))
-        .routes(routes!(verify::verify_key))
-        .routes(routes!(catalogue::list_permissions))
-        .routes(routes!(forward_auth::forward_auth))
-        .routes(routes!(
-            api_keys::get_key,
-            api_keys::revoke_key,
-            api_keys::update_key
-        ))
-        .routes(routes!(api_keys::suspend_key))
-        .routes(routes!(api_keys::reactivate_key))
-        .routes(routes!(api_keys::set_permissions))
-        .routes(routes!(api_keys::set_rate_limit))
-        .routes(routes!(api_keys::rotate_key))
-        .routes(routes!(api_keys::list_key_events))
-        .routes(routes!(api_keys::get_key_usage))
-        .routes(routes!(admin::delete_user))
-        .routes(routes!(
-            admin::create_key_for_user,
-            admin::list_keys_of_user
-        ))
-        .routes(routes!(
-            admin::update_key_as_admin,
-            admin::revoke_key_as_admin
-        ))
-        .routes(routes!(admin::suspend_key_as_admin))
-        .routes(routes!(admin::reactivate_key_as_admin))
-        .routes(routes!(admin::list_events))
-        .routes(routes!(admin::get_usage))
-        .routes(routes!(ops::healthz))
-        .routes(routes!(ops::readyz))
-        .routes(routes!(ops::metrics))
-        .routes(routes!(ops::openapi))
-        .routes(routes!(ops::docs))
+        .merge(api_keys::routes())
+        .merge(verify::routes())
+        .merge(catalogue::routes())
+        .merge(forward_auth::routes())
+        .merge(admin::routes())
+        .merge(ops::routes())
 }
 
 /// The OpenAPI document, with the permission names of `catalogue` as an enum.

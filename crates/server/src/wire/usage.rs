@@ -93,8 +93,8 @@ impl UsageSeries {
     pub fn new(range: &UsageRange, buckets: &[HourlyUsage]) -> Self {
         Self {
             granularity: range.granularity().as_str(),
-            from: whole_seconds(range.from()),
-            to: whole_seconds(range.to()),
+            from: range.from().to_rfc3339_seconds(),
+            to: range.to().to_rfc3339_seconds(),
             buckets: buckets.iter().map(bucket).collect(),
         }
     }
@@ -137,34 +137,8 @@ impl UsageResponse {
 
 fn bucket(usage: &HourlyUsage) -> UsageBucket {
     UsageBucket {
-        start: whole_seconds(usage.hour),
+        start: usage.hour.to_rfc3339_seconds(),
         valid: usage.counts.valid,
         refused: usage.counts.refused,
-    }
-}
-
-/// RFC 3339 in UTC to the second (bucket boundaries are whole hours):
-/// `2026-11-29T10:00:00Z`.
-fn whole_seconds(at: Timestamp) -> String {
-    let at = at.to_datetime();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second()
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bucket_times_are_rfc3339_to_the_second() {
-        let at = Timestamp::parse_rfc3339("2026-11-29T10:00:00Z").unwrap();
-        assert_eq!(whole_seconds(at), "2026-11-29T10:00:00Z");
     }
 }

@@ -4,7 +4,7 @@
 use keyward_core::audit::Actor;
 use keyward_core::hash::Pepper;
 use keyward_core::key::KeyFormat;
-use keyward_core::model::{Metadata, NewKey, UserId};
+use keyward_core::model::{ApiKey, Metadata, NewKey, UserId};
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use keyward_store::{AnyStore, DatabaseUrl, KeyStore, NewKeyRecord};
@@ -38,14 +38,16 @@ pub fn user(name: &str) -> UserId {
 pub fn new_key(owner: &str, name: &str, created: i64) -> NewKeyRecord {
     let pepper = Pepper::new(1, b"contract-test-pepper-0123456789abcdef").unwrap();
     let (plain, hash) = pepper.mint(&KeyFormat::default());
-    let key = NewKey::new(user(owner), name, at(created))
-        .secret(&plain)
-        .description(Some(format!("{name} description")))
-        .permissions(vec!["EXECUTE_GRAPH".into(), "READ_GRAPH".into()])
-        .expires_at(Some(at(86_400_000)))
-        .rate_limit(RateLimit::new(100, 60).ok())
-        .metadata(Metadata::from_json_object(format!(r#"{{"team":"{name}"}}"#)).ok())
-        .build();
+    let key = ApiKey {
+        description: Some(format!("{name} description")),
+        permissions: vec!["EXECUTE_GRAPH".into(), "READ_GRAPH".into()],
+        expires_at: Some(at(86_400_000)),
+        rate_limit: RateLimit::new(100, 60).ok(),
+        metadata: Metadata::from_json_object(format!(r#"{{"team":"{name}"}}"#)).ok(),
+        ..NewKey::new(user(owner), name, at(created))
+            .secret(&plain)
+            .build()
+    };
     NewKeyRecord {
         key,
         hash,

@@ -8,6 +8,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::Response;
 use keyward_core::model::Scope;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::api_keys::created_response;
 use crate::http::auth::ServiceCaller;
@@ -20,6 +22,18 @@ use crate::wire::usage::{AdminUsageQuery, UsageQuery, UsageResponse};
 use crate::wire::users::DeletedUserResponse;
 
 pub const TAG: &str = "admin";
+
+/// This resource's routes, one `routes!` per path, with their documentation.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(delete_user))
+        .routes(routes!(create_key_for_user, list_keys_of_user))
+        .routes(routes!(update_key_as_admin, revoke_key_as_admin))
+        .routes(routes!(suspend_key_as_admin))
+        .routes(routes!(reactivate_key_as_admin))
+        .routes(routes!(list_events))
+        .routes(routes!(get_usage))
+}
 
 /// Delete a user and all their keys.
 ///

@@ -10,6 +10,8 @@ use keyward_core::audit;
 use keyward_core::lifecycle::{DEFAULT_ROTATION_GRACE_SECONDS, MAX_ROTATION_GRACE_SECONDS};
 use keyward_core::model::Scope;
 use keyward_engine::EngineError;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::http::auth::AuthUser;
 use crate::http::error::{ApiError, ErrorBody, documented};
@@ -23,6 +25,20 @@ use crate::wire::keys::{
 use crate::wire::usage::{KeyUsageResponse, UsageQuery};
 
 pub const TAG: &str = "api-keys";
+
+/// This resource's routes, one `routes!` per path, with their documentation.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_key, list_keys))
+        .routes(routes!(get_key, revoke_key, update_key))
+        .routes(routes!(suspend_key))
+        .routes(routes!(reactivate_key))
+        .routes(routes!(set_permissions))
+        .routes(routes!(set_rate_limit))
+        .routes(routes!(rotate_key))
+        .routes(routes!(list_key_events))
+        .routes(routes!(get_key_usage))
+}
 
 /// Create a key. The plaintext is in this response only.
 #[utoipa::path(

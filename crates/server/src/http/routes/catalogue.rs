@@ -3,6 +3,8 @@
 
 use axum::Json;
 use axum::extract::State;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::http::auth::AnyCaller;
 use crate::http::error::ErrorBody;
@@ -10,6 +12,11 @@ use crate::http::state::AppState;
 use crate::wire::permissions::PermissionCatalogue;
 
 pub const TAG: &str = "permissions";
+
+/// This resource's routes, one `routes!` per path, with their documentation.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_permissions))
+}
 
 /// The permission names this deployment accepts, in catalogue order
 /// (`KEYWARD_PERMISSIONS`, by default AutoGPT's). Open to users (JWT) and to the

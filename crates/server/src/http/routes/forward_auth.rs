@@ -19,6 +19,8 @@ use axum::response::{IntoResponse, Response};
 use keyward_core::verify::Refusal;
 use keyward_engine::{EngineError, VerifyOptions};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::http::client_address::Peer;
 use crate::http::error::{ApiError, ErrorBody};
@@ -26,6 +28,11 @@ use crate::http::json::ApiQuery;
 use crate::http::state::AppState;
 
 pub const TAG: &str = "verify";
+
+/// This resource's routes, one `routes!` per path, with their documentation.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(forward_auth))
+}
 
 pub const PROXY_TOKEN: HeaderName = HeaderName::from_static("x-keyward-proxy-token");
 pub const PERMISSIONS: HeaderName = HeaderName::from_static("x-keyward-permissions");

@@ -11,6 +11,8 @@ use axum::response::{Html, IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::http::auth::MetricsReader;
 use crate::http::error::{ApiError, ErrorBody};
@@ -18,6 +20,16 @@ use crate::http::state::AppState;
 use crate::wire::health::StatusResponse;
 
 pub const TAG: &str = "operations";
+
+/// This resource's routes, one `routes!` per path, with their documentation.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi))
+        .routes(routes!(docs))
+}
 
 /// Liveness: the process is up and answering.
 #[utoipa::path(get, path = "/healthz", tag = TAG, operation_id = "healthz",

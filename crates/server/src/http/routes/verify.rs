@@ -7,6 +7,8 @@ use axum::response::{IntoResponse, Response};
 use keyward_core::model::MAX_REMAINING;
 use keyward_engine::VerifyOptions;
 use secrecy::ExposeSecret;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::http::auth::ServiceCaller;
 use crate::http::error::{ApiError, ErrorBody, documented};
@@ -15,6 +17,11 @@ use crate::http::state::AppState;
 use crate::wire::verify::{VerifyRequest, VerifyResponse};
 
 pub const TAG: &str = "verify";
+
+/// This resource's routes, one `routes!` per path, with their documentation.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(verify_key))
+}
 
 /// Verify a key and the permissions it must hold.
 ///
