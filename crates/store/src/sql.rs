@@ -8,21 +8,29 @@
 /// PostgreSQL's 65,535 bound values (a usage flush's rows have 2 and 4).
 pub(crate) const BULK_ROWS: usize = 1_000;
 
-/// Columns of a full key row, in the order the decoders read them.
-macro_rules! key_columns {
-    () => {
-        "id, user_id, name, description, prefix, postfix, status, permissions, \
-         created_at, last_used_at, revoked_at, expires_at, rate_limit_requests, \
-         rate_limit_per_seconds, metadata, rotated_from, rotated_to, remaining"
+/// `SELECT` with the columns of a full key row, in the order the decoders read them,
+/// then the rest of the statement.
+macro_rules! select_key {
+    ($($rest:expr),+ $(,)?) => {
+        concat!(
+            "SELECT id, user_id, name, description, prefix, postfix, status, permissions, \
+             created_at, last_used_at, revoked_at, expires_at, rate_limit_requests, \
+             rate_limit_per_seconds, metadata, rotated_from, rotated_to, remaining",
+            $($rest),+
+        )
     };
 }
 
-/// Columns of a verification record (prefixed with `k.`, the key table's alias).
-macro_rules! verify_columns {
-    () => {
-        "k.id, k.user_id, k.status, k.permissions, k.expires_at, k.last_used_at, \
-         k.pepper_version, k.rate_limit_requests, k.rate_limit_per_seconds, k.metadata, \
-         k.remaining"
+/// `SELECT` with the columns of a verification record (prefixed with `k.`, the key
+/// table's alias), then the rest of the statement.
+macro_rules! select_verify {
+    ($($rest:expr),+ $(,)?) => {
+        concat!(
+            "SELECT k.id, k.user_id, k.status, k.permissions, k.expires_at, k.last_used_at, \
+             k.pepper_version, k.rate_limit_requests, k.rate_limit_per_seconds, \
+             k.metadata, k.remaining",
+            $($rest),+
+        )
     };
 }
 
@@ -107,57 +115,35 @@ macro_rules! key_of_owner {
 }
 
 /// One key of an owner, for reading.
-pub(crate) const GET_KEY: &str = concat!("SELECT ", key_columns!(), key_of_owner!());
+pub(crate) const GET_KEY: &str = select_key!(key_of_owner!());
 /// One key of an owner read to be changed, with its hash. The backend decides how it
 /// is kept from concurrent changes (see `Dialect::READ_KEY_TO_CHANGE`).
-pub(crate) const READ_KEY: &str = concat!("SELECT ", key_columns!(), ", key_hash", key_of_owner!());
+pub(crate) const READ_KEY: &str = select_key!(", key_hash", key_of_owner!());
 /// [`READ_KEY`], locking the row until the transaction ends.
-pub(crate) const READ_KEY_FOR_UPDATE: &str = concat!(
-    "SELECT ",
-    key_columns!(),
-    ", key_hash",
-    key_of_owner!(),
-    " FOR UPDATE"
-);
+pub(crate) const READ_KEY_FOR_UPDATE: &str =
+    select_key!(", key_hash", key_of_owner!(), " FOR UPDATE");
 /// A user's keys, newest first. Two statements rather than one with `$1 IS NULL OR …`,
 /// which SQLite cannot answer from the (user_id, created_at) index.
-pub(crate) const LIST_KEYS_OF: &str = concat!(
-    "SELECT ",
-    key_columns!(),
-    " FROM api_keys WHERE user_id = $1 ORDER BY created_at DESC, id DESC"
-);
+pub(crate) const LIST_KEYS_OF: &str =
+    select_key!(" FROM api_keys WHERE user_id = $1 ORDER BY created_at DESC, id DESC");
 /// Everyone's keys, newest first.
-pub(crate) const LIST_ALL_KEYS: &str = concat!(
-    "SELECT ",
-    key_columns!(),
-    " FROM api_keys ORDER BY created_at DESC, id DESC"
-);
+pub(crate) const LIST_ALL_KEYS: &str =
+    select_key!(" FROM api_keys ORDER BY created_at DESC, id DESC");
 /// The verification view of the key with this hash.
-pub(crate) const FIND_BY_HASH: &str = concat!(
-    "SELECT ",
-    verify_columns!(),
-    " FROM api_keys k WHERE k.key_hash = $1"
-);
+pub(crate) const FIND_BY_HASH: &str = select_verify!(" FROM api_keys k WHERE k.key_hash = $1");
 /// Many keys by their hashes (`$1` an array), each row with its hash: PostgreSQL's
 /// verification reads, gathered (`postgres::batches`).
-pub(crate) const FIND_BY_HASHES: &str = concat!(
-    "SELECT ",
-    verify_columns!(),
-    ", k.key_hash FROM api_keys k WHERE k.key_hash = ANY($1)"
-);
+pub(crate) const FIND_BY_HASHES: &str =
+    select_verify!(", k.key_hash FROM api_keys k WHERE k.key_hash = ANY($1)");
 /// The active keys most verified since an hour (usage history), with their hashes, for
 /// the cache's warm-up: the hours' index, then one lookup per key.
-pub(crate) const MOST_VERIFIED_SINCE: &str = concat!(
-    "SELECT ",
-    verify_columns!(),
+pub(crate) const MOST_VERIFIED_SINCE: &str = select_verify!(
     ", k.key_hash FROM (SELECT key_id, SUM(valid) AS uses FROM key_usage_hourly \
      WHERE hour >= $1 AND valid > 0 GROUP BY key_id ORDER BY uses DESC LIMIT $2) h \
      JOIN api_keys k ON k.id = h.key_id WHERE k.status = 'ACTIVE' ORDER BY h.uses DESC"
 );
 /// Imported keys that may match: the SHA-256 one, and the scrypt ones by head.
-pub(crate) const LEGACY_CANDIDATES: &str = concat!(
-    "SELECT ",
-    verify_columns!(),
+pub(crate) const LEGACY_CANDIDATES: &str = select_verify!(
     ", l.kind, l.digest, l.salt FROM legacy_credentials l \
      JOIN api_keys k ON k.id = l.key_id \
      WHERE (l.kind = 'sha256' AND l.digest = $1) OR (l.kind = 'scrypt' AND l.head = $2)"
