@@ -51,15 +51,7 @@ fn exchange(stream: &mut TcpStream, path: &str) -> String {
         received.extend_from_slice(&buffer[..n]);
         let text = String::from_utf8_lossy(&received);
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let length: usize = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length: ")
-                        .map(str::to_owned)
-                })
-                .and_then(|n| n.trim().parse().ok())
-                .unwrap_or(0);
+            let length = content_length(head);
             if body.len() >= length {
                 return head.lines().next().unwrap().to_owned();
             }
@@ -199,15 +191,7 @@ fn read_answers(stream: &mut TcpStream, count: usize) {
         let mut rest = text.as_str();
         let mut complete = 0;
         while let Some((head, after)) = rest.split_once("\r\n\r\n") {
-            let length: usize = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length: ")
-                        .map(str::to_owned)
-                })
-                .and_then(|n| n.trim().parse().ok())
-                .unwrap_or(0);
+            let length = content_length(head);
             if after.len() < length {
                 break;
             }
@@ -565,4 +549,16 @@ fn with_no_trusted_proxies_forwarded_addresses_are_ignored() {
         codes.push(answer[9..12].parse::<u16>().unwrap());
     }
     assert_eq!(codes, [401, 401, 429, 429], "one client: the peer");
+}
+
+/// An answer head's `Content-Length`, 0 without one.
+fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|line| {
+            line.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }

@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -96,7 +97,7 @@ struct Seen {
 }
 
 /// Creators and a verifier against `address` until `stop` is set.
-fn load(
+fn spawn_load(
     address: &str,
     dir: &Path,
     verify_key: &str,
@@ -157,6 +158,97 @@ fn load(
         }
     }));
     (seen, threads)
+}
+
+/// The load a test runs: what it saw so far, and how to stop it.
+struct Load {
+    seen: Arc<Mutex<Seen>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Load {
+    /// Starts the load, and waits for its first creates: all acknowledged.
+    fn start(address: &str, dir: &Path, verify_key: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen, threads) = spawn_load(address, dir, verify_key, &stop);
+        let load = Self {
+            seen,
+            threads,
+            stop,
+        };
+        wait_for("the first creates", Duration::from_secs(10), || {
+            let seen = load.seen();
+            assert!(seen.refusals.is_empty(), "{:?}", seen.refusals);
+            seen.acknowledged.len() >= 5
+        });
+        load
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap()
+    }
+
+    /// Waits until writes work again (`when`): creates acknowledged, and readiness.
+    fn wait_for_writes(&self, address: &str, when: &str) {
+        let acknowledged_before = self.seen().acknowledged.len();
+        wait_for(&format!("a create {when}"), Duration::from_secs(10), || {
+            self.seen().acknowledged.len() > acknowledged_before + 3
+        });
+        wait_for(
+            &format!("readiness {when}"),
+            Duration::from_secs(10),
+            || readiness(address).0 == 200,
+        );
+    }
+
+    /// Lets the usage recorded meanwhile be written, stops the load and the server,
+    /// and checks that nothing was lost: every refusal a 503 saying `cause`, every
+    /// acknowledged key stored, the file intact, the verifications' last use (since
+    /// `since`) written, and one log line when writes stopped and one when they
+    /// resumed.
+    fn finish(self, server: Server, log: &Receiver<String>, stored_at: Stored<'_>) -> Seen {
+        std::thread::sleep(Duration::from_millis(1500));
+        self.stop.store(true, Ordering::SeqCst);
+        for thread in self.threads {
+            thread.join().unwrap();
+        }
+        assert!(stop(server), "keyward did not stop cleanly");
+        let seen = std::mem::take(&mut *self.seen.lock().unwrap());
+        for refusal in &seen.refusals {
+            assert!(
+                refusal.starts_with("503 ") && refusal.contains(stored_at.cause),
+                "not a 503 naming the cause ({}): {refusal}",
+                stored_at.cause
+            );
+        }
+        let (ids, last_used, check) = stored(stored_at.database, stored_at.key_id);
+        for (id, _) in &seen.acknowledged {
+            assert!(ids.contains(id), "acknowledged key {id} is missing");
+        }
+        assert_eq!(check, "ok");
+        assert!(
+            last_used.is_some_and(|at| at >= stored_at.since),
+            "the verifications' last use was not written: {last_used:?}"
+        );
+        assert_eq!(
+            state_lines(log),
+            (1, 1),
+            "one line when writes stop, one when they resume"
+        );
+        seen
+    }
+}
+
+/// What [`Load::finish`] checks the database and the refusals against.
+struct Stored<'a> {
+    database: &'a Path,
+    /// The verified key, whose `last_used_at` must have been written.
+    key_id: &'a str,
+    /// When writes started to fail.
+    since: i64,
+    /// What every refusal names.
+    cause: &'a str,
 }
 
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
@@ -268,19 +360,13 @@ fn a_full_disk_costs_writes_only_while_it_lasts() {
     let (key_id, key) = verify_key(&address, &dir);
     // A key not verified before the disk fills: its first verification reads it.
     let (_, cold) = verify_key(&address, &dir);
-    let stop_load = Arc::new(AtomicBool::new(false));
-    let (seen, threads) = load(&address, &dir, &key, &stop_load);
-    wait_for("the first creates", Duration::from_secs(10), || {
-        let seen = seen.lock().unwrap();
-        assert!(seen.refusals.is_empty(), "{:?}", seen.refusals);
-        seen.acknowledged.len() >= 5
-    });
+    let load = Load::start(&address, &dir, &key);
 
     // The disk fills up under the load.
     let filler = disk.fill();
     let full_since = now_ms();
     wait_for("creates refused", Duration::from_secs(20), || {
-        seen.lock().unwrap().refusals.len() >= 10
+        load.seen().refusals.len() >= 10
     });
     let (status, body) = readiness(&address);
     assert_eq!(status, 503, "{body}");
@@ -308,60 +394,31 @@ fn a_full_disk_costs_writes_only_while_it_lasts() {
         (200, &json!("VALID")),
         "{verdict}"
     );
-    let verified_while_full = seen.lock().unwrap().verifications;
+    let verified_while_full = load.seen().verifications;
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
-        seen.lock().unwrap().verifications > verified_while_full,
+        load.seen().verifications > verified_while_full,
         "verifications stopped while the disk was full"
     );
 
     // Space comes back: writes work again, without a restart.
     std::fs::remove_file(filler).unwrap();
     let freed = Instant::now();
-    let acknowledged_before = seen.lock().unwrap().acknowledged.len();
-    wait_for(
-        "a create after space came back",
-        Duration::from_secs(10),
-        || seen.lock().unwrap().acknowledged.len() > acknowledged_before + 3,
-    );
-    wait_for(
-        "readiness after space came back",
-        Duration::from_secs(10),
-        || readiness(&address).0 == 200,
-    );
+    load.wait_for_writes(&address, "after space came back");
     eprintln!(
         "writes resumed {:?} after the space came back",
         freed.elapsed()
     );
-    // Usage recorded while the disk was full is written now.
-    std::thread::sleep(Duration::from_millis(1500));
-    stop_load.store(true, Ordering::SeqCst);
-    for thread in threads {
-        thread.join().unwrap();
-    }
-    assert!(stop(server), "keyward did not stop cleanly");
-
-    let seen = seen.lock().unwrap();
-    for refusal in &seen.refusals {
-        assert!(
-            refusal.starts_with("503 ") && refusal.contains("the disk is full"),
-            "not a 503 naming the full disk: {refusal}"
-        );
-    }
-    let (ids, last_used, check) = stored(&dir.join("keyward.db"), &key_id);
-    for (id, _) in &seen.acknowledged {
-        assert!(ids.contains(id), "acknowledged key {id} is missing");
-    }
-    assert_eq!(check, "ok");
-    assert!(
-        last_used.is_some_and(|at| at >= full_since),
-        "the verifications' last use was not written: {last_used:?}"
-    );
-    let (stopped, resumed) = state_lines(&log);
-    assert_eq!(
-        (stopped, resumed),
-        (1, 1),
-        "one line when writes stop, one when they resume"
+    let database = dir.join("keyward.db");
+    let seen = load.finish(
+        server,
+        &log,
+        Stored {
+            database: &database,
+            key_id: &key_id,
+            since: full_since,
+            cause: "the disk is full",
+        },
     );
     eprintln!(
         "{} creates acknowledged, {} refused with 503, {} verifications",
@@ -405,13 +462,7 @@ fn files_that_stop_being_writable_cost_writes_only_while_they_are() {
     let (server, log) = start_server_with(dir.path(), &SETTINGS);
     let address = server.address.clone();
     let (key_id, key) = verify_key(&address, dir.path());
-    let stop_load = Arc::new(AtomicBool::new(false));
-    let (seen, threads) = load(&address, dir.path(), &key, &stop_load);
-    wait_for("the first creates", Duration::from_secs(10), || {
-        let seen = seen.lock().unwrap();
-        assert!(seen.refusals.is_empty(), "{:?}", seen.refusals);
-        seen.acknowledged.len() >= 5
-    });
+    let load = Load::start(&address, dir.path(), &key);
     // The database and its journal (SQLite's shared-memory index stays writable: it
     // is mapped into memory, and a write to a page of an immutable file is a SIGBUS).
     let files = [
@@ -423,9 +474,8 @@ fn files_that_stop_being_writable_cost_writes_only_while_they_are() {
         chattr("+i", &files),
         "chattr +i failed: the test directory's filesystem must support it"
     );
-    let refused = |seen: &Seen| seen.refusals.len();
     wait_for("creates refused", Duration::from_secs(20), || {
-        refused(&seen.lock().unwrap()) >= 10
+        load.seen().refusals.len() >= 10
     });
     let (status, body) = readiness(&address);
     assert_eq!(status, 503, "{body}");
@@ -436,40 +486,15 @@ fn files_that_stop_being_writable_cost_writes_only_while_they_are() {
     std::thread::sleep(Duration::from_millis(500));
 
     assert!(chattr("-i", &files));
-    let acknowledged_before = seen.lock().unwrap().acknowledged.len();
-    wait_for(
-        "a create once the files are writable",
-        Duration::from_secs(10),
-        || seen.lock().unwrap().acknowledged.len() > acknowledged_before + 3,
+    load.wait_for_writes(&address, "once the files are writable");
+    load.finish(
+        server,
+        &log,
+        Stored {
+            database: &files[0],
+            key_id: &key_id,
+            since: unwritable_since,
+            cause: "cannot store changes",
+        },
     );
-    wait_for(
-        "readiness once the files are writable",
-        Duration::from_secs(10),
-        || readiness(&address).0 == 200,
-    );
-    std::thread::sleep(Duration::from_millis(1500));
-    stop_load.store(true, Ordering::SeqCst);
-    for thread in threads {
-        thread.join().unwrap();
-    }
-    assert!(stop(server), "keyward did not stop cleanly");
-
-    let seen = seen.lock().unwrap();
-    for refusal in &seen.refusals {
-        assert!(
-            refusal.starts_with("503 ") && refusal.contains("cannot store changes"),
-            "not a 503 naming the cause: {refusal}"
-        );
-    }
-    let (ids, last_used, check) = stored(&files[0], &key_id);
-    for (id, _) in &seen.acknowledged {
-        assert!(ids.contains(id), "acknowledged key {id} is missing");
-    }
-    assert_eq!(check, "ok");
-    assert!(
-        last_used.is_some_and(|at| at >= unwritable_since),
-        "{last_used:?}"
-    );
-    let (stopped, resumed) = state_lines(&log);
-    assert_eq!((stopped, resumed), (1, 1));
 }

@@ -53,11 +53,7 @@ async fn a_missing_directory_is_reported_not_created() {
 #[tokio::test]
 async fn the_database_file_is_created_in_wal_mode() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("keyward.db");
-    let store = keyward_store::connect(&DatabaseUrl::Sqlite(path.clone()))
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
+    let (store, path) = migrated_file(dir.path()).await;
     assert!(path.exists());
     store.close().await;
     let mut conn = SqliteConnection::connect(&format!("sqlite://{}", path.display()))
@@ -74,17 +70,23 @@ async fn the_database_file_is_created_in_wal_mode() {
 async fn the_database_files_are_readable_by_their_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("keyward.db");
-    let store = keyward_store::connect(&DatabaseUrl::Sqlite(path.clone()))
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
+    let (store, path) = migrated_file(dir.path()).await;
     // Key hashes, user ids and the audit trail: not for every user of the machine,
     // whatever the umask (0022 as a rule) would have given.
     for suffix in ["", "-wal", "-shm"] {
-        let file = dir.path().join(format!("keyward.db{suffix}"));
+        let file = path.with_file_name(format!("keyward.db{suffix}"));
         let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}: {mode:o}", file.display());
     }
     store.close().await;
+}
+
+/// A store on a new `keyward.db` in `dir`, migrated; the file's path.
+async fn migrated_file(dir: &std::path::Path) -> (keyward_store::AnyStore, std::path::PathBuf) {
+    let path = dir.join("keyward.db");
+    let store = keyward_store::connect(&DatabaseUrl::Sqlite(path.clone()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    (store, path)
 }
