@@ -208,10 +208,10 @@ impl NewKeyRequest {
     }
 }
 
-/// A change to a key's editable attributes (`PATCH`): `None` leaves a field as it
-/// is; `Some(None)` clears one that may be empty.
-#[derive(Clone, Debug, Default)]
-pub struct KeyEdit {
+/// The attributes a `PATCH` may change: `None` leaves a field as it is;
+/// `Some(None)` clears one that may be empty.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct EditFields {
     pub name: Option<String>,
     pub description: Option<Option<String>>,
     pub expires_at: Option<Option<Timestamp>>,
@@ -220,27 +220,43 @@ pub struct KeyEdit {
     pub remaining: Option<Option<u64>>,
     /// Sets or removes (`Some(None)`) the verification rate limit.
     pub rate_limit: Option<Option<RateLimit>>,
+}
+
+/// A change to a key's editable attributes, as received.
+#[derive(Clone, Debug, Default)]
+pub struct KeyEdit {
+    pub fields: EditFields,
     /// Fields the transport could not read (see [`NewKeyRequest::unreadable`]).
     pub unreadable: Vec<FieldError>,
 }
 
-/// An edit that passed validation; what [`crate::lifecycle::Mutation::Edit`] carries.
+impl From<EditFields> for KeyEdit {
+    fn from(fields: EditFields) -> Self {
+        Self {
+            fields,
+            unreadable: Vec::new(),
+        }
+    }
+}
+
+/// An edit that passed validation ([`KeyEdit::validate`] makes the only ones); what
+/// [`crate::lifecycle::Mutation::Edit`] carries.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct ValidEdit {
-    pub name: Option<String>,
-    pub description: Option<Option<String>>,
-    pub expires_at: Option<Option<Timestamp>>,
-    pub metadata: Option<Option<Metadata>>,
-    pub remaining: Option<Option<u64>>,
-    pub rate_limit: Option<Option<RateLimit>>,
+pub struct ValidEdit(EditFields);
+
+impl ValidEdit {
+    pub fn fields(&self) -> &EditFields {
+        &self.0
+    }
 }
 
 impl KeyEdit {
     /// Checks each given field as on create: an expiry may move or be cleared, never
     /// into the past.
     pub fn validate(&self, now: Timestamp) -> Result<ValidEdit, ValidationErrors> {
+        let fields = &self.fields;
         let mut errors = ValidationErrors::default();
-        let name = match self.name.as_deref().map(KeyName::parse) {
+        let name = match fields.name.as_deref().map(KeyName::parse) {
             None => None,
             Some(Ok(name)) => Some(name.into_string()),
             Some(Err(m)) => {
@@ -248,7 +264,7 @@ impl KeyEdit {
                 None
             }
         };
-        let description = match &self.description {
+        let description = match &fields.description {
             None => None,
             Some(None) => Some(None),
             Some(Some(text)) => match Description::parse(text) {
@@ -259,26 +275,28 @@ impl KeyEdit {
                 }
             },
         };
-        if expired(self.expires_at.flatten(), now) {
+        if expired(fields.expires_at.flatten(), now) {
             errors.push("expires_at", "must be in the future");
         }
-        if matches!(self.remaining, Some(Some(n)) if n > MAX_REMAINING) {
+        if matches!(fields.remaining, Some(Some(n)) if n > MAX_REMAINING) {
             errors.push("remaining", format!("must be at most {MAX_REMAINING}"));
         }
         errors.0.extend(self.unreadable.iter().cloned());
-        errors.into_result(|| ValidEdit {
-            name,
-            description,
-            expires_at: self.expires_at,
-            metadata: self.metadata.clone(),
-            remaining: self.remaining,
-            rate_limit: self.rate_limit,
+        errors.into_result(|| {
+            ValidEdit(EditFields {
+                name,
+                description,
+                ..fields.clone()
+            })
         })
     }
 
     /// The first field only the platform may set (usage credits, rate limit), if any.
     pub fn platform_field(&self) -> Option<&'static str> {
-        platform_field(self.remaining.is_some(), self.rate_limit.is_some())
+        platform_field(
+            self.fields.remaining.is_some(),
+            self.fields.rate_limit.is_some(),
+        )
     }
 }
 
@@ -395,24 +413,21 @@ mod tests {
     fn an_edit_checks_only_the_fields_it_gives() {
         let nothing = KeyEdit::default().validate(now()).unwrap();
         assert_eq!(nothing, ValidEdit::default());
-        let edit = KeyEdit {
+        let edit = KeyEdit::from(EditFields {
             name: Some("  renamed ".into()),
             description: Some(Some("  ".into())),
             expires_at: Some(None),
-            metadata: None,
-            remaining: None,
-            rate_limit: None,
-            unreadable: Vec::new(),
-        };
+            ..EditFields::default()
+        });
         let valid = edit.validate(now()).unwrap();
-        assert_eq!(valid.name.as_deref(), Some("renamed"));
-        assert_eq!(valid.description, Some(None), "blank clears");
-        assert_eq!(valid.expires_at, Some(None));
-        let bad = KeyEdit {
+        assert_eq!(valid.fields().name.as_deref(), Some("renamed"));
+        assert_eq!(valid.fields().description, Some(None), "blank clears");
+        assert_eq!(valid.fields().expires_at, Some(None));
+        let bad = KeyEdit::from(EditFields {
             name: Some("".into()),
             expires_at: Some(Some(now())),
-            ..Default::default()
-        };
+            ..EditFields::default()
+        });
         let fields: Vec<_> = bad
             .validate(now())
             .unwrap_err()

@@ -249,6 +249,7 @@ pub fn apply(
             ..state.clone()
         })),
         (_, Mutation::Edit(edit)) => {
+            let edit = edit.fields();
             let mut new = state.clone();
             if let Some(name) = &edit.name {
                 new.name.clone_from(name);
@@ -283,9 +284,15 @@ pub fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::{EditFields, KeyEdit};
 
     fn at(ms: i64) -> Timestamp {
         Timestamp::from_millis(ms).unwrap()
+    }
+
+    /// An edit as the engine passes it on: validated, at the start of time.
+    fn edit_of(fields: EditFields) -> Mutation {
+        Mutation::Edit(KeyEdit::from(fields).validate(at(0)).unwrap())
     }
 
     fn state(status: KeyStatus) -> KeyState {
@@ -366,19 +373,19 @@ mod tests {
             ..state(KeyStatus::Active)
         };
         for expires_at in [None, Some(at(5_000))] {
-            let edit = Mutation::Edit(ValidEdit {
+            let edit = edit_of(EditFields {
                 expires_at: Some(expires_at),
-                ..ValidEdit::default()
+                ..EditFields::default()
             });
             assert_eq!(
                 apply(&rotated, &edit, at(2)),
                 Err(LifecycleError::RotatedExpiry)
             );
         }
-        let rename = Mutation::Edit(ValidEdit {
+        let rename = edit_of(EditFields {
             name: Some("renamed".into()),
             expires_at: Some(Some(at(100))),
-            ..ValidEdit::default()
+            ..EditFields::default()
         });
         assert!(
             apply(&rotated, &rename, at(2)).is_ok(),

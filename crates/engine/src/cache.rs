@@ -284,45 +284,58 @@ mod tests {
         }
     }
 
+    /// A verification's first step: a lookup that misses, and the epoch its read of
+    /// the database then fills the cache under.
+    fn start_read(cache: &VerifyCache, byte: u8) -> (KeyHash, u64) {
+        let hash = KeyHash::from_bytes([byte; 32]);
+        (hash, epoch_of(cache.lookup(&hash)))
+    }
+
+    /// A key read and cached without interference.
+    fn cached(cache: &VerifyCache, byte: u8) -> KeyHash {
+        let (hash, epoch) = start_read(cache, byte);
+        cache.fill(hash, Some(key()), epoch);
+        assert!(matches!(cache.lookup(&hash), Lookup::Found(_)));
+        hash
+    }
+
+    /// The cache does not answer for `hash`: a verification reads the database.
+    fn reads_through(cache: &VerifyCache, hash: &KeyHash) -> bool {
+        matches!(cache.lookup(hash), Lookup::Unknown { .. })
+    }
+
     #[test]
     fn a_read_that_raced_an_invalidation_is_not_cached() {
         let cache = cache();
-        let hash = KeyHash::from_bytes([1; 32]);
-        let epoch = epoch_of(cache.lookup(&hash));
+        let (hash, epoch) = start_read(&cache, 1);
         // The row was read (still ACTIVE); meanwhile a revocation commits and invalidates.
         cache.invalidate(&hash);
         cache.fill(hash, Some(key()), epoch);
-        assert!(matches!(cache.lookup(&hash), Lookup::Unknown { .. }));
-        assert!(matches!(cache.lookup(&hash), Lookup::Unknown { .. }));
+        assert!(reads_through(&cache, &hash));
+        assert!(reads_through(&cache, &hash));
     }
 
     #[test]
     fn a_clear_also_voids_reads_in_flight() {
         let cache = cache();
-        let hash = KeyHash::from_bytes([2; 32]);
-        let epoch = epoch_of(cache.lookup(&hash));
+        let (hash, epoch) = start_read(&cache, 2);
         cache.clear();
         cache.fill(hash, None, epoch);
-        assert!(matches!(cache.lookup(&hash), Lookup::Unknown { .. }));
+        assert!(reads_through(&cache, &hash));
     }
 
     #[test]
     fn a_suspended_cache_reads_through_and_forgets_reads_from_before_it_resumed() {
         let cache = cache();
-        let hash = KeyHash::from_bytes([5; 32]);
-        let epoch = epoch_of(cache.lookup(&hash));
-        cache.fill(hash, Some(key()), epoch);
+        let hash = cached(&cache, 5);
         cache.suspend();
         assert!(!cache.is_active());
         let during = epoch_of(cache.lookup(&hash));
         cache.fill(hash, Some(key()), during);
-        assert!(matches!(cache.lookup(&hash), Lookup::Unknown { .. }));
+        assert!(reads_through(&cache, &hash));
         cache.resume();
         cache.fill(hash, Some(key()), during);
-        assert!(
-            matches!(cache.lookup(&hash), Lookup::Unknown { .. }),
-            "a read from before"
-        );
+        assert!(reads_through(&cache, &hash), "a read from before");
         let after = epoch_of(cache.lookup(&hash));
         cache.fill(hash, Some(key()), after);
         assert!(matches!(cache.lookup(&hash), Lookup::Found(_)));
@@ -331,13 +344,10 @@ mod tests {
     #[test]
     fn a_lapsed_lease_bypasses_the_cache_until_renewed() {
         let cache = cache();
-        let hash = KeyHash::from_bytes([6; 32]);
-        let epoch = epoch_of(cache.lookup(&hash));
-        cache.fill(hash, Some(key()), epoch);
-        assert!(matches!(cache.lookup(&hash), Lookup::Found(_)));
+        let hash = cached(&cache, 6);
         cache.renew(Duration::ZERO);
         assert!(!cache.is_active());
-        assert!(matches!(cache.lookup(&hash), Lookup::Unknown { .. }));
+        assert!(reads_through(&cache, &hash));
         cache.renew(Duration::from_secs(60));
         // The watch never broke (no suspension): what was cached still holds.
         assert!(matches!(cache.lookup(&hash), Lookup::Found(_)));
@@ -346,15 +356,12 @@ mod tests {
     #[test]
     fn an_undisturbed_read_is_cached() {
         let cache = cache();
-        let found = KeyHash::from_bytes([3; 32]);
-        let missing = KeyHash::from_bytes([4; 32]);
-        let epoch = epoch_of(cache.lookup(&found));
-        cache.fill(found, Some(key()), epoch);
-        let epoch = epoch_of(cache.lookup(&missing));
+        let found = cached(&cache, 3);
+        let (missing, epoch) = start_read(&cache, 4);
         cache.fill(missing, None, epoch);
         assert!(matches!(cache.lookup(&found), Lookup::Found(_)));
         assert!(matches!(cache.lookup(&missing), Lookup::Missing));
         cache.invalidate(&found);
-        assert!(matches!(cache.lookup(&found), Lookup::Unknown { .. }));
+        assert!(reads_through(&cache, &found));
     }
 }

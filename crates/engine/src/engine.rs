@@ -325,20 +325,16 @@ impl<S: Store> Engine<S> {
         id: KeyId,
         grace_seconds: u64,
     ) -> Result<RotatedKey, EngineError> {
-        let now = self.inner.now();
-        self.count_user_write(scope, now).await?;
+        let change = self.begin_change(scope).await?;
         let (plain_text, hash, pepper_version) = self.fresh_secret();
         let replacement = Replacement {
-            id: KeyId::new(now),
+            id: KeyId::new(change.now),
             hash,
             pepper_version,
             prefix: plain_text.display_prefix().to_owned(),
             postfix: plain_text.display_postfix().to_owned(),
         };
-        let actor = self.actor(scope);
         let inner = Arc::clone(&self.inner);
-        // The task outlives the request: it holds its own copy of the scope's user.
-        let owner = scope.user().cloned();
         let terms = RotationTerms {
             grace_seconds,
             max_live_per_user: self.inner.config.max_keys_per_user,
@@ -347,12 +343,12 @@ impl<S: Store> Engine<S> {
             let rotated = inner
                 .store
                 .rotate(
-                    owner.as_ref().map_or(Scope::Admin, Scope::User),
+                    change.scope(),
                     id,
                     &replacement,
                     terms,
-                    now,
-                    &actor,
+                    change.now,
+                    &change.actor,
                 )
                 .await?;
             inner.cache.invalidate(&rotated.old_hash);
@@ -393,6 +389,17 @@ impl<S: Store> Engine<S> {
         self.mutate(scope, id, Mutation::SetRateLimit(limit)).await
     }
 
+    /// A change `scope`'s caller starts now, counted against the user's quota.
+    async fn begin_change(&self, scope: Scope<'_>) -> Result<Change, EngineError> {
+        let now = self.inner.now();
+        self.count_user_write(scope, now).await?;
+        Ok(Change {
+            now,
+            actor: self.actor(scope),
+            owner: scope.user().cloned(),
+        })
+    }
+
     /// Counts a change by a user against their quota; admin changes are not limited.
     async fn count_user_write(&self, scope: Scope<'_>, now: Timestamp) -> Result<(), EngineError> {
         let (Scope::User(user), Some(limit)) = (scope, self.inner.config.user_write_limit) else {
@@ -414,21 +421,17 @@ impl<S: Store> Engine<S> {
         id: KeyId,
         mutation: Mutation,
     ) -> Result<ApiKey, EngineError> {
-        let now = self.inner.now();
-        self.count_user_write(scope, now).await?;
-        let actor = self.actor(scope);
+        let change = self.begin_change(scope).await?;
         let inner = Arc::clone(&self.inner);
-        // The task outlives the request: it holds its own copy of the scope's user.
-        let owner = scope.user().cloned();
         let mut key = to_completion(async move {
             let applied = inner
                 .store
-                .apply(owner.as_ref().map_or(Scope::Admin, Scope::User), id, &mutation, now, &actor)
+                .apply(change.scope(), id, &mutation, change.now, &change.actor)
                 .await?;
             inner.cache.invalidate(&applied.hash);
             let new_quota = match &mutation {
                 Mutation::SetRateLimit(_) => true,
-                Mutation::Edit(edit) => edit.rate_limit.is_some(),
+                Mutation::Edit(edit) => edit.fields().rate_limit.is_some(),
                 _ => false,
             };
             if applied.changed && new_quota {
@@ -529,6 +532,20 @@ impl<S: Store> Engine<S> {
     /// Entries in the verification cache (for metrics).
     pub fn cached_keys(&self) -> u64 {
         self.inner.cache.entry_count()
+    }
+}
+
+/// A change about to be written: when, by whom, in whose keys. The task that writes
+/// it outlives the request, so it owns the scope's user.
+struct Change {
+    now: Timestamp,
+    actor: Actor,
+    owner: Option<UserId>,
+}
+
+impl Change {
+    fn scope(&self) -> Scope<'_> {
+        self.owner.as_ref().map_or(Scope::Admin, Scope::User)
     }
 }
 

@@ -94,18 +94,17 @@ mod tests {
 
     #[test]
     fn sqlite_urls_name_relative_and_absolute_files() {
-        assert_eq!(
-            DatabaseUrl::parse("sqlite://keyward.db").unwrap(),
-            DatabaseUrl::Sqlite("keyward.db".into())
-        );
-        assert_eq!(
-            DatabaseUrl::parse("sqlite:///var/lib/keyward.db").unwrap(),
-            DatabaseUrl::Sqlite("/var/lib/keyward.db".into())
-        );
-        assert_eq!(
-            DatabaseUrl::parse("sqlite:data/k.db").unwrap(),
-            DatabaseUrl::Sqlite("data/k.db".into())
-        );
+        for (url, file) in [
+            ("sqlite://keyward.db", "keyward.db"),
+            ("sqlite:///var/lib/keyward.db", "/var/lib/keyward.db"),
+            ("sqlite:data/k.db", "data/k.db"),
+        ] {
+            assert_eq!(
+                DatabaseUrl::parse(url).unwrap(),
+                DatabaseUrl::Sqlite(file.into()),
+                "{url}"
+            );
+        }
     }
 
     #[test]
@@ -125,14 +124,15 @@ mod tests {
 
     #[test]
     fn unusable_urls_are_refused_with_a_reason() {
-        assert_eq!(
-            DatabaseUrl::parse("sqlite::memory:"),
-            Err(DatabaseUrlError::InMemory)
-        );
-        assert_eq!(
-            DatabaseUrl::parse("sqlite://").unwrap_err(),
-            DatabaseUrlError::MissingPath("sqlite://".into())
-        );
+        for (url, error) in [
+            ("sqlite::memory:", DatabaseUrlError::InMemory),
+            (
+                "sqlite://",
+                DatabaseUrlError::MissingPath("sqlite://".into()),
+            ),
+        ] {
+            assert_eq!(DatabaseUrl::parse(url), Err(error), "{url}");
+        }
         for url in ["mysql://u:hunter2@db/k", "mysql://u:hun@ter2@db/k"] {
             assert!(matches!(
                 DatabaseUrl::parse(url).unwrap_err(),

@@ -66,8 +66,26 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// One row of AutoGPT's table, in the columns both shapes share after aliasing.
-struct SourceRow {
+/// Declares [`SourceRow`] and its reading by column name from one list: a column is
+/// named once, here and in the query's aliases.
+macro_rules! source_row {
+    ($($column:ident: $type:ty,)*) => {
+        /// One row of AutoGPT's table, in the columns both shapes share after aliasing.
+        struct SourceRow {
+            $($column: $type,)*
+        }
+
+        impl SourceRow {
+            fn read(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+                Ok(Self {
+                    $($column: row.try_get(stringify!($column))?,)*
+                })
+            }
+        }
+    };
+}
+
+source_row! {
     id: String,
     name: String,
     head: String,
@@ -124,23 +142,7 @@ pub async fn run(flags: &Flags, command: ImportCommand) -> anyhow::Result<ExitCo
         .fetch_all(&mut source)
         .await?
         .iter()
-        .map(|row| {
-            Ok(SourceRow {
-                id: row.try_get("id")?,
-                name: row.try_get("name")?,
-                head: row.try_get("head")?,
-                tail: row.try_get("tail")?,
-                hash: row.try_get("hash")?,
-                salt: row.try_get("salt")?,
-                status: row.try_get("status")?,
-                permissions: row.try_get("permissions")?,
-                created_at: row.try_get("created_at")?,
-                last_used_at: row.try_get("last_used_at")?,
-                revoked_at: row.try_get("revoked_at")?,
-                description: row.try_get("description")?,
-                user_id: row.try_get("user_id")?,
-            })
-        })
+        .map(SourceRow::read)
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     source.close().await.ok();
 

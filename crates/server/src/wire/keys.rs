@@ -1,7 +1,7 @@
 //! A key's shapes: the key as shown, and the requests that create, change and
 //! rotate it, with the answers that carry a new key's plaintext.
 
-use keyward_core::input::{FieldError, KeyEdit, NewKeyRequest};
+use keyward_core::input::{EditFields, FieldError, KeyEdit, NewKeyRequest};
 use keyward_core::model::{ApiKey, KeyStatus};
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
@@ -337,12 +337,14 @@ impl From<PatchKeyRequest> for KeyEdit {
         let metadata = unreadable.read_change("metadata", body.metadata, parse_metadata);
         let rate_limit = unreadable.read_change("rate_limit", body.rate_limit, RateLimitDto::parse);
         Self {
-            name,
-            description: body.description,
-            expires_at,
-            metadata,
-            remaining: body.remaining,
-            rate_limit,
+            fields: EditFields {
+                name,
+                description: body.description,
+                expires_at,
+                metadata,
+                remaining: body.remaining,
+                rate_limit,
+            },
             unreadable: unreadable.0,
         }
     }

@@ -1,5 +1,6 @@
 //! Usage credits: taken atomically across connections, and what each state answers.
 
+use keyward_core::input::{EditFields, KeyEdit, ValidEdit};
 use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{KeyId, Scope};
 use keyward_store::{AnyStore, KeyStore, NewKeyRecord, Store, UsageStore};
@@ -91,10 +92,10 @@ async fn usage_credits_answer_for_every_state() {
     assert_eq!(view.remaining, Some(0));
 
     // A top-up is an edit; removing the limit makes the key unlimited.
-    let top_up = keyward_core::input::ValidEdit {
+    let top_up = edit(EditFields {
         remaining: Some(Some(3)),
-        ..Default::default()
-    };
+        ..EditFields::default()
+    });
     let applied = f
         .store
         .apply(Scope::Admin, id, &Mutation::Edit(top_up), at(1), &admin())
@@ -102,10 +103,10 @@ async fn usage_credits_answer_for_every_state() {
         .unwrap();
     assert_eq!(applied.key.remaining, Some(3));
     assert_eq!(f.store.consume(id, 2).await.unwrap(), Consumed::Left(1));
-    let unlimited = keyward_core::input::ValidEdit {
+    let unlimited = edit(EditFields {
         remaining: Some(None),
-        ..Default::default()
-    };
+        ..EditFields::default()
+    });
     f.store
         .apply(
             Scope::Admin,
@@ -127,4 +128,9 @@ async fn usage_credits_answer_for_every_state() {
         f.store.consume(missing, 1).await.unwrap(),
         Consumed::Missing
     );
+}
+
+/// An edit as the engine hands it to the store: validated.
+fn edit(fields: EditFields) -> ValidEdit {
+    KeyEdit::from(fields).validate(at(0)).unwrap()
 }
