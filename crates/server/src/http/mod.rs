@@ -10,11 +10,13 @@
 //! - [`routes`]: the handlers, by resource;
 //! - [`error`]: every error as the API's JSON shape.
 //!
-//! [`state`] is what handlers share; [`openapi`] is the API's document.
+//! [`state`] is what handlers share; [`openapi`] is the API's document, built from
+//! the handlers' annotations and what [`documented`] writes once for many routes.
 
 pub mod auth;
 pub mod client_address;
 pub mod connections;
+pub mod documented;
 pub mod error;
 pub mod json;
 pub mod jwks;

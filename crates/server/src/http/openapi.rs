@@ -10,6 +10,7 @@ use utoipa::openapi::{ObjectBuilder, OpenApi, Type};
 use utoipa::{Modify, OpenApi as _};
 use utoipa_axum::router::OpenApiRouter;
 
+use super::documented;
 use super::query_params;
 use super::routes::{admin, api_keys, catalogue, forward_auth, ops, verify};
 use super::state::AppState;
@@ -62,15 +63,25 @@ impl Modify for SecuritySchemes {
     }
 }
 
-/// Every documented route, with its documentation: each resource's own list.
+/// Every documented route, with its documentation: each resource's own list, tagged
+/// and documented with the resource's callers.
 pub(super) fn api_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(api_keys::routes())
-        .merge(verify::routes())
-        .merge(catalogue::routes())
-        .merge(forward_auth::routes())
-        .merge(admin::routes())
-        .merge(ops::routes())
+    let resources = [
+        (api_keys::TAG, api_keys::CALLERS, api_keys::routes()),
+        (verify::TAG, verify::CALLERS, verify::routes()),
+        (catalogue::TAG, catalogue::CALLERS, catalogue::routes()),
+        (
+            forward_auth::TAG,
+            forward_auth::CALLERS,
+            forward_auth::routes(),
+        ),
+        (admin::TAG, admin::CALLERS, admin::routes()),
+        (ops::TAG, ops::CALLERS, ops::routes()),
+    ];
+    resources.into_iter().fold(
+        OpenApiRouter::with_openapi(ApiDoc::openapi()),
+        |all, (tag, callers, routes)| all.merge(documented::resource(tag, callers, routes)),
+    )
 }
 
 /// The OpenAPI document, with the permission names of `catalogue` as an enum.

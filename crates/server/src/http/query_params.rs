@@ -17,6 +17,7 @@ use axum::http::StatusCode;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 
+use super::documented::{operations, operations_mut};
 use super::error::ApiError;
 
 /// Routes whose query belongs to someone else.
@@ -35,19 +36,7 @@ pub(crate) const REFUSAL: &str = "a query parameter the route does not take";
 /// it does not take (added to a 400 it already documents).
 pub fn document(doc: &mut OpenApi) {
     for item in doc.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.options,
-            &mut item.head,
-            &mut item.patch,
-            &mut item.trace,
-        ];
-        for operation in operations.into_iter().flatten() {
-            document_operation(operation);
-        }
+        operations_mut(item).for_each(document_operation);
     }
 }
 
@@ -82,27 +71,16 @@ impl QueryParams {
             .paths
             .iter()
             .map(|(path, item)| {
-                let names = [
-                    &item.get,
-                    &item.put,
-                    &item.post,
-                    &item.delete,
-                    &item.options,
-                    &item.head,
-                    &item.patch,
-                    &item.trace,
-                ]
-                .into_iter()
-                .flatten()
-                .flat_map(|operation| operation.parameters.iter().flatten())
-                // Parameters are written inline (no `$ref` to a shared one).
-                .filter_map(|parameter| match parameter {
-                    RefOr::T(parameter) => Some(parameter),
-                    RefOr::Ref(_) => None,
-                })
-                .filter(|parameter| matches!(parameter.parameter_in, ParameterIn::Query))
-                .map(|parameter| parameter.name.clone())
-                .collect();
+                let names = operations(item)
+                    .flat_map(|operation| operation.parameters.iter().flatten())
+                    // Parameters are written inline (no `$ref` to a shared one).
+                    .filter_map(|parameter| match parameter {
+                        RefOr::T(parameter) => Some(parameter),
+                        RefOr::Ref(_) => None,
+                    })
+                    .filter(|parameter| matches!(parameter.parameter_in, ParameterIn::Query))
+                    .map(|parameter| parameter.name.clone())
+                    .collect();
                 (path.clone(), names)
             })
             .collect();

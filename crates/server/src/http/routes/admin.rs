@@ -13,7 +13,8 @@ use utoipa_axum::routes;
 
 use super::api_keys::created_response;
 use crate::http::auth::ServiceCaller;
-use crate::http::error::{ApiError, ErrorBody, documented};
+use crate::http::documented::{self, Callers};
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::{ApiJson, ApiQuery, KeyIdPath, UserIdPath};
 use crate::http::state::AppState;
 use crate::wire::events::{AdminEventsQuery, EventPage};
@@ -21,6 +22,9 @@ use crate::wire::keys::{ApiKeyResponse, CreateKeyRequest, CreateKeyResponse, Pat
 use crate::wire::usage::{AdminUsageQuery, UsageQuery, UsageResponse};
 use crate::wire::users::DeletedUserResponse;
 
+/// The platform's services call every route here: the document gives each the
+/// service token's scheme and 401.
+pub const CALLERS: Callers = Callers::Services;
 pub const TAG: &str = "admin";
 
 /// This resource's routes, one `routes!` per path, with their documentation.
@@ -44,13 +48,10 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 #[utoipa::path(
     delete,
     path = "/api/admin/users/{user_id}",
-    tag = TAG,
     operation_id = "delete_user",
     params(("user_id" = String, Path, description = "The user id (the JWT `sub`)")),
-    security(("service_token" = [])),
     responses(
         (status = 200, description = "The user's keys are gone", body = DeletedUserResponse),
-        documented::ServiceToken,
         (status = 422, description = "Not a valid user id", body = ErrorBody),
         documented::Database,
     )
@@ -72,13 +73,10 @@ pub async fn delete_user(
 #[utoipa::path(
     get,
     path = "/api/admin/events",
-    tag = TAG,
     operation_id = "list_events",
     params(AdminEventsQuery),
-    security(("service_token" = [])),
     responses(
         (status = 200, description = "A page of events", body = EventPage),
-        documented::ServiceToken,
         (status = 422, description = "Invalid filters or paging parameters", body = ErrorBody),
         documented::Database,
     )
@@ -102,15 +100,12 @@ pub async fn list_events(
 #[utoipa::path(
     post,
     path = "/api/admin/users/{user_id}/api-keys",
-    tag = TAG,
     operation_id = "create_api_key_for_user",
     params(("user_id" = String, Path, description = "The user id (the JWT `sub`)")),
     request_body = CreateKeyRequest,
-    security(("service_token" = [])),
     responses(
         (status = 200, description = "The key, with its plaintext (sent with Cache-Control: no-store)", body = CreateKeyResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        documented::ServiceToken,
         (status = 409, description = "The user holds the maximum number of keys", body = ErrorBody),
         documented::JsonBody,
         (status = 422, description = "Invalid fields or user id", body = ErrorBody),
@@ -139,15 +134,12 @@ pub async fn create_key_for_user(
 #[utoipa::path(
     patch,
     path = "/api/admin/api-keys/{id}",
-    tag = TAG,
     operation_id = "update_api_key_as_admin",
     params(("id" = Uuid, Path, description = "The key's id")),
     request_body = PatchKeyRequest,
-    security(("service_token" = [])),
     responses(
         (status = 200, description = "The key as changed", body = ApiKeyResponse),
         (status = 400, description = "The key is revoked, or malformed JSON", body = ErrorBody),
-        documented::ServiceToken,
         documented::AnyKey,
         documented::JsonBody,
         (status = 422, description = "Invalid fields", body = ErrorBody),
@@ -171,13 +163,10 @@ pub async fn update_key_as_admin(
 #[utoipa::path(
     get,
     path = "/api/admin/users/{user_id}/api-keys",
-    tag = TAG,
     operation_id = "list_api_keys_of_user",
     params(("user_id" = String, Path, description = "The user id (the JWT `sub`)")),
-    security(("service_token" = [])),
     responses(
         (status = 200, description = "The user's keys", body = Vec<ApiKeyResponse>),
-        documented::ServiceToken,
         (status = 422, description = "Not a valid user id", body = ErrorBody),
         documented::Database,
     )
@@ -196,14 +185,11 @@ pub async fn list_keys_of_user(
 #[utoipa::path(
     post,
     path = "/api/admin/api-keys/{id}/suspend",
-    tag = TAG,
     operation_id = "suspend_api_key_as_admin",
     params(("id" = Uuid, Path, description = "The key's id")),
-    security(("service_token" = [])),
     responses(
         (status = 200, description = "The suspended key", body = ApiKeyResponse),
         (status = 400, description = "The key is revoked", body = ErrorBody),
-        documented::ServiceToken,
         documented::AnyKey,
         documented::Database,
     )
@@ -220,14 +206,11 @@ pub async fn suspend_key_as_admin(
 #[utoipa::path(
     post,
     path = "/api/admin/api-keys/{id}/reactivate",
-    tag = TAG,
     operation_id = "reactivate_api_key_as_admin",
     params(("id" = Uuid, Path, description = "The key's id")),
-    security(("service_token" = [])),
     responses(
         (status = 200, description = "The reactivated key", body = ApiKeyResponse),
         (status = 400, description = "The key is revoked, or not suspended", body = ErrorBody),
-        documented::ServiceToken,
         documented::AnyKey,
         documented::Database,
     )
@@ -247,13 +230,10 @@ pub async fn reactivate_key_as_admin(
 #[utoipa::path(
     delete,
     path = "/api/admin/api-keys/{id}",
-    tag = TAG,
     operation_id = "revoke_api_key_as_admin",
     params(("id" = Uuid, Path, description = "The key's id")),
-    security(("service_token" = [])),
     responses(
         (status = 200, description = "The revoked key", body = ApiKeyResponse),
-        documented::ServiceToken,
         documented::AnyKey,
         documented::Database,
     )
@@ -274,17 +254,14 @@ pub async fn revoke_key_as_admin(
 #[utoipa::path(
     get,
     path = "/api/admin/usage",
-    tag = TAG,
     operation_id = "get_usage",
     params(
         ("user_id" = Option<String>, Query, description = "Only this user's keys (the JWT `sub`); the whole deployment without it"),
         UsageQuery,
     ),
-    security(("service_token" = [])),
     responses(
         (status = 200, description = "Verifications per bucket", body = UsageResponse),
         (status = 400, description = "A time that is not RFC 3339, from not before to, more than 744 buckets, a granularity other than hour or day, or an invalid user id", body = ErrorBody),
-        documented::ServiceToken,
         (status = 422, description = "A query string that cannot be read (a parameter given twice)", body = ErrorBody),
         documented::Database,
     )

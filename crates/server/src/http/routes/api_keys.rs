@@ -14,7 +14,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::auth::AuthUser;
-use crate::http::error::{ApiError, ErrorBody, documented};
+use crate::http::documented::{self, Callers};
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::{ApiJson, ApiJsonOrEmpty, ApiQuery, KeyIdPath};
 use crate::http::state::AppState;
 use crate::wire::events::{EventPage, KeyEventsQuery};
@@ -24,6 +25,8 @@ use crate::wire::keys::{
 };
 use crate::wire::usage::{KeyUsageResponse, UsageQuery};
 
+/// Users call every route here: the document gives each their JWT scheme and 401.
+pub const CALLERS: Callers = Callers::Users;
 pub const TAG: &str = "api-keys";
 
 /// This resource's routes, one `routes!` per path, with their documentation.
@@ -44,14 +47,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 #[utoipa::path(
     post,
     path = "/api/api-keys",
-    tag = TAG,
     operation_id = "create_api_key",
     request_body = CreateKeyRequest,
-    security(("user_jwt" = [])),
     responses(
         (status = 200, description = "The key, with its plaintext (sent with Cache-Control: no-store)", body = CreateKeyResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        documented::UserToken,
         documented::PlatformFields,
         (status = 409, description = "The user holds the maximum number of keys", body = ErrorBody),
         documented::JsonBody,
@@ -86,12 +86,9 @@ pub(super) fn created_response(created: keyward_engine::CreatedKey) -> Response 
 #[utoipa::path(
     get,
     path = "/api/api-keys",
-    tag = TAG,
     operation_id = "list_api_keys",
-    security(("user_jwt" = [])),
     responses(
         (status = 200, description = "The caller's keys", body = Vec<ApiKeyResponse>),
-        documented::UserToken,
         documented::Database,
     )
 )]
@@ -107,13 +104,10 @@ pub async fn list_keys(
 #[utoipa::path(
     get,
     path = "/api/api-keys/{id}",
-    tag = TAG,
     operation_id = "get_api_key",
     params(("id" = Uuid, Path, description = "The key's id")),
-    security(("user_jwt" = [])),
     responses(
         (status = 200, description = "The key", body = ApiKeyResponse),
-        documented::UserToken,
         documented::CallersKey,
         documented::Database,
     )
@@ -132,13 +126,10 @@ pub async fn get_key(
 #[utoipa::path(
     delete,
     path = "/api/api-keys/{id}",
-    tag = TAG,
     operation_id = "revoke_api_key",
     params(("id" = Uuid, Path, description = "The key's id")),
-    security(("user_jwt" = [])),
     responses(
         (status = 200, description = "The revoked key", body = ApiKeyResponse),
-        documented::UserToken,
         documented::CallersKey,
         documented::UserChange,
         documented::Database,
@@ -158,14 +149,11 @@ pub async fn revoke_key(
 #[utoipa::path(
     post,
     path = "/api/api-keys/{id}/suspend",
-    tag = TAG,
     operation_id = "suspend_api_key",
     params(("id" = Uuid, Path, description = "The key's id")),
-    security(("user_jwt" = [])),
     responses(
         (status = 200, description = "The suspended key", body = ApiKeyResponse),
         (status = 400, description = "The key is revoked", body = ErrorBody),
-        documented::UserToken,
         documented::CallersKey,
         documented::UserChange,
         documented::Database,
@@ -185,14 +173,11 @@ pub async fn suspend_key(
 #[utoipa::path(
     post,
     path = "/api/api-keys/{id}/reactivate",
-    tag = TAG,
     operation_id = "reactivate_api_key",
     params(("id" = Uuid, Path, description = "The key's id")),
-    security(("user_jwt" = [])),
     responses(
         (status = 200, description = "The active key", body = ApiKeyResponse),
         (status = 400, description = "The key is not suspended", body = ErrorBody),
-        documented::UserToken,
         documented::CallersKey,
         documented::UserChange,
         documented::Database,
@@ -216,15 +201,12 @@ pub async fn reactivate_key(
 #[utoipa::path(
     put,
     path = "/api/api-keys/{id}/permissions",
-    tag = TAG,
     operation_id = "set_api_key_permissions",
     params(("id" = Uuid, Path, description = "The key's id")),
     request_body = SetPermissionsRequest,
-    security(("user_jwt" = [])),
     responses(
         (status = 200, description = "The key with its new permissions", body = ApiKeyResponse),
         (status = 400, description = "The key is revoked, or malformed JSON", body = ErrorBody),
-        documented::UserToken,
         documented::CallersKey,
         documented::JsonBody,
         (status = 422, description = "Unknown permissions", body = ErrorBody),
@@ -255,13 +237,10 @@ pub async fn set_permissions(
 #[utoipa::path(
     put,
     path = "/api/api-keys/{id}/rate-limit",
-    tag = TAG,
     operation_id = "set_api_key_rate_limit",
     params(("id" = Uuid, Path, description = "The key's id")),
     request_body(content = Option<SetRateLimitRequest>, description = "Not read"),
-    security(("user_jwt" = [])),
     responses(
-        documented::UserToken,
         documented::PlatformFields,
     )
 )]
@@ -276,13 +255,10 @@ pub async fn set_rate_limit(AuthUser(_): AuthUser) -> ApiError {
 #[utoipa::path(
     get,
     path = "/api/api-keys/{id}/events",
-    tag = TAG,
     operation_id = "list_api_key_events",
     params(("id" = Uuid, Path, description = "The key's id"), KeyEventsQuery),
-    security(("user_jwt" = [])),
     responses(
         (status = 200, description = "A page of events", body = EventPage),
-        documented::UserToken,
         documented::CallersKey,
         (status = 422, description = "Invalid paging parameters", body = ErrorBody),
         documented::Database,
@@ -310,15 +286,12 @@ pub async fn list_key_events(
 #[utoipa::path(
     patch,
     path = "/api/api-keys/{id}",
-    tag = TAG,
     operation_id = "update_api_key",
     params(("id" = Uuid, Path, description = "The key's id")),
     request_body = PatchKeyRequest,
-    security(("user_jwt" = [])),
     responses(
         (status = 200, description = "The key as changed", body = ApiKeyResponse),
         (status = 400, description = "The key is revoked, or malformed JSON", body = ErrorBody),
-        documented::UserToken,
         documented::PlatformFields,
         documented::CallersKey,
         documented::JsonBody,
@@ -353,15 +326,12 @@ pub async fn update_key(
 #[utoipa::path(
     post,
     path = "/api/api-keys/{id}/rotate",
-    tag = TAG,
     operation_id = "rotate_api_key",
     params(("id" = Uuid, Path, description = "The key's id")),
     request_body(content = Option<RotateKeyRequest>, description = "Optional: no body rotates with the default grace period"),
-    security(("user_jwt" = [])),
     responses(
         (status = 200, description = "The new key with its plaintext, and the old key (sent with Cache-Control: no-store)", body = RotateKeyResponse),
         (status = 400, description = "The key is revoked, expired or already rotated; or malformed JSON", body = ErrorBody),
-        documented::UserToken,
         documented::CallersKey,
         (status = 409, description = "At the key limit, a rotation with a grace period (grace_seconds: 0 works)", body = ErrorBody),
         documented::JsonBody,
@@ -413,14 +383,11 @@ pub async fn rotate_key(
 #[utoipa::path(
     get,
     path = "/api/api-keys/{id}/usage",
-    tag = TAG,
     operation_id = "get_api_key_usage",
     params(("id" = Uuid, Path, description = "The key's id"), UsageQuery),
-    security(("user_jwt" = [])),
     responses(
         (status = 200, description = "The key's verifications per bucket", body = KeyUsageResponse),
         (status = 400, description = "A time that is not RFC 3339, from not before to, more than 744 buckets, or a granularity other than hour or day", body = ErrorBody),
-        documented::UserToken,
         documented::CallersKey,
         (status = 422, description = "A query string that cannot be read (a parameter given twice)", body = ErrorBody),
         documented::Database,

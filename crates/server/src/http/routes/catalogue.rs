@@ -7,10 +7,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::auth::AnyCaller;
+use crate::http::documented::Callers;
 use crate::http::error::ErrorBody;
 use crate::http::state::AppState;
 use crate::wire::permissions::PermissionCatalogue;
 
+/// Each route here documents its own callers.
+pub const CALLERS: Callers = Callers::PerRoute;
 pub const TAG: &str = "permissions";
 
 /// This resource's routes, one `routes!` per path, with their documentation.
@@ -24,7 +27,6 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 #[utoipa::path(
     get,
     path = "/api/permissions",
-    tag = TAG,
     operation_id = "list_permissions",
     security(("user_jwt" = []), ("service_token" = [])),
     responses(

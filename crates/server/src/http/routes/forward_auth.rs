@@ -23,10 +23,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::client_address::Peer;
+use crate::http::documented::Callers;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::ApiQuery;
 use crate::http::state::AppState;
 
+/// Each route here documents its own callers.
+pub const CALLERS: Callers = Callers::PerRoute;
 pub const TAG: &str = "verify";
 
 /// This resource's routes, one `routes!` per path, with their documentation.
@@ -65,7 +68,6 @@ pub struct AuthQuery {
 #[utoipa::path(
     get,
     path = "/api/auth",
-    tag = TAG,
     operation_id = "forward_auth",
     params(
         AuthQuery,

@@ -15,10 +15,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::auth::MetricsReader;
+use crate::http::documented::Callers;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::state::AppState;
 use crate::wire::health::StatusResponse;
 
+/// Each route here documents its own callers.
+pub const CALLERS: Callers = Callers::PerRoute;
 pub const TAG: &str = "operations";
 
 /// This resource's routes, one `routes!` per path, with their documentation.

@@ -11,11 +11,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::auth::ServiceCaller;
-use crate::http::error::{ApiError, ErrorBody, documented};
+use crate::http::documented::{self, Callers};
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::ApiJson;
 use crate::http::state::AppState;
 use crate::wire::verify::{VerifyRequest, VerifyResponse};
 
+/// The platform's services call every route here: the document gives each the
+/// service token's scheme and 401.
+pub const CALLERS: Callers = Callers::Services;
 pub const TAG: &str = "verify";
 
 /// This resource's routes, one `routes!` per path, with their documentation.
@@ -37,14 +41,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 #[utoipa::path(
     post,
     path = "/api/api-keys/verify",
-    tag = TAG,
     operation_id = "verify_api_key",
     request_body = VerifyRequest,
-    security(("service_token" = [])),
     responses(
         (status = 200, description = "The verdict", body = VerifyResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        documented::ServiceToken,
         documented::JsonBody,
         (status = 422, description = "Unknown permission names or wrong field types", body = ErrorBody),
         (status = 503, description = "The key is not cached and the database is unavailable", body = ErrorBody),

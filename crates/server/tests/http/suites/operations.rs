@@ -208,6 +208,49 @@ async fn the_permission_catalogue_is_listed_to_users_and_services_only() {
     }
 }
 
+/// A resource's callers are documented once for all its routes (`Callers`), apart
+/// from the handlers' extractors: each documented scheme must be the one enforced.
+#[tokio::test]
+async fn every_route_refuses_callers_other_than_those_its_document_names() {
+    let app = TestApp::new().await;
+    let doc = app
+        .call(Method::GET, "/openapi.json", None, None)
+        .await
+        .body;
+    let user_token = app.token("alice");
+    let mut checked = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let others: Vec<Option<&str>> = match &operation["security"] {
+                security if *security == json!([{"user_jwt": []}]) => {
+                    vec![None, Some(ADMIN_TOKEN)]
+                }
+                security if *security == json!([{"service_token": []}]) => {
+                    vec![None, Some(&user_token)]
+                }
+                _ => continue,
+            };
+            assert!(
+                operation["responses"]["401"].is_object(),
+                "{method} {path} documents no 401"
+            );
+            let uri = path
+                .replace("{id}", "0190b1c4-9f43-7cc4-8a5e-2f1d3c4b5a69")
+                .replace("{user_id}", "alice");
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            for caller in others {
+                let answer = app
+                    .call(method.clone(), &uri, caller, Some(json!({})))
+                    .await;
+                answer.error(StatusCode::UNAUTHORIZED);
+            }
+            checked.insert(format!("{method} {path}"));
+        }
+    }
+    // The key routes, the admin routes and verify.
+    assert!(checked.len() >= 22, "{checked:?}");
+}
+
 #[tokio::test]
 async fn the_openapi_document_names_the_configured_permissions_and_security() {
     let app = TestApp::builder()
