@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use crate::credential::CredentialId;
 use crate::model::{KeyId, UserId};
 use crate::time::Timestamp;
 
@@ -15,9 +16,12 @@ use crate::time::Timestamp;
 pub enum Actor {
     /// The key's owner, through the management API (the JWT's `sub`).
     User(UserId),
-    /// An administrator: a service with the service token, or the CLI. The label
-    /// says which (`service`, `cli`).
+    /// An administrator: a service with the static service token, or the CLI. The
+    /// label says which (`service`, `cli`).
     Admin(String),
+    /// A service with one of its own credentials: its name tells the operator which
+    /// service (`gateway`, `billing`), its id which credential of that name.
+    Credential { id: CredentialId, name: String },
 }
 
 impl Actor {
@@ -25,6 +29,7 @@ impl Actor {
         match self {
             Self::User(_) => "user",
             Self::Admin(_) => "admin",
+            Self::Credential { .. } => "credential",
         }
     }
 
@@ -32,14 +37,27 @@ impl Actor {
         match self {
             Self::User(user) => user.as_str(),
             Self::Admin(label) => label,
+            Self::Credential { name, .. } => name,
         }
     }
 
-    /// From the two stored columns.
-    pub fn from_parts(kind: &str, id: &str) -> Option<Self> {
-        match kind {
-            "user" => UserId::from_stored(id).ok().map(Self::User),
-            "admin" => Some(Self::Admin(id.to_owned())),
+    /// The credential that acted, if one did.
+    pub fn credential_id(&self) -> Option<CredentialId> {
+        match self {
+            Self::Credential { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// From the stored columns.
+    pub fn from_parts(kind: &str, id: &str, credential_id: Option<CredentialId>) -> Option<Self> {
+        match (kind, credential_id) {
+            ("user", None) => UserId::from_stored(id).ok().map(Self::User),
+            ("admin", None) => Some(Self::Admin(id.to_owned())),
+            ("credential", Some(credential)) => Some(Self::Credential {
+                id: credential,
+                name: id.to_owned(),
+            }),
             _ => None,
         }
     }

@@ -22,26 +22,29 @@ pub struct FieldError {
     pub message: String,
 }
 
+impl FieldError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
 /// All the problems found in one request.
 #[derive(Debug, Clone, PartialEq, Eq, Default, thiserror::Error)]
 pub struct ValidationErrors(pub Vec<FieldError>);
 
 impl ValidationErrors {
     pub fn single(field: &'static str, message: impl Into<String>) -> Self {
-        Self(vec![FieldError {
-            field,
-            message: message.into(),
-        }])
+        Self(vec![FieldError::new(field, message)])
     }
 
-    fn push(&mut self, field: &'static str, message: impl Into<String>) {
-        self.0.push(FieldError {
-            field,
-            message: message.into(),
-        });
+    pub(crate) fn push(&mut self, field: &'static str, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, message));
     }
 
-    fn into_result<T>(self, value: impl FnOnce() -> T) -> Result<T, Self> {
+    pub(crate) fn into_result<T>(self, value: impl FnOnce() -> T) -> Result<T, Self> {
         if self.0.is_empty() {
             Ok(value())
         } else {

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering}
 use std::time::Duration;
 
 use keyward_core::audit::{Actor, EventQuery, KeyEvent};
+use keyward_core::credential::{CredentialId, ServiceCredential};
 use keyward_core::hash::{KeyHash, Peppers};
 use keyward_core::input::NewKeyRequest;
 use keyward_core::lifecycle::Mutation;
@@ -15,8 +16,9 @@ use keyward_core::usage::{Granularity, HOUR_MS, HourlyUsage, UsageCounts, UsageR
 use keyward_core::verify::VerifyCode;
 use keyward_engine::{Engine, EngineConfig, EngineError, VerifyOptions};
 use keyward_store::{
-    AnyStore, Applied, DatabaseUrl, EventStore, ExternalChange, HourCounts, KeyStore, NewKeyRecord,
-    Store, StoreError, UsageOf, UsageStore, UserStore, VerifyRecord,
+    AnyStore, Applied, CredentialChanged, CredentialRotation, CredentialStore, DatabaseUrl,
+    EventStore, ExternalChange, FoundCredential, HourCounts, KeyStore, NewCredentialRecord,
+    NewKeyRecord, Store, StoreError, UsageOf, UsageStore, UserStore, VerifyRecord,
 };
 
 const PEPPER: &str = "engine-test-pepper-0123456789abcdefghij";
@@ -226,6 +228,52 @@ impl UserStore for Counting {
     async fn pepper_usage(&self) -> Result<Vec<keyward_store::PepperUsage>, StoreError> {
         self.reachable()?;
         self.inner.pepper_usage().await
+    }
+}
+
+impl CredentialStore for Counting {
+    async fn insert_credential(&self, new: &NewCredentialRecord) -> Result<(), StoreError> {
+        self.reachable()?;
+        self.inner.insert_credential(new).await
+    }
+    async fn list_credentials(&self) -> Result<Vec<ServiceCredential>, StoreError> {
+        self.reachable()?;
+        self.inner.list_credentials().await
+    }
+    async fn get_credential(
+        &self,
+        id: CredentialId,
+    ) -> Result<Option<ServiceCredential>, StoreError> {
+        self.reachable()?;
+        self.inner.get_credential(id).await
+    }
+    async fn find_credential(&self, hash: &KeyHash) -> Result<Option<FoundCredential>, StoreError> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        self.reachable()?;
+        self.inner.find_credential(hash).await
+    }
+    async fn revoke_credential(
+        &self,
+        id: CredentialId,
+        now: Timestamp,
+    ) -> Result<Option<CredentialChanged>, StoreError> {
+        self.reachable()?;
+        self.inner.revoke_credential(id, now).await
+    }
+    async fn rotate_credential(
+        &self,
+        id: CredentialId,
+        rotation: &CredentialRotation,
+    ) -> Result<Option<CredentialChanged>, StoreError> {
+        self.reachable()?;
+        self.inner.rotate_credential(id, rotation).await
+    }
+    async fn record_credential_use(
+        &self,
+        uses: &[(CredentialId, Timestamp)],
+    ) -> Result<(), StoreError> {
+        self.reachable()?;
+        self.inner.record_credential_use(uses).await
     }
 }
 

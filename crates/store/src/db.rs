@@ -17,6 +17,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use keyward_core::credential::CredentialId;
 use keyward_core::hash::KeyHash;
 use keyward_core::model::KeyId;
 use keyward_core::time::Timestamp;
@@ -51,6 +52,16 @@ impl From<KeyId> for Param<'_> {
 }
 impl From<Option<KeyId>> for Param<'_> {
     fn from(id: Option<KeyId>) -> Self {
+        Self::Id(id.map(|id| *id.as_uuid()))
+    }
+}
+impl From<CredentialId> for Param<'_> {
+    fn from(id: CredentialId) -> Self {
+        Self::Id(Some(*id.as_uuid()))
+    }
+}
+impl From<Option<CredentialId>> for Param<'_> {
+    fn from(id: Option<CredentialId>) -> Self {
         Self::Id(id.map(|id| *id.as_uuid()))
     }
 }
@@ -270,6 +281,14 @@ pub trait Columns {
     }
     fn hash(&self, column: &str) -> Result<KeyHash, StoreError> {
         KeyHash::from_slice(&self.bytes(column)?).ok_or_else(|| corrupt(column))
+    }
+    fn credential_id(&self, column: &str) -> Result<CredentialId, StoreError> {
+        Ok(CredentialId::from_uuid(*self.id(column)?.as_uuid()))
+    }
+    fn maybe_credential_id(&self, column: &str) -> Result<Option<CredentialId>, StoreError> {
+        Ok(self
+            .maybe_id(column)?
+            .map(|id| CredentialId::from_uuid(*id.as_uuid())))
     }
 }
 

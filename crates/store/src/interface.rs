@@ -8,6 +8,7 @@
 use std::future::Future;
 
 use keyward_core::audit::{Actor, EventQuery, KeyEvent};
+use keyward_core::credential::{CredentialId, ServiceCredential};
 use keyward_core::hash::KeyHash;
 use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{ApiKey, KeyId, Scope, UserId};
@@ -17,8 +18,9 @@ use keyward_core::usage::HourlyUsage;
 use crate::error::StoreError;
 use crate::postgres::PostgresStore;
 use crate::records::{
-    Applied, Consumed, ExternalChange, HourCounts, ImportedKey, LegacyCandidate, NewKeyRecord,
-    PepperUsage, Replacement, Rotated, RotationTerms, UsageOf, VerifyRecord,
+    Applied, Consumed, CredentialChanged, CredentialRotation, ExternalChange, FoundCredential,
+    HourCounts, ImportedKey, LegacyCandidate, NewCredentialRecord, NewKeyRecord, PepperUsage,
+    Replacement, Rotated, RotationTerms, UsageOf, VerifyRecord,
 };
 use crate::sqlite::SqliteStore;
 
@@ -80,7 +82,7 @@ macro_rules! operations {
 /// implementing `Dialect` (`operations/`), and callers holding a concrete store
 /// bring the groups they use into scope.
 pub trait Store:
-    KeyStore + UsageStore + EventStore + UserStore + Clone + Send + Sync + 'static
+    KeyStore + UsageStore + EventStore + UserStore + CredentialStore + Clone + Send + Sync + 'static
 {
     /// A short backend name for logs and metrics (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
@@ -275,5 +277,48 @@ operations! {
         /// Keys per pepper version, lowest version first: what is left before a retired
         /// pepper can be dropped.
         async fn pepper_usage(&self) -> Result<Vec<PepperUsage>, StoreError>;
+    }
+}
+
+operations! {
+    /// Service credentials (see `keyward_core::credential`). Changes announce the
+    /// hashes they retire, as key changes do, so every instance drops them.
+    pub trait CredentialStore {
+        async fn insert_credential(&self, new: &NewCredentialRecord) -> Result<(), StoreError>;
+
+        /// Every credential, newest first, revoked ones too.
+        async fn list_credentials(&self) -> Result<Vec<ServiceCredential>, StoreError>;
+
+        async fn get_credential(
+            &self,
+            id: CredentialId,
+        ) -> Result<Option<ServiceCredential>, StoreError>;
+
+        /// The credential one of whose secrets has this hash, whatever its state:
+        /// whether it authenticates is the caller's decision.
+        async fn find_credential(&self, hash: &KeyHash) -> Result<Option<FoundCredential>, StoreError>;
+
+        /// Revokes a credential for good; revoking again changes nothing. `None`: no
+        /// such credential.
+        async fn revoke_credential(
+            &self,
+            id: CredentialId,
+            now: Timestamp,
+        ) -> Result<Option<CredentialChanged>, StoreError>;
+
+        /// Gives a credential a new secret; the replaced one works until
+        /// `previous_until`, and an older replaced one not at all. Refused for a
+        /// revoked credential. `None`: no such credential.
+        async fn rotate_credential(
+            &self,
+            id: CredentialId,
+            rotation: &CredentialRotation,
+        ) -> Result<Option<CredentialChanged>, StoreError>;
+
+        /// Moves each credential's `last_used_at` forward to the time given.
+        async fn record_credential_use(
+            &self,
+            uses: &[(CredentialId, Timestamp)],
+        ) -> Result<(), StoreError>;
     }
 }

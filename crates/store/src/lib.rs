@@ -43,11 +43,14 @@ mod writes;
 
 pub use connect::{connect, connect_with};
 pub use error::{StoreError, Unwritable};
-pub use interface::{AnyStore, EventStore, KeyStore, Store, UsageStore, UserStore};
+pub use interface::{
+    AnyStore, CredentialStore, EventStore, KeyStore, Store, UsageStore, UserStore,
+};
 pub use postgres::PostgresStore;
 pub use records::{
-    Applied, ConnectOptions, Consumed, ExternalChange, HourCounts, ImportedKey, LegacyCandidate,
-    NewKeyRecord, PepperUsage, Replacement, Rotated, RotationTerms, UsageOf, VerifyRecord,
+    Applied, ConnectOptions, Consumed, CredentialChanged, CredentialRotation, ExternalChange,
+    FoundCredential, HourCounts, ImportedKey, LegacyCandidate, NewCredentialRecord, NewKeyRecord,
+    PepperUsage, Replacement, Rotated, RotationTerms, UsageOf, VerifyRecord,
 };
 pub use sqlite::SqliteStore;
 pub use url::{DatabaseUrl, DatabaseUrlError};

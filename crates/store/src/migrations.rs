@@ -54,6 +54,11 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
         "usage history",
         include_str!("../migrations/sqlite/0008_usage_history.sql"),
     ),
+    (
+        9,
+        "service credentials",
+        include_str!("../migrations/sqlite/0009_service_credentials.sql"),
+    ),
 ]);
 
 pub(crate) const POSTGRES: Embedded = Embedded(&[
@@ -96,6 +101,11 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
         8,
         "usage history",
         include_str!("../migrations/postgres/0008_usage_history.sql"),
+    ),
+    (
+        9,
+        "service credentials",
+        include_str!("../migrations/postgres/0009_service_credentials.sql"),
     ),
 ]);
 

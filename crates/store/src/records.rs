@@ -1,5 +1,6 @@
 //! The shapes that cross the store interface.
 
+use keyward_core::credential::{Presented, ServiceCredential};
 use keyward_core::hash::KeyHash;
 use keyward_core::legacy::LegacyHash;
 use keyward_core::model::{ApiKey, KeyId, KeyStatus, Metadata, UserId};
@@ -162,4 +163,40 @@ pub struct HourCounts {
     /// The start of the UTC hour.
     pub hour: Timestamp,
     pub counts: keyward_core::usage::UsageCounts,
+}
+
+/// A service credential to insert: its record and its secret's hash.
+#[derive(Clone, Debug)]
+pub struct NewCredentialRecord {
+    pub credential: ServiceCredential,
+    pub hash: KeyHash,
+    pub pepper_version: u16,
+}
+
+/// A credential found by the hash of one of its secrets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundCredential {
+    pub credential: ServiceCredential,
+    /// Which secret the hash is of: the current one, or the one its last rotation
+    /// replaced (valid until `credential.previous_secret_until`).
+    pub presented: Presented,
+}
+
+/// A credential's new secret.
+#[derive(Clone, Copy, Debug)]
+pub struct CredentialRotation {
+    pub hash: KeyHash,
+    pub pepper_version: u16,
+    /// Until when the replaced secret still authenticates; `None`: it ends now.
+    pub previous_until: Option<Timestamp>,
+}
+
+/// A credential after a revocation or rotation.
+#[derive(Clone, Debug)]
+pub struct CredentialChanged {
+    pub credential: ServiceCredential,
+    /// The hashes of the secrets it had before the change, for caches to drop.
+    pub hashes: Vec<KeyHash>,
+    /// False if the change was already in effect (a second revocation).
+    pub changed: bool,
 }

@@ -2,6 +2,7 @@
 //! what is written, and the audit record of a change.
 
 use keyward_core::audit::{Actor, KeyEvent};
+use keyward_core::credential::{CredentialStatus, ScopeSet, ServiceCredential};
 use keyward_core::legacy::LegacyHash;
 use keyward_core::model::{ApiKey, KeyId, Metadata, UserId, expired};
 use keyward_core::rate::RateLimit;
@@ -10,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use crate::db::{Columns, Param, params};
 use crate::error::{StoreError, corrupt};
-use crate::records::{Consumed, NewKeyRecord, PepperUsage, VerifyRecord};
+use crate::records::{Consumed, NewCredentialRecord, NewKeyRecord, PepperUsage, VerifyRecord};
 
 /// A rate limit from its two columns (both NULL: none).
 pub(crate) fn rate_limit(
@@ -268,6 +269,7 @@ pub(crate) fn event_row<'a>(event: &'a NewEvent<'a>) -> Vec<Param<'a>> {
         event.at,
         event.actor.kind(),
         event.actor.id(),
+        event.actor.credential_id(),
         event.action,
         event.key_id,
         event.user_id.as_str(),
@@ -327,14 +329,59 @@ pub(crate) fn verify_record(row: &impl Columns) -> Result<VerifyRecord, StoreErr
 
 pub(crate) fn event_from_row(row: &impl Columns) -> Result<KeyEvent, StoreError> {
     let (kind, id) = (row.text("actor_kind")?, row.text("actor_id")?);
+    let credential = row.maybe_credential_id("actor_credential_id")?;
     Ok(KeyEvent {
         id: row.int("id")?,
         at: row.time("at")?,
-        actor: Actor::from_parts(&kind, &id).ok_or_else(|| corrupt("actor"))?,
+        actor: Actor::from_parts(&kind, &id, credential).ok_or_else(|| corrupt("actor"))?,
         action: row.text("action")?,
         key_id: row.maybe_id("key_id")?,
         user_id: owner(row)?,
         changes: row.text("changes")?,
+    })
+}
+
+/// A credential row's values, in `sql::INSERT_CREDENTIAL` order.
+pub(crate) fn credential_row(new: &NewCredentialRecord) -> Vec<Param<'_>> {
+    let credential = &new.credential;
+    let mut values = params![
+        credential.id,
+        credential.name.as_str(),
+        stored_scopes(credential.scopes),
+        &new.hash,
+    ];
+    values.push(Param::Small(Some(i32::from(new.pepper_version))));
+    values.extend(params![
+        credential.created_at,
+        credential.created_by.as_str(),
+        credential.last_used_at,
+        credential.expires_at,
+        credential.status.as_str(),
+        credential.revoked_at,
+        credential.previous_secret_until,
+    ]);
+    values
+}
+
+/// Scopes as stored: their contract names, space-separated.
+fn stored_scopes(scopes: ScopeSet) -> String {
+    scopes.names().join(" ")
+}
+
+pub(crate) fn credential_from_row(row: &impl Columns) -> Result<ServiceCredential, StoreError> {
+    let scopes = row.text("scopes")?;
+    let scopes: Vec<&str> = scopes.split_whitespace().collect();
+    Ok(ServiceCredential {
+        id: row.credential_id("id")?,
+        name: row.text("name")?,
+        scopes: ScopeSet::parse(&scopes).map_err(|_| corrupt("scopes"))?,
+        created_at: row.time("created_at")?,
+        created_by: row.text("created_by")?,
+        last_used_at: row.maybe_time("last_used_at")?,
+        expires_at: row.maybe_time("expires_at")?,
+        status: CredentialStatus::parse(&row.text("status")?).ok_or_else(|| corrupt("status"))?,
+        revoked_at: row.maybe_time("revoked_at")?,
+        previous_secret_until: row.maybe_time("previous_until")?,
     })
 }
 

@@ -48,12 +48,12 @@ pub(crate) const KEY_ROW_WIDTH: usize = 21;
 
 macro_rules! insert_event_head {
     () => {
-        "INSERT INTO key_events (at, actor_kind, actor_id, action, key_id, user_id, changes) \
-         VALUES "
+        "INSERT INTO key_events (at, actor_kind, actor_id, actor_credential_id, action, key_id, \
+         user_id, changes) VALUES "
     };
 }
 /// Values per event row.
-pub(crate) const EVENT_ROW_WIDTH: usize = 7;
+pub(crate) const EVENT_ROW_WIDTH: usize = 8;
 
 /// One key row.
 pub(crate) const INSERT_KEY: &str = concat!(
@@ -63,7 +63,8 @@ pub(crate) const INSERT_KEY: &str = concat!(
 );
 
 /// One audit event.
-pub(crate) const INSERT_EVENT: &str = concat!(insert_event_head!(), "($1, $2, $3, $4, $5, $6, $7)");
+pub(crate) const INSERT_EVENT: &str =
+    concat!(insert_event_head!(), "($1, $2, $3, $4, $5, $6, $7, $8)");
 
 /// How a statement built for many rows marks its values (each is bound once, in order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -232,8 +233,46 @@ pub(crate) const PEPPER_USAGE: &str = "SELECT pepper_version, \
      FROM api_keys GROUP BY pepper_version ORDER BY pepper_version";
 
 /// The start of an event query; filters follow as ` AND column op $n`.
-pub(crate) const LIST_EVENTS: &str = "SELECT id, at, actor_kind, actor_id, action, key_id, user_id, changes \
+pub(crate) const LIST_EVENTS: &str = "SELECT id, at, actor_kind, actor_id, actor_credential_id, action, \
+     key_id, user_id, changes \
      FROM key_events WHERE 1 = 1";
+
+/// `SELECT` with the columns of a service credential, then the rest of the statement.
+macro_rules! select_credential {
+    ($($rest:expr),+ $(,)?) => {
+        concat!(
+            "SELECT id, name, scopes, created_at, created_by, last_used_at, expires_at, \
+             status, revoked_at, previous_until",
+            $($rest),+
+        )
+    };
+}
+
+pub(crate) const INSERT_CREDENTIAL: &str = "INSERT INTO service_credentials (id, name, scopes, \
+     hash, pepper_version, created_at, created_by, last_used_at, expires_at, status, \
+     revoked_at, previous_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+pub(crate) const LIST_CREDENTIALS: &str =
+    select_credential!(" FROM service_credentials ORDER BY created_at DESC, id DESC");
+pub(crate) const GET_CREDENTIAL: &str =
+    select_credential!(" FROM service_credentials WHERE id = $1");
+/// Which of the two secrets matched comes back as `current_secret` (1 or 0).
+pub(crate) const FIND_CREDENTIAL: &str = select_credential!(
+    ", CAST(CASE WHEN hash = $1 THEN 1 ELSE 0 END AS INTEGER) AS current_secret \
+     FROM service_credentials WHERE hash = $1 OR previous_hash = $1"
+);
+/// The locking read of a credential about to change: an update that changes nothing
+/// locks the row on PostgreSQL (and is a write in SQLite's write transaction), and
+/// returns the hashes the change retires.
+pub(crate) const HOLD_CREDENTIAL: &str = "UPDATE service_credentials SET id = id WHERE id = $1 \
+     RETURNING status, hash, previous_hash";
+pub(crate) const REVOKE_CREDENTIAL: &str = "UPDATE service_credentials \
+     SET status = 'REVOKED', revoked_at = $2 WHERE id = $1 AND status = 'ACTIVE'";
+/// `$4`: until when the replaced secret works, or NULL for not at all.
+pub(crate) const ROTATE_CREDENTIAL: &str = "UPDATE service_credentials \
+     SET previous_hash = CASE WHEN $4 IS NULL THEN NULL ELSE hash END, previous_until = $4, \
+     hash = $2, pepper_version = $3 WHERE id = $1";
+pub(crate) const TOUCH_CREDENTIAL: &str = "UPDATE service_credentials SET last_used_at = $2 \
+     WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
 
 #[cfg(test)]
 mod tests {

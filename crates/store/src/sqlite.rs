@@ -439,6 +439,69 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_audit_trail_keeps_its_ids_and_their_counter_through_the_credentials_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("k.db")).await.unwrap();
+        // A database as version 8 left it, with three events of which the last was
+        // removed: ids are never handed out twice, even that one.
+        let before = crate::migrations::Embedded(&crate::migrations::SQLITE.0[..8]);
+        sqlx::migrate::Migrator::new(before)
+            .await
+            .unwrap()
+            .run(&store.writer)
+            .await
+            .unwrap();
+        for at in 1..=3 {
+            sqlx::query(
+                "INSERT INTO key_events (at, actor_kind, actor_id, action, key_id, user_id, \
+                 changes) VALUES (?, 'admin', 'ops', 'create', NULL, 'alice', '{}')",
+            )
+            .bind(at)
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        }
+        sqlx::query("DELETE FROM key_events WHERE id = 3")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+
+        crate::dialect::Dialect::migrate(&store).await.unwrap();
+        let kept: Vec<(i64, i64)> = sqlx::query_as("SELECT id, at FROM key_events ORDER BY id")
+            .fetch_all(&store.writer)
+            .await
+            .unwrap();
+        assert_eq!(kept, vec![(1, 1), (2, 2)]);
+        let next = sqlx::query(
+            "INSERT INTO key_events (at, actor_kind, actor_id, action, key_id, user_id, changes) \
+             VALUES (4, 'admin', 'ops', 'create', NULL, 'alice', '{}')",
+        )
+        .execute(&store.writer)
+        .await
+        .unwrap();
+        assert_eq!(next.last_insert_rowid(), 4, "3 was handed out before");
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'key_events' \
+             AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        )
+        .fetch_all(&store.writer)
+        .await
+        .unwrap();
+        assert_eq!(
+            indexes,
+            ["key_events_at", "key_events_key", "key_events_user"]
+        );
+        // A credential actor must come with the credential's id, and only it.
+        let unpaired = sqlx::query(
+            "INSERT INTO key_events (at, actor_kind, actor_id, action, key_id, user_id, changes) \
+             VALUES (5, 'credential', 'billing', 'create', NULL, 'alice', '{}')",
+        )
+        .execute(&store.writer)
+        .await;
+        assert!(unpaired.is_err(), "{unpaired:?}");
+    }
+
+    #[tokio::test]
     async fn a_usage_flush_finds_each_key_by_its_id_rather_than_scanning_the_keys() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("k.db")).await.unwrap();

@@ -1,6 +1,7 @@
 //! Every [`Store`] operation, written once for every backend over its [`Dialect`], by
 //! what it changes: [`keys`] ([`KeyStore`]), [`usage`] ([`UsageStore`]), [`events`]
-//! (the audit trail, [`EventStore`]) and [`users`] ([`UserStore`]). Each file
+//! (the audit trail, [`EventStore`]), [`users`] ([`UserStore`]) and [`credentials`]
+//! (service credentials, [`CredentialStore`]). Each file
 //! implements its group for every `Dialect`; this one the store's own life.
 //!
 //! A change has one shape: begin a write transaction, read the row (as the backend
@@ -14,7 +15,9 @@
 //! [`UsageStore`]: crate::interface::UsageStore
 //! [`EventStore`]: crate::interface::EventStore
 //! [`UserStore`]: crate::interface::UserStore
+//! [`CredentialStore`]: crate::interface::CredentialStore
 
+mod credentials;
 mod events;
 mod keys;
 mod usage;
