@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 use uuid::Uuid;
 
@@ -23,8 +24,9 @@ pub const CREDENTIAL_PREFIX: &str = "kwsvc";
 pub const MAX_CREDENTIAL_GRACE_SECONDS: u64 = crate::lifecycle::MAX_ROTATION_GRACE_SECONDS;
 
 /// The format of credentials' secrets (`kwsvc_` + 43 + 6 characters).
-pub fn credential_format() -> KeyFormat {
-    KeyFormat::new(KeyPrefix::parse(CREDENTIAL_PREFIX).expect("kwsvc is a valid prefix"))
+pub fn credential_format() -> &'static KeyFormat {
+    static FORMAT: LazyLock<KeyFormat> = LazyLock::new(|| KeyFormat::new(KeyPrefix::credentials()));
+    &FORMAT
 }
 
 /// What a credential may do. The names are contract (`keys.verify`, …).

@@ -27,10 +27,16 @@ pub struct KeyPrefix(String);
 
 /// Why a configured key prefix was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "key prefix must be 1-{MAX_PREFIX_LEN} lowercase ASCII letters or digits, starting with a letter"
-)]
-pub struct InvalidPrefix;
+pub enum InvalidPrefix {
+    #[error(
+        "key prefix must be 1-{MAX_PREFIX_LEN} lowercase ASCII letters or digits, starting with a letter"
+    )]
+    Malformed,
+    /// Service credentials' secrets have it: a key of that prefix could not be told
+    /// from one of them.
+    #[error("key prefix {0} is reserved for service credentials")]
+    Reserved(&'static str),
+}
 
 impl KeyPrefix {
     pub fn parse(prefix: &str) -> Result<Self, InvalidPrefix> {
@@ -40,11 +46,20 @@ impl KeyPrefix {
             && bytes
                 .iter()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        if valid {
-            Ok(Self(prefix.to_owned()))
-        } else {
-            Err(InvalidPrefix)
+        if !valid {
+            return Err(InvalidPrefix::Malformed);
         }
+        if prefix == crate::credential::CREDENTIAL_PREFIX {
+            return Err(InvalidPrefix::Reserved(
+                crate::credential::CREDENTIAL_PREFIX,
+            ));
+        }
+        Ok(Self(prefix.to_owned()))
+    }
+
+    /// Service credentials' prefix, which [`KeyPrefix::parse`] refuses for keys.
+    pub(crate) fn credentials() -> Self {
+        Self(crate::credential::CREDENTIAL_PREFIX.to_owned())
     }
 
     pub fn as_str(&self) -> &str {
@@ -374,8 +389,20 @@ mod tests {
             "abcdefghijklmnopq",
             "é",
         ] {
-            assert_eq!(KeyPrefix::parse(bad), Err(InvalidPrefix), "{bad:?}");
+            assert_eq!(
+                KeyPrefix::parse(bad),
+                Err(InvalidPrefix::Malformed),
+                "{bad:?}"
+            );
         }
+    }
+
+    #[test]
+    fn the_credentials_prefix_is_not_a_key_prefix() {
+        // Otherwise a key and a credential's secret could not be told apart.
+        let refused = KeyPrefix::parse("kwsvc").unwrap_err();
+        assert_eq!(refused, InvalidPrefix::Reserved("kwsvc"));
+        assert!(refused.to_string().contains("reserved"), "{refused}");
     }
 
     #[test]

@@ -174,6 +174,27 @@ impl<S: Store> Inner<S> {
     }
 
     async fn flush_last_used(&self) -> Result<usize, EngineError> {
+        let credentials = self.flush_credential_use().await;
+        let keys = self.flush_key_use().await;
+        credentials?;
+        keys
+    }
+
+    /// Writes credentials' `last_used_at`; a failed batch is kept for the next try.
+    async fn flush_credential_use(&self) -> Result<(), EngineError> {
+        let batch = self.credential_usage.drain();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if let Err(err) = self.store.record_credential_use(&batch).await {
+            self.credential_usage.restore(batch);
+            metrics::counter!("keyward_usage_flush_failures_total").increment(1);
+            return Err(err.into());
+        }
+        Ok(())
+    }
+
+    async fn flush_key_use(&self) -> Result<usize, EngineError> {
         let batch = self.usage.drain();
         if batch.is_empty() {
             return Ok(0);
@@ -234,21 +255,25 @@ async fn watch_external_changes<S: Store>(inner: Arc<Inner<S>>) {
         };
         match change {
             Ok(change) => {
-                inner.cache.renew(inner.config.change_feed_lease);
+                for cache in inner.watched() {
+                    cache.renew(inner.config.change_feed_lease);
+                }
                 if !watching {
                     // Subscribed (again): trust the cache from empty.
                     watching = true;
-                    inner.cache.resume();
+                    for cache in inner.watched() {
+                        cache.resume();
+                    }
                     metrics::gauge!("keyward_change_feed_up").set(1.0);
                     tracing::info!("watching the database for changes; verification cache on");
                 }
                 match change {
-                    ExternalChange::Keys(hashes) => {
-                        for hash in &hashes {
-                            inner.cache.invalidate(hash);
+                    ExternalChange::Keys(hashes) => inner.invalidate(&hashes),
+                    ExternalChange::Unknown => {
+                        for cache in inner.watched() {
+                            cache.clear();
                         }
                     }
-                    ExternalChange::Unknown => inner.cache.clear(),
                     ExternalChange::Alive => {}
                 }
             }
@@ -257,7 +282,9 @@ async fn watch_external_changes<S: Store>(inner: Arc<Inner<S>>) {
                     watching = false;
                     // Unable to see other instances' changes: serve nothing from
                     // memory that one of them may have made stale.
-                    inner.cache.suspend();
+                    for cache in inner.watched() {
+                        cache.suspend();
+                    }
                     metrics::gauge!("keyward_change_feed_up").set(0.0);
                     metrics::counter!("keyward_change_feed_failures_total").increment(1);
                     tracing::warn!(error = %err, "lost the database change feed; verification cache off, reading through to the database until it is back");

@@ -1,4 +1,5 @@
-//! Verification results by key hash.
+//! Verification results by key hash (and, in a cache of their own, service
+//! credentials by their secrets' hashes).
 //!
 //! Filling the cache after a database read races with invalidation: a reader may
 //! fetch a row, a revocation may commit and invalidate, and the reader may then insert
@@ -35,15 +36,22 @@ use quick_cache::UnitWeighter;
 use quick_cache::sync::{Cache, DefaultLifecycle};
 
 use crate::config::EngineConfig;
-use crate::verdict::VerifiedKey;
 
 const STRIPES: usize = 64;
 
 /// A cached verification result and when it stops being trusted (ms after `origin`).
-#[derive(Clone)]
-struct Found {
-    key: Arc<VerifiedKey>,
+struct Found<V> {
+    key: Arc<V>,
     until: u64,
+}
+
+impl<V> Clone for Found<V> {
+    fn clone(&self) -> Self {
+        Self {
+            key: Arc::clone(&self.key),
+            until: self.until,
+        }
+    }
 }
 
 type Map<V> = Cache<KeyHash, V, UnitWeighter, KeyBytes, DefaultLifecycle<KeyHash, V>>;
@@ -85,8 +93,8 @@ impl Hasher for TakeBytes {
     }
 }
 
-pub(crate) struct VerifyCache {
-    found: Map<Found>,
+pub(crate) struct VerifyCache<V> {
+    found: Map<Found<V>>,
     /// Hashes known not to exist, with when that stops being trusted.
     missing: Map<u64>,
     ttl: u64,
@@ -101,8 +109,8 @@ pub(crate) struct VerifyCache {
     origin: Instant,
 }
 
-pub(crate) enum Lookup {
-    Found(Arc<VerifiedKey>),
+pub(crate) enum Lookup<V> {
+    Found(Arc<V>),
     Missing,
     /// Not cached: read the database, then [`VerifyCache::fill`] with this epoch.
     Unknown {
@@ -114,12 +122,23 @@ fn lock(mutex: &Mutex<()>) -> MutexGuard<'_, ()> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl VerifyCache {
+impl<V: Send + Sync> VerifyCache<V> {
+    /// A cache of the configured sizes (the keys').
     pub(crate) fn new(config: &EngineConfig) -> Self {
+        Self::sized(
+            config.cache_capacity,
+            config.negative_cache_capacity,
+            config,
+        )
+    }
+
+    /// A cache of `found` entries and `missing` negative entries, with the
+    /// configured lifetimes.
+    pub(crate) fn sized(found: u64, missing: u64, config: &EngineConfig) -> Self {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         Self {
-            found: map(config.cache_capacity),
-            missing: map(config.negative_cache_capacity),
+            found: map(found),
+            missing: map(missing),
             ttl: ms(config.cache_ttl),
             negative_ttl: ms(config.negative_cache_ttl),
             epoch: AtomicU64::new(0),
@@ -136,7 +155,7 @@ impl VerifyCache {
         &self.stripes[usize::from(hash.as_bytes()[0]) % STRIPES]
     }
 
-    pub(crate) fn lookup(&self, hash: &KeyHash) -> Lookup {
+    pub(crate) fn lookup(&self, hash: &KeyHash) -> Lookup<V> {
         // Read the epoch before the caches: a fill after a miss then compares against
         // a value no newer than the state it is about to read from the database.
         let epoch = self.epoch.load(Ordering::SeqCst);
@@ -161,7 +180,7 @@ impl VerifyCache {
 
     /// Caches what a database read found, unless something was invalidated since
     /// the read began (then the next verification reads again); says whether it did.
-    pub(crate) fn fill(&self, hash: KeyHash, value: Option<Arc<VerifiedKey>>, epoch: u64) -> bool {
+    pub(crate) fn fill(&self, hash: KeyHash, value: Option<Arc<V>>, epoch: u64) -> bool {
         let _guard = lock(self.stripe(&hash));
         if self.epoch.load(Ordering::SeqCst) != epoch || !self.trusted() {
             return false;
@@ -180,46 +199,6 @@ impl VerifyCache {
                 .insert(hash, now.saturating_add(self.negative_ttl)),
         }
         true
-    }
-
-    pub(crate) fn invalidate(&self, hash: &KeyHash) {
-        let _guard = lock(self.stripe(hash));
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.found.remove(hash);
-        self.missing.remove(hash);
-    }
-
-    pub(crate) fn clear(&self) {
-        let _guards: Vec<_> = self.stripes.iter().map(lock).collect();
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.found.clear();
-        self.missing.clear();
-    }
-
-    /// Stops trusting the cache: clears it and reads through until [`Self::resume`].
-    pub(crate) fn suspend(&self) {
-        let _guards: Vec<_> = self.stripes.iter().map(lock).collect();
-        self.suspended.store(true, Ordering::SeqCst);
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.found.clear();
-        self.missing.clear();
-    }
-
-    /// Trusts the cache again, from empty. Reads that began before are not cached:
-    /// they may have missed a change made while nothing was watched.
-    pub(crate) fn resume(&self) {
-        let _guards: Vec<_> = self.stripes.iter().map(lock).collect();
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.found.clear();
-        self.missing.clear();
-        self.suspended.store(false, Ordering::SeqCst);
-    }
-
-    /// Extends the lease: the change feed has just confirmed it is watching.
-    pub(crate) fn renew(&self, lease: Duration) {
-        let until = self.origin.elapsed().saturating_add(lease).as_millis();
-        self.lease_until
-            .store(u64::try_from(until).unwrap_or(u64::MAX), Ordering::SeqCst);
     }
 
     /// Milliseconds since `origin`.
@@ -244,6 +223,62 @@ impl VerifyCache {
     }
 }
 
+/// What the change feed does to every cache, whatever it holds: a change made
+/// elsewhere drops the hashes it names (or everything), and the cache is trusted only
+/// while the feed confirms it watches.
+pub(crate) trait Watched: Send + Sync {
+    /// Drops what is cached for `hash`, found or missing.
+    fn invalidate(&self, hash: &KeyHash);
+    /// Drops everything.
+    fn clear(&self);
+    /// Stops trusting the cache: clears it and reads through until
+    /// [`Watched::resume`].
+    fn suspend(&self);
+    /// Trusts the cache again, from empty. Reads that began before are not cached:
+    /// they may have missed a change made while nothing was watched.
+    fn resume(&self);
+    /// Extends the lease: the change feed has just confirmed it is watching.
+    fn renew(&self, lease: Duration);
+}
+
+impl<V: Send + Sync> Watched for VerifyCache<V> {
+    fn invalidate(&self, hash: &KeyHash) {
+        let _guard = lock(self.stripe(hash));
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.found.remove(hash);
+        self.missing.remove(hash);
+    }
+
+    fn clear(&self) {
+        let _guards: Vec<_> = self.stripes.iter().map(lock).collect();
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.found.clear();
+        self.missing.clear();
+    }
+
+    fn suspend(&self) {
+        let _guards: Vec<_> = self.stripes.iter().map(lock).collect();
+        self.suspended.store(true, Ordering::SeqCst);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.found.clear();
+        self.missing.clear();
+    }
+
+    fn resume(&self) {
+        let _guards: Vec<_> = self.stripes.iter().map(lock).collect();
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.found.clear();
+        self.missing.clear();
+        self.suspended.store(false, Ordering::SeqCst);
+    }
+
+    fn renew(&self, lease: Duration) {
+        let until = self.origin.elapsed().saturating_add(lease).as_millis();
+        self.lease_until
+            .store(u64::try_from(until).unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use keyward_core::hash::Peppers;
@@ -252,8 +287,9 @@ mod tests {
     use keyward_core::time::Timestamp;
 
     use super::*;
+    use crate::verdict::VerifiedKey;
 
-    fn cache() -> VerifyCache {
+    fn cache() -> VerifyCache<VerifiedKey> {
         let config =
             EngineConfig::new(Peppers::parse("cache-test-pepper-0123456789abcdefghij").unwrap());
         let cache = VerifyCache::new(&config);
@@ -277,7 +313,7 @@ mod tests {
         })
     }
 
-    fn epoch_of(lookup: Lookup) -> u64 {
+    fn epoch_of(lookup: Lookup<VerifiedKey>) -> u64 {
         match lookup {
             Lookup::Unknown { epoch } => epoch,
             _ => panic!("expected a miss"),
@@ -286,13 +322,13 @@ mod tests {
 
     /// A verification's first step: a lookup that misses, and the epoch its read of
     /// the database then fills the cache under.
-    fn start_read(cache: &VerifyCache, byte: u8) -> (KeyHash, u64) {
+    fn start_read(cache: &VerifyCache<VerifiedKey>, byte: u8) -> (KeyHash, u64) {
         let hash = KeyHash::from_bytes([byte; 32]);
         (hash, epoch_of(cache.lookup(&hash)))
     }
 
     /// A key read and cached without interference.
-    fn cached(cache: &VerifyCache, byte: u8) -> KeyHash {
+    fn cached(cache: &VerifyCache<VerifiedKey>, byte: u8) -> KeyHash {
         let (hash, epoch) = start_read(cache, byte);
         cache.fill(hash, Some(key()), epoch);
         assert!(matches!(cache.lookup(&hash), Lookup::Found(_)));
@@ -300,7 +336,7 @@ mod tests {
     }
 
     /// The cache does not answer for `hash`: a verification reads the database.
-    fn reads_through(cache: &VerifyCache, hash: &KeyHash) -> bool {
+    fn reads_through(cache: &VerifyCache<VerifiedKey>, hash: &KeyHash) -> bool {
         matches!(cache.lookup(hash), Lookup::Unknown { .. })
     }
 

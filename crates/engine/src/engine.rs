@@ -47,6 +47,9 @@ pub struct CreatedKey {
 pub struct Engine<S: Store> {
     pub(crate) inner: Arc<Inner<S>>,
     _lifetime: Arc<Lifetime>,
+    /// Who administrative operations are recorded as made by, if not the
+    /// configured administrator (see [`Engine::acting_as`]).
+    acting: Option<Actor>,
 }
 
 impl<S: Store> Clone for Engine<S> {
@@ -54,6 +57,7 @@ impl<S: Store> Clone for Engine<S> {
         Self {
             inner: Arc::clone(&self.inner),
             _lifetime: Arc::clone(&self._lifetime),
+            acting: self.acting.clone(),
         }
     }
 }
@@ -73,6 +77,14 @@ impl<S: Store> Engine<S> {
         let clients = config.client_limiter_capacity;
         let inner = Arc::new(Inner {
             cache: VerifyCache::new(&config),
+            credentials: VerifyCache::sized(
+                CREDENTIAL_CACHE_CAPACITY,
+                config
+                    .negative_cache_capacity
+                    .min(CREDENTIAL_CACHE_CAPACITY * 16),
+                &config,
+            ),
+            credential_usage: UsageTracker::new(),
             flights: crate::flights::Flights::new(),
             usage: UsageTracker::new(),
             history: HistoryTracker::new(config.usage_history_capacity),
@@ -94,6 +106,18 @@ impl<S: Store> Engine<S> {
         Self {
             inner,
             _lifetime: Arc::new(Lifetime(stop)),
+            acting: None,
+        }
+    }
+
+    /// This engine, recording the administrative operations it makes (those in
+    /// [`Scope::Admin`] and on credentials) as made by `actor`: the service
+    /// credential a request came with. A user's own changes stay theirs.
+    #[must_use]
+    pub fn acting_as(&self, actor: Actor) -> Self {
+        Self {
+            acting: Some(actor),
+            ..self.clone()
         }
     }
 
@@ -179,8 +203,10 @@ impl<S: Store> Engine<S> {
         (plain_text, hash, pepper.version())
     }
 
-    fn admin(&self) -> Actor {
-        Actor::Admin(self.inner.config.admin_actor.clone())
+    pub(crate) fn admin(&self) -> Actor {
+        self.acting
+            .clone()
+            .unwrap_or_else(|| Actor::Admin(self.inner.config.admin_actor.clone()))
     }
 
     /// Who an operation in `scope` is recorded as made by.
@@ -240,7 +266,7 @@ impl<S: Store> Engine<S> {
             .await?;
         // Nobody can have verified a key that did not exist, but a negative entry
         // for its hash must not outlive its creation.
-        self.inner.cache.invalidate(&record.hash);
+        self.inner.invalidate(&[record.hash]);
         metrics::counter!("keyward_keys_created_total").increment(1);
         tracing::info!(key_id = %record.key.id, user_id = %owner, "key created");
         Ok(CreatedKey {
@@ -351,8 +377,7 @@ impl<S: Store> Engine<S> {
                     &change.actor,
                 )
                 .await?;
-            inner.cache.invalidate(&rotated.old_hash);
-            inner.cache.invalidate(&replacement.hash);
+            inner.invalidate(&[rotated.old_hash, replacement.hash]);
             // The new key carries on the old one's quota: rotating must not refill it.
             inner
                 .key_limits
@@ -428,7 +453,7 @@ impl<S: Store> Engine<S> {
                 .store
                 .apply(change.scope(), id, &mutation, change.now, &change.actor)
                 .await?;
-            inner.cache.invalidate(&applied.hash);
+            inner.invalidate(&[applied.hash]);
             let new_quota = match &mutation {
                 Mutation::SetRateLimit(_) => true,
                 Mutation::Edit(edit) => edit.fields().rate_limit.is_some(),
@@ -466,9 +491,7 @@ impl<S: Store> Engine<S> {
         let user = user.clone();
         to_completion(async move {
             let hashes = inner.store.delete_user(&user, now, &actor).await?;
-            for hash in &hashes {
-                inner.cache.invalidate(hash);
-            }
+            inner.invalidate(&hashes);
             tracing::info!(user_id = %user, keys = hashes.len(), "user deleted");
             Ok(hashes.len())
         })
@@ -549,10 +572,13 @@ impl Change {
     }
 }
 
+/// Credentials a cache holds: a deployment has a few dozen services, not millions.
+const CREDENTIAL_CACHE_CAPACITY: u64 = 4_096;
+
 /// Runs a write and the cache invalidation that follows its commit as their own
 /// task, and returns its outcome: a caller going away (a client disconnecting)
 /// cannot cut it between the commit and the invalidation.
-async fn to_completion<T: Send + 'static>(
+pub(crate) async fn to_completion<T: Send + 'static>(
     write: impl Future<Output = Result<T, EngineError>> + Send + 'static,
 ) -> Result<T, EngineError> {
     match tokio::spawn(write).await {

@@ -14,6 +14,12 @@ pub enum EngineError {
     /// No such key for this owner (another user's key is not found either).
     #[error("key not found")]
     NotFound,
+    /// No service credential with this id.
+    #[error("credential not found")]
+    NoSuchCredential,
+    /// The credential is revoked: it cannot be rotated (revoking again succeeds).
+    #[error("the credential is revoked")]
+    CredentialRevoked,
     /// The key's status forbids the change.
     #[error(transparent)]
     Refused(#[from] LifecycleError),

@@ -4,13 +4,15 @@
 
 use std::sync::{Arc, Mutex};
 
+use keyward_core::credential::CredentialId;
+use keyward_core::hash::KeyHash;
 use keyward_core::model::{KeyId, UserId};
 use keyward_core::time::Timestamp;
 use keyward_store::VerifyRecord;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::cache::VerifyCache;
+use crate::cache::{VerifyCache, Watched};
 use crate::config::EngineConfig;
 use crate::flights::Flights;
 use crate::history::HistoryTracker;
@@ -19,7 +21,7 @@ use crate::metrics::VerifyMetrics;
 use crate::quota::{LegacyHead, Quota};
 use crate::shared_limits::SharedLimits;
 use crate::usage::{UsageMark, UsageTracker};
-use crate::verdict::{Loaded, VerifiedKey};
+use crate::verdict::{CredentialEntry, Loaded, VerifiedKey};
 
 /// Signals the background tasks to stop when the last [`Engine`] handle goes.
 pub(crate) struct Lifetime(pub(crate) Arc<watch::Sender<bool>>);
@@ -34,10 +36,14 @@ impl Drop for Lifetime {
 pub(crate) struct Inner<S> {
     pub(crate) store: S,
     pub(crate) config: EngineConfig,
-    pub(crate) cache: VerifyCache,
+    pub(crate) cache: VerifyCache<VerifiedKey>,
+    /// Service credentials by their secrets' hashes.
+    pub(crate) credentials: VerifyCache<CredentialEntry>,
     /// Database reads of verifications in flight, shared by key.
     pub(crate) flights: Flights<Loaded>,
     pub(crate) usage: UsageTracker,
+    /// Credentials' `last_used_at`, written with the keys'.
+    pub(crate) credential_usage: UsageTracker<CredentialId>,
     /// Verifications per key and hour not written yet.
     pub(crate) history: HistoryTracker,
     pub(crate) metrics: VerifyMetrics,
@@ -62,6 +68,20 @@ pub(crate) struct Inner<S> {
 impl<S> Inner<S> {
     pub(crate) fn now(&self) -> Timestamp {
         (self.config.clock)()
+    }
+
+    /// Every cache the change feed keeps true.
+    pub(crate) fn watched(&self) -> [&dyn Watched; 2] {
+        [&self.cache, &self.credentials]
+    }
+
+    /// Drops `hashes` from every cache (after a change here, or one seen elsewhere).
+    pub(crate) fn invalidate(&self, hashes: &[KeyHash]) {
+        for cache in self.watched() {
+            for hash in hashes {
+                cache.invalidate(hash);
+            }
+        }
     }
 
     pub(crate) fn history_enabled(&self) -> bool {

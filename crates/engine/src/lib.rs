@@ -5,6 +5,8 @@
 //!   on top of any [`Store`](keyward_store::Store).
 //! - [`cache`]: verification results by key hash, bounded, invalidated by every change
 //!   (and by other processes' changes), with a separate short-lived negative cache.
+//! - [`credentials`]: the platform's services' scoped credentials, made, revoked and
+//!   rotated, and checked from the same kind of cache as keys.
 //! - [`usage`]: `last_used_at` recorded in memory (once per key per resolution
 //!   period) and written in batches.
 //! - [`history`]: verifications per key and hour (usage history), counted in memory
@@ -19,6 +21,7 @@
 mod background;
 mod cache;
 mod config;
+mod credentials;
 mod engine;
 mod error;
 mod flights;
@@ -37,10 +40,11 @@ mod verdict;
 mod verifier;
 
 pub use config::{Clock, EngineConfig, system_clock};
+pub use credentials::CreatedCredential;
 pub use engine::{CreatedKey, Engine, RotatedKey};
 pub use error::EngineError;
 pub use import::Imported;
 pub use limits::{ClientAddr, Limiter};
 pub use shared_limits::RateLimitStore;
 pub use usage::UsageMark;
-pub use verdict::{Verification, VerifiedKey, VerifyOptions};
+pub use verdict::{AuthenticatedCredential, Verification, VerifiedKey, VerifyOptions};

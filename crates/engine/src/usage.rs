@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use keyward_core::credential::CredentialId;
 use keyward_core::model::KeyId;
 use keyward_core::time::Timestamp;
 
@@ -67,23 +68,41 @@ impl std::fmt::Debug for UsageMark {
     }
 }
 
-pub(crate) struct UsageTracker {
-    shards: Vec<Mutex<HashMap<KeyId, Timestamp>>>,
+/// What usage is tracked of: keys, and service credentials.
+pub(crate) trait Tracked: Copy + Eq + std::hash::Hash {
+    /// A byte that spreads ids over the shards.
+    fn spread(&self) -> u8;
 }
 
-impl UsageTracker {
+impl Tracked for KeyId {
+    fn spread(&self) -> u8 {
+        // The last bytes of a v7 UUID are random.
+        self.as_bytes()[15]
+    }
+}
+
+impl Tracked for CredentialId {
+    fn spread(&self) -> u8 {
+        self.as_uuid().as_bytes()[15]
+    }
+}
+
+pub(crate) struct UsageTracker<Id = KeyId> {
+    shards: Vec<Mutex<HashMap<Id, Timestamp>>>,
+}
+
+impl<Id: Tracked> UsageTracker<Id> {
     pub(crate) fn new() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
         }
     }
 
-    fn shard(&self, id: &KeyId) -> &Mutex<HashMap<KeyId, Timestamp>> {
-        // The last bytes of a v7 UUID are random.
-        &self.shards[usize::from(id.as_bytes()[15]) % SHARDS]
+    fn shard(&self, id: &Id) -> &Mutex<HashMap<Id, Timestamp>> {
+        &self.shards[usize::from(id.spread()) % SHARDS]
     }
 
-    pub(crate) fn record(&self, id: KeyId, at: Timestamp) {
+    pub(crate) fn record(&self, id: Id, at: Timestamp) {
         let mut shard = self.shard(&id).lock().unwrap_or_else(|p| p.into_inner());
         shard
             .entry(id)
@@ -92,13 +111,13 @@ impl UsageTracker {
     }
 
     /// The latest recorded time not yet written, if any.
-    pub(crate) fn pending(&self, id: &KeyId) -> Option<Timestamp> {
+    pub(crate) fn pending(&self, id: &Id) -> Option<Timestamp> {
         let shard = self.shard(id).lock().unwrap_or_else(|p| p.into_inner());
         shard.get(id).copied()
     }
 
     /// Takes everything recorded so far.
-    pub(crate) fn drain(&self) -> Vec<(KeyId, Timestamp)> {
+    pub(crate) fn drain(&self) -> Vec<(Id, Timestamp)> {
         let mut batch = Vec::new();
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
@@ -108,7 +127,7 @@ impl UsageTracker {
     }
 
     /// Puts back a batch that could not be written, keeping newer records.
-    pub(crate) fn restore(&self, batch: Vec<(KeyId, Timestamp)>) {
+    pub(crate) fn restore(&self, batch: Vec<(Id, Timestamp)>) {
         for (id, at) in batch {
             self.record(id, at);
         }
@@ -125,7 +144,7 @@ mod tests {
 
     #[test]
     fn only_the_latest_use_per_key_is_kept() {
-        let tracker = UsageTracker::new();
+        let tracker = UsageTracker::<KeyId>::new();
         let a = KeyId::new(at(1));
         let b = KeyId::new(at(1));
         for t in [5, 9, 7] {
@@ -155,7 +174,7 @@ mod tests {
 
     #[test]
     fn a_restored_batch_does_not_overwrite_newer_uses() {
-        let tracker = UsageTracker::new();
+        let tracker = UsageTracker::<KeyId>::new();
         let a = KeyId::new(at(1));
         tracker.record(a, at(5));
         let batch = tracker.drain();

@@ -6,6 +6,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use keyward_core::audit::Actor;
+use keyward_core::credential::{CredentialId, Presented, ScopeSet, ServiceCredential};
 use keyward_core::model::{KeyId, KeyStatus, Metadata, UserId};
 use keyward_core::permissions::PermissionSet;
 use keyward_core::rate::{RateLimit, Wait};
@@ -39,6 +41,34 @@ impl VerifiedKey {
             status: self.status,
             expires_at: self.expires_at,
             permissions: self.permission_set,
+        }
+    }
+}
+
+/// A service credential as the cache holds it: its record, which of its secrets the
+/// hash is of, and its latest recorded use. Whether it authenticates is decided at
+/// each use (expiry and grace periods pass while it is cached).
+pub(crate) struct CredentialEntry {
+    pub(crate) credential: ServiceCredential,
+    pub(crate) presented: Presented,
+    pub(crate) usage: UsageMark,
+}
+
+/// A service that presented a valid credential: who it is, for the audit trail, and
+/// what it may do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthenticatedCredential {
+    pub id: CredentialId,
+    pub name: String,
+    pub scopes: ScopeSet,
+}
+
+impl AuthenticatedCredential {
+    /// How the audit trail names it.
+    pub fn actor(&self) -> Actor {
+        Actor::Credential {
+            id: self.id,
+            name: self.name.clone(),
         }
     }
 }

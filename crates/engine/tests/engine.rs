@@ -1168,3 +1168,6 @@ async fn a_change_made_while_the_cache_warms_up_is_not_undone_by_the_warm_up() {
     let code = engine.verify(&plain, &[] as &[&str]).await.unwrap().code;
     assert_eq!(code, VerifyCode::Revoked);
 }
+
+#[path = "engine/credentials.rs"]
+mod credentials;

@@ -190,6 +190,16 @@ impl From<EngineError> for ApiError {
         match err {
             EngineError::Invalid(errors) => Self::invalid(errors.to_string()),
             EngineError::NotFound => Self::not_found(),
+            EngineError::NoSuchCredential => {
+                Self::new(StatusCode::NOT_FOUND, "Credential not found")
+                    .detail("no service credential with this id exists")
+            }
+            EngineError::CredentialRevoked => Self::new(
+                StatusCode::BAD_REQUEST,
+                "Operation not allowed for the credential's status",
+            )
+            .detail("the credential is revoked")
+            .hint("Create a new credential instead."),
             EngineError::Refused(reason) => {
                 let hint = match reason {
                     LifecycleError::Revoked => "Create a new key instead.",

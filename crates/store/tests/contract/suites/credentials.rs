@@ -42,7 +42,7 @@ fn new_credential(name: &str, scopes: &[&str], created: i64) -> NewCredentialRec
 }
 
 fn new_hash() -> KeyHash {
-    pepper().mint(&credential_format()).1
+    pepper().mint(credential_format()).1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
