@@ -51,7 +51,7 @@ pub async fn start_app(url: DatabaseUrl, service_token: &str) -> keyward::app::A
             hs256_secret: Some(Secret::new("bench-jwt-secret-0123456789abcdefghijkl")),
             ..Default::default()
         },
-        admin_token: Secret::new(service_token),
+        admin_token: Some(Secret::new(service_token)),
         local_secrets: None,
     };
     let app = keyward::app::App::start(&settings)

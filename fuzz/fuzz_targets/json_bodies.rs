@@ -135,7 +135,7 @@ fn setup() -> Fixture {
             hs256_secret: Some(Secret::new(JWT_SECRET)),
             ..Default::default()
         },
-        admin_token: Secret::new(ADMIN_TOKEN),
+        admin_token: Some(Secret::new(ADMIN_TOKEN)),
         local_secrets: None,
     };
     let owner_token = token(OWNER);

@@ -73,6 +73,22 @@ impl ServiceScope {
         }
     }
 
+    /// What it lets a service do, for documents and help texts.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Self::KeysVerify => "the verify API and forward authentication",
+            Self::KeysRead => "read any user's keys",
+            Self::KeysWrite => {
+                "create, change, suspend, reactivate and revoke any user's keys, with their \
+                 credits and rate limits; delete a user's keys"
+            }
+            Self::UsageRead => "usage history of any key, user or the deployment",
+            Self::AuditRead => "the audit trail across keys",
+            Self::CredentialsManage => "service credentials themselves",
+            Self::WebhooksManage => "webhook endpoints (reserved)",
+        }
+    }
+
     /// The scope of a contract name, exactly as written.
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|scope| scope.as_str() == name)

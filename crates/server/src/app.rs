@@ -36,8 +36,11 @@ pub async fn open_engine(settings: &Settings) -> anyhow::Result<Engine<AnyStore>
 
 impl App {
     pub async fn start(settings: &Settings) -> anyhow::Result<Self> {
-        let auth = Authenticator::new(&settings.jwt, settings.admin_token.expose())?
-            .with_metrics_token(settings.http.metrics_token.as_ref().map(Secret::expose));
+        let auth = Authenticator::new(
+            &settings.jwt,
+            settings.admin_token.as_ref().map(Secret::expose),
+        )?
+        .with_metrics_token(settings.http.metrics_token.as_ref().map(Secret::expose));
         // The recorder first: the engine resolves its metric handles as it starts.
         let metrics = telemetry::metrics();
         let engine = start_engine(settings).await?;

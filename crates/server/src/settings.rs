@@ -19,6 +19,8 @@ use crate::secrets::{self, Secret};
 pub const MIN_JWT_SECRET_LEN: usize = 32;
 /// Shortest accepted admin token.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+/// `KEYWARD_ADMIN_TOKEN`'s value that turns the static service token off.
+pub const ADMIN_TOKEN_DISABLED: &str = "disabled";
 
 /// How user JWTs are checked.
 #[derive(Clone, Debug)]
@@ -61,7 +63,9 @@ pub struct Settings {
     pub connect: ConnectOptions,
     pub engine: EngineConfig,
     pub jwt: JwtSettings,
-    pub admin_token: Secret,
+    /// The static service token, which holds every scope; `None` when disabled
+    /// (`KEYWARD_ADMIN_TOKEN=disabled`): only service credentials are let in.
+    pub admin_token: Option<Secret>,
     /// Where local-trial secrets came from, and whether they were just generated.
     pub local_secrets: Option<(PathBuf, bool)>,
 }
@@ -248,6 +252,7 @@ impl Flags {
             .clone()
             .or_else(|| local.as_ref().map(|l| l.admin_token.clone()))
             .expect("configured or local");
+        let admin_token = (admin_token.expose() != ADMIN_TOKEN_DISABLED).then_some(admin_token);
         let hs256_secret = self
             .jwt_secret
             .clone()
@@ -259,7 +264,10 @@ impl Flags {
         {
             return Err(SettingsError::WeakJwtSecret);
         }
-        if admin_token.expose().chars().count() < MIN_ADMIN_TOKEN_LEN {
+        if admin_token
+            .as_ref()
+            .is_some_and(|token| token.expose().chars().count() < MIN_ADMIN_TOKEN_LEN)
+        {
             return Err(SettingsError::WeakAdminToken);
         }
 
@@ -402,7 +410,7 @@ mod tests {
         .unwrap();
         assert!(settings.local_secrets.is_none());
         assert!(!dir.path().join("k.db.secrets").exists());
-        assert_eq!(settings.admin_token.expose(), ADMIN);
+        assert_eq!(settings.admin_token.unwrap().expose(), ADMIN);
     }
 
     #[test]
@@ -420,7 +428,10 @@ mod tests {
         let reused = flags(dir.path(), &[])
             .resolve(LocalTrial::Existing)
             .unwrap();
-        assert_eq!(reused.admin_token.expose(), created.admin_token.expose());
+        assert_eq!(
+            reused.admin_token.unwrap().expose(),
+            created.admin_token.unwrap().expose()
+        );
         assert!(reused.jwt.hs256_secret.is_some());
     }
 

@@ -45,7 +45,7 @@ pub async fn keyward(configure: impl FnOnce(&mut EngineConfig)) -> Keyward {
             hs256_secret: Some(Secret::new("remote-guard-jwt-secret-0123456789abcdef")),
             ..JwtSettings::default()
         },
-        admin_token: Secret::new(SERVICE_TOKEN),
+        admin_token: Some(Secret::new(SERVICE_TOKEN)),
         local_secrets: None,
     };
     let app = App::start(&settings).await.unwrap();

@@ -1,9 +1,11 @@
-//! The command line: `serve`, `migrate`, `healthcheck`, `openapi`, `keys …`, `token`.
+//! The command line: `serve`, `migrate`, `healthcheck`, `openapi`, `keys …`,
+//! `credentials …`, `token`.
 //!
 //! The admin commands talk to the database directly, through the same engine the
 //! server runs, so they work with or without a server running beside them (SQLite
 //! serialises the writes; a running server notices the changes within a second).
 
+mod credentials;
 mod healthcheck;
 mod import;
 mod keys;
@@ -62,6 +64,15 @@ pub enum Command {
         #[arg(long, global = true)]
         json: bool,
     },
+    /// Manage the platform's services' credentials, each limited to its scopes
+    /// (admin; works with the static service token disabled).
+    Credentials {
+        #[command(subcommand)]
+        command: credentials::CredentialsCommand,
+        /// Print JSON (the HTTP API's shapes) instead of tables.
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Print a development JWT for a user, or the service token with --admin.
     Token(TokenArgs),
     /// Manage users (admin).
@@ -99,6 +110,7 @@ const SHOWN: &[(&str, &[&str])] = {
         ),
         ("migrate", ADMIN),
         ("keys", ADMIN),
+        ("credentials", ADMIN),
         ("users", ADMIN),
         ("import", ADMIN),
         ("peppers", ADMIN),
@@ -207,6 +219,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { command, json } => keys::run(&cli.flags, command, json).await,
+        Command::Credentials { command, json } => credentials::run(&cli.flags, command, json).await,
         Command::Token(args) => token::run(&cli.flags, &args),
         Command::Healthcheck(args) => healthcheck::run(&cli.flags, &args).await,
         Command::Users { command } => users::run(&cli.flags, command).await,

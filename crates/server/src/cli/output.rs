@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use keyward_core::credential::ServiceCredential;
 use keyward_core::model::ApiKey;
 
 /// Standard output went away (`keyward keys list | head -1`): the command stops quietly
@@ -137,11 +138,63 @@ pub fn key_fields(key: &ApiKey) -> String {
             or_dash(key.rotated_to.map(|id| id.to_string())),
         ),
     ];
+    field_lines(&fields)
+}
+
+/// A field per line, names aligned.
+fn field_lines(fields: &[(&str, String)]) -> String {
     let mut out = String::new();
     for (name, value) in fields {
         out.push_str(&format!("{name:<12} {value}\n"));
     }
     out
+}
+
+/// One row per service credential.
+pub fn credential_table(credentials: &[ServiceCredential]) -> String {
+    let rows: Vec<Vec<String>> = credentials
+        .iter()
+        .map(|c| {
+            vec![
+                c.id.to_string(),
+                c.name.clone(),
+                c.status.as_str().to_owned(),
+                c.scopes.names().join(","),
+                c.created_at.to_string(),
+                or_dash(c.last_used_at.map(|t| t.to_string())),
+                or_dash(c.expires_at.map(|t| t.to_string())),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "NAME",
+            "STATUS",
+            "SCOPES",
+            "CREATED",
+            "LAST USED",
+            "EXPIRES",
+        ],
+        &rows,
+    )
+}
+
+/// One service credential, a field per line (never its secret).
+pub fn credential_fields(credential: &ServiceCredential) -> String {
+    let time = |t: Option<keyward_core::time::Timestamp>| or_dash(t.map(|t| t.to_string()));
+    field_lines(&[
+        ("id", credential.id.to_string()),
+        ("name", credential.name.clone()),
+        ("status", credential.status.as_str().to_owned()),
+        ("scopes", credential.scopes.names().join(",")),
+        ("created", credential.created_at.to_string()),
+        ("created by", credential.created_by.clone()),
+        ("last used", time(credential.last_used_at)),
+        ("expires", time(credential.expires_at)),
+        ("revoked", time(credential.revoked_at)),
+        ("grace until", time(credential.previous_secret_until)),
+    ])
 }
 
 #[cfg(test)]

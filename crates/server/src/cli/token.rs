@@ -67,7 +67,13 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
 pub fn run(flags: &Flags, args: &TokenArgs) -> anyhow::Result<ExitCode> {
     let settings = flags.resolve(LocalTrial::Existing)?;
     if args.admin {
-        print_token(flags, args, settings.admin_token.expose())?;
+        let token = settings.admin_token.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "the static service token is disabled (KEYWARD_ADMIN_TOKEN=disabled): \
+                 give each service a credential instead (keyward credentials create)"
+            )
+        })?;
+        print_token(flags, args, token.expose())?;
         return Ok(ExitCode::SUCCESS);
     }
     let user = args

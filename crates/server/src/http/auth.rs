@@ -1,5 +1,7 @@
 //! Who is calling: end users with a JWT from the platform's identity provider, or
-//! the platform's services with the admin/service token.
+//! the platform's services, each with a service credential (`kwsvc_…`) that holds the
+//! scopes it needs, or with the static service token (`KEYWARD_ADMIN_TOKEN`), which
+//! holds them all unless it is disabled.
 //!
 //! - User JWTs: HS256 with `KEYWARD_JWT_SECRET`, and/or RS*/PS*/ES*/EdDSA with the
 //!   identity provider's keys from `KEYWARD_JWT_JWKS_URL` (found by the token's `kid`,
@@ -10,16 +12,23 @@
 //!   misused as an HMAC secret. `exp` and `sub` are required; `iss` and `aud` are
 //!   checked (and required) when configured.
 //! - The service token is compared in constant time, as SHA-256 digests so that
-//!   not even its length leaks.
+//!   not even its length leaks. A credential is checked by the engine, from memory.
+//! - A route that needs a scope takes [`Service<N>`](Service) with the scope's marker
+//!   ([`scope`]): a caller without it gets 403 naming it. Every refusal of the secret
+//!   itself (unknown, revoked, expired, malformed) is the same 401.
 
 use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use keyward_core::credential::{ScopeSet, ServiceScope};
 use keyward_core::model::UserId;
+use keyward_engine::{AuthenticatedCredential, Engine};
+use keyward_store::AnyStore;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -59,7 +68,8 @@ pub struct Authenticator {
     jwks: Option<Jwks>,
     /// The claim checks for a key of the set, by the key's algorithm.
     jwks_validations: Vec<(Algorithm, Validation)>,
-    service_token: TokenDigest,
+    /// `None`: disabled (`KEYWARD_ADMIN_TOKEN=disabled`), only credentials are let in.
+    service_token: Option<TokenDigest>,
     /// The token `/metrics` asks for (`KEYWARD_METRICS_TOKEN`), if any.
     metrics_token: Option<TokenDigest>,
     leeway: u64,
@@ -84,7 +94,7 @@ const UNKNOWN_SIGNING_KEY: &str = "the token's signing key (kid) is not known";
 impl Authenticator {
     /// Checks the settings; with a JWKS URL, starts fetching its keys (on the current
     /// Tokio runtime, until the authenticator is dropped).
-    pub fn new(jwt: &JwtSettings, service_token: &str) -> Result<Self, AuthSetupError> {
+    pub fn new(jwt: &JwtSettings, service_token: Option<&str>) -> Result<Self, AuthSetupError> {
         let validation = |algorithms: &[Algorithm]| {
             let mut v = Validation::new(algorithms[0]);
             v.algorithms = algorithms.to_vec();
@@ -136,7 +146,7 @@ impl Authenticator {
             public,
             jwks,
             jwks_validations,
-            service_token: TokenDigest::of(service_token),
+            service_token: service_token.map(TokenDigest::of),
             metrics_token: None,
             leeway: jwt.leeway_seconds,
             max_ttl: jwt.max_ttl_seconds,
@@ -213,9 +223,11 @@ impl Authenticator {
             .1
     }
 
-    /// True if `token` is the service token.
+    /// True if `token` is the service token (never, while it is disabled).
     pub fn is_service_token(&self, token: &str) -> bool {
-        self.service_token.matches(token)
+        self.service_token
+            .as_ref()
+            .is_some_and(|digest| digest.matches(token))
     }
 
     /// `/metrics` asks for `token` from now on (`None`: answers anyone).
@@ -329,6 +341,8 @@ impl TokenDigest {
 /// it (the HTTP state implements it).
 pub trait Authenticated: Send + Sync {
     fn authenticator(&self) -> &Authenticator;
+    /// The engine, which knows the service credentials.
+    fn engine(&self) -> &Engine<AnyStore>;
 }
 
 /// An end user, authenticated by a JWT (`sub` is the user id).
@@ -348,19 +362,21 @@ impl<S: Authenticated> FromRequestParts<S> for AuthUser {
     }
 }
 
-/// Anyone with a credential: a user (JWT) or one of the platform's services (the
-/// service token).
+/// Anyone with a credential: a user (JWT) or one of the platform's services
+/// (whatever its scopes).
 pub struct AnyCaller;
 
 impl<S: Authenticated> FromRequestParts<S> for AnyCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        if ServiceCaller::from_request_parts(parts, state)
-            .await
-            .is_ok()
-        {
-            return Ok(AnyCaller);
+        if let Ok(token) = bearer(parts) {
+            match ServiceIdentity::of(state, token).await {
+                Ok(_) => return Ok(AnyCaller),
+                // The database is down: a user's JWT may still be good.
+                Err(err) if err.status() != StatusCode::UNAUTHORIZED => return Err(err),
+                Err(_) => {}
+            }
         }
         AuthUser::from_request_parts(parts, state)
             .await
@@ -388,18 +404,107 @@ impl<S: Authenticated> FromRequestParts<S> for MetricsReader {
     }
 }
 
-/// One of the platform's services, authenticated by the service token.
-pub struct ServiceCaller;
+/// What a platform's service authenticated with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServiceIdentity {
+    /// The static service token: every scope.
+    StaticToken,
+    Credential(AuthenticatedCredential),
+}
 
-impl<S: Authenticated> FromRequestParts<S> for ServiceCaller {
+/// The one answer to a service secret that is not good, whatever is wrong with it.
+const INVALID_SERVICE_SECRET: &str = "the service token is not valid";
+
+impl ServiceIdentity {
+    /// Who `secret` is: the static token (compared first, in constant time), or an
+    /// active credential. Unknown, revoked, expired or malformed: the same 401. The
+    /// database down while a credential is not cached: 503.
+    pub async fn of<S: Authenticated>(state: &S, secret: &str) -> Result<Self, ApiError> {
+        if state.authenticator().is_service_token(secret) {
+            return Ok(Self::StaticToken);
+        }
+        match state.engine().authenticate_credential(secret).await? {
+            Some(credential) => Ok(Self::Credential(credential)),
+            None => Err(ApiError::unauthorized(INVALID_SERVICE_SECRET)),
+        }
+    }
+
+    pub fn scopes(&self) -> ScopeSet {
+        match self {
+            Self::StaticToken => ScopeSet::ALL,
+            Self::Credential(credential) => credential.scopes,
+        }
+    }
+
+    /// 403, naming the scope, unless this service holds `scope`.
+    pub fn require(&self, scope: ServiceScope) -> Result<(), ApiError> {
+        if self.scopes().contains(scope) {
+            return Ok(());
+        }
+        Err(ApiError::new(StatusCode::FORBIDDEN, "Missing scope")
+            .detail(format!("this credential does not hold the scope {scope}"))
+            .hint(format!(
+                "Use a credential that holds {scope} (keyward credentials create --scope {scope})."
+            )))
+    }
+
+    /// The engine, recording what it changes as made by this service.
+    pub fn engine(&self, engine: &Engine<AnyStore>) -> Engine<AnyStore> {
+        match self {
+            Self::StaticToken => engine.clone(),
+            Self::Credential(credential) => engine.acting_as(credential.actor()),
+        }
+    }
+}
+
+/// The scopes routes need, as types: a handler taking `Service<scope::KeysRead>` is
+/// only reached by a service holding `keys.read`.
+pub mod scope {
+    use keyward_core::credential::ServiceScope;
+
+    /// A scope a route needs.
+    pub trait Needs: Send + Sync + 'static {
+        const SCOPE: ServiceScope;
+    }
+
+    macro_rules! markers {
+        ($($scope:ident),* $(,)?) => {$(
+            #[doc = concat!("Needs [`ServiceScope::", stringify!($scope), "`].")]
+            pub struct $scope;
+            impl Needs for $scope {
+                const SCOPE: ServiceScope = ServiceScope::$scope;
+            }
+        )*};
+    }
+
+    markers!(
+        KeysVerify,
+        KeysRead,
+        KeysWrite,
+        UsageRead,
+        AuditRead,
+        CredentialsManage
+    );
+}
+
+/// One of the platform's services, holding the scope `N` names; `engine` records
+/// its changes as made by it.
+pub struct Service<N> {
+    pub engine: Engine<AnyStore>,
+    pub identity: ServiceIdentity,
+    needs: std::marker::PhantomData<N>,
+}
+
+impl<S: Authenticated, N: scope::Needs> FromRequestParts<S> for Service<N> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let token = bearer(parts)?;
-        if state.authenticator().is_service_token(token) {
-            Ok(ServiceCaller)
-        } else {
-            Err(ApiError::unauthorized("the service token is not valid"))
-        }
+        let identity = ServiceIdentity::of(state, bearer(parts)?).await?;
+        identity.require(N::SCOPE)?;
+        Ok(Self {
+            engine: identity.engine(state.engine()),
+            identity,
+            needs: std::marker::PhantomData,
+        })
     }
 }

@@ -3,7 +3,9 @@
 //! - Each resource of [`routes`](super::routes) names its tag and [`Callers`];
 //!   [`resource`] gives each of its operations the tag and, where every route has
 //!   the same callers, their security scheme and the 401 for a missing or invalid
-//!   credential.
+//!   credential. A service's route names the scope it needs in its own annotation,
+//!   `security(("service_token" = ["keys.read"]))`, and is given the 403 for a
+//!   credential without it.
 //! - The refusals many routes share are response groups: a route's `responses(...)`
 //!   names the groups it may answer, beside what is its own.
 
@@ -20,7 +22,8 @@ use super::error::ErrorBody;
 pub enum Callers {
     /// Users, with a JWT from the platform's identity provider.
     Users,
-    /// The platform's services, with the service token.
+    /// The platform's services, with a service credential holding the scope each
+    /// route names, or the static service token.
     Services,
     /// Each route says so in its own annotation.
     PerRoute,
@@ -31,18 +34,24 @@ pub fn resource<S>(tag: &str, callers: Callers, mut router: OpenApiRouter<S>) ->
 where
     S: Clone + Send + Sync + 'static,
 {
-    let (scheme, refusal) = match callers {
+    let (scheme, refusals) = match callers {
         Callers::Users => ("user_jwt", UserToken::responses()),
-        Callers::Services => ("service_token", ServiceToken::responses()),
+        Callers::Services => {
+            let mut refusals = ServiceToken::responses();
+            refusals.extend(MissingScope::responses());
+            ("service_token", refusals)
+        }
         Callers::PerRoute => ("", Default::default()),
     };
     for item in router.get_openapi_mut().paths.paths.values_mut() {
         for operation in operations_mut(item) {
             operation.tags = Some(vec![tag.to_owned()]);
             if !scheme.is_empty() {
-                operation.security =
-                    Some(vec![SecurityRequirement::new(scheme, Vec::<String>::new())]);
-                operation.responses.responses.extend(refusal.clone());
+                // A route's own requirement (a service route's scope) is kept.
+                operation.security.get_or_insert_with(|| {
+                    vec![SecurityRequirement::new(scheme, Vec::<String>::new())]
+                });
+                operation.responses.responses.extend(refusals.clone());
             }
         }
     }
@@ -97,12 +106,21 @@ pub enum UserToken {
     Unauthorized(ErrorBody),
 }
 
-/// The service token is required.
+/// A service credential (or the static service token) is required.
 #[derive(utoipa::IntoResponses)]
 pub enum ServiceToken {
-    /// Missing or invalid service token
+    /// Missing or invalid service credential or token
     #[response(status = 401)]
     Unauthorized(ErrorBody),
+}
+
+/// The route's scope is required.
+#[derive(utoipa::IntoResponses)]
+pub enum MissingScope {
+    /// The service credential does not hold the scope this route needs (named in the
+    /// error's detail)
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
 }
 
 /// A key of the caller's, named by `{id}`.

@@ -6,7 +6,9 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, RawPathParams, R
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
+use keyward_core::credential::CredentialId;
 use keyward_core::model::{KeyId, UserId};
+use keyward_engine::EngineError;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -107,20 +109,42 @@ impl<S: Send + Sync> FromRequestParts<S> for KeyIdPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let params = RawPathParams::from_request_parts(parts, state)
+        id_segment(parts, state)
             .await
-            .map_err(|_| ApiError::not_found())?;
-        let id = params
-            .iter()
-            .find_map(|(name, value)| (name == "id").then_some(value))
-            .ok_or_else(ApiError::not_found)?;
-        // The parameters come percent-decoded: the id must also stand in the path as
-        // sent, as a whole segment.
-        if !parts.uri.path().split('/').any(|segment| segment == id) {
-            return Err(ApiError::not_found());
-        }
-        id.parse().map(Self).map_err(|_| ApiError::not_found())
+            .map(Self)
+            .ok_or_else(ApiError::not_found)
     }
+}
+
+/// The `{id}` path segment of a service credential, read as [`KeyIdPath`] reads a
+/// key's: anything but a canonical id is an unknown credential, 404.
+pub struct CredentialIdPath(pub CredentialId);
+
+impl<S: Send + Sync> FromRequestParts<S> for CredentialIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        id_segment(parts, state)
+            .await
+            .map(Self)
+            .ok_or_else(|| EngineError::NoSuchCredential.into())
+    }
+}
+
+/// The `{id}` segment as an id, if it stands in the path as sent, as a whole segment
+/// (the parameters come percent-decoded), in the id's canonical spelling.
+async fn id_segment<S: Send + Sync, T: std::str::FromStr>(
+    parts: &mut Parts,
+    state: &S,
+) -> Option<T> {
+    let params = RawPathParams::from_request_parts(parts, state).await.ok()?;
+    let id = params
+        .iter()
+        .find_map(|(name, value)| (name == "id").then_some(value))?;
+    if !parts.uri.path().split('/').any(|segment| segment == id) {
+        return None;
+    }
+    id.parse().ok()
 }
 
 /// The `{user_id}` path segment, percent-decoded, read as stored: a user whose id

@@ -3,6 +3,7 @@
 //! with what no annotation holds (the deployment's permission names, the refusal of
 //! unknown query parameters).
 
+use keyward_core::credential::ServiceScope;
 use keyward_core::permissions::Catalogue;
 use keyward_core::verify::VerifyCode;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -12,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use super::documented;
 use super::query_params;
-use super::routes::{admin, api_keys, catalogue, forward_auth, ops, verify};
+use super::routes::{admin, api_keys, catalogue, credentials, forward_auth, ops, verify};
 use super::state::AppState;
 
 #[derive(utoipa::OpenApi)]
@@ -25,9 +26,10 @@ use super::state::AppState;
     modifiers(&SecuritySchemes),
     tags(
         (name = "api-keys", description = "A user's own keys (JWT from the platform's identity provider)"),
-        (name = "verify", description = "Key verification for the platform's services (service token)"),
+        (name = "verify", description = "Key verification for the platform's services (keys.verify)"),
         (name = "permissions", description = "The permission catalogue (JWT or service token)"),
-        (name = "admin", description = "Administration for the platform's services (service token)"),
+        (name = "admin", description = "Administration for the platform's services (a credential with the route's scope, or the service token)"),
+        (name = "credentials", description = "The platform's services' own credentials, each limited to its scopes (credentials.manage)"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     )
 )]
@@ -47,7 +49,8 @@ impl Modify for SecuritySchemes {
             (
                 "service_token",
                 None,
-                "The service token (KEYWARD_ADMIN_TOKEN).",
+                "A service credential (kwsvc_…) holding the scope the route names, or the \
+                 static service token (KEYWARD_ADMIN_TOKEN), which holds every scope.",
             ),
             (
                 "metrics_token",
@@ -76,6 +79,11 @@ pub(super) fn api_routes() -> OpenApiRouter<AppState> {
             forward_auth::routes(),
         ),
         (admin::TAG, admin::CALLERS, admin::routes()),
+        (
+            credentials::TAG,
+            credentials::CALLERS,
+            credentials::routes(),
+        ),
         (ops::TAG, ops::CALLERS, ops::routes()),
     ];
     resources.into_iter().fold(
@@ -106,7 +114,21 @@ pub fn openapi(catalogue: &Catalogue) -> OpenApi {
         )))
         .enum_values(Some(VerifyCode::all().map(VerifyCode::as_str)))
         .build();
+    // A service credential's scope: the names and meanings of their one declaration.
+    let scopes: Vec<String> = ServiceScope::ALL
+        .iter()
+        .map(|scope| format!("- `{scope}`: {}", scope.meaning()))
+        .collect();
+    let scope = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(format!(
+            "What a service credential may do.\n\n{}",
+            scopes.join("\n")
+        )))
+        .enum_values(Some(ServiceScope::ALL.map(ServiceScope::as_str)))
+        .build();
     let schemas = &mut doc.components.get_or_insert_with(Default::default).schemas;
+    schemas.insert("ScopeName".to_owned(), scope.into());
     schemas.insert("Permission".to_owned(), permission.into());
     schemas.insert("VerifyCodeName".to_owned(), code.into());
     query_params::document(&mut doc);

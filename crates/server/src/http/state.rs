@@ -34,4 +34,7 @@ impl Authenticated for AppState {
     fn authenticator(&self) -> &Authenticator {
         &self.auth
     }
+    fn engine(&self) -> &Engine<AnyStore> {
+        &self.engine
+    }
 }

@@ -14,12 +14,16 @@ use super::validate::optional;
 #[derive(Serialize, ToSchema)]
 pub struct ActorDto {
     /// `user`: the key's owner, through this API; `admin`: a service with the
-    /// service token, or the CLI.
+    /// static service token, or the CLI; `credential`: a service with one of its
+    /// credentials.
     #[serde(rename = "type")]
     #[schema(example = "user")]
     pub kind: &'static str,
-    /// The user id, or `service` / `cli` for administrators.
+    /// The user id; `service` / `cli` for administrators; the credential's name.
     pub id: String,
+    /// The credential's id, for `credential`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<Uuid>,
 }
 
 /// One recorded change to a key (or, for `delete_user`, to a user's keys).
@@ -53,6 +57,7 @@ impl From<KeyEvent> for KeyEventResponse {
             actor: ActorDto {
                 kind: event.actor.kind(),
                 id: event.actor.id().to_owned(),
+                credential_id: event.actor.credential_id().map(|id| *id.as_uuid()),
             },
             action: event.action,
             key_id: event.key_id.map(|id| *id.as_uuid()),

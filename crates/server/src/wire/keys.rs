@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::permissions::Permission;
-use super::validate::parse_metadata;
+use super::validate::{Unreadable, parse_metadata};
 
 /// A key's stored status. `EXPIRED` is not a status: compare `expires_at` with now.
 #[derive(Serialize, ToSchema, Debug, Clone, Copy)]
@@ -251,45 +251,6 @@ pub struct SetPermissionsRequest {
 pub struct SetRateLimitRequest {
     #[serde(default)]
     pub rate_limit: Option<RateLimitDto>,
-}
-
-/// The fields of a body that do not read into their type, collected for one answer.
-#[derive(Default)]
-struct Unreadable(Vec<FieldError>);
-
-impl Unreadable {
-    /// `value` read with `read`; `None` (and the problem noted) when it does not read.
-    fn read<T, U, E: ToString>(
-        &mut self,
-        field: &'static str,
-        value: Option<T>,
-        read: impl FnOnce(T) -> Result<U, E>,
-    ) -> Option<U> {
-        match value.map(read)? {
-            Ok(read) => Some(read),
-            Err(problem) => {
-                self.0.push(FieldError {
-                    field,
-                    message: problem.to_string(),
-                });
-                None
-            }
-        }
-    }
-
-    /// A field that may be cleared (`Some(None)`), read as [`Self::read`].
-    fn read_change<T, U, E: ToString>(
-        &mut self,
-        field: &'static str,
-        value: Option<Option<T>>,
-        read: impl FnOnce(T) -> Result<U, E>,
-    ) -> Option<Option<U>> {
-        match value {
-            None => None,
-            Some(None) => Some(None),
-            Some(Some(value)) => self.read(field, Some(value), read).map(Some),
-        }
-    }
 }
 
 /// A create body as the engine takes it. What does not read into its type is kept in

@@ -6,6 +6,8 @@
 //!
 //! - [`keys`]: a key as shown, and the requests that create, change and rotate it.
 //! - [`verify`]: the verify API's request and verdict.
+//! - [`credentials`]: a service credential as shown, and the requests that create
+//!   and rotate it.
 //! - [`events`]: the audit trail's events, their pages and the queries for them.
 //! - [`usage`]: usage history (verifications per hour or day) and its queries.
 //! - [`users`]: what deleting a user answers.
@@ -16,6 +18,7 @@
 //! Error bodies are not here: `http::error::ErrorBody` is built only by the HTTP
 //! layer's one error type, beside it.
 
+pub mod credentials;
 pub mod events;
 pub mod health;
 pub mod keys;

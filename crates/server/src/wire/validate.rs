@@ -10,6 +10,7 @@
 
 use std::fmt::Display;
 
+use keyward_core::input::FieldError;
 use keyward_core::model::Metadata;
 
 /// Metadata as sent: any JSON object, at most 4 KiB serialised.
@@ -28,4 +29,43 @@ pub fn optional<T, E: Display>(
     text.map(parse)
         .transpose()
         .map_err(|e| format!("{name}: {e}"))
+}
+
+/// The fields of a body that do not read into their type, collected for one answer.
+#[derive(Default)]
+pub(crate) struct Unreadable(pub(crate) Vec<FieldError>);
+
+impl Unreadable {
+    /// `value` read with `read`; `None` (and the problem noted) when it does not read.
+    pub(crate) fn read<T, U, E: ToString>(
+        &mut self,
+        field: &'static str,
+        value: Option<T>,
+        read: impl FnOnce(T) -> Result<U, E>,
+    ) -> Option<U> {
+        match value.map(read)? {
+            Ok(read) => Some(read),
+            Err(problem) => {
+                self.0.push(FieldError {
+                    field,
+                    message: problem.to_string(),
+                });
+                None
+            }
+        }
+    }
+
+    /// A field that may be cleared (`Some(None)`), read as [`Self::read`].
+    pub(crate) fn read_change<T, U, E: ToString>(
+        &mut self,
+        field: &'static str,
+        value: Option<Option<T>>,
+        read: impl FnOnce(T) -> Result<U, E>,
+    ) -> Option<Option<U>> {
+        match value {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(value)) => self.read(field, Some(value), read).map(Some),
+        }
+    }
 }

@@ -42,7 +42,7 @@ impl Shared {
                 hs256_secret: Some(Secret::new(JWT_SECRET)),
                 ..Default::default()
             },
-            admin_token: Secret::new(ADMIN_TOKEN),
+            admin_token: Some(Secret::new(ADMIN_TOKEN)),
             local_secrets: None,
         };
         let app = App::start(&settings).await.unwrap();

@@ -218,7 +218,7 @@ impl Keyward {
                 hs256_secret: Some(Secret::new(JWT_SECRET)),
                 ..Default::default()
             },
-            admin_token: Secret::new(ADMIN_TOKEN),
+            admin_token: Some(Secret::new(ADMIN_TOKEN)),
             local_secrets: None,
         })
         .await

@@ -9,6 +9,7 @@ mod cluster;
 mod connections;
 mod console;
 mod crash;
+mod credentials;
 mod deploy;
 mod full_disk;
 mod healthcheck;

@@ -59,6 +59,7 @@ pub struct TestAppBuilder<B> {
     via: Option<std::net::SocketAddr>,
     configure: Option<Configure>,
     metrics_token: Option<&'static str>,
+    static_token: bool,
 }
 
 /// A change to the engine's settings before it starts.
@@ -89,6 +90,12 @@ impl<B: Backend> TestAppBuilder<B> {
     /// `/metrics` asks for `token` (KEYWARD_METRICS_TOKEN).
     pub fn metrics_token(mut self, token: &'static str) -> Self {
         self.metrics_token = Some(token);
+        self
+    }
+
+    /// `KEYWARD_ADMIN_TOKEN=disabled`: only service credentials are let in.
+    pub fn without_static_token(mut self) -> Self {
+        self.static_token = false;
         self
     }
 
@@ -143,7 +150,7 @@ impl<B: Backend> TestAppBuilder<B> {
             },
             engine,
             jwt: self.jwt,
-            admin_token: Secret::new(ADMIN_TOKEN),
+            admin_token: self.static_token.then(|| Secret::new(ADMIN_TOKEN)),
             local_secrets: None,
         };
         let app = App::start(&settings).await.unwrap();
@@ -280,6 +287,7 @@ impl<B: Backend> TestApp<B> {
             via: None,
             configure: None,
             metrics_token: None,
+            static_token: true,
         }
     }
 

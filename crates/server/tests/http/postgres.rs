@@ -13,6 +13,8 @@ mod auth;
 mod bad_input;
 #[path = "suites/create.rs"]
 mod create;
+#[path = "suites/credentials.rs"]
+mod credentials;
 #[path = "suites/edit.rs"]
 mod edit;
 #[path = "suites/forward_auth.rs"]

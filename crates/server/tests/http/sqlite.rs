@@ -14,6 +14,8 @@ mod bad_input;
 mod console;
 #[path = "suites/create.rs"]
 mod create;
+#[path = "suites/credentials.rs"]
+mod credentials;
 #[path = "suites/edit.rs"]
 mod edit;
 #[path = "suites/forward_auth.rs"]

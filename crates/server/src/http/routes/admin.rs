@@ -5,14 +5,13 @@
 //! operator view); usage history across keys.
 
 use axum::Json;
-use axum::extract::State;
 use axum::response::Response;
 use keyward_core::model::Scope;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::api_keys::created_response;
-use crate::http::auth::ServiceCaller;
+use crate::http::auth::{Service, scope};
 use crate::http::documented::{self, Callers};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::{ApiJson, ApiQuery, KeyIdPath, UserIdPath};
@@ -50,6 +49,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     path = "/api/admin/users/{user_id}",
     operation_id = "delete_user",
     params(("user_id" = String, Path, description = "The user id (the JWT `sub`)")),
+    security(("service_token" = ["keys.write"])),
     responses(
         (status = 200, description = "The user's keys are gone", body = DeletedUserResponse),
         (status = 422, description = "Not a valid user id", body = ErrorBody),
@@ -57,11 +57,10 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     )
 )]
 pub async fn delete_user(
-    State(state): State<AppState>,
-    _caller: ServiceCaller,
+    caller: Service<scope::KeysWrite>,
     UserIdPath(user): UserIdPath,
 ) -> Result<Json<DeletedUserResponse>, ApiError> {
-    let deleted = state.engine.delete_user(&user).await?;
+    let deleted = caller.engine.delete_user(&user).await?;
     Ok(Json(DeletedUserResponse {
         user_id: user.as_str().to_owned(),
         deleted_keys: deleted as u64,
@@ -75,6 +74,7 @@ pub async fn delete_user(
     path = "/api/admin/events",
     operation_id = "list_events",
     params(AdminEventsQuery),
+    security(("service_token" = ["audit.read"])),
     responses(
         (status = 200, description = "A page of events", body = EventPage),
         (status = 422, description = "Invalid filters or paging parameters", body = ErrorBody),
@@ -82,12 +82,11 @@ pub async fn delete_user(
     )
 )]
 pub async fn list_events(
-    State(state): State<AppState>,
-    _caller: ServiceCaller,
+    caller: Service<scope::AuditRead>,
     ApiQuery(query): ApiQuery<AdminEventsQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
     let query = query.to_query().map_err(ApiError::invalid)?;
-    let events = state.engine.events(&query).await?;
+    let events = caller.engine.events(&query).await?;
     Ok(Json(EventPage::new(events, query.limit)))
 }
 
@@ -103,6 +102,7 @@ pub async fn list_events(
     operation_id = "create_api_key_for_user",
     params(("user_id" = String, Path, description = "The user id (the JWT `sub`)")),
     request_body = CreateKeyRequest,
+    security(("service_token" = ["keys.write"])),
     responses(
         (status = 200, description = "The key, with its plaintext (sent with Cache-Control: no-store)", body = CreateKeyResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
@@ -113,12 +113,11 @@ pub async fn list_events(
     )
 )]
 pub async fn create_key_for_user(
-    State(state): State<AppState>,
-    _caller: ServiceCaller,
+    caller: Service<scope::KeysWrite>,
     UserIdPath(user): UserIdPath,
     ApiJson(body): ApiJson<CreateKeyRequest>,
 ) -> Result<Response, ApiError> {
-    let created = state
+    let created = caller
         .engine
         .create_key_as_admin(&user, &body.into())
         .await?;
@@ -137,6 +136,7 @@ pub async fn create_key_for_user(
     operation_id = "update_api_key_as_admin",
     params(("id" = Uuid, Path, description = "The key's id")),
     request_body = PatchKeyRequest,
+    security(("service_token" = ["keys.write"])),
     responses(
         (status = 200, description = "The key as changed", body = ApiKeyResponse),
         (status = 400, description = "The key is revoked, or malformed JSON", body = ErrorBody),
@@ -147,12 +147,11 @@ pub async fn create_key_for_user(
     )
 )]
 pub async fn update_key_as_admin(
-    State(state): State<AppState>,
-    _caller: ServiceCaller,
+    caller: Service<scope::KeysWrite>,
     KeyIdPath(id): KeyIdPath,
     ApiJson(body): ApiJson<PatchKeyRequest>,
 ) -> Result<Json<ApiKeyResponse>, ApiError> {
-    let key = state.engine.edit(Scope::Admin, id, &body.into()).await?;
+    let key = caller.engine.edit(Scope::Admin, id, &body.into()).await?;
     Ok(Json(key.into()))
 }
 
@@ -165,6 +164,7 @@ pub async fn update_key_as_admin(
     path = "/api/admin/users/{user_id}/api-keys",
     operation_id = "list_api_keys_of_user",
     params(("user_id" = String, Path, description = "The user id (the JWT `sub`)")),
+    security(("service_token" = ["keys.read"])),
     responses(
         (status = 200, description = "The user's keys", body = Vec<ApiKeyResponse>),
         (status = 422, description = "Not a valid user id", body = ErrorBody),
@@ -172,11 +172,10 @@ pub async fn update_key_as_admin(
     )
 )]
 pub async fn list_keys_of_user(
-    State(state): State<AppState>,
-    _caller: ServiceCaller,
+    caller: Service<scope::KeysRead>,
     UserIdPath(user): UserIdPath,
 ) -> Result<Json<Vec<ApiKeyResponse>>, ApiError> {
-    let keys = state.engine.list_keys(Scope::User(&user)).await?;
+    let keys = caller.engine.list_keys(Scope::User(&user)).await?;
     Ok(Json(keys.into_iter().map(Into::into).collect()))
 }
 
@@ -187,6 +186,7 @@ pub async fn list_keys_of_user(
     path = "/api/admin/api-keys/{id}/suspend",
     operation_id = "suspend_api_key_as_admin",
     params(("id" = Uuid, Path, description = "The key's id")),
+    security(("service_token" = ["keys.write"])),
     responses(
         (status = 200, description = "The suspended key", body = ApiKeyResponse),
         (status = 400, description = "The key is revoked", body = ErrorBody),
@@ -195,11 +195,10 @@ pub async fn list_keys_of_user(
     )
 )]
 pub async fn suspend_key_as_admin(
-    State(state): State<AppState>,
-    _caller: ServiceCaller,
+    caller: Service<scope::KeysWrite>,
     KeyIdPath(id): KeyIdPath,
 ) -> Result<Json<ApiKeyResponse>, ApiError> {
-    Ok(Json(state.engine.suspend(Scope::Admin, id).await?.into()))
+    Ok(Json(caller.engine.suspend(Scope::Admin, id).await?.into()))
 }
 
 /// Reactivate a suspended key. Recorded in the audit trail as the service's change.
@@ -208,6 +207,7 @@ pub async fn suspend_key_as_admin(
     path = "/api/admin/api-keys/{id}/reactivate",
     operation_id = "reactivate_api_key_as_admin",
     params(("id" = Uuid, Path, description = "The key's id")),
+    security(("service_token" = ["keys.write"])),
     responses(
         (status = 200, description = "The reactivated key", body = ApiKeyResponse),
         (status = 400, description = "The key is revoked, or not suspended", body = ErrorBody),
@@ -216,12 +216,11 @@ pub async fn suspend_key_as_admin(
     )
 )]
 pub async fn reactivate_key_as_admin(
-    State(state): State<AppState>,
-    _caller: ServiceCaller,
+    caller: Service<scope::KeysWrite>,
     KeyIdPath(id): KeyIdPath,
 ) -> Result<Json<ApiKeyResponse>, ApiError> {
     Ok(Json(
-        state.engine.reactivate(Scope::Admin, id).await?.into(),
+        caller.engine.reactivate(Scope::Admin, id).await?.into(),
     ))
 }
 
@@ -232,6 +231,7 @@ pub async fn reactivate_key_as_admin(
     path = "/api/admin/api-keys/{id}",
     operation_id = "revoke_api_key_as_admin",
     params(("id" = Uuid, Path, description = "The key's id")),
+    security(("service_token" = ["keys.write"])),
     responses(
         (status = 200, description = "The revoked key", body = ApiKeyResponse),
         documented::AnyKey,
@@ -239,11 +239,10 @@ pub async fn reactivate_key_as_admin(
     )
 )]
 pub async fn revoke_key_as_admin(
-    State(state): State<AppState>,
-    _caller: ServiceCaller,
+    caller: Service<scope::KeysWrite>,
     KeyIdPath(id): KeyIdPath,
 ) -> Result<Json<ApiKeyResponse>, ApiError> {
-    Ok(Json(state.engine.revoke(Scope::Admin, id).await?.into()))
+    Ok(Json(caller.engine.revoke(Scope::Admin, id).await?.into()))
 }
 
 /// Verifications per hour or day of a user's keys, or of every key: VALID and
@@ -259,6 +258,7 @@ pub async fn revoke_key_as_admin(
         ("user_id" = Option<String>, Query, description = "Only this user's keys (the JWT `sub`); the whole deployment without it"),
         UsageQuery,
     ),
+    security(("service_token" = ["usage.read"])),
     responses(
         (status = 200, description = "Verifications per bucket", body = UsageResponse),
         (status = 400, description = "A time that is not RFC 3339, from not before to, more than 744 buckets, a granularity other than hour or day, or an invalid user id", body = ErrorBody),
@@ -267,14 +267,13 @@ pub async fn revoke_key_as_admin(
     )
 )]
 pub async fn get_usage(
-    State(state): State<AppState>,
-    _caller: ServiceCaller,
+    caller: Service<scope::UsageRead>,
     ApiQuery(query): ApiQuery<AdminUsageQuery>,
 ) -> Result<Json<UsageResponse>, ApiError> {
     let user = query.user().map_err(ApiError::invalid_usage_query)?;
     let range = (query.range)
-        .range(state.engine.now())
+        .range(caller.engine.now())
         .map_err(ApiError::invalid_usage_query)?;
-    let buckets = state.engine.usage(user.as_ref(), &range).await?;
+    let buckets = caller.engine.usage(user.as_ref(), &range).await?;
     Ok(Json(UsageResponse::new(user.as_ref(), &range, &buckets)))
 }

@@ -16,12 +16,14 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use keyward_core::credential::ServiceScope;
 use keyward_core::verify::Refusal;
 use keyward_engine::{EngineError, VerifyOptions};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::http::auth::ServiceIdentity;
 use crate::http::client_address::Peer;
 use crate::http::documented::Callers;
 use crate::http::error::{ApiError, ErrorBody};
@@ -92,11 +94,20 @@ pub async fn forward_auth(
     ApiQuery(query): ApiQuery<AuthQuery>,
 ) -> Result<Response, ApiError> {
     let proxy = headers.get(&PROXY_TOKEN).and_then(|v| v.to_str().ok());
-    if !proxy.is_some_and(|token| state.auth.is_service_token(token)) {
-        return Err(ApiError::unauthorized(
-            "the proxy is not authenticated: send the service token in X-Keyward-Proxy-Token",
-        ));
-    }
+    let unauthenticated = || {
+        ApiError::unauthorized(
+            "the proxy is not authenticated: send a keys.verify credential (or the service \
+             token) in X-Keyward-Proxy-Token",
+        )
+    };
+    let proxy = proxy.ok_or_else(unauthenticated)?;
+    let identity = ServiceIdentity::of(&state, proxy)
+        .await
+        .map_err(|err| match err.status() {
+            StatusCode::UNAUTHORIZED => unauthenticated(),
+            _ => err,
+        })?;
+    identity.require(ServiceScope::KeysVerify)?;
     let Some(key) = presented_key(&headers) else {
         return Ok(refused(&Refusal::MissingKey));
     };

@@ -4,10 +4,12 @@
 //!
 //! - [`api_keys`]: the management API (users, JWT): a user's keys, their audit
 //!   trail and usage history.
-//! - [`verify`]: the verify API (services, service token).
+//! - [`verify`]: the verify API (services, `keys.verify`).
 //! - [`forward_auth`]: `/api/auth`, for reverse proxies.
 //! - [`admin`]: the platform's own routes: any user's keys, the audit trail and
 //!   usage history across keys, user deletion (services, service token).
+//! - [`credentials`]: the platform's services' scoped credentials
+//!   (`credentials.manage`).
 //! - [`catalogue`]: the permission names.
 //! - [`ops`]: health, readiness, metrics, `/openapi.json`, `/docs`.
 //! - [`console`]: the web console at `/console` (a page on top of the JSON API).
@@ -16,6 +18,7 @@ pub mod admin;
 pub mod api_keys;
 pub mod catalogue;
 pub mod console;
+pub mod credentials;
 pub mod forward_auth;
 pub mod ops;
 pub mod verify;

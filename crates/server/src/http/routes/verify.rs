@@ -1,6 +1,5 @@
 //! The verify API, for the platform's services.
 
-use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::response::{IntoResponse, Response};
@@ -10,7 +9,7 @@ use secrecy::ExposeSecret;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::http::auth::ServiceCaller;
+use crate::http::auth::{Service, scope};
 use crate::http::documented::{self, Callers};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::ApiJson;
@@ -43,6 +42,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     path = "/api/api-keys/verify",
     operation_id = "verify_api_key",
     request_body = VerifyRequest,
+    security(("service_token" = ["keys.verify"])),
     responses(
         (status = 200, description = "The verdict", body = VerifyResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
@@ -52,11 +52,10 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     )
 )]
 pub async fn verify_key(
-    State(state): State<AppState>,
-    _caller: ServiceCaller,
+    caller: Service<scope::KeysVerify>,
     ApiJson(body): ApiJson<VerifyRequest>,
 ) -> Result<Response, ApiError> {
-    let engine = &state.engine;
+    let engine = &caller.engine;
     let required = engine.permission_set(&body.permissions)?;
     let cost = body.cost.unwrap_or(1);
     if cost > MAX_REMAINING {

@@ -138,6 +138,59 @@ async fn only_a_proxy_with_the_service_token_gets_verdicts() {
 }
 
 #[tokio::test]
+async fn a_proxy_may_hold_a_keys_verify_credential_and_nothing_more() {
+    let app = TestApp::new().await;
+    let (_, key) = app.key_with("alice", &[]).await;
+    let mut secrets = Vec::new();
+    for scopes in [vec!["keys.verify"], vec!["keys.read", "keys.write"]] {
+        let created = app
+            .as_platform(
+                Method::POST,
+                "/api/admin/credentials",
+                Some(serde_json::json!({"name": "proxy", "scopes": scopes})),
+            )
+            .await;
+        secrets.push(created.ok()["secret"].as_str().unwrap().to_owned());
+    }
+    let (verifier, other) = (&secrets[0], &secrets[1]);
+
+    let passed = ask(
+        &app,
+        Method::GET,
+        "/api/auth",
+        &[("x-keyward-proxy-token", verifier), ("x-api-key", &key)],
+    )
+    .await;
+    assert_eq!(passed.status, StatusCode::OK, "{}", passed.text);
+    assert_eq!(passed.headers["x-keyward-user-id"], "alice");
+
+    let refused = ask(
+        &app,
+        Method::GET,
+        "/api/auth",
+        &[("x-keyward-proxy-token", other), ("x-api-key", &key)],
+    )
+    .await;
+    let error = refused.error(StatusCode::FORBIDDEN);
+    assert!(
+        error["detail"].as_str().unwrap().contains("keys.verify"),
+        "{error}"
+    );
+    assert!(refused.headers.get("x-keyward-user-id").is_none());
+
+    // The gateway's credential can do nothing else.
+    let listed = app
+        .call(
+            Method::GET,
+            "/api/admin/users/alice/api-keys",
+            Some(verifier),
+            None,
+        )
+        .await;
+    listed.error(StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
 async fn a_client_failing_too_often_is_answered_429_by_its_forwarded_address() {
     let app = TestApp::builder()
         .engine(|c| c.failed_verify_limit = RateLimit::per_minute(2).ok())
