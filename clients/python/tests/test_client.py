@@ -22,6 +22,7 @@ from keyward_client import (
     KeywardClient,
     KeywardError,
     NotFoundError,
+    PermissionDeniedError,
     RateLimit,
     RateLimitError,
     Secret,
@@ -373,6 +374,39 @@ def test_the_admin_calls_need_the_service_token(owner: KeywardClient, user: str)
         owner.update_key_as_admin(key.id, remaining=None)
     with pytest.raises(AuthenticationError):
         owner.create_key_for_user(user, "k", remaining=1_000_000)
+
+
+def _credential(keyward: Keyward, name: str, scopes: list[str]) -> str:
+    """A service credential made with the static token; its secret."""
+    answer = httpx.post(
+        keyward.url + "/api/admin/credentials",
+        json={"name": name, "scopes": scopes},
+        headers={"Authorization": f"Bearer {keyward.service_token}"},
+    )
+    assert answer.status_code == 200, answer.text
+    secret = answer.json()["secret"]
+    assert secret.startswith("kwsvc_")
+    return str(secret)
+
+
+def test_a_service_credential_does_what_its_scopes_allow_and_is_named_in_the_trail(
+    keyward: Keyward, owner: KeywardClient, service: KeywardClient, user: str
+) -> None:
+    key = owner.create_key("k", ["READ_GRAPH"])
+    gateway = _credential(keyward, "gateway", ["keys.verify"])
+    billing = _credential(keyward, "billing", ["keys.write"])
+    with KeywardClient(keyward.url, token=gateway) as client:
+        assert client.verify(key.plain_text_key.reveal(), ["READ_GRAPH"]).code is VerifyCode.VALID
+        with pytest.raises(PermissionDeniedError) as refused:
+            client.update_key_as_admin(key.api_key.id, remaining=10)
+        assert refused.value.status == 403 and "keys.write" in (refused.value.detail or "")
+    with KeywardClient(keyward.url, token=billing) as client:
+        assert client.update_key_as_admin(key.api_key.id, remaining=10).remaining == 10
+    events = service.list_events(user_id=user).events
+    actor = events[-1].actor
+    assert (actor.type, actor.id) == ("credential", "billing")
+    assert actor.credential_id is not None
+    assert events[0].actor.credential_id is None
 
 
 @pytest.mark.parametrize(

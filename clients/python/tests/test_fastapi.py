@@ -438,7 +438,7 @@ async def test_a_wrong_service_token_is_a_logged_500_and_fails_the_start_up(
     async with running(app) as http:
         response = await http.get("/graphs", headers=key_header(UNKNOWN_KEY))
         assert refused(response, 500, "Internal error")
-        assert "refused the service token" in caplog.text
+        assert "refused the service credential" in caplog.text
         with pytest.raises(AuthenticationError):
             await check_route_permissions(app)
 

@@ -318,6 +318,11 @@ impl Remote {
                 tracing::error!(%message, "keyward refused the service token");
                 Refusal::Misconfigured
             }
+            // A credential without keys.verify: the service's configuration, as above.
+            StatusCode::FORBIDDEN => {
+                tracing::error!(%message, "keyward refused the service credential: it needs keys.verify");
+                Refusal::Misconfigured
+            }
             StatusCode::UNPROCESSABLE_ENTITY => {
                 tracing::error!(%message, required = ?required.names, "keyward refused the permissions a route requires");
                 Refusal::Misconfigured

@@ -240,6 +240,40 @@ async fn a_wrong_service_token_or_an_unknown_permission_is_a_500_not_the_clients
 }
 
 #[tokio::test]
+async fn a_keys_verify_credential_is_all_a_guard_needs_and_another_scope_is_a_500() {
+    let keyward = keyward(|_| {}).await;
+    let (id, plain) = keyward.key_with(&["READ_GRAPH"]).await;
+    let credential = |scope: &str| keyward_core::credential::NewCredentialRequest {
+        name: "guard".into(),
+        scopes: vec![scope.into()],
+        ..Default::default()
+    };
+    let verifier = keyward
+        .engine
+        .create_credential(&credential("keys.verify"))
+        .await
+        .unwrap();
+    let mut config = RemoteConfig::new(&keyward.url, verifier.secret.expose());
+    config.cache_ttl = Duration::ZERO;
+    let guard = Guard::remote(config).unwrap();
+    let (status, _, body) = call(&app(&guard, &["READ_GRAPH"]), &[("x-api-key", &plain)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["key_id"], id.as_str());
+
+    let reader = keyward
+        .engine
+        .create_credential(&credential("keys.read"))
+        .await
+        .unwrap();
+    let wrong = Guard::remote(RemoteConfig::new(&keyward.url, reader.secret.expose())).unwrap();
+    let (status, _, body) = call(&app(&wrong, &[]), &[("x-api-key", &plain)]).await;
+    assert_eq!(
+        (status, body),
+        detail(StatusCode::INTERNAL_SERVER_ERROR, "Internal error")
+    );
+}
+
+#[tokio::test]
 async fn failed_verifications_are_counted_per_end_client() {
     let keyward = keyward(|config| {
         config.failed_verify_limit = RateLimit::new(3, 60).ok();

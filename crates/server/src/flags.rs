@@ -169,7 +169,7 @@ pub struct Flags {
     )]
     pub jwt_max_ttl: Option<u64>,
 
-    /// Token for the verify API (at least 16 characters).
+    /// The static service token, holding every scope (at least 16 characters); `disabled` turns it off, leaving service credentials (`keyward credentials`).
     #[arg(help_heading = SECRETS, long, env = "KEYWARD_ADMIN_TOKEN", hide_env_values = true, value_parser = secret, global = true)]
     pub admin_token: Option<Secret>,
 

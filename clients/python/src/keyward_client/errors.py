@@ -58,7 +58,13 @@ class BadRequestError(KeywardError):
 
 
 class AuthenticationError(KeywardError):
-    """401: the user JWT or the service token is missing, expired or wrong."""
+    """401: the user JWT, the service credential or the service token is missing,
+    expired, revoked or wrong."""
+
+
+class PermissionDeniedError(KeywardError):
+    """403: the service credential lacks the scope the call needs (``detail`` names
+    it), or a user set what only the platform sets."""
 
 
 class NotFoundError(KeywardError):
@@ -112,6 +118,7 @@ class ServerError(KeywardError):
 _BY_STATUS: dict[int, type[KeywardError]] = {
     400: BadRequestError,
     401: AuthenticationError,
+    403: PermissionDeniedError,
     404: NotFoundError,
     409: ConflictError,
     422: ValidationError,

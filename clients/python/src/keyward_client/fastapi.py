@@ -46,7 +46,14 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from ._ops import MAX_CREDITS
 from .client import AsyncKeywardClient
-from .errors import AuthenticationError, KeywardError, ServerError, TransportError, ValidationError
+from .errors import (
+    AuthenticationError,
+    KeywardError,
+    PermissionDeniedError,
+    ServerError,
+    TransportError,
+    ValidationError,
+)
 from .models import Verification, VerifyCode
 
 __all__ = [
@@ -200,10 +207,11 @@ class RequireApiKey:
         except (TransportError, ServerError) as err:
             logger.warning("keyward could not verify a key: %s", err)
             raise _refusal(503, UNAVAILABLE) from None
-        except AuthenticationError as err:
+        except (AuthenticationError, PermissionDeniedError) as err:
             logger.error(
-                "keyward refused the service token (%s): give the AsyncKeywardClient "
-                "keyward's KEYWARD_ADMIN_TOKEN",
+                "keyward refused the service credential (%s): give the AsyncKeywardClient "
+                "a credential holding keys.verify (keyward credentials create --scope "
+                "keys.verify)",
                 err,
             )
             raise _refusal(500, INTERNAL_ERROR) from None

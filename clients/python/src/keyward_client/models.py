@@ -154,10 +154,13 @@ class Verification:
 
 @dataclass(frozen=True)
 class Actor:
-    """Who made a change: ``type`` ``user`` (the owner) or ``admin`` (service token, CLI)."""
+    """Who made a change: ``type`` ``user`` (the owner), ``admin`` (the static service
+    token, the CLI) or ``credential`` (a service credential: ``id`` is its name)."""
 
     type: str
     id: str
+    #: The service credential's id, for ``credential``.
+    credential_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -409,7 +412,11 @@ def event_page_from_json(data: object) -> EventPage:
             KeyEvent(
                 id=er.integer("id"),
                 at=er.time("at"),
-                actor=Actor(type=ar.text("type"), id=ar.text("id")),
+                actor=Actor(
+                    type=ar.text("type"),
+                    id=ar.text("id"),
+                    credential_id=ar.opt_text("credential_id"),
+                ),
                 action=er.text("action"),
                 user_id=er.text("user_id"),
                 changes=er.mapping("changes"),

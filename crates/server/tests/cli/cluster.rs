@@ -57,16 +57,22 @@ impl Cluster {
         )
     }
 
-    fn verify(server: &Server, key: &str, permissions: &[&str]) -> String {
-        let (status, body) = http(
+    /// The verdict on `key` from `server`, asked with the static token.
+    fn code(server: &Server, key: &str, permissions: &[&str]) -> String {
+        let (status, body) = Self::verify(server, key, permissions, ADMIN_TOKEN);
+        assert_eq!(status, 200, "{body}");
+        body["code"].as_str().unwrap().to_owned()
+    }
+
+    /// The verify API's answer from `server`, asked with `caller`'s secret.
+    fn verify(server: &Server, key: &str, permissions: &[&str], caller: &str) -> (u16, Value) {
+        http(
             &server.address,
             "POST",
             "/api/api-keys/verify",
-            Some(ADMIN_TOKEN),
+            Some(caller),
             Some(&json!({"key": key, "permissions": permissions})),
-        );
-        assert_eq!(status, 200, "{body}");
-        body["code"].as_str().unwrap().to_owned()
+        )
     }
 
     fn through_a(&self, method: &str, path: &str, body: Option<Value>) {
@@ -84,7 +90,7 @@ impl Cluster {
     fn b_sees(&self, key: &str, permissions: &[&str], expected: &str) -> Duration {
         let started = Instant::now();
         loop {
-            let code = Self::verify(&self.b, key, permissions);
+            let code = Self::code(&self.b, key, permissions);
             if code == expected {
                 return started.elapsed();
             }
@@ -136,8 +142,8 @@ fn a_revocation_through_one_instance_reaches_the_other() {
     let cluster = Cluster::start();
     let (id, key) = cluster.create(&[]);
     // B verifies first, so it holds the key in its cache.
-    assert_eq!(Cluster::verify(&cluster.b, &key, &[]), "VALID");
-    assert_eq!(Cluster::verify(&cluster.b, &key, &[]), "VALID");
+    assert_eq!(Cluster::code(&cluster.b, &key, &[]), "VALID");
+    assert_eq!(Cluster::code(&cluster.b, &key, &[]), "VALID");
     cluster.through_a("DELETE", &format!("/api/api-keys/{id}"), None);
     cluster.b_sees(&key, &[], "REVOKED");
 }
@@ -150,7 +156,7 @@ fn a_revocation_through_one_instance_reaches_the_other() {
 fn a_suspension_and_a_reactivation_reach_the_other_instance() {
     let cluster = Cluster::start();
     let (id, key) = cluster.create(&[]);
-    assert_eq!(Cluster::verify(&cluster.b, &key, &[]), "VALID");
+    assert_eq!(Cluster::code(&cluster.b, &key, &[]), "VALID");
     cluster.through_a("POST", &format!("/api/api-keys/{id}/suspend"), None);
     cluster.b_sees(&key, &[], "SUSPENDED");
     cluster.through_a("POST", &format!("/api/api-keys/{id}/reactivate"), None);
@@ -165,7 +171,7 @@ fn a_suspension_and_a_reactivation_reach_the_other_instance() {
 fn a_re_scope_reaches_the_other_instance() {
     let cluster = Cluster::start();
     let (id, key) = cluster.create(&["READ_GRAPH"]);
-    assert_eq!(Cluster::verify(&cluster.b, &key, &["READ_GRAPH"]), "VALID");
+    assert_eq!(Cluster::code(&cluster.b, &key, &["READ_GRAPH"]), "VALID");
     cluster.through_a(
         "PUT",
         &format!("/api/api-keys/{id}/permissions"),
@@ -179,10 +185,54 @@ fn a_re_scope_reaches_the_other_instance() {
     not(keyward_postgres_tests),
     ignore = "PostgreSQL suite: set KEYWARD_TEST_POSTGRES_URL"
 )]
+fn a_credential_revoked_through_one_instance_is_refused_by_the_others_next_request() {
+    let cluster = Cluster::start();
+    let (status, created) = http(
+        &cluster.a.address,
+        "POST",
+        "/api/admin/credentials",
+        Some(ADMIN_TOKEN),
+        Some(&json!({"name": "gateway", "scopes": ["keys.verify"]})),
+    );
+    assert_eq!(status, 200, "{created}");
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let id = created["credential"]["id"].as_str().unwrap().to_owned();
+    let (_, key) = cluster.create(&[]);
+    // B takes the credential twice: it is cached there.
+    for _ in 0..2 {
+        assert_eq!(Cluster::verify(&cluster.b, &key, &[], &secret).0, 200);
+    }
+    let (status, revoked) = http(
+        &cluster.a.address,
+        "DELETE",
+        &format!("/api/admin/credentials/{id}"),
+        Some(ADMIN_TOKEN),
+        None,
+    );
+    assert_eq!(status, 200, "{revoked}");
+    let started = Instant::now();
+    while Cluster::verify(&cluster.b, &key, &[], &secret).0 != 401 {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "B still takes a credential revoked on A"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    eprintln!(
+        "B refused the revoked credential after {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(keyward_postgres_tests),
+    ignore = "PostgreSQL suite: set KEYWARD_TEST_POSTGRES_URL"
+)]
 fn deleting_a_user_through_one_instance_fails_their_keys_on_the_other() {
     let cluster = Cluster::start();
     let (_, key) = cluster.create(&[]);
-    assert_eq!(Cluster::verify(&cluster.b, &key, &[]), "VALID");
+    assert_eq!(Cluster::code(&cluster.b, &key, &[]), "VALID");
     let (status, body) = http(
         &cluster.a.address,
         "DELETE",
@@ -202,7 +252,7 @@ fn deleting_a_user_through_one_instance_fails_their_keys_on_the_other() {
 fn an_instance_that_loses_its_change_feed_serves_no_stale_positive() {
     let cluster = Cluster::start();
     let (id, key) = cluster.create(&[]);
-    assert_eq!(Cluster::verify(&cluster.b, &key, &[]), "VALID");
+    assert_eq!(Cluster::code(&cluster.b, &key, &[]), "VALID");
 
     // Both instances watch once their LISTEN connections are up (they subscribe in
     // the background after start: over TLS, on a busy machine, that takes a moment).
@@ -251,10 +301,10 @@ fn an_instance_that_loses_its_change_feed_serves_no_stale_positive() {
     // A change made now cannot reach B through the feed, yet B never answers from a
     // cache that may have missed it: it reads through until it has re-subscribed.
     cluster.through_a("DELETE", &format!("/api/api-keys/{id}"), None);
-    assert_eq!(Cluster::verify(&cluster.b, &key, &[]), "REVOKED");
+    assert_eq!(Cluster::code(&cluster.b, &key, &[]), "REVOKED");
 
     // B recovers by itself, and caches again.
     cluster.b_metrics_show("keyward_change_feed_up 1");
     let (_, other) = cluster.create(&[]);
-    assert_eq!(Cluster::verify(&cluster.b, &other, &[]), "VALID");
+    assert_eq!(Cluster::code(&cluster.b, &other, &[]), "VALID");
 }

@@ -134,7 +134,36 @@ fn get_with_headers(port: u16, headers: &[(&str, &str)]) -> (u16, String, Value)
 fn nginx_lets_valid_keys_through_and_stops_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let keyward = start_server(dir.path());
-    let admin = cli_in(dir.path(), &["token", "--admin"]);
+    // The documented setup: nginx holds a credential that can verify keys and do
+    // nothing else.
+    let created = cli_in(
+        dir.path(),
+        &[
+            "credentials",
+            "create",
+            "--name",
+            "nginx",
+            "--scope",
+            "keys.verify",
+            "--json",
+        ],
+    );
+    let created: Value = serde_json::from_str(&created).unwrap();
+    let gateway = created["secret"].as_str().unwrap().to_owned();
+    let created = cli_in(
+        dir.path(),
+        &[
+            "credentials",
+            "create",
+            "--name",
+            "billing",
+            "--scope",
+            "keys.write",
+            "--json",
+        ],
+    );
+    let created: Value = serde_json::from_str(&created).unwrap();
+    let billing = created["secret"].as_str().unwrap().to_owned();
     let alice = cli_in(dir.path(), &["token", "--user", "alice"]);
     let create = |permissions: Value| {
         let (status, created) = http(
@@ -160,7 +189,7 @@ fn nginx_lets_valid_keys_through_and_stops_the_rest() {
         .replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"))
         .replace("127.0.0.1:9000", &format!("127.0.0.1:{upstream_port}"))
         .replace("127.0.0.1:8080", &keyward.address)
-        .replace("<service token>", &admin);
+        .replace("<keys.verify credential>", &gateway);
     // The other way to name a route's permissions, in the auth URL's query, with the
     // header not set by the proxy: nginx then passes a client's own header on.
     let query_port = free_port();
@@ -169,7 +198,7 @@ fn nginx_lets_valid_keys_through_and_stops_the_rest() {
         .replace("127.0.0.1:9000", &format!("127.0.0.1:{upstream_port}"))
         .replace("/api/auth;", "/api/auth?permissions=READ_GRAPH;")
         .replace("127.0.0.1:8080", &keyward.address)
-        .replace("<service token>", &admin)
+        .replace("<keys.verify credential>", &gateway)
         .replace("proxy_set_header X-Keyward-Permissions \"READ_GRAPH\";", "");
     assert!(
         !query_form.contains("X-Keyward-Permissions \""),
@@ -284,7 +313,7 @@ fn nginx_lets_valid_keys_through_and_stops_the_rest() {
         &keyward.address,
         "POST",
         "/api/admin/users/alice/api-keys",
-        Some(&admin),
+        Some(&billing),
         Some(&json!({"name": "limited", "permissions": ["READ_GRAPH"],
             "rate_limit": {"requests": 1, "per_seconds": 3600}})),
     );
@@ -333,7 +362,7 @@ fn nginx_lets_valid_keys_through_and_stops_the_rest() {
         &proxy,
         "POST",
         "/api/api-keys/verify",
-        Some(&admin),
+        Some(&gateway),
         Some(&verify),
     );
     assert_eq!(status, 404, "the verify API stays private");
