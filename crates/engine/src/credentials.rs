@@ -19,6 +19,7 @@ use keyward_store::{
 use crate::cache::Lookup;
 use crate::engine::{Engine, to_completion};
 use crate::error::EngineError;
+use crate::limits::ClientAddr;
 use crate::usage::UsageMark;
 use crate::verdict::{AuthenticatedCredential, CredentialEntry};
 
@@ -176,6 +177,27 @@ impl<S: Store> Engine<S> {
             Ok(changed)
         })
         .await
+    }
+
+    /// [`Engine::authenticate_credential`] for a caller at `client`, held to the
+    /// failed-attempt limit (`failed_verify_limit`) as key verifications are: a
+    /// client presenting well-formed secrets that do not authenticate is refused
+    /// ([`EngineError::TooManyFailures`]) before any hashing or lookup once over it,
+    /// so made-up secrets cannot become a stream of database reads.
+    pub async fn authenticate_credential_from(
+        &self,
+        secret: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Option<AuthenticatedCredential>, EngineError> {
+        // Not a credential's format: refused for a few comparisons, nothing to limit
+        // (and a user's JWT on a route services may call too is not a failure).
+        if credential_format().parse(secret).is_err() {
+            return Ok(None);
+        }
+        let attempt = self.authenticate_credential(secret);
+        self.limit_failures(client.map(ClientAddr::from), attempt, Option::is_none)
+            .await
+            .unwrap_or_else(|retry_after| Err(EngineError::TooManyFailures { retry_after }))
     }
 
     /// The service a presented secret belongs to, if it is one of an active,

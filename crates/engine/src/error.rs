@@ -35,6 +35,10 @@ pub enum EngineError {
     /// Too many changes by this user in a short time; retry after the wait.
     #[error("too many changes; retry in {} s", .retry_after.whole_seconds())]
     RateLimited { retry_after: Wait },
+    /// This client presented too many secrets that did not authenticate; retry after
+    /// the wait.
+    #[error("too many failed attempts; retry in {} s", .retry_after.whole_seconds())]
+    TooManyFailures { retry_after: Wait },
     /// A key's owner tried to set what only the platform sets: usage credits or a rate
     /// limit (billing and plans).
     #[error("{field} is set by the platform, not by the key's owner")]

@@ -6,6 +6,7 @@ use keyward_core::hash::KeyHash;
 use keyward_core::key::ParsedKey;
 use keyward_core::legacy::{self, LegacyHash};
 use keyward_core::permissions::PermissionSet;
+use keyward_core::rate::Wait;
 use keyward_core::verify::{VerifyCode, decide};
 use keyward_store::{Consumed, Store};
 
@@ -63,28 +64,36 @@ impl<S: Store> Engine<S> {
         required: PermissionSet,
         options: VerifyOptions,
     ) -> Result<Verification, EngineError> {
-        let cost = options.cost;
+        let client = options.client.map(ClientAddr::from);
+        let attempt = self.verify_unlimited(presented, required, options.cost);
+        self.limit_failures(client, attempt, |v| v.code.is_failed_attempt())
+            .await
+            .unwrap_or_else(|wait| Ok(Verification::refused(wait)))
+    }
+
+    /// Runs `attempt` for `client` under the failed-attempt limit
+    /// (`failed_verify_limit`): `Err(wait)` without running it while the client is
+    /// over the limit, or when this attempt's failure (as `failed` judges it) put it
+    /// over. Without an address or a limit, the attempt simply runs.
+    pub(crate) async fn limit_failures<T>(
+        &self,
+        client: Option<ClientAddr>,
+        attempt: impl Future<Output = Result<T, EngineError>>,
+        failed: impl FnOnce(&T) -> bool,
+    ) -> Result<Result<T, EngineError>, Wait> {
         let limit = self.inner.config.failed_verify_limit;
-        let Some((client, limit)) = options.client.map(ClientAddr::from).zip(limit) else {
-            return self.verify_unlimited(presented, required, cost).await;
+        let Some((client, limit)) = client.zip(limit) else {
+            return Ok(attempt.await);
         };
         let failures = &self.inner.client_failures;
-        let admitted = match failures.admit(&client, limit, self.inner.now()).await {
-            Ok(admitted) => admitted,
-            Err(wait) => return Ok(Verification::refused(wait)),
-        };
-        let verification = self.verify_unlimited(presented, required, cost).await;
-        if verification
-            .as_ref()
-            .is_ok_and(|v| v.code.is_failed_attempt())
-        {
-            if let Err(wait) = failures.failed(&client, limit, admitted).await {
-                return Ok(Verification::refused(wait));
-            }
+        let admitted = failures.admit(&client, limit, self.inner.now()).await?;
+        let outcome = attempt.await;
+        if outcome.as_ref().is_ok_and(failed) {
+            failures.failed(&client, limit, admitted).await?;
         } else {
             failures.succeeded(&client, limit, admitted).await;
         }
-        verification
+        Ok(outcome)
     }
 
     async fn verify_unlimited(

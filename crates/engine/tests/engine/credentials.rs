@@ -313,3 +313,50 @@ async fn a_create_request_is_validated_whole() {
     }
     assert!(h.engine.list_credentials().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_client_presenting_made_up_secrets_is_refused_before_any_lookup() {
+    let h = Harness::with_config(|config| {
+        config.failed_verify_limit = keyward_core::rate::RateLimit::new(3, 60).ok();
+    })
+    .await;
+    let created = h.credential("gateway", &["keys.verify"]).await;
+    let format = keyward_core::credential::credential_format();
+    let mallory = Some("203.0.113.7".parse().unwrap());
+    let alice = Some("198.51.100.1".parse().unwrap());
+    for _ in 0..3 {
+        let made_up = format.generate();
+        let answer = h
+            .engine
+            .authenticate_credential_from(made_up.expose(), mallory)
+            .await;
+        assert_eq!(answer.unwrap(), None);
+    }
+    let lookups = h.lookups();
+    for secret in [format.generate().expose(), created.secret.expose()] {
+        let refused = h
+            .engine
+            .authenticate_credential_from(secret, mallory)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, EngineError::TooManyFailures { .. }),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(h.lookups(), lookups, "refused before any lookup");
+    // Another client is not affected, and what is not a credential is not counted.
+    for _ in 0..10 {
+        let answer = h
+            .engine
+            .authenticate_credential_from("eyJhbGciOiJIUzI1NiJ9.e30.sig", alice)
+            .await;
+        assert_eq!(answer.unwrap(), None);
+    }
+    let caller = h
+        .engine
+        .authenticate_credential_from(created.secret.expose(), alice)
+        .await
+        .unwrap();
+    assert_eq!(caller.unwrap().name, "gateway");
+}

@@ -343,6 +343,8 @@ pub trait Authenticated: Send + Sync {
     fn authenticator(&self) -> &Authenticator;
     /// The engine, which knows the service credentials.
     fn engine(&self) -> &Engine<AnyStore>;
+    /// The address a request comes from, for the failed-attempt limit.
+    fn client(&self, parts: &Parts) -> Option<std::net::IpAddr>;
 }
 
 /// An end user, authenticated by a JWT (`sub` is the user id).
@@ -371,7 +373,7 @@ impl<S: Authenticated> FromRequestParts<S> for AnyCaller {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         if let Ok(token) = bearer(parts) {
-            match ServiceIdentity::of(state, token).await {
+            match ServiceIdentity::of(state, token, state.client(parts)).await {
                 Ok(_) => return Ok(AnyCaller),
                 // The database is down: a user's JWT may still be good.
                 Err(err) if err.status() != StatusCode::UNAUTHORIZED => return Err(err),
@@ -416,14 +418,20 @@ pub enum ServiceIdentity {
 const INVALID_SERVICE_SECRET: &str = "the service token is not valid";
 
 impl ServiceIdentity {
-    /// Who `secret` is: the static token (compared first, in constant time), or an
-    /// active credential. Unknown, revoked, expired or malformed: the same 401. The
-    /// database down while a credential is not cached: 503.
-    pub async fn of<S: Authenticated>(state: &S, secret: &str) -> Result<Self, ApiError> {
+    /// Who `secret`, sent from `client`, is: the static token (compared first, in
+    /// constant time), or an active credential. Unknown, revoked, expired or
+    /// malformed: the same 401; too many of those from one address: 429. The database
+    /// down while a credential is not cached: 503.
+    pub async fn of<S: Authenticated>(
+        state: &S,
+        secret: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Self, ApiError> {
         if state.authenticator().is_service_token(secret) {
             return Ok(Self::StaticToken);
         }
-        match state.engine().authenticate_credential(secret).await? {
+        let engine = state.engine();
+        match engine.authenticate_credential_from(secret, client).await? {
             Some(credential) => Ok(Self::Credential(credential)),
             None => Err(ApiError::unauthorized(INVALID_SERVICE_SECRET)),
         }
@@ -499,7 +507,7 @@ impl<S: Authenticated, N: scope::Needs> FromRequestParts<S> for Service<N> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let identity = ServiceIdentity::of(state, bearer(parts)?).await?;
+        let identity = ServiceIdentity::of(state, bearer(parts)?, state.client(parts)).await?;
         identity.require(N::SCOPE)?;
         Ok(Self {
             engine: identity.engine(state.engine()),

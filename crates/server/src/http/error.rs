@@ -255,6 +255,10 @@ impl From<EngineError> for ApiError {
                 "too many changes to your keys in a short time",
                 retry_after.whole_seconds(),
             ),
+            EngineError::TooManyFailures { retry_after } => Self::too_many_requests(
+                "too many requests from this address with a token that is not valid",
+                retry_after.whole_seconds(),
+            ),
             EngineError::ShuttingDown => Self::unavailable().detail("the service is shutting down"),
             EngineError::Internal(cause) => {
                 tracing::error!(error = ?cause, "storage error");

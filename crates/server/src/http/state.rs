@@ -1,7 +1,11 @@
 //! What every handler can reach: the engine, the authenticator, the metrics and the
 //! API's own document.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+
+use axum::extract::ConnectInfo;
+use axum::http::request::Parts;
 
 use keyward_engine::Engine;
 use keyward_store::AnyStore;
@@ -36,5 +40,12 @@ impl Authenticated for AppState {
     }
     fn engine(&self) -> &Engine<AnyStore> {
         &self.engine
+    }
+    fn client(&self, parts: &Parts) -> Option<IpAddr> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0);
+        Some(self.trusted_proxies.client(peer, &parts.headers))
     }
 }

@@ -101,7 +101,8 @@ pub async fn forward_auth(
         )
     };
     let proxy = proxy.ok_or_else(unauthenticated)?;
-    let identity = ServiceIdentity::of(&state, proxy)
+    let client = state.trusted_proxies.client(peer, &headers);
+    let identity = ServiceIdentity::of(&state, proxy, Some(client))
         .await
         .map_err(|err| match err.status() {
             StatusCode::UNAUTHORIZED => unauthenticated(),
@@ -114,7 +115,7 @@ pub async fn forward_auth(
     let names = required_permissions(&headers, query.permissions.as_deref())?;
     let engine = &state.engine;
     let required = engine.permission_set(&names)?;
-    let options = VerifyOptions::for_client(Some(state.trusted_proxies.client(peer, &headers)));
+    let options = VerifyOptions::for_client(Some(client));
     let verification = match engine.verify_with(key, required, options).await {
         Ok(verification) => verification,
         Err(EngineError::Unavailable(cause)) => {

@@ -501,3 +501,30 @@ async fn the_permission_catalogue_takes_a_credential_of_any_scope() {
         .await
         .error(StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn made_up_credentials_from_one_address_are_answered_429_before_any_lookup() {
+    let app = TestApp::builder()
+        .engine(|config| {
+            config.failed_verify_limit = keyward_core::rate::RateLimit::new(3, 60).ok();
+        })
+        .build()
+        .await;
+    let format = keyward_core::credential::credential_format();
+    for _ in 0..3 {
+        let made_up = format.generate();
+        verify_as(&app, made_up.expose())
+            .await
+            .error(StatusCode::UNAUTHORIZED);
+    }
+    let refused = verify_as(&app, format.generate().expose()).await;
+    refused.error(StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers.contains_key(header::RETRY_AFTER));
+    // A user's JWT where services may call too is no failed credential.
+    let user = app.token("alice");
+    for _ in 0..5 {
+        app.call(Method::GET, "/api/permissions", Some(&user), None)
+            .await
+            .ok();
+    }
+}
