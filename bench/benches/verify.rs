@@ -21,6 +21,7 @@ use keyward_core::permissions::PermissionSet;
 use keyward_core::rate::RateLimit;
 use keyward_engine::{Engine, EngineConfig, VerifyOptions};
 use keyward_store::AnyStore;
+use sha2::Digest;
 use tokio::runtime::Runtime;
 
 // The server's allocator.
@@ -162,6 +163,42 @@ fn warm_cache_hit_usage_history_days(bencher: Bencher, days: u32) {
             )
             .unwrap();
         assert!(verification.is_valid());
+    });
+}
+
+/// A service credential presented with a request (a gateway's `keys.verify`), held
+/// in the cache: parse, HMAC, cache hit, the decision, the use recorded; beside it
+/// in one run, the static token's constant-time comparison of SHA-256 digests, which
+/// every service secret passes first.
+#[divan::bench(args = ["credential", "static token"])]
+fn service_secret_cached(bencher: Bencher, kind: &str) {
+    let f = warm();
+    let secret = f.run(async {
+        let request = keyward_core::credential::NewCredentialRequest {
+            name: "gateway".into(),
+            scopes: vec!["keys.verify".into()],
+            ..Default::default()
+        };
+        let created = f.engine.create_credential(&request).await.unwrap();
+        created.secret.expose().to_owned()
+    });
+    let client = Some(std::net::IpAddr::from([10, 0, 0, 5]));
+    let token = sha2::Sha256::digest(b"bench-static-service-token-0123456789");
+    // The first use reads the database and fills the cache.
+    let first = f.run(f.engine.authenticate_credential_from(&secret, client));
+    assert!(first.unwrap().is_some());
+    bencher.bench_local(|| match kind {
+        "credential" => {
+            let caller = f
+                .run(f.engine.authenticate_credential_from(&secret, client))
+                .unwrap();
+            assert!(caller.is_some());
+        }
+        _ => {
+            use subtle::ConstantTimeEq;
+            let presented = sha2::Sha256::digest(divan::black_box(secret.as_bytes()));
+            assert!(!bool::from(presented.ct_eq(&token)));
+        }
     });
 }
 

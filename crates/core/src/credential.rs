@@ -17,8 +17,7 @@ use crate::key::{KeyFormat, KeyPrefix};
 use crate::model::{InvalidKeyId, KeyId, expired};
 use crate::time::Timestamp;
 
-/// The prefix of every credential's secret.
-pub const CREDENTIAL_PREFIX: &str = "kwsvc";
+pub use crate::key::CREDENTIAL_PREFIX;
 
 /// The longest grace period of a rotation: a week, as for keys.
 pub const MAX_CREDENTIAL_GRACE_SECONDS: u64 = crate::lifecycle::MAX_ROTATION_GRACE_SECONDS;

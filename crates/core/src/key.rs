@@ -17,6 +17,9 @@ pub const CHECKSUM_LEN: usize = 6;
 pub const DISPLAY_LEN: usize = 8;
 /// The longest prefix a deployment may configure.
 pub const MAX_PREFIX_LEN: usize = 16;
+/// The prefix of service credentials' secrets (`crate::credential`): reserved, so a key
+/// can always be told from a credential.
+pub const CREDENTIAL_PREFIX: &str = "kwsvc";
 
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -49,17 +52,15 @@ impl KeyPrefix {
         if !valid {
             return Err(InvalidPrefix::Malformed);
         }
-        if prefix == crate::credential::CREDENTIAL_PREFIX {
-            return Err(InvalidPrefix::Reserved(
-                crate::credential::CREDENTIAL_PREFIX,
-            ));
+        if prefix == CREDENTIAL_PREFIX {
+            return Err(InvalidPrefix::Reserved(CREDENTIAL_PREFIX));
         }
         Ok(Self(prefix.to_owned()))
     }
 
     /// Service credentials' prefix, which [`KeyPrefix::parse`] refuses for keys.
     pub(crate) fn credentials() -> Self {
-        Self(crate::credential::CREDENTIAL_PREFIX.to_owned())
+        Self(CREDENTIAL_PREFIX.to_owned())
     }
 
     pub fn as_str(&self) -> &str {

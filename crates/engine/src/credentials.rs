@@ -182,8 +182,9 @@ impl<S: Store> Engine<S> {
     /// [`Engine::authenticate_credential`] for a caller at `client`, held to the
     /// failed-attempt limit (`failed_verify_limit`) as key verifications are: a
     /// client presenting well-formed secrets that do not authenticate is refused
-    /// ([`EngineError::TooManyFailures`]) before any hashing or lookup once over it,
-    /// so made-up secrets cannot become a stream of database reads.
+    /// ([`EngineError::TooManyFailures`]) before any database read once over it, so
+    /// made-up secrets cannot become a stream of reads. A credential the cache holds
+    /// is decided from memory, without the limiter: it costs no read.
     pub async fn authenticate_credential_from(
         &self,
         secret: &str,
@@ -191,8 +192,14 @@ impl<S: Store> Engine<S> {
     ) -> Result<Option<AuthenticatedCredential>, EngineError> {
         // Not a credential's format: refused for a few comparisons, nothing to limit
         // (and a user's JWT on a route services may call too is not a failure).
-        if credential_format().parse(secret).is_err() {
+        let Ok(parsed) = credential_format().parse(secret) else {
             return Ok(None);
+        };
+        // Cached under the current pepper: decided from memory, no read to limit. This
+        // is every request of a service in use.
+        let hash = self.inner.config.peppers.current().hash(parsed);
+        if let Lookup::Found(entry) = self.inner.credentials.lookup(&hash) {
+            return Ok(self.admit_entry(&entry));
         }
         let attempt = self.authenticate_credential(secret);
         self.limit_failures(client.map(ClientAddr::from), attempt, Option::is_none)
@@ -237,21 +244,28 @@ impl<S: Store> Engine<S> {
                     }
                 }
             };
-            let now = inner.now();
-            let credential = &entry.credential;
-            if !credential.authenticates(entry.presented, now) {
-                return Ok(None);
-            }
-            if entry.usage.claim(now, inner.config.usage_resolution) {
-                inner.credential_usage.record(credential.id, now);
-            }
-            return Ok(Some(AuthenticatedCredential {
-                id: credential.id,
-                name: credential.name.clone(),
-                scopes: credential.scopes,
-            }));
+            return Ok(self.admit_entry(&entry));
         }
         Ok(None)
+    }
+
+    /// The caller a found credential makes, if it authenticates now (its use then
+    /// recorded).
+    fn admit_entry(&self, entry: &CredentialEntry) -> Option<AuthenticatedCredential> {
+        let inner = &self.inner;
+        let now = inner.now();
+        let credential = &entry.credential;
+        if !credential.authenticates(entry.presented, now) {
+            return None;
+        }
+        if entry.usage.claim(now, inner.config.usage_resolution) {
+            inner.credential_usage.record(credential.id, now);
+        }
+        Some(AuthenticatedCredential {
+            id: credential.id,
+            name: credential.name.clone(),
+            scopes: credential.scopes,
+        })
     }
 
     fn with_pending_use(&self, credential: &mut ServiceCredential) {

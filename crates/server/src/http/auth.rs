@@ -456,6 +456,16 @@ impl ServiceIdentity {
             )))
     }
 
+    /// How the audit trail names this service.
+    pub fn actor(&self, engine: &Engine<AnyStore>) -> keyward_core::audit::Actor {
+        match self {
+            Self::StaticToken => {
+                keyward_core::audit::Actor::Admin(engine.config().admin_actor.clone())
+            }
+            Self::Credential(credential) => credential.actor(),
+        }
+    }
+
     /// The engine, recording what it changes as made by this service.
     pub fn engine(&self, engine: &Engine<AnyStore>) -> Engine<AnyStore> {
         match self {
@@ -495,6 +505,19 @@ pub mod scope {
     );
 }
 
+/// One of the platform's services, whatever its scopes (for what every service may
+/// ask: who it is).
+pub struct AnyService(pub ServiceIdentity);
+
+impl<S: Authenticated> FromRequestParts<S> for AnyService {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let identity = ServiceIdentity::of(state, bearer(parts)?, state.client(parts)).await?;
+        Ok(Self(identity))
+    }
+}
+
 /// One of the platform's services, holding the scope `N` names; `engine` records
 /// its changes as made by it.
 pub struct Service<N> {
@@ -507,7 +530,7 @@ impl<S: Authenticated, N: scope::Needs> FromRequestParts<S> for Service<N> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let identity = ServiceIdentity::of(state, bearer(parts)?, state.client(parts)).await?;
+        let AnyService(identity) = AnyService::from_request_parts(parts, state).await?;
         identity.require(N::SCOPE)?;
         Ok(Self {
             engine: identity.engine(state.engine()),

@@ -5,7 +5,7 @@
 //!   the same callers, their security scheme and the 401 for a missing or invalid
 //!   credential. A service's route names the scope it needs in its own annotation,
 //!   `security(("service_token" = ["keys.read"]))`, and is given the 403 for a
-//!   credential without it.
+//!   credential without it; one that names none is open to every service.
 //! - The refusals many routes share are response groups: a route's `responses(...)`
 //!   names the groups it may answer, beside what is its own.
 
@@ -34,24 +34,28 @@ pub fn resource<S>(tag: &str, callers: Callers, mut router: OpenApiRouter<S>) ->
 where
     S: Clone + Send + Sync + 'static,
 {
-    let (scheme, refusals) = match callers {
+    let (scheme, refusal) = match callers {
         Callers::Users => ("user_jwt", UserToken::responses()),
-        Callers::Services => {
-            let mut refusals = ServiceToken::responses();
-            refusals.extend(MissingScope::responses());
-            ("service_token", refusals)
-        }
+        Callers::Services => ("service_token", ServiceToken::responses()),
         Callers::PerRoute => ("", Default::default()),
     };
     for item in router.get_openapi_mut().paths.paths.values_mut() {
         for operation in operations_mut(item) {
             operation.tags = Some(vec![tag.to_owned()]);
-            if !scheme.is_empty() {
-                // A route's own requirement (a service route's scope) is kept.
-                operation.security.get_or_insert_with(|| {
-                    vec![SecurityRequirement::new(scheme, Vec::<String>::new())]
-                });
-                operation.responses.responses.extend(refusals.clone());
+            if scheme.is_empty() {
+                continue;
+            }
+            operation.responses.responses.extend(refusal.clone());
+            match operation.security {
+                // A service route that names its scope may refuse a credential without it.
+                Some(_) => operation
+                    .responses
+                    .responses
+                    .extend(MissingScope::responses()),
+                None => {
+                    operation.security =
+                        Some(vec![SecurityRequirement::new(scheme, Vec::<String>::new())]);
+                }
             }
         }
     }

@@ -142,3 +142,21 @@ impl From<keyward_engine::CreatedCredential> for CreatedCredentialResponse {
         }
     }
 }
+
+/// Who a service secret is, and what it may do.
+#[derive(Serialize, ToSchema)]
+pub struct WhoAmIResponse {
+    /// `admin`: the static service token; `credential`: a service credential.
+    #[serde(rename = "type")]
+    #[schema(example = "credential")]
+    pub kind: &'static str,
+    /// `service` for the static token; the credential's name.
+    #[schema(example = "gateway")]
+    pub id: String,
+    /// The credential's id, for `credential`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<Uuid>,
+    /// The scopes it holds (every one, for the static token).
+    #[schema(value_type = Vec<ScopeName>)]
+    pub scopes: Vec<&'static str>,
+}

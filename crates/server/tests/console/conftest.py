@@ -88,6 +88,13 @@ class Server:
             answer.raise_for_status()
             return answer.json()
 
+    def credential(self, name: str, scopes: list[str]) -> str:
+        """A service credential holding `scopes`; its secret."""
+        with self.as_service() as client:
+            answer = client.post("/api/admin/credentials", json={"name": name, "scopes": scopes})
+            answer.raise_for_status()
+            return str(answer.json()["secret"])
+
     def verify(self, key: str, permissions: list[str] | None = None) -> str:
         with self.as_service() as client:
             answer = client.post("/api/api-keys/verify", json={"key": key, "permissions": permissions or []})

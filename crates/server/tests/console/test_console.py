@@ -179,7 +179,7 @@ def test_a_link_for_someone_else_asks_before_switching_and_staying_is_the_defaul
 
     # Escape keeps the session too; an operator link is asked about the same way.
     page.goto(server.console_link("--admin"))
-    dialog = page.get_by_role("dialog", name="Sign in as the operator (service token)?")
+    dialog = page.get_by_role("dialog", name="Sign in as the operator (service token or credential)?")
     expect(dialog).to_be_visible()
     page.keyboard.press("Escape")
     expect(dialog).to_have_count(0)
@@ -262,6 +262,24 @@ def test_the_operator_finds_a_users_keys_and_acts_on_them(page: tuple[Page, Watc
     feed.get_by_role("button", name="Filter").click()
     expect(feed.locator("ol.events > li")).to_have_count(1)
     expect(feed.locator("ol.events > li")).to_contain_text("revoke of grace")
+
+
+def test_a_support_credential_sees_only_what_its_scopes_allow(page: tuple[Page, Watch], server: Server) -> None:
+    page, _ = page
+    server.create_key("judy", "judy's key")
+    sign_in(page, server, server.credential("support", ["keys.read"]))
+    expect(page.get_by_text("Operator (credential support)")).to_be_visible()
+    expect(page.locator("#scopes")).to_contain_text("usage.read, audit.read")
+
+    page.get_by_role("search").get_by_label("User id").fill("judy")
+    page.get_by_role("button", name="Find keys").click()
+    expect(page.locator("table.keys tbody tr")).to_have_count(1)
+    # Reading only: no action on the key, no usage chart, no audit feed.
+    expect(page.get_by_role("button", name="Revoke")).to_have_count(0)
+    expect(page.get_by_role("button", name="Suspend")).to_have_count(0)
+    expect(page.get_by_role("button", name="Limits")).to_have_count(0)
+    expect(page.get_by_role("region", name="Audit feed")).to_have_count(0)
+    expect(page.get_by_text("Verifications of every key")).to_have_count(0)
 
 
 def focused_is(page: Page, locator) -> bool:

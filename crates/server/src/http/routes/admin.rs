@@ -5,17 +5,19 @@
 //! operator view); usage history across keys.
 
 use axum::Json;
+use axum::extract::State;
 use axum::response::Response;
 use keyward_core::model::Scope;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::api_keys::created_response;
-use crate::http::auth::{Service, scope};
+use crate::http::auth::{AnyService, Service, scope};
 use crate::http::documented::{self, Callers};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::{ApiJson, ApiQuery, KeyIdPath, UserIdPath};
 use crate::http::state::AppState;
+use crate::wire::credentials::WhoAmIResponse;
 use crate::wire::events::{AdminEventsQuery, EventPage};
 use crate::wire::keys::{ApiKeyResponse, CreateKeyRequest, CreateKeyResponse, PatchKeyRequest};
 use crate::wire::usage::{AdminUsageQuery, UsageQuery, UsageResponse};
@@ -36,6 +38,33 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reactivate_key_as_admin))
         .routes(routes!(list_events))
         .routes(routes!(get_usage))
+        .routes(routes!(whoami))
+}
+
+/// Who the calling service is: the static token or a credential (its name and id),
+/// and the scopes it holds.
+///
+/// Needs no scope: a console or a script asks it to offer only what the secret may do.
+#[utoipa::path(
+    get,
+    path = "/api/admin/whoami",
+    operation_id = "whoami",
+    responses(
+        (status = 200, description = "The caller", body = WhoAmIResponse),
+        documented::Database,
+    )
+)]
+pub async fn whoami(
+    State(state): State<AppState>,
+    AnyService(identity): AnyService,
+) -> Json<WhoAmIResponse> {
+    let actor = identity.actor(&state.engine);
+    Json(WhoAmIResponse {
+        kind: actor.kind(),
+        id: actor.id().to_owned(),
+        credential_id: actor.credential_id().map(|id| *id.as_uuid()),
+        scopes: identity.scopes().names(),
+    })
 }
 
 /// Delete a user and all their keys.

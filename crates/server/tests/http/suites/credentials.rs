@@ -31,8 +31,9 @@ async fn credential(app: &TestApp, name: &str, scopes: &[&str]) -> (Value, Strin
     (body["credential"].clone(), secret)
 }
 
-/// Every route a service calls, with the one scope its document names.
-async fn service_routes(app: &TestApp) -> Vec<(Method, String, ServiceScope)> {
+/// Every route a service calls, with the one scope its document names (`None`: open
+/// to every service).
+async fn service_routes(app: &TestApp) -> Vec<(Method, String, Option<ServiceScope>)> {
     let doc = app
         .call(Method::GET, "/openapi.json", None, None)
         .await
@@ -43,16 +44,18 @@ async fn service_routes(app: &TestApp) -> Vec<(Method, String, ServiceScope)> {
             let Some(scopes) = operation["security"][0]["service_token"].as_array() else {
                 continue;
             };
-            assert_eq!(
-                scopes.len(),
-                1,
-                "{method} {path} must name exactly one scope: {scopes:?}"
-            );
-            let scope = ServiceScope::parse(scopes[0].as_str().unwrap())
-                .unwrap_or_else(|| panic!("{method} {path}: {scopes:?} is no scope"));
             assert!(
+                scopes.len() <= 1,
+                "{method} {path} must name one scope at most: {scopes:?}"
+            );
+            let scope = scopes.first().map(|name| {
+                ServiceScope::parse(name.as_str().unwrap())
+                    .unwrap_or_else(|| panic!("{method} {path}: {scopes:?} is no scope"))
+            });
+            assert_eq!(
                 operation["responses"]["403"].is_object(),
-                "{method} {path} documents no 403"
+                scope.is_some(),
+                "{method} {path} documents a 403 exactly when it names a scope"
             );
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             routes.push((method, path.clone(), scope));
@@ -84,6 +87,24 @@ async fn every_service_route_needs_the_scope_its_document_names_and_no_other() {
     }
     for (method, path, scope) in &routes {
         let uri = uri(path);
+        let Some(scope) = scope else {
+            // Open to every service: the narrowest credential is let in.
+            let answer = app
+                .call(
+                    method.clone(),
+                    &uri,
+                    Some(&only[&ServiceScope::KeysVerify]),
+                    None,
+                )
+                .await;
+            assert_eq!(
+                answer.status,
+                StatusCode::OK,
+                "{method} {path}: {}",
+                answer.text
+            );
+            continue;
+        };
         let refused = app
             .call(method.clone(), &uri, Some(&all_but[scope]), Some(json!({})))
             .await;
@@ -104,7 +125,10 @@ async fn every_service_route_needs_the_scope_its_document_names_and_no_other() {
     }
     let route_list: Vec<String> = routes
         .iter()
-        .map(|(m, p, s)| format!("{m} {p} {s}"))
+        .map(|(m, p, s)| match s {
+            Some(scope) => format!("{m} {p} {scope}"),
+            None => format!("{m} {p} (any)"),
+        })
         .collect();
     let table = route_list.join("\n");
     // The admin routes, verify and the credentials' own.
@@ -116,6 +140,7 @@ async fn every_service_route_needs_the_scope_its_document_names_and_no_other() {
         "GET /api/admin/usage usage.read",
         "GET /api/admin/events audit.read",
         "POST /api/admin/credentials credentials.manage",
+        "GET /api/admin/whoami (any)",
     ] {
         assert!(
             route_list.iter().any(|r| r == expected),
@@ -527,4 +552,35 @@ async fn made_up_credentials_from_one_address_are_answered_429_before_any_lookup
             .await
             .ok();
     }
+}
+
+#[tokio::test]
+async fn a_service_learns_who_it_is_and_what_it_may_do() {
+    let app = TestApp::new().await;
+    let (created, secret) = credential(&app, "support", &["usage.read", "keys.read"]).await;
+    let me = app
+        .call(Method::GET, "/api/admin/whoami", Some(&secret), None)
+        .await;
+    assert_eq!(
+        me.ok(),
+        &json!({
+            "type": "credential",
+            "id": "support",
+            "credential_id": created["id"],
+            "scopes": ["keys.read", "usage.read"],
+        })
+    );
+    let token = app
+        .call(Method::GET, "/api/admin/whoami", Some(ADMIN_TOKEN), None)
+        .await;
+    assert_eq!(token.ok()["type"], "admin");
+    assert_eq!(token.body["id"], "service");
+    assert_eq!(
+        token.body["scopes"].as_array().unwrap().len(),
+        ServiceScope::ALL.len()
+    );
+    let user = app.token("alice");
+    app.call(Method::GET, "/api/admin/whoami", Some(&user), None)
+        .await
+        .error(StatusCode::UNAUTHORIZED);
 }

@@ -147,6 +147,7 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/admin/credentials/{id}"),
     ("delete", "/api/admin/credentials/{id}"),
     ("post", "/api/admin/credentials/{id}/rotate"),
+    ("get", "/api/admin/whoami"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),

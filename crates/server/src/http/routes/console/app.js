@@ -15,7 +15,7 @@ const signOut = document.getElementById("sign-out");
 /** Who a token speaks for, as shown to the person: a user id, or the operator. */
 function identity(token) {
   const claims = jwtClaims(token);
-  return claims ? { key: `user:${claims.sub}`, label: claims.sub } : { key: "operator", label: "the operator (service token)" };
+  return claims ? { key: `user:${claims.sub}`, label: claims.sub } : { key: "operator", label: "the operator (service token or credential)" };
 }
 
 /**
@@ -95,7 +95,7 @@ function signInView(message) {
         },
       },
       h("h1", { id: "signin-title" }, "Sign in"),
-      h("p", {}, "Paste your token: a JWT from your platform to manage your own API keys, or the service token for the operator view. It stays in this tab only."),
+      h("p", {}, "Paste your token: a JWT from your platform to manage your own API keys, or a service credential (or the service token) for the operator view. It stays in this tab only."),
       field("Token", token, "Or open a link from `keyward token --user NAME --console`."),
       problem,
       h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Sign in")),
@@ -135,16 +135,17 @@ async function route() {
     if (key) await keyView(main, key[1], navigate);
     else await keysView(main);
   } else {
-    // The service token: checked by asking for one event before showing anything.
+    // A service's secret: who it is and what it may do, before showing anything.
+    let me;
     try {
-      await api("GET", "/api/admin/events?limit=1");
+      me = await api("GET", "/api/admin/whoami");
     } catch (error) {
       if (error.status !== 401) replace(main, errorLine(error));
       return;
     }
-    who.textContent = "Operator (service token)";
+    who.textContent = me.type === "credential" ? `Operator (credential ${me.id})` : "Operator (service token)";
     document.title = "Operator · keyward console";
-    operatorView(main);
+    operatorView(main, new Set(me.scopes));
   }
   main.focus({ preventScroll: true });
 }

@@ -1,5 +1,6 @@
-// The operator's view (the service token): any user's keys through the admin routes,
-// the audit feed across users, and verifications per hour.
+// The operator's view (a service credential, or the service token): any user's keys
+// through the admin routes, the audit feed across users, and verifications per hour;
+// each part only where the credential holds its scope (the server refuses the rest).
 
 import { api, seg } from "./api.js";
 import { usageSection } from "./chart.js";
@@ -41,7 +42,9 @@ function limitsDialog(key) {
   });
 }
 
-function userKeys() {
+function userKeys(scopes) {
+  const canChange = scopes.has("keys.write");
+  const canSeeUsage = scopes.has("usage.read");
   const input = h("input", { type: "search", required: true, autocomplete: "off", spellcheck: "false" });
   const results = h("div", { "aria-live": "polite" });
   let user = "";
@@ -55,7 +58,7 @@ function userKeys() {
     }
   };
   const actions = (key) => {
-    if (key.status === "REVOKED") return h("span", { class: "muted" }, "—");
+    if (key.status === "REVOKED" || !canChange) return h("span", { class: "muted" }, "—");
     const buttons = [];
     if (key.status === "ACTIVE") buttons.push(h("button", { type: "button", onclick: () => act("POST", `/api/admin/api-keys/${seg(key.id)}/suspend`, "Suspended") }, "Suspend"));
     if (key.status === "SUSPENDED") buttons.push(h("button", { type: "button", onclick: () => act("POST", `/api/admin/api-keys/${seg(key.id)}/reactivate`, "Reactivated") }, "Reactivate"));
@@ -75,7 +78,9 @@ function userKeys() {
         keys.length
           ? [
             keyTable(keys, { caption: `Keys of ${user}`, actions }),
-            usageSection(`/api/admin/usage?user_id=${encodeURIComponent(user)}`, `Verifications of ${user}'s keys`),
+            canSeeUsage
+              ? usageSection(`/api/admin/usage?user_id=${encodeURIComponent(user)}`, `Verifications of ${user}'s keys`)
+              : null,
           ]
           : h("p", { class: "muted" }, `${user} has no keys.`),
       );
@@ -169,13 +174,24 @@ function auditFeed() {
   );
 }
 
-/** The operator's page. */
-export function operatorView(main) {
+/** The parts of the page, each with the scope it needs. */
+const PARTS = [
+  ["usage.read", () => usageSection("/api/admin/usage", "Verifications of every key")],
+  ["keys.read", (scopes) => userKeys(scopes)],
+  ["audit.read", () => auditFeed()],
+];
+
+/** The operator's page: the parts `scopes` (the secret's, from /api/admin/whoami) allow. */
+export function operatorView(main, scopes) {
+  const shown = PARTS.filter(([scope]) => scopes.has(scope)).map(([, part]) => part(scopes));
+  const missing = PARTS.map(([scope]) => scope).filter((scope) => !scopes.has(scope));
   replace(
     main,
     h("h1", {}, "Operator"),
-    usageSection("/api/admin/usage", "Verifications of every key"),
-    userKeys(),
-    auditFeed(),
+    missing.length
+      ? h("p", { class: "muted", id: "scopes" }, `This credential holds ${[...scopes].join(", ") || "no scope"}; the parts that need ${missing.join(", ")} are not shown.`)
+      : null,
+    ...shown,
+    shown.length ? null : h("p", {}, "Nothing here needs only these scopes."),
   );
 }
