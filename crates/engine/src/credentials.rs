@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use keyward_core::credential::{
-    CredentialId, CredentialStatus, MAX_CREDENTIAL_GRACE_SECONDS, NewCredentialRequest,
+    CredentialId, CredentialStatus, MAX_CREDENTIAL_GRACE_SECONDS, NewCredentialRequest, Presented,
     ServiceCredential, credential_format,
 };
 use keyward_core::hash::KeyHash;
@@ -222,31 +222,70 @@ impl<S: Store> Engine<S> {
         let inner = &self.inner;
         let peppers = &inner.config.peppers;
         // Under the current pepper first; one made before a pepper rotation is found
-        // under the pepper it was made with.
+        // under the pepper it was made with, and moved to the current one.
         for pepper in std::iter::once(peppers.current()).chain(peppers.retired()) {
             let hash = pepper.hash(parsed);
             let entry = match inner.credentials.lookup(&hash) {
                 Lookup::Found(entry) => entry,
                 Lookup::Missing => continue,
                 Lookup::Unknown { epoch } => {
-                    let found = inner.store.find_credential(&hash).await?;
-                    let entry = found.map(|found| {
-                        Arc::new(CredentialEntry {
-                            usage: UsageMark::new(found.credential.last_used_at),
-                            credential: found.credential,
-                            presented: found.presented,
-                        })
+                    let Some(found) = inner.store.find_credential(&hash).await? else {
+                        inner.credentials.fill(hash, None, epoch);
+                        continue;
+                    };
+                    let entry = Arc::new(CredentialEntry {
+                        usage: UsageMark::new(found.credential.last_used_at),
+                        credential: found.credential,
+                        presented: found.presented,
                     });
-                    inner.credentials.fill(hash, entry.clone(), epoch);
-                    match entry {
-                        Some(entry) => entry,
-                        None => continue,
+                    let retired = pepper.version() != peppers.current().version();
+                    let moved = retired
+                        && entry.presented == Presented::Current
+                        && self
+                            .rehash_credential(&entry.credential, &hash, parsed)
+                            .await;
+                    // Cached under the hash it is stored with (changes invalidate that
+                    // one); once moved, the next request reads the new one.
+                    if !moved {
+                        inner
+                            .credentials
+                            .fill(hash, Some(Arc::clone(&entry)), epoch);
                     }
+                    entry
                 }
             };
             return Ok(self.admit_entry(&entry));
         }
         Ok(None)
+    }
+
+    /// Moves a credential found under a retired pepper to the current one, as keys
+    /// are on their first use, so the retired pepper can be dropped; true if it moved.
+    async fn rehash_credential(
+        &self,
+        credential: &ServiceCredential,
+        from: &KeyHash,
+        parsed: keyward_core::key::ParsedKey<'_>,
+    ) -> bool {
+        let inner = &self.inner;
+        let current = inner.config.peppers.current();
+        let to = current.hash(parsed);
+        let id = credential.id;
+        match inner
+            .store
+            .rehash_credential(id, from, &to, current.version())
+            .await
+        {
+            Ok(()) => {
+                inner.invalidate(&[to]);
+                tracing::info!(credential_id = %id, to = current.version(), "service credential re-hashed with the current pepper");
+                true
+            }
+            Err(err) => {
+                tracing::warn!(credential_id = %id, error = %err, "re-hashing a service credential failed; it still authenticates");
+                false
+            }
+        }
     }
 
     /// The caller a found credential makes, if it authenticates now (its use then

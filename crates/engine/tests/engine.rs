@@ -268,6 +268,18 @@ impl CredentialStore for Counting {
         self.reachable()?;
         self.inner.rotate_credential(id, rotation).await
     }
+    async fn rehash_credential(
+        &self,
+        id: CredentialId,
+        from: &KeyHash,
+        to: &KeyHash,
+        pepper_version: u16,
+    ) -> Result<(), StoreError> {
+        self.reachable()?;
+        self.inner
+            .rehash_credential(id, from, to, pepper_version)
+            .await
+    }
     async fn record_credential_use(
         &self,
         uses: &[(CredentialId, Timestamp)],

@@ -315,6 +315,17 @@ operations! {
             rotation: &CredentialRotation,
         ) -> Result<Option<CredentialChanged>, StoreError>;
 
+        /// Moves a credential's current secret from hash `from` to `to` (under pepper
+        /// `pepper_version`), after it authenticated under a retired pepper; nothing
+        /// if its secret changed meanwhile (a rotation).
+        async fn rehash_credential(
+            &self,
+            id: CredentialId,
+            from: &KeyHash,
+            to: &KeyHash,
+            pepper_version: u16,
+        ) -> Result<(), StoreError>;
+
         /// Moves each credential's `last_used_at` forward to the time given.
         async fn record_credential_use(
             &self,

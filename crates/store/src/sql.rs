@@ -227,10 +227,13 @@ pub(crate) const DELETE_USER_KEYS: &str =
     "DELETE FROM api_keys WHERE user_id = $1 RETURNING id, key_hash";
 
 /// Keys per pepper version.
+/// Keys and service credentials per pepper version: both are hashed with it.
 pub(crate) const PEPPER_USAGE: &str = "SELECT pepper_version, \
      COUNT(*) FILTER (WHERE status <> 'REVOKED') AS live, \
      COUNT(*) FILTER (WHERE status = 'REVOKED') AS revoked \
-     FROM api_keys GROUP BY pepper_version ORDER BY pepper_version";
+     FROM (SELECT pepper_version, status FROM api_keys \
+     UNION ALL SELECT pepper_version, status FROM service_credentials) AS hashed \
+     GROUP BY pepper_version ORDER BY pepper_version";
 
 /// The start of an event query; filters follow as ` AND column op $n`.
 pub(crate) const LIST_EVENTS: &str = "SELECT id, at, actor_kind, actor_id, actor_credential_id, action, \
@@ -271,6 +274,8 @@ pub(crate) const REVOKE_CREDENTIAL: &str = "UPDATE service_credentials \
 pub(crate) const ROTATE_CREDENTIAL: &str = "UPDATE service_credentials \
      SET previous_hash = CASE WHEN $4 IS NULL THEN NULL ELSE hash END, previous_until = $4, \
      hash = $2, pepper_version = $3 WHERE id = $1";
+pub(crate) const REHASH_CREDENTIAL: &str = "UPDATE service_credentials \
+     SET hash = $3, pepper_version = $4 WHERE id = $1 AND hash = $2";
 pub(crate) const TOUCH_CREDENTIAL: &str = "UPDATE service_credentials SET last_used_at = $2 \
      WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
 

@@ -227,9 +227,24 @@ async fn a_credential_made_before_a_pepper_rotation_still_authenticates() {
     let new = Harness::on(url, dir, Peppers::parse(&rotated).unwrap()).await;
     let secret = created.secret.expose();
     assert!(new.caller(secret).await.is_some());
-    let lookups = new.lookups();
+    assert_eq!(
+        new.lookups(),
+        2,
+        "current pepper first, then the retired one"
+    );
+
+    // Moved to the current pepper: found by the one lookup, then from memory.
+    let usage = new.engine.pepper_usage().await.unwrap();
+    let live: Vec<(u16, u64)> = usage.iter().map(|u| (u.version, u.live)).collect();
+    assert_eq!(
+        live,
+        [(2, 1)],
+        "no credential needs the retired pepper any more"
+    );
     assert!(new.caller(secret).await.is_some());
-    assert_eq!(new.lookups(), lookups, "both hashes' answers are cached");
+    assert_eq!(new.lookups(), 3);
+    assert!(new.caller(secret).await.is_some());
+    assert_eq!(new.lookups(), 3);
 }
 
 #[tokio::test]

@@ -22,8 +22,8 @@ pub struct VersionStatus {
     /// `current`, `retired` (configured, old), or `missing` (keys use it, but it is
     /// not configured: those keys cannot verify).
     pub role: &'static str,
-    /// Keys that are not revoked: each moves to the current version on its next
-    /// successful verification.
+    /// Keys and service credentials that are not revoked: each moves to the current
+    /// version on its next successful use.
     pub live_keys: u64,
     pub revoked_keys: u64,
     /// True when removing this version from the configuration loses no key that
@@ -95,16 +95,18 @@ fn human(report: &[VersionStatus]) -> String {
     for line in report {
         match line.role {
             "retired" if line.can_drop => out.push_str(&format!(
-                "\nversion {} can be dropped from KEYWARD_PEPPER: no key that can still verify uses it.\n",
+                "\nversion {} can be dropped from KEYWARD_PEPPER: no key or credential that can \
+                 still verify uses it.\n",
                 line.version
             )),
             "retired" => out.push_str(&format!(
-                "\nversion {} is still needed: {} live key(s) use it; each moves to the current \
-                 version on its next verification.\n",
+                "\nversion {} is still needed: {} live key(s) or credential(s) use it; each moves \
+                 to the current version on its next successful use.\n",
                 line.version, line.live_keys
             )),
             "missing" if line.live_keys > 0 => out.push_str(&format!(
-                "\nversion {} is not configured: its {} live key(s) cannot verify.\n",
+                "\nversion {} is not configured: its {} live key(s) or credential(s) cannot \
+                 verify.\n",
                 line.version, line.live_keys
             )),
             _ => {}

@@ -99,37 +99,38 @@ where
     }
 }
 
-/// The `{id}` path segment, parsed as a key id. Text that is not a key id in its
-/// canonical spelling cannot name one of the caller's keys, so it is answered like
-/// any unknown id: 404. That holds for the segment as sent, before percent-decoding:
-/// `%30190…` names no key either (see [`KeyId`]'s `FromStr`).
-pub struct KeyIdPath(pub KeyId);
+/// Declares an extractor of the `{id}` path segment as `$id` (see [`id_segment`]):
+/// what is not such an id in its canonical spelling names nothing, `$unknown`.
+macro_rules! id_path {
+    ($(#[$doc:meta])* $name:ident($id:ty), $unknown:expr) => {
+        $(#[$doc])*
+        pub struct $name(pub $id);
 
-impl<S: Send + Sync> FromRequestParts<S> for KeyIdPath {
-    type Rejection = ApiError;
+        impl<S: Send + Sync> FromRequestParts<S> for $name {
+            type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        id_segment(parts, state)
-            .await
-            .map(Self)
-            .ok_or_else(ApiError::not_found)
-    }
+            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+                id_segment(parts, state).await.map(Self).ok_or_else($unknown)
+            }
+        }
+    };
 }
 
-/// The `{id}` path segment of a service credential, read as [`KeyIdPath`] reads a
-/// key's: anything but a canonical id is an unknown credential, 404.
-pub struct CredentialIdPath(pub CredentialId);
+id_path!(
+    /// The `{id}` path segment, parsed as a key id. Text that is not a key id in its
+    /// canonical spelling cannot name one of the caller's keys, so it is answered like
+    /// any unknown id: 404. That holds for the segment as sent, before percent-decoding:
+    /// `%30190…` names no key either (see [`KeyId`]'s `FromStr`).
+    KeyIdPath(KeyId),
+    ApiError::not_found
+);
 
-impl<S: Send + Sync> FromRequestParts<S> for CredentialIdPath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        id_segment(parts, state)
-            .await
-            .map(Self)
-            .ok_or_else(|| EngineError::NoSuchCredential.into())
-    }
-}
+id_path!(
+    /// The `{id}` path segment of a service credential, read as [`KeyIdPath`] reads a
+    /// key's: anything but a canonical id is an unknown credential, 404.
+    CredentialIdPath(CredentialId),
+    || EngineError::NoSuchCredential.into()
+);
 
 /// The `{id}` segment as an id, if it stands in the path as sent, as a whole segment
 /// (the parameters come percent-decoded), in the id's canonical spelling.

@@ -129,6 +129,27 @@ impl<D: Dialect> CredentialStore for D {
             .await
     }
 
+    async fn rehash_credential(
+        &self,
+        id: CredentialId,
+        from: &KeyHash,
+        to: &KeyHash,
+        pepper_version: u16,
+    ) -> Result<(), StoreError> {
+        self.writes()
+            .track(async move {
+                let mut tx = self.begin().await?;
+                let mut values = params![id, from, to];
+                values.push(Param::Small(Some(i32::from(pepper_version))));
+                run::<D>(&mut tx, Statement::new(sql::REHASH_CREDENTIAL, values)).await?;
+                // An instance may hold "no such credential" for the new hash.
+                announce::<D>(&mut tx, &[*to]).await?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await
+    }
+
     async fn record_credential_use(
         &self,
         uses: &[(CredentialId, Timestamp)],

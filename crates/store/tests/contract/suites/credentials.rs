@@ -10,6 +10,7 @@ use keyward_core::hash::{KeyHash, Pepper};
 use keyward_core::lifecycle::LifecycleError;
 use keyward_store::{
     CredentialRotation, CredentialStore, EventStore, KeyStore, NewCredentialRecord, StoreError,
+    UserStore,
 };
 
 use super::fixture;
@@ -265,4 +266,45 @@ async fn a_credential_is_named_as_the_actor_of_its_changes() {
     assert_eq!(events[0].actor, actor);
     assert_eq!(events[0].actor.kind(), "credential");
     assert_eq!(events[0].actor.credential_id(), Some(record.credential.id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rehash_moves_the_current_secret_unless_it_changed_meanwhile() {
+    let f = fixture().await;
+    let record = new_credential("gateway", &["keys.verify"], 0);
+    f.store.insert_credential(&record).await.unwrap();
+    let id = record.credential.id;
+    let usage = f.store.pepper_usage().await.unwrap();
+    assert_eq!(
+        usage
+            .iter()
+            .map(|u| (u.version, u.live))
+            .collect::<Vec<_>>(),
+        [(1, 1)],
+        "credentials count toward their pepper"
+    );
+
+    let moved = new_hash();
+    f.store
+        .rehash_credential(id, &record.hash, &moved, 2)
+        .await
+        .unwrap();
+    assert_eq!(f.store.find_credential(&record.hash).await.unwrap(), None);
+    let found = f.store.find_credential(&moved).await.unwrap().unwrap();
+    assert_eq!(found.presented, Presented::Current);
+    let usage = f.store.pepper_usage().await.unwrap();
+    assert_eq!(
+        usage
+            .iter()
+            .map(|u| (u.version, u.live))
+            .collect::<Vec<_>>(),
+        [(2, 1)]
+    );
+
+    // From a hash it no longer has (a rotation came first): nothing changes.
+    f.store
+        .rehash_credential(id, &record.hash, &new_hash(), 3)
+        .await
+        .unwrap();
+    assert!(f.store.find_credential(&moved).await.unwrap().is_some());
 }
