@@ -32,3 +32,4 @@ pub mod text;
 pub mod time;
 pub mod usage;
 pub mod verify;
+pub mod webhook;
