@@ -76,7 +76,7 @@ impl ServiceScope {
     pub fn meaning(self) -> &'static str {
         match self {
             Self::KeysVerify => "the verify API and forward authentication",
-            Self::KeysRead => "read any user's keys",
+            Self::KeysRead => "read any user's keys and their audit trail",
             Self::KeysWrite => {
                 "create, change, suspend, reactivate and revoke any user's keys, with their \
                  credits and rate limits; delete a user's keys"

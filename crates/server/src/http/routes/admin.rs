@@ -7,6 +7,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::Response;
+use keyward_core::audit;
 use keyward_core::model::Scope;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -18,7 +19,7 @@ use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::{ApiJson, ApiQuery, KeyIdPath, UserIdPath};
 use crate::http::state::AppState;
 use crate::wire::credentials::WhoAmIResponse;
-use crate::wire::events::{AdminEventsQuery, EventPage};
+use crate::wire::events::{AdminEventsQuery, EventPage, KeyEventsQuery};
 use crate::wire::keys::{ApiKeyResponse, CreateKeyRequest, CreateKeyResponse, PatchKeyRequest};
 use crate::wire::usage::{AdminUsageQuery, UsageQuery, UsageResponse};
 use crate::wire::users::DeletedUserResponse;
@@ -33,7 +34,12 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(delete_user))
         .routes(routes!(create_key_for_user, list_keys_of_user))
-        .routes(routes!(update_key_as_admin, revoke_key_as_admin))
+        .routes(routes!(
+            get_key_as_admin,
+            update_key_as_admin,
+            revoke_key_as_admin
+        ))
+        .routes(routes!(list_key_events_as_admin))
         .routes(routes!(suspend_key_as_admin))
         .routes(routes!(reactivate_key_as_admin))
         .routes(routes!(list_events))
@@ -206,6 +212,54 @@ pub async fn list_keys_of_user(
 ) -> Result<Json<Vec<ApiKeyResponse>>, ApiError> {
     let keys = caller.engine.list_keys(Scope::User(&user)).await?;
     Ok(Json(keys.into_iter().map(Into::into).collect()))
+}
+
+/// Any key, whoever its owner (the support staff's view of one key).
+#[utoipa::path(
+    get,
+    path = "/api/admin/api-keys/{id}",
+    operation_id = "get_api_key_as_admin",
+    params(("id" = Uuid, Path, description = "The key's id")),
+    security(("service_token" = ["keys.read"])),
+    responses(
+        (status = 200, description = "The key", body = ApiKeyResponse),
+        documented::AnyKey,
+        documented::Database,
+    )
+)]
+pub async fn get_key_as_admin(
+    caller: Service<scope::KeysRead>,
+    KeyIdPath(id): KeyIdPath,
+) -> Result<Json<ApiKeyResponse>, ApiError> {
+    Ok(Json(caller.engine.get_key(Scope::Admin, id).await?.into()))
+}
+
+/// The audit trail of any key: every change, oldest first, with who made it and each
+/// changed field's value before and after.
+#[utoipa::path(
+    get,
+    path = "/api/admin/api-keys/{id}/events",
+    operation_id = "list_api_key_events_as_admin",
+    params(("id" = Uuid, Path, description = "The key's id"), KeyEventsQuery),
+    security(("service_token" = ["keys.read"])),
+    responses(
+        (status = 200, description = "A page of events", body = EventPage),
+        documented::AnyKey,
+        (status = 422, description = "Invalid paging parameters", body = ErrorBody),
+        documented::Database,
+    )
+)]
+pub async fn list_key_events_as_admin(
+    caller: Service<scope::KeysRead>,
+    KeyIdPath(id): KeyIdPath,
+    ApiQuery(query): ApiQuery<KeyEventsQuery>,
+) -> Result<Json<EventPage>, ApiError> {
+    let (after, limit) = audit::page(query.after, query.limit).map_err(ApiError::invalid)?;
+    let events = caller
+        .engine
+        .key_events(Scope::Admin, id, after, limit)
+        .await?;
+    Ok(Json(EventPage::new(events, limit)))
 }
 
 /// Suspend any key: it fails verification until reactivated. Suspending again

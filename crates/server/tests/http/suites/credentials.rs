@@ -136,6 +136,8 @@ async fn every_service_route_needs_the_scope_its_document_names_and_no_other() {
     for expected in [
         "POST /api/api-keys/verify keys.verify",
         "GET /api/admin/users/{user_id}/api-keys keys.read",
+        "GET /api/admin/api-keys/{id} keys.read",
+        "GET /api/admin/api-keys/{id}/events keys.read",
         "PATCH /api/admin/api-keys/{id} keys.write",
         "GET /api/admin/usage usage.read",
         "GET /api/admin/events audit.read",
@@ -583,4 +585,48 @@ async fn a_service_learns_who_it_is_and_what_it_may_do() {
     app.call(Method::GET, "/api/admin/whoami", Some(&user), None)
         .await
         .error(StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_keys_read_credential_reads_any_key_and_its_trail_and_changes_nothing() {
+    let app = TestApp::new().await;
+    let (id, _) = app.key_with("alice", &["READ_GRAPH"]).await;
+    let (_, support) = credential(&app, "support", &["keys.read"]).await;
+    let key = app
+        .call(
+            Method::GET,
+            &format!("/api/admin/api-keys/{id}"),
+            Some(&support),
+            None,
+        )
+        .await;
+    assert_eq!(key.ok()["user_id"], "alice");
+    assert!(key.body.get("plain_text_key").is_none());
+    let events = app
+        .call(
+            Method::GET,
+            &format!("/api/admin/api-keys/{id}/events"),
+            Some(&support),
+            None,
+        )
+        .await;
+    let events = events.ok()["events"].as_array().unwrap().clone();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["action"], "create");
+    app.call(
+        Method::POST,
+        &format!("/api/admin/api-keys/{id}/suspend"),
+        Some(&support),
+        None,
+    )
+    .await
+    .error(StatusCode::FORBIDDEN);
+    app.call(
+        Method::GET,
+        &format!("/api/admin/api-keys/{SOME_ID}/events"),
+        Some(&support),
+        None,
+    )
+    .await
+    .error(StatusCode::NOT_FOUND);
 }

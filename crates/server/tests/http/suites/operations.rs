@@ -136,6 +136,8 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/admin/users/{user_id}"),
     ("post", "/api/admin/users/{user_id}/api-keys"),
     ("get", "/api/admin/users/{user_id}/api-keys"),
+    ("get", "/api/admin/api-keys/{id}"),
+    ("get", "/api/admin/api-keys/{id}/events"),
     ("patch", "/api/admin/api-keys/{id}"),
     ("delete", "/api/admin/api-keys/{id}"),
     ("post", "/api/admin/api-keys/{id}/suspend"),
