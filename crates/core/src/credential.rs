@@ -146,6 +146,12 @@ impl ScopeSet {
         self.0 & scope.bit() != 0
     }
 
+    /// The first scope of this set that `held` lacks, if any: a service may give or
+    /// manage only what it holds itself.
+    pub fn first_outside(self, held: ScopeSet) -> Option<ServiceScope> {
+        self.iter().find(|scope| !held.contains(*scope))
+    }
+
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }

@@ -33,7 +33,8 @@ pub struct CreatedCredential {
 
 impl<S: Store> Engine<S> {
     /// Makes a credential holding the scopes asked for; the secret is returned once
-    /// and only its hash is stored. Recorded as made by this engine's actor.
+    /// and only its hash is stored. Recorded as made by this engine's actor, who must
+    /// hold every scope it gives ([`EngineError::ScopeNotHeld`]).
     pub async fn create_credential(
         &self,
         request: &NewCredentialRequest,
@@ -41,6 +42,7 @@ impl<S: Store> Engine<S> {
         let inner = &self.inner;
         let now = inner.now();
         let valid = request.validate(now).map_err(EngineError::Invalid)?;
+        self.holds(valid.scopes)?;
         let pepper = inner.config.peppers.current();
         let (secret, hash) = pepper.mint(credential_format());
         let credential = ServiceCredential {
@@ -97,11 +99,12 @@ impl<S: Store> Engine<S> {
 
     /// Revokes a credential for good: refused at once here, and on other instances
     /// by their next request (the change feed). Revoking again succeeds and keeps the
-    /// first `revoked_at`.
+    /// first `revoked_at`. The caller must hold the credential's scopes.
     pub async fn revoke_credential(
         &self,
         id: CredentialId,
     ) -> Result<ServiceCredential, EngineError> {
+        self.holds(self.get_credential(id).await?.scopes)?;
         let now = self.inner.now();
         let by = self.admin();
         let changed = self
@@ -117,7 +120,8 @@ impl<S: Store> Engine<S> {
 
     /// Gives a credential a new secret, returned once; the one it replaces keeps
     /// working for `grace_seconds` (at most a week; 0 ends it now), so a service can
-    /// be redeployed with the new one without a gap.
+    /// be redeployed with the new one without a gap. The caller must hold the
+    /// credential's scopes (a new secret is the credential's whole power).
     pub async fn rotate_credential(
         &self,
         id: CredentialId,
@@ -129,6 +133,7 @@ impl<S: Store> Engine<S> {
                 format!("must be at most {MAX_CREDENTIAL_GRACE_SECONDS} (a week)"),
             )));
         }
+        self.holds(self.get_credential(id).await?.scopes)?;
         let inner = &self.inner;
         let now = inner.now();
         let pepper = inner.config.peppers.current();
@@ -198,8 +203,13 @@ impl<S: Store> Engine<S> {
         // Cached under the current pepper: decided from memory, no read to limit. This
         // is every request of a service in use.
         let hash = self.inner.config.peppers.current().hash(parsed);
-        if let Lookup::Found(entry) = self.inner.credentials.lookup(&hash) {
-            return Ok(self.admit_entry(&entry));
+        // Only a credential that authenticates: a cached refusal (revoked, expired)
+        // counts as a failed attempt like an unknown secret, so the answers to a
+        // client over its limit do not tell a dead credential from a made-up one.
+        if let Lookup::Found(entry) = self.inner.credentials.lookup(&hash)
+            && let Some(caller) = self.admit_entry(&entry)
+        {
+            return Ok(Some(caller));
         }
         let attempt = self.authenticate_credential(secret);
         self.limit_failures(client.map(ClientAddr::from), attempt, Option::is_none)
@@ -277,7 +287,8 @@ impl<S: Store> Engine<S> {
             .await
         {
             Ok(()) => {
-                inner.invalidate(&[to]);
+                // The old hash too: an instance may hold it (the store announces both).
+                inner.invalidate(&[*from, to]);
                 tracing::info!(credential_id = %id, to = current.version(), "service credential re-hashed with the current pepper");
                 true
             }

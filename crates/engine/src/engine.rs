@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use keyward_core::audit::{Actor, EventQuery, KeyEvent};
+use keyward_core::credential::ScopeSet;
 use keyward_core::hash::KeyHash;
 use keyward_core::input::{KeyEdit, NewKeyRequest, ValidationErrors, validate_permissions};
 use keyward_core::key::PlainKey;
@@ -47,9 +48,9 @@ pub struct CreatedKey {
 pub struct Engine<S: Store> {
     pub(crate) inner: Arc<Inner<S>>,
     _lifetime: Arc<Lifetime>,
-    /// Who administrative operations are recorded as made by, if not the
-    /// configured administrator (see [`Engine::acting_as`]).
-    acting: Option<Actor>,
+    /// Who administrative operations are recorded as made by, and the scopes they
+    /// hold, if not the configured administrator (see [`Engine::acting_as`]).
+    acting: Option<Acting>,
 }
 
 impl<S: Store> Clone for Engine<S> {
@@ -111,13 +112,24 @@ impl<S: Store> Engine<S> {
     }
 
     /// This engine, recording the administrative operations it makes (those in
-    /// [`Scope::Admin`] and on credentials) as made by `actor`: the service
-    /// credential a request came with. A user's own changes stay theirs.
+    /// [`Scope::Admin`] and on credentials) as made by `actor`, the service credential
+    /// a request came with, which holds `scopes`: it can give, and manage credentials
+    /// holding, only those. A user's own changes stay theirs.
     #[must_use]
-    pub fn acting_as(&self, actor: Actor) -> Self {
+    pub fn acting_as(&self, actor: Actor, scopes: ScopeSet) -> Self {
         Self {
-            acting: Some(actor),
+            acting: Some(Acting { actor, scopes }),
             ..self.clone()
+        }
+    }
+
+    /// `Err` naming the first of `scopes` this engine's caller does not hold (the
+    /// administrator, the CLI and the static token hold them all).
+    pub(crate) fn holds(&self, scopes: ScopeSet) -> Result<(), EngineError> {
+        let held = self.acting.as_ref().map_or(ScopeSet::ALL, |a| a.scopes);
+        match scopes.first_outside(held) {
+            Some(scope) => Err(EngineError::ScopeNotHeld { scope }),
+            None => Ok(()),
         }
     }
 
@@ -204,9 +216,10 @@ impl<S: Store> Engine<S> {
     }
 
     pub(crate) fn admin(&self) -> Actor {
-        self.acting
-            .clone()
-            .unwrap_or_else(|| Actor::Admin(self.inner.config.admin_actor.clone()))
+        self.acting.as_ref().map_or_else(
+            || Actor::Admin(self.inner.config.admin_actor.clone()),
+            |acting| acting.actor.clone(),
+        )
     }
 
     /// Who an operation in `scope` is recorded as made by.
@@ -556,6 +569,13 @@ impl<S: Store> Engine<S> {
     pub fn cached_keys(&self) -> u64 {
         self.inner.cache.entry_count()
     }
+}
+
+/// The service a handle acts for: how it is recorded, and what it may hand out.
+#[derive(Clone, Debug)]
+struct Acting {
+    actor: Actor,
+    scopes: ScopeSet,
 }
 
 /// A change about to be written: when, by whom, in whose keys. The task that writes

@@ -1,5 +1,6 @@
 //! Errors of key operations, in terms a transport can map to its own responses.
 
+use keyward_core::credential::ServiceScope;
 use keyward_core::input::ValidationErrors;
 use keyward_core::lifecycle::LifecycleError;
 use keyward_core::permissions::UnknownPermissions;
@@ -17,6 +18,10 @@ pub enum EngineError {
     /// No service credential with this id.
     #[error("credential not found")]
     NoSuchCredential,
+    /// A service tried to give, or to manage a credential holding, a scope it does not
+    /// hold itself (its own powers are the limit of what it can hand out).
+    #[error("the caller does not hold the scope {scope}")]
+    ScopeNotHeld { scope: ServiceScope },
     /// The credential is revoked: it cannot be rotated (revoking again succeeds).
     #[error("the credential is revoked")]
     CredentialRevoked,

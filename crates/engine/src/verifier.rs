@@ -217,12 +217,15 @@ impl<S: Store> Engine<S> {
             return Ok(Loaded::found(Some(self.inner.verified_key(found)), true));
         }
         for pepper in peppers.retired() {
-            let Some(found) = store.find_by_hash(&pepper.hash(parsed)).await? else {
+            let old = pepper.hash(parsed);
+            let Some(found) = store.find_by_hash(&old).await? else {
                 continue;
             };
             let current = peppers.current().version();
-            let cacheable = match store.rehash(found.id, &hash, current).await {
+            let cacheable = match store.rehash(found.id, &old, &hash, current).await {
                 Ok(()) => {
+                    // An instance that still hashes with the old pepper may hold it.
+                    self.inner.invalidate(&[old]);
                     tracing::info!(key_id = %found.id, from = pepper.version(), to = current, "key re-hashed with the current pepper");
                     true
                 }

@@ -174,9 +174,15 @@ impl KeyStore for Counting {
             .rotate(scope, id, replacement, terms, now, actor)
             .await
     }
-    async fn rehash(&self, id: KeyId, hash: &KeyHash, v: u16) -> Result<(), StoreError> {
+    async fn rehash(
+        &self,
+        id: KeyId,
+        from: &KeyHash,
+        hash: &KeyHash,
+        v: u16,
+    ) -> Result<(), StoreError> {
         self.reachable()?;
-        self.inner.rehash(id, hash, v).await
+        self.inner.rehash(id, from, hash, v).await
     }
 }
 

@@ -215,10 +215,13 @@ operations! {
             actor: &Actor,
         ) -> Result<Rotated, StoreError>;
 
-        /// Replaces a key's hash, after a verification with a retired pepper.
+        /// Replaces a key's hash `from` (under a retired pepper) with `hash`, after a
+        /// verification with the retired pepper. Both are announced: an instance may
+        /// hold the key under the old one, which later changes no longer name.
         async fn rehash(
             &self,
             id: KeyId,
+            from: &KeyHash,
             hash: &KeyHash,
             pepper_version: u16,
         ) -> Result<(), StoreError>;

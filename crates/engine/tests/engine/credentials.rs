@@ -250,9 +250,9 @@ async fn a_credential_made_before_a_pepper_rotation_still_authenticates() {
 #[tokio::test]
 async fn an_engine_acting_as_a_credential_records_it_as_the_actor() {
     let h = Harness::new().await;
-    let created = h.credential("billing", &["keys.write"]).await;
+    let created = h.credential("billing", &["keys.write", "keys.read"]).await;
     let caller = h.caller(created.secret.expose()).await.unwrap();
-    let billing = h.engine.acting_as(caller.actor());
+    let billing = h.engine.acting_as(caller.actor(), caller.scopes);
 
     let alice = UserId::parse("alice").unwrap();
     let request = NewKeyRequest {
@@ -374,4 +374,56 @@ async fn a_client_presenting_made_up_secrets_is_refused_before_any_lookup() {
         .await
         .unwrap();
     assert_eq!(caller.unwrap().name, "gateway");
+}
+
+#[tokio::test]
+async fn a_service_gives_and_manages_only_the_scopes_it_holds() {
+    let h = Harness::new().await;
+    let billing = h.credential("billing", &["keys.write"]).await;
+    let ops = h
+        .credential("ops", &["credentials.manage", "keys.verify"])
+        .await;
+    let caller = h.caller(ops.secret.expose()).await.unwrap();
+    let as_ops = h.engine.acting_as(caller.actor(), caller.scopes);
+
+    let request = |scopes: &[&str]| NewCredentialRequest {
+        name: "made by ops".into(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    for scopes in [&["keys.write"][..], &["keys.verify", "audit.read"]] {
+        let refused = as_ops
+            .create_credential(&request(scopes))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, EngineError::ScopeNotHeld { .. }),
+            "{scopes:?}: {refused:?}"
+        );
+    }
+    let gateway = as_ops
+        .create_credential(&request(&["keys.verify"]))
+        .await
+        .unwrap();
+    // Taking over or switching off a more powerful credential is refused alike.
+    let id = billing.credential.id;
+    assert!(matches!(
+        as_ops.rotate_credential(id, 0).await,
+        Err(EngineError::ScopeNotHeld { scope }) if scope.as_str() == "keys.write"
+    ));
+    assert!(matches!(
+        as_ops.revoke_credential(id).await,
+        Err(EngineError::ScopeNotHeld { .. })
+    ));
+    assert!(h.caller(billing.secret.expose()).await.is_some());
+    as_ops
+        .rotate_credential(gateway.credential.id, 0)
+        .await
+        .unwrap();
+    as_ops
+        .revoke_credential(gateway.credential.id)
+        .await
+        .unwrap();
+    // The administrator (the CLI, the static token) holds every scope.
+    h.engine.rotate_credential(id, 0).await.unwrap();
 }

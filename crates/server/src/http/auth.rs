@@ -470,7 +470,7 @@ impl ServiceIdentity {
     pub fn engine(&self, engine: &Engine<AnyStore>) -> Engine<AnyStore> {
         match self {
             Self::StaticToken => engine.clone(),
-            Self::Credential(credential) => engine.acting_as(credential.actor()),
+            Self::Credential(credential) => engine.acting_as(credential.actor(), credential.scopes),
         }
     }
 }

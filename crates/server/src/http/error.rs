@@ -194,6 +194,11 @@ impl From<EngineError> for ApiError {
                 Self::new(StatusCode::NOT_FOUND, "Credential not found")
                     .detail("no service credential with this id exists")
             }
+            EngineError::ScopeNotHeld { scope } => Self::new(StatusCode::FORBIDDEN, "Missing scope")
+                .detail(format!(
+                    "this credential does not hold the scope {scope}, so it cannot give it nor manage a credential holding it"
+                ))
+                .hint("A credential can give, rotate and revoke only what it holds itself; use one that holds it."),
             EngineError::CredentialRevoked => Self::new(
                 StatusCode::BAD_REQUEST,
                 "Operation not allowed for the credential's status",

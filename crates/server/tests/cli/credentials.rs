@@ -69,14 +69,27 @@ fn with_the_static_token_disabled_the_cli_makes_the_first_credential_and_nothing
             "--name",
             "ops",
             "--scope",
-            "credentials.manage",
+            "credentials.manage,keys.verify",
             "--json",
         ],
     ));
     let ops_secret = ops["secret"].as_str().unwrap().to_owned();
     assert_eq!(ops["credential"]["created_by"], "admin:cli");
 
-    // The operator's credential makes the gateway's, which verifies and does no more.
+    // The operator's credential makes the gateway's, which verifies and does no more;
+    // it cannot give what it does not hold itself.
+    let (status, body) = http(
+        &server.address,
+        "POST",
+        "/api/admin/credentials",
+        Some(&ops_secret),
+        Some(&json!({"name": "escalation", "scopes": ["keys.write"]})),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("keys.write"),
+        "{body}"
+    );
     let (status, gateway) = http(
         &server.address,
         "POST",

@@ -142,8 +142,9 @@ impl<D: Dialect> CredentialStore for D {
                 let mut values = params![id, from, to];
                 values.push(Param::Small(Some(i32::from(pepper_version))));
                 run::<D>(&mut tx, Statement::new(sql::REHASH_CREDENTIAL, values)).await?;
-                // An instance may hold "no such credential" for the new hash.
-                announce::<D>(&mut tx, &[*to]).await?;
+                // An instance may hold "no such credential" for the new hash, or the
+                // credential under the old one (which later changes no longer name).
+                announce::<D>(&mut tx, &[*from, *to]).await?;
                 tx.commit().await?;
                 Ok(())
             })

@@ -116,7 +116,7 @@ impl<D: Dialect> KeyStore for D {
     ) -> Result<(), StoreError> {
         // The AutoGPT hash is forgotten in the same transaction.
         let forget = Statement::new(sql::FORGET_LEGACY, params![id]);
-        set_hash_and_announce(self, id, hash, version, Some(forget)).await
+        set_hash_and_announce(self, id, hash, version, Retired::Legacy(forget)).await
     }
 
     async fn list_keys(&self, scope: Scope<'_>) -> Result<Vec<ApiKey>, StoreError> {
@@ -253,28 +253,47 @@ impl<D: Dialect> KeyStore for D {
             .await
     }
 
-    async fn rehash(&self, id: KeyId, hash: &KeyHash, version: u16) -> Result<(), StoreError> {
-        set_hash_and_announce(self, id, hash, version, None).await
+    async fn rehash(
+        &self,
+        id: KeyId,
+        from: &KeyHash,
+        hash: &KeyHash,
+        version: u16,
+    ) -> Result<(), StoreError> {
+        set_hash_and_announce(self, id, hash, version, Retired::Hash(*from)).await
     }
 }
 
-/// Moves key `id` to `hash` (under pepper `version`), runs `also` in the same
-/// transaction, and tells other instances: they may hold "no such key" for the hash.
+/// What a key's move to a new hash leaves behind: the hash it had under a retired
+/// pepper (announced, as instances may hold the key under it), or its AutoGPT
+/// credential (a statement that forgets it, in the same transaction).
+enum Retired<'a> {
+    Hash(KeyHash),
+    Legacy(Statement<'a>),
+}
+
+/// Moves key `id` to `hash` (under pepper `version`) and settles what it leaves
+/// behind, in one transaction, and tells other instances: they may hold "no such key"
+/// for the new hash.
 async fn set_hash_and_announce<D: Dialect>(
     db: &D,
     id: KeyId,
     hash: &KeyHash,
     version: u16,
-    also: Option<Statement<'_>>,
+    retired: Retired<'_>,
 ) -> Result<(), StoreError> {
     db.writes()
         .track(async move {
             let mut tx = db.begin().await?;
             set_hash::<D>(&mut tx, id, hash, version).await?;
-            if let Some(statement) = also {
-                run::<D>(&mut tx, statement).await?;
-            }
-            announce::<D>(&mut tx, &[*hash]).await?;
+            let announced = match retired {
+                Retired::Hash(old) => vec![*hash, old],
+                Retired::Legacy(forget) => {
+                    run::<D>(&mut tx, forget).await?;
+                    vec![*hash]
+                }
+            };
+            announce::<D>(&mut tx, &announced).await?;
             tx.commit().await?;
             Ok(())
         })

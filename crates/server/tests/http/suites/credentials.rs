@@ -630,3 +630,62 @@ async fn a_keys_read_credential_reads_any_key_and_its_trail_and_changes_nothing(
     .await
     .error(StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn credentials_manage_cannot_hand_out_or_take_over_more_than_it_holds() {
+    let app = TestApp::new().await;
+    let (billing, billing_secret) = credential(&app, "billing", &["keys.write"]).await;
+    let (_, manager) = credential(&app, "ops", &["credentials.manage", "usage.read"]).await;
+    let create = |scopes: Value| {
+        app.call(
+            Method::POST,
+            "/api/admin/credentials",
+            Some(&manager),
+            Some(json!({"name": "minted", "scopes": scopes})),
+        )
+    };
+    let refused = create(json!(["keys.write"])).await;
+    let body = refused.error(StatusCode::FORBIDDEN);
+    assert!(
+        body["detail"].as_str().unwrap().contains("keys.write"),
+        "{body}"
+    );
+    create(json!(["credentials.manage", "audit.read"]))
+        .await
+        .error(StatusCode::FORBIDDEN);
+    create(json!(["usage.read"])).await.ok();
+
+    let id = billing["id"].as_str().unwrap();
+    for (method, path) in [
+        (Method::POST, format!("/api/admin/credentials/{id}/rotate")),
+        (Method::DELETE, format!("/api/admin/credentials/{id}")),
+    ] {
+        app.call(method, &path, Some(&manager), None)
+            .await
+            .error(StatusCode::FORBIDDEN);
+    }
+    // Billing's secret still works: nothing was taken over.
+    let listed = app
+        .call(
+            Method::GET,
+            "/api/admin/users/alice/api-keys",
+            Some(&billing_secret),
+            None,
+        )
+        .await;
+    listed.error(StatusCode::FORBIDDEN); // keys.write only: listing needs keys.read
+    assert!(
+        listed.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("keys.read")
+    );
+    app.call(
+        Method::POST,
+        "/api/admin/users/alice/api-keys",
+        Some(&billing_secret),
+        Some(json!({"name": "k", "permissions": []})),
+    )
+    .await
+    .ok();
+}

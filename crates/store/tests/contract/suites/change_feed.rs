@@ -111,3 +111,22 @@ async fn a_deleted_users_keys_are_reported_to_other_connections() {
     assert_mentions(&f, &change, &[a.hash, b.hash]);
     other.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_to_a_new_pepper_names_the_old_hash_and_the_new() {
+    let f = fixture().await;
+    let record = insert(&f.store, "alice", "ci", 0).await;
+    subscribed(&f.store).await;
+    let other = keyward_store::connect(&f.url).await.unwrap();
+    let moved = KeyHash::from_bytes([7; 32]);
+    let change = change_after(&f.store, async {
+        other
+            .rehash(record.key.id, &record.hash, &moved, 2)
+            .await
+            .unwrap();
+    })
+    .await;
+    // Another instance may hold the key under its old hash: it must drop it.
+    assert_mentions(&f, &change, &[record.hash, moved]);
+    other.close().await;
+}

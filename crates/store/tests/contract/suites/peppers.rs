@@ -13,7 +13,10 @@ async fn rehashing_moves_a_key_to_its_new_hash() {
     let f = fixture().await;
     let record = insert(&f.store, "alice", "ci", 0).await;
     let new_hash = KeyHash::from_bytes([9; 32]);
-    f.store.rehash(record.key.id, &new_hash, 2).await.unwrap();
+    f.store
+        .rehash(record.key.id, &record.hash, &new_hash, 2)
+        .await
+        .unwrap();
     assert!(f.store.find_by_hash(&record.hash).await.unwrap().is_none());
     let found = f.store.find_by_hash(&new_hash).await.unwrap().unwrap();
     assert_eq!(found.id, record.key.id);
@@ -60,7 +63,12 @@ async fn keys_are_counted_per_pepper_version() {
     );
     // A re-hash moves a key to the new version.
     f.store
-        .rehash(old[0].key.id, &old[0].hash, 2)
+        .rehash(
+            old[0].key.id,
+            &old[0].hash,
+            &KeyHash::from_bytes([8; 32]),
+            2,
+        )
         .await
         .unwrap();
     let usage = f.store.pepper_usage().await.unwrap();
