@@ -276,27 +276,18 @@ async fn an_engine_acting_as_a_credential_records_it_as_the_actor() {
         .unwrap();
     assert_eq!(made.credential.created_by, "credential:billing");
 
-    let events = h
-        .engine
-        .events(&EventQuery {
+    let actors = || async {
+        let query = EventQuery {
             key_id: Some(key.id),
             ..Default::default()
-        })
-        .await
-        .unwrap();
-    let actors: Vec<_> = events.iter().map(|e| e.actor.clone()).collect();
-    assert_eq!(actors, [caller.actor(), caller.actor()]);
+        };
+        let events = h.engine.events(&query).await.unwrap();
+        events.into_iter().map(|e| e.actor).collect::<Vec<_>>()
+    };
+    assert_eq!(actors().await, [caller.actor(), caller.actor()]);
     // The engine it came from still acts as the administrator.
     h.engine.revoke(Scope::Admin, key.id).await.unwrap();
-    let events = h
-        .engine
-        .events(&EventQuery {
-            key_id: Some(key.id),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(events[2].actor, Actor::Admin("service".into()));
+    assert_eq!(actors().await[2], Actor::Admin("service".into()));
 }
 
 #[tokio::test]

@@ -235,16 +235,15 @@ async fn execute(
                 .create_key_as_admin(&user_id(&user)?, &request.into())
                 .await
                 .map_err(describe)?;
-            let plain = created.plain_text.expose().to_owned();
             if json {
-                let body = CreateKeyResponse {
-                    api_key: created.key.into(),
-                    plain_text_key: plain,
-                };
+                let body = CreateKeyResponse::from(created);
                 say!("{}", serde_json::to_string_pretty(&body)?);
             } else {
                 say_raw!("{}", output::key_fields(&created.key));
-                say!("\n{plain}\n(shown once: store it now; it cannot be retrieved again)");
+                say!(
+                    "\n{}\n(shown once: store it now; it cannot be retrieved again)",
+                    created.plain_text.expose()
+                );
             }
         }
         KeysCommand::List { user } => {

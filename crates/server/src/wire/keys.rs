@@ -214,6 +214,15 @@ pub struct CreateKeyResponse {
     pub plain_text_key: String,
 }
 
+impl From<keyward_engine::CreatedKey> for CreateKeyResponse {
+    fn from(created: keyward_engine::CreatedKey) -> Self {
+        Self {
+            api_key: created.key.into(),
+            plain_text_key: created.plain_text.expose().to_owned(),
+        }
+    }
+}
+
 /// How long the old key keeps working after a rotation.
 #[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

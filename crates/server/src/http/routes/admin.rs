@@ -6,13 +6,11 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::response::Response;
 use keyward_core::audit;
 use keyward_core::model::Scope;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::api_keys::created_response;
 use crate::http::auth::{AnyService, Service, scope};
 use crate::http::documented::{self, Callers};
 use crate::http::error::{ApiError, ErrorBody};
@@ -151,12 +149,12 @@ pub async fn create_key_for_user(
     caller: Service<scope::KeysWrite>,
     UserIdPath(user): UserIdPath,
     ApiJson(body): ApiJson<CreateKeyRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<CreateKeyResponse>, ApiError> {
     let created = caller
         .engine
         .create_key_as_admin(&user, &body.into())
         .await?;
-    Ok(created_response(created))
+    Ok(Json(created.into()))
 }
 
 /// Change any key: its usage credits and rate limit (the platform's to set), and the

@@ -3,9 +3,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderValue;
-use axum::http::header::CACHE_CONTROL;
-use axum::response::{IntoResponse, Response};
 use keyward_core::audit;
 use keyward_core::lifecycle::{DEFAULT_ROTATION_GRACE_SECONDS, MAX_ROTATION_GRACE_SECONDS};
 use keyward_core::model::Scope;
@@ -64,22 +61,11 @@ pub async fn create_key(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     ApiJson(body): ApiJson<CreateKeyRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<CreateKeyResponse>, ApiError> {
+    // Never kept by a cache: every API answer is sent with Cache-Control: no-store
+    // (`http::observe`).
     let created = state.engine.create_key(&user, &body.into()).await?;
-    Ok(created_response(created))
-}
-
-/// A created key with its plaintext, never to be kept by a cache.
-pub(super) fn created_response(created: keyward_engine::CreatedKey) -> Response {
-    let body = CreateKeyResponse {
-        api_key: created.key.into(),
-        plain_text_key: created.plain_text.expose().to_owned(),
-    };
-    let mut response = Json(body).into_response();
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    Ok(Json(created.into()))
 }
 
 /// The caller's keys, newest first, every status.
@@ -345,7 +331,7 @@ pub async fn rotate_key(
     AuthUser(user): AuthUser,
     KeyIdPath(id): KeyIdPath,
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<RotateKeyRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<RotateKeyResponse>, ApiError> {
     let grace = body.grace_seconds.unwrap_or(DEFAULT_ROTATION_GRACE_SECONDS);
     if grace > MAX_ROTATION_GRACE_SECONDS {
         return Err(ApiError::invalid(format!(
@@ -361,16 +347,11 @@ pub async fn rotate_key(
         }
         other => other?,
     };
-    let body = RotateKeyResponse {
+    Ok(Json(RotateKeyResponse {
         api_key: rotated.new.key.into(),
         plain_text_key: rotated.new.plain_text.expose().to_owned(),
         previous_key: rotated.old.into(),
-    };
-    let mut response = Json(body).into_response();
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    }))
 }
 
 /// A key's verifications per hour or day: VALID and refused.

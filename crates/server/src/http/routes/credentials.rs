@@ -2,9 +2,6 @@
 //! made (the secret is in that answer only), listed, read, revoked and rotated.
 
 use axum::Json;
-use axum::http::HeaderValue;
-use axum::http::header::CACHE_CONTROL;
-use axum::response::{IntoResponse, Response};
 use keyward_core::lifecycle::DEFAULT_ROTATION_GRACE_SECONDS;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -53,9 +50,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 pub async fn create_credential(
     caller: Service<scope::CredentialsManage>,
     ApiJson(body): ApiJson<CreateCredentialRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<CreatedCredentialResponse>, ApiError> {
+    // Never kept by a cache: every API answer is sent with Cache-Control: no-store
+    // (`http::observe`).
     let created = caller.engine.create_credential(&body.into()).await?;
-    Ok(with_secret(created.into()))
+    Ok(Json(created.into()))
 }
 
 /// Every service credential, newest first, revoked ones too. Never a secret.
@@ -140,17 +139,8 @@ pub async fn rotate_credential(
     caller: Service<scope::CredentialsManage>,
     CredentialIdPath(id): CredentialIdPath,
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<RotateCredentialRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<CreatedCredentialResponse>, ApiError> {
     let grace = body.grace_seconds.unwrap_or(DEFAULT_ROTATION_GRACE_SECONDS);
     let rotated = caller.engine.rotate_credential(id, grace).await?;
-    Ok(with_secret(rotated.into()))
-}
-
-/// A credential with its secret, never to be kept by a cache.
-fn with_secret(body: CreatedCredentialResponse) -> Response {
-    let mut response = Json(body).into_response();
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    Ok(Json(rotated.into()))
 }

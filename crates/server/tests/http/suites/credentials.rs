@@ -421,6 +421,19 @@ async fn a_rotation_keeps_the_old_secret_for_its_grace_period() {
     too_long.error(StatusCode::UNPROCESSABLE_ENTITY);
 }
 
+/// alice's audit trail, oldest first, as the static token reads it.
+async fn alices_events(app: &TestApp) -> Vec<Value> {
+    let answer = app
+        .call(
+            Method::GET,
+            "/api/admin/events?user_id=alice",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    answer.ok()["events"].as_array().unwrap().clone()
+}
+
 #[tokio::test]
 async fn a_credentials_changes_are_recorded_as_its_own() {
     let app = TestApp::new().await;
@@ -442,15 +455,7 @@ async fn a_credentials_changes_are_recorded_as_its_own() {
     )
     .await
     .ok();
-    let events = app
-        .call(
-            Method::GET,
-            "/api/admin/events?user_id=alice",
-            Some(ADMIN_TOKEN),
-            None,
-        )
-        .await;
-    let events = events.ok()["events"].as_array().unwrap().clone();
+    let events = alices_events(&app).await;
     assert_eq!(events.len(), 2, "{events:?}");
     for event in &events {
         assert_eq!(
@@ -462,16 +467,8 @@ async fn a_credentials_changes_are_recorded_as_its_own() {
     app.patch_as_platform(&key_id, json!({"remaining": 5}))
         .await
         .ok();
-    let events = app
-        .call(
-            Method::GET,
-            "/api/admin/events?user_id=alice",
-            Some(ADMIN_TOKEN),
-            None,
-        )
-        .await;
     assert_eq!(
-        events.ok()["events"][2]["actor"],
+        alices_events(&app).await[2]["actor"],
         json!({"type": "admin", "id": "service"})
     );
     // A credential cannot read the feed without audit.read.

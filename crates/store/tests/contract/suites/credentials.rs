@@ -42,6 +42,14 @@ fn new_credential(name: &str, scopes: &[&str], created: i64) -> NewCredentialRec
     }
 }
 
+/// The credential one of whose secrets has `hash`, if any.
+async fn lookup(
+    f: &crate::common::Fixture,
+    hash: &KeyHash,
+) -> Option<keyward_store::FoundCredential> {
+    f.store.find_credential(hash).await.unwrap()
+}
+
 fn new_hash() -> KeyHash {
     pepper().mint(credential_format()).1
 }
@@ -63,15 +71,10 @@ async fn a_credential_reads_back_whole_and_is_found_by_its_hash() {
         "newest first"
     );
 
-    let found = f
-        .store
-        .find_credential(&billing.hash)
-        .await
-        .unwrap()
-        .unwrap();
+    let found = lookup(&f, &billing.hash).await.unwrap();
     assert_eq!(found.credential, billing.credential);
     assert_eq!(found.presented, Presented::Current);
-    assert_eq!(f.store.find_credential(&new_hash()).await.unwrap(), None);
+    assert_eq!(lookup(&f, &new_hash()).await, None);
     let unknown = CredentialId::new(at(99));
     assert_eq!(f.store.get_credential(unknown).await.unwrap(), None);
 }
@@ -120,12 +123,7 @@ async fn a_revocation_is_final_and_a_second_one_changes_nothing() {
     );
 
     // Still found (whether it authenticates is the engine's decision), as revoked.
-    let found = f
-        .store
-        .find_credential(&record.hash)
-        .await
-        .unwrap()
-        .unwrap();
+    let found = lookup(&f, &record.hash).await.unwrap();
     assert!(!found.credential.authenticates(found.presented, at(70)));
 
     let rotation = CredentialRotation {
@@ -138,7 +136,7 @@ async fn a_revocation_is_final_and_a_second_one_changes_nothing() {
         matches!(refused, Err(StoreError::Lifecycle(LifecycleError::Revoked))),
         "{refused:?}"
     );
-    assert_eq!(f.store.find_credential(&rotation.hash).await.unwrap(), None);
+    assert_eq!(lookup(&f, &rotation.hash).await, None);
 
     let unknown = CredentialId::new(at(99));
     assert!(
@@ -178,25 +176,16 @@ async fn a_rotation_keeps_the_replaced_secret_until_its_grace_ends() {
     assert_eq!(rotated.hashes, vec![record.hash], "the retired secret");
     assert_eq!(rotated.credential.previous_secret_until, Some(at(1_000)));
 
-    let current = f.store.find_credential(&first.hash).await.unwrap().unwrap();
+    let current = lookup(&f, &first.hash).await.unwrap();
     assert_eq!(current.presented, Presented::Current);
-    let previous = f
-        .store
-        .find_credential(&record.hash)
-        .await
-        .unwrap()
-        .unwrap();
+    let previous = lookup(&f, &record.hash).await.unwrap();
     assert_eq!(previous.presented, Presented::Previous);
-    assert!(
+    let grace = |ms| {
         previous
             .credential
-            .authenticates(Presented::Previous, at(999))
-    );
-    assert!(
-        !previous
-            .credential
-            .authenticates(Presented::Previous, at(1_000))
-    );
+            .authenticates(Presented::Previous, at(ms))
+    };
+    assert!(grace(999) && !grace(1_000), "until previous_until only");
 
     // A second rotation without grace: neither older secret is found any more.
     let second = CredentialRotation {
@@ -212,14 +201,9 @@ async fn a_rotation_keeps_the_replaced_secret_until_its_grace_ends() {
         .unwrap();
     assert_eq!(rotated.hashes, vec![first.hash, record.hash]);
     assert_eq!(rotated.credential.previous_secret_until, None);
-    assert_eq!(f.store.find_credential(&record.hash).await.unwrap(), None);
-    assert_eq!(f.store.find_credential(&first.hash).await.unwrap(), None);
-    let found = f
-        .store
-        .find_credential(&second.hash)
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(lookup(&f, &record.hash).await, None);
+    assert_eq!(lookup(&f, &first.hash).await, None);
+    let found = lookup(&f, &second.hash).await.unwrap();
     assert_eq!(found.presented, Presented::Current);
 }
 
@@ -289,8 +273,8 @@ async fn a_rehash_moves_the_current_secret_unless_it_changed_meanwhile() {
         .rehash_credential(id, &record.hash, &moved, 2)
         .await
         .unwrap();
-    assert_eq!(f.store.find_credential(&record.hash).await.unwrap(), None);
-    let found = f.store.find_credential(&moved).await.unwrap().unwrap();
+    assert_eq!(lookup(&f, &record.hash).await, None);
+    let found = lookup(&f, &moved).await.unwrap();
     assert_eq!(found.presented, Presented::Current);
     let usage = f.store.pepper_usage().await.unwrap();
     assert_eq!(
@@ -306,5 +290,5 @@ async fn a_rehash_moves_the_current_secret_unless_it_changed_meanwhile() {
         .rehash_credential(id, &record.hash, &new_hash(), 3)
         .await
         .unwrap();
-    assert!(f.store.find_credential(&moved).await.unwrap().is_some());
+    assert!(lookup(&f, &moved).await.is_some());
 }
