@@ -90,6 +90,18 @@ impl Pepper {
         KeyHash(mac.finalize().into_bytes().into())
     }
 
+    /// 32 bytes derived from this pepper for `purpose` and `input`: secrets keyward
+    /// must be able to use again (a webhook's signing secret) without storing them.
+    /// The purpose is followed by a NUL byte, which no key contains, so a derived
+    /// value is never a key's hash.
+    pub fn derive(&self, purpose: &str, input: &[u8]) -> [u8; 32] {
+        let mut mac = self.mac.clone();
+        mac.update(purpose.as_bytes());
+        mac.update(&[0]);
+        mac.update(input);
+        mac.finalize().into_bytes().into()
+    }
+
     /// A fresh secret in `format` and its hash: the plaintext is shown to its owner
     /// once, the hash is what is stored.
     pub fn mint(&self, format: &KeyFormat) -> (PlainKey, KeyHash) {
@@ -223,6 +235,13 @@ impl Peppers {
     /// Retired peppers, newest first.
     pub fn retired(&self) -> &[Pepper] {
         &self.retired
+    }
+
+    /// The pepper of this version, current or retired.
+    pub fn version(&self, version: u16) -> Option<&Pepper> {
+        std::iter::once(&self.current)
+            .chain(&self.retired)
+            .find(|pepper| pepper.version == version)
     }
 }
 

@@ -13,6 +13,7 @@
 //! - [`rate`]: rate limit quotas and the GCRA decision over them.
 //! - [`usage`]: verifications counted per hour (usage history) and the ranges read.
 //! - [`verify`]: the verification decision for a stored key at a given time.
+//! - [`webhook`]: event types, endpoints, Standard Webhooks signing, retry schedule.
 //!
 //! Nothing here reads a clock, a file or a socket: callers pass `now` in, which keeps
 //! every rule testable and deterministic.

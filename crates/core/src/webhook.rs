@@ -9,12 +9,21 @@
 //!   spaces (while a secret is being replaced, both sign).
 
 use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use url::{Host, Url};
+use uuid::Uuid;
 use zeroize::Zeroize;
+
+use crate::hash::Pepper;
+use crate::input::{Description, FieldError, ValidationErrors};
+use crate::model::{InvalidKeyId, KeyId};
+use crate::time::Timestamp;
 
 /// What happened. The names are contract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -224,6 +233,360 @@ pub fn public_address(address: std::net::IpAddr) -> bool {
     }
 }
 
+impl WebhookSecret {
+    /// What a secret is derived for (see [`Pepper::derive`]).
+    const PURPOSE: &'static str = "keyward webhook signing secret v1";
+
+    /// The secret of the endpoint whose stored nonce is `nonce`, under `pepper`: the
+    /// database holds only the nonce, so reading it alone signs nothing.
+    pub fn derive(pepper: &Pepper, nonce: &[u8]) -> Self {
+        Self(pepper.derive(Self::PURPOSE, nonce).to_vec())
+    }
+
+    /// A new random nonce, to derive a new secret from.
+    ///
+    /// # Panics
+    /// If the operating system cannot provide randomness.
+    pub fn new_nonce() -> [u8; 16] {
+        let mut nonce = [0; 16];
+        getrandom::fill(&mut nonce).expect("the OS random source failed");
+        nonce
+    }
+}
+
+impl EventType {
+    /// The event a recorded audit action announces, if any (`delete_user` removes
+    /// keys without a record of each, and announces none).
+    pub fn of_action(action: &str) -> Option<Self> {
+        Some(match action {
+            "create" | "import" => Self::KeyCreated,
+            "edit" | "set_permissions" | "set_rate_limit" => Self::KeyUpdated,
+            "suspend" => Self::KeySuspended,
+            "reactivate" => Self::KeyReactivated,
+            "rotate" => Self::KeyRotated,
+            "revoke" => Self::KeyRevoked,
+            "leaked" => Self::KeyLeaked,
+            _ => return None,
+        })
+    }
+
+    /// The events an endpoint subscribes to: all but `webhook.test`, which is sent on
+    /// request to one endpoint.
+    pub fn subscribable(self) -> bool {
+        self != Self::Test
+    }
+}
+
+/// A new event's id, the `webhook-id` of each of its deliveries: `msg_` and a UUID
+/// v7 (its time first, then random bits), unique across instances.
+pub fn new_event_id(now: Timestamp) -> String {
+    format!("msg_{}", KeyId::new(now).as_uuid().simple())
+}
+
+/// An endpoint's id: a UUID v7 in the keys' canonical spelling.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WebhookId(Uuid);
+
+impl WebhookId {
+    pub fn new(now: Timestamp) -> Self {
+        Self(*KeyId::new(now).as_uuid())
+    }
+
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
+    pub fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+}
+
+impl FromStr for WebhookId {
+    type Err = InvalidKeyId;
+
+    /// Only the canonical spelling, as for key ids.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        KeyId::from_str(s).map(|id| Self(*id.as_uuid()))
+    }
+}
+
+impl fmt::Display for WebhookId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl fmt::Debug for WebhookId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WebhookId({self})")
+    }
+}
+
+/// An endpoint events are delivered to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Webhook {
+    pub id: WebhookId,
+    pub url: String,
+    pub description: Option<String>,
+    /// What it subscribes to, in [`EventType::ALL`]'s order.
+    pub events: Vec<EventType>,
+    pub created_at: Timestamp,
+    pub created_by: String,
+    pub updated_at: Timestamp,
+    /// Set when it was switched off, by an operator or after failing for longer than
+    /// the retry window; nothing is delivered to it meanwhile.
+    pub disabled_at: Option<Timestamp>,
+    pub disabled_reason: Option<String>,
+    /// The last delivery it acknowledged.
+    pub last_success_at: Option<Timestamp>,
+    /// Until then, the secret replaced by a rotation signs too.
+    pub previous_secret_until: Option<Timestamp>,
+}
+
+/// The longest URL an endpoint may have.
+pub const MAX_URL_LEN: usize = 2_000;
+
+/// The URL of an endpoint, if `text` may be one: `https://` with a host and no
+/// credentials or fragment, not to a loopback, private, link-local or otherwise
+/// non-public address given as a literal. Names are checked again at connect time,
+/// on the addresses they resolve to. `allow_private` lifts the address rule and lets
+/// `http://` in (a deployment delivering inside its own network, tests).
+pub fn check_url(text: &str, allow_private: bool) -> Result<Url, String> {
+    if text.len() > MAX_URL_LEN {
+        return Err(format!("must be at most {MAX_URL_LEN} characters"));
+    }
+    let url = Url::parse(text).map_err(|err| format!("is not a URL ({err})"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_private => {}
+        "http" => {
+            return Err(
+                "must be https:// (http:// only with KEYWARD_WEBHOOK_ALLOW_PRIVATE=true)".into(),
+            );
+        }
+        _ => return Err("must be an https:// URL".into()),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry credentials (they would show wherever the URL does)".into());
+    }
+    if url.fragment().is_some() {
+        return Err("must not have a fragment".into());
+    }
+    let private = match url.host() {
+        None => return Err("must name a host".into()),
+        Some(Host::Ipv4(ip)) => !public_address(ip.into()),
+        Some(Host::Ipv6(ip)) => !public_address(ip.into()),
+        Some(Host::Domain(name)) => {
+            let name = name.trim_end_matches('.');
+            name == "localhost" || name.ends_with(".localhost")
+        }
+    };
+    if private && !allow_private {
+        return Err(
+            "must not point to a loopback, private or link-local address \
+                    (allowed only with KEYWARD_WEBHOOK_ALLOW_PRIVATE=true)"
+                .into(),
+        );
+    }
+    Ok(url)
+}
+
+/// Event names as subscribed: at least one, each a contract name other than
+/// `webhook.test`; duplicates count once. In [`EventType::ALL`]'s order.
+pub fn parse_events<S: AsRef<str>>(names: &[S]) -> Result<Vec<EventType>, String> {
+    let mut events = Vec::new();
+    for name in names {
+        let name = name.as_ref();
+        match EventType::parse(name) {
+            Some(event) if event.subscribable() => events.push(event),
+            Some(_) => {
+                return Err(format!(
+                    "{name} is sent on request (POST /api/admin/webhooks/{{id}}/test), not subscribed to"
+                ));
+            }
+            None => {
+                let known: Vec<&str> = EventType::ALL
+                    .iter()
+                    .filter(|e| e.subscribable())
+                    .map(|e| e.as_str())
+                    .collect();
+                let shown: String = name.chars().take(40).collect();
+                return Err(format!(
+                    "unknown event type {shown:?}; known: {}",
+                    known.join(", ")
+                ));
+            }
+        }
+    }
+    if events.is_empty() {
+        return Err("must name at least one event type".into());
+    }
+    events.sort();
+    events.dedup();
+    Ok(events)
+}
+
+/// A request to add an endpoint, as received.
+#[derive(Clone, Debug, Default)]
+pub struct NewWebhookRequest {
+    pub url: String,
+    pub events: Vec<String>,
+    pub description: Option<String>,
+    /// Fields the transport could not read (see [`crate::input::NewKeyRequest`]).
+    pub unreadable: Vec<FieldError>,
+}
+
+/// What an endpoint's request or change set, once checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidWebhookFields {
+    pub url: Option<String>,
+    pub events: Option<Vec<EventType>>,
+    /// `Some(None)` clears it.
+    pub description: Option<Option<String>>,
+    /// `Some(true)` switches a disabled endpoint back on, `Some(false)` off.
+    pub enabled: Option<bool>,
+}
+
+impl NewWebhookRequest {
+    pub fn validate(&self, allow_private: bool) -> Result<ValidWebhookFields, ValidationErrors> {
+        WebhookEdit {
+            url: Some(self.url.clone()),
+            events: Some(self.events.clone()),
+            description: self.description.clone().map(Some),
+            enabled: None,
+            unreadable: self.unreadable.clone(),
+        }
+        .validate(allow_private)
+    }
+}
+
+/// A change to an endpoint, as received: only the fields given change.
+#[derive(Clone, Debug, Default)]
+pub struct WebhookEdit {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub description: Option<Option<String>>,
+    pub enabled: Option<bool>,
+    pub unreadable: Vec<FieldError>,
+}
+
+impl WebhookEdit {
+    /// Each field by its rule (the URL by [`check_url`], events by
+    /// [`parse_events`], the description as a key's); every problem is reported.
+    pub fn validate(&self, allow_private: bool) -> Result<ValidWebhookFields, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        let url = self.url.as_deref().and_then(|url| {
+            check_url(url, allow_private)
+                .map_err(|message| errors.push("url", message))
+                .ok()
+                .map(String::from)
+        });
+        let events = self.events.as_deref().and_then(|names| {
+            parse_events(names)
+                .map_err(|message| errors.push("events", message))
+                .ok()
+        });
+        let description = self.description.as_ref().map(|text| {
+            text.as_deref()
+                .map(Description::parse)
+                .transpose()
+                .map_err(|message| errors.push("description", message))
+                .ok()
+                .flatten()
+                .flatten()
+                .map(Description::into_string)
+        });
+        errors.0.extend(self.unreadable.iter().cloned());
+        errors.into_result(|| ValidWebhookFields {
+            url,
+            events,
+            description,
+            enabled: self.enabled,
+        })
+    }
+}
+
+/// When a failed delivery is tried again: after each wait in turn, then never (the
+/// delivery has failed). The default is the Standard Webhooks schedule (at once, then
+/// 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h) with four more 10 h waits, so that an
+/// endpoint is tried for about three days (67.6 h) before it is given up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetrySchedule(Vec<Duration>);
+
+impl Default for RetrySchedule {
+    fn default() -> Self {
+        const MINUTE: u64 = 60;
+        const HOUR: u64 = 60 * MINUTE;
+        let seconds = [
+            5,
+            5 * MINUTE,
+            30 * MINUTE,
+            2 * HOUR,
+            5 * HOUR,
+            10 * HOUR,
+            10 * HOUR,
+            10 * HOUR,
+            10 * HOUR,
+            10 * HOUR,
+            10 * HOUR,
+        ];
+        Self(seconds.into_iter().map(Duration::from_secs).collect())
+    }
+}
+
+impl RetrySchedule {
+    pub fn new(waits: Vec<Duration>) -> Self {
+        Self(waits)
+    }
+
+    pub fn waits(&self) -> &[Duration] {
+        &self.0
+    }
+
+    /// Attempts in all: the first, and one after each wait.
+    pub fn attempts(&self) -> u32 {
+        u32::try_from(self.0.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1)
+    }
+
+    /// How long after failed attempt number `made` (1 for the first) the next one is
+    /// due, or `None` when that was the last. `jitter` in [0, 1) moves the wait by up to
+    /// a tenth either way, so endpoints that failed together are not retried together.
+    pub fn next_wait(&self, made: u32, jitter: f64) -> Option<Duration> {
+        let wait = *self.0.get(usize::try_from(made).ok()?.checked_sub(1)?)?;
+        let factor = 0.9 + 0.2 * jitter.clamp(0.0, 1.0);
+        Some(wait.mul_f64(factor))
+    }
+}
+
+/// Where a delivery stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Waiting for its next attempt (or being attempted).
+    Pending,
+    /// The endpoint answered 2xx.
+    Delivered,
+    /// Every attempt of the schedule failed.
+    Failed,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(stored: &str) -> Option<Self> {
+        [Self::Pending, Self::Delivered, Self::Failed]
+            .into_iter()
+            .find(|state| state.as_str() == stored)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,5 +719,112 @@ mod tests {
             let address: std::net::IpAddr = text.parse().unwrap();
             assert!(public_address(address), "{text} is public");
         }
+    }
+
+    #[test]
+    fn an_endpoint_url_is_https_to_a_public_host_unless_private_ones_are_allowed() {
+        for good in [
+            "https://hooks.example.com/keyward",
+            "https://93.184.215.14:8443/in?x=1",
+            "https://[2606:4700::1111]/",
+        ] {
+            assert!(check_url(good, false).is_ok(), "{good}");
+        }
+        for (bad, why) in [
+            ("http://hooks.example.com/", "https"),
+            ("ftp://hooks.example.com/", "https"),
+            ("https://user:pw@hooks.example.com/", "credentials"),
+            ("https://hooks.example.com/#x", "fragment"),
+            ("https://127.0.0.1/", "loopback"),
+            ("https://169.254.169.254/latest/meta-data", "loopback"),
+            ("https://[::1]:8080/", "loopback"),
+            ("https://[::ffff:10.0.0.1]/", "loopback"),
+            ("https://localhost/", "loopback"),
+            ("https://a.localhost./", "loopback"),
+            ("https://0x7f.1/", "loopback"),
+            ("not a url", "not a URL"),
+        ] {
+            let err = check_url(bad, false).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        assert!(check_url("http://127.0.0.1:9000/hook", true).is_ok());
+        let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
+        assert!(check_url(&long, false).unwrap_err().contains("at most"));
+    }
+
+    #[test]
+    fn subscriptions_name_known_events_other_than_the_test_one() {
+        assert_eq!(
+            parse_events(&["api_key.revoked", "api_key.created", "api_key.revoked"]),
+            Ok(vec![EventType::KeyCreated, EventType::KeyRevoked])
+        );
+        assert!(
+            parse_events::<&str>(&[])
+                .unwrap_err()
+                .contains("at least one")
+        );
+        assert!(
+            parse_events(&["webhook.test"])
+                .unwrap_err()
+                .contains("on request")
+        );
+        let unknown = parse_events(&["api_key.*"]).unwrap_err();
+        assert!(
+            unknown.contains("unknown") && unknown.contains("api_key.created"),
+            "{unknown}"
+        );
+    }
+
+    #[test]
+    fn audit_actions_announce_their_events() {
+        assert_eq!(EventType::of_action("create"), Some(EventType::KeyCreated));
+        assert_eq!(EventType::of_action("import"), Some(EventType::KeyCreated));
+        assert_eq!(EventType::of_action("edit"), Some(EventType::KeyUpdated));
+        assert_eq!(
+            EventType::of_action("set_rate_limit"),
+            Some(EventType::KeyUpdated)
+        );
+        assert_eq!(EventType::of_action("rotate"), Some(EventType::KeyRotated));
+        assert_eq!(EventType::of_action("revoke"), Some(EventType::KeyRevoked));
+        assert_eq!(EventType::of_action("delete_user"), None);
+    }
+
+    #[test]
+    fn the_default_schedule_retries_for_about_three_days_with_jitter() {
+        let schedule = RetrySchedule::default();
+        assert_eq!(schedule.attempts(), 12);
+        let total: Duration = schedule.waits().iter().sum();
+        assert!(
+            (Duration::from_secs(60 * 3600)..Duration::from_secs(72 * 3600)).contains(&total),
+            "{total:?}"
+        );
+        assert_eq!(schedule.next_wait(0, 0.5), None);
+        assert_eq!(schedule.next_wait(1, 0.5), Some(Duration::from_secs(5)));
+        assert_eq!(schedule.next_wait(2, 0.0), Some(Duration::from_secs(270)));
+        assert_eq!(schedule.next_wait(2, 1.0), Some(Duration::from_secs(330)));
+        assert_eq!(
+            schedule.next_wait(11, 0.5),
+            Some(Duration::from_secs(36_000))
+        );
+        assert_eq!(
+            schedule.next_wait(12, 0.5),
+            None,
+            "the twelfth attempt was the last"
+        );
+    }
+
+    #[test]
+    fn a_derived_secret_depends_on_the_nonce_and_the_pepper() {
+        let pepper = Pepper::new(1, &[1; 32]).unwrap();
+        let other = Pepper::new(2, &[2; 32]).unwrap();
+        let nonce = WebhookSecret::new_nonce();
+        let secret = WebhookSecret::derive(&pepper, &nonce);
+        assert_eq!(secret, WebhookSecret::derive(&pepper, &nonce));
+        assert_ne!(
+            secret,
+            WebhookSecret::derive(&pepper, &WebhookSecret::new_nonce())
+        );
+        assert_ne!(secret, WebhookSecret::derive(&other, &nonce));
+        assert!(WebhookSecret::parse(&secret.expose()).is_ok());
     }
 }

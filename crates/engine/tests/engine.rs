@@ -14,11 +14,16 @@ use keyward_core::model::{ApiKey, KeyId, Scope, UserId};
 use keyward_core::time::Timestamp;
 use keyward_core::usage::{Granularity, HOUR_MS, HourlyUsage, UsageCounts, UsageRange};
 use keyward_core::verify::VerifyCode;
+use keyward_core::webhook::{ValidWebhookFields, Webhook, WebhookId};
 use keyward_engine::{Engine, EngineConfig, EngineError, VerifyOptions};
 use keyward_store::{
     AnyStore, Applied, CredentialChanged, CredentialRotation, CredentialStore, DatabaseUrl,
     EventStore, ExternalChange, FoundCredential, HourCounts, KeyStore, NewCredentialRecord,
     NewKeyRecord, Store, StoreError, UsageOf, UsageStore, UserStore, VerifyRecord,
+};
+use keyward_store::{
+    AttemptRecord, ClaimedDelivery, DeliveryRecord, NewWebhookRecord, SecretSeed, SigningSeeds,
+    WebhookStore,
 };
 
 const PEPPER: &str = "engine-test-pepper-0123456789abcdefghij";
@@ -292,6 +297,95 @@ impl CredentialStore for Counting {
     ) -> Result<(), StoreError> {
         self.reachable()?;
         self.inner.record_credential_use(uses).await
+    }
+}
+
+/// Webhooks are not what these tests count: every call goes through.
+impl WebhookStore for Counting {
+    async fn insert_webhook(&self, new: &NewWebhookRecord) -> Result<(), StoreError> {
+        self.reachable()?;
+        self.inner.insert_webhook(new).await
+    }
+    async fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
+        self.reachable()?;
+        self.inner.list_webhooks().await
+    }
+    async fn get_webhook(&self, id: WebhookId) -> Result<Option<Webhook>, StoreError> {
+        self.reachable()?;
+        self.inner.get_webhook(id).await
+    }
+    async fn update_webhook(
+        &self,
+        id: WebhookId,
+        fields: &ValidWebhookFields,
+        now: Timestamp,
+        reason: &str,
+    ) -> Result<Option<Webhook>, StoreError> {
+        self.reachable()?;
+        self.inner.update_webhook(id, fields, now, reason).await
+    }
+    async fn delete_webhook(&self, id: WebhookId) -> Result<bool, StoreError> {
+        self.reachable()?;
+        self.inner.delete_webhook(id).await
+    }
+    async fn signing_seeds(&self, id: WebhookId) -> Result<Option<SigningSeeds>, StoreError> {
+        self.reachable()?;
+        self.inner.signing_seeds(id).await
+    }
+    async fn rotate_webhook_secret(
+        &self,
+        id: WebhookId,
+        seed: SecretSeed,
+        previous_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<Webhook>, StoreError> {
+        self.reachable()?;
+        self.inner
+            .rotate_webhook_secret(id, seed, previous_until, now)
+            .await
+    }
+    async fn send_test(
+        &self,
+        id: WebhookId,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> Result<Option<String>, StoreError> {
+        self.reachable()?;
+        self.inner.send_test(id, now, actor).await
+    }
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        self.reachable()?;
+        self.inner.claim_deliveries(now, lease_until, limit).await
+    }
+    async fn finish_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError> {
+        self.reachable()?;
+        self.inner.finish_attempt(attempt).await
+    }
+    async fn list_deliveries(
+        &self,
+        id: WebhookId,
+        limit: u32,
+    ) -> Result<Option<Vec<DeliveryRecord>>, StoreError> {
+        self.reachable()?;
+        self.inner.list_deliveries(id, limit).await
+    }
+    async fn retry_delivery(
+        &self,
+        id: WebhookId,
+        delivery_id: i64,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.reachable()?;
+        self.inner.retry_delivery(id, delivery_id, now).await
+    }
+    async fn prune_deliveries(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.reachable()?;
+        self.inner.prune_deliveries(before).await
     }
 }
 

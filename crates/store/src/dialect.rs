@@ -55,6 +55,11 @@ pub trait Dialect: Clone + Debug + Send + Sync + 'static {
     /// connection (see `Statement::recurring`).
     const KEEPS_FLUSH_STATEMENTS: bool;
 
+    /// How due webhook deliveries are claimed: `sql::CLAIM_DELIVERIES` where the write
+    /// transaction already excludes other writers, `sql::CLAIM_DELIVERIES_SKIP_LOCKED`
+    /// where instances must pass over rows another is claiming.
+    const CLAIM_DELIVERIES: &'static str;
+
     /// Verification's read of one key by its hash (`sql::FIND_BY_HASH`): each backend
     /// has a way of its own (SQLite's lookup threads, PostgreSQL's batches).
     fn find_by_hash(

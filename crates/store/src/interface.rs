@@ -14,6 +14,7 @@ use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{ApiKey, KeyId, Scope, UserId};
 use keyward_core::time::Timestamp;
 use keyward_core::usage::HourlyUsage;
+use keyward_core::webhook::{ValidWebhookFields, Webhook, WebhookId};
 
 use crate::error::StoreError;
 use crate::postgres::PostgresStore;
@@ -21,6 +22,9 @@ use crate::records::{
     Applied, Consumed, CredentialChanged, CredentialRotation, ExternalChange, FoundCredential,
     HourCounts, ImportedKey, LegacyCandidate, NewCredentialRecord, NewKeyRecord, PepperUsage,
     Replacement, Rotated, RotationTerms, UsageOf, VerifyRecord,
+};
+use crate::records::{
+    AttemptRecord, ClaimedDelivery, DeliveryRecord, NewWebhookRecord, SecretSeed, SigningSeeds,
 };
 use crate::sqlite::SqliteStore;
 
@@ -82,7 +86,16 @@ macro_rules! operations {
 /// implementing `Dialect` (`operations/`), and callers holding a concrete store
 /// bring the groups they use into scope.
 pub trait Store:
-    KeyStore + UsageStore + EventStore + UserStore + CredentialStore + Clone + Send + Sync + 'static
+    KeyStore
+    + UsageStore
+    + EventStore
+    + UserStore
+    + CredentialStore
+    + WebhookStore
+    + Clone
+    + Send
+    + Sync
+    + 'static
 {
     /// A short backend name for logs and metrics (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
@@ -334,5 +347,93 @@ operations! {
             &self,
             uses: &[(CredentialId, Timestamp)],
         ) -> Result<(), StoreError>;
+    }
+}
+
+operations! {
+    /// Webhook endpoints and their outbox (`operations/webhooks.rs`). Events are
+    /// written by the changes that cause them (key changes fan out to every endpoint
+    /// subscribed, in the change's own transaction); these operations manage the
+    /// endpoints and hand deliveries to a sender.
+    pub trait WebhookStore {
+        /// Stores an endpoint and what it subscribes to.
+        async fn insert_webhook(&self, new: &NewWebhookRecord) -> Result<(), StoreError>;
+
+        /// Every endpoint, newest first.
+        async fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError>;
+
+        async fn get_webhook(&self, id: WebhookId) -> Result<Option<Webhook>, StoreError>;
+
+        /// Changes the fields given; `None`: no such endpoint. Switching an endpoint
+        /// off records `reason`; back on clears it.
+        async fn update_webhook(
+            &self,
+            id: WebhookId,
+            fields: &ValidWebhookFields,
+            now: Timestamp,
+            reason: &str,
+        ) -> Result<Option<Webhook>, StoreError>;
+
+        /// Deletes an endpoint with its deliveries; false: no such endpoint.
+        async fn delete_webhook(&self, id: WebhookId) -> Result<bool, StoreError>;
+
+        /// What an endpoint's signing secrets are derived from.
+        async fn signing_seeds(&self, id: WebhookId) -> Result<Option<SigningSeeds>, StoreError>;
+
+        /// Gives an endpoint a new secret; the current one keeps signing until
+        /// `previous_until`. `None`: no such endpoint.
+        async fn rotate_webhook_secret(
+            &self,
+            id: WebhookId,
+            seed: SecretSeed,
+            previous_until: Timestamp,
+            now: Timestamp,
+        ) -> Result<Option<Webhook>, StoreError>;
+
+        /// Queues a `webhook.test` event for one endpoint, asked for by `actor`,
+        /// whatever it subscribes to and even while it is disabled. Its event id, or
+        /// `None`: no such endpoint.
+        async fn send_test(
+            &self,
+            id: WebhookId,
+            now: Timestamp,
+            actor: &Actor,
+        ) -> Result<Option<String>, StoreError>;
+
+        /// Claims up to `limit` due deliveries until `lease_until`: none claimed by
+        /// another instance whose lease runs, none to a disabled endpoint, and for
+        /// each endpoint and key only the oldest pending one (a key's events arrive
+        /// in order). Each claim counts as an attempt.
+        async fn claim_deliveries(
+            &self,
+            now: Timestamp,
+            lease_until: Timestamp,
+            limit: u32,
+        ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+        /// Records an attempt and what follows it; nothing if the delivery was
+        /// claimed again since, or is gone.
+        async fn finish_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError>;
+
+        /// An endpoint's deliveries, newest first, at most `limit`, each with its
+        /// attempts. `None`: no such endpoint.
+        async fn list_deliveries(
+            &self,
+            id: WebhookId,
+            limit: u32,
+        ) -> Result<Option<Vec<DeliveryRecord>>, StoreError>;
+
+        /// Makes a delivery of this endpoint due now, whatever its state (one more
+        /// attempt for a failed one). False: no such delivery of this endpoint.
+        async fn retry_delivery(
+            &self,
+            id: WebhookId,
+            delivery_id: i64,
+            now: Timestamp,
+        ) -> Result<bool, StoreError>;
+
+        /// Forgets finished deliveries (and events none waits for) older than
+        /// `before`; returns how many deliveries went.
+        async fn prune_deliveries(&self, before: Timestamp) -> Result<u64, StoreError>;
     }
 }

@@ -44,13 +44,15 @@ mod writes;
 pub use connect::{connect, connect_with};
 pub use error::{StoreError, Unwritable};
 pub use interface::{
-    AnyStore, CredentialStore, EventStore, KeyStore, Store, UsageStore, UserStore,
+    AnyStore, CredentialStore, EventStore, KeyStore, Store, UsageStore, UserStore, WebhookStore,
 };
 pub use postgres::PostgresStore;
 pub use records::{
-    Applied, ConnectOptions, Consumed, CredentialChanged, CredentialRotation, ExternalChange,
-    FoundCredential, HourCounts, ImportedKey, LegacyCandidate, NewCredentialRecord, NewKeyRecord,
-    PepperUsage, Replacement, Rotated, RotationTerms, UsageOf, VerifyRecord,
+    AfterAttempt, Applied, Attempt, AttemptRecord, ClaimedDelivery, ConnectOptions, Consumed,
+    CredentialChanged, CredentialRotation, DeliveryRecord, ExternalChange, FoundCredential,
+    HourCounts, ImportedKey, LegacyCandidate, NewCredentialRecord, NewKeyRecord, NewWebhookRecord,
+    PepperUsage, Replacement, Rotated, RotationTerms, SecretSeed, SigningSeeds, UsageOf,
+    VerifyRecord,
 };
 pub use sqlite::SqliteStore;
 pub use url::{DatabaseUrl, DatabaseUrlError};

@@ -59,6 +59,11 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
         "service credentials",
         include_str!("../migrations/sqlite/0009_service_credentials.sql"),
     ),
+    (
+        10,
+        "webhooks",
+        include_str!("../migrations/sqlite/0010_webhooks.sql"),
+    ),
 ]);
 
 pub(crate) const POSTGRES: Embedded = Embedded(&[
@@ -106,6 +111,11 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
         9,
         "service credentials",
         include_str!("../migrations/postgres/0009_service_credentials.sql"),
+    ),
+    (
+        10,
+        "webhooks",
+        include_str!("../migrations/postgres/0010_webhooks.sql"),
     ),
 ]);
 

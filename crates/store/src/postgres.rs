@@ -178,6 +178,7 @@ impl Dialect for PostgresStore {
     // source, plan and query), on each pooled connection that ran it; and preparing
     // it anew measured no slower on the cold path. Flushes are prepared per run.
     const KEEPS_FLUSH_STATEMENTS: bool = false;
+    const CLAIM_DELIVERIES: &'static str = sql::CLAIM_DELIVERIES_SKIP_LOCKED;
 
     async fn find_by_hash(
         &self,

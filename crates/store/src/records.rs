@@ -200,3 +200,93 @@ pub struct CredentialChanged {
     /// False if the change was already in effect (a second revocation).
     pub changed: bool,
 }
+
+/// An endpoint to insert: its record and what its signing secret is derived from.
+#[derive(Clone, Debug)]
+pub struct NewWebhookRecord {
+    pub webhook: keyward_core::webhook::Webhook,
+    pub secret: SecretSeed,
+}
+
+/// What an endpoint's signing secret is derived from: a random nonce and the
+/// version of the pepper that derives it (see `WebhookSecret::derive`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SecretSeed {
+    pub nonce: [u8; 16],
+    pub pepper_version: u16,
+}
+
+/// The seeds of the secrets that sign an endpoint's deliveries: the current one,
+/// and during a rotation's overlap the one it replaced, until when it signs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SigningSeeds {
+    pub current: SecretSeed,
+    pub previous: Option<(SecretSeed, Timestamp)>,
+}
+
+/// A delivery claimed for one attempt (see
+/// [`WebhookStore::claim_deliveries`](crate::WebhookStore::claim_deliveries)).
+#[derive(Clone, Debug)]
+pub struct ClaimedDelivery {
+    pub id: i64,
+    /// This attempt's number (1 for the first).
+    pub attempt: u32,
+    pub webhook_id: keyward_core::webhook::WebhookId,
+    pub url: String,
+    pub seeds: SigningSeeds,
+    /// The `webhook-id` header: the same on every attempt.
+    pub event_id: String,
+    pub event_type: String,
+    /// The body, exactly as first written (and signed).
+    pub body: String,
+}
+
+/// What an attempt found, and what follows it.
+#[derive(Clone, Debug)]
+pub struct AttemptRecord {
+    pub delivery_id: i64,
+    /// The attempt's number, as claimed: a delivery claimed again since (the lease
+    /// ran out) is not changed by the older attempt.
+    pub attempt: u32,
+    pub at: Timestamp,
+    pub status_code: Option<u16>,
+    pub latency_ms: u32,
+    pub error: Option<String>,
+    pub next: AfterAttempt,
+}
+
+/// What an attempt leads to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterAttempt {
+    Delivered,
+    /// Tried again from this time.
+    RetryAt(Timestamp),
+    /// That was the last attempt: the delivery has failed. If the endpoint has not
+    /// acknowledged anything since the delivery was made, it is disabled.
+    GiveUp,
+}
+
+/// A delivery as its log shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub id: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub key_id: Option<KeyId>,
+    pub state: keyward_core::webhook::DeliveryState,
+    pub attempts: u32,
+    pub next_attempt_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    /// Each attempt, oldest first.
+    pub attempt_log: Vec<Attempt>,
+}
+
+/// One attempt of a delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub at: Timestamp,
+    pub status_code: Option<u16>,
+    pub latency_ms: u32,
+    pub error: Option<String>,
+}

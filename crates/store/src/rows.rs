@@ -7,11 +7,15 @@ use keyward_core::legacy::LegacyHash;
 use keyward_core::model::{ApiKey, KeyId, Metadata, UserId, expired};
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
+use keyward_core::webhook::{DeliveryState, EventType, Webhook, WebhookId};
 use serde_json::{Map, Value, json};
 
 use crate::db::{Columns, Param, params};
 use crate::error::{StoreError, corrupt};
-use crate::records::{Consumed, NewCredentialRecord, NewKeyRecord, PepperUsage, VerifyRecord};
+use crate::records::{
+    Attempt, ClaimedDelivery, Consumed, DeliveryRecord, NewCredentialRecord, NewKeyRecord,
+    PepperUsage, SecretSeed, SigningSeeds, VerifyRecord,
+};
 
 /// A rate limit from its two columns (both NULL: none).
 pub(crate) fn rate_limit(
@@ -36,7 +40,7 @@ pub(crate) fn rate_limit(
 /// the new key's (`create`, with where it came from).
 pub(crate) fn rotation_events<'a>(
     old: &'a ApiKey,
-    ending: &ApiKey,
+    ending: &'a ApiKey,
     new: &'a ApiKey,
     now: Timestamp,
     actor: &'a Actor,
@@ -49,6 +53,7 @@ pub(crate) fn rotation_events<'a>(
             key_id: Some(old.id),
             user_id: &old.user_id,
             changes: key_changes(Some(old), Some(ending)),
+            key: Some(ending),
         },
         NewEvent {
             at: now,
@@ -57,6 +62,7 @@ pub(crate) fn rotation_events<'a>(
             key_id: Some(new.id),
             user_id: &new.user_id,
             changes: key_changes(None, Some(new)),
+            key: Some(new),
         },
     ]
 }
@@ -161,6 +167,8 @@ pub(crate) struct NewEvent<'a> {
     pub key_id: Option<KeyId>,
     pub user_id: &'a UserId,
     pub changes: String,
+    /// The key as the change left it: what a webhook event carries.
+    pub key: Option<&'a ApiKey>,
 }
 
 fn time_value(at: Option<Timestamp>) -> Value {
@@ -383,6 +391,139 @@ pub(crate) fn credential_from_row(row: &impl Columns) -> Result<ServiceCredentia
         revoked_at: row.maybe_time("revoked_at")?,
         previous_secret_until: row.maybe_time("previous_until")?,
     })
+}
+
+// Webhooks: the payload of an event, and endpoints and deliveries as rows.
+
+/// A key's public record as an event carries it: the fields of the API's key object
+/// (never the hash or a secret).
+pub(crate) fn public_record(key: &ApiKey) -> Value {
+    let mut record = Map::new();
+    record.insert("id".into(), json!(key.id.to_string()));
+    record.insert("user_id".into(), json!(key.user_id.as_str()));
+    record.insert("prefix".into(), json!(key.prefix));
+    record.insert("postfix".into(), json!(key.postfix));
+    record.insert("created_at".into(), json!(key.created_at.to_rfc3339()));
+    record.insert("last_used_at".into(), time_value(key.last_used_at));
+    for (name, value) in tracked_fields(key) {
+        record.insert(name.into(), value);
+    }
+    Value::Object(record)
+}
+
+/// Who made a change, as an event says.
+pub(crate) fn actor_value(actor: &Actor) -> Value {
+    let mut value = json!({"type": actor.kind(), "id": actor.id()});
+    if let Some(credential) = actor.credential_id() {
+        value["credential_id"] = json!(credential.to_string());
+    }
+    value
+}
+
+/// An event's body as the Standard Webhooks specification shapes it.
+pub(crate) fn event_body(event: EventType, at: Timestamp, data: Value) -> String {
+    json!({"type": event.as_str(), "timestamp": at.to_rfc3339(), "data": data}).to_string()
+}
+
+pub(crate) fn webhook_from_row(
+    row: &impl Columns,
+    events: Vec<EventType>,
+) -> Result<Webhook, StoreError> {
+    Ok(Webhook {
+        id: WebhookId::from_uuid(*row.id("id")?.as_uuid()),
+        url: row.text("url")?,
+        description: row.maybe_text("description")?,
+        events,
+        created_at: row.time("created_at")?,
+        created_by: row.text("created_by")?,
+        updated_at: row.time("updated_at")?,
+        disabled_at: row.maybe_time("disabled_at")?,
+        disabled_reason: row.maybe_text("disabled_reason")?,
+        last_success_at: row.maybe_time("last_success_at")?,
+        previous_secret_until: row.maybe_time("previous_until")?,
+    })
+}
+
+/// A subscription row: its endpoint and event type.
+pub(crate) fn subscription(row: &impl Columns) -> Result<(WebhookId, EventType), StoreError> {
+    let event = EventType::parse(&row.text("event_type")?).ok_or_else(|| corrupt("event_type"))?;
+    Ok((
+        WebhookId::from_uuid(*row.id("webhook_id")?.as_uuid()),
+        event,
+    ))
+}
+
+fn seed(nonce: &[u8], version: i32) -> Result<SecretSeed, StoreError> {
+    Ok(SecretSeed {
+        nonce: nonce.try_into().map_err(|_| corrupt("secret_nonce"))?,
+        pepper_version: u16::try_from(version).map_err(|_| corrupt("secret_pepper"))?,
+    })
+}
+
+pub(crate) fn signing_seeds(row: &impl Columns) -> Result<SigningSeeds, StoreError> {
+    let current = seed(&row.bytes("secret_nonce")?, row.small("secret_pepper")?)?;
+    let previous = match (
+        row.maybe_bytes("previous_nonce")?,
+        row.maybe_small("previous_pepper")?,
+        row.maybe_time("previous_until")?,
+    ) {
+        (Some(nonce), Some(version), Some(until)) => Some((seed(&nonce, version)?, until)),
+        _ => None,
+    };
+    Ok(SigningSeeds { current, previous })
+}
+
+pub(crate) fn count(row: &impl Columns, column: &str) -> Result<u32, StoreError> {
+    u32::try_from(row.small(column)?).map_err(|_| corrupt(column))
+}
+
+pub(crate) fn claimed_delivery(row: &impl Columns) -> Result<ClaimedDelivery, StoreError> {
+    Ok(ClaimedDelivery {
+        id: row.int("id")?,
+        attempt: count(row, "attempts")?,
+        webhook_id: WebhookId::from_uuid(*row.id("webhook_id")?.as_uuid()),
+        url: row.text("url")?,
+        seeds: signing_seeds(row)?,
+        event_id: row.text("event_id")?,
+        event_type: row.text("event_type")?,
+        body: row.text("body")?,
+    })
+}
+
+pub(crate) fn delivery_from_row(row: &impl Columns) -> Result<DeliveryRecord, StoreError> {
+    let state = DeliveryState::parse(&row.text("state")?).ok_or_else(|| corrupt("state"))?;
+    Ok(DeliveryRecord {
+        id: row.int("id")?,
+        event_id: row.text("event_id")?,
+        event_type: row.text("event_type")?,
+        key_id: row.maybe_id("key_id")?,
+        state,
+        attempts: count(row, "attempts")?,
+        next_attempt_at: if state == DeliveryState::Pending {
+            Some(row.time("next_attempt_at")?)
+        } else {
+            None
+        },
+        created_at: row.time("created_at")?,
+        finished_at: row.maybe_time("finished_at")?,
+        attempt_log: Vec::new(),
+    })
+}
+
+pub(crate) fn attempt_from_row(row: &impl Columns) -> Result<(i64, Attempt), StoreError> {
+    let status_code = row
+        .maybe_small("status_code")?
+        .map(|code| u16::try_from(code).map_err(|_| corrupt("status_code")))
+        .transpose()?;
+    Ok((
+        row.int("delivery_id")?,
+        Attempt {
+            at: row.time("at")?,
+            status_code,
+            latency_ms: count(row, "latency_ms")?,
+            error: row.maybe_text("error")?,
+        },
+    ))
 }
 
 #[cfg(test)]

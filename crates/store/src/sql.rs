@@ -226,13 +226,14 @@ pub(crate) const PRUNE_USAGE_HISTORY: &str = "DELETE FROM key_usage_hourly WHERE
 pub(crate) const DELETE_USER_KEYS: &str =
     "DELETE FROM api_keys WHERE user_id = $1 RETURNING id, key_hash";
 
-/// Keys per pepper version.
-/// Keys and service credentials per pepper version: both are hashed with it.
+/// Keys, service credentials and webhook secrets per pepper version: all are made
+/// with it, and a webhook's secret is derived from its pepper until it is rotated.
 pub(crate) const PEPPER_USAGE: &str = "SELECT pepper_version, \
      COUNT(*) FILTER (WHERE status <> 'REVOKED') AS live, \
      COUNT(*) FILTER (WHERE status = 'REVOKED') AS revoked \
      FROM (SELECT pepper_version, status FROM api_keys \
-     UNION ALL SELECT pepper_version, status FROM service_credentials) AS hashed \
+     UNION ALL SELECT pepper_version, status FROM service_credentials \
+     UNION ALL SELECT secret_pepper, 'ACTIVE' FROM webhooks) AS hashed \
      GROUP BY pepper_version ORDER BY pepper_version";
 
 /// The start of an event query; filters follow as ` AND column op $n`.
@@ -278,6 +279,123 @@ pub(crate) const REHASH_CREDENTIAL: &str = "UPDATE service_credentials \
      SET hash = $3, pepper_version = $4 WHERE id = $1 AND hash = $2";
 pub(crate) const TOUCH_CREDENTIAL: &str = "UPDATE service_credentials SET last_used_at = $2 \
      WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
+
+// Webhooks: endpoints, subscriptions and the outbox.
+
+/// `SELECT` with the columns of an endpoint, then the rest of the statement.
+macro_rules! select_webhook {
+    ($($rest:expr),+ $(,)?) => {
+        concat!(
+            "SELECT id, url, description, created_at, created_by, updated_at, disabled_at, \
+             disabled_reason, last_success_at, previous_until FROM webhooks",
+            $($rest),+
+        )
+    };
+}
+
+pub(crate) const INSERT_WEBHOOK: &str = "INSERT INTO webhooks (id, url, description, \
+     created_at, created_by, updated_at, secret_nonce, secret_pepper) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+pub(crate) const LIST_WEBHOOKS: &str = select_webhook!(" ORDER BY id DESC");
+pub(crate) const GET_WEBHOOK: &str = select_webhook!(" WHERE id = $1");
+/// Locks an endpoint's row until the transaction ends (a no-op write, as for
+/// credentials), and says whether it exists.
+pub(crate) const HOLD_WEBHOOK: &str = "UPDATE webhooks SET id = id WHERE id = $1 RETURNING id";
+pub(crate) const WRITE_WEBHOOK: &str = "UPDATE webhooks SET url = $2, description = $3, \
+     updated_at = $4, disabled_at = $5, disabled_reason = $6 WHERE id = $1";
+pub(crate) const DELETE_WEBHOOK: &str = "DELETE FROM webhooks WHERE id = $1 RETURNING id";
+pub(crate) const SUBSCRIPTIONS: &str =
+    "SELECT webhook_id, event_type FROM webhook_subscriptions ORDER BY webhook_id, event_type";
+pub(crate) const SUBSCRIPTIONS_OF: &str = "SELECT webhook_id, event_type FROM webhook_subscriptions WHERE webhook_id = $1 \
+     ORDER BY event_type";
+pub(crate) const SUBSCRIBE: &str =
+    "INSERT INTO webhook_subscriptions (event_type, webhook_id) VALUES ($1, $2)";
+pub(crate) const UNSUBSCRIBE_ALL: &str = "DELETE FROM webhook_subscriptions WHERE webhook_id = $1";
+pub(crate) const SIGNING_SEEDS: &str = "SELECT secret_nonce, secret_pepper, previous_nonce, \
+     previous_pepper, previous_until FROM webhooks WHERE id = $1";
+/// The current secret becomes the previous one (the right-hand sides read the row as
+/// it was).
+pub(crate) const ROTATE_WEBHOOK_SECRET: &str = "UPDATE webhooks SET \
+     previous_nonce = secret_nonce, previous_pepper = secret_pepper, previous_until = $4, \
+     secret_nonce = $2, secret_pepper = $3, updated_at = $5 WHERE id = $1";
+
+/// Whether any enabled endpoint subscribes to an event type: a change writes its
+/// event only then.
+pub(crate) const SUBSCRIBED: &str = "SELECT 1 AS subscribed FROM webhook_subscriptions s \
+     JOIN webhooks w ON w.id = s.webhook_id \
+     WHERE s.event_type = $1 AND w.disabled_at IS NULL LIMIT 1";
+pub(crate) const INSERT_WEBHOOK_EVENT: &str =
+    "INSERT INTO webhook_events (id, type, key_id, at, body) VALUES ($1, $2, $3, $4, $5)";
+/// One delivery of event `$1` per enabled endpoint subscribed to its type `$4`.
+pub(crate) const FAN_OUT: &str = "INSERT INTO webhook_deliveries \
+     (webhook_id, event_id, key_id, state, attempts, next_attempt_at, created_at) \
+     SELECT s.webhook_id, $1, $2, 'pending', 0, $3, $3 FROM webhook_subscriptions s \
+     JOIN webhooks w ON w.id = s.webhook_id \
+     WHERE s.event_type = $4 AND w.disabled_at IS NULL";
+pub(crate) const INSERT_DELIVERY: &str = "INSERT INTO webhook_deliveries \
+     (webhook_id, event_id, key_id, state, attempts, next_attempt_at, created_at) \
+     VALUES ($1, $2, NULL, 'pending', 0, $3, $3)";
+
+/// Claims due deliveries (see `WebhookStore::claim_deliveries`); `$lock` is how the
+/// backend keeps two instances from choosing the same rows.
+macro_rules! claim_deliveries {
+    ($lock:expr) => {
+        concat!(
+            "UPDATE webhook_deliveries SET attempts = attempts + 1, leased_until = $2 \
+             WHERE id IN (SELECT d.id FROM webhook_deliveries d \
+             WHERE d.state = 'pending' AND d.next_attempt_at <= $1 \
+             AND (d.leased_until IS NULL OR d.leased_until <= $1) \
+             AND EXISTS (SELECT 1 FROM webhooks w WHERE w.id = d.webhook_id \
+             AND w.disabled_at IS NULL) \
+             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e \
+             WHERE e.webhook_id = d.webhook_id AND e.key_id = d.key_id \
+             AND e.state = 'pending' AND e.id < d.id) \
+             ORDER BY d.id LIMIT $3",
+            $lock,
+            ") RETURNING id, attempts"
+        )
+    };
+}
+pub(crate) const CLAIM_DELIVERIES: &str = claim_deliveries!("");
+pub(crate) const CLAIM_DELIVERIES_SKIP_LOCKED: &str =
+    claim_deliveries!(" FOR UPDATE OF d SKIP LOCKED");
+pub(crate) const CLAIMED_DELIVERY: &str = "SELECT d.id, d.attempts, d.webhook_id, w.url, \
+     w.secret_nonce, w.secret_pepper, w.previous_nonce, w.previous_pepper, w.previous_until, \
+     e.id AS event_id, e.type AS event_type, e.body \
+     FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+     JOIN webhook_events e ON e.id = d.event_id WHERE d.id = $1";
+pub(crate) const DELIVERED: &str = "UPDATE webhook_deliveries SET state = 'delivered', \
+     finished_at = $3, leased_until = NULL \
+     WHERE id = $1 AND attempts = $2 AND state = 'pending' RETURNING webhook_id, created_at";
+pub(crate) const RETRY_LATER: &str = "UPDATE webhook_deliveries SET next_attempt_at = $3, \
+     leased_until = NULL WHERE id = $1 AND attempts = $2 AND state = 'pending' \
+     RETURNING webhook_id, created_at";
+pub(crate) const GIVE_UP: &str = "UPDATE webhook_deliveries SET state = 'failed', \
+     finished_at = $3, leased_until = NULL \
+     WHERE id = $1 AND attempts = $2 AND state = 'pending' RETURNING webhook_id, created_at";
+pub(crate) const RECORD_SUCCESS: &str = "UPDATE webhooks SET last_success_at = $2 WHERE id = $1";
+/// Disables an endpoint that acknowledged nothing since `$4` (a failed delivery's
+/// creation): it has failed for the whole retry window.
+pub(crate) const DISABLE_FAILING: &str = "UPDATE webhooks SET disabled_at = $2, \
+     disabled_reason = $3 WHERE id = $1 AND disabled_at IS NULL \
+     AND (last_success_at IS NULL OR last_success_at < $4)";
+pub(crate) const INSERT_ATTEMPT: &str = "INSERT INTO webhook_attempts \
+     (delivery_id, at, status_code, latency_ms, error) VALUES ($1, $2, $3, $4, $5)";
+pub(crate) const LIST_DELIVERIES: &str = "SELECT d.id, d.event_id, e.type AS event_type, \
+     d.key_id, d.state, d.attempts, d.next_attempt_at, d.created_at, d.finished_at \
+     FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id \
+     WHERE d.webhook_id = $1 ORDER BY d.id DESC LIMIT $2";
+pub(crate) const ATTEMPTS_OF: &str = "SELECT a.delivery_id, a.at, a.status_code, \
+     a.latency_ms, a.error FROM webhook_attempts a \
+     JOIN webhook_deliveries d ON d.id = a.delivery_id \
+     WHERE d.webhook_id = $1 AND d.id >= $2 ORDER BY a.id";
+pub(crate) const RETRY_DELIVERY: &str = "UPDATE webhook_deliveries SET state = 'pending', \
+     next_attempt_at = $3, leased_until = NULL, finished_at = NULL \
+     WHERE id = $1 AND webhook_id = $2 RETURNING id";
+pub(crate) const PRUNE_DELIVERIES: &str =
+    "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND finished_at < $1 RETURNING id";
+pub(crate) const PRUNE_WEBHOOK_EVENTS: &str = "DELETE FROM webhook_events WHERE at < $1 \
+     AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)";
 
 #[cfg(test)]
 mod tests {

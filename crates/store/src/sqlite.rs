@@ -164,6 +164,7 @@ impl Dialect for SqliteStore {
     // Parsing a 1,000-row statement was most of a flush's time, and only the one
     // writer connection keeps them.
     const KEEPS_FLUSH_STATEMENTS: bool = true;
+    const CLAIM_DELIVERIES: &'static str = sql::CLAIM_DELIVERIES;
 
     async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<VerifyRecord>, StoreError> {
         self.lookups.find(hash).await

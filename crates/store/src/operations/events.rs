@@ -2,12 +2,14 @@
 //! the events read back a page at a time.
 
 use keyward_core::audit::{EventQuery, KeyEvent};
+use keyward_core::webhook::EventType;
+use serde_json::{Value, json};
 
 use crate::db::{Param, Statement};
 use crate::dialect::{Connection, Dialect, run};
-use crate::error::StoreError;
+use crate::error::{StoreError, corrupt};
 use crate::interface::EventStore;
-use crate::rows::{NewEvent, event_from_row, event_row};
+use crate::rows::{self, NewEvent, event_from_row, event_row};
 use crate::sql;
 
 impl<D: Dialect> EventStore for D {
@@ -17,12 +19,32 @@ impl<D: Dialect> EventStore for D {
     }
 }
 
+/// Records a change in the audit trail and, in the same transaction, queues the
+/// webhook event it announces for every endpoint subscribed to it.
 pub(super) async fn insert_event<D: Dialect>(
     conn: &mut Connection<D>,
     event: &NewEvent<'_>,
 ) -> Result<(), StoreError> {
     run::<D>(conn, Statement::new(sql::INSERT_EVENT, event_row(event))).await?;
-    Ok(())
+    queue_webhook::<D>(conn, event).await
+}
+
+/// Queues the webhook event a recorded change announces, if it announces one (see
+/// `EventType::of_action`), for every endpoint subscribed to it.
+pub(super) async fn queue_webhook<D: Dialect>(
+    conn: &mut Connection<D>,
+    event: &NewEvent<'_>,
+) -> Result<(), StoreError> {
+    let (Some(key), Some(kind)) = (event.key, EventType::of_action(event.action)) else {
+        return Ok(());
+    };
+    let changes: Value = serde_json::from_str(&event.changes).map_err(|_| corrupt("changes"))?;
+    let data = json!({
+        "key": rows::public_record(key),
+        "actor": rows::actor_value(event.actor),
+        "changes": changes,
+    });
+    super::webhooks::enqueue::<D>(conn, kind, Some(key.id), event.at, data).await
 }
 
 /// An event query: its filters as ` AND column op $n`, then one page.

@@ -5,8 +5,10 @@ use keyward_core::hash::KeyHash;
 use keyward_core::lifecycle::{self, KeyState, Mutation, Successor};
 use keyward_core::model::{ApiKey, KeyId, Metadata, Scope, UserId};
 use keyward_core::time::Timestamp;
+use keyward_core::webhook::EventType;
 
-use super::events::insert_event;
+use super::events::{insert_event, queue_webhook};
+use super::webhooks::subscribed;
 use crate::db::{Columns, Param, Statement, params};
 use crate::dialect::{Connection, Dialect, run};
 use crate::error::{StoreError, corrupt};
@@ -186,6 +188,7 @@ impl<D: Dialect> KeyStore for D {
                         key_id: Some(id),
                         user_id: &key.user_id,
                         changes: rows::key_changes(Some(&key), Some(&after)),
+                        key: Some(&after),
                     };
                     insert_event::<D>(&mut tx, &event).await?;
                     announce::<D>(&mut tx, &[hash]).await?;
@@ -366,6 +369,7 @@ fn created_event<'a>(record: &'a NewKeyRecord, actor: &'a Actor, action: &'a str
         key_id: Some(record.key.id),
         user_id: &record.key.user_id,
         changes: rows::key_changes(None, Some(&record.key)),
+        key: Some(&record.key),
     }
 }
 
@@ -376,6 +380,8 @@ async fn insert_all<D: Dialect>(
     actor: &Actor,
 ) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
+    // Asked once: a bulk load of keys nobody listens for writes no event.
+    let announced = subscribed::<D>(&mut tx, EventType::KeyCreated).await?;
     for chunk in new.chunks(sql::BULK_ROWS) {
         let keys = chunk.iter().flat_map(key_row).collect();
         run::<D>(
@@ -393,6 +399,11 @@ async fn insert_all<D: Dialect>(
             Statement::built(sql::insert_events(D::BULK_BINDS, chunk.len()), values),
         )
         .await?;
+        if announced {
+            for event in &events {
+                queue_webhook::<D>(&mut tx, event).await?;
+            }
+        }
     }
     tx.commit().await?;
     Ok(())

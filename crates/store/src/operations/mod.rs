@@ -1,7 +1,8 @@
 //! Every [`Store`] operation, written once for every backend over its [`Dialect`], by
 //! what it changes: [`keys`] ([`KeyStore`]), [`usage`] ([`UsageStore`]), [`events`]
 //! (the audit trail, [`EventStore`]), [`users`] ([`UserStore`]) and [`credentials`]
-//! (service credentials, [`CredentialStore`]). Each file
+//! (service credentials, [`CredentialStore`]) and [`webhooks`] (endpoints and the
+//! outbox, [`WebhookStore`]). Each file
 //! implements its group for every `Dialect`; this one the store's own life.
 //!
 //! A change has one shape: begin a write transaction, read the row (as the backend
@@ -16,12 +17,14 @@
 //! [`EventStore`]: crate::interface::EventStore
 //! [`UserStore`]: crate::interface::UserStore
 //! [`CredentialStore`]: crate::interface::CredentialStore
+//! [`WebhookStore`]: crate::interface::WebhookStore
 
 mod credentials;
 mod events;
 mod keys;
 mod usage;
 mod users;
+mod webhooks;
 
 use crate::dialect::Dialect;
 use crate::error::StoreError;

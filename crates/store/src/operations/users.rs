@@ -45,6 +45,7 @@ impl<D: Dialect> UserStore for D {
                     key_id: None,
                     user_id: user,
                     changes: rows::deletion_changes(&ids),
+                    key: None,
                 };
                 insert_event::<D>(&mut tx, &event).await?;
                 announce::<D>(&mut tx, &hashes).await?;

@@ -33,6 +33,8 @@ mod rotation;
 mod usage;
 #[path = "suites/usage_history.rs"]
 mod usage_history;
+#[path = "suites/webhooks.rs"]
+mod webhooks;
 
 /// A fresh, migrated database on the test PostgreSQL server.
 pub async fn fixture() -> Fixture {

@@ -30,6 +30,8 @@ mod rotation;
 mod usage;
 #[path = "suites/usage_history.rs"]
 mod usage_history;
+#[path = "suites/webhooks.rs"]
+mod webhooks;
 
 /// A fresh, migrated SQLite file.
 pub async fn fixture() -> Fixture {

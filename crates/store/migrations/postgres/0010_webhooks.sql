@@ -1,0 +1,67 @@
+-- Webhooks: endpoints, what each subscribes to, and the outbox. An event is written
+-- in the transaction of the change that causes it, with one delivery per endpoint
+-- subscribed then; a sender claims due deliveries for a while (leased_until), so one
+-- instance at a time attempts each, and one killed mid-way leaves it to the next.
+-- The signing secret is not stored: it is derived from the pepper of secret_pepper
+-- and the random secret_nonce (and, during a rotation, from the previous pair).
+CREATE TABLE webhooks (
+    id              UUID    PRIMARY KEY,
+    url             TEXT    NOT NULL,
+    description     TEXT,
+    created_at      BIGINT  NOT NULL,
+    created_by      TEXT    NOT NULL,
+    updated_at      BIGINT  NOT NULL,
+    secret_nonce    BYTEA   NOT NULL CHECK (length(secret_nonce) = 16),
+    secret_pepper   INTEGER NOT NULL,
+    previous_nonce  BYTEA   CHECK (previous_nonce IS NULL OR length(previous_nonce) = 16),
+    previous_pepper INTEGER,
+    previous_until  BIGINT ,
+    disabled_at     BIGINT ,
+    disabled_reason TEXT,
+    last_success_at BIGINT
+);
+
+CREATE TABLE webhook_subscriptions (
+    event_type TEXT NOT NULL,
+    webhook_id UUID NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    PRIMARY KEY (event_type, webhook_id)
+);
+CREATE INDEX webhook_subscriptions_of ON webhook_subscriptions (webhook_id);
+
+-- id is the webhook-id header (stable across attempts); body is sent as stored.
+CREATE TABLE webhook_events (
+    id      TEXT    PRIMARY KEY,
+    type    TEXT    NOT NULL,
+    key_id  UUID,
+    at      BIGINT  NOT NULL,
+    body    TEXT    NOT NULL
+);
+
+CREATE TABLE webhook_deliveries (
+    id              BIGSERIAL PRIMARY KEY,
+    webhook_id      UUID    NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    event_id        TEXT    NOT NULL REFERENCES webhook_events (id) ON DELETE CASCADE,
+    -- A key's deliveries to an endpoint go one at a time, in order.
+    key_id          UUID,
+    state           TEXT    NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT  NOT NULL,
+    leased_until    BIGINT ,
+    created_at      BIGINT  NOT NULL,
+    finished_at     BIGINT
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_key ON webhook_deliveries (webhook_id, key_id, id) WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_of ON webhook_deliveries (webhook_id, id);
+CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id);
+CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (finished_at) WHERE state <> 'pending';
+
+CREATE TABLE webhook_attempts (
+    id          BIGSERIAL PRIMARY KEY,
+    delivery_id BIGINT  NOT NULL REFERENCES webhook_deliveries (id) ON DELETE CASCADE,
+    at          BIGINT  NOT NULL,
+    status_code INTEGER,
+    latency_ms  INTEGER NOT NULL,
+    error       TEXT
+);
+CREATE INDEX webhook_attempts_of ON webhook_attempts (delivery_id, id);

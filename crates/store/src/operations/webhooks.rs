@@ -1,0 +1,413 @@
+//! Webhook endpoints, and the outbox their events wait in: written by the changes
+//! that cause them, claimed by senders for a lease, finished attempt by attempt.
+
+use std::collections::BTreeMap;
+
+use keyward_core::audit::Actor;
+use keyward_core::model::KeyId;
+use keyward_core::time::Timestamp;
+use keyward_core::webhook::{EventType, ValidWebhookFields, Webhook, WebhookId, new_event_id};
+use serde_json::{Value, json};
+
+use crate::db::{Columns, Param, Statement, params};
+use crate::dialect::{Connection, Dialect, run};
+use crate::error::{StoreError, corrupt};
+use crate::interface::WebhookStore;
+use crate::records::{
+    AfterAttempt, AttemptRecord, ClaimedDelivery, DeliveryRecord, NewWebhookRecord, SecretSeed,
+    SigningSeeds,
+};
+use crate::rows::{self, event_body};
+use crate::sql;
+
+impl From<WebhookId> for Param<'_> {
+    fn from(id: WebhookId) -> Self {
+        Self::Id(Some(*id.as_uuid()))
+    }
+}
+
+/// Why an endpoint was switched off when it failed for the whole retry window.
+const FAILING: &str = "every delivery attempt failed for the whole retry window";
+
+impl<D: Dialect> WebhookStore for D {
+    async fn insert_webhook(&self, new: &NewWebhookRecord) -> Result<(), StoreError> {
+        self.writes()
+            .track(async move {
+                let hook = &new.webhook;
+                let mut tx = self.begin().await?;
+                let mut values = params![
+                    hook.id,
+                    hook.url.as_str(),
+                    hook.description.as_deref(),
+                    hook.created_at,
+                    hook.created_by.as_str(),
+                    hook.updated_at,
+                    new.secret.nonce.as_slice(),
+                ];
+                values.push(Param::Small(Some(i32::from(new.secret.pepper_version))));
+                run::<D>(&mut tx, Statement::new(sql::INSERT_WEBHOOK, values)).await?;
+                subscribe::<D>(&mut tx, hook.id, &hook.events).await?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
+        let mut conn = self.reader().await?;
+        let rows = run::<D>(&mut conn, Statement::new(sql::LIST_WEBHOOKS, params![])).await?;
+        let subscriptions =
+            run::<D>(&mut conn, Statement::new(sql::SUBSCRIPTIONS, params![])).await?;
+        let mut events: BTreeMap<WebhookId, Vec<EventType>> = BTreeMap::new();
+        for row in &subscriptions {
+            let (id, event) = rows::subscription(row)?;
+            events.entry(id).or_default().push(event);
+        }
+        rows.iter()
+            .map(|row| {
+                let id = WebhookId::from_uuid(*row.id("id")?.as_uuid());
+                let mut subscribed = events.remove(&id).unwrap_or_default();
+                subscribed.sort();
+                rows::webhook_from_row(row, subscribed)
+            })
+            .collect()
+    }
+
+    async fn get_webhook(&self, id: WebhookId) -> Result<Option<Webhook>, StoreError> {
+        let mut conn = self.reader().await?;
+        read_webhook::<D>(&mut conn, id).await
+    }
+
+    async fn update_webhook(
+        &self,
+        id: WebhookId,
+        fields: &ValidWebhookFields,
+        now: Timestamp,
+        reason: &str,
+    ) -> Result<Option<Webhook>, StoreError> {
+        self.writes()
+            .track(async move {
+                let mut tx = self.begin().await?;
+                if !hold::<D>(&mut tx, id).await? {
+                    return Ok(None);
+                }
+                let Some(mut hook) = read_webhook::<D>(&mut tx, id).await? else {
+                    return Ok(None);
+                };
+                if let Some(url) = &fields.url {
+                    hook.url.clone_from(url);
+                }
+                if let Some(description) = &fields.description {
+                    hook.description.clone_from(description);
+                }
+                match fields.enabled {
+                    Some(true) => (hook.disabled_at, hook.disabled_reason) = (None, None),
+                    Some(false) if hook.disabled_at.is_none() => {
+                        (hook.disabled_at, hook.disabled_reason) = (Some(now), Some(reason.into()));
+                    }
+                    _ => {}
+                }
+                let values = params![
+                    id,
+                    hook.url.as_str(),
+                    hook.description.as_deref(),
+                    now,
+                    hook.disabled_at,
+                    hook.disabled_reason.as_deref(),
+                ];
+                run::<D>(&mut tx, Statement::new(sql::WRITE_WEBHOOK, values)).await?;
+                if let Some(events) = &fields.events {
+                    run::<D>(&mut tx, Statement::new(sql::UNSUBSCRIBE_ALL, params![id])).await?;
+                    subscribe::<D>(&mut tx, id, events).await?;
+                }
+                let hook = read_webhook::<D>(&mut tx, id).await?;
+                tx.commit().await?;
+                Ok(hook)
+            })
+            .await
+    }
+
+    async fn delete_webhook(&self, id: WebhookId) -> Result<bool, StoreError> {
+        self.writes()
+            .track(async move {
+                let mut tx = self.begin().await?;
+                // Deliveries and subscriptions go with it (ON DELETE CASCADE).
+                let rows =
+                    run::<D>(&mut tx, Statement::new(sql::DELETE_WEBHOOK, params![id])).await?;
+                tx.commit().await?;
+                Ok(!rows.is_empty())
+            })
+            .await
+    }
+
+    async fn signing_seeds(&self, id: WebhookId) -> Result<Option<SigningSeeds>, StoreError> {
+        let rows = self
+            .read(Statement::new(sql::SIGNING_SEEDS, params![id]))
+            .await?;
+        rows.first().map(rows::signing_seeds).transpose()
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        id: WebhookId,
+        seed: SecretSeed,
+        previous_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<Webhook>, StoreError> {
+        self.writes()
+            .track(async move {
+                let mut tx = self.begin().await?;
+                let mut values = params![id, seed.nonce.as_slice()];
+                values.push(Param::Small(Some(i32::from(seed.pepper_version))));
+                values.extend(params![previous_until, now]);
+                run::<D>(&mut tx, Statement::new(sql::ROTATE_WEBHOOK_SECRET, values)).await?;
+                let hook = read_webhook::<D>(&mut tx, id).await?;
+                tx.commit().await?;
+                Ok(hook)
+            })
+            .await
+    }
+
+    async fn send_test(
+        &self,
+        id: WebhookId,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> Result<Option<String>, StoreError> {
+        self.writes()
+            .track(async move {
+                let mut tx = self.begin().await?;
+                if !hold::<D>(&mut tx, id).await? {
+                    return Ok(None);
+                }
+                let data = json!({"webhook_id": id.to_string(), "actor": rows::actor_value(actor)});
+                let event_id = insert_event::<D>(&mut tx, EventType::Test, None, now, data).await?;
+                let delivery = params![id, event_id.as_str(), now];
+                run::<D>(&mut tx, Statement::new(sql::INSERT_DELIVERY, delivery)).await?;
+                tx.commit().await?;
+                Ok(Some(event_id))
+            })
+            .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        self.writes()
+            .track(async move {
+                let mut tx = self.begin().await?;
+                let claim = params![now, lease_until, i64::from(limit)];
+                let claimed = run::<D>(&mut tx, Statement::new(D::CLAIM_DELIVERIES, claim)).await?;
+                let mut deliveries = Vec::with_capacity(claimed.len());
+                for row in &claimed {
+                    let read = Statement::new(sql::CLAIMED_DELIVERY, params![row.int("id")?]);
+                    let rows = run::<D>(&mut tx, read).await?;
+                    let row = rows.first().ok_or_else(|| corrupt("claimed delivery"))?;
+                    deliveries.push(rows::claimed_delivery(row)?);
+                }
+                tx.commit().await?;
+                deliveries.sort_by_key(|delivery| delivery.id);
+                Ok(deliveries)
+            })
+            .await
+    }
+
+    async fn finish_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError> {
+        self.writes()
+            .track(async move {
+                let mut tx = self.begin().await?;
+                let (id, number, at) =
+                    (attempt.delivery_id, i64::from(attempt.attempt), attempt.at);
+                let change = match attempt.next {
+                    AfterAttempt::Delivered => {
+                        Statement::new(sql::DELIVERED, params![id, number, at])
+                    }
+                    AfterAttempt::RetryAt(next) => {
+                        Statement::new(sql::RETRY_LATER, params![id, number, next])
+                    }
+                    AfterAttempt::GiveUp => Statement::new(sql::GIVE_UP, params![id, number, at]),
+                };
+                let rows = run::<D>(&mut tx, change).await?;
+                // Claimed again since (this attempt outlived its lease), or gone.
+                let Some(row) = rows.first() else {
+                    return Ok(());
+                };
+                let webhook = WebhookId::from_uuid(*row.id("webhook_id")?.as_uuid());
+                let made_at = row.time("created_at")?;
+                let mut values = params![id, at];
+                values.push(Param::Small(attempt.status_code.map(i32::from)));
+                values.push(Param::Small(Some(
+                    i32::try_from(attempt.latency_ms).unwrap_or(i32::MAX),
+                )));
+                values.push(Param::from(attempt.error.as_deref()));
+                run::<D>(&mut tx, Statement::new(sql::INSERT_ATTEMPT, values)).await?;
+                match attempt.next {
+                    AfterAttempt::Delivered => {
+                        let success = params![webhook, at];
+                        run::<D>(&mut tx, Statement::new(sql::RECORD_SUCCESS, success)).await?;
+                    }
+                    AfterAttempt::GiveUp => {
+                        let disable = params![webhook, at, FAILING, made_at];
+                        run::<D>(&mut tx, Statement::new(sql::DISABLE_FAILING, disable)).await?;
+                    }
+                    AfterAttempt::RetryAt(_) => {}
+                }
+                tx.commit().await?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        id: WebhookId,
+        limit: u32,
+    ) -> Result<Option<Vec<DeliveryRecord>>, StoreError> {
+        let mut conn = self.reader().await?;
+        if read_webhook::<D>(&mut conn, id).await?.is_none() {
+            return Ok(None);
+        }
+        let list = Statement::new(sql::LIST_DELIVERIES, params![id, i64::from(limit)]);
+        let rows = run::<D>(&mut conn, list).await?;
+        let mut deliveries = rows
+            .iter()
+            .map(rows::delivery_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(oldest) = deliveries.last().map(|delivery| delivery.id) {
+            let attempts = Statement::new(sql::ATTEMPTS_OF, params![id, oldest]);
+            let mut by_delivery: BTreeMap<i64, Vec<_>> = BTreeMap::new();
+            for row in &run::<D>(&mut conn, attempts).await? {
+                let (delivery, attempt) = rows::attempt_from_row(row)?;
+                by_delivery.entry(delivery).or_default().push(attempt);
+            }
+            for delivery in &mut deliveries {
+                delivery.attempt_log = by_delivery.remove(&delivery.id).unwrap_or_default();
+            }
+        }
+        Ok(Some(deliveries))
+    }
+
+    async fn retry_delivery(
+        &self,
+        id: WebhookId,
+        delivery_id: i64,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.writes()
+            .track(async move {
+                let mut tx = self.begin().await?;
+                let retry = Statement::new(sql::RETRY_DELIVERY, params![delivery_id, id, now]);
+                let rows = run::<D>(&mut tx, retry).await?;
+                tx.commit().await?;
+                Ok(!rows.is_empty())
+            })
+            .await
+    }
+
+    async fn prune_deliveries(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.writes()
+            .track(async move {
+                let mut tx = self.begin().await?;
+                let pruned = run::<D>(
+                    &mut tx,
+                    Statement::new(sql::PRUNE_DELIVERIES, params![before]),
+                )
+                .await?;
+                run::<D>(
+                    &mut tx,
+                    Statement::new(sql::PRUNE_WEBHOOK_EVENTS, params![before]),
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(u64::try_from(pruned.len()).unwrap_or(u64::MAX))
+            })
+            .await
+    }
+}
+
+/// Queues an event of `kind` about key `key` for every enabled endpoint subscribed
+/// to it, inside the caller's transaction; nothing is written when none is.
+pub(super) async fn enqueue<D: Dialect>(
+    conn: &mut Connection<D>,
+    kind: EventType,
+    key: Option<KeyId>,
+    at: Timestamp,
+    data: Value,
+) -> Result<(), StoreError> {
+    if !subscribed::<D>(conn, kind).await? {
+        return Ok(());
+    }
+    let event_id = insert_event::<D>(conn, kind, key, at, data).await?;
+    let fan_out = params![event_id.as_str(), key, at, kind.as_str()];
+    run::<D>(conn, Statement::new(sql::FAN_OUT, fan_out)).await?;
+    Ok(())
+}
+
+/// Whether an enabled endpoint subscribes to `kind`.
+pub(super) async fn subscribed<D: Dialect>(
+    conn: &mut Connection<D>,
+    kind: EventType,
+) -> Result<bool, StoreError> {
+    let rows = run::<D>(
+        conn,
+        Statement::new(sql::SUBSCRIBED, params![kind.as_str()]),
+    )
+    .await?;
+    Ok(!rows.is_empty())
+}
+
+/// Writes an event's row (its body as it will be sent); its id.
+async fn insert_event<D: Dialect>(
+    conn: &mut Connection<D>,
+    kind: EventType,
+    key: Option<KeyId>,
+    at: Timestamp,
+    data: Value,
+) -> Result<String, StoreError> {
+    let id = new_event_id(at);
+    let body = event_body(kind, at, data);
+    let values = params![id.as_str(), kind.as_str(), key, at, body];
+    run::<D>(conn, Statement::new(sql::INSERT_WEBHOOK_EVENT, values)).await?;
+    Ok(id)
+}
+
+async fn subscribe<D: Dialect>(
+    conn: &mut Connection<D>,
+    id: WebhookId,
+    events: &[EventType],
+) -> Result<(), StoreError> {
+    for event in events {
+        run::<D>(
+            conn,
+            Statement::new(sql::SUBSCRIBE, params![event.as_str(), id]),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Locks an endpoint's row for the transaction; false if there is none.
+async fn hold<D: Dialect>(conn: &mut Connection<D>, id: WebhookId) -> Result<bool, StoreError> {
+    let rows = run::<D>(conn, Statement::new(sql::HOLD_WEBHOOK, params![id])).await?;
+    Ok(!rows.is_empty())
+}
+
+async fn read_webhook<D: Dialect>(
+    conn: &mut Connection<D>,
+    id: WebhookId,
+) -> Result<Option<Webhook>, StoreError> {
+    let rows = run::<D>(conn, Statement::new(sql::GET_WEBHOOK, params![id])).await?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let subscriptions = run::<D>(conn, Statement::new(sql::SUBSCRIPTIONS_OF, params![id])).await?;
+    let mut events = subscriptions
+        .iter()
+        .map(|row| rows::subscription(row).map(|(_, event)| event))
+        .collect::<Result<Vec<_>, _>>()?;
+    events.sort();
+    Some(rows::webhook_from_row(row, events)).transpose()
+}

@@ -1,0 +1,495 @@
+//! Webhooks: a committed change queues its event for every endpoint subscribed (in
+//! the change's transaction, so a failed change queues nothing); senders claim due
+//! deliveries for a lease, one instance at a time and a key's events in order; an
+//! attempt's outcome retries, finishes or gives up, and an endpoint failing for the
+//! whole window is disabled.
+
+use keyward_core::lifecycle::Mutation;
+use keyward_core::model::Scope;
+use keyward_core::webhook::{
+    DeliveryState, EventType, ValidWebhookFields, Webhook, WebhookId, WebhookSecret,
+};
+use keyward_store::{
+    AfterAttempt, AttemptRecord, ClaimedDelivery, KeyStore, NewWebhookRecord, SecretSeed,
+    StoreError, WebhookStore,
+};
+use serde_json::Value;
+
+use super::fixture;
+use crate::common::{Fixture, admin, at, insert, new_key};
+
+/// How long the tests' claims last.
+const LEASE_MS: i64 = 60_000;
+
+async fn endpoint(f: &Fixture, events: &[EventType], created: i64) -> WebhookId {
+    let webhook = Webhook {
+        id: WebhookId::new(at(created)),
+        url: "https://hooks.example.com/keyward".into(),
+        description: Some("billing".into()),
+        events: events.to_vec(),
+        created_at: at(created),
+        created_by: "admin:contract-test".into(),
+        updated_at: at(created),
+        disabled_at: None,
+        disabled_reason: None,
+        last_success_at: None,
+        previous_secret_until: None,
+    };
+    let record = NewWebhookRecord {
+        secret: SecretSeed {
+            nonce: WebhookSecret::new_nonce(),
+            pepper_version: 1,
+        },
+        webhook: webhook.clone(),
+    };
+    f.store.insert_webhook(&record).await.unwrap();
+    assert_eq!(
+        f.store.get_webhook(webhook.id).await.unwrap(),
+        Some(webhook)
+    );
+    record.webhook.id
+}
+
+async fn claim(f: &Fixture, now: i64) -> Vec<ClaimedDelivery> {
+    f.store
+        .claim_deliveries(at(now), at(now + LEASE_MS), 100)
+        .await
+        .unwrap()
+}
+
+fn body(delivery: &ClaimedDelivery) -> Value {
+    serde_json::from_str(&delivery.body).unwrap()
+}
+
+async fn finish(f: &Fixture, delivery: &ClaimedDelivery, now: i64, next: AfterAttempt) {
+    let attempt = AttemptRecord {
+        delivery_id: delivery.id,
+        attempt: delivery.attempt,
+        at: at(now),
+        status_code: (next == AfterAttempt::Delivered).then_some(204),
+        latency_ms: 12,
+        error: (next != AfterAttempt::Delivered).then(|| "connection refused".into()),
+        next,
+    };
+    f.store.finish_attempt(&attempt).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_change_queues_its_event_for_each_endpoint_subscribed() {
+    let f = fixture().await;
+    let both = endpoint(&f, &[EventType::KeyCreated, EventType::KeyRevoked], 1).await;
+    let revocations = endpoint(&f, &[EventType::KeyRevoked], 2).await;
+    let record = insert(&f.store, "alice", "ci", 10).await;
+    let key = record.key.id;
+    f.store
+        .apply(Scope::Admin, key, &Mutation::Revoke, at(20), &admin())
+        .await
+        .unwrap();
+
+    let claimed = claim(&f, 30).await;
+    let seen: Vec<(WebhookId, String)> = claimed
+        .iter()
+        .map(|d| (d.webhook_id, d.event_type.clone()))
+        .collect();
+    // `both` gets the key's revocation only after its creation.
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.contains(&(both, "api_key.created".into())));
+    assert!(seen.contains(&(revocations, "api_key.revoked".into())));
+    let to_both = claimed.iter().find(|d| d.webhook_id == both).unwrap();
+    finish(&f, to_both, 31, AfterAttempt::Delivered).await;
+    let next = claim(&f, 32).await;
+    assert_eq!(next.len(), 1);
+    assert_eq!(
+        (next[0].webhook_id, next[0].event_type.as_str()),
+        (both, "api_key.revoked")
+    );
+    // One event, one id and one body, whichever endpoint it goes to.
+    let revoked = claimed
+        .iter()
+        .find(|d| d.webhook_id == revocations)
+        .unwrap();
+    assert_eq!(next[0].event_id, revoked.event_id);
+    assert_eq!(next[0].body, revoked.body);
+    assert_eq!(body(revoked)["data"]["key"]["status"], "REVOKED");
+    assert_eq!(
+        body(revoked)["data"]["changes"]["status"],
+        serde_json::json!({"before": "ACTIVE", "after": "REVOKED"})
+    );
+
+    let created = claimed
+        .iter()
+        .find(|d| d.event_type == "api_key.created")
+        .unwrap();
+    let sent = body(created);
+    assert_eq!(sent["type"], "api_key.created");
+    assert_eq!(sent["timestamp"], at(10).to_rfc3339());
+    let data = &sent["data"];
+    assert_eq!(data["key"]["id"], key.to_string());
+    assert_eq!(data["key"]["status"], "ACTIVE");
+    assert_eq!(data["key"]["name"], "ci");
+    assert_eq!(data["actor"]["type"], "admin");
+    assert!(created.event_id.starts_with("msg_"));
+    let text = created.body.to_lowercase();
+    for secret in [
+        hex(record.hash.as_bytes()),
+        "key_hash".to_string(),
+        "hash".to_string(),
+    ] {
+        assert!(!text.contains(&secret), "the body names {secret}");
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_fails_queues_nothing() {
+    let f = fixture().await;
+    endpoint(&f, &EventType::ALL[..12], 1).await;
+    let record = insert(&f.store, "alice", "ci", 10).await;
+    for delivery in claim(&f, 11).await {
+        finish(&f, &delivery, 12, AfterAttempt::Delivered).await;
+    }
+    // Over the cap: refused inside the transaction that would have written the event.
+    let refused = f
+        .store
+        .insert_key(&new_key("alice", "second", 20), 1, &admin())
+        .await;
+    assert!(matches!(refused, Err(StoreError::LimitReached { .. })));
+    f.store
+        .apply(
+            Scope::Admin,
+            record.key.id,
+            &Mutation::Revoke,
+            at(30),
+            &admin(),
+        )
+        .await
+        .unwrap();
+    // Reactivating a revoked key is refused: no event either.
+    let refused = f
+        .store
+        .apply(
+            Scope::Admin,
+            record.key.id,
+            &Mutation::Reactivate,
+            at(40),
+            &admin(),
+        )
+        .await;
+    assert!(refused.is_err());
+    // Revoking again changes nothing, and announces nothing.
+    f.store
+        .apply(
+            Scope::Admin,
+            record.key.id,
+            &Mutation::Revoke,
+            at(50),
+            &admin(),
+        )
+        .await
+        .unwrap();
+    let types: Vec<String> = claim(&f, 60)
+        .await
+        .into_iter()
+        .map(|d| d.event_type)
+        .collect();
+    assert_eq!(types, ["api_key.revoked"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_nobody_subscribes_to_are_not_written() {
+    let f = fixture().await;
+    let hook = endpoint(&f, &[EventType::KeyRevoked], 1).await;
+    insert(&f.store, "alice", "ci", 10).await;
+    assert!(claim(&f, 20).await.is_empty());
+    // A disabled endpoint gets nothing queued either.
+    let off = ValidWebhookFields {
+        url: None,
+        events: None,
+        description: None,
+        enabled: Some(false),
+    };
+    let hook = f
+        .store
+        .update_webhook(hook, &off, at(30), "disabled by admin:test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hook.disabled_at, Some(at(30)));
+    assert_eq!(
+        hook.disabled_reason.as_deref(),
+        Some("disabled by admin:test")
+    );
+    let record = insert(&f.store, "bob", "ci", 40).await;
+    f.store
+        .apply(
+            Scope::Admin,
+            record.key.id,
+            &Mutation::Revoke,
+            at(50),
+            &admin(),
+        )
+        .await
+        .unwrap();
+    assert!(claim(&f, 60).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimed_delivery_is_not_claimed_again_until_its_lease_runs_out() {
+    let f = fixture().await;
+    endpoint(&f, &[EventType::KeyCreated], 1).await;
+    insert(&f.store, "alice", "ci", 10).await;
+    let first = claim(&f, 20).await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].attempt, 1);
+    assert!(claim(&f, 30).await.is_empty(), "leased");
+    // The claiming instance died: after the lease, another claims it.
+    let again = claim(&f, 20 + LEASE_MS).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, first[0].id);
+    assert_eq!(again[0].event_id, first[0].event_id, "the id is stable");
+    assert_eq!(again[0].body, first[0].body, "so is the body");
+    assert_eq!(again[0].attempt, 2);
+    // The first instance's late outcome changes nothing.
+    finish(&f, &first[0], 20 + LEASE_MS + 1, AfterAttempt::Delivered).await;
+    let hook = f.store.list_webhooks().await.unwrap().remove(0);
+    let log = f.store.list_deliveries(hook.id, 10).await.unwrap().unwrap();
+    assert_eq!(log[0].state, DeliveryState::Pending);
+    assert!(log[0].attempt_log.is_empty());
+    finish(&f, &again[0], 20 + LEASE_MS + 2, AfterAttempt::Delivered).await;
+    let log = f.store.list_deliveries(hook.id, 10).await.unwrap().unwrap();
+    assert_eq!(log[0].state, DeliveryState::Delivered);
+    assert_eq!(log[0].attempt_log.len(), 1);
+    assert_eq!(log[0].attempt_log[0].status_code, Some(204));
+    let hook = f.store.get_webhook(hook.id).await.unwrap().unwrap();
+    assert_eq!(hook.last_success_at, Some(at(20 + LEASE_MS + 2)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_never_claim_the_same_delivery() {
+    let f = fixture().await;
+    endpoint(&f, &[EventType::KeyCreated], 1).await;
+    for n in 0..40 {
+        insert(&f.store, &format!("user{n}"), "ci", 10 + n).await;
+    }
+    let other = keyward_store::connect(&f.url).await.unwrap();
+    let (a, b) = tokio::join!(
+        f.store.claim_deliveries(at(100), at(100 + LEASE_MS), 25),
+        other.claim_deliveries(at(100), at(100 + LEASE_MS), 25),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let mut ids: Vec<i64> = a.iter().chain(&b).map(|d| d.id).collect();
+    assert_eq!(ids.len(), 40, "{} + {}", a.len(), b.len());
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 40, "a delivery was claimed twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_events_are_delivered_one_at_a_time_in_order() {
+    let f = fixture().await;
+    endpoint(&f, &EventType::ALL[..12], 1).await;
+    let record = insert(&f.store, "alice", "ci", 10).await;
+    let other = insert(&f.store, "bob", "ci", 11).await;
+    for (n, mutation) in [Mutation::Suspend, Mutation::Reactivate, Mutation::Revoke]
+        .iter()
+        .enumerate()
+    {
+        let now = at(20 + i64::try_from(n).unwrap());
+        f.store
+            .apply(Scope::Admin, record.key.id, mutation, now, &admin())
+            .await
+            .unwrap();
+    }
+    let mut order = Vec::new();
+    let mut now = 100;
+    loop {
+        let claimed = claim(&f, now).await;
+        if claimed.is_empty() {
+            break;
+        }
+        let alice: Vec<&ClaimedDelivery> = claimed
+            .iter()
+            .filter(|d| body(d)["data"]["key"]["id"] == record.key.id.to_string())
+            .collect();
+        assert!(alice.len() <= 1, "two of a key's events at once");
+        for delivery in &claimed {
+            if body(delivery)["data"]["key"]["id"] == other.key.id.to_string() {
+                finish(&f, delivery, now, AfterAttempt::Delivered).await;
+                continue;
+            }
+            order.push(delivery.event_type.clone());
+            // The first attempt fails: the next event waits for the retry.
+            let next = if delivery.attempt == 1 {
+                AfterAttempt::RetryAt(at(now + 10))
+            } else {
+                AfterAttempt::Delivered
+            };
+            finish(&f, delivery, now, next).await;
+        }
+        now += 10;
+    }
+    assert_eq!(
+        order,
+        [
+            "api_key.created",
+            "api_key.created",
+            "api_key.suspended",
+            "api_key.suspended",
+            "api_key.reactivated",
+            "api_key.reactivated",
+            "api_key.revoked",
+            "api_key.revoked",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_failing_for_the_whole_window_is_disabled() {
+    let f = fixture().await;
+    let hook = endpoint(&f, &[EventType::KeyCreated], 1).await;
+    insert(&f.store, "alice", "ci", 10).await;
+    let claimed = claim(&f, 20).await;
+    finish(&f, &claimed[0], 21, AfterAttempt::RetryAt(at(30))).await;
+    assert!(claim(&f, 29).await.is_empty(), "not before its time");
+    let claimed = claim(&f, 30).await;
+    finish(&f, &claimed[0], 31, AfterAttempt::GiveUp).await;
+    let log = f.store.list_deliveries(hook, 10).await.unwrap().unwrap();
+    assert_eq!(log[0].state, DeliveryState::Failed);
+    assert_eq!(log[0].attempts, 2);
+    assert_eq!(log[0].attempt_log.len(), 2);
+    assert_eq!(
+        log[0].attempt_log[1].error.as_deref(),
+        Some("connection refused")
+    );
+    let hook = f.store.get_webhook(hook).await.unwrap().unwrap();
+    assert_eq!(hook.disabled_at, Some(at(31)));
+    assert!(hook.disabled_reason.unwrap().contains("retry window"));
+    // Nothing is claimed for a disabled endpoint; a retry asked for waits for it to
+    // be switched back on.
+    assert!(
+        f.store
+            .retry_delivery(hook.id, log[0].id, at(40))
+            .await
+            .unwrap()
+    );
+    assert!(claim(&f, 41).await.is_empty());
+    let on = ValidWebhookFields {
+        url: None,
+        events: None,
+        description: None,
+        enabled: Some(true),
+    };
+    let hook = f
+        .store
+        .update_webhook(hook.id, &on, at(50), "")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((hook.disabled_at, hook.disabled_reason), (None, None));
+    let claimed = claim(&f, 51).await;
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].attempt, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_after_a_success_in_the_window_does_not_disable_the_endpoint() {
+    let f = fixture().await;
+    let hook = endpoint(&f, &[EventType::KeyCreated], 1).await;
+    insert(&f.store, "alice", "ci", 10).await;
+    insert(&f.store, "bob", "ci", 11).await;
+    let claimed = claim(&f, 20).await;
+    assert_eq!(claimed.len(), 2);
+    // The endpoint answered after the second delivery was made: it is not dead.
+    finish(&f, &claimed[0], 21, AfterAttempt::Delivered).await;
+    finish(&f, &claimed[1], 22, AfterAttempt::GiveUp).await;
+    let hook = f.store.get_webhook(hook).await.unwrap().unwrap();
+    assert_eq!(hook.disabled_at, None);
+    assert_eq!(hook.last_success_at, Some(at(21)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_changes_rotates_its_secret_and_is_deleted_with_its_deliveries() {
+    let f = fixture().await;
+    let hook = endpoint(&f, &[EventType::KeyCreated], 1).await;
+    let before = f.store.signing_seeds(hook).await.unwrap().unwrap();
+    assert_eq!(before.previous, None);
+    let seed = SecretSeed {
+        nonce: WebhookSecret::new_nonce(),
+        pepper_version: 2,
+    };
+    let rotated = f
+        .store
+        .rotate_webhook_secret(hook, seed, at(86_400_000), at(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rotated.previous_secret_until, Some(at(86_400_000)));
+    let after = f.store.signing_seeds(hook).await.unwrap().unwrap();
+    assert_eq!(after.current, seed);
+    assert_eq!(after.previous, Some((before.current, at(86_400_000))));
+
+    let change = ValidWebhookFields {
+        url: Some("https://other.example.com/in".into()),
+        events: Some(vec![EventType::KeyRevoked, EventType::KeyExpired]),
+        description: Some(None),
+        enabled: None,
+    };
+    let changed = f
+        .store
+        .update_webhook(hook, &change, at(20), "")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(changed.url, "https://other.example.com/in");
+    assert_eq!(
+        changed.events,
+        [EventType::KeyRevoked, EventType::KeyExpired]
+    );
+    assert_eq!(changed.description, None);
+    assert_eq!(changed.updated_at, at(20));
+
+    let test = f.store.send_test(hook, at(30), &admin()).await.unwrap();
+    assert!(test.is_some_and(|id| id.starts_with("msg_")));
+    let claimed = claim(&f, 31).await;
+    assert_eq!(claimed[0].event_type, "webhook.test");
+    assert_eq!(body(&claimed[0])["data"]["webhook_id"], hook.to_string());
+
+    assert!(f.store.delete_webhook(hook).await.unwrap());
+    assert!(!f.store.delete_webhook(hook).await.unwrap());
+    assert_eq!(f.store.get_webhook(hook).await.unwrap(), None);
+    assert_eq!(f.store.list_deliveries(hook, 10).await.unwrap(), None);
+    assert_eq!(
+        f.store.send_test(hook, at(40), &admin()).await.unwrap(),
+        None
+    );
+    // Its claimed delivery went with it: finishing it changes nothing.
+    finish(&f, &claimed[0], 50, AfterAttempt::Delivered).await;
+    let missing = WebhookId::new(at(60));
+    assert_eq!(
+        f.store
+            .update_webhook(missing, &change, at(60), "")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(!f.store.retry_delivery(missing, 1, at(60)).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_deliveries_are_pruned_after_the_history_period() {
+    let f = fixture().await;
+    let hook = endpoint(&f, &[EventType::KeyCreated], 1).await;
+    insert(&f.store, "alice", "ci", 10).await;
+    insert(&f.store, "bob", "ci", 11).await;
+    let claimed = claim(&f, 20).await;
+    finish(&f, &claimed[0], 21, AfterAttempt::Delivered).await;
+    finish(&f, &claimed[1], 21, AfterAttempt::RetryAt(at(1_000))).await;
+    assert_eq!(f.store.prune_deliveries(at(21)).await.unwrap(), 0);
+    assert_eq!(f.store.prune_deliveries(at(22)).await.unwrap(), 1);
+    let log = f.store.list_deliveries(hook, 10).await.unwrap().unwrap();
+    assert_eq!(log.len(), 1, "a pending delivery is never pruned");
+    assert_eq!(log[0].state, DeliveryState::Pending);
+}
