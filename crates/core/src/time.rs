@@ -86,6 +86,16 @@ impl Timestamp {
     pub fn plus_millis(self, millis: i64) -> Self {
         Self(self.0.saturating_add(millis).clamp(0, MAX_MILLIS))
     }
+
+    /// This timestamp moved forward by `duration` (to the millisecond), saturating.
+    pub fn plus(self, duration: std::time::Duration) -> Self {
+        self.plus_millis(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    /// This timestamp moved back by `duration`, saturating at the start of the range.
+    pub fn minus(self, duration: std::time::Duration) -> Self {
+        self.plus_millis(-i64::try_from(duration.as_millis()).unwrap_or(i64::MAX))
+    }
 }
 
 /// Text that is not an RFC 3339 time in the supported range.

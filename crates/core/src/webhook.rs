@@ -560,6 +560,14 @@ impl RetrySchedule {
     }
 }
 
+/// A random jitter in [0, 1) for [`RetrySchedule::next_wait`].
+pub fn random_jitter() -> f64 {
+    let mut bytes = [0; 4];
+    getrandom::fill(&mut bytes).map_or(0.5, |()| {
+        f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
+    })
+}
+
 /// Where a delivery stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeliveryState {

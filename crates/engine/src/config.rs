@@ -83,6 +83,8 @@ pub struct EngineConfig {
     /// How changes made without a user scope (admin operations) are signed in the
     /// audit trail: `service` for the server's admin API, `cli` for the CLI.
     pub admin_actor: String,
+    /// How webhooks are delivered.
+    pub webhooks: crate::webhooks::WebhookConfig,
     pub clock: Clock,
 }
 
@@ -123,6 +125,7 @@ impl EngineConfig {
             default_rate_limit: None,
             default_credits: None,
             admin_actor: "service".to_owned(),
+            webhooks: crate::webhooks::WebhookConfig::default(),
             clock: system_clock(),
         }
     }
@@ -152,6 +155,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("rate_limit_store", &self.rate_limit_store)
             .field("client_limiter_capacity", &self.client_limiter_capacity)
             .field("admin_actor", &self.admin_actor)
+            .field("webhooks", &self.webhooks)
             .finish_non_exhaustive()
     }
 }

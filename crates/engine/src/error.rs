@@ -18,6 +18,12 @@ pub enum EngineError {
     /// No service credential with this id.
     #[error("credential not found")]
     NoSuchCredential,
+    /// No webhook endpoint with this id.
+    #[error("webhook not found")]
+    NoSuchWebhook,
+    /// No delivery with this id to this endpoint.
+    #[error("delivery not found")]
+    NoSuchDelivery,
     /// A service tried to give, or to manage a credential holding, a scope it does not
     /// hold itself (its own powers are the limit of what it can hand out).
     #[error("the caller does not hold the scope {scope}")]

@@ -12,6 +12,8 @@
 //! - [`history`]: verifications per key and hour (usage history), counted in memory
 //!   and written with the usage flush; [`history_reads`] reads them back.
 //! - [`background`]: the usage flush and the watch for other processes' changes.
+//! - [`webhooks`]: endpoints managed, and deliveries claimed, signed and recorded for
+//!   the sender (the events are queued by the store with the changes).
 //! - [`limits`]: rate limiters (per key, per failing client, per user's changes), held
 //!   per instance, or across instances in Redis/Valkey ([`RateLimitStore`]).
 //!
@@ -38,6 +40,7 @@ pub mod testing;
 mod usage;
 mod verdict;
 mod verifier;
+mod webhooks;
 
 pub use config::{Clock, EngineConfig, system_clock};
 pub use credentials::CreatedCredential;
@@ -48,3 +51,4 @@ pub use limits::{ClientAddr, Limiter};
 pub use shared_limits::RateLimitStore;
 pub use usage::UsageMark;
 pub use verdict::{AuthenticatedCredential, Verification, VerifiedKey, VerifyOptions};
+pub use webhooks::{AttemptOutcome, CreatedWebhook, Outgoing, WebhookConfig};

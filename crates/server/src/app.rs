@@ -9,11 +9,13 @@ use crate::http::{self, auth::Authenticator};
 use crate::secrets::Secret;
 use crate::settings::Settings;
 use crate::telemetry;
+use crate::webhooks::Sender;
 
-/// A running service: the engine (to shut down) and its router.
+/// A running service: the engine (to shut down), its router and its webhook sender.
 pub struct App {
     pub engine: Engine<AnyStore>,
     pub router: Router,
+    pub webhooks: Sender,
 }
 
 /// Opens the database (creating and migrating it as needed) and starts the engine:
@@ -50,6 +52,11 @@ impl App {
             metrics,
             settings.http.trusted_proxies.clone(),
         );
-        Ok(Self { engine, router })
+        let webhooks = Sender::start(engine.clone())?;
+        Ok(Self {
+            engine,
+            router,
+            webhooks,
+        })
     }
 }

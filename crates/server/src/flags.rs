@@ -18,6 +18,24 @@ fn secret(value: &str) -> Result<Secret, String> {
     Ok(Secret::new(value))
 }
 
+/// `5,300,1800`: seconds before each retry, 1 to 86,400 each, at most 50 of them.
+fn retry_schedule(value: &str) -> Result<keyward_core::webhook::RetrySchedule, String> {
+    let waits = value
+        .split(',')
+        .map(|part| match part.trim().parse::<u64>() {
+            Ok(seconds @ 1..=86_400) => Ok(std::time::Duration::from_secs(seconds)),
+            _ => Err(format!(
+                "{:?} is not a number of seconds from 1 to 86400",
+                part.trim()
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if waits.len() > 50 {
+        return Err("at most 50 retries".into());
+    }
+    Ok(keyward_core::webhook::RetrySchedule::new(waits))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -32,6 +50,7 @@ pub const SECRETS: &str = "Secrets";
 pub const USER_TOKENS: &str = "User tokens (JWT)";
 pub const KEYS: &str = "Keys";
 pub const LOGGING: &str = "Logging";
+pub const WEBHOOKS: &str = "Webhooks";
 
 /// Every setting, shared by `serve` and the admin commands. Each is a flag or a
 /// `KEYWARD_*` environment variable, taken by every command; `--help` shows each
@@ -288,6 +307,56 @@ pub struct Flags {
         global = true
     )]
     pub user_write_limit: u32,
+
+    /// Lets webhook endpoints be http:// and on loopback, private and link-local
+    /// addresses (cloud metadata included): for a deployment that delivers inside
+    /// its own network, and for a local trial. Off, only https:// to public addresses.
+    #[arg(
+        help_heading = WEBHOOKS,
+        long,
+        env = "KEYWARD_WEBHOOK_ALLOW_PRIVATE",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
+        global = true
+    )]
+    pub webhook_allow_private: bool,
+
+    /// Seconds a webhook attempt may take, connecting included; past it, it has failed
+    /// and is tried again later.
+    #[arg(
+        help_heading = WEBHOOKS,
+        long,
+        env = "KEYWARD_WEBHOOK_TIMEOUT",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=60),
+        global = true
+    )]
+    pub webhook_timeout: u64,
+
+    /// Days finished webhook deliveries are kept for the delivery log.
+    #[arg(
+        help_heading = WEBHOOKS,
+        long,
+        env = "KEYWARD_WEBHOOK_HISTORY_DAYS",
+        default_value_t = 7,
+        value_parser = clap::value_parser!(u32).range(1..=365),
+        global = true
+    )]
+    pub webhook_history_days: u32,
+
+    /// Seconds to wait before each retry of a failed webhook delivery, comma-separated;
+    /// after the last, the delivery has failed (and an endpoint that acknowledged
+    /// nothing meanwhile is disabled). Default: the Standard Webhooks schedule (5 s,
+    /// 5 min, 30 min, 2 h, 5 h, 10 h, 10 h) and four more 10 h, about three days.
+    #[arg(
+        help_heading = WEBHOOKS,
+        long,
+        env = "KEYWARD_WEBHOOK_RETRY_SCHEDULE",
+        value_parser = retry_schedule,
+        global = true
+    )]
+    pub webhook_retry_schedule: Option<keyward_core::webhook::RetrySchedule>,
 
     /// Where the rate limits (keys', failed verifications', users' changes) are held
     /// across instances: redis://[:password@]host:port/db or rediss://… (TLS), Redis or

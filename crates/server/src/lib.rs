@@ -12,4 +12,5 @@ pub mod http;
 pub mod secrets;
 pub mod settings;
 pub mod telemetry;
+pub mod webhooks;
 pub mod wire;

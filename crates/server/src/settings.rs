@@ -287,6 +287,12 @@ impl Flags {
         engine.default_rate_limit = self.default_rate_limit;
         engine.default_credits = self.default_credits;
         engine.rate_limit_store = self.rate_limit_store()?;
+        engine.webhooks = keyward_engine::WebhookConfig {
+            allow_private: self.webhook_allow_private,
+            timeout: std::time::Duration::from_secs(self.webhook_timeout),
+            retry: self.webhook_retry_schedule.clone().unwrap_or_default(),
+            history_days: self.webhook_history_days,
+        };
 
         let http = HttpSettings {
             connections: ConnectionLimits {

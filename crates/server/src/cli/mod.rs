@@ -14,6 +14,7 @@ mod peppers;
 mod serve;
 mod token;
 mod users;
+mod webhooks;
 
 use std::process::ExitCode;
 
@@ -73,6 +74,14 @@ pub enum Command {
         #[arg(long, global = true)]
         json: bool,
     },
+    /// Manage webhook endpoints and read their delivery log (admin).
+    Webhooks {
+        #[command(subcommand)]
+        command: webhooks::WebhooksCommand,
+        /// Print JSON (the HTTP API's shapes) instead of tables.
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Print a development JWT for a user, or the service token with --admin.
     Token(TokenArgs),
     /// Manage users (admin).
@@ -99,18 +108,30 @@ pub enum Command {
 /// settings of other headings. Every command still takes every setting (a flag, or its
 /// `KEYWARD_*` variable) as before; this only keeps each help to what matters to it.
 const SHOWN: &[(&str, &[&str])] = {
-    use crate::flags::{DATABASE, KEYS, LOGGING, SECRETS, SERVER, USER_TOKENS};
+    use crate::flags::{DATABASE, KEYS, LOGGING, SECRETS, SERVER, USER_TOKENS, WEBHOOKS};
     // An admin command opens the database through the engine: its secrets, and the
     // rules of keys (prefix, catalogue, cap).
     const ADMIN: &[&str] = &[DATABASE, SECRETS, KEYS, LOGGING];
     &[
         (
             "serve",
-            &[SERVER, DATABASE, SECRETS, USER_TOKENS, KEYS, LOGGING],
+            &[
+                SERVER,
+                DATABASE,
+                SECRETS,
+                USER_TOKENS,
+                KEYS,
+                LOGGING,
+                WEBHOOKS,
+            ],
         ),
         ("migrate", ADMIN),
         ("keys", ADMIN),
         ("credentials", ADMIN),
+        (
+            "webhooks",
+            &[DATABASE, SECRETS, LOGGING, "webhook_allow_private"],
+        ),
         ("users", ADMIN),
         ("import", ADMIN),
         ("peppers", ADMIN),
@@ -220,6 +241,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Keys { command, json } => keys::run(&cli.flags, command, json).await,
         Command::Credentials { command, json } => credentials::run(&cli.flags, command, json).await,
+        Command::Webhooks { command, json } => webhooks::run(&cli.flags, command, json).await,
         Command::Token(args) => token::run(&cli.flags, &args),
         Command::Healthcheck(args) => healthcheck::run(&cli.flags, &args).await,
         Command::Users { command } => users::run(&cli.flags, command).await,

@@ -62,7 +62,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn or_dash(value: Option<String>) -> String {
+pub fn or_dash(value: Option<String>) -> String {
     value.unwrap_or_else(|| "-".to_owned())
 }
 
@@ -142,7 +142,7 @@ pub fn key_fields(key: &ApiKey) -> String {
 }
 
 /// A field per line, names aligned.
-fn field_lines(fields: &[(&str, String)]) -> String {
+pub fn field_lines(fields: &[(&str, String)]) -> String {
     let mut out = String::new();
     for (name, value) in fields {
         out.push_str(&format!("{name:<12} {value}\n"));

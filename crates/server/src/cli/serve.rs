@@ -64,6 +64,8 @@ pub async fn serve(flags: &Flags) -> anyhow::Result<()> {
     )
     .await;
     upkeep.abort();
+    // Attempts under way finish and are recorded; what is left waits in the outbox.
+    app.webhooks.stop().await;
     tracing::info!("requests finished; writing pending usage");
     app.engine.shutdown().await;
     tracing::info!("stopped");

@@ -501,7 +501,8 @@ pub mod scope {
         KeysWrite,
         UsageRead,
         AuditRead,
-        CredentialsManage
+        CredentialsManage,
+        WebhooksManage
     );
 }
 

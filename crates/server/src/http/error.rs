@@ -194,6 +194,10 @@ impl From<EngineError> for ApiError {
                 Self::new(StatusCode::NOT_FOUND, "Credential not found")
                     .detail("no service credential with this id exists")
             }
+            EngineError::NoSuchWebhook => Self::new(StatusCode::NOT_FOUND, "Webhook not found")
+                .detail("no webhook endpoint with this id exists"),
+            EngineError::NoSuchDelivery => Self::new(StatusCode::NOT_FOUND, "Delivery not found")
+                .detail("this endpoint has no delivery with this id (finished ones are kept for KEYWARD_WEBHOOK_HISTORY_DAYS)"),
             EngineError::ScopeNotHeld { scope } => Self::new(StatusCode::FORBIDDEN, "Missing scope")
                 .detail(format!(
                     "this credential does not hold the scope {scope}, so it cannot give it nor manage a credential holding it"

@@ -8,6 +8,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use keyward_core::credential::CredentialId;
 use keyward_core::model::{KeyId, UserId};
+use keyward_core::webhook::WebhookId;
 use keyward_engine::EngineError;
 use serde::de::DeserializeOwned;
 
@@ -131,6 +132,38 @@ id_path!(
     CredentialIdPath(CredentialId),
     || EngineError::NoSuchCredential.into()
 );
+
+id_path!(
+    /// The `{id}` path segment of a webhook endpoint, read as [`KeyIdPath`] reads a
+    /// key's: anything but a canonical id is an unknown endpoint, 404.
+    WebhookIdPath(WebhookId),
+    || EngineError::NoSuchWebhook.into()
+);
+
+/// The `{delivery_id}` path segment: a delivery's number as the log shows it
+/// (digits, no sign or leading zero). Anything else names no delivery: 404.
+pub struct DeliveryIdPath(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for DeliveryIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::from(EngineError::NoSuchDelivery))?;
+        params
+            .iter()
+            .find_map(|(name, value)| (name == "delivery_id").then_some(value))
+            .filter(|text| {
+                text.bytes().all(|b| b.is_ascii_digit())
+                    && !text.starts_with('0')
+                    && text.len() <= 18
+            })
+            .and_then(|text| text.parse().ok())
+            .map(Self)
+            .ok_or_else(|| EngineError::NoSuchDelivery.into())
+    }
+}
 
 /// The `{id}` segment as an id, if it stands in the path as sent, as a whole segment
 /// (the parameters come percent-decoded), in the id's canonical spelling.

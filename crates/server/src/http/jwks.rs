@@ -321,19 +321,24 @@ impl From<reqwest::Error> for FetchError {
     }
 }
 
-fn client(url: &JwksUrl) -> reqwest::Result<reqwest::Client> {
+/// TLS for keyward's outbound requests (JWKS, webhooks): rustls on ring, Mozilla's
+/// root authorities.
+pub(crate) fn tls_client_config() -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("ring supports the default TLS versions")
         .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_no_client_auth()
+}
+
+fn client(url: &JwksUrl) -> reqwest::Result<reqwest::Client> {
     let https = url.0.scheme() == "https";
     let mut builder = reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
+        .tls_backend_preconfigured(tls_client_config())
         .https_only(https)
         .timeout(FETCH_TIMEOUT)
         .redirect(same_origin_redirects(&url.0))

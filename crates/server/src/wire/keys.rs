@@ -129,7 +129,7 @@ impl From<ApiKey> for ApiKeyResponse {
 }
 
 /// For `PATCH` fields: absent is `None` (unchanged), `null` is `Some(None)` (clear).
-fn present<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+pub(crate) fn present<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where
     T: Deserialize<'de>,
     D: serde::Deserializer<'de>,

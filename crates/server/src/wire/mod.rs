@@ -8,6 +8,8 @@
 //! - [`verify`]: the verify API's request and verdict.
 //! - [`credentials`]: a service credential as shown, and the requests that create
 //!   and rotate it.
+//! - [`webhooks`]: a webhook endpoint, its delivery log, and the requests that
+//!   create and change it.
 //! - [`events`]: the audit trail's events, their pages and the queries for them.
 //! - [`usage`]: usage history (verifications per hour or day) and its queries.
 //! - [`users`]: what deleting a user answers.
@@ -27,3 +29,4 @@ pub mod usage;
 pub mod users;
 pub mod validate;
 pub mod verify;
+pub mod webhooks;

@@ -21,3 +21,4 @@ mod python_client;
 mod serve;
 mod setup;
 mod shared_limits;
+mod webhooks;

@@ -39,6 +39,8 @@ mod usage_credits;
 mod usage_history;
 #[path = "suites/verify.rs"]
 mod verify;
+#[path = "suites/webhooks.rs"]
+mod webhooks;
 
 /// PostgreSQL only: an exhausted pool answers 503 with a JSON body, within the acquire
 /// timeout, instead of leaving the request hanging.

@@ -42,3 +42,5 @@ mod usage_credits;
 mod usage_history;
 #[path = "suites/verify.rs"]
 mod verify;
+#[path = "suites/webhooks.rs"]
+mod webhooks;

@@ -10,6 +10,7 @@
 //!   usage history across keys, user deletion (services, service token).
 //! - [`credentials`]: the platform's services' scoped credentials
 //!   (`credentials.manage`).
+//! - [`webhooks`]: webhook endpoints and their delivery log (`webhooks.manage`).
 //! - [`catalogue`]: the permission names.
 //! - [`ops`]: health, readiness, metrics, `/openapi.json`, `/docs`.
 //! - [`console`]: the web console at `/console` (a page on top of the JSON API).
@@ -22,3 +23,4 @@ pub mod credentials;
 pub mod forward_auth;
 pub mod ops;
 pub mod verify;
+pub mod webhooks;

@@ -150,6 +150,18 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/admin/credentials/{id}"),
     ("post", "/api/admin/credentials/{id}/rotate"),
     ("get", "/api/admin/whoami"),
+    ("post", "/api/admin/webhooks"),
+    ("get", "/api/admin/webhooks"),
+    ("get", "/api/admin/webhooks/{id}"),
+    ("patch", "/api/admin/webhooks/{id}"),
+    ("delete", "/api/admin/webhooks/{id}"),
+    ("post", "/api/admin/webhooks/{id}/rotate-secret"),
+    ("post", "/api/admin/webhooks/{id}/test"),
+    ("get", "/api/admin/webhooks/{id}/deliveries"),
+    (
+        "post",
+        "/api/admin/webhooks/{id}/deliveries/{delivery_id}/retry",
+    ),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -178,7 +190,10 @@ async fn the_openapi_document_lists_every_route() {
     // And every documented operation is served: none answers "no such route".
     let id = "01900000-0000-7000-8000-000000000000";
     for (method, path) in &documented {
-        let uri = path.replace("{id}", id).replace("{user_id}", "someone");
+        let uri = path
+            .replace("{id}", id)
+            .replace("{user_id}", "someone")
+            .replace("{delivery_id}", "1");
         let request = Request::builder()
             .method(method.to_uppercase().as_str())
             .uri(&uri)

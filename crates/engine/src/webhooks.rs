@@ -1,0 +1,332 @@
+//! Webhook endpoints, managed by the platform's services, and what a sender needs
+//! to deliver their events: due deliveries with the secrets that sign them, and the
+//! record of each attempt. The events themselves are queued by the store, in the
+//! transaction of the change that causes each.
+
+use std::time::Duration;
+
+use keyward_core::time::Timestamp;
+use keyward_core::webhook::{
+    NewWebhookRequest, RetrySchedule, Webhook, WebhookEdit, WebhookId, WebhookSecret, random_jitter,
+};
+use keyward_store::{
+    AfterAttempt, AttemptRecord, ClaimedDelivery, DeliveryRecord, NewWebhookRecord, SecretSeed,
+    SigningSeeds, Store,
+};
+
+use crate::engine::Engine;
+use crate::error::EngineError;
+
+/// How webhooks are delivered (`KEYWARD_WEBHOOK_*`).
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// Endpoints may be `http://` and on loopback, private and link-local addresses
+    /// (a deployment delivering inside its own network; tests).
+    pub allow_private: bool,
+    /// The longest an attempt may take, connection included.
+    pub timeout: Duration,
+    /// When failed deliveries are tried again, and when they are given up.
+    pub retry: RetrySchedule,
+    /// How long finished deliveries are kept for the delivery log.
+    pub history_days: u32,
+}
+
+impl WebhookConfig {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_HISTORY_DAYS: u32 = 7;
+    /// How long the secret a rotation replaces keeps signing.
+    pub const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
+    /// The most deliveries a log shows.
+    pub const LOG_LIMIT: u32 = 100;
+
+    /// How long a claimed delivery is left to its sender: an attempt's timeout and a
+    /// margin for writing its outcome. A sender killed mid-attempt holds it no longer;
+    /// one that outlives it only means another attempt (with the same `webhook-id`).
+    pub fn lease(&self) -> Duration {
+        self.timeout + Duration::from_secs(10)
+    }
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            allow_private: false,
+            timeout: Self::DEFAULT_TIMEOUT,
+            retry: RetrySchedule::default(),
+            history_days: Self::DEFAULT_HISTORY_DAYS,
+        }
+    }
+}
+
+/// An endpoint just made or given a new secret: the secret is shown once.
+#[derive(Debug)]
+pub struct CreatedWebhook {
+    pub webhook: Webhook,
+    pub secret: WebhookSecret,
+}
+
+/// A delivery to attempt, with the secrets that sign it (the current one first).
+#[derive(Debug)]
+pub struct Outgoing {
+    pub delivery: ClaimedDelivery,
+    pub secrets: Vec<WebhookSecret>,
+}
+
+/// What an attempt found.
+#[derive(Clone, Debug)]
+pub struct AttemptOutcome {
+    /// The endpoint's answer, if it answered.
+    pub status_code: Option<u16>,
+    pub latency: Duration,
+    /// Why it failed, for the log (never a secret; not the endpoint's answer).
+    pub error: Option<String>,
+}
+
+impl AttemptOutcome {
+    /// Only a 2xx answer delivers (a redirect is not followed, so it fails).
+    pub fn delivered(&self) -> bool {
+        self.error.is_none()
+            && self
+                .status_code
+                .is_some_and(|code| (200..300).contains(&code))
+    }
+}
+
+impl<S: Store> Engine<S> {
+    /// Adds an endpoint; its signing secret is returned once and never stored (it is
+    /// derived from the current pepper and a stored random nonce).
+    pub async fn create_webhook(
+        &self,
+        request: &NewWebhookRequest,
+    ) -> Result<CreatedWebhook, EngineError> {
+        let inner = &self.inner;
+        let fields = request
+            .validate(inner.config.webhooks.allow_private)
+            .map_err(EngineError::Invalid)?;
+        let now = inner.now();
+        let webhook = Webhook {
+            id: WebhookId::new(now),
+            url: fields.url.expect("a new endpoint's URL is checked"),
+            description: fields.description.flatten(),
+            events: fields.events.expect("a new endpoint's events are checked"),
+            created_at: now,
+            created_by: self.admin().to_string(),
+            updated_at: now,
+            disabled_at: None,
+            disabled_reason: None,
+            last_success_at: None,
+            previous_secret_until: None,
+        };
+        let (seed, secret) = self.new_secret();
+        let record = NewWebhookRecord {
+            webhook,
+            secret: seed,
+        };
+        inner.store.insert_webhook(&record).await?;
+        tracing::info!(
+            webhook_id = %record.webhook.id,
+            url = %record.webhook.url,
+            by = %record.webhook.created_by,
+            "webhook endpoint added"
+        );
+        Ok(CreatedWebhook {
+            webhook: record.webhook,
+            secret,
+        })
+    }
+
+    /// Every endpoint, newest first.
+    pub async fn list_webhooks(&self) -> Result<Vec<Webhook>, EngineError> {
+        Ok(self.inner.store.list_webhooks().await?)
+    }
+
+    pub async fn get_webhook(&self, id: WebhookId) -> Result<Webhook, EngineError> {
+        self.inner
+            .store
+            .get_webhook(id)
+            .await?
+            .ok_or(EngineError::NoSuchWebhook)
+    }
+
+    /// Changes the fields given; `enabled: false` switches the endpoint off (its
+    /// events wait), `true` back on.
+    pub async fn update_webhook(
+        &self,
+        id: WebhookId,
+        edit: &WebhookEdit,
+    ) -> Result<Webhook, EngineError> {
+        let inner = &self.inner;
+        let fields = edit
+            .validate(inner.config.webhooks.allow_private)
+            .map_err(EngineError::Invalid)?;
+        let reason = format!("disabled by {}", self.admin());
+        let webhook = inner
+            .store
+            .update_webhook(id, &fields, inner.now(), &reason)
+            .await?
+            .ok_or(EngineError::NoSuchWebhook)?;
+        tracing::info!(webhook_id = %id, by = %self.admin(), "webhook endpoint changed");
+        Ok(webhook)
+    }
+
+    /// Deletes an endpoint and its delivery log; what it had not received is dropped.
+    pub async fn delete_webhook(&self, id: WebhookId) -> Result<(), EngineError> {
+        if !self.inner.store.delete_webhook(id).await? {
+            return Err(EngineError::NoSuchWebhook);
+        }
+        tracing::info!(webhook_id = %id, by = %self.admin(), "webhook endpoint deleted");
+        Ok(())
+    }
+
+    /// Gives an endpoint a new secret, returned once; the old one keeps signing
+    /// beside it for [`WebhookConfig::ROTATION_OVERLAP`], so the consumer can switch
+    /// without refusing a delivery.
+    pub async fn rotate_webhook_secret(
+        &self,
+        id: WebhookId,
+    ) -> Result<CreatedWebhook, EngineError> {
+        let inner = &self.inner;
+        let now = inner.now();
+        let until = now.plus(WebhookConfig::ROTATION_OVERLAP);
+        let (seed, secret) = self.new_secret();
+        let webhook = inner
+            .store
+            .rotate_webhook_secret(id, seed, until, now)
+            .await?
+            .ok_or(EngineError::NoSuchWebhook)?;
+        tracing::info!(webhook_id = %id, by = %self.admin(), "webhook secret rotated");
+        Ok(CreatedWebhook { webhook, secret })
+    }
+
+    /// Queues a `webhook.test` event for this endpoint only; its event id.
+    pub async fn test_webhook(&self, id: WebhookId) -> Result<String, EngineError> {
+        let inner = &self.inner;
+        inner
+            .store
+            .send_test(id, inner.now(), &self.admin())
+            .await?
+            .ok_or(EngineError::NoSuchWebhook)
+    }
+
+    /// An endpoint's latest deliveries, newest first, each with its attempts.
+    pub async fn webhook_deliveries(
+        &self,
+        id: WebhookId,
+    ) -> Result<Vec<DeliveryRecord>, EngineError> {
+        self.inner
+            .store
+            .list_deliveries(id, WebhookConfig::LOG_LIMIT)
+            .await?
+            .ok_or(EngineError::NoSuchWebhook)
+    }
+
+    /// Makes one of an endpoint's deliveries due now (one more attempt for a failed
+    /// one).
+    pub async fn retry_delivery(&self, id: WebhookId, delivery: i64) -> Result<(), EngineError> {
+        let inner = &self.inner;
+        if inner.store.get_webhook(id).await?.is_none() {
+            return Err(EngineError::NoSuchWebhook);
+        }
+        if !inner
+            .store
+            .retry_delivery(id, delivery, inner.now())
+            .await?
+        {
+            return Err(EngineError::NoSuchDelivery);
+        }
+        Ok(())
+    }
+
+    /// Claims up to `limit` due deliveries for one attempt each (see
+    /// [`WebhookConfig::lease`]), with the secrets that sign them.
+    pub async fn claim_deliveries(&self, limit: u32) -> Result<Vec<Outgoing>, EngineError> {
+        let inner = &self.inner;
+        let now = inner.now();
+        let lease_until = now.plus(inner.config.webhooks.lease());
+        let claimed = inner
+            .store
+            .claim_deliveries(now, lease_until, limit)
+            .await?;
+        Ok(claimed
+            .into_iter()
+            .map(|delivery| Outgoing {
+                secrets: self.signing_secrets(&delivery.seeds, now),
+                delivery,
+            })
+            .collect())
+    }
+
+    /// Records an attempt; what follows it (delivered, retried at a time, given up)
+    /// is decided here, by the retry schedule.
+    pub async fn finish_delivery(
+        &self,
+        delivery: &ClaimedDelivery,
+        outcome: AttemptOutcome,
+    ) -> Result<AfterAttempt, EngineError> {
+        let inner = &self.inner;
+        let now = inner.now();
+        let next = if outcome.delivered() {
+            AfterAttempt::Delivered
+        } else {
+            let retry = &inner.config.webhooks.retry;
+            match retry.next_wait(delivery.attempt, random_jitter()) {
+                Some(wait) => AfterAttempt::RetryAt(now.plus(wait)),
+                None => AfterAttempt::GiveUp,
+            }
+        };
+        let record = AttemptRecord {
+            delivery_id: delivery.id,
+            attempt: delivery.attempt,
+            at: now,
+            status_code: outcome.status_code,
+            latency_ms: u32::try_from(outcome.latency.as_millis()).unwrap_or(u32::MAX),
+            error: outcome.error,
+            next,
+        };
+        inner.store.finish_attempt(&record).await?;
+        Ok(next)
+    }
+
+    /// Forgets deliveries finished more than the history period ago.
+    pub async fn prune_webhook_history(&self) -> Result<u64, EngineError> {
+        let inner = &self.inner;
+        let days = u64::from(inner.config.webhooks.history_days);
+        let before = inner.now().minus(Duration::from_secs(days * 24 * 3600));
+        Ok(inner.store.prune_deliveries(before).await?)
+    }
+
+    /// The secrets that sign an endpoint's deliveries now: the current one, and the
+    /// one a rotation replaced while its overlap lasts. A secret whose pepper is no
+    /// longer configured cannot be derived, and is left out (and said so).
+    pub fn signing_secrets(&self, seeds: &SigningSeeds, now: Timestamp) -> Vec<WebhookSecret> {
+        let previous = seeds
+            .previous
+            .filter(|(_, until)| now < *until)
+            .map(|(seed, _)| seed);
+        std::iter::once(seeds.current)
+            .chain(previous)
+            .filter_map(|seed| self.derive(seed))
+            .collect()
+    }
+
+    fn derive(&self, seed: SecretSeed) -> Option<WebhookSecret> {
+        let pepper = self.inner.config.peppers.version(seed.pepper_version);
+        if pepper.is_none() {
+            tracing::error!(
+                pepper_version = seed.pepper_version,
+                "a webhook secret was made with a pepper that is no longer configured: \
+                 configure it again, or rotate the endpoint's secret"
+            );
+        }
+        pepper.map(|pepper| WebhookSecret::derive(pepper, &seed.nonce))
+    }
+
+    fn new_secret(&self) -> (SecretSeed, WebhookSecret) {
+        let pepper = self.inner.config.peppers.current();
+        let seed = SecretSeed {
+            nonce: WebhookSecret::new_nonce(),
+            pepper_version: pepper.version(),
+        };
+        (seed, WebhookSecret::derive(pepper, &seed.nonce))
+    }
+}
