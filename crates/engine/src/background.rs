@@ -138,9 +138,25 @@ impl<S: Store> Inner<S> {
     pub(crate) async fn flush_usage(&self) -> Result<usize, EngineError> {
         let last_used = self.flush_last_used().await;
         let history = self.flush_history().await;
+        let notices = self.flush_rate_limit_notices().await;
         let written = last_used?;
         history?;
+        notices?;
         Ok(written)
+    }
+
+    /// Records the keys refused for their rate limit since the last flush (events
+    /// for the endpoints subscribed); a batch that could not be written is kept.
+    async fn flush_rate_limit_notices(&self) -> Result<(), EngineError> {
+        let batch = self.rate_limit_notices.drain();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if let Err(err) = self.store.record_rate_limited(&batch).await {
+            self.rate_limit_notices.restore(batch);
+            return Err(err.into());
+        }
+        Ok(())
     }
 
     /// Writes the counted usage history, then forgets hours past the retention (at

@@ -161,6 +161,7 @@ impl<S: Store> Engine<S> {
         {
             code = VerifyCode::RateLimited;
             retry_after = Some(wait.as_duration());
+            inner.rate_limit_notices.note(key.id, limit, now);
         }
         let mut remaining = None;
         if code.is_valid() && key.has_credits {

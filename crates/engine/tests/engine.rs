@@ -22,8 +22,8 @@ use keyward_store::{
     NewKeyRecord, Store, StoreError, UsageOf, UsageStore, UserStore, VerifyRecord,
 };
 use keyward_store::{
-    AttemptRecord, ClaimedDelivery, DeliveryRecord, NewWebhookRecord, SecretSeed, SigningSeeds,
-    WebhookStore,
+    AttemptRecord, ClaimedDelivery, ConditionRules, DeliveryRecord, NewWebhookRecord, SecretSeed,
+    SigningSeeds, WebhookStore,
 };
 
 const PEPPER: &str = "engine-test-pepper-0123456789abcdefghij";
@@ -383,9 +383,25 @@ impl WebhookStore for Counting {
         self.reachable()?;
         self.inner.retry_delivery(id, delivery_id, now).await
     }
-    async fn prune_deliveries(&self, before: Timestamp) -> Result<u64, StoreError> {
+    async fn prune_deliveries(
+        &self,
+        before: Timestamp,
+        markers_before: Timestamp,
+    ) -> Result<u64, StoreError> {
         self.reachable()?;
-        self.inner.prune_deliveries(before).await
+        self.inner.prune_deliveries(before, markers_before).await
+    }
+    async fn record_rate_limited(&self, hits: &[(KeyId, Timestamp)]) -> Result<u32, StoreError> {
+        self.reachable()?;
+        self.inner.record_rate_limited(hits).await
+    }
+    async fn announce_conditions(
+        &self,
+        now: Timestamp,
+        rules: &ConditionRules,
+    ) -> Result<u32, StoreError> {
+        self.reachable()?;
+        self.inner.announce_conditions(now, rules).await
     }
 }
 

@@ -345,6 +345,30 @@ pub struct Flags {
     )]
     pub webhook_history_days: u32,
 
+    /// Days before a key's expiry that it is announced (`api_key.expiring`, once); 0:
+    /// never.
+    #[arg(
+        help_heading = WEBHOOKS,
+        long,
+        env = "KEYWARD_EXPIRY_NOTICE_DAYS",
+        default_value_t = 7,
+        value_parser = clap::value_parser!(u32).range(0..=365),
+        global = true
+    )]
+    pub expiry_notice_days: u32,
+
+    /// Percent of the credits last set below which a key's credits are announced as
+    /// low (`api_key.credits_low`, once per amount set); 0: never.
+    #[arg(
+        help_heading = WEBHOOKS,
+        long,
+        env = "KEYWARD_CREDITS_LOW_PERCENT",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u8).range(0..=99),
+        global = true
+    )]
+    pub credits_low_percent: u8,
+
     /// Seconds to wait before each retry of a failed webhook delivery, comma-separated;
     /// after the last, the delivery has failed (and an endpoint that acknowledged
     /// nothing meanwhile is disabled). Default: the Standard Webhooks schedule (5 s,

@@ -292,6 +292,8 @@ impl Flags {
             timeout: std::time::Duration::from_secs(self.webhook_timeout),
             retry: self.webhook_retry_schedule.clone().unwrap_or_default(),
             history_days: self.webhook_history_days,
+            expiry_notice_days: self.expiry_notice_days,
+            credits_low_percent: self.credits_low_percent,
         };
 
         let http = HttpSettings {

@@ -27,6 +27,9 @@ use tokio::task::JoinSet;
 const BATCH: u32 = 32;
 /// How often the outbox is looked at when the last look found less than a batch.
 const POLL: Duration = Duration::from_millis(500);
+/// How often keys are looked at for conditions to announce (an expiry coming or
+/// passed, credits low or exhausted).
+const SCAN_EVERY: Duration = Duration::from_secs(5);
 /// How often finished deliveries older than the history period are forgotten.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// The most of an answer's body read (then dropped): enough to reuse the connection
@@ -77,6 +80,7 @@ async fn run(
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut pruned: Option<Instant> = None;
+    let mut scanned: Option<Instant> = None;
     let mut failing = false;
     while !*stopped.borrow() {
         let full = match engine.claim_deliveries(BATCH).await {
@@ -106,6 +110,14 @@ async fn run(
                 false
             }
         };
+        if scanned.is_none_or(|at| at.elapsed() >= SCAN_EVERY) {
+            match engine.announce_conditions().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(events = n, "key conditions announced"),
+                Err(err) => tracing::debug!(error = %err, "key conditions not scanned"),
+            }
+            scanned = Some(Instant::now());
+        }
         if pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
             match engine.prune_webhook_history().await {
                 Ok(0) => {}

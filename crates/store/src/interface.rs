@@ -24,7 +24,8 @@ use crate::records::{
     Replacement, Rotated, RotationTerms, UsageOf, VerifyRecord,
 };
 use crate::records::{
-    AttemptRecord, ClaimedDelivery, DeliveryRecord, NewWebhookRecord, SecretSeed, SigningSeeds,
+    AttemptRecord, ClaimedDelivery, ConditionRules, DeliveryRecord, NewWebhookRecord, SecretSeed,
+    SigningSeeds,
 };
 use crate::sqlite::SqliteStore;
 
@@ -433,7 +434,30 @@ operations! {
         ) -> Result<bool, StoreError>;
 
         /// Forgets finished deliveries (and events none waits for) older than
-        /// `before`; returns how many deliveries went.
-        async fn prune_deliveries(&self, before: Timestamp) -> Result<u64, StoreError>;
+        /// `before`, and expiry markers older than `markers_before`; returns how many
+        /// deliveries went.
+        async fn prune_deliveries(
+            &self,
+            before: Timestamp,
+            markers_before: Timestamp,
+        ) -> Result<u64, StoreError>;
+
+        /// Announces the conditions keys are in at `now` and that were not announced
+        /// yet, to the endpoints subscribed: an expiry coming or passed, credits low or
+        /// exhausted. Each is announced once per key (per expiry, per amount of credits
+        /// set), whichever instance finds it first. Returns how many events were queued.
+        /// Announces that these keys were refused for their rate limit in the
+        /// periods starting at the times given: once per key and period, whichever
+        /// instance records it first. Returns how many events were queued.
+        async fn record_rate_limited(
+            &self,
+            hits: &[(KeyId, Timestamp)],
+        ) -> Result<u32, StoreError>;
+
+        async fn announce_conditions(
+            &self,
+            now: Timestamp,
+            rules: &ConditionRules,
+        ) -> Result<u32, StoreError>;
     }
 }

@@ -48,11 +48,11 @@ pub use interface::{
 };
 pub use postgres::PostgresStore;
 pub use records::{
-    AfterAttempt, Applied, Attempt, AttemptRecord, ClaimedDelivery, ConnectOptions, Consumed,
-    CredentialChanged, CredentialRotation, DeliveryRecord, ExternalChange, FoundCredential,
-    HourCounts, ImportedKey, LegacyCandidate, NewCredentialRecord, NewKeyRecord, NewWebhookRecord,
-    PepperUsage, Replacement, Rotated, RotationTerms, SecretSeed, SigningSeeds, UsageOf,
-    VerifyRecord,
+    AfterAttempt, Applied, Attempt, AttemptRecord, ClaimedDelivery, ConditionRules, ConnectOptions,
+    Consumed, CredentialChanged, CredentialRotation, DeliveryRecord, ExternalChange,
+    FoundCredential, HourCounts, ImportedKey, LegacyCandidate, NewCredentialRecord, NewKeyRecord,
+    NewWebhookRecord, PepperUsage, Replacement, Rotated, RotationTerms, SecretSeed, SigningSeeds,
+    UsageOf, VerifyRecord,
 };
 pub use sqlite::SqliteStore;
 pub use url::{DatabaseUrl, DatabaseUrlError};

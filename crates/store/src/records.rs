@@ -290,3 +290,19 @@ pub struct Attempt {
     pub latency_ms: u32,
     pub error: Option<String>,
 }
+
+/// Which conditions of keys are announced (see
+/// [`WebhookStore::announce_conditions`](crate::WebhookStore::announce_conditions)).
+#[derive(Clone, Copy, Debug)]
+pub struct ConditionRules {
+    /// How long before its expiry a key is announced as expiring; `None`: never.
+    pub expiry_notice: Option<std::time::Duration>,
+    /// How long after its expiry a key is still announced as expired (an expiry
+    /// older than this, from before keyward watched, is not announced).
+    pub expired_lookback: std::time::Duration,
+    /// Below this percentage of the credits last set, a key's credits are low;
+    /// 0: never announced.
+    pub credits_low_percent: u8,
+    /// The most keys announced per condition in one call.
+    pub limit: u32,
+}

@@ -267,6 +267,9 @@ pub(crate) fn key_row(new: &NewKeyRecord) -> Vec<Param<'_>> {
         key.rotated_from,
         key.rotated_to,
         remaining_column(key.remaining),
+        // The credits it is created with are its first grant.
+        remaining_column(key.remaining),
+        key.remaining.map(|_| key.created_at),
     ]);
     values
 }

@@ -4,7 +4,7 @@
 //! [`Dialect`](crate::dialect::Dialect): the locking read, the per-user lock, the
 //! change notification.
 
-/// Rows per bulk statement: 1,000 keys of 21 values stay under SQLite's 32,766 and
+/// Rows per bulk statement: 1,000 keys of 23 values stay under SQLite's 32,766 and
 /// PostgreSQL's 65,535 bound values (a usage flush's rows have 2 and 4).
 pub(crate) const BULK_ROWS: usize = 1_000;
 
@@ -40,11 +40,11 @@ macro_rules! insert_key_head {
         "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
          prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
          revoked_at, expires_at, rate_limit_requests, rate_limit_per_seconds, metadata, \
-         rotated_from, rotated_to, remaining) VALUES "
+         rotated_from, rotated_to, remaining, credits_granted, credits_set_at) VALUES "
     };
 }
 /// Values per key row.
-pub(crate) const KEY_ROW_WIDTH: usize = 21;
+pub(crate) const KEY_ROW_WIDTH: usize = 23;
 
 macro_rules! insert_event_head {
     () => {
@@ -59,7 +59,7 @@ pub(crate) const EVENT_ROW_WIDTH: usize = 8;
 pub(crate) const INSERT_KEY: &str = concat!(
     insert_key_head!(),
     "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-     $20, $21)"
+     $20, $21, $22, $23)"
 );
 
 /// One audit event.
@@ -158,9 +158,15 @@ pub(crate) const SET_HASH: &str =
     "UPDATE api_keys SET key_hash = $2, pepper_version = $3 WHERE id = $1";
 
 /// Writes a key's mutable state (see `keyward_core::lifecycle::KeyState`).
+/// Credits set to a new amount (`$12` differs from the row's) are a new grant: the
+/// amount and time the credit events measure from (the right-hand sides read the row
+/// as it was).
 pub(crate) const WRITE_STATE: &str = "UPDATE api_keys SET status = $2, revoked_at = $3, \
      permissions = $4, updated_at = $5, rate_limit_requests = $6, rate_limit_per_seconds = $7, \
-     name = $8, description = $9, expires_at = $10, metadata = $11, remaining = $12 \
+     name = $8, description = $9, expires_at = $10, metadata = $11, remaining = $12, \
+     credits_granted = CASE WHEN remaining IS DISTINCT FROM $12 THEN $12 \
+     ELSE credits_granted END, \
+     credits_set_at = CASE WHEN remaining IS DISTINCT FROM $12 THEN $5 ELSE credits_set_at END \
      WHERE id = $1";
 /// Ends a rotated key: its grace period, its link forward, its credits moved away.
 pub(crate) const END_ROTATED: &str = "UPDATE api_keys SET expires_at = $2, rotated_to = $3, \
@@ -396,6 +402,47 @@ pub(crate) const PRUNE_DELIVERIES: &str =
     "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND finished_at < $1 RETURNING id";
 pub(crate) const PRUNE_WEBHOOK_EVENTS: &str = "DELETE FROM webhook_events WHERE at < $1 \
      AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)";
+
+/// Keys whose expiry falls in (`$1`, `$2`] and was not yet announced as `$3`: the
+/// coming expiry (`api_key.expiring`) or the one just passed (`api_key.expired`).
+/// Revoked keys and rotated ones (their end was announced with the rotation) are
+/// left out.
+pub(crate) const EXPIRY_TO_ANNOUNCE: &str = select_key!(
+    ", expires_at AS marker FROM api_keys k \
+     WHERE k.status <> 'REVOKED' AND k.rotated_to IS NULL \
+     AND k.expires_at > $1 AND k.expires_at <= $2 \
+     AND NOT EXISTS (SELECT 1 FROM webhook_markers m WHERE m.key_id = k.id \
+     AND m.event_type = $3 AND m.marker = k.expires_at) \
+     ORDER BY k.expires_at LIMIT $4"
+);
+/// Keys whose credits fell below `$1` percent of the amount last set, not yet
+/// announced (`$2`) for that amount.
+pub(crate) const LOW_CREDITS_TO_ANNOUNCE: &str = select_key!(
+    ", credits_set_at AS marker FROM api_keys k \
+     WHERE k.remaining IS NOT NULL AND k.status <> 'REVOKED' AND k.rotated_to IS NULL \
+     AND k.credits_granted > 0 AND k.credits_set_at IS NOT NULL \
+     AND k.remaining * 100 < k.credits_granted * $1 \
+     AND NOT EXISTS (SELECT 1 FROM webhook_markers m WHERE m.key_id = k.id \
+     AND m.event_type = $2 AND m.marker = k.credits_set_at) \
+     LIMIT $3"
+);
+/// Keys whose credits ran out, not yet announced (`$1`) for the amount last set.
+pub(crate) const EXHAUSTED_CREDITS_TO_ANNOUNCE: &str = select_key!(
+    ", credits_set_at AS marker FROM api_keys k \
+     WHERE k.remaining = 0 AND k.status <> 'REVOKED' AND k.rotated_to IS NULL \
+     AND k.credits_granted > 0 AND k.credits_set_at IS NOT NULL \
+     AND NOT EXISTS (SELECT 1 FROM webhook_markers m WHERE m.key_id = k.id \
+     AND m.event_type = $1 AND m.marker = k.credits_set_at) \
+     LIMIT $2"
+);
+/// Claims the announcement of a condition; no row when another instance did.
+pub(crate) const MARK_ANNOUNCED: &str = "INSERT INTO webhook_markers (key_id, event_type, marker) \
+     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING key_id";
+/// Forgets markers of times older than the lookback (expiries, rate limit periods):
+/// those are never candidates again.
+pub(crate) const PRUNE_TIME_MARKERS: &str = "DELETE FROM webhook_markers \
+     WHERE event_type IN ('api_key.expiring', 'api_key.expired', 'api_key.rate_limited') \
+     AND marker < $1";
 
 #[cfg(test)]
 mod tests {

@@ -374,6 +374,79 @@ fn a_consumer_using_the_standard_webhooks_library_verifies_every_key_event() {
     ignore = "webhook consumer test: set KEYWARD_TEST_PYTHON to a Python with \
               crates/server/tests/webhooks/requirements.txt installed"
 )]
+fn expiry_credits_and_rate_limits_are_announced_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &sqlite(dir.path()));
+    let receiver = Receiver::start(dir.path(), 0, 0.0, 204);
+    let (_, secret) = add_endpoint(&server, &receiver.url(), &ALL_EVENTS);
+    receiver.trust(&[&secret]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let expires = keyward_core::time::Timestamp::from_millis(i64::try_from(now).unwrap() + 9_000)
+        .unwrap()
+        .to_rfc3339();
+    let (status, created) = admin(
+        &server,
+        "POST",
+        "/api/admin/users/alice/api-keys",
+        Some(json!({
+            "name": "metered",
+            "permissions": [],
+            "remaining": 1,
+            "expires_at": expires,
+            "rate_limit": {"requests": 1, "per_seconds": 60},
+        })),
+    );
+    assert_eq!(status, 200, "{created}");
+    let key = created["plain_text_key"].as_str().unwrap().to_owned();
+    let id = created["api_key"]["id"].as_str().unwrap().to_owned();
+    let codes: Vec<Value> = (0..5)
+        .map(|_| {
+            let (_, verdict) = admin(
+                &server,
+                "POST",
+                "/api/api-keys/verify",
+                Some(json!({"key": key})),
+            );
+            verdict["code"].clone()
+        })
+        .collect();
+    assert_eq!(codes[0], "VALID");
+    assert!(codes[1..].iter().all(|c| c == "RATE_LIMITED"), "{codes:?}");
+
+    let expected = [
+        "api_key.created",
+        "api_key.expiring",
+        "api_key.credits_low",
+        "api_key.credits_exhausted",
+        "api_key.rate_limited",
+        "api_key.expired",
+    ];
+    receiver.wait_for("six events", Duration::from_secs(30), |r| {
+        per_key(r)
+            .get(&id)
+            .is_some_and(|events| events.len() >= expected.len())
+    });
+    // Some more time: nothing is announced twice.
+    std::thread::sleep(Duration::from_secs(6));
+    let received = receiver.received();
+    assert_verified_once_each(&received);
+    let mut events = per_key(&received).remove(&id).unwrap();
+    assert_eq!(events[0], "api_key.created");
+    events.sort();
+    let mut want = expected.to_vec();
+    want.sort();
+    assert_eq!(events, want);
+}
+
+#[test]
+#[cfg_attr(
+    not(keyward_python_tests),
+    ignore = "webhook consumer test: set KEYWARD_TEST_PYTHON to a Python with \
+              crates/server/tests/webhooks/requirements.txt installed"
+)]
 fn events_wait_while_the_consumer_is_down_and_arrive_in_order_once_it_is_up() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve(dir.path(), &sqlite(dir.path()));

@@ -65,3 +65,22 @@ CREATE TABLE webhook_attempts (
     error       TEXT
 );
 CREATE INDEX webhook_attempts_of ON webhook_attempts (delivery_id, id);
+
+-- Conditions announced once: a key's expiry coming or passed (marker: its
+-- expires_at, so a new expiry is announced anew), its credits low or exhausted
+-- (marker: when its credits were last set). Inserted with the event, in one
+-- transaction, so two instances scanning at once announce each once.
+CREATE TABLE webhook_markers (
+    key_id     BLOB NOT NULL REFERENCES api_keys (id) ON DELETE CASCADE,
+    event_type TEXT    NOT NULL,
+    marker     INTEGER  NOT NULL,
+    PRIMARY KEY (key_id, event_type, marker)
+);
+
+-- The last amount of credits set, and when: credits_low is measured from it.
+ALTER TABLE api_keys ADD COLUMN credits_granted INTEGER;
+ALTER TABLE api_keys ADD COLUMN credits_set_at INTEGER;
+UPDATE api_keys SET credits_granted = remaining, credits_set_at = updated_at
+    WHERE remaining IS NOT NULL;
+CREATE INDEX api_keys_expiry ON api_keys (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX api_keys_credits ON api_keys (remaining) WHERE remaining IS NOT NULL;

@@ -14,10 +14,10 @@ use crate::dialect::{Connection, Dialect, run};
 use crate::error::{StoreError, corrupt};
 use crate::interface::WebhookStore;
 use crate::records::{
-    AfterAttempt, AttemptRecord, ClaimedDelivery, DeliveryRecord, NewWebhookRecord, SecretSeed,
-    SigningSeeds,
+    AfterAttempt, AttemptRecord, ClaimedDelivery, ConditionRules, DeliveryRecord, NewWebhookRecord,
+    SecretSeed, SigningSeeds,
 };
-use crate::rows::{self, event_body};
+use crate::rows::{self, event_body, key_from_row};
 use crate::sql;
 
 impl From<WebhookId> for Param<'_> {
@@ -307,25 +307,149 @@ impl<D: Dialect> WebhookStore for D {
             .await
     }
 
-    async fn prune_deliveries(&self, before: Timestamp) -> Result<u64, StoreError> {
+    async fn prune_deliveries(
+        &self,
+        before: Timestamp,
+        markers_before: Timestamp,
+    ) -> Result<u64, StoreError> {
         self.writes()
             .track(async move {
                 let mut tx = self.begin().await?;
-                let pruned = run::<D>(
-                    &mut tx,
-                    Statement::new(sql::PRUNE_DELIVERIES, params![before]),
-                )
-                .await?;
-                run::<D>(
-                    &mut tx,
-                    Statement::new(sql::PRUNE_WEBHOOK_EVENTS, params![before]),
-                )
-                .await?;
+                let deliveries = Statement::new(sql::PRUNE_DELIVERIES, params![before]);
+                let pruned = run::<D>(&mut tx, deliveries).await?;
+                let events = Statement::new(sql::PRUNE_WEBHOOK_EVENTS, params![before]);
+                run::<D>(&mut tx, events).await?;
+                let markers = Statement::new(sql::PRUNE_TIME_MARKERS, params![markers_before]);
+                run::<D>(&mut tx, markers).await?;
                 tx.commit().await?;
                 Ok(u64::try_from(pruned.len()).unwrap_or(u64::MAX))
             })
             .await
     }
+
+    async fn record_rate_limited(&self, hits: &[(KeyId, Timestamp)]) -> Result<u32, StoreError> {
+        self.writes()
+            .track_if(
+                async move {
+                    let mut tx = self.begin().await?;
+                    let kind = EventType::RateLimited;
+                    if hits.is_empty() || !subscribed::<D>(&mut tx, kind).await? {
+                        return Ok(0);
+                    }
+                    let mut queued = 0;
+                    for (id, period) in hits {
+                        let mark = params![*id, kind.as_str(), *period];
+                        let claimed =
+                            run::<D>(&mut tx, Statement::new(sql::MARK_ANNOUNCED, mark)).await?;
+                        if claimed.is_empty() {
+                            continue;
+                        }
+                        let read = Statement::new(sql::GET_KEY, params![*id, None::<&str>]);
+                        let rows = run::<D>(&mut tx, read).await?;
+                        let Some(row) = rows.first() else {
+                            continue; // deleted since
+                        };
+                        let key = key_from_row(row)?;
+                        let data = json!({
+                            "key": rows::public_record(&key),
+                            "actor": {"type": "system", "id": "keyward"},
+                            "period_start": period.to_rfc3339(),
+                        });
+                        enqueue::<D>(&mut tx, kind, Some(key.id), *period, data).await?;
+                        queued += 1;
+                    }
+                    tx.commit().await?;
+                    Ok(queued)
+                },
+                |queued| *queued > 0,
+            )
+            .await
+    }
+
+    async fn announce_conditions(
+        &self,
+        now: Timestamp,
+        rules: &ConditionRules,
+    ) -> Result<u32, StoreError> {
+        self.writes()
+            .track_if(
+                async move {
+                    let mut tx = self.begin().await?;
+                    let limit = i64::from(rules.limit);
+                    let mut queued = 0;
+                    for (kind, statement) in condition_queries(now, rules, limit) {
+                        if !subscribed::<D>(&mut tx, kind).await? {
+                            continue;
+                        }
+                        for row in &run::<D>(&mut tx, statement).await? {
+                            let key = key_from_row(row)?;
+                            let marker = row.int("marker")?;
+                            let mark = params![key.id, kind.as_str(), marker];
+                            let claimed =
+                                run::<D>(&mut tx, Statement::new(sql::MARK_ANNOUNCED, mark))
+                                    .await?;
+                            if claimed.is_empty() {
+                                continue;
+                            }
+                            let data = json!({
+                                "key": rows::public_record(&key),
+                                "actor": {"type": "system", "id": "keyward"},
+                            });
+                            enqueue::<D>(&mut tx, kind, Some(key.id), now, data).await?;
+                            queued += 1;
+                        }
+                    }
+                    tx.commit().await?;
+                    Ok(queued)
+                },
+                |queued| *queued > 0,
+            )
+            .await
+    }
+}
+
+/// The conditions to look for, each with its query, as `rules` ask.
+fn condition_queries(
+    now: Timestamp,
+    rules: &ConditionRules,
+    limit: i64,
+) -> Vec<(EventType, Statement<'static>)> {
+    let mut queries = Vec::new();
+    if let Some(notice) = rules.expiry_notice {
+        let coming = params![
+            now,
+            now.plus(notice),
+            EventType::KeyExpiring.as_str(),
+            limit
+        ];
+        queries.push((
+            EventType::KeyExpiring,
+            Statement::new(sql::EXPIRY_TO_ANNOUNCE, coming),
+        ));
+    }
+    let since = now.minus(rules.expired_lookback);
+    let passed = params![since, now, EventType::KeyExpired.as_str(), limit];
+    queries.push((
+        EventType::KeyExpired,
+        Statement::new(sql::EXPIRY_TO_ANNOUNCE, passed),
+    ));
+    if rules.credits_low_percent > 0 {
+        let low = params![
+            i64::from(rules.credits_low_percent),
+            EventType::CreditsLow.as_str(),
+            limit
+        ];
+        queries.push((
+            EventType::CreditsLow,
+            Statement::new(sql::LOW_CREDITS_TO_ANNOUNCE, low),
+        ));
+    }
+    let exhausted = params![EventType::CreditsExhausted.as_str(), limit];
+    queries.push((
+        EventType::CreditsExhausted,
+        Statement::new(sql::EXHAUSTED_CREDITS_TO_ANNOUNCE, exhausted),
+    ));
+    queries
 }
 
 /// Queues an event of `kind` about key `key` for every enabled endpoint subscribed

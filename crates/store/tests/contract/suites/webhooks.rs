@@ -4,14 +4,15 @@
 //! attempt's outcome retries, finishes or gives up, and an endpoint failing for the
 //! whole window is disabled.
 
+use keyward_core::input::{EditFields, KeyEdit};
 use keyward_core::lifecycle::Mutation;
 use keyward_core::model::Scope;
 use keyward_core::webhook::{
     DeliveryState, EventType, ValidWebhookFields, Webhook, WebhookId, WebhookSecret,
 };
 use keyward_store::{
-    AfterAttempt, AttemptRecord, ClaimedDelivery, KeyStore, NewWebhookRecord, SecretSeed,
-    StoreError, WebhookStore,
+    AfterAttempt, AttemptRecord, ClaimedDelivery, ConditionRules, KeyStore, NewWebhookRecord,
+    SecretSeed, StoreError, UsageStore, WebhookStore,
 };
 use serde_json::Value;
 
@@ -487,9 +488,172 @@ async fn finished_deliveries_are_pruned_after_the_history_period() {
     let claimed = claim(&f, 20).await;
     finish(&f, &claimed[0], 21, AfterAttempt::Delivered).await;
     finish(&f, &claimed[1], 21, AfterAttempt::RetryAt(at(1_000))).await;
-    assert_eq!(f.store.prune_deliveries(at(21)).await.unwrap(), 0);
-    assert_eq!(f.store.prune_deliveries(at(22)).await.unwrap(), 1);
+    assert_eq!(f.store.prune_deliveries(at(21), at(0)).await.unwrap(), 0);
+    assert_eq!(f.store.prune_deliveries(at(22), at(0)).await.unwrap(), 1);
     let log = f.store.list_deliveries(hook, 10).await.unwrap().unwrap();
     assert_eq!(log.len(), 1, "a pending delivery is never pruned");
     assert_eq!(log[0].state, DeliveryState::Pending);
+}
+
+const DAY: i64 = 86_400_000;
+
+fn rules() -> ConditionRules {
+    ConditionRules {
+        expiry_notice: Some(std::time::Duration::from_secs(7 * 86_400)),
+        expired_lookback: std::time::Duration::from_secs(7 * 86_400),
+        credits_low_percent: 10,
+        limit: 100,
+    }
+}
+
+/// Runs the scan from two instances at once; the events they queued in all.
+async fn announce_twice(f: &Fixture, now: i64) -> u32 {
+    let other = keyward_store::connect(&f.url).await.unwrap();
+    let rules = rules();
+    let (a, b) = tokio::join!(
+        f.store.announce_conditions(at(now), &rules),
+        other.announce_conditions(at(now), &rules),
+    );
+    a.unwrap() + b.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiry_is_announced_once_coming_and_once_passed_by_either_instance() {
+    let f = fixture().await;
+    endpoint(&f, &[EventType::KeyExpiring, EventType::KeyExpired], 1).await;
+    let mut soon = new_key("alice", "soon", 10);
+    soon.key.expires_at = Some(at(3 * DAY));
+    f.store.insert_key(&soon, 100, &admin()).await.unwrap();
+    let mut later = new_key("bob", "later", 11);
+    later.key.expires_at = Some(at(30 * DAY));
+    f.store.insert_key(&later, 100, &admin()).await.unwrap();
+    let mut revoked = new_key("carol", "revoked", 12);
+    revoked.key.expires_at = Some(at(2 * DAY));
+    f.store.insert_key(&revoked, 100, &admin()).await.unwrap();
+    f.store
+        .apply(
+            Scope::Admin,
+            revoked.key.id,
+            &Mutation::Revoke,
+            at(13),
+            &admin(),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(announce_twice(&f, 100).await, 1, "soon is expiring");
+    assert_eq!(announce_twice(&f, 200).await, 0, "once");
+    let claimed = claim(&f, 300).await;
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].event_type, "api_key.expiring");
+    let sent = body(&claimed[0]);
+    assert_eq!(sent["data"]["key"]["id"], soon.key.id.to_string());
+    assert_eq!(sent["data"]["actor"]["type"], "system");
+    finish(&f, &claimed[0], 301, AfterAttempt::Delivered).await;
+
+    assert_eq!(announce_twice(&f, 3 * DAY - 1).await, 0, "not passed yet");
+    assert_eq!(announce_twice(&f, 3 * DAY).await, 1, "soon has expired");
+    assert_eq!(announce_twice(&f, 3 * DAY + 1_000).await, 0, "once");
+    let claimed = claim(&f, 3 * DAY + 2_000).await;
+    assert_eq!(claimed[0].event_type, "api_key.expired");
+    // A week on, an expiry long past (from before keyward watched) is not announced;
+    // later's notice now is.
+    assert_eq!(announce_twice(&f, 24 * DAY).await, 1);
+    // Markers of expiries past the lookback go, and are never needed again.
+    f.store.prune_deliveries(at(0), at(20 * DAY)).await.unwrap();
+    assert_eq!(announce_twice(&f, 24 * DAY).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn low_and_exhausted_credits_are_announced_once_per_amount_set() {
+    let f = fixture().await;
+    endpoint(&f, &[EventType::CreditsLow, EventType::CreditsExhausted], 1).await;
+    let mut record = new_key("alice", "metered", 10);
+    record.key.remaining = Some(100);
+    f.store.insert_key(&record, 100, &admin()).await.unwrap();
+    let id = record.key.id;
+    f.store.consume(id, 90).await.unwrap();
+    assert_eq!(announce_twice(&f, 20).await, 0, "10 left: not below 10%");
+    f.store.consume(id, 1).await.unwrap();
+    assert_eq!(announce_twice(&f, 30).await, 1, "9 left: low");
+    assert_eq!(announce_twice(&f, 40).await, 0, "once");
+    f.store.consume(id, 9).await.unwrap();
+    assert_eq!(
+        announce_twice(&f, 50).await,
+        1,
+        "exhausted; low is not announced again"
+    );
+    let types: Vec<String> = claim(&f, 60)
+        .await
+        .into_iter()
+        .map(|d| d.event_type)
+        .collect();
+    assert_eq!(
+        types,
+        ["api_key.credits_low"],
+        "the key's events go in order"
+    );
+
+    // A new amount: measured from it, announced anew.
+    let top_up = KeyEdit::from(EditFields {
+        remaining: Some(Some(1_000)),
+        ..EditFields::default()
+    })
+    .validate(at(70))
+    .unwrap();
+    f.store
+        .apply(Scope::Admin, id, &Mutation::Edit(top_up), at(70), &admin())
+        .await
+        .unwrap();
+    // Another change leaves the amount set alone.
+    let rename = KeyEdit::from(EditFields {
+        name: Some("renamed".into()),
+        ..EditFields::default()
+    })
+    .validate(at(75))
+    .unwrap();
+    f.store
+        .apply(Scope::Admin, id, &Mutation::Edit(rename), at(75), &admin())
+        .await
+        .unwrap();
+    f.store.consume(id, 950).await.unwrap();
+    assert_eq!(
+        announce_twice(&f, 80).await,
+        1,
+        "50 of the 1,000 set: low again"
+    );
+    assert_eq!(announce_twice(&f, 90).await, 0, "once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_key_is_announced_once_per_period_by_either_instance() {
+    let f = fixture().await;
+    let record = insert(&f.store, "alice", "busy", 10).await;
+    let hits = [(record.key.id, at(60_000))];
+    // Nobody listens: nothing is written.
+    assert_eq!(f.store.record_rate_limited(&hits).await.unwrap(), 0);
+    endpoint(&f, &[EventType::RateLimited], 1).await;
+    let other = keyward_store::connect(&f.url).await.unwrap();
+    let (a, b) = tokio::join!(
+        f.store.record_rate_limited(&hits),
+        other.record_rate_limited(&hits),
+    );
+    assert_eq!(a.unwrap() + b.unwrap(), 1);
+    assert_eq!(f.store.record_rate_limited(&hits).await.unwrap(), 0, "once");
+    let next = [(record.key.id, at(120_000))];
+    assert_eq!(
+        f.store.record_rate_limited(&next).await.unwrap(),
+        1,
+        "the next period"
+    );
+    let claimed = claim(&f, 200_000).await;
+    assert_eq!(claimed[0].event_type, "api_key.rate_limited");
+    assert_eq!(
+        body(&claimed[0])["data"]["period_start"],
+        at(60_000).to_rfc3339()
+    );
+    assert_eq!(
+        body(&claimed[0])["data"]["key"]["rate_limit"]["requests"],
+        100
+    );
 }
