@@ -79,6 +79,9 @@ impl fmt::Debug for KeyId {
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct UserId(String);
 
+/// The subject of keyward's own audit records (see [`UserId::system`]).
+pub const SYSTEM_SUBJECT: &str = "keyward:system";
+
 /// The longest user id accepted, in characters.
 pub const MAX_USER_ID_LEN: usize = 255;
 
@@ -102,7 +105,18 @@ impl UserId {
         if let Some(problem) = crate::text::problem(id, crate::text::Lines::One) {
             return Err(InvalidUserId(format!("it {problem}")));
         }
+        if id == SYSTEM_SUBJECT {
+            return Err(InvalidUserId(format!(
+                "{SYSTEM_SUBJECT} is reserved for keyward's own audit records"
+            )));
+        }
         Ok(Self(id.to_owned()))
+    }
+
+    /// What the audit trail files keyward's own records under, which concern no
+    /// user's key (an endpoint disabled for failing). No user can have this id.
+    pub fn system() -> Self {
+        Self(SYSTEM_SUBJECT.to_owned())
     }
 
     /// A user id read back from the database: ids stored before the rules above
@@ -325,6 +339,16 @@ pub fn expired(expires_at: Option<Timestamp>, now: Timestamp) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_user_can_take_keywards_own_subject() {
+        assert!(UserId::parse(SYSTEM_SUBJECT).is_err());
+        assert_eq!(UserId::system().as_str(), SYSTEM_SUBJECT);
+        assert!(
+            UserId::from_stored(SYSTEM_SUBJECT).is_ok(),
+            "its records read back"
+        );
+    }
 
     #[test]
     fn key_ids_are_v7_and_sort_by_creation_time() {

@@ -384,7 +384,7 @@ pub(crate) const RECORD_SUCCESS: &str = "UPDATE webhooks SET last_success_at = $
 /// creation): it has failed for the whole retry window.
 pub(crate) const DISABLE_FAILING: &str = "UPDATE webhooks SET disabled_at = $2, \
      disabled_reason = $3 WHERE id = $1 AND disabled_at IS NULL \
-     AND (last_success_at IS NULL OR last_success_at < $4)";
+     AND (last_success_at IS NULL OR last_success_at < $4) RETURNING url";
 pub(crate) const INSERT_ATTEMPT: &str = "INSERT INTO webhook_attempts \
      (delivery_id, at, status_code, latency_ms, error) VALUES ($1, $2, $3, $4, $5)";
 pub(crate) const LIST_DELIVERIES: &str = "SELECT d.id, d.event_id, e.type AS event_type, \

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use keyward_core::audit::Actor;
-use keyward_core::model::KeyId;
+use keyward_core::model::{KeyId, UserId};
 use keyward_core::time::Timestamp;
 use keyward_core::webhook::{EventType, ValidWebhookFields, Webhook, WebhookId, new_event_id};
 use serde_json::{Value, json};
@@ -17,7 +17,7 @@ use crate::records::{
     AfterAttempt, AttemptRecord, ClaimedDelivery, ConditionRules, DeliveryRecord, NewWebhookRecord,
     SecretSeed, SigningSeeds,
 };
-use crate::rows::{self, event_body, key_from_row};
+use crate::rows::{self, NewEvent, event_body, key_from_row};
 use crate::sql;
 
 impl From<WebhookId> for Param<'_> {
@@ -28,6 +28,53 @@ impl From<WebhookId> for Param<'_> {
 
 /// Why an endpoint was switched off when it failed for the whole retry window.
 const FAILING: &str = "every delivery attempt failed for the whole retry window";
+
+/// keyward itself, as the actor of what it does on its own.
+fn keyward() -> Actor {
+    Actor::Admin("keyward".into())
+}
+
+/// The audit record of an endpoint switched off for failing: no key's, so it is
+/// filed under [`UserId::system`].
+fn disabled_event(webhook: WebhookId, url: &str, at: Timestamp) -> OwnedEvent {
+    OwnedEvent {
+        at,
+        actor: keyward(),
+        action: "disable_webhook",
+        user: UserId::system(),
+        changes: json!({
+            "webhook": {"before": null, "after": {"id": webhook.to_string(), "url": url}},
+            "enabled": {"before": true, "after": false},
+            "disabled_reason": {"before": null, "after": FAILING},
+        })
+        .to_string(),
+    }
+}
+
+/// An audit event that owns its parts (see `rows::NewEvent`).
+struct OwnedEvent {
+    at: Timestamp,
+    actor: Actor,
+    action: &'static str,
+    user: UserId,
+    changes: String,
+}
+
+async fn insert_event_owned<D: Dialect>(
+    conn: &mut Connection<D>,
+    event: &OwnedEvent,
+) -> Result<(), StoreError> {
+    let event = NewEvent {
+        at: event.at,
+        actor: &event.actor,
+        action: event.action,
+        key_id: None,
+        user_id: &event.user,
+        changes: event.changes.clone(),
+        key: None,
+    };
+    super::events::insert_event::<D>(conn, &event).await
+}
 
 impl<D: Dialect> WebhookStore for D {
     async fn insert_webhook(&self, new: &NewWebhookRecord) -> Result<(), StoreError> {
@@ -251,7 +298,14 @@ impl<D: Dialect> WebhookStore for D {
                     }
                     AfterAttempt::GiveUp => {
                         let disable = params![webhook, at, FAILING, made_at];
-                        run::<D>(&mut tx, Statement::new(sql::DISABLE_FAILING, disable)).await?;
+                        let disabled =
+                            run::<D>(&mut tx, Statement::new(sql::DISABLE_FAILING, disable))
+                                .await?;
+                        if let Some(row) = disabled.first() {
+                            let url = row.text("url")?;
+                            insert_event_owned::<D>(&mut tx, &disabled_event(webhook, &url, at))
+                                .await?;
+                        }
                     }
                     AfterAttempt::RetryAt(_) => {}
                 }

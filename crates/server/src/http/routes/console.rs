@@ -63,6 +63,7 @@ const ASSETS: &[Asset] = &[
     asset!("keys.js", JS),
     asset!("key.js", JS),
     asset!("operator.js", JS),
+    asset!("webhooks.js", JS),
 ];
 
 /// `/console` and its files.

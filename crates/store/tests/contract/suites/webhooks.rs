@@ -4,15 +4,16 @@
 //! attempt's outcome retries, finishes or gives up, and an endpoint failing for the
 //! whole window is disabled.
 
+use keyward_core::audit::EventQuery;
 use keyward_core::input::{EditFields, KeyEdit};
 use keyward_core::lifecycle::Mutation;
-use keyward_core::model::Scope;
+use keyward_core::model::{Scope, UserId};
 use keyward_core::webhook::{
     DeliveryState, EventType, ValidWebhookFields, Webhook, WebhookId, WebhookSecret,
 };
 use keyward_store::{
-    AfterAttempt, AttemptRecord, ClaimedDelivery, ConditionRules, KeyStore, NewWebhookRecord,
-    SecretSeed, StoreError, UsageStore, WebhookStore,
+    AfterAttempt, AttemptRecord, ClaimedDelivery, ConditionRules, EventStore, KeyStore,
+    NewWebhookRecord, SecretSeed, StoreError, UsageStore, WebhookStore,
 };
 use serde_json::Value;
 
@@ -368,6 +369,19 @@ async fn an_endpoint_failing_for_the_whole_window_is_disabled() {
     let hook = f.store.get_webhook(hook).await.unwrap().unwrap();
     assert_eq!(hook.disabled_at, Some(at(31)));
     assert!(hook.disabled_reason.unwrap().contains("retry window"));
+    // The audit trail says so, filed under keyward's own subject.
+    let query = EventQuery {
+        user_id: Some(UserId::system()),
+        ..EventQuery::default()
+    };
+    let events = f.store.list_events(&query).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].action, "disable_webhook");
+    assert_eq!(
+        events[0].actor,
+        keyward_core::audit::Actor::Admin("keyward".into())
+    );
+    assert!(events[0].changes.contains(&hook.id.to_string()));
     // Nothing is claimed for a disabled endpoint; a retry asked for waits for it to
     // be switched back on.
     assert!(

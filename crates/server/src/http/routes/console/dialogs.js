@@ -65,12 +65,20 @@ async function copy(text, field) {
   toast("Copied to the clipboard");
 }
 
-/** The new key's plaintext, shown this once; closing it asks first. */
-export function showOnce(title, plainText, keyName) {
+/**
+ * A new secret, shown this once; closing it asks first. By default a key's plaintext;
+ * `what` names another secret (a webhook's signing secret).
+ */
+export function showOnce(title, plainText, keyName, what = {}) {
+  const {
+    thing = "key",
+    label = "Your new API key",
+    warning = `It will not be shown again: keyward keeps only a hash of “${keyName}”.`,
+  } = what;
   const ask = (close) =>
     confirmAction(
-      "Close without the key?",
-      "The key will not be shown again. Close only when you have copied it somewhere safe.",
+      `Close without the ${thing}?`,
+      `The ${thing} will not be shown again. Close only when you have copied it somewhere safe.`,
       "Close",
       { danger: false },
     ).then((sure) => sure && close(true));
@@ -90,9 +98,9 @@ export function showOnce(title, plainText, keyName) {
         "div",
         { class: "show-once" },
         h("p", { class: "warning", role: "alert" },
-          h("strong", {}, "Copy this key now. "),
-          `It will not be shown again: keyward keeps only a hash of “${keyName}”.`),
-        field("Your new API key", output),
+          h("strong", {}, `Copy this ${thing} now. `),
+          warning),
+        field(label, output),
         h(
           "div",
           { class: "actions" },

@@ -1,6 +1,7 @@
 // The operator's view (a service credential, or the service token): any user's keys
 // through the admin routes, the audit feed across users, and verifications per hour;
-// each part only where the credential holds its scope (the server refuses the rest).
+// webhook endpoints with their delivery log; each part only where the credential
+// holds its scope (the server refuses the rest).
 
 import { api, seg } from "./api.js";
 import { usageSection } from "./chart.js";
@@ -8,6 +9,7 @@ import { errorLine, modal, revokeButton } from "./dialogs.js";
 import { field, h, replace, toast } from "./dom.js";
 import { describeEvent, masked, when } from "./format.js";
 import { keyTable } from "./keys.js";
+import { webhooksSection } from "./webhooks.js";
 
 function limitsDialog(key) {
   return modal(`Credits and rate limit of “${key.name}”`, (close) => {
@@ -110,7 +112,7 @@ function userKeys(scopes) {
   );
 }
 
-const ACTIONS = ["", "create", "edit", "suspend", "reactivate", "revoke", "rotate", "set_permissions", "set_rate_limit", "import", "delete_user"];
+const ACTIONS = ["", "create", "edit", "suspend", "reactivate", "revoke", "rotate", "set_permissions", "set_rate_limit", "import", "delete_user", "disable_webhook"];
 
 function auditFeed() {
   const user = h("input", { type: "search", autocomplete: "off", spellcheck: "false" });
@@ -179,6 +181,7 @@ const PARTS = [
   ["usage.read", () => usageSection("/api/admin/usage", "Verifications of every key")],
   ["keys.read", (scopes) => userKeys(scopes)],
   ["audit.read", () => auditFeed()],
+  ["webhooks.manage", () => webhooksSection()],
 ];
 
 /** The operator's page: the parts `scopes` (the secret's, from /api/admin/whoami) allow. */
