@@ -2,17 +2,20 @@
 
 use keyward_core::audit::Actor;
 use keyward_core::hash::KeyHash;
-use keyward_core::model::UserId;
+use keyward_core::model::{ApiKey, KeyStatus, UserId};
 use keyward_core::time::Timestamp;
+use keyward_core::webhook::EventType;
+use serde_json::json;
 
 use super::events::insert_event;
 use super::keys::{announce, lock_user};
+use super::webhooks::{enqueue, subscribed};
 use crate::db::{Columns, Statement, params};
 use crate::dialect::{Dialect, run};
-use crate::error::StoreError;
+use crate::error::{StoreError, corrupt};
 use crate::interface::UserStore;
 use crate::records::PepperUsage;
-use crate::rows::{self, NewEvent};
+use crate::rows::{self, NewEvent, key_from_row};
 use crate::sql;
 
 impl<D: Dialect> UserStore for D {
@@ -27,6 +30,20 @@ impl<D: Dialect> UserStore for D {
                 let mut tx = self.begin().await?;
                 // The same lock as key creation: a key created concurrently cannot survive.
                 lock_user::<D>(&mut tx, user).await?;
+                // Keys that still worked stop working: each is announced as revoked.
+                let announced = if subscribed::<D>(&mut tx, EventType::KeyRevoked).await? {
+                    let list = Statement::new(sql::LIST_KEYS_OF, params![user.as_str()]);
+                    let rows = run::<D>(&mut tx, list).await?;
+                    let keys = rows
+                        .iter()
+                        .map(key_from_row)
+                        .collect::<Result<Vec<_>, _>>()?;
+                    keys.into_iter()
+                        .filter(|key| key.status != KeyStatus::Revoked)
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 let statement = Statement::new(sql::DELETE_USER_KEYS, params![user.as_str()]);
                 let rows = run::<D>(&mut tx, statement).await?;
                 let hashes = rows
@@ -48,6 +65,23 @@ impl<D: Dialect> UserStore for D {
                     key: None,
                 };
                 insert_event::<D>(&mut tx, &event).await?;
+                for before in &announced {
+                    let after = ApiKey {
+                        status: KeyStatus::Revoked,
+                        revoked_at: Some(now),
+                        ..before.clone()
+                    };
+                    let data = json!({
+                        "key": rows::public_record(&after),
+                        "actor": rows::actor_value(actor),
+                        "changes": serde_json::from_str::<serde_json::Value>(
+                            &rows::key_changes(Some(before), Some(&after))
+                        ).map_err(|_| corrupt("changes"))?,
+                        "user_deleted": true,
+                    });
+                    enqueue::<D>(&mut tx, EventType::KeyRevoked, Some(before.id), now, data)
+                        .await?;
+                }
                 announce::<D>(&mut tx, &hashes).await?;
                 tx.commit().await?;
                 Ok(hashes)

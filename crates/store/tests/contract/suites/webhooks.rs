@@ -13,7 +13,7 @@ use keyward_core::webhook::{
 };
 use keyward_store::{
     AfterAttempt, AttemptRecord, ClaimedDelivery, ConditionRules, EventStore, KeyStore,
-    NewWebhookRecord, SecretSeed, StoreError, UsageStore, WebhookStore,
+    NewWebhookRecord, SecretSeed, StoreError, UsageStore, UserStore, WebhookStore,
 };
 use serde_json::Value;
 
@@ -670,4 +670,38 @@ async fn a_rate_limited_key_is_announced_once_per_period_by_either_instance() {
         body(&claimed[0])["data"]["key"]["rate_limit"]["requests"],
         100
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_user_announces_each_key_that_still_worked_as_revoked() {
+    let f = fixture().await;
+    let alive = insert(&f.store, "alice", "alive", 10).await;
+    let gone = insert(&f.store, "alice", "gone", 11).await;
+    f.store
+        .apply(
+            Scope::Admin,
+            gone.key.id,
+            &Mutation::Revoke,
+            at(12),
+            &admin(),
+        )
+        .await
+        .unwrap();
+    endpoint(&f, &[EventType::KeyRevoked], 13).await;
+    f.store
+        .delete_user(&UserId::parse("alice").unwrap(), at(20), &admin())
+        .await
+        .unwrap();
+    let claimed = claim(&f, 30).await;
+    assert_eq!(
+        claimed.len(),
+        1,
+        "the key already revoked is not announced again"
+    );
+    let sent = body(&claimed[0]);
+    assert_eq!(sent["type"], "api_key.revoked");
+    assert_eq!(sent["data"]["key"]["id"], alive.key.id.to_string());
+    assert_eq!(sent["data"]["key"]["status"], "REVOKED");
+    assert_eq!(sent["data"]["user_deleted"], true);
+    assert_eq!(sent["data"]["changes"]["status"]["after"], "REVOKED");
 }
