@@ -211,8 +211,12 @@ pub fn public_address(address: std::net::IpAddr) -> bool {
                 return public_v4(v4);
             }
             let segments = ip.segments();
-            // NAT64 (64:ff9b::/96) and IPv4-compatible (::a.b.c.d) carry an IPv4 host.
-            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || segments[..6] == [0; 6] {
+            // NAT64 (64:ff9b::/96), IPv4-compatible (::a.b.c.d) and IPv4-translated
+            // (::ffff:0:a.b.c.d) addresses carry an IPv4 host.
+            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+                || segments[..6] == [0; 6]
+                || segments[..6] == [0, 0, 0, 0, 0xffff, 0]
+            {
                 let [a, b] = segments[6].to_be_bytes();
                 let [c, d] = segments[7].to_be_bytes();
                 return !ip.is_unspecified()
@@ -228,7 +232,9 @@ pub fn public_address(address: std::net::IpAddr) -> bool {
                 || (first & 0xffc0) == 0xfec0 // site-local (deprecated)
                 || (first == 0x2001 && segments[1] == 0x0db8) // documentation
                 || (first == 0x2001 && segments[1] < 0x0200) // IETF protocol assignments, Teredo
-                || first == 0x2002) // 6to4: carries an IPv4 host of any kind
+                || first == 0x2002 // 6to4: carries an IPv4 host of any kind
+                || (first == 0x64 && segments[1] == 0xff9b && segments[2] == 1) // local-use NAT64
+                || (first == 0x100 && segments[1..4] == [0, 0, 0])) // discard-only
         }
     }
 }
@@ -389,6 +395,15 @@ pub fn check_url(text: &str, allow_private: bool) -> Result<Url, String> {
         );
     }
     Ok(url)
+}
+
+/// Where an endpoint is, without its path and query (which may carry a token): what
+/// logs and the audit trail show of its URL.
+pub fn origin(url: &str) -> String {
+    Url::parse(url).map_or_else(
+        |_| "(not a URL)".to_owned(),
+        |url| url.origin().ascii_serialization(),
+    )
 }
 
 /// Event names as subscribed: at least one, each a contract name other than
@@ -711,6 +726,10 @@ mod tests {
             "::7f00:1",
             "2002:7f00:1::",
             "2001::1",
+            "::ffff:0:7f00:1",
+            "::ffff:0:a00:1",
+            "64:ff9b:1::a9fe:a9fe",
+            "100::1",
         ];
         for text in refused {
             let address: std::net::IpAddr = text.parse().unwrap();

@@ -152,7 +152,7 @@ impl<S: Store> Inner<S> {
         if batch.is_empty() {
             return Ok(());
         }
-        if let Err(err) = self.store.record_rate_limited(&batch).await {
+        if let Err(err) = self.store.record_rate_limited(&batch, self.now()).await {
             self.rate_limit_notices.restore(batch);
             return Err(err.into());
         }

@@ -10,7 +10,8 @@ use keyward_core::model::KeyId;
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use keyward_core::webhook::{
-    NewWebhookRequest, RetrySchedule, Webhook, WebhookEdit, WebhookId, WebhookSecret, random_jitter,
+    NewWebhookRequest, RetrySchedule, Webhook, WebhookEdit, WebhookId, WebhookSecret, origin,
+    random_jitter,
 };
 use keyward_store::{
     AfterAttempt, AttemptRecord, ClaimedDelivery, ConditionRules, DeliveryRecord, NewWebhookRecord,
@@ -144,10 +145,10 @@ impl<S: Store> Engine<S> {
             webhook,
             secret: seed,
         };
-        inner.store.insert_webhook(&record).await?;
+        inner.store.insert_webhook(&record, &self.admin()).await?;
         tracing::info!(
             webhook_id = %record.webhook.id,
-            url = %record.webhook.url,
+            origin = %origin(&record.webhook.url),
             by = %record.webhook.created_by,
             "webhook endpoint added"
         );
@@ -181,10 +182,9 @@ impl<S: Store> Engine<S> {
         let fields = edit
             .validate(inner.config.webhooks.allow_private)
             .map_err(EngineError::Invalid)?;
-        let reason = format!("disabled by {}", self.admin());
         let webhook = inner
             .store
-            .update_webhook(id, &fields, inner.now(), &reason)
+            .update_webhook(id, &fields, inner.now(), &self.admin())
             .await?
             .ok_or(EngineError::NoSuchWebhook)?;
         tracing::info!(webhook_id = %id, by = %self.admin(), "webhook endpoint changed");
@@ -193,7 +193,12 @@ impl<S: Store> Engine<S> {
 
     /// Deletes an endpoint and its delivery log; what it had not received is dropped.
     pub async fn delete_webhook(&self, id: WebhookId) -> Result<(), EngineError> {
-        if !self.inner.store.delete_webhook(id).await? {
+        let inner = &self.inner;
+        if !inner
+            .store
+            .delete_webhook(id, inner.now(), &self.admin())
+            .await?
+        {
             return Err(EngineError::NoSuchWebhook);
         }
         tracing::info!(webhook_id = %id, by = %self.admin(), "webhook endpoint deleted");
@@ -213,7 +218,7 @@ impl<S: Store> Engine<S> {
         let (seed, secret) = self.new_secret();
         let webhook = inner
             .store
-            .rotate_webhook_secret(id, seed, until, now)
+            .rotate_webhook_secret(id, seed, until, now, &self.admin())
             .await?
             .ok_or(EngineError::NoSuchWebhook)?;
         tracing::info!(webhook_id = %id, by = %self.admin(), "webhook secret rotated");

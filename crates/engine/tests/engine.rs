@@ -302,9 +302,13 @@ impl CredentialStore for Counting {
 
 /// Webhooks are not what these tests count: every call goes through.
 impl WebhookStore for Counting {
-    async fn insert_webhook(&self, new: &NewWebhookRecord) -> Result<(), StoreError> {
+    async fn insert_webhook(
+        &self,
+        new: &NewWebhookRecord,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
         self.reachable()?;
-        self.inner.insert_webhook(new).await
+        self.inner.insert_webhook(new, actor).await
     }
     async fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
         self.reachable()?;
@@ -319,14 +323,19 @@ impl WebhookStore for Counting {
         id: WebhookId,
         fields: &ValidWebhookFields,
         now: Timestamp,
-        reason: &str,
+        actor: &Actor,
     ) -> Result<Option<Webhook>, StoreError> {
         self.reachable()?;
-        self.inner.update_webhook(id, fields, now, reason).await
+        self.inner.update_webhook(id, fields, now, actor).await
     }
-    async fn delete_webhook(&self, id: WebhookId) -> Result<bool, StoreError> {
+    async fn delete_webhook(
+        &self,
+        id: WebhookId,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> Result<bool, StoreError> {
         self.reachable()?;
-        self.inner.delete_webhook(id).await
+        self.inner.delete_webhook(id, now, actor).await
     }
     async fn signing_seeds(&self, id: WebhookId) -> Result<Option<SigningSeeds>, StoreError> {
         self.reachable()?;
@@ -338,10 +347,11 @@ impl WebhookStore for Counting {
         seed: SecretSeed,
         previous_until: Timestamp,
         now: Timestamp,
+        actor: &Actor,
     ) -> Result<Option<Webhook>, StoreError> {
         self.reachable()?;
         self.inner
-            .rotate_webhook_secret(id, seed, previous_until, now)
+            .rotate_webhook_secret(id, seed, previous_until, now, actor)
             .await
     }
     async fn send_test(
@@ -391,9 +401,13 @@ impl WebhookStore for Counting {
         self.reachable()?;
         self.inner.prune_deliveries(before, markers_before).await
     }
-    async fn record_rate_limited(&self, hits: &[(KeyId, Timestamp)]) -> Result<u32, StoreError> {
+    async fn record_rate_limited(
+        &self,
+        hits: &[(KeyId, Timestamp)],
+        now: Timestamp,
+    ) -> Result<u32, StoreError> {
         self.reachable()?;
-        self.inner.record_rate_limited(hits).await
+        self.inner.record_rate_limited(hits, now).await
     }
     async fn announce_conditions(
         &self,

@@ -23,8 +23,8 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-/// Deliveries claimed at once.
-const BATCH: u32 = 32;
+/// Attempts under way at once, per instance.
+const IN_FLIGHT: u32 = 32;
 /// How often the outbox is looked at when the last look found less than a batch.
 const POLL: Duration = Duration::from_millis(500);
 /// How often keys are looked at for conditions to announce (an expiry coming or
@@ -82,39 +82,55 @@ async fn run(
     let mut pruned: Option<Instant> = None;
     let mut scanned: Option<Instant> = None;
     let mut failing = false;
+    let mut scan_failing = false;
+    // Attempts run side by side, up to IN_FLIGHT; a slow endpoint holds one place,
+    // not the others: a place freed is filled from the outbox while there is more.
+    let mut attempts = JoinSet::new();
+    let mut backlog = true;
+    let mut poll = tokio::time::interval(POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !*stopped.borrow() {
-        let full = match engine.claim_deliveries(BATCH).await {
-            Ok(batch) => {
-                if failing {
-                    tracing::info!("webhook deliveries can be claimed again");
-                    failing = false;
+        let free = IN_FLIGHT.saturating_sub(u32::try_from(attempts.len()).unwrap_or(IN_FLIGHT));
+        if backlog && free > 0 {
+            match engine.claim_deliveries(free).await {
+                Ok(batch) => {
+                    if failing {
+                        tracing::info!("webhook deliveries can be claimed again");
+                        failing = false;
+                    }
+                    backlog = batch.len() == free as usize;
+                    for outgoing in batch {
+                        let (engine, client) = (engine.clone(), client.clone());
+                        let allow_private = config.allow_private;
+                        attempts.spawn(async move {
+                            let outcome = send(&client, &outgoing, allow_private).await;
+                            record(&engine, &outgoing, outcome).await;
+                        });
+                    }
                 }
-                let full = batch.len() == BATCH as usize;
-                let mut attempts = JoinSet::new();
-                for outgoing in batch {
-                    let (engine, client) = (engine.clone(), client.clone());
-                    let allow_private = config.allow_private;
-                    attempts.spawn(async move {
-                        let outcome = send(&client, &outgoing, allow_private).await;
-                        record(&engine, &outgoing, outcome).await;
-                    });
+                Err(err) => {
+                    backlog = false;
+                    if !failing {
+                        tracing::warn!(error = %err, "webhook deliveries cannot be claimed; retrying");
+                        failing = true;
+                    }
                 }
-                while attempts.join_next().await.is_some() {}
-                full
             }
-            Err(err) => {
-                if !failing {
-                    tracing::warn!(error = %err, "webhook deliveries cannot be claimed; retrying");
-                    failing = true;
-                }
-                false
-            }
-        };
+        }
         if scanned.is_none_or(|at| at.elapsed() >= SCAN_EVERY) {
             match engine.announce_conditions().await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(events = n, "key conditions announced"),
-                Err(err) => tracing::debug!(error = %err, "key conditions not scanned"),
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::debug!(events = n, "key conditions announced");
+                    }
+                    scan_failing = false;
+                }
+                // Said once, not every few seconds while it lasts.
+                Err(err) if !scan_failing => {
+                    tracing::warn!(error = %err, "key conditions were not all scanned; trying again");
+                    scan_failing = true;
+                }
+                Err(_) => {}
             }
             scanned = Some(Instant::now());
         }
@@ -126,13 +142,15 @@ async fn run(
             }
             pruned = Some(Instant::now());
         }
-        if !full {
-            tokio::select! {
-                () = tokio::time::sleep(POLL) => {}
-                _ = stopped.changed() => {}
-            }
+        tokio::select! {
+            // An attempt done: its place may take the next due delivery.
+            Some(_) = attempts.join_next(), if !attempts.is_empty() => {}
+            _ = poll.tick() => backlog = true,
+            _ = stopped.changed() => {}
         }
     }
+    // Attempts under way finish (each within its timeout) and are recorded.
+    while attempts.join_next().await.is_some() {}
 }
 
 /// Records an attempt; a failure to record leaves the delivery to be attempted

@@ -357,8 +357,10 @@ operations! {
     /// subscribed, in the change's own transaction); these operations manage the
     /// endpoints and hand deliveries to a sender.
     pub trait WebhookStore {
-        /// Stores an endpoint and what it subscribes to.
-        async fn insert_webhook(&self, new: &NewWebhookRecord) -> Result<(), StoreError>;
+        /// Stores an endpoint and what it subscribes to. Endpoint changes are in the
+        /// audit trail, by `actor`, under `UserId::system()` (no URL path or query:
+        /// those may carry a token).
+        async fn insert_webhook(&self, new: &NewWebhookRecord, actor: &Actor) -> Result<(), StoreError>;
 
         /// Every endpoint, newest first.
         async fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError>;
@@ -366,17 +368,22 @@ operations! {
         async fn get_webhook(&self, id: WebhookId) -> Result<Option<Webhook>, StoreError>;
 
         /// Changes the fields given; `None`: no such endpoint. Switching an endpoint
-        /// off records `reason`; back on clears it.
+        /// off records who did; back on clears it.
         async fn update_webhook(
             &self,
             id: WebhookId,
             fields: &ValidWebhookFields,
             now: Timestamp,
-            reason: &str,
+            actor: &Actor,
         ) -> Result<Option<Webhook>, StoreError>;
 
         /// Deletes an endpoint with its deliveries; false: no such endpoint.
-        async fn delete_webhook(&self, id: WebhookId) -> Result<bool, StoreError>;
+        async fn delete_webhook(
+            &self,
+            id: WebhookId,
+            now: Timestamp,
+            actor: &Actor,
+        ) -> Result<bool, StoreError>;
 
         /// What an endpoint's signing secrets are derived from.
         async fn signing_seeds(&self, id: WebhookId) -> Result<Option<SigningSeeds>, StoreError>;
@@ -389,11 +396,12 @@ operations! {
             seed: SecretSeed,
             previous_until: Timestamp,
             now: Timestamp,
+            actor: &Actor,
         ) -> Result<Option<Webhook>, StoreError>;
 
         /// Queues a `webhook.test` event for one endpoint, asked for by `actor`,
-        /// whatever it subscribes to and even while it is disabled. Its event id, or
-        /// `None`: no such endpoint.
+        /// whatever it subscribes to (a disabled endpoint gets it once enabled). Its
+        /// event id, or `None`: no such endpoint.
         async fn send_test(
             &self,
             id: WebhookId,
@@ -446,12 +454,13 @@ operations! {
         /// yet, to the endpoints subscribed: an expiry coming or passed, credits low or
         /// exhausted. Each is announced once per key (per expiry, per amount of credits
         /// set), whichever instance finds it first. Returns how many events were queued.
-        /// Announces that these keys were refused for their rate limit in the
-        /// periods starting at the times given: once per key and period, whichever
+        /// Announces (at `now`) that these keys were refused for their rate limit in
+        /// the periods starting at the times given: once per key and period, whichever
         /// instance records it first. Returns how many events were queued.
         async fn record_rate_limited(
             &self,
             hits: &[(KeyId, Timestamp)],
+            now: Timestamp,
         ) -> Result<u32, StoreError>;
 
         async fn announce_conditions(

@@ -325,19 +325,18 @@ pub(crate) const ROTATE_WEBHOOK_SECRET: &str = "UPDATE webhooks SET \
      previous_nonce = secret_nonce, previous_pepper = secret_pepper, previous_until = $4, \
      secret_nonce = $2, secret_pepper = $3, updated_at = $5 WHERE id = $1";
 
-/// Whether any enabled endpoint subscribes to an event type: a change writes its
-/// event only then.
-pub(crate) const SUBSCRIBED: &str = "SELECT 1 AS subscribed FROM webhook_subscriptions s \
-     JOIN webhooks w ON w.id = s.webhook_id \
-     WHERE s.event_type = $1 AND w.disabled_at IS NULL LIMIT 1";
+/// Whether any endpoint subscribes to an event type: a change writes its event only
+/// then. A disabled endpoint counts: its events wait for it to be enabled again.
+pub(crate) const SUBSCRIBED: &str = "SELECT 1 AS subscribed FROM webhook_subscriptions \
+     WHERE event_type = $1 LIMIT 1";
 pub(crate) const INSERT_WEBHOOK_EVENT: &str =
     "INSERT INTO webhook_events (id, type, key_id, at, body) VALUES ($1, $2, $3, $4, $5)";
-/// One delivery of event `$1` per enabled endpoint subscribed to its type `$4`.
+/// One delivery of event `$1` per endpoint subscribed to its type `$4` (a disabled
+/// one's waits: claims pass it over until it is enabled).
 pub(crate) const FAN_OUT: &str = "INSERT INTO webhook_deliveries \
      (webhook_id, event_id, key_id, state, attempts, next_attempt_at, created_at) \
-     SELECT s.webhook_id, $1, $2, 'pending', 0, $3, $3 FROM webhook_subscriptions s \
-     JOIN webhooks w ON w.id = s.webhook_id \
-     WHERE s.event_type = $4 AND w.disabled_at IS NULL";
+     SELECT webhook_id, $1, $2, 'pending', 0, $3, $3 FROM webhook_subscriptions \
+     WHERE event_type = $4";
 pub(crate) const INSERT_DELIVERY: &str = "INSERT INTO webhook_deliveries \
      (webhook_id, event_id, key_id, state, attempts, next_attempt_at, created_at) \
      VALUES ($1, $2, NULL, 'pending', 0, $3, $3)";
@@ -384,7 +383,7 @@ pub(crate) const RECORD_SUCCESS: &str = "UPDATE webhooks SET last_success_at = $
 /// creation): it has failed for the whole retry window.
 pub(crate) const DISABLE_FAILING: &str = "UPDATE webhooks SET disabled_at = $2, \
      disabled_reason = $3 WHERE id = $1 AND disabled_at IS NULL \
-     AND (last_success_at IS NULL OR last_success_at < $4) RETURNING url";
+     AND (last_success_at IS NULL OR last_success_at < $4) RETURNING id";
 pub(crate) const INSERT_ATTEMPT: &str = "INSERT INTO webhook_attempts \
      (delivery_id, at, status_code, latency_ms, error) VALUES ($1, $2, $3, $4, $5)";
 pub(crate) const LIST_DELIVERIES: &str = "SELECT d.id, d.event_id, e.type AS event_type, \
@@ -395,8 +394,10 @@ pub(crate) const ATTEMPTS_OF: &str = "SELECT a.delivery_id, a.at, a.status_code,
      a.latency_ms, a.error FROM webhook_attempts a \
      JOIN webhook_deliveries d ON d.id = a.delivery_id \
      WHERE d.webhook_id = $1 AND d.id >= $2 ORDER BY a.id";
+/// A delivery due again; one being attempted keeps its claim (it is not sent twice
+/// at once), and its attempt decides what follows.
 pub(crate) const RETRY_DELIVERY: &str = "UPDATE webhook_deliveries SET state = 'pending', \
-     next_attempt_at = $3, leased_until = NULL, finished_at = NULL \
+     next_attempt_at = $3, finished_at = NULL \
      WHERE id = $1 AND webhook_id = $2 RETURNING id";
 pub(crate) const PRUNE_DELIVERIES: &str =
     "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND finished_at < $1 RETURNING id";
@@ -413,18 +414,21 @@ pub(crate) const EXPIRY_TO_ANNOUNCE: &str = select_key!(
      AND k.expires_at > $1 AND k.expires_at <= $2 \
      AND NOT EXISTS (SELECT 1 FROM webhook_markers m WHERE m.key_id = k.id \
      AND m.event_type = $3 AND m.marker = k.expires_at) \
-     ORDER BY k.expires_at LIMIT $4"
+     ORDER BY k.expires_at, k.id LIMIT $4"
 );
 /// Keys whose credits fell below `$1` percent of the amount last set, not yet
-/// announced (`$2`) for that amount.
+/// announced (`$2`) for that amount. Compared as floating point: credits reach 10^18,
+/// and times 100 they would overflow PostgreSQL's BIGINT. Scans take keys in one
+/// order, so two instances marking the same keys wait for each other, never deadlock.
 pub(crate) const LOW_CREDITS_TO_ANNOUNCE: &str = select_key!(
     ", credits_set_at AS marker FROM api_keys k \
      WHERE k.remaining IS NOT NULL AND k.status <> 'REVOKED' AND k.rotated_to IS NULL \
      AND k.credits_granted > 0 AND k.credits_set_at IS NOT NULL \
-     AND k.remaining * 100 < k.credits_granted * $1 \
+     AND CAST(k.remaining AS DOUBLE PRECISION) * 100 \
+     < CAST(k.credits_granted AS DOUBLE PRECISION) * $1 \
      AND NOT EXISTS (SELECT 1 FROM webhook_markers m WHERE m.key_id = k.id \
      AND m.event_type = $2 AND m.marker = k.credits_set_at) \
-     LIMIT $3"
+     ORDER BY k.id LIMIT $3"
 );
 /// Keys whose credits ran out, not yet announced (`$1`) for the amount last set.
 pub(crate) const EXHAUSTED_CREDITS_TO_ANNOUNCE: &str = select_key!(
@@ -433,7 +437,7 @@ pub(crate) const EXHAUSTED_CREDITS_TO_ANNOUNCE: &str = select_key!(
      AND k.credits_granted > 0 AND k.credits_set_at IS NOT NULL \
      AND NOT EXISTS (SELECT 1 FROM webhook_markers m WHERE m.key_id = k.id \
      AND m.event_type = $1 AND m.marker = k.credits_set_at) \
-     LIMIT $2"
+     ORDER BY k.id LIMIT $2"
 );
 /// Claims the announcement of a condition; no row when another instance did.
 pub(crate) const MARK_ANNOUNCED: &str = "INSERT INTO webhook_markers (key_id, event_type, marker) \

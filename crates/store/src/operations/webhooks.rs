@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use keyward_core::audit::Actor;
 use keyward_core::model::{KeyId, UserId};
 use keyward_core::time::Timestamp;
-use keyward_core::webhook::{EventType, ValidWebhookFields, Webhook, WebhookId, new_event_id};
+use keyward_core::webhook::{
+    EventType, ValidWebhookFields, Webhook, WebhookId, new_event_id, origin,
+};
 use serde_json::{Value, json};
 
 use crate::db::{Columns, Param, Statement, params};
@@ -34,50 +36,71 @@ fn keyward() -> Actor {
     Actor::Admin("keyward".into())
 }
 
-/// The audit record of an endpoint switched off for failing: no key's, so it is
-/// filed under [`UserId::system`].
-fn disabled_event(webhook: WebhookId, url: &str, at: Timestamp) -> OwnedEvent {
-    OwnedEvent {
-        at,
-        actor: keyward(),
-        action: "disable_webhook",
-        user: UserId::system(),
-        changes: json!({
-            "webhook": {"before": null, "after": {"id": webhook.to_string(), "url": url}},
-            "enabled": {"before": true, "after": false},
-            "disabled_reason": {"before": null, "after": FAILING},
-        })
-        .to_string(),
-    }
+/// What the audit trail shows of an endpoint: never its URL's path or query (they
+/// may carry a token), never a secret.
+fn audited_fields(hook: &Webhook) -> [(&'static str, Value); 5] {
+    let events: Vec<&str> = hook.events.iter().map(|e| e.as_str()).collect();
+    let time = |at: Option<Timestamp>| at.map(Timestamp::to_rfc3339);
+    [
+        ("origin", json!(origin(&hook.url))),
+        ("events", json!(events)),
+        ("enabled", json!(hook.disabled_at.is_none())),
+        ("disabled_reason", json!(hook.disabled_reason)),
+        (
+            "previous_secret_until",
+            json!(time(hook.previous_secret_until)),
+        ),
+    ]
 }
 
-/// An audit event that owns its parts (see `rows::NewEvent`).
-struct OwnedEvent {
-    at: Timestamp,
-    actor: Actor,
-    action: &'static str,
-    user: UserId,
-    changes: String,
-}
-
-async fn insert_event_owned<D: Dialect>(
+/// Records a change to an endpoint in the audit trail: `{webhook: {before, after}}`
+/// (its id) and each audited field that differs. Endpoints are no user's: the
+/// record is filed under [`UserId::system`].
+async fn audit<D: Dialect>(
     conn: &mut Connection<D>,
-    event: &OwnedEvent,
+    (actor, action, at): (&Actor, &str, Timestamp),
+    before: Option<&Webhook>,
+    after: Option<&Webhook>,
 ) -> Result<(), StoreError> {
+    let id = |hook: Option<&Webhook>| hook.map(|h| h.id.to_string());
+    let mut changes = serde_json::Map::new();
+    changes.insert(
+        "webhook".into(),
+        json!({"before": id(before), "after": id(after)}),
+    );
+    let (old, new) = (before.map(audited_fields), after.map(audited_fields));
+    for i in 0..5 {
+        let name = old
+            .as_ref()
+            .or(new.as_ref())
+            .map(|f| f[i].0)
+            .unwrap_or_default();
+        let value = |fields: &Option<[(&str, Value); 5]>| {
+            fields.as_ref().map_or(Value::Null, |f| f[i].1.clone())
+        };
+        let (was, is) = (value(&old), value(&new));
+        if was != is {
+            changes.insert(name.into(), json!({"before": was, "after": is}));
+        }
+    }
     let event = NewEvent {
-        at: event.at,
-        actor: &event.actor,
-        action: event.action,
+        at,
+        actor,
+        action,
         key_id: None,
-        user_id: &event.user,
-        changes: event.changes.clone(),
+        user_id: &UserId::system(),
+        changes: Value::Object(changes).to_string(),
         key: None,
     };
     super::events::insert_event::<D>(conn, &event).await
 }
 
 impl<D: Dialect> WebhookStore for D {
-    async fn insert_webhook(&self, new: &NewWebhookRecord) -> Result<(), StoreError> {
+    async fn insert_webhook(
+        &self,
+        new: &NewWebhookRecord,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
         self.writes()
             .track(async move {
                 let hook = &new.webhook;
@@ -94,6 +117,8 @@ impl<D: Dialect> WebhookStore for D {
                 values.push(Param::Small(Some(i32::from(new.secret.pepper_version))));
                 run::<D>(&mut tx, Statement::new(sql::INSERT_WEBHOOK, values)).await?;
                 subscribe::<D>(&mut tx, hook.id, &hook.events).await?;
+                let what = (actor, "create_webhook", hook.created_at);
+                audit::<D>(&mut tx, what, None, Some(hook)).await?;
                 tx.commit().await?;
                 Ok(())
             })
@@ -130,7 +155,7 @@ impl<D: Dialect> WebhookStore for D {
         id: WebhookId,
         fields: &ValidWebhookFields,
         now: Timestamp,
-        reason: &str,
+        actor: &Actor,
     ) -> Result<Option<Webhook>, StoreError> {
         self.writes()
             .track(async move {
@@ -138,9 +163,10 @@ impl<D: Dialect> WebhookStore for D {
                 if !hold::<D>(&mut tx, id).await? {
                     return Ok(None);
                 }
-                let Some(mut hook) = read_webhook::<D>(&mut tx, id).await? else {
+                let Some(before) = read_webhook::<D>(&mut tx, id).await? else {
                     return Ok(None);
                 };
+                let mut hook = before.clone();
                 if let Some(url) = &fields.url {
                     hook.url.clone_from(url);
                 }
@@ -150,7 +176,8 @@ impl<D: Dialect> WebhookStore for D {
                 match fields.enabled {
                     Some(true) => (hook.disabled_at, hook.disabled_reason) = (None, None),
                     Some(false) if hook.disabled_at.is_none() => {
-                        (hook.disabled_at, hook.disabled_reason) = (Some(now), Some(reason.into()));
+                        let reason = format!("disabled by {actor}");
+                        (hook.disabled_at, hook.disabled_reason) = (Some(now), Some(reason));
                     }
                     _ => {}
                 }
@@ -167,22 +194,41 @@ impl<D: Dialect> WebhookStore for D {
                     run::<D>(&mut tx, Statement::new(sql::UNSUBSCRIBE_ALL, params![id])).await?;
                     subscribe::<D>(&mut tx, id, events).await?;
                 }
-                let hook = read_webhook::<D>(&mut tx, id).await?;
+                let after = read_webhook::<D>(&mut tx, id).await?;
+                audit::<D>(
+                    &mut tx,
+                    (actor, "update_webhook", now),
+                    Some(&before),
+                    after.as_ref(),
+                )
+                .await?;
                 tx.commit().await?;
-                Ok(hook)
+                Ok(after)
             })
             .await
     }
 
-    async fn delete_webhook(&self, id: WebhookId) -> Result<bool, StoreError> {
+    async fn delete_webhook(
+        &self,
+        id: WebhookId,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> Result<bool, StoreError> {
         self.writes()
             .track(async move {
                 let mut tx = self.begin().await?;
+                let Some(before) = read_webhook::<D>(&mut tx, id).await? else {
+                    return Ok(false);
+                };
                 // Deliveries and subscriptions go with it (ON DELETE CASCADE).
                 let rows =
                     run::<D>(&mut tx, Statement::new(sql::DELETE_WEBHOOK, params![id])).await?;
+                if rows.is_empty() {
+                    return Ok(false);
+                }
+                audit::<D>(&mut tx, (actor, "delete_webhook", now), Some(&before), None).await?;
                 tx.commit().await?;
-                Ok(!rows.is_empty())
+                Ok(true)
             })
             .await
     }
@@ -200,17 +246,24 @@ impl<D: Dialect> WebhookStore for D {
         seed: SecretSeed,
         previous_until: Timestamp,
         now: Timestamp,
+        actor: &Actor,
     ) -> Result<Option<Webhook>, StoreError> {
         self.writes()
             .track(async move {
                 let mut tx = self.begin().await?;
+                if !hold::<D>(&mut tx, id).await? {
+                    return Ok(None);
+                }
+                let before = read_webhook::<D>(&mut tx, id).await?;
                 let mut values = params![id, seed.nonce.as_slice()];
                 values.push(Param::Small(Some(i32::from(seed.pepper_version))));
                 values.extend(params![previous_until, now]);
                 run::<D>(&mut tx, Statement::new(sql::ROTATE_WEBHOOK_SECRET, values)).await?;
-                let hook = read_webhook::<D>(&mut tx, id).await?;
+                let after = read_webhook::<D>(&mut tx, id).await?;
+                let what = (actor, "rotate_webhook_secret", now);
+                audit::<D>(&mut tx, what, before.as_ref(), after.as_ref()).await?;
                 tx.commit().await?;
-                Ok(hook)
+                Ok(after)
             })
             .await
     }
@@ -301,10 +354,16 @@ impl<D: Dialect> WebhookStore for D {
                         let disabled =
                             run::<D>(&mut tx, Statement::new(sql::DISABLE_FAILING, disable))
                                 .await?;
-                        if let Some(row) = disabled.first() {
-                            let url = row.text("url")?;
-                            insert_event_owned::<D>(&mut tx, &disabled_event(webhook, &url, at))
-                                .await?;
+                        if !disabled.is_empty()
+                            && let Some(after) = read_webhook::<D>(&mut tx, webhook).await?
+                        {
+                            let before = Webhook {
+                                disabled_at: None,
+                                disabled_reason: None,
+                                ..after.clone()
+                            };
+                            let what = (&keyward(), "disable_webhook", at);
+                            audit::<D>(&mut tx, what, Some(&before), Some(&after)).await?;
                         }
                     }
                     AfterAttempt::RetryAt(_) => {}
@@ -381,7 +440,11 @@ impl<D: Dialect> WebhookStore for D {
             .await
     }
 
-    async fn record_rate_limited(&self, hits: &[(KeyId, Timestamp)]) -> Result<u32, StoreError> {
+    async fn record_rate_limited(
+        &self,
+        hits: &[(KeyId, Timestamp)],
+        now: Timestamp,
+    ) -> Result<u32, StoreError> {
         self.writes()
             .track_if(
                 async move {
@@ -390,8 +453,12 @@ impl<D: Dialect> WebhookStore for D {
                     if hits.is_empty() || !subscribed::<D>(&mut tx, kind).await? {
                         return Ok(0);
                     }
+                    // In key order: two instances marking the same keys wait for each
+                    // other, never deadlock.
+                    let mut hits = hits.to_vec();
+                    hits.sort_unstable();
                     let mut queued = 0;
-                    for (id, period) in hits {
+                    for (id, period) in &hits {
                         let mark = params![*id, kind.as_str(), *period];
                         let claimed =
                             run::<D>(&mut tx, Statement::new(sql::MARK_ANNOUNCED, mark)).await?;
@@ -409,7 +476,7 @@ impl<D: Dialect> WebhookStore for D {
                             "actor": {"type": "system", "id": "keyward"},
                             "period_start": period.to_rfc3339(),
                         });
-                        enqueue::<D>(&mut tx, kind, Some(key.id), *period, data).await?;
+                        enqueue::<D>(&mut tx, kind, Some(key.id), now, data).await?;
                         queued += 1;
                     }
                     tx.commit().await?;
@@ -425,41 +492,58 @@ impl<D: Dialect> WebhookStore for D {
         now: Timestamp,
         rules: &ConditionRules,
     ) -> Result<u32, StoreError> {
-        self.writes()
-            .track_if(
-                async move {
-                    let mut tx = self.begin().await?;
-                    let limit = i64::from(rules.limit);
-                    let mut queued = 0;
-                    for (kind, statement) in condition_queries(now, rules, limit) {
-                        if !subscribed::<D>(&mut tx, kind).await? {
-                            continue;
-                        }
-                        for row in &run::<D>(&mut tx, statement).await? {
-                            let key = key_from_row(row)?;
-                            let marker = row.int("marker")?;
-                            let mark = params![key.id, kind.as_str(), marker];
-                            let claimed =
-                                run::<D>(&mut tx, Statement::new(sql::MARK_ANNOUNCED, mark))
-                                    .await?;
-                            if claimed.is_empty() {
-                                continue;
-                            }
-                            let data = json!({
-                                "key": rows::public_record(&key),
-                                "actor": {"type": "system", "id": "keyward"},
-                            });
-                            enqueue::<D>(&mut tx, kind, Some(key.id), now, data).await?;
-                            queued += 1;
-                        }
-                    }
-                    tx.commit().await?;
-                    Ok(queued)
-                },
-                |queued| *queued > 0,
-            )
-            .await
+        // A transaction per condition: one that fails leaves the others announced.
+        let mut queued = 0;
+        let mut failed = None;
+        for (kind, statement) in condition_queries(now, rules, i64::from(rules.limit)) {
+            let announced = self
+                .writes()
+                .track_if(announce_one(self, kind, statement, now), |n| *n > 0)
+                .await;
+            match announced {
+                Ok(n) => queued += n,
+                Err(err) => failed = failed.or(Some(err)),
+            }
+        }
+        match failed {
+            Some(err) => Err(err),
+            None => Ok(queued),
+        }
     }
+}
+
+/// Announces each key `candidates` finds in condition `kind`, once (see
+/// `sql::MARK_ANNOUNCED`), in one transaction; how many events were queued.
+async fn announce_one<D: Dialect>(
+    db: &D,
+    kind: EventType,
+    candidates: Statement<'static>,
+    now: Timestamp,
+) -> Result<u32, StoreError> {
+    let mut tx = db.begin().await?;
+    if !subscribed::<D>(&mut tx, kind).await? {
+        return Ok(0);
+    }
+    let mut queued = 0;
+    for row in &run::<D>(&mut tx, candidates).await? {
+        let key = key_from_row(row)?;
+        let marker = row.int("marker")?;
+        let mark = params![key.id, kind.as_str(), marker];
+        if run::<D>(&mut tx, Statement::new(sql::MARK_ANNOUNCED, mark))
+            .await?
+            .is_empty()
+        {
+            continue;
+        }
+        let data = json!({
+            "key": rows::public_record(&key),
+            "actor": {"type": "system", "id": "keyward"},
+        });
+        enqueue::<D>(&mut tx, kind, Some(key.id), now, data).await?;
+        queued += 1;
+    }
+    tx.commit().await?;
+    Ok(queued)
 }
 
 /// The conditions to look for, each with its query, as `rules` ask.

@@ -172,8 +172,8 @@ pub async fn rotate_webhook_secret(
     Ok(Json(caller.engine.rotate_webhook_secret(id).await?.into()))
 }
 
-/// Send a `webhook.test` event to this endpoint (whatever it subscribes to, even
-/// while disabled); follow it in the delivery log.
+/// Send a `webhook.test` event to this endpoint, whatever it subscribes to (a
+/// disabled endpoint gets it once enabled); follow it in the delivery log.
 #[utoipa::path(
     post,
     path = "/api/admin/webhooks/{id}/test",

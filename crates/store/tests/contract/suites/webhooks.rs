@@ -44,7 +44,7 @@ async fn endpoint(f: &Fixture, events: &[EventType], created: i64) -> WebhookId 
         },
         webhook: webhook.clone(),
     };
-    f.store.insert_webhook(&record).await.unwrap();
+    f.store.insert_webhook(&record, &admin()).await.unwrap();
     assert_eq!(
         f.store.get_webhook(webhook.id).await.unwrap(),
         Some(webhook)
@@ -201,7 +201,7 @@ async fn a_change_that_fails_queues_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_nobody_subscribes_to_are_not_written() {
+async fn events_nobody_subscribes_to_are_not_written_and_a_disabled_endpoints_wait() {
     let f = fixture().await;
     let hook = endpoint(&f, &[EventType::KeyRevoked], 1).await;
     insert(&f.store, "alice", "ci", 10).await;
@@ -215,14 +215,14 @@ async fn events_nobody_subscribes_to_are_not_written() {
     };
     let hook = f
         .store
-        .update_webhook(hook, &off, at(30), "disabled by admin:test")
+        .update_webhook(hook, &off, at(30), &admin())
         .await
         .unwrap()
         .unwrap();
     assert_eq!(hook.disabled_at, Some(at(30)));
     assert_eq!(
         hook.disabled_reason.as_deref(),
-        Some("disabled by admin:test")
+        Some("disabled by admin:contract-test")
     );
     let record = insert(&f.store, "bob", "ci", 40).await;
     f.store
@@ -235,7 +235,43 @@ async fn events_nobody_subscribes_to_are_not_written() {
         )
         .await
         .unwrap();
-    assert!(claim(&f, 60).await.is_empty());
+    assert!(
+        claim(&f, 60).await.is_empty(),
+        "a disabled endpoint's events wait"
+    );
+    let on = ValidWebhookFields {
+        url: None,
+        events: None,
+        description: None,
+        enabled: Some(true),
+    };
+    f.store
+        .update_webhook(hook.id, &on, at(70), &admin())
+        .await
+        .unwrap();
+    let claimed = claim(&f, 80).await;
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].event_type, "api_key.revoked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_credits_do_not_break_the_scan() {
+    let f = fixture().await;
+    endpoint(&f, &[EventType::KeyExpired, EventType::CreditsLow], 1).await;
+    let mut huge = new_key("alice", "huge", 10);
+    huge.key.remaining = Some(keyward_core::model::MAX_REMAINING);
+    f.store.insert_key(&huge, 100, &admin()).await.unwrap();
+    f.store.consume(huge.key.id, 1).await.unwrap();
+    let mut soon = new_key("bob", "soon", 11);
+    soon.key.expires_at = Some(at(100));
+    f.store.insert_key(&soon, 100, &admin()).await.unwrap();
+    // Not low, and the other conditions are still announced.
+    assert_eq!(announce_twice(&f, 200).await, 1);
+    f.store
+        .consume(huge.key.id, keyward_core::model::MAX_REMAINING - 2)
+        .await
+        .unwrap();
+    assert_eq!(announce_twice(&f, 300).await, 1, "1 left of 10^18: low");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -375,13 +411,25 @@ async fn an_endpoint_failing_for_the_whole_window_is_disabled() {
         ..EventQuery::default()
     };
     let events = f.store.list_events(&query).await.unwrap();
-    assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0].action, "disable_webhook");
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["create_webhook", "disable_webhook"]);
+    let disabled = &events[1];
     assert_eq!(
-        events[0].actor,
+        disabled.actor,
         keyward_core::audit::Actor::Admin("keyward".into())
     );
-    assert!(events[0].changes.contains(&hook.id.to_string()));
+    let changes: Value = serde_json::from_str(&disabled.changes).unwrap();
+    assert_eq!(changes["webhook"]["after"], hook.id.to_string());
+    assert_eq!(
+        changes["enabled"],
+        serde_json::json!({"before": true, "after": false})
+    );
+    // Where it is, never its path (which may carry a token).
+    assert!(
+        !disabled.changes.contains("/keyward"),
+        "{}",
+        disabled.changes
+    );
     // Nothing is claimed for a disabled endpoint; a retry asked for waits for it to
     // be switched back on.
     assert!(
@@ -399,7 +447,7 @@ async fn an_endpoint_failing_for_the_whole_window_is_disabled() {
     };
     let hook = f
         .store
-        .update_webhook(hook.id, &on, at(50), "")
+        .update_webhook(hook.id, &on, at(50), &admin())
         .await
         .unwrap()
         .unwrap();
@@ -437,7 +485,7 @@ async fn an_endpoint_changes_rotates_its_secret_and_is_deleted_with_its_deliveri
     };
     let rotated = f
         .store
-        .rotate_webhook_secret(hook, seed, at(86_400_000), at(10))
+        .rotate_webhook_secret(hook, seed, at(86_400_000), at(10), &admin())
         .await
         .unwrap()
         .unwrap();
@@ -454,7 +502,7 @@ async fn an_endpoint_changes_rotates_its_secret_and_is_deleted_with_its_deliveri
     };
     let changed = f
         .store
-        .update_webhook(hook, &change, at(20), "")
+        .update_webhook(hook, &change, at(20), &admin())
         .await
         .unwrap()
         .unwrap();
@@ -472,8 +520,18 @@ async fn an_endpoint_changes_rotates_its_secret_and_is_deleted_with_its_deliveri
     assert_eq!(claimed[0].event_type, "webhook.test");
     assert_eq!(body(&claimed[0])["data"]["webhook_id"], hook.to_string());
 
-    assert!(f.store.delete_webhook(hook).await.unwrap());
-    assert!(!f.store.delete_webhook(hook).await.unwrap());
+    assert!(
+        f.store
+            .delete_webhook(hook, at(35), &admin())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.store
+            .delete_webhook(hook, at(35), &admin())
+            .await
+            .unwrap()
+    );
     assert_eq!(f.store.get_webhook(hook).await.unwrap(), None);
     assert_eq!(f.store.list_deliveries(hook, 10).await.unwrap(), None);
     assert_eq!(
@@ -485,7 +543,7 @@ async fn an_endpoint_changes_rotates_its_secret_and_is_deleted_with_its_deliveri
     let missing = WebhookId::new(at(60));
     assert_eq!(
         f.store
-            .update_webhook(missing, &change, at(60), "")
+            .update_webhook(missing, &change, at(60), &admin())
             .await
             .unwrap(),
         None
@@ -645,18 +703,34 @@ async fn a_rate_limited_key_is_announced_once_per_period_by_either_instance() {
     let record = insert(&f.store, "alice", "busy", 10).await;
     let hits = [(record.key.id, at(60_000))];
     // Nobody listens: nothing is written.
-    assert_eq!(f.store.record_rate_limited(&hits).await.unwrap(), 0);
+    assert_eq!(
+        f.store
+            .record_rate_limited(&hits, at(70_000))
+            .await
+            .unwrap(),
+        0
+    );
     endpoint(&f, &[EventType::RateLimited], 1).await;
     let other = keyward_store::connect(&f.url).await.unwrap();
     let (a, b) = tokio::join!(
-        f.store.record_rate_limited(&hits),
-        other.record_rate_limited(&hits),
+        f.store.record_rate_limited(&hits, at(70_000)),
+        other.record_rate_limited(&hits, at(70_000)),
     );
     assert_eq!(a.unwrap() + b.unwrap(), 1);
-    assert_eq!(f.store.record_rate_limited(&hits).await.unwrap(), 0, "once");
+    assert_eq!(
+        f.store
+            .record_rate_limited(&hits, at(70_000))
+            .await
+            .unwrap(),
+        0,
+        "once"
+    );
     let next = [(record.key.id, at(120_000))];
     assert_eq!(
-        f.store.record_rate_limited(&next).await.unwrap(),
+        f.store
+            .record_rate_limited(&next, at(130_000))
+            .await
+            .unwrap(),
         1,
         "the next period"
     );
@@ -704,4 +778,69 @@ async fn deleting_a_user_announces_each_key_that_still_worked_as_revoked() {
     assert_eq!(sent["data"]["key"]["status"], "REVOKED");
     assert_eq!(sent["data"]["user_deleted"], true);
     assert_eq!(sent["data"]["changes"]["status"]["after"], "REVOKED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managing_an_endpoint_is_in_the_audit_trail_without_its_path() {
+    let f = fixture().await;
+    let hook = endpoint(&f, &[EventType::KeyCreated], 1).await;
+    let change = ValidWebhookFields {
+        url: Some("https://other.example.com:8443/in?token=s3cret".into()),
+        events: Some(vec![EventType::KeyRevoked]),
+        description: None,
+        enabled: Some(false),
+    };
+    f.store
+        .update_webhook(hook, &change, at(10), &admin())
+        .await
+        .unwrap();
+    let seed = SecretSeed {
+        nonce: WebhookSecret::new_nonce(),
+        pepper_version: 1,
+    };
+    f.store
+        .rotate_webhook_secret(hook, seed, at(20 + DAY), at(20), &admin())
+        .await
+        .unwrap();
+    assert!(
+        f.store
+            .delete_webhook(hook, at(30), &admin())
+            .await
+            .unwrap()
+    );
+    let query = EventQuery {
+        user_id: Some(UserId::system()),
+        ..EventQuery::default()
+    };
+    let events = f.store.list_events(&query).await.unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "create_webhook",
+            "update_webhook",
+            "rotate_webhook_secret",
+            "delete_webhook"
+        ]
+    );
+    assert!(events.iter().all(|e| e.actor == admin()));
+    let update: Value = serde_json::from_str(&events[1].changes).unwrap();
+    assert_eq!(
+        update["origin"],
+        serde_json::json!({"before": "https://hooks.example.com", "after": "https://other.example.com:8443"})
+    );
+    assert_eq!(
+        update["events"]["after"],
+        serde_json::json!(["api_key.revoked"])
+    );
+    assert_eq!(update["enabled"]["after"], false);
+    for event in &events {
+        assert!(!event.changes.contains("s3cret"), "{}", event.changes);
+        assert!(!event.changes.contains("/in"), "{}", event.changes);
+    }
+    let deleted: Value = serde_json::from_str(&events[3].changes).unwrap();
+    assert_eq!(
+        deleted["webhook"],
+        serde_json::json!({"before": hook.to_string(), "after": null})
+    );
 }
