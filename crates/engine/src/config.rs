@@ -8,6 +8,7 @@ use keyward_core::key::KeyFormat;
 use keyward_core::permissions::Catalogue;
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
+use keyward_core::webhook::RetrySchedule;
 
 use crate::shared_limits::RateLimitStore;
 
@@ -84,7 +85,7 @@ pub struct EngineConfig {
     /// audit trail: `service` for the server's admin API, `cli` for the CLI.
     pub admin_actor: String,
     /// How webhooks are delivered.
-    pub webhooks: crate::webhooks::WebhookConfig,
+    pub webhooks: WebhookConfig,
     pub clock: Clock,
 }
 
@@ -125,7 +126,7 @@ impl EngineConfig {
             default_rate_limit: None,
             default_credits: None,
             admin_actor: "service".to_owned(),
-            webhooks: crate::webhooks::WebhookConfig::default(),
+            webhooks: WebhookConfig::default(),
             clock: system_clock(),
         }
     }
@@ -157,5 +158,66 @@ impl std::fmt::Debug for EngineConfig {
             .field("admin_actor", &self.admin_actor)
             .field("webhooks", &self.webhooks)
             .finish_non_exhaustive()
+    }
+}
+
+/// A day.
+pub(crate) const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// How webhooks are delivered (`KEYWARD_WEBHOOK_*`).
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// Endpoints may be `http://` and on loopback, private and link-local addresses
+    /// (a deployment delivering inside its own network; tests).
+    pub allow_private: bool,
+    /// The longest an attempt may take, connection included.
+    pub timeout: Duration,
+    /// When failed deliveries are tried again, and when they are given up.
+    pub retry: RetrySchedule,
+    /// How long finished deliveries are kept for the delivery log; also how long
+    /// after its expiry a key is still announced as expired.
+    pub history_days: u32,
+    /// Days before its expiry a key is announced as expiring; 0: never.
+    pub expiry_notice_days: u32,
+    /// Below this percentage of the credits last set, a key's credits are announced
+    /// as low; 0: never.
+    pub credits_low_percent: u8,
+}
+
+impl WebhookConfig {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_HISTORY_DAYS: u32 = 7;
+    pub const DEFAULT_EXPIRY_NOTICE_DAYS: u32 = 7;
+    pub const DEFAULT_CREDITS_LOW_PERCENT: u8 = 10;
+    /// Keys announced per condition in one scan.
+    pub(crate) const SCAN_LIMIT: u32 = 500;
+    /// How long the secret a rotation replaces keeps signing.
+    pub const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
+    /// The most deliveries a log shows.
+    pub const LOG_LIMIT: u32 = 100;
+
+    /// How long finished deliveries are kept.
+    pub fn history(&self) -> Duration {
+        DAY * self.history_days
+    }
+
+    /// How long a claimed delivery is left to its sender: an attempt's timeout and a
+    /// margin for writing its outcome. A sender killed mid-attempt holds it no longer;
+    /// one that outlives it only means another attempt (with the same `webhook-id`).
+    pub fn lease(&self) -> Duration {
+        self.timeout + Duration::from_secs(10)
+    }
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            allow_private: false,
+            timeout: Self::DEFAULT_TIMEOUT,
+            retry: RetrySchedule::default(),
+            history_days: Self::DEFAULT_HISTORY_DAYS,
+            expiry_notice_days: Self::DEFAULT_EXPIRY_NOTICE_DAYS,
+            credits_low_percent: Self::DEFAULT_CREDITS_LOW_PERCENT,
+        }
     }
 }

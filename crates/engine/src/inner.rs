@@ -50,7 +50,7 @@ pub(crate) struct Inner<S> {
     /// Keys' own verification limits.
     pub(crate) key_limits: Quota<KeyId>,
     /// Keys refused for their rate limit, for `api_key.rate_limited`.
-    pub(crate) rate_limit_notices: crate::webhooks::RateLimitNotices,
+    pub(crate) rate_limit_notices: crate::notices::RateLimitNotices,
     /// Failed verifications per client address.
     pub(crate) client_failures: Quota<ClientAddr>,
     /// Changes per user.

@@ -33,6 +33,7 @@ mod import;
 mod inner;
 pub mod limits;
 mod metrics;
+mod notices;
 mod quota;
 mod shared_limits;
 #[cfg(feature = "testing")]
@@ -42,7 +43,7 @@ mod verdict;
 mod verifier;
 mod webhooks;
 
-pub use config::{Clock, EngineConfig, system_clock};
+pub use config::{Clock, EngineConfig, WebhookConfig, system_clock};
 pub use credentials::CreatedCredential;
 pub use engine::{CreatedKey, Engine, RotatedKey};
 pub use error::EngineError;
@@ -51,4 +52,4 @@ pub use limits::{ClientAddr, Limiter};
 pub use shared_limits::RateLimitStore;
 pub use usage::UsageMark;
 pub use verdict::{AuthenticatedCredential, Verification, VerifiedKey, VerifyOptions};
-pub use webhooks::{AttemptOutcome, CreatedWebhook, Outgoing, WebhookConfig};
+pub use webhooks::{AttemptOutcome, CreatedWebhook, Outgoing};

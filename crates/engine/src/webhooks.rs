@@ -3,83 +3,20 @@
 //! record of each attempt. The events themselves are queued by the store, in the
 //! transaction of the change that causes each.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use keyward_core::model::KeyId;
-use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use keyward_core::webhook::{
-    NewWebhookRequest, RetrySchedule, Webhook, WebhookEdit, WebhookId, WebhookSecret, origin,
-    random_jitter,
+    NewWebhookRequest, Webhook, WebhookEdit, WebhookId, WebhookSecret, origin, random_jitter,
 };
 use keyward_store::{
     AfterAttempt, AttemptRecord, ClaimedDelivery, ConditionRules, DeliveryRecord, NewWebhookRecord,
     SecretSeed, SigningSeeds, Store,
 };
 
+use crate::config::{DAY, WebhookConfig};
 use crate::engine::Engine;
 use crate::error::EngineError;
-
-/// How webhooks are delivered (`KEYWARD_WEBHOOK_*`).
-#[derive(Clone, Debug)]
-pub struct WebhookConfig {
-    /// Endpoints may be `http://` and on loopback, private and link-local addresses
-    /// (a deployment delivering inside its own network; tests).
-    pub allow_private: bool,
-    /// The longest an attempt may take, connection included.
-    pub timeout: Duration,
-    /// When failed deliveries are tried again, and when they are given up.
-    pub retry: RetrySchedule,
-    /// How long finished deliveries are kept for the delivery log; also how long
-    /// after its expiry a key is still announced as expired.
-    pub history_days: u32,
-    /// Days before its expiry a key is announced as expiring; 0: never.
-    pub expiry_notice_days: u32,
-    /// Below this percentage of the credits last set, a key's credits are announced
-    /// as low; 0: never.
-    pub credits_low_percent: u8,
-}
-
-impl WebhookConfig {
-    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-    pub const DEFAULT_HISTORY_DAYS: u32 = 7;
-    pub const DEFAULT_EXPIRY_NOTICE_DAYS: u32 = 7;
-    pub const DEFAULT_CREDITS_LOW_PERCENT: u8 = 10;
-    /// Keys announced per condition in one scan.
-    const SCAN_LIMIT: u32 = 500;
-    /// How long the secret a rotation replaces keeps signing.
-    pub const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
-    /// The most deliveries a log shows.
-    pub const LOG_LIMIT: u32 = 100;
-
-    /// How long finished deliveries are kept.
-    pub fn history(&self) -> Duration {
-        DAY * self.history_days
-    }
-
-    /// How long a claimed delivery is left to its sender: an attempt's timeout and a
-    /// margin for writing its outcome. A sender killed mid-attempt holds it no longer;
-    /// one that outlives it only means another attempt (with the same `webhook-id`).
-    pub fn lease(&self) -> Duration {
-        self.timeout + Duration::from_secs(10)
-    }
-}
-
-impl Default for WebhookConfig {
-    fn default() -> Self {
-        Self {
-            allow_private: false,
-            timeout: Self::DEFAULT_TIMEOUT,
-            retry: RetrySchedule::default(),
-            history_days: Self::DEFAULT_HISTORY_DAYS,
-            expiry_notice_days: Self::DEFAULT_EXPIRY_NOTICE_DAYS,
-            credits_low_percent: Self::DEFAULT_CREDITS_LOW_PERCENT,
-        }
-    }
-}
-
-const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// An endpoint just made or given a new secret: the secret is shown once.
 #[derive(Debug)]
@@ -375,111 +312,5 @@ impl<S: Store> Engine<S> {
             pepper_version: pepper.version(),
         };
         (seed, WebhookSecret::derive(pepper, &seed.nonce))
-    }
-}
-
-/// Keys refused for their rate limit, by the start of the limit's period, waiting for
-/// the usage flush to record them (`api_key.rate_limited`, once per key and period
-/// across instances). Only a refusal touches this, never a verification that passes,
-/// and each key's period is noted once.
-#[derive(Default)]
-pub(crate) struct RateLimitNotices {
-    state: std::sync::Mutex<Notices>,
-}
-
-#[derive(Default)]
-struct Notices {
-    /// Noted since the last flush.
-    pending: HashMap<KeyId, Timestamp>,
-    /// The period last handed to a flush, per key: not noted again.
-    flushed: HashMap<KeyId, Timestamp>,
-}
-
-/// Keys held at most, each map: a flood of refusals cannot grow memory.
-const MAX_NOTICES: usize = 10_000;
-
-impl RateLimitNotices {
-    /// Notes that `key` was refused at `now` under `limit`.
-    pub(crate) fn note(&self, key: KeyId, limit: RateLimit, now: Timestamp) {
-        let period = i64::from(limit.per_seconds()) * 1_000;
-        let start = now.plus_millis(-(now.as_millis().rem_euclid(period)));
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if state.flushed.get(&key) == Some(&start) || state.pending.get(&key) == Some(&start) {
-            return;
-        }
-        if state.pending.len() < MAX_NOTICES {
-            state.pending.insert(key, start);
-        }
-    }
-
-    pub(crate) fn drain(&self) -> Vec<(KeyId, Timestamp)> {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let batch: Vec<(KeyId, Timestamp)> = state.pending.drain().collect();
-        if state.flushed.len() + batch.len() > MAX_NOTICES {
-            state.flushed.clear();
-        }
-        state.flushed.extend(batch.iter().copied());
-        batch
-    }
-
-    /// Puts back a batch that could not be written.
-    pub(crate) fn restore(&self, batch: Vec<(KeyId, Timestamp)>) {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (key, start) in batch {
-            state.flushed.remove(&key);
-            if state.pending.len() < MAX_NOTICES {
-                state.pending.entry(key).or_insert(start);
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn at(ms: i64) -> Timestamp {
-        Timestamp::from_millis(ms).unwrap()
-    }
-
-    #[test]
-    fn a_key_is_noted_once_per_period_of_its_limit() {
-        let notices = RateLimitNotices::default();
-        let limit = RateLimit::new(10, 60).unwrap();
-        let key = KeyId::new(at(1));
-        for ms in [60_000, 61_000, 119_999] {
-            notices.note(key, limit, at(ms));
-        }
-        assert_eq!(notices.drain(), [(key, at(60_000))]);
-        notices.note(key, limit, at(100_000));
-        assert!(notices.drain().is_empty(), "already handed to a flush");
-        notices.note(key, limit, at(120_000));
-        let next = notices.drain();
-        assert_eq!(next, [(key, at(120_000))]);
-        notices.restore(next);
-        assert_eq!(
-            notices.drain(),
-            [(key, at(120_000))],
-            "kept when not written"
-        );
-    }
-
-    #[test]
-    fn a_flood_of_refused_keys_is_bounded() {
-        let notices = RateLimitNotices::default();
-        let limit = RateLimit::new(1, 1).unwrap();
-        for n in 0..(MAX_NOTICES as i64 + 500) {
-            notices.note(KeyId::new(at(n)), limit, at(5_000));
-        }
-        assert_eq!(notices.drain().len(), MAX_NOTICES);
     }
 }

@@ -44,7 +44,7 @@ pub(super) async fn queue_webhook<D: Dialect>(
         "actor": rows::actor_value(event.actor),
         "changes": changes,
     });
-    super::webhooks::enqueue::<D>(conn, kind, Some(key.id), event.at, data).await
+    super::outbox::enqueue::<D>(conn, kind, Some(key.id), event.at, data).await
 }
 
 /// An event query: its filters as ` AND column op $n`, then one page.

@@ -8,7 +8,7 @@ use keyward_core::time::Timestamp;
 use keyward_core::webhook::EventType;
 
 use super::events::{insert_event, queue_webhook};
-use super::webhooks::subscribed;
+use super::outbox::subscribed;
 use crate::db::{Columns, Param, Statement, params};
 use crate::dialect::{Connection, Dialect, run};
 use crate::error::{StoreError, corrupt};

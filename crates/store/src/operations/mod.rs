@@ -1,8 +1,9 @@
 //! Every [`Store`] operation, written once for every backend over its [`Dialect`], by
 //! what it changes: [`keys`] ([`KeyStore`]), [`usage`] ([`UsageStore`]), [`events`]
 //! (the audit trail, [`EventStore`]), [`users`] ([`UserStore`]) and [`credentials`]
-//! (service credentials, [`CredentialStore`]) and [`webhooks`] (endpoints and the
-//! outbox, [`WebhookStore`]). Each file
+//! (service credentials, [`CredentialStore`]) and [`webhooks`] (endpoints and their
+//! deliveries, [`WebhookStore`]); [`outbox`] writes a webhook event for any of them.
+//! Each file
 //! implements its group for every `Dialect`; this one the store's own life.
 //!
 //! A change has one shape: begin a write transaction, read the row (as the backend
@@ -22,6 +23,7 @@
 mod credentials;
 mod events;
 mod keys;
+mod outbox;
 mod usage;
 mod users;
 mod webhooks;

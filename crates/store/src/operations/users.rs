@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::events::insert_event;
 use super::keys::{announce, lock_user};
-use super::webhooks::{enqueue, subscribed};
+use super::outbox::{enqueue, subscribed};
 use crate::db::{Columns, Statement, params};
 use crate::dialect::{Dialect, run};
 use crate::error::{StoreError, corrupt};

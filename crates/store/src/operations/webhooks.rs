@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 use keyward_core::audit::Actor;
 use keyward_core::model::{KeyId, UserId};
 use keyward_core::time::Timestamp;
-use keyward_core::webhook::{
-    EventType, ValidWebhookFields, Webhook, WebhookId, new_event_id, origin,
-};
+use keyward_core::webhook::{EventType, ValidWebhookFields, Webhook, WebhookId, origin};
 use serde_json::{Value, json};
 
+use super::outbox::{enqueue, insert_event, subscribed};
 use crate::db::{Columns, Param, Statement, params};
 use crate::dialect::{Connection, Dialect, run};
 use crate::error::{StoreError, corrupt};
@@ -19,7 +18,7 @@ use crate::records::{
     AfterAttempt, AttemptRecord, ClaimedDelivery, ConditionRules, DeliveryRecord, NewWebhookRecord,
     SecretSeed, SigningSeeds,
 };
-use crate::rows::{self, NewEvent, event_body, key_from_row};
+use crate::rows::{self, NewEvent, key_from_row};
 use crate::sql;
 
 impl From<WebhookId> for Param<'_> {
@@ -588,52 +587,6 @@ fn condition_queries(
         Statement::new(sql::EXHAUSTED_CREDITS_TO_ANNOUNCE, exhausted),
     ));
     queries
-}
-
-/// Queues an event of `kind` about key `key` for every enabled endpoint subscribed
-/// to it, inside the caller's transaction; nothing is written when none is.
-pub(super) async fn enqueue<D: Dialect>(
-    conn: &mut Connection<D>,
-    kind: EventType,
-    key: Option<KeyId>,
-    at: Timestamp,
-    data: Value,
-) -> Result<(), StoreError> {
-    if !subscribed::<D>(conn, kind).await? {
-        return Ok(());
-    }
-    let event_id = insert_event::<D>(conn, kind, key, at, data).await?;
-    let fan_out = params![event_id.as_str(), key, at, kind.as_str()];
-    run::<D>(conn, Statement::new(sql::FAN_OUT, fan_out)).await?;
-    Ok(())
-}
-
-/// Whether an enabled endpoint subscribes to `kind`.
-pub(super) async fn subscribed<D: Dialect>(
-    conn: &mut Connection<D>,
-    kind: EventType,
-) -> Result<bool, StoreError> {
-    let rows = run::<D>(
-        conn,
-        Statement::new(sql::SUBSCRIBED, params![kind.as_str()]),
-    )
-    .await?;
-    Ok(!rows.is_empty())
-}
-
-/// Writes an event's row (its body as it will be sent); its id.
-async fn insert_event<D: Dialect>(
-    conn: &mut Connection<D>,
-    kind: EventType,
-    key: Option<KeyId>,
-    at: Timestamp,
-    data: Value,
-) -> Result<String, StoreError> {
-    let id = new_event_id(at);
-    let body = event_body(kind, at, data);
-    let values = params![id.as_str(), kind.as_str(), key, at, body];
-    run::<D>(conn, Statement::new(sql::INSERT_WEBHOOK_EVENT, values)).await?;
-    Ok(id)
 }
 
 async fn subscribe<D: Dialect>(
