@@ -7,14 +7,11 @@
 //! any lookup; it is stored only as a peppered hash, like a key's.
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::LazyLock;
-
-use uuid::Uuid;
 
 use crate::input::{FieldError, KeyName, ValidationErrors};
 use crate::key::{KeyFormat, KeyPrefix};
-use crate::model::{InvalidKeyId, KeyId, expired};
+use crate::model::expired;
 use crate::time::Timestamp;
 
 pub use crate::key::CREDENTIAL_PREFIX;
@@ -180,44 +177,10 @@ impl fmt::Debug for ScopeSet {
     }
 }
 
-/// A credential's id: a UUID v7 in the keys' canonical spelling.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CredentialId(Uuid);
-
-impl CredentialId {
-    pub fn new(now: Timestamp) -> Self {
-        Self(*KeyId::new(now).as_uuid())
-    }
-
-    pub fn from_uuid(id: Uuid) -> Self {
-        Self(id)
-    }
-
-    pub fn as_uuid(&self) -> &Uuid {
-        &self.0
-    }
-}
-
-impl FromStr for CredentialId {
-    type Err = InvalidKeyId;
-
-    /// Only the canonical spelling, as for key ids.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        KeyId::from_str(s).map(|id| Self(*id.as_uuid()))
-    }
-}
-
-impl fmt::Display for CredentialId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
-
-impl fmt::Debug for CredentialId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CredentialId({self})")
-    }
-}
+crate::model::uuid_id!(
+    /// A credential's id: a UUID v7 in the keys' canonical spelling.
+    CredentialId
+);
 
 /// `ACTIVE` or `REVOKED`: a credential is not suspended, it is revoked and replaced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

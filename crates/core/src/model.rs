@@ -8,6 +8,53 @@ use uuid::Uuid;
 use crate::rate::RateLimit;
 use crate::time::Timestamp;
 
+/// Declares an id type like [`KeyId`] for another record (a service credential, a
+/// webhook endpoint): a UUID v7 in the same canonical spelling, made, parsed and shown
+/// as a key id is, and kept apart from it by its type.
+macro_rules! uuid_id {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(uuid::Uuid);
+
+        impl $name {
+            pub fn new(now: $crate::time::Timestamp) -> Self {
+                Self(*$crate::model::KeyId::new(now).as_uuid())
+            }
+
+            pub fn from_uuid(id: uuid::Uuid) -> Self {
+                Self(id)
+            }
+
+            pub fn as_uuid(&self) -> &uuid::Uuid {
+                &self.0
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::model::InvalidKeyId;
+
+            /// Only the canonical spelling, as for key ids.
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                s.parse::<$crate::model::KeyId>().map(|id| Self(*id.as_uuid()))
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                ::std::fmt::Display::fmt(&self.0.hyphenated(), f)
+            }
+        }
+
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self)
+            }
+        }
+    };
+}
+pub(crate) use uuid_id;
+
 /// A key's id: a UUID v7, so ids sort by creation time.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct KeyId(Uuid);

@@ -9,7 +9,6 @@
 //!   spaces (while a secret is being replaced, both sign).
 
 use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -17,12 +16,11 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use url::{Host, Url};
-use uuid::Uuid;
 use zeroize::Zeroize;
 
 use crate::hash::Pepper;
 use crate::input::{Description, FieldError, ValidationErrors};
-use crate::model::{InvalidKeyId, KeyId};
+use crate::model::KeyId;
 use crate::time::Timestamp;
 
 /// What happened. The names are contract.
@@ -289,44 +287,10 @@ pub fn new_event_id(now: Timestamp) -> String {
     format!("msg_{}", KeyId::new(now).as_uuid().simple())
 }
 
-/// An endpoint's id: a UUID v7 in the keys' canonical spelling.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct WebhookId(Uuid);
-
-impl WebhookId {
-    pub fn new(now: Timestamp) -> Self {
-        Self(*KeyId::new(now).as_uuid())
-    }
-
-    pub fn from_uuid(id: Uuid) -> Self {
-        Self(id)
-    }
-
-    pub fn as_uuid(&self) -> &Uuid {
-        &self.0
-    }
-}
-
-impl FromStr for WebhookId {
-    type Err = InvalidKeyId;
-
-    /// Only the canonical spelling, as for key ids.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        KeyId::from_str(s).map(|id| Self(*id.as_uuid()))
-    }
-}
-
-impl fmt::Display for WebhookId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
-
-impl fmt::Debug for WebhookId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "WebhookId({self})")
-    }
-}
+crate::model::uuid_id!(
+    /// An endpoint's id: a UUID v7 in the keys' canonical spelling.
+    WebhookId
+);
 
 /// An endpoint events are delivered to.
 #[derive(Clone, Debug, PartialEq, Eq)]

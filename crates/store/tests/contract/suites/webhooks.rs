@@ -52,6 +52,16 @@ async fn endpoint(f: &Fixture, events: &[EventType], created: i64) -> WebhookId 
     record.webhook.id
 }
 
+/// A change that only switches an endpoint on or off.
+fn switched(on: bool) -> ValidWebhookFields {
+    ValidWebhookFields {
+        url: None,
+        events: None,
+        description: None,
+        enabled: Some(on),
+    }
+}
+
 async fn claim(f: &Fixture, now: i64) -> Vec<ClaimedDelivery> {
     f.store
         .claim_deliveries(at(now), at(now + LEASE_MS), 100)
@@ -207,12 +217,7 @@ async fn events_nobody_subscribes_to_are_not_written_and_a_disabled_endpoints_wa
     insert(&f.store, "alice", "ci", 10).await;
     assert!(claim(&f, 20).await.is_empty());
     // A disabled endpoint gets nothing queued either.
-    let off = ValidWebhookFields {
-        url: None,
-        events: None,
-        description: None,
-        enabled: Some(false),
-    };
+    let off = switched(false);
     let hook = f
         .store
         .update_webhook(hook, &off, at(30), &admin())
@@ -239,12 +244,7 @@ async fn events_nobody_subscribes_to_are_not_written_and_a_disabled_endpoints_wa
         claim(&f, 60).await.is_empty(),
         "a disabled endpoint's events wait"
     );
-    let on = ValidWebhookFields {
-        url: None,
-        events: None,
-        description: None,
-        enabled: Some(true),
-    };
+    let on = switched(true);
     f.store
         .update_webhook(hook.id, &on, at(70), &admin())
         .await
@@ -439,12 +439,7 @@ async fn an_endpoint_failing_for_the_whole_window_is_disabled() {
             .unwrap()
     );
     assert!(claim(&f, 41).await.is_empty());
-    let on = ValidWebhookFields {
-        url: None,
-        events: None,
-        description: None,
-        enabled: Some(true),
-    };
+    let on = switched(true);
     let hook = f
         .store
         .update_webhook(hook.id, &on, at(50), &admin())
