@@ -8,6 +8,7 @@
 //! - [`permissions`]: the permission catalogue and permission sets.
 //! - [`input`]: validation of what a user asks for (name, description, expiry).
 //! - [`text`]: the one rule for text people read (names, descriptions, user ids).
+//! - [`leak`]: what a leak report does to a key, and where it was seen.
 //! - [`legacy`]: keys imported from AutoGPT (their shape and their hashes).
 //! - [`lifecycle`]: which status changes are allowed, and what they change.
 //! - [`rate`]: rate limit quotas and the GCRA decision over them.
@@ -24,6 +25,7 @@ pub mod credential;
 pub mod hash;
 pub mod input;
 pub mod key;
+pub mod leak;
 pub mod legacy;
 pub mod lifecycle;
 pub mod model;

@@ -86,6 +86,8 @@ pub struct EngineConfig {
     pub admin_actor: String,
     /// How webhooks are delivered.
     pub webhooks: WebhookConfig,
+    /// What a leak report does to a live key.
+    pub leak_action: keyward_core::leak::LeakAction,
     pub clock: Clock,
 }
 
@@ -127,6 +129,7 @@ impl EngineConfig {
             default_credits: None,
             admin_actor: "service".to_owned(),
             webhooks: WebhookConfig::default(),
+            leak_action: keyward_core::leak::LeakAction::default(),
             clock: system_clock(),
         }
     }

@@ -31,6 +31,7 @@ mod history;
 mod history_reads;
 mod import;
 mod inner;
+mod leaks;
 pub mod limits;
 mod metrics;
 mod notices;

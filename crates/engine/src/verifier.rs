@@ -211,7 +211,11 @@ impl<S: Store> Engine<S> {
     /// pepper. A key found under a retired pepper is re-hashed, so its next
     /// verification takes the single lookup; if that fails it is not cached, because
     /// the cache is invalidated by the stored hash, which would then differ.
-    async fn load(&self, parsed: ParsedKey<'_>, hash: KeyHash) -> Result<Loaded, EngineError> {
+    pub(crate) async fn load(
+        &self,
+        parsed: ParsedKey<'_>,
+        hash: KeyHash,
+    ) -> Result<Loaded, EngineError> {
         let store = &self.inner.store;
         let peppers = &self.inner.config.peppers;
         if let Some(found) = store.find_by_hash(&hash).await? {

@@ -189,6 +189,19 @@ impl KeyStore for Counting {
         self.reachable()?;
         self.inner.rehash(id, from, hash, v).await
     }
+    async fn report_leak(
+        &self,
+        id: KeyId,
+        change: Option<&Mutation>,
+        sighting: &keyward_core::leak::Sighting,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> Result<Option<Applied>, StoreError> {
+        self.reachable()?;
+        self.inner
+            .report_leak(id, change, sighting, now, actor)
+            .await
+    }
 }
 
 impl UsageStore for Counting {

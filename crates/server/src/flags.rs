@@ -18,6 +18,11 @@ fn secret(value: &str) -> Result<Secret, String> {
     Ok(Secret::new(value))
 }
 
+fn leak_action(value: &str) -> Result<keyward_core::leak::LeakAction, String> {
+    keyward_core::leak::LeakAction::parse(value)
+        .ok_or_else(|| format!("{value:?}: expected revoke, suspend or report"))
+}
+
 /// `5,300,1800`: seconds before each retry, 1 to 86,400 each, at most 50 of them.
 fn retry_schedule(value: &str) -> Result<keyward_core::webhook::RetrySchedule, String> {
     let waits = value
@@ -226,6 +231,19 @@ pub struct Flags {
         global = true
     )]
     pub permission_catalogue: Option<String>,
+
+    /// What a report of a leaked key (POST /api/api-keys/report-leak, GitHub secret
+    /// scanning) does to a live key: revoke, suspend, or report (only record and
+    /// announce it).
+    #[arg(
+        help_heading = KEYS,
+        long,
+        env = "KEYWARD_LEAKED_KEY_ACTION",
+        default_value = "revoke",
+        value_parser = leak_action,
+        global = true
+    )]
+    pub leaked_key_action: keyward_core::leak::LeakAction,
 
     /// Keys a user may hold that are not revoked.
     #[arg(

@@ -287,6 +287,7 @@ impl Flags {
         engine.default_rate_limit = self.default_rate_limit;
         engine.default_credits = self.default_credits;
         engine.rate_limit_store = self.rate_limit_store()?;
+        engine.leak_action = self.leaked_key_action;
         engine.webhooks = keyward_engine::WebhookConfig {
             allow_private: self.webhook_allow_private,
             timeout: std::time::Duration::from_secs(self.webhook_timeout),

@@ -10,6 +10,7 @@ use std::future::Future;
 use keyward_core::audit::{Actor, EventQuery, KeyEvent};
 use keyward_core::credential::{CredentialId, ServiceCredential};
 use keyward_core::hash::KeyHash;
+use keyward_core::leak::Sighting;
 use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{ApiKey, KeyId, Scope, UserId};
 use keyward_core::time::Timestamp;
@@ -228,6 +229,20 @@ operations! {
             now: Timestamp,
             actor: &Actor,
         ) -> Result<Rotated, StoreError>;
+
+        /// Records that key `id` was found leaked, if it is live at `now` (see
+        /// `keyward_core::leak::is_live`): `change` (the leak action's) is applied and
+        /// recorded as any change is, then the audit action `leaked` with the
+        /// `sighting`, both announcing their webhook events, in one transaction.
+        /// `None`: no such key, or not live (nothing is recorded).
+        async fn report_leak(
+            &self,
+            id: KeyId,
+            change: Option<&Mutation>,
+            sighting: &Sighting,
+            now: Timestamp,
+            actor: &Actor,
+        ) -> Result<Option<Applied>, StoreError>;
 
         /// Replaces a key's hash `from` (under a retired pepper) with `hash`, after a
         /// verification with the retired pepper. Both are announced: an instance may

@@ -229,6 +229,15 @@ pub(crate) fn key_changes(before: Option<&ApiKey>, after: Option<&ApiKey>) -> St
     Value::Object(changes).to_string()
 }
 
+/// The changes a leak report records: where the key was seen, by whom.
+pub(crate) fn sighting_changes(sighting: &keyward_core::leak::Sighting) -> String {
+    json!({
+        "url": {"before": null, "after": sighting.url},
+        "source": {"before": null, "after": sighting.source},
+    })
+    .to_string()
+}
+
 /// The changes a user deletion records: which keys went.
 pub(crate) fn deletion_changes(deleted: &[KeyId]) -> String {
     let ids: Vec<String> = deleted.iter().map(ToString::to_string).collect();

@@ -13,7 +13,9 @@ use utoipa_axum::router::OpenApiRouter;
 
 use super::documented;
 use super::query_params;
-use super::routes::{admin, api_keys, catalogue, credentials, forward_auth, ops, verify, webhooks};
+use super::routes::{
+    admin, api_keys, catalogue, credentials, forward_auth, leaks, ops, verify, webhooks,
+};
 use super::state::AppState;
 
 #[derive(utoipa::OpenApi)]
@@ -30,6 +32,7 @@ use super::state::AppState;
         (name = "permissions", description = "The permission catalogue (JWT or service token)"),
         (name = "admin", description = "Administration for the platform's services (a credential with the route's scope, or the service token)"),
         (name = "credentials", description = "The platform's services' own credentials, each limited to its scopes (credentials.manage)"),
+        (name = "leaks", description = "Keys found where they should not be: reported by anyone holding one"),
         (name = "webhooks", description = "Signed, retried events for every key change, delivered as the Standard Webhooks specification says (webhooks.manage)"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     )
@@ -86,6 +89,7 @@ pub(super) fn api_routes() -> OpenApiRouter<AppState> {
             credentials::routes(),
         ),
         (webhooks::TAG, webhooks::CALLERS, webhooks::routes()),
+        (leaks::TAG, leaks::CALLERS, leaks::routes()),
         (ops::TAG, ops::CALLERS, ops::routes()),
     ];
     resources.into_iter().fold(

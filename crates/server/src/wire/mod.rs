@@ -5,6 +5,7 @@
 //! annotations, so a change here is a change of the published API.
 //!
 //! - [`keys`]: a key as shown, and the requests that create, change and rotate it.
+//! - [`leaks`]: a leak report.
 //! - [`verify`]: the verify API's request and verdict.
 //! - [`credentials`]: a service credential as shown, and the requests that create
 //!   and rotate it.
@@ -24,6 +25,7 @@ pub mod credentials;
 pub mod events;
 pub mod health;
 pub mod keys;
+pub mod leaks;
 pub mod permissions;
 pub mod usage;
 pub mod users;

@@ -22,6 +22,8 @@ mod edit;
 mod forward_auth;
 #[path = "suites/hostile.rs"]
 mod hostile;
+#[path = "suites/leaks.rs"]
+mod leaks;
 #[path = "suites/lifecycle.rs"]
 mod lifecycle;
 #[path = "suites/list_and_get.rs"]

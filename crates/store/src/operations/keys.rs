@@ -2,6 +2,7 @@
 
 use keyward_core::audit::Actor;
 use keyward_core::hash::KeyHash;
+use keyward_core::leak::{self, Sighting};
 use keyward_core::lifecycle::{self, KeyState, Mutation, Successor};
 use keyward_core::model::{ApiKey, KeyId, Metadata, Scope, UserId};
 use keyward_core::time::Timestamp;
@@ -253,6 +254,70 @@ impl<D: Dialect> KeyStore for D {
                     new: record.key,
                 })
             })
+            .await
+    }
+
+    async fn report_leak(
+        &self,
+        id: KeyId,
+        change: Option<&Mutation>,
+        sighting: &Sighting,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> Result<Option<Applied>, StoreError> {
+        self.writes()
+            .track_if(
+                async move {
+                    let mut tx = self.begin().await?;
+                    let (key, hash) = match read_to_change::<D>(&mut tx, Scope::Admin, id).await {
+                        Ok(found) => found,
+                        Err(StoreError::NotFound) => return Ok(None),
+                        Err(err) => return Err(err),
+                    };
+                    if !leak::is_live(&key, now) {
+                        return Ok(None);
+                    }
+                    let mut after = key.clone();
+                    let mut changed = false;
+                    // A change the key's status does not allow (suspending a suspended
+                    // key) is simply not made: the leak is recorded all the same.
+                    if let Some(change) = change
+                        && let Ok(Some(new)) = lifecycle::decide(&key, change, now)
+                    {
+                        run::<D>(&mut tx, write_state(id, &new, now)).await?;
+                        after = new.applied_to(key.clone());
+                        let event = NewEvent {
+                            at: now,
+                            actor,
+                            action: change.name(),
+                            key_id: Some(id),
+                            user_id: &key.user_id,
+                            changes: rows::key_changes(Some(&key), Some(&after)),
+                            key: Some(&after),
+                        };
+                        insert_event::<D>(&mut tx, &event).await?;
+                        announce::<D>(&mut tx, &[hash]).await?;
+                        changed = true;
+                    }
+                    let leaked = NewEvent {
+                        at: now,
+                        actor,
+                        action: "leaked",
+                        key_id: Some(id),
+                        user_id: &key.user_id,
+                        changes: rows::sighting_changes(sighting),
+                        key: Some(&after),
+                    };
+                    insert_event::<D>(&mut tx, &leaked).await?;
+                    tx.commit().await?;
+                    Ok(Some(Applied {
+                        key: after,
+                        hash,
+                        changed,
+                    }))
+                },
+                |applied| applied.is_some(),
+            )
             .await
     }
 

@@ -11,6 +11,7 @@
 //! - [`credentials`]: the platform's services' scoped credentials
 //!   (`credentials.manage`).
 //! - [`webhooks`]: webhook endpoints and their delivery log (`webhooks.manage`).
+//! - [`leaks`]: a key reported found in public (no authentication).
 //! - [`catalogue`]: the permission names.
 //! - [`ops`]: health, readiness, metrics, `/openapi.json`, `/docs`.
 //! - [`console`]: the web console at `/console` (a page on top of the JSON API).
@@ -21,6 +22,7 @@ pub mod catalogue;
 pub mod console;
 pub mod credentials;
 pub mod forward_auth;
+pub mod leaks;
 pub mod ops;
 pub mod verify;
 pub mod webhooks;

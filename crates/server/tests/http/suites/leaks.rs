@@ -1,0 +1,178 @@
+//! Leak reports: anyone holding a key kills it with one unauthenticated request that
+//! answers the same whatever the key was; the report is in the key's audit trail and
+//! announced to webhooks; reports are limited per client.
+
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use keyward_core::leak::LeakAction;
+use serde_json::{Value, json};
+
+use super::TestApp;
+use crate::common::{ADMIN_TOKEN, TestResponse};
+
+const URL: &str = "https://github.com/acme/app/blob/main/.env#L3";
+
+async fn report(app: &TestApp, key: &str) -> TestResponse {
+    app.call(
+        Method::POST,
+        "/api/api-keys/report-leak",
+        None,
+        Some(json!({"key": key, "url": URL})),
+    )
+    .await
+}
+
+/// The key's status once the report's background work has run (a second at most).
+async fn status_after_report(app: &TestApp, key: &str, want: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let code = app.verify_code(key, &[]).await;
+        if code == want || std::time::Instant::now() > deadline {
+            return code;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn events(app: &TestApp, id: &str) -> Vec<Value> {
+    let answer = app
+        .call(
+            Method::GET,
+            &format!("/api/admin/api-keys/{id}/events"),
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    answer.ok()["events"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn anyone_holding_a_key_can_kill_it_with_one_request() {
+    let app = TestApp::new().await;
+    let (id, key) = app.key_with("alice", &["READ_GRAPH"]).await;
+    let answer = report(&app, &key).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    assert_eq!(answer.text, "");
+    assert_eq!(status_after_report(&app, &key, "REVOKED").await, "REVOKED");
+    let trail = events(&app, &id).await;
+    let actions: Vec<&str> = trail
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["create", "revoke", "leaked"]);
+    let leaked = &trail[2];
+    assert_eq!(leaked["changes"]["url"]["after"], URL);
+    assert_eq!(leaked["changes"]["source"]["after"], "report");
+    assert_eq!(leaked["actor"]["id"], "leak-report");
+}
+
+#[tokio::test]
+async fn a_report_answers_the_same_whatever_the_key_was() {
+    let app = TestApp::new().await;
+    let (revoked_id, revoked) = app.key_with("alice", &[]).await;
+    app.as_user(
+        "alice",
+        Method::DELETE,
+        &format!("/api/api-keys/{revoked_id}"),
+        None,
+    )
+    .await;
+    let (_, live) = app.key_with("bob", &[]).await;
+    // A key of the right format, checksum and all, that this deployment never made:
+    // what a stranger guessing has.
+    let unknown = keyward_core::key::KeyFormat::default()
+        .generate()
+        .expose()
+        .to_owned();
+    let answers = [
+        report(&app, &live).await,
+        report(&app, &revoked).await,
+        report(&app, &unknown).await,
+        report(&app, "not a key").await,
+    ];
+    for answer in &answers {
+        assert_eq!(
+            (answer.status, answer.text.as_str()),
+            (StatusCode::ACCEPTED, "")
+        );
+    }
+    assert_eq!(status_after_report(&app, &live, "REVOKED").await, "REVOKED");
+    // A key already revoked is not reported again.
+    let trail = events(&app, &revoked_id).await;
+    assert!(trail.iter().all(|e| e["action"] != "leaked"), "{trail:?}");
+}
+
+#[tokio::test]
+async fn the_leak_action_may_suspend_or_only_report() {
+    for (action, status) in [
+        (LeakAction::Suspend, "SUSPENDED"),
+        (LeakAction::Report, "VALID"),
+    ] {
+        let app = TestApp::builder()
+            .engine(move |config| config.leak_action = action)
+            .build()
+            .await;
+        let (id, key) = app.key_with("alice", &[]).await;
+        assert_eq!(report(&app, &key).await.status, StatusCode::ACCEPTED);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !events(&app, &id)
+            .await
+            .iter()
+            .any(|e| e["action"] == "leaked")
+        {
+            assert!(std::time::Instant::now() < deadline, "no leaked event");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(app.verify_code(&key, &[]).await, status, "{action:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_reported_leak_is_announced_to_webhooks() {
+    let app = TestApp::new().await;
+    let hook = app
+        .call(
+            Method::POST,
+            "/api/admin/webhooks",
+            Some(ADMIN_TOKEN),
+            Some(json!({"url": "https://hooks.example.com/in", "events": ["api_key.leaked", "api_key.revoked"]})),
+        )
+        .await;
+    let hook = hook.ok()["webhook"]["id"].as_str().unwrap().to_owned();
+    let (_, key) = app.key_with("alice", &[]).await;
+    report(&app, &key).await;
+    status_after_report(&app, &key, "REVOKED").await;
+    let log = app
+        .call(
+            Method::GET,
+            &format!("/api/admin/webhooks/{hook}/deliveries"),
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    let types: Vec<&str> = log
+        .ok()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["api_key.leaked", "api_key.revoked"]);
+}
+
+#[tokio::test]
+async fn reports_are_limited_per_client() {
+    let app = TestApp::builder()
+        .engine(|config| {
+            config.failed_verify_limit = keyward_core::rate::RateLimit::per_minute(3).ok()
+        })
+        .build()
+        .await;
+    for _ in 0..3 {
+        assert_eq!(report(&app, "not a key").await.status, StatusCode::ACCEPTED);
+    }
+    let refused = report(&app, "not a key").await;
+    refused.error(StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers.contains_key("retry-after"));
+}
