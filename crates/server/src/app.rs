@@ -6,6 +6,7 @@ use keyward_engine::Engine;
 use keyward_store::{AnyStore, Store};
 
 use crate::http::{self, auth::Authenticator};
+use crate::secret_scanning::GithubKeys;
 use crate::secrets::Secret;
 use crate::settings::Settings;
 use crate::telemetry;
@@ -51,6 +52,12 @@ impl App {
             auth,
             metrics,
             settings.http.trusted_proxies.clone(),
+            settings
+                .http
+                .github_secret_scanning
+                .clone()
+                .map(|url| GithubKeys::new(url).map(std::sync::Arc::new))
+                .transpose()?,
         );
         let webhooks = Sender::start(engine.clone())?;
         Ok(Self {

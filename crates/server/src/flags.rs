@@ -18,6 +18,14 @@ fn secret(value: &str) -> Result<Secret, String> {
     Ok(Secret::new(value))
 }
 
+fn on_off(value: &str) -> Result<bool, String> {
+    match value {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("{other:?}: expected on or off")),
+    }
+}
+
 fn leak_action(value: &str) -> Result<keyward_core::leak::LeakAction, String> {
     keyward_core::leak::LeakAction::parse(value)
         .ok_or_else(|| format!("{value:?}: expected revoke, suspend or report"))
@@ -244,6 +252,29 @@ pub struct Flags {
         global = true
     )]
     pub leaked_key_action: keyward_core::leak::LeakAction,
+
+    /// GitHub's secret scanning partner endpoint (POST /api/secret-scanning/github):
+    /// `on` to accept GitHub's signed reports of keys found in public.
+    #[arg(
+        help_heading = KEYS,
+        long,
+        env = "KEYWARD_GITHUB_SECRET_SCANNING",
+        default_value = "off",
+        value_parser = on_off,
+        global = true
+    )]
+    pub github_secret_scanning: bool,
+
+    /// Where GitHub's secret scanning public keys are (https://, or http:// to a
+    /// loopback address).
+    #[arg(
+        help_heading = KEYS,
+        long,
+        env = "KEYWARD_GITHUB_SECRET_SCANNING_KEYS_URL",
+        default_value = crate::secret_scanning::DEFAULT_KEYS_URL,
+        global = true
+    )]
+    pub github_secret_scanning_keys_url: String,
 
     /// Keys a user may hold that are not revoked.
     #[arg(

@@ -9,6 +9,7 @@ pub mod app;
 pub mod cli;
 pub mod flags;
 pub mod http;
+pub mod secret_scanning;
 pub mod secrets;
 pub mod settings;
 pub mod telemetry;

@@ -80,6 +80,8 @@ pub struct HttpSettings {
     pub trusted_proxies: TrustedProxies,
     /// The bearer token `/metrics` asks for, if any.
     pub metrics_token: Option<Secret>,
+    /// Where GitHub's secret scanning keys are, when the partner endpoint is on.
+    pub github_secret_scanning: Option<JwksUrl>,
 }
 
 impl Default for HttpSettings {
@@ -89,6 +91,7 @@ impl Default for HttpSettings {
             trusted_proxies: TrustedProxies::parse(TrustedProxies::DEFAULT)
                 .expect("the default list parses"),
             metrics_token: None,
+            github_secret_scanning: None,
         }
     }
 }
@@ -128,6 +131,8 @@ pub enum SettingsError {
     PoolSize,
     #[error("KEYWARD_JWT_JWKS_URL: {0}")]
     JwksUrl(String),
+    #[error("KEYWARD_GITHUB_SECRET_SCANNING_KEYS_URL: {0}")]
+    GithubKeysUrl(String),
     #[error("KEYWARD_RATE_LIMIT_STORE: {0}")]
     RateLimitStore(String),
     #[error("KEYWARD_TRUSTED_PROXIES: {0}")]
@@ -308,6 +313,7 @@ impl Flags {
             trusted_proxies: TrustedProxies::parse(&self.trusted_proxies)
                 .map_err(SettingsError::TrustedProxies)?,
             metrics_token: self.metrics_token()?,
+            github_secret_scanning: self.github_secret_scanning()?,
         };
 
         Ok(Settings {
@@ -335,6 +341,16 @@ impl Flags {
 impl Flags {
     /// The token `/metrics` asks for: unset or empty for none, else long enough (a
     /// token of blanks is a mistake, not "none").
+    /// GitHub's key list URL, when the secret scanning partner endpoint is on.
+    fn github_secret_scanning(&self) -> Result<Option<JwksUrl>, SettingsError> {
+        if !self.github_secret_scanning {
+            return Ok(None);
+        }
+        JwksUrl::parse(self.github_secret_scanning_keys_url.trim())
+            .map(Some)
+            .map_err(SettingsError::GithubKeysUrl)
+    }
+
     fn metrics_token(&self) -> Result<Option<Secret>, SettingsError> {
         match &self.metrics_token {
             Some(token) if !token.expose().is_empty() => {

@@ -48,6 +48,7 @@ pub fn router(
     auth: Authenticator,
     metrics: PrometheusHandle,
     trusted_proxies: TrustedProxies,
+    github: Option<Arc<crate::secret_scanning::GithubKeys>>,
 ) -> Router {
     let doc = openapi(&engine.config().catalogue);
     let openapi_json: Arc<str> = serde_json::to_string(&doc)
@@ -60,6 +61,7 @@ pub fn router(
         metrics,
         openapi_json,
         trusted_proxies,
+        github,
     }));
     let (router, _) = openapi::api_routes().split_for_parts();
     // One stack, added once: each `Router::layer` boxes every route again, and each

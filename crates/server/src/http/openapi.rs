@@ -14,7 +14,8 @@ use utoipa_axum::router::OpenApiRouter;
 use super::documented;
 use super::query_params;
 use super::routes::{
-    admin, api_keys, catalogue, credentials, forward_auth, leaks, ops, verify, webhooks,
+    admin, api_keys, catalogue, credentials, forward_auth, leaks, ops, secret_scanning, verify,
+    webhooks,
 };
 use super::state::AppState;
 
@@ -90,6 +91,11 @@ pub(super) fn api_routes() -> OpenApiRouter<AppState> {
         ),
         (webhooks::TAG, webhooks::CALLERS, webhooks::routes()),
         (leaks::TAG, leaks::CALLERS, leaks::routes()),
+        (
+            secret_scanning::TAG,
+            secret_scanning::CALLERS,
+            secret_scanning::routes(),
+        ),
         (ops::TAG, ops::CALLERS, ops::routes()),
     ];
     resources.into_iter().fold(

@@ -25,6 +25,8 @@ pub struct Shared {
     pub metrics: PrometheusHandle,
     pub openapi_json: Arc<str>,
     pub trusted_proxies: TrustedProxies,
+    /// GitHub's secret scanning keys, when the partner endpoint is enabled.
+    pub github: Option<Arc<crate::secret_scanning::GithubKeys>>,
 }
 
 impl std::ops::Deref for AppState {

@@ -5,7 +5,7 @@
 //! annotations, so a change here is a change of the published API.
 //!
 //! - [`keys`]: a key as shown, and the requests that create, change and rotate it.
-//! - [`leaks`]: a leak report.
+//! - [`leaks`]: a leak report; [`secret_scanning`]: GitHub's partner messages.
 //! - [`verify`]: the verify API's request and verdict.
 //! - [`credentials`]: a service credential as shown, and the requests that create
 //!   and rotate it.
@@ -27,6 +27,7 @@ pub mod health;
 pub mod keys;
 pub mod leaks;
 pub mod permissions;
+pub mod secret_scanning;
 pub mod usage;
 pub mod users;
 pub mod validate;

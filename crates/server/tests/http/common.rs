@@ -60,6 +60,7 @@ pub struct TestAppBuilder<B> {
     configure: Option<Configure>,
     metrics_token: Option<&'static str>,
     static_token: bool,
+    github_keys: Option<String>,
 }
 
 /// A change to the engine's settings before it starts.
@@ -90,6 +91,12 @@ impl<B: Backend> TestAppBuilder<B> {
     /// `/metrics` asks for `token` (KEYWARD_METRICS_TOKEN).
     pub fn metrics_token(mut self, token: &'static str) -> Self {
         self.metrics_token = Some(token);
+        self
+    }
+
+    /// `KEYWARD_GITHUB_SECRET_SCANNING=on`, GitHub's keys served at `url`.
+    pub fn github_secret_scanning(mut self, url: String) -> Self {
+        self.github_keys = Some(url);
         self
     }
 
@@ -142,6 +149,9 @@ impl<B: Backend> TestAppBuilder<B> {
         let settings = Settings {
             http: keyward::settings::HttpSettings {
                 metrics_token: self.metrics_token.map(Secret::new),
+                github_secret_scanning: self
+                    .github_keys
+                    .map(|url| keyward::http::jwks::JwksUrl::parse(&url).unwrap()),
                 ..Default::default()
             },
             database_url,
@@ -288,6 +298,7 @@ impl<B: Backend> TestApp<B> {
             configure: None,
             metrics_token: None,
             static_token: true,
+            github_keys: None,
         }
     }
 

@@ -35,6 +35,8 @@ mod peppers;
 mod rate_limits;
 #[path = "suites/rotation.rs"]
 mod rotation;
+#[path = "suites/secret_scanning.rs"]
+mod secret_scanning;
 #[path = "suites/usage_credits.rs"]
 mod usage_credits;
 #[path = "suites/usage_history.rs"]

@@ -36,6 +36,8 @@ mod peppers;
 mod rate_limits;
 #[path = "suites/rotation.rs"]
 mod rotation;
+#[path = "suites/secret_scanning.rs"]
+mod secret_scanning;
 #[path = "suites/secrets_at_rest.rs"]
 mod secrets_at_rest;
 #[path = "suites/usage_credits.rs"]

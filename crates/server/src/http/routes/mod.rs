@@ -11,7 +11,8 @@
 //! - [`credentials`]: the platform's services' scoped credentials
 //!   (`credentials.manage`).
 //! - [`webhooks`]: webhook endpoints and their delivery log (`webhooks.manage`).
-//! - [`leaks`]: a key reported found in public (no authentication).
+//! - [`leaks`]: a key reported found in public (no authentication);
+//!   [`secret_scanning`]: GitHub's secret scanning partner endpoint (GitHub's signature).
 //! - [`catalogue`]: the permission names.
 //! - [`ops`]: health, readiness, metrics, `/openapi.json`, `/docs`.
 //! - [`console`]: the web console at `/console` (a page on top of the JSON API).
@@ -24,5 +25,6 @@ pub mod credentials;
 pub mod forward_auth;
 pub mod leaks;
 pub mod ops;
+pub mod secret_scanning;
 pub mod verify;
 pub mod webhooks;

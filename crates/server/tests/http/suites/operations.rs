@@ -132,6 +132,7 @@ const CONTRACT_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/api-keys/{id}/usage"),
     ("post", "/api/api-keys/verify"),
     ("post", "/api/api-keys/report-leak"),
+    ("post", "/api/secret-scanning/github"),
     ("get", "/api/permissions"),
     ("get", "/api/auth"),
     ("delete", "/api/admin/users/{user_id}"),

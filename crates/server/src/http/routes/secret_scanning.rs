@@ -1,0 +1,115 @@
+//! GitHub's secret scanning partner endpoint (`KEYWARD_GITHUB_SECRET_SCANNING=on`):
+//! tokens of this deployment's format that GitHub found in public, signed by GitHub.
+//! Each live key among them is acted on as any leaked key (`KEYWARD_LEAKED_KEY_ACTION`).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use keyward_core::audit::Actor;
+use keyward_core::credential::ScopeSet;
+use keyward_core::leak::Sighting;
+use sha2::{Digest, Sha256};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::http::documented::Callers;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::state::AppState;
+use crate::wire::secret_scanning::{GithubFeedback, GithubMatch};
+
+/// The route documents its own authentication (GitHub's signature).
+pub const CALLERS: Callers = Callers::PerRoute;
+pub const TAG: &str = "leaks";
+
+/// The largest batch read (1 MiB): GitHub sends a thousand matches or so at most.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// This resource's routes, one `routes!` per path, with their documentation.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    // Larger than other bodies: a batch of a thousand matches is about 200 KiB.
+    OpenApiRouter::new()
+        .routes(routes!(github_secret_scanning))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+}
+
+/// GitHub's secret scanning partner endpoint. The body is a JSON array of
+/// `{token, type, url, source}`, signed by GitHub (`Github-Public-Key-Identifier`,
+/// `Github-Public-Key-Signature`: ECDSA P-256 with SHA-256 over the body as sent). Each
+/// token that is a live key of this deployment is revoked (`KEYWARD_LEAKED_KEY_ACTION`),
+/// recorded (`leaked`, with the URL and source) and announced (`api_key.leaked`). The
+/// answer labels each token: `true_positive` for a live key, `false_positive` otherwise.
+/// Enabled with `KEYWARD_GITHUB_SECRET_SCANNING=on` (404 otherwise).
+#[utoipa::path(
+    post,
+    path = "/api/secret-scanning/github",
+    operation_id = "github_secret_scanning",
+    request_body = Vec<GithubMatch>,
+    security(()),
+    responses(
+        (status = 200, description = "Each token's label", body = Vec<GithubFeedback>),
+        (status = 400, description = "Not a JSON array of matches", body = ErrorBody),
+        (status = 401, description = "Not signed by GitHub", body = ErrorBody),
+        (status = 404, description = "Not enabled here", body = ErrorBody),
+        (status = 413, description = "Over 1 MiB", body = ErrorBody),
+    )
+)]
+pub async fn github_secret_scanning(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Vec<GithubFeedback>>, ApiError> {
+    let Some(github) = state.github.as_ref() else {
+        return Err(ApiError::not_found());
+    };
+    if body.len() > MAX_BODY {
+        return Err(
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Body too large")
+                .detail(format!("at most {MAX_BODY} bytes")),
+        );
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let signed = github
+        .verify(
+            header("github-public-key-identifier"),
+            header("github-public-key-signature"),
+            &body,
+        )
+        .await;
+    if let Err(why) = signed {
+        tracing::warn!(reason = %why, "a secret scanning request was not signed by GitHub; ignored");
+        return Err(
+            ApiError::new(StatusCode::UNAUTHORIZED, "Not signed by GitHub")
+                .detail("the body's signature does not verify with GitHub's secret scanning keys"),
+        );
+    }
+    let matches: Vec<GithubMatch> = serde_json::from_slice(&body).map_err(|err| {
+        ApiError::new(StatusCode::BAD_REQUEST, "Malformed JSON").detail(format!(
+            "expected an array of {{token, type, url, source}}: {err}"
+        ))
+    })?;
+    let engine = state.engine.acting_as(
+        Actor::Admin("github-secret-scanning".into()),
+        ScopeSet::default(),
+    );
+    let mut feedback = Vec::with_capacity(matches.len());
+    for found in matches {
+        let source = format!("github:{}", found.source.as_deref().unwrap_or("unknown"));
+        let sighting = Sighting::new(found.url.as_deref(), Some(&source));
+        let live = engine.report_leak(&found.token, &sighting).await?.is_some();
+        feedback.push(GithubFeedback {
+            token_hash: hex(&Sha256::digest(found.token.as_bytes())),
+            token_type: found.token_type,
+            label: if live {
+                "true_positive"
+            } else {
+                "false_positive"
+            },
+        });
+    }
+    Ok(Json(feedback))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
