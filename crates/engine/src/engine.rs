@@ -596,6 +596,22 @@ impl Change {
 /// Credentials a cache holds: a deployment has a few dozen services, not millions.
 const CREDENTIAL_CACHE_CAPACITY: u64 = 4_096;
 
+impl<S: Store> Engine<S> {
+    /// Runs a store write as its own task ([`to_completion`]): a caller that goes
+    /// away (a client disconnecting, a task stopped) cannot cut it between its
+    /// `BEGIN` and its end, which could hand a connection still inside a transaction
+    /// back to the pool.
+    pub(crate) async fn store_write<T, F, Fut>(&self, write: F) -> Result<T, EngineError>
+    where
+        T: Send + 'static,
+        F: FnOnce(S) -> Fut,
+        Fut: Future<Output = Result<T, keyward_store::StoreError>> + Send + 'static,
+    {
+        let write = write(self.inner.store.clone());
+        to_completion(async move { write.await.map_err(EngineError::from) }).await
+    }
+}
+
 /// Runs a write and the cache invalidation that follows its commit as their own
 /// task, and returns its outcome: a caller going away (a client disconnecting)
 /// cannot cut it between the commit and the invalidation.

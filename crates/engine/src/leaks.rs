@@ -36,15 +36,13 @@ impl<S: Store> Engine<S> {
         };
         let action = inner.config.leak_action;
         let change = action.mutation();
-        let applied = inner
-            .store
-            .report_leak(
-                key.id,
-                change.as_ref(),
-                sighting,
-                inner.now(),
-                &self.admin(),
-            )
+        let (id, now, actor, seen) = (key.id, inner.now(), self.admin(), sighting.clone());
+        let applied = self
+            .store_write(move |store| async move {
+                store
+                    .report_leak(id, change.as_ref(), &seen, now, &actor)
+                    .await
+            })
             .await?;
         let Some(applied) = applied else {
             return Ok(None);

@@ -82,7 +82,9 @@ impl<S: Store> Engine<S> {
             webhook,
             secret: seed,
         };
-        inner.store.insert_webhook(&record, &self.admin()).await?;
+        let (stored, actor) = (record.clone(), self.admin());
+        self.store_write(move |store| async move { store.insert_webhook(&stored, &actor).await })
+            .await?;
         tracing::info!(
             webhook_id = %record.webhook.id,
             origin = %origin(&record.webhook.url),
@@ -119,9 +121,11 @@ impl<S: Store> Engine<S> {
         let fields = edit
             .validate(inner.config.webhooks.allow_private)
             .map_err(EngineError::Invalid)?;
-        let webhook = inner
-            .store
-            .update_webhook(id, &fields, inner.now(), &self.admin())
+        let (now, actor) = (inner.now(), self.admin());
+        let webhook = self
+            .store_write(move |store| async move {
+                store.update_webhook(id, &fields, now, &actor).await
+            })
             .await?
             .ok_or(EngineError::NoSuchWebhook)?;
         tracing::info!(webhook_id = %id, by = %self.admin(), "webhook endpoint changed");
@@ -130,12 +134,11 @@ impl<S: Store> Engine<S> {
 
     /// Deletes an endpoint and its delivery log; what it had not received is dropped.
     pub async fn delete_webhook(&self, id: WebhookId) -> Result<(), EngineError> {
-        let inner = &self.inner;
-        if !inner
-            .store
-            .delete_webhook(id, inner.now(), &self.admin())
-            .await?
-        {
+        let (now, actor) = (self.inner.now(), self.admin());
+        let deleted = self
+            .store_write(move |store| async move { store.delete_webhook(id, now, &actor).await })
+            .await?;
+        if !deleted {
             return Err(EngineError::NoSuchWebhook);
         }
         tracing::info!(webhook_id = %id, by = %self.admin(), "webhook endpoint deleted");
@@ -153,9 +156,13 @@ impl<S: Store> Engine<S> {
         let now = inner.now();
         let until = now.plus(WebhookConfig::ROTATION_OVERLAP);
         let (seed, secret) = self.new_secret();
-        let webhook = inner
-            .store
-            .rotate_webhook_secret(id, seed, until, now, &self.admin())
+        let actor = self.admin();
+        let webhook = self
+            .store_write(move |store| async move {
+                store
+                    .rotate_webhook_secret(id, seed, until, now, &actor)
+                    .await
+            })
             .await?
             .ok_or(EngineError::NoSuchWebhook)?;
         tracing::info!(webhook_id = %id, by = %self.admin(), "webhook secret rotated");
@@ -164,10 +171,8 @@ impl<S: Store> Engine<S> {
 
     /// Queues a `webhook.test` event for this endpoint only; its event id.
     pub async fn test_webhook(&self, id: WebhookId) -> Result<String, EngineError> {
-        let inner = &self.inner;
-        inner
-            .store
-            .send_test(id, inner.now(), &self.admin())
+        let (now, actor) = (self.inner.now(), self.admin());
+        self.store_write(move |store| async move { store.send_test(id, now, &actor).await })
             .await?
             .ok_or(EngineError::NoSuchWebhook)
     }
@@ -191,11 +196,11 @@ impl<S: Store> Engine<S> {
         if inner.store.get_webhook(id).await?.is_none() {
             return Err(EngineError::NoSuchWebhook);
         }
-        if !inner
-            .store
-            .retry_delivery(id, delivery, inner.now())
-            .await?
-        {
+        let now = inner.now();
+        let retried = self
+            .store_write(move |store| async move { store.retry_delivery(id, delivery, now).await })
+            .await?;
+        if !retried {
             return Err(EngineError::NoSuchDelivery);
         }
         Ok(())
@@ -207,9 +212,10 @@ impl<S: Store> Engine<S> {
         let inner = &self.inner;
         let now = inner.now();
         let lease_until = now.plus(inner.config.webhooks.lease());
-        let claimed = inner
-            .store
-            .claim_deliveries(now, lease_until, limit)
+        let claimed = self
+            .store_write(move |store| async move {
+                store.claim_deliveries(now, lease_until, limit).await
+            })
             .await?;
         Ok(claimed
             .into_iter()
@@ -247,7 +253,8 @@ impl<S: Store> Engine<S> {
             error: outcome.error,
             next,
         };
-        inner.store.finish_attempt(&record).await?;
+        self.store_write(move |store| async move { store.finish_attempt(&record).await })
+            .await?;
         Ok(next)
     }
 
@@ -257,7 +264,10 @@ impl<S: Store> Engine<S> {
         let before = inner.now().minus(inner.config.webhooks.history());
         // Expiry markers a day past the lookback can never match again.
         let markers_before = before.minus(DAY);
-        Ok(inner.store.prune_deliveries(before, markers_before).await?)
+        self.store_write(move |store| async move {
+            store.prune_deliveries(before, markers_before).await
+        })
+        .await
     }
 
     /// Announces what became true of keys with time or use and was not announced
@@ -276,7 +286,9 @@ impl<S: Store> Engine<S> {
             credits_low_percent: config.credits_low_percent,
             limit: WebhookConfig::SCAN_LIMIT,
         };
-        Ok(inner.store.announce_conditions(inner.now(), &rules).await?)
+        let now = inner.now();
+        self.store_write(move |store| async move { store.announce_conditions(now, &rules).await })
+            .await
     }
 
     /// The secrets that sign an endpoint's deliveries now: the current one, and the

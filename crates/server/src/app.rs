@@ -10,13 +10,13 @@ use crate::secret_scanning::GithubKeys;
 use crate::secrets::Secret;
 use crate::settings::Settings;
 use crate::telemetry;
-use crate::webhooks::Sender;
 
-/// A running service: the engine (to shut down), its router and its webhook sender.
+/// A running service: the engine (to shut down) and its router. `serve` starts the
+/// webhook sender beside them ([`crate::webhooks::Sender`]); a router used in process
+/// (tests) delivers nothing.
 pub struct App {
     pub engine: Engine<AnyStore>,
     pub router: Router,
-    pub webhooks: Sender,
 }
 
 /// Opens the database (creating and migrating it as needed) and starts the engine:
@@ -59,11 +59,6 @@ impl App {
                 .map(|url| GithubKeys::new(url).map(std::sync::Arc::new))
                 .transpose()?,
         );
-        let webhooks = Sender::start(engine.clone())?;
-        Ok(Self {
-            engine,
-            router,
-            webhooks,
-        })
+        Ok(Self { engine, router })
     }
 }

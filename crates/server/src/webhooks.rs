@@ -36,7 +36,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// for small answers, never a large download.
 const MAX_ANSWER: usize = 4 * 1024;
 
-/// A running sender; stopped by [`Sender::stop`], or when dropped.
+/// A running sender; stopped by [`Sender::stop`], or told to stop when dropped.
 pub struct Sender {
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -65,11 +65,12 @@ impl Sender {
     }
 }
 
+/// Dropped without [`Sender::stop`]: it is told to stop, and finishes on its own. It
+/// is never cut short: an attempt cut mid-write could leave a pooled connection inside
+/// a transaction.
 impl Drop for Sender {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        let _ = self.stop.send(true);
     }
 }
 

@@ -7,6 +7,7 @@ use crate::flags::Flags;
 use crate::http::connections;
 use crate::settings::LocalTrial;
 use crate::telemetry;
+use crate::webhooks::Sender;
 
 /// How long in-flight requests may run on after SIGTERM/SIGINT.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(35);
@@ -36,6 +37,7 @@ pub async fn serve(flags: &Flags) -> anyhow::Result<()> {
         );
     }
     let app = App::start(&settings).await?;
+    let webhooks = Sender::start(app.engine.clone())?;
     let stop = shutdown_signal()?;
     tracing::info!(
         address = %format!("http://{}", listener.local_addr()?),
@@ -65,7 +67,7 @@ pub async fn serve(flags: &Flags) -> anyhow::Result<()> {
     .await;
     upkeep.abort();
     // Attempts under way finish and are recorded; what is left waits in the outbox.
-    app.webhooks.stop().await;
+    webhooks.stop().await;
     tracing::info!("requests finished; writing pending usage");
     app.engine.shutdown().await;
     tracing::info!("stopped");
