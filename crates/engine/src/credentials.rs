@@ -62,7 +62,9 @@ impl<S: Store> Engine<S> {
             hash,
             pepper_version: pepper.version(),
         };
-        inner.store.insert_credential(&record).await?;
+        let stored = record.clone();
+        self.store_write(move |store| async move { store.insert_credential(&stored).await })
+            .await?;
         inner.invalidate(&[record.hash]);
         tracing::info!(
             credential_id = %record.credential.id,
@@ -281,11 +283,13 @@ impl<S: Store> Engine<S> {
         let current = inner.config.peppers.current();
         let to = current.hash(parsed);
         let id = credential.id;
-        match inner
-            .store
-            .rehash_credential(id, from, &to, current.version())
-            .await
-        {
+        let (old, version) = (*from, current.version());
+        let rehashed = self
+            .store_write(move |store| async move {
+                store.rehash_credential(id, &old, &to, version).await
+            })
+            .await;
+        match rehashed {
             Ok(()) => {
                 // The old hash too: an instance may hold it (the store announces both).
                 inner.invalidate(&[*from, to]);

@@ -274,9 +274,8 @@ impl<S: Store> Engine<S> {
             pepper_version,
             key,
         };
-        self.inner
-            .store
-            .insert_key(&record, config.max_keys_per_user, &actor)
+        let (stored, max) = (record.clone(), config.max_keys_per_user);
+        self.store_write(move |store| async move { store.insert_key(&stored, max, &actor).await })
             .await?;
         // Nobody can have verified a key that did not exist, but a negative entry
         // for its hash must not outlive its creation.

@@ -227,7 +227,13 @@ impl<S: Store> Engine<S> {
                 continue;
             };
             let current = peppers.current().version();
-            let cacheable = match store.rehash(found.id, &old, &hash, current).await {
+            let id = found.id;
+            let rehashed = self
+                .store_write(
+                    move |store| async move { store.rehash(id, &old, &hash, current).await },
+                )
+                .await;
+            let cacheable = match rehashed {
                 Ok(()) => {
                     // An instance that still hashes with the old pepper may hold it.
                     self.inner.invalidate(&[old]);
@@ -307,7 +313,11 @@ impl<S: Store> Engine<S> {
             return Ok(Loaded::found(None, true));
         };
         let current = inner.config.peppers.current().version();
-        let cacheable = match inner.store.upgrade_legacy(record.id, &hash, current).await {
+        let id = record.id;
+        let upgraded = self
+            .store_write(move |store| async move { store.upgrade_legacy(id, &hash, current).await })
+            .await;
+        let cacheable = match upgraded {
             Ok(()) => {
                 tracing::info!(key_id = %record.id, "imported AutoGPT key re-hashed with the pepper");
                 true
