@@ -42,6 +42,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         (status = 202, description = "Taken: acted on if it was a live key"),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         documented::JsonBody,
+        (status = 422, description = "Unknown or mistyped fields", body = ErrorBody),
         (status = 429, description = "Too many reports or failed verifications from this client; retry after Retry-After", body = ErrorBody),
     )
 )]

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::http::documented::Callers;
+use crate::http::documented::{self, Callers};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::state::AppState;
 use crate::wire::secret_scanning::{GithubFeedback, GithubMatch};
@@ -52,6 +52,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         (status = 401, description = "Not signed by GitHub", body = ErrorBody),
         (status = 404, description = "Not enabled here", body = ErrorBody),
         (status = 413, description = "Over 1 MiB", body = ErrorBody),
+        documented::Database,
     )
 )]
 pub async fn github_secret_scanning(
