@@ -2,7 +2,7 @@
 //! it keeps of where it was seen.
 
 use crate::lifecycle::Mutation;
-use crate::model::{ApiKey, KeyStatus, expired};
+use crate::model::{KeyStatus, expired};
 use crate::text::{self, Lines};
 use crate::time::Timestamp;
 
@@ -45,8 +45,8 @@ impl LeakAction {
 
 /// Whether a found key is one a leak report acts on: it still works, or would once
 /// reactivated (not revoked, not expired).
-pub fn is_live(key: &ApiKey, now: Timestamp) -> bool {
-    key.status != KeyStatus::Revoked && !expired(key.expires_at, now)
+pub fn is_live(status: KeyStatus, expires_at: Option<Timestamp>, now: Timestamp) -> bool {
+    status != KeyStatus::Revoked && !expired(expires_at, now)
 }
 
 /// The longest URL, and the longest source name, a sighting keeps.

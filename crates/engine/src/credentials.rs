@@ -161,7 +161,7 @@ impl<S: Store> Engine<S> {
     /// Runs a credential's change to completion (a caller going away cannot cut it
     /// between the commit and the invalidation), then drops from the cache the secrets
     /// it retired and the one it `added` (which may be cached as unknown).
-    async fn credential_change<F, Fut>(
+    pub(crate) async fn credential_change<F, Fut>(
         &self,
         added: Option<KeyHash>,
         change: F,

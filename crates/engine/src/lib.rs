@@ -49,6 +49,7 @@ pub use credentials::CreatedCredential;
 pub use engine::{CreatedKey, Engine, RotatedKey};
 pub use error::EngineError;
 pub use import::Imported;
+pub use leaks::LiveSecret;
 pub use limits::{ClientAddr, Limiter};
 pub use shared_limits::RateLimitStore;
 pub use usage::UsageMark;

@@ -274,7 +274,7 @@ impl<D: Dialect> KeyStore for D {
                         Err(StoreError::NotFound) => return Ok(None),
                         Err(err) => return Err(err),
                     };
-                    if !leak::is_live(&key, now) {
+                    if !leak::is_live(key.status, key.expires_at, now) {
                         return Ok(None);
                     }
                     let mut after = key.clone();

@@ -176,3 +176,61 @@ async fn reports_are_limited_per_client() {
     refused.error(StatusCode::TOO_MANY_REQUESTS);
     assert!(refused.headers.contains_key("retry-after"));
 }
+
+#[tokio::test]
+async fn a_leaked_service_credential_is_revoked_unless_the_action_only_reports() {
+    for (action, refused) in [
+        (LeakAction::Revoke, true),
+        (LeakAction::Suspend, true),
+        (LeakAction::Report, false),
+    ] {
+        let app = TestApp::builder()
+            .engine(move |config| config.leak_action = action)
+            .build()
+            .await;
+        let made = app
+            .call(
+                Method::POST,
+                "/api/admin/credentials",
+                Some(ADMIN_TOKEN),
+                Some(json!({"name": "gateway", "scopes": ["keys.read"]})),
+            )
+            .await;
+        let made = made.ok();
+        let (id, secret) = (
+            made["credential"]["id"].as_str().unwrap().to_owned(),
+            made["secret"].as_str().unwrap().to_owned(),
+        );
+        assert_eq!(report(&app, &secret).await.status, StatusCode::ACCEPTED);
+        // Revoked within moments; for `report`, a moment is long enough to be sure.
+        let wait = Duration::from_secs(if refused { 5 } else { 1 });
+        let deadline = std::time::Instant::now() + wait;
+        let status = loop {
+            let shown = app
+                .call(
+                    Method::GET,
+                    &format!("/api/admin/credentials/{id}"),
+                    Some(ADMIN_TOKEN),
+                    None,
+                )
+                .await;
+            let shown = shown.ok();
+            if shown["status"] == "REVOKED" || std::time::Instant::now() > deadline {
+                break shown["status"].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(status == "REVOKED", refused, "{action:?}: {status}");
+        // Its secret is refused (or not) at once.
+        let used = app
+            .call(Method::GET, "/api/admin/whoami", Some(&secret), None)
+            .await;
+        assert_eq!(
+            used.status == StatusCode::UNAUTHORIZED,
+            refused,
+            "{action:?}: {} {}",
+            used.status,
+            used.text
+        );
+    }
+}
