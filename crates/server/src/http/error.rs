@@ -30,8 +30,25 @@ pub struct ErrorBody {
     pub hint: Option<String>,
 }
 
-/// Request bodies larger than this are refused (413).
+/// Request bodies larger than this are refused (413), on every route but those
+/// taking batches from outside ([`body_limit`]).
 pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The body limit of the routes that take batches from outside: GitHub's secret
+/// scanning sends a thousand matches or so at most, about 200 KiB.
+pub const BATCH_BODY_LIMIT: usize = 1024 * 1024;
+
+/// The routes (templates) whose bodies may be up to [`BATCH_BODY_LIMIT`].
+const BATCH_ROUTES: &[&str] = &["/api/secret-scanning/github"];
+
+/// The largest body `route` (its template; `None`: no route matched) reads. The
+/// one rule for both the early refusal of a declared length and the route's reading.
+pub fn body_limit(route: Option<&str>) -> usize {
+    match route {
+        Some(route) if BATCH_ROUTES.contains(&route) => BATCH_BODY_LIMIT,
+        _ => BODY_LIMIT,
+    }
+}
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -110,11 +127,11 @@ impl ApiError {
             .hint("The error was logged; retrying may not help.")
     }
 
-    /// 413: the body is over [`BODY_LIMIT`] (declared or read).
-    pub fn payload_too_large() -> Self {
+    /// 413: the body is over the route's `limit` (declared or read).
+    pub fn payload_too_large(limit: usize) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large").detail(format!(
             "request bodies are limited to {} KiB",
-            BODY_LIMIT / 1024
+            limit / 1024
         ))
     }
 
@@ -153,7 +170,9 @@ impl ApiError {
                     .detail("the body must be JSON")
                     .hint("Send the header Content-Type: application/json.")
             }
-            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::payload_too_large(),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::payload_too_large(BODY_LIMIT)
+            }
             other => Self::new(StatusCode::BAD_REQUEST, "Unreadable request body")
                 .detail(other.body_text()),
         }

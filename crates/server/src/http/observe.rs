@@ -83,7 +83,7 @@ fn carries_body(request: &Request) -> bool {
             .is_some_and(|length| length.as_bytes() != b"0")
 }
 
-fn refuse_early(request: &Request) -> Option<ApiError> {
+fn refuse_early(request: &Request, route: Option<&MatchedPath>) -> Option<ApiError> {
     if request.method().as_str().len() > MAX_METHOD_LEN {
         return Some(
             ApiError::new(StatusCode::BAD_REQUEST, "Invalid method")
@@ -91,13 +91,14 @@ fn refuse_early(request: &Request) -> Option<ApiError> {
         );
     }
     let declared = request.headers().get(CONTENT_LENGTH)?;
+    let limit = super::error::body_limit(route.map(MatchedPath::as_str));
     let too_large = declared
         .to_str()
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
         // A length that does not parse is hyper's to refuse; a huge one is ours.
-        .is_some_and(|length| length > super::error::BODY_LIMIT as u64);
-    too_large.then(ApiError::payload_too_large)
+        .is_some_and(|length| length > limit as u64);
+    too_large.then(|| ApiError::payload_too_large(limit))
 }
 
 /// Applies [`Observe`] to every route (with `Router::layer`, so the matched route is
@@ -155,7 +156,7 @@ where
         let started = Instant::now();
         let method = method_label(request.method());
         let route = request.extensions().get::<MatchedPath>().cloned();
-        let refused = refuse_early(&request).or_else(|| {
+        let refused = refuse_early(&request, route.as_ref()).or_else(|| {
             let (rules, route, query) = (
                 self.query_params.as_deref()?,
                 route.as_ref()?,

@@ -21,16 +21,22 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Self {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
+        Self::start_with(tokio::runtime::Runtime::new().unwrap(), &[])
+    }
+
+    /// Two instances with `extra` settings; `runtime` keeps running what the test
+    /// started on it.
+    fn start_with(runtime: tokio::runtime::Runtime, extra: &[(&str, &str)]) -> Self {
         let db = runtime.block_on(keyward_store::testing::postgres());
         let url = db.url_string();
         let dir = tempfile::tempdir().unwrap();
-        let env = [
+        let mut env = vec![
             ("KEYWARD_DATABASE_URL", url.as_str()),
             ("KEYWARD_PEPPER", PEPPER),
             ("KEYWARD_JWT_SECRET", JWT_SECRET),
             ("KEYWARD_ADMIN_TOKEN", ADMIN_TOKEN),
         ];
+        env.extend_from_slice(extra);
         let (a, _) = start_server_with(dir.path(), &env);
         let (b, _) = start_server_with(dir.path(), &env);
         Self {
@@ -307,4 +313,149 @@ fn an_instance_that_loses_its_change_feed_serves_no_stale_positive() {
     cluster.b_metrics_show("keyward_change_feed_up 1");
     let (_, other) = cluster.create(&[]);
     assert_eq!(Cluster::code(&cluster.b, &other, &[]), "VALID");
+}
+
+/// GitHub's side of secret scanning, made here: a P-256 key, its list served in
+/// GitHub's JSON on 127.0.0.1, and requests signed with it.
+struct Github {
+    url: String,
+    key: p256::ecdsa::SigningKey,
+}
+
+const GITHUB_KEY_ID: &str = "cluster-test-key";
+
+impl Github {
+    fn start(runtime: &tokio::runtime::Runtime) -> Self {
+        use p256::pkcs8::{EncodePublicKey, LineEnding};
+        let key = p256::ecdsa::SigningKey::from_bytes(&[9u8; 32].into()).unwrap();
+        let pem = key
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
+        let list = json!({"public_keys": [
+            {"key_identifier": GITHUB_KEY_ID, "key": pem, "is_current": true}
+        ]})
+        .to_string();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!("http://{}/keys", listener.local_addr().unwrap());
+        runtime.spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let list = list.clone();
+                tokio::spawn(async move {
+                    let _ = socket.read(&mut [0; 4096]).await;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{list}",
+                        list.len()
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        Self { url, key }
+    }
+
+    /// Posts `body` to `server`'s partner endpoint, signed; the status and the answer.
+    fn post(&self, server: &Server, body: &[u8]) -> (u16, Value) {
+        use base64::Engine as _;
+        use p256::ecdsa::signature::Signer;
+        use std::io::{Read, Write};
+        let signature: p256::ecdsa::Signature = self.key.sign(body);
+        let signature = base64::engine::general_purpose::STANDARD.encode(signature.to_der());
+        let mut stream = std::net::TcpStream::connect(&server.address).unwrap();
+        write!(
+            stream,
+            "POST /api/secret-scanning/github HTTP/1.1\r\nHost: k\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\
+             Github-Public-Key-Identifier: {GITHUB_KEY_ID}\r\n\
+             Github-Public-Key-Signature: {signature}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        stream.write_all(body).unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        let status = text[9..12].parse().unwrap();
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(keyward_postgres_tests),
+    ignore = "PostgreSQL suite: set KEYWARD_TEST_POSTGRES_URL"
+)]
+fn a_key_github_finds_in_public_is_revoked_on_every_instance() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let github = Github::start(&runtime);
+    let cluster = Cluster::start_with(
+        runtime,
+        &[
+            ("KEYWARD_GITHUB_SECRET_SCANNING", "on"),
+            (
+                "KEYWARD_GITHUB_SECRET_SCANNING_KEYS_URL",
+                github.url.as_str(),
+            ),
+        ],
+    );
+    let (id, key) = cluster.create(&["READ_GRAPH"]);
+    // B has it cached.
+    cluster.b_sees(&key, &["READ_GRAPH"], "VALID");
+    let url = "https://github.com/acme/app/blob/4f2a/.env#L2";
+    let unknown = keyward_core::key::KeyFormat::default().generate();
+    let mut batch = vec![
+        json!({"token": key, "type": "acme_api_key", "url": url, "source": "content"}),
+        json!({"token": unknown.expose(), "type": "acme_api_key", "url": url, "source": "content"}),
+    ];
+    let (status, labels) = github.post(&cluster.a, batch_body(&batch).as_bytes());
+    assert_eq!(status, 200, "{labels}");
+    let labels: Vec<&str> = labels
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["true_positive", "false_positive"]);
+    let took = cluster.b_sees(&key, &["READ_GRAPH"], "REVOKED");
+    eprintln!("B refused the leaked key {took:?} after A's answer");
+    let (status, events) = http(
+        &cluster.b.address,
+        "GET",
+        &format!("/api/admin/api-keys/{id}/events"),
+        Some(ADMIN_TOKEN),
+        None,
+    );
+    assert_eq!(status, 200, "{events}");
+    let leaked = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "leaked")
+        .cloned()
+        .expect("a leaked event");
+    assert_eq!(leaked["changes"]["url"]["after"], url);
+    assert_eq!(leaked["changes"]["source"]["after"], "github:content");
+
+    // A batch of 1,000 (the key again, now revoked, and unknown keys) through B.
+    batch.truncate(1);
+    batch.extend((1..1_000).map(|_| {
+        json!({"token": keyward_core::key::KeyFormat::default().generate().expose(),
+               "type": "acme_api_key", "url": url, "source": "content"})
+    }));
+    let started = Instant::now();
+    let (status, labels) = github.post(&cluster.b, batch_body(&batch).as_bytes());
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{labels}");
+    let labels = labels.as_array().unwrap();
+    assert_eq!(labels.len(), 1_000);
+    assert!(labels.iter().all(|l| l["label"] == "false_positive"));
+    eprintln!("1,000 tokens answered by B (PostgreSQL over TLS) in {took:?}");
+}
+
+fn batch_body(batch: &[Value]) -> String {
+    serde_json::to_string(batch).unwrap()
 }

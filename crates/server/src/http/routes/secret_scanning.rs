@@ -4,8 +4,10 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use keyward_core::audit::Actor;
 use keyward_core::credential::ScopeSet;
 use keyward_core::leak::Sighting;
@@ -14,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::documented::{self, Callers};
-use crate::http::error::{ApiError, ErrorBody};
+use crate::http::error::{ApiError, BATCH_BODY_LIMIT, ErrorBody};
 use crate::http::state::AppState;
 use crate::wire::secret_scanning::{GithubFeedback, GithubMatch};
 
@@ -22,15 +24,16 @@ use crate::wire::secret_scanning::{GithubFeedback, GithubMatch};
 pub const CALLERS: Callers = Callers::PerRoute;
 pub const TAG: &str = "leaks";
 
-/// The largest batch read (1 MiB): GitHub sends a thousand matches or so at most.
-const MAX_BODY: usize = 1024 * 1024;
+/// Tokens of one batch looked up at once: enough to hide a database's round trips,
+/// few enough to leave the pool to verifications.
+const CONCURRENT_LOOKUPS: usize = 8;
 
 /// This resource's routes, one `routes!` per path, with their documentation.
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
-    // Larger than other bodies: a batch of a thousand matches is about 200 KiB.
+    // Larger than other bodies (`error::body_limit`).
     OpenApiRouter::new()
         .routes(routes!(github_secret_scanning))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT))
 }
 
 /// GitHub's secret scanning partner endpoint. The body is a JSON array of
@@ -58,17 +61,16 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 pub async fn github_secret_scanning(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Vec<GithubFeedback>>, ApiError> {
     let Some(github) = state.github.as_ref() else {
         return Err(ApiError::not_found());
     };
-    if body.len() > MAX_BODY {
-        return Err(
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Body too large")
-                .detail(format!("at most {MAX_BODY} bytes")),
-        );
-    }
+    let body = body.map_err(|rejected| match rejected.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large(BATCH_BODY_LIMIT),
+        _ => ApiError::new(StatusCode::BAD_REQUEST, "Unreadable request body")
+            .detail(rejected.body_text()),
+    })?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let signed = github
         .verify(
@@ -93,21 +95,42 @@ pub async fn github_secret_scanning(
         Actor::Admin("github-secret-scanning".into()),
         ScopeSet::default(),
     );
-    let mut feedback = Vec::with_capacity(matches.len());
-    for found in matches {
-        let source = format!("github:{}", found.source.as_deref().unwrap_or("unknown"));
-        let sighting = Sighting::new(found.url.as_deref(), Some(&source));
-        let live = engine.report_leak(&found.token, &sighting).await?.is_some();
-        feedback.push(GithubFeedback {
+    // Each distinct token looked up once (a token twice in a batch gets one label),
+    // a few at a time: a thousand unknown tokens are a thousand reads.
+    let mut distinct = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for found in &matches {
+        if seen.insert(found.token.as_str()) {
+            let source = format!("github:{}", found.source.as_deref().unwrap_or("unknown"));
+            let sighting = Sighting::new(found.url.as_deref(), Some(&source));
+            distinct.push((found.token.clone(), sighting));
+        }
+    }
+    // Owned values in, owned values out: the handler's future stays `Send`.
+    let looked_up: Vec<(String, bool)> = futures_util::stream::iter(distinct)
+        .map(|(token, sighting)| {
+            let engine = engine.clone();
+            async move {
+                let live = engine.report_leak(&token, &sighting).await?;
+                Ok::<_, ApiError>((token, live.is_some()))
+            }
+        })
+        .buffered(CONCURRENT_LOOKUPS)
+        .try_collect()
+        .await?;
+    let live: std::collections::HashMap<String, bool> = looked_up.into_iter().collect();
+    let feedback = matches
+        .iter()
+        .map(|found| GithubFeedback {
             token_hash: hex(&Sha256::digest(found.token.as_bytes())),
-            token_type: found.token_type,
-            label: if live {
+            token_type: found.token_type.clone(),
+            label: if live.get(&found.token) == Some(&true) {
                 "true_positive"
             } else {
                 "false_positive"
             },
-        });
-    }
+        })
+        .collect();
     Ok(Json(feedback))
 }
 

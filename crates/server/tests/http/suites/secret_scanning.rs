@@ -80,7 +80,9 @@ async fn post(app: &TestApp, body: &[u8], headers: &[(&str, String)]) -> TestRes
     let mut request = Request::builder()
         .method(Method::POST)
         .uri("/api/secret-scanning/github")
-        .header(header::CONTENT_TYPE, "application/json");
+        .header(header::CONTENT_TYPE, "application/json")
+        // As GitHub sends it: the declared length is what an early refusal reads.
+        .header(header::CONTENT_LENGTH, body.len());
     for (name, value) in headers {
         request = request.header(*name, value);
     }
@@ -219,6 +221,26 @@ async fn requests_not_signed_by_github_change_nothing() {
     let huge = vec![b' '; 1024 * 1024 + 1];
     let answer = post(&app, &huge, &signed(&keys, &huge)).await;
     assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        answer.body["detail"],
+        "request bodies are limited to 1024 KiB"
+    );
+    // Without a declared length, refused as it is read, in the same words.
+    let mut undeclared = Request::builder()
+        .method(Method::POST)
+        .uri("/api/secret-scanning/github")
+        .header(header::CONTENT_TYPE, "application/json");
+    for (name, value) in signed(&keys, &huge) {
+        undeclared = undeclared.header(name, value);
+    }
+    let answer = app
+        .send(undeclared.body(Body::from(huge.clone())).unwrap())
+        .await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        answer.body["detail"],
+        "request bodies are limited to 1024 KiB"
+    );
     assert_eq!(app.verify_code(&live, &[]).await, "VALID");
     // Made-up identifiers fetched the list once, not once per request.
     assert_eq!(keys.fetches.load(Ordering::SeqCst), 1);
