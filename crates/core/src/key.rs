@@ -145,6 +145,11 @@ impl<'a> ParsedKey<'a> {
         self.legacy
     }
 
+    /// The key as an owned secret, e.g. one found in a file, to be looked up later.
+    pub fn to_plain(&self) -> PlainKey {
+        PlainKey(SecretString::from(self.text))
+    }
+
     pub(crate) fn legacy(text: &'a str) -> Self {
         Self { text, legacy: true }
     }

@@ -12,6 +12,7 @@
 //! - [`legacy`]: keys imported from AutoGPT (their shape and their hashes).
 //! - [`lifecycle`]: which status changes are allowed, and what they change.
 //! - [`rate`]: rate limit quotas and the GCRA decision over them.
+//! - [`scan`]: finding real keys (checksum-checked) in files and other bytes.
 //! - [`usage`]: verifications counted per hour (usage history) and the ranges read.
 //! - [`verify`]: the verification decision for a stored key at a given time.
 //! - [`webhook`]: event types, endpoints, Standard Webhooks signing, retry schedule.
@@ -31,6 +32,7 @@ pub mod lifecycle;
 pub mod model;
 pub mod permissions;
 pub mod rate;
+pub mod scan;
 pub mod text;
 pub mod time;
 pub mod usage;

@@ -1,5 +1,5 @@
 //! The command line: `serve`, `migrate`, `healthcheck`, `openapi`, `keys …`,
-//! `credentials …`, `token`.
+//! `credentials …`, `token`, `scan`.
 //!
 //! The admin commands talk to the database directly, through the same engine the
 //! server runs, so they work with or without a server running beside them (SQLite
@@ -11,6 +11,7 @@ mod import;
 mod keys;
 mod output;
 mod peppers;
+mod scan;
 mod serve;
 mod token;
 mod users;
@@ -94,6 +95,9 @@ pub enum Command {
         #[command(subcommand)]
         command: import::ImportCommand,
     },
+    /// Find this deployment's keys in files or git history (checksum-checked, so
+    /// lookalikes never show); exit 1 when one is found.
+    Scan(scan::ScanArgs),
     /// Pepper rotation: keys per pepper version.
     Peppers {
         #[command(subcommand)]
@@ -135,6 +139,7 @@ const SHOWN: &[(&str, &[&str])] = {
         ("users", ADMIN),
         ("import", ADMIN),
         ("peppers", ADMIN),
+        ("scan", ADMIN),
         (
             "token",
             &[
@@ -247,6 +252,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Users { command } => users::run(&cli.flags, command).await,
         Command::Peppers { command, json } => peppers::run(&cli.flags, command, json).await,
         Command::Import { command } => import::run(&cli.flags, command).await,
+        Command::Scan(args) => scan::run(&cli.flags, args).await,
     }
 }
 

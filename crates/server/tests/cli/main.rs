@@ -18,6 +18,8 @@ mod messages;
 mod nginx;
 mod peppers;
 mod python_client;
+mod scan;
+mod secret_scanning_rules;
 mod serve;
 mod setup;
 mod shared_limits;
