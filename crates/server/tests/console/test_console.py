@@ -3,6 +3,9 @@ operator do with it, checked in the page and through the API."""
 
 from __future__ import annotations
 
+import time
+
+import httpx
 from playwright.sync_api import Page, expect
 
 from conftest import Server, Watch
@@ -342,3 +345,35 @@ def test_a_key_can_expire_on_a_chosen_date_or_never(page: tuple[Page, Watch], se
     assert keys["dated"]["expires_at"][:10] in ("2031-05-17", "2031-05-18")
     assert keys["forever"]["expires_at"] is None
     expect(row(page, "forever")).to_contain_text("Never")
+
+
+def test_a_key_reported_leaked_shows_a_banner_with_where_it_was_seen(page: tuple[Page, Watch], server: Server) -> None:
+    page, _ = page
+    created = server.create_key("lena", "ci token")
+    key = created["plain_text_key"]
+    # Anyone holding the key may report it, with any URL: it is shown as text, never
+    # as a link.
+    url = "javascript:alert(1)//https://github.com/acme/app/blob/main/.env#L3"
+    with httpx.Client(base_url=server.url) as client:
+        assert client.post("/api/api-keys/report-leak", json={"key": key, "url": url}).status_code == 202
+    deadline = time.monotonic() + 5
+    while server.verify(key) != "REVOKED":
+        assert time.monotonic() < deadline, "the report was not acted on"
+        time.sleep(0.05)
+
+    sign_in(page, server, server.token("lena"))
+    row(page, "ci token").get_by_role("link", name="ci token").click()
+    banner = page.get_by_role("alert")
+    expect(banner).to_contain_text("This key was found leaked")
+    expect(banner).to_contain_text("(reported by report)")
+    expect(banner).to_contain_text(url)
+    expect(banner).to_contain_text("It was revoked")
+    assert banner.locator("a").count() == 0
+    expect(page.locator(".events")).to_contain_text("leaked")
+
+    # A key never reported has no banner.
+    server.create_key("lena", "quiet")
+    page.get_by_role("link", name="← All keys").click()
+    row(page, "quiet").get_by_role("link", name="quiet").click()
+    expect(page.get_by_role("heading", name="quiet", level=1)).to_be_visible()
+    expect(page.get_by_role("alert")).to_have_count(0)

@@ -114,6 +114,34 @@ function trail(events) {
   );
 }
 
+/**
+ * A banner when the key was reported leaked: when, by whom, where it was seen (as the
+ * reporter says: text, never a link, since anyone holding the key may report it) and
+ * what that did to it.
+ */
+function leakBanner(key, events) {
+  const leaked = events.filter((event) => event.action === "leaked").at(-1);
+  if (!leaked) return null;
+  const url = leaked.changes?.url?.after;
+  const source = leaked.changes?.source?.after;
+  const outcome =
+    key.status === "REVOKED"
+      ? "It was revoked: it no longer works."
+      : key.status === "SUSPENDED"
+        ? "It is suspended: reactivate it only if you are sure nobody else holds it."
+        : "It still works: rotate it, switch to the new key, and revoke this one.";
+  return h(
+    "div",
+    { class: "warning leaked", role: "alert" },
+    h("strong", {}, "This key was found leaked"),
+    ` on ${when(leaked.at)}`,
+    source ? ` (reported by ${source})` : "",
+    url ? [", seen at ", h("code", { class: "leak-url" }, url)] : "",
+    ". ",
+    outcome,
+  );
+}
+
 /** The key page, `#/keys/{id}`. */
 export async function keyView(main, id, navigate) {
   replace(main, h("p", { class: "muted" }, "Loading the key…"));
@@ -174,6 +202,7 @@ export async function keyView(main, id, navigate) {
     main,
     h("p", {}, h("a", { href: "#/" }, "← All keys")),
     h("div", { class: "row" }, h("h1", {}, key.name), h("div", { class: "actions", role: "group", "aria-label": "Key actions" }, buttons)),
+    leakBanner(key, events.events),
     key.description ? h("p", { class: "description" }, key.description) : null,
     h("div", { class: "columns" }, h("section", { class: "card", "aria-label": "Details" }, details(key)), editForm(key, names, reload)),
     usageSection(`/api/api-keys/${seg(id)}/usage`),
