@@ -6,10 +6,11 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use keyward_core::credential::{ServiceCredential, credential_format};
+use keyward_core::credential::{Presented, ServiceCredential, credential_format};
+use keyward_core::hash::KeyHash;
 use keyward_core::leak::{self, Sighting};
 use keyward_core::legacy;
-use keyward_store::Store;
+use keyward_store::{FoundCredential, Store};
 
 use crate::engine::Engine;
 use crate::error::EngineError;
@@ -21,7 +22,9 @@ use crate::verdict::VerifiedKey;
 #[derive(Clone, Debug)]
 pub enum LiveSecret {
     Key(Arc<VerifiedKey>),
-    Credential(ServiceCredential),
+    /// A credential, and which of its secrets it was: the current one, or the one a
+    /// rotation replaced (within its grace period).
+    Credential(ServiceCredential, Presented),
 }
 
 impl<S: Store> Engine<S> {
@@ -31,17 +34,11 @@ impl<S: Store> Engine<S> {
     pub async fn find_live(&self, presented: &str) -> Result<Option<LiveSecret>, EngineError> {
         let inner = &self.inner;
         let now = inner.now();
-        if let Ok(parsed) = credential_format().parse(presented) {
-            let peppers = &inner.config.peppers;
-            for pepper in std::iter::once(peppers.current()).chain(peppers.retired()) {
-                if let Some(found) = inner.store.find_credential(&pepper.hash(parsed)).await? {
-                    return Ok(found
-                        .credential
-                        .authenticates(found.presented, now)
-                        .then_some(LiveSecret::Credential(found.credential)));
-                }
-            }
-            return Ok(None);
+        if credential_format().parse(presented).is_ok() {
+            return Ok(self
+                .find_live_credential(presented)
+                .await?
+                .map(|(found, _)| LiveSecret::Credential(found.credential, found.presented)));
         }
         let parsed = match inner.config.key_format.parse(presented) {
             Ok(parsed) => parsed,
@@ -59,6 +56,72 @@ impl<S: Store> Engine<S> {
             .map(LiveSecret::Key))
     }
 
+    /// The live credential a presented secret is one of, and the hash it is stored
+    /// under (the pepper it was made with).
+    async fn find_live_credential(
+        &self,
+        presented: &str,
+    ) -> Result<Option<(FoundCredential, KeyHash)>, EngineError> {
+        let Ok(parsed) = credential_format().parse(presented) else {
+            return Ok(None);
+        };
+        let (inner, now) = (&self.inner, self.inner.now());
+        let peppers = &inner.config.peppers;
+        for pepper in std::iter::once(peppers.current()).chain(peppers.retired()) {
+            let hash = pepper.hash(parsed);
+            if let Some(found) = inner.store.find_credential(&hash).await? {
+                let live = found.credential.authenticates(found.presented, now);
+                return Ok(live.then_some((found, hash)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Acts on a leaked credential: any action but `report` revokes it (a credential
+    /// cannot be suspended), or, for the secret a rotation replaced, ends that secret
+    /// at once and keeps the current one (whoever rotated because of the leak must not
+    /// lose the new secret too).
+    async fn credential_leaked(
+        &self,
+        found: &FoundCredential,
+        hash: KeyHash,
+        source: &str,
+    ) -> Result<(), EngineError> {
+        let (id, now) = (found.credential.id, self.inner.now());
+        let previous = found.presented == Presented::Previous;
+        let changed = match self.inner.config.leak_action.mutation() {
+            None => false,
+            Some(_) if previous => {
+                self.credential_change(None, move |store| async move {
+                    store.end_previous_secret(id, &hash).await
+                })
+                .await?
+                .changed
+            }
+            Some(_) => {
+                self.credential_change(None, move |store| async move {
+                    store.revoke_credential(id, now).await
+                })
+                .await?
+                .changed
+            }
+        };
+        tracing::warn!(
+            credential_id = %id,
+            name = %found.credential.name,
+            secret = if previous { "replaced" } else { "current" },
+            done = match (changed, previous) {
+                (false, _) => "nothing",
+                (true, true) => "the replaced secret ended",
+                (true, false) => "revoked",
+            },
+            source,
+            by = %self.admin(),
+            "a service credential was reported leaked"
+        );
+        Ok(())
+    }
+
     /// Acts on a presented secret reported leaked, if it is a live one of this
     /// deployment (see [`Engine::find_live`]), and returns it as it was; `None`:
     /// nothing is done or recorded. Recorded as made by this engine's actor.
@@ -70,32 +133,20 @@ impl<S: Store> Engine<S> {
         let inner = &self.inner;
         let action = inner.config.leak_action;
         let source = sighting.source.as_deref().unwrap_or("-");
+        if credential_format().parse(presented).is_ok() {
+            let Some((found, hash)) = self.find_live_credential(presented).await? else {
+                return Ok(None);
+            };
+            self.credential_leaked(&found, hash, source).await?;
+            return Ok(Some(LiveSecret::Credential(
+                found.credential,
+                found.presented,
+            )));
+        }
         match self.find_live(presented).await? {
             None => Ok(None),
-            Some(LiveSecret::Credential(credential)) => {
-                // A credential cannot be suspended: any action but `report` revokes it.
-                let id = credential.id;
-                let revoked = match action.mutation() {
-                    Some(_) => {
-                        let now = inner.now();
-                        self.credential_change(None, move |store| async move {
-                            store.revoke_credential(id, now).await
-                        })
-                        .await?
-                        .changed
-                    }
-                    None => false,
-                };
-                tracing::warn!(
-                    credential_id = %id,
-                    name = %credential.name,
-                    revoked,
-                    source,
-                    by = %self.admin(),
-                    "a service credential was reported leaked"
-                );
-                Ok(Some(LiveSecret::Credential(credential)))
-            }
+            // Decided above.
+            Some(LiveSecret::Credential(..)) => Ok(None),
             Some(LiveSecret::Key(key)) => {
                 let change = action.mutation();
                 let (id, now, actor, seen) = (key.id, inner.now(), self.admin(), sighting.clone());

@@ -284,6 +284,14 @@ impl CredentialStore for Counting {
         self.reachable()?;
         self.inner.revoke_credential(id, now).await
     }
+    async fn end_previous_secret(
+        &self,
+        id: CredentialId,
+        hash: &KeyHash,
+    ) -> Result<Option<CredentialChanged>, StoreError> {
+        self.reachable()?;
+        self.inner.end_previous_secret(id, hash).await
+    }
     async fn rotate_credential(
         &self,
         id: CredentialId,

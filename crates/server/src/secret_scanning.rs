@@ -53,6 +53,21 @@ pub enum SignatureError {
     Mismatch,
 }
 
+/// A request's signature and the GitHub key to check it with.
+pub struct Signed {
+    key: VerifyingKey,
+    signature: Signature,
+}
+
+impl Signed {
+    /// Checks that `body`, exactly as received, is what was signed.
+    pub fn verify(&self, body: &[u8]) -> Result<(), SignatureError> {
+        self.key
+            .verify(body, &self.signature)
+            .map_err(|_| SignatureError::Mismatch)
+    }
+}
+
 #[derive(Deserialize)]
 struct KeyList {
     public_keys: Vec<PublishedKey>,
@@ -80,14 +95,14 @@ impl GithubKeys {
         })
     }
 
-    /// Checks that `body`, exactly as received, is signed by the GitHub key named
-    /// `identifier`, the signature given as base64 DER.
-    pub async fn verify(
+    /// The GitHub key a request names and the signature it carries, checked before
+    /// its body is read: a request without them, or naming no GitHub key, is refused
+    /// without reading a byte of the body.
+    pub async fn signed_by(
         &self,
         identifier: Option<&str>,
         signature: Option<&str>,
-        body: &[u8],
-    ) -> Result<(), SignatureError> {
+    ) -> Result<Signed, SignatureError> {
         let (Some(identifier), Some(signature)) = (identifier, signature) else {
             return Err(SignatureError::Missing);
         };
@@ -99,8 +114,7 @@ impl GithubKeys {
             .key(identifier)
             .await
             .ok_or(SignatureError::UnknownKey)?;
-        key.verify(body, &signature)
-            .map_err(|_| SignatureError::Mismatch)
+        Ok(Signed { key, signature })
     }
 
     fn known(&self, identifier: &str) -> Option<VerifyingKey> {

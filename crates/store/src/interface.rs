@@ -338,6 +338,15 @@ operations! {
             now: Timestamp,
         ) -> Result<Option<CredentialChanged>, StoreError>;
 
+        /// Ends a credential's replaced secret (the one a rotation left working for
+        /// its grace period) at once, if `hash` is it; the current secret stays.
+        /// `changed` says whether it was. `None`: no such credential.
+        async fn end_previous_secret(
+            &self,
+            id: CredentialId,
+            hash: &KeyHash,
+        ) -> Result<Option<CredentialChanged>, StoreError>;
+
         /// Gives a credential a new secret; the replaced one works until
         /// `previous_until`, and an older replaced one not at all. Refused for a
         /// revoked credential. `None`: no such credential.

@@ -277,6 +277,11 @@ pub(crate) const HOLD_CREDENTIAL: &str = "UPDATE service_credentials SET id = id
      RETURNING status, hash, previous_hash";
 pub(crate) const REVOKE_CREDENTIAL: &str = "UPDATE service_credentials \
      SET status = 'REVOKED', revoked_at = $2 WHERE id = $1 AND status = 'ACTIVE'";
+/// Ends the replaced secret `$2` at once (it was reported leaked); the current one
+/// stays. No row: it is not this credential's replaced secret (any more).
+pub(crate) const END_PREVIOUS_SECRET: &str = "UPDATE service_credentials \
+     SET previous_hash = NULL, previous_until = NULL WHERE id = $1 AND previous_hash = $2 \
+     RETURNING id";
 /// `$4`: until when the replaced secret works, or NULL for not at all.
 pub(crate) const ROTATE_CREDENTIAL: &str = "UPDATE service_credentials \
      SET previous_hash = CASE WHEN $4 IS NULL THEN NULL ELSE hash END, previous_until = $4, \

@@ -26,6 +26,14 @@ use crate::flags::Flags;
 
 /// Bytes read at a time: a file of any size is scanned in this much memory.
 const CHUNK: usize = 256 * 1024;
+/// Findings listed per file or blob, and in all: a hostile input (one key repeated a
+/// billion times compresses well in a repository) must not fill memory. Past either,
+/// keys are counted, not listed or looked up, and the scan exits 1.
+const MAX_LISTED_PER_INPUT: usize = 100;
+const MAX_LISTED: usize = 10_000;
+/// Blobs named by the oldest commit that has them (one `git log` each); past it, by
+/// their object id.
+const MAX_COMMIT_LOOKUPS: usize = 100;
 
 #[derive(Debug, clap::Args)]
 pub struct ScanArgs {
@@ -62,6 +70,8 @@ struct Scanned {
     findings: Vec<Finding>,
     inputs: u64,
     bytes: u64,
+    /// Keys found past the listing limits: counted only.
+    unlisted: u64,
     /// Paths that could not be read, with why: said on stderr.
     unreadable: Vec<String>,
 }
@@ -114,7 +124,7 @@ async fn scan(flags: &Flags, args: ScanArgs) -> anyhow::Result<ExitCode> {
                         .push(format!("{}: {err:#}", path.display()));
                 }
             } else {
-                scan_path(&finder, path, &mut scanned);
+                scan_path(&finder, path, true, &mut scanned);
             }
         }
         scanned
@@ -176,16 +186,24 @@ async fn scan(flags: &Flags, args: ScanArgs) -> anyhow::Result<ExitCode> {
     let live = looked_up
         .as_ref()
         .map(|live| live.values().filter(|l| l.is_some()).count());
+    let unlisted = match scanned.unlisted {
+        0 => String::new(),
+        n => format!(
+            " ({n} not listed or looked up: over {MAX_LISTED_PER_INPUT} in one input \
+             or {MAX_LISTED} in all)"
+        ),
+    };
     eprintln!(
-        "scanned {} {} ({:.1} MB) in {:.2} s: {} found{}",
+        "scanned {} {} ({:.1} MB) in {:.2} s: {} found{}{unlisted}",
         scanned.inputs,
         if args.git { "blobs" } else { "files" },
         scanned.bytes as f64 / 1e6,
         elapsed.as_secs_f64(),
-        scanned.findings.len(),
+        scanned.findings.len() as u64 + scanned.unlisted,
         live.map_or(String::new(), |n| format!(", {n} live")),
     );
-    let alarm = live.unwrap_or(scanned.findings.len()) > 0;
+    // Keys not looked up may be live.
+    let alarm = live.unwrap_or(scanned.findings.len()) > 0 || scanned.unlisted > 0;
     Ok(if alarm {
         ExitCode::from(1)
     } else if scanned.unreadable.is_empty() {
@@ -207,7 +225,7 @@ fn done(flags: &Flags) -> &'static str {
 fn id_of(secret: &LiveSecret) -> String {
     match secret {
         LiveSecret::Key(key) => key.id.to_string(),
-        LiveSecret::Credential(credential) => credential.id.to_string(),
+        LiveSecret::Credential(credential, _) => credential.id.to_string(),
     }
 }
 
@@ -240,8 +258,10 @@ async fn look_up(
     Ok(live)
 }
 
-/// A file, or a directory's files, recursively.
-fn scan_path(finder: &Finder, path: &Path, scanned: &mut Scanned) {
+/// A file, or a directory's files, recursively. A path `named` on the command line
+/// that is neither (a link, a pipe, a device) is said to be not scanned; one met in a
+/// directory is passed over (a link may point anywhere, up the tree too).
+fn scan_path(finder: &Finder, path: &Path, named: bool, scanned: &mut Scanned) {
     let kind = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta.file_type(),
         Err(err) => {
@@ -268,21 +288,40 @@ fn scan_path(finder: &Finder, path: &Path, scanned: &mut Scanned) {
             if child.file_name().is_some_and(|name| name == ".git") {
                 continue;
             }
-            scan_path(finder, &child, scanned);
+            scan_path(finder, &child, false, scanned);
         }
     } else if kind.is_file() {
         let place = printable(&path.display().to_string());
-        match std::fs::File::open(path).and_then(|file| scan_reader(finder, file, &place, scanned))
-        {
+        match open_file(path).and_then(|file| scan_reader(finder, file, &place, scanned)) {
             Ok(()) => scanned.inputs += 1,
             Err(err) => scanned.unreadable.push(format!("{place}: {err}")),
         }
+    } else if named {
+        scanned.unreadable.push(format!(
+            "{}: not a regular file or a directory",
+            printable(&path.display().to_string())
+        ));
     }
-    // Symbolic links, sockets, devices: not followed (a link may point anywhere,
-    // including back up the tree).
 }
 
-/// Reads `input` to its end in chunks; each key found is recorded at `place:line`.
+/// Opens a regular file for reading, and nothing else: a file swapped for a link or a
+/// named pipe since it was listed is refused, not followed or waited on forever.
+fn open_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use rustix::fs::OFlags;
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = (OFlags::NOFOLLOW | OFlags::NONBLOCK).bits();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags as i32)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("no longer a regular file"));
+    }
+    Ok(file)
+}
+
+/// Reads `input` to its end in chunks; each key found is recorded at `place:line`,
+/// up to the listing limits (past them, counted).
 fn scan_reader(
     finder: &Finder,
     mut input: impl Read,
@@ -291,7 +330,15 @@ fn scan_reader(
 ) -> std::io::Result<()> {
     let mut scanner = finder.scanner();
     let mut buffer = vec![0; CHUNK];
-    let mut found = Vec::new();
+    let room = MAX_LISTED_PER_INPUT.min(MAX_LISTED.saturating_sub(scanned.findings.len()));
+    let (mut found, mut unlisted) = (Vec::new(), 0);
+    let mut note = |finding: Found| {
+        if found.len() < room {
+            found.push(finding);
+        } else {
+            unlisted += 1;
+        }
+    };
     loop {
         let read = match input.read(&mut buffer) {
             Ok(0) => break,
@@ -300,9 +347,10 @@ fn scan_reader(
             Err(err) => return Err(err),
         };
         scanned.bytes += read as u64;
-        scanner.feed(&buffer[..read], &mut |f| found.push(f));
+        scanner.feed(&buffer[..read], &mut note);
     }
-    scanner.finish(&mut |f| found.push(f));
+    scanner.finish(&mut note);
+    scanned.unlisted += unlisted;
     scanned
         .findings
         .extend(found.into_iter().map(|found| Finding {
@@ -322,6 +370,8 @@ fn scan_history(finder: &Finder, repo: &Path, scanned: &mut Scanned) -> anyhow::
             "--objects",
             "--all",
             "--filter=object:type=blob",
+            // A partial clone's missing blobs are listed ("?<oid>"), never fetched.
+            "--missing=print",
         ])
         .output()
         .context("git could not be run")?;
@@ -331,7 +381,15 @@ fn scan_history(finder: &Finder, repo: &Path, scanned: &mut Scanned) -> anyhow::
         String::from_utf8_lossy(&listed.stderr).trim()
     );
     // "<oid> <path>" per blob; the path where rev-list first met it.
-    let blobs: Vec<(String, String)> = String::from_utf8_lossy(&listed.stdout)
+    let text = String::from_utf8_lossy(&listed.stdout);
+    let missing = text.lines().filter(|line| line.starts_with('?')).count();
+    if missing > 0 {
+        scanned.unreadable.push(format!(
+            "{}: {missing} objects are not in this clone (a partial clone)",
+            repo.display()
+        ));
+    }
+    let blobs: Vec<(String, String)> = text
         .lines()
         .filter_map(|line| {
             let (oid, path) = line.split_once(' ')?;
@@ -391,11 +449,15 @@ fn scan_history(finder: &Finder, repo: &Path, scanned: &mut Scanned) -> anyhow::
         .join()
         .map_err(|_| anyhow::anyhow!("git cat-file's feeder stopped"))?
         .context("git cat-file's input")?;
-    // Name each blob with a key by the oldest commit that has it.
+    // Name each blob with a key by the oldest commit that has it (the first ones:
+    // each is a walk of the history), or by its own id.
     for (n, &(index, first)) in found_in.iter().enumerate() {
         let (oid, path) = &blobs[index];
         let path = printable(path);
-        let commit = oldest_commit(repo, oid).unwrap_or_else(|| "?".to_owned());
+        let commit = (n < MAX_COMMIT_LOOKUPS)
+            .then(|| oldest_commit(repo, oid))
+            .flatten()
+            .unwrap_or_else(|| format!("blob {}", &oid[..oid.len().min(12)]));
         let end = found_in
             .get(n + 1)
             .map_or(scanned.findings.len(), |&(_, next)| next);
@@ -413,6 +475,7 @@ fn oldest_commit(repo: &Path, blob: &str) -> Option<String> {
         .args([
             "log",
             "--all",
+            "--no-show-signature",
             "--format=%h",
             &format!("--find-object={blob}"),
         ])
@@ -438,20 +501,24 @@ fn printable(path: &str) -> String {
         .collect()
 }
 
-/// `git -C repo`, with nothing from the caller's git configuration that could run
-/// other programs (pagers, external diff).
+/// `git -C repo`, kept from running anything the scanned repository's own
+/// configuration names (it may be hostile): no pager, file monitor, hooks, signature
+/// program, and no fetch of any kind (a partial clone's missing objects would run its
+/// remote's upload-pack or ssh command).
 fn git(repo: &Path) -> Command {
     let mut command = Command::new("git");
+    command.arg("-C").arg(repo).arg("--no-pager");
+    for setting in [
+        "core.pager=cat",
+        "core.fsmonitor=false",
+        "core.hooksPath=/dev/null",
+        "log.showSignature=false",
+        "protocol.allow=never",
+    ] {
+        command.args(["-c", setting]);
+    }
     command
-        .arg("-C")
-        .arg(repo)
-        .args([
-            "-c",
-            "core.pager=cat",
-            "-c",
-            "core.fsmonitor=false",
-            "--no-pager",
-        ])
+        .env("GIT_NO_LAZY_FETCH", "1")
         .env("GIT_TERMINAL_PROMPT", "0");
     command
 }

@@ -256,3 +256,21 @@ pub fn cli_in(cwd: &Path, args: &[&str]) -> String {
     );
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
+
+/// Runs a Python test program (a `KEYWARD_TEST_PYTHON` command), writing nothing into
+/// the source tree; its standard output, or a panic with all it said unless it
+/// succeeded.
+pub fn run_python(mut command: Command, what: &str) -> String {
+    let output = command
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap_or_else(|err| panic!("{what} could not be run: {err}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}

@@ -7,6 +7,8 @@
 
 use std::process::Command;
 
+use crate::common::run_python;
+
 #[test]
 #[cfg_attr(
     not(all(keyward_python_tests, keyward_chromium_tests)),
@@ -18,22 +20,13 @@ fn the_console_works_in_a_real_browser_under_its_content_security_policy() {
         .expect("KEYWARD_TEST_PYTHON names a Python with the console suite's requirements");
     let chromium =
         std::env::var("KEYWARD_TEST_CHROMIUM").expect("KEYWARD_TEST_CHROMIUM names chromium");
-    let output = Command::new(&python)
+    let mut command = Command::new(&python);
+    command
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "."])
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console"))
         .env("KEYWARD_BIN", env!("CARGO_BIN_EXE_keyward"))
-        .env("KEYWARD_TEST_CHROMIUM", chromium)
-        // Nothing written into the source tree.
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .unwrap_or_else(|err| panic!("{python} could not be run: {err}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "pytest failed ({}):\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .env("KEYWARD_TEST_CHROMIUM", chromium);
+    let stdout = run_python(command, "pytest");
     // The summary line, e.g. "10 passed in 30.1s", in the test's output.
     println!("{}", stdout.lines().last().unwrap_or_default());
 }

@@ -5,6 +5,8 @@
 
 use std::process::Command;
 
+use crate::common::run_python;
+
 #[test]
 #[cfg_attr(
     not(keyward_python_tests),
@@ -13,21 +15,12 @@ use std::process::Command;
 fn the_python_clients_test_suite_passes_against_this_build() {
     let python = std::env::var("KEYWARD_TEST_PYTHON")
         .expect("KEYWARD_TEST_PYTHON names a Python with clients/python[test] installed");
-    let output = Command::new(&python)
+    let mut command = Command::new(&python);
+    command
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../clients/python"))
-        .env("KEYWARD_BIN", env!("CARGO_BIN_EXE_keyward"))
-        // Nothing written into the source tree.
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .unwrap_or_else(|err| panic!("{python} could not be run: {err}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "pytest failed ({}):\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .env("KEYWARD_BIN", env!("CARGO_BIN_EXE_keyward"));
+    let stdout = run_python(command, "pytest");
     // The summary line, e.g. "42 passed in 9.1s", in the test's output.
     println!("{}", stdout.lines().last().unwrap_or_default());
 }

@@ -355,3 +355,144 @@ fn a_file_name_cannot_forge_a_finding() {
     assert!(text.starts_with("./x.txt:1: "), "{text}");
     assert!(text.contains("key\\nreal:1: "), "{text}");
 }
+
+/// Runs `keyward scan` with `args` in `cwd`, killed if it takes over 60 s (a scan
+/// waiting on a pipe forever must fail the test, not hang it).
+fn scan_within_a_minute(cwd: &Path, args: &[&str]) -> Output {
+    let mut child = clean_command(cwd)
+        .arg("scan")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("keyward scan {args:?} did not finish");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn named_pipes_are_never_waited_on_and_one_named_is_said_to_be_unscanned() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    let key = KeyFormat::default().generate();
+    std::fs::write(tree.join("a.env"), key.expose()).unwrap();
+    for fifo in [tree.join("pipe"), dir.path().join("named-pipe")] {
+        let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+    }
+    let walked = scan_within_a_minute(dir.path(), &["tree"]);
+    assert_eq!(walked.status.code(), Some(1), "{}", stderr(&walked));
+    assert_eq!(lines(&walked).len(), 1);
+    let named = scan_within_a_minute(dir.path(), &["named-pipe"]);
+    assert_eq!(named.status.code(), Some(2), "{}", stderr(&named));
+    assert!(
+        stderr(&named).contains("named-pipe: not a regular file or a directory"),
+        "{}",
+        stderr(&named)
+    );
+}
+
+#[test]
+fn one_key_repeated_without_end_is_counted_not_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = KeyFormat::default().generate();
+    let text = format!("{}\n", key.expose()).repeat(1_000);
+    std::fs::write(dir.path().join("many.txt"), text).unwrap();
+    let output = scan_within_a_minute(dir.path(), &["."]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 100);
+    assert!(
+        stderr(&output).contains("1000 found (900 not listed or looked up"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_hostile_repository_cannot_make_the_scan_run_its_programs() {
+    let repo = tempfile::tempdir().unwrap();
+    let marker = repo.path().join("ran");
+    let program = repo.path().join("evil.sh");
+    std::fs::write(
+        &program,
+        format!(
+            "#!/bin/sh\ntouch {}\ncat > /dev/null\nexit 1\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&program)
+        .status()
+        .unwrap();
+    git(repo.path(), &["init", "-q"]);
+    let key = KeyFormat::default().generate();
+    std::fs::write(repo.path().join("a.env"), key.expose()).unwrap();
+    git(repo.path(), &["add", "a.env"]);
+    git(repo.path(), &["commit", "-qm", "one"]);
+    // A commit that looks signed, so `git log` would call the signature program.
+    let commit = Command::new("git")
+        .current_dir(repo.path())
+        .args(["cat-file", "commit", "HEAD"])
+        .output()
+        .unwrap()
+        .stdout;
+    let commit = String::from_utf8(commit).unwrap();
+    let (head, message) = commit.split_once("\n\n").unwrap();
+    let signed = format!(
+        "{head}\ngpgsig -----BEGIN PGP SIGNATURE-----\n \n iQEzBAABCAAdFiEE\n -----END PGP SIGNATURE-----\n\n{message}"
+    );
+    let mut hash = Command::new("git")
+        .current_dir(repo.path())
+        .args(["hash-object", "-t", "commit", "-w", "--stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    hash.stdin
+        .take()
+        .unwrap()
+        .write_all(signed.as_bytes())
+        .unwrap();
+    let oid = String::from_utf8(hash.wait_with_output().unwrap().stdout).unwrap();
+    git(repo.path(), &["update-ref", "HEAD", oid.trim()]);
+    let evil = program.display().to_string();
+    for (name, value) in [
+        ("log.showSignature", "true"),
+        ("gpg.program", evil.as_str()),
+        ("core.fsmonitor", evil.as_str()),
+        ("core.pager", evil.as_str()),
+        ("core.hooksPath", repo.path().to_str().unwrap()),
+    ] {
+        git(repo.path(), &["config", name, value]);
+    }
+    // The repository is hostile indeed: git itself runs the program.
+    let _ = Command::new("git")
+        .current_dir(repo.path())
+        .args(["log", "--all", "--format=%h"])
+        .output()
+        .unwrap();
+    assert!(
+        marker.exists(),
+        "the test's repository should run its program"
+    );
+    std::fs::remove_file(&marker).unwrap();
+
+    let output = scan_within_a_minute(repo.path(), &["--git", "."]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(lines(&output).len(), 1, "{}", stderr(&output));
+    assert!(
+        !marker.exists(),
+        "keyward scan ran the repository's program"
+    );
+}

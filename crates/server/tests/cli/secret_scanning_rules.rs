@@ -12,6 +12,8 @@ use keyward_core::credential::{CREDENTIAL_PREFIX, credential_format};
 use keyward_core::key::{KeyFormat, KeyFormatError, KeyPrefix};
 use serde_json::{Value, json};
 
+use crate::common::run_python;
+
 /// A file of the corpus: the lines before and after, and one line holding a token,
 /// from its number and the token.
 struct Context {
@@ -238,7 +240,8 @@ fn the_secret_scanning_rules_find_real_keys_and_only_the_documented_lookalikes()
     .unwrap();
 
     let manifest_dir = env!("CARGO_MANIFEST_DIR");
-    let output = Command::new(&python)
+    let mut command = Command::new(&python);
+    command
         .arg(format!(
             "{manifest_dir}/tests/secret_scanning/check_rules.py"
         ))
@@ -248,17 +251,6 @@ fn the_secret_scanning_rules_find_real_keys_and_only_the_documented_lookalikes()
         .arg(&corpus)
         .arg("--manifest")
         .arg(&manifest)
-        .env_remove("KEYWARD_KEY_PREFIX")
-        // Nothing written into the source tree (the plugin is imported from docs/).
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .unwrap_or_else(|err| panic!("{python} could not be run: {err}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "check_rules.py failed ({}):\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    print!("{stdout}");
+        .env_remove("KEYWARD_KEY_PREFIX");
+    print!("{}", run_python(command, "check_rules.py"));
 }

@@ -94,6 +94,33 @@ impl<D: Dialect> CredentialStore for D {
             .await
     }
 
+    async fn end_previous_secret(
+        &self,
+        id: CredentialId,
+        hash: &KeyHash,
+    ) -> Result<Option<CredentialChanged>, StoreError> {
+        self.writes()
+            .track(async move {
+                let mut tx = self.begin().await?;
+                if hold::<D>(&mut tx, id).await?.is_none() {
+                    return Ok(None);
+                }
+                let end = Statement::new(sql::END_PREVIOUS_SECRET, params![id, hash]);
+                let changed = !run::<D>(&mut tx, end).await?.is_empty();
+                if changed {
+                    announce::<D>(&mut tx, std::slice::from_ref(hash)).await?;
+                }
+                let credential = read_in::<D>(&mut tx, id).await?;
+                tx.commit().await?;
+                Ok(Some(CredentialChanged {
+                    credential,
+                    hashes: if changed { vec![*hash] } else { Vec::new() },
+                    changed,
+                }))
+            })
+            .await
+    }
+
     async fn rotate_credential(
         &self,
         id: CredentialId,

@@ -4,9 +4,8 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::StatusCode;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use keyward_core::audit::Actor;
 use keyward_core::credential::ScopeSet;
@@ -60,32 +59,52 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 )]
 pub async fn github_secret_scanning(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Json<Vec<GithubFeedback>>, ApiError> {
     let Some(github) = state.github.as_ref() else {
         return Err(ApiError::not_found());
     };
-    let body = body.map_err(|rejected| match rejected.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large(BATCH_BODY_LIMIT),
-        _ => ApiError::new(StatusCode::BAD_REQUEST, "Unreadable request body")
-            .detail(rejected.body_text()),
-    })?;
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let signed = github
-        .verify(
+    // The signature's headers and key first: the body (up to 1 MiB) is read only for
+    // a request that names one of GitHub's keys.
+    // Owned, in a block: a request's body is not `Sync`, so nothing may borrow it
+    // across an await.
+    let (identifier, signature) = {
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        (
             header("github-public-key-identifier"),
             header("github-public-key-signature"),
-            &body,
         )
+    };
+    let signed = github
+        .signed_by(identifier.as_deref(), signature.as_deref())
         .await;
-    if let Err(why) = signed {
+    let body = match signed {
+        Ok(signed) => {
+            let body =
+                Bytes::from_request(request, &state)
+                    .await
+                    .map_err(|rejected| match rejected.status() {
+                        StatusCode::PAYLOAD_TOO_LARGE => {
+                            ApiError::payload_too_large(BATCH_BODY_LIMIT)
+                        }
+                        _ => ApiError::new(StatusCode::BAD_REQUEST, "Unreadable request body")
+                            .detail(rejected.body_text()),
+                    })?;
+            signed.verify(&body).map(|()| body)
+        }
+        Err(why) => Err(why),
+    };
+    let body = body.map_err(|why| {
         tracing::warn!(reason = %why, "a secret scanning request was not signed by GitHub; ignored");
-        return Err(
-            ApiError::new(StatusCode::UNAUTHORIZED, "Not signed by GitHub")
-                .detail("the body's signature does not verify with GitHub's secret scanning keys"),
-        );
-    }
+        ApiError::new(StatusCode::UNAUTHORIZED, "Not signed by GitHub")
+            .detail("the body's signature does not verify with GitHub's secret scanning keys")
+    })?;
     let matches: Vec<GithubMatch> = serde_json::from_slice(&body).map_err(|err| {
         ApiError::new(StatusCode::BAD_REQUEST, "Malformed JSON").detail(format!(
             "expected an array of {{token, type, url, source}}: {err}"

@@ -234,3 +234,59 @@ async fn a_leaked_service_credential_is_revoked_unless_the_action_only_reports()
         );
     }
 }
+
+#[tokio::test]
+async fn a_leaked_replaced_secret_ends_and_the_credential_keeps_its_new_one() {
+    let app = TestApp::new().await;
+    let made = app
+        .call(
+            Method::POST,
+            "/api/admin/credentials",
+            Some(ADMIN_TOKEN),
+            Some(json!({"name": "gateway", "scopes": ["keys.read"]})),
+        )
+        .await;
+    let made = made.ok();
+    let id = made["credential"]["id"].as_str().unwrap().to_owned();
+    let old = made["secret"].as_str().unwrap().to_owned();
+    // Rotated because of the leak, with a grace period for the redeploy.
+    let rotated = app
+        .call(
+            Method::POST,
+            &format!("/api/admin/credentials/{id}/rotate"),
+            Some(ADMIN_TOKEN),
+            Some(json!({"grace_seconds": 3600})),
+        )
+        .await;
+    let new = rotated.ok()["secret"].as_str().unwrap().to_owned();
+    let whoami = |secret: String| {
+        let app = &app;
+        async move {
+            app.call(Method::GET, "/api/admin/whoami", Some(&secret), None)
+                .await
+                .status
+        }
+    };
+    assert_eq!(whoami(old.clone()).await, StatusCode::OK);
+    assert_eq!(report(&app, &old).await.status, StatusCode::ACCEPTED);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while whoami(old.clone()).await != StatusCode::UNAUTHORIZED {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old secret still works"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(whoami(new.clone()).await, StatusCode::OK);
+    let shown = app
+        .call(
+            Method::GET,
+            &format!("/api/admin/credentials/{id}"),
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    let shown = shown.ok();
+    assert_eq!(shown["status"], "ACTIVE");
+    assert_eq!(shown["previous_secret_until"], Value::Null);
+}

@@ -291,3 +291,55 @@ async fn a_batch_of_a_thousand_tokens_is_answered_whole() {
     // A figure for the record (this build, this machine), not a requirement here.
     println!("1,000 tokens (10 live) answered in {elapsed:?}");
 }
+
+#[tokio::test]
+async fn a_request_naming_no_github_key_is_refused_before_its_body_is_read() {
+    let keys = KeyServer::start().await;
+    let enabled = TestApp::builder()
+        .github_secret_scanning(keys.url.clone())
+        .build()
+        .await;
+    let disabled = TestApp::new().await;
+    type Case<'a> = (&'a TestApp, &'a [(&'a str, &'a str)], StatusCode);
+    let cases: [Case<'_>; 4] = [
+        (&disabled, &[], StatusCode::NOT_FOUND),
+        (&enabled, &[], StatusCode::UNAUTHORIZED),
+        (
+            &enabled,
+            &[
+                ("Github-Public-Key-Identifier", "made-up"),
+                ("Github-Public-Key-Signature", "MEUCIQDf"),
+            ],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            &enabled,
+            &[
+                ("Github-Public-Key-Identifier", "made-up"),
+                (
+                    "Github-Public-Key-Signature",
+                    "MEUCIQDfLvT8/zM8F1aB3cM0ZwyeWF1m5YR6IhcUIv1OKQYL0wIgBZ5lVXB3gHK+dT8+xt0WgRVLqvsTPFiDO9QP/7eJ4yE=",
+                ),
+            ],
+            StatusCode::UNAUTHORIZED,
+        ),
+    ];
+    for (app, headers, status) in cases {
+        // The body never arrives: the answer must not wait for it.
+        let (_sender, body) =
+            http_body_util::channel::Channel::<axum::body::Bytes, std::io::Error>::new(1);
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri("/api/secret-scanning/github")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_LENGTH, 1024 * 1024);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Body::new(body)).unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(5), app.send(request))
+            .await
+            .expect("answered without the body");
+        assert_eq!(answer.status, status, "{headers:?}");
+    }
+}

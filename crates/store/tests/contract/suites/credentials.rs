@@ -208,6 +208,54 @@ async fn a_rotation_keeps_the_replaced_secret_until_its_grace_ends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_secret_reported_leaked_ends_at_once_and_the_current_one_stays() {
+    let f = fixture().await;
+    let record = new_credential("gateway", &["keys.verify"], 0);
+    f.store.insert_credential(&record).await.unwrap();
+    let id = record.credential.id;
+    let rotation = CredentialRotation {
+        hash: new_hash(),
+        pepper_version: 1,
+        previous_until: Some(at(1_000)),
+    };
+    f.store.rotate_credential(id, &rotation).await.unwrap();
+    // The current secret is not the replaced one: nothing ends.
+    let kept = f
+        .store
+        .end_previous_secret(id, &rotation.hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!kept.changed && kept.hashes.is_empty());
+    assert_eq!(kept.credential.previous_secret_until, Some(at(1_000)));
+
+    let ended = f
+        .store
+        .end_previous_secret(id, &record.hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ended.changed);
+    assert_eq!(ended.hashes, vec![record.hash]);
+    assert_eq!(ended.credential.previous_secret_until, None);
+    assert_eq!(ended.credential.status, CredentialStatus::Active);
+    assert_eq!(lookup(&f, &record.hash).await, None);
+    let current = lookup(&f, &rotation.hash).await.unwrap();
+    assert_eq!(current.presented, Presented::Current);
+    // Again: nothing left to end. An unknown credential: none.
+    let again = f.store.end_previous_secret(id, &record.hash).await.unwrap();
+    assert!(!again.unwrap().changed);
+    let unknown = CredentialId::new(at(5));
+    assert!(
+        f.store
+            .end_previous_secret(unknown, &record.hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_use_moves_last_used_forward_only() {
     let f = fixture().await;
     let record = new_credential("gateway", &["keys.verify"], 0);
