@@ -5,6 +5,7 @@
 //! - [`key`]: the key format (generation, parsing with typed errors, checksum).
 //! - [`hash`]: peppered HMAC-SHA256 of a parsed key, the only form that is stored.
 //! - [`model`]: the API key as the service knows it (ids, status, timestamps).
+//! - [`network`]: IP networks (CIDR): reading them, and whether an address is in one.
 //! - [`permissions`]: the permission catalogue and permission sets.
 //! - [`input`]: validation of what a user asks for (name, description, expiry).
 //! - [`text`]: the one rule for text people read (names, descriptions, user ids).
@@ -30,6 +31,7 @@ pub mod leak;
 pub mod legacy;
 pub mod lifecycle;
 pub mod model;
+pub mod network;
 pub mod permissions;
 pub mod rate;
 pub mod scan;

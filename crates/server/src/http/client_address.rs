@@ -13,6 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName};
+use keyward_core::network::Network;
 
 const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
@@ -31,7 +32,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
 
 /// Networks whose hosts may speak for the client (`KEYWARD_TRUSTED_PROXIES`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+pub struct TrustedProxies(Vec<Network>);
 
 impl TrustedProxies {
     /// Loopback only: a proxy on the same host.
@@ -40,34 +41,16 @@ impl TrustedProxies {
     /// A comma-separated list of addresses and CIDR networks (`10.0.0.0/8`,
     /// `fd00::/8`, `192.0.2.7`); an empty list trusts no proxy.
     pub fn parse(list: &str) -> Result<Self, String> {
-        let mut networks = Vec::new();
-        for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let (address, bits) = match item.split_once('/') {
-                Some((address, bits)) => (address, Some(bits)),
-                None => (item, None),
-            };
-            let address: IpAddr = address
-                .parse()
-                .map_err(|_| format!("{item:?} is not an IP address or CIDR network"))?;
-            let max = if address.is_ipv4() { 32 } else { 128 };
-            let bits = match bits {
-                None => max,
-                Some(bits) => bits
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|b| *b <= max)
-                    .ok_or_else(|| format!("{item:?}: the prefix length must be 0-{max}"))?,
-            };
-            networks.push((address.to_canonical(), bits));
-        }
-        Ok(Self(networks))
+        list.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map(Self)
     }
 
     pub fn contains(&self, address: IpAddr) -> bool {
-        let address = address.to_canonical();
-        self.0
-            .iter()
-            .any(|(network, bits)| in_network(address, *network, *bits))
+        self.0.iter().any(|network| network.contains(address))
     }
 
     /// The end client of a request that came from `peer` with these headers. Without a
@@ -93,20 +76,6 @@ impl TrustedProxies {
             }
         }
         peer
-    }
-}
-
-fn in_network(address: IpAddr, network: IpAddr, bits: u8) -> bool {
-    match (address, network) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
-            u32::from(a) & mask == u32::from(n) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
-            u128::from(a) & mask == u128::from(n) & mask
-        }
-        _ => false,
     }
 }
 

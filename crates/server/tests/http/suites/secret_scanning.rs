@@ -111,6 +111,16 @@ async fn a_signed_batch_revokes_the_live_keys_and_labels_every_token() {
         .github_secret_scanning(keys.url.clone())
         .build()
         .await;
+    // The platform listens for leaks.
+    let hook = app
+        .call(
+            Method::POST,
+            "/api/admin/webhooks",
+            Some(ADMIN_TOKEN),
+            Some(json!({"url": "https://hooks.example.com/in", "events": ["api_key.leaked"]})),
+        )
+        .await;
+    let hook = hook.ok()["webhook"]["id"].as_str().unwrap().to_owned();
     let (live_id, live) = app.key_with("alice", &["READ_GRAPH"]).await;
     let (revoked_id, revoked) = app.key_with("bob", &[]).await;
     app.as_user(
@@ -171,6 +181,28 @@ async fn a_signed_batch_revokes_the_live_keys_and_labels_every_token() {
     assert_eq!(leaked["changes"]["source"]["after"], "github:content");
     assert_eq!(leaked["actor"]["id"], "github-secret-scanning");
     assert_eq!(keys.fetches.load(Ordering::SeqCst), 1);
+    // And the platform hears of it, once: only the live key was acted on.
+    let log = app
+        .call(
+            Method::GET,
+            &format!("/api/admin/webhooks/{hook}/deliveries"),
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    let announced: Vec<(String, String)> = log
+        .ok()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["event_type"].as_str().unwrap().to_owned(),
+                d["key_id"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(announced, [("api_key.leaked".to_owned(), live_id.clone())]);
 }
 
 #[tokio::test]
