@@ -527,6 +527,22 @@ def test_verify_usage_exceeded_when_credits_run_out(service: KeywardClient, user
     assert service.verify(created.plain_text_key).code is VerifyCode.VALID
 
 
+def test_an_owner_binds_a_key_to_networks_and_verification_follows_the_client(
+    owner: KeywardClient, service: KeywardClient
+) -> None:
+    created = owner.create_key("office", allowed_ips=["203.0.113.0/24", "2001:db8::1"])
+    assert created.api_key.allowed_ips == ("203.0.113.0/24", "2001:db8::1/128")
+    key = created.plain_text_key
+    assert service.verify(key, client_ip="203.0.113.9").code is VerifyCode.VALID
+    assert service.verify(key, client_ip="198.51.100.9").code is VerifyCode.IP_NOT_ALLOWED
+    assert service.verify(key).code is VerifyCode.IP_NOT_ALLOWED  # no client: refused
+    freed = owner.update_key(created.api_key.id, allowed_ips=None)
+    assert freed.allowed_ips is None
+    assert service.verify(key).code is VerifyCode.VALID
+    with pytest.raises(TypeError, match="not one string"):
+        owner.create_key("k", allowed_ips="10.0.0.0/8")
+
+
 def test_verify_rate_limits_a_client_that_fails_too_often(
     service: KeywardClient, client_ip: str
 ) -> None:

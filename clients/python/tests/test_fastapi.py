@@ -359,14 +359,14 @@ async def test_a_verdict_code_newer_than_the_client_refuses_by_its_name() -> Non
     def newer(request: httpx.Request) -> httpx.Response:
         return httpx.Response(
             200,
-            json={"valid": True, "code": "IP_NOT_ALLOWED", "key_id": "k1", "user_id": "alice",
+            json={"valid": True, "code": "GEO_BLOCKED", "key_id": "k1", "user_id": "alice",
                   "permissions": ["READ_GRAPH"], "metered": False},
         )
 
     app = make_app("http://127.0.0.1:9", "t", transport=httpx.MockTransport(newer))
     async with running(app) as http:
         response = await http.get("/graphs", headers=key_header(UNKNOWN_KEY))
-    assert refused(response, 401, "The API key was refused (IP_NOT_ALLOWED)")
+    assert refused(response, 401, "The API key was refused (GEO_BLOCKED)")
 
 
 async def test_an_unknown_permission_is_a_logged_500_without_a_stack_trace(
@@ -617,6 +617,8 @@ async def test_every_verdict_is_answered_as_keywards_forward_authentication_answ
         "INSUFFICIENT_PERMISSIONS": key("narrow", ("EXECUTE_GRAPH",)),
         "RATE_LIMITED": limited,
         "USAGE_EXCEEDED": key("spent", remaining=0),
+        # Bound to a network the test's clients (loopback) are not in.
+        "IP_NOT_ALLOWED": key("elsewhere", allowed_ips=["203.0.113.0/24"]),
     }
     await asyncio.sleep(0.8)
     async with httpx.AsyncClient(base_url=keyward.url) as proxy:

@@ -7,6 +7,7 @@
 use std::fmt;
 
 use crate::model::{MAX_REMAINING, Metadata, expired};
+use crate::network::AllowedNetworks;
 use crate::permissions::{Catalogue, PermissionSet};
 use crate::rate::RateLimit;
 use crate::text::{self, Lines};
@@ -133,6 +134,10 @@ pub struct NewKeyRequest {
     pub metadata: Option<Metadata>,
     /// Usage credits; `None`: unlimited.
     pub remaining: Option<u64>,
+    /// The networks it may be used from; `None`: any. Already a valid list:
+    /// transports read it with `AllowedNetworks::parse` (a problem goes into
+    /// `unreadable`).
+    pub allowed_ips: Option<AllowedNetworks>,
     /// Fields the transport could not read into their type (a time that is not RFC
     /// 3339, metadata that is not an object): told with the other fields' problems
     /// when the request is validated, so one answer lists them all.
@@ -169,6 +174,7 @@ pub struct ValidNewKey {
     pub rate_limit: Option<RateLimit>,
     pub metadata: Option<Metadata>,
     pub remaining: Option<u64>,
+    pub allowed_ips: Option<AllowedNetworks>,
 }
 
 impl NewKeyRequest {
@@ -207,6 +213,7 @@ impl NewKeyRequest {
             rate_limit: self.rate_limit,
             metadata: self.metadata.clone(),
             remaining: self.remaining,
+            allowed_ips: self.allowed_ips.clone(),
         })
     }
 }
@@ -223,6 +230,8 @@ pub struct EditFields {
     pub remaining: Option<Option<u64>>,
     /// Sets or removes (`Some(None)`) the verification rate limit.
     pub rate_limit: Option<Option<RateLimit>>,
+    /// Binds the key to networks, or lets it be used from anywhere (`Some(None)`).
+    pub allowed_ips: Option<Option<AllowedNetworks>>,
 }
 
 /// A change to a key's editable attributes, as received.
@@ -375,6 +384,7 @@ mod tests {
             rate_limit: None,
             metadata: None,
             remaining: None,
+            allowed_ips: None,
             unreadable: vec![FieldError {
                 field: "metadata",
                 message: "not an object".into(),

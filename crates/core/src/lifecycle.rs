@@ -14,6 +14,7 @@
 
 use crate::input::ValidEdit;
 use crate::model::{ApiKey, KeyId, KeyStatus, Metadata, expired};
+use crate::network::AllowedNetworks;
 use crate::rate::RateLimit;
 use crate::time::Timestamp;
 
@@ -57,6 +58,7 @@ pub struct KeyState {
     pub expires_at: Option<Timestamp>,
     pub metadata: Option<Metadata>,
     pub remaining: Option<u64>,
+    pub allowed_ips: Option<AllowedNetworks>,
     /// The key was replaced by a rotation: it ends with its grace period, which no
     /// change may move (that would bring it back beside its replacement).
     pub rotated: bool,
@@ -75,6 +77,7 @@ impl KeyState {
             expires_at: key.expires_at,
             metadata: key.metadata.clone(),
             remaining: key.remaining,
+            allowed_ips: key.allowed_ips.clone(),
             rotated: key.rotated_to.is_some(),
         }
     }
@@ -90,6 +93,7 @@ impl KeyState {
         key.expires_at = self.expires_at;
         key.metadata = self.metadata;
         key.remaining = self.remaining;
+        key.allowed_ips = self.allowed_ips;
         key
     }
 }
@@ -272,6 +276,9 @@ pub fn apply(
             if let Some(rate_limit) = edit.rate_limit {
                 new.rate_limit = rate_limit;
             }
+            if let Some(allowed_ips) = &edit.allowed_ips {
+                new.allowed_ips.clone_from(allowed_ips);
+            }
             Ok(if new == *state {
                 Outcome::Unchanged
             } else {
@@ -306,6 +313,7 @@ mod tests {
             expires_at: None,
             metadata: None,
             remaining: None,
+            allowed_ips: None,
             rotated: false,
         }
     }

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
+use crate::network::AllowedNetworks;
 use crate::rate::RateLimit;
 use crate::time::Timestamp;
 
@@ -317,6 +318,8 @@ pub struct ApiKey {
     /// The key that replaced this one; this one then works until the end of the
     /// rotation's grace period.
     pub rotated_to: Option<KeyId>,
+    /// The networks it may be used from (the end client's address); `None`: any.
+    pub allowed_ips: Option<AllowedNetworks>,
 }
 
 /// A new key's record: a fresh id (or an imported key's, [`NewKey::id`]), its owner,
@@ -349,6 +352,7 @@ impl NewKey {
             metadata: None,
             rotated_from: None,
             rotated_to: None,
+            allowed_ips: None,
             remaining: None,
         })
     }

@@ -80,6 +80,50 @@ impl fmt::Display for Network {
     }
 }
 
+/// The most networks a key may be bound to.
+pub const MAX_ALLOWED_NETWORKS: usize = 100;
+
+/// The networks a key may be used from (`allowed_ips`): 1 to
+/// [`MAX_ALLOWED_NETWORKS`] of them, each once, in the order given.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AllowedNetworks(Vec<Network>);
+
+impl AllowedNetworks {
+    /// Reads a list as a request gives it; one message for all that is wrong.
+    pub fn parse<S: AsRef<str>>(items: &[S]) -> Result<Self, String> {
+        if items.is_empty() {
+            return Err("must name at least one network (or be null for any address)".into());
+        }
+        if items.len() > MAX_ALLOWED_NETWORKS {
+            return Err(format!("at most {MAX_ALLOWED_NETWORKS} networks"));
+        }
+        let mut networks: Vec<Network> = Vec::with_capacity(items.len());
+        for item in items {
+            let network: Network = item.as_ref().parse()?;
+            if !networks.contains(&network) {
+                networks.push(network);
+            }
+        }
+        Ok(Self(networks))
+    }
+
+    /// Whether a verification on behalf of `client` may use the key: only from an
+    /// address in one of the networks. No address at all is refused too (fail
+    /// closed): a caller that does not say who the client is cannot vouch for it.
+    pub fn admit(&self, client: Option<IpAddr>) -> bool {
+        client.is_some_and(|client| self.0.iter().any(|network| network.contains(client)))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Network> {
+        self.0.iter()
+    }
+
+    /// The networks as text (`203.0.113.0/24`), as stored and shown.
+    pub fn to_strings(&self) -> Vec<String> {
+        self.0.iter().map(ToString::to_string).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +160,34 @@ mod tests {
         assert_eq!(net("10.1.2.3/8"), net("10.0.0.0/8"));
         assert_eq!(net("::ffff:10.0.0.1/32").to_string(), "10.0.0.1/32");
         assert_eq!(net("2001:db8:1234::/32").to_string(), "2001:db8::/32");
+    }
+
+    #[test]
+    fn a_key_bound_to_networks_admits_only_their_addresses_and_never_no_address() {
+        let allowed = AllowedNetworks::parse(&["203.0.113.0/24", "2001:db8::/32"]).unwrap();
+        assert!(allowed.admit(Some(ip("203.0.113.9"))));
+        assert!(allowed.admit(Some(ip("2001:db8::7"))));
+        assert!(allowed.admit(Some(ip("::ffff:203.0.113.9"))));
+        assert!(!allowed.admit(Some(ip("198.51.100.1"))));
+        assert!(!allowed.admit(None));
+        // Two spellings of one network are one entry.
+        let twice = AllowedNetworks::parse(&["10.0.0.0/8", "10.1.2.3/8"]).unwrap();
+        assert_eq!(twice.to_strings(), ["10.0.0.0/8"]);
+    }
+
+    #[test]
+    fn a_list_of_networks_is_bounded_and_not_empty() {
+        let none: [&str; 0] = [];
+        assert!(AllowedNetworks::parse(&none).is_err());
+        let many: Vec<String> = (0..=MAX_ALLOWED_NETWORKS)
+            .map(|i| format!("10.0.{i}.0/24"))
+            .collect();
+        assert_eq!(
+            AllowedNetworks::parse(&many).unwrap_err(),
+            "at most 100 networks"
+        );
+        assert!(AllowedNetworks::parse(&many[..MAX_ALLOWED_NETWORKS]).is_ok());
+        assert!(AllowedNetworks::parse(&["10.0.0.0/8", "nope"]).is_err());
     }
 
     #[test]

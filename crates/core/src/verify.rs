@@ -2,13 +2,16 @@
 //!
 //! Checked in this order, so the answer names the most lasting reason first:
 //! `REVOKED` (terminal), `EXPIRED` (permanent unless the expiry moves), `SUSPENDED`
-//! (reversible), then `INSUFFICIENT_PERMISSIONS`. `MALFORMED` and `NOT_FOUND` are
+//! (reversible), `IP_NOT_ALLOWED` (the key is bound to networks the end client is not
+//! in), then `INSUFFICIENT_PERMISSIONS`. `MALFORMED` and `NOT_FOUND` are
 //! decided before a key is found; `RATE_LIMITED` belongs to the limiter and
 //! `USAGE_EXCEEDED` to the key's usage credits, both after a key would pass.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use crate::model::{KeyStatus, expired};
+use crate::network::AllowedNetworks;
 use crate::permissions::PermissionSet;
 use crate::time::Timestamp;
 
@@ -56,6 +59,10 @@ pub enum VerifyCode {
     RateLimited,
     #[strum(message = "the key's usage credits are spent")]
     UsageExceeded,
+    #[strum(
+        message = "the key is bound to networks (allowed_ips) and the end client's address is in none of them, or was not given"
+    )]
+    IpNotAllowed,
 }
 
 impl VerifyCode {
@@ -86,6 +93,8 @@ impl VerifyCode {
             Self::Malformed | Self::NotFound | Self::Suspended | Self::Revoked | Self::Expired => {
                 true
             }
+            // A key used from outside its networks: likely a stolen one, tried.
+            Self::IpNotAllowed => true,
             Self::Valid
             | Self::InsufficientPermissions
             | Self::RateLimited
@@ -95,9 +104,19 @@ impl VerifyCode {
 
     /// Whether a client behind a proxy may learn this code. A key's own state (unknown,
     /// suspended, revoked, expired, or not a key at all) is not told: those answer
-    /// alike, so a client cannot probe keys through the proxy.
+    /// alike, so a client cannot probe keys through the proxy. A key refused for the
+    /// client's address is told (403): its holder must learn why it fails from there.
     pub fn is_disclosed(self) -> bool {
-        !self.is_failed_attempt()
+        match self {
+            Self::Malformed | Self::NotFound | Self::Suspended | Self::Revoked | Self::Expired => {
+                false
+            }
+            Self::Valid
+            | Self::InsufficientPermissions
+            | Self::RateLimited
+            | Self::UsageExceeded
+            | Self::IpNotAllowed => true,
+        }
     }
 }
 
@@ -125,6 +144,8 @@ pub enum Refusal {
         retry_after_seconds: u64,
     },
     UsageExceeded,
+    /// A good key used from outside the networks it is bound to.
+    IpNotAllowed,
     /// The key could not be checked (the database or keyward unreachable).
     Unavailable,
     /// A verdict code this program does not know (from a newer keyward): refused,
@@ -152,6 +173,7 @@ impl Refusal {
                 retry_after_seconds: retry_after_seconds.unwrap_or(1).max(1),
             }),
             VerifyCode::UsageExceeded => Some(Self::UsageExceeded),
+            VerifyCode::IpNotAllowed => Some(Self::IpNotAllowed),
             VerifyCode::Malformed
             | VerifyCode::NotFound
             | VerifyCode::Suspended
@@ -187,7 +209,7 @@ impl Refusal {
     pub fn status(&self) -> u16 {
         match self {
             Self::MissingKey | Self::Invalid | Self::Unrecognized(_) => 401,
-            Self::MissingPermissions(_) | Self::UsageExceeded => 403,
+            Self::MissingPermissions(_) | Self::UsageExceeded | Self::IpNotAllowed => 403,
             Self::RateLimited { .. } => 429,
             Self::Unavailable => 503,
         }
@@ -201,6 +223,7 @@ impl Refusal {
             Self::MissingPermissions(_) => "Missing required permission(s)",
             Self::RateLimited { .. } => "Too many requests",
             Self::UsageExceeded => "Usage credits exhausted",
+            Self::IpNotAllowed => "Address not allowed",
             Self::Unavailable => "Service unavailable",
         }
     }
@@ -215,6 +238,7 @@ impl Refusal {
             }
             Self::RateLimited { .. } => "Rate limit exceeded".into(),
             Self::UsageExceeded => "API key usage credits exhausted".into(),
+            Self::IpNotAllowed => "The API key may not be used from this address".into(),
             Self::Unavailable => "The API key cannot be checked right now".into(),
             Self::Unrecognized(code) => format!("The API key was refused ({code})"),
         }
@@ -223,18 +247,33 @@ impl Refusal {
 
 /// What the decision needs to know about a stored key.
 #[derive(Clone, Copy, Debug)]
-pub struct KeyFacts {
+pub struct KeyFacts<'a> {
     pub status: KeyStatus,
     pub expires_at: Option<Timestamp>,
     pub permissions: PermissionSet,
+    /// The networks it may be used from; `None`: any.
+    pub allowed_ips: Option<&'a AllowedNetworks>,
 }
 
-/// Decides whether a found key passes at `now` with `required` permissions.
-pub fn decide(key: &KeyFacts, now: Timestamp, required: PermissionSet) -> VerifyCode {
+/// Who a verification is for and when: the end client's address (as the caller
+/// vouches for it; `None`: not given) and the time.
+#[derive(Clone, Copy, Debug)]
+pub struct Context {
+    pub now: Timestamp,
+    pub client: Option<IpAddr>,
+}
+
+/// Decides whether a found key passes in `context` with `required` permissions.
+pub fn decide(key: &KeyFacts<'_>, context: Context, required: PermissionSet) -> VerifyCode {
+    let admitted = || {
+        key.allowed_ips
+            .is_none_or(|allowed| allowed.admit(context.client))
+    };
     match key.status {
         KeyStatus::Revoked => VerifyCode::Revoked,
-        _ if expired(key.expires_at, now) => VerifyCode::Expired,
+        _ if expired(key.expires_at, context.now) => VerifyCode::Expired,
         KeyStatus::Suspended => VerifyCode::Suspended,
+        KeyStatus::Active if !admitted() => VerifyCode::IpNotAllowed,
         KeyStatus::Active if !key.permissions.contains_all(required) => {
             VerifyCode::InsufficientPermissions
         }
@@ -270,6 +309,7 @@ mod tests {
                 }),
             ),
             (VerifyCode::UsageExceeded, Some(Refusal::UsageExceeded)),
+            (VerifyCode::IpNotAllowed, Some(Refusal::IpNotAllowed)),
         ];
         let listed: Vec<VerifyCode> = expected.iter().map(|(code, _)| *code).collect();
         assert_eq!(listed, VerifyCode::all().collect::<Vec<_>>());
@@ -286,19 +326,19 @@ mod tests {
 
     #[test]
     fn a_code_this_program_does_not_know_is_refused_by_its_name() {
-        let refusal = Refusal::for_code("IP_NOT_ALLOWED", &["READ_GRAPH"], &[], None).unwrap();
-        assert_eq!(refusal, Refusal::Unrecognized("IP_NOT_ALLOWED".into()));
+        let refusal = Refusal::for_code("GEO_BLOCKED", &["READ_GRAPH"], &[], None).unwrap();
+        assert_eq!(refusal, Refusal::Unrecognized("GEO_BLOCKED".into()));
         assert_eq!(refusal.status(), 401);
-        assert_eq!(
-            refusal.message(),
-            "The API key was refused (IP_NOT_ALLOWED)"
-        );
+        assert_eq!(refusal.message(), "The API key was refused (GEO_BLOCKED)");
         assert_eq!(Refusal::for_code("VALID", &[] as &[&str], &[], None), None);
     }
 
     #[test]
     fn only_a_keys_own_state_is_kept_from_clients_behind_a_proxy() {
         let hidden: Vec<_> = VerifyCode::all().filter(|c| !c.is_disclosed()).collect();
+        assert!(
+            VerifyCode::IpNotAllowed.is_failed_attempt() && VerifyCode::IpNotAllowed.is_disclosed()
+        );
         assert_eq!(
             hidden,
             [
@@ -317,12 +357,58 @@ mod tests {
         Timestamp::from_millis(ms).unwrap()
     }
 
-    fn facts(status: KeyStatus, expires_at: Option<i64>) -> KeyFacts {
+    fn facts(status: KeyStatus, expires_at: Option<i64>) -> KeyFacts<'static> {
         KeyFacts {
             status,
             expires_at: expires_at.map(at),
             permissions: Catalogue::default().set_of(&["READ_GRAPH"]).unwrap(),
+            allowed_ips: None,
         }
+    }
+
+    fn decide(key: &KeyFacts<'_>, now: Timestamp, required: PermissionSet) -> VerifyCode {
+        super::decide(key, Context { now, client: None }, required)
+    }
+
+    #[test]
+    fn a_key_bound_to_networks_passes_only_for_a_client_in_them() {
+        let allowed = AllowedNetworks::parse(&["203.0.113.0/24"]).unwrap();
+        let key = KeyFacts {
+            allowed_ips: Some(&allowed),
+            ..facts(KeyStatus::Active, None)
+        };
+        let read = Catalogue::default().set_of(&["READ_GRAPH"]).unwrap();
+        let write = Catalogue::default().set_of(&["WRITE_GRAPH"]).unwrap();
+        let from = |client: Option<&str>| Context {
+            now: at(10),
+            client: client.map(|c| c.parse().unwrap()),
+        };
+        assert_eq!(
+            super::decide(&key, from(Some("203.0.113.4")), read),
+            VerifyCode::Valid
+        );
+        assert_eq!(
+            super::decide(&key, from(Some("198.51.100.4")), read),
+            VerifyCode::IpNotAllowed
+        );
+        assert_eq!(
+            super::decide(&key, from(None), read),
+            VerifyCode::IpNotAllowed
+        );
+        // Before permissions: the key is not usable from there at all.
+        assert_eq!(
+            super::decide(&key, from(Some("198.51.100.4")), write),
+            VerifyCode::IpNotAllowed
+        );
+        // After the key's own state: a revoked key is revoked from anywhere.
+        let revoked = KeyFacts {
+            status: KeyStatus::Revoked,
+            ..key
+        };
+        assert_eq!(
+            super::decide(&revoked, from(None), read),
+            VerifyCode::Revoked
+        );
     }
 
     #[test]

@@ -265,6 +265,7 @@ impl<S: Store> Engine<S> {
             rate_limit: valid.rate_limit,
             metadata: valid.metadata,
             remaining: valid.remaining,
+            allowed_ips: valid.allowed_ips,
             ..NewKey::new(owner.clone(), valid.name.into_string(), now)
                 .secret(&plain_text)
                 .build()

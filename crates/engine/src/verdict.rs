@@ -9,6 +9,7 @@ use std::time::Duration;
 use keyward_core::audit::Actor;
 use keyward_core::credential::{CredentialId, Presented, ScopeSet, ServiceCredential};
 use keyward_core::model::{KeyId, KeyStatus, Metadata, UserId};
+use keyward_core::network::AllowedNetworks;
 use keyward_core::permissions::PermissionSet;
 use keyward_core::rate::{RateLimit, Wait};
 use keyward_core::time::Timestamp;
@@ -31,16 +32,19 @@ pub struct VerifiedKey {
     /// Whether the key has usage credits (taken from the database on each valid
     /// verification; their count is not cached).
     pub has_credits: bool,
+    /// The networks it may be used from; `None`: any.
+    pub allowed_ips: Option<AllowedNetworks>,
     /// The latest use recorded for `last_used_at` (see [`UsageMark`]).
     pub usage: UsageMark,
 }
 
 impl VerifiedKey {
-    pub(crate) fn facts(&self) -> KeyFacts {
+    pub(crate) fn facts(&self) -> KeyFacts<'_> {
         KeyFacts {
             status: self.status,
             expires_at: self.expires_at,
             permissions: self.permission_set,
+            allowed_ips: self.allowed_ips.as_ref(),
         }
     }
 }

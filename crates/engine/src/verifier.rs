@@ -7,7 +7,7 @@ use keyward_core::key::ParsedKey;
 use keyward_core::legacy::{self, LegacyHash};
 use keyward_core::permissions::PermissionSet;
 use keyward_core::rate::Wait;
-use keyward_core::verify::{VerifyCode, decide};
+use keyward_core::verify::{Context, VerifyCode, decide};
 use keyward_store::{Consumed, Store};
 
 use crate::cache::Lookup;
@@ -65,7 +65,7 @@ impl<S: Store> Engine<S> {
         options: VerifyOptions,
     ) -> Result<Verification, EngineError> {
         let client = options.client.map(ClientAddr::from);
-        let attempt = self.verify_unlimited(presented, required, options.cost);
+        let attempt = self.verify_unlimited(presented, required, options);
         self.limit_failures(client, attempt, |v| v.code.is_failed_attempt())
             .await
             .unwrap_or_else(|wait| Ok(Verification::refused(wait)))
@@ -100,7 +100,7 @@ impl<S: Store> Engine<S> {
         &self,
         presented: &str,
         required: PermissionSet,
-        cost: u64,
+        options: VerifyOptions,
     ) -> Result<Verification, EngineError> {
         // Malformed input costs a few comparisons: no hash, no lookup, and no timing
         // (the duration histogram is about verifications that looked a key up).
@@ -113,7 +113,7 @@ impl<S: Store> Engine<S> {
             },
         };
         let started = Instant::now();
-        let result = self.verify_parsed(parsed, required, cost).await;
+        let result = self.verify_parsed(parsed, required, options).await;
         self.inner.metrics.duration.record(started.elapsed());
         result
     }
@@ -122,7 +122,7 @@ impl<S: Store> Engine<S> {
         &self,
         parsed: ParsedKey<'_>,
         required: PermissionSet,
-        cost: u64,
+        options: VerifyOptions,
     ) -> Result<Verification, EngineError> {
         let inner = &self.inner;
         let hash = inner.config.peppers.current().hash(parsed);
@@ -154,7 +154,11 @@ impl<S: Store> Engine<S> {
             return Ok(Verification::without_key(VerifyCode::NotFound));
         };
         let now = inner.now();
-        let mut code = decide(&key.facts(), now, required);
+        let context = Context {
+            now,
+            client: options.client,
+        };
+        let mut code = decide(&key.facts(), context, required);
         let mut retry_after = None;
         if let Some(limit) = key.rate_limit.filter(|_| code.is_valid())
             && let Err(wait) = inner.key_limits.take(&key.id, limit, now).await
@@ -168,7 +172,7 @@ impl<S: Store> Engine<S> {
             // The only write on the verification path, and only for keys with
             // credits: an atomic conditional decrement in the database, so the
             // count holds across instances. Boxed like the read, for the same reason.
-            match Box::pin(inner.store.consume(key.id, cost)).await? {
+            match Box::pin(inner.store.consume(key.id, options.cost)).await? {
                 Consumed::Left(left) => remaining = Some(left),
                 Consumed::Unlimited => {}
                 Consumed::Exceeded => code = VerifyCode::UsageExceeded,

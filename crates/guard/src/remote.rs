@@ -253,8 +253,9 @@ impl Remote {
             | VerifyCode::Suspended
             | VerifyCode::Revoked
             | VerifyCode::Expired => Some(Remembered::Refused { until }),
-            // Every use must reach keyward.
-            VerifyCode::RateLimited | VerifyCode::UsageExceeded => None,
+            // Every use must reach keyward; an address refused is this client's
+            // answer, not the key's.
+            VerifyCode::RateLimited | VerifyCode::UsageExceeded | VerifyCode::IpNotAllowed => None,
         }
     }
 

@@ -270,6 +270,15 @@ async fn forward_auth_and_the_guard_in_both_modes_give_the_same_answer_for_every
             ..Default::default()
         })
         .await;
+    // Bound to a network the test's clients (loopback) are not in.
+    let (_, elsewhere) = keyward
+        .key(NewKeyRequest {
+            name: "elsewhere".into(),
+            permissions: vec!["READ_GRAPH".into()],
+            allowed_ips: keyward_core::network::AllowedNetworks::parse(&["203.0.113.0/24"]).ok(),
+            ..Default::default()
+        })
+        .await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let forged = keyward_core::key::KeyFormat::default().generate();
 
@@ -284,6 +293,7 @@ async fn forward_auth_and_the_guard_in_both_modes_give_the_same_answer_for_every
         (Some(VerifyCode::InsufficientPermissions), Some(&narrow)),
         (Some(VerifyCode::RateLimited), Some(&limited)),
         (Some(VerifyCode::UsageExceeded), Some(&spent)),
+        (Some(VerifyCode::IpNotAllowed), Some(&elsewhere)),
     ];
     let verdict_codes: Vec<VerifyCode> = cases.iter().filter_map(|(c, _)| *c).collect();
     assert_eq!(

@@ -504,7 +504,7 @@ async fn a_verdict_code_the_guard_does_not_know_refuses_by_its_name_and_is_asked
     let (url, seen) = fake_keyward(|_| {
         (
             StatusCode::OK,
-            json!({"valid": true, "code": "IP_NOT_ALLOWED", "key_id": "k1", "user_id": "alice",
+            json!({"valid": true, "code": "GEO_BLOCKED", "key_id": "k1", "user_id": "alice",
                    "permissions": ["READ_GRAPH"], "metered": false}),
         )
     })
@@ -514,7 +514,7 @@ async fn a_verdict_code_the_guard_does_not_know_refuses_by_its_name_and_is_asked
         let (status, _, body) = call(&app, &[("x-api-key", "agpt_k")]).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(
-            body["detail"], "The API key was refused (IP_NOT_ALLOWED)",
+            body["detail"], "The API key was refused (GEO_BLOCKED)",
             "never taken for NOT_FOUND or another code"
         );
     }

@@ -64,6 +64,11 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
         "webhooks",
         include_str!("../migrations/sqlite/0010_webhooks.sql"),
     ),
+    (
+        11,
+        "allowed ips",
+        include_str!("../migrations/sqlite/0011_allowed_ips.sql"),
+    ),
 ]);
 
 pub(crate) const POSTGRES: Embedded = Embedded(&[
@@ -116,6 +121,11 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
         10,
         "webhooks",
         include_str!("../migrations/postgres/0010_webhooks.sql"),
+    ),
+    (
+        11,
+        "allowed ips",
+        include_str!("../migrations/postgres/0011_allowed_ips.sql"),
     ),
 ]);
 

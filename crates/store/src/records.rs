@@ -4,6 +4,7 @@ use keyward_core::credential::{Presented, ServiceCredential};
 use keyward_core::hash::KeyHash;
 use keyward_core::legacy::LegacyHash;
 use keyward_core::model::{ApiKey, KeyId, KeyStatus, Metadata, UserId};
+use keyward_core::network::AllowedNetworks;
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 
@@ -31,6 +32,8 @@ pub struct VerifyRecord {
     /// Whether (and how many) usage credits the key had when read: a key with
     /// credits takes them from the database on every valid verification.
     pub remaining: Option<u64>,
+    /// The networks it may be used from; `None`: any.
+    pub allowed_ips: Option<AllowedNetworks>,
     pub pepper_version: u16,
 }
 

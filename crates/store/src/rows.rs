@@ -5,6 +5,7 @@ use keyward_core::audit::{Actor, KeyEvent};
 use keyward_core::credential::{CredentialStatus, ScopeSet, ServiceCredential};
 use keyward_core::legacy::LegacyHash;
 use keyward_core::model::{ApiKey, KeyId, Metadata, UserId, expired};
+use keyward_core::network::AllowedNetworks;
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use keyward_core::webhook::{DeliveryState, EventType, Webhook, WebhookId};
@@ -175,9 +176,12 @@ fn time_value(at: Option<Timestamp>) -> Value {
     at.map_or(Value::Null, |t| Value::String(t.to_rfc3339()))
 }
 
+/// How many fields an event reports (the length of [`tracked_fields`]' answer).
+const TRACKED_FIELDS: usize = 12;
+
 /// The fields an event reports, as JSON values. Never the hash, never a secret; the
 /// display prefix and postfix are on the key's own record already.
-fn tracked_fields(key: &ApiKey) -> [(&'static str, Value); 11] {
+fn tracked_fields(key: &ApiKey) -> [(&'static str, Value); TRACKED_FIELDS] {
     [
         ("name", json!(key.name)),
         ("description", json!(key.description)),
@@ -205,6 +209,10 @@ fn tracked_fields(key: &ApiKey) -> [(&'static str, Value); 11] {
         ),
         ("rotated_to", json!(key.rotated_to.map(|id| id.to_string()))),
         ("remaining", json!(key.remaining)),
+        (
+            "allowed_ips",
+            json!(key.allowed_ips.as_ref().map(AllowedNetworks::to_strings)),
+        ),
     ]
 }
 
@@ -214,7 +222,7 @@ pub(crate) fn key_changes(before: Option<&ApiKey>, after: Option<&ApiKey>) -> St
     let before = before.map(tracked_fields);
     let after = after.map(tracked_fields);
     let mut changes = Map::new();
-    for i in 0..11 {
+    for i in 0..TRACKED_FIELDS {
         let old = before.as_ref().map(|f| &f[i]);
         let new = after.as_ref().map(|f| &f[i]);
         let Some(field) = old.or(new).map(|(name, _)| *name) else {
@@ -280,7 +288,27 @@ pub(crate) fn key_row(new: &NewKeyRecord) -> Vec<Param<'_>> {
         remaining_column(key.remaining),
         key.remaining.map(|_| key.created_at),
     ]);
+    values.push(allowed_ips_column(key.allowed_ips.as_ref()));
     values
+}
+
+/// The `allowed_ips` column: a JSON array of networks, or NULL for any address.
+pub(crate) fn allowed_ips_column(allowed: Option<&AllowedNetworks>) -> Param<'static> {
+    match allowed {
+        Some(networks) => Param::OwnedText(json!(networks.to_strings()).to_string()),
+        None => Param::Text(None),
+    }
+}
+
+/// The `allowed_ips` column as read.
+fn allowed_ips(text: Option<String>) -> Result<Option<AllowedNetworks>, StoreError> {
+    text.map(|text| {
+        serde_json::from_str::<Vec<String>>(&text)
+            .ok()
+            .and_then(|items| AllowedNetworks::parse(&items).ok())
+            .ok_or_else(|| corrupt("allowed_ips"))
+    })
+    .transpose()
 }
 
 /// An event row's values, in `sql::INSERT_EVENT` order.
@@ -316,6 +344,7 @@ pub(crate) fn key_from_row(row: &impl Columns) -> Result<ApiKey, StoreError> {
         rotated_from: row.maybe_id("rotated_from")?,
         rotated_to: row.maybe_id("rotated_to")?,
         remaining: remaining(row.maybe_int("remaining")?)?,
+        allowed_ips: allowed_ips(row.maybe_text("allowed_ips")?)?,
     })
 }
 
@@ -342,6 +371,7 @@ pub(crate) fn verify_record(row: &impl Columns) -> Result<VerifyRecord, StoreErr
         rate_limit: rate_limit_of(row)?,
         metadata: metadata(row.maybe_text("metadata")?)?,
         remaining: remaining(row.maybe_int("remaining")?)?,
+        allowed_ips: allowed_ips(row.maybe_text("allowed_ips")?)?,
         pepper_version: u16::try_from(row.small("pepper_version")?)
             .map_err(|_| corrupt("pepper_version"))?,
     })

@@ -4,7 +4,7 @@
 //! [`Dialect`](crate::dialect::Dialect): the locking read, the per-user lock, the
 //! change notification.
 
-/// Rows per bulk statement: 1,000 keys of 23 values stay under SQLite's 32,766 and
+/// Rows per bulk statement: 1,000 keys of 24 values stay under SQLite's 32,766 and
 /// PostgreSQL's 65,535 bound values (a usage flush's rows have 2 and 4).
 pub(crate) const BULK_ROWS: usize = 1_000;
 
@@ -15,7 +15,8 @@ macro_rules! select_key {
         concat!(
             "SELECT id, user_id, name, description, prefix, postfix, status, permissions, \
              created_at, last_used_at, revoked_at, expires_at, rate_limit_requests, \
-             rate_limit_per_seconds, metadata, rotated_from, rotated_to, remaining",
+             rate_limit_per_seconds, metadata, rotated_from, rotated_to, remaining, \
+             allowed_ips",
             $($rest),+
         )
     };
@@ -28,7 +29,7 @@ macro_rules! select_verify {
         concat!(
             "SELECT k.id, k.user_id, k.status, k.permissions, k.expires_at, k.last_used_at, \
              k.pepper_version, k.rate_limit_requests, k.rate_limit_per_seconds, \
-             k.metadata, k.remaining",
+             k.metadata, k.remaining, k.allowed_ips",
             $($rest),+
         )
     };
@@ -40,11 +41,12 @@ macro_rules! insert_key_head {
         "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
          prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
          revoked_at, expires_at, rate_limit_requests, rate_limit_per_seconds, metadata, \
-         rotated_from, rotated_to, remaining, credits_granted, credits_set_at) VALUES "
+         rotated_from, rotated_to, remaining, credits_granted, credits_set_at, allowed_ips) \
+         VALUES "
     };
 }
 /// Values per key row.
-pub(crate) const KEY_ROW_WIDTH: usize = 23;
+pub(crate) const KEY_ROW_WIDTH: usize = 24;
 
 macro_rules! insert_event_head {
     () => {
@@ -59,7 +61,7 @@ pub(crate) const EVENT_ROW_WIDTH: usize = 8;
 pub(crate) const INSERT_KEY: &str = concat!(
     insert_key_head!(),
     "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-     $20, $21, $22, $23)"
+     $20, $21, $22, $23, $24)"
 );
 
 /// One audit event.
@@ -166,8 +168,8 @@ pub(crate) const WRITE_STATE: &str = "UPDATE api_keys SET status = $2, revoked_a
      name = $8, description = $9, expires_at = $10, metadata = $11, remaining = $12, \
      credits_granted = CASE WHEN remaining IS DISTINCT FROM $12 THEN $12 \
      ELSE credits_granted END, \
-     credits_set_at = CASE WHEN remaining IS DISTINCT FROM $12 THEN $5 ELSE credits_set_at END \
-     WHERE id = $1";
+     credits_set_at = CASE WHEN remaining IS DISTINCT FROM $12 THEN $5 ELSE credits_set_at END, \
+     allowed_ips = $13 WHERE id = $1";
 /// Ends a rotated key: its grace period, its link forward, its credits moved away.
 pub(crate) const END_ROTATED: &str = "UPDATE api_keys SET expires_at = $2, rotated_to = $3, \
      updated_at = $4, remaining = $5 WHERE id = $1";

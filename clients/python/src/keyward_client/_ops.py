@@ -168,6 +168,7 @@ def _create_body(
     description: str | None,
     expires_at: datetime | None,
     metadata: Mapping[str, Any] | None,
+    allowed_ips: Iterable[str] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"name": name, "permissions": _names(permissions)}
     if description is not None:
@@ -176,7 +177,16 @@ def _create_body(
         body["expires_at"] = models.format_datetime(expires_at)
     if metadata is not None:
         body["metadata"] = dict(metadata)
+    if allowed_ips is not None:
+        body["allowed_ips"] = _networks(allowed_ips)
     return body
+
+
+def _networks(allowed_ips: Iterable[str]) -> list[str]:
+    # A lone string would be sent as its characters' list: refused here, by name.
+    if isinstance(allowed_ips, str):
+        raise TypeError("allowed_ips must be an iterable of networks, not one string")
+    return list(allowed_ips)
 
 
 def create_key(
@@ -186,9 +196,10 @@ def create_key(
     description: str | None,
     expires_at: datetime | None,
     metadata: Mapping[str, Any] | None,
+    allowed_ips: Iterable[str] | None = None,
 ) -> Call[models.CreatedKey]:
     # No credits or rate limit: they are the platform's (create_key_for_user).
-    body = _create_body(name, permissions, description, expires_at, metadata)
+    body = _create_body(name, permissions, description, expires_at, metadata, allowed_ips)
     return Call("POST", "/api/api-keys", models.created_key_from_json, body)
 
 
@@ -226,6 +237,7 @@ def _update_body(
     description: str | Unset | None,
     expires_at: datetime | Unset | None,
     metadata: Mapping[str, Any] | Unset | None,
+    allowed_ips: Iterable[str] | Unset | None = UNSET,
 ) -> dict[str, Any]:
     # Only the fields given are sent: absent leaves a field alone, null clears it.
     body: dict[str, Any] = {}
@@ -237,6 +249,8 @@ def _update_body(
         body["expires_at"] = None if expires_at is None else models.format_datetime(expires_at)
     if not isinstance(metadata, Unset):
         body["metadata"] = None if metadata is None else dict(metadata)
+    if not isinstance(allowed_ips, Unset):
+        body["allowed_ips"] = None if allowed_ips is None else _networks(allowed_ips)
     return body
 
 
@@ -247,8 +261,9 @@ def update_key(
     description: str | Unset | None,
     expires_at: datetime | Unset | None,
     metadata: Mapping[str, Any] | Unset | None,
+    allowed_ips: Iterable[str] | Unset | None = UNSET,
 ) -> Call[models.ApiKey]:
-    body = _update_body(name, description, expires_at, metadata)
+    body = _update_body(name, description, expires_at, metadata, allowed_ips)
     return Call("PATCH", f"/api/api-keys/{_id(key_id)}", models.api_key_from_json, body)
 
 
@@ -305,8 +320,9 @@ def create_key_for_user(
     metadata: Mapping[str, Any] | None,
     rate_limit: models.RateLimit | None,
     remaining: int | None,
+    allowed_ips: Iterable[str] | None = None,
 ) -> Call[models.CreatedKey]:
-    body = _create_body(name, permissions, description, expires_at, metadata)
+    body = _create_body(name, permissions, description, expires_at, metadata, allowed_ips)
     if rate_limit is not None:
         body["rate_limit"] = rate_limit.to_json()
     if remaining is not None:
@@ -328,8 +344,9 @@ def update_key_as_admin(
     metadata: Mapping[str, Any] | Unset | None,
     remaining: int | Unset | None,
     rate_limit: models.RateLimit | Unset | None,
+    allowed_ips: Iterable[str] | Unset | None = UNSET,
 ) -> Call[models.ApiKey]:
-    body = _update_body(name, description, expires_at, metadata)
+    body = _update_body(name, description, expires_at, metadata, allowed_ips)
     if not isinstance(remaining, Unset):
         body["remaining"] = _credits("remaining", remaining)
     if not isinstance(rate_limit, Unset):

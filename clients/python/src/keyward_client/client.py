@@ -142,6 +142,7 @@ class KeywardClient(_Base):
         description: str | None = None,
         expires_at: datetime | None = None,
         metadata: Mapping[str, Any] | None = None,
+        allowed_ips: Iterable[str] | None = None,
     ) -> models.CreatedKey:
         """Creates a key. Its plaintext is in the result only (``plain_text_key``).
 
@@ -154,6 +155,7 @@ class KeywardClient(_Base):
                 description=description,
                 expires_at=expires_at,
                 metadata=metadata,
+                allowed_ips=allowed_ips,
             )
         )
 
@@ -187,6 +189,7 @@ class KeywardClient(_Base):
         description: str | Unset | None = UNSET,
         expires_at: datetime | Unset | None = UNSET,
         metadata: Mapping[str, Any] | Unset | None = UNSET,
+        allowed_ips: Iterable[str] | Unset | None = UNSET,
     ) -> models.ApiKey:
         """Changes the fields given; ``None`` clears ``description``, ``expires_at``
         (never expires) or ``metadata``. Usage credits and the rate limit are the
@@ -198,6 +201,7 @@ class KeywardClient(_Base):
                 description=description,
                 expires_at=expires_at,
                 metadata=metadata,
+                allowed_ips=allowed_ips,
             )
         )
 
@@ -307,6 +311,7 @@ class KeywardClient(_Base):
         metadata: Mapping[str, Any] | None = None,
         rate_limit: models.RateLimit | None = None,
         remaining: int | None = None,
+        allowed_ips: Iterable[str] | None = None,
     ) -> models.CreatedKey:
         """Creates a key on ``user_id``'s behalf (admin), with the usage credits
         (``remaining``) and ``rate_limit`` only the platform sets. It counts toward the
@@ -321,6 +326,7 @@ class KeywardClient(_Base):
                 metadata=metadata,
                 rate_limit=rate_limit,
                 remaining=remaining,
+                allowed_ips=allowed_ips,
             )
         )
 
@@ -334,6 +340,7 @@ class KeywardClient(_Base):
         metadata: Mapping[str, Any] | Unset | None = UNSET,
         remaining: int | Unset | None = UNSET,
         rate_limit: models.RateLimit | Unset | None = UNSET,
+        allowed_ips: Iterable[str] | Unset | None = UNSET,
     ) -> models.ApiKey:
         """Changes the fields given of any user's key (admin): as :meth:`update_key`,
         plus ``remaining`` (a top-up; ``None``: unlimited) and ``rate_limit`` (``None``
@@ -347,6 +354,7 @@ class KeywardClient(_Base):
                 metadata=metadata,
                 remaining=remaining,
                 rate_limit=rate_limit,
+                allowed_ips=allowed_ips,
             )
         )
 
@@ -414,6 +422,7 @@ class AsyncKeywardClient(_Base):
         description: str | None = None,
         expires_at: datetime | None = None,
         metadata: Mapping[str, Any] | None = None,
+        allowed_ips: Iterable[str] | None = None,
     ) -> models.CreatedKey:
         return await self._run(
             _ops.create_key(
@@ -422,6 +431,7 @@ class AsyncKeywardClient(_Base):
                 description=description,
                 expires_at=expires_at,
                 metadata=metadata,
+                allowed_ips=allowed_ips,
             )
         )
 
@@ -451,6 +461,7 @@ class AsyncKeywardClient(_Base):
         description: str | Unset | None = UNSET,
         expires_at: datetime | Unset | None = UNSET,
         metadata: Mapping[str, Any] | Unset | None = UNSET,
+        allowed_ips: Iterable[str] | Unset | None = UNSET,
     ) -> models.ApiKey:
         return await self._run(
             _ops.update_key(
@@ -459,6 +470,7 @@ class AsyncKeywardClient(_Base):
                 description=description,
                 expires_at=expires_at,
                 metadata=metadata,
+                allowed_ips=allowed_ips,
             )
         )
 
@@ -544,6 +556,7 @@ class AsyncKeywardClient(_Base):
         metadata: Mapping[str, Any] | None = None,
         rate_limit: models.RateLimit | None = None,
         remaining: int | None = None,
+        allowed_ips: Iterable[str] | None = None,
     ) -> models.CreatedKey:
         return await self._run(
             _ops.create_key_for_user(
@@ -555,6 +568,7 @@ class AsyncKeywardClient(_Base):
                 metadata=metadata,
                 rate_limit=rate_limit,
                 remaining=remaining,
+                allowed_ips=allowed_ips,
             )
         )
 
@@ -568,6 +582,7 @@ class AsyncKeywardClient(_Base):
         metadata: Mapping[str, Any] | Unset | None = UNSET,
         remaining: int | Unset | None = UNSET,
         rate_limit: models.RateLimit | Unset | None = UNSET,
+        allowed_ips: Iterable[str] | Unset | None = UNSET,
     ) -> models.ApiKey:
         return await self._run(
             _ops.update_key_as_admin(
@@ -578,5 +593,6 @@ class AsyncKeywardClient(_Base):
                 metadata=metadata,
                 remaining=remaining,
                 rate_limit=rate_limit,
+                allowed_ips=allowed_ips,
             )
         )

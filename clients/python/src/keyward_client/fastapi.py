@@ -71,6 +71,7 @@ MISSING_KEY = "Missing API key"
 INVALID_KEY = "Invalid API key"
 RATE_LIMITED = "Rate limit exceeded"
 CREDITS_EXHAUSTED = "API key usage credits exhausted"
+ADDRESS_NOT_ALLOWED = "The API key may not be used from this address"
 UNAVAILABLE = "The API key cannot be checked right now"
 INTERNAL_ERROR = "Internal error"
 
@@ -262,6 +263,8 @@ class RequireApiKey:
             raise _refusal(429, RATE_LIMITED, {"Retry-After": str(seconds)})
         if code is VerifyCode.USAGE_EXCEEDED:
             raise _refusal(403, CREDITS_EXHAUSTED)
+        if code is VerifyCode.IP_NOT_ALLOWED:
+            raise _refusal(403, ADDRESS_NOT_ALLOWED)
         raise _refusal(401, INVALID_KEY)
 
     def _client_for(self, request: Request) -> AsyncKeywardClient:

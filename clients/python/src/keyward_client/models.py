@@ -30,6 +30,8 @@ class VerifyCode(str, Enum):
     INSUFFICIENT_PERMISSIONS = "INSUFFICIENT_PERMISSIONS"
     RATE_LIMITED = "RATE_LIMITED"
     USAGE_EXCEEDED = "USAGE_EXCEEDED"
+    #: The key is bound to networks and the end client's address is in none of them.
+    IP_NOT_ALLOWED = "IP_NOT_ALLOWED"
     #: A code newer than this client.
     UNKNOWN = "UNKNOWN"
 
@@ -93,6 +95,8 @@ class ApiKey:
     remaining: int | None = None
     rotated_from: str | None = None
     rotated_to: str | None = None
+    #: The networks (CIDR) it may be used from; ``None``: any address.
+    allowed_ips: tuple[str, ...] | None = None
 
     @property
     def masked(self) -> str:
@@ -318,6 +322,10 @@ class _Reader:
             raise ShapeError(f"{self._what}.{name}: expected strings")
         return tuple(values)
 
+    def opt_strings(self, name: str) -> tuple[str, ...] | None:
+        values: list[Any] | None = self._get(name, (list,), True)
+        return None if values is None else self.strings(name)
+
     def opt_mapping(self, name: str) -> dict[str, Any] | None:
         value: dict[str, Any] | None = self._get(name, (dict,), True)
         return value
@@ -358,6 +366,7 @@ def api_key_from_json(data: object, what: str = "api_key") -> ApiKey:
         remaining=r.opt_integer("remaining"),
         rotated_from=r.opt_text("rotated_from"),
         rotated_to=r.opt_text("rotated_to"),
+        allowed_ips=r.opt_strings("allowed_ips"),
     )
 
 

@@ -44,6 +44,10 @@ pub enum KeysCommand {
         /// Usage credits: each valid verification takes one (or its cost).
         #[arg(long)]
         remaining: Option<u64>,
+        /// A network the key may be used from, in CIDR (repeat, or separate with
+        /// commas): verifications for end clients outside all of them are refused.
+        #[arg(long = "allowed-ip", value_delimiter = ',')]
+        allowed_ips: Vec<String>,
     },
     /// Replace a key with a new one (printed once); the old key keeps working for
     /// the grace period.
@@ -54,7 +58,8 @@ pub enum KeysCommand {
               value_parser = clap::value_parser!(u64).range(0..=604_800))]
         grace_seconds: u64,
     },
-    /// Change a key's name, description, expiry or metadata (only what is given).
+    /// Change a key's name, description, expiry, metadata, credits or networks (only
+    /// what is given).
     Edit {
         id: String,
         #[arg(long)]
@@ -80,6 +85,13 @@ pub enum KeysCommand {
         /// Removes the usage credit limit.
         #[arg(long)]
         unlimited: bool,
+        /// Binds the key to these networks, in CIDR (repeat, or separate with
+        /// commas), replacing any before.
+        #[arg(long = "allowed-ip", value_delimiter = ',', conflicts_with = "any_ip")]
+        allowed_ips: Vec<String>,
+        /// The key may be used from any address.
+        #[arg(long)]
+        any_ip: bool,
     },
     /// List keys, newest first (every user's, or one user's).
     List {
@@ -220,6 +232,7 @@ async fn execute(
             rate_limit,
             metadata,
             remaining,
+            allowed_ips,
         } => {
             // The HTTP API's body, read the same way.
             let request = CreateKeyRequest {
@@ -230,6 +243,7 @@ async fn execute(
                 rate_limit: rate_limit.map(Into::into),
                 metadata,
                 remaining,
+                allowed_ips: (!allowed_ips.is_empty()).then_some(allowed_ips),
             };
             let created = engine
                 .create_key_as_admin(&user_id(&user)?, &request.into())
@@ -291,6 +305,8 @@ async fn execute(
             clear_metadata,
             remaining,
             unlimited,
+            allowed_ips,
+            any_ip,
         } => {
             // The HTTP API's PATCH body, read the same way.
             let edit = PatchKeyRequest {
@@ -300,6 +316,7 @@ async fn execute(
                 metadata: change(metadata, clear_metadata),
                 remaining: change(remaining, unlimited),
                 rate_limit: None,
+                allowed_ips: change((!allowed_ips.is_empty()).then_some(allowed_ips), any_ip),
             };
             let key = engine
                 .edit(Scope::Admin, key_id(&id)?, &edit.into())

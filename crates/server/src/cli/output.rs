@@ -130,6 +130,10 @@ pub fn key_fields(key: &ApiKey) -> String {
         ),
         ("remaining", or_dash(key.remaining.map(|n| n.to_string()))),
         (
+            "allowed ips",
+            or_dash(key.allowed_ips.as_ref().map(|n| n.to_strings().join(", "))),
+        ),
+        (
             "rotated from",
             or_dash(key.rotated_from.map(|id| id.to_string())),
         ),

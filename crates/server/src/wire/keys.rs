@@ -3,6 +3,7 @@
 
 use keyward_core::input::{EditFields, FieldError, KeyEdit, NewKeyRequest};
 use keyward_core::model::{ApiKey, KeyStatus};
+use keyward_core::network::AllowedNetworks;
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -100,6 +101,11 @@ pub struct ApiKeyResponse {
     pub rotated_to: Option<Uuid>,
     /// Usage credits left; null: unlimited.
     pub remaining: Option<u64>,
+    /// The networks the key may be used from (CIDR); null: any address. A
+    /// verification on behalf of an end client outside them, or naming none
+    /// (`client_ip`), answers `IP_NOT_ALLOWED`.
+    #[schema(example = json!(["203.0.113.0/24", "2001:db8::/32"]))]
+    pub allowed_ips: Option<Vec<String>>,
 }
 
 impl From<ApiKey> for ApiKeyResponse {
@@ -124,6 +130,7 @@ impl From<ApiKey> for ApiKeyResponse {
             rotated_from: key.rotated_from.map(|id| *id.as_uuid()),
             rotated_to: key.rotated_to.map(|id| *id.as_uuid()),
             remaining: key.remaining,
+            allowed_ips: key.allowed_ips.as_ref().map(AllowedNetworks::to_strings),
         }
     }
 }
@@ -168,6 +175,11 @@ pub struct PatchKeyRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<RateLimitDto>)]
     pub rate_limit: Option<Option<RateLimitDto>>,
+    /// Binds the key to these networks (1 to 100 IPv4 or IPv6 CIDR networks, or
+    /// addresses); null lets it be used from any address.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_ips: Option<Option<Vec<String>>>,
 }
 
 /// A request to create a key.
@@ -204,6 +216,12 @@ pub struct CreateKeyRequest {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 1_000_000_000_000_000_u64)]
     pub remaining: Option<u64>,
+    /// Optional: the networks the key may be used from (1 to 100 IPv4 or IPv6 CIDR
+    /// networks, or addresses). A verification on behalf of an end client outside
+    /// them, or naming none (`client_ip`), answers `IP_NOT_ALLOWED`. Absent: any.
+    #[serde(default)]
+    #[schema(example = json!(["203.0.113.0/24"]))]
+    pub allowed_ips: Option<Vec<String>>,
 }
 
 /// A created key. `plain_text_key` is shown this once and cannot be retrieved again.
@@ -273,6 +291,9 @@ impl From<CreateKeyRequest> for NewKeyRequest {
         });
         let rate_limit = unreadable.read("rate_limit", body.rate_limit, RateLimitDto::parse);
         let metadata = unreadable.read("metadata", body.metadata, parse_metadata);
+        let allowed_ips = unreadable.read("allowed_ips", body.allowed_ips, |list| {
+            AllowedNetworks::parse(&list)
+        });
         Self {
             name: body.name,
             description: body.description,
@@ -281,6 +302,7 @@ impl From<CreateKeyRequest> for NewKeyRequest {
             rate_limit,
             metadata,
             remaining: body.remaining,
+            allowed_ips,
             unreadable: unreadable.0,
         }
     }
@@ -306,6 +328,9 @@ impl From<PatchKeyRequest> for KeyEdit {
         });
         let metadata = unreadable.read_change("metadata", body.metadata, parse_metadata);
         let rate_limit = unreadable.read_change("rate_limit", body.rate_limit, RateLimitDto::parse);
+        let allowed_ips = unreadable.read_change("allowed_ips", body.allowed_ips, |list| {
+            AllowedNetworks::parse(&list)
+        });
         Self {
             fields: EditFields {
                 name,
@@ -314,6 +339,7 @@ impl From<PatchKeyRequest> for KeyEdit {
                 metadata,
                 remaining: body.remaining,
                 rate_limit,
+                allowed_ips,
             },
             unreadable: unreadable.0,
         }

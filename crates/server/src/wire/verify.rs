@@ -81,8 +81,8 @@ pub struct VerifyResponse<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = 1.5)]
     pub retry_after: Option<f64>,
-    /// Present when a key was found: true when the key has a rate limit or usage
-    /// credits, so that every use must reach keyward. A caller that reuses verdicts
+    /// Present when a key was found: true when the key has a rate limit, usage
+    /// credits or networks (`allowed_ips`), so that every use must reach keyward. A caller that reuses verdicts
     /// for a while (keyward-guard's remote mode) must not reuse this one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metered: Option<bool>,
@@ -107,7 +107,10 @@ impl<'a> From<&'a Verification> for VerifyResponse<'a> {
             retry_after: verification
                 .retry_after
                 .map(|wait| wait.as_micros().div_ceil(1_000) as f64 / 1_000.0),
-            metered: key.map(|k| k.rate_limit.is_some() || k.has_credits),
+            // A key bound to networks is decided per client: a verdict for one client
+            // must not be reused for another.
+            metered: key
+                .map(|k| k.rate_limit.is_some() || k.has_credits || k.allowed_ips.is_some()),
         }
     }
 }

@@ -377,3 +377,31 @@ def test_a_key_reported_leaked_shows_a_banner_with_where_it_was_seen(page: tuple
     row(page, "quiet").get_by_role("link", name="quiet").click()
     expect(page.get_by_role("heading", name="quiet", level=1)).to_be_visible()
     expect(page.get_by_role("alert")).to_have_count(0)
+
+
+def test_an_owner_binds_a_key_to_networks_on_its_page(page: tuple[Page, Watch], server: Server) -> None:
+    page, watch = page
+    key = server.create_key("nora", "office")["plain_text_key"]
+    sign_in(page, server, server.token("nora"))
+    row(page, "office").get_by_role("link", name="office").click()
+    details = page.locator(".details")
+    expect(details).to_contain_text("Any address")
+
+    # A mistake is told, field by field, and nothing changes.
+    watch.allow(422, "/api/api-keys/")
+    page.get_by_label("Networks it may be used from").fill("203.0.113.0/24\nnot-a-network")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_text("is not an IP address or CIDR network")).to_be_visible()
+    assert server.verify(key) == "VALID"
+
+    page.get_by_label("Networks it may be used from").fill("203.0.113.7/24\n2001:db8::/32")
+    page.get_by_role("button", name="Save changes").click()
+    expect(details).to_contain_text("203.0.113.0/24, 2001:db8::/32")
+    # Verified for no client at all: refused, as for one outside the networks.
+    assert server.verify(key) == "IP_NOT_ALLOWED"
+    expect(page.locator(".events")).to_contain_text("allowed_ips")
+
+    page.get_by_label("Networks it may be used from").fill("")
+    page.get_by_role("button", name="Save changes").click()
+    expect(details).to_contain_text("Any address")
+    assert server.verify(key) == "VALID"

@@ -61,6 +61,7 @@ pub struct TestAppBuilder<B> {
     metrics_token: Option<&'static str>,
     static_token: bool,
     github_keys: Option<String>,
+    trusted_proxies: Option<&'static str>,
 }
 
 /// A change to the engine's settings before it starts.
@@ -97,6 +98,12 @@ impl<B: Backend> TestAppBuilder<B> {
     /// `KEYWARD_GITHUB_SECRET_SCANNING=on`, GitHub's keys served at `url`.
     pub fn github_secret_scanning(mut self, url: String) -> Self {
         self.github_keys = Some(url);
+        self
+    }
+
+    /// `KEYWARD_TRUSTED_PROXIES` (the test client is 127.0.0.1, trusted by default).
+    pub fn trusted_proxies(mut self, list: &'static str) -> Self {
+        self.trusted_proxies = Some(list);
         self
     }
 
@@ -152,6 +159,11 @@ impl<B: Backend> TestAppBuilder<B> {
                 github_secret_scanning: self
                     .github_keys
                     .map(|url| keyward::http::jwks::JwksUrl::parse(&url).unwrap()),
+                trusted_proxies: keyward::http::client_address::TrustedProxies::parse(
+                    self.trusted_proxies
+                        .unwrap_or(keyward::http::client_address::TrustedProxies::DEFAULT),
+                )
+                .unwrap(),
                 ..Default::default()
             },
             database_url,
@@ -299,6 +311,7 @@ impl<B: Backend> TestApp<B> {
             metrics_token: None,
             static_token: true,
             github_keys: None,
+            trusted_proxies: None,
         }
     }
 

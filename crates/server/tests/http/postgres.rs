@@ -27,6 +27,8 @@ mod leaks;
 mod lifecycle;
 #[path = "suites/list_and_get.rs"]
 mod list_and_get;
+#[path = "suites/networks.rs"]
+mod networks;
 #[path = "suites/operations.rs"]
 mod operations;
 #[path = "suites/peppers.rs"]

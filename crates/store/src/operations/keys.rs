@@ -501,5 +501,6 @@ fn write_state(id: KeyId, state: &KeyState, now: Timestamp) -> Statement<'_> {
         state.metadata.as_ref().map(Metadata::as_str),
         rows::remaining_column(state.remaining),
     ]);
+    values.push(rows::allowed_ips_column(state.allowed_ips.as_ref()));
     Statement::new(sql::WRITE_STATE, values)
 }

@@ -22,6 +22,8 @@ mod keys;
 mod lifecycle;
 #[path = "suites/migrations.rs"]
 mod migrations;
+#[path = "suites/networks.rs"]
+mod networks;
 #[path = "suites/peppers.rs"]
 mod peppers;
 #[path = "suites/rotation.rs"]

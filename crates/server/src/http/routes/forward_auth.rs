@@ -61,12 +61,13 @@ pub struct AuthQuery {
 /// `X-Keyward-Key-Permissions` for the upstream. 401 (with `WWW-Authenticate`): no
 /// key, or a key that is malformed, unknown, suspended, revoked or expired, all
 /// answered alike. 403: the key lacks a required permission (`Missing required
-/// permission(s): …`) or its usage credits are spent. 429 with `Retry-After`: rate
-/// limited. 400: the required permissions are blank, hold an empty name, or the
-/// header is sent twice. The required permissions are the union of the header and
-/// the query. Every verdict carries `X-Keyward-Code`: `VALID`,
-/// `INSUFFICIENT_PERMISSIONS`, `USAGE_EXCEEDED`, `RATE_LIMITED`, or `INVALID` for
-/// every key that does not pass as a key.
+/// permission(s): …`), its usage credits are spent, or it is bound to networks the
+/// end client is not in. 429 with `Retry-After`: rate limited. 400: the required
+/// permissions are blank, hold an empty name, or the header is sent twice. The
+/// required permissions are the union of the header and the query. Every verdict
+/// carries `X-Keyward-Code`: `VALID`, `INSUFFICIENT_PERMISSIONS`, `USAGE_EXCEEDED`,
+/// `RATE_LIMITED`, `IP_NOT_ALLOWED`, or `INVALID` for every key that does not pass as
+/// a key.
 #[utoipa::path(
     get,
     path = "/api/auth",

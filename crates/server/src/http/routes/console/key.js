@@ -49,6 +49,7 @@ function details(key) {
     ["Expires", when(key.expires_at, "Never")],
     ["Rate limit", key.rate_limit ? `${key.rate_limit.requests} per ${key.rate_limit.per_seconds} s` : "None"],
     ["Credits left", key.remaining ?? "Unlimited"],
+    ["Networks", key.allowed_ips ? key.allowed_ips.join(", ") : "Any address"],
   ];
   if (key.rotated_to) rows.push(["Replaced by", h("a", { href: `#/keys/${key.rotated_to}` }, "the new key")]);
   if (key.rotated_from) rows.push(["Replaces", h("a", { href: `#/keys/${key.rotated_from}` }, "the previous key")]);
@@ -60,6 +61,8 @@ function editForm(key, names, reload) {
   const description = h("textarea", { rows: 2, maxlength: 1000 });
   description.value = key.description || "";
   const perms = permissionBoxes(names, key.permissions);
+  const networks = h("textarea", { rows: 2, placeholder: "203.0.113.0/24" });
+  networks.value = (key.allowed_ips || []).join("\n");
   const problem = h("div", {});
   const form = h(
     "form",
@@ -73,6 +76,8 @@ function editForm(key, names, reload) {
           const patch = {};
           if (name.value.trim() !== key.name) patch.name = name.value.trim();
           if (description.value.trim() !== (key.description || "")) patch.description = description.value.trim() || null;
+          const listed = networks.value.split(/[\s,]+/).filter(Boolean);
+          if (listed.join() !== (key.allowed_ips || []).join()) patch.allowed_ips = listed.length ? listed : null;
           if (Object.keys(patch).length) await api("PATCH", `/api/api-keys/${seg(key.id)}`, patch);
           const chosen = perms.value();
           if (chosen.join() !== key.permissions.join()) {
@@ -88,6 +93,7 @@ function editForm(key, names, reload) {
     h("h2", {}, "Edit"),
     field("Name", name),
     field("Description", description),
+    field("Networks it may be used from", networks, "One network per line (CIDR, IPv4 or IPv6); empty: any address."),
     perms,
     problem,
     h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Save changes")),
