@@ -269,8 +269,8 @@ fn warm_cache_hit_checking_usage_credits(bencher: Bencher) {
     let lease = EngineConfig::new(Peppers::parse(PEPPER).unwrap()).change_feed_lease;
     let f = fixture_full(lease, None, Some(1_000_000_000));
     let check = keyward_engine::VerifyOptions {
-        client: None,
         cost: 0,
+        ..Default::default()
     };
     bencher.bench_local(|| {
         let verification = f

@@ -94,6 +94,10 @@ pub struct Verification {
 pub struct VerifyOptions {
     /// The end client's address, for the failed-attempt limit.
     pub client: Option<IpAddr>,
+    /// The end client's address as the caller vouches for it, for a key bound to
+    /// networks; `None`: not known, and such a key is refused (`IP_NOT_ALLOWED`).
+    /// [`VerifyOptions::for_client`] sets it to `client`.
+    pub vouched_client: Option<IpAddr>,
     /// Usage credits a valid verification takes from a key that has credits
     /// (default 1; 0 checks that credits are left without taking any).
     pub cost: u64,
@@ -104,6 +108,7 @@ impl VerifyOptions {
     pub fn for_client(client: Option<IpAddr>) -> Self {
         Self {
             client,
+            vouched_client: client,
             ..Self::default()
         }
     }
@@ -113,6 +118,7 @@ impl Default for VerifyOptions {
     fn default() -> Self {
         Self {
             client: None,
+            vouched_client: None,
             cost: 1,
         }
     }

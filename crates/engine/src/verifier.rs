@@ -156,7 +156,7 @@ impl<S: Store> Engine<S> {
         let now = inner.now();
         let context = Context {
             now,
-            client: options.client,
+            client: options.vouched_client,
         };
         let mut code = decide(&key.facts(), context, required);
         let mut retry_after = None;

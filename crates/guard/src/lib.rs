@@ -46,8 +46,9 @@
 //!   honoured here within that time. Keys with a rate limit or usage credits are never served from
 //!   the cache: every use of them reaches the server, which counts it.
 //!
-//! The end client's address is passed along for keyward's failed-verification limit:
-//! by default the connection's peer (`ConnectInfo<SocketAddr>`, present when the
+//! The end client's address is passed along for keyward's failed-verification limit
+//! and, for keys bound to networks (`allowed_ips`), to decide whether the key may be
+//! used from there: by default the connection's peer (`ConnectInfo<SocketAddr>`, present when the
 //! service is served with `into_make_service_with_connect_info`); see
 //! [`ClientAddress`] for a service behind a reverse proxy.
 
@@ -101,7 +102,9 @@ pub struct VerifiedKey {
 pub type KeyIdentity = VerifiedKey;
 
 /// Which address counts as the end client, for keyward's limit on failed
-/// verifications per client.
+/// verifications per client and for keys bound to networks (`allowed_ips`, checked
+/// against it: behind a proxy, `Peer` is the proxy's address unless the service
+/// rewrites it, and a key bound to networks is then checked against that).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ClientAddress {
     /// The connection's peer (`ConnectInfo<SocketAddr>`); none when the service
@@ -113,7 +116,8 @@ pub enum ClientAddress {
     /// the header is absent, none when that entry is not an address. Only right when
     /// every request comes through that proxy.
     LastForwardedFor,
-    /// None: failed verifications are not counted per client.
+    /// None: failed verifications are not counted per client, and a key bound to
+    /// networks is refused (`IP_NOT_ALLOWED`).
     None,
 }
 

@@ -111,8 +111,9 @@ class VerifiedKey:
 
 
 class ClientAddress(Enum):
-    """Which address keyward is told is the end client's (its failed-attempt limit
-    counts per client)."""
+    """Which address keyward is told is the end client's: its failed-attempt limit
+    counts per client, and a key bound to networks (``allowed_ips``) is only accepted
+    from an address inside them."""
 
     #: The connection's peer (``request.client``). Behind a reverse proxy, run uvicorn
     #: with ``--proxy-headers --forwarded-allow-ips=<proxy>`` so that this is the client.
@@ -120,7 +121,8 @@ class ClientAddress(Enum):
     #: The last ``X-Forwarded-For`` entry (the one your proxy appended), else the peer.
     #: Only right when every request comes through that proxy.
     LAST_FORWARDED_FOR = "last-forwarded-for"
-    #: None: failed attempts are not counted per client.
+    #: None: failed attempts are not counted per client, and a key bound to networks is
+    #: refused (``IP_NOT_ALLOWED``).
     NONE = "none"
 
 

@@ -53,12 +53,27 @@ impl TrustedProxies {
         self.0.iter().any(|network| network.contains(address))
     }
 
-    /// The end client of a request that came from `peer` with these headers. Without a
-    /// peer (the router used without a socket) every request counts as one client.
+    /// The end client of a request that came from `peer` with these headers, for the
+    /// failed-attempt limit. Without a peer (the router used without a socket) every
+    /// request counts as one client.
     pub fn client(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> IpAddr {
+        self.resolve(peer, headers).0
+    }
+
+    /// The end client as a trusted proxy names it (its `X-Forwarded-For` entry), for a
+    /// key bound to networks; `None` when no trusted proxy named one. Falling back to
+    /// the peer, as [`TrustedProxies::client`] does, would take a proxy (or a
+    /// misconfigured one's) address for every client behind it.
+    pub fn vouched_client(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+        let (client, vouched) = self.resolve(peer, headers);
+        vouched.then_some(client)
+    }
+
+    /// The end client, and whether a trusted proxy named it.
+    fn resolve(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> (IpAddr, bool) {
         let peer = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.ip().to_canonical());
         if !self.contains(peer) {
-            return peer;
+            return (peer, false);
         }
         // Split as bytes: a client's non-ASCII entry must not hide the entries the
         // proxies appended after it.
@@ -71,11 +86,11 @@ impl TrustedProxies {
             let entry = std::str::from_utf8(entry).unwrap_or("");
             match forwarded_address(entry.trim()) {
                 Some(address) if self.contains(address) => continue,
-                Some(address) => return address,
-                None => return peer,
+                Some(address) => return (address, true),
+                None => return (peer, false),
             }
         }
-        peer
+        (peer, false)
     }
 }
 
@@ -177,6 +192,30 @@ mod tests {
             ip("0.0.0.0"),
             "no socket: every request is one client, whatever it forwards"
         );
+    }
+
+    #[test]
+    fn only_a_client_a_trusted_proxy_named_is_vouched_for() {
+        let trusted = TrustedProxies::parse(TrustedProxies::DEFAULT).unwrap();
+        let local = peer("127.0.0.1");
+        assert_eq!(
+            trusted.vouched_client(local, &headers(&["10.9.9.9, 198.51.100.7"])),
+            Some(ip("198.51.100.7"))
+        );
+        // The proxy named nobody, or only itself: not the proxy's own address.
+        assert_eq!(trusted.vouched_client(local, &HeaderMap::new()), None);
+        assert_eq!(
+            trusted.vouched_client(local, &headers(&["127.0.0.1"])),
+            None
+        );
+        assert_eq!(trusted.vouched_client(local, &headers(&["garbage"])), None);
+        // A peer that is not a trusted proxy: its header is its own word.
+        let stranger = peer("203.0.113.9");
+        assert_eq!(
+            trusted.vouched_client(stranger, &headers(&["198.51.100.7"])),
+            None
+        );
+        assert_eq!(trusted.vouched_client(None, &headers(&["7.7.7.7"])), None);
     }
 
     #[test]

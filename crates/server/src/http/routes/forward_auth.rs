@@ -116,7 +116,12 @@ pub async fn forward_auth(
     let names = required_permissions(&headers, query.permissions.as_deref())?;
     let engine = &state.engine;
     let required = engine.permission_set(&names)?;
-    let options = VerifyOptions::for_client(Some(client));
+    let options = VerifyOptions {
+        // A key bound to networks needs the client a trusted proxy named: not the
+        // peer (the proxy itself) when none did.
+        vouched_client: state.trusted_proxies.vouched_client(peer, &headers),
+        ..VerifyOptions::for_client(Some(client))
+    };
     let verification = match engine.verify_with(key, required, options).await {
         Ok(verification) => verification,
         Err(EngineError::Unavailable(cause)) => {

@@ -65,6 +65,7 @@ pub async fn verify_key(
     }
     let options = VerifyOptions {
         client: body.client_ip,
+        vouched_client: body.client_ip,
         cost,
     };
     let verification = engine

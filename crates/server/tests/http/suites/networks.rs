@@ -186,6 +186,44 @@ async fn forward_auth_refuses_a_bound_key_outside_its_networks_with_403() {
 }
 
 #[tokio::test]
+async fn a_proxy_that_names_no_client_is_not_taken_for_the_client() {
+    // Bound to the proxy's own network (loopback), as "internal only" would be: a
+    // request the proxy forwards without naming its client must not pass as the
+    // proxy's own.
+    let app = TestApp::new().await;
+    let (_, key) = app
+        .create_key(
+            "alice",
+            json!({"name": "internal", "permissions": [], "allowed_ips": ["127.0.0.0/8"]}),
+        )
+        .await;
+    let request = axum::http::Request::builder()
+        .method(Method::GET)
+        .uri("/api/auth")
+        .header("x-keyward-proxy-token", ADMIN_TOKEN)
+        .header("x-api-key", &key)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    app.send(request).await.error(StatusCode::FORBIDDEN);
+    // A loopback address it names is a trusted proxy's, passed over: still refused.
+    assert_eq!(
+        forward(&app, &key, "127.0.0.5").await.status,
+        StatusCode::FORBIDDEN
+    );
+    // A client it names, inside the networks, passes.
+    let (_, office) = app
+        .create_key(
+            "alice",
+            json!({"name": "office", "permissions": [], "allowed_ips": ["198.51.100.0/24"]}),
+        )
+        .await;
+    assert_eq!(
+        forward(&app, &office, "198.51.100.5").await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
 async fn a_forwarded_address_from_a_proxy_that_is_not_trusted_is_not_believed() {
     // Loopback is not a trusted proxy here: its X-Forwarded-For is the client's own
     // word, and the client is the peer (127.0.0.1), outside the key's networks.
