@@ -32,14 +32,22 @@ impl<S: Store> Engine<S> {
     /// malformed, unknown, revoked or expired one (and a credential's replaced secret
     /// past its grace period). Reads, changes nothing but a move to the current pepper.
     pub async fn find_live(&self, presented: &str) -> Result<Option<LiveSecret>, EngineError> {
-        let inner = &self.inner;
-        let now = inner.now();
         if credential_format().parse(presented).is_ok() {
             return Ok(self
                 .find_live_credential(presented)
                 .await?
                 .map(|(found, _)| LiveSecret::Credential(found.credential, found.presented)));
         }
+        Ok(self.find_live_key(presented).await?.map(LiveSecret::Key))
+    }
+
+    /// The live key a presented secret is (this deployment's format, or AutoGPT's).
+    async fn find_live_key(
+        &self,
+        presented: &str,
+    ) -> Result<Option<Arc<VerifiedKey>>, EngineError> {
+        let inner = &self.inner;
+        let now = inner.now();
         let parsed = match inner.config.key_format.parse(presented) {
             Ok(parsed) => parsed,
             Err(_) => match legacy::parse(presented) {
@@ -52,8 +60,7 @@ impl<S: Store> Engine<S> {
             .load(parsed, hash)
             .await?
             .key
-            .filter(|key| leak::is_live(key.status, key.expires_at, now))
-            .map(LiveSecret::Key))
+            .filter(|key| leak::is_live(key.status, key.expires_at, now)))
     }
 
     /// The live credential a presented secret is one of, and the hash it is stored
@@ -143,38 +150,34 @@ impl<S: Store> Engine<S> {
                 found.presented,
             )));
         }
-        match self.find_live(presented).await? {
-            None => Ok(None),
-            // Decided above.
-            Some(LiveSecret::Credential(..)) => Ok(None),
-            Some(LiveSecret::Key(key)) => {
-                let change = action.mutation();
-                let (id, now, actor, seen) = (key.id, inner.now(), self.admin(), sighting.clone());
-                let applied = self
-                    .store_write(move |store| async move {
-                        store
-                            .report_leak(id, change.as_ref(), &seen, now, &actor)
-                            .await
-                    })
-                    .await?;
-                // Revoked or expired between the read and the write: nothing done.
-                let Some(applied) = applied else {
-                    return Ok(None);
-                };
-                if applied.changed {
-                    inner.invalidate(&[applied.hash]);
-                }
-                tracing::warn!(
-                    key_id = %key.id,
-                    action = action.as_str(),
-                    changed = applied.changed,
-                    source,
-                    by = %self.admin(),
-                    "a key was reported leaked"
-                );
-                Ok(Some(LiveSecret::Key(key)))
-            }
+        let Some(key) = self.find_live_key(presented).await? else {
+            return Ok(None);
+        };
+        let change = action.mutation();
+        let (id, now, actor, seen) = (key.id, inner.now(), self.admin(), sighting.clone());
+        let applied = self
+            .store_write(move |store| async move {
+                store
+                    .report_leak(id, change.as_ref(), &seen, now, &actor)
+                    .await
+            })
+            .await?;
+        // Revoked or expired between the read and the write: nothing done.
+        let Some(applied) = applied else {
+            return Ok(None);
+        };
+        if applied.changed {
+            inner.invalidate(&[applied.hash]);
         }
+        tracing::warn!(
+            key_id = %key.id,
+            action = action.as_str(),
+            changed = applied.changed,
+            source,
+            by = %self.admin(),
+            "a key was reported leaked"
+        );
+        Ok(Some(LiveSecret::Key(key)))
     }
 
     /// [`Engine::report_leak`] for an anonymous reporter at `client`, who proves

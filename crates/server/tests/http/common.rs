@@ -455,6 +455,37 @@ impl<B: Backend> TestApp<B> {
         response.ok().clone()
     }
 
+    /// A key's audit trail, oldest first, read with the service token.
+    pub async fn key_events(&self, id: &str) -> Vec<Value> {
+        let answer = self
+            .call(
+                Method::GET,
+                &format!("/api/admin/api-keys/{id}/events"),
+                Some(ADMIN_TOKEN),
+                None,
+            )
+            .await;
+        answer.ok()["events"].as_array().unwrap().clone()
+    }
+
+    /// Makes a service credential holding `scopes` (with the service token); its id
+    /// and its secret.
+    pub async fn credential_with(&self, name: &str, scopes: &[&str]) -> (String, String) {
+        let answer = self
+            .call(
+                Method::POST,
+                "/api/admin/credentials",
+                Some(ADMIN_TOKEN),
+                Some(json!({"name": name, "scopes": scopes})),
+            )
+            .await;
+        let made = answer.ok();
+        (
+            made["credential"]["id"].as_str().unwrap().to_owned(),
+            made["secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
     pub async fn verify_code(&self, key: &str, permissions: &[&str]) -> String {
         self.verify(key, permissions).await["code"]
             .as_str()

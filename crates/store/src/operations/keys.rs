@@ -180,19 +180,8 @@ impl<D: Dialect> KeyStore for D {
                             changed: false,
                         });
                     };
-                    run::<D>(&mut tx, write_state(id, &new, now)).await?;
-                    let after = new.applied_to(key.clone());
-                    let event = NewEvent {
-                        at: now,
-                        actor,
-                        action: mutation.name(),
-                        key_id: Some(id),
-                        user_id: &key.user_id,
-                        changes: rows::key_changes(Some(&key), Some(&after)),
-                        key: Some(&after),
-                    };
-                    insert_event::<D>(&mut tx, &event).await?;
-                    announce::<D>(&mut tx, &[hash]).await?;
+                    let after =
+                        write_change::<D>(&mut tx, &key, hash, new, mutation, now, actor).await?;
                     tx.commit().await?;
                     Ok(Applied {
                         key: after,
@@ -284,19 +273,8 @@ impl<D: Dialect> KeyStore for D {
                     if let Some(change) = change
                         && let Ok(Some(new)) = lifecycle::decide(&key, change, now)
                     {
-                        run::<D>(&mut tx, write_state(id, &new, now)).await?;
-                        after = new.applied_to(key.clone());
-                        let event = NewEvent {
-                            at: now,
-                            actor,
-                            action: change.name(),
-                            key_id: Some(id),
-                            user_id: &key.user_id,
-                            changes: rows::key_changes(Some(&key), Some(&after)),
-                            key: Some(&after),
-                        };
-                        insert_event::<D>(&mut tx, &event).await?;
-                        announce::<D>(&mut tx, &[hash]).await?;
+                        after =
+                            write_change::<D>(&mut tx, &key, hash, new, change, now, actor).await?;
                         changed = true;
                     }
                     let leaked = NewEvent {
@@ -487,6 +465,34 @@ async fn set_hash<D: Dialect>(
 }
 
 /// The statement writing `state` on key `id` at `now`.
+/// Writes a change `mutation` decided (`new`) to `key`, records it in the audit trail
+/// as `actor`'s and announces the key's `hash` to other instances; the key as it now
+/// is. The one way a decided change reaches the database, in the caller's transaction.
+async fn write_change<D: Dialect>(
+    tx: &mut Connection<D>,
+    key: &ApiKey,
+    hash: KeyHash,
+    new: KeyState,
+    mutation: &Mutation,
+    now: Timestamp,
+    actor: &Actor,
+) -> Result<ApiKey, StoreError> {
+    run::<D>(tx, write_state(key.id, &new, now)).await?;
+    let after = new.applied_to(key.clone());
+    let event = NewEvent {
+        at: now,
+        actor,
+        action: mutation.name(),
+        key_id: Some(key.id),
+        user_id: &key.user_id,
+        changes: rows::key_changes(Some(key), Some(&after)),
+        key: Some(&after),
+    };
+    insert_event::<D>(tx, &event).await?;
+    announce::<D>(tx, &[hash]).await?;
+    Ok(after)
+}
+
 fn write_state(id: KeyId, state: &KeyState, now: Timestamp) -> Statement<'_> {
     let (requests, per_seconds) = rows::rate_limit_columns(state.rate_limit);
     let mut values = params![id, state.status.as_str(), state.revoked_at];

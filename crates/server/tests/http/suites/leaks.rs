@@ -35,18 +35,6 @@ async fn status_after_report(app: &TestApp, key: &str, want: &str) -> String {
     }
 }
 
-async fn events(app: &TestApp, id: &str) -> Vec<Value> {
-    let answer = app
-        .call(
-            Method::GET,
-            &format!("/api/admin/api-keys/{id}/events"),
-            Some(ADMIN_TOKEN),
-            None,
-        )
-        .await;
-    answer.ok()["events"].as_array().unwrap().clone()
-}
-
 #[tokio::test]
 async fn anyone_holding_a_key_can_kill_it_with_one_request() {
     let app = TestApp::new().await;
@@ -55,7 +43,7 @@ async fn anyone_holding_a_key_can_kill_it_with_one_request() {
     assert_eq!(answer.status, StatusCode::ACCEPTED);
     assert_eq!(answer.text, "");
     assert_eq!(status_after_report(&app, &key, "REVOKED").await, "REVOKED");
-    let trail = events(&app, &id).await;
+    let trail = app.key_events(&id).await;
     let actions: Vec<&str> = trail
         .iter()
         .map(|e| e["action"].as_str().unwrap())
@@ -99,7 +87,7 @@ async fn a_report_answers_the_same_whatever_the_key_was() {
     }
     assert_eq!(status_after_report(&app, &live, "REVOKED").await, "REVOKED");
     // A key already revoked is not reported again.
-    let trail = events(&app, &revoked_id).await;
+    let trail = app.key_events(&revoked_id).await;
     assert!(trail.iter().all(|e| e["action"] != "leaked"), "{trail:?}");
 }
 
@@ -116,7 +104,8 @@ async fn the_leak_action_may_suspend_or_only_report() {
         let (id, key) = app.key_with("alice", &[]).await;
         assert_eq!(report(&app, &key).await.status, StatusCode::ACCEPTED);
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !events(&app, &id)
+        while !app
+            .key_events(&id)
             .await
             .iter()
             .any(|e| e["action"] == "leaked")
@@ -188,19 +177,7 @@ async fn a_leaked_service_credential_is_revoked_unless_the_action_only_reports()
             .engine(move |config| config.leak_action = action)
             .build()
             .await;
-        let made = app
-            .call(
-                Method::POST,
-                "/api/admin/credentials",
-                Some(ADMIN_TOKEN),
-                Some(json!({"name": "gateway", "scopes": ["keys.read"]})),
-            )
-            .await;
-        let made = made.ok();
-        let (id, secret) = (
-            made["credential"]["id"].as_str().unwrap().to_owned(),
-            made["secret"].as_str().unwrap().to_owned(),
-        );
+        let (id, secret) = app.credential_with("gateway", &["keys.read"]).await;
         assert_eq!(report(&app, &secret).await.status, StatusCode::ACCEPTED);
         // Revoked within moments; for `report`, a moment is long enough to be sure.
         let wait = Duration::from_secs(if refused { 5 } else { 1 });
@@ -238,17 +215,7 @@ async fn a_leaked_service_credential_is_revoked_unless_the_action_only_reports()
 #[tokio::test]
 async fn a_leaked_replaced_secret_ends_and_the_credential_keeps_its_new_one() {
     let app = TestApp::new().await;
-    let made = app
-        .call(
-            Method::POST,
-            "/api/admin/credentials",
-            Some(ADMIN_TOKEN),
-            Some(json!({"name": "gateway", "scopes": ["keys.read"]})),
-        )
-        .await;
-    let made = made.ok();
-    let id = made["credential"]["id"].as_str().unwrap().to_owned();
-    let old = made["secret"].as_str().unwrap().to_owned();
+    let (id, old) = app.credential_with("gateway", &["keys.read"]).await;
     // Rotated because of the leak, with a grace period for the redeploy.
     let rotated = app
         .call(

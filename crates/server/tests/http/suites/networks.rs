@@ -142,17 +142,9 @@ async fn the_owner_binds_and_frees_a_key_and_the_trail_records_it() {
         .await;
     assert_eq!(freed.ok()["allowed_ips"], Value::Null);
     assert_eq!(verify_from(&app, &key, None).await["code"], "VALID");
-    let trail = app
-        .call(
-            Method::GET,
-            &format!("/api/admin/api-keys/{id}/events"),
-            Some(ADMIN_TOKEN),
-            None,
-        )
-        .await;
-    let changes: Vec<Value> = trail.ok()["events"]
-        .as_array()
-        .unwrap()
+    let changes: Vec<Value> = app
+        .key_events(&id)
+        .await
         .iter()
         .filter_map(|e| e["changes"].get("allowed_ips").cloned())
         .collect();

@@ -162,17 +162,9 @@ async fn a_signed_batch_revokes_the_live_keys_and_labels_every_token() {
     // Never who owns it.
     assert!(!answer.text.contains("alice") && !answer.text.contains(&live_id));
     assert_eq!(app.verify_code(&live, &[]).await, "REVOKED");
-    let trail = app
-        .call(
-            Method::GET,
-            &format!("/api/admin/api-keys/{live_id}/events"),
-            Some(ADMIN_TOKEN),
-            None,
-        )
-        .await;
-    let leaked = trail.ok()["events"]
-        .as_array()
-        .unwrap()
+    let leaked = app
+        .key_events(&live_id)
+        .await
         .iter()
         .find(|e| e["action"] == "leaked")
         .cloned()
