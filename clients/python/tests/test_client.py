@@ -25,6 +25,7 @@ from keyward_client import (
     PermissionDeniedError,
     RateLimit,
     RateLimitError,
+    Refill,
     Secret,
     ServerError,
     TransportError,
@@ -525,6 +526,24 @@ def test_verify_usage_exceeded_when_credits_run_out(service: KeywardClient, user
     assert service.verify(created.plain_text_key).code is VerifyCode.USAGE_EXCEEDED
     service.update_key_as_admin(created.api_key.id, remaining=None)  # the limit lifted
     assert service.verify(created.plain_text_key).code is VerifyCode.VALID
+
+
+def test_credits_that_renew_show_their_rule_and_next_refill(
+    service: KeywardClient, user: str
+) -> None:
+    refill = Refill(amount=100, interval="month", day_of_month=15)
+    created = service.create_key_for_user(user, "monthly", refill=refill)
+    key = created.api_key
+    assert (key.remaining, key.refill) == (100, refill)
+    assert key.next_refill_at is not None and key.next_refill_at.day == 15
+    assert key.next_refill_at > datetime.now(timezone.utc)
+    verdict = service.verify(created.plain_text_key)
+    assert (verdict.remaining, verdict.next_refill_at) == (99, key.next_refill_at)
+    daily = service.update_key_as_admin(key.id, refill=Refill(amount=5, interval="day"))
+    assert daily.refill == Refill(amount=5, interval="day")
+    assert daily.next_refill_at is not None and daily.next_refill_at.hour == 0
+    stopped = service.update_key_as_admin(key.id, refill=None)
+    assert (stopped.refill, stopped.next_refill_at, stopped.remaining) == (None, None, 99)
 
 
 def test_an_owner_binds_a_key_to_networks_and_verification_follows_the_client(

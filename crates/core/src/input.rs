@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::credits::Refill;
 use crate::model::{MAX_REMAINING, Metadata, expired};
 use crate::network::AllowedNetworks;
 use crate::permissions::{Catalogue, PermissionSet};
@@ -132,8 +133,10 @@ pub struct NewKeyRequest {
     /// Already a valid quota: transports check its bounds as they parse it.
     pub rate_limit: Option<RateLimit>,
     pub metadata: Option<Metadata>,
-    /// Usage credits; `None`: unlimited.
+    /// Usage credits; `None`: unlimited (or, with `refill`, the refill's amount).
     pub remaining: Option<u64>,
+    /// Credits set back to an amount at calendar boundaries. Already a valid rule.
+    pub refill: Option<Refill>,
     /// The networks it may be used from; `None`: any. Already a valid list:
     /// transports read it with `AllowedNetworks::parse` (a problem goes into
     /// `unreadable`).
@@ -147,21 +150,22 @@ pub struct NewKeyRequest {
 impl NewKeyRequest {
     /// The first field only the platform may set (usage credits, rate limit), if any.
     pub fn platform_field(&self) -> Option<&'static str> {
-        platform_field(self.remaining.is_some(), self.rate_limit.is_some())
+        platform_field([
+            ("remaining", self.remaining.is_some()),
+            ("refill", self.refill.is_some()),
+            ("rate_limit", self.rate_limit.is_some()),
+        ])
     }
 }
 
 /// Usage credits and rate limits are the platform's business (billing, plans): the
 /// name of the first one a request sets, for the answer that refuses it to a key's
 /// owner.
-fn platform_field(sets_remaining: bool, sets_rate_limit: bool) -> Option<&'static str> {
-    if sets_remaining {
-        Some("remaining")
-    } else if sets_rate_limit {
-        Some("rate_limit")
-    } else {
-        None
-    }
+fn platform_field(fields: [(&'static str, bool); 3]) -> Option<&'static str> {
+    fields
+        .into_iter()
+        .find(|(_, set)| *set)
+        .map(|(name, _)| name)
 }
 
 /// A create request that passed validation.
@@ -174,6 +178,7 @@ pub struct ValidNewKey {
     pub rate_limit: Option<RateLimit>,
     pub metadata: Option<Metadata>,
     pub remaining: Option<u64>,
+    pub refill: Option<Refill>,
     pub allowed_ips: Option<AllowedNetworks>,
 }
 
@@ -212,7 +217,9 @@ impl NewKeyRequest {
             expires_at: self.expires_at,
             rate_limit: self.rate_limit,
             metadata: self.metadata.clone(),
-            remaining: self.remaining,
+            // Credits that renew start with their amount.
+            remaining: self.remaining.or(self.refill.map(Refill::amount)),
+            refill: self.refill,
             allowed_ips: self.allowed_ips.clone(),
         })
     }
@@ -228,6 +235,9 @@ pub struct EditFields {
     pub metadata: Option<Option<Metadata>>,
     /// Sets the usage credits left (a top-up), or removes the limit (`Some(None)`).
     pub remaining: Option<Option<u64>>,
+    /// Sets or removes (`Some(None)`) the rule the credits renew by; setting one on a
+    /// key without credits gives it the refill's amount.
+    pub refill: Option<Option<Refill>>,
     /// Sets or removes (`Some(None)`) the verification rate limit.
     pub rate_limit: Option<Option<RateLimit>>,
     /// Binds the key to networks, or lets it be used from anywhere (`Some(None)`).
@@ -293,6 +303,15 @@ impl KeyEdit {
         if matches!(fields.remaining, Some(Some(n)) if n > MAX_REMAINING) {
             errors.push("remaining", format!("must be at most {MAX_REMAINING}"));
         }
+        if matches!(
+            (fields.remaining, fields.refill),
+            (Some(None), Some(Some(_)))
+        ) {
+            errors.push(
+                "refill",
+                "renews usage credits: it cannot be set while `remaining` is removed (null)",
+            );
+        }
         errors.0.extend(self.unreadable.iter().cloned());
         errors.into_result(|| {
             ValidEdit(EditFields {
@@ -305,10 +324,11 @@ impl KeyEdit {
 
     /// The first field only the platform may set (usage credits, rate limit), if any.
     pub fn platform_field(&self) -> Option<&'static str> {
-        platform_field(
-            self.fields.remaining.is_some(),
-            self.fields.rate_limit.is_some(),
-        )
+        platform_field([
+            ("remaining", self.fields.remaining.is_some()),
+            ("refill", self.fields.refill.is_some()),
+            ("rate_limit", self.fields.rate_limit.is_some()),
+        ])
     }
 }
 
@@ -384,6 +404,7 @@ mod tests {
             rate_limit: None,
             metadata: None,
             remaining: None,
+            refill: None,
             allowed_ips: None,
             unreadable: vec![FieldError {
                 field: "metadata",

@@ -1,6 +1,7 @@
 //! keyward's pure core: everything about API keys that can be decided without I/O.
 //!
 //! - [`audit`]: who changed what, as recorded in the audit trail.
+//! - [`credits`]: usage credits that renew: refill rules and their calendar boundaries.
 //! - [`credential`]: service credentials, their scopes and when one authenticates.
 //! - [`key`]: the key format (generation, parsing with typed errors, checksum).
 //! - [`hash`]: peppered HMAC-SHA256 of a parsed key, the only form that is stored.
@@ -24,6 +25,7 @@
 
 pub mod audit;
 pub mod credential;
+pub mod credits;
 pub mod hash;
 pub mod input;
 pub mod key;

@@ -12,6 +12,7 @@
 //! Stores call [`apply`] inside the transaction that reads the row, so the rule is
 //! decided on the row as it is, not as it was when the request arrived.
 
+use crate::credits::Refill;
 use crate::input::ValidEdit;
 use crate::model::{ApiKey, KeyId, KeyStatus, Metadata, expired};
 use crate::network::AllowedNetworks;
@@ -58,6 +59,9 @@ pub struct KeyState {
     pub expires_at: Option<Timestamp>,
     pub metadata: Option<Metadata>,
     pub remaining: Option<u64>,
+    pub refill: Option<Refill>,
+    /// When `remaining` was set: moved by a change that sets a new amount.
+    pub credits_set_at: Option<Timestamp>,
     pub allowed_ips: Option<AllowedNetworks>,
     /// The key was replaced by a rotation: it ends with its grace period, which no
     /// change may move (that would bring it back beside its replacement).
@@ -77,6 +81,8 @@ impl KeyState {
             expires_at: key.expires_at,
             metadata: key.metadata.clone(),
             remaining: key.remaining,
+            refill: key.refill,
+            credits_set_at: key.credits_set_at,
             allowed_ips: key.allowed_ips.clone(),
             rotated: key.rotated_to.is_some(),
         }
@@ -93,6 +99,8 @@ impl KeyState {
         key.expires_at = self.expires_at;
         key.metadata = self.metadata;
         key.remaining = self.remaining;
+        key.refill = self.refill;
+        key.credits_set_at = self.credits_set_at;
         key.allowed_ips = self.allowed_ips;
         key
     }
@@ -103,8 +111,8 @@ impl KeyState {
 pub enum Outcome {
     /// Already in effect: nothing to write, nothing to invalidate.
     Unchanged,
-    /// Write this state.
-    Changed(KeyState),
+    /// Write this state (boxed: it is most of a key).
+    Changed(Box<KeyState>),
 }
 
 /// A mutation the key's status forbids.
@@ -159,7 +167,7 @@ pub fn decide(
 ) -> Result<Option<KeyState>, LifecycleError> {
     Ok(match apply(&KeyState::of(key), mutation, now)? {
         Outcome::Unchanged => None,
-        Outcome::Changed(new) => Some(new),
+        Outcome::Changed(new) => Some(*new),
     })
 }
 
@@ -211,8 +219,9 @@ pub fn rotate(
         expires_at: Some(until),
         rotated_to: Some(successor.id),
         // Usage credits move to the new key rather than being copied: a rotation must
-        // not double them. The old key is then spent at once.
+        // not double them. The old key is then spent at once, and never refilled.
         remaining: old.remaining.map(|_| 0),
+        refill: None,
         ..old.clone()
     };
     Ok(Rotation { ending, new })
@@ -226,11 +235,11 @@ pub fn apply(
 ) -> Result<Outcome, LifecycleError> {
     use KeyStatus::*;
     let with_status = |status, revoked_at| {
-        Outcome::Changed(KeyState {
+        Outcome::Changed(Box::new(KeyState {
             status,
             revoked_at,
             ..state.clone()
-        })
+        }))
     };
     match (state.status, mutation) {
         (Revoked, Mutation::Revoke) => Ok(Outcome::Unchanged),
@@ -243,15 +252,15 @@ pub fn apply(
         (_, Mutation::SetPermissions(names)) if *names == state.permissions => {
             Ok(Outcome::Unchanged)
         }
-        (_, Mutation::SetPermissions(names)) => Ok(Outcome::Changed(KeyState {
+        (_, Mutation::SetPermissions(names)) => Ok(Outcome::Changed(Box::new(KeyState {
             permissions: names.clone(),
             ..state.clone()
-        })),
+        }))),
         (_, Mutation::SetRateLimit(limit)) if *limit == state.rate_limit => Ok(Outcome::Unchanged),
-        (_, Mutation::SetRateLimit(limit)) => Ok(Outcome::Changed(KeyState {
+        (_, Mutation::SetRateLimit(limit)) => Ok(Outcome::Changed(Box::new(KeyState {
             rate_limit: *limit,
             ..state.clone()
-        })),
+        }))),
         (_, Mutation::Edit(edit)) => {
             let edit = edit.fields();
             let mut new = state.clone();
@@ -272,6 +281,17 @@ pub fn apply(
             }
             if let Some(remaining) = edit.remaining {
                 new.remaining = remaining;
+                if remaining.is_none() {
+                    // No credits, nothing to renew.
+                    new.refill = None;
+                }
+            }
+            if let Some(refill) = edit.refill {
+                new.refill = refill;
+                if let Some(refill) = refill.filter(|_| new.remaining.is_none()) {
+                    // Credits that renew start with their amount.
+                    new.remaining = Some(refill.amount());
+                }
             }
             if let Some(rate_limit) = edit.rate_limit {
                 new.rate_limit = rate_limit;
@@ -279,10 +299,14 @@ pub fn apply(
             if let Some(allowed_ips) = &edit.allowed_ips {
                 new.allowed_ips.clone_from(allowed_ips);
             }
+            if new.remaining != state.remaining {
+                // A new amount is a new grant: refills count from it.
+                new.credits_set_at = new.remaining.map(|_| now);
+            }
             Ok(if new == *state {
                 Outcome::Unchanged
             } else {
-                Outcome::Changed(new)
+                Outcome::Changed(Box::new(new))
             })
         }
     }
@@ -313,6 +337,8 @@ mod tests {
             expires_at: None,
             metadata: None,
             remaining: None,
+            refill: None,
+            credits_set_at: None,
             allowed_ips: None,
             rotated: false,
         }
@@ -450,14 +476,68 @@ mod tests {
     }
 
     #[test]
+    fn a_refill_gives_credits_to_a_key_without_and_goes_with_them() {
+        use crate::credits::{Interval, Refill};
+        let daily = Refill::new(50, Interval::Day, None).unwrap();
+        let refill = |r| {
+            edit_of(EditFields {
+                refill: Some(r),
+                ..EditFields::default()
+            })
+        };
+        let Ok(Outcome::Changed(renewing)) =
+            apply(&state(KeyStatus::Active), &refill(Some(daily)), at(7))
+        else {
+            panic!("a refill must be written")
+        };
+        assert_eq!(
+            (renewing.remaining, renewing.refill, renewing.credits_set_at),
+            (Some(50), Some(daily), Some(at(7))),
+            "no credits before: the refill's amount, granted now"
+        );
+        let top_up = edit_of(EditFields {
+            remaining: Some(Some(3)),
+            ..EditFields::default()
+        });
+        let Ok(Outcome::Changed(topped)) = apply(&renewing, &top_up, at(9)) else {
+            panic!("a new amount must be written")
+        };
+        assert_eq!(
+            (topped.remaining, topped.refill, topped.credits_set_at),
+            (Some(3), Some(daily), Some(at(9))),
+            "a top-up keeps the rule and lasts until the next boundary"
+        );
+        let unlimited = edit_of(EditFields {
+            remaining: Some(None),
+            ..EditFields::default()
+        });
+        let Ok(Outcome::Changed(free)) = apply(&topped, &unlimited, at(10)) else {
+            panic!("removing credits must be written")
+        };
+        assert_eq!(
+            (free.remaining, free.refill, free.credits_set_at),
+            (None, None, None)
+        );
+        let both = EditFields {
+            remaining: Some(None),
+            refill: Some(Some(daily)),
+            ..EditFields::default()
+        };
+        assert!(
+            KeyEdit::from(both).validate(at(0)).is_err(),
+            "no credits yet renewing"
+        );
+    }
+
+    #[test]
     fn revoking_records_the_time_once() {
         let first = apply(&state(KeyStatus::Suspended), &Mutation::Revoke, at(5)).unwrap();
         assert_eq!(
             first,
-            Outcome::Changed(KeyState {
+            Outcome::Changed(Box::new(KeyState {
                 revoked_at: Some(at(5)),
                 ..state(KeyStatus::Revoked)
-            })
+            }))
         );
     }
 
@@ -491,13 +571,7 @@ mod tests {
             Ok(Outcome::Unchanged)
         );
         let removed = apply(&with_limit, &Mutation::SetRateLimit(None), at(3)).unwrap();
-        assert!(matches!(
-            removed,
-            Outcome::Changed(KeyState {
-                rate_limit: None,
-                ..
-            })
-        ));
+        assert!(matches!(removed, Outcome::Changed(s) if s.rate_limit.is_none()));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
+use crate::credits::Refill;
 use crate::network::AllowedNetworks;
 use crate::rate::RateLimit;
 use crate::time::Timestamp;
@@ -313,6 +314,11 @@ pub struct ApiKey {
     /// Usage credits left: each valid verification consumes its cost; at zero the
     /// key verifies as `USAGE_EXCEEDED`. `None`: no credits, no limit.
     pub remaining: Option<u64>,
+    /// Credits set back to an amount at calendar boundaries; only with `remaining`.
+    pub refill: Option<Refill>,
+    /// When `remaining` was last set, by the platform or by a refill (the boundary it
+    /// refilled for): a refill is due once a boundary has passed since.
+    pub credits_set_at: Option<Timestamp>,
     /// The key this one replaced (rotation).
     pub rotated_from: Option<KeyId>,
     /// The key that replaced this one; this one then works until the end of the
@@ -354,6 +360,8 @@ impl NewKey {
             rotated_to: None,
             allowed_ips: None,
             remaining: None,
+            refill: None,
+            credits_set_at: None,
         })
     }
 
@@ -378,6 +386,24 @@ impl NewKey {
 
     pub fn build(self) -> ApiKey {
         self.0
+    }
+}
+
+impl ApiKey {
+    /// Brings the credits to `now`: due to be refilled (by a verification that has
+    /// not happened yet), they are shown refilled, as the next use will find them.
+    pub fn credits_as_of(&mut self, now: Timestamp) {
+        if let Some(refill) = self.refill.filter(|r| r.due(self.credits_set_at, now)) {
+            self.remaining = Some(refill.amount());
+            self.credits_set_at = Some(refill.period_start(now));
+        }
+    }
+
+    /// When its credits are next set back (see [`ApiKey::credits_as_of`] for a key
+    /// read some time ago).
+    pub fn next_refill_at(&self) -> Option<Timestamp> {
+        let since = self.credits_set_at.unwrap_or(self.created_at);
+        self.refill.map(|refill| refill.next_after(since))
     }
 }
 

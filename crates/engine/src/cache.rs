@@ -309,6 +309,7 @@ mod tests {
             rate_limit: None,
             metadata: None,
             has_credits: false,
+            refill: None,
             allowed_ips: None,
             usage: crate::usage::UsageMark::new(None),
         })

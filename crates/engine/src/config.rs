@@ -79,8 +79,9 @@ pub struct EngineConfig {
     pub client_limiter_capacity: u64,
     /// The rate limit of keys users create themselves (the platform sets others').
     pub default_rate_limit: Option<RateLimit>,
-    /// The usage credits of keys users create themselves; `None`: unlimited.
-    pub default_credits: Option<u64>,
+    /// The usage credits of keys users create themselves, renewed when the grant has
+    /// a refill; `None`: unlimited.
+    pub default_credits: Option<keyward_core::credits::CreditGrant>,
     /// How changes made without a user scope (admin operations) are signed in the
     /// audit trail: `service` for the server's admin API, `cli` for the CLI.
     pub admin_actor: String,

@@ -254,7 +254,8 @@ impl<S: Store> Engine<S> {
                 return Err(EngineError::PlatformOnly { field });
             }
             valid.rate_limit = config.default_rate_limit;
-            valid.remaining = config.default_credits;
+            valid.remaining = config.default_credits.map(|grant| grant.remaining);
+            valid.refill = config.default_credits.and_then(|grant| grant.refill);
             self.count_user_write(Scope::User(owner), now).await?;
         }
         let (plain_text, hash, pepper_version) = self.fresh_secret();
@@ -265,6 +266,8 @@ impl<S: Store> Engine<S> {
             rate_limit: valid.rate_limit,
             metadata: valid.metadata,
             remaining: valid.remaining,
+            refill: valid.refill,
+            credits_set_at: valid.remaining.map(|_| now),
             allowed_ips: valid.allowed_ips,
             ..NewKey::new(owner.clone(), valid.name.into_string(), now)
                 .secret(&plain_text)
@@ -488,10 +491,13 @@ impl<S: Store> Engine<S> {
         Ok(key)
     }
 
+    /// A stored key as it stands now: its latest use (maybe not written yet) and its
+    /// credits refilled if a boundary has passed since they were set.
     fn with_pending_usage(&self, key: &mut ApiKey) {
         if let Some(pending) = self.inner.usage.pending(&key.id) {
             key.last_used_at = key.last_used_at.max(Some(pending));
         }
+        key.credits_as_of(self.inner.now());
     }
 
     /// Deletes a user and all their keys (the user is gone from the platform). Their

@@ -110,6 +110,7 @@ impl<S> Inner<S> {
             rate_limit: record.rate_limit,
             metadata: record.metadata,
             has_credits: record.remaining.is_some(),
+            refill: record.refill,
             allowed_ips: record.allowed_ips,
             usage: UsageMark::new(record.last_used_at),
         })

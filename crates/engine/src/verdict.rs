@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use keyward_core::audit::Actor;
 use keyward_core::credential::{CredentialId, Presented, ScopeSet, ServiceCredential};
+use keyward_core::credits::Refill;
 use keyward_core::model::{KeyId, KeyStatus, Metadata, UserId};
 use keyward_core::network::AllowedNetworks;
 use keyward_core::permissions::PermissionSet;
@@ -32,6 +33,9 @@ pub struct VerifiedKey {
     /// Whether the key has usage credits (taken from the database on each valid
     /// verification; their count is not cached).
     pub has_credits: bool,
+    /// The rule its credits renew by: a verification that takes credits passes the
+    /// latest boundary to the database, which refills when it is due.
+    pub refill: Option<Refill>,
     /// The networks it may be used from; `None`: any.
     pub allowed_ips: Option<AllowedNetworks>,
     /// The latest use recorded for `last_used_at` (see [`UsageMark`]).
@@ -87,6 +91,8 @@ pub struct Verification {
     pub retry_after: Option<Duration>,
     /// For a key with usage credits: how many are left after this verification.
     pub remaining: Option<u64>,
+    /// For a found key whose credits renew: when they are next set back.
+    pub next_refill_at: Option<Timestamp>,
 }
 
 /// How a verification is asked for, beyond the key and the permissions.
@@ -145,6 +151,7 @@ impl Verification {
             key: None,
             retry_after: None,
             remaining: None,
+            next_refill_at: None,
         }
     }
 

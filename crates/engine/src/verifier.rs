@@ -170,9 +170,12 @@ impl<S: Store> Engine<S> {
         let mut remaining = None;
         if code.is_valid() && key.has_credits {
             // The only write on the verification path, and only for keys with
-            // credits: an atomic conditional decrement in the database, so the
-            // count holds across instances. Boxed like the read, for the same reason.
-            match Box::pin(inner.store.consume(key.id, options.cost)).await? {
+            // credits: an atomic conditional decrement in the database (refilling
+            // first when a boundary has passed), so the count holds across
+            // instances. Boxed like the read, for the same reason.
+            let refill_since = key.refill.map(|refill| refill.period_start(now));
+            let consumed = inner.store.consume(key.id, options.cost, refill_since);
+            match Box::pin(consumed).await? {
                 Consumed::Left(left) => remaining = Some(left),
                 Consumed::Unlimited => {}
                 Consumed::Exceeded => code = VerifyCode::UsageExceeded,
@@ -188,6 +191,7 @@ impl<S: Store> Engine<S> {
         }
         Ok(Verification {
             code,
+            next_refill_at: key.refill.map(|refill| refill.next_after(now)),
             key: Some(key),
             retry_after,
             remaining,

@@ -205,9 +205,14 @@ impl KeyStore for Counting {
 }
 
 impl UsageStore for Counting {
-    async fn consume(&self, id: KeyId, cost: u64) -> Result<keyward_store::Consumed, StoreError> {
+    async fn consume(
+        &self,
+        id: KeyId,
+        cost: u64,
+        refill_since: Option<Timestamp>,
+    ) -> Result<keyward_store::Consumed, StoreError> {
         self.reachable()?;
-        self.inner.consume(id, cost).await
+        self.inner.consume(id, cost, refill_since).await
     }
     async fn record_usage(&self, usage: &[(KeyId, Timestamp)]) -> Result<u64, StoreError> {
         self.reachable()?;

@@ -460,16 +460,12 @@ pub struct Flags {
     #[arg(help_heading = KEYS, long, env = "KEYWARD_DEFAULT_RATE_LIMIT", global = true)]
     pub default_rate_limit: Option<RateLimit>,
 
-    /// Usage credits of the keys users create themselves (1 to 10^15); the platform
-    /// sets other keys' through the admin API. Default: unlimited.
-    #[arg(
-        help_heading = KEYS,
-        long,
-        env = "KEYWARD_DEFAULT_CREDITS",
-        value_parser = clap::value_parser!(u64).range(1..=keyward_core::model::MAX_REMAINING),
-        global = true
-    )]
-    pub default_credits: Option<u64>,
+    /// Usage credits of the keys users create themselves (1 to 10^15), renewed when
+    /// an interval is given: AMOUNT, AMOUNT/INTERVAL (minute, hour, day, week, month;
+    /// UTC) or AMOUNT/month@DAY, e.g. 1000/month. The platform sets other keys'
+    /// through the admin API. Default: unlimited.
+    #[arg(help_heading = KEYS, long, env = "KEYWARD_DEFAULT_CREDITS", global = true)]
+    pub default_credits: Option<keyward_core::credits::CreditGrant>,
 
     /// Log filter, e.g. `info` or `keyward=debug,sqlx=warn` (default: info for serve, warn otherwise).
     #[arg(help_heading = LOGGING, long, env = "KEYWARD_LOG", global = true)]

@@ -263,7 +263,15 @@ operations! {
         /// Takes `cost` usage credits from a key, atomically: never below zero, whatever
         /// the concurrency, across instances. A cost of 0 only checks that credits are
         /// left. The one write on the verification path, for keys with credits only.
-        async fn consume(&self, id: KeyId, cost: u64) -> Result<Consumed, StoreError>;
+        /// `refill_since`: the latest boundary of the key's refill rule (see
+        /// `keyward_core::credits`), when it has one: credits set before it are set
+        /// back to the refill amount first, in the same write, once across instances.
+        async fn consume(
+            &self,
+            id: KeyId,
+            cost: u64,
+            refill_since: Option<Timestamp>,
+        ) -> Result<Consumed, StoreError>;
 
         /// Moves `last_used_at` forward (never back) for each key; returns rows changed.
         async fn record_usage(&self, usage: &[(KeyId, Timestamp)]) -> Result<u64, StoreError>;

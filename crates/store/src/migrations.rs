@@ -69,6 +69,11 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
         "allowed ips",
         include_str!("../migrations/sqlite/0011_allowed_ips.sql"),
     ),
+    (
+        12,
+        "credit refills",
+        include_str!("../migrations/sqlite/0012_credit_refills.sql"),
+    ),
 ]);
 
 pub(crate) const POSTGRES: Embedded = Embedded(&[
@@ -126,6 +131,11 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
         11,
         "allowed ips",
         include_str!("../migrations/postgres/0011_allowed_ips.sql"),
+    ),
+    (
+        12,
+        "credit refills",
+        include_str!("../migrations/postgres/0012_credit_refills.sql"),
     ),
 ]);
 

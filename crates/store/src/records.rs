@@ -1,6 +1,7 @@
 //! The shapes that cross the store interface.
 
 use keyward_core::credential::{Presented, ServiceCredential};
+use keyward_core::credits::Refill;
 use keyward_core::hash::KeyHash;
 use keyward_core::legacy::LegacyHash;
 use keyward_core::model::{ApiKey, KeyId, KeyStatus, Metadata, UserId};
@@ -34,6 +35,8 @@ pub struct VerifyRecord {
     pub remaining: Option<u64>,
     /// The networks it may be used from; `None`: any.
     pub allowed_ips: Option<AllowedNetworks>,
+    /// The rule its credits renew by, if they do.
+    pub refill: Option<Refill>,
     pub pepper_version: u16,
 }
 

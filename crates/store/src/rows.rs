@@ -3,6 +3,7 @@
 
 use keyward_core::audit::{Actor, KeyEvent};
 use keyward_core::credential::{CredentialStatus, ScopeSet, ServiceCredential};
+use keyward_core::credits::Refill;
 use keyward_core::legacy::LegacyHash;
 use keyward_core::model::{ApiKey, KeyId, Metadata, UserId, expired};
 use keyward_core::network::AllowedNetworks;
@@ -177,7 +178,7 @@ fn time_value(at: Option<Timestamp>) -> Value {
 }
 
 /// How many fields an event reports (the length of [`tracked_fields`]' answer).
-const TRACKED_FIELDS: usize = 12;
+const TRACKED_FIELDS: usize = 13;
 
 /// The fields an event reports, as JSON values. Never the hash, never a secret; the
 /// display prefix and postfix are on the key's own record already.
@@ -213,7 +214,44 @@ fn tracked_fields(key: &ApiKey) -> [(&'static str, Value); TRACKED_FIELDS] {
             "allowed_ips",
             json!(key.allowed_ips.as_ref().map(AllowedNetworks::to_strings)),
         ),
+        ("refill", key.refill.map_or(Value::Null, refill_value)),
     ]
+}
+
+/// A refill rule as the API shows it.
+fn refill_value(refill: Refill) -> Value {
+    let mut value = json!({"amount": refill.amount(), "interval": refill.interval().as_str()});
+    if let Some(day) = refill.day_of_month() {
+        value["day_of_month"] = json!(day);
+    }
+    value
+}
+
+/// The refill columns (`refill_amount`, `refill_interval`, `refill_day`).
+pub(crate) fn refill_columns(refill: Option<Refill>) -> [Param<'static>; 3] {
+    [
+        Param::Int(refill.map(|r| remaining_column(Some(r.amount())).unwrap_or(i64::MAX))),
+        Param::Text(refill.map(|r| r.interval().as_str())),
+        Param::Small(refill.and_then(Refill::day_of_month).map(i32::from)),
+    ]
+}
+
+/// The refill columns as read.
+fn refill_of(row: &impl Columns) -> Result<Option<Refill>, StoreError> {
+    let Some(amount) = remaining(row.maybe_int("refill_amount")?)? else {
+        return Ok(None);
+    };
+    let interval = row
+        .maybe_text("refill_interval")?
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| corrupt("refill_interval"))?;
+    let day = row
+        .maybe_small("refill_day")?
+        .map(|day| u8::try_from(day).map_err(|_| corrupt("refill_day")))
+        .transpose()?;
+    Refill::new(amount, interval, day)
+        .map(Some)
+        .map_err(|_| corrupt("refill"))
 }
 
 /// `{field: {"before": …, "after": …}}` for each field that differs; a created key
@@ -284,11 +322,15 @@ pub(crate) fn key_row(new: &NewKeyRecord) -> Vec<Param<'_>> {
         key.rotated_from,
         key.rotated_to,
         remaining_column(key.remaining),
-        // The credits it is created with are its first grant.
+        // The credits it is created with are its first grant (a rotation's new key
+        // carries on the old one's, with their time: its refill comes when the old
+        // key's would have).
         remaining_column(key.remaining),
-        key.remaining.map(|_| key.created_at),
+        key.remaining
+            .map(|_| key.credits_set_at.unwrap_or(key.created_at)),
     ]);
     values.push(allowed_ips_column(key.allowed_ips.as_ref()));
+    values.extend(refill_columns(key.refill));
     values
 }
 
@@ -345,6 +387,8 @@ pub(crate) fn key_from_row(row: &impl Columns) -> Result<ApiKey, StoreError> {
         rotated_to: row.maybe_id("rotated_to")?,
         remaining: remaining(row.maybe_int("remaining")?)?,
         allowed_ips: allowed_ips(row.maybe_text("allowed_ips")?)?,
+        refill: refill_of(row)?,
+        credits_set_at: row.maybe_time("credits_set_at")?,
     })
 }
 
@@ -372,6 +416,7 @@ pub(crate) fn verify_record(row: &impl Columns) -> Result<VerifyRecord, StoreErr
         metadata: metadata(row.maybe_text("metadata")?)?,
         remaining: remaining(row.maybe_int("remaining")?)?,
         allowed_ips: allowed_ips(row.maybe_text("allowed_ips")?)?,
+        refill: refill_of(row)?,
         pepper_version: u16::try_from(row.small("pepper_version")?)
             .map_err(|_| corrupt("pepper_version"))?,
     })
@@ -450,6 +495,7 @@ pub(crate) fn public_record(key: &ApiKey) -> Value {
     for (name, value) in tracked_fields(key) {
         record.insert(name.into(), value);
     }
+    record.insert("next_refill_at".into(), time_value(key.next_refill_at()));
     Value::Object(record)
 }
 

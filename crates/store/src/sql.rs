@@ -4,7 +4,7 @@
 //! [`Dialect`](crate::dialect::Dialect): the locking read, the per-user lock, the
 //! change notification.
 
-/// Rows per bulk statement: 1,000 keys of 24 values stay under SQLite's 32,766 and
+/// Rows per bulk statement: 1,000 keys of 27 values stay under SQLite's 32,766 and
 /// PostgreSQL's 65,535 bound values (a usage flush's rows have 2 and 4).
 pub(crate) const BULK_ROWS: usize = 1_000;
 
@@ -16,7 +16,7 @@ macro_rules! select_key {
             "SELECT id, user_id, name, description, prefix, postfix, status, permissions, \
              created_at, last_used_at, revoked_at, expires_at, rate_limit_requests, \
              rate_limit_per_seconds, metadata, rotated_from, rotated_to, remaining, \
-             allowed_ips",
+             allowed_ips, refill_amount, refill_interval, refill_day, credits_set_at",
             $($rest),+
         )
     };
@@ -29,7 +29,8 @@ macro_rules! select_verify {
         concat!(
             "SELECT k.id, k.user_id, k.status, k.permissions, k.expires_at, k.last_used_at, \
              k.pepper_version, k.rate_limit_requests, k.rate_limit_per_seconds, \
-             k.metadata, k.remaining, k.allowed_ips",
+             k.metadata, k.remaining, k.allowed_ips, k.refill_amount, k.refill_interval, \
+             k.refill_day",
             $($rest),+
         )
     };
@@ -41,12 +42,12 @@ macro_rules! insert_key_head {
         "INSERT INTO api_keys (id, user_id, name, description, key_hash, pepper_version, \
          prefix, postfix, status, permissions, created_at, updated_at, last_used_at, \
          revoked_at, expires_at, rate_limit_requests, rate_limit_per_seconds, metadata, \
-         rotated_from, rotated_to, remaining, credits_granted, credits_set_at, allowed_ips) \
-         VALUES "
+         rotated_from, rotated_to, remaining, credits_granted, credits_set_at, allowed_ips, \
+         refill_amount, refill_interval, refill_day) VALUES "
     };
 }
 /// Values per key row.
-pub(crate) const KEY_ROW_WIDTH: usize = 24;
+pub(crate) const KEY_ROW_WIDTH: usize = 27;
 
 macro_rules! insert_event_head {
     () => {
@@ -61,7 +62,7 @@ pub(crate) const EVENT_ROW_WIDTH: usize = 8;
 pub(crate) const INSERT_KEY: &str = concat!(
     insert_key_head!(),
     "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-     $20, $21, $22, $23, $24)"
+     $20, $21, $22, $23, $24, $25, $26, $27)"
 );
 
 /// One audit event.
@@ -160,19 +161,21 @@ pub(crate) const SET_HASH: &str =
     "UPDATE api_keys SET key_hash = $2, pepper_version = $3 WHERE id = $1";
 
 /// Writes a key's mutable state (see `keyward_core::lifecycle::KeyState`).
-/// Credits set to a new amount (`$12` differs from the row's) are a new grant: the
-/// amount and time the credit events measure from (the right-hand sides read the row
-/// as it was).
+/// Credits set at a new time (`$17` differs from the row's: a new amount, or a refill
+/// made with the change) are a new grant: the amount and time the credit events
+/// measure from (the right-hand sides read the row as it was).
 pub(crate) const WRITE_STATE: &str = "UPDATE api_keys SET status = $2, revoked_at = $3, \
      permissions = $4, updated_at = $5, rate_limit_requests = $6, rate_limit_per_seconds = $7, \
      name = $8, description = $9, expires_at = $10, metadata = $11, remaining = $12, \
-     credits_granted = CASE WHEN remaining IS DISTINCT FROM $12 THEN $12 \
-     ELSE credits_granted END, \
-     credits_set_at = CASE WHEN remaining IS DISTINCT FROM $12 THEN $5 ELSE credits_set_at END, \
-     allowed_ips = $13 WHERE id = $1";
-/// Ends a rotated key: its grace period, its link forward, its credits moved away.
+     credits_granted = CASE WHEN credits_set_at IS DISTINCT FROM $17 THEN $12 \
+     ELSE credits_granted END, credits_set_at = $17, \
+     allowed_ips = $13, refill_amount = $14, refill_interval = $15, refill_day = $16 \
+     WHERE id = $1";
+/// Ends a rotated key: its grace period, its link forward, its credits (and their
+/// refill) moved away.
 pub(crate) const END_ROTATED: &str = "UPDATE api_keys SET expires_at = $2, rotated_to = $3, \
-     updated_at = $4, remaining = $5 WHERE id = $1";
+     updated_at = $4, remaining = $5, refill_amount = NULL, refill_interval = NULL, \
+     refill_day = NULL WHERE id = $1";
 
 /// The keys that count toward a user's cap at `$2`: every key that is not revoked
 /// (an expired one too, until it is revoked), except a rotated key whose grace period
@@ -180,10 +183,54 @@ pub(crate) const END_ROTATED: &str = "UPDATE api_keys SET expires_at = $2, rotat
 pub(crate) const COUNT_LIVE: &str = "SELECT COUNT(*) AS live FROM api_keys WHERE user_id = $1 \
      AND status <> 'REVOKED' AND (rotated_to IS NULL OR expires_at IS NULL OR expires_at > $2)";
 
-/// Takes credits: the conditional decrement, and what to read when it took nothing.
-pub(crate) const CONSUME: &str = "UPDATE api_keys SET remaining = remaining - $2 \
-     WHERE id = $1 AND remaining IS NOT NULL AND remaining >= $2 RETURNING remaining";
-pub(crate) const REMAINING: &str = "SELECT remaining FROM api_keys WHERE id = $1";
+/// Whether a key's credits are due to be set back to its refill amount: they were set
+/// before the latest boundary of its rule, `$since` (NULL: no refill decided). The
+/// SQL form of `keyward_core::credits::Refill::due`: change both together.
+macro_rules! refill_due {
+    ($since:literal) => {
+        concat!(
+            "(refill_amount IS NOT NULL AND COALESCE(credits_set_at, 0) < ",
+            $since,
+            ")"
+        )
+    };
+}
+
+/// The credits a key has at the latest boundary `$since`: its refill amount when one
+/// is due, what is left otherwise.
+macro_rules! balance {
+    ($since:literal) => {
+        concat!(
+            "CASE WHEN ",
+            refill_due!($since),
+            " THEN refill_amount ELSE remaining END"
+        )
+    };
+}
+
+/// Takes `$2` credits, first setting them back to the refill amount when a boundary
+/// (`$3`) has passed since they were set: one conditional write, so of all instances
+/// exactly one refills for a boundary (the others' writes see the row it left). A
+/// refill is a new grant: the credit events measure from it.
+pub(crate) const CONSUME: &str = concat!(
+    "UPDATE api_keys SET remaining = ",
+    balance!("$3"),
+    " - $2, credits_granted = CASE WHEN ",
+    refill_due!("$3"),
+    " THEN refill_amount ELSE credits_granted END, credits_set_at = CASE WHEN ",
+    refill_due!("$3"),
+    " THEN $3 ELSE credits_set_at END \
+     WHERE id = $1 AND remaining IS NOT NULL AND ",
+    balance!("$3"),
+    " >= $2 RETURNING remaining"
+);
+/// What [`CONSUME`] would find, without taking any: for a cost of 0, and when it took
+/// nothing.
+pub(crate) const REMAINING: &str = concat!(
+    "SELECT ",
+    balance!("$2"),
+    " AS remaining FROM api_keys WHERE id = $1"
+);
 
 /// Moves `last_used_at` forward, never back, for `rows` (id, time) pairs; returns a
 /// row per key changed.

@@ -28,11 +28,24 @@ impl TestDatabase {
             DatabaseUrl::Postgres(url) => url.clone(),
         }
     }
+
+    /// The same database for another instance; removed with this one, not that one.
+    pub fn another_instance(&self) -> TestDatabase {
+        TestDatabase {
+            url: self.url.clone(),
+            _cleanup: Cleanup::Shared,
+        }
+    }
 }
 
 enum Cleanup {
     Directory(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
+    /// Another handle on a database that an earlier one removes.
+    Shared,
 }
 
 impl Drop for Cleanup {

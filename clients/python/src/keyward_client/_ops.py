@@ -321,12 +321,15 @@ def create_key_for_user(
     rate_limit: models.RateLimit | None,
     remaining: int | None,
     allowed_ips: Iterable[str] | None = None,
+    refill: models.Refill | None = None,
 ) -> Call[models.CreatedKey]:
     body = _create_body(name, permissions, description, expires_at, metadata, allowed_ips)
     if rate_limit is not None:
         body["rate_limit"] = rate_limit.to_json()
     if remaining is not None:
         body["remaining"] = _credits("remaining", remaining)
+    if refill is not None:
+        body["refill"] = refill.to_json()
     return Call(
         "POST",
         f"/api/admin/users/{quote(user_id, safe='')}/api-keys",
@@ -345,10 +348,13 @@ def update_key_as_admin(
     remaining: int | Unset | None,
     rate_limit: models.RateLimit | Unset | None,
     allowed_ips: Iterable[str] | Unset | None = UNSET,
+    refill: models.Refill | Unset | None = UNSET,
 ) -> Call[models.ApiKey]:
     body = _update_body(name, description, expires_at, metadata, allowed_ips)
     if not isinstance(remaining, Unset):
         body["remaining"] = _credits("remaining", remaining)
+    if not isinstance(refill, Unset):
+        body["refill"] = None if refill is None else refill.to_json()
     if not isinstance(rate_limit, Unset):
         body["rate_limit"] = None if rate_limit is None else rate_limit.to_json()
     return Call("PATCH", f"/api/admin/api-keys/{_id(key_id)}", models.api_key_from_json, body)

@@ -312,9 +312,10 @@ class KeywardClient(_Base):
         rate_limit: models.RateLimit | None = None,
         remaining: int | None = None,
         allowed_ips: Iterable[str] | None = None,
+        refill: models.Refill | None = None,
     ) -> models.CreatedKey:
         """Creates a key on ``user_id``'s behalf (admin), with the usage credits
-        (``remaining``) and ``rate_limit`` only the platform sets. It counts toward the
+        (``remaining``, renewed by ``refill``) and ``rate_limit`` only the platform sets. It counts toward the
         user's key limit; its plaintext is in the result only (``plain_text_key``)."""
         return self._run(
             _ops.create_key_for_user(
@@ -327,6 +328,7 @@ class KeywardClient(_Base):
                 rate_limit=rate_limit,
                 remaining=remaining,
                 allowed_ips=allowed_ips,
+                refill=refill,
             )
         )
 
@@ -341,10 +343,11 @@ class KeywardClient(_Base):
         remaining: int | Unset | None = UNSET,
         rate_limit: models.RateLimit | Unset | None = UNSET,
         allowed_ips: Iterable[str] | Unset | None = UNSET,
+        refill: models.Refill | Unset | None = UNSET,
     ) -> models.ApiKey:
         """Changes the fields given of any user's key (admin): as :meth:`update_key`,
-        plus ``remaining`` (a top-up; ``None``: unlimited) and ``rate_limit`` (``None``
-        removes it)."""
+        plus ``remaining`` (a top-up; ``None``: unlimited), ``refill`` (``None``: the
+        credits stop renewing) and ``rate_limit`` (``None`` removes it)."""
         return self._run(
             _ops.update_key_as_admin(
                 key_id,
@@ -355,6 +358,7 @@ class KeywardClient(_Base):
                 remaining=remaining,
                 rate_limit=rate_limit,
                 allowed_ips=allowed_ips,
+                refill=refill,
             )
         )
 
@@ -557,6 +561,7 @@ class AsyncKeywardClient(_Base):
         rate_limit: models.RateLimit | None = None,
         remaining: int | None = None,
         allowed_ips: Iterable[str] | None = None,
+        refill: models.Refill | None = None,
     ) -> models.CreatedKey:
         return await self._run(
             _ops.create_key_for_user(
@@ -569,6 +574,7 @@ class AsyncKeywardClient(_Base):
                 rate_limit=rate_limit,
                 remaining=remaining,
                 allowed_ips=allowed_ips,
+                refill=refill,
             )
         )
 
@@ -583,6 +589,7 @@ class AsyncKeywardClient(_Base):
         remaining: int | Unset | None = UNSET,
         rate_limit: models.RateLimit | Unset | None = UNSET,
         allowed_ips: Iterable[str] | Unset | None = UNSET,
+        refill: models.Refill | Unset | None = UNSET,
     ) -> models.ApiKey:
         return await self._run(
             _ops.update_key_as_admin(
@@ -594,5 +601,6 @@ class AsyncKeywardClient(_Base):
                 remaining=remaining,
                 rate_limit=rate_limit,
                 allowed_ips=allowed_ips,
+                refill=refill,
             )
         )

@@ -72,6 +72,23 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
+class Refill:
+    """Usage credits set back to ``amount`` at every boundary of ``interval`` (UTC):
+    ``"minute"``, ``"hour"``, ``"day"``, ``"week"`` (Mondays) or ``"month"`` (on the
+    1st, or on ``day_of_month``; the last day of shorter months)."""
+
+    amount: int
+    interval: str
+    day_of_month: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"amount": self.amount, "interval": self.interval}
+        if self.day_of_month is not None:
+            body["day_of_month"] = self.day_of_month
+        return body
+
+
+@dataclass(frozen=True)
 class ApiKey:
     """An API key, without its secret."""
 
@@ -93,6 +110,10 @@ class ApiKey:
     metadata: Mapping[str, Any] | None = field(default=None, hash=False)
     #: Usage credits left; ``None``: unlimited.
     remaining: int | None = None
+    #: How the credits renew; ``None``: they do not.
+    refill: Refill | None = None
+    #: When the credits are next set back to ``refill.amount``.
+    next_refill_at: datetime | None = None
     rotated_from: str | None = None
     rotated_to: str | None = None
     #: The networks (CIDR) it may be used from; ``None``: any address.
@@ -135,6 +156,8 @@ class Verification:
     retry_after: float | None = None
     #: For a key with usage credits, after a ``VALID`` verification: how many are left.
     remaining: int | None = None
+    #: For a key whose credits renew: when they are next set back.
+    next_refill_at: datetime | None = None
     metadata: Mapping[str, Any] | None = field(default=None, hash=False)
     #: When the key was found: whether it has a rate limit or usage credits, so that each
     #: use must reach keyward (a verdict on it must not be reused). Newer servers only.
@@ -348,6 +371,15 @@ def api_key_from_json(data: object, what: str = "api_key") -> ApiKey:
         rate_limit = RateLimit(
             requests=lr.integer("requests"), per_seconds=lr.integer("per_seconds")
         )
+    rule = r.opt_mapping("refill")
+    refill = None
+    if rule is not None:
+        rr = _Reader(rule, f"{what}.refill")
+        refill = Refill(
+            amount=rr.integer("amount"),
+            interval=rr.text("interval"),
+            day_of_month=rr.opt_integer("day_of_month"),
+        )
     return ApiKey(
         id=r.text("id"),
         user_id=r.text("user_id"),
@@ -364,6 +396,8 @@ def api_key_from_json(data: object, what: str = "api_key") -> ApiKey:
         rate_limit=rate_limit,
         metadata=r.opt_mapping("metadata"),
         remaining=r.opt_integer("remaining"),
+        refill=refill,
+        next_refill_at=r.opt_time("next_refill_at"),
         rotated_from=r.opt_text("rotated_from"),
         rotated_to=r.opt_text("rotated_to"),
         allowed_ips=r.opt_strings("allowed_ips"),
@@ -406,6 +440,7 @@ def verification_from_json(data: object) -> Verification:
         expires_at=r.opt_time("expires_at"),
         retry_after=r.opt_number("retry_after"),
         remaining=r.opt_integer("remaining"),
+        next_refill_at=r.opt_time("next_refill_at"),
         metadata=r.opt_mapping("metadata"),
         metered=r.opt_boolean("metered"),
     )

@@ -4,6 +4,7 @@ use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use keyward_core::credits::Refill;
 use keyward_core::model::{ApiKey, KeyId, Scope, UserId};
 use keyward_core::rate::RateLimit;
 use keyward_engine::{Engine, EngineError};
@@ -44,6 +45,11 @@ pub enum KeysCommand {
         /// Usage credits: each valid verification takes one (or its cost).
         #[arg(long)]
         remaining: Option<u64>,
+        /// Credits that renew, as AMOUNT/INTERVAL (minute, hour, day, week, month;
+        /// UTC) or AMOUNT/month@DAY, e.g. 1000/month: set back to AMOUNT at the first
+        /// verification after each boundary. Without --remaining, starts at AMOUNT.
+        #[arg(long)]
+        refill: Option<Refill>,
         /// A network the key may be used from, in CIDR (repeat, or separate with
         /// commas): verifications for end clients outside all of them are refused.
         #[arg(long = "allowed-ip", value_delimiter = ',')]
@@ -82,9 +88,16 @@ pub enum KeysCommand {
         /// Sets the usage credits left (a top-up).
         #[arg(long, conflicts_with = "unlimited")]
         remaining: Option<u64>,
-        /// Removes the usage credit limit.
-        #[arg(long)]
+        /// Removes the usage credit limit (and its refill).
+        #[arg(long, conflicts_with = "refill")]
         unlimited: bool,
+        /// Credits that renew, as AMOUNT/INTERVAL or AMOUNT/month@DAY (see `keys
+        /// create`), replacing any refill before.
+        #[arg(long, conflicts_with = "no_refill")]
+        refill: Option<Refill>,
+        /// The credits stop renewing (what is left stays).
+        #[arg(long)]
+        no_refill: bool,
         /// Binds the key to these networks, in CIDR (repeat, or separate with
         /// commas), replacing any before.
         #[arg(long = "allowed-ip", value_delimiter = ',', conflicts_with = "any_ip")]
@@ -232,6 +245,7 @@ async fn execute(
             rate_limit,
             metadata,
             remaining,
+            refill,
             allowed_ips,
         } => {
             // The HTTP API's body, read the same way.
@@ -243,6 +257,7 @@ async fn execute(
                 rate_limit: rate_limit.map(Into::into),
                 metadata,
                 remaining,
+                refill: refill.map(Into::into),
                 allowed_ips: (!allowed_ips.is_empty()).then_some(allowed_ips),
             };
             let created = engine
@@ -305,6 +320,8 @@ async fn execute(
             clear_metadata,
             remaining,
             unlimited,
+            refill,
+            no_refill,
             allowed_ips,
             any_ip,
         } => {
@@ -315,6 +332,7 @@ async fn execute(
                 expires_at: change(expires_at, no_expiry),
                 metadata: change(metadata, clear_metadata),
                 remaining: change(remaining, unlimited),
+                refill: change(refill.map(Into::into), no_refill),
                 rate_limit: None,
                 allowed_ips: change((!allowed_ips.is_empty()).then_some(allowed_ips), any_ip),
             };
@@ -367,12 +385,21 @@ async fn execute(
             } else {
                 let code = verification.code;
                 match verification.key.as_deref() {
-                    Some(k) => say!(
-                        "{code}: {} (key {}, user {})",
-                        code.meaning(),
-                        k.id,
-                        k.user_id
-                    ),
+                    Some(k) => {
+                        let mut credits = String::new();
+                        if let Some(left) = verification.remaining {
+                            credits.push_str(&format!(", {left} credits left"));
+                        }
+                        if let Some(next) = verification.next_refill_at {
+                            credits.push_str(&format!(", refilled at {next}"));
+                        }
+                        say!(
+                            "{code}: {} (key {}, user {}{credits})",
+                            code.meaning(),
+                            k.id,
+                            k.user_id
+                        )
+                    }
                     None => say!("{code}: {}", code.meaning()),
                 }
             }

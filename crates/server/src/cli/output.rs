@@ -130,6 +130,14 @@ pub fn key_fields(key: &ApiKey) -> String {
         ),
         ("remaining", or_dash(key.remaining.map(|n| n.to_string()))),
         (
+            "refill",
+            or_dash(
+                key.refill
+                    .zip(key.next_refill_at())
+                    .map(|(refill, next)| format!("{refill} (next {next})")),
+            ),
+        ),
+        (
             "allowed ips",
             or_dash(key.allowed_ips.as_ref().map(|n| n.to_strings().join(", "))),
         ),

@@ -1,6 +1,7 @@
 //! A key's shapes: the key as shown, and the requests that create, change and
 //! rotate it, with the answers that carry a new key's plaintext.
 
+use keyward_core::credits::{Interval, Refill};
 use keyward_core::input::{EditFields, FieldError, KeyEdit, NewKeyRequest};
 use keyward_core::model::{ApiKey, KeyStatus};
 use keyward_core::network::AllowedNetworks;
@@ -61,6 +62,75 @@ impl From<RateLimit> for RateLimitDto {
     }
 }
 
+/// When credits renew: `minute`, `hour`, `day`, `week` (Mondays) or `month`, at the
+/// start of each in UTC.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum RefillInterval {
+    Minute,
+    Hour,
+    Day,
+    Week,
+    Month,
+}
+
+impl From<RefillInterval> for Interval {
+    fn from(interval: RefillInterval) -> Self {
+        match interval {
+            RefillInterval::Minute => Self::Minute,
+            RefillInterval::Hour => Self::Hour,
+            RefillInterval::Day => Self::Day,
+            RefillInterval::Week => Self::Week,
+            RefillInterval::Month => Self::Month,
+        }
+    }
+}
+
+impl From<Interval> for RefillInterval {
+    fn from(interval: Interval) -> Self {
+        match interval {
+            Interval::Minute => Self::Minute,
+            Interval::Hour => Self::Hour,
+            Interval::Day => Self::Day,
+            Interval::Week => Self::Week,
+            Interval::Month => Self::Month,
+        }
+    }
+}
+
+/// Usage credits that renew: at the first verification after each boundary of
+/// `interval` (UTC), `remaining` is set back to `amount` (not added to), once
+/// across all instances.
+#[derive(Serialize, Deserialize, ToSchema, Debug, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct RefillDto {
+    /// 1 to 10^15.
+    #[schema(example = 1000, minimum = 1, maximum = 1_000_000_000_000_000_u64)]
+    pub amount: u64,
+    pub interval: RefillInterval,
+    /// A monthly refill's day (1 to 31; on the month's last day when it has fewer);
+    /// default the 1st. Only with `"interval": "month"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 31)]
+    pub day_of_month: Option<u8>,
+}
+
+impl RefillDto {
+    pub fn parse(self) -> Result<Refill, String> {
+        Refill::new(self.amount, self.interval.into(), self.day_of_month)
+    }
+}
+
+impl From<Refill> for RefillDto {
+    fn from(refill: Refill) -> Self {
+        Self {
+            amount: refill.amount(),
+            interval: refill.interval().into(),
+            day_of_month: refill.day_of_month(),
+        }
+    }
+}
+
 /// An API key, without its secret.
 #[derive(Serialize, ToSchema, Debug)]
 pub struct ApiKeyResponse {
@@ -101,6 +171,11 @@ pub struct ApiKeyResponse {
     pub rotated_to: Option<Uuid>,
     /// Usage credits left; null: unlimited.
     pub remaining: Option<u64>,
+    /// How the credits renew; null: they do not.
+    pub refill: Option<RefillDto>,
+    /// When the credits are next set back to the refill's amount; null: no refill.
+    #[schema(format = DateTime, example = "2027-01-01T00:00:00.000Z")]
+    pub next_refill_at: Option<String>,
     /// The networks the key may be used from (CIDR); null: any address. A
     /// verification on behalf of an end client outside them, or naming none
     /// (`client_ip`), answers `IP_NOT_ALLOWED`.
@@ -110,6 +185,7 @@ pub struct ApiKeyResponse {
 
 impl From<ApiKey> for ApiKeyResponse {
     fn from(key: ApiKey) -> Self {
+        let next_refill_at = key.next_refill_at().map(|t| t.to_rfc3339());
         Self {
             id: *key.id.as_uuid(),
             user_id: key.user_id.as_str().to_owned(),
@@ -130,6 +206,8 @@ impl From<ApiKey> for ApiKeyResponse {
             rotated_from: key.rotated_from.map(|id| *id.as_uuid()),
             rotated_to: key.rotated_to.map(|id| *id.as_uuid()),
             remaining: key.remaining,
+            refill: key.refill.map(Into::into),
+            next_refill_at,
             allowed_ips: key.allowed_ips.as_ref().map(AllowedNetworks::to_strings),
         }
     }
@@ -170,6 +248,11 @@ pub struct PatchKeyRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u64>, minimum = 0, maximum = 1_000_000_000_000_000_u64)]
     pub remaining: Option<Option<u64>>,
+    /// Sets how the credits renew; null: they stop renewing. A key without credits
+    /// gets the refill's amount. The platform's to set, as `remaining`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<RefillDto>)]
+    pub refill: Option<Option<RefillDto>>,
     /// Sets the verification rate limit; null removes it. The platform's to set
     /// (`PATCH /api/admin/api-keys/{id}`): with a user's JWT, 403.
     #[serde(default, deserialize_with = "present")]
@@ -216,6 +299,11 @@ pub struct CreateKeyRequest {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 1_000_000_000_000_000_u64)]
     pub remaining: Option<u64>,
+    /// Optional: credits that renew (`remaining`, when absent, starts at `amount`).
+    /// The platform's to set, as `remaining`; a user's keys get the deployment's
+    /// default.
+    #[serde(default)]
+    pub refill: Option<RefillDto>,
     /// Optional: the networks the key may be used from (1 to 100 IPv4 or IPv6 CIDR
     /// networks, or addresses). A verification on behalf of an end client outside
     /// them, or naming none (`client_ip`), answers `IP_NOT_ALLOWED`. Absent: any.
@@ -294,6 +382,7 @@ impl From<CreateKeyRequest> for NewKeyRequest {
         let allowed_ips = unreadable.read("allowed_ips", body.allowed_ips, |list| {
             AllowedNetworks::parse(&list)
         });
+        let refill = unreadable.read("refill", body.refill, RefillDto::parse);
         Self {
             name: body.name,
             description: body.description,
@@ -302,6 +391,7 @@ impl From<CreateKeyRequest> for NewKeyRequest {
             rate_limit,
             metadata,
             remaining: body.remaining,
+            refill,
             allowed_ips,
             unreadable: unreadable.0,
         }
@@ -331,6 +421,7 @@ impl From<PatchKeyRequest> for KeyEdit {
         let allowed_ips = unreadable.read_change("allowed_ips", body.allowed_ips, |list| {
             AllowedNetworks::parse(&list)
         });
+        let refill = unreadable.read_change("refill", body.refill, RefillDto::parse);
         Self {
             fields: EditFields {
                 name,
@@ -338,6 +429,7 @@ impl From<PatchKeyRequest> for KeyEdit {
                 expires_at,
                 metadata,
                 remaining: body.remaining,
+                refill,
                 rate_limit,
                 allowed_ips,
             },

@@ -77,6 +77,11 @@ pub struct VerifyResponse<'a> {
     /// For a key with usage credits, after a `VALID` verification: how many are left.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remaining: Option<u64>,
+    /// For a key whose credits renew: when they are next set back to the refill's
+    /// amount.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub next_refill_at: Option<String>,
     /// With `RATE_LIMITED`: seconds until the same request would be let through.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = 1.5)]
@@ -104,6 +109,7 @@ impl<'a> From<&'a Verification> for VerifyResponse<'a> {
                 .and_then(|k| k.metadata.as_ref())
                 .and_then(|m| serde_json::from_str(m.as_str()).ok()),
             remaining: verification.remaining,
+            next_refill_at: verification.next_refill_at.map(|t| t.to_rfc3339()),
             retry_after: verification
                 .retry_after
                 .map(|wait| wait.as_micros().div_ceil(1_000) as f64 / 1_000.0),

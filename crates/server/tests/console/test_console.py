@@ -251,12 +251,27 @@ def test_the_operator_finds_a_users_keys_and_acts_on_them(page: tuple[Page, Watc
     limits.get_by_label("Usage credits left").fill("500")
     limits.get_by_label("Requests").fill("10")
     limits.get_by_label("Per seconds").fill("60")
+    limits.get_by_label("Every").select_option("month")
+    limits.get_by_label("Back to").fill("1000")
+    limits.get_by_label("Day of month").fill("15")
     limits.get_by_role("button", name="Save").click()
     expect(limits).to_be_hidden()
     with server.as_user("grace") as client:
         key = client.get(f"/api/api-keys/{second['api_key']['id']}").json()
     assert key["remaining"] == 500
     assert key["rate_limit"] == {"requests": 10, "per_seconds": 60}
+    assert key["refill"] == {"amount": 1000, "interval": "month", "day_of_month": 15}
+    assert key["next_refill_at"].endswith("T00:00:00.000Z")
+    # Opened again, the dialog shows the rule; "Never" stops the renewal.
+    page.locator("tr", has_text="grace two").get_by_role("button", name="Limits").click()
+    limits = page.get_by_role("dialog")
+    expect(limits.get_by_label("Back to")).to_have_value("1000")
+    limits.get_by_label("Every").select_option("")
+    limits.get_by_role("button", name="Save").click()
+    expect(limits).to_be_hidden()
+    with server.as_user("grace") as client:
+        key = client.get(f"/api/api-keys/{second['api_key']['id']}").json()
+    assert (key["refill"], key["remaining"]) == (None, 500)
 
     # The audit feed, filtered to the user: the revocation is there, by the service.
     feed = page.get_by_role("region", name="Audit feed")
@@ -405,3 +420,20 @@ def test_an_owner_binds_a_key_to_networks_on_its_page(page: tuple[Page, Watch], 
     page.get_by_role("button", name="Save changes").click()
     expect(details).to_contain_text("Any address")
     assert server.verify(key) == "VALID"
+
+
+def test_an_owner_sees_when_their_credits_renew(page: tuple[Page, Watch], server: Server) -> None:
+    page, _ = page
+    server.create_key("olga", "metered")
+    with server.as_user("olga") as client:
+        key_id = client.get("/api/api-keys").json()[0]["id"]
+    with server.as_service() as service:
+        changed = service.patch(
+            f"/api/admin/api-keys/{key_id}", json={"refill": {"amount": 50, "interval": "day"}}
+        )
+        assert changed.status_code == 200, changed.text
+    sign_in(page, server, server.token("olga"))
+    row(page, "metered").get_by_role("link", name="metered").click()
+    details = page.locator(".details")
+    expect(details).to_contain_text("Back to 50 every day; next")
+    expect(details.locator("dd", has_text="Back to 50")).not_to_contain_text("—")

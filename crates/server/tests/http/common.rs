@@ -62,6 +62,7 @@ pub struct TestAppBuilder<B> {
     static_token: bool,
     github_keys: Option<String>,
     trusted_proxies: Option<&'static str>,
+    shared: Option<TestDatabase>,
 }
 
 /// A change to the engine's settings before it starts.
@@ -126,8 +127,18 @@ impl<B: Backend> TestAppBuilder<B> {
         self
     }
 
+    /// A second instance on the database of `first` (which must outlive it).
+    #[cfg_attr(not(keyward_postgres_tests), allow(dead_code))]
+    pub fn another_instance_of(mut self, first: &TestApp<B>) -> Self {
+        self.shared = Some(first.db.another_instance());
+        self
+    }
+
     pub async fn build(self) -> TestApp<B> {
-        let db = B::database().await;
+        let db = match self.shared {
+            Some(db) => db,
+            None => B::database().await,
+        };
         // The engine's clock is the system clock plus an offset tests can move.
         let offset = Arc::new(AtomicI64::new(0));
         let clock_offset = Arc::clone(&offset);
@@ -312,6 +323,7 @@ impl<B: Backend> TestApp<B> {
             static_token: true,
             github_keys: None,
             trusted_proxies: None,
+            shared: None,
         }
     }
 

@@ -172,7 +172,7 @@ impl<D: Dialect> KeyStore for D {
             .track_if(
                 async move {
                     let mut tx = self.begin().await?;
-                    let (key, hash) = read_to_change::<D>(&mut tx, scope, id).await?;
+                    let (key, hash) = read_to_change::<D>(&mut tx, scope, id, now).await?;
                     let Some(new) = lifecycle::decide(&key, mutation, now)? else {
                         return Ok(Applied {
                             key,
@@ -206,7 +206,7 @@ impl<D: Dialect> KeyStore for D {
         self.writes()
             .track(async move {
                 let mut tx = self.begin().await?;
-                let (old, old_hash) = read_to_change::<D>(&mut tx, scope, id).await?;
+                let (old, old_hash) = read_to_change::<D>(&mut tx, scope, id, now).await?;
                 let successor = Successor {
                     id: replacement.id,
                     prefix: &replacement.prefix,
@@ -258,11 +258,12 @@ impl<D: Dialect> KeyStore for D {
             .track_if(
                 async move {
                     let mut tx = self.begin().await?;
-                    let (key, hash) = match read_to_change::<D>(&mut tx, Scope::Admin, id).await {
-                        Ok(found) => found,
-                        Err(StoreError::NotFound) => return Ok(None),
-                        Err(err) => return Err(err),
-                    };
+                    let (key, hash) =
+                        match read_to_change::<D>(&mut tx, Scope::Admin, id, now).await {
+                            Ok(found) => found,
+                            Err(StoreError::NotFound) => return Ok(None),
+                            Err(err) => return Err(err),
+                        };
                     if !leak::is_live(key.status, key.expires_at, now) {
                         return Ok(None);
                     }
@@ -394,6 +395,7 @@ async fn read_to_change<D: Dialect>(
     conn: &mut Connection<D>,
     scope: Scope<'_>,
     id: KeyId,
+    now: Timestamp,
 ) -> Result<(ApiKey, KeyHash), StoreError> {
     let statement = Statement::new(
         D::READ_KEY_TO_CHANGE,
@@ -401,7 +403,11 @@ async fn read_to_change<D: Dialect>(
     );
     let rows = run::<D>(conn, statement).await?;
     let row = rows.first().ok_or(StoreError::NotFound)?;
-    Ok((key_from_row(row)?, row.hash("key_hash")?))
+    let mut key = key_from_row(row)?;
+    // A change is decided on the key as it stands: credits due a refill are
+    // refilled (and written so with the change).
+    key.credits_as_of(now);
+    Ok((key, row.hash("key_hash")?))
 }
 
 fn created_event<'a>(record: &'a NewKeyRecord, actor: &'a Actor, action: &'a str) -> NewEvent<'a> {
@@ -508,5 +514,7 @@ fn write_state(id: KeyId, state: &KeyState, now: Timestamp) -> Statement<'_> {
         rows::remaining_column(state.remaining),
     ]);
     values.push(rows::allowed_ips_column(state.allowed_ips.as_ref()));
+    values.extend(rows::refill_columns(state.refill));
+    values.push(state.credits_set_at.into());
     Statement::new(sql::WRITE_STATE, values)
 }

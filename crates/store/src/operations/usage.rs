@@ -14,24 +14,29 @@ use crate::rows;
 use crate::sql;
 
 impl<D: Dialect> UsageStore for D {
-    async fn consume(&self, id: KeyId, cost: u64) -> Result<Consumed, StoreError> {
+    async fn consume(
+        &self,
+        id: KeyId,
+        cost: u64,
+        refill_since: Option<Timestamp>,
+    ) -> Result<Consumed, StoreError> {
         let cost = i64::try_from(cost).unwrap_or(i64::MAX);
         if cost == 0 {
             // A check alone reads through a reader (beside the writer on SQLite).
             let mut conn = self.reader().await?;
-            return remaining::<D>(&mut conn, id, 0).await;
+            return remaining::<D>(&mut conn, id, 0, refill_since).await;
         }
         self.writes()
             .track_if(
                 async move {
                     let mut conn = self.writer().await?;
-                    let rows = run::<D>(&mut conn, Statement::new(sql::CONSUME, params![id, cost]))
-                        .await?;
+                    let take = Statement::new(sql::CONSUME, params![id, cost, refill_since]);
+                    let rows = run::<D>(&mut conn, take).await?;
                     if let Some(row) = rows.first() {
                         let left = row.int("remaining")?;
                         return Ok(Consumed::Left(u64::try_from(left).unwrap_or(0)));
                     }
-                    remaining::<D>(&mut conn, id, cost).await
+                    remaining::<D>(&mut conn, id, cost, refill_since).await
                 },
                 |consumed| matches!(consumed, Consumed::Left(_)),
             )
@@ -112,14 +117,16 @@ impl<D: Dialect> UsageStore for D {
     }
 }
 
-/// Why `cost` credits could not be taken from key `id`: what it has left, or that it
-/// has no such key.
+/// Why `cost` credits could not be taken from key `id`: what it has left (refilled
+/// when due at `refill_since`), or that it has no such key.
 async fn remaining<D: Dialect>(
     conn: &mut Connection<D>,
     id: KeyId,
     cost: i64,
+    refill_since: Option<Timestamp>,
 ) -> Result<Consumed, StoreError> {
-    let rows = run::<D>(conn, Statement::new(sql::REMAINING, params![id])).await?;
+    let statement = Statement::new(sql::REMAINING, params![id, refill_since]);
+    let rows = run::<D>(conn, statement).await?;
     let row = rows
         .first()
         .map(|row| row.maybe_int("remaining"))

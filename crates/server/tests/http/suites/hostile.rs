@@ -514,7 +514,7 @@ async fn the_platform_creates_keys_on_a_users_behalf_within_the_cap() {
 async fn keys_users_create_get_the_deployments_default_credits_and_rate_limit() {
     let app = TestApp::builder()
         .engine(|c| {
-            c.default_credits = Some(2);
+            c.default_credits = Some("2".parse().unwrap());
             c.default_rate_limit = keyward_core::rate::RateLimit::new(100, 60).ok();
         })
         .build()

@@ -106,14 +106,14 @@ async fn a_rotation_links_both_keys_in_one_transaction() {
     assert_eq!(actions, ["create", "rotate", "create"]);
 }
 
-fn terms(grace_seconds: u64, max_live_per_user: u32) -> keyward_store::RotationTerms {
+pub(super) fn terms(grace_seconds: u64, max_live_per_user: u32) -> keyward_store::RotationTerms {
     keyward_store::RotationTerms {
         grace_seconds,
         max_live_per_user,
     }
 }
 
-fn replacement_at(created: i64) -> keyward_store::Replacement {
+pub(super) fn replacement_at(created: i64) -> keyward_store::Replacement {
     let fresh = new_key("unused", "unused", created);
     keyward_store::Replacement {
         id: fresh.key.id,

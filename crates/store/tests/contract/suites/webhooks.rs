@@ -261,14 +261,14 @@ async fn the_largest_credits_do_not_break_the_scan() {
     let mut huge = new_key("alice", "huge", 10);
     huge.key.remaining = Some(keyward_core::model::MAX_REMAINING);
     f.store.insert_key(&huge, 100, &admin()).await.unwrap();
-    f.store.consume(huge.key.id, 1).await.unwrap();
+    f.store.consume(huge.key.id, 1, None).await.unwrap();
     let mut soon = new_key("bob", "soon", 11);
     soon.key.expires_at = Some(at(100));
     f.store.insert_key(&soon, 100, &admin()).await.unwrap();
     // Not low, and the other conditions are still announced.
     assert_eq!(announce_twice(&f, 200).await, 1);
     f.store
-        .consume(huge.key.id, keyward_core::model::MAX_REMAINING - 2)
+        .consume(huge.key.id, keyward_core::model::MAX_REMAINING - 2, None)
         .await
         .unwrap();
     assert_eq!(announce_twice(&f, 300).await, 1, "1 left of 10^18: low");
@@ -639,12 +639,12 @@ async fn low_and_exhausted_credits_are_announced_once_per_amount_set() {
     record.key.remaining = Some(100);
     f.store.insert_key(&record, 100, &admin()).await.unwrap();
     let id = record.key.id;
-    f.store.consume(id, 90).await.unwrap();
+    f.store.consume(id, 90, None).await.unwrap();
     assert_eq!(announce_twice(&f, 20).await, 0, "10 left: not below 10%");
-    f.store.consume(id, 1).await.unwrap();
+    f.store.consume(id, 1, None).await.unwrap();
     assert_eq!(announce_twice(&f, 30).await, 1, "9 left: low");
     assert_eq!(announce_twice(&f, 40).await, 0, "once");
-    f.store.consume(id, 9).await.unwrap();
+    f.store.consume(id, 9, None).await.unwrap();
     assert_eq!(
         announce_twice(&f, 50).await,
         1,
@@ -683,7 +683,7 @@ async fn low_and_exhausted_credits_are_announced_once_per_amount_set() {
         .apply(Scope::Admin, id, &Mutation::Edit(rename), at(75), &admin())
         .await
         .unwrap();
-    f.store.consume(id, 950).await.unwrap();
+    f.store.consume(id, 950, None).await.unwrap();
     assert_eq!(
         announce_twice(&f, 80).await,
         1,

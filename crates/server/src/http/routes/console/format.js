@@ -12,6 +12,13 @@ export function when(iso, never = "—") {
   return iso ? dateTime.format(new Date(iso)) : never;
 }
 
+/** How a key's credits renew, in words: "1000 every month (on the 15th)". */
+export function refillText(refill) {
+  if (!refill) return "Never";
+  const on = refill.day_of_month ? ` (on day ${refill.day_of_month})` : "";
+  return `Back to ${refill.amount} every ${refill.interval}${on}`;
+}
+
 export function day(iso, never = "—") {
   return iso ? dateOnly.format(new Date(iso)) : never;
 }

@@ -5,7 +5,7 @@ import { api, seg } from "./api.js";
 import { usageSection } from "./chart.js";
 import { errorLine, modal, revokeButton, showOnce } from "./dialogs.js";
 import { field, h, replace, toast } from "./dom.js";
-import { describeEvent, masked, permissionList, state, when } from "./format.js";
+import { describeEvent, masked, permissionList, refillText, state, when } from "./format.js";
 import { permissionBoxes, permissions } from "./keys.js";
 
 const GRACE = [
@@ -49,6 +49,7 @@ function details(key) {
     ["Expires", when(key.expires_at, "Never")],
     ["Rate limit", key.rate_limit ? `${key.rate_limit.requests} per ${key.rate_limit.per_seconds} s` : "None"],
     ["Credits left", key.remaining ?? "Unlimited"],
+    ["Credits renew", key.refill ? `${refillText(key.refill)}; next ${when(key.next_refill_at)}` : "Never"],
     ["Networks", key.allowed_ips ? key.allowed_ips.join(", ") : "Any address"],
   ];
   if (key.rotated_to) rows.push(["Replaced by", h("a", { href: `#/keys/${key.rotated_to}` }, "the new key")]);

@@ -14,6 +14,10 @@ import { webhooksSection } from "./webhooks.js";
 function limitsDialog(key) {
   return modal(`Credits and rate limit of “${key.name}”`, (close) => {
     const remaining = h("input", { type: "number", min: 0, step: 1, inputmode: "numeric", value: key.remaining ?? "" });
+    const refillAmount = h("input", { type: "number", min: 1, step: 1, inputmode: "numeric", value: key.refill?.amount ?? "" });
+    const interval = h("select", {}, ["", "minute", "hour", "day", "week", "month"].map((value) =>
+      h("option", { value, selected: value === (key.refill?.interval ?? "") }, value || "Never")));
+    const dayOfMonth = h("input", { type: "number", min: 1, max: 31, inputmode: "numeric", value: key.refill?.day_of_month ?? "" });
     const requests = h("input", { type: "number", min: 1, max: 1_000_000, inputmode: "numeric", value: key.rate_limit?.requests ?? "" });
     const per = h("input", { type: "number", min: 1, max: 86_400, inputmode: "numeric", value: key.rate_limit?.per_seconds ?? "" });
     const problem = h("div", {});
@@ -22,8 +26,14 @@ function limitsDialog(key) {
       {
         onsubmit: async (event) => {
           event.preventDefault();
+          const refill = interval.value === ""
+            ? null
+            : { amount: Number(refillAmount.value), interval: interval.value };
+          if (refill && dayOfMonth.value !== "") refill.day_of_month = Number(dayOfMonth.value);
           const body = {
-            remaining: remaining.value === "" ? null : Number(remaining.value),
+            // Credits that renew need none given: they start at the refill's amount.
+            remaining: remaining.value === "" ? (refill ? refill.amount : null) : Number(remaining.value),
+            refill,
             rate_limit: requests.value === "" && per.value === ""
               ? null
               : { requests: Number(requests.value), per_seconds: Number(per.value) },
@@ -36,6 +46,8 @@ function limitsDialog(key) {
         },
       },
       field("Usage credits left", remaining, "Empty: unlimited"),
+      h("fieldset", {}, h("legend", {}, "Credits renew (UTC)"),
+        field("Every", interval), field("Back to", refillAmount), field("Day of month", dayOfMonth, "Monthly only; empty: the 1st")),
       h("fieldset", {}, h("legend", {}, "Rate limit (empty: none)"),
         field("Requests", requests), field("Per seconds", per)),
       problem,
