@@ -546,6 +546,27 @@ def test_credits_that_renew_show_their_rule_and_next_refill(
     assert (stopped.refill, stopped.next_refill_at, stopped.remaining) == (None, None, 99)
 
 
+def test_a_users_keys_share_the_limits_the_platform_sets(
+    service: KeywardClient, user: str
+) -> None:
+    assert service.get_user_limits(user).source == "default"
+    one = service.create_key_for_user(user, "one").plain_text_key
+    two = service.create_key_for_user(user, "two").plain_text_key
+    limits = service.set_user_limits(user, credits=3, refill=Refill(amount=3, interval="day"))
+    assert (limits.source, limits.rate_limit) == ("user", None)
+    assert limits.credits is not None and limits.credits.remaining == 3
+    assert limits.credits.next_refill_at is not None
+    codes = [service.verify(key).code for key in (one, two, one)]
+    assert codes == [VerifyCode.VALID] * 3
+    refused = service.verify(two)
+    assert (refused.code, refused.limit) == (VerifyCode.USAGE_EXCEEDED, "user")
+    cleared = service.delete_user_limits(user)
+    assert (cleared.source, cleared.credits) == ("default", None)
+    assert service.get_user_limits(user) == cleared
+    with pytest.raises(NotFoundError):
+        service.delete_user_limits(user)
+
+
 def test_an_owner_binds_a_key_to_networks_and_verification_follows_the_client(
     owner: KeywardClient, service: KeywardClient
 ) -> None:

@@ -14,6 +14,7 @@ use std::str::FromStr;
 use time::{Date, Month, OffsetDateTime, Time};
 
 use crate::model::MAX_REMAINING;
+use crate::rate::RateLimit;
 use crate::time::Timestamp;
 
 /// How often credits are set back.
@@ -242,6 +243,27 @@ impl FromStr for CreditGrant {
             remaining,
             refill: Some(refill),
         })
+    }
+}
+
+/// Limits the platform sets on a user, shared by all the user's keys: one rate limit
+/// pool and one credit balance, each checked after the key's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct UserLimits {
+    pub rate_limit: Option<RateLimit>,
+    pub credits: Option<CreditGrant>,
+}
+
+impl CreditGrant {
+    /// A balance of `remaining` (default: the refill's amount), renewed by `refill`.
+    pub fn new(remaining: Option<u64>, refill: Option<Refill>) -> Result<Self, String> {
+        let remaining = remaining
+            .or(refill.map(Refill::amount))
+            .ok_or("needs remaining, refill or both")?;
+        if remaining > MAX_REMAINING {
+            return Err(format!("remaining must be at most {MAX_REMAINING}"));
+        }
+        Ok(Self { remaining, refill })
     }
 }
 

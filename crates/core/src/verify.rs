@@ -15,6 +15,23 @@ use crate::network::AllowedNetworks;
 use crate::permissions::PermissionSet;
 use crate::time::Timestamp;
 
+/// Whose limit refused a verification (`RATE_LIMITED`, `USAGE_EXCEEDED`): the key's
+/// own, or its owner's, which all the owner's keys share.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum LimitScope {
+    Key,
+    User,
+}
+
+impl LimitScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Key => "key",
+            Self::User => "user",
+        }
+    }
+}
+
 /// The outcome of a verification, as reported to the caller.
 ///
 /// Each code is declared here once, with its wire name (the variant's name in
@@ -55,9 +72,11 @@ pub enum VerifyCode {
     Expired,
     #[strum(message = "the key lacks some of the permissions asked for")]
     InsufficientPermissions,
-    #[strum(message = "the key, or the failing client, is over its rate limit: see retry_after")]
+    #[strum(
+        message = "the key, its owner (all their keys together), or the failing client, is over its rate limit: see retry_after and limit"
+    )]
     RateLimited,
-    #[strum(message = "the key's usage credits are spent")]
+    #[strum(message = "the key's usage credits, or its owner's, are spent: see limit")]
     UsageExceeded,
     #[strum(
         message = "the key is bound to networks (allowed_ips) and the end client's address is in none of them, or was not given"

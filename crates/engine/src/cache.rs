@@ -310,6 +310,7 @@ mod tests {
             metadata: None,
             has_credits: false,
             refill: None,
+            owner: Default::default(),
             allowed_ips: None,
             usage: crate::usage::UsageMark::new(None),
         })

@@ -82,6 +82,12 @@ pub struct EngineConfig {
     /// The usage credits of keys users create themselves, renewed when the grant has
     /// a refill; `None`: unlimited.
     pub default_credits: Option<keyward_core::credits::CreditGrant>,
+    /// The rate limit every user's keys share, for users the platform set no limits
+    /// for (`KEYWARD_DEFAULT_USER_RATE_LIMIT`).
+    pub default_user_rate_limit: Option<RateLimit>,
+    /// The credits every user's keys draw on, for users the platform set no limits
+    /// for (`KEYWARD_DEFAULT_USER_CREDITS`).
+    pub default_user_credits: Option<keyward_core::credits::CreditGrant>,
     /// How changes made without a user scope (admin operations) are signed in the
     /// audit trail: `service` for the server's admin API, `cli` for the CLI.
     pub admin_actor: String,
@@ -128,6 +134,8 @@ impl EngineConfig {
             client_limiter_capacity: 100_000,
             default_rate_limit: None,
             default_credits: None,
+            default_user_rate_limit: None,
+            default_user_credits: None,
             admin_actor: "service".to_owned(),
             webhooks: WebhookConfig::default(),
             leak_action: keyward_core::leak::LeakAction::default(),
@@ -151,6 +159,8 @@ impl std::fmt::Debug for EngineConfig {
             .field("usage_flush_interval", &self.usage_flush_interval)
             .field("default_rate_limit", &self.default_rate_limit)
             .field("default_credits", &self.default_credits)
+            .field("default_user_rate_limit", &self.default_user_rate_limit)
+            .field("default_user_credits", &self.default_user_credits)
             .field("usage_resolution", &self.usage_resolution)
             .field("usage_history_days", &self.usage_history_days)
             .field("usage_history_capacity", &self.usage_history_capacity)

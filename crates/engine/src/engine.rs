@@ -91,6 +91,7 @@ impl<S: Store> Engine<S> {
             history: HistoryTracker::new(config.usage_history_capacity),
             metrics: VerifyMetrics::new(),
             key_limits: Quota::new(config.cache_capacity, shared.clone()),
+            user_pools: Quota::new(config.cache_capacity, shared.clone()),
             rate_limit_notices: Default::default(),
             client_failures: Quota::new(clients, shared.clone()),
             user_writes: Quota::new(clients, shared.clone()),

@@ -8,7 +8,7 @@ use keyward_core::credential::CredentialId;
 use keyward_core::hash::KeyHash;
 use keyward_core::model::{KeyId, UserId};
 use keyward_core::time::Timestamp;
-use keyward_store::VerifyRecord;
+use keyward_store::{OwnerRecord, VerifyRecord};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -18,10 +18,10 @@ use crate::flights::Flights;
 use crate::history::HistoryTracker;
 use crate::limits::ClientAddr;
 use crate::metrics::VerifyMetrics;
-use crate::quota::{LegacyHead, Quota};
+use crate::quota::{LegacyHead, Quota, UserPool};
 use crate::shared_limits::SharedLimits;
 use crate::usage::{UsageMark, UsageTracker};
-use crate::verdict::{CredentialEntry, Loaded, VerifiedKey};
+use crate::verdict::{CredentialEntry, Loaded, OwnerCredits, OwnerLimits, VerifiedKey};
 
 /// Signals the background tasks to stop when the last [`Engine`] handle goes.
 pub(crate) struct Lifetime(pub(crate) Arc<watch::Sender<bool>>);
@@ -49,6 +49,8 @@ pub(crate) struct Inner<S> {
     pub(crate) metrics: VerifyMetrics,
     /// Keys' own verification limits.
     pub(crate) key_limits: Quota<KeyId>,
+    /// Users' verification limits, one pool for all of a user's keys.
+    pub(crate) user_pools: Quota<UserPool>,
     /// Keys refused for their rate limit, for `api_key.rate_limited`.
     pub(crate) rate_limit_notices: crate::notices::RateLimitNotices,
     /// Failed verifications per client address.
@@ -97,6 +99,33 @@ impl<S> Inner<S> {
         }
     }
 
+    /// What a key's owner's limits are: theirs when the platform set them, the
+    /// deployment's defaults otherwise (with the balance kept for the default credits,
+    /// once made).
+    pub(crate) fn owner_limits(&self, owner: Option<OwnerRecord>) -> OwnerLimits {
+        let config = &self.config;
+        match owner {
+            Some(owner) => OwnerLimits {
+                rate_limit: if owner.explicit {
+                    owner.rate_limit
+                } else {
+                    config.default_user_rate_limit
+                },
+                credits: owner.has_credits.then_some(OwnerCredits {
+                    refill: owner.refill,
+                    default: None,
+                }),
+            },
+            None => OwnerLimits {
+                rate_limit: config.default_user_rate_limit,
+                credits: config.default_user_credits.map(|grant| OwnerCredits {
+                    refill: grant.refill,
+                    default: Some(grant),
+                }),
+            },
+        }
+    }
+
     /// A stored key as the verifier and the cache hold it.
     pub(crate) fn verified_key(&self, record: VerifyRecord) -> Arc<VerifiedKey> {
         let catalogue = &self.config.catalogue;
@@ -111,6 +140,7 @@ impl<S> Inner<S> {
             metadata: record.metadata,
             has_credits: record.remaining.is_some(),
             refill: record.refill,
+            owner: self.owner_limits(record.owner),
             allowed_ips: record.allowed_ips,
             usage: UsageMark::new(record.last_used_at),
         })

@@ -14,7 +14,8 @@
 //! - [`background`]: the usage flush and the watch for other processes' changes.
 //! - [`webhooks`]: endpoints managed, and deliveries claimed, signed and recorded for
 //!   the sender (the events are queued by the store with the changes).
-//! - [`limits`]: rate limiters (per key, per failing client, per user's changes), held
+//! - [`user_limits`]: limits all of a user's keys share, set by the platform.
+//! - [`limits`]: rate limiters (per key, per user's keys, per failing client, per user's changes), held
 //!   per instance, or across instances in Redis/Valkey ([`RateLimitStore`]).
 //!
 //! Every mutation writes the database first, then invalidates the cache.
@@ -40,6 +41,7 @@ mod shared_limits;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod usage;
+mod user_limits;
 mod verdict;
 mod verifier;
 mod webhooks;
@@ -53,5 +55,8 @@ pub use leaks::LiveSecret;
 pub use limits::{ClientAddr, Limiter};
 pub use shared_limits::RateLimitStore;
 pub use usage::UsageMark;
-pub use verdict::{AuthenticatedCredential, Verification, VerifiedKey, VerifyOptions};
+pub use user_limits::{CreditsView, LimitsSource, UserLimitsView};
+pub use verdict::{
+    AuthenticatedCredential, OwnerCredits, OwnerLimits, Verification, VerifiedKey, VerifyOptions,
+};
 pub use webhooks::{AttemptOutcome, CreatedWebhook, Outgoing};

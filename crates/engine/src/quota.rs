@@ -60,6 +60,18 @@ impl LimitKey for ClientAddr {
     }
 }
 
+/// A user's pool: the verifications of all their keys, under the user's rate limit
+/// (not their changes, which [`UserId`] counts).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct UserPool(pub(crate) UserId);
+
+impl LimitKey for UserPool {
+    const KIND: &'static str = "pool";
+    fn bytes(&self) -> Vec<u8> {
+        self.0.as_str().as_bytes().to_vec()
+    }
+}
+
 /// A legacy (AutoGPT) key's head, whose failures are limited before scrypt runs.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct LegacyHead(pub(crate) String);

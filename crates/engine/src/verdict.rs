@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use keyward_core::audit::Actor;
 use keyward_core::credential::{CredentialId, Presented, ScopeSet, ServiceCredential};
-use keyward_core::credits::Refill;
+use keyward_core::credits::{CreditGrant, Refill};
 use keyward_core::model::{KeyId, KeyStatus, Metadata, UserId};
 use keyward_core::network::AllowedNetworks;
 use keyward_core::permissions::PermissionSet;
 use keyward_core::rate::{RateLimit, Wait};
 use keyward_core::time::Timestamp;
-use keyward_core::verify::{KeyFacts, VerifyCode};
+use keyward_core::verify::{KeyFacts, LimitScope, VerifyCode};
 
 use crate::usage::UsageMark;
 
@@ -36,6 +36,8 @@ pub struct VerifiedKey {
     /// The rule its credits renew by: a verification that takes credits passes the
     /// latest boundary to the database, which refills when it is due.
     pub refill: Option<Refill>,
+    /// What all of its owner's keys share.
+    pub owner: OwnerLimits,
     /// The networks it may be used from; `None`: any.
     pub allowed_ips: Option<AllowedNetworks>,
     /// The latest use recorded for `last_used_at` (see [`UsageMark`]).
@@ -43,6 +45,17 @@ pub struct VerifiedKey {
 }
 
 impl VerifiedKey {
+    /// Whether every use must reach keyward: the key (or its owner) has a rate limit
+    /// or credits, or the key is bound to networks (decided per client). A verdict on
+    /// such a key must not be reused.
+    pub fn metered(&self) -> bool {
+        self.rate_limit.is_some()
+            || self.has_credits
+            || self.allowed_ips.is_some()
+            || self.owner.rate_limit.is_some()
+            || self.owner.credits.is_some()
+    }
+
     pub(crate) fn facts(&self) -> KeyFacts<'_> {
         KeyFacts {
             status: self.status,
@@ -51,6 +64,21 @@ impl VerifiedKey {
             allowed_ips: self.allowed_ips.as_ref(),
         }
     }
+}
+
+/// The limits a key's owner sets on all their keys, checked after the key's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OwnerLimits {
+    pub rate_limit: Option<RateLimit>,
+    pub credits: Option<OwnerCredits>,
+}
+
+/// An owner's credits: the rule they renew by, and, while the owner has no balance
+/// yet, the default to make it from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerCredits {
+    pub refill: Option<Refill>,
+    pub default: Option<CreditGrant>,
 }
 
 /// A service credential as the cache holds it: its record, which of its secrets the
@@ -93,6 +121,9 @@ pub struct Verification {
     pub remaining: Option<u64>,
     /// For a found key whose credits renew: when they are next set back.
     pub next_refill_at: Option<Timestamp>,
+    /// With `RATE_LIMITED` or `USAGE_EXCEEDED`: whose limit refused, the key's or its
+    /// owner's (`None` for a failing client's).
+    pub limit: Option<LimitScope>,
 }
 
 /// How a verification is asked for, beyond the key and the permissions.
@@ -152,6 +183,7 @@ impl Verification {
             retry_after: None,
             remaining: None,
             next_refill_at: None,
+            limit: None,
         }
     }
 

@@ -7,16 +7,18 @@ use keyward_core::key::ParsedKey;
 use keyward_core::legacy::{self, LegacyHash};
 use keyward_core::permissions::PermissionSet;
 use keyward_core::rate::Wait;
+use keyward_core::time::Timestamp;
+use keyward_core::verify::LimitScope;
 use keyward_core::verify::{Context, VerifyCode, decide};
-use keyward_store::{Consumed, Store};
+use keyward_store::{Consumed, Draw, Store};
 
 use crate::cache::Lookup;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::flights::Joined;
 use crate::limits::ClientAddr;
-use crate::quota::LegacyHead;
-use crate::verdict::{Loaded, Verification, VerifyOptions};
+use crate::quota::{LegacyHead, UserPool};
+use crate::verdict::{Loaded, Verification, VerifiedKey, VerifyOptions};
 
 impl<S: Store> Engine<S> {
     /// Parses permission names for [`Engine::verify_with`]; unknown names are an error.
@@ -160,26 +162,36 @@ impl<S: Store> Engine<S> {
         };
         let mut code = decide(&key.facts(), context, required);
         let mut retry_after = None;
-        if let Some(limit) = key.rate_limit.filter(|_| code.is_valid())
-            && let Err(wait) = inner.key_limits.take(&key.id, limit, now).await
+        let mut limit = None;
+        // The key's own limits first, then its owner's (shared by all their keys).
+        if let Some(quota) = key.rate_limit.filter(|_| code.is_valid())
+            && let Err(wait) = inner.key_limits.take(&key.id, quota, now).await
         {
             code = VerifyCode::RateLimited;
             retry_after = Some(wait.as_duration());
-            inner.rate_limit_notices.note(key.id, limit, now);
+            limit = Some(LimitScope::Key);
+            inner.rate_limit_notices.note(key.id, quota, now);
+        }
+        if let Some(quota) = key.owner.rate_limit.filter(|_| code.is_valid())
+            && let Err(wait) = inner
+                .user_pools
+                .take(&UserPool(key.user_id.clone()), quota, now)
+                .await
+        {
+            code = VerifyCode::RateLimited;
+            retry_after = Some(wait.as_duration());
+            limit = Some(LimitScope::User);
         }
         let mut remaining = None;
-        if code.is_valid() && key.has_credits {
+        if code.is_valid() && (key.has_credits || key.owner.credits.is_some()) {
             // The only write on the verification path, and only for keys with
-            // credits: an atomic conditional decrement in the database (refilling
-            // first when a boundary has passed), so the count holds across
-            // instances. Boxed like the read, for the same reason.
-            let refill_since = key.refill.map(|refill| refill.period_start(now));
-            let consumed = inner.store.consume(key.id, options.cost, refill_since);
-            match Box::pin(consumed).await? {
-                Consumed::Left(left) => remaining = Some(left),
-                Consumed::Unlimited => {}
-                Consumed::Exceeded => code = VerifyCode::UsageExceeded,
-                Consumed::Missing => code = VerifyCode::NotFound,
+            // credits (their own or their owner's): an atomic conditional decrement
+            // in the database (refilling first when a boundary has passed), so the
+            // count holds across instances. Boxed like the read, for the same reason.
+            let (left, refused) = Box::pin(self.take_credits(&key, options.cost, now)).await?;
+            remaining = left;
+            if let Some(refusal) = refused {
+                (code, limit) = refusal;
             }
         }
         // A key deleted meanwhile (credits found no row) has no history to add to.
@@ -195,7 +207,50 @@ impl<S: Store> Engine<S> {
             key: Some(key),
             retry_after,
             remaining,
+            limit,
         })
+    }
+
+    /// Takes `cost` credits from the key, when it has some, and from its owner, when
+    /// they have some (both or neither). What the key has left, and the refusal if
+    /// either refused (the key's first).
+    async fn take_credits(
+        &self,
+        key: &VerifiedKey,
+        cost: u64,
+        now: Timestamp,
+    ) -> Result<(Option<u64>, Option<(VerifyCode, Option<LimitScope>)>), EngineError> {
+        let store = &self.inner.store;
+        let key_since = key.refill.map(|refill| refill.period_start(now));
+        let refusal = |consumed, scope| match consumed {
+            Consumed::Left(_) | Consumed::Unlimited => None,
+            Consumed::Exceeded => Some((VerifyCode::UsageExceeded, Some(scope))),
+            Consumed::Missing => Some((VerifyCode::NotFound, None)),
+        };
+        let left = |consumed| match consumed {
+            Consumed::Left(left) => Some(left),
+            _ => None,
+        };
+        let Some(owner) = key.owner.credits else {
+            let consumed = store.consume(key.id, cost, key_since).await?;
+            return Ok((left(consumed), refusal(consumed, LimitScope::Key)));
+        };
+        let draw = Draw {
+            cost,
+            key: key.has_credits.then_some((key.id, key_since)),
+            user: &key.user_id,
+            user_refill_since: owner.refill.map(|refill| refill.period_start(now)),
+            default: owner.default,
+            now,
+        };
+        let drawn = store.draw(&draw).await?;
+        let key_refusal = drawn.key.and_then(|c| refusal(c, LimitScope::Key));
+        // An owner whose balance went meanwhile has no limit left to refuse.
+        let user_refusal = drawn
+            .user
+            .filter(|c| *c != Consumed::Missing)
+            .and_then(|c| refusal(c, LimitScope::User));
+        Ok((drawn.key.and_then(left), key_refusal.or(user_refusal)))
     }
 
     /// [`Engine::load`], shared with the verifications of the same key that missed the

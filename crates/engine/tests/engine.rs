@@ -214,6 +214,13 @@ impl UsageStore for Counting {
         self.reachable()?;
         self.inner.consume(id, cost, refill_since).await
     }
+    async fn draw(
+        &self,
+        draw: &keyward_store::Draw<'_>,
+    ) -> Result<keyward_store::Drawn, StoreError> {
+        self.reachable()?;
+        self.inner.draw(draw).await
+    }
     async fn record_usage(&self, usage: &[(KeyId, Timestamp)]) -> Result<u64, StoreError> {
         self.reachable()?;
         self.inner.record_usage(usage).await
@@ -257,6 +264,32 @@ impl UserStore for Counting {
     async fn pepper_usage(&self) -> Result<Vec<keyward_store::PepperUsage>, StoreError> {
         self.reachable()?;
         self.inner.pepper_usage().await
+    }
+    async fn user_limits(
+        &self,
+        user: &UserId,
+    ) -> Result<Option<keyward_store::UserLimitsRecord>, StoreError> {
+        self.reachable()?;
+        self.inner.user_limits(user).await
+    }
+    async fn set_user_limits(
+        &self,
+        user: &UserId,
+        limits: &keyward_core::credits::UserLimits,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> Result<Vec<KeyHash>, StoreError> {
+        self.reachable()?;
+        self.inner.set_user_limits(user, limits, now, actor).await
+    }
+    async fn delete_user_limits(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> Result<Option<Vec<KeyHash>>, StoreError> {
+        self.reachable()?;
+        self.inner.delete_user_limits(user, now, actor).await
     }
 }
 

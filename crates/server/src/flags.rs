@@ -467,6 +467,17 @@ pub struct Flags {
     #[arg(help_heading = KEYS, long, env = "KEYWARD_DEFAULT_CREDITS", global = true)]
     pub default_credits: Option<keyward_core::credits::CreditGrant>,
 
+    /// Rate limit all of a user's keys share, REQUESTS/SECONDS, for users the platform
+    /// set no limits for (PUT /api/admin/users/{user_id}/limits). Default: none.
+    #[arg(help_heading = KEYS, long, env = "KEYWARD_DEFAULT_USER_RATE_LIMIT", global = true)]
+    pub default_user_rate_limit: Option<RateLimit>,
+
+    /// Usage credits all of a user's keys draw on, for users the platform set no
+    /// limits for: AMOUNT, AMOUNT/INTERVAL or AMOUNT/month@DAY (as
+    /// KEYWARD_DEFAULT_CREDITS). Default: none.
+    #[arg(help_heading = KEYS, long, env = "KEYWARD_DEFAULT_USER_CREDITS", global = true)]
+    pub default_user_credits: Option<keyward_core::credits::CreditGrant>,
+
     /// Log filter, e.g. `info` or `keyward=debug,sqlx=warn` (default: info for serve, warn otherwise).
     #[arg(help_heading = LOGGING, long, env = "KEYWARD_LOG", global = true)]
     pub log: Option<String>,

@@ -291,6 +291,8 @@ impl Flags {
         engine.user_write_limit = per_minute(self.user_write_limit);
         engine.default_rate_limit = self.default_rate_limit;
         engine.default_credits = self.default_credits;
+        engine.default_user_rate_limit = self.default_user_rate_limit;
+        engine.default_user_credits = self.default_user_credits;
         engine.rate_limit_store = self.rate_limit_store()?;
         engine.leak_action = self.leaked_key_action;
         engine.webhooks = keyward_engine::WebhookConfig {

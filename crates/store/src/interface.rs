@@ -9,6 +9,7 @@ use std::future::Future;
 
 use keyward_core::audit::{Actor, EventQuery, KeyEvent};
 use keyward_core::credential::{CredentialId, ServiceCredential};
+use keyward_core::credits::UserLimits;
 use keyward_core::hash::KeyHash;
 use keyward_core::leak::Sighting;
 use keyward_core::lifecycle::Mutation;
@@ -20,9 +21,9 @@ use keyward_core::webhook::{ValidWebhookFields, Webhook, WebhookId};
 use crate::error::StoreError;
 use crate::postgres::PostgresStore;
 use crate::records::{
-    Applied, Consumed, CredentialChanged, CredentialRotation, ExternalChange, FoundCredential,
-    HourCounts, ImportedKey, LegacyCandidate, NewCredentialRecord, NewKeyRecord, PepperUsage,
-    Replacement, Rotated, RotationTerms, UsageOf, VerifyRecord,
+    Applied, Consumed, CredentialChanged, CredentialRotation, Draw, Drawn, ExternalChange,
+    FoundCredential, HourCounts, ImportedKey, LegacyCandidate, NewCredentialRecord, NewKeyRecord,
+    PepperUsage, Replacement, Rotated, RotationTerms, UsageOf, UserLimitsRecord, VerifyRecord,
 };
 use crate::records::{
     AttemptRecord, ClaimedDelivery, ConditionRules, DeliveryRecord, NewWebhookRecord, SecretSeed,
@@ -273,6 +274,13 @@ operations! {
             refill_since: Option<Timestamp>,
         ) -> Result<Consumed, StoreError>;
 
+        /// Takes `draw.cost` credits from a key's owner, and from the key as well when
+        /// it has credits: in one transaction, both or neither (the key first: its own
+        /// limits come before its owner's). An owner without a balance gets one made
+        /// from `draw.default` when given; without either, it has no limit
+        /// ([`Consumed::Unlimited`]). A cost of 0 only checks.
+        async fn draw(&self, draw: &Draw<'_>) -> Result<Drawn, StoreError>;
+
         /// Moves `last_used_at` forward (never back) for each key; returns rows changed.
         async fn record_usage(&self, usage: &[(KeyId, Timestamp)]) -> Result<u64, StoreError>;
 
@@ -317,6 +325,29 @@ operations! {
         /// Keys per pepper version, lowest version first: what is left before a retired
         /// pepper can be dropped.
         async fn pepper_usage(&self) -> Result<Vec<PepperUsage>, StoreError>;
+
+        /// A user's stored limits, if any.
+        async fn user_limits(&self, user: &UserId) -> Result<Option<UserLimitsRecord>, StoreError>;
+
+        /// Sets a user's limits in place of the defaults (credits given are a new
+        /// grant) and records it; returns the hashes of the user's keys, announced so
+        /// every instance reads the new limits with its next verification of them.
+        async fn set_user_limits(
+            &self,
+            user: &UserId,
+            limits: &UserLimits,
+            now: Timestamp,
+            actor: &Actor,
+        ) -> Result<Vec<KeyHash>, StoreError>;
+
+        /// Removes a user's limits (the defaults apply again), as
+        /// [`UserStore::set_user_limits`]; `None` when the user had none.
+        async fn delete_user_limits(
+            &self,
+            user: &UserId,
+            now: Timestamp,
+            actor: &Actor,
+        ) -> Result<Option<Vec<KeyHash>>, StoreError>;
     }
 }
 

@@ -49,10 +49,10 @@ pub use interface::{
 pub use postgres::PostgresStore;
 pub use records::{
     AfterAttempt, Applied, Attempt, AttemptRecord, ClaimedDelivery, ConditionRules, ConnectOptions,
-    Consumed, CredentialChanged, CredentialRotation, DeliveryRecord, ExternalChange,
+    Consumed, CredentialChanged, CredentialRotation, DeliveryRecord, Draw, Drawn, ExternalChange,
     FoundCredential, HourCounts, ImportedKey, LegacyCandidate, NewCredentialRecord, NewKeyRecord,
-    NewWebhookRecord, PepperUsage, Replacement, Rotated, RotationTerms, SecretSeed, SigningSeeds,
-    UsageOf, VerifyRecord,
+    NewWebhookRecord, OwnerRecord, PepperUsage, Replacement, Rotated, RotationTerms, SecretSeed,
+    SigningSeeds, UsageOf, UserLimitsRecord, VerifyRecord,
 };
 pub use sqlite::SqliteStore;
 pub use url::{DatabaseUrl, DatabaseUrlError};

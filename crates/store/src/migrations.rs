@@ -74,6 +74,11 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
         "credit refills",
         include_str!("../migrations/sqlite/0012_credit_refills.sql"),
     ),
+    (
+        13,
+        "user limits",
+        include_str!("../migrations/sqlite/0013_user_limits.sql"),
+    ),
 ]);
 
 pub(crate) const POSTGRES: Embedded = Embedded(&[
@@ -136,6 +141,11 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
         12,
         "credit refills",
         include_str!("../migrations/postgres/0012_credit_refills.sql"),
+    ),
+    (
+        13,
+        "user limits",
+        include_str!("../migrations/postgres/0013_user_limits.sql"),
     ),
 ]);
 

@@ -1,7 +1,7 @@
 //! The shapes that cross the store interface.
 
 use keyward_core::credential::{Presented, ServiceCredential};
-use keyward_core::credits::Refill;
+use keyward_core::credits::{CreditGrant, Refill, UserLimits};
 use keyward_core::hash::KeyHash;
 use keyward_core::legacy::LegacyHash;
 use keyward_core::model::{ApiKey, KeyId, KeyStatus, Metadata, UserId};
@@ -37,7 +37,56 @@ pub struct VerifyRecord {
     pub allowed_ips: Option<AllowedNetworks>,
     /// The rule its credits renew by, if they do.
     pub refill: Option<Refill>,
+    /// Its owner's limits, when the owner has a row of them.
+    pub owner: Option<OwnerRecord>,
     pub pepper_version: u16,
+}
+
+/// What verification knows of a key's owner's stored limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnerRecord {
+    /// Set by the platform (in place of the deployment's defaults), or only a balance
+    /// kept for the default credits.
+    pub explicit: bool,
+    pub rate_limit: Option<RateLimit>,
+    /// Whether the owner has a credit balance.
+    pub has_credits: bool,
+    pub refill: Option<Refill>,
+}
+
+/// A user's limits as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserLimitsRecord {
+    pub user_id: UserId,
+    /// See [`OwnerRecord::explicit`].
+    pub explicit: bool,
+    /// The rate limit, and the credits with what is left of them (not brought to now).
+    pub limits: UserLimits,
+    /// When the credits were last set (by the platform or a refill).
+    pub credits_set_at: Option<Timestamp>,
+}
+
+/// Credits to take from a key's owner, and from the key too when it has some: both
+/// or neither (see [`UsageStore::draw`](crate::UsageStore::draw)).
+#[derive(Clone, Debug)]
+pub struct Draw<'a> {
+    pub cost: u64,
+    /// The key's id and its refill boundary, when the key has credits of its own.
+    pub key: Option<(KeyId, Option<Timestamp>)>,
+    pub user: &'a UserId,
+    /// The latest boundary of the owner's refill, if it has one.
+    pub user_refill_since: Option<Timestamp>,
+    /// The balance to make for an owner without one (the default credits), at `now`.
+    pub default: Option<CreditGrant>,
+    pub now: Timestamp,
+}
+
+/// What a [`Draw`] found: the key's credits (when it has some) and, unless the key
+/// refused first, the owner's. Taken only when neither refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Drawn {
+    pub key: Option<Consumed>,
+    pub user: Option<Consumed>,
 }
 
 /// The result of a lifecycle change.

@@ -3,7 +3,7 @@
 
 use keyward_core::audit::{Actor, KeyEvent};
 use keyward_core::credential::{CredentialStatus, ScopeSet, ServiceCredential};
-use keyward_core::credits::Refill;
+use keyward_core::credits::{CreditGrant, Refill, UserLimits};
 use keyward_core::legacy::LegacyHash;
 use keyward_core::model::{ApiKey, KeyId, Metadata, UserId, expired};
 use keyward_core::network::AllowedNetworks;
@@ -16,7 +16,7 @@ use crate::db::{Columns, Param, params};
 use crate::error::{StoreError, corrupt};
 use crate::records::{
     Attempt, ClaimedDelivery, Consumed, DeliveryRecord, NewCredentialRecord, NewKeyRecord,
-    PepperUsage, SecretSeed, SigningSeeds, VerifyRecord,
+    OwnerRecord, PepperUsage, SecretSeed, SigningSeeds, UserLimitsRecord, VerifyRecord,
 };
 
 /// A rate limit from its two columns (both NULL: none).
@@ -236,17 +236,17 @@ pub(crate) fn refill_columns(refill: Option<Refill>) -> [Param<'static>; 3] {
     ]
 }
 
-/// The refill columns as read.
-fn refill_of(row: &impl Columns) -> Result<Option<Refill>, StoreError> {
-    let Some(amount) = remaining(row.maybe_int("refill_amount")?)? else {
+/// The refill columns as read (their names after `prefix`).
+fn refill_of(row: &impl Columns, prefix: &str) -> Result<Option<Refill>, StoreError> {
+    let Some(amount) = remaining(row.maybe_int(&format!("{prefix}refill_amount"))?)? else {
         return Ok(None);
     };
     let interval = row
-        .maybe_text("refill_interval")?
+        .maybe_text(&format!("{prefix}refill_interval"))?
         .and_then(|text| text.parse().ok())
         .ok_or_else(|| corrupt("refill_interval"))?;
     let day = row
-        .maybe_small("refill_day")?
+        .maybe_small(&format!("{prefix}refill_day"))?
         .map(|day| u8::try_from(day).map_err(|_| corrupt("refill_day")))
         .transpose()?;
     Refill::new(amount, interval, day)
@@ -381,13 +381,13 @@ pub(crate) fn key_from_row(row: &impl Columns) -> Result<ApiKey, StoreError> {
         last_used_at: row.maybe_time("last_used_at")?,
         revoked_at: row.maybe_time("revoked_at")?,
         expires_at: row.maybe_time("expires_at")?,
-        rate_limit: rate_limit_of(row)?,
+        rate_limit: rate_limit_of(row, "")?,
         metadata: metadata(row.maybe_text("metadata")?)?,
         rotated_from: row.maybe_id("rotated_from")?,
         rotated_to: row.maybe_id("rotated_to")?,
         remaining: remaining(row.maybe_int("remaining")?)?,
         allowed_ips: allowed_ips(row.maybe_text("allowed_ips")?)?,
-        refill: refill_of(row)?,
+        refill: refill_of(row, "")?,
         credits_set_at: row.maybe_time("credits_set_at")?,
     })
 }
@@ -397,11 +397,95 @@ fn owner(row: &impl Columns) -> Result<UserId, StoreError> {
     UserId::from_stored(&row.text("user_id")?).map_err(|_| corrupt("user_id"))
 }
 
-fn rate_limit_of(row: &impl Columns) -> Result<Option<keyward_core::rate::RateLimit>, StoreError> {
+fn rate_limit_of(row: &impl Columns, prefix: &str) -> Result<Option<RateLimit>, StoreError> {
     rate_limit(
-        row.maybe_small("rate_limit_requests")?,
-        row.maybe_small("rate_limit_per_seconds")?,
+        row.maybe_small(&format!("{prefix}rate_limit_requests"))?,
+        row.maybe_small(&format!("{prefix}rate_limit_per_seconds"))?,
     )
+}
+
+/// The owner's limits joined to a verification record, if the owner has a row.
+fn owner_of(row: &impl Columns) -> Result<Option<OwnerRecord>, StoreError> {
+    let Some(explicit) = row.maybe_small("owner_explicit")? else {
+        return Ok(None);
+    };
+    Ok(Some(OwnerRecord {
+        explicit: explicit != 0,
+        rate_limit: rate_limit_of(row, "owner_")?,
+        has_credits: row.maybe_int("owner_remaining")?.is_some(),
+        refill: refill_of(row, "owner_")?,
+    }))
+}
+
+/// A user's limits row.
+pub(crate) fn user_limits_from_row(row: &impl Columns) -> Result<UserLimitsRecord, StoreError> {
+    let refill = refill_of(row, "")?;
+    let credits =
+        remaining(row.maybe_int("remaining")?)?.map(|remaining| CreditGrant { remaining, refill });
+    Ok(UserLimitsRecord {
+        user_id: owner(row)?,
+        explicit: row.small("explicit")? != 0,
+        limits: UserLimits {
+            rate_limit: rate_limit_of(row, "")?,
+            credits,
+        },
+        credits_set_at: row.maybe_time("credits_set_at")?,
+    })
+}
+
+/// A user's limits as the audit trail records them.
+fn user_limits_value(limits: &UserLimits) -> [(&'static str, Value); 2] {
+    [
+        (
+            "rate_limit",
+            limits.rate_limit.map_or(
+                Value::Null,
+                |l| json!({"requests": l.requests(), "per_seconds": l.per_seconds()}),
+            ),
+        ),
+        (
+            "credits",
+            limits.credits.map_or(
+                Value::Null,
+                |c| json!({"remaining": c.remaining, "refill": c.refill.map(refill_value)}),
+            ),
+        ),
+    ]
+}
+
+/// `{field: {"before": …, "after": …}}` for a user's limits set or removed.
+pub(crate) fn user_limits_changes(
+    before: Option<&UserLimits>,
+    after: Option<&UserLimits>,
+) -> String {
+    let none = UserLimits::default();
+    let before = user_limits_value(before.unwrap_or(&none));
+    let after = user_limits_value(after.unwrap_or(&none));
+    let mut changes = Map::new();
+    for ((field, old), (_, new)) in before.into_iter().zip(after) {
+        if old != new {
+            changes.insert(field.to_owned(), json!({"before": old, "after": new}));
+        }
+    }
+    Value::Object(changes).to_string()
+}
+
+/// A user's limits as the `user_limits` columns: rate limit (2), credits (4: remaining,
+/// set at, refill), for `PUT_USER_LIMITS`.
+pub(crate) fn user_limits_row<'a>(
+    user: &'a UserId,
+    limits: &UserLimits,
+    now: Timestamp,
+) -> Vec<Param<'a>> {
+    let (requests, per_seconds) = rate_limit_columns(limits.rate_limit);
+    let mut values = params![user.as_str(), requests, per_seconds];
+    values.push(Param::Int(remaining_column(
+        limits.credits.map(|c| c.remaining),
+    )));
+    values.push(limits.credits.map(|_| now).into());
+    values.extend(refill_columns(limits.credits.and_then(|c| c.refill)));
+    values.push(now.into());
+    values
 }
 
 pub(crate) fn verify_record(row: &impl Columns) -> Result<VerifyRecord, StoreError> {
@@ -412,11 +496,12 @@ pub(crate) fn verify_record(row: &impl Columns) -> Result<VerifyRecord, StoreErr
         permissions: row.permissions("permissions")?,
         expires_at: row.maybe_time("expires_at")?,
         last_used_at: row.maybe_time("last_used_at")?,
-        rate_limit: rate_limit_of(row)?,
+        rate_limit: rate_limit_of(row, "")?,
         metadata: metadata(row.maybe_text("metadata")?)?,
         remaining: remaining(row.maybe_int("remaining")?)?,
         allowed_ips: allowed_ips(row.maybe_text("allowed_ips")?)?,
-        refill: refill_of(row)?,
+        refill: refill_of(row, "")?,
+        owner: owner_of(row)?,
         pepper_version: u16::try_from(row.small("pepper_version")?)
             .map_err(|_| corrupt("pepper_version"))?,
     })

@@ -23,16 +23,29 @@ macro_rules! select_key {
 }
 
 /// `SELECT` with the columns of a verification record (prefixed with `k.`, the key
-/// table's alias), then the rest of the statement.
+/// table's alias, and `u.`, its owner's limits, joined by [`owner_join`]), then the
+/// rest of the statement.
 macro_rules! select_verify {
     ($($rest:expr),+ $(,)?) => {
         concat!(
             "SELECT k.id, k.user_id, k.status, k.permissions, k.expires_at, k.last_used_at, \
              k.pepper_version, k.rate_limit_requests, k.rate_limit_per_seconds, \
              k.metadata, k.remaining, k.allowed_ips, k.refill_amount, k.refill_interval, \
-             k.refill_day",
+             k.refill_day, u.explicit AS owner_explicit, \
+             u.rate_limit_requests AS owner_rate_limit_requests, \
+             u.rate_limit_per_seconds AS owner_rate_limit_per_seconds, \
+             u.remaining AS owner_remaining, u.refill_amount AS owner_refill_amount, \
+             u.refill_interval AS owner_refill_interval, u.refill_day AS owner_refill_day",
             $($rest),+
         )
+    };
+}
+
+/// The limits of a verified key's owner, beside the key (`k`): what all their keys
+/// share (see `select_verify`).
+macro_rules! owner_join {
+    () => {
+        " LEFT JOIN user_limits u ON u.user_id = k.user_id"
     };
 }
 
@@ -134,23 +147,30 @@ pub(crate) const LIST_KEYS_OF: &str =
 pub(crate) const LIST_ALL_KEYS: &str =
     select_key!(" FROM api_keys ORDER BY created_at DESC, id DESC");
 /// The verification view of the key with this hash.
-pub(crate) const FIND_BY_HASH: &str = select_verify!(" FROM api_keys k WHERE k.key_hash = $1");
+pub(crate) const FIND_BY_HASH: &str =
+    select_verify!(" FROM api_keys k", owner_join!(), " WHERE k.key_hash = $1");
 /// Many keys by their hashes (`$1` an array), each row with its hash: PostgreSQL's
 /// verification reads, gathered (`postgres::batches`).
-pub(crate) const FIND_BY_HASHES: &str =
-    select_verify!(", k.key_hash FROM api_keys k WHERE k.key_hash = ANY($1)");
+pub(crate) const FIND_BY_HASHES: &str = select_verify!(
+    ", k.key_hash FROM api_keys k",
+    owner_join!(),
+    " WHERE k.key_hash = ANY($1)"
+);
 /// The active keys most verified since an hour (usage history), with their hashes, for
 /// the cache's warm-up: the hours' index, then one lookup per key.
 pub(crate) const MOST_VERIFIED_SINCE: &str = select_verify!(
     ", k.key_hash FROM (SELECT key_id, SUM(valid) AS uses FROM key_usage_hourly \
      WHERE hour >= $1 AND valid > 0 GROUP BY key_id ORDER BY uses DESC LIMIT $2) h \
-     JOIN api_keys k ON k.id = h.key_id WHERE k.status = 'ACTIVE' ORDER BY h.uses DESC"
+     JOIN api_keys k ON k.id = h.key_id",
+    owner_join!(),
+    " WHERE k.status = 'ACTIVE' ORDER BY h.uses DESC"
 );
 /// Imported keys that may match: the SHA-256 one, and the scrypt ones by head.
 pub(crate) const LEGACY_CANDIDATES: &str = select_verify!(
     ", l.kind, l.digest, l.salt FROM legacy_credentials l \
-     JOIN api_keys k ON k.id = l.key_id \
-     WHERE (l.kind = 'sha256' AND l.digest = $1) OR (l.kind = 'scrypt' AND l.head = $2)"
+     JOIN api_keys k ON k.id = l.key_id",
+    owner_join!(),
+    " WHERE (l.kind = 'sha256' AND l.digest = $1) OR (l.kind = 'scrypt' AND l.head = $2)"
 );
 pub(crate) const KEY_EXISTS: &str = "SELECT 1 AS present FROM api_keys WHERE id = $1";
 pub(crate) const INSERT_LEGACY: &str = "INSERT INTO legacy_credentials \
@@ -208,29 +228,78 @@ macro_rules! balance {
     };
 }
 
-/// Takes `$2` credits, first setting them back to the refill amount when a boundary
-/// (`$3`) has passed since they were set: one conditional write, so of all instances
-/// exactly one refills for a boundary (the others' writes see the row it left). A
-/// refill is a new grant: the credit events measure from it.
-pub(crate) const CONSUME: &str = concat!(
-    "UPDATE api_keys SET remaining = ",
-    balance!("$3"),
-    " - $2, credits_granted = CASE WHEN ",
-    refill_due!("$3"),
-    " THEN refill_amount ELSE credits_granted END, credits_set_at = CASE WHEN ",
-    refill_due!("$3"),
-    " THEN $3 ELSE credits_set_at END \
-     WHERE id = $1 AND remaining IS NOT NULL AND ",
-    balance!("$3"),
-    " >= $2 RETURNING remaining"
-);
-/// What [`CONSUME`] would find, without taking any: for a cost of 0, and when it took
+/// Takes `$2` credits from the row `$1` of `$table`, first setting them back to the
+/// refill amount when a boundary (`$3`) has passed since they were set: one
+/// conditional write, so of all instances exactly one refills for a boundary (the
+/// others' writes see the row it left). A refill is a new grant: the credit events
+/// measure from it. Keys and users keep credits in the same columns.
+macro_rules! consume {
+    ($table:literal, $id:literal) => {
+        concat!(
+            "UPDATE ",
+            $table,
+            " SET remaining = ",
+            balance!("$3"),
+            " - $2, credits_granted = CASE WHEN ",
+            refill_due!("$3"),
+            " THEN refill_amount ELSE credits_granted END, credits_set_at = CASE WHEN ",
+            refill_due!("$3"),
+            " THEN $3 ELSE credits_set_at END WHERE ",
+            $id,
+            " = $1 AND remaining IS NOT NULL AND ",
+            balance!("$3"),
+            " >= $2 RETURNING remaining"
+        )
+    };
+}
+
+/// What `consume!` would find, without taking any: for a cost of 0, and when it took
 /// nothing.
-pub(crate) const REMAINING: &str = concat!(
-    "SELECT ",
-    balance!("$2"),
-    " AS remaining FROM api_keys WHERE id = $1"
-);
+macro_rules! remaining {
+    ($table:literal, $id:literal) => {
+        concat!(
+            "SELECT ",
+            balance!("$2"),
+            " AS remaining FROM ",
+            $table,
+            " WHERE ",
+            $id,
+            " = $1"
+        )
+    };
+}
+
+/// A key's credits taken, and read.
+pub(crate) const CONSUME: &str = consume!("api_keys", "id");
+pub(crate) const REMAINING: &str = remaining!("api_keys", "id");
+/// A user's credits (all their keys draw on them) taken, and read.
+pub(crate) const CONSUME_USER: &str = consume!("user_limits", "user_id");
+pub(crate) const REMAINING_USER: &str = remaining!("user_limits", "user_id");
+/// The balance for a user's default credits, made at their first metered use
+/// (another instance may have made it: then nothing).
+pub(crate) const INSERT_DEFAULT_USER_CREDITS: &str = "INSERT INTO user_limits (user_id, \
+     explicit, remaining, credits_granted, credits_set_at, refill_amount, refill_interval, \
+     refill_day, updated_at) VALUES ($1, 0, $2, $2, $3, $4, $5, $6, $3) \
+     ON CONFLICT (user_id) DO NOTHING";
+/// A user's limits.
+pub(crate) const GET_USER_LIMITS: &str = "SELECT user_id, explicit, rate_limit_requests, \
+     rate_limit_per_seconds, remaining, credits_set_at, refill_amount, refill_interval, \
+     refill_day FROM user_limits WHERE user_id = $1";
+/// Sets a user's limits in place of the defaults. Credits set anew are a new grant.
+pub(crate) const PUT_USER_LIMITS: &str = "INSERT INTO user_limits (user_id, explicit, \
+     rate_limit_requests, rate_limit_per_seconds, remaining, credits_granted, credits_set_at, \
+     refill_amount, refill_interval, refill_day, updated_at) \
+     VALUES ($1, 1, $2, $3, $4, $4, $5, $6, $7, $8, $9) \
+     ON CONFLICT (user_id) DO UPDATE SET explicit = 1, \
+     rate_limit_requests = excluded.rate_limit_requests, \
+     rate_limit_per_seconds = excluded.rate_limit_per_seconds, \
+     remaining = excluded.remaining, credits_granted = excluded.credits_granted, \
+     credits_set_at = excluded.credits_set_at, refill_amount = excluded.refill_amount, \
+     refill_interval = excluded.refill_interval, refill_day = excluded.refill_day, \
+     updated_at = excluded.updated_at";
+pub(crate) const DELETE_USER_LIMITS: &str = "DELETE FROM user_limits WHERE user_id = $1";
+/// The hashes of a user's keys: a change to what they share is announced for each.
+pub(crate) const USER_KEY_HASHES: &str = "SELECT key_hash FROM api_keys WHERE user_id = $1";
 
 /// Moves `last_used_at` forward, never back, for `rows` (id, time) pairs; returns a
 /// row per key changed.

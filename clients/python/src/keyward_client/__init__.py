@@ -35,6 +35,8 @@ from .models import (
     RotatedKey,
     Usage,
     UsageBucket,
+    UserCredits,
+    UserLimits,
     Verification,
     VerifyCode,
 )
@@ -70,6 +72,8 @@ __all__ = [
     "UnknownPermissionsError",
     "Usage",
     "UsageBucket",
+    "UserCredits",
+    "UserLimits",
     "ValidationError",
     "Verification",
     "VerifyCode",

@@ -302,6 +302,38 @@ def list_events(
     return Call("GET", "/api/admin/events", models.event_page_from_json, params=params)
 
 
+def _limits_path(user_id: str) -> str:
+    return f"/api/admin/users/{quote(user_id, safe='')}/limits"
+
+
+def get_user_limits(user_id: str) -> Call[models.UserLimits]:
+    return Call("GET", _limits_path(user_id), models.user_limits_from_json)
+
+
+def set_user_limits(
+    user_id: str,
+    *,
+    rate_limit: models.RateLimit | None,
+    credits: int | None,
+    refill: models.Refill | None,
+) -> Call[models.UserLimits]:
+    body: dict[str, Any] = {}
+    if rate_limit is not None:
+        body["rate_limit"] = rate_limit.to_json()
+    if credits is not None or refill is not None:
+        grant: dict[str, Any] = {}
+        if credits is not None:
+            grant["remaining"] = _credits("credits", credits)
+        if refill is not None:
+            grant["refill"] = refill.to_json()
+        body["credits"] = grant
+    return Call("PUT", _limits_path(user_id), models.user_limits_from_json, body)
+
+
+def delete_user_limits(user_id: str) -> Call[models.UserLimits]:
+    return Call("DELETE", _limits_path(user_id), models.user_limits_from_json)
+
+
 def delete_user(user_id: str) -> Call[models.DeletedUser]:
     return Call(
         "DELETE",

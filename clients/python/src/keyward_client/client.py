@@ -261,6 +261,29 @@ class KeywardClient(_Base):
         """Deletes all of a user's keys (admin): they fail verification at once."""
         return self._run(_ops.delete_user(user_id))
 
+    def get_user_limits(self, user_id: str) -> models.UserLimits:
+        """The limits all of a user's keys share: theirs, or the deployment's defaults (admin)."""
+        return self._run(_ops.get_user_limits(user_id))
+
+    def set_user_limits(
+        self,
+        user_id: str,
+        *,
+        rate_limit: models.RateLimit | None = None,
+        credits: int | None = None,
+        refill: models.Refill | None = None,
+    ) -> models.UserLimits:
+        """Sets the limits all of a user's keys share, in place of the defaults (admin):
+        one ``rate_limit`` pool, and one balance of ``credits`` (default: the refill's
+        amount) renewed by ``refill``. A limit not given is none."""
+        return self._run(
+            _ops.set_user_limits(user_id, rate_limit=rate_limit, credits=credits, refill=refill)
+        )
+
+    def delete_user_limits(self, user_id: str) -> models.UserLimits:
+        """Removes a user's own limits; answers the defaults that now apply (admin)."""
+        return self._run(_ops.delete_user_limits(user_id))
+
     def key_usage(
         self,
         key_id: KeyId,
@@ -516,6 +539,24 @@ class AsyncKeywardClient(_Base):
 
     async def delete_user(self, user_id: str) -> models.DeletedUser:
         return await self._run(_ops.delete_user(user_id))
+
+    async def get_user_limits(self, user_id: str) -> models.UserLimits:
+        return await self._run(_ops.get_user_limits(user_id))
+
+    async def set_user_limits(
+        self,
+        user_id: str,
+        *,
+        rate_limit: models.RateLimit | None = None,
+        credits: int | None = None,
+        refill: models.Refill | None = None,
+    ) -> models.UserLimits:
+        return await self._run(
+            _ops.set_user_limits(user_id, rate_limit=rate_limit, credits=credits, refill=refill)
+        )
+
+    async def delete_user_limits(self, user_id: str) -> models.UserLimits:
+        return await self._run(_ops.delete_user_limits(user_id))
 
     async def key_usage(
         self,

@@ -158,6 +158,9 @@ class Verification:
     remaining: int | None = None
     #: For a key whose credits renew: when they are next set back.
     next_refill_at: datetime | None = None
+    #: With ``RATE_LIMITED`` or ``USAGE_EXCEEDED``: whose limit refused, ``"key"`` or
+    #: ``"user"`` (its owner's, shared by all their keys); ``None`` for a failing client.
+    limit: str | None = None
     metadata: Mapping[str, Any] | None = field(default=None, hash=False)
     #: When the key was found: whether it has a rate limit or usage credits, so that each
     #: use must reach keyward (a verdict on it must not be reused). Newer servers only.
@@ -218,6 +221,28 @@ class DeletedUser:
 
     user_id: str
     deleted_keys: int
+
+
+@dataclass(frozen=True)
+class UserCredits:
+    """A balance all of a user's keys draw on (after their own credits)."""
+
+    remaining: int
+    refill: Refill | None = None
+    #: When the balance is next set back to ``refill.amount`` (in answers only).
+    next_refill_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class UserLimits:
+    """Limits all of a user's keys share, each checked after the key's own: one rate
+    limit pool and one credit balance. ``source`` is ``"user"`` when set for this user,
+    ``"default"`` for the deployment's defaults."""
+
+    user_id: str
+    source: str
+    rate_limit: RateLimit | None = None
+    credits: UserCredits | None = None
 
 
 @dataclass(frozen=True)
@@ -364,22 +389,8 @@ class _Reader:
 
 def api_key_from_json(data: object, what: str = "api_key") -> ApiKey:
     r = _Reader(data, what)
-    limit = r.opt_mapping("rate_limit")
-    rate_limit = None
-    if limit is not None:
-        lr = _Reader(limit, f"{what}.rate_limit")
-        rate_limit = RateLimit(
-            requests=lr.integer("requests"), per_seconds=lr.integer("per_seconds")
-        )
-    rule = r.opt_mapping("refill")
-    refill = None
-    if rule is not None:
-        rr = _Reader(rule, f"{what}.refill")
-        refill = Refill(
-            amount=rr.integer("amount"),
-            interval=rr.text("interval"),
-            day_of_month=rr.opt_integer("day_of_month"),
-        )
+    rate_limit = _rate_limit(r.opt_mapping("rate_limit"), f"{what}.rate_limit")
+    refill = _refill(r.opt_mapping("refill"), f"{what}.refill")
     return ApiKey(
         id=r.text("id"),
         user_id=r.text("user_id"),
@@ -441,6 +452,7 @@ def verification_from_json(data: object) -> Verification:
         retry_after=r.opt_number("retry_after"),
         remaining=r.opt_integer("remaining"),
         next_refill_at=r.opt_time("next_refill_at"),
+        limit=r.opt_text("limit"),
         metadata=r.opt_mapping("metadata"),
         metered=r.opt_boolean("metered"),
     )
@@ -468,6 +480,43 @@ def event_page_from_json(data: object) -> EventPage:
             )
         )
     return EventPage(events=tuple(events), next_after=r.opt_integer("next_after"))
+
+
+def _refill(data: Mapping[str, Any] | None, what: str) -> Refill | None:
+    if data is None:
+        return None
+    rr = _Reader(data, what)
+    return Refill(
+        amount=rr.integer("amount"),
+        interval=rr.text("interval"),
+        day_of_month=rr.opt_integer("day_of_month"),
+    )
+
+
+def _rate_limit(data: Mapping[str, Any] | None, what: str) -> RateLimit | None:
+    if data is None:
+        return None
+    lr = _Reader(data, what)
+    return RateLimit(requests=lr.integer("requests"), per_seconds=lr.integer("per_seconds"))
+
+
+def user_limits_from_json(data: object) -> UserLimits:
+    r = _Reader(data, "user limits")
+    credits_json = r.opt_mapping("credits")
+    credits = None
+    if credits_json is not None:
+        cr = _Reader(credits_json, "user limits.credits")
+        credits = UserCredits(
+            remaining=cr.integer("remaining"),
+            refill=_refill(cr.opt_mapping("refill"), "user limits.credits.refill"),
+            next_refill_at=cr.opt_time("next_refill_at"),
+        )
+    return UserLimits(
+        user_id=r.text("user_id"),
+        source=r.text("source"),
+        rate_limit=_rate_limit(r.opt_mapping("rate_limit"), "user limits.rate_limit"),
+        credits=credits,
+    )
 
 
 def deleted_user_from_json(data: object) -> DeletedUser:

@@ -85,10 +85,13 @@ pub enum Command {
     },
     /// Print a development JWT for a user, or the service token with --admin.
     Token(TokenArgs),
-    /// Manage users (admin).
+    /// Manage users and the limits their keys share (admin).
     Users {
         #[command(subcommand)]
         command: users::UsersCommand,
+        /// Print JSON (the HTTP API's shapes) instead of tables.
+        #[arg(long, global = true)]
+        json: bool,
     },
     /// Bring keys along from another system.
     Import {
@@ -249,7 +252,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Webhooks { command, json } => webhooks::run(&cli.flags, command, json).await,
         Command::Token(args) => token::run(&cli.flags, &args),
         Command::Healthcheck(args) => healthcheck::run(&cli.flags, &args).await,
-        Command::Users { command } => users::run(&cli.flags, command).await,
+        Command::Users { command, json } => users::run(&cli.flags, command, json).await,
         Command::Peppers { command, json } => peppers::run(&cli.flags, command, json).await,
         Command::Import { command } => import::run(&cli.flags, command).await,
         Command::Scan(args) => scan::run(&cli.flags, args).await,

@@ -69,3 +69,18 @@ impl Unreadable {
         }
     }
 }
+
+/// A body that must be a JSON object. Serde reads a struct whose fields are all
+/// optional from `[]` as well, which for a `PUT` would replace everything with
+/// nothing: this refuses it (422) before the struct is read.
+pub struct Object<T>(pub T);
+
+impl<'de, T: serde::de::DeserializeOwned> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let object = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        serde_json::from_value(serde_json::Value::Object(object))
+            .map(Self)
+            .map_err(D::Error::custom)
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use keyward_core::verify::VerifyCode;
+use keyward_core::verify::{LimitScope, VerifyCode};
 use keyward_engine::Verification;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,23 @@ pub struct VerifyRequest {
 #[schema(value_type = String, example = "VALID")]
 #[allow(dead_code)]
 pub struct VerifyCodeName(String);
+
+/// Whose limit refused: the key's own, or its owner's (all their keys share it).
+#[derive(Serialize, ToSchema, Clone, Copy, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum Limit {
+    Key,
+    User,
+}
+
+impl From<LimitScope> for Limit {
+    fn from(scope: LimitScope) -> Self {
+        match scope {
+            LimitScope::Key => Self::Key,
+            LimitScope::User => Self::User,
+        }
+    }
+}
 
 /// A code as its name on the wire.
 fn code_name<S: serde::Serializer>(code: &VerifyCode, serializer: S) -> Result<S::Ok, S::Error> {
@@ -86,8 +103,14 @@ pub struct VerifyResponse<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = 1.5)]
     pub retry_after: Option<f64>,
-    /// Present when a key was found: true when the key has a rate limit, usage
-    /// credits or networks (`allowed_ips`), so that every use must reach keyward. A caller that reuses verdicts
+    /// With `RATE_LIMITED` or `USAGE_EXCEEDED`: whose limit refused, `key` (the key's
+    /// own) or `user` (its owner's, which all the owner's keys share). Absent when a
+    /// failing client was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<Limit>,
+    /// Present when a key was found: true when the key (or its owner) has a rate
+    /// limit or usage credits, or the key has networks (`allowed_ips`), so that every
+    /// use must reach keyward. A caller that reuses verdicts
     /// for a while (keyward-guard's remote mode) must not reuse this one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metered: Option<bool>,
@@ -113,10 +136,8 @@ impl<'a> From<&'a Verification> for VerifyResponse<'a> {
             retry_after: verification
                 .retry_after
                 .map(|wait| wait.as_micros().div_ceil(1_000) as f64 / 1_000.0),
-            // A key bound to networks is decided per client: a verdict for one client
-            // must not be reused for another.
-            metered: key
-                .map(|k| k.rate_limit.is_some() || k.has_credits || k.allowed_ips.is_some()),
+            metered: key.map(keyward_engine::VerifiedKey::metered),
+            limit: verification.limit.map(Into::into),
         }
     }
 }

@@ -381,3 +381,62 @@ async fn usage_credits_are_set_topped_up_and_removed_with_the_cli() {
         .await;
     assert_eq!(unlimited["remaining"], Value::Null);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_shared_limits_are_set_shown_and_cleared_with_the_cli() {
+    let shared = Shared::new().await;
+    let created = shared
+        .run_json(&["keys", "create", "--user", "ivy", "--name", "one", "--json"])
+        .await;
+    let key = created["plain_text_key"].as_str().unwrap();
+    let set = shared
+        .run_json(&[
+            "users",
+            "set-limits",
+            "ivy",
+            "--rate-limit",
+            "100/60",
+            "--credits",
+            "2/day",
+            "--json",
+        ])
+        .await;
+    assert_eq!(set["source"], "user");
+    assert_eq!(
+        set["rate_limit"],
+        json!({"requests": 100, "per_seconds": 60})
+    );
+    assert_eq!(set["credits"]["remaining"], 2);
+    assert_eq!(
+        set["credits"]["refill"],
+        json!({"amount": 2, "interval": "day"})
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut codes = Vec::new();
+    while codes.last().map(String::as_str) != Some("USAGE_EXCEEDED") {
+        assert!(
+            Instant::now() < deadline,
+            "the limits were not seen: {codes:?}"
+        );
+        codes.push(shared.verify_code(key).await);
+    }
+    assert_eq!(
+        codes.iter().filter(|c| *c == "VALID").count(),
+        2,
+        "{codes:?}"
+    );
+
+    let shown = shared.run(&["users", "limits", "ivy"]).await;
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains("set for this user") && text.contains("2/day (next "),
+        "{text}"
+    );
+    let cleared = shared
+        .run_json(&["users", "clear-limits", "ivy", "--json"])
+        .await;
+    assert_eq!(cleared["source"], "default");
+    let again = shared.run(&["users", "clear-limits", "ivy"]).await;
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no limits of their own"));
+}

@@ -77,6 +77,31 @@ impl Trio {
         body["plain_text_key"].as_str().unwrap().to_owned()
     }
 
+    /// A key of `user` without limits of its own; its plaintext.
+    fn user_key(&self, user: &str) -> String {
+        let (status, body) = http(
+            &self.servers[0].address,
+            "POST",
+            &format!("/api/admin/users/{user}/api-keys"),
+            Some(ADMIN_TOKEN),
+            Some(&json!({"name": "k", "permissions": []})),
+        );
+        assert_eq!(status, 200, "{body}");
+        body["plain_text_key"].as_str().unwrap().to_owned()
+    }
+
+    /// Sets the limits all of `user`'s keys share (through instance 1).
+    fn set_user_limits(&self, user: &str, limits: serde_json::Value) {
+        let (status, body) = http(
+            &self.servers[1].address,
+            "PUT",
+            &format!("/api/admin/users/{user}/limits"),
+            Some(ADMIN_TOKEN),
+            Some(&limits),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+
     /// One verification through instance `i % 3`; its answer's code.
     fn verify(&self, i: usize, key: &str, client_ip: Option<&str>) -> String {
         let mut body = json!({"key": key, "permissions": []});
@@ -181,6 +206,40 @@ fn three_instances_hold_a_keys_limit_and_a_clients_failures_together_through_red
     let (refused, _) = apart.round_robin(forged, 180, client, "RATE_LIMITED");
     eprintln!("per instance: {} of 180 attempts failed", 180 - refused);
     assert_eq!(refused, 0, "each instance allows the client its own 60");
+}
+
+#[test]
+#[cfg_attr(
+    not(all(keyward_postgres_tests, keyward_redis_tests)),
+    ignore = "shared limits: set KEYWARD_TEST_POSTGRES_URL and KEYWARD_TEST_REDIS"
+)]
+fn a_users_pool_and_credits_hold_across_their_keys_and_three_instances() {
+    let redis = RedisServer::start();
+    let trio = Trio::start(Some(&redis));
+    // Two keys of one user, 10 verifications a minute for both together.
+    let keys = [trio.user_key("pooled"), trio.user_key("pooled")];
+    trio.set_user_limits(
+        "pooled",
+        json!({"rate_limit": {"requests": 10, "per_seconds": 60}}),
+    );
+    let started = Instant::now();
+    let valid = (0..30)
+        .filter(|&i| trio.verify(i, &keys[(i / 3) % 2], None) == "VALID")
+        .count() as u64;
+    let took = started.elapsed();
+    eprintln!("user pool through Redis: {valid} of 30 VALID in {took:?}");
+    assert!(
+        valid >= 10 && valid <= admitted(10, 60, took),
+        "{valid} in {took:?}"
+    );
+
+    // Seven credits for both keys: exactly seven, whichever instance and key.
+    let keys = [trio.user_key("paying"), trio.user_key("paying")];
+    trio.set_user_limits("paying", json!({"credits": {"remaining": 7}}));
+    let valid = (0..21)
+        .filter(|&i| trio.verify(i, &keys[(i / 3) % 2], None) == "VALID")
+        .count();
+    assert_eq!(valid, 7);
 }
 
 #[test]

@@ -46,6 +46,8 @@ mod secrets_at_rest;
 mod usage_credits;
 #[path = "suites/usage_history.rs"]
 mod usage_history;
+#[path = "suites/user_limits.rs"]
+mod user_limits;
 #[path = "suites/verify.rs"]
 mod verify;
 #[path = "suites/webhooks.rs"]

@@ -9,7 +9,7 @@ use crate::db::{Columns, Param, Statement, params};
 use crate::dialect::{Connection, Dialect, run};
 use crate::error::{StoreError, corrupt};
 use crate::interface::UsageStore;
-use crate::records::{Consumed, HourCounts, UsageOf};
+use crate::records::{Consumed, Draw, Drawn, HourCounts, UsageOf};
 use crate::rows;
 use crate::sql;
 
@@ -39,6 +39,49 @@ impl<D: Dialect> UsageStore for D {
                     remaining::<D>(&mut conn, id, cost, refill_since).await
                 },
                 |consumed| matches!(consumed, Consumed::Left(_)),
+            )
+            .await
+    }
+
+    async fn draw(&self, draw: &Draw<'_>) -> Result<Drawn, StoreError> {
+        let cost = i64::try_from(draw.cost).unwrap_or(i64::MAX);
+        if cost == 0 {
+            let mut conn = self.reader().await?;
+            let key = match draw.key {
+                Some((id, since)) => Some(remaining::<D>(&mut conn, id, 0, since).await?),
+                None => None,
+            };
+            if key.is_some_and(|key| !taken(key)) {
+                return Ok(Drawn { key, user: None });
+            }
+            let user = user_remaining::<D>(&mut conn, draw, 0).await?;
+            return Ok(Drawn {
+                key,
+                user: Some(user),
+            });
+        }
+        self.writes()
+            .track_if(
+                async move {
+                    // Both or neither: the owner's refusal gives the key's credits back.
+                    let mut tx = self.begin().await?;
+                    let key = match draw.key {
+                        Some((id, since)) => Some(take_key::<D>(&mut tx, id, cost, since).await?),
+                        None => None,
+                    };
+                    if key.is_some_and(|key| !taken(key)) {
+                        return Ok(Drawn { key, user: None });
+                    }
+                    let user = take_user::<D>(&mut tx, draw, cost).await?;
+                    if taken(user) {
+                        tx.commit().await?;
+                    }
+                    Ok(Drawn {
+                        key,
+                        user: Some(user),
+                    })
+                },
+                |drawn| drawn.user.is_some_and(taken),
             )
             .await
     }
@@ -115,6 +158,89 @@ impl<D: Dialect> UsageStore for D {
             })
             .await
     }
+}
+
+/// Whether credits were taken (or there was no limit to take them from).
+fn taken(consumed: Consumed) -> bool {
+    matches!(consumed, Consumed::Left(_) | Consumed::Unlimited)
+}
+
+/// Takes `cost` credits from key `id` (see `sql::CONSUME`).
+async fn take_key<D: Dialect>(
+    conn: &mut Connection<D>,
+    id: KeyId,
+    cost: i64,
+    refill_since: Option<Timestamp>,
+) -> Result<Consumed, StoreError> {
+    let take = Statement::new(sql::CONSUME, params![id, cost, refill_since]);
+    if let Some(row) = run::<D>(conn, take).await?.first() {
+        return Ok(Consumed::Left(
+            u64::try_from(row.int("remaining")?).unwrap_or(0),
+        ));
+    }
+    remaining::<D>(conn, id, cost, refill_since).await
+}
+
+/// Takes `cost` credits from the owner in `draw`, first making their default balance
+/// if they have none.
+async fn take_user<D: Dialect>(
+    conn: &mut Connection<D>,
+    draw: &Draw<'_>,
+    cost: i64,
+) -> Result<Consumed, StoreError> {
+    let user = draw.user.as_str();
+    let since = draw.user_refill_since;
+    for _ in 0..2 {
+        let take = Statement::new(sql::CONSUME_USER, params![user, cost, since]);
+        if let Some(row) = run::<D>(conn, take).await?.first() {
+            return Ok(Consumed::Left(
+                u64::try_from(row.int("remaining")?).unwrap_or(0),
+            ));
+        }
+        let left = user_remaining::<D>(conn, draw, cost).await?;
+        let (Consumed::Missing, Some(grant)) = (left, draw.default) else {
+            return Ok(left);
+        };
+        let mut values = params![
+            user,
+            rows::remaining_column(Some(grant.remaining)),
+            draw.now
+        ];
+        values.extend(rows::refill_columns(grant.refill));
+        run::<D>(
+            conn,
+            Statement::new(sql::INSERT_DEFAULT_USER_CREDITS, values),
+        )
+        .await?;
+    }
+    user_remaining::<D>(conn, draw, cost).await
+}
+
+/// Why `cost` credits could not be taken from the owner in `draw`: what they have
+/// left (their default balance, not made yet, when they have none), or no limit.
+async fn user_remaining<D: Dialect>(
+    conn: &mut Connection<D>,
+    draw: &Draw<'_>,
+    cost: i64,
+) -> Result<Consumed, StoreError> {
+    let statement = Statement::new(
+        sql::REMAINING_USER,
+        params![draw.user.as_str(), draw.user_refill_since],
+    );
+    let rows = run::<D>(conn, statement).await?;
+    let row = rows
+        .first()
+        .map(|row| row.maybe_int("remaining"))
+        .transpose()?;
+    Ok(
+        match (rows::not_consumed(row, cost.unsigned_abs())?, draw.default) {
+            (Consumed::Missing, Some(grant)) if cost == 0 && grant.remaining > 0 => {
+                Consumed::Left(grant.remaining)
+            }
+            (Consumed::Missing, None) => Consumed::Unlimited,
+            (other, _) => other,
+        },
+    )
 }
 
 /// Why `cost` credits could not be taken from key `id`: what it has left (refilled

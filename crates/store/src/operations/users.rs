@@ -1,6 +1,7 @@
 //! Users: one deleted with all their keys, and how many keys each pepper version holds.
 
 use keyward_core::audit::Actor;
+use keyward_core::credits::UserLimits;
 use keyward_core::hash::KeyHash;
 use keyward_core::model::{ApiKey, KeyStatus, UserId};
 use keyward_core::time::Timestamp;
@@ -11,12 +12,56 @@ use super::events::insert_event;
 use super::keys::{announce, lock_user};
 use super::outbox::{enqueue, subscribed};
 use crate::db::{Columns, Statement, params};
-use crate::dialect::{Dialect, run};
+use crate::dialect::{Connection, Dialect, run};
 use crate::error::{StoreError, corrupt};
 use crate::interface::UserStore;
-use crate::records::PepperUsage;
+use crate::records::{PepperUsage, UserLimitsRecord};
 use crate::rows::{self, NewEvent, key_from_row};
 use crate::sql;
+
+/// A user's stored limits, in the caller's transaction.
+async fn read_limits<D: Dialect>(
+    conn: &mut Connection<D>,
+    user: &UserId,
+) -> Result<Option<UserLimits>, StoreError> {
+    let statement = Statement::new(sql::GET_USER_LIMITS, params![user.as_str()]);
+    let rows = run::<D>(conn, statement).await?;
+    Ok(rows
+        .first()
+        .map(rows::user_limits_from_row)
+        .transpose()?
+        .map(|record| record.limits))
+}
+
+/// Records a change of a user's limits as `action` and announces the hashes of the
+/// user's keys (the limits travel with them in every instance's cache); the hashes.
+async fn limits_changed<D: Dialect>(
+    conn: &mut Connection<D>,
+    user: &UserId,
+    action: &str,
+    changes: String,
+    now: Timestamp,
+    actor: &Actor,
+) -> Result<Vec<KeyHash>, StoreError> {
+    let event = NewEvent {
+        at: now,
+        actor,
+        action,
+        key_id: None,
+        user_id: user,
+        changes,
+        key: None,
+    };
+    insert_event::<D>(conn, &event).await?;
+    let statement = Statement::new(sql::USER_KEY_HASHES, params![user.as_str()]);
+    let hashes = run::<D>(conn, statement)
+        .await?
+        .iter()
+        .map(|row| row.hash("key_hash"))
+        .collect::<Result<Vec<_>, _>>()?;
+    announce::<D>(conn, &hashes).await?;
+    Ok(hashes)
+}
 
 impl<D: Dialect> UserStore for D {
     async fn delete_user(
@@ -44,6 +89,9 @@ impl<D: Dialect> UserStore for D {
                 } else {
                     Vec::new()
                 };
+                // What the user's keys shared goes with them.
+                let limits = Statement::new(sql::DELETE_USER_LIMITS, params![user.as_str()]);
+                run::<D>(&mut tx, limits).await?;
                 let statement = Statement::new(sql::DELETE_USER_KEYS, params![user.as_str()]);
                 let rows = run::<D>(&mut tx, statement).await?;
                 let hashes = rows
@@ -85,6 +133,62 @@ impl<D: Dialect> UserStore for D {
                 announce::<D>(&mut tx, &hashes).await?;
                 tx.commit().await?;
                 Ok(hashes)
+            })
+            .await
+    }
+
+    async fn user_limits(&self, user: &UserId) -> Result<Option<UserLimitsRecord>, StoreError> {
+        let statement = Statement::new(sql::GET_USER_LIMITS, params![user.as_str()]);
+        let rows = self.read(statement).await?;
+        rows.first().map(rows::user_limits_from_row).transpose()
+    }
+
+    async fn set_user_limits(
+        &self,
+        user: &UserId,
+        limits: &UserLimits,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> Result<Vec<KeyHash>, StoreError> {
+        self.writes()
+            .track(async move {
+                let mut tx = self.begin().await?;
+                let before = read_limits::<D>(&mut tx, user).await?;
+                let put = Statement::new(
+                    sql::PUT_USER_LIMITS,
+                    rows::user_limits_row(user, limits, now),
+                );
+                run::<D>(&mut tx, put).await?;
+                let changes = rows::user_limits_changes(before.as_ref(), Some(limits));
+                let hashes =
+                    limits_changed::<D>(&mut tx, user, "set_user_limits", changes, now, actor)
+                        .await?;
+                tx.commit().await?;
+                Ok(hashes)
+            })
+            .await
+    }
+
+    async fn delete_user_limits(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+        actor: &Actor,
+    ) -> Result<Option<Vec<KeyHash>>, StoreError> {
+        self.writes()
+            .track(async move {
+                let mut tx = self.begin().await?;
+                let Some(before) = read_limits::<D>(&mut tx, user).await? else {
+                    return Ok(None);
+                };
+                let delete = Statement::new(sql::DELETE_USER_LIMITS, params![user.as_str()]);
+                run::<D>(&mut tx, delete).await?;
+                let changes = rows::user_limits_changes(Some(&before), None);
+                let hashes =
+                    limits_changed::<D>(&mut tx, user, "delete_user_limits", changes, now, actor)
+                        .await?;
+                tx.commit().await?;
+                Ok(Some(hashes))
             })
             .await
     }

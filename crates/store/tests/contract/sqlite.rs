@@ -32,6 +32,8 @@ mod rotation;
 mod usage;
 #[path = "suites/usage_history.rs"]
 mod usage_history;
+#[path = "suites/user_limits.rs"]
+mod user_limits;
 #[path = "suites/webhooks.rs"]
 mod webhooks;
 

@@ -20,7 +20,8 @@ use crate::wire::credentials::WhoAmIResponse;
 use crate::wire::events::{AdminEventsQuery, EventPage, KeyEventsQuery};
 use crate::wire::keys::{ApiKeyResponse, CreateKeyRequest, CreateKeyResponse, PatchKeyRequest};
 use crate::wire::usage::{AdminUsageQuery, UsageQuery, UsageResponse};
-use crate::wire::users::DeletedUserResponse;
+use crate::wire::users::{DeletedUserResponse, UserLimitsRequest, UserLimitsResponse};
+use crate::wire::validate::Object;
 
 /// The platform's services call every route here: the document gives each the
 /// service token's scheme and 401.
@@ -31,6 +32,11 @@ pub const TAG: &str = "admin";
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(delete_user))
+        .routes(routes!(
+            get_user_limits,
+            set_user_limits,
+            delete_user_limits
+        ))
         .routes(routes!(create_key_for_user, list_keys_of_user))
         .routes(routes!(
             get_key_as_admin,
@@ -98,6 +104,93 @@ pub async fn delete_user(
         user_id: user.as_str().to_owned(),
         deleted_keys: deleted as u64,
     }))
+}
+
+/// The limits all of a user's keys share.
+///
+/// Theirs when set (`source: "user"`), the deployment's defaults otherwise
+/// (`"default"`). Credits due a refill show refilled.
+#[utoipa::path(
+    get,
+    path = "/api/admin/users/{user_id}/limits",
+    operation_id = "get_user_limits",
+    params(("user_id" = String, Path, description = "The user id (the JWT `sub`)")),
+    security(("service_token" = ["keys.read"])),
+    responses(
+        (status = 200, description = "The user's limits", body = UserLimitsResponse),
+        (status = 422, description = "Not a valid user id", body = ErrorBody),
+        documented::Database,
+    )
+)]
+pub async fn get_user_limits(
+    caller: Service<scope::KeysRead>,
+    UserIdPath(user): UserIdPath,
+) -> Result<Json<UserLimitsResponse>, ApiError> {
+    Ok(Json(caller.engine.user_limits(&user).await?.into()))
+}
+
+/// Set the limits all of a user's keys share.
+///
+/// A verification must pass the key's own limits, then its owner's: the rate limit
+/// is one pool for all the user's keys (per instance, or in the rate limit store),
+/// and the credits one balance they all draw on. These replace the deployment's
+/// defaults for this user (a limit absent here is none); credits given are a new
+/// balance. Every instance applies them from its next verification of the user's
+/// keys. Recorded in the audit trail (`set_user_limits`).
+#[utoipa::path(
+    put,
+    path = "/api/admin/users/{user_id}/limits",
+    operation_id = "set_user_limits",
+    params(("user_id" = String, Path, description = "The user id (the JWT `sub`)")),
+    request_body = UserLimitsRequest,
+    security(("service_token" = ["keys.write"])),
+    responses(
+        (status = 200, description = "The user's limits as set", body = UserLimitsResponse),
+        (status = 422, description = "Invalid limits or user id", body = ErrorBody),
+        documented::Database,
+    )
+)]
+pub async fn set_user_limits(
+    caller: Service<scope::KeysWrite>,
+    UserIdPath(user): UserIdPath,
+    ApiJson(Object(body)): ApiJson<Object<UserLimitsRequest>>,
+) -> Result<Json<UserLimitsResponse>, ApiError> {
+    let limits = body.parse().map_err(keyward_engine::EngineError::Invalid)?;
+    Ok(Json(
+        caller.engine.set_user_limits(&user, limits).await?.into(),
+    ))
+}
+
+/// Remove a user's own limits: the deployment's defaults apply again.
+///
+/// Answers the limits that now apply. Recorded in the audit trail
+/// (`delete_user_limits`).
+#[utoipa::path(
+    delete,
+    path = "/api/admin/users/{user_id}/limits",
+    operation_id = "delete_user_limits",
+    params(("user_id" = String, Path, description = "The user id (the JWT `sub`)")),
+    security(("service_token" = ["keys.write"])),
+    responses(
+        (status = 200, description = "The limits that apply now", body = UserLimitsResponse),
+        (status = 404, description = "The user has no limits of their own", body = ErrorBody),
+        (status = 422, description = "Not a valid user id", body = ErrorBody),
+        documented::Database,
+    )
+)]
+pub async fn delete_user_limits(
+    caller: Service<scope::KeysWrite>,
+    UserIdPath(user): UserIdPath,
+) -> Result<Json<UserLimitsResponse>, ApiError> {
+    match caller.engine.delete_user_limits(&user).await {
+        Ok(view) => Ok(Json(view.into())),
+        Err(keyward_engine::EngineError::NotFound) => Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "No limits of the user's own",
+        )
+        .detail("this user has no limits set; the deployment's defaults apply")),
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// The audit trail across keys: every change, oldest first, optionally for one user
