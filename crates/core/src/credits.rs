@@ -13,9 +13,11 @@ use std::str::FromStr;
 
 use time::{Date, Month, OffsetDateTime, Time};
 
-use crate::model::MAX_REMAINING;
 use crate::rate::RateLimit;
 use crate::time::Timestamp;
+
+/// The most usage credits a key or a user can hold (fits every database's integer).
+pub const MAX_REMAINING: u64 = 1_000_000_000_000_000;
 
 /// How often credits are set back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -264,8 +264,7 @@ impl FromStr for KeyStatus {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Metadata(String);
 
-/// The most usage credits a key can hold (fits every database's integer).
-pub const MAX_REMAINING: u64 = 1_000_000_000_000_000;
+pub use crate::credits::MAX_REMAINING;
 
 /// The largest metadata, serialised.
 pub const MAX_METADATA_BYTES: usize = 4096;

@@ -437,3 +437,35 @@ def test_an_owner_sees_when_their_credits_renew(page: tuple[Page, Watch], server
     details = page.locator(".details")
     expect(details).to_contain_text("Back to 50 every day; next")
     expect(details.locator("dd", has_text="Back to 50")).not_to_contain_text("—")
+
+
+def test_the_operator_sets_the_limits_a_users_keys_share(page: tuple[Page, Watch], server: Server) -> None:
+    page, _ = page
+    server.create_key("kim", "kim's key")
+    sign_in(page, server, server.keyward.service_token)
+    page.get_by_role("search").get_by_label("User id").fill("kim")
+    page.get_by_role("button", name="Find keys").click()
+    panel = page.get_by_role("region", name="Limits of kim")
+    expect(panel).to_contain_text("The deployment's defaults")
+
+    panel.get_by_role("button", name="Shared limits").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Requests").fill("10")
+    dialog.get_by_label("Per seconds").fill("60")
+    dialog.get_by_label("Every").select_option("week")
+    dialog.get_by_label("Back to").fill("7")
+    dialog.get_by_role("button", name="Save").click()
+    expect(dialog).to_be_hidden()
+    expect(panel).to_contain_text("Set for this user")
+    expect(panel).to_contain_text("10 per 60 s, all keys together")
+    expect(panel).to_contain_text("Back to 7 every week; next")
+    with server.as_service() as service:
+        limits = service.get("/api/admin/users/kim/limits").json()
+    assert limits["rate_limit"] == {"requests": 10, "per_seconds": 60}
+    assert limits["credits"]["remaining"] == 7
+    assert limits["credits"]["refill"] == {"amount": 7, "interval": "week"}
+
+    panel.get_by_role("button", name="Back to defaults").click()
+    expect(panel).to_contain_text("The deployment's defaults")
+    with server.as_service() as service:
+        assert service.get("/api/admin/users/kim/limits").json()["source"] == "default"

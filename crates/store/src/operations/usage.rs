@@ -63,6 +63,15 @@ impl<D: Dialect> UsageStore for D {
         self.writes()
             .track_if(
                 async move {
+                    if draw.key.is_none() {
+                        // The owner's credits alone: one statement, no transaction.
+                        let mut conn = self.writer().await?;
+                        let user = take_user::<D>(&mut conn, draw, cost).await?;
+                        return Ok(Drawn {
+                            key: None,
+                            user: Some(user),
+                        });
+                    }
                     // Both or neither: the owner's refusal gives the key's credits back.
                     let mut tx = self.begin().await?;
                     let key = match draw.key {

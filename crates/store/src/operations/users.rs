@@ -23,14 +23,10 @@ use crate::sql;
 async fn read_limits<D: Dialect>(
     conn: &mut Connection<D>,
     user: &UserId,
-) -> Result<Option<UserLimits>, StoreError> {
+) -> Result<Option<UserLimitsRecord>, StoreError> {
     let statement = Statement::new(sql::GET_USER_LIMITS, params![user.as_str()]);
     let rows = run::<D>(conn, statement).await?;
-    Ok(rows
-        .first()
-        .map(rows::user_limits_from_row)
-        .transpose()?
-        .map(|record| record.limits))
+    rows.first().map(rows::user_limits_from_row).transpose()
 }
 
 /// Records a change of a user's limits as `action` and announces the hashes of the
@@ -159,6 +155,7 @@ impl<D: Dialect> UserStore for D {
                     rows::user_limits_row(user, limits, now),
                 );
                 run::<D>(&mut tx, put).await?;
+                let before = before.filter(|b| b.explicit).map(|b| b.limits);
                 let changes = rows::user_limits_changes(before.as_ref(), Some(limits));
                 let hashes =
                     limits_changed::<D>(&mut tx, user, "set_user_limits", changes, now, actor)
@@ -178,7 +175,13 @@ impl<D: Dialect> UserStore for D {
         self.writes()
             .track(async move {
                 let mut tx = self.begin().await?;
-                let Some(before) = read_limits::<D>(&mut tx, user).await? else {
+                // Only limits set for the user: the balance kept for the default
+                // credits stays (removing it would give the user a fresh default).
+                let Some(before) = read_limits::<D>(&mut tx, user)
+                    .await?
+                    .filter(|b| b.explicit)
+                    .map(|b| b.limits)
+                else {
                     return Ok(None);
                 };
                 let delete = Statement::new(sql::DELETE_USER_LIMITS, params![user.as_str()]);

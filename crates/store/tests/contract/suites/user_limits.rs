@@ -254,3 +254,38 @@ async fn default_credits_are_made_once_at_first_use_and_renew() {
         Some(Consumed::Unlimited)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_limits_never_refills_a_default_balance() {
+    let f = fixture().await;
+    let gail = user("gail");
+    let default = CreditGrant {
+        remaining: 2,
+        refill: None,
+    };
+    let draw = Draw {
+        cost: 2,
+        key: None,
+        user: &gail,
+        user_refill_since: None,
+        default: Some(default),
+        now: at(0),
+    };
+    assert_eq!(
+        f.store.draw(&draw).await.unwrap().user,
+        Some(Consumed::Left(0))
+    );
+    assert_eq!(
+        f.store
+            .delete_user_limits(&gail, at(1), &admin())
+            .await
+            .unwrap(),
+        None,
+        "no limits of the user's own to remove"
+    );
+    assert_eq!(
+        f.store.draw(&draw).await.unwrap().user,
+        Some(Consumed::Exceeded),
+        "the default balance is still spent"
+    );
+}

@@ -7,53 +7,116 @@ import { api, seg } from "./api.js";
 import { usageSection } from "./chart.js";
 import { errorLine, modal, revokeButton } from "./dialogs.js";
 import { field, h, replace, toast } from "./dom.js";
-import { describeEvent, masked, when } from "./format.js";
+import { describeEvent, masked, refillText, when } from "./format.js";
 import { keyTable } from "./keys.js";
 import { webhooksSection } from "./webhooks.js";
 
-function limitsDialog(key) {
-  return modal(`Credits and rate limit of “${key.name}”`, (close) => {
-    const remaining = h("input", { type: "number", min: 0, step: 1, inputmode: "numeric", value: key.remaining ?? "" });
-    const refillAmount = h("input", { type: "number", min: 1, step: 1, inputmode: "numeric", value: key.refill?.amount ?? "" });
-    const interval = h("select", {}, ["", "minute", "hour", "day", "week", "month"].map((value) =>
-      h("option", { value, selected: value === (key.refill?.interval ?? "") }, value || "Never")));
-    const dayOfMonth = h("input", { type: "number", min: 1, max: 31, inputmode: "numeric", value: key.refill?.day_of_month ?? "" });
-    const requests = h("input", { type: "number", min: 1, max: 1_000_000, inputmode: "numeric", value: key.rate_limit?.requests ?? "" });
-    const per = h("input", { type: "number", min: 1, max: 86_400, inputmode: "numeric", value: key.rate_limit?.per_seconds ?? "" });
-    const problem = h("div", {});
-    return h(
-      "form",
-      {
-        onsubmit: async (event) => {
-          event.preventDefault();
-          const refill = interval.value === ""
-            ? null
-            : { amount: Number(refillAmount.value), interval: interval.value };
-          if (refill && dayOfMonth.value !== "") refill.day_of_month = Number(dayOfMonth.value);
-          const body = {
-            // Credits that renew need none given: they start at the refill's amount.
-            remaining: remaining.value === "" ? (refill ? refill.amount : null) : Number(remaining.value),
-            refill,
-            rate_limit: requests.value === "" && per.value === ""
-              ? null
-              : { requests: Number(requests.value), per_seconds: Number(per.value) },
-          };
-          try {
-            close(await api("PATCH", `/api/admin/api-keys/${seg(key.id)}`, body));
-          } catch (error) {
-            replace(problem, errorLine(error));
-          }
-        },
-      },
+/** The fields of credits, their refill and a rate limit, as keys and users both have them. */
+function limitFields(limits) {
+  const remaining = h("input", { type: "number", min: 0, step: 1, inputmode: "numeric", value: limits.remaining ?? "" });
+  const refillAmount = h("input", { type: "number", min: 1, step: 1, inputmode: "numeric", value: limits.refill?.amount ?? "" });
+  const interval = h("select", {}, ["", "minute", "hour", "day", "week", "month"].map((value) =>
+    h("option", { value, selected: value === (limits.refill?.interval ?? "") }, value || "Never")));
+  const dayOfMonth = h("input", { type: "number", min: 1, max: 31, inputmode: "numeric", value: limits.refill?.day_of_month ?? "" });
+  const requests = h("input", { type: "number", min: 1, max: 1_000_000, inputmode: "numeric", value: limits.rate_limit?.requests ?? "" });
+  const per = h("input", { type: "number", min: 1, max: 86_400, inputmode: "numeric", value: limits.rate_limit?.per_seconds ?? "" });
+  return {
+    fields: [
       field("Usage credits left", remaining, "Empty: unlimited"),
       h("fieldset", {}, h("legend", {}, "Credits renew (UTC)"),
         field("Every", interval), field("Back to", refillAmount), field("Day of month", dayOfMonth, "Monthly only; empty: the 1st")),
       h("fieldset", {}, h("legend", {}, "Rate limit (empty: none)"),
         field("Requests", requests), field("Per seconds", per)),
-      problem,
-      h("div", { class: "actions" }, h("button", { type: "button", onclick: () => close() }, "Cancel"), h("button", { type: "submit", class: "primary" }, "Save")),
-    );
+    ],
+    value() {
+      const refill = interval.value === ""
+        ? null
+        : { amount: Number(refillAmount.value), interval: interval.value };
+      if (refill && dayOfMonth.value !== "") refill.day_of_month = Number(dayOfMonth.value);
+      return {
+        // Credits that renew need none given: they start at the refill's amount.
+        remaining: remaining.value === "" ? (refill ? refill.amount : null) : Number(remaining.value),
+        refill,
+        rate_limit: requests.value === "" && per.value === ""
+          ? null
+          : { requests: Number(requests.value), per_seconds: Number(per.value) },
+      };
+    },
+  };
+}
+
+/** A form of `fields` that sends `submit()`'s request and closes with its answer. */
+function limitsForm(close, fields, submit) {
+  const problem = h("div", {});
+  return h(
+    "form",
+    {
+      onsubmit: async (event) => {
+        event.preventDefault();
+        try {
+          close(await submit());
+        } catch (error) {
+          replace(problem, errorLine(error));
+        }
+      },
+    },
+    fields,
+    problem,
+    h("div", { class: "actions" }, h("button", { type: "button", onclick: () => close() }, "Cancel"), h("button", { type: "submit", class: "primary" }, "Save")),
+  );
+}
+
+function limitsDialog(key) {
+  return modal(`Credits and rate limit of “${key.name}”`, (close) => {
+    const limits = limitFields(key);
+    return limitsForm(close, limits.fields, () => api("PATCH", `/api/admin/api-keys/${seg(key.id)}`, limits.value()));
   });
+}
+
+function userLimitsDialog(user, current) {
+  return modal(`Limits all of ${user}'s keys share`, (close) => {
+    const limits = limitFields({ ...current, ...(current.credits ?? {}) });
+    return limitsForm(close, [h("p", {}, "Checked after each key's own. These replace the deployment's defaults for this user: a limit left empty is none."), limits.fields], () => {
+      const { remaining, refill, rate_limit } = limits.value();
+      const body = {};
+      if (rate_limit) body.rate_limit = rate_limit;
+      if (remaining !== null) body.credits = refill ? { remaining, refill } : { remaining };
+      return api("PUT", `/api/admin/users/${seg(user)}/limits`, body);
+    });
+  });
+}
+
+/** What all of a user's keys share, with the buttons that change it. */
+function userLimitsPanel(user, limits, canChange, reload) {
+  const credits = limits.credits;
+  const rows = [
+    ["From", limits.source === "user" ? "Set for this user" : "The deployment's defaults"],
+    ["Rate limit", limits.rate_limit ? `${limits.rate_limit.requests} per ${limits.rate_limit.per_seconds} s, all keys together` : "None"],
+    ["Credits left", credits ? credits.remaining : "Unlimited"],
+    ["Credits renew", credits?.refill ? `${refillText(credits.refill)}; next ${when(credits.next_refill_at)}` : "Never"],
+  ];
+  const buttons = [];
+  if (canChange) {
+    buttons.push(h("button", { type: "button", onclick: async () => (await userLimitsDialog(user, limits)) && (toast("Saved"), reload()) }, "Shared limits"));
+    if (limits.source === "user") {
+      buttons.push(h("button", {
+        type: "button",
+        onclick: async () => {
+          try {
+            await api("DELETE", `/api/admin/users/${seg(user)}/limits`);
+            toast("Back to the defaults");
+            reload();
+          } catch (error) {
+            if (error.status !== 401) toast(error.text);
+          }
+        },
+      }, "Back to defaults"));
+    }
+  }
+  return h("div", { "aria-label": `Limits of ${user}`, role: "region" },
+    h("h3", {}, `Shared by all of ${user}'s keys`),
+    h("dl", { class: "details" }, rows.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)])),
+    buttons.length ? h("div", { class: "actions" }, buttons) : null);
 }
 
 function userKeys(scopes) {
@@ -86,9 +149,13 @@ function userKeys(scopes) {
   };
   async function load() {
     try {
-      const keys = await api("GET", `/api/admin/users/${seg(user)}/api-keys`);
+      const [keys, limits] = await Promise.all([
+        api("GET", `/api/admin/users/${seg(user)}/api-keys`),
+        api("GET", `/api/admin/users/${seg(user)}/limits`),
+      ]);
       replace(
         results,
+        userLimitsPanel(user, limits, canChange, load),
         keys.length
           ? [
             keyTable(keys, { caption: `Keys of ${user}`, actions }),
@@ -124,7 +191,7 @@ function userKeys(scopes) {
   );
 }
 
-const ACTIONS = ["", "create", "edit", "suspend", "reactivate", "revoke", "rotate", "set_permissions", "set_rate_limit", "import", "delete_user", "disable_webhook"];
+const ACTIONS = ["", "create", "edit", "suspend", "reactivate", "revoke", "rotate", "set_permissions", "set_rate_limit", "import", "delete_user", "set_user_limits", "delete_user_limits", "disable_webhook"];
 
 function auditFeed() {
   const user = h("input", { type: "search", autocomplete: "off", spellcheck: "false" });
