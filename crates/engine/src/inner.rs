@@ -111,7 +111,11 @@ impl<S> Inner<S> {
                 } else {
                     config.default_user_rate_limit
                 },
-                credits: owner.has_credits.then_some(OwnerCredits {
+                // A balance kept for the default credits counts while there are
+                // defaults: unset, they lift it.
+                credits: (owner.has_credits
+                    && (owner.explicit || config.default_user_credits.is_some()))
+                .then_some(OwnerCredits {
                     refill: owner.refill,
                     default: None,
                 }),

@@ -105,7 +105,9 @@ impl<S: Store> Engine<S> {
         let config = &self.inner.config;
         let now = self.inner.now();
         let explicit = record.is_some_and(|r| r.explicit);
-        let credits = match record {
+        // A balance kept for the default credits counts while there are defaults.
+        let kept = record.filter(|r| r.explicit || config.default_user_credits.is_some());
+        let credits = match kept {
             Some(record) => record.limits.credits.map(|grant| {
                 let refill = grant.refill;
                 let due = refill.is_some_and(|r| r.due(record.credits_set_at, now));

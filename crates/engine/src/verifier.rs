@@ -250,7 +250,9 @@ impl<S: Store> Engine<S> {
             .user
             .filter(|c| *c != Consumed::Missing)
             .and_then(|c| refusal(c, LimitScope::User));
-        Ok((drawn.key.and_then(left), key_refusal.or(user_refusal)))
+        // Refused by the owner, nothing was taken from the key either.
+        let key_left = drawn.key.and_then(left).filter(|_| user_refusal.is_none());
+        Ok((key_left, key_refusal.or(user_refusal)))
     }
 
     /// [`Engine::load`], shared with the verifications of the same key that missed the

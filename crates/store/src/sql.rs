@@ -570,6 +570,12 @@ pub(crate) const MARK_ANNOUNCED: &str = "INSERT INTO webhook_markers (key_id, ev
 pub(crate) const PRUNE_TIME_MARKERS: &str = "DELETE FROM webhook_markers \
      WHERE event_type IN ('api_key.expiring', 'api_key.expired', 'api_key.rate_limited') \
      AND marker < $1";
+/// Forgets credit markers of grants the key has moved past (a top-up, a refill): only
+/// the current grant's are candidates, and credits that renew every minute would
+/// otherwise leave two rows a minute behind.
+pub(crate) const PRUNE_CREDIT_MARKERS: &str = "DELETE FROM webhook_markers \
+     WHERE event_type IN ('api_key.credits_low', 'api_key.credits_exhausted') \
+     AND marker < (SELECT k.credits_set_at FROM api_keys k WHERE k.id = webhook_markers.key_id)";
 
 #[cfg(test)]
 mod tests {

@@ -85,11 +85,13 @@ impl<D: Dialect> UserStore for D {
                 } else {
                     Vec::new()
                 };
-                // What the user's keys shared goes with them.
-                let limits = Statement::new(sql::DELETE_USER_LIMITS, params![user.as_str()]);
-                run::<D>(&mut tx, limits).await?;
                 let statement = Statement::new(sql::DELETE_USER_KEYS, params![user.as_str()]);
                 let rows = run::<D>(&mut tx, statement).await?;
+                // What the user's keys shared goes with them: after the keys, in the
+                // order a verification takes credits (key, then owner), so the two
+                // cannot deadlock.
+                let limits = Statement::new(sql::DELETE_USER_LIMITS, params![user.as_str()]);
+                run::<D>(&mut tx, limits).await?;
                 let hashes = rows
                     .iter()
                     .map(|row| row.hash("key_hash"))
@@ -149,6 +151,9 @@ impl<D: Dialect> UserStore for D {
         self.writes()
             .track(async move {
                 let mut tx = self.begin().await?;
+                // The lock key creation takes: a key created meanwhile is either among
+                // the hashes announced or created after the change, never missed.
+                lock_user::<D>(&mut tx, user).await?;
                 let before = read_limits::<D>(&mut tx, user).await?;
                 let put = Statement::new(
                     sql::PUT_USER_LIMITS,
@@ -175,6 +180,7 @@ impl<D: Dialect> UserStore for D {
         self.writes()
             .track(async move {
                 let mut tx = self.begin().await?;
+                lock_user::<D>(&mut tx, user).await?;
                 // Only limits set for the user: the balance kept for the default
                 // credits stays (removing it would give the user a fresh default).
                 let Some(before) = read_limits::<D>(&mut tx, user)

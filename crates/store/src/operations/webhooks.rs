@@ -433,6 +433,11 @@ impl<D: Dialect> WebhookStore for D {
                 run::<D>(&mut tx, events).await?;
                 let markers = Statement::new(sql::PRUNE_TIME_MARKERS, params![markers_before]);
                 run::<D>(&mut tx, markers).await?;
+                run::<D>(
+                    &mut tx,
+                    Statement::new(sql::PRUNE_CREDIT_MARKERS, params![]),
+                )
+                .await?;
                 tx.commit().await?;
                 Ok(u64::try_from(pruned.len()).unwrap_or(u64::MAX))
             })

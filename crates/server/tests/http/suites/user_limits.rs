@@ -310,3 +310,61 @@ async fn two_instances_let_a_users_credits_through_exactly_once() {
             .all(|a| a["code"] == "USAGE_EXCEEDED" && a["limit"] == "user")
     );
 }
+
+#[tokio::test]
+async fn a_key_refused_by_its_owners_credits_keeps_its_own() {
+    let app = TestApp::new().await;
+    let (key, plain) = app
+        .create_key_as_platform(
+            "gus",
+            json!({"name": "own", "permissions": [], "remaining": 5}),
+        )
+        .await;
+    limits(
+        &app,
+        Method::PUT,
+        "gus",
+        Some(json!({"credits": {"remaining": 1}})),
+    )
+    .await
+    .ok();
+    assert_eq!(verify(&app, &plain).await["remaining"], 4);
+    let refused = verify(&app, &plain).await;
+    assert_eq!(
+        (&refused["code"], &refused["limit"]),
+        (&json!("USAGE_EXCEEDED"), &json!("user"))
+    );
+    assert_eq!(
+        refused["remaining"],
+        Value::Null,
+        "nothing was taken: {refused}"
+    );
+    let id = key["id"].as_str().unwrap();
+    let stored = app
+        .as_platform(Method::GET, &format!("/api/admin/api-keys/{id}"), None)
+        .await;
+    assert_eq!(stored.ok()["remaining"], 4, "both or neither");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_balance_lapses_when_the_defaults_are_unset() {
+    let with_defaults = TestApp::builder()
+        .engine(|c| c.default_user_credits = Some("1".parse().unwrap()))
+        .build()
+        .await;
+    let [key, _] = two_keys(&with_defaults, "hal").await;
+    assert_eq!(verify(&with_defaults, &key).await["code"], "VALID");
+    assert_eq!(verify(&with_defaults, &key).await["code"], "USAGE_EXCEEDED");
+    // Restarted without KEYWARD_DEFAULT_USER_CREDITS: the balance kept for them no
+    // longer limits the user.
+    let without = TestApp::builder()
+        .another_instance_of(&with_defaults)
+        .build()
+        .await;
+    assert_eq!(verify(&without, &key).await["code"], "VALID");
+    let view = limits(&without, Method::GET, "hal", None).await;
+    assert_eq!(
+        (&view.ok()["source"], &view.ok()["credits"]),
+        (&json!("default"), &Value::Null)
+    );
+}

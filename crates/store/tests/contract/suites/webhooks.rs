@@ -693,6 +693,34 @@ async fn low_and_exhausted_credits_are_announced_once_per_amount_set() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credits_that_renew_are_announced_once_per_period_and_pruning_keeps_that() {
+    use keyward_core::credits::{Interval, Refill};
+    let f = fixture().await;
+    endpoint(&f, &[EventType::CreditsExhausted], 1).await;
+    let refill = Refill::new(10, Interval::Minute, None).unwrap();
+    let mut record = new_key("alice", "renewing", 0);
+    record.key.remaining = Some(10);
+    record.key.refill = Some(refill);
+    record.key.credits_set_at = Some(at(0));
+    f.store.insert_key(&record, 100, &admin()).await.unwrap();
+    let id = record.key.id;
+    let first = refill.period_start(at(0));
+    f.store.consume(id, 10, Some(first)).await.unwrap();
+    assert_eq!(announce_twice(&f, 20).await, 1, "exhausted this minute");
+    let second = refill.next_after(at(0));
+    f.store.consume(id, 10, Some(second)).await.unwrap();
+    let later = second.as_millis() - at(0).as_millis() + 20;
+    assert_eq!(
+        announce_twice(&f, later).await,
+        1,
+        "and again the next minute"
+    );
+    // Pruning forgets the first minute's marker, never the current one.
+    f.store.prune_deliveries(at(0), at(0)).await.unwrap();
+    assert_eq!(announce_twice(&f, later + 10).await, 0, "still once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_key_is_announced_once_per_period_by_either_instance() {
     let f = fixture().await;
     let record = insert(&f.store, "alice", "busy", 10).await;

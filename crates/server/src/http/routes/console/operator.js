@@ -76,8 +76,14 @@ function limitsDialog(key) {
 function userLimitsDialog(user, current) {
   return modal(`Limits all of ${user}'s keys share`, (close) => {
     const limits = limitFields({ ...current, ...(current.credits ?? {}) });
-    return limitsForm(close, [h("p", {}, "Checked after each key's own. These replace the deployment's defaults for this user: a limit left empty is none."), limits.fields], () => {
-      const { remaining, refill, rate_limit } = limits.value();
+    return limitsForm(close, [h("p", {}, "Checked after each key's own. These replace the deployment's defaults for this user: a limit left empty is none."), limits.fields], async () => {
+      let { remaining, refill, rate_limit } = limits.value();
+      if (current.credits && remaining === current.credits.remaining) {
+        // Credits left as shown: keep what is left now (used since the page loaded), not
+        // what was left then.
+        const fresh = await api("GET", `/api/admin/users/${seg(user)}/limits`);
+        remaining = fresh.credits?.remaining ?? remaining;
+      }
       const body = {};
       if (rate_limit) body.rate_limit = rate_limit;
       if (remaining !== null) body.credits = refill ? { remaining, refill } : { remaining };
