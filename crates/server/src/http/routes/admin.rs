@@ -147,6 +147,7 @@ pub async fn get_user_limits(
     responses(
         (status = 200, description = "The user's limits as set", body = UserLimitsResponse),
         (status = 422, description = "Invalid limits or user id", body = ErrorBody),
+        documented::JsonBody,
         documented::Database,
     )
 )]
