@@ -7,7 +7,49 @@ use keyward_core::key::KeyFormat;
 use keyward_core::model::{ApiKey, Metadata, NewKey, UserId};
 use keyward_core::rate::RateLimit;
 use keyward_core::time::Timestamp;
-use keyward_store::{AnyStore, DatabaseUrl, KeyStore, NewKeyRecord};
+use keyward_store::{AnyStore, DatabaseUrl, KeyStore, NewKeyRecord, Store};
+
+impl Fixture {
+    /// `tasks` tasks at once, alternating between the fixture's store and a second
+    /// connection to its database (as two instances would), each calling `work` with
+    /// its store `rounds` times; every answer, in no particular order.
+    pub async fn on_two_connections<T, F, Fut>(
+        &self,
+        tasks: usize,
+        rounds: usize,
+        work: F,
+    ) -> Vec<T>
+    where
+        F: Fn(AnyStore, usize) -> Fut + Clone + Send + 'static,
+        Fut: std::future::Future<Output = T> + Send,
+        T: Send + 'static,
+    {
+        let other = keyward_store::connect(&self.url).await.unwrap();
+        let running: Vec<_> = (0..tasks)
+            .map(|task| {
+                let store = if task % 2 == 0 {
+                    self.store.clone()
+                } else {
+                    other.clone()
+                };
+                let work = work.clone();
+                tokio::spawn(async move {
+                    let mut answers = Vec::with_capacity(rounds);
+                    for _ in 0..rounds {
+                        answers.push(work(store.clone(), task).await);
+                    }
+                    answers
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for task in running {
+            answers.extend(task.await.unwrap());
+        }
+        other.close().await;
+        answers
+    }
+}
 
 /// A fresh, migrated, empty database and a way to open it a second time.
 pub struct Fixture {

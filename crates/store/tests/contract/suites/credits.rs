@@ -5,7 +5,7 @@ use keyward_core::credits::{Interval, Refill};
 use keyward_core::input::{EditFields, KeyEdit, ValidEdit};
 use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{KeyId, Scope};
-use keyward_store::{AnyStore, EventStore, KeyStore, NewKeyRecord, Store, UsageStore};
+use keyward_store::{AnyStore, EventStore, KeyStore, NewKeyRecord, UsageStore};
 
 use super::fixture;
 use crate::common::{admin, at, new_key};
@@ -22,32 +22,19 @@ async fn usage_credits_are_taken_atomically_from_two_connections() {
     use keyward_store::Consumed;
     let f = fixture().await;
     let record = with_credits(&f.store, "alice", Some(50)).await;
-    let other = keyward_store::connect(&f.url).await.unwrap();
-    let mut tasks = Vec::new();
-    for i in 0..8 {
-        let store = if i % 2 == 0 {
-            f.store.clone()
-        } else {
-            other.clone()
-        };
-        let id = record.key.id;
-        tasks.push(tokio::spawn(async move {
-            let mut taken = Vec::new();
-            for _ in 0..20 {
-                taken.push(store.consume(id, 1, None).await.unwrap());
-            }
-            taken
-        }));
-    }
+    let id = record.key.id;
+    let outcomes = f
+        .on_two_connections(8, 20, move |store, _| async move {
+            store.consume(id, 1, None).await.unwrap()
+        })
+        .await;
     let mut left = Vec::new();
     let mut refused = 0;
-    for task in tasks {
-        for outcome in task.await.unwrap() {
-            match outcome {
-                Consumed::Left(n) => left.push(n),
-                Consumed::Exceeded => refused += 1,
-                other => panic!("unexpected {other:?}"),
-            }
+    for outcome in outcomes {
+        match outcome {
+            Consumed::Left(n) => left.push(n),
+            Consumed::Exceeded => refused += 1,
+            other => panic!("unexpected {other:?}"),
         }
     }
     left.sort_unstable();
@@ -64,7 +51,6 @@ async fn usage_credits_are_taken_atomically_from_two_connections() {
         .unwrap()
         .unwrap();
     assert_eq!(stored.remaining, Some(0));
-    other.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,30 +166,17 @@ async fn credits_are_refilled_once_per_boundary_from_two_connections() {
 
     // Past the boundary, eight tasks on two connections: one of them refills, and
     // exactly five credits are taken in all.
-    let other = keyward_store::connect(&f.url).await.unwrap();
-    let mut tasks = Vec::new();
-    for i in 0..8 {
-        let store = if i % 2 == 0 {
-            f.store.clone()
-        } else {
-            other.clone()
-        };
-        tasks.push(tokio::spawn(async move {
-            let mut taken = Vec::new();
-            for _ in 0..3 {
-                taken.push(store.consume(id, 1, Some(second)).await.unwrap());
-            }
-            taken
-        }));
-    }
+    let outcomes = f
+        .on_two_connections(8, 3, move |store, _| async move {
+            store.consume(id, 1, Some(second)).await.unwrap()
+        })
+        .await;
     let mut left = Vec::new();
-    for task in tasks {
-        for outcome in task.await.unwrap() {
-            match outcome {
-                Consumed::Left(n) => left.push(n),
-                Consumed::Exceeded => {}
-                other => panic!("unexpected {other:?}"),
-            }
+    for outcome in outcomes {
+        match outcome {
+            Consumed::Left(n) => left.push(n),
+            Consumed::Exceeded => {}
+            other => panic!("unexpected {other:?}"),
         }
     }
     left.sort_unstable();
@@ -220,7 +193,6 @@ async fn credits_are_refilled_once_per_boundary_from_two_connections() {
         (Some(0), Some(second)),
         "the refill is recorded as set at its boundary"
     );
-    other.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

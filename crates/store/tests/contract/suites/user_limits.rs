@@ -6,7 +6,7 @@ use keyward_core::audit::EventQuery;
 use keyward_core::credits::{CreditGrant, Interval, Refill, UserLimits};
 use keyward_core::model::Scope;
 use keyward_core::rate::RateLimit;
-use keyward_store::{Consumed, Draw, EventStore, KeyStore, Store, UsageStore, UserStore};
+use keyward_store::{Consumed, Draw, EventStore, KeyStore, UsageStore, UserStore};
 
 use super::fixture;
 use crate::common::{admin, at, insert, user};
@@ -116,50 +116,38 @@ async fn a_users_credits_are_drawn_by_all_their_keys_exactly_from_two_connection
     let mut one = keyward_store::NewKeyRecord::clone(&crate::common::new_key("alice", "one", 0));
     one.key.remaining = Some(100);
     f.store.insert_key(&one, 100, &admin()).await.unwrap();
-    let two = insert(&f.store, "alice", "two", 0).await;
+    // The other key, without credits of its own, draws on the owner's only.
+    insert(&f.store, "alice", "two", 0).await;
     f.store
         .set_user_limits(&alice, &limits(1000, 7), at(1), &admin())
         .await
         .unwrap();
-    let other = keyward_store::connect(&f.url).await.unwrap();
-    let mut tasks = Vec::new();
-    for i in 0..8 {
-        let store = if i % 2 == 0 {
-            f.store.clone()
-        } else {
-            other.clone()
-        };
-        // Half draw through the key with credits of its own, half through the other.
-        let key = (i % 4 < 2).then_some((one.key.id, None));
-        tasks.push(tokio::spawn(async move {
+    let own = one.key.id;
+    let drawn = f
+        .on_two_connections(8, 3, move |store, task| async move {
+            // Half draw through the key with credits of its own, half through the other.
             let alice = user("alice");
-            let mut drawn = Vec::new();
-            for _ in 0..3 {
-                let draw = Draw {
-                    cost: 1,
-                    key,
-                    user: &alice,
-                    user_refill_since: None,
-                    default: None,
-                    now: at(2),
-                };
-                drawn.push(store.draw(&draw).await.unwrap());
-            }
-            drawn
-        }));
-    }
+            let draw = Draw {
+                cost: 1,
+                key: (task % 4 < 2).then_some((own, None)),
+                user: &alice,
+                user_refill_since: None,
+                default: None,
+                now: at(2),
+            };
+            store.draw(&draw).await.unwrap()
+        })
+        .await;
     let mut taken = 0;
     let mut key_taken = 0;
-    for task in tasks {
-        for drawn in task.await.unwrap() {
-            match drawn.user {
-                Some(Consumed::Left(_)) => {
-                    taken += 1;
-                    key_taken += usize::from(matches!(drawn.key, Some(Consumed::Left(_))));
-                }
-                Some(Consumed::Exceeded) => {}
-                other => panic!("unexpected {other:?}"),
+    for drawn in drawn {
+        match drawn.user {
+            Some(Consumed::Left(_)) => {
+                taken += 1;
+                key_taken += usize::from(matches!(drawn.key, Some(Consumed::Left(_))));
             }
+            Some(Consumed::Exceeded) => {}
+            other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(taken, 7, "seven in all, whichever key");
@@ -186,8 +174,6 @@ async fn a_users_credits_are_drawn_by_all_their_keys_exactly_from_two_connection
             .remaining,
         0
     );
-    let _ = two;
-    other.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
