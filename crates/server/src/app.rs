@@ -24,6 +24,15 @@ pub struct App {
 pub async fn start_engine(settings: &Settings) -> anyhow::Result<Engine<AnyStore>> {
     let store = keyward_store::connect_with(&settings.database_url, &settings.connect).await?;
     store.migrate().await?;
+    // A database half filled by `keyward copy` lacks keys and events of its source:
+    // serving it would answer "unknown key" for keys that exist.
+    if let Some(started) = keyward_store::deployment(&store).await?.copy_started_at {
+        store.close().await;
+        anyhow::bail!(
+            "this database is the target of a `keyward copy` that has not finished (started \
+             {started}): run the copy again until it reports every table equal, then start"
+        );
+    }
     Ok(Engine::start(store, settings.engine.clone()))
 }
 

@@ -60,6 +60,33 @@ pub trait Dialect: Clone + Debug + Send + Sync + 'static {
     /// where instances must pass over rows another is claiming.
     const CLAIM_DELIVERIES: &'static str;
 
+    /// How a copy walks a table whose key holds text: in byte order on both backends
+    /// (PostgreSQL's default collation orders text by language rules), appended to
+    /// each text key column where it is compared or ordered.
+    const BYTE_ORDER: &'static str;
+
+    /// What an `INSERT` giving identity columns their values needs (PostgreSQL's
+    /// `GENERATED ALWAYS` ids refuse them otherwise).
+    const EXPLICIT_IDS: &'static str;
+
+    /// Whether keyward's schema is there at all (at any version), as a row with column
+    /// `n`: 0 or 1.
+    const HAS_SCHEMA: &'static str;
+
+    /// The highest id a table's id counter has handed out (`$1`: the table), as a row
+    /// with column `n` (no row, or NULL: none yet).
+    const READ_COUNTER: &'static str;
+
+    /// Statements that set a table's id counter to `value`, so ids handed out later
+    /// follow the copied ones and none is ever reused.
+    fn set_counter(table: &'static str, value: i64) -> Vec<Statement<'static>>;
+
+    /// A read-only transaction that sees one snapshot of the database throughout, while
+    /// other connections and instances go on writing.
+    fn snapshot(
+        &self,
+    ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, StoreError>> + Send;
+
     /// Verification's read of one key by its hash (`sql::FIND_BY_HASH`): each backend
     /// has a way of its own (SQLite's lookup threads, PostgreSQL's batches).
     fn find_by_hash(

@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 mod connect;
+mod copy;
 mod db;
 mod dialect;
 mod error;
@@ -42,6 +43,11 @@ mod url;
 mod writes;
 
 pub use connect::{connect, connect_with};
+#[cfg(feature = "testing")]
+pub use copy::testing as copy_testing;
+pub use copy::{
+    Copied, CopyError, Deployment, Progress, TableCopied, copy, deployment, schema_version,
+};
 pub use error::{StoreError, Unwritable};
 pub use interface::{
     AnyStore, CredentialStore, EventStore, KeyStore, Store, UsageStore, UserStore, WebhookStore,

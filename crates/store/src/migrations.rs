@@ -79,6 +79,11 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
         "user limits",
         include_str!("../migrations/sqlite/0013_user_limits.sql"),
     ),
+    (
+        14,
+        "deployment",
+        include_str!("../migrations/sqlite/0014_deployment.sql"),
+    ),
 ]);
 
 pub(crate) const POSTGRES: Embedded = Embedded(&[
@@ -147,7 +152,19 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
         "user limits",
         include_str!("../migrations/postgres/0013_user_limits.sql"),
     ),
+    (
+        14,
+        "deployment",
+        include_str!("../migrations/postgres/0014_deployment.sql"),
+    ),
 ]);
+
+impl Embedded {
+    /// The version the last migration brings a database to.
+    pub(crate) fn latest(&self) -> i64 {
+        self.0.last().map_or(0, |&(version, _, _)| version)
+    }
+}
 
 impl MigrationSource<'static> for Embedded {
     fn resolve(

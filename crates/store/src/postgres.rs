@@ -179,6 +179,30 @@ impl Dialect for PostgresStore {
     // it anew measured no slower on the cold path. Flushes are prepared per run.
     const KEEPS_FLUSH_STATEMENTS: bool = false;
     const CLAIM_DELIVERIES: &'static str = sql::CLAIM_DELIVERIES_SKIP_LOCKED;
+    const BYTE_ORDER: &'static str = " COLLATE \"C\"";
+    const EXPLICIT_IDS: &'static str = " OVERRIDING SYSTEM VALUE";
+    const HAS_SCHEMA: &'static str = "SELECT COUNT(*) AS n FROM information_schema.tables \
+         WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'";
+    const READ_COUNTER: &'static str =
+        "SELECT pg_sequence_last_value(pg_get_serial_sequence($1, 'id')::regclass) AS n";
+
+    fn set_counter(table: &'static str, value: i64) -> Vec<Statement<'static>> {
+        // A sequence cannot be set to 0: a counter that has handed out nothing stays.
+        if value < 1 {
+            return Vec::new();
+        }
+        vec![Statement::new(
+            "SELECT setval(pg_get_serial_sequence($1, 'id'), $2)",
+            params![table, value],
+        )]
+    }
+
+    async fn snapshot(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        Ok(self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?)
+    }
 
     async fn find_by_hash(
         &self,

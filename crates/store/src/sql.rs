@@ -82,6 +82,10 @@ pub(crate) const INSERT_KEY: &str = concat!(
 pub(crate) const INSERT_EVENT: &str =
     concat!(insert_event_head!(), "($1, $2, $3, $4, $5, $6, $7, $8)");
 
+/// The version the migrations have brought the database to (0: none yet), as `n`.
+pub(crate) const SCHEMA_VERSION: &str =
+    "SELECT COALESCE(MAX(version), 0) AS n FROM _sqlx_migrations WHERE success";
+
 /// How a statement built for many rows marks its values (each is bound once, in order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Binds {
@@ -111,7 +115,7 @@ pub(crate) fn insert_events(binds: Binds, rows: usize) -> String {
 }
 
 /// `($1, $2), ($3, $4)` (or `(?, ?), (?, ?)`) for `rows` rows of `width` values.
-fn placeholders(binds: Binds, width: usize, rows: usize) -> String {
+pub(crate) fn placeholders(binds: Binds, width: usize, rows: usize) -> String {
     let row = |r: usize| {
         let values: Vec<String> = (1..=width)
             .map(|c| match binds {

@@ -34,7 +34,7 @@ use sqlx::sqlite::{
 use sqlx::{Decode, Encode, Sqlite, Transaction, Type};
 use tokio::sync::Mutex;
 
-use crate::db::{PermissionList, StoredPermissions};
+use crate::db::{PermissionList, Statement, StoredPermissions, params};
 use crate::dialect::Dialect;
 use crate::error::StoreError;
 use crate::records::{ExternalChange, VerifyRecord};
@@ -42,7 +42,10 @@ use crate::writes::Writes;
 use crate::{migrations, sql};
 use keyward_core::hash::KeyHash;
 
+mod backup;
 mod lookups;
+
+pub use backup::{Backup, BackupError};
 
 use lookups::Lookups;
 
@@ -165,6 +168,32 @@ impl Dialect for SqliteStore {
     // writer connection keeps them.
     const KEEPS_FLUSH_STATEMENTS: bool = true;
     const CLAIM_DELIVERIES: &'static str = sql::CLAIM_DELIVERIES;
+    // SQLite's default collation is already byte order.
+    const BYTE_ORDER: &'static str = "";
+    const EXPLICIT_IDS: &'static str = "";
+    const HAS_SCHEMA: &'static str = "SELECT COUNT(*) AS n FROM sqlite_master \
+         WHERE type = 'table' AND name = '_sqlx_migrations'";
+    const READ_COUNTER: &'static str = "SELECT seq AS n FROM sqlite_sequence WHERE name = $1";
+
+    fn set_counter(table: &'static str, value: i64) -> Vec<Statement<'static>> {
+        vec![
+            Statement::new(
+                "UPDATE sqlite_sequence SET seq = $2 WHERE name = $1",
+                params![table, value],
+            ),
+            Statement::new(
+                "INSERT INTO sqlite_sequence (name, seq) SELECT $1, $2 \
+                 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = $1)",
+                params![table, value],
+            ),
+        ]
+    }
+
+    async fn snapshot(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        // A deferred transaction on a reader: its first read fixes the snapshot, which
+        // WAL keeps for it while the writer goes on.
+        Ok(self.readers.begin().await?)
+    }
 
     async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<VerifyRecord>, StoreError> {
         self.lookups.find(hash).await

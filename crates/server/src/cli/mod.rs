@@ -1,10 +1,11 @@
 //! The command line: `serve`, `migrate`, `healthcheck`, `openapi`, `keys …`,
-//! `credentials …`, `token`, `scan`.
+//! `credentials …`, `token`, `scan`, `backup`, `copy`.
 //!
 //! The admin commands talk to the database directly, through the same engine the
 //! server runs, so they work with or without a server running beside them (SQLite
 //! serialises the writes; a running server notices the changes within a second).
 
+mod backup;
 mod credentials;
 mod healthcheck;
 mod import;
@@ -101,6 +102,13 @@ pub enum Command {
     /// Find this deployment's keys in files or git history (checksum-checked, so
     /// lookalikes never show); exit 1 when one is found.
     Scan(scan::ScanArgs),
+    /// Write a consistent copy of the SQLite database while it is served (checked,
+    /// then renamed into place). On PostgreSQL, use pg_dump.
+    Backup(backup::BackupArgs),
+    /// Copy this deployment's database into another (SQLite to PostgreSQL, or back):
+    /// every key, event and count, ids kept; run again, it resumes and brings over
+    /// what changed; it ends by comparing each table's digest on both sides.
+    Copy(backup::CopyArgs),
     /// Pepper rotation: keys per pepper version.
     Peppers {
         #[command(subcommand)]
@@ -133,6 +141,8 @@ const SHOWN: &[(&str, &[&str])] = {
             ],
         ),
         ("migrate", ADMIN),
+        ("backup", &[DATABASE, LOGGING]),
+        ("copy", &[DATABASE, LOGGING]),
         ("keys", ADMIN),
         ("credentials", ADMIN),
         (
@@ -256,6 +266,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Peppers { command, json } => peppers::run(&cli.flags, command, json).await,
         Command::Import { command } => import::run(&cli.flags, command).await,
         Command::Scan(args) => scan::run(&cli.flags, args).await,
+        Command::Backup(args) => backup::backup(&cli.flags, &args).await,
+        Command::Copy(args) => backup::copy(&cli.flags, &args).await,
     }
 }
 

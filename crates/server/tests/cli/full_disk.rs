@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::common::{Server, cli_in, start_server_with, try_http};
+use crate::load::{Seen, spawn_load, stop, wait_for};
 
 /// A tmpfs mounted for one test, unmounted when dropped (after the server using it).
 struct SmallDisk {
@@ -66,100 +67,6 @@ impl Drop for SmallDisk {
     }
 }
 
-/// Stops the server as a service manager would (SIGTERM) and waits for it; true if it
-/// exited 0 (it writes pending usage first).
-fn stop(mut server: Server) -> bool {
-    Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            return status.success();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// What the load saw.
-#[derive(Default)]
-struct Seen {
-    /// Keys whose create was answered 200: (id, plaintext).
-    acknowledged: Vec<(String, String)>,
-    /// Every other answer, and every request that got no answer.
-    refusals: Vec<String>,
-    verifications: usize,
-}
-
-/// Creators and a verifier against `address` until `stop` is set.
-fn spawn_load(
-    address: &str,
-    dir: &Path,
-    verify_key: &str,
-    stop: &Arc<AtomicBool>,
-) -> (Arc<Mutex<Seen>>, Vec<std::thread::JoinHandle<()>>) {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let admin = cli_in(dir, &["token", "--admin"]);
-    let mut threads = Vec::new();
-    for creator in 0..2 {
-        let token = cli_in(dir, &["token", "--user", &format!("creator-{creator}")]);
-        let (address, seen, stop) = (address.to_owned(), Arc::clone(&seen), Arc::clone(stop));
-        threads.push(std::thread::spawn(move || {
-            let mut n = 0;
-            while !stop.load(Ordering::SeqCst) {
-                n += 1;
-                let body = json!({
-                    "name": format!("c{creator}-{n}"),
-                    "permissions": ["READ_GRAPH"],
-                    "description": "d".repeat(1000),
-                });
-                let answer = try_http(&address, "POST", "/api/api-keys", Some(&token), Some(&body));
-                let mut seen = seen.lock().unwrap();
-                match answer {
-                    Ok((200, created)) => seen.acknowledged.push((
-                        created["api_key"]["id"].as_str().unwrap().to_owned(),
-                        created["plain_text_key"].as_str().unwrap().to_owned(),
-                    )),
-                    Ok((status, body)) => seen.refusals.push(format!("{status} {body}")),
-                    Err(err) => seen.refusals.push(format!("no answer: {err}")),
-                }
-                drop(seen);
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }));
-    }
-    let (address, seen_v, stop) = (address.to_owned(), Arc::clone(&seen), Arc::clone(stop));
-    let body = json!({"key": verify_key, "permissions": ["READ_GRAPH"]});
-    threads.push(std::thread::spawn(move || {
-        while !stop.load(Ordering::SeqCst) {
-            let answer = try_http(
-                &address,
-                "POST",
-                "/api/api-keys/verify",
-                Some(&admin),
-                Some(&body),
-            );
-            match answer {
-                Ok((200, verdict)) if verdict["valid"] == true => {
-                    seen_v.lock().unwrap().verifications += 1;
-                }
-                other => seen_v
-                    .lock()
-                    .unwrap()
-                    .refusals
-                    .push(format!("verification: {other:?}")),
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }));
-    (seen, threads)
-}
-
 /// The load a test runs: what it saw so far, and how to stop it.
 struct Load {
     seen: Arc<Mutex<Seen>>,
@@ -171,7 +78,7 @@ impl Load {
     /// Starts the load, and waits for its first creates: all acknowledged.
     fn start(address: &str, dir: &Path, verify_key: &str) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let (seen, threads) = spawn_load(address, dir, verify_key, &stop);
+        let (seen, threads) = spawn_load(address, dir, verify_key, (2, 1), &stop);
         let load = Self {
             seen,
             threads,
@@ -249,14 +156,6 @@ struct Stored<'a> {
     since: i64,
     /// What every refusal names.
     cause: &'a str,
-}
-
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn readiness(address: &str) -> (u16, Value) {

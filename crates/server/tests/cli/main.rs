@@ -4,6 +4,7 @@
 mod common;
 
 mod admin;
+mod backup;
 mod browser;
 mod cluster;
 mod connections;
@@ -14,6 +15,7 @@ mod deploy;
 mod full_disk;
 mod healthcheck;
 mod import;
+mod load;
 mod messages;
 mod nginx;
 mod peppers;

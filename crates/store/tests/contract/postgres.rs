@@ -15,6 +15,8 @@ mod audit;
 mod caps;
 #[path = "suites/change_feed.rs"]
 mod change_feed;
+#[path = "suites/copy.rs"]
+mod copy;
 #[path = "suites/credentials.rs"]
 mod credentials;
 #[path = "suites/credits.rs"]

@@ -1,0 +1,169 @@
+//! A consistent copy of a live database file (`keyward backup`).
+//!
+//! Copying the file with `cp` while a server writes can give a file that is not a
+//! database (the WAL holds what the main file lacks, and both change during the
+//! copy). `VACUUM INTO` reads one snapshot through SQLite itself, from a read-only
+//! connection, so the server's writer goes on meanwhile. The copy is written under a
+//! temporary name beside the destination, checked (`PRAGMA integrity_check`, the
+//! schema version), synced, and only then renamed into place: a backup that exists
+//! under its name is whole.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use sqlx::Connection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+
+use super::SqliteStore;
+use crate::error::StoreError;
+use crate::sql;
+
+/// A backup written and checked.
+#[derive(Clone, Debug)]
+pub struct Backup {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub schema_version: i64,
+    /// Keys in the backup, of every status.
+    pub keys: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{0} exists already: choose another name, or pass --force to replace it")]
+    Exists(PathBuf),
+    #[error("the directory {0} for the backup does not exist")]
+    NoDirectory(PathBuf),
+    #[error("cannot write the backup {path}: {cause}")]
+    Io { path: PathBuf, cause: io::Error },
+    #[error("the backup failed its check ({0}); nothing was written under its name")]
+    Check(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SqliteStore {
+    /// Writes a consistent copy of the database to `to`; an existing file there is
+    /// replaced only if `replace`. Safe while the database is being served.
+    pub async fn backup(&self, to: &Path, replace: bool) -> Result<Backup, BackupError> {
+        if to.exists() && !replace {
+            return Err(BackupError::Exists(to.to_owned()));
+        }
+        let dir = match to.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(BackupError::NoDirectory(dir.to_owned()));
+        }
+        let name = to.file_name().unwrap_or_default().to_string_lossy();
+        let partial = dir.join(format!(".{name}.partial-{}", std::process::id()));
+        let result = self.write_checked(&partial, to).await;
+        if result.is_err() {
+            let _ = fs::remove_file(&partial);
+        }
+        result
+    }
+
+    async fn write_checked(&self, partial: &Path, to: &Path) -> Result<Backup, BackupError> {
+        let io_error = |cause| BackupError::Io {
+            path: partial.to_owned(),
+            cause,
+        };
+        let _ = fs::remove_file(partial);
+        // Created empty, owner-only (it holds key hashes and the audit trail):
+        // SQLite writes into an empty file and keeps its mode.
+        create_owner_only(partial).map_err(io_error)?;
+        let target = partial.to_str().ok_or_else(|| BackupError::Io {
+            path: partial.to_owned(),
+            cause: io::Error::other("the path is not valid UTF-8"),
+        })?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(target)
+            .execute(&self.readers)
+            .await
+            .map_err(StoreError::from)?;
+        let source_version: i64 = sqlx::query_scalar(sql::SCHEMA_VERSION)
+            .fetch_one(&self.readers)
+            .await
+            .map_err(StoreError::from)?;
+
+        let (schema_version, keys) = check(partial).await?;
+        if schema_version != source_version {
+            return Err(BackupError::Check(format!(
+                "schema version {schema_version}, the database's is {source_version}"
+            )));
+        }
+        File::open(partial)
+            .and_then(|file| file.sync_all())
+            .map_err(io_error)?;
+        fs::rename(partial, to).map_err(|cause| BackupError::Io {
+            path: to.to_owned(),
+            cause,
+        })?;
+        // The rename itself must survive a power loss too.
+        if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = File::open(dir).and_then(|d| d.sync_all());
+        }
+        let bytes = fs::metadata(to).map(|m| m.len()).unwrap_or(0);
+        Ok(Backup {
+            path: to.to_owned(),
+            bytes,
+            schema_version,
+            keys,
+        })
+    }
+}
+
+/// Opens the written copy read-only: its integrity, schema version and key count.
+async fn check(path: &Path) -> Result<(i64, u64), BackupError> {
+    let options = SqliteConnectOptions::from_str("sqlite://")
+        .map_err(|err| StoreError::Database(err.into()))?
+        .filename(path)
+        .read_only(true);
+    let mut conn = SqliteConnection::connect_with(&options)
+        .await
+        .map_err(StoreError::from)?;
+    let integrity: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_all(&mut conn)
+        .await
+        .map_err(StoreError::from)?;
+    if integrity != ["ok"] {
+        return Err(BackupError::Check(format!(
+            "integrity_check: {}",
+            integrity.join("; ")
+        )));
+    }
+    let version: i64 = sqlx::query_scalar(sql::SCHEMA_VERSION)
+        .fetch_one(&mut conn)
+        .await
+        .map_err(StoreError::from)?;
+    let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(StoreError::from)?;
+    conn.close().await.map_err(StoreError::from)?;
+    Ok((version, u64::try_from(keys).unwrap_or(0)))
+}
+
+#[cfg(unix)]
+fn create_owner_only(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+}
+
+#[cfg(not(unix))]
+fn create_owner_only(path: &Path) -> io::Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map(drop)
+}
