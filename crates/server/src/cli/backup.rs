@@ -57,8 +57,9 @@ pub async fn backup(flags: &Flags, args: &BackupArgs) -> anyhow::Result<ExitCode
     store.close().await;
     let backup = backup?;
     say!(
-        "backed up {} keys to {} ({}, schema version {}) in {:.1} s; integrity check ok",
+        "backed up {} key{} to {} ({}, schema version {}) in {:.1} s; integrity check ok",
         backup.keys,
+        if backup.keys == 1 { "" } else { "s" },
         backup.path.display(),
         size(backup.bytes),
         backup.schema_version,

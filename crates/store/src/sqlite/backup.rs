@@ -13,8 +13,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{ConnectOptions, Connection};
 
 use super::SqliteStore;
 use crate::error::StoreError;
@@ -80,15 +80,17 @@ impl SqliteStore {
             path: partial.to_owned(),
             cause: io::Error::other("the path is not valid UTF-8"),
         })?;
+        let mut source = read_only(&self.path).await?;
         sqlx::query("VACUUM INTO $1")
             .bind(target)
-            .execute(&self.readers)
+            .execute(&mut source)
             .await
             .map_err(StoreError::from)?;
         let source_version: i64 = sqlx::query_scalar(sql::SCHEMA_VERSION)
-            .fetch_one(&self.readers)
+            .fetch_one(&mut source)
             .await
             .map_err(StoreError::from)?;
+        source.close().await.map_err(StoreError::from)?;
 
         let (schema_version, keys) = check(partial).await?;
         if schema_version != source_version {
@@ -117,15 +119,20 @@ impl SqliteStore {
     }
 }
 
-/// Opens the written copy read-only: its integrity, schema version and key count.
-async fn check(path: &Path) -> Result<(i64, u64), BackupError> {
+/// A read-only connection of its own. Reading a whole large database takes seconds:
+/// not the "slow statement" warnings sqlx would log for a server's queries.
+async fn read_only(path: &Path) -> Result<SqliteConnection, StoreError> {
     let options = SqliteConnectOptions::from_str("sqlite://")
         .map_err(|err| StoreError::Database(err.into()))?
         .filename(path)
-        .read_only(true);
-    let mut conn = SqliteConnection::connect_with(&options)
-        .await
-        .map_err(StoreError::from)?;
+        .read_only(true)
+        .disable_statement_logging();
+    Ok(SqliteConnection::connect_with(&options).await?)
+}
+
+/// Opens the written copy read-only: its integrity, schema version and key count.
+async fn check(path: &Path) -> Result<(i64, u64), BackupError> {
+    let mut conn = read_only(path).await?;
     let integrity: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
         .fetch_all(&mut conn)
         .await
