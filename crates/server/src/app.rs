@@ -3,7 +3,7 @@
 
 use axum::Router;
 use keyward_engine::Engine;
-use keyward_store::{AnyStore, Store};
+use keyward_store::{AnyStore, Store, Use};
 
 use crate::http::{self, auth::Authenticator};
 use crate::secret_scanning::GithubKeys;
@@ -21,25 +21,29 @@ pub struct App {
 
 /// Opens the database (creating and migrating it as needed) and starts the engine:
 /// what `serve` and `migrate` do.
-pub async fn start_engine(settings: &Settings) -> anyhow::Result<Engine<AnyStore>> {
+pub async fn start_engine(settings: &Settings, use_: Use) -> anyhow::Result<Engine<AnyStore>> {
     let store = keyward_store::connect_with(&settings.database_url, &settings.connect).await?;
     store.migrate().await?;
-    // A database half filled by `keyward copy` lacks keys and events of its source:
-    // serving it would answer "unknown key" for keys that exist.
-    if let Some(started) = keyward_store::deployment(&store).await?.copy_started_at {
+    begin_use(store, use_)
+        .await
+        .map(|store| Engine::start(store, settings.engine.clone()))
+}
+
+/// A database half filled by `keyward copy` lacks keys and events of its source:
+/// serving it, or changing it, is refused (see `keyward_store::begin_use`).
+async fn begin_use(store: AnyStore, use_: Use) -> anyhow::Result<AnyStore> {
+    if let Err(err) = keyward_store::begin_use(&store, use_).await {
         store.close().await;
-        anyhow::bail!(
-            "this database is the target of a `keyward copy` that has not finished (started \
-             {started}): run the copy again until it reports every table equal, then start"
-        );
+        return Err(err.into());
     }
-    Ok(Engine::start(store, settings.engine.clone()))
+    Ok(store)
 }
 
 /// Starts the engine on the database as it is, without migrating: admin commands must
 /// not upgrade a production schema as a side effect.
 pub async fn open_engine(settings: &Settings) -> anyhow::Result<Engine<AnyStore>> {
     let store = keyward_store::connect_with(&settings.database_url, &settings.connect).await?;
+    let store = begin_use(store, Use::Admin).await?;
     // A command lives for one operation: nothing to warm a cache for.
     let mut config = settings.engine.clone();
     config.cache_warmup = 0;
@@ -55,7 +59,7 @@ impl App {
         .with_metrics_token(settings.http.metrics_token.as_ref().map(Secret::expose));
         // The recorder first: the engine resolves its metric handles as it starts.
         let metrics = telemetry::metrics();
-        let engine = start_engine(settings).await?;
+        let engine = start_engine(settings, Use::Serve).await?;
         let router = http::router(
             engine.clone(),
             auth,

@@ -30,6 +30,8 @@ use tables::{Column, Kind, TABLES, Table};
 /// Rows read and compared at a time; fewer for wide tables, so that a batch's
 /// upsert stays within both backends' limit of values in one statement.
 const BATCH_ROWS: usize = 1000;
+/// Every change writes an audit event.
+const NEWEST_EVENT: &str = "SELECT COALESCE(MAX(id), 0) AS n FROM key_events";
 const MAX_VALUES: usize = 30_000;
 
 /// How far a copy has come in one table.
@@ -73,6 +75,9 @@ pub struct Copied {
     /// Whether the target already held this deployment's data (an earlier copy's).
     pub resumed: bool,
     pub tables: Vec<TableCopied>,
+    /// Whether the source recorded changes after its snapshot was taken (a server
+    /// kept writing): they are not in the target yet.
+    pub source_changed: bool,
 }
 
 impl Copied {
@@ -107,6 +112,19 @@ pub enum CopyError {
          that copy first"
     )]
     SourceUnfinished { started: Timestamp },
+    #[error("the target is the source itself, under another URL: a copy needs two databases")]
+    SameDatabase,
+    #[error(
+        "keyward has served the target since the last copy into it: copying again would \
+         undo what was done there since (keys created, revoked or used). If the move is \
+         done, there is nothing left to copy; to start over, copy into an empty database"
+    )]
+    TargetUsed,
+    #[error(
+        "this database is the target of a `keyward copy` that has not finished (started \
+         {started}): run the copy again until it reports every table equal"
+    )]
+    Unfinished { started: Timestamp },
 }
 
 /// What a database says about the deployment it holds.
@@ -116,11 +134,71 @@ pub struct Deployment {
     pub created_at: Timestamp,
     /// Set while a copy fills this database, until it ends with equal digests.
     pub copy_started_at: Option<Timestamp>,
+    copy_nonce: Option<String>,
+    /// Starts of `keyward serve` on this database, and their count when the last copy
+    /// into it ended.
+    pub uses: i64,
+    pub uses_at_copy: Option<i64>,
 }
 
-const READ_DEPLOYMENT: &str = "SELECT id, created_at, copy_started_at FROM deployment";
-const MARK_COPY: &str = "UPDATE deployment SET id = $1, created_at = $2, copy_started_at = $3";
-const COPY_FINISHED: &str = "UPDATE deployment SET copy_started_at = NULL";
+const READ_DEPLOYMENT: &str =
+    "SELECT id, created_at, copy_started_at, copy_nonce, uses, uses_at_copy FROM deployment";
+const MARK_COPY: &str = "UPDATE deployment \
+     SET id = $1, created_at = $2, copy_started_at = $3, copy_nonce = $4";
+const UNMARK_COPY: &str = "UPDATE deployment SET copy_started_at = NULL, copy_nonce = NULL";
+const COPY_FINISHED: &str =
+    "UPDATE deployment SET copy_started_at = NULL, copy_nonce = NULL, uses_at_copy = uses";
+const COUNT_USE: &str = "UPDATE deployment SET uses = uses + 1";
+/// The migration that made the deployment row.
+const DEPLOYMENT_MIGRATION: i64 = 14;
+
+/// What a database is opened for, by [`begin_use`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Use {
+    /// `keyward serve`: counted, so that a later copy into it is refused.
+    Serve,
+    /// An admin command or a migration.
+    Admin,
+}
+
+/// Refuses a database that a copy is still filling (it lacks rows of its source),
+/// and counts a server's start on it.
+pub async fn begin_use(store: &AnyStore, use_: Use) -> Result<(), CopyError> {
+    // Admin commands open a database without migrating it: one from before the
+    // deployment row (migration 14) was never a copy's target. One they cannot read
+    // fails them on their own statement, with its own error.
+    match schema_version(store).await {
+        Ok((version, _)) if version >= DEPLOYMENT_MIGRATION => {}
+        _ if use_ == Use::Admin => return Ok(()),
+        Ok(_) => {}
+        Err(err) => return Err(err.into()),
+    }
+    if let Some(started) = deployment(store).await?.copy_started_at {
+        return Err(CopyError::Unfinished { started });
+    }
+    if use_ == Use::Serve {
+        let statement = || Statement::new(COUNT_USE, Vec::new());
+        let counted = match store {
+            AnyStore::Sqlite(store) => {
+                async { run::<SqliteStore>(&mut *store.writer().await?, statement()).await }
+                    .await
+                    .map(drop)
+            }
+            AnyStore::Postgres(store) => {
+                async { run::<PostgresStore>(&mut *store.writer().await?, statement()).await }
+                    .await
+                    .map(drop)
+            }
+        };
+        // A server still starts on a database it cannot write to now (a full disk, a
+        // standby): it answers verifications. Only the protection of a later copy is
+        // lost, for this start.
+        if let Err(err) = counted {
+            tracing::warn!(error = %err, "could not count this start in the deployment row");
+        }
+    }
+    Ok(())
+}
 
 /// The deployment the database at `store` holds.
 pub async fn deployment(store: &AnyStore) -> Result<Deployment, StoreError> {
@@ -253,6 +331,9 @@ async fn read_deployment<D: Dialect>(conn: &mut Connection<D>) -> Result<Deploym
         id: row.text("id")?,
         created_at: row.time("created_at")?,
         copy_started_at: row.maybe_time("copy_started_at")?,
+        copy_nonce: row.maybe_text("copy_nonce")?,
+        uses: row.int("uses")?,
+        uses_at_copy: row.maybe_int("uses_at_copy")?,
     })
 }
 
@@ -483,6 +564,13 @@ impl<'a, S: Dialect, T: Dialect> Copy<'a, S, T> {
         }
         let theirs = read_deployment::<T>(&mut *target.reader().await?).await?;
         let resumed = theirs.id == deployment.id;
+        if resumed
+            && theirs
+                .uses_at_copy
+                .is_some_and(|at_copy| theirs.uses != at_copy)
+        {
+            return Err(CopyError::TargetUsed);
+        }
         if !resumed {
             for table in TABLES {
                 let rows = count::<T>(&mut *target.reader().await?, table).await?;
@@ -494,14 +582,35 @@ impl<'a, S: Dialect, T: Dialect> Copy<'a, S, T> {
                 }
             }
         }
+        // 80 random bits (after the time): no other copy's.
+        let nonce = keyward_core::model::KeyId::new(now)
+            .as_uuid()
+            .simple()
+            .to_string();
         run::<T>(
             &mut *target.writer().await?,
             Statement::new(
                 MARK_COPY,
-                params![deployment.id.as_str(), deployment.created_at, now],
+                params![
+                    deployment.id.as_str(),
+                    deployment.created_at,
+                    now,
+                    nonce.as_str()
+                ],
             ),
         )
         .await?;
+        // Marked on the target, and seen on the source as it is now: one database
+        // under two URLs. Copying would write the snapshot over its own later changes.
+        let source_now = read_deployment::<S>(&mut *source.reader().await?).await?;
+        if source_now.copy_nonce.as_deref() == Some(nonce.as_str()) {
+            run::<T>(
+                &mut *target.writer().await?,
+                Statement::new(UNMARK_COPY, Vec::new()),
+            )
+            .await?;
+            return Err(CopyError::SameDatabase);
+        }
 
         let mut copy = Copy::<S, T> {
             target,
@@ -512,6 +621,7 @@ impl<'a, S: Dialect, T: Dialect> Copy<'a, S, T> {
         for table in TABLES {
             tables.push(copy.table(&mut snapshot, table).await?);
         }
+        let events_in_snapshot = newest_event::<S>(&mut snapshot).await?;
         for table in TABLES.iter().filter(|t| t.counter) {
             let value = counter::<S>(&mut snapshot, table).await?;
             let mut tx = target.begin().await?;
@@ -521,6 +631,10 @@ impl<'a, S: Dialect, T: Dialect> Copy<'a, S, T> {
             tx.commit().await.map_err(StoreError::from)?;
         }
         snapshot.rollback().await.map_err(StoreError::from)?;
+        // Every change records an event: a source whose events went on past the
+        // snapshot's has changes the target lacks.
+        let events_now = newest_event::<S>(&mut *source.reader().await?).await?;
+        let source_changed = events_now != events_in_snapshot;
 
         for copied in &mut tables {
             let table = TABLES
@@ -535,6 +649,7 @@ impl<'a, S: Dialect, T: Dialect> Copy<'a, S, T> {
             deployment: deployment.id,
             resumed,
             tables,
+            source_changed,
         };
         if copied.matches() {
             run::<T>(
@@ -680,6 +795,13 @@ async fn count<D: Dialect>(conn: &mut Connection<D>, table: &Table) -> Result<u6
     .await?;
     let n = rows.first().map_or(Ok(0), |row| row.int("n"))?;
     Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// The newest audit event's id (its table, not its counter: PostgreSQL's sequences are
+/// outside transactions, so a snapshot would see the counter as it is now).
+async fn newest_event<D: Dialect>(conn: &mut Connection<D>) -> Result<i64, StoreError> {
+    let rows = run::<D>(conn, Statement::new(NEWEST_EVENT, Vec::new())).await?;
+    rows.first().map_or(Ok(0), |row| row.int("n"))
 }
 
 async fn counter<D: Dialect>(

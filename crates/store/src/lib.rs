@@ -46,7 +46,8 @@ pub use connect::{connect, connect_with};
 #[cfg(feature = "testing")]
 pub use copy::testing as copy_testing;
 pub use copy::{
-    Copied, CopyError, Deployment, Progress, TableCopied, copy, deployment, schema_version,
+    Copied, CopyError, Deployment, Progress, TableCopied, Use, begin_use, copy, deployment,
+    schema_version,
 };
 pub use error::{StoreError, Unwritable};
 pub use interface::{

@@ -45,7 +45,7 @@ use keyward_core::hash::KeyHash;
 mod backup;
 mod lookups;
 
-pub use backup::{Backup, BackupError};
+pub use backup::{Backup, BackupError, same_file};
 
 use lookups::Lookups;
 

@@ -76,6 +76,29 @@ impl DatabaseUrl {
 
 /// Hides a password in `scheme://user:password@host` before it reaches a message.
 fn redact(url: &str) -> String {
+    // A password may also come as a query parameter (`?password=…`).
+    let (url, query) = match url.split_once('?') {
+        Some((url, query)) => (url, Some(query)),
+        None => (url, None),
+    };
+    let url = redact_credentials(url);
+    let Some(query) = query else { return url };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _))
+                if name.eq_ignore_ascii_case("password")
+                    || name.eq_ignore_ascii_case("sslpassword") =>
+            {
+                format!("{name}=***")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{url}?{}", query.join("&"))
+}
+
+fn redact_credentials(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(start), Some(at)) if at > start => {
             let creds = &url[start + 3..at];
@@ -120,6 +143,13 @@ mod tests {
             assert!(parsed.to_string().contains("kw:***@db"), "{parsed}");
             assert!(parsed.sqlite_path().is_none());
         }
+        let parsed =
+            DatabaseUrl::parse("postgres://kw@db/k?sslmode=require&password=s3cret&SSLPASSWORD=x")
+                .unwrap();
+        assert_eq!(
+            parsed.to_string(),
+            "postgres://kw@db/k?sslmode=require&password=***&SSLPASSWORD=***"
+        );
     }
 
     #[test]

@@ -51,9 +51,11 @@ pub async fn backup(flags: &Flags, args: &BackupArgs) -> anyhow::Result<ExitCode
         DatabaseUrl::Sqlite(path) => path,
     };
     existing(path)?;
+    let secrets = crate::secrets::path_for(path);
     let store = SqliteStore::open(path).await?;
     let started = Instant::now();
-    let backup = store.backup(&args.to, args.force).await;
+    // Never over the database being served, nor its pepper, --force or not.
+    let backup = store.backup(&args.to, args.force, &[&secrets]).await;
     store.close().await;
     let backup = backup?;
     say!(
@@ -65,7 +67,6 @@ pub async fn backup(flags: &Flags, args: &BackupArgs) -> anyhow::Result<ExitCode
         backup.schema_version,
         started.elapsed().as_secs_f64()
     );
-    let secrets = crate::secrets::path_for(path);
     if secrets.exists() {
         say!(
             "The secrets are not in the backup: they stay in {} (the pepper that keys are \
@@ -167,6 +168,12 @@ pub async fn copy(flags: &Flags, args: &CopyArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     }
+    if copied.source_changed {
+        eprintln!(
+            "note: the source changed while it was copied (it records changes after its \
+             snapshot): before switching to the target, stop writes and run the copy again"
+        );
+    }
     if !args.json {
         say!(
             "Every table is equal on both sides. Keys verify on the target with the same \
@@ -205,10 +212,7 @@ fn existing(path: &Path) -> anyhow::Result<()> {
 
 fn same_database(a: &DatabaseUrl, b: &DatabaseUrl) -> bool {
     match (a, b) {
-        (DatabaseUrl::Sqlite(a), DatabaseUrl::Sqlite(b)) => {
-            let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
-            canonical(a) == canonical(b)
-        }
+        (DatabaseUrl::Sqlite(a), DatabaseUrl::Sqlite(b)) => keyward_store::sqlite::same_file(a, b),
         (DatabaseUrl::Postgres(a), DatabaseUrl::Postgres(b)) => a == b,
         _ => false,
     }
@@ -226,6 +230,7 @@ fn json(copied: &keyward_store::Copied, elapsed: Duration) -> serde_json::Value 
     serde_json::json!({
         "deployment": copied.deployment,
         "resumed": copied.resumed,
+        "source_changed": copied.source_changed,
         "equal": copied.matches(),
         "seconds": elapsed.as_secs_f64(),
         "tables": copied.tables.iter().map(|t| serde_json::json!({

@@ -242,7 +242,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => serve::serve(&cli.flags).await.map(|()| ExitCode::SUCCESS),
         Command::Migrate => {
             let settings = cli.flags.resolve(crate::settings::LocalTrial::Create)?;
-            let engine = crate::app::start_engine(&settings).await?;
+            let engine = crate::app::start_engine(&settings, keyward_store::Use::Admin).await?;
             engine.shutdown().await;
             say!("database is up to date");
             Ok(ExitCode::SUCCESS)

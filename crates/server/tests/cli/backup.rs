@@ -424,3 +424,36 @@ fn a_hundred_thousand_keys_move_to_postgresql_through_a_sigkill_and_back() {
     assert_eq!(on_back, expected);
     assert!(stop(server));
 }
+
+#[test]
+fn a_backup_never_replaces_the_database_or_its_secrets_even_with_force() {
+    let dir = tempfile::tempdir().unwrap();
+    cli_in(dir.path(), &["migrate"]);
+    let (_, key) = create_key(dir.path(), "alice", "kept");
+    let secrets = std::fs::read(dir.path().join("keyward.db.secrets")).unwrap();
+    for to in [
+        "keyward.db",
+        "./keyward.db",
+        "keyward.db-wal",
+        "keyward.db.secrets",
+    ] {
+        if !dir.path().join(to).exists() {
+            continue;
+        }
+        let output = clean_command(dir.path())
+            .args(["backup", "--to", to, "--force"])
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{to}");
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(said.contains("choose another path"), "{to}: {said}");
+    }
+    assert_eq!(
+        std::fs::read(dir.path().join("keyward.db.secrets")).unwrap(),
+        secrets
+    );
+    let (server, _log) = start_server_with(dir.path(), &[]);
+    let admin = cli_in(dir.path(), &["token", "--admin"]);
+    assert_eq!(code(&server, &admin, &key), "VALID");
+    assert!(stop(server));
+}

@@ -17,6 +17,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection};
 
 use super::SqliteStore;
+use keyward_core::time::Timestamp;
+
 use crate::error::StoreError;
 use crate::sql;
 
@@ -36,6 +38,8 @@ pub enum BackupError {
     Exists(PathBuf),
     #[error("the directory {0} for the backup does not exist")]
     NoDirectory(PathBuf),
+    #[error("{0} is a file of the database itself (or its secrets): choose another path")]
+    Overwrites(PathBuf),
     #[error("cannot write the backup {path}: {cause}")]
     Io { path: PathBuf, cause: io::Error },
     #[error("the backup failed its check ({0}); nothing was written under its name")]
@@ -46,10 +50,32 @@ pub enum BackupError {
 
 impl SqliteStore {
     /// Writes a consistent copy of the database to `to`; an existing file there is
-    /// replaced only if `replace`. Safe while the database is being served.
-    pub async fn backup(&self, to: &Path, replace: bool) -> Result<Backup, BackupError> {
-        if to.exists() && !replace {
-            return Err(BackupError::Exists(to.to_owned()));
+    /// replaced only if `replace`, and never the database's own files or any of
+    /// `keep` (its secrets). Safe while the database is being served.
+    pub async fn backup(
+        &self,
+        to: &Path,
+        replace: bool,
+        keep: &[&Path],
+    ) -> Result<Backup, BackupError> {
+        if to.exists() {
+            let with = |suffix: &str| {
+                let mut name = self.path.as_os_str().to_owned();
+                name.push(suffix);
+                PathBuf::from(name)
+            };
+            let own = [self.path.to_path_buf(), with("-wal"), with("-shm")];
+            if own
+                .iter()
+                .map(PathBuf::as_path)
+                .chain(keep.iter().copied())
+                .any(|p| same_file(to, p))
+            {
+                return Err(BackupError::Overwrites(to.to_owned()));
+            }
+            if !replace {
+                return Err(BackupError::Exists(to.to_owned()));
+            }
         }
         let dir = match to.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -59,23 +85,35 @@ impl SqliteStore {
             return Err(BackupError::NoDirectory(dir.to_owned()));
         }
         let name = to.file_name().unwrap_or_default().to_string_lossy();
-        let partial = dir.join(format!(".{name}.partial-{}", std::process::id()));
-        let result = self.write_checked(&partial, to).await;
+        // A name no other run uses (two containers may both be pid 1), created here:
+        // only this run's own file is ever removed.
+        let now = Timestamp::from_datetime(time::OffsetDateTime::now_utc())
+            .map_err(|err| BackupError::Check(err.to_string()))?;
+        let random = keyward_core::model::KeyId::new(now);
+        let partial = dir.join(format!(".{name}.partial-{}", random.as_uuid().simple()));
+        // Created empty, owner-only (it holds key hashes and the audit trail):
+        // SQLite writes into an empty file and keeps its mode.
+        create_owner_only(&partial).map_err(|cause| BackupError::Io {
+            path: partial.clone(),
+            cause,
+        })?;
+        let result = self.write_checked(&partial, dir, to).await;
         if result.is_err() {
             let _ = fs::remove_file(&partial);
         }
         result
     }
 
-    async fn write_checked(&self, partial: &Path, to: &Path) -> Result<Backup, BackupError> {
+    async fn write_checked(
+        &self,
+        partial: &Path,
+        dir: &Path,
+        to: &Path,
+    ) -> Result<Backup, BackupError> {
         let io_error = |cause| BackupError::Io {
             path: partial.to_owned(),
             cause,
         };
-        let _ = fs::remove_file(partial);
-        // Created empty, owner-only (it holds key hashes and the audit trail):
-        // SQLite writes into an empty file and keeps its mode.
-        create_owner_only(partial).map_err(io_error)?;
         let target = partial.to_str().ok_or_else(|| BackupError::Io {
             path: partial.to_owned(),
             cause: io::Error::other("the path is not valid UTF-8"),
@@ -106,9 +144,7 @@ impl SqliteStore {
             cause,
         })?;
         // The rename itself must survive a power loss too.
-        if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
-            let _ = File::open(dir).and_then(|d| d.sync_all());
-        }
+        let _ = File::open(dir).and_then(|d| d.sync_all());
         let bytes = fs::metadata(to).map(|m| m.len()).unwrap_or(0);
         Ok(Backup {
             path: to.to_owned(),
@@ -153,6 +189,19 @@ async fn check(path: &Path) -> Result<(i64, u64), BackupError> {
         .map_err(StoreError::from)?;
     conn.close().await.map_err(StoreError::from)?;
     Ok((version, u64::try_from(keys).unwrap_or(0)))
+}
+
+/// Whether two paths name one file (through symbolic or hard links too).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(a), Ok(b)) = (fs::metadata(a), fs::metadata(b)) {
+            return a.dev() == b.dev() && a.ino() == b.ino();
+        }
+    }
+    let canonical = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    canonical(a) == canonical(b)
 }
 
 #[cfg(unix)]

@@ -410,3 +410,109 @@ async fn a_target_at_an_older_schema_is_refused_not_upgraded() {
         target.close().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_into_a_target_served_since_is_refused() {
+    let f = fixture().await;
+    let keys = seed(&f.store).await;
+    for (_db, target) in targets().await {
+        copy(&f.store, &target).await.unwrap();
+        // Caught up again before the switch: allowed.
+        copy(&f.store, &target).await.unwrap();
+        // The switch: a server starts on the target, and changes things there.
+        keyward_store::begin_use(&target, keyward_store::Use::Serve)
+            .await
+            .unwrap();
+        target
+            .apply(
+                Scope::Admin,
+                keys[0].key.id,
+                &Mutation::Revoke,
+                at(60),
+                &admin(),
+            )
+            .await
+            .unwrap();
+        let refused = copy(&f.store, &target).await.unwrap_err();
+        assert!(matches!(refused, CopyError::TargetUsed), "{refused:?}");
+        let revoked = target.get_key(Scope::Admin, keys[0].key.id).await.unwrap();
+        assert_eq!(
+            revoked.unwrap().status,
+            keyward_core::model::KeyStatus::Revoked,
+            "the target's own change stays"
+        );
+        target.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_itself_under_another_url_is_refused_and_left_unmarked() {
+    let f = fixture().await;
+    seed(&f.store).await;
+    let again = keyward_store::connect(&f.url).await.unwrap();
+    let refused = copy(&f.store, &again).await.unwrap_err();
+    assert!(matches!(refused, CopyError::SameDatabase), "{refused:?}");
+    let deployment = keyward_store::deployment(&f.store).await.unwrap();
+    assert_eq!(deployment.copy_started_at, None);
+    keyward_store::begin_use(&f.store, keyward_store::Use::Serve)
+        .await
+        .unwrap();
+    again.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_filled_target_is_refused_for_serving_and_for_changes() {
+    let f = fixture().await;
+    seed(&f.store).await;
+    for (_db, target) in targets().await {
+        let (source, into) = (f.store.clone(), target.clone());
+        let stopped = tokio::spawn(async move {
+            keyward_store::copy(&source, &into, at(100), &mut |progress| {
+                assert_ne!(progress.table, "key_events", "stopped after the keys");
+            })
+            .await
+        })
+        .await;
+        assert!(stopped.is_err());
+        for use_ in [keyward_store::Use::Serve, keyward_store::Use::Admin] {
+            let refused = keyward_store::begin_use(&target, use_).await.unwrap_err();
+            assert!(
+                matches!(refused, CopyError::Unfinished { started } if started == at(100)),
+                "{use_:?}: {refused:?}"
+            );
+            assert!(refused.to_string().contains("has not finished"));
+        }
+        target.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_says_when_its_source_changed_after_the_snapshot() {
+    let f = fixture().await;
+    seed(&f.store).await;
+    for (_db, target) in targets().await {
+        let quiet = copy(&f.store, &target).await.unwrap();
+        assert!(!quiet.source_changed);
+        let source = f.store.clone();
+        let mut changed = false;
+        let copied = keyward_store::copy(&f.store, &target, at(100), &mut |_| {
+            if !changed {
+                changed = true;
+                // A server writing meanwhile.
+                tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current().block_on(insert(
+                        &source,
+                        "erin",
+                        "meanwhile",
+                        70,
+                    ))
+                });
+            }
+        })
+        .await
+        .unwrap();
+        assert!(copied.matches(), "the snapshot is copied whole");
+        assert!(copied.source_changed, "{copied:#?}");
+        target.close().await;
+    }
+}
