@@ -1,4 +1,4 @@
-//! Marks builds where a PostgreSQL server (or nginx, Redis, the Python client's test
+//! Marks builds where a PostgreSQL server (or nginx, Caddy, Redis, the Python client's test
 //! environment, or root for filesystem faults) is available to the tests, so those suites run there and are
 //! reported as ignored (with the reason) elsewhere.
 fn main() {
@@ -12,6 +12,12 @@ fn main() {
     println!("cargo::rerun-if-env-changed=KEYWARD_TEST_NGINX");
     if std::env::var_os("KEYWARD_TEST_NGINX").is_some_and(|path| !path.is_empty()) {
         println!("cargo::rustc-cfg=keyward_nginx_tests");
+    }
+    // The Caddy test runs where KEYWARD_TEST_CADDY names a caddy binary (.ci/run).
+    println!("cargo::rustc-check-cfg=cfg(keyward_caddy_tests)");
+    println!("cargo::rerun-if-env-changed=KEYWARD_TEST_CADDY");
+    if std::env::var_os("KEYWARD_TEST_CADDY").is_some_and(|path| !path.is_empty()) {
+        println!("cargo::rustc-cfg=keyward_caddy_tests");
     }
     // The Python client's suite runs where KEYWARD_TEST_PYTHON names a Python with
     // clients/python[test] installed (.ci/run).

@@ -14,13 +14,17 @@ use tokio::net::TcpStream;
 use super::output::say;
 use crate::flags::Flags;
 
+/// What is asked when no path is given.
+const READYZ: &str = "/readyz";
+
 /// The most of an answer that is read: a status line, headers and a short body.
 const MAX_ANSWER: u64 = 16 * 1024;
 
 #[derive(Debug, Args)]
 pub struct HealthcheckArgs {
-    /// The readiness URL to ask (`http://host:port/path`). Default: `/readyz` on the
-    /// address `KEYWARD_BIND` names, on loopback when that is a wildcard (0.0.0.0, ::).
+    /// The keyward to ask: `http://host:port` asks its `/readyz`; a URL with a path
+    /// (`http://host:port/path`) asks that path. Default: `/readyz` on the address
+    /// `KEYWARD_BIND` names, on loopback when that is a wildcard (0.0.0.0, ::).
     #[arg(long)]
     url: Option<String>,
     /// Seconds to wait for the whole answer.
@@ -51,7 +55,7 @@ impl Target {
         Self {
             host,
             port: bind.port(),
-            path: "/readyz".into(),
+            path: READYZ.into(),
         }
     }
 
@@ -59,9 +63,12 @@ impl Target {
         let rest = url.strip_prefix("http://").ok_or_else(|| {
             format!("{url:?}: only http:// URLs (keyward serves plain HTTP behind its proxy)")
         })?;
+        // `http://host:port` (or with a bare `/`), as Docker health checks are
+        // written: the server's readiness, not its root page.
         let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
+            Some(i) if rest.len() > i + 1 => (&rest[..i], &rest[i..]),
+            Some(i) => (&rest[..i], READYZ),
+            None => (rest, READYZ),
         };
         let (host, port) = match authority.rsplit_once(':') {
             Some((host, port)) if !port.contains(']') => {
@@ -106,7 +113,8 @@ pub async fn run(flags: &Flags, args: &HealthcheckArgs) -> anyhow::Result<ExitCo
         Ok(Err(err)) => err.to_string(),
         Err(_) => format!("no answer within {} s", args.timeout),
     };
-    say!("not ready: {target} {verdict}");
+    // On stderr, where a container runtime keeps a failed check's output.
+    eprintln!("not ready: {target} {verdict}");
     Ok(ExitCode::FAILURE)
 }
 
@@ -153,9 +161,16 @@ mod tests {
     fn a_url_is_taken_apart_or_refused_with_the_reason() {
         let target = Target::parse("http://[::1]:8080/readyz").unwrap();
         assert_eq!(target.connect_to(), ("::1".to_owned(), 8080));
+        for url in ["http://localhost", "http://localhost/"] {
+            assert_eq!(
+                Target::parse(url).unwrap().to_string(),
+                "http://localhost:80/readyz",
+                "{url}: no path asks readiness"
+            );
+        }
         assert_eq!(
-            Target::parse("http://localhost").unwrap().to_string(),
-            "http://localhost:80/"
+            Target::parse("http://k:8080/healthz").unwrap().path,
+            "/healthz"
         );
         assert!(
             Target::parse("https://k.example/readyz")

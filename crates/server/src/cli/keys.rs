@@ -26,11 +26,15 @@ pub enum KeysCommand {
         /// Owner of the key (the user id, as in the JWT `sub`).
         #[arg(long)]
         user: String,
+        /// A label for the key, shown in listings, the console and the audit trail
+        /// (1 to 100 characters; need not be unique), e.g. "CI deploy".
         #[arg(long)]
         name: String,
         /// Permission to grant (repeat, or separate with commas).
         #[arg(long = "permission", short = 'p', value_delimiter = ',')]
         permissions: Vec<String>,
+        /// A longer note for the key's owner: what it is for, where it is used (up to
+        /// 1000 characters). Optional.
         #[arg(long)]
         description: Option<String>,
         /// RFC 3339 time from which the key verifies as EXPIRED.
@@ -68,10 +72,13 @@ pub enum KeysCommand {
     /// what is given).
     Edit {
         id: String,
+        /// A new label for the key (1 to 100 characters).
         #[arg(long)]
         name: Option<String>,
+        /// A new note for the key's owner (up to 1000 characters).
         #[arg(long, conflicts_with = "clear_description")]
         description: Option<String>,
+        /// Removes the key's description.
         #[arg(long)]
         clear_description: bool,
         /// RFC 3339 time, in the future.
@@ -83,6 +90,7 @@ pub enum KeysCommand {
         /// A JSON object, e.g. '{"team":"ci"}'.
         #[arg(long, value_parser = parse_metadata_arg, conflicts_with = "clear_metadata")]
         metadata: Option<JsonObject>,
+        /// Removes the key's metadata.
         #[arg(long)]
         clear_metadata: bool,
         /// Sets the usage credits left (a top-up).
@@ -108,6 +116,7 @@ pub enum KeysCommand {
     },
     /// List keys, newest first (every user's, or one user's).
     List {
+        /// Only this user's keys.
         #[arg(long)]
         user: Option<String>,
     },

@@ -322,6 +322,31 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_option_of_every_command_says_what_it_is_for() {
+        fn undocumented(command: &clap::Command, path: &str, found: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                // Named options (a positional ID is named by the command's own help).
+                if arg.is_hide_set() || arg.get_long().is_none() || id == "help" || id == "version"
+                {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    found.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                undocumented(sub, &format!("{path} {}", sub.get_name()), found);
+            }
+        }
+        let mut command = command();
+        command.build();
+        let mut found = Vec::new();
+        undocumented(&command, "keyward", &mut found);
+        assert!(found.is_empty(), "options without a help text: {found:?}");
+    }
+
     /// The `KEYWARD_*` variables a command's `--help` names.
     fn variables_in_help(path: &[&str]) -> Vec<String> {
         let mut command = command();

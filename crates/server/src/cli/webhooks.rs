@@ -31,6 +31,7 @@ pub enum WebhooksCommand {
         /// api_key.rate_limited.
         #[arg(long = "event", value_delimiter = ',', required = true)]
         events: Vec<String>,
+        /// A note on what the endpoint is for, shown in listings.
         #[arg(long)]
         description: Option<String>,
     },

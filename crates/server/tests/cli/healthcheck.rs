@@ -8,14 +8,22 @@ use std::time::{Duration, Instant};
 
 use crate::common::{clean_command, start_server};
 
+/// The exit code and what it said: "ready" on stdout, "not ready" on stderr.
 fn healthcheck(cwd: &std::path::Path, args: &[&str]) -> (Option<i32>, String, Output) {
     let output = clean_command(cwd)
         .arg("healthcheck")
         .args(args)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    (output.status.code(), stdout, output)
+    let said = if output.status.success() {
+        assert!(output.stderr.is_empty(), "{output:?}");
+        &output.stdout
+    } else {
+        assert!(output.stdout.is_empty(), "{output:?}");
+        &output.stderr
+    };
+    let said = String::from_utf8_lossy(said).trim().to_owned();
+    (output.status.code(), said, output)
 }
 
 /// A socket that answers every connection with `answer` (or never, for `None`).
@@ -59,6 +67,16 @@ fn healthcheck_exits_0_for_a_ready_server_and_1_where_nothing_listens() {
     let (code, stdout, _) = healthcheck(dir.path(), &["--bind", &server.address]);
     assert_eq!(code, Some(0), "{stdout}");
     assert_eq!(stdout, format!("ready: http://{}/readyz", server.address));
+
+    // As Docker users write it: the address alone asks /readyz there.
+    for url in [
+        format!("http://{}", server.address),
+        format!("http://{}/", server.address),
+    ] {
+        let (code, stdout, _) = healthcheck(dir.path(), &["--url", &url]);
+        assert_eq!(code, Some(0), "{url}: {stdout}");
+        assert_eq!(stdout, format!("ready: http://{}/readyz", server.address));
+    }
 
     let url = format!("http://{}/readyz", server.address);
     drop(server);

@@ -2,8 +2,7 @@
 //! `auth_request` with the configuration of docs/INTEGRATIONS.md. Needs
 //! `KEYWARD_TEST_NGINX` (the nginx binary; `.ci/run` installs and names it).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::common::{cli_in, http, start_server};
+use crate::proxy::{free_port, get, get_with_headers, upstream};
 
 /// The nginx block `name` of docs/INTEGRATIONS.md, exactly as documented.
 fn documented(name: &str) -> String {
@@ -40,42 +40,6 @@ fn documented_config() -> String {
     )
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// An upstream that answers every request with the headers it saw, and counts them.
-fn upstream(hits: Arc<AtomicUsize>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            hits.fetch_add(1, Ordering::SeqCst);
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut seen = serde_json::Map::new();
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-                if let Some((name, value)) = line.trim_end().split_once(':') {
-                    seen.insert(name.to_ascii_lowercase(), json!(value.trim()));
-                }
-                line.clear();
-            }
-            let body = Value::Object(seen).to_string();
-            let mut stream = stream;
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
-}
-
 struct Nginx(Child);
 
 impl Drop for Nginx {
@@ -95,35 +59,6 @@ impl Drop for Nginx {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// A GET through nginx with these headers: the status and the body.
-fn get(port: u16, headers: &[(&str, &str)]) -> (u16, Value) {
-    let (status, _, body) = get_with_headers(port, headers);
-    (status, body)
-}
-
-/// [`get`], with the answer's head as well.
-fn get_with_headers(port: u16, headers: &[(&str, &str)]) -> (u16, String, Value) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut request = String::from("GET /graphs HTTP/1.1\r\nHost: api\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    (
-        status,
-        head.to_owned(),
-        serde_json::from_str(body).unwrap_or(Value::Null),
-    )
 }
 
 #[test]
@@ -367,4 +302,13 @@ fn nginx_lets_valid_keys_through_and_stops_the_rest() {
     );
     assert_eq!(status, 404, "the verify API stays private");
     assert_eq!(hits.load(Ordering::SeqCst), 3);
+
+    // keyward down: nginx's own answer (500), never a pass.
+    drop(keyward);
+    assert_eq!(get(port, &[("X-API-Key", plain)]).0, 500);
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        3,
+        "a request passed while keyward was down"
+    );
 }

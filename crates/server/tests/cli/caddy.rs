@@ -1,0 +1,217 @@
+//! A real Caddy in front of a small upstream, asking `keyward serve` through
+//! `forward_auth` with deploy/caddy/Caddyfile as written (its addresses and the
+//! credential filled in). Needs `KEYWARD_TEST_CADDY` (the caddy binary; `.ci/run`
+//! installs Debian's and names it). The same cases as the nginx test, and keyward
+//! down.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{cli_in, http, start_server};
+use crate::proxy::{free_port, get, get_with_headers, upstream};
+
+/// deploy/caddy/Caddyfile, as shipped.
+fn documented() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/caddy/Caddyfile"
+    ))
+    .unwrap()
+}
+
+struct Caddy(Child);
+
+impl Drop for Caddy {
+    /// Stops Caddy the way it expects: SIGTERM, a graceful stop.
+    fn drop(&mut self) {
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A service credential with these scopes: its secret.
+fn credential(dir: &std::path::Path, name: &str, scope: &str) -> String {
+    let created = cli_in(
+        dir,
+        &[
+            "credentials",
+            "create",
+            "--name",
+            name,
+            "--scope",
+            scope,
+            "--json",
+        ],
+    );
+    let created: Value = serde_json::from_str(&created).unwrap();
+    created["secret"].as_str().unwrap().to_owned()
+}
+
+#[test]
+#[cfg_attr(
+    not(keyward_caddy_tests),
+    ignore = "Caddy test: set KEYWARD_TEST_CADDY to a caddy binary"
+)]
+fn caddy_lets_valid_keys_through_and_stops_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let keyward = start_server(dir.path());
+    let gateway = credential(dir.path(), "caddy", "keys.verify");
+    let billing = credential(dir.path(), "billing", "keys.write");
+    let alice = cli_in(dir.path(), &["token", "--user", "alice"]);
+    let create = |body: Value| {
+        let (status, created) = http(
+            &keyward.address,
+            "POST",
+            "/api/admin/users/alice/api-keys",
+            Some(&billing),
+            Some(&body),
+        );
+        assert_eq!(status, 200, "{created}");
+        (
+            created["api_key"]["id"].as_str().unwrap().to_owned(),
+            created["plain_text_key"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (id, key) = create(json!({"name": "via caddy", "permissions": ["READ_GRAPH"]}));
+    let (_, narrow) = create(json!({"name": "narrow", "permissions": ["EXECUTE_GRAPH"]}));
+
+    let hits = Arc::new(AtomicUsize::new(0));
+    let upstream_port = upstream(Arc::clone(&hits));
+    let port = free_port();
+    let caddyfile = documented()
+        .replace("http://:8000", &format!("http://:{port}"))
+        .replace("127.0.0.1:9000", &format!("127.0.0.1:{upstream_port}"))
+        .replace("127.0.0.1:8080", &keyward.address)
+        .replace("<keys.verify credential>", &gateway);
+    // No admin endpoint (it would take port 2019 for every test run at once), and
+    // Caddy's own files in the test's directory.
+    let caddyfile = format!("{{\n\tadmin off\n}}\n\n{caddyfile}");
+    std::fs::write(dir.path().join("Caddyfile"), caddyfile).unwrap();
+    let binary = std::env::var("KEYWARD_TEST_CADDY").unwrap_or_else(|_| "caddy".into());
+    let log = std::fs::File::create(dir.path().join("caddy.log")).unwrap();
+    let caddy = Caddy(
+        Command::new(binary)
+            .args(["run", "--config", "Caddyfile", "--adapter", "caddyfile"])
+            .current_dir(dir.path())
+            .env("HOME", dir.path())
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .env("XDG_DATA_HOME", dir.path().join("data"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let log = std::fs::read_to_string(dir.path().join("caddy.log")).unwrap_or_default();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "caddy did not start: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A valid key reaches the upstream, which learns who is calling; the key itself
+    // does not travel on, and a client cannot forge the identity headers.
+    let (status, seen) = get(
+        port,
+        &[
+            ("X-API-Key", &key),
+            ("X-Keyward-User-Id", "mallory"),
+            ("X-Keyward-Key-Permissions", "ADMIN"),
+        ],
+    );
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["x-keyward-user-id"], "alice");
+    assert_eq!(seen["x-keyward-key-id"], id.as_str());
+    assert_eq!(seen["x-keyward-key-permissions"], "READ_GRAPH");
+    assert!(seen.get("x-api-key").is_none(), "{seen}");
+    assert!(
+        seen.get("x-keyward-proxy-token").is_none(),
+        "the credential reached the upstream: {seen}"
+    );
+    let (status, seen) = get(port, &[("Authorization", &format!("Bearer {key}"))]);
+    assert_eq!(status, 200);
+    assert!(
+        seen.get("authorization").is_none(),
+        "the key reached the upstream: {seen}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+
+    // Missing, unknown and under-permissioned keys never reach it, whatever the
+    // client claims.
+    let forged = keyward_core::key::KeyFormat::default().generate();
+    assert_eq!(get(port, &[("X-Keyward-User-Id", "mallory")]).0, 401);
+    assert_eq!(get(port, &[("X-API-Key", "agpt_guess")]).0, 401);
+    assert_eq!(get(port, &[("X-API-Key", forged.expose())]).0, 401);
+    assert_eq!(get(port, &[("X-API-Key", &narrow)]).0, 403);
+    for sent in ["EXECUTE_GRAPH", "", ","] {
+        let permissions = ("X-Keyward-Permissions", sent);
+        assert_eq!(
+            get(port, &[("X-API-Key", &narrow), permissions]).0,
+            403,
+            "{sent:?}"
+        );
+    }
+    assert_eq!(
+        get(port, &[("X-API-Key", &key), ("X-Keyward-Permissions", "")]).0,
+        200,
+        "the client's header is overwritten, not added to"
+    );
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        3,
+        "refused requests reached the upstream"
+    );
+
+    // A rate-limited key: keyward's 429 and its Retry-After reach the client.
+    let (_, limited) = create(json!({"name": "limited", "permissions": ["READ_GRAPH"],
+        "rate_limit": {"requests": 1, "per_seconds": 3600}}));
+    assert_eq!(get(port, &[("X-API-Key", &limited)]).0, 200);
+    let (status, head, body) = get_with_headers(port, &[("X-API-Key", &limited)]);
+    assert_eq!(status, 429, "{head}");
+    let retry_after = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Retry-After: "))
+        .unwrap_or_else(|| panic!("no Retry-After: {head}"));
+    assert!(retry_after.parse::<u64>().unwrap() > 0, "{retry_after}");
+    assert_eq!(body["message"], "Too many requests", "{body}");
+    assert!(head.contains("X-Keyward-Code: RATE_LIMITED"), "{head}");
+    assert_eq!(hits.load(Ordering::SeqCst), 4);
+
+    // Revoked through the API: refused at the very next request.
+    let (status, _) = http(
+        &keyward.address,
+        "DELETE",
+        &format!("/api/api-keys/{id}"),
+        Some(&alice),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(get(port, &[("X-API-Key", &key)]).0, 401);
+
+    // keyward down: Caddy's own answer (502), never a pass.
+    drop(keyward);
+    let (status, _) = get(port, &[("X-API-Key", &limited)]);
+    assert_eq!(status, 502);
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        4,
+        "a request passed while keyward was down"
+    );
+    drop(caddy);
+}
