@@ -19,6 +19,13 @@ fn main() {
     if std::env::var_os("KEYWARD_TEST_CADDY").is_some_and(|path| !path.is_empty()) {
         println!("cargo::rustc-cfg=keyward_caddy_tests");
     }
+    // The TypeScript client's suite runs where KEYWARD_TEST_NODE names node, with
+    // the package's dependencies installed (.ci/run).
+    println!("cargo::rustc-check-cfg=cfg(keyward_node_tests)");
+    println!("cargo::rerun-if-env-changed=KEYWARD_TEST_NODE");
+    if std::env::var_os("KEYWARD_TEST_NODE").is_some_and(|path| !path.is_empty()) {
+        println!("cargo::rustc-cfg=keyward_node_tests");
+    }
     // The Python client's suite runs where KEYWARD_TEST_PYTHON names a Python with
     // clients/python[test] installed (.ci/run).
     println!("cargo::rustc-check-cfg=cfg(keyward_python_tests)");

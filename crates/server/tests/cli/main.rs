@@ -27,4 +27,5 @@ mod secret_scanning_rules;
 mod serve;
 mod setup;
 mod shared_limits;
+mod typescript_client;
 mod webhooks;
