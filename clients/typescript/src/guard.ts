@@ -154,3 +154,20 @@ export function decide(verdict: Verdict, required: readonly string[]): Outcome {
       return refused(refusal(kind));
   }
 }
+
+/** A refusal as a web `Response` (Hono, Next.js and other fetch-style handlers). */
+export function refusalResponse(outcome: Extract<Outcome, { ok: false }>): Response {
+  return new Response(JSON.stringify(outcome.body), {
+    status: outcome.status,
+    headers: { "Content-Type": "application/json", ...outcome.headers },
+  });
+}
+
+/** The end client's address from the user's `clientIp` option; none if it throws. */
+export function clientIpOf<T>(pick: ((from: T) => string | undefined) | undefined, from: T) {
+  try {
+    return pick?.(from);
+  } catch {
+    return undefined;
+  }
+}

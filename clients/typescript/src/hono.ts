@@ -3,7 +3,14 @@
 // leaves refusals to the user, this one answers them itself: nothing passes otherwise.
 
 import type { Context, MiddlewareHandler } from "hono";
-import { check, presentedKey, type GuardOptions, type VerifiedKey } from "./guard.js";
+import {
+  check,
+  clientIpOf,
+  presentedKey,
+  refusalResponse,
+  type GuardOptions,
+  type VerifiedKey,
+} from "./guard.js";
 
 export type { GuardOptions, VerifiedKey } from "./guard.js";
 
@@ -21,19 +28,8 @@ export type KeywardEnv = { Variables: { keyward: VerifiedKey } };
 export function keyward(options: HonoGuardOptions): MiddlewareHandler<KeywardEnv> {
   return async (c, next) => {
     const key = presentedKey(c.req.header("x-api-key"), c.req.header("authorization"));
-    let clientIp: string | undefined;
-    try {
-      clientIp = options.clientIp?.(c);
-    } catch {
-      clientIp = undefined;
-    }
-    const outcome = await check(options, key, clientIp);
-    if (!outcome.ok) {
-      return new Response(JSON.stringify(outcome.body), {
-        status: outcome.status,
-        headers: { "Content-Type": "application/json", ...outcome.headers },
-      });
-    }
+    const outcome = await check(options, key, clientIpOf(options.clientIp, c));
+    if (!outcome.ok) return refusalResponse(outcome);
     c.set("keyward", outcome.key);
     await next();
   };

@@ -7,7 +7,14 @@
 //
 // The handler runs only for a key keyward let through; refusals are answered here.
 
-import { check, presentedKey, type GuardOptions, type VerifiedKey } from "./guard.js";
+import {
+  check,
+  clientIpOf,
+  presentedKey,
+  refusalResponse,
+  type GuardOptions,
+  type VerifiedKey,
+} from "./guard.js";
 
 export type { GuardOptions, VerifiedKey } from "./guard.js";
 
@@ -26,19 +33,8 @@ export function withKeyward<Context>(
 ): (request: Request, context: Context) => Promise<Response> {
   return async (request, context) => {
     const key = presentedKey(request.headers.get("x-api-key"), request.headers.get("authorization"));
-    let clientIp: string | undefined;
-    try {
-      clientIp = options.clientIp?.(request);
-    } catch {
-      clientIp = undefined;
-    }
-    const outcome = await check(options, key, clientIp);
-    if (!outcome.ok) {
-      return new Response(JSON.stringify(outcome.body), {
-        status: outcome.status,
-        headers: { "Content-Type": "application/json", ...outcome.headers },
-      });
-    }
+    const outcome = await check(options, key, clientIpOf(options.clientIp, request));
+    if (!outcome.ok) return refusalResponse(outcome);
     return handler(request, context, outcome.key);
   };
 }

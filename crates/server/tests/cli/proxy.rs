@@ -73,3 +73,44 @@ pub fn get_with_headers(port: u16, headers: &[(&str, &str)]) -> (u16, String, Va
         serde_json::from_str(body).unwrap_or(Value::Null),
     )
 }
+
+/// A valid key (`key`, id `id`, of alice, holding READ_GRAPH) through the proxy on
+/// `port`, by either header: the upstream learns who is calling, and neither the key,
+/// the proxy's credential, nor an identity the client forged reaches it.
+pub fn passes_with_its_identity_only(port: u16, key: &str, id: &str) {
+    let (status, seen) = get(
+        port,
+        &[
+            ("X-API-Key", key),
+            ("X-Keyward-User-Id", "mallory"),
+            ("X-Keyward-Key-Permissions", "ADMIN"),
+        ],
+    );
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["x-keyward-user-id"], "alice");
+    assert_eq!(seen["x-keyward-key-id"], id);
+    assert_eq!(seen["x-keyward-key-permissions"], "READ_GRAPH");
+    for header in ["x-api-key", "x-keyward-proxy-token"] {
+        assert!(
+            seen.get(header).is_none(),
+            "{header} reached the upstream: {seen}"
+        );
+    }
+    let (status, seen) = get(port, &[("Authorization", &format!("Bearer {key}"))]);
+    assert_eq!(status, 200);
+    assert!(
+        seen.get("authorization").is_none(),
+        "the key reached the upstream: {seen}"
+    );
+}
+
+/// No key, a guess, a well-formed unknown key, and a key lacking the route's
+/// permission (`narrow`): refused by the proxy on `port` (the caller checks that
+/// nothing reached the upstream).
+pub fn refuses_missing_unknown_and_lacking_keys(port: u16, narrow: &str) {
+    let forged = keyward_core::key::KeyFormat::default().generate();
+    assert_eq!(get(port, &[("X-Keyward-User-Id", "mallory")]).0, 401);
+    assert_eq!(get(port, &[("X-API-Key", "agpt_guess")]).0, 401);
+    assert_eq!(get(port, &[("X-API-Key", forged.expose())]).0, 401);
+    assert_eq!(get(port, &[("X-API-Key", narrow)]).0, 403);
+}

@@ -102,3 +102,30 @@ pub async fn insert(store: &AnyStore, owner: &str, name: &str, created: i64) -> 
     store.insert_key(&record, 100, &admin()).await.unwrap();
     record
 }
+
+/// An endpoint subscribed to `events`, made at `created`, with its secret's seed.
+pub fn new_webhook(
+    events: &[keyward_core::webhook::EventType],
+    created: i64,
+) -> keyward_store::NewWebhookRecord {
+    use keyward_core::webhook::{Webhook, WebhookId, WebhookSecret};
+    keyward_store::NewWebhookRecord {
+        secret: keyward_store::SecretSeed {
+            nonce: WebhookSecret::new_nonce(),
+            pepper_version: 1,
+        },
+        webhook: Webhook {
+            id: WebhookId::new(at(created)),
+            url: "https://hooks.example.com/keyward".into(),
+            description: Some("billing".into()),
+            events: events.to_vec(),
+            created_at: at(created),
+            created_by: "admin:contract-test".into(),
+            updated_at: at(created),
+            disabled_at: None,
+            disabled_reason: None,
+            last_success_at: None,
+            previous_secret_until: None,
+        },
+    }
+}

@@ -12,16 +12,16 @@ use keyward_core::lifecycle::Mutation;
 use keyward_core::model::Scope;
 use keyward_core::rate::RateLimit;
 use keyward_core::usage::UsageCounts;
-use keyward_core::webhook::{EventType, Webhook, WebhookId, WebhookSecret};
+use keyward_core::webhook::EventType;
 use keyward_store::testing::{self, TestDatabase};
 use keyward_store::{
-    AnyStore, CopyError, DatabaseUrl, EventStore, HourCounts, KeyStore, NewKeyRecord,
-    NewWebhookRecord, SecretSeed, Store, UsageStore, UserStore, WebhookStore,
+    AnyStore, CopyError, DatabaseUrl, EventStore, HourCounts, KeyStore, NewKeyRecord, Store,
+    UsageStore, UserStore, WebhookStore,
 };
 use sqlx::Connection;
 
 use super::fixture;
-use crate::common::{admin, at, insert, user};
+use crate::common::{admin, at, insert, new_webhook, user};
 
 /// Fresh, empty targets: a SQLite file, and a PostgreSQL database where one is
 /// available.
@@ -42,26 +42,7 @@ async fn targets() -> Vec<(TestDatabase, AnyStore)> {
 /// metadata, their events, usage history, a user's limits, a service credential, a
 /// webhook with an event and a delivery.
 async fn seed(store: &AnyStore) -> Vec<NewKeyRecord> {
-    let webhook = Webhook {
-        id: WebhookId::new(at(0)),
-        url: "https://hooks.example.com/keyward".into(),
-        description: Some("billing".into()),
-        events: EventType::ALL.to_vec(),
-        created_at: at(0),
-        created_by: "admin:contract-test".into(),
-        updated_at: at(0),
-        disabled_at: None,
-        disabled_reason: None,
-        last_success_at: None,
-        previous_secret_until: None,
-    };
-    let record = NewWebhookRecord {
-        secret: SecretSeed {
-            nonce: WebhookSecret::new_nonce(),
-            pepper_version: 1,
-        },
-        webhook,
-    };
+    let record = new_webhook(&EventType::ALL, 0);
     store.insert_webhook(&record, &admin()).await.unwrap();
     store
         .send_test(record.webhook.id, at(1), &admin())
@@ -155,6 +136,20 @@ async fn assert_same(source: &AnyStore, target: &AnyStore, keys: &[NewKeyRecord]
         async move { store.list_events(&EventQuery::default()).await.unwrap() }
     };
     assert_eq!(events(target).await, events(source).await);
+}
+
+/// A copy stopped dead after its first batch of keys is written, as by SIGKILL: the
+/// task goes away mid-copy (started at `at(100)`).
+async fn interrupted_copy(source: &AnyStore, target: &AnyStore) {
+    let (source, into) = (source.clone(), target.clone());
+    let stopped = tokio::spawn(async move {
+        keyward_store::copy(&source, &into, at(100), &mut |progress| {
+            assert_ne!(progress.table, "key_events", "stopped after the keys");
+        })
+        .await
+    })
+    .await;
+    assert!(stopped.is_err(), "the copy was stopped");
 }
 
 async fn copy(source: &AnyStore, target: &AnyStore) -> Result<keyward_store::Copied, CopyError> {
@@ -314,17 +309,7 @@ async fn an_interrupted_copy_is_marked_unfinished_and_resumes() {
     let f = fixture().await;
     let keys = seed(&f.store).await;
     for (_db, target) in targets().await {
-        let (source, into) = (f.store.clone(), target.clone());
-        // Stopped dead after the first batch of keys is written (as by SIGKILL: the
-        // task goes away mid-copy).
-        let stopped = tokio::spawn(async move {
-            keyward_store::copy(&source, &into, at(100), &mut |progress| {
-                assert_ne!(progress.table, "key_events", "stopped after the keys");
-            })
-            .await
-        })
-        .await;
-        assert!(stopped.is_err(), "the copy was stopped");
+        interrupted_copy(&f.store, &target).await;
         let marked = keyward_store::deployment(&target).await.unwrap();
         assert_eq!(marked.copy_started_at, Some(at(100)));
 
@@ -465,15 +450,7 @@ async fn a_half_filled_target_is_refused_for_serving_and_for_changes() {
     let f = fixture().await;
     seed(&f.store).await;
     for (_db, target) in targets().await {
-        let (source, into) = (f.store.clone(), target.clone());
-        let stopped = tokio::spawn(async move {
-            keyward_store::copy(&source, &into, at(100), &mut |progress| {
-                assert_ne!(progress.table, "key_events", "stopped after the keys");
-            })
-            .await
-        })
-        .await;
-        assert!(stopped.is_err());
+        interrupted_copy(&f.store, &target).await;
         for use_ in [keyward_store::Use::Serve, keyward_store::Use::Admin] {
             let refused = keyward_store::begin_use(&target, use_).await.unwrap_err();
             assert!(

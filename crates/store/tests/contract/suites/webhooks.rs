@@ -9,41 +9,23 @@ use keyward_core::input::{EditFields, KeyEdit};
 use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{Scope, UserId};
 use keyward_core::webhook::{
-    DeliveryState, EventType, ValidWebhookFields, Webhook, WebhookId, WebhookSecret,
+    DeliveryState, EventType, ValidWebhookFields, WebhookId, WebhookSecret,
 };
 use keyward_store::{
-    AfterAttempt, AttemptRecord, ClaimedDelivery, ConditionRules, EventStore, KeyStore,
-    NewWebhookRecord, SecretSeed, StoreError, UsageStore, UserStore, WebhookStore,
+    AfterAttempt, AttemptRecord, ClaimedDelivery, ConditionRules, EventStore, KeyStore, SecretSeed,
+    StoreError, UsageStore, UserStore, WebhookStore,
 };
 use serde_json::Value;
 
 use super::fixture;
-use crate::common::{Fixture, admin, at, insert, new_key};
+use crate::common::{Fixture, admin, at, insert, new_key, new_webhook};
 
 /// How long the tests' claims last.
 const LEASE_MS: i64 = 60_000;
 
 async fn endpoint(f: &Fixture, events: &[EventType], created: i64) -> WebhookId {
-    let webhook = Webhook {
-        id: WebhookId::new(at(created)),
-        url: "https://hooks.example.com/keyward".into(),
-        description: Some("billing".into()),
-        events: events.to_vec(),
-        created_at: at(created),
-        created_by: "admin:contract-test".into(),
-        updated_at: at(created),
-        disabled_at: None,
-        disabled_reason: None,
-        last_success_at: None,
-        previous_secret_until: None,
-    };
-    let record = NewWebhookRecord {
-        secret: SecretSeed {
-            nonce: WebhookSecret::new_nonce(),
-            pepper_version: 1,
-        },
-        webhook: webhook.clone(),
-    };
+    let record = new_webhook(events, created);
+    let webhook = record.webhook.clone();
     f.store.insert_webhook(&record, &admin()).await.unwrap();
     assert_eq!(
         f.store.get_webhook(webhook.id).await.unwrap(),
