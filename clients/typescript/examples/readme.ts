@@ -5,7 +5,7 @@ import { Hono } from "hono";
 
 import { KeywardClient, KeywardError } from "@keyward/client";
 import { keyward as expressGuard } from "@keyward/client/express";
-import { keyward as honoGuard, type KeywardEnv } from "@keyward/client/hono";
+import { keyward as honoGuard } from "@keyward/client/hono";
 import { withKeyward } from "@keyward/client/next";
 
 export async function client(key: string, clientIp: string): Promise<void> {
@@ -25,10 +25,9 @@ app.get("/graphs", expressGuard({ client: client_, permissions: ["READ_GRAPH"] }
   res.json({ user: req.keyward!.userId });
 });
 
-const hono = new Hono<KeywardEnv>();
-hono.get("/graphs", honoGuard({ client: client_, permissions: ["READ_GRAPH"] }), (c) =>
-  c.json({ user: c.get("keyward").userId }),
-);
+const hono = new Hono();
+const guard = honoGuard({ client: client_, permissions: ["READ_GRAPH"], clientIp: () => "127.0.0.1" });
+hono.get("/graphs", guard, (c) => c.json({ user: c.get("keyward").userId }));
 
 export const GET = withKeyward(
   async (_request, _context: { params: Promise<Record<string, string>> }, key) =>

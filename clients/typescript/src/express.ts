@@ -3,7 +3,13 @@
 // `{"detail": …}` with the status of keyward's shared table; nothing passes otherwise.
 
 import type { NextFunction, Request, RequestHandler, Response } from "express";
-import { check, presentedKey, type GuardOptions, type VerifiedKey } from "./guard.js";
+import {
+  check,
+  clientIpOf,
+  presentedKey,
+  type GuardOptions,
+  type VerifiedKey,
+} from "./guard.js";
 
 export type { GuardOptions, VerifiedKey } from "./guard.js";
 
@@ -17,8 +23,9 @@ declare module "express-serve-static-core" {
 export interface ExpressGuardOptions extends GuardOptions {
   /**
    * The end client's address, for keys bound to networks and keyward's failed-attempt
-   * limit. Default: `req.ip` (the peer, or what Express's `trust proxy` setting vouches
-   * for).
+   * limit. Default: `req.ip`: the peer, or what Express's `trust proxy` setting vouches
+   * for. Set `trust proxy` to your proxies' hop count or addresses, never `true`:
+   * with `true`, a client's own `X-Forwarded-For` would pick the address keyward checks.
    */
   clientIp?: (req: Request) => string | undefined;
 }
@@ -26,7 +33,7 @@ export interface ExpressGuardOptions extends GuardOptions {
 export function keyward(options: ExpressGuardOptions): RequestHandler {
   return (req: Request, res: Response, next: NextFunction): void => {
     const key = presentedKey(req.get("x-api-key"), req.get("authorization"));
-    const clientIp = options.clientIp ? options.clientIp(req) : req.ip;
+    const clientIp = options.clientIp ? clientIpOf(options.clientIp, req) : req.ip;
     check(options, key, clientIp)
       .then((outcome) => {
         if (outcome.ok) {
@@ -36,7 +43,8 @@ export function keyward(options: ExpressGuardOptions): RequestHandler {
           res.status(outcome.status).set(outcome.headers).json(outcome.body);
         }
       })
-      .catch(() => {
+      .catch((err: unknown) => {
+        console.error(`the keyward guard failed: ${err instanceof Error ? err.message : err}`);
         if (!res.headersSent) {
           res.status(503).json({ detail: "The API key cannot be checked right now" });
         }

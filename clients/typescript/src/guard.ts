@@ -65,9 +65,10 @@ export function address(ip: string | null | undefined): string | undefined {
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(text);
   if (mapped) text = mapped[1] ?? "";
   if (IPV4.test(text)) return text;
-  if (!text.includes(":")) return undefined;
+  // IPv6: hex digits, colons and an embedded IPv4's dots only, then parsed.
+  if (!text.includes(":") || !/^[0-9a-f:.]+$/i.test(text)) return undefined;
   try {
-    return new URL(`http://[${text}]/`).hostname ? text : undefined;
+    return new URL(`http://[${text}]/`).hostname.slice(1, -1);
   } catch {
     return undefined;
   }
@@ -103,9 +104,9 @@ export async function check(
       );
       return internal;
     }
-    if (err instanceof KeywardError && err.status === 400) {
+    if (err instanceof KeywardError && (err.status === 400 || err.status === 422)) {
       console.error(
-        `keyward refused the permissions this route requires (${err.detail ?? err.message}): use names from keyward's catalogue`,
+        `keyward refused this route's permissions or cost (${err.detail ?? err.message}): use names from keyward's catalogue`,
       );
       return internal;
     }
@@ -113,11 +114,20 @@ export async function check(
     console.warn(`keyward could not verify a key: ${err instanceof Error ? err.message : err}`);
     return refused(refusal("UNAVAILABLE"));
   }
-  return decide(verdict, required);
+  try {
+    return decide(verdict, required);
+  } catch (err) {
+    // A 200 whose body is not a verdict (a proxy's page, say): refused, never a pass.
+    console.warn(`keyward's answer was not a verdict: ${err instanceof Error ? err.message : err}`);
+    return refused(refusal("UNAVAILABLE"));
+  }
 }
 
 /** A verdict as a pass or a refusal. */
 export function decide(verdict: Verdict, required: readonly string[]): Outcome {
+  if (typeof verdict !== "object" || verdict === null || typeof verdict.code !== "string") {
+    throw new TypeError("no verdict code");
+  }
   const kind = refusalKindOf(verdict.code);
   if (kind === null) {
     if (verdict.valid && verdict.user_id && verdict.key_id) {
@@ -170,4 +180,18 @@ export function clientIpOf<T>(pick: ((from: T) => string | undefined) | undefine
   } catch {
     return undefined;
   }
+}
+
+let warnedNoAddress = false;
+
+/**
+ * Without the end client's address, keys bound to networks are refused and keyward's
+ * limit on failed attempts per client cannot count anyone: said once, at set-up.
+ */
+export function warnNoAddress(): void {
+  if (warnedNoAddress) return;
+  warnedNoAddress = true;
+  console.warn(
+    "keyward guard without a clientIp option: keys bound to networks are refused, and keyward cannot limit failed attempts per client. Pass clientIp (see @keyward/client's README).",
+  );
 }

@@ -6,6 +6,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import {
   check,
   clientIpOf,
+  warnNoAddress,
   presentedKey,
   refusalResponse,
   type GuardOptions,
@@ -26,6 +27,7 @@ export interface HonoGuardOptions extends GuardOptions {
 export type KeywardEnv = { Variables: { keyward: VerifiedKey } };
 
 export function keyward(options: HonoGuardOptions): MiddlewareHandler<KeywardEnv> {
+  if (!options.clientIp) warnNoAddress();
   return async (c, next) => {
     const key = presentedKey(c.req.header("x-api-key"), c.req.header("authorization"));
     const outcome = await check(options, key, clientIpOf(options.clientIp, c));

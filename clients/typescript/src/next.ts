@@ -10,6 +10,7 @@
 import {
   check,
   clientIpOf,
+  warnNoAddress,
   presentedKey,
   refusalResponse,
   type GuardOptions,
@@ -31,6 +32,7 @@ export function withKeyward<Context>(
   handler: (request: Request, context: Context, key: VerifiedKey) => Response | Promise<Response>,
   options: NextGuardOptions,
 ): (request: Request, context: Context) => Promise<Response> {
+  if (!options.clientIp) warnNoAddress();
   return async (request, context) => {
     const key = presentedKey(request.headers.get("x-api-key"), request.headers.get("authorization"));
     const outcome = await check(options, key, clientIpOf(options.clientIp, request));

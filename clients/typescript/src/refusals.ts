@@ -56,5 +56,6 @@ export function refusal(
 /** What a verdict code means for a request: `null` lets it through. */
 export function refusalKindOf(code: string): RefusalKind | null {
   const codes: Record<string, RefusalKind | null> = REFUSALS.codes;
-  return code in codes ? (codes[code] ?? null) : "UNRECOGNIZED";
+  // Own names only: `toString` or `__proto__` is no verdict code.
+  return Object.prototype.hasOwnProperty.call(codes, code) ? (codes[code] ?? null) : "UNRECOGNIZED";
 }

@@ -183,3 +183,84 @@ describe("guards fail closed", () => {
     }
   });
 });
+
+describe("guards refuse what is not a clean pass", () => {
+  /** A client whose keyward answers 200 with `body`, whatever is asked. */
+  const answering = (body) =>
+    new KeywardClient({
+      baseUrl: "http://keyward.test",
+      token: "t",
+      fetch: async () =>
+        new Response(body, { status: 200, headers: { "Content-Type": "application/json" } }),
+    });
+
+  it("a 200 that is not a verdict, or a code no verdict has, never passes", async () => {
+    for (const [body, status] of [
+      ["null", 503],
+      ["{}", 503],
+      ['{"code":"toString","valid":true,"user_id":"u","key_id":"k"}', 401],
+      ['{"code":"__proto__","valid":true,"user_id":"u","key_id":"k"}', 401],
+      ['{"code":"VALID","valid":true}', 503],
+      ['{"code":"VALID","valid":false,"user_id":"u","key_id":"k"}', 503],
+    ]) {
+      const apps = await frameworks(answering(body));
+      try {
+        for (const [name, call] of Object.entries(apps.calls)) {
+          const answer = await call({ "X-API-Key": "agpt_whatever" });
+          assert.equal(answer.status, status, `${name}: ${body}`);
+        }
+        assert.equal(apps.seen.calls, 0, body);
+      } finally {
+        await apps.close();
+      }
+    }
+  });
+
+  it("a permission keyward does not know is this service's mistake: 500", async () => {
+    const app = express();
+    app.get("/x", expressGuard({ client: verifier, permissions: ["NOT_A_PERMISSION"] }), (_q, r) =>
+      r.json({}),
+    );
+    const listening = await new Promise((resolve) => {
+      const s = app.listen(0, "127.0.0.1", () => resolve(s));
+    });
+    try {
+      const { plain_text_key } = await key({ name: "unknown permission" });
+      const answer = await fetch(`http://127.0.0.1:${listening.address().port}/x`, {
+        headers: { "X-API-Key": plain_text_key },
+      });
+      assert.deepEqual([answer.status, await answer.json()], [500, { detail: "Internal error" }]);
+    } finally {
+      await new Promise((resolve) => listening.close(resolve));
+    }
+  });
+
+  it("a clientIp that throws, or is no address, counts as no address", async () => {
+    const bound = await key({ name: "bound, odd address", allowed_ips: ["203.0.113.0/24"] });
+    const open = await key({ name: "open, odd address" });
+    for (const clientIp of [
+      () => {
+        throw new Error("no socket");
+      },
+      () => "unknown",
+      () => "::1]/x?[",
+    ]) {
+      const app = express();
+      app.get("/x", expressGuard({ client: verifier, permissions: REQUIRED, clientIp }), (_q, r) =>
+        r.json({ ok: true }),
+      );
+      const listening = await new Promise((resolve) => {
+        const s = app.listen(0, "127.0.0.1", () => resolve(s));
+      });
+      const url = `http://127.0.0.1:${listening.address().port}/x`;
+      try {
+        const refused = await fetch(url, { headers: { "X-API-Key": bound.plain_text_key } });
+        assert.equal(refused.status, 403, String(clientIp));
+        const passed = await fetch(url, { headers: { "X-API-Key": open.plain_text_key } });
+        assert.equal(passed.status, 200, String(clientIp));
+      } finally {
+        await new Promise((resolve) => listening.close(resolve));
+      }
+    }
+  });
+});

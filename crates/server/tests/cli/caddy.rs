@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::common::{cli_in, http, start_server};
 use crate::proxy::{
-    free_port, get, get_with_headers, passes_with_its_identity_only,
+    free_port, get, get_path, get_with_headers, passes_with_its_identity_only,
     refuses_missing_unknown_and_lacking_keys, upstream,
 };
 
@@ -131,7 +131,22 @@ fn caddy_lets_valid_keys_through_and_stops_the_rest() {
     // A valid key reaches the upstream, which learns who is calling; the key itself
     // does not travel on, and a client cannot forge the identity headers.
     passes_with_its_identity_only(port, &key, &id);
-    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    let (_, seen) = get(port, &[("X-API-Key", &key), ("X_Keyward_User_Id", "admin")]);
+    assert!(seen.get("x_keyward_user_id").is_none(), "{seen}");
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+
+    // The client's query string goes to the upstream, not to keyward: neither a
+    // parameter keyward does not take nor a client's own `permissions`.
+    for path in ["/graphs?page=2", "/graphs?permissions="] {
+        let (status, _, seen) = get_path(port, path, &[("X-API-Key", &key)]);
+        assert_eq!(status, 200, "{path}: {seen}");
+    }
+    let (status, _, _) = get_path(port, "/graphs?permissions=", &[("X-API-Key", &narrow)]);
+    assert_eq!(
+        status, 403,
+        "a client's query does not lower what the route requires"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 5);
 
     // Missing, unknown and under-permissioned keys never reach it, whatever the
     // client claims.
@@ -151,7 +166,7 @@ fn caddy_lets_valid_keys_through_and_stops_the_rest() {
     );
     assert_eq!(
         hits.load(Ordering::SeqCst),
-        3,
+        6,
         "refused requests reached the upstream"
     );
 
@@ -168,7 +183,7 @@ fn caddy_lets_valid_keys_through_and_stops_the_rest() {
     assert!(retry_after.parse::<u64>().unwrap() > 0, "{retry_after}");
     assert_eq!(body["message"], "Too many requests", "{body}");
     assert!(head.contains("X-Keyward-Code: RATE_LIMITED"), "{head}");
-    assert_eq!(hits.load(Ordering::SeqCst), 4);
+    assert_eq!(hits.load(Ordering::SeqCst), 7);
 
     // Revoked through the API: refused at the very next request.
     let (status, _) = http(
@@ -187,7 +202,7 @@ fn caddy_lets_valid_keys_through_and_stops_the_rest() {
     assert_eq!(status, 502);
     assert_eq!(
         hits.load(Ordering::SeqCst),
-        4,
+        7,
         "a request passed while keyward was down"
     );
     drop(caddy);

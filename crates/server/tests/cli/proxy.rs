@@ -53,11 +53,16 @@ pub fn get(port: u16, headers: &[(&str, &str)]) -> (u16, Value) {
 
 /// [`get`], with the answer's head as well.
 pub fn get_with_headers(port: u16, headers: &[(&str, &str)]) -> (u16, String, Value) {
+    get_path(port, "/graphs", headers)
+}
+
+/// A GET of `path` through the proxy on `port`: the status, the answer's head, the body.
+pub fn get_path(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, Value) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let mut request = String::from("GET /graphs HTTP/1.1\r\nHost: api\r\nConnection: close\r\n");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: api\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
