@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::common::{cli_in, http, start_server};
 use crate::proxy::{
     free_port, get, get_path, get_with_headers, passes_with_its_identity_only,
-    refuses_missing_unknown_and_lacking_keys, upstream,
+    refuses_missing_unknown_and_lacking_keys, terminate, upstream,
 };
 
 /// deploy/caddy/Caddyfile, as shipped.
@@ -32,17 +32,7 @@ struct Caddy(Child);
 impl Drop for Caddy {
     /// Stops Caddy the way it expects: SIGTERM, a graceful stop.
     fn drop(&mut self) {
-        let pid = self.0.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        terminate(&mut self.0);
     }
 }
 

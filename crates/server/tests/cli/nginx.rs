@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::common::{cli_in, http, start_server};
 use crate::proxy::{
     free_port, get, get_with_headers, passes_with_its_identity_only,
-    refuses_missing_unknown_and_lacking_keys, upstream,
+    refuses_missing_unknown_and_lacking_keys, terminate, upstream,
 };
 
 /// The nginx block `name` of docs/INTEGRATIONS.md, exactly as documented.
@@ -50,17 +50,7 @@ impl Drop for Nginx {
     /// and then exits. SIGKILL would end the master alone and leave the workers
     /// running, still listening, in a directory that no longer exists.
     fn drop(&mut self) {
-        let pid = self.0.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        terminate(&mut self.0);
     }
 }
 

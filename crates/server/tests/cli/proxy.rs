@@ -119,3 +119,21 @@ pub fn refuses_missing_unknown_and_lacking_keys(port: u16, narrow: &str) {
     assert_eq!(get(port, &[("X-API-Key", forged.expose())]).0, 401);
     assert_eq!(get(port, &[("X-API-Key", narrow)]).0, 403);
 }
+
+/// Stops a proxy the way it expects: SIGTERM, then a wait (nginx's master stops its
+/// workers first; SIGKILL would leave them listening), SIGKILL only after 10 s.
+pub fn terminate(child: &mut std::process::Child) {
+    let pid = child.id().to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
