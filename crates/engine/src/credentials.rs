@@ -213,7 +213,9 @@ impl<S: Store> Engine<S> {
         {
             return Ok(Some(caller));
         }
-        let attempt = self.authenticate_credential(secret);
+        // Boxed: the database read's future is large (about 90 KB), and inline it made
+        // every request that names a service (every verification) copy it whole.
+        let attempt = Box::pin(self.authenticate_credential(secret));
         self.limit_failures(client.map(ClientAddr::from), attempt, Option::is_none)
             .await
             .unwrap_or_else(|retry_after| Err(EngineError::TooManyFailures { retry_after }))

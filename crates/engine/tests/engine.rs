@@ -11,6 +11,7 @@ use keyward_core::hash::{KeyHash, Peppers};
 use keyward_core::input::NewKeyRequest;
 use keyward_core::lifecycle::Mutation;
 use keyward_core::model::{ApiKey, KeyId, Scope, UserId};
+use keyward_core::permissions::PermissionSet;
 use keyward_core::time::Timestamp;
 use keyward_core::usage::{Granularity, HOUR_MS, HourlyUsage, UsageCounts, UsageRange};
 use keyward_core::verify::VerifyCode;
@@ -591,6 +592,37 @@ impl Harness {
 
     async fn code(&self, key: &str, required: &[&str]) -> VerifyCode {
         self.engine.verify(key, required).await.unwrap().code
+    }
+}
+
+/// Every request moves the futures of a verification and of a service's
+/// authentication whole (into the handler's box, on each poll), whatever state they are
+/// in: a database call inlined there made every verification copy 175 KB and cost a
+/// third of the warm path. Calls that are large stay boxed where they are made.
+#[tokio::test]
+async fn the_futures_every_verification_moves_stay_small() {
+    let h = Harness::new().await;
+    let none = PermissionSet::default();
+    let sizes = [
+        (
+            "verify_with",
+            std::mem::size_of_val(&h.engine.verify_with(
+                "x",
+                none,
+                VerifyOptions::for_client(None),
+            )),
+        ),
+        (
+            "verify",
+            std::mem::size_of_val(&h.engine.verify("x", &[] as &[&str])),
+        ),
+        (
+            "authenticate_credential_from",
+            std::mem::size_of_val(&h.engine.authenticate_credential_from("x", None)),
+        ),
+    ];
+    for (name, size) in sizes {
+        assert!(size <= 8 * 1024, "{name}'s future takes {size} bytes");
     }
 }
 
