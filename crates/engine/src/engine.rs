@@ -71,7 +71,6 @@ impl<S: Store> Engine<S> {
         let stop = Arc::new(watch::channel(false).0);
         let shared = config.rate_limit_store.as_ref().and_then(|store| {
             SharedLimits::new(store)
-                .map(Arc::new)
                 .inspect_err(|err| tracing::error!(%store, error = %err, "the rate limit store cannot be used: limits are per instance"))
                 .ok()
         });

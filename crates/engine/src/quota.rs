@@ -176,7 +176,7 @@ impl<K: LimitKey> Quota<K> {
             return Err(wait);
         }
         if let Some(shared) = self.shared() {
-            match shared.take(&Self::name(key, limit), limit).await {
+            match shared.take(Self::name(key, limit), limit).await {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(wait)) => {
                     self.remember_refusal(key, limit, wait);
@@ -212,7 +212,7 @@ impl<K: LimitKey> Quota<K> {
         let Some(shared) = self.shared().filter(|_| self.failing(key)) else {
             return Ok(Admitted::Here);
         };
-        match shared.take(&Self::name(key, limit), limit).await {
+        match shared.take(Self::name(key, limit), limit).await {
             Ok(Ok(())) => Ok(Admitted::Everywhere),
             Ok(Err(wait)) => {
                 // Not made: its place here is given back.
@@ -242,7 +242,7 @@ impl<K: LimitKey> Quota<K> {
         let Some(shared) = self.shared().filter(|_| admitted == Admitted::Here) else {
             return Ok(());
         };
-        match shared.take(&Self::name(key, limit), limit).await {
+        match shared.take(Self::name(key, limit), limit).await {
             Ok(Err(wait)) => {
                 self.remember_refusal(key, limit, wait);
                 Err(wait)

@@ -2,7 +2,15 @@
 //!
 //! Each limit is the same GCRA as [`RateLimit::check`], run inside the store by one
 //! Lua script on the store's own clock (`TIME`), so every instance decides against one
-//! state and one time, in one round trip, on any Redis or Valkey without modules.
+//! state and one time, on any Redis or Valkey without modules.
+//!
+//! Decisions are gathered: at most [`IN_FLIGHT`] calls are in flight at once, and the
+//! decisions asked for meanwhile go together in the next call, one script run that
+//! decides them one after another. Under load N concurrent verifications cost one round
+//! trip instead of N; with no load a call holds one decision, made by the request that
+//! asked for it, with no task in between. Every decision is still made in the store,
+//! against its one state: nothing is taken ahead or leased, so the bound on what passes
+//! is the same as one call per decision.
 //!
 //! The store is an aid, never a dependency: every call waits at most
 //! [`RateLimitStore::timeout`] (50 ms unless set), and a failed call marks the store down, after which
@@ -11,45 +19,60 @@
 //! `keyward_rate_limit_store_up` and `keyward_rate_limit_store_failures_total`.
 
 use std::fmt;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 
 use keyward_core::rate::{RateLimit, Wait};
 use metrics::{Counter, Gauge};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script};
+use redis::{Client, Script, ScriptInvocation};
 use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
 
-/// GCRA, exactly as `RateLimit::check`: `KEYS[1]` holds the key's theoretical arrival
-/// time (TAT) in µs, `ARGV[1]` is the interval and `ARGV[2]` the period, both in µs.
-/// Answers `{1, 0}` (taken) or `{0, wait in µs}`. Times are below 2^53 µs, exact in
-/// Lua's doubles; `%.0f` writes them back without an exponent. A stored value that is
-/// not a finite number, or lies further ahead than the period allows, is read as the
-/// most it could be (a TAT one period ahead), so nothing written there can lift or
-/// stretch the limit. The state expires when its TAT has passed, when it would be the same as no
-/// state: nothing grows.
+/// Calls to the store in flight at once: decisions asked for while they are wait for
+/// the next, and go in it together (two, so one call's round trip overlaps the
+/// gathering of the next).
+const IN_FLIGHT: usize = 2;
+/// The most decisions in one call.
+const MAX_BATCH: usize = 256;
+
+/// GCRA, exactly as `RateLimit::check`, for each of the limits gathered into one call:
+/// `KEYS[i]` holds a limited thing's theoretical arrival time (TAT) in µs, `ARGV[2i-1]`
+/// is its interval and `ARGV[2i]` its period, both in µs. Answers one number per key, in
+/// order: 0 (taken) or the wait in µs. The decisions are made one after another, so a
+/// name that appears twice is taken twice, exactly as two calls would. Times are below
+/// 2^53 µs, exact in Lua's doubles; `%.0f` writes them back without an exponent. A
+/// stored value that is not a finite number, or lies further ahead than the period
+/// allows, is read as the most it could be (a TAT one period ahead), so nothing written
+/// there can lift or stretch the limit. The state expires when its TAT has passed, when
+/// it would be the same as no state: nothing grows.
 const TAKE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local period = tonumber(ARGV[2])
-local stored = redis.call('GET', KEYS[1])
-local tat = now
-if stored then
-  tat = tonumber(stored)
-  if not tat or tat ~= tat or tat == -math.huge or tat > now + period then
-    tat = now + period
+local answers = {}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local period = tonumber(ARGV[2 * i])
+  local stored = redis.call('GET', key)
+  local tat = now
+  if stored then
+    tat = tonumber(stored)
+    if not tat or tat ~= tat or tat == -math.huge or tat > now + period then
+      tat = now + period
+    end
+  end
+  if tat < now then tat = now end
+  local next = tat + interval
+  local ahead = next - now
+  if ahead > period then
+    answers[i] = math.max(ahead - period, 1)
+  else
+    redis.call('SET', key, string.format('%.0f', next), 'PX', math.ceil(ahead / 1000) + 1)
+    answers[i] = 0
   end
 end
-if tat < now then tat = now end
-local next = tat + interval
-local ahead = next - now
-if ahead > period then
-  return {0, ahead - period}
-end
-redis.call('SET', KEYS[1], string.format('%.0f', next), 'PX', math.ceil(ahead / 1000) + 1)
-return {1, 0}
+return answers
 ";
 
 /// Gives back one request taken by `TAKE` (`RateLimit::refund`): `ARGV[1]` is the
@@ -149,8 +172,18 @@ impl fmt::Display for RateLimitStore {
 }
 
 /// The store could not answer in time: decide with this instance's own limits.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Unavailable;
+
+/// What the store decided for one request: taken, or how long to wait.
+pub(crate) type Decision = Result<Result<(), Wait>, Unavailable>;
+
+/// A decision asked for, waiting for the next call.
+struct Take {
+    name: String,
+    limit: RateLimit,
+    answer: oneshot::Sender<Decision>,
+}
 
 /// The connection to the shared store, and whether it is usable now.
 pub(crate) struct SharedLimits {
@@ -163,6 +196,61 @@ pub(crate) struct SharedLimits {
     up: AtomicBool,
     up_gauge: Gauge,
     failures: Counter,
+    /// Decisions asked for while every call's place was taken, and how many are.
+    queue: Mutex<Queue>,
+    /// This, for a task that makes the next call when a call ends with decisions
+    /// waiting.
+    this: Weak<SharedLimits>,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Take>,
+    in_flight: usize,
+}
+
+impl Queue {
+    /// The next call's decisions, if a place is free and anything waits (those whose
+    /// request stopped waiting are dropped: they need no decision).
+    fn next_call(&mut self) -> Option<Vec<Take>> {
+        self.waiting.retain(|take| !take.answer.is_closed());
+        if self.in_flight >= IN_FLIGHT || self.waiting.is_empty() {
+            return None;
+        }
+        self.in_flight += 1;
+        let rest = self.waiting.len().saturating_sub(MAX_BATCH);
+        let later = self.waiting.split_off(self.waiting.len() - rest);
+        Some(std::mem::replace(&mut self.waiting, later))
+    }
+}
+
+/// A call's place, given back when the call ends (or its request is dropped mid-call);
+/// decisions that waited meanwhile then go in a call of their own.
+struct Place<'a>(&'a SharedLimits);
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        let shared = self.0;
+        let next = {
+            let mut queue = shared.queue();
+            queue.in_flight -= 1;
+            queue.next_call()
+        };
+        if let Some(batch) = next {
+            match shared.this.upgrade() {
+                Some(shared) => {
+                    tokio::spawn(async move {
+                        let place = Place(&shared);
+                        shared.decide(batch).await;
+                        drop(place);
+                    });
+                }
+                None => {
+                    answer_all(batch, Unavailable);
+                }
+            }
+        }
+    }
 }
 
 impl SharedLimits {
@@ -173,13 +261,13 @@ impl SharedLimits {
 
     /// Must run inside a Tokio runtime. Connects lazily, on the first call or probe;
     /// the store is taken as up until a call or the first probe says otherwise.
-    pub(crate) fn new(store: &RateLimitStore) -> Result<Self, String> {
+    pub(crate) fn new(store: &RateLimitStore) -> Result<Arc<Self>, String> {
         // Reconnection is tried on the next call after a failure; the probe makes one a
         // second while the store is down, so the manager's own retries stay short.
         let connection = Self::connect(store)?;
         let up_gauge = metrics::gauge!("keyward_rate_limit_store_up");
         up_gauge.set(0.0);
-        Ok(Self {
+        Ok(Arc::new_cyclic(|this| Self {
             connection: RwLock::new(connection),
             take: Script::new(TAKE),
             refund: Script::new(REFUND),
@@ -187,7 +275,9 @@ impl SharedLimits {
             up: AtomicBool::new(true),
             up_gauge,
             failures: metrics::counter!("keyward_rate_limit_store_failures_total"),
-        })
+            queue: Mutex::default(),
+            this: Weak::clone(this),
+        }))
     }
 
     fn connect(store: &RateLimitStore) -> Result<ConnectionManager, String> {
@@ -219,28 +309,92 @@ impl SharedLimits {
             .chain_update([0])
             .chain_update(bytes)
             .finalize();
-        let mut name = format!("keyward:limit:{kind}:");
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut name = String::with_capacity(16 + kind.len() + 32);
+        name.push_str("keyward:limit:");
+        name.push_str(kind);
+        name.push(':');
         for byte in &digest[..16] {
-            name.push_str(&format!("{byte:02x}"));
+            name.push(char::from(HEX[usize::from(byte >> 4)]));
+            name.push(char::from(HEX[usize::from(byte & 15)]));
         }
         name
     }
 
-    /// Takes one request from `name`'s quota in the store.
-    pub(crate) async fn take(
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes one request from `name`'s quota in the store: in a call of its own when a
+    /// place is free (made here, by this request), otherwise in the next call, with
+    /// the other decisions asked for meanwhile. Waits at most the store's time limit,
+    /// from now, whatever is ahead of it.
+    pub(crate) async fn take(&self, name: String, limit: RateLimit) -> Decision {
+        let (answer, answered) = oneshot::channel();
+        let call = {
+            let mut queue = self.queue();
+            queue.waiting.push(Take {
+                name,
+                limit,
+                answer,
+            });
+            queue.next_call()
+        };
+        if let Some(batch) = call {
+            let place = Place(self);
+            // Boxed: the client's call is a large future, and inline it would make
+            // every verification's future as large (moved on every poll).
+            Box::pin(self.decide(batch)).await;
+            drop(place);
+        }
+        match tokio::time::timeout(self.store.timeout, answered).await {
+            Ok(Ok(decision)) => decision,
+            // The call was dropped unanswered (the runtime is stopping).
+            Ok(Err(_)) => Err(Unavailable),
+            // The call it is in, or the one ahead of it, is late: that call counts as
+            // failed when its own time runs out; meanwhile no one else waits for it.
+            Err(_) => {
+                self.down("no answer within the time limit");
+                Err(Unavailable)
+            }
+        }
+    }
+
+    /// The script run deciding `takes`, in order.
+    fn invocation<'a>(
         &self,
-        name: &str,
-        limit: RateLimit,
-    ) -> Result<Result<(), Wait>, Unavailable> {
+        takes: impl Iterator<Item = (&'a str, RateLimit)>,
+    ) -> ScriptInvocation<'_> {
+        let mut invocation = self.take.prepare_invoke();
+        for (name, limit) in takes {
+            invocation
+                .key(name)
+                .arg(limit.interval_us())
+                .arg(limit.period_us());
+        }
+        invocation
+    }
+
+    /// One call deciding `batch`; each decision goes to the request that asked.
+    async fn decide(&self, batch: Vec<Take>) {
         let mut connection = self.connection();
-        let mut invocation = self.take.key(name);
-        invocation.arg(limit.interval_us()).arg(limit.period_us());
-        let call = invocation.invoke_async::<(u8, u64)>(&mut connection);
-        match tokio::time::timeout(self.store.timeout, call).await {
-            Ok(Ok((1, _))) => Ok(Ok(())),
-            Ok(Ok((_, wait))) => Ok(Err(Wait(wait.max(1)))),
-            Ok(Err(err)) => Err(self.failed(&err.to_string())),
-            Err(_) => Err(self.failed("no answer within the time limit")),
+        let invocation = self.invocation(batch.iter().map(|take| (take.name.as_str(), take.limit)));
+        let call = invocation.invoke_async::<Vec<u64>>(&mut connection);
+        let decisions = match tokio::time::timeout(self.store.timeout, call).await {
+            Ok(Ok(waits)) if waits.len() == batch.len() => waits,
+            Ok(Ok(_)) => {
+                let failed = self.failed("an answer that does not fit the question");
+                return answer_all(batch, failed);
+            }
+            Ok(Err(err)) => return answer_all(batch, self.failed(&err.to_string())),
+            Err(_) => return answer_all(batch, self.failed("no answer within the time limit")),
+        };
+        for (take, wait) in batch.into_iter().zip(decisions) {
+            let decision = if wait == 0 { Ok(()) } else { Err(Wait(wait)) };
+            // Gone: that request stopped waiting (it decided here).
+            let _ = take.answer.send(Ok(decision));
         }
     }
 
@@ -283,14 +437,19 @@ impl SharedLimits {
         }
     }
 
-    /// Marks the store down; the first failure of an outage is logged, once.
+    /// A call failed: counted, and the store marked down.
     fn failed(&self, cause: &str) -> Unavailable {
         self.failures.increment(1);
+        self.down(cause);
+        Unavailable
+    }
+
+    /// Marks the store down; the first failure of an outage is logged, once.
+    fn down(&self, cause: &str) {
         if self.up.swap(false, Ordering::Relaxed) {
             self.up_gauge.set(0.0);
             tracing::warn!(store = %self.store, error = cause, "the rate limit store is unreachable: limits are per instance until it is back");
         }
-        Unavailable
     }
 
     /// Tries the store: at start, and once a second while it is down; marks it up
@@ -303,9 +462,12 @@ impl SharedLimits {
             return;
         }
         let mut connection = self.connection();
-        let mut invocation = self.take.key("keyward:limit:probe");
-        invocation.arg(1).arg(1_000_000);
-        let call = invocation.invoke_async::<(u8, u64)>(&mut connection);
+        // A quota it never reaches: a million a second.
+        let Ok(quota) = RateLimit::new(keyward_core::rate::MAX_REQUESTS, 1) else {
+            return;
+        };
+        let invocation = self.invocation(std::iter::once(("keyward:limit:probe", quota)));
+        let call = invocation.invoke_async::<Vec<u64>>(&mut connection);
         // The requests' own wait: a store too slow for them stays down, rather than
         // being taken as back every second and down again at the next request.
         match tokio::time::timeout(self.store.timeout, call).await {
@@ -336,6 +498,12 @@ impl SharedLimits {
                 self.failed("no answer within the time limit");
             }
         }
+    }
+}
+
+fn answer_all(batch: Vec<Take>, failed: Unavailable) {
+    for take in batch {
+        let _ = take.answer.send(Err(failed));
     }
 }
 

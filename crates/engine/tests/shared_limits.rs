@@ -208,6 +208,60 @@ async fn a_users_changes_are_limited_across_engines() {
     assert_eq!((created, refused), (4, 4));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(keyward_redis_tests),
+    ignore = "set KEYWARD_TEST_REDIS to a redis-server binary"
+)]
+async fn concurrent_decisions_share_round_trips_and_each_limit_stays_exact() {
+    let redis = RedisServer::start();
+    let shared = Instances::start(3, Some(&redis), |_| {}).await;
+    // Three limits, asked for together, many times over the same names in one call.
+    let limits = [5, 40, 1_000];
+    let mut keys = Vec::new();
+    for requests in limits {
+        let (_, plain) = shared
+            .create_limited(RateLimit::new(requests, 3_600).unwrap())
+            .await;
+        keys.push(plain);
+    }
+    let before = redis.command_stat("evalsha", "calls") + redis.command_stat("eval", "calls");
+    let per_key = 150;
+    let mut verifications = tokio::task::JoinSet::new();
+    for round in 0..per_key {
+        for (k, plain) in keys.iter().enumerate() {
+            let engine = shared.engines[(round + k) % shared.engines.len()].clone();
+            let plain = plain.clone();
+            verifications.spawn(async move {
+                let verdict = engine.verify(&plain, &[] as &[&str]).await.unwrap();
+                (k, verdict.code)
+            });
+        }
+    }
+    let mut valid = [0_u32; 3];
+    let mut limited = [0_u32; 3];
+    while let Some(done) = verifications.join_next().await {
+        match done.unwrap() {
+            (k, VerifyCode::Valid) => valid[k] += 1,
+            (k, VerifyCode::RateLimited) => limited[k] += 1,
+            (k, other) => panic!("key {k}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        valid,
+        [5, 40, 150],
+        "exactly each limit passes, across the engines"
+    );
+    assert_eq!(limited, [145, 110, 0]);
+    let calls =
+        redis.command_stat("evalsha", "calls") + redis.command_stat("eval", "calls") - before;
+    let decisions = 3 * per_key;
+    assert!(
+        calls > 0 && calls * 4 <= decisions as u64,
+        "{calls} calls to the store for {decisions} concurrent decisions: not gathered"
+    );
+}
+
 #[tokio::test]
 #[cfg_attr(
     not(keyward_redis_tests),
