@@ -6,12 +6,12 @@
 //! given through the environment or files: a flag shows in the process list. Their
 //! values are never printed, not even by `--help`.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use keyward_core::rate::RateLimit;
 
+use crate::http::listener::Bind;
 use crate::secrets::Secret;
 
 fn secret(value: &str) -> Result<Secret, String> {
@@ -70,7 +70,8 @@ pub const WEBHOOKS: &str = "Webhooks";
 /// command the headings it reads.
 #[derive(Clone, Debug, Args)]
 pub struct Flags {
-    /// Address to listen on.
+    /// Address to listen on: host:port, or unix:/path/keyward.sock (a Unix socket,
+    /// mode 0660, for a gateway on this host; removed when the server stops).
     #[arg(
         help_heading = SERVER,
         long,
@@ -78,7 +79,7 @@ pub struct Flags {
         default_value = "127.0.0.1:8080",
         global = true
     )]
-    pub bind: SocketAddr,
+    pub bind: Bind,
 
     /// Seconds a client has to send a request's headers (from the connection's start,
     /// or from the first byte of a request on a kept-alive connection).

@@ -4,15 +4,17 @@
 //! address.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 use super::output::say;
 use crate::flags::Flags;
+use crate::http::listener::Bind;
 
 /// What is asked when no path is given.
 const READYZ: &str = "/readyz";
@@ -24,7 +26,8 @@ const MAX_ANSWER: u64 = 16 * 1024;
 pub struct HealthcheckArgs {
     /// The keyward to ask: `http://host:port` asks its `/readyz`; a URL with a path
     /// (`http://host:port/path`) asks that path. Default: `/readyz` on the address
-    /// `KEYWARD_BIND` names, on loopback when that is a wildcard (0.0.0.0, ::).
+    /// `KEYWARD_BIND` names (its Unix socket, for unix:/path), on loopback when that is
+    /// a wildcard (0.0.0.0, ::).
     #[arg(long)]
     url: Option<String>,
     /// Seconds to wait for the whole answer.
@@ -32,17 +35,32 @@ pub struct HealthcheckArgs {
     timeout: u64,
 }
 
-/// Where to ask: the address to connect to, the `Host` header, the path.
+/// Where to ask: the address to connect to, the `Host` header, the path; over a Unix
+/// socket, its path.
 #[derive(Debug, PartialEq, Eq)]
 struct Target {
     host: String,
     port: u16,
     path: String,
+    socket: Option<PathBuf>,
 }
 
 impl Target {
-    /// `/readyz` on the server's own address.
-    fn local(bind: SocketAddr) -> Self {
+    /// `/readyz` where the server listens.
+    fn local(bind: &Bind) -> Self {
+        match bind {
+            Bind::Tcp(address) => Self::on_address(*address),
+            Bind::Unix(socket) => Self {
+                host: "localhost".into(),
+                port: 80,
+                path: READYZ.into(),
+                socket: Some(socket.clone()),
+            },
+        }
+    }
+
+    /// `/readyz` on a TCP address.
+    fn on_address(bind: SocketAddr) -> Self {
         let ip = match bind.ip() {
             IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
@@ -56,6 +74,7 @@ impl Target {
             host,
             port: bind.port(),
             path: READYZ.into(),
+            socket: None,
         }
     }
 
@@ -86,6 +105,7 @@ impl Target {
             host: host.to_owned(),
             port,
             path: path.to_owned(),
+            socket: None,
         })
     }
 
@@ -97,14 +117,17 @@ impl Target {
 
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}:{}{}", self.host, self.port, self.path)
+        match &self.socket {
+            Some(socket) => write!(f, "unix:{} {}", socket.display(), self.path),
+            None => write!(f, "http://{}:{}{}", self.host, self.port, self.path),
+        }
     }
 }
 
 pub async fn run(flags: &Flags, args: &HealthcheckArgs) -> anyhow::Result<ExitCode> {
     let target = match &args.url {
         Some(url) => Target::parse(url).map_err(|e| anyhow::anyhow!("--url: {e}"))?,
-        None => Target::local(flags.bind),
+        None => Target::local(&flags.bind),
     };
     let limit = Duration::from_secs(args.timeout);
     let verdict = match tokio::time::timeout(limit, ask(&target)).await {
@@ -125,7 +148,16 @@ fn ready(target: &Target) -> anyhow::Result<ExitCode> {
 
 /// One GET; the status and the start of the body, on one line.
 async fn ask(target: &Target) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(target.connect_to()).await?;
+    match &target.socket {
+        Some(socket) => exchange(UnixStream::connect(socket).await?, target).await,
+        None => exchange(TcpStream::connect(target.connect_to()).await?, target).await,
+    }
+}
+
+async fn exchange(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    target: &Target,
+) -> std::io::Result<(u16, String)> {
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: keyward-healthcheck\r\n\
          Connection: close\r\n\r\n",
@@ -151,10 +183,11 @@ mod tests {
 
     #[test]
     fn the_default_asks_readyz_on_loopback_for_a_wildcard_bind() {
-        let local = |bind: &str| Target::local(bind.parse().unwrap()).to_string();
+        let local = |bind: &str| Target::local(&bind.parse().unwrap()).to_string();
         assert_eq!(local("0.0.0.0:8080"), "http://127.0.0.1:8080/readyz");
         assert_eq!(local("[::]:9000"), "http://[::1]:9000/readyz");
         assert_eq!(local("10.0.0.5:8081"), "http://10.0.0.5:8081/readyz");
+        assert_eq!(local("unix:/run/k.sock"), "unix:/run/k.sock /readyz");
     }
 
     #[test]

@@ -316,7 +316,7 @@ mod tests {
             let matches = command().try_get_matches_from(args).unwrap();
             let cli = Cli::from_arg_matches(&matches).unwrap();
             assert!(
-                cli.flags.key_prefix == "acme" || cli.flags.bind.port() == 9,
+                cli.flags.key_prefix == "acme" || cli.flags.bind.to_string() == "127.0.0.1:9",
                 "{args:?}"
             );
         }

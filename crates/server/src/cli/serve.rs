@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::app::App;
 use crate::flags::Flags;
 use crate::http::connections;
+use crate::http::listener::Listener;
 use crate::settings::LocalTrial;
 use crate::telemetry;
 use crate::webhooks::Sender;
@@ -15,18 +16,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(35);
 pub async fn serve(flags: &Flags) -> anyhow::Result<()> {
     // The address first: when it is taken, nothing else has started (no database opened,
     // no secrets generated, no change feed watched) and the message says only that.
-    let listener = tokio::net::TcpListener::bind(flags.bind)
-        .await
-        .map_err(|e| {
-            let hint = match e.kind() {
-                std::io::ErrorKind::AddrInUse => {
-                    "; another program (another keyward?) listens there: stop it, or choose \
-                     another address with KEYWARD_BIND (or --bind)"
-                }
-                _ => "",
-            };
-            anyhow::anyhow!("cannot listen on {}: {e}{hint}", flags.bind)
-        })?;
+    let listener = Listener::bind(&flags.bind).await?;
     let settings = flags.resolve(LocalTrial::Create)?;
     if let Some((path, created)) = &settings.local_secrets {
         let verb = if *created { "generated" } else { "using" };
@@ -40,7 +30,7 @@ pub async fn serve(flags: &Flags) -> anyhow::Result<()> {
     let webhooks = Sender::start(app.engine.clone())?;
     let stop = shutdown_signal()?;
     tracing::info!(
-        address = %format!("http://{}", listener.local_addr()?),
+        address = %listener.describe(),
         database = %settings.database_url,
         backend = app.engine.store_backend(),
         "keyward is listening; API docs at /docs"

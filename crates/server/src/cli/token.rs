@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::output::{OutputClosed, say};
 use crate::flags::Flags;
+use crate::http::listener::Bind;
 use crate::settings::LocalTrial;
 
 #[derive(Debug, Args)]
@@ -107,7 +108,7 @@ pub fn run(flags: &Flags, args: &TokenArgs) -> anyhow::Result<ExitCode> {
 
 fn print_token(flags: &Flags, args: &TokenArgs, token: &str) -> Result<(), OutputClosed> {
     if args.console {
-        say!("{}", console_link(flags.bind, token));
+        say!("{}", console_link(&flags.bind, token));
     } else {
         say!("{token}");
     }
@@ -115,12 +116,19 @@ fn print_token(flags: &Flags, args: &TokenArgs, token: &str) -> Result<(), Outpu
 }
 
 /// The console's address on this machine, signed in with `token`. A wildcard bind
-/// address (`0.0.0.0`, `[::]`) is reached through loopback.
-pub fn console_link(bind: SocketAddr, token: &str) -> String {
-    let host = match bind.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
+/// address (`0.0.0.0`, `[::]`) is reached through loopback; behind a Unix socket, the
+/// link is the path alone, to open at the gateway's address.
+pub fn console_link(bind: &Bind, token: &str) -> String {
+    let origin = match bind {
+        Bind::Tcp(address) => {
+            let host = match address.ip() {
+                IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                ip => ip,
+            };
+            format!("http://{}", SocketAddr::new(host, address.port()))
+        }
+        Bind::Unix(_) => String::new(),
     };
     // Tokens (JWTs, the service token) are URL-safe: no escaping needed in a fragment
     // except for the rare character outside that alphabet.
@@ -133,10 +141,7 @@ pub fn console_link(bind: SocketAddr, token: &str) -> String {
             other => format!("%{other:02X}"),
         })
         .collect();
-    format!(
-        "http://{}/console#token={token}",
-        SocketAddr::new(host, bind.port())
-    )
+    format!("{origin}/console#token={token}")
 }
 
 #[cfg(test)]
@@ -156,7 +161,7 @@ mod tests {
 
     #[test]
     fn console_links_reach_the_bind_address_and_carry_the_token_in_the_fragment() {
-        let at = |bind: &str| console_link(bind.parse().unwrap(), "a.b_c-d");
+        let at = |bind: &str| console_link(&bind.parse().unwrap(), "a.b_c-d");
         assert_eq!(
             at("127.0.0.1:8080"),
             "http://127.0.0.1:8080/console#token=a.b_c-d"
@@ -167,7 +172,7 @@ mod tests {
         );
         assert_eq!(at("[::]:80"), "http://[::1]:80/console#token=a.b_c-d");
         assert_eq!(
-            console_link("10.0.0.2:8080".parse().unwrap(), "x+y/z="),
+            console_link(&"10.0.0.2:8080".parse().unwrap(), "x+y/z="),
             "http://10.0.0.2:8080/console#token=x%2By%2Fz%3D"
         );
     }

@@ -32,11 +32,11 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 use self::watched::{Ended, Guarded};
+use super::listener::{Listener, UNIX_PEER};
 
 mod watched;
 
@@ -92,9 +92,10 @@ impl Default for ConnectionLimits {
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets open requests
-/// finish for at most `grace`. Each request carries its peer as `ConnectInfo`.
+/// finish for at most `grace`. Each request carries its peer as `ConnectInfo` (over a
+/// Unix socket, [`UNIX_PEER`]).
 pub async fn serve(
-    listener: TcpListener,
+    listener: Listener,
     router: Router,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
@@ -109,8 +110,8 @@ pub async fn serve(
             place = Arc::clone(&places).acquire_owned() => place.expect("the semaphore is never closed"),
             () = &mut shutdown => break,
         };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+        let accepted = tokio::select! {
+            accepted = accept(&listener) => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
                     if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
@@ -123,22 +124,15 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
-        let (connection, clock) = http1(stream, router.clone(), peer, limits);
-        let connection = Guarded::new(graceful.watch(connection), clock);
-        tokio::spawn(async move {
-            match connection.await {
-                Ended::Finished(Ok(())) => {}
-                Ended::Finished(Err(err)) => {
-                    tracing::debug!(error = %err, %peer, "connection ended with an error");
-                }
-                Ended::TimedOut(waiting) => {
-                    tracing::debug!(%peer, "{}; closed", waiting.timed_out());
-                }
+        match accepted {
+            Accepted::Tcp(stream, peer) => {
+                let _ = stream.set_nodelay(true);
+                spawn(stream, peer, &router, limits, &graceful, place);
             }
-            drop(place);
-        });
+            Accepted::Unix(stream) => spawn(stream, UNIX_PEER, &router, limits, &graceful, place),
+        }
     }
+    // A Unix socket's file goes with it: no new client finds it.
     drop(listener);
     tokio::select! {
         () = graceful.shutdown() => {}
@@ -147,6 +141,51 @@ pub async fn serve(
             grace.as_secs()
         ),
     }
+}
+
+enum Accepted {
+    Tcp(tokio::net::TcpStream, SocketAddr),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
+    match listener {
+        Listener::Tcp(listener) => listener
+            .accept()
+            .await
+            .map(|(stream, peer)| Accepted::Tcp(stream, peer)),
+        Listener::Unix(listener, _) => listener
+            .accept()
+            .await
+            .map(|(stream, _)| Accepted::Unix(stream)),
+    }
+}
+
+/// Serves one connection on a task of its own, holding its `place` until it ends.
+fn spawn<S>(
+    stream: S,
+    peer: SocketAddr,
+    router: &Router,
+    limits: ConnectionLimits,
+    graceful: &GracefulShutdown,
+    place: tokio::sync::OwnedSemaphorePermit,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (connection, clock) = http1(stream, router.clone(), peer, limits);
+    let connection = Guarded::new(graceful.watch(connection), clock);
+    tokio::spawn(async move {
+        match connection.await {
+            Ended::Finished(Ok(())) => {}
+            Ended::Finished(Err(err)) => {
+                tracing::debug!(error = %err, %peer, "connection ended with an error");
+            }
+            Ended::TimedOut(waiting) => {
+                tracing::debug!(%peer, "{}; closed", waiting.timed_out());
+            }
+        }
+        drop(place);
+    });
 }
 
 /// HTTP/1 over a watched stream, for one client at `peer`: each request carries the

@@ -20,6 +20,7 @@ pub mod documented;
 pub mod error;
 pub mod json;
 pub mod jwks;
+pub mod listener;
 pub mod observe;
 pub mod openapi;
 pub mod query_params;

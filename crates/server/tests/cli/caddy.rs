@@ -5,6 +5,7 @@
 //! down.
 
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,12 +15,13 @@ use serde_json::{Value, json};
 
 use crate::common::{cli_in, http, start_server};
 use crate::proxy::{
-    free_port, get, get_path, get_with_headers, passes_with_its_identity_only,
-    refuses_missing_unknown_and_lacking_keys, terminate, upstream,
+    alices_keys, credential, documented, free_port, get, get_path, get_with_headers,
+    passes_with_its_identity_only, refuses_missing_unknown_and_lacking_keys, terminate, upstream,
 };
+use crate::unix_socket;
 
 /// deploy/caddy/Caddyfile, as shipped.
-fn documented() -> String {
+fn shipped() -> String {
     std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../deploy/caddy/Caddyfile"
@@ -34,24 +36,6 @@ impl Drop for Caddy {
     fn drop(&mut self) {
         terminate(&mut self.0);
     }
-}
-
-/// A service credential with these scopes: its secret.
-fn credential(dir: &std::path::Path, name: &str, scope: &str) -> String {
-    let created = cli_in(
-        dir,
-        &[
-            "credentials",
-            "create",
-            "--name",
-            name,
-            "--scope",
-            scope,
-            "--json",
-        ],
-    );
-    let created: Value = serde_json::from_str(&created).unwrap();
-    created["secret"].as_str().unwrap().to_owned()
 }
 
 #[test]
@@ -85,38 +69,12 @@ fn caddy_lets_valid_keys_through_and_stops_the_rest() {
     let hits = Arc::new(AtomicUsize::new(0));
     let upstream_port = upstream(Arc::clone(&hits));
     let port = free_port();
-    let caddyfile = documented()
+    let caddyfile = shipped()
         .replace("http://:8000", &format!("http://:{port}"))
         .replace("127.0.0.1:9000", &format!("127.0.0.1:{upstream_port}"))
         .replace("127.0.0.1:8080", &keyward.address)
         .replace("<keys.verify credential>", &gateway);
-    // No admin endpoint (it would take port 2019 for every test run at once), and
-    // Caddy's own files in the test's directory.
-    let caddyfile = format!("{{\n\tadmin off\n}}\n\n{caddyfile}");
-    std::fs::write(dir.path().join("Caddyfile"), caddyfile).unwrap();
-    let binary = std::env::var("KEYWARD_TEST_CADDY").unwrap_or_else(|_| "caddy".into());
-    let log = std::fs::File::create(dir.path().join("caddy.log")).unwrap();
-    let caddy = Caddy(
-        Command::new(binary)
-            .args(["run", "--config", "Caddyfile", "--adapter", "caddyfile"])
-            .current_dir(dir.path())
-            .env("HOME", dir.path())
-            .env("XDG_CONFIG_HOME", dir.path().join("config"))
-            .env("XDG_DATA_HOME", dir.path().join("data"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        let log = std::fs::read_to_string(dir.path().join("caddy.log")).unwrap_or_default();
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "caddy did not start: {log}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let caddy = start_caddy(dir.path(), &caddyfile, port);
 
     // A valid key reaches the upstream, which learns who is calling; the key itself
     // does not travel on, and a client cannot forge the identity headers.
@@ -195,5 +153,71 @@ fn caddy_lets_valid_keys_through_and_stops_the_rest() {
         7,
         "a request passed while keyward was down"
     );
+    drop(caddy);
+}
+
+/// Caddy running `caddyfile`, its files in `dir`; returns once it listens on `port`.
+fn start_caddy(dir: &Path, caddyfile: &str, port: u16) -> Caddy {
+    // No admin endpoint (it would take port 2019 for every test run at once), and
+    // Caddy's own files in the test's directory.
+    let caddyfile = format!("{{\n\tadmin off\n}}\n\n{caddyfile}");
+    std::fs::write(dir.join("Caddyfile"), caddyfile).unwrap();
+    let binary = std::env::var("KEYWARD_TEST_CADDY").unwrap_or_else(|_| "caddy".into());
+    let log = std::fs::File::create(dir.join("caddy.log")).unwrap();
+    let caddy = Caddy(
+        Command::new(binary)
+            .args(["run", "--config", "Caddyfile", "--adapter", "caddyfile"])
+            .current_dir(dir)
+            .env("HOME", dir)
+            .env("XDG_CONFIG_HOME", dir.join("config"))
+            .env("XDG_DATA_HOME", dir.join("data"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let log = std::fs::read_to_string(dir.join("caddy.log")).unwrap_or_default();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "caddy did not start: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    caddy
+}
+
+#[test]
+#[cfg_attr(
+    not(keyward_caddy_tests),
+    ignore = "Caddy test: set KEYWARD_TEST_CADDY to a caddy binary"
+)]
+fn caddy_asks_keyward_over_its_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("keyward.sock");
+    let keyward = unix_socket::serve(dir.path(), &socket).unwrap();
+    let gateway = credential(dir.path(), "caddy", "keys.verify");
+    let (id, key, narrow) = alices_keys(dir.path());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let upstream_port = upstream(Arc::clone(&hits));
+    let port = free_port();
+    let over_the_socket = documented("caddy-unix")
+        .replace("/run/keyward/keyward.sock", &socket.display().to_string());
+    let tcp = "forward_auth 127.0.0.1:8080 {";
+    let caddyfile = shipped();
+    assert!(caddyfile.contains(tcp), "{caddyfile}");
+    let caddyfile = caddyfile
+        .replace(tcp, over_the_socket.trim())
+        .replace("http://:8000", &format!("http://:{port}"))
+        .replace("127.0.0.1:9000", &format!("127.0.0.1:{upstream_port}"))
+        .replace("<keys.verify credential>", &gateway);
+    let caddy = start_caddy(dir.path(), &caddyfile, port);
+    passes_with_its_identity_only(port, &key, &id);
+    refuses_missing_unknown_and_lacking_keys(port, &narrow);
+    assert_eq!(hits.load(Ordering::SeqCst), 2, "only the valid key passed");
+    keyward.stop("-TERM");
+    assert_ne!(get(port, &[("X-API-Key", &key)]).0, 200);
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
     drop(caddy);
 }

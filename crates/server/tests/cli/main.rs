@@ -28,4 +28,5 @@ mod serve;
 mod setup;
 mod shared_limits;
 mod typescript_client;
+mod unix_socket;
 mod webhooks;

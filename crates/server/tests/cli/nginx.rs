@@ -3,6 +3,7 @@
 //! `KEYWARD_TEST_NGINX` (the nginx binary; `.ci/run` installs and names it).
 
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,23 +13,10 @@ use serde_json::{Value, json};
 
 use crate::common::{cli_in, http, start_server};
 use crate::proxy::{
-    free_port, get, get_with_headers, passes_with_its_identity_only,
-    refuses_missing_unknown_and_lacking_keys, terminate, upstream,
+    alices_keys, credential, documented, free_port, get, get_with_headers,
+    passes_with_its_identity_only, refuses_missing_unknown_and_lacking_keys, terminate, upstream,
 };
-
-/// The nginx block `name` of docs/INTEGRATIONS.md, exactly as documented.
-fn documented(name: &str) -> String {
-    let doc = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/INTEGRATIONS.md"
-    ))
-    .unwrap();
-    let start = doc.find(&format!("<!-- {name}: begin -->")).unwrap();
-    let end = doc.find(&format!("<!-- {name}: end -->")).unwrap();
-    let block = &doc[start..end];
-    let code = block.split("```nginx").nth(1).unwrap();
-    code.split("```").next().unwrap().to_owned()
-}
+use crate::unix_socket;
 
 /// The forward-auth server block, with the management routes of the AutoGPT migration
 /// guide added inside it (as a platform's proxy would have both).
@@ -133,50 +121,7 @@ fn nginx_lets_valid_keys_through_and_stops_the_rest() {
         "{query_form}"
     );
     let server = format!("{server}\n{query_form}");
-    let prefix = dir.path().display();
-    // As root, nginx's workers would drop to `nobody`, which cannot use this
-    // directory; keep them as root (the test's files only).
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
-    let config = format!(
-        "{}pid {prefix}/nginx.pid;\nerror_log {prefix}/error.log info;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n access_log off;\n client_body_temp_path {prefix}/body;\n proxy_temp_path {prefix}/proxy;\n\
-         fastcgi_temp_path {prefix}/fastcgi;\n uwsgi_temp_path {prefix}/uwsgi;\n scgi_temp_path {prefix}/scgi;\n\
-         {server}\n}}\n",
-        if root { "user root;\n" } else { "" },
-    );
-    std::fs::write(dir.path().join("nginx.conf"), config).unwrap();
-    let binary = std::env::var("KEYWARD_TEST_NGINX").unwrap_or_else(|_| "nginx".into());
-    let _nginx = Nginx(
-        Command::new(binary)
-            .args([
-                "-p",
-                &prefix.to_string(),
-                "-c",
-                "nginx.conf",
-                "-g",
-                "daemon off;",
-            ])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err()
-        || TcpStream::connect(("127.0.0.1", query_port)).is_err()
-    {
-        let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "nginx did not start: {log}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _nginx = start_nginx(dir.path(), &server, &[port, query_port]);
 
     // A valid key reaches the upstream, which learns who is calling; the key itself
     // does not travel on, and a client cannot forge the identity headers.
@@ -286,4 +231,90 @@ fn nginx_lets_valid_keys_through_and_stops_the_rest() {
         3,
         "a request passed while keyward was down"
     );
+}
+
+/// nginx with these `server` blocks, its files in `dir`; returns once it listens on
+/// every one of `ports`.
+fn start_nginx(dir: &Path, server: &str, ports: &[u16]) -> Nginx {
+    let prefix = dir.display();
+    // As root, nginx's workers would drop to `nobody`, which cannot use this
+    // directory; keep them as root (the test's files only).
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let config = format!(
+        "{}pid {prefix}/nginx.pid;\nerror_log {prefix}/error.log info;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n access_log off;\n client_body_temp_path {prefix}/body;\n proxy_temp_path {prefix}/proxy;\n\
+         fastcgi_temp_path {prefix}/fastcgi;\n uwsgi_temp_path {prefix}/uwsgi;\n scgi_temp_path {prefix}/scgi;\n\
+         {server}\n}}\n",
+        if root { "user root;\n" } else { "" },
+    );
+    std::fs::write(dir.join("nginx.conf"), config).unwrap();
+    let binary = std::env::var("KEYWARD_TEST_NGINX").unwrap_or_else(|_| "nginx".into());
+    let nginx = Nginx(
+        Command::new(binary)
+            .args([
+                "-p",
+                &prefix.to_string(),
+                "-c",
+                "nginx.conf",
+                "-g",
+                "daemon off;",
+            ])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while ports
+        .iter()
+        .any(|port| TcpStream::connect(("127.0.0.1", *port)).is_err())
+    {
+        let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "nginx did not start: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nginx
+}
+
+#[test]
+#[cfg_attr(
+    not(keyward_nginx_tests),
+    ignore = "nginx test: set KEYWARD_TEST_NGINX to an nginx binary"
+)]
+fn nginx_asks_keyward_over_its_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("keyward.sock");
+    let keyward = unix_socket::serve(dir.path(), &socket).unwrap();
+    let gateway = credential(dir.path(), "nginx", "keys.verify");
+    let (id, key, narrow) = alices_keys(dir.path());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let upstream_port = upstream(Arc::clone(&hits));
+    let port = free_port();
+    let over_the_socket = documented("nginx-unix")
+        .replace("/run/keyward/keyward.sock", &socket.display().to_string());
+    let tcp = "proxy_pass http://127.0.0.1:8080/api/auth;";
+    let server = documented("nginx-config");
+    assert!(server.contains(tcp), "{server}");
+    let server = server
+        .replace(tcp, over_the_socket.trim())
+        .replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:9000", &format!("127.0.0.1:{upstream_port}"))
+        .replace("<keys.verify credential>", &gateway);
+    let nginx = start_nginx(dir.path(), &server, &[port]);
+    passes_with_its_identity_only(port, &key, &id);
+    refuses_missing_unknown_and_lacking_keys(port, &narrow);
+    assert_eq!(hits.load(Ordering::SeqCst), 2, "only the valid key passed");
+    // keyward gone: nothing passes.
+    keyward.stop("-TERM");
+    assert_ne!(get(port, &[("X-API-Key", &key)]).0, 200);
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    drop(nginx);
 }

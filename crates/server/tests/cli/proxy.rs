@@ -137,3 +137,57 @@ pub fn terminate(child: &mut std::process::Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The block `name` of docs/INTEGRATIONS.md (between its begin and end markers),
+/// exactly as documented, without its fence.
+pub fn documented(name: &str) -> String {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/INTEGRATIONS.md"
+    ))
+    .unwrap();
+    let start = doc.find(&format!("<!-- {name}: begin -->")).unwrap();
+    let end = doc.find(&format!("<!-- {name}: end -->")).unwrap();
+    let fenced = doc[start..end].split("```").nth(1).unwrap();
+    // The fence's first line names the language.
+    fenced.split_once('\n').unwrap().1.to_owned()
+}
+
+/// A service credential with these scopes: its secret.
+pub fn credential(dir: &std::path::Path, name: &str, scope: &str) -> String {
+    let created = crate::common::cli_in(
+        dir,
+        &[
+            "credentials",
+            "create",
+            "--name",
+            name,
+            "--scope",
+            scope,
+            "--json",
+        ],
+    );
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    created["secret"].as_str().unwrap().to_owned()
+}
+
+/// Two keys of alice's, made with the CLI: one with READ_GRAPH (its id and key) and one
+/// with EXECUTE_GRAPH only.
+pub fn alices_keys(dir: &std::path::Path) -> (String, String, String) {
+    let create = |name: &str, permission: &str| {
+        let created = crate::common::cli_in(
+            dir,
+            &[
+                "keys", "create", "--user", "alice", "--name", name, "-p", permission, "--json",
+            ],
+        );
+        let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+        (
+            created["api_key"]["id"].as_str().unwrap().to_owned(),
+            created["plain_text_key"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (id, key) = create("read", "READ_GRAPH");
+    let (_, narrow) = create("narrow", "EXECUTE_GRAPH");
+    (id, key, narrow)
+}
