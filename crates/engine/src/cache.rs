@@ -299,21 +299,14 @@ mod tests {
     }
 
     fn key() -> Arc<VerifiedKey> {
-        Arc::new(VerifiedKey {
-            id: KeyId::new(Timestamp::from_millis(1).unwrap()),
-            user_id: UserId::parse("u").unwrap(),
-            status: KeyStatus::Active,
-            permissions: vec![],
-            permission_set: PermissionSet::EMPTY,
-            expires_at: None,
-            rate_limit: None,
-            metadata: None,
-            has_credits: false,
-            refill: None,
-            owner: Default::default(),
-            allowed_ips: None,
-            usage: crate::usage::UsageMark::new(None),
-        })
+        Arc::new(VerifiedKey::new(
+            KeyId::new(Timestamp::from_millis(1).unwrap()),
+            UserId::parse("u").unwrap(),
+            KeyStatus::Active,
+            Arc::from([]),
+            PermissionSet::EMPTY,
+            crate::usage::UsageMark::new(None),
+        ))
     }
 
     fn epoch_of(lookup: Lookup<VerifiedKey>) -> u64 {

@@ -22,6 +22,7 @@ use crate::inner::{Inner, Lifetime};
 use crate::metrics::VerifyMetrics;
 use crate::quota::Quota;
 use crate::shared_limits::SharedLimits;
+use crate::shared_values::SharedValues;
 use crate::usage::UsageTracker;
 
 /// A rotation's outcome: the new key (with its plaintext, shown once) and the old
@@ -77,6 +78,7 @@ impl<S: Store> Engine<S> {
         let clients = config.client_limiter_capacity;
         let inner = Arc::new(Inner {
             cache: VerifyCache::new(&config),
+            shared_values: SharedValues::new(Inner::<S>::owner_limits(&config, None)),
             credentials: VerifyCache::sized(
                 CREDENTIAL_CACHE_CAPACITY,
                 config

@@ -20,8 +20,9 @@ use crate::limits::ClientAddr;
 use crate::metrics::VerifyMetrics;
 use crate::quota::{LegacyHead, Quota, UserPool};
 use crate::shared_limits::SharedLimits;
+use crate::shared_values::SharedValues;
 use crate::usage::{UsageMark, UsageTracker};
-use crate::verdict::{CredentialEntry, Loaded, OwnerCredits, OwnerLimits, VerifiedKey};
+use crate::verdict::{CredentialEntry, KeyRules, Loaded, OwnerCredits, OwnerLimits, VerifiedKey};
 
 /// Signals the background tasks to stop when the last [`Engine`] handle goes.
 pub(crate) struct Lifetime(pub(crate) Arc<watch::Sender<bool>>);
@@ -37,6 +38,8 @@ pub(crate) struct Inner<S> {
     pub(crate) store: S,
     pub(crate) config: EngineConfig,
     pub(crate) cache: VerifyCache<VerifiedKey>,
+    /// What the cached keys hold alike, kept once.
+    pub(crate) shared_values: SharedValues,
     /// Service credentials by their secrets' hashes.
     pub(crate) credentials: VerifyCache<CredentialEntry>,
     /// Database reads of verifications in flight, shared by key.
@@ -102,8 +105,7 @@ impl<S> Inner<S> {
     /// What a key's owner's limits are: theirs when the platform set them, the
     /// deployment's defaults otherwise (with the balance kept for the default credits,
     /// once made).
-    pub(crate) fn owner_limits(&self, owner: Option<OwnerRecord>) -> OwnerLimits {
-        let config = &self.config;
+    pub(crate) fn owner_limits(config: &EngineConfig, owner: Option<OwnerRecord>) -> OwnerLimits {
         match owner {
             Some(owner) => OwnerLimits {
                 rate_limit: if owner.explicit {
@@ -132,21 +134,26 @@ impl<S> Inner<S> {
 
     /// A stored key as the verifier and the cache hold it.
     pub(crate) fn verified_key(&self, record: VerifyRecord) -> Arc<VerifiedKey> {
-        let catalogue = &self.config.catalogue;
-        Arc::new(VerifiedKey {
-            permission_set: catalogue.set_of_known(&record.permissions),
-            id: record.id,
-            user_id: record.user_id,
-            status: record.status,
-            permissions: record.permissions,
-            expires_at: record.expires_at,
-            rate_limit: record.rate_limit,
-            metadata: record.metadata,
-            has_credits: record.remaining.is_some(),
-            refill: record.refill,
-            owner: self.owner_limits(record.owner),
-            allowed_ips: record.allowed_ips,
-            usage: UsageMark::new(record.last_used_at),
-        })
+        let permission_set = self.config.catalogue.set_of_known(&record.permissions);
+        let owner = Self::owner_limits(&self.config, record.owner);
+        let key = VerifiedKey::new(
+            record.id,
+            record.user_id,
+            record.status,
+            self.shared_values.permissions(record.permissions),
+            permission_set,
+            UsageMark::new(record.last_used_at),
+        );
+        Arc::new(
+            key.with_rules(KeyRules {
+                expires_at: record.expires_at,
+                rate_limit: record.rate_limit,
+                metadata: record.metadata,
+                has_credits: record.remaining.is_some(),
+                refill: record.refill,
+                allowed_ips: record.allowed_ips,
+            })
+            .with_owner(self.shared_values.owner(owner)),
+        )
     }
 }

@@ -60,7 +60,7 @@ impl<S: Store> Engine<S> {
             .load(parsed, hash)
             .await?
             .key
-            .filter(|key| leak::is_live(key.status, key.expires_at, now)))
+            .filter(|key| leak::is_live(key.status, key.expires_at(), now)))
     }
 
     /// The live credential a presented secret is one of, and the hash it is stored

@@ -38,6 +38,7 @@ mod metrics;
 mod notices;
 mod quota;
 mod shared_limits;
+mod shared_values;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod usage;
@@ -57,6 +58,7 @@ pub use shared_limits::RateLimitStore;
 pub use usage::UsageMark;
 pub use user_limits::{CreditsView, LimitsSource, UserLimitsView};
 pub use verdict::{
-    AuthenticatedCredential, OwnerCredits, OwnerLimits, Verification, VerifiedKey, VerifyOptions,
+    AuthenticatedCredential, KeyRules, OwnerCredits, OwnerLimits, Verification, VerifiedKey,
+    VerifyOptions,
 };
 pub use webhooks::{AttemptOutcome, CreatedWebhook, Outgoing};

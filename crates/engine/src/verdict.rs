@@ -19,13 +19,29 @@ use keyward_core::verify::{KeyFacts, LimitScope, VerifyCode};
 use crate::usage::UsageMark;
 
 /// What verification knows of a found key (what the cache holds; never the secret).
+///
+/// Kept small, as there is one per cached key: what every key has is inline, the
+/// permission names are shared between keys holding the same list, and what few keys
+/// have (an expiry, a rate limit, metadata, credits, networks) is in one box that a
+/// key without any of it does not have. An owner's limits are shared too: the
+/// deployment's defaults by every key of an owner without limits of their own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedKey {
     pub id: KeyId,
     pub user_id: UserId,
     pub status: KeyStatus,
-    pub permissions: Vec<String>,
+    /// Permission names, in the order stored.
+    pub permissions: Arc<[String]>,
     pub permission_set: PermissionSet,
+    /// The latest use recorded for `last_used_at` (see [`UsageMark`]).
+    pub usage: UsageMark,
+    rules: Option<Box<KeyRules>>,
+    owner: Option<Arc<OwnerLimits>>,
+}
+
+/// What a key may have beyond its status and permissions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyRules {
     pub expires_at: Option<Timestamp>,
     pub rate_limit: Option<RateLimit>,
     /// The owner's JSON object, returned with the verdict.
@@ -36,32 +52,118 @@ pub struct VerifiedKey {
     /// The rule its credits renew by: a verification that takes credits passes the
     /// latest boundary to the database, which refills when it is due.
     pub refill: Option<Refill>,
-    /// What all of its owner's keys share.
-    pub owner: OwnerLimits,
     /// The networks it may be used from; `None`: any.
     pub allowed_ips: Option<AllowedNetworks>,
-    /// The latest use recorded for `last_used_at` (see [`UsageMark`]).
-    pub usage: UsageMark,
 }
 
+const NO_RULES: KeyRules = KeyRules {
+    expires_at: None,
+    rate_limit: None,
+    metadata: None,
+    has_credits: false,
+    refill: None,
+    allowed_ips: None,
+};
+
+const NO_OWNER_LIMITS: OwnerLimits = OwnerLimits {
+    rate_limit: None,
+    credits: None,
+};
+
 impl VerifiedKey {
+    /// A found key with no rules beyond its status and permissions and no owner limits
+    /// (see [`VerifiedKey::with_rules`], [`VerifiedKey::with_owner`]).
+    pub fn new(
+        id: KeyId,
+        user_id: UserId,
+        status: KeyStatus,
+        permissions: Arc<[String]>,
+        permission_set: PermissionSet,
+        usage: UsageMark,
+    ) -> Self {
+        Self {
+            id,
+            user_id,
+            status,
+            permissions,
+            permission_set,
+            usage,
+            rules: None,
+            owner: None,
+        }
+    }
+
+    /// With these rules (kept only if there are any).
+    #[must_use]
+    pub fn with_rules(mut self, rules: KeyRules) -> Self {
+        self.rules = (rules != NO_RULES).then(|| Box::new(rules));
+        self
+    }
+
+    /// With its owner's limits (kept only if there are any; pass the same `Arc` for
+    /// owners whose limits are alike).
+    #[must_use]
+    pub fn with_owner(mut self, owner: Arc<OwnerLimits>) -> Self {
+        self.owner = (*owner != NO_OWNER_LIMITS).then_some(owner);
+        self
+    }
+
+    fn rules(&self) -> &KeyRules {
+        self.rules.as_deref().unwrap_or(&NO_RULES)
+    }
+
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        self.rules().expires_at
+    }
+
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        self.rules().rate_limit
+    }
+
+    /// The owner's JSON object, returned with the verdict.
+    pub fn metadata(&self) -> Option<&Metadata> {
+        self.rules().metadata.as_ref()
+    }
+
+    /// Whether the key has usage credits (their count is not cached).
+    pub fn has_credits(&self) -> bool {
+        self.rules().has_credits
+    }
+
+    /// The rule its credits renew by.
+    pub fn refill(&self) -> Option<Refill> {
+        self.rules().refill
+    }
+
+    /// The networks it may be used from; `None`: any.
+    pub fn allowed_ips(&self) -> Option<&AllowedNetworks> {
+        self.rules().allowed_ips.as_ref()
+    }
+
+    /// What all of its owner's keys share.
+    pub fn owner(&self) -> &OwnerLimits {
+        self.owner.as_deref().unwrap_or(&NO_OWNER_LIMITS)
+    }
+
     /// Whether every use must reach keyward: the key (or its owner) has a rate limit
     /// or credits, or the key is bound to networks (decided per client). A verdict on
     /// such a key must not be reused.
     pub fn metered(&self) -> bool {
-        self.rate_limit.is_some()
-            || self.has_credits
-            || self.allowed_ips.is_some()
-            || self.owner.rate_limit.is_some()
-            || self.owner.credits.is_some()
+        let rules = self.rules();
+        let owner = self.owner();
+        rules.rate_limit.is_some()
+            || rules.has_credits
+            || rules.allowed_ips.is_some()
+            || owner.rate_limit.is_some()
+            || owner.credits.is_some()
     }
 
     pub(crate) fn facts(&self) -> KeyFacts<'_> {
         KeyFacts {
             status: self.status,
-            expires_at: self.expires_at,
+            expires_at: self.expires_at(),
             permissions: self.permission_set,
-            allowed_ips: self.allowed_ips.as_ref(),
+            allowed_ips: self.allowed_ips(),
         }
     }
 }

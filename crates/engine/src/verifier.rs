@@ -164,7 +164,7 @@ impl<S: Store> Engine<S> {
         let mut retry_after = None;
         let mut limit = None;
         // The key's own limits first, then its owner's (shared by all their keys).
-        if let Some(quota) = key.rate_limit.filter(|_| code.is_valid())
+        if let Some(quota) = key.rate_limit().filter(|_| code.is_valid())
             && let Err(wait) = inner.key_limits.take(&key.id, quota, now).await
         {
             code = VerifyCode::RateLimited;
@@ -172,7 +172,7 @@ impl<S: Store> Engine<S> {
             limit = Some(LimitScope::Key);
             inner.rate_limit_notices.note(key.id, quota, now);
         }
-        if let Some(quota) = key.owner.rate_limit.filter(|_| code.is_valid())
+        if let Some(quota) = key.owner().rate_limit.filter(|_| code.is_valid())
             && let Err(wait) = inner
                 .user_pools
                 .take(&UserPool(key.user_id.clone()), quota, now)
@@ -183,7 +183,7 @@ impl<S: Store> Engine<S> {
             limit = Some(LimitScope::User);
         }
         let mut remaining = None;
-        if code.is_valid() && (key.has_credits || key.owner.credits.is_some()) {
+        if code.is_valid() && (key.has_credits() || key.owner().credits.is_some()) {
             // The only write on the verification path, and only for keys with
             // credits (their own or their owner's): an atomic conditional decrement
             // in the database (refilling first when a boundary has passed), so the
@@ -203,7 +203,7 @@ impl<S: Store> Engine<S> {
         }
         Ok(Verification {
             code,
-            next_refill_at: key.refill.map(|refill| refill.next_after(now)),
+            next_refill_at: key.refill().map(|refill| refill.next_after(now)),
             key: Some(key),
             retry_after,
             remaining,
@@ -221,7 +221,7 @@ impl<S: Store> Engine<S> {
         now: Timestamp,
     ) -> Result<(Option<u64>, Option<(VerifyCode, Option<LimitScope>)>), EngineError> {
         let store = &self.inner.store;
-        let key_since = key.refill.map(|refill| refill.period_start(now));
+        let key_since = key.refill().map(|refill| refill.period_start(now));
         let refusal = |consumed, scope| match consumed {
             Consumed::Left(_) | Consumed::Unlimited => None,
             Consumed::Exceeded => Some((VerifyCode::UsageExceeded, Some(scope))),
@@ -231,13 +231,13 @@ impl<S: Store> Engine<S> {
             Consumed::Left(left) => Some(left),
             _ => None,
         };
-        let Some(owner) = key.owner.credits else {
+        let Some(owner) = key.owner().credits else {
             let consumed = store.consume(key.id, cost, key_since).await?;
             return Ok((left(consumed), refusal(consumed, LimitScope::Key)));
         };
         let draw = Draw {
             cost,
-            key: key.has_credits.then_some((key.id, key_since)),
+            key: key.has_credits().then_some((key.id, key_since)),
             user: &key.user_id,
             user_refill_since: owner.refill.map(|refill| refill.period_start(now)),
             default: owner.default,

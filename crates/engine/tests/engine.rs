@@ -635,7 +635,7 @@ async fn a_fresh_key_verifies_with_the_permissions_it_holds() {
     let found = v.key.unwrap();
     assert_eq!(found.id, key.id);
     assert_eq!(found.user_id.as_str(), "alice");
-    assert_eq!(found.permissions, ["EXECUTE_GRAPH", "READ_GRAPH"]);
+    assert_eq!(*found.permissions, ["EXECUTE_GRAPH", "READ_GRAPH"]);
     assert_eq!(
         h.code(&plain, &["READ_GRAPH", "EXECUTE_GRAPH"]).await,
         VerifyCode::Valid

@@ -38,12 +38,11 @@ pub(crate) async fn check(
         (None, Some(found)) => Ok(VerifiedKey {
             user_id: found.user_id.as_str().to_owned(),
             key_id: found.id.to_string(),
-            permissions: found.permissions.clone(),
+            permissions: found.permissions.to_vec(),
             // Stored as the text of a JSON object; read as the server's verify API
             // reads it for its answer (which the remote mode gets).
             metadata: found
-                .metadata
-                .as_ref()
+                .metadata()
                 .and_then(|m| serde_json::from_str(m.as_str()).ok()),
             remaining: verification.remaining,
         }),

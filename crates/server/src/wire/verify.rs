@@ -124,12 +124,12 @@ impl<'a> From<&'a Verification> for VerifyResponse<'a> {
             code: verification.code,
             key_id: key.map(|k| *k.id.as_uuid()),
             user_id: key.map(|k| k.user_id.as_str()),
-            permissions: key.map(|k| k.permissions.as_slice()),
-            expires_at: key.and_then(|k| k.expires_at).map(|t| t.to_rfc3339()),
+            permissions: key.map(|k| &*k.permissions),
+            expires_at: key.and_then(|k| k.expires_at()).map(|t| t.to_rfc3339()),
             // Stored as JSON object text: passed through as it is, not re-parsed
             // into values on every verification.
             metadata: key
-                .and_then(|k| k.metadata.as_ref())
+                .and_then(|k| k.metadata())
                 .and_then(|m| serde_json::from_str(m.as_str()).ok()),
             remaining: verification.remaining,
             next_refill_at: verification.next_refill_at.map(|t| t.to_rfc3339()),

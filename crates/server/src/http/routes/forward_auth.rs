@@ -140,7 +140,7 @@ pub async fn forward_auth(
             let verdict = ForwardAuthVerdict {
                 user_id: found.user_id.as_str().to_owned(),
                 key_id: found.id.to_string(),
-                permissions: found.permissions.clone(),
+                permissions: found.permissions.to_vec(),
             };
             let mut response = axum::Json(&verdict).into_response();
             let out = response.headers_mut();
