@@ -213,8 +213,8 @@ impl<S: Store> Engine<S> {
         {
             return Ok(Some(caller));
         }
-        // Boxed: the database read's future is large (about 90 KB), and inline it made
-        // every request that names a service (every verification) copy it whole.
+        // Boxed: inline, the database read's future made the future of every request
+        // that names a service (every verification) as large, copied whole each time.
         let attempt = Box::pin(self.authenticate_credential(secret));
         self.limit_failures(client.map(ClientAddr::from), attempt, Option::is_none)
             .await

@@ -623,12 +623,20 @@ impl<S: Store> Engine<S> {
 /// Runs a write and the cache invalidation that follows its commit as their own
 /// task, and returns its outcome: a caller going away (a client disconnecting)
 /// cannot cut it between the commit and the invalidation.
-pub(crate) async fn to_completion<T: Send + 'static>(
+///
+/// The task starts here, not when the answer is first awaited: the caller's future
+/// then holds a handle, not the write's future (a store write's is tens of KB, and
+/// held there it made every verification's future as large, being on its rarest
+/// path: a key re-hashed after a pepper rotation).
+pub(crate) fn to_completion<T: Send + 'static>(
     write: impl Future<Output = Result<T, EngineError>> + Send + 'static,
-) -> Result<T, EngineError> {
-    match tokio::spawn(write).await {
-        Ok(result) => result,
-        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-        Err(_) => Err(EngineError::ShuttingDown),
+) -> impl Future<Output = Result<T, EngineError>> {
+    let task = tokio::spawn(write);
+    async move {
+        match task.await {
+            Ok(result) => result,
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(_) => Err(EngineError::ShuttingDown),
+        }
     }
 }

@@ -316,7 +316,8 @@ impl<S: Store> Engine<S> {
             ));
         }
         if parsed.is_legacy() {
-            return self.load_legacy(parsed, hash).await;
+            // Boxed: rare, and its future (scrypt, the limits before it) is large.
+            return Box::pin(self.load_legacy(parsed, hash)).await;
         }
         Ok(Loaded::found(None, true))
     }
@@ -396,5 +397,30 @@ impl<S: Store> Engine<S> {
             Some(self.inner.verified_key(record)),
             cacheable,
         ))
+    }
+}
+#[cfg(test)]
+mod tests {
+    use keyward_core::hash::Peppers;
+    use keyward_core::key::KeyFormat;
+
+    use crate::{Engine, EngineConfig};
+
+    /// A miss's read is boxed once, where it starts (see `verify_parsed`): that box is
+    /// as large as the read's future, made and copied on every miss. Its rare paths (a
+    /// re-hash, a legacy key) are boxed or spawned in turn, so it stays small.
+    #[tokio::test]
+    async fn a_cache_miss_moves_a_small_future() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = keyward_store::DatabaseUrl::Sqlite(dir.path().join("k.db"));
+        let store = keyward_store::connect(&url).await.unwrap();
+        let peppers = Peppers::single(b"0123456789abcdef0123456789abcdef").unwrap();
+        let engine = Engine::start(store, EngineConfig::new(peppers));
+        let format = KeyFormat::default();
+        let plain = format.generate();
+        let parsed = format.parse(plain.expose()).unwrap();
+        let hash = engine.inner.config.peppers.current().hash(parsed);
+        let size = std::mem::size_of_val(&engine.load_shared(parsed, hash, 0));
+        assert!(size <= 8 * 1024, "a miss's read takes {size} bytes");
     }
 }

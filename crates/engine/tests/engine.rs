@@ -620,6 +620,10 @@ async fn the_futures_every_verification_moves_stay_small() {
             "authenticate_credential_from",
             std::mem::size_of_val(&h.engine.authenticate_credential_from("x", None)),
         ),
+        (
+            "authenticate_credential",
+            std::mem::size_of_val(&h.engine.authenticate_credential("x")),
+        ),
     ];
     for (name, size) in sizes {
         assert!(size <= 8 * 1024, "{name}'s future takes {size} bytes");
