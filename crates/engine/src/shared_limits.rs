@@ -237,17 +237,16 @@ impl Drop for Place<'_> {
             queue.next_call()
         };
         if let Some(batch) = next {
-            match shared.this.upgrade() {
-                Some(shared) => {
-                    tokio::spawn(async move {
+            // No runtime (it is stopping) or no store: the waiting decide here.
+            match (shared.this.upgrade(), tokio::runtime::Handle::try_current()) {
+                (Some(shared), Ok(runtime)) => {
+                    runtime.spawn(async move {
                         let place = Place(&shared);
                         shared.decide(batch).await;
                         drop(place);
                     });
                 }
-                None => {
-                    answer_all(batch, Unavailable);
-                }
+                _ => answer_all(batch, Unavailable),
             }
         }
     }
@@ -329,8 +328,8 @@ impl SharedLimits {
 
     /// Takes one request from `name`'s quota in the store: in a call of its own when a
     /// place is free (made here, by this request), otherwise in the next call, with
-    /// the other decisions asked for meanwhile. Waits at most the store's time limit,
-    /// from now, whatever is ahead of it.
+    /// the other decisions asked for meanwhile. Waits at most twice the store's time
+    /// limit: the call ahead of it and its own, each bounded by it.
     pub(crate) async fn take(&self, name: String, limit: RateLimit) -> Decision {
         let (answer, answered) = oneshot::channel();
         let call = {
@@ -349,16 +348,12 @@ impl SharedLimits {
             Box::pin(self.decide(batch)).await;
             drop(place);
         }
-        match tokio::time::timeout(self.store.timeout, answered).await {
+        match tokio::time::timeout(self.store.timeout * 2, answered).await {
             Ok(Ok(decision)) => decision,
-            // The call was dropped unanswered (the runtime is stopping).
-            Ok(Err(_)) => Err(Unavailable),
-            // The call it is in, or the one ahead of it, is late: that call counts as
-            // failed when its own time runs out; meanwhile no one else waits for it.
-            Err(_) => {
-                self.down("no answer within the time limit");
-                Err(Unavailable)
-            }
+            // The call was dropped unanswered (the runtime is stopping), or more
+            // decisions queued than two calls carry: decided here. Only a call that
+            // is late takes the store as down, not a wait behind others.
+            Ok(Err(_)) | Err(_) => Err(Unavailable),
         }
     }
 

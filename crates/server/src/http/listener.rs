@@ -12,7 +12,7 @@
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -35,14 +35,19 @@ impl FromStr for Bind {
 
     fn from_str(text: &str) -> Result<Self, String> {
         if let Some(path) = text.strip_prefix("unix:") {
-            if path.is_empty() || path.ends_with('/') {
-                return Err(
-                    "unix: needs the socket file's path (unix:/run/keyward/keyward.sock)".into(),
-                );
-            }
             if path.starts_with('@') || path.contains('\0') {
                 return Err(
                     "abstract sockets (unix:@name) are not supported: give a file's path".into(),
+                );
+            }
+            if !path.starts_with('/')
+                || path.ends_with('/')
+                || path.ends_with("/.")
+                || path.ends_with("/..")
+            {
+                return Err(
+                    "unix: needs the socket file's absolute path (unix:/run/keyward/keyward.sock)"
+                        .into(),
                 );
             }
             if path.len() > MAX_SOCKET_PATH {
@@ -96,6 +101,7 @@ impl Listener {
                     anyhow::anyhow!("cannot listen on {address}: {e}{hint}")
                 }),
             Bind::Unix(path) => bind_unix(path)
+                .await
                 .map(|(listener, file)| Self::Unix(listener, file))
                 .map_err(|e| anyhow::anyhow!("cannot listen on unix:{}: {e}", path.display())),
         }
@@ -131,32 +137,58 @@ impl Drop for SocketFile {
     }
 }
 
-fn bind_unix(path: &Path) -> io::Result<(UnixListener, SocketFile)> {
-    clear_stale(path)?;
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
+async fn bind_unix(path: &Path) -> io::Result<(UnixListener, SocketFile)> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let meta = std::fs::metadata(dir)?;
+    if meta.permissions().mode() & 0o002 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is writable by every user: once keyward stops, another user could put a socket of their own in its place and receive the proxy's requests; use a directory of keyward's own, such as /run/keyward",
+                dir.display()
+            ),
+        ));
+    }
+    // One server at a time between finding the path free (or stale) and taking it:
+    // two starting at once cannot remove each other's socket.
+    let guard = std::fs::File::open(dir)?;
+    rustix::fs::flock(&guard, rustix::fs::FlockOperation::LockExclusive)?;
+    clear_stale(path).await?;
+    // Made in a directory of its own (0700), given its mode there, then linked into
+    // place: no one else can connect before the mode is set, or swap the file for
+    // something else to be given that mode.
     let mut random = [0_u8; 6];
     getrandom::fill(&mut random).map_err(io::Error::other)?;
     let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    let temporary = dir.join(format!(".kw-{suffix}"));
-    let listener = UnixListener::bind(&temporary).map_err(|e| match e.kind() {
-        io::ErrorKind::InvalidInput => io::Error::new(
-            e.kind(),
-            format!("{e} (the path is too long for a socket: choose a shorter one)"),
-        ),
-        _ => e,
-    })?;
-    let placed = std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(SOCKET_MODE))
-        .and_then(|()| std::fs::hard_link(&temporary, path));
-    // The temporary name goes whatever happened: the listener keeps the socket.
+    let private = dir.join(format!(".keyward-{suffix}"));
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let temporary = private.join("s");
+    let placed = place(&temporary, path);
+    // The temporary name and its directory go whatever happened: the listener keeps
+    // the socket, and the link its file.
     let _ = std::fs::remove_file(&temporary);
-    placed.map_err(|e| match e.kind() {
+    let _ = std::fs::remove_dir(&private);
+    drop(guard);
+    placed
+}
+
+fn place(temporary: &Path, path: &Path) -> io::Result<(UnixListener, SocketFile)> {
+    if temporary.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "the socket is made first under a temporary name {} bytes long, more than a socket's {MAX_SOCKET_PATH}: choose a shorter directory",
+                temporary.as_os_str().len()
+            ),
+        ));
+    }
+    let listener = UnixListener::bind(temporary)?;
+    std::fs::set_permissions(temporary, std::fs::Permissions::from_mode(SOCKET_MODE))?;
+    let meta = std::fs::symlink_metadata(temporary)?;
+    std::fs::hard_link(temporary, path).map_err(|e| match e.kind() {
         io::ErrorKind::AlreadyExists => in_use(),
         _ => e,
     })?;
-    let meta = std::fs::symlink_metadata(path)?;
     Ok((
         listener,
         SocketFile {
@@ -168,8 +200,9 @@ fn bind_unix(path: &Path) -> io::Result<(UnixListener, SocketFile)> {
 }
 
 /// Removes a socket file no server listens on (left by one that was killed); refuses
-/// one a server answers on, and anything that is not a socket.
-fn clear_stale(path: &Path) -> io::Result<()> {
+/// one a server answers on (or that does not answer within a second: a server too
+/// busy to accept), and anything that is not a socket.
+async fn clear_stale(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::FileTypeExt;
     let meta = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
@@ -182,13 +215,14 @@ fn clear_stale(path: &Path) -> io::Result<()> {
             "something that is not a socket is there; it is left as it is: remove it, or choose another path",
         ));
     }
-    match std::os::unix::net::UnixStream::connect(path) {
-        Ok(_) => Err(in_use()),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+    let connect = tokio::net::UnixStream::connect(path);
+    match tokio::time::timeout(std::time::Duration::from_secs(1), connect).await {
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
             tracing::info!(path = %path.display(), "removing a socket file no server listens on");
             std::fs::remove_file(path)
         }
-        Err(e) => Err(e),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(_)) | Err(_) => Err(in_use()),
     }
 }
 
@@ -224,6 +258,10 @@ mod tests {
             "unix:",
             "unix:/run/",
             "unix:@abstract",
+            "unix:keyward.sock",
+            "unix: /run/k.sock",
+            "unix:/run/k/..",
+            "unix:/run/k/.",
         ] {
             assert!(wrong.parse::<Bind>().is_err(), "{wrong:?}");
         }

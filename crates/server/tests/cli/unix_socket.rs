@@ -124,7 +124,7 @@ fn a_unix_socket_serves_with_mode_0660_one_server_at_a_time_and_goes_with_the_se
     let others: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-        .filter(|name| name.starts_with(".kw-"))
+        .filter(|name| name.starts_with(".keyward-"))
         .collect();
     assert!(others.is_empty(), "temporary names left: {others:?}");
 
@@ -188,6 +188,22 @@ fn a_file_left_by_a_killed_server_is_replaced_and_anything_else_is_left_alone() 
     assert!(refused.contains("not a socket"), "{refused}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine");
 
+    // A directory every user may write to (as /tmp): another user could put their own
+    // socket there once keyward stops, so it is refused.
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let refused = serve(dir.path(), &shared.join("k.sock")).unwrap_err();
+    assert!(refused.contains("writable by every user"), "{refused}");
+
+    // A relative path is refused before anything starts.
+    let output = clean_command(dir.path())
+        .args(["serve", "--bind", "unix:k.sock"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("absolute path"));
+
     // A directory that does not exist: said plainly.
     let missing = dir.path().join("no/such/dir/k.sock");
     let refused = serve(dir.path(), &missing).unwrap_err();
@@ -202,4 +218,29 @@ fn a_file_left_by_a_killed_server_is_replaced_and_anything_else_is_left_alone() 
     assert!(!output.status.success());
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(said.contains("at most 107 bytes"), "{said}");
+}
+
+#[test]
+fn servers_starting_at_once_on_a_left_socket_leave_one_listening_and_reachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("k.sock");
+    serve(dir.path(), &socket).unwrap().stop("-KILL");
+    assert!(socket.exists());
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let (cwd, socket) = (dir.path().to_owned(), socket.clone());
+            std::thread::spawn(move || serve(&cwd, &socket))
+        })
+        .collect();
+    let mut listening = Vec::new();
+    for start in starts {
+        match start.join().unwrap() {
+            Ok(server) => listening.push(server),
+            Err(refused) => assert!(refused.contains("another server"), "{refused}"),
+        }
+    }
+    assert_eq!(listening.len(), 1, "exactly one server holds the socket");
+    assert_eq!(unix_http(&socket, "GET", "/healthz", None, None).0, 200);
+    listening.pop().unwrap().stop("-TERM");
+    assert!(!socket.exists());
 }
