@@ -561,6 +561,36 @@ class Suite:
             self.creation()
         if not a.no_in_process and want("in_process"):
             self.in_process()
+        self.scripts(want)
+
+    def scripts(self, want):
+        """The scenarios kept as scripts of their own (bench/*.sh): their lines are
+        printed after the table as they are. Those comparing with a build from before
+        a change run when --before names one."""
+        a = self.args
+        new = str(ROOT / "target" / "release" / "keyward")
+        load = str(ROOT / "target" / "release" / "sockload")
+        seed = str(ROOT / "target" / "release" / "seed")
+        runs, secs = str(a.runs), str(a.duration)
+        both = f"{new},{a.before}" if a.before else new
+        plan = [
+            ("cache_memory", ["cache-memory.sh", new, seed, "100000", "1000000"], []),
+            ("read_through", ["read-through.sh", both, seed, runs, secs], []),
+            ("unix_socket", ["unix-socket.sh", new, load, runs, secs], [("nginx", "nginx")]),
+            ("shared_limits", ["limits-http.sh", both, runs, secs],
+             [("redis-server", "redis-server")]),
+        ]
+        if a.before:
+            plan.append(("features", ["features-http.sh", new, a.before, runs, secs], []))
+        for name, command, tools in plan:
+            if a.only and name not in a.only:
+                continue
+            for tool, package in tools:
+                ensure_tool(tool, package)
+            log(f"{name}: bench/{command[0]}")
+            out = subprocess.run(["bash", str(ROOT / "bench" / command[0])] + command[1:],
+                                 cwd=ROOT, check=True, capture_output=True, text=True).stdout
+            self.results.setdefault("scripts", {})[name] = out.splitlines()
 
     def cleanup(self):
         for server in list(self.servers):
@@ -737,7 +767,12 @@ def main():
                         help="work directory to keep and reuse (seeded SQLite databases)")
     parser.add_argument("--only", type=lambda v: set(v.split(",")), default=set(),
                         help="comma-separated: warm, cold_sqlite, cold_postgres, memory, "
-                             "usage, creation, in_process")
+                             "usage, creation, in_process, cache_memory, read_through, "
+                             "unix_socket, shared_limits, features")
+    parser.add_argument("--before", type=Path,
+                        help="a keyward binary built from before a change (e.g. of 9e8d2e1, "
+                             "before service credentials, webhooks, renewing credits, user "
+                             "pools and networks): compared side by side with this build")
     args = parser.parse_args()
     if args.quick:
         args.runs, args.duration, args.cold_duration = 1, 5, 3
@@ -749,6 +784,9 @@ def main():
         suite.cleanup()
     table = report(suite.results, args)
     print(table)
+    for name, lines in suite.results.get("scripts", {}).items():
+        print(f"\n{name}:")
+        print("\n".join(lines))
     if args.json:
         args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
                                          "results": suite.results}, indent=2, default=str))
