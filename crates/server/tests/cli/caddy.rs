@@ -15,10 +15,9 @@ use serde_json::{Value, json};
 
 use crate::common::{cli_in, http, start_server};
 use crate::proxy::{
-    alices_keys, credential, documented, free_port, get, get_path, get_with_headers,
+    asks_keyward_over_its_unix_socket, credential, free_port, get, get_path, get_with_headers,
     passes_with_its_identity_only, refuses_missing_unknown_and_lacking_keys, terminate, upstream,
 };
-use crate::unix_socket;
 
 /// deploy/caddy/Caddyfile, as shipped.
 fn shipped() -> String {
@@ -194,30 +193,18 @@ fn start_caddy(dir: &Path, caddyfile: &str, port: u16) -> Caddy {
     ignore = "Caddy test: set KEYWARD_TEST_CADDY to a caddy binary"
 )]
 fn caddy_asks_keyward_over_its_unix_socket() {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("keyward.sock");
-    let keyward = unix_socket::serve(dir.path(), &socket).unwrap();
-    let gateway = credential(dir.path(), "caddy", "keys.verify");
-    let (id, key, narrow) = alices_keys(dir.path());
-    let hits = Arc::new(AtomicUsize::new(0));
-    let upstream_port = upstream(Arc::clone(&hits));
-    let port = free_port();
-    let over_the_socket = documented("caddy-unix")
-        .replace("/run/keyward/keyward.sock", &socket.display().to_string());
-    let tcp = "forward_auth 127.0.0.1:8080 {";
-    let caddyfile = shipped();
-    assert!(caddyfile.contains(tcp), "{caddyfile}");
-    let caddyfile = caddyfile
-        .replace(tcp, over_the_socket.trim())
-        .replace("http://:8000", &format!("http://:{port}"))
-        .replace("127.0.0.1:9000", &format!("127.0.0.1:{upstream_port}"))
-        .replace("<keys.verify credential>", &gateway);
-    let caddy = start_caddy(dir.path(), &caddyfile, port);
-    passes_with_its_identity_only(port, &key, &id);
-    refuses_missing_unknown_and_lacking_keys(port, &narrow);
-    assert_eq!(hits.load(Ordering::SeqCst), 2, "only the valid key passed");
-    keyward.stop("-TERM");
-    assert_ne!(get(port, &[("X-API-Key", &key)]).0, 200);
-    assert_eq!(hits.load(Ordering::SeqCst), 2);
-    drop(caddy);
+    asks_keyward_over_its_unix_socket("caddy-unix", |setting| {
+        let tcp = "forward_auth 127.0.0.1:8080 {";
+        let caddyfile = shipped();
+        assert!(caddyfile.contains(tcp), "{caddyfile}");
+        let caddyfile = caddyfile
+            .replace(tcp, &setting.keyward)
+            .replace("http://:8000", &format!("http://:{}", setting.port))
+            .replace(
+                "127.0.0.1:9000",
+                &format!("127.0.0.1:{}", setting.upstream_port),
+            )
+            .replace("<keys.verify credential>", &setting.gateway);
+        start_caddy(&setting.dir, &caddyfile, setting.port)
+    });
 }

@@ -13,10 +13,9 @@ use serde_json::{Value, json};
 
 use crate::common::{cli_in, http, start_server};
 use crate::proxy::{
-    alices_keys, credential, documented, free_port, get, get_with_headers,
+    asks_keyward_over_its_unix_socket, documented, free_port, get, get_with_headers,
     passes_with_its_identity_only, refuses_missing_unknown_and_lacking_keys, terminate, upstream,
 };
-use crate::unix_socket;
 
 /// The forward-auth server block, with the management routes of the AutoGPT migration
 /// guide added inside it (as a platform's proxy would have both).
@@ -290,31 +289,18 @@ fn start_nginx(dir: &Path, server: &str, ports: &[u16]) -> Nginx {
     ignore = "nginx test: set KEYWARD_TEST_NGINX to an nginx binary"
 )]
 fn nginx_asks_keyward_over_its_unix_socket() {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("keyward.sock");
-    let keyward = unix_socket::serve(dir.path(), &socket).unwrap();
-    let gateway = credential(dir.path(), "nginx", "keys.verify");
-    let (id, key, narrow) = alices_keys(dir.path());
-    let hits = Arc::new(AtomicUsize::new(0));
-    let upstream_port = upstream(Arc::clone(&hits));
-    let port = free_port();
-    let over_the_socket = documented("nginx-unix")
-        .replace("/run/keyward/keyward.sock", &socket.display().to_string());
-    let tcp = "proxy_pass http://127.0.0.1:8080/api/auth;";
-    let server = documented("nginx-config");
-    assert!(server.contains(tcp), "{server}");
-    let server = server
-        .replace(tcp, over_the_socket.trim())
-        .replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"))
-        .replace("127.0.0.1:9000", &format!("127.0.0.1:{upstream_port}"))
-        .replace("<keys.verify credential>", &gateway);
-    let nginx = start_nginx(dir.path(), &server, &[port]);
-    passes_with_its_identity_only(port, &key, &id);
-    refuses_missing_unknown_and_lacking_keys(port, &narrow);
-    assert_eq!(hits.load(Ordering::SeqCst), 2, "only the valid key passed");
-    // keyward gone: nothing passes.
-    keyward.stop("-TERM");
-    assert_ne!(get(port, &[("X-API-Key", &key)]).0, 200);
-    assert_eq!(hits.load(Ordering::SeqCst), 2);
-    drop(nginx);
+    asks_keyward_over_its_unix_socket("nginx-unix", |setting| {
+        let tcp = "proxy_pass http://127.0.0.1:8080/api/auth;";
+        let server = documented("nginx-config");
+        assert!(server.contains(tcp), "{server}");
+        let server = server
+            .replace(tcp, &setting.keyward)
+            .replace("127.0.0.1:8000", &format!("127.0.0.1:{}", setting.port))
+            .replace(
+                "127.0.0.1:9000",
+                &format!("127.0.0.1:{}", setting.upstream_port),
+            )
+            .replace("<keys.verify credential>", &setting.gateway);
+        start_nginx(&setting.dir, &server, &[setting.port])
+    });
 }

@@ -191,3 +191,44 @@ pub fn alices_keys(dir: &std::path::Path) -> (String, String, String) {
     let (_, narrow) = create("narrow", "EXECUTE_GRAPH");
     (id, key, narrow)
 }
+
+/// What a proxy test over keyward's Unix socket fills into its configuration.
+pub struct OverTheSocket {
+    pub dir: std::path::PathBuf,
+    /// The documented line naming keyward's socket, with the test's socket in it.
+    pub keyward: String,
+    /// Where the proxy listens, and the upstream it protects.
+    pub port: u16,
+    pub upstream_port: u16,
+    pub gateway: String,
+}
+
+/// keyward on a Unix socket, a proxy in front of it started by `start` (given the
+/// documented block `block` with the test's socket in it), then: a valid key passes
+/// with its identity only, missing, unknown and lacking keys do not, and with keyward
+/// stopped nothing passes. The proxy is stopped when `start`'s value is dropped.
+pub fn asks_keyward_over_its_unix_socket<P>(block: &str, start: impl FnOnce(&OverTheSocket) -> P) {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("keyward.sock");
+    let keyward = crate::unix_socket::serve(dir.path(), &socket).unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let setting = OverTheSocket {
+        dir: dir.path().to_owned(),
+        keyward: documented(block)
+            .replace("/run/keyward/keyward.sock", &socket.display().to_string())
+            .trim()
+            .to_owned(),
+        port: free_port(),
+        upstream_port: upstream(Arc::clone(&hits)),
+        gateway: credential(dir.path(), block, "keys.verify"),
+    };
+    let (id, key, narrow) = alices_keys(dir.path());
+    let proxy = start(&setting);
+    passes_with_its_identity_only(setting.port, &key, &id);
+    refuses_missing_unknown_and_lacking_keys(setting.port, &narrow);
+    assert_eq!(hits.load(Ordering::SeqCst), 2, "only the valid key passed");
+    keyward.stop("-TERM");
+    assert_ne!(get(setting.port, &[("X-API-Key", &key)]).0, 200);
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    drop(proxy);
+}

@@ -2,7 +2,7 @@
 //! mode, one server per file, what a killed server leaves, and the file going with the
 //! server.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{clean_command, cli_in};
+use crate::common::{clean_command, cli_in, exchange};
 
 /// One HTTP/1.1 request over the socket at `socket`: the status and the JSON body.
 pub fn unix_http(
@@ -21,25 +21,11 @@ pub fn unix_http(
     bearer: Option<&str>,
     body: Option<&Value>,
 ) -> (u16, Value) {
-    let mut stream = UnixStream::connect(socket).unwrap();
+    let stream = UnixStream::connect(socket).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let auth = bearer
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    exchange(stream, "localhost", method, path, bearer, body).unwrap()
 }
 
 /// A `keyward serve` on a Unix socket; killed if a test ends without stopping it.
