@@ -4,12 +4,10 @@
 //! installs Debian's and names it). The same cases as the nginx test, and keyward
 //! down.
 
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -17,6 +15,7 @@ use crate::common::{cli_in, http, start_server};
 use crate::proxy::{
     asks_keyward_over_its_unix_socket, credential, free_port, get, get_path, get_with_headers,
     passes_with_its_identity_only, refuses_missing_unknown_and_lacking_keys, terminate, upstream,
+    wait_listening,
 };
 
 /// deploy/caddy/Caddyfile, as shipped.
@@ -175,15 +174,7 @@ fn start_caddy(dir: &Path, caddyfile: &str, port: u16) -> Caddy {
             .spawn()
             .unwrap(),
     );
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        let log = std::fs::read_to_string(dir.join("caddy.log")).unwrap_or_default();
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "caddy did not start: {log}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening("caddy", &[port], &dir.join("caddy.log"));
     caddy
 }
 

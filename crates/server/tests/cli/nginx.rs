@@ -2,12 +2,10 @@
 //! `auth_request` with the configuration of docs/INTEGRATIONS.md. Needs
 //! `KEYWARD_TEST_NGINX` (the nginx binary; `.ci/run` installs and names it).
 
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -15,6 +13,7 @@ use crate::common::{cli_in, http, start_server};
 use crate::proxy::{
     asks_keyward_over_its_unix_socket, documented, free_port, get, get_with_headers,
     passes_with_its_identity_only, refuses_missing_unknown_and_lacking_keys, terminate, upstream,
+    wait_listening,
 };
 
 /// The forward-auth server block, with the management routes of the AutoGPT migration
@@ -268,18 +267,7 @@ fn start_nginx(dir: &Path, server: &str, ports: &[u16]) -> Nginx {
             .spawn()
             .unwrap(),
     );
-    let started = Instant::now();
-    while ports
-        .iter()
-        .any(|port| TcpStream::connect(("127.0.0.1", *port)).is_err())
-    {
-        let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "nginx did not start: {log}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening("nginx", ports, &dir.join("error.log"));
     nginx
 }
 

@@ -232,3 +232,20 @@ pub fn asks_keyward_over_its_unix_socket<P>(block: &str, start: impl FnOnce(&Ove
     assert_eq!(hits.load(Ordering::SeqCst), 2);
     drop(proxy);
 }
+
+/// Waits until a proxy listens on every one of `ports` (10 s at most), failing with its
+/// log (`log`, a file) if it does not.
+pub fn wait_listening(name: &str, ports: &[u16], log: &std::path::Path) {
+    let started = std::time::Instant::now();
+    while ports
+        .iter()
+        .any(|port| TcpStream::connect(("127.0.0.1", *port)).is_err())
+    {
+        let said = std::fs::read_to_string(log).unwrap_or_default();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{name} did not start: {said}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
